@@ -1,0 +1,116 @@
+//! Shared pieces every QubeDB layer uses: the error type and small helpers.
+//!
+//! Errors are classified by what the caller must do about them (STYLE.md,
+//! point 6), never by message text:
+//!
+//! | variant          | the caller should …                                   |
+//! |------------------|-------------------------------------------------------|
+//! | `InvalidInput`   | fix the request (key too long, bad argument)          |
+//! | `Refused`        | not use this directory / this handle (not ours, newer format, locked) |
+//! | `Corruption`     | suspect the disk; the data named is unreadable        |
+//! | `Io`             | suspect the environment (disk full, permissions)      |
+//! | `Poisoned`       | reopen: an fsync failed and memory may disagree with disk |
+//! | `Internal`       | report a bug in QubeDB                                |
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The result type used throughout QubeDB.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where corrupted bytes were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    /// Page number inside a page file, if the file is paged.
+    pub page: Option<u64>,
+    /// Byte offset inside the file, if known (WAL records).
+    pub offset: Option<u64>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.page {
+            write!(f, ", page {p}")?;
+        }
+        if let Some(o) = self.offset {
+            write!(f, ", offset {o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every error QubeDB's storage layers return.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (limits, arguments). Nothing was changed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The directory or handle cannot be used: not a QubeDB data directory,
+    /// written by a newer format version, or locked by another process.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Stored bytes failed a checksum or a structural check.
+    #[error("corruption in {location}: {detail}")]
+    Corruption { location: Location, detail: String },
+    /// The operating system reported an I/O error.
+    #[error("I/O error ({context}): {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier fsync failed; the handle refuses writes until reopened.
+    #[error("engine is poisoned after a failed sync and refuses writes until reopened: {0}")]
+    Poisoned(String),
+    /// A bug in QubeDB: an invariant did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Builds an I/O error with a short description of what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// Builds a corruption error for a page of a paged file.
+    pub fn corrupt_page(file: impl Into<PathBuf>, page: u64, detail: impl Into<String>) -> Self {
+        Error::Corruption {
+            location: Location { file: file.into(), page: Some(page), offset: None },
+            detail: detail.into(),
+        }
+    }
+
+    /// Builds a corruption error at a byte offset of a file.
+    pub fn corrupt_at(file: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corruption {
+            location: Location { file: file.into(), page: None, offset: Some(offset) },
+            detail: detail.into(),
+        }
+    }
+
+    /// True for errors that say the stored data is damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Shorthand for `Err(Error::InvalidInput(..))`.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => { Err($crate::Error::InvalidInput(format!($($arg)*))) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corruption_names_file_and_page() {
+        let e = Error::corrupt_page("/d/data.qdb", 7, "checksum mismatch");
+        assert!(e.is_corruption());
+        assert_eq!(e.to_string(), "corruption in /d/data.qdb, page 7: checksum mismatch");
+    }
+}

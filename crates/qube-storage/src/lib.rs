@@ -1,0 +1,224 @@
+//! QubeDB storage: an ordered byte key-value store behind one small trait.
+//!
+//! ```text
+//!            Engine (trait)
+//!           /              \
+//!   MemoryEngine        BTreeEngine ── WAL (qube-wal): logical batches, group commit
+//!   (BTreeMap, oracle)      │
+//!                        BufferPool ── PageFile: 8 KiB pages, pread/pwrite, checksums
+//! ```
+//!
+//! Everything above storage (MVCC, catalog, SQL) sees only [`Engine`]: point
+//! reads, atomic write batches, forward and reverse range scans through a
+//! [`Cursor`], `flush`, `checkpoint` and a [`Status`]. The B+Tree engine is
+//! described in [`btree`]; the byte layouts are drawn in `ARCHITECTURE.md`.
+//!
+//! Limits, enforced the same way by every engine so the memory engine is a
+//! faithful oracle: keys up to [`MAX_KEY_LEN`] bytes (the empty key is a
+//! valid key), values up to [`MAX_VALUE_LEN`] bytes, a batch up to
+//! [`MAX_BATCH_BYTES`].
+
+pub mod batch;
+pub mod btree;
+pub mod memory;
+
+use std::ops::Bound;
+
+pub use batch::{Op, WriteBatch};
+pub use btree::{BTreeEngine, Options};
+pub use memory::MemoryEngine;
+pub use qube_common::{Error, Result};
+pub use qube_wal::SyncMode as Durability;
+
+/// Longest key any engine accepts.
+pub const MAX_KEY_LEN: usize = 2048;
+/// Longest value any engine accepts (larger than a page: stored on overflow pages).
+pub const MAX_VALUE_LEN: usize = 64 << 20;
+/// Largest encoded write batch.
+pub const MAX_BATCH_BYTES: usize = 512 << 20;
+
+/// Scan direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Reverse,
+}
+
+/// A key range with inclusive/exclusive/unbounded ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange { start: Bound::Unbounded, end: Bound::Unbounded }
+    }
+
+    /// Keys in `[start, end)`.
+    pub fn between(start: &[u8], end: &[u8]) -> Self {
+        KeyRange { start: Bound::Included(start.to_vec()), end: Bound::Excluded(end.to_vec()) }
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: &[u8]) -> Self {
+        let end = match prefix_successor(prefix) {
+            Some(s) => Bound::Excluded(s),
+            None => Bound::Unbounded,
+        };
+        KeyRange { start: Bound::Included(prefix.to_vec()), end }
+    }
+
+    /// True if `key` lies inside the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let after_start = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        after_start && self.before_end(key)
+    }
+
+    /// True if `key` is not past the end of the range.
+    pub fn before_end(&self, key: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    /// True if `key` is not before the start of the range.
+    pub fn after_start(&self, key: &[u8]) -> bool {
+        match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+}
+
+/// The smallest key greater than every key with this prefix, if one exists
+/// (there is none when the prefix is all 0xFF bytes or empty).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// A positioned iterator over key-value pairs that lends its current pair,
+/// so that scans need no allocation per row.
+///
+/// ```text
+/// let mut c = engine.scan(KeyRange::all(), Direction::Forward)?;
+/// while c.advance()? { use(c.key(), c.value()); }
+/// ```
+pub trait Cursor: Send {
+    /// Moves to the next pair in the scan's direction; false at the end.
+    fn advance(&mut self) -> Result<bool>;
+    /// The current key. Only valid after `advance` returned true.
+    fn key(&self) -> &[u8];
+    /// The current value. Only valid after `advance` returned true.
+    fn value(&self) -> &[u8];
+
+    /// Collects the remaining pairs (for tests and small results).
+    fn collect_pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        while self.advance()? {
+            out.push((self.key().to_vec(), self.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Counters an engine reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Live keys.
+    pub keys: u64,
+    /// Bytes the engine occupies on disk (data file and WAL).
+    pub disk_bytes: u64,
+    /// Pages in the data file (0 for the memory engine).
+    pub pages: u64,
+    /// Pages on the free list, ready for reuse.
+    pub free_pages: u64,
+    /// Buffer pool hits, misses and evictions.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    /// Bytes the buffer pool holds now, and its configured capacity.
+    pub cache_bytes: u64,
+    pub cache_capacity: u64,
+    /// Checkpoints taken since open, and the LSN the last one covers.
+    pub checkpoints: u64,
+    pub checkpoint_lsn: u64,
+    /// LSN of the last committed batch.
+    pub last_lsn: u64,
+    /// Bytes of WAL on disk.
+    pub wal_bytes: u64,
+}
+
+/// An ordered byte key-value store with atomic write batches.
+///
+/// All methods take `&self`: engines are shared between threads. A batch is
+/// atomic (all of it or none of it survives a crash) and, with the default
+/// durability, durable when `write` returns. Readers never see a batch
+/// partially, and never see one before it is durable.
+pub trait Engine: Send + Sync {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies a batch atomically.
+    fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// Scans a range in either direction over a consistent snapshot.
+    fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>>;
+    /// Makes every acknowledged write durable now, whatever the durability setting.
+    fn flush(&self) -> Result<()>;
+    /// Writes a consistent tree to disk and recycles the WAL before it (no-op in memory).
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Counters.
+    fn status(&self) -> Result<Status>;
+
+    /// Sets one key (a batch of one).
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.set(key, value);
+        self.write(b)
+    }
+    /// Deletes one key (a batch of one). Deleting a missing key is not an error.
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)
+    }
+    /// Scans every key with `prefix`.
+    fn scan_prefix(&self, prefix: &[u8], direction: Direction) -> Result<Box<dyn Cursor + '_>> {
+        self.scan(KeyRange::prefix(prefix), direction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+        assert_eq!(prefix_successor(b""), None);
+        let r = KeyRange::prefix(b"ab");
+        assert!(r.contains(b"ab"));
+        assert!(r.contains(b"ab\xff\xff"));
+        assert!(!r.contains(b"ac"));
+        assert!(!r.contains(b"aa\xff"));
+    }
+}
