@@ -1,16 +1,92 @@
-//! The B+Tree engine (being written).
+//! The B+Tree engine: a copy-on-write B+Tree on 8 KiB pages, a buffer pool,
+//! and a logical WAL.
+//!
+//! # Data directory
+//!
+//! ```text
+//! DIR/LOCK       held with an exclusive file lock while open (one process only)
+//! DIR/data.qdb   the page file: pages 0 and 1 are the two meta copies, then tree,
+//!                overflow and free-list pages (formats in `page.rs`)
+//! DIR/wal/       WAL segments (qube-wal): one record per committed batch
+//! ```
+//!
+//! # Versions and durability
+//!
+//! Every committed batch makes a new immutable *version* of the tree (a root
+//! page id): the batch shadows every page it changes (see `write.rs`). So:
+//!
+//! * readers take the current version (`ArcSwap`, no lock) and read without
+//!   locks, concurrently with the one writer;
+//! * a **checkpoint** writes the dirty pages of the newest version, then the
+//!   free list, fsyncs, and switches the root atomically by writing the
+//!   other meta page (the valid copy with the higher sequence wins). The
+//!   pages of the previous checkpoint are never overwritten before that
+//!   switch, so a crash at any point leaves one consistent tree on disk;
+//! * a dirty page can be written to its place at any moment (eviction,
+//!   spilling), since no checkpoint references pages allocated after it;
+//! * **recovery** opens the newest valid checkpoint and replays the WAL
+//!   records after its LSN through the same code path as live writes.
+//!
+//! Commit protocol (`write`): under the writer lock apply the batch to
+//! private pages, append the WAL record, and install the version as the
+//! writer's head; release the lock; wait for the WAL to be durable (group
+//! commit: other writers proceed and share the fsync); then publish every
+//! version up to this one to readers. A reader never sees a batch before it
+//! is durable.
+//!
+//! # Garbage
+//!
+//! Pages a batch replaced stay readable while any reader holds an older
+//! version. Each version holds an `Arc<GarbageBag>`; bag *n* holds the
+//! pages that commit *n+1* replaced and an `Arc` to bag *n+1*, so bag *n*
+//! drops exactly when no version ≤ *n* is held any more, and then hands its
+//! pages to the allocator (`alloc.rs` says when they are reused).
+//!
+//! # Not built yet
+//!
+//! Checkpoints hold the writer lock while they write (readers continue);
+//! separators are whole keys (no prefix truncation); freed space at the end
+//! of the file is returned to the file system only when it is a free tail.
 
-use std::path::Path;
-use std::time::Duration;
+mod alloc;
+mod file;
+mod page;
+mod pool;
+mod read;
+mod verify;
+mod write;
 
-use qube_common::Result;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::{Cursor, Direction, Durability, Engine, KeyRange, Status, WriteBatch};
+use arc_swap::ArcSwap;
+use parking_lot::{Condvar, Mutex};
+use qube_common::{Error, Result};
+use qube_wal::{Wal, WalOptions};
+
+use crate::{Cursor, Direction, Durability, Engine, KeyRange, Op, Status, WriteBatch};
+use alloc::{Allocator, Released};
+use file::PageFile;
+use page::*;
+use pool::BufferPool;
+use write::{Buffers, Txn};
+
+pub use verify::VerifyReport;
+
+/// Name of the page file inside a data directory.
+pub const DATA_FILE: &str = "data.qdb";
+const LOCK_FILE: &str = "LOCK";
+const WAL_DIR: &str = "wal";
 
 /// Configuration of a [`BTreeEngine`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Buffer pool capacity in bytes.
+    /// Buffer pool capacity in bytes (at least 16 pages).
     pub pool_bytes: usize,
     /// When a commit is acknowledged.
     pub durability: Durability,
@@ -20,6 +96,8 @@ pub struct Options {
     pub checkpoint_interval: Option<Duration>,
     /// WAL segment size.
     pub wal_segment_bytes: u64,
+    /// Take a checkpoint when the engine is dropped (clean shutdown).
+    pub checkpoint_on_close: bool,
 }
 
 impl Default for Options {
@@ -30,34 +108,748 @@ impl Default for Options {
             checkpoint_wal_bytes: 64 << 20,
             checkpoint_interval: Some(Duration::from_secs(60)),
             wal_segment_bytes: 64 << 20,
+            checkpoint_on_close: true,
         }
     }
 }
 
-/// The B+Tree engine.
-pub struct BTreeEngine {}
+/// One immutable state of the tree.
+pub(crate) struct Version {
+    root: PageId,
+    lsn: u64,
+    keys: u64,
+    bag: Arc<GarbageBag>,
+}
 
-impl BTreeEngine {
-    /// Opens or creates a data directory.
-    pub fn open(_dir: impl AsRef<Path>, _opts: Options) -> Result<Self> {
-        unimplemented!()
+/// Pages the next commit replaced; see the module docs.
+struct GarbageBag {
+    pages: Mutex<Vec<Released>>,
+    next: OnceLock<Arc<GarbageBag>>,
+    sink: Arc<Mutex<Vec<Released>>>,
+}
+
+impl GarbageBag {
+    fn new(sink: Arc<Mutex<Vec<Released>>>) -> Arc<GarbageBag> {
+        Arc::new(GarbageBag { pages: Mutex::new(Vec::new()), next: OnceLock::new(), sink })
     }
 }
 
+impl Drop for GarbageBag {
+    fn drop(&mut self) {
+        // Unlink the chain iteratively: a reader that held a version during
+        // a million commits must not make this drop recurse a million deep.
+        let mut released = std::mem::take(&mut *self.pages.lock());
+        let mut next = self.next.take();
+        while let Some(arc) = next {
+            match Arc::try_unwrap(arc) {
+                Ok(mut bag) => {
+                    released.append(&mut bag.pages.lock());
+                    next = bag.next.take();
+                }
+                Err(_) => break,
+            }
+        }
+        if !released.is_empty() {
+            self.sink.lock().append(&mut released);
+        }
+    }
+}
+
+/// State only the writer touches (under `Inner::writer`).
+struct Writer {
+    head: Arc<Version>,
+    alloc: Allocator,
+    meta: Meta,
+    bufs: Buffers,
+    wal_buf: Vec<u8>,
+    discard: Vec<PageId>,
+    /// Checkpoint bookkeeping for the background thread.
+    wal_bytes_at_checkpoint: u64,
+    last_checkpoint: Instant,
+}
+
+struct Inner {
+    dir: PathBuf,
+    file: Arc<PageFile>,
+    pool: BufferPool,
+    wal: Wal,
+    opts: Options,
+    current: ArcSwap<Version>,
+    writer: Mutex<Writer>,
+    /// Versions committed but not yet durable, oldest first.
+    pending: Mutex<VecDeque<Arc<Version>>>,
+    poison: Mutex<Option<String>>,
+    private_limit: usize,
+    checkpoints: AtomicU64,
+    checkpoint_lsn: AtomicU64,
+    _lock: File,
+}
+
+/// The B+Tree [`Engine`]. See the module docs.
+pub struct BTreeEngine {
+    inner: Arc<Inner>,
+    background: Option<(Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>)>,
+}
+
+impl BTreeEngine {
+    /// Opens a data directory, creating it if it does not exist or is empty.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
+        let inner = Arc::new(Inner::open(dir.as_ref(), opts)?);
+        let background = if inner.opts.checkpoint_interval.is_some()
+            || inner.opts.checkpoint_wal_bytes < u64::MAX
+        {
+            let stop = Arc::new((Mutex::new(false), Condvar::new()));
+            let weak = Arc::downgrade(&inner);
+            let s2 = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name("qubedb-checkpoint".into())
+                .spawn(move || checkpoint_loop(weak, s2))
+                .map_err(|e| Error::io("starting the checkpoint thread", e))?;
+            Some((stop, handle))
+        } else {
+            None
+        };
+        Ok(BTreeEngine { inner, background })
+    }
+
+    /// Walks the whole tree and the free list, checking checksums, order,
+    /// links, fill and page accounting. Takes a checkpoint first so that
+    /// what is checked is what is on disk.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.inner.checkpoint()?;
+        let w = self.inner.writer.lock();
+        verify::verify(&self.inner.file, &w.meta, &w.alloc)
+    }
+
+    /// Closes the engine, taking a final checkpoint; reports its error.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_background();
+        if self.inner.opts.checkpoint_on_close && self.inner.poison.lock().is_none() {
+            self.inner.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn stop_background(&mut self) {
+        if let Some((stop, handle)) = self.background.take() {
+            *stop.0.lock() = true;
+            stop.1.notify_all();
+            let _ = handle.join();
+        }
+    }
+
+    /// Test hook: the next fsync of the data file fails.
+    #[doc(hidden)]
+    pub fn fail_next_data_sync(&self) {
+        self.inner.file.fail_next_sync();
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Drop for BTreeEngine {
+    fn drop(&mut self) {
+        self.stop_background();
+        if self.inner.opts.checkpoint_on_close && self.inner.poison.lock().is_none() {
+            let _ = self.inner.checkpoint();
+        }
+    }
+}
+
+fn checkpoint_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
+    loop {
+        {
+            let mut stopped = stop.0.lock();
+            if *stopped {
+                return;
+            }
+            stop.1.wait_for(&mut stopped, Duration::from_millis(100));
+            if *stopped {
+                return;
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.poison.lock().is_some() {
+            continue;
+        }
+        let due = {
+            let w = inner.writer.lock();
+            let written = inner.wal.disk_bytes().saturating_sub(w.wal_bytes_at_checkpoint);
+            let dirty = w.head.lsn > w.meta.checkpoint_lsn;
+            dirty
+                && (written >= inner.opts.checkpoint_wal_bytes
+                    || inner
+                        .opts
+                        .checkpoint_interval
+                        .is_some_and(|i| w.last_checkpoint.elapsed() >= i))
+        };
+        if due {
+            // A failure poisons the engine; writers will report it.
+            let _ = inner.checkpoint();
+        }
+    }
+}
+
+impl Inner {
+    fn open(dir: &Path, opts: Options) -> Result<Inner> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| Error::io(format!("opening {}", dir.join(LOCK_FILE).display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Refused(format!(
+                    "data directory {} is in use by another QubeDB process",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", dir.display()), e));
+            }
+        }
+        let data_path = dir.join(DATA_FILE);
+        // An empty data file is what a crash during creation leaves.
+        let empty = std::fs::metadata(&data_path).is_ok_and(|m| m.len() == 0);
+        let created = if !data_path.exists() || empty {
+            let foreign: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != LOCK_FILE && !(empty && (n == DATA_FILE || n == WAL_DIR)))
+                .collect();
+            if !foreign.is_empty() {
+                return Err(Error::Refused(format!(
+                    "{} is not a QubeDB data directory (it holds {} but no {DATA_FILE}); \
+                     use an empty or new directory",
+                    dir.display(),
+                    foreign.join(", ")
+                )));
+            }
+            create_data_file(&data_path)?;
+            sync_dir(dir)?;
+            true
+        } else {
+            false
+        };
+        let file = Arc::new(PageFile::open(&data_path, false)?);
+        let meta = read_meta(&file)?;
+        let (free, freelist_pages) = load_freelist(&file, &meta)?;
+        let capacity_pages = (opts.pool_bytes / PAGE_SIZE).max(16);
+        let private_limit = (capacity_pages / 8).max(8);
+        let pool = BufferPool::new(file.clone(), capacity_pages - private_limit);
+        let wal_dir = dir.join(WAL_DIR);
+        std::fs::create_dir_all(&wal_dir)
+            .map_err(|e| Error::io(format!("creating {}", wal_dir.display()), e))?;
+        if created {
+            sync_dir(dir)?;
+        }
+        let wal = Wal::open(
+            &wal_dir,
+            WalOptions { sync: opts.durability, segment_bytes: opts.wal_segment_bytes },
+            meta.checkpoint_lsn + 1,
+        )?;
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let version = Arc::new(Version {
+            root: meta.root,
+            lsn: meta.checkpoint_lsn,
+            keys: meta.keys,
+            bag: GarbageBag::new(sink.clone()),
+        });
+        let alloc = Allocator {
+            page_count: meta.page_count,
+            free,
+            since_checkpoint: HashSet::new(),
+            deferred: Vec::new(),
+            limbo: HashSet::new(),
+            freelist_pages,
+            checkpoint_seq: meta.seq,
+            released: sink,
+        };
+        let writer = Writer {
+            head: version.clone(),
+            alloc,
+            meta,
+            bufs: Buffers::default(),
+            wal_buf: Vec::new(),
+            discard: Vec::new(),
+            wal_bytes_at_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+        };
+        let inner = Inner {
+            dir: dir.to_path_buf(),
+            file,
+            pool,
+            wal,
+            opts,
+            current: ArcSwap::new(version),
+            writer: Mutex::new(writer),
+            pending: Mutex::new(VecDeque::new()),
+            poison: Mutex::new(None),
+            private_limit,
+            checkpoints: AtomicU64::new(0),
+            checkpoint_lsn: AtomicU64::new(meta.checkpoint_lsn),
+            _lock: lock,
+        };
+        inner.replay()?;
+        inner.writer.lock().wal_bytes_at_checkpoint = inner.wal.disk_bytes();
+        Ok(inner)
+    }
+
+    /// Applies the WAL records after the checkpoint, as if committed again.
+    fn replay(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        let start = w.head.lsn;
+        let mut expected = start + 1;
+        let wal_path = self.dir.join(WAL_DIR);
+        self.wal.replay(start, &mut |lsn, payload| {
+            if lsn != expected {
+                return Err(Error::corrupt_at(
+                    &wal_path,
+                    0,
+                    format!("WAL record {lsn} follows {} (records are missing)", expected - 1),
+                ));
+            }
+            expected += 1;
+            let batch = WriteBatch::decode(payload)
+                .map_err(|d| Error::corrupt_at(&wal_path, 0, format!("WAL record {lsn}: {d}")))?;
+            let version = self.apply(&mut w, &batch, lsn)?;
+            self.current.store(version);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Applies a batch to private pages and installs the new head version.
+    /// On error nothing changes (the batch's pages go back to the free set).
+    fn apply(&self, w: &mut Writer, batch: &WriteBatch, lsn: u64) -> Result<Arc<Version>> {
+        let Writer { head, alloc, bufs, discard, .. } = w;
+        discard.clear();
+        alloc.drain_released(discard);
+        for id in discard.drain(..) {
+            self.pool.discard(id);
+        }
+        let mut txn = Txn {
+            pool: &self.pool,
+            file: &self.file,
+            alloc,
+            bufs,
+            private: HashMap::new(),
+            spilled: HashSet::new(),
+            garbage: Vec::new(),
+            private_limit: self.private_limit,
+            root: head.root,
+            keys: head.keys,
+            lsn,
+        };
+        let res = (|| {
+            for op in batch.ops() {
+                match op {
+                    Op::Set(k, v) => txn.insert(k, v)?,
+                    Op::Delete(k) => txn.delete(k)?,
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let ids: Vec<PageId> = txn.private.keys().chain(txn.spilled.iter()).copied().collect();
+            for id in ids {
+                txn.alloc.free_private(id);
+            }
+            return Err(e);
+        }
+        let Txn { private, garbage, root, keys, .. } = txn;
+        for (id, mut page) in private {
+            let p = Arc::make_mut(&mut page);
+            set_lsn(p, lsn);
+            seal(p);
+            self.pool.insert_dirty(id, page)?;
+        }
+        alloc.limbo.extend(garbage.iter().map(|g| g.0));
+        head.bag.pages.lock().extend(garbage);
+        let bag = GarbageBag::new(alloc.released.clone());
+        let _ = head.bag.next.set(bag.clone());
+        let version = Arc::new(Version { root, lsn, keys, bag });
+        *head = version.clone();
+        Ok(version)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(why) = self.poison.lock().as_ref() {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    fn poison_with(&self, e: &Error) {
+        let mut p = self.poison.lock();
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<()> {
+        batch.validate()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let lsn = {
+            let mut w = self.writer.lock();
+            self.check_writable()?;
+            let w = &mut *w;
+            let lsn = self.wal.last_lsn() + 1;
+            let version = match self.apply(w, batch, lsn) {
+                Ok(v) => v,
+                Err(e) => {
+                    if matches!(e, Error::Io { .. } | Error::Poisoned(_)) {
+                        self.poison_with(&e);
+                    }
+                    return Err(e);
+                }
+            };
+            batch.encode_into(&mut w.wal_buf);
+            match self.wal.append(&w.wal_buf) {
+                Ok(l) if l == lsn => {}
+                Ok(l) => {
+                    let e = Error::Internal(format!("WAL assigned LSN {l}, expected {lsn}"));
+                    self.poison_with(&e);
+                    return Err(e);
+                }
+                Err(e) => {
+                    // The head now holds a batch the log does not: refuse
+                    // all further writes rather than diverge.
+                    self.poison_with(&e);
+                    return Err(e);
+                }
+            }
+            self.pending.lock().push_back(version);
+            lsn
+        };
+        if let Err(e) = self.wal.wait_durable(lsn) {
+            self.poison_with(&e);
+            return Err(e);
+        }
+        self.publish(lsn);
+        Ok(())
+    }
+
+    /// Makes every pending version up to `lsn` visible to readers.
+    fn publish(&self, lsn: u64) {
+        let mut pending = self.pending.lock();
+        let mut newest = None;
+        while pending.front().is_some_and(|v| v.lsn <= lsn) {
+            newest = pending.pop_front();
+        }
+        if let Some(v) = newest
+            && v.lsn > self.current.load().lsn
+        {
+            self.current.store(v);
+        }
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let res = self.checkpoint_locked(&mut w);
+        if let Err(e) = &res {
+            self.poison_with(e);
+        }
+        res
+    }
+
+    fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
+        let head = w.head.clone();
+        if head.lsn == w.meta.checkpoint_lsn {
+            return Ok(());
+        }
+        // The tree written must not hold a batch the log could lose.
+        self.wal.sync()?;
+        self.publish(head.lsn);
+
+        let mut discard = std::mem::take(&mut w.discard);
+        discard.clear();
+        w.alloc.drain_released(&mut discard);
+        for id in discard.drain(..) {
+            self.pool.discard(id);
+        }
+        w.discard = discard;
+
+        for (id, page) in self.pool.dirty_pages() {
+            self.file.write(id, &page)?;
+            self.pool.mark_clean(id, &page);
+        }
+
+        // The free list as it will be after a restart, minus the pages the
+        // list itself needs, minus a free tail that is cut off the file.
+        // The tail may include pages the old checkpoint uses (deferred, old
+        // free-list pages): the file is cut only once the new meta is durable.
+        let a = &mut w.alloc;
+        let mut free = a.free_after_restart();
+        let mut page_count = a.page_count;
+        let mut tail_cut = Vec::new();
+        while page_count > 2
+            && (a.free.contains(&(page_count - 1))
+                || a.deferred.contains(&(page_count - 1))
+                || a.freelist_pages.contains(&(page_count - 1)))
+        {
+            page_count -= 1;
+            free.remove(&page_count);
+            tail_cut.push(page_count);
+        }
+        let mut list_pages: Vec<PageId> = Vec::new();
+        while list_pages.len() * FREELIST_IDS < free.len() {
+            // List pages must be free now (not used by the old checkpoint).
+            let id = match a.free.iter().find(|id| **id < page_count && free.contains(id)) {
+                Some(&id) => id,
+                None => {
+                    // Nothing fits below the cut: keep the file's length
+                    // and append the list page.
+                    for id in tail_cut.drain(..) {
+                        free.insert(id);
+                    }
+                    let id = a.page_count;
+                    a.page_count += 1;
+                    page_count = a.page_count;
+                    id
+                }
+            };
+            a.free.remove(&id);
+            free.remove(&id);
+            list_pages.push(id);
+        }
+        let ids: Vec<PageId> = free.iter().copied().collect();
+        let mut buf = [0u8; PAGE_SIZE];
+        for (i, &lp) in list_pages.iter().enumerate() {
+            init_page(&mut buf, lp, PageType::FreeList);
+            let chunk = ids.chunks(FREELIST_IDS).nth(i).unwrap_or(&[]);
+            put_u64(&mut buf, 32, list_pages.get(i + 1).copied().unwrap_or(0));
+            put_u32(&mut buf, 40, chunk.len() as u32);
+            for (j, id) in chunk.iter().enumerate() {
+                put_u64(&mut buf, 48 + 8 * j, *id);
+            }
+            set_lsn(&mut buf, head.lsn);
+            seal(&mut buf);
+            self.pool.discard(lp);
+            self.file.write(lp, &buf)?;
+        }
+        self.file.sync()?;
+
+        let meta = Meta {
+            seq: w.meta.seq + 1,
+            root: head.root,
+            freelist: list_pages.first().copied().unwrap_or(0),
+            page_count,
+            checkpoint_lsn: head.lsn,
+            keys: head.keys,
+            free_pages: ids.len() as u64,
+        };
+        let mut mbuf = [0u8; PAGE_SIZE];
+        meta.encode(&mut mbuf);
+        self.file.write(meta.seq % 2, &mbuf)?;
+        self.file.sync()?;
+
+        // The new checkpoint is durable: what the old one needed is free.
+        let a = &mut w.alloc;
+        let old_list = std::mem::replace(&mut a.freelist_pages, list_pages);
+        for id in a.deferred.drain(..).chain(old_list) {
+            a.free.insert(id);
+        }
+        a.since_checkpoint.clear();
+        a.checkpoint_seq = meta.seq;
+        if !tail_cut.is_empty() && page_count < a.page_count {
+            for id in &tail_cut {
+                a.free.remove(id);
+                a.since_checkpoint.remove(id);
+                self.pool.discard(*id);
+            }
+            a.page_count = page_count;
+            self.file.set_len_pages(page_count)?;
+        }
+        w.meta = meta;
+        self.wal.recycle(head.lsn)?;
+        w.wal_bytes_at_checkpoint = self.wal.disk_bytes();
+        w.last_checkpoint = Instant::now();
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_lsn.store(head.lsn, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn create_data_file(path: &Path) -> Result<()> {
+    let file = PageFile::open(path, true)?;
+    let mut buf = [0u8; PAGE_SIZE];
+    Meta { seq: 1, page_count: 2, ..Meta::default() }.encode(&mut buf);
+    file.write(1, &buf)?;
+    Meta { seq: 0, page_count: 2, ..Meta::default() }.encode(&mut buf);
+    file.write(0, &buf)?;
+    file.sync()
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+fn read_meta(file: &PageFile) -> Result<Meta> {
+    let mut best: Option<Meta> = None;
+    let mut problems = Vec::new();
+    let mut foreign = 0;
+    for slot in 0..2u64 {
+        let mut buf = [0u8; PAGE_SIZE];
+        if let Err(e) = file.read_raw(slot, &mut buf) {
+            if e.is_corruption() {
+                foreign += 1;
+                continue;
+            }
+            return Err(e);
+        }
+        match Meta::decode(&buf) {
+            MetaRead::Valid(m) => {
+                if best.is_none_or(|b| m.seq > b.seq) {
+                    best = Some(m);
+                }
+            }
+            MetaRead::Damaged(why) => problems.push(format!("meta page {slot}: {why}")),
+            MetaRead::Foreign => foreign += 1,
+            MetaRead::Newer(v) => {
+                return Err(Error::Refused(format!(
+                    "{} was written by a newer QubeDB (file format {v}; this build reads format \
+                     {FILE_FORMAT_VERSION})",
+                    file.path().display()
+                )));
+            }
+        }
+    }
+    if let Some(m) = best {
+        let len = file.len_bytes();
+        if len < m.page_count * PAGE_SIZE as u64 {
+            return Err(Error::corrupt_page(
+                file.path(),
+                m.page_count.saturating_sub(1),
+                format!("file is {len} bytes, shorter than its {} pages", m.page_count),
+            ));
+        }
+        return Ok(m);
+    }
+    if foreign == 2 {
+        return Err(Error::Refused(format!(
+            "{} is not a QubeDB data file (no QubeDB header)",
+            file.path().display()
+        )));
+    }
+    Err(Error::corrupt_page(file.path(), 0, problems.join("; ")))
+}
+
+fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(BTreeSet<PageId>, Vec<PageId>)> {
+    let mut free = BTreeSet::new();
+    let mut pages = Vec::new();
+    let mut id = meta.freelist;
+    let max_pages = meta.page_count;
+    while id != 0 {
+        if id < 2 || id >= meta.page_count || pages.len() as u64 > max_pages {
+            return Err(Error::corrupt_page(file.path(), id, "free-list chain leaves the file"));
+        }
+        let p = file.read(id)?;
+        if page_type(&p) != Some(PageType::FreeList) {
+            return Err(Error::corrupt_page(file.path(), id, "expected a free-list page"));
+        }
+        let n = get_u32(&p[..], 40) as usize;
+        if n > FREELIST_IDS {
+            return Err(Error::corrupt_page(file.path(), id, "free-list count too large"));
+        }
+        for j in 0..n {
+            let f = get_u64(&p[..], 48 + 8 * j);
+            if f < 2 || f >= meta.page_count || !free.insert(f) {
+                return Err(Error::corrupt_page(file.path(), id, format!("bad free page id {f}")));
+            }
+        }
+        pages.push(id);
+        id = get_u64(&p[..], 32);
+    }
+    if free.len() as u64 != meta.free_pages {
+        return Err(Error::corrupt_page(
+            file.path(),
+            meta.freelist,
+            format!("free list holds {} pages, meta says {}", free.len(), meta.free_pages),
+        ));
+    }
+    Ok((free, pages))
+}
+
 impl Engine for BTreeEngine {
-    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
-        unimplemented!()
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let v = self.inner.current.load();
+        read::get(&self.inner.pool, v.root, key)
     }
-    fn write(&self, _batch: WriteBatch) -> Result<()> {
-        unimplemented!()
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(&batch)
     }
-    fn scan(&self, _range: KeyRange, _direction: Direction) -> Result<Box<dyn Cursor + '_>> {
-        unimplemented!()
+
+    fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
+        let v = self.inner.current.load_full();
+        Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))
     }
+
     fn flush(&self) -> Result<()> {
-        unimplemented!()
+        self.inner.check_writable()?;
+        let lsn = self.inner.writer.lock().head.lsn;
+        if let Err(e) = self.inner.wal.sync() {
+            self.inner.poison_with(&e);
+            return Err(e);
+        }
+        self.inner.publish(lsn);
+        Ok(())
     }
+
+    fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
     fn status(&self) -> Result<Status> {
-        unimplemented!()
+        let i = &self.inner;
+        let ps = i.pool.stats();
+        let (pages, free_pages) = {
+            let w = i.writer.lock();
+            (w.alloc.page_count, w.alloc.free.len() as u64)
+        };
+        let wal_bytes = i.wal.disk_bytes();
+        Ok(Status {
+            keys: i.current.load().keys,
+            disk_bytes: i.file.len_bytes() + wal_bytes,
+            pages,
+            free_pages,
+            cache_hits: ps.hits,
+            cache_misses: ps.misses,
+            cache_evictions: ps.evictions,
+            cache_bytes: ps.pages * PAGE_SIZE as u64,
+            cache_capacity: i.pool.capacity_bytes(),
+            checkpoints: i.checkpoints.load(Ordering::Relaxed),
+            checkpoint_lsn: i.checkpoint_lsn.load(Ordering::Relaxed),
+            last_lsn: i.current.load().lsn,
+            wal_bytes,
+        })
     }
+}
+
+#[doc(hidden)]
+pub fn poisoned_flag_for_test(e: &BTreeEngine) -> bool {
+    e.inner.poison.lock().is_some() || e.inner.file.is_poisoned()
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<BTreeEngine>();
+    let _ = AtomicBool::new(false);
 }

@@ -1,0 +1,642 @@
+//! Page formats of the data file. Every integer is little-endian.
+//!
+//! Every page but the two meta pages starts with the same 32-byte header:
+//!
+//! ```text
+//! offset size field
+//!  0      4   magic  b"QBPG"
+//!  4      2   format version (PAGE_FORMAT_VERSION)
+//!  6      1   page type: 1 leaf, 2 internal, 3 overflow, 4 free-list
+//!  7      1   reserved (0)
+//!  8      8   page id (its own number: catches misdirected writes)
+//! 16      8   LSN of the commit that wrote it
+//! 24      4   CRC32C of the whole page, computed with these 4 bytes zeroed
+//! 28      4   reserved (0)
+//! ```
+//!
+//! Node pages (leaf and internal) are slotted:
+//!
+//! ```text
+//! 32  2  slot count n
+//! 34  2  cell start: offset of the lowest cell byte (cells fill [start, 8192))
+//! 36  2  fragmented bytes (dead cells inside the cell area)
+//! 38  2  reserved
+//! 40  8  leftmost child (internal pages; 0 in leaves)
+//! 48  2n slot array: offsets of the cells, in key order
+//! ...    free space
+//! start  cells, packed from the end of the page downwards
+//!
+//! leaf cell:     key_len u16 | flags u8 | value_len u32 | key | value
+//!                (flags bit 0: the value is on overflow pages; the value
+//!                 field is then the first overflow page id, u64, and
+//!                 value_len is the whole value's length)
+//! internal cell: key_len u16 | child u64 | key
+//!                (child holds the keys >= key and < the next cell's key)
+//! ```
+//!
+//! Overflow pages: `32 next u64 | 40 length u32 | 44 reserved | 48 data`.
+//! Free-list pages: `32 next u64 | 40 count u32 | 44 reserved | 48 ids u64 ×count`.
+//!
+//! Accessors never trust the bytes: offsets and lengths read from a page are
+//! checked against the page bounds, and a bad one is a corruption error.
+
+use qube_common::{Error, Result};
+
+pub const PAGE_SIZE: usize = 8192;
+pub const PAGE_MAGIC: [u8; 4] = *b"QBPG";
+/// Version 1: the layout above.
+pub const PAGE_FORMAT_VERSION: u16 = 1;
+pub const NODE_HEADER_LEN: usize = 48;
+/// Bytes available to slots and cells in a node page.
+pub const NODE_USABLE: usize = PAGE_SIZE - NODE_HEADER_LEN;
+pub const LEAF_CELL_HEADER: usize = 7;
+pub const INTERNAL_CELL_HEADER: usize = 10;
+/// A leaf cell is stored inline when it is at most this large; otherwise its
+/// value moves to overflow pages. Three such cells (plus slots) fit a page,
+/// so a split always leaves both halves valid.
+pub const MAX_INLINE_CELL: usize = 2600;
+pub const OVERFLOW_DATA: usize = PAGE_SIZE - 48;
+pub const FREELIST_IDS: usize = (PAGE_SIZE - 48) / 8;
+
+pub type PageId = u64;
+pub type Page = [u8; PAGE_SIZE];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PageType {
+    Leaf = 1,
+    Internal = 2,
+    Overflow = 3,
+    FreeList = 4,
+}
+
+impl PageType {
+    fn from_u8(b: u8) -> Option<PageType> {
+        match b {
+            1 => Some(PageType::Leaf),
+            2 => Some(PageType::Internal),
+            3 => Some(PageType::Overflow),
+            4 => Some(PageType::FreeList),
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+pub fn get_u16(p: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([p[at], p[at + 1]])
+}
+#[inline]
+pub fn get_u32(p: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+}
+#[inline]
+pub fn get_u64(p: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+#[inline]
+pub fn put_u16(p: &mut [u8], at: usize, v: u16) {
+    p[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub fn put_u32(p: &mut [u8], at: usize, v: u32) {
+    p[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub fn put_u64(p: &mut [u8], at: usize, v: u64) {
+    p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Writes a fresh header for a page of `ty` and clears the rest.
+pub fn init_page(p: &mut Page, id: PageId, ty: PageType) {
+    p.fill(0);
+    p[0..4].copy_from_slice(&PAGE_MAGIC);
+    put_u16(p, 4, PAGE_FORMAT_VERSION);
+    p[6] = ty as u8;
+    put_u64(p, 8, id);
+    if matches!(ty, PageType::Leaf | PageType::Internal) {
+        put_u16(p, 34, PAGE_SIZE as u16);
+    }
+}
+
+pub fn page_type(p: &Page) -> Option<PageType> {
+    PageType::from_u8(p[6])
+}
+
+pub fn page_id(p: &Page) -> PageId {
+    get_u64(p, 8)
+}
+
+pub fn set_page_id(p: &mut Page, id: PageId) {
+    put_u64(p, 8, id);
+}
+
+pub fn set_lsn(p: &mut Page, lsn: u64) {
+    put_u64(p, 16, lsn);
+}
+
+fn checksum(p: &Page) -> u32 {
+    let c = crc32c::crc32c(&p[..24]);
+    let c = crc32c::crc32c_append(c, &[0u8; 4]);
+    crc32c::crc32c_append(c, &p[28..])
+}
+
+/// Stores the checksum; call just before the page goes to disk.
+pub fn seal(p: &mut Page) {
+    let c = checksum(p);
+    put_u32(p, 24, c);
+}
+
+/// Checks a page read from disk: magic, version, its own id, type, checksum.
+/// `file` names the file for the error message.
+pub fn check_page(p: &Page, id: PageId, file: &std::path::Path) -> Result<()> {
+    if p[0..4] != PAGE_MAGIC {
+        if p.iter().all(|&b| b == 0) {
+            return Err(Error::corrupt_page(file, id, "page is all zeroes (never written)"));
+        }
+        return Err(Error::corrupt_page(file, id, "bad page magic"));
+    }
+    let version = get_u16(p, 4);
+    if version != PAGE_FORMAT_VERSION {
+        return Err(Error::corrupt_page(
+            file,
+            id,
+            format!(
+                "unknown page format version {version} (this build reads {PAGE_FORMAT_VERSION})"
+            ),
+        ));
+    }
+    let stored = get_u32(p, 24);
+    if stored != checksum(p) {
+        return Err(Error::corrupt_page(file, id, "checksum mismatch"));
+    }
+    if page_id(p) != id {
+        return Err(Error::corrupt_page(
+            file,
+            id,
+            format!("page claims to be page {} (misdirected write)", page_id(p)),
+        ));
+    }
+    if page_type(p).is_none() {
+        return Err(Error::corrupt_page(file, id, format!("unknown page type {}", p[6])));
+    }
+    Ok(())
+}
+
+/// Read-only view of a node page with bounds-checked accessors.
+///
+/// Construct with [`Node::new`], which validates the header; cell accessors
+/// validate each cell they touch, so a damaged page yields an error.
+pub struct Node<'a> {
+    pub p: &'a Page,
+    pub id: PageId,
+}
+
+/// A decoded leaf cell.
+pub struct LeafCell<'a> {
+    pub key: &'a [u8],
+    pub value: LeafValue<'a>,
+}
+
+pub enum LeafValue<'a> {
+    Inline(&'a [u8]),
+    Overflow { first: PageId, len: u64 },
+}
+
+impl<'a> Node<'a> {
+    pub fn new(p: &'a Page, id: PageId) -> Result<Node<'a>> {
+        let n = get_u16(p, 32) as usize;
+        let start = get_u16(p, 34) as usize;
+        let start = if start == 0 { PAGE_SIZE } else { start };
+        if NODE_HEADER_LEN + 2 * n > start || start > PAGE_SIZE {
+            return Err(corrupt(id, "node slot array overlaps its cells"));
+        }
+        Ok(Node { p, id })
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.p[6] == PageType::Leaf as u8
+    }
+
+    pub fn len(&self) -> usize {
+        get_u16(self.p, 32) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn leftmost(&self) -> PageId {
+        get_u64(self.p, 40)
+    }
+
+    fn cell_offset(&self, i: usize) -> Result<usize> {
+        let off = get_u16(self.p, NODE_HEADER_LEN + 2 * i) as usize;
+        if off < NODE_HEADER_LEN + 2 * self.len() || off >= PAGE_SIZE {
+            return Err(corrupt(self.id, "cell offset out of bounds"));
+        }
+        Ok(off)
+    }
+
+    /// The raw bytes of cell `i` (header included).
+    pub fn cell_bytes(&self, i: usize) -> Result<&'a [u8]> {
+        let off = self.cell_offset(i)?;
+        let len = if self.is_leaf() {
+            if off + LEAF_CELL_HEADER > PAGE_SIZE {
+                return Err(corrupt(self.id, "leaf cell header out of bounds"));
+            }
+            let klen = get_u16(self.p, off) as usize;
+            let flags = self.p[off + 2];
+            let vlen = if flags & 1 != 0 { 8 } else { get_u32(self.p, off + 3) as usize };
+            LEAF_CELL_HEADER + klen + vlen
+        } else {
+            if off + INTERNAL_CELL_HEADER > PAGE_SIZE {
+                return Err(corrupt(self.id, "internal cell header out of bounds"));
+            }
+            INTERNAL_CELL_HEADER + get_u16(self.p, off) as usize
+        };
+        self.p.get(off..off + len).ok_or_else(|| corrupt(self.id, "cell extends past the page"))
+    }
+
+    pub fn key(&self, i: usize) -> Result<&'a [u8]> {
+        let c = self.cell_bytes(i)?;
+        let klen = get_u16(c, 0) as usize;
+        let h = if self.is_leaf() { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
+        Ok(&c[h..h + klen])
+    }
+
+    pub fn leaf_cell(&self, i: usize) -> Result<LeafCell<'a>> {
+        let c = self.cell_bytes(i)?;
+        let klen = get_u16(c, 0) as usize;
+        let key = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen];
+        let rest = &c[LEAF_CELL_HEADER + klen..];
+        let value = if c[2] & 1 != 0 {
+            LeafValue::Overflow { first: get_u64(rest, 0), len: get_u32(c, 3) as u64 }
+        } else {
+            LeafValue::Inline(rest)
+        };
+        Ok(LeafCell { key, value })
+    }
+
+    /// Child `i` of an internal node: 0 is the leftmost, i ≥ 1 is cell i-1's.
+    pub fn child(&self, i: usize) -> Result<PageId> {
+        if i == 0 {
+            return Ok(self.leftmost());
+        }
+        let c = self.cell_bytes(i - 1)?;
+        Ok(get_u64(c, 2))
+    }
+
+    /// Binary search: Ok(i) if key i equals `key`, Err(i) for the insertion point.
+    pub fn search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(lo))
+    }
+
+    /// Index of the child of an internal node that covers `key`.
+    pub fn child_index(&self, key: &[u8]) -> Result<usize> {
+        Ok(match self.search(key)? {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        })
+    }
+
+    /// Bytes used by slots and live cells.
+    pub fn used(&self) -> usize {
+        let n = self.len();
+        let start = get_u16(self.p, 34) as usize;
+        let start = if start == 0 { PAGE_SIZE } else { start };
+        let frag = get_u16(self.p, 36) as usize;
+        2 * n + (PAGE_SIZE - start).saturating_sub(frag)
+    }
+}
+
+fn corrupt(id: PageId, detail: &str) -> Error {
+    // The file name is added by the caller that knows it; pages are only
+    // ever read from the data file, so name it here.
+    Error::corrupt_page(super::DATA_FILE, id, detail)
+}
+
+/// Mutating operations on a node page the writer owns. These assume the
+/// page passed [`Node::new`] (the writer only mutates pages it read through
+/// checked paths or built itself).
+pub struct NodeMut<'a> {
+    pub p: &'a mut Page,
+}
+
+impl NodeMut<'_> {
+    fn len(&self) -> usize {
+        get_u16(self.p, 32) as usize
+    }
+
+    fn start(&self) -> usize {
+        let s = get_u16(self.p, 34) as usize;
+        if s == 0 { PAGE_SIZE } else { s }
+    }
+
+    /// Contiguous free bytes between the slot array and the cells.
+    fn gap(&self) -> usize {
+        self.start() - (NODE_HEADER_LEN + 2 * self.len())
+    }
+
+    /// Bytes a new cell of `cell_len` would need (cell plus its slot).
+    pub fn fits(&self, cell_len: usize) -> bool {
+        let frag = get_u16(self.p, 36) as usize;
+        self.gap() + frag >= cell_len + 2
+    }
+
+    pub fn set_leftmost(&mut self, id: PageId) {
+        put_u64(self.p, 40, id);
+    }
+
+    /// Inserts a cell at slot `i`. The caller checked `fits`.
+    pub fn insert(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
+        if self.gap() < cell.len() + 2 {
+            self.compact(scratch);
+        }
+        let n = self.len();
+        let start = self.start() - cell.len();
+        self.p[start..start + cell.len()].copy_from_slice(cell);
+        let slots = NODE_HEADER_LEN + 2 * i;
+        self.p.copy_within(slots..NODE_HEADER_LEN + 2 * n, slots + 2);
+        put_u16(self.p, slots, start as u16);
+        put_u16(self.p, 32, (n + 1) as u16);
+        put_u16(self.p, 34, start as u16);
+    }
+
+    /// Removes slot `i`; its cell bytes become fragmentation.
+    pub fn remove(&mut self, i: usize, cell_len: usize) {
+        let n = self.len();
+        let slots = NODE_HEADER_LEN + 2 * i;
+        self.p.copy_within(slots + 2..NODE_HEADER_LEN + 2 * n, slots);
+        put_u16(self.p, 32, (n - 1) as u16);
+        let frag = get_u16(self.p, 36) as usize + cell_len;
+        put_u16(self.p, 36, frag as u16);
+        if n == 1 {
+            put_u16(self.p, 34, PAGE_SIZE as u16);
+            put_u16(self.p, 36, 0);
+        }
+    }
+
+    /// Rewrites the cells contiguously at the end of the page.
+    pub fn compact(&mut self, scratch: &mut Vec<u8>) {
+        let n = self.len();
+        scratch.clear();
+        scratch.extend_from_slice(&self.p[..]);
+        let view = Node { p: as_page(scratch), id: 0 };
+        let mut start = PAGE_SIZE;
+        for i in 0..n {
+            // The page is owned and was checked when read: cells are valid.
+            let Ok(cell) = view.cell_bytes(i) else { continue };
+            start -= cell.len();
+            self.p[start..start + cell.len()].copy_from_slice(cell);
+            put_u16(self.p, NODE_HEADER_LEN + 2 * i, start as u16);
+        }
+        put_u16(self.p, 34, start as u16);
+        put_u16(self.p, 36, 0);
+    }
+
+    /// Replaces the child pointer `i` (0 = leftmost) of an internal node.
+    pub fn set_child(&mut self, i: usize, id: PageId) {
+        if i == 0 {
+            self.set_leftmost(id);
+        } else {
+            let off = get_u16(self.p, NODE_HEADER_LEN + 2 * (i - 1)) as usize;
+            put_u64(self.p, off + 2, id);
+        }
+    }
+
+    /// Empties the node, keeping its header (type, id, leftmost).
+    pub fn clear(&mut self) {
+        put_u16(self.p, 32, 0);
+        put_u16(self.p, 34, PAGE_SIZE as u16);
+        put_u16(self.p, 36, 0);
+    }
+
+    /// Appends a cell after the last slot (used when rebuilding a node).
+    pub fn push(&mut self, cell: &[u8]) {
+        let n = self.len();
+        let start = self.start() - cell.len();
+        self.p[start..start + cell.len()].copy_from_slice(cell);
+        put_u16(self.p, NODE_HEADER_LEN + 2 * n, start as u16);
+        put_u16(self.p, 32, (n + 1) as u16);
+        put_u16(self.p, 34, start as u16);
+    }
+}
+
+fn as_page(v: &[u8]) -> &Page {
+    // `scratch` always holds exactly one page here.
+    v.try_into().unwrap_or(&[0u8; PAGE_SIZE])
+}
+
+/// Builds a leaf cell into `out`.
+pub fn leaf_cell(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.push(0);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
+/// Builds a leaf cell whose value lives on overflow pages.
+pub fn leaf_overflow_cell(out: &mut Vec<u8>, key: &[u8], first: PageId, len: u64) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.push(1);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&first.to_le_bytes());
+}
+
+/// Builds an internal cell.
+pub fn internal_cell(out: &mut Vec<u8>, key: &[u8], child: PageId) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&child.to_le_bytes());
+    out.extend_from_slice(key);
+}
+
+/// The data file's meta page (pages 0 and 1 hold two copies; the valid one
+/// with the higher sequence number is current):
+///
+/// ```text
+///  0  8  magic b"QUBEDB\x00\x01"
+///  8  4  format version (FILE_FORMAT_VERSION)
+/// 12  4  page size (8192)
+/// 16  8  checkpoint sequence number
+/// 24  8  root page (0: empty tree)
+/// 32  8  first free-list page (0: none)
+/// 40  8  page count (the file's length in pages)
+/// 48  8  checkpoint LSN: the tree holds every WAL record up to it
+/// 56  8  key count
+/// 64  8  free page count
+/// 72  4  CRC32C of bytes 0..72
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub seq: u64,
+    pub root: PageId,
+    pub freelist: PageId,
+    pub page_count: u64,
+    pub checkpoint_lsn: u64,
+    pub keys: u64,
+    pub free_pages: u64,
+}
+
+pub const META_MAGIC: [u8; 8] = *b"QUBEDB\x00\x01";
+/// Version 1: the layouts in this file.
+pub const FILE_FORMAT_VERSION: u32 = 1;
+
+/// What reading one meta slot found.
+pub enum MetaRead {
+    Valid(Meta),
+    /// Magic matches but the checksum or a field does not.
+    Damaged(String),
+    /// Not a QubeDB meta page at all.
+    Foreign,
+    /// Written by a newer QubeDB.
+    Newer(u32),
+}
+
+impl Meta {
+    pub fn encode(&self, p: &mut Page) {
+        p.fill(0);
+        p[0..8].copy_from_slice(&META_MAGIC);
+        put_u32(p, 8, FILE_FORMAT_VERSION);
+        put_u32(p, 12, PAGE_SIZE as u32);
+        put_u64(p, 16, self.seq);
+        put_u64(p, 24, self.root);
+        put_u64(p, 32, self.freelist);
+        put_u64(p, 40, self.page_count);
+        put_u64(p, 48, self.checkpoint_lsn);
+        put_u64(p, 56, self.keys);
+        put_u64(p, 64, self.free_pages);
+        let c = crc32c::crc32c(&p[..72]);
+        put_u32(p, 72, c);
+    }
+
+    pub fn decode(p: &Page) -> MetaRead {
+        if p[0..8] != META_MAGIC {
+            return MetaRead::Foreign;
+        }
+        let version = get_u32(p, 8);
+        if crc32c::crc32c(&p[..72]) != get_u32(p, 72) {
+            return MetaRead::Damaged("meta checksum mismatch".into());
+        }
+        if version > FILE_FORMAT_VERSION {
+            return MetaRead::Newer(version);
+        }
+        if get_u32(p, 12) as usize != PAGE_SIZE {
+            return MetaRead::Damaged(format!("page size {} is not {PAGE_SIZE}", get_u32(p, 12)));
+        }
+        let m = Meta {
+            seq: get_u64(p, 16),
+            root: get_u64(p, 24),
+            freelist: get_u64(p, 32),
+            page_count: get_u64(p, 40),
+            checkpoint_lsn: get_u64(p, 48),
+            keys: get_u64(p, 56),
+            free_pages: get_u64(p, 64),
+        };
+        if m.page_count < 2 || m.root >= m.page_count || m.freelist >= m.page_count {
+            return MetaRead::Damaged("meta page numbers out of range".into());
+        }
+        MetaRead::Valid(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(id: PageId) -> Box<Page> {
+        let mut p = Box::new([0u8; PAGE_SIZE]);
+        init_page(&mut p, id, PageType::Leaf);
+        p
+    }
+
+    #[test]
+    fn insert_remove_compact() {
+        let mut p = leaf(5);
+        let mut cell = Vec::new();
+        let mut scratch = Vec::new();
+        for (i, k) in [b"b", b"d", b"a", b"c"].iter().enumerate() {
+            leaf_cell(&mut cell, *k, &[i as u8; 10]);
+            let pos = Node::new(&p, 5).unwrap().search(*k).unwrap().unwrap_err();
+            let mut m = NodeMut { p: &mut p };
+            assert!(m.fits(cell.len()));
+            m.insert(pos, &cell, &mut scratch);
+        }
+        let n = Node::new(&p, 5).unwrap();
+        let keys: Vec<_> = (0..n.len()).map(|i| n.key(i).unwrap().to_vec()).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        let len = n.cell_bytes(1).unwrap().len();
+        NodeMut { p: &mut p }.remove(1, len);
+        NodeMut { p: &mut p }.compact(&mut scratch);
+        let n = Node::new(&p, 5).unwrap();
+        assert_eq!(n.len(), 3);
+        assert_eq!(n.key(1).unwrap(), b"c");
+        match n.leaf_cell(1).unwrap().value {
+            LeafValue::Inline(v) => assert_eq!(v, &[3u8; 10]),
+            LeafValue::Overflow { .. } => panic!("inline expected"),
+        }
+        assert_eq!(n.used(), 3 * 2 + 3 * (LEAF_CELL_HEADER + 1 + 10));
+    }
+
+    #[test]
+    fn checksum_detects_flips() {
+        let mut p = leaf(9);
+        seal(&mut p);
+        let path = std::path::Path::new("x");
+        check_page(&p, 9, path).unwrap();
+        assert!(check_page(&p, 8, path).is_err());
+        for at in [0, 7, 30, 100, PAGE_SIZE - 1] {
+            let mut q = p.clone();
+            q[at] ^= 0x10;
+            assert!(check_page(&q, 9, path).is_err(), "flip at {at}");
+        }
+    }
+
+    #[test]
+    fn meta_roundtrip() {
+        let m = Meta {
+            seq: 3,
+            root: 7,
+            freelist: 0,
+            page_count: 9,
+            checkpoint_lsn: 11,
+            keys: 4,
+            free_pages: 1,
+        };
+        let mut p = [0u8; PAGE_SIZE];
+        m.encode(&mut p);
+        assert!(matches!(Meta::decode(&p), MetaRead::Valid(x) if x == m));
+        p[20] ^= 1;
+        assert!(matches!(Meta::decode(&p), MetaRead::Damaged(_)));
+        assert!(matches!(Meta::decode(&[0u8; PAGE_SIZE]), MetaRead::Foreign));
+    }
+
+    #[test]
+    fn damaged_slot_offsets_are_errors() {
+        let mut p = leaf(1);
+        let mut cell = Vec::new();
+        leaf_cell(&mut cell, b"k", b"v");
+        NodeMut { p: &mut p }.insert(0, &cell, &mut Vec::new());
+        put_u16(&mut p[..], NODE_HEADER_LEN, 8190);
+        let n = Node::new(&p, 1).unwrap();
+        assert!(n.key(0).is_err());
+        put_u16(&mut p[..], 32, 5000);
+        assert!(Node::new(&p, 1).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Reads: point lookups and cursors over a version of the tree.
+//!
+//! A reader holds an `Arc<Version>`, which keeps every page of that version
+//! from being reused (see `GarbageBag`), so it needs no lock while it walks
+//! the tree, and a cursor sees one consistent snapshot however long it lives
+//! and whatever writers do meanwhile. A cursor keeps the path from the root
+//! (pages pinned by `Arc`) and moves leaf to leaf through it; there are no
+//! sibling links, because copy-on-write would have to rewrite them.
+
+use std::sync::Arc;
+
+use qube_common::{Error, Result};
+
+use super::page::*;
+use super::pool::BufferPool;
+use super::write::MAX_DEPTH;
+use super::{DATA_FILE, Version};
+use crate::{Cursor, Direction, KeyRange};
+
+/// Reads an overflow chain into `out` (cleared first).
+pub(super) fn read_overflow(
+    pool: &BufferPool,
+    first: PageId,
+    len: u64,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.clear();
+    if len > crate::MAX_VALUE_LEN as u64 {
+        return Err(Error::corrupt_page(DATA_FILE, first, "overflow value longer than the limit"));
+    }
+    out.reserve(len as usize);
+    let mut id = first;
+    while (out.len() as u64) < len {
+        if id == 0 {
+            return Err(Error::corrupt_page(DATA_FILE, first, "overflow chain ends early"));
+        }
+        let p = pool.get(id)?;
+        if page_type(&p) != Some(PageType::Overflow) {
+            return Err(Error::corrupt_page(DATA_FILE, id, "expected an overflow page"));
+        }
+        let n = get_u32(&p[..], 40) as usize;
+        let want = (len as usize - out.len()).min(OVERFLOW_DATA);
+        if n != want {
+            return Err(Error::corrupt_page(DATA_FILE, id, "overflow page length mismatch"));
+        }
+        out.extend_from_slice(&p[48..48 + n]);
+        id = get_u64(&p[..], 32);
+    }
+    Ok(())
+}
+
+/// Looks up `key` in the tree rooted at `root`.
+pub(super) fn get(pool: &BufferPool, root: PageId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    if root == 0 {
+        return Ok(None);
+    }
+    let mut id = root;
+    for _ in 0..MAX_DEPTH {
+        let page = pool.get(id)?;
+        let node = Node::new(&page, id)?;
+        match page_type(&page) {
+            Some(PageType::Internal) => id = node.child(node.child_index(key)?)?,
+            Some(PageType::Leaf) => {
+                let Ok(i) = node.search(key)? else { return Ok(None) };
+                return Ok(Some(match node.leaf_cell(i)?.value {
+                    LeafValue::Inline(v) => v.to_vec(),
+                    LeafValue::Overflow { first, len } => {
+                        let mut out = Vec::new();
+                        read_overflow(pool, first, len, &mut out)?;
+                        out
+                    }
+                }));
+            }
+            _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+        }
+    }
+    Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+}
+
+/// A cursor over one version. See the module docs.
+pub struct BTreeCursor<'a> {
+    pool: &'a BufferPool,
+    version: Arc<Version>,
+    range: KeyRange,
+    direction: Direction,
+    /// Internal nodes from the root down, with the child index taken.
+    stack: Vec<(Arc<Page>, PageId, usize)>,
+    leaf: Option<(Arc<Page>, PageId)>,
+    pos: isize,
+    started: bool,
+    done: bool,
+    key: (usize, usize),
+    value: (usize, usize),
+    overflow: Option<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> BTreeCursor<'a> {
+    pub(super) fn new(
+        pool: &'a BufferPool,
+        version: Arc<Version>,
+        range: KeyRange,
+        direction: Direction,
+    ) -> Self {
+        BTreeCursor {
+            pool,
+            version,
+            range,
+            direction,
+            stack: Vec::new(),
+            leaf: None,
+            pos: 0,
+            started: false,
+            done: false,
+            key: (0, 0),
+            value: (0, 0),
+            overflow: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Descends from `id` to a leaf: by `key` if given, else to the
+    /// leftmost (forward) or rightmost (reverse) leaf.
+    fn descend(&mut self, mut id: PageId, key: Option<&[u8]>) -> Result<()> {
+        for _ in 0..MAX_DEPTH {
+            if self.stack.len() > MAX_DEPTH {
+                break;
+            }
+            let page = self.pool.get(id)?;
+            let node = Node::new(&page, id)?;
+            match page_type(&page) {
+                Some(PageType::Internal) => {
+                    let idx = match (key, self.direction) {
+                        (Some(k), _) => node.child_index(k)?,
+                        (None, Direction::Forward) => 0,
+                        (None, Direction::Reverse) => node.len(),
+                    };
+                    let child = node.child(idx)?;
+                    self.stack.push((page.clone(), id, idx));
+                    id = child;
+                }
+                Some(PageType::Leaf) => {
+                    let len = node.len() as isize;
+                    self.pos = match (key, self.direction) {
+                        (None, Direction::Forward) => 0,
+                        (None, Direction::Reverse) => len - 1,
+                        (Some(k), dir) => {
+                            let found = node.search(k)?;
+                            match (found, dir, self.seek_inclusive()) {
+                                (Ok(i), Direction::Forward, true) => i as isize,
+                                (Ok(i), Direction::Forward, false) => i as isize + 1,
+                                (Err(i), Direction::Forward, _) => i as isize,
+                                (Ok(i), Direction::Reverse, true) => i as isize,
+                                (Ok(i), Direction::Reverse, false) => i as isize - 1,
+                                (Err(i), Direction::Reverse, _) => i as isize - 1,
+                            }
+                        }
+                    };
+                    self.leaf = Some((page.clone(), id));
+                    return Ok(());
+                }
+                _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+            }
+        }
+        Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+    }
+
+    fn seek_inclusive(&self) -> bool {
+        use std::ops::Bound::*;
+        match self.direction {
+            Direction::Forward => matches!(self.range.start, Included(_) | Unbounded),
+            Direction::Reverse => matches!(self.range.end, Included(_) | Unbounded),
+        }
+    }
+
+    /// Moves to the neighbouring leaf; false when there is none.
+    fn next_leaf(&mut self) -> Result<bool> {
+        while let Some((page, id, idx)) = self.stack.pop() {
+            let node = Node::new(&page, id)?;
+            let next = match self.direction {
+                Direction::Forward if idx < node.len() => idx + 1,
+                Direction::Reverse if idx > 0 => idx - 1,
+                _ => continue,
+            };
+            let child = node.child(next)?;
+            self.stack.push((page.clone(), id, next));
+            self.descend(child, None)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn step(&mut self) -> Result<bool> {
+        if !self.started {
+            self.started = true;
+            let root = self.version.root;
+            if root == 0 {
+                return Ok(false);
+            }
+            let key = match self.direction {
+                Direction::Forward => bound_key(&self.range.start),
+                Direction::Reverse => bound_key(&self.range.end),
+            };
+            self.descend(root, key.as_deref())?;
+        } else {
+            self.pos += match self.direction {
+                Direction::Forward => 1,
+                Direction::Reverse => -1,
+            };
+        }
+        loop {
+            let Some((page, id)) = &self.leaf else { return Ok(false) };
+            let len = Node::new(page, *id)?.len() as isize;
+            if self.pos >= 0 && self.pos < len {
+                return Ok(true);
+            }
+            if !self.next_leaf()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn load_current(&mut self) -> Result<()> {
+        let Some((page, id)) = &self.leaf else {
+            return Err(Error::Internal("cursor has no leaf".into()));
+        };
+        let node = Node::new(page, *id)?;
+        let i = self.pos as usize;
+        let cell = node.leaf_cell(i)?;
+        let base = page.as_ptr() as usize;
+        let kstart = cell.key.as_ptr() as usize - base;
+        self.key = (kstart, kstart + cell.key.len());
+        match cell.value {
+            LeafValue::Inline(v) => {
+                let vstart = v.as_ptr() as usize - base;
+                self.value = (vstart, vstart + v.len());
+                if let Some(b) = self.overflow.take() {
+                    self.buf = b;
+                }
+            }
+            LeafValue::Overflow { first, len } => {
+                let mut b = self.overflow.take().unwrap_or_else(|| std::mem::take(&mut self.buf));
+                read_overflow(self.pool, first, len, &mut b)?;
+                self.overflow = Some(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bound_key(b: &std::ops::Bound<Vec<u8>>) -> Option<Vec<u8>> {
+    match b {
+        std::ops::Bound::Included(k) | std::ops::Bound::Excluded(k) => Some(k.clone()),
+        std::ops::Bound::Unbounded => None,
+    }
+}
+
+impl Cursor for BTreeCursor<'_> {
+    fn advance(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let res = self.step().and_then(|more| {
+            if !more {
+                return Ok(false);
+            }
+            self.load_current()?;
+            let key = self.key();
+            Ok(match self.direction {
+                Direction::Forward => self.range.before_end(key),
+                Direction::Reverse => self.range.after_start(key),
+            })
+        });
+        match res {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.done = true;
+                self.leaf = None;
+                self.stack.clear();
+                Ok(false)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        match &self.leaf {
+            Some((p, _)) => &p[self.key.0..self.key.1],
+            None => &[],
+        }
+    }
+
+    fn value(&self) -> &[u8] {
+        if let Some(b) = &self.overflow {
+            return b;
+        }
+        match &self.leaf {
+            Some((p, _)) => &p[self.value.0..self.value.1],
+            None => &[],
+        }
+    }
+}

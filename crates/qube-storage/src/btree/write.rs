@@ -1,0 +1,646 @@
+//! One write batch applied to the tree, copy-on-write.
+//!
+//! A [`Txn`] starts from the head version's root. Before it changes a page
+//! that a committed version can see, it copies the page to a newly
+//! allocated id ("shadowing") and rewrites the parent's pointer, which
+//! shadows the parent, up to the root:
+//!
+//! ```text
+//!   version n:      R ── A ── L1          version n+1:  R' ── A' ── L1'
+//!                         └── L2                               └── L2 (shared)
+//! ```
+//!
+//! Pages the batch allocated are private: changed in place, never seen by
+//! a reader until commit publishes the new root. Replaced pages (R, A, L1)
+//! become garbage of version n. If the private pages outgrow their share of
+//! the buffer pool they are written to their (fresh) places in the data file
+//! and dropped from memory ("spilled"), then read back if touched again.
+//!
+//! Operations recurse from the root; each returns what happened to the node
+//! so the parent can react: a new id, a split (separator and right sibling),
+//! or underflow (the parent merges the node with a sibling, or moves cells
+//! between them). Recursion depth is the tree depth, bounded by
+//! [`MAX_DEPTH`]: a deeper tree can only come from corrupt pages.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use qube_common::{Error, Result};
+
+use super::alloc::{Allocator, Released};
+use super::file::PageFile;
+use super::page::*;
+use super::pool::BufferPool;
+
+/// No valid tree is this deep (fan-out is at least 3).
+pub const MAX_DEPTH: usize = 40;
+/// Below this many used bytes a non-root node is underfull.
+const UNDERFULL: usize = NODE_USABLE / 4;
+
+pub(super) enum Change {
+    /// Nothing changed (delete of a missing key).
+    None,
+    /// The node now lives at this id (maybe the same).
+    Done(PageId),
+    /// The node split: left id, separator, right id.
+    Split(PageId, Vec<u8>, PageId),
+    /// The node lives at this id and is underfull (maybe empty).
+    Underfull(PageId),
+}
+
+/// Reusable buffers, kept by the writer between batches.
+#[derive(Default)]
+pub(super) struct Buffers {
+    cell: Vec<u8>,
+    scratch: Vec<u8>,
+    cells: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+pub(super) struct Txn<'a> {
+    pub pool: &'a BufferPool,
+    pub file: &'a PageFile,
+    pub alloc: &'a mut Allocator,
+    pub bufs: &'a mut Buffers,
+    pub private: HashMap<PageId, Arc<Page>>,
+    pub spilled: HashSet<PageId>,
+    pub garbage: Vec<Released>,
+    pub private_limit: usize,
+    pub root: PageId,
+    pub keys: u64,
+    pub lsn: u64,
+}
+
+impl<'a> Txn<'a> {
+    // ----- page access -------------------------------------------------
+
+    fn read(&mut self, id: PageId) -> Result<Arc<Page>> {
+        if let Some(p) = self.private.get(&id) {
+            return Ok(p.clone());
+        }
+        if self.spilled.remove(&id) {
+            let p = self.file.read(id)?;
+            self.private.insert(id, p.clone());
+            return Ok(p);
+        }
+        self.pool.get(id)
+    }
+
+    fn is_owned(&self, id: PageId) -> bool {
+        self.private.contains_key(&id) || self.spilled.contains(&id)
+    }
+
+    /// A writable copy of page `id`: the page itself if this batch owns it,
+    /// else a shadow copy at a new id. Returns the id to use from now on.
+    fn make_mut(&mut self, id: PageId) -> Result<PageId> {
+        if self.is_owned(id) {
+            if !self.private.contains_key(&id) {
+                self.read(id)?;
+            }
+            return Ok(id);
+        }
+        let shared = self.pool.get(id)?;
+        let new_id = self.alloc.allocate();
+        let mut copy = Arc::new(*shared);
+        if let Some(p) = Arc::get_mut(&mut copy) {
+            set_page_id(p, new_id);
+        }
+        self.private.insert(new_id, copy);
+        self.garbage.push(self.alloc.garbage_tag(id));
+        Ok(new_id)
+    }
+
+    /// Mutable access to a private page (call `make_mut` or `new_page` first).
+    fn page_mut(&mut self, id: PageId) -> Result<&mut Page> {
+        let arc = self
+            .private
+            .get_mut(&id)
+            .ok_or_else(|| Error::Internal(format!("page {id} is not private to the batch")))?;
+        Ok(Arc::make_mut(arc))
+    }
+
+    fn new_page(&mut self, ty: PageType) -> PageId {
+        let id = self.alloc.allocate();
+        let mut p = Arc::new([0u8; PAGE_SIZE]);
+        if let Some(pm) = Arc::get_mut(&mut p) {
+            init_page(pm, id, ty);
+        }
+        self.private.insert(id, p);
+        id
+    }
+
+    fn free(&mut self, id: PageId) {
+        if self.private.remove(&id).is_some() || self.spilled.remove(&id) {
+            self.alloc.free_private(id);
+        } else {
+            self.garbage.push(self.alloc.garbage_tag(id));
+        }
+    }
+
+    /// Writes private pages to disk when they exceed their memory share.
+    pub fn maybe_spill(&mut self) -> Result<()> {
+        if self.private.len() <= self.private_limit {
+            return Ok(());
+        }
+        for (id, mut page) in self.private.drain() {
+            let p = Arc::make_mut(&mut page);
+            set_lsn(p, self.lsn);
+            seal(p);
+            self.file.write(id, p)?;
+            self.spilled.insert(id);
+        }
+        Ok(())
+    }
+
+    // ----- overflow values ----------------------------------------------
+
+    fn write_overflow(&mut self, value: &[u8]) -> Result<PageId> {
+        let chunks: Vec<&[u8]> = value.chunks(OVERFLOW_DATA).collect();
+        let ids: Vec<PageId> = chunks.iter().map(|_| self.new_page_deferred()).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let id = ids[i];
+            let mut p = Arc::new([0u8; PAGE_SIZE]);
+            if let Some(pm) = Arc::get_mut(&mut p) {
+                init_page(pm, id, PageType::Overflow);
+                put_u64(pm, 32, ids.get(i + 1).copied().unwrap_or(0));
+                put_u32(pm, 40, chunk.len() as u32);
+                pm[48..48 + chunk.len()].copy_from_slice(chunk);
+            }
+            self.private.insert(id, p);
+            self.maybe_spill()?;
+        }
+        Ok(ids[0])
+    }
+
+    fn new_page_deferred(&mut self) -> PageId {
+        self.alloc.allocate()
+    }
+
+    fn free_overflow(&mut self, first: PageId, len: u64) -> Result<()> {
+        let mut id = first;
+        let max_pages = len.div_ceil(OVERFLOW_DATA as u64).max(1);
+        for _ in 0..max_pages {
+            if id == 0 {
+                break;
+            }
+            let p = self.read(id)?;
+            if page_type(&p) != Some(PageType::Overflow) {
+                return Err(Error::corrupt_page(super::DATA_FILE, id, "expected an overflow page"));
+            }
+            let next = get_u64(&p[..], 32);
+            drop(p);
+            self.free(id);
+            id = next;
+        }
+        Ok(())
+    }
+
+    // ----- public operations -------------------------------------------
+
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.maybe_spill()?;
+        let mut cell = std::mem::take(&mut self.bufs.cell);
+        if LEAF_CELL_HEADER + key.len() + value.len() <= MAX_INLINE_CELL {
+            leaf_cell(&mut cell, key, value);
+        } else {
+            let first = self.write_overflow(value)?;
+            leaf_overflow_cell(&mut cell, key, first, value.len() as u64);
+        }
+        let res = self.insert_cell(key, &cell);
+        self.bufs.cell = cell;
+        res
+    }
+
+    fn insert_cell(&mut self, key: &[u8], cell: &[u8]) -> Result<()> {
+        if self.root == 0 {
+            let id = self.new_page(PageType::Leaf);
+            let p = self.page_mut(id)?;
+            NodeMut { p }.push(cell);
+            self.root = id;
+            self.keys += 1;
+            return Ok(());
+        }
+        match self.insert_rec(self.root, key, cell, 0)? {
+            Change::Done(id) | Change::Underfull(id) => self.root = id,
+            Change::Split(left, sep, right) => {
+                let id = self.new_page(PageType::Internal);
+                let mut c = std::mem::take(&mut self.bufs.scratch);
+                internal_cell(&mut c, &sep, right);
+                let p = self.page_mut(id)?;
+                let mut n = NodeMut { p };
+                n.set_leftmost(left);
+                n.push(&c);
+                self.bufs.scratch = c;
+                self.root = id;
+            }
+            Change::None => {}
+        }
+        Ok(())
+    }
+
+    fn insert_rec(&mut self, id: PageId, key: &[u8], cell: &[u8], depth: usize) -> Result<Change> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt_page(super::DATA_FILE, id, "tree deeper than possible"));
+        }
+        let page = self.read(id)?;
+        let node = Node::new(&page, id)?;
+        match page_type(&page) {
+            Some(PageType::Leaf) => {
+                let (pos, old) = match node.search(key)? {
+                    Ok(i) => {
+                        let c = node.leaf_cell(i)?;
+                        let ov = match c.value {
+                            LeafValue::Overflow { first, len } => Some((first, len)),
+                            LeafValue::Inline(_) => None,
+                        };
+                        (i, Some((node.cell_bytes(i)?.len(), ov)))
+                    }
+                    Err(i) => (i, None),
+                };
+                drop(page);
+                if let Some((_, Some((first, len)))) = old {
+                    self.free_overflow(first, len)?;
+                }
+                let nid = self.make_mut(id)?;
+                if old.is_none() {
+                    self.keys += 1;
+                }
+                let bufs = &mut *self.bufs;
+                let p = Arc::make_mut(
+                    self.private
+                        .get_mut(&nid)
+                        .ok_or_else(|| Error::Internal("lost page".into()))?,
+                );
+                let mut m = NodeMut { p };
+                if let Some((len, _)) = old {
+                    m.remove(pos, len);
+                }
+                if m.fits(cell.len()) {
+                    m.insert(pos, cell, &mut bufs.scratch);
+                    return Ok(Change::Done(nid));
+                }
+                self.split_leaf(nid, pos, cell)
+            }
+            Some(PageType::Internal) => {
+                let idx = node.child_index(key)?;
+                let child = node.child(idx)?;
+                drop(page);
+                match self.insert_rec(child, key, cell, depth + 1)? {
+                    Change::None => Ok(Change::None),
+                    Change::Done(c) | Change::Underfull(c) => {
+                        if c == child && self.is_owned(id) {
+                            return Ok(Change::Done(id));
+                        }
+                        let nid = self.make_mut(id)?;
+                        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
+                        Ok(Change::Done(nid))
+                    }
+                    Change::Split(l, sep, r) => {
+                        let nid = self.make_mut(id)?;
+                        let mut c = std::mem::take(&mut self.bufs.cell);
+                        internal_cell(&mut c, &sep, r);
+                        let res = self.insert_into_internal(nid, idx, l, &c);
+                        self.bufs.cell = c;
+                        res
+                    }
+                }
+            }
+            _ => Err(Error::corrupt_page(super::DATA_FILE, id, "expected a tree node")),
+        }
+    }
+
+    /// In internal node `nid` (private), points child `idx` at `left` and
+    /// inserts `cell` (separator, right) after it, splitting if needed.
+    fn insert_into_internal(
+        &mut self,
+        nid: PageId,
+        idx: usize,
+        left: PageId,
+        cell: &[u8],
+    ) -> Result<Change> {
+        let bufs = &mut *self.bufs;
+        let p = Arc::make_mut(
+            self.private.get_mut(&nid).ok_or_else(|| Error::Internal("lost page".into()))?,
+        );
+        let mut m = NodeMut { p };
+        m.set_child(idx, left);
+        if m.fits(cell.len()) {
+            m.insert(idx, cell, &mut bufs.scratch);
+            return Ok(Change::Done(nid));
+        }
+        self.split_internal(nid, idx, cell)
+    }
+
+    /// Copies the cells of private page `id` into `bufs.cells`, with `extra`
+    /// inserted at position `at` (if given).
+    fn gather(&mut self, id: PageId, extra: Option<(usize, &[u8])>, append: bool) -> Result<()> {
+        let page = self.read(id)?;
+        let node = Node::new(&page, id)?;
+        let b = &mut *self.bufs;
+        if !append {
+            b.cells.clear();
+            b.spans.clear();
+        }
+        for i in 0..=node.len() {
+            if let Some((at, c)) = extra
+                && at == i
+            {
+                b.spans.push((b.cells.len(), c.len()));
+                b.cells.extend_from_slice(c);
+            }
+            if i < node.len() {
+                let c = node.cell_bytes(i)?;
+                b.spans.push((b.cells.len(), c.len()));
+                b.cells.extend_from_slice(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses where to cut `bufs.spans` so both halves fit a page; `skip_middle`
+    /// for internal nodes (the cell at the cut moves up to the parent).
+    fn cut_point(&self, hint: Option<usize>, skip_middle: bool) -> Result<usize> {
+        let spans = &self.bufs.spans;
+        let n = spans.len();
+        let sizes: Vec<usize> = spans.iter().map(|s| s.1 + 2).collect();
+        let total: usize = sizes.iter().sum();
+        let fits = |cut: usize| -> bool {
+            let left: usize = sizes[..cut].iter().sum();
+            let right: usize = sizes[cut + usize::from(skip_middle)..].iter().sum();
+            cut >= 1
+                && cut + usize::from(skip_middle) < n
+                && left <= NODE_USABLE
+                && right <= NODE_USABLE
+        };
+        if let Some(h) = hint
+            && fits(h)
+        {
+            return Ok(h);
+        }
+        let mut acc = 0;
+        let mut best = None;
+        let mut best_diff = usize::MAX;
+        for cut in 1..n {
+            acc += sizes[cut - 1];
+            if !fits(cut) {
+                continue;
+            }
+            let diff = acc.abs_diff(total - acc);
+            if diff < best_diff {
+                best_diff = diff;
+                best = Some(cut);
+            }
+        }
+        best.ok_or_else(|| Error::Internal("no valid split point for a node".into()))
+    }
+
+    fn cell_at(&self, i: usize) -> &[u8] {
+        let (o, l) = self.bufs.spans[i];
+        &self.bufs.cells[o..o + l]
+    }
+
+    /// Rewrites private node `id` with cells `from..to` of `bufs`.
+    fn fill(&mut self, id: PageId, from: usize, to: usize, leftmost: Option<PageId>) -> Result<()> {
+        let arc = self.private.get_mut(&id).ok_or_else(|| Error::Internal("lost page".into()))?;
+        let p = Arc::make_mut(arc);
+        let mut m = NodeMut { p };
+        m.clear();
+        if let Some(l) = leftmost {
+            m.set_leftmost(l);
+        }
+        for i in from..to {
+            let (o, l) = self.bufs.spans[i];
+            m.push(&self.bufs.cells[o..o + l]);
+        }
+        Ok(())
+    }
+
+    fn split_leaf(&mut self, nid: PageId, pos: usize, cell: &[u8]) -> Result<Change> {
+        self.gather(nid, Some((pos, cell)), false)?;
+        let n = self.bufs.spans.len();
+        // Appending at the end (sequential loads) keeps the left page full.
+        let hint = if pos == n - 1 {
+            Some(n - 1)
+        } else if pos == 0 {
+            Some(1)
+        } else {
+            None
+        };
+        let cut = self.cut_point(hint, false)?;
+        let right = self.new_page(PageType::Leaf);
+        self.fill(nid, 0, cut, None)?;
+        self.fill(right, cut, n, None)?;
+        let sep = leaf_key(self.cell_at(cut)).to_vec();
+        Ok(Change::Split(nid, sep, right))
+    }
+
+    fn split_internal(&mut self, nid: PageId, idx: usize, cell: &[u8]) -> Result<Change> {
+        let leftmost = Node::new(&*self.read(nid)?, nid)?.leftmost();
+        self.gather(nid, Some((idx, cell)), false)?;
+        let n = self.bufs.spans.len();
+        let cut = self.cut_point(None, true)?;
+        let up = self.cell_at(cut).to_vec();
+        let right = self.new_page(PageType::Internal);
+        self.fill(nid, 0, cut, Some(leftmost))?;
+        self.fill(right, cut + 1, n, Some(get_u64(&up, 2)))?;
+        Ok(Change::Split(nid, internal_key(&up).to_vec(), right))
+    }
+
+    // ----- delete --------------------------------------------------------
+
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.maybe_spill()?;
+        if self.root == 0 {
+            return Ok(());
+        }
+        match self.delete_rec(self.root, key, 0)? {
+            Change::None => {}
+            Change::Done(id) => self.root = id,
+            Change::Underfull(id) => {
+                self.root = id;
+                self.shrink_root()?;
+            }
+            Change::Split(..) => return Err(Error::Internal("delete split a node".into())),
+        }
+        Ok(())
+    }
+
+    /// An empty leaf root leaves an empty tree; an internal root with one
+    /// child is replaced by that child.
+    fn shrink_root(&mut self) -> Result<()> {
+        for _ in 0..MAX_DEPTH {
+            let page = self.read(self.root)?;
+            let node = Node::new(&page, self.root)?;
+            if !node.is_empty() {
+                return Ok(());
+            }
+            let next = if node.is_leaf() { 0 } else { node.leftmost() };
+            drop(page);
+            let old = self.root;
+            self.free(old);
+            self.root = next;
+            if next == 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_rec(&mut self, id: PageId, key: &[u8], depth: usize) -> Result<Change> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt_page(super::DATA_FILE, id, "tree deeper than possible"));
+        }
+        let page = self.read(id)?;
+        let node = Node::new(&page, id)?;
+        match page_type(&page) {
+            Some(PageType::Leaf) => {
+                let Ok(pos) = node.search(key)? else {
+                    return Ok(Change::None);
+                };
+                let c = node.leaf_cell(pos)?;
+                let ov = match c.value {
+                    LeafValue::Overflow { first, len } => Some((first, len)),
+                    LeafValue::Inline(_) => None,
+                };
+                let len = node.cell_bytes(pos)?.len();
+                drop(page);
+                if let Some((first, l)) = ov {
+                    self.free_overflow(first, l)?;
+                }
+                let nid = self.make_mut(id)?;
+                self.keys = self.keys.saturating_sub(1);
+                let p = self.page_mut(nid)?;
+                NodeMut { p: &mut *p }.remove(pos, len);
+                let used = Node::new(p, nid)?.used();
+                Ok(if used < UNDERFULL { Change::Underfull(nid) } else { Change::Done(nid) })
+            }
+            Some(PageType::Internal) => {
+                let idx = node.child_index(key)?;
+                let child = node.child(idx)?;
+                drop(page);
+                match self.delete_rec(child, key, depth + 1)? {
+                    Change::None => Ok(Change::None),
+                    Change::Split(..) => Err(Error::Internal("delete split a node".into())),
+                    Change::Done(c) => {
+                        if c == child && self.is_owned(id) {
+                            return Ok(Change::Done(id));
+                        }
+                        let nid = self.make_mut(id)?;
+                        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
+                        Ok(Change::Done(nid))
+                    }
+                    Change::Underfull(c) => {
+                        let nid = self.make_mut(id)?;
+                        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
+                        self.rebalance(nid, idx)?;
+                        let p = self.read(nid)?;
+                        let n = Node::new(&p, nid)?;
+                        Ok(if n.is_empty() || n.used() < UNDERFULL {
+                            Change::Underfull(nid)
+                        } else {
+                            Change::Done(nid)
+                        })
+                    }
+                }
+            }
+            _ => Err(Error::corrupt_page(super::DATA_FILE, id, "expected a tree node")),
+        }
+    }
+
+    /// Child `idx` of private internal node `pid` is underfull: merge it
+    /// with a sibling if both fit one page, else move cells between them.
+    fn rebalance(&mut self, pid: PageId, idx: usize) -> Result<()> {
+        let parent = self.read(pid)?;
+        let pn = Node::new(&parent, pid)?;
+        if pn.is_empty() {
+            return Ok(());
+        }
+        let li = if idx > 0 { idx - 1 } else { 0 };
+        let (lid, rid) = (pn.child(li)?, pn.child(li + 1)?);
+        let sep = pn.key(li)?.to_vec();
+        let sep_cell_len = pn.cell_bytes(li)?.len();
+        drop(parent);
+
+        let lpage = self.read(lid)?;
+        let leaf = Node::new(&lpage, lid)?.is_leaf();
+        let l_leftmost = Node::new(&lpage, lid)?.leftmost();
+        drop(lpage);
+        let rpage = self.read(rid)?;
+        let r_leftmost = Node::new(&rpage, rid)?.leftmost();
+        if Node::new(&rpage, rid)?.is_leaf() != leaf {
+            return Err(Error::corrupt_page(super::DATA_FILE, rid, "siblings at different levels"));
+        }
+        drop(rpage);
+
+        self.gather(lid, None, false)?;
+        if !leaf {
+            let mut c = std::mem::take(&mut self.bufs.cell);
+            internal_cell(&mut c, &sep, r_leftmost);
+            let b = &mut *self.bufs;
+            b.spans.push((b.cells.len(), c.len()));
+            b.cells.extend_from_slice(&c);
+            self.bufs.cell = c;
+        }
+        self.gather(rid, None, true)?;
+        let n = self.bufs.spans.len();
+        let total: usize = self.bufs.spans.iter().map(|s| s.1 + 2).sum();
+        let leftmost = if leaf { None } else { Some(l_leftmost) };
+
+        if total <= NODE_USABLE {
+            // Merge into the left node; the right one and its separator go.
+            let nl = self.make_mut(lid)?;
+            self.fill(nl, 0, n, leftmost)?;
+            self.free(rid);
+            let p = self.page_mut(pid)?;
+            let mut m = NodeMut { p };
+            m.remove(li, sep_cell_len);
+            m.set_child(li, nl);
+            return Ok(());
+        }
+
+        // Redistribute, if the new separator fits the parent.
+        let cut = self.cut_point(None, !leaf)?;
+        let (new_sep, right_leftmost) = if leaf {
+            (leaf_key(self.cell_at(cut)).to_vec(), None)
+        } else {
+            let up = self.cell_at(cut);
+            (internal_key(up).to_vec(), Some(get_u64(up, 2)))
+        };
+        let needed = INTERNAL_CELL_HEADER + new_sep.len();
+        {
+            let p = self.read(pid)?;
+            let frag_free =
+                PAGE_SIZE - NODE_HEADER_LEN - Node::new(&p, pid)?.used() + sep_cell_len + 2;
+            if needed + 2 > frag_free {
+                return Ok(());
+            }
+        }
+        let nl = self.make_mut(lid)?;
+        let nr = self.make_mut(rid)?;
+        self.fill(nl, 0, cut, leftmost)?;
+        let right_from = if leaf { cut } else { cut + 1 };
+        self.fill(nr, right_from, n, right_leftmost)?;
+        let mut c = std::mem::take(&mut self.bufs.cell);
+        internal_cell(&mut c, &new_sep, nr);
+        let bufs = &mut *self.bufs;
+        let p = Arc::make_mut(
+            self.private.get_mut(&pid).ok_or_else(|| Error::Internal("lost page".into()))?,
+        );
+        let mut m = NodeMut { p };
+        m.remove(li, sep_cell_len);
+        m.insert(li, &c, &mut bufs.scratch);
+        m.set_child(li, nl);
+        self.bufs.cell = c;
+        Ok(())
+    }
+}
+
+fn leaf_key(cell: &[u8]) -> &[u8] {
+    let klen = get_u16(cell, 0) as usize;
+    &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen]
+}
+
+fn internal_key(cell: &[u8]) -> &[u8] {
+    let klen = get_u16(cell, 0) as usize;
+    &cell[INTERNAL_CELL_HEADER..INTERNAL_CELL_HEADER + klen]
+}

@@ -1,0 +1,296 @@
+//! Edge cases and bad input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use qube_storage::{
+    BTreeEngine, Direction, Engine, Error, KeyRange, MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch,
+};
+
+use crate::common;
+
+#[test]
+fn large_values_roundtrip_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
+    e.set(b"big", &big).unwrap();
+    e.set(b"edge", &vec![7u8; 2600]).unwrap();
+    e.set(b"small", b"x").unwrap();
+    assert_eq!(e.get(b"big").unwrap().as_deref(), Some(&big[..]));
+    e.checkpoint().unwrap();
+    e.close().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    assert_eq!(e.get(b"big").unwrap().as_deref(), Some(&big[..]));
+    let pairs = e.scan(KeyRange::all(), Direction::Reverse).unwrap().collect_pairs().unwrap();
+    assert_eq!(pairs.len(), 3);
+    assert_eq!(pairs[2].1, big);
+    // Replacing and deleting the big value gives its pages back.
+    let before = e.verify().unwrap();
+    e.set(b"big", b"now small").unwrap();
+    e.checkpoint().unwrap();
+    let after = e.verify().unwrap();
+    assert!(after.overflow_pages < before.overflow_pages);
+    assert!(after.free_pages >= before.overflow_pages - 1, "{before:?} {after:?}");
+}
+
+#[test]
+fn limits_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let long_key = vec![1u8; MAX_KEY_LEN + 1];
+    let err = e.set(&long_key, b"v").unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("key of 2049 bytes"), "{err}");
+    let err = e.set(b"k", &vec![0u8; MAX_VALUE_LEN + 1]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    // A rejected batch changes nothing, even its valid parts.
+    let mut b = WriteBatch::new();
+    b.set(b"ok", b"1").set(&long_key, b"2");
+    assert!(e.write(b).is_err());
+    assert_eq!(e.get(b"ok").unwrap(), None);
+    // The longest key works.
+    let max_key = vec![2u8; MAX_KEY_LEN];
+    e.set(&max_key, &vec![3u8; 5000]).unwrap();
+    assert_eq!(e.get(&max_key).unwrap(), Some(vec![3u8; 5000]));
+}
+
+#[test]
+fn empty_key_and_empty_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    e.set(b"", b"empty key").unwrap();
+    e.set(b"a", b"").unwrap();
+    assert_eq!(e.get(b"").unwrap(), Some(b"empty key".to_vec()));
+    assert_eq!(e.get(b"a").unwrap(), Some(Vec::new()));
+    let first = e.scan(KeyRange::all(), Direction::Forward).unwrap().collect_pairs().unwrap();
+    assert_eq!(first[0].0, b"");
+    e.delete(b"").unwrap();
+    assert_eq!(e.get(b"").unwrap(), None);
+}
+
+#[test]
+fn ten_thousand_keys_with_long_shared_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 4 << 20);
+    let prefix = vec![b'x'; 1500];
+    let key = |i: u32| {
+        let mut k = prefix.clone();
+        k.extend_from_slice(&i.to_be_bytes());
+        k
+    };
+    for chunk in (0..10_000u32).collect::<Vec<_>>().chunks(500) {
+        let mut b = WriteBatch::new();
+        for &i in chunk.iter().rev() {
+            b.set(&key(i), &i.to_le_bytes());
+        }
+        e.write(b).unwrap();
+    }
+    assert_eq!(e.get(&key(1234)).unwrap(), Some(1234u32.to_le_bytes().to_vec()));
+    let mut c = e.scan_prefix(&prefix, Direction::Forward).unwrap();
+    let mut n = 0u32;
+    while c.advance().unwrap() {
+        assert_eq!(c.key(), &key(n)[..]);
+        n += 1;
+    }
+    assert_eq!(n, 10_000);
+    drop(c);
+    let r = e.verify().unwrap();
+    assert_eq!(r.keys, 10_000);
+    assert!(r.depth <= 12, "depth {} is not bounded", r.depth);
+}
+
+#[test]
+fn delete_everything_and_reinsert_does_not_grow_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 2 << 20);
+    let fill = |e: &BTreeEngine, salt: u8| {
+        for c in 0..20u32 {
+            let mut b = WriteBatch::new();
+            for i in 0..1000u32 {
+                b.set(&(c * 1000 + i).to_be_bytes(), &[salt; 200]);
+            }
+            e.write(b).unwrap();
+        }
+        e.checkpoint().unwrap();
+    };
+    let clear = |e: &BTreeEngine| {
+        for c in 0..20u32 {
+            let mut b = WriteBatch::new();
+            for i in 0..1000u32 {
+                b.delete(&(c * 1000 + i).to_be_bytes());
+            }
+            e.write(b).unwrap();
+        }
+        e.checkpoint().unwrap();
+        // A second checkpoint frees what the first one still needed.
+        e.set(b"tick", b"").unwrap();
+        e.delete(b"tick").unwrap();
+        e.checkpoint().unwrap();
+    };
+    fill(&e, 1);
+    let full_pages = e.status().unwrap().pages;
+    clear(&e);
+    let empty = e.status().unwrap();
+    assert_eq!(empty.keys, 0);
+    assert!(
+        empty.pages < full_pages / 4,
+        "deleting everything gave no space back: {} of {full_pages} pages",
+        empty.pages
+    );
+    e.verify().unwrap();
+    for round in 0..3 {
+        fill(&e, round);
+        let pages = e.status().unwrap().pages;
+        assert!(pages <= full_pages * 5 / 4, "round {round}: {pages} pages vs {full_pages}");
+        clear(&e);
+    }
+    e.verify().unwrap();
+}
+
+#[test]
+fn second_open_of_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let err = BTreeEngine::open(dir.path(), common::opts(1 << 20)).err().expect("refused");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(e);
+    common::open(dir.path(), 1 << 20);
+}
+
+#[test]
+fn foreign_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    let err = BTreeEngine::open(dir.path(), common::opts(1 << 20)).err().expect("refused");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(err.to_string().contains("not a QubeDB data directory"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.qdb"), vec![0x55u8; 16384]).unwrap();
+    let err = BTreeEngine::open(dir.path(), common::opts(1 << 20)).err().expect("refused");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(err.to_string().contains("not a QubeDB data file"), "{err}");
+}
+
+#[test]
+fn newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    common::open(dir.path(), 1 << 20).close().unwrap();
+    // Rewrite both meta pages with format version 99 and a valid checksum.
+    let path = dir.path().join("data.qdb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for slot in 0..2 {
+        let p = &mut bytes[slot * 8192..slot * 8192 + 8192];
+        p[8..12].copy_from_slice(&99u32.to_le_bytes());
+        let c = crc32c::crc32c(&p[..72]);
+        p[72..76].copy_from_slice(&c.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = BTreeEngine::open(dir.path(), common::opts(1 << 20)).err().expect("refused");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    assert!(err.to_string().contains("newer QubeDB"), "{err}");
+}
+
+#[test]
+fn cursor_sees_a_snapshot_while_writers_change_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let mut b = WriteBatch::new();
+    for i in 0..5000u32 {
+        b.set(&i.to_be_bytes(), &[1u8; 50]);
+    }
+    e.write(b).unwrap();
+    let mut c = e.scan(KeyRange::all(), Direction::Forward).unwrap();
+    assert!(c.advance().unwrap());
+    // Rewrite and delete everything while the cursor is open.
+    for chunk in 0..5u32 {
+        let mut b = WriteBatch::new();
+        for i in chunk * 1000..chunk * 1000 + 1000 {
+            if i % 2 == 0 {
+                b.delete(&i.to_be_bytes());
+            } else {
+                b.set(&i.to_be_bytes(), &[2u8; 80]);
+            }
+        }
+        e.write(b).unwrap();
+    }
+    e.checkpoint().unwrap();
+    let mut n = 1;
+    while c.advance().unwrap() {
+        assert_eq!(c.value(), &[1u8; 50]);
+        n += 1;
+    }
+    assert_eq!(n, 5000);
+    drop(c);
+    assert_eq!(e.status().unwrap().keys, 2500);
+}
+
+#[test]
+fn readers_run_concurrently_with_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Arc::new(common::open(dir.path(), 512 << 10));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Invariant kept by every batch: keys a/i and b/i hold the same value.
+    let writer = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for round in 0..60u32 {
+                let mut b = WriteBatch::new();
+                for i in 0..200u32 {
+                    let v = (round * 7 + i).to_le_bytes();
+                    b.set(format!("a/{i:04}").as_bytes(), &v);
+                    b.set(format!("b/{i:04}").as_bytes(), &v);
+                }
+                e.write(b).unwrap();
+            }
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (e, stop) = (e.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut scans = 0;
+                while !stop.load(Ordering::SeqCst) || scans == 0 {
+                    let pairs = e
+                        .scan(KeyRange::all(), Direction::Forward)
+                        .unwrap()
+                        .collect_pairs()
+                        .unwrap();
+                    let (a, b) = pairs.split_at(pairs.len() / 2);
+                    assert_eq!(a.len(), b.len());
+                    for (x, y) in a.iter().zip(b) {
+                        assert_eq!(x.1, y.1, "a torn batch was visible");
+                    }
+                    scans += 1;
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    e.verify().unwrap();
+}
+
+#[test]
+fn failed_fsync_poisons_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    e.set(b"a", b"1").unwrap();
+    e.fail_next_data_sync();
+    let err = e.checkpoint().unwrap_err();
+    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    let err = e.set(b"b", b"2").unwrap_err();
+    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    // Reads still work; reopening recovers everything acknowledged.
+    assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()));
+    drop(e);
+    let e = common::open(dir.path(), 1 << 20);
+    assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(e.get(b"b").unwrap(), None);
+    e.set(b"b", b"2").unwrap();
+}
