@@ -1,0 +1,496 @@
+//! QubeDB storage benchmark: QubeDB's B+Tree engine against redb and SQLite.
+//!
+//! `bench storage` (the parent) runs each selected engine in a child process
+//! of this same binary (`bench storage --engine X ...`), so that each child's
+//! peak RSS (VmHWM) is its own; the child prints one JSON line with its
+//! results and the parent prints the Markdown report. See README.md.
+
+mod store;
+mod store_qubedb;
+mod store_redb;
+mod store_sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use store::{EngineKind, Store};
+
+pub const KEY_LEN: usize = 16;
+pub const VAL_LEN: usize = 100;
+pub type Key = [u8; KEY_LEN];
+pub type Val = [u8; VAL_LEN];
+
+#[derive(Parser)]
+#[command(name = "bench", about = "QubeDB benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Storage engines: QubeDB B+Tree vs redb vs SQLite.
+    Storage(StorageArgs),
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Engines to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "redb,sqlite,qubedb")]
+    engines: Vec<EngineKind>,
+    /// Number of keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    n: u64,
+    /// Keys per commit when loading.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Single-key durable commits (line 5).
+    #[arg(long, default_value_t = 10_000)]
+    commits: u64,
+    /// Engine cache for every line but line 3, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    cache_mb: u64,
+    /// Directory under which a fresh temporary directory is made (default /var/tmp).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Internal: run one engine's workloads in this process, in the empty
+    /// directory --dir, and print the result as one JSON line.
+    #[arg(long, hide = true)]
+    engine: Option<EngineKind>,
+}
+
+fn main() -> Result<()> {
+    let Cmd::Storage(args) = Cli::parse().cmd;
+    ensure!(args.n > 0 && args.batch > 0, "--n and --batch must be positive");
+    match args.engine {
+        Some(kind) => {
+            let dir = args.dir.clone().context("--engine needs --dir")?;
+            let result = run_engine(kind, &dir, &args)?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        None => run_parent(&args),
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+const KEY_SEED: u64 = 0x5142_4442_6b65_7973; // "QBDBkeys"
+const VAL_SEED: u64 = 0x5142_4442_7661_6c73; // "QBDBvals"
+
+/// splitmix64's finalizer: a bijection on u64 with good mixing.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The i-th key: 16 random-looking bytes. The first 8 bytes are a bijection of
+/// `i`, so keys never collide. Computed, not stored, so no engine's RSS holds them.
+fn key(i: u64) -> Key {
+    let mut k = [0; KEY_LEN];
+    k[..8].copy_from_slice(&mix(KEY_SEED ^ (2 * i)).to_be_bytes());
+    k[8..].copy_from_slice(&mix(KEY_SEED ^ (2 * i + 1)).to_be_bytes());
+    k
+}
+
+/// The i-th value: 100 random bytes.
+fn value(i: u64) -> Val {
+    let mut v = [0; VAL_LEN];
+    let mut s = mix(VAL_SEED ^ i);
+    for chunk in v.chunks_mut(8) {
+        chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
+        s = mix(s);
+    }
+    v
+}
+
+/// A permutation of 0..n without memory: j -> (j * stride + offset) mod n with
+/// gcd(stride, n) = 1. Key indices are already random in key space; this only
+/// makes the read order differ from the insertion order.
+struct Shuffle {
+    n: u64,
+    stride: u64,
+    offset: u64,
+}
+
+impl Shuffle {
+    fn new(n: u64) -> Self {
+        let gcd = |mut a: u64, mut b: u64| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let mut stride = (n as f64 * 0.618_033_988_7) as u64 | 1;
+        while gcd(stride, n) != 1 {
+            stride += 1;
+        }
+        Shuffle { n, stride, offset: mix(n) % n }
+    }
+
+    fn at(&self, j: u64) -> u64 {
+        ((j as u128 * self.stride as u128 + self.offset as u128) % self.n as u128) as u64
+    }
+}
+
+// ---------------------------------------------------------------- child: one engine
+
+/// How many operations a line did and how long they took.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Measured {
+    ops: u64,
+    secs: f64,
+}
+
+impl Measured {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+}
+
+/// What a child reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EngineResult {
+    engine: EngineKind,
+    insert: Measured,
+    read_warm: Measured,
+    read_small_cache: Measured,
+    scan: Measured,
+    single_commits: Measured,
+    /// Bytes of all files in the engine's directory after the load (and checkpoint).
+    data_bytes: u64,
+    cache_bytes: u64,
+    small_cache_bytes: u64,
+    /// VmHWM of the child at the end.
+    peak_rss_bytes: u64,
+}
+
+fn timed(ops: u64, f: impl FnOnce() -> Result<()>) -> Result<Measured> {
+    let t = Instant::now();
+    f()?;
+    Ok(Measured { ops, secs: t.elapsed().as_secs_f64() })
+}
+
+fn log(kind: EngineKind, what: &str, m: Measured) {
+    eprintln!(
+        "[{}] {what}: {} ops in {:.2} s = {} ops/s",
+        kind.name(),
+        m.ops,
+        m.secs,
+        thousands(m.ops_per_sec())
+    );
+}
+
+/// Runs every line on one engine in `dir`:
+/// load (big cache) -> close, measure size -> reopen with 10% cache: reads ->
+/// reopen with big cache: warm-up scan, reads, scan, single commits.
+fn run_engine(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<EngineResult> {
+    let n = args.n;
+    let cache_bytes = args.cache_mb << 20;
+
+    // 1. Random inserts, `batch` keys per durable commit.
+    let mut s = store::open(kind, dir, cache_bytes)?;
+    let insert = timed(n, || {
+        let mut pairs = Vec::with_capacity(args.batch);
+        for i in 0..n {
+            pairs.push((key(i), value(i)));
+            if pairs.len() == args.batch || i == n - 1 {
+                s.insert_batch(&pairs)?;
+                pairs.clear();
+            }
+        }
+        Ok(())
+    })?;
+    log(kind, "insert", insert);
+    s.close()?;
+    let data_bytes = dir_bytes(dir)?;
+    eprintln!("[{}] data after load: {:.1} MiB", kind.name(), mib(data_bytes));
+
+    // 3. Random point reads with a cache of 10% of the data.
+    let small_cache_bytes = data_bytes / 10;
+    let mut s = store::open(kind, dir, small_cache_bytes)?;
+    let read_small_cache = timed(n, || read_all(s.as_mut(), n, args.batch))?;
+    log(kind, "reads, 10% cache", read_small_cache);
+    s.close()?;
+
+    // 2. Random point reads, warm cache (warmed by an untimed full scan).
+    let mut s = store::open(kind, dir, cache_bytes)?;
+    s.scan_all()?;
+    let read_warm = timed(n, || read_all(s.as_mut(), n, args.batch))?;
+    log(kind, "reads, warm", read_warm);
+
+    // 4. Full ordered scan.
+    let scan = timed(n, || {
+        let (pairs, bytes) = s.scan_all()?;
+        ensure!(pairs == n, "scan saw {pairs} pairs, expected {n}");
+        ensure!(bytes == n * (KEY_LEN + VAL_LEN) as u64, "scan saw {bytes} bytes");
+        Ok(())
+    })?;
+    log(kind, "scan", scan);
+
+    // 5. Single-key durable commits of new keys.
+    let single_commits = timed(args.commits, || {
+        for i in n..n + args.commits {
+            s.commit_one(&key(i), &value(i))?;
+        }
+        Ok(())
+    })?;
+    log(kind, "single commits", single_commits);
+    s.close()?;
+
+    Ok(EngineResult {
+        engine: kind,
+        insert,
+        read_warm,
+        read_small_cache,
+        scan,
+        single_commits,
+        data_bytes,
+        cache_bytes,
+        small_cache_bytes,
+        peak_rss_bytes: peak_rss_bytes()?,
+    })
+}
+
+/// Reads every key once in shuffled order, `batch` keys per read batch, and
+/// checks that all were found.
+fn read_all(s: &mut dyn Store, n: u64, batch: usize) -> Result<()> {
+    let order = Shuffle::new(n);
+    let mut keys = Vec::with_capacity(batch);
+    let mut found = 0;
+    for j in 0..n {
+        keys.push(key(order.at(j)));
+        if keys.len() == batch || j == n - 1 {
+            found += s.read_batch(&keys)?;
+            keys.clear();
+        }
+    }
+    ensure!(found == n, "found {found} of {n} keys");
+    Ok(())
+}
+
+/// Total size of the files under `dir`.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.len() };
+    }
+    Ok(total)
+}
+
+/// This process's peak resident set size (VmHWM).
+fn peak_rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/self/status")?;
+    let kib: u64 = line.split_whitespace().nth(1).context("bad VmHWM line")?.parse()?;
+    Ok(kib * 1024)
+}
+
+// ---------------------------------------------------------------- parent: report
+
+/// A line of the report: its label and the measurement an engine result gives for it.
+type Line = (&'static str, fn(&EngineResult) -> Measured);
+
+const LINES: [Line; 5] = [
+    ("1. random inserts, batched durable commits", |r| r.insert),
+    ("2. random point reads, warm cache", |r| r.read_warm),
+    ("3. random point reads, cache = 10% of data", |r| r.read_small_cache),
+    ("4. full ordered scan (keys/s)", |r| r.scan),
+    ("5. single-key durable commits", |r| r.single_commits),
+];
+
+#[derive(Serialize)]
+struct Report {
+    n: u64,
+    batch: usize,
+    commits: u64,
+    cache_bytes: u64,
+    engines: BTreeMap<&'static str, Outcome>,
+    rows: Vec<Row>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Ok(EngineResult),
+    Failed { error: String },
+}
+
+#[derive(Serialize)]
+struct Row {
+    workload: &'static str,
+    ops_per_sec: BTreeMap<&'static str, f64>,
+    qubedb_over_redb: Option<f64>,
+    qubedb_over_sqlite: Option<f64>,
+}
+
+fn run_parent(args: &StorageArgs) -> Result<()> {
+    let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    std::fs::create_dir_all(&base)?;
+    let root = tempfile::Builder::new().prefix("qube-bench-").tempdir_in(&base)?;
+    let exe = std::env::current_exe()?;
+
+    let mut engines = BTreeMap::new();
+    for kind in EngineKind::ALL.into_iter().filter(|k| args.engines.contains(k)) {
+        let dir = root.path().join(kind.name());
+        eprintln!("[{}] running in {}", kind.name(), dir.display());
+        let outcome = match run_child(&exe, kind, &dir, args) {
+            Ok(r) => Outcome::Ok(r),
+            Err(e) => {
+                eprintln!("[{}] FAILED: {e:#}", kind.name());
+                Outcome::Failed { error: format!("{e:#}") }
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir); // free the disk before the next engine
+        engines.insert(kind.name(), outcome);
+    }
+
+    let result = |kind: EngineKind| match engines.get(kind.name()) {
+        Some(Outcome::Ok(r)) => Some(r),
+        _ => None,
+    };
+    let rows: Vec<Row> = LINES
+        .iter()
+        .map(|(label, get)| {
+            let rate = |k| result(k).map(|r| get(r).ops_per_sec());
+            let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+            Row {
+                workload: label,
+                ops_per_sec: EngineKind::ALL
+                    .iter()
+                    .filter_map(|&k| Some((k.name(), rate(k)?)))
+                    .collect(),
+                qubedb_over_redb: ratio(rate(EngineKind::Qubedb), rate(EngineKind::Redb)),
+                qubedb_over_sqlite: ratio(rate(EngineKind::Qubedb), rate(EngineKind::Sqlite)),
+            }
+        })
+        .collect();
+
+    // Markdown.
+    println!(
+        "## Storage: {} keys (16-byte random keys, 100-byte values), {} keys/commit on load, {} single commits, cache {} MiB, {} CPUs\n",
+        thousands(args.n as f64),
+        thousands(args.batch as f64),
+        thousands(args.commits as f64),
+        args.cache_mb,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+    );
+    println!(
+        "| workload | redb ops/s | SQLite ops/s | QubeDB ops/s | QubeDB/redb | QubeDB/SQLite |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let cell = |x: Option<f64>| x.map_or("—".to_string(), thousands);
+    let times = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{x:.2}×"));
+    for row in &rows {
+        let rate = |k: EngineKind| row.ops_per_sec.get(k.name()).copied();
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.workload,
+            cell(rate(EngineKind::Redb)),
+            cell(rate(EngineKind::Sqlite)),
+            cell(rate(EngineKind::Qubedb)),
+            times(row.qubedb_over_redb),
+            times(row.qubedb_over_sqlite),
+        );
+    }
+    println!(
+        "\n| engine | peak RSS (VmHWM) | data on disk after load | cache, lines 1/2/4/5 | cache, line 3 (10%) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for kind in EngineKind::ALL {
+        let Some(outcome) = engines.get(kind.name()) else { continue };
+        let label = kind.label();
+        match outcome {
+            Outcome::Ok(r) => println!(
+                "| {label} | {:.1} MiB | {:.1} MiB | {:.0} MiB | {:.1} MiB |",
+                mib(r.peak_rss_bytes),
+                mib(r.data_bytes),
+                mib(r.cache_bytes),
+                mib(r.small_cache_bytes)
+            ),
+            Outcome::Failed { error } => println!(
+                "| {label} | failed: {} | | | |",
+                error.replace('|', "/").replace('\n', " ")
+            ),
+        }
+    }
+    println!(
+        "\nQubeDB's cache is its buffer pool (`Options::pool_bytes`); redb's is `Builder::set_cache_size`; SQLite's is `PRAGMA cache_size`."
+    );
+
+    let failed: Vec<&str> = engines
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        .map(|(name, _)| *name)
+        .collect();
+    if let Some(path) = &args.json {
+        let report = Report {
+            n: args.n,
+            batch: args.batch,
+            commits: args.commits,
+            cache_bytes: args.cache_mb << 20,
+            engines,
+            rows,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    ensure!(failed.is_empty(), "engines failed: {}", failed.join(", "));
+    Ok(())
+}
+
+/// Runs `bench storage --engine kind` and parses the JSON line it prints last.
+fn run_child(exe: &Path, kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<EngineResult> {
+    let output = Command::new(exe)
+        .arg("storage")
+        .args(["--engine", kind.name()])
+        .args(["--n", &args.n.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--commits", &args.commits.to_string()])
+        .args(["--cache-mb", &args.cache_mb.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the child")?;
+    if !output.status.success() {
+        bail!("child exited with {}", output.status);
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().context("child printed nothing")?;
+    serde_json::from_str(line).context("parsing the child's result")
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// 1234567.8 -> "1,234,568".
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
