@@ -35,8 +35,9 @@ impl Store for QubeStore {
 
     fn read_batch(&mut self, keys: &[Key]) -> Result<u64> {
         let mut found = 0;
+        let mut v = Vec::with_capacity(VAL_LEN);
         for k in keys {
-            if let Some(v) = self.engine.get(k)? {
+            if self.engine.get_into(k, &mut v)? {
                 found += u64::from(v.len() == VAL_LEN);
             }
         }

@@ -34,8 +34,8 @@ pub use qube_wal::SyncMode as Durability;
 pub const MAX_KEY_LEN: usize = 2048;
 /// Longest value any engine accepts (larger than a page: stored on overflow pages).
 pub const MAX_VALUE_LEN: usize = 64 << 20;
-/// Largest encoded write batch.
-pub const MAX_BATCH_BYTES: usize = 512 << 20;
+/// Largest encoded write batch: one batch is one WAL record.
+pub const MAX_BATCH_BYTES: usize = qube_wal::MAX_RECORD_BYTES;
 
 /// Scan direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,18 @@ pub struct Status {
 pub trait Engine: Send + Sync {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Reads one key into `out` (cleared first; untouched if absent), so that
+    /// a loop of reads reuses one buffer. Returns whether the key exists.
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        match self.get(key)? {
+            Some(v) => {
+                out.clear();
+                out.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     /// Applies a batch atomically.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Scans a range in either direction over a consistent snapshot.

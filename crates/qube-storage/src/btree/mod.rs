@@ -17,9 +17,11 @@
 //!
 //! * readers take the current version (`ArcSwap`, no lock) and read without
 //!   locks, concurrently with the one writer;
-//! * a **checkpoint** writes the dirty pages of the newest version, then the
-//!   free list, fsyncs, and switches the root atomically by writing the
-//!   other meta page (the valid copy with the higher sequence wins). The
+//! * a **checkpoint** fsyncs the WAL, writes every dirty page in the pool
+//!   (the newest version's, and older ones' that readers may still hold),
+//!   then the free list, fsyncs, and switches the root atomically by writing
+//!   the other meta page and fsyncing again (the valid copy with the higher
+//!   sequence wins). The
 //!   pages of the previous checkpoint are never overwritten before that
 //!   switch, so a crash at any point leaves one consistent tree on disk;
 //! * a dirty page can be written to its place at any moment (eviction,
@@ -28,11 +30,12 @@
 //!   records after its LSN through the same code path as live writes.
 //!
 //! Commit protocol (`write`): under the writer lock apply the batch to
-//! private pages, append the WAL record, and install the version as the
-//! writer's head; release the lock; wait for the WAL to be durable (group
-//! commit: other writers proceed and share the fsync); then publish every
-//! version up to this one to readers. A reader never sees a batch before it
-//! is durable.
+//! private pages and install the new version as the writer's head, then
+//! append the WAL record (a failed append poisons the engine, since the head
+//! now holds a batch the log does not); release the lock; wait for the WAL
+//! to be durable (group commit: other writers proceed and share the fsync);
+//! then publish every version up to this one to readers. A reader never
+//! sees a batch before it is durable.
 //!
 //! # Garbage
 //!
@@ -86,7 +89,8 @@ const WAL_DIR: &str = "wal";
 /// Configuration of a [`BTreeEngine`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Buffer pool capacity in bytes (at least 16 pages).
+    /// Buffer pool capacity in bytes (at least 24 pages; an eighth of it,
+    /// at least 8 pages, is the writer's share for pages a batch changes).
     pub pool_bytes: usize,
     /// When a commit is acknowledged.
     pub durability: Durability,
@@ -185,10 +189,13 @@ struct Inner {
     _lock: File,
 }
 
+/// Tells the checkpoint thread to stop: a flag and a condvar to wake it.
+type StopSignal = (Mutex<bool>, Condvar);
+
 /// The B+Tree [`Engine`]. See the module docs.
 pub struct BTreeEngine {
     inner: Arc<Inner>,
-    background: Option<(Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>)>,
+    background: Option<(Arc<StopSignal>, JoinHandle<()>)>,
 }
 
 impl BTreeEngine {
@@ -259,7 +266,7 @@ impl Drop for BTreeEngine {
     }
 }
 
-fn checkpoint_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
+fn checkpoint_loop(inner: Weak<Inner>, stop: Arc<StopSignal>) {
     loop {
         {
             let mut stopped = stop.0.lock();
@@ -343,7 +350,7 @@ impl Inner {
         let file = Arc::new(PageFile::open(&data_path, false)?);
         let meta = read_meta(&file)?;
         let (free, freelist_pages) = load_freelist(&file, &meta)?;
-        let capacity_pages = (opts.pool_bytes / PAGE_SIZE).max(16);
+        let capacity_pages = (opts.pool_bytes / PAGE_SIZE).max(24);
         let private_limit = (capacity_pages / 8).max(8);
         let pool = BufferPool::new(file.clone(), capacity_pages - private_limit);
         let wal_dir = dir.join(WAL_DIR);
@@ -410,22 +417,24 @@ impl Inner {
         let start = w.head.lsn;
         let mut expected = start + 1;
         let wal_path = self.dir.join(WAL_DIR);
-        self.wal.replay(start, &mut |lsn, payload| {
-            if lsn != expected {
-                return Err(Error::corrupt_at(
-                    &wal_path,
-                    0,
-                    format!("WAL record {lsn} follows {} (records are missing)", expected - 1),
-                ));
-            }
-            expected += 1;
-            let batch = WriteBatch::decode(payload)
-                .map_err(|d| Error::corrupt_at(&wal_path, 0, format!("WAL record {lsn}: {d}")))?;
-            let version = self.apply(&mut w, &batch, lsn)?;
-            self.current.store(version);
-            Ok(())
-        })?;
-        Ok(())
+        self.wal
+            .replay(start, &mut |lsn, payload| {
+                if lsn != expected {
+                    return Err(Error::corrupt_at(
+                        &wal_path,
+                        0,
+                        format!("WAL record {lsn} follows {} (records are missing)", expected - 1),
+                    ));
+                }
+                expected += 1;
+                let batch = WriteBatch::decode(payload).map_err(|d| {
+                    Error::corrupt_at(&wal_path, 0, format!("WAL record {lsn}: {d}"))
+                })?;
+                let version = self.apply(&mut w, &batch, lsn)?;
+                self.current.store(version);
+                Ok(())
+            })
+            .map_err(|e| locate(e, self.file.path()))
     }
 
     /// Applies a batch to private pages and installs the new head version.
@@ -559,7 +568,7 @@ impl Inner {
     fn checkpoint(&self) -> Result<()> {
         let mut w = self.writer.lock();
         self.check_writable()?;
-        let res = self.checkpoint_locked(&mut w);
+        let res = self.checkpoint_locked(&mut w).map_err(|e| locate(e, self.file.path()));
         if let Err(e) = &res {
             self.poison_with(e);
         }
@@ -684,6 +693,18 @@ impl Inner {
     }
 }
 
+/// Page accessors name the data file by its bare name; errors leaving the
+/// engine name it by its full path.
+fn locate(e: Error, file: &Path) -> Error {
+    match e {
+        Error::Corruption { mut location, detail } if location.file.as_os_str() == DATA_FILE => {
+            location.file = file.to_path_buf();
+            Error::Corruption { location, detail }
+        }
+        e => e,
+    }
+}
+
 fn create_data_file(path: &Path) -> Result<()> {
     let file = PageFile::open(path, true)?;
     let mut buf = [0u8; PAGE_SIZE];
@@ -788,12 +809,18 @@ fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(BTreeSet<PageId>, Vec<
 
 impl Engine for BTreeEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        Ok(self.get_into(key, &mut out)?.then_some(out))
+    }
+
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         let v = self.inner.current.load();
-        read::get(&self.inner.pool, v.root, key)
+        read::get_into(&self.inner.pool, v.root, key, out)
+            .map_err(|e| locate(e, self.inner.file.path()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(&batch)
+        self.inner.write(&batch).map_err(|e| locate(e, self.inner.file.path()))
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {

@@ -17,6 +17,7 @@
 //! copy meanwhile; it is one 8 KiB `pwrite` into the OS cache.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,9 +33,28 @@ struct Slot {
     referenced: bool,
 }
 
+/// Page ids are small dense integers: one multiply spreads them well
+/// enough, and SipHash would cost more than the rest of a cache hit.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<PageId, usize>,
+    map: HashMap<PageId, usize, BuildHasherDefault<IdHasher>>,
     slots: Vec<Slot>,
     hand: usize,
     hits: u64,
@@ -194,6 +214,10 @@ impl BufferPool {
             st.pages += s.slots.len() as u64;
         }
         st
+    }
+
+    pub fn file_path(&self) -> &std::path::Path {
+        self.file.path()
     }
 
     pub fn capacity_bytes(&self) -> u64 {

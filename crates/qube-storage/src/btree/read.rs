@@ -49,10 +49,16 @@ pub(super) fn read_overflow(
     Ok(())
 }
 
-/// Looks up `key` in the tree rooted at `root`.
-pub(super) fn get(pool: &BufferPool, root: PageId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+/// Looks up `key` in the tree rooted at `root`; on a hit the value is
+/// copied into `out` (cleared first), so a caller's loop reuses one buffer.
+pub(super) fn get_into(
+    pool: &BufferPool,
+    root: PageId,
+    key: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool> {
     if root == 0 {
-        return Ok(None);
+        return Ok(false);
     }
     let mut id = root;
     for _ in 0..MAX_DEPTH {
@@ -61,15 +67,15 @@ pub(super) fn get(pool: &BufferPool, root: PageId, key: &[u8]) -> Result<Option<
         match page_type(&page) {
             Some(PageType::Internal) => id = node.child(node.child_index(key)?)?,
             Some(PageType::Leaf) => {
-                let Ok(i) = node.search(key)? else { return Ok(None) };
-                return Ok(Some(match node.leaf_cell(i)?.value {
-                    LeafValue::Inline(v) => v.to_vec(),
-                    LeafValue::Overflow { first, len } => {
-                        let mut out = Vec::new();
-                        read_overflow(pool, first, len, &mut out)?;
-                        out
+                let Ok(i) = node.search(key)? else { return Ok(false) };
+                match node.leaf_cell(i)?.value {
+                    LeafValue::Inline(v) => {
+                        out.clear();
+                        out.extend_from_slice(v);
                     }
-                }));
+                    LeafValue::Overflow { first, len } => read_overflow(pool, first, len, out)?,
+                }
+                return Ok(true);
             }
             _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
         }
@@ -281,7 +287,7 @@ impl Cursor for BTreeCursor<'_> {
             }
             Err(e) => {
                 self.done = true;
-                Err(e)
+                Err(super::locate(e, self.pool.file_path()))
             }
         }
     }

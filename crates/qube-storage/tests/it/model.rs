@@ -120,7 +120,7 @@ fn run(steps: Vec<Step>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("QUBE_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(64), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn btree_matches_memory_engine(steps in prop::collection::vec(step(), 1..120)) {
