@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use qube_common::{Error, Result};
 
-use super::page::{PAGE_SIZE, Page, PageId, check_page};
+use super::page::{PAGE_SIZE, Page, PageId, check_page, seal};
 
 pub struct PageFile {
     file: File,
@@ -76,6 +76,15 @@ impl PageFile {
             self.poisoned.store(true, Ordering::SeqCst);
             Error::io(format!("writing page {id} of {}", self.path.display()), e)
         })
+    }
+
+    /// Writes a tree, overflow or free-list page with its checksum. Pages
+    /// are sealed here, when they reach the disk, not at every commit: most
+    /// versions of a hot page are superseded before they are ever written.
+    pub fn write_page(&self, id: PageId, page: &Page) -> Result<()> {
+        let mut sealed = *page;
+        seal(&mut sealed);
+        self.write(id, &sealed)
     }
 
     pub fn sync(&self) -> Result<()> {

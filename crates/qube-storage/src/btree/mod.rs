@@ -477,9 +477,7 @@ impl Inner {
         }
         let Txn { private, garbage, root, keys, .. } = txn;
         for (id, mut page) in private {
-            let p = Arc::make_mut(&mut page);
-            set_lsn(p, lsn);
-            seal(p);
+            set_lsn(Arc::make_mut(&mut page), lsn);
             self.pool.insert_dirty(id, page)?;
         }
         alloc.limbo.extend(garbage.iter().map(|g| g.0));
@@ -593,7 +591,7 @@ impl Inner {
         w.discard = discard;
 
         for (id, page) in self.pool.dirty_pages() {
-            self.file.write(id, &page)?;
+            self.file.write_page(id, &page)?;
             self.pool.mark_clean(id, &page);
         }
 
@@ -646,9 +644,8 @@ impl Inner {
                 put_u64(&mut buf, 48 + 8 * j, *id);
             }
             set_lsn(&mut buf, head.lsn);
-            seal(&mut buf);
             self.pool.discard(lp);
-            self.file.write(lp, &buf)?;
+            self.file.write_page(lp, &buf)?;
         }
         self.file.sync()?;
 

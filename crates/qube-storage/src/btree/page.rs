@@ -22,7 +22,8 @@
 //! 36  2  fragmented bytes (dead cells inside the cell area)
 //! 38  2  reserved
 //! 40  8  leftmost child (internal pages; 0 in leaves)
-//! 48  2n slot array: offsets of the cells, in key order
+//! 48  6n slot array, in key order: cell offset u16 | first 4 key bytes
+//!        (zero-padded), so most binary-search probes never touch a cell
 //! ...    free space
 //! start  cells, packed from the end of the page downwards
 //!
@@ -47,6 +48,8 @@ pub const PAGE_MAGIC: [u8; 4] = *b"QBPG";
 /// Version 1: the layout above.
 pub const PAGE_FORMAT_VERSION: u16 = 1;
 pub const NODE_HEADER_LEN: usize = 48;
+/// A slot: cell offset (u16) and the key's first 4 bytes, zero-padded.
+pub const SLOT_SIZE: usize = 6;
 /// Bytes available to slots and cells in a node page.
 pub const NODE_USABLE: usize = PAGE_SIZE - NODE_HEADER_LEN;
 pub const LEAF_CELL_HEADER: usize = 7;
@@ -212,7 +215,7 @@ impl<'a> Node<'a> {
         let n = get_u16(p, 32) as usize;
         let start = get_u16(p, 34) as usize;
         let start = if start == 0 { PAGE_SIZE } else { start };
-        if NODE_HEADER_LEN + 2 * n > start || start > PAGE_SIZE {
+        if NODE_HEADER_LEN + SLOT_SIZE * n > start || start > PAGE_SIZE {
             return Err(corrupt(id, "node slot array overlaps its cells"));
         }
         Ok(Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 })
@@ -239,8 +242,8 @@ impl<'a> Node<'a> {
         if i >= self.n {
             return Err(corrupt(self.id, "slot index out of range"));
         }
-        let off = get_u16(self.p, NODE_HEADER_LEN + 2 * i) as usize;
-        if off < NODE_HEADER_LEN + 2 * self.n || off >= PAGE_SIZE {
+        let off = get_u16(self.p, NODE_HEADER_LEN + SLOT_SIZE * i) as usize;
+        if off < NODE_HEADER_LEN + SLOT_SIZE * self.n || off >= PAGE_SIZE {
             return Err(corrupt(self.id, "cell offset out of bounds"));
         }
         Ok(off)
@@ -294,6 +297,12 @@ impl<'a> Node<'a> {
         Ok(LeafCell { key, value })
     }
 
+    /// The key prefix stored in slot `i`.
+    pub fn slot_prefix(&self, i: usize) -> [u8; 4] {
+        let at = NODE_HEADER_LEN + SLOT_SIZE * i;
+        [self.p[at + 2], self.p[at + 3], self.p[at + 4], self.p[at + 5]]
+    }
+
     /// Child `i` of an internal node: 0 is the leftmost, i ≥ 1 is cell i-1's.
     pub fn child(&self, i: usize) -> Result<PageId> {
         if i == 0 {
@@ -307,11 +316,25 @@ impl<'a> Node<'a> {
     pub fn search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
         let (mut lo, mut hi) = (0usize, self.n);
         let h = if self.leaf { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
-        let cells_from = NODE_HEADER_LEN + 2 * self.n;
+        let cells_from = NODE_HEADER_LEN + SLOT_SIZE * self.n;
+        let want = key_prefix(key);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            // Inlined `key(mid)`: this loop is the hottest code of a lookup.
-            let at = NODE_HEADER_LEN + 2 * mid;
+            let at = NODE_HEADER_LEN + SLOT_SIZE * mid;
+            // The prefixes decide unless they are equal (padding keeps their
+            // order the keys' order); only then is the cell read.
+            let have = [self.p[at + 2], self.p[at + 3], self.p[at + 4], self.p[at + 5]];
+            match have.cmp(&want) {
+                std::cmp::Ordering::Less => {
+                    lo = mid + 1;
+                    continue;
+                }
+                std::cmp::Ordering::Greater => {
+                    hi = mid;
+                    continue;
+                }
+                std::cmp::Ordering::Equal => {}
+            }
             let off = u16::from_le_bytes([self.p[at], self.p[at + 1]]) as usize;
             let probe = if off >= cells_from && off + 2 <= PAGE_SIZE {
                 let klen = u16::from_le_bytes([self.p[off], self.p[off + 1]]) as usize;
@@ -345,7 +368,7 @@ impl<'a> Node<'a> {
         let start = get_u16(self.p, 34) as usize;
         let start = if start == 0 { PAGE_SIZE } else { start };
         let frag = get_u16(self.p, 36) as usize;
-        2 * n + (PAGE_SIZE - start).saturating_sub(frag)
+        SLOT_SIZE * n + (PAGE_SIZE - start).saturating_sub(frag)
     }
 }
 
@@ -374,13 +397,13 @@ impl NodeMut<'_> {
 
     /// Contiguous free bytes between the slot array and the cells.
     fn gap(&self) -> usize {
-        self.start() - (NODE_HEADER_LEN + 2 * self.len())
+        self.start() - (NODE_HEADER_LEN + SLOT_SIZE * self.len())
     }
 
     /// Bytes a new cell of `cell_len` would need (cell plus its slot).
     pub fn fits(&self, cell_len: usize) -> bool {
         let frag = get_u16(self.p, 36) as usize;
-        self.gap() + frag >= cell_len + 2
+        self.gap() + frag >= cell_len + SLOT_SIZE
     }
 
     pub fn set_leftmost(&mut self, id: PageId) {
@@ -389,15 +412,15 @@ impl NodeMut<'_> {
 
     /// Inserts a cell at slot `i`. The caller checked `fits`.
     pub fn insert(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
-        if self.gap() < cell.len() + 2 {
+        if self.gap() < cell.len() + SLOT_SIZE {
             self.compact(scratch);
         }
         let n = self.len();
         let start = self.start() - cell.len();
         self.p[start..start + cell.len()].copy_from_slice(cell);
-        let slots = NODE_HEADER_LEN + 2 * i;
-        self.p.copy_within(slots..NODE_HEADER_LEN + 2 * n, slots + 2);
-        put_u16(self.p, slots, start as u16);
+        let slots = NODE_HEADER_LEN + SLOT_SIZE * i;
+        self.p.copy_within(slots..NODE_HEADER_LEN + SLOT_SIZE * n, slots + SLOT_SIZE);
+        self.write_slot(i, start, cell);
         put_u16(self.p, 32, (n + 1) as u16);
         put_u16(self.p, 34, start as u16);
     }
@@ -405,8 +428,8 @@ impl NodeMut<'_> {
     /// Removes slot `i`; its cell bytes become fragmentation.
     pub fn remove(&mut self, i: usize, cell_len: usize) {
         let n = self.len();
-        let slots = NODE_HEADER_LEN + 2 * i;
-        self.p.copy_within(slots + 2..NODE_HEADER_LEN + 2 * n, slots);
+        let slots = NODE_HEADER_LEN + SLOT_SIZE * i;
+        self.p.copy_within(slots + SLOT_SIZE..NODE_HEADER_LEN + SLOT_SIZE * n, slots);
         put_u16(self.p, 32, (n - 1) as u16);
         let frag = get_u16(self.p, 36) as usize + cell_len;
         put_u16(self.p, 36, frag as u16);
@@ -428,10 +451,20 @@ impl NodeMut<'_> {
             let Ok(cell) = view.cell_bytes(i) else { continue };
             start -= cell.len();
             self.p[start..start + cell.len()].copy_from_slice(cell);
-            put_u16(self.p, NODE_HEADER_LEN + 2 * i, start as u16);
+            put_u16(self.p, NODE_HEADER_LEN + SLOT_SIZE * i, start as u16);
         }
         put_u16(self.p, 34, start as u16);
         put_u16(self.p, 36, 0);
+    }
+
+    /// Writes slot `i`: the cell's offset and its key's prefix.
+    fn write_slot(&mut self, i: usize, offset: usize, cell: &[u8]) {
+        let at = NODE_HEADER_LEN + SLOT_SIZE * i;
+        put_u16(self.p, at, offset as u16);
+        let h = if self.p[6] == PageType::Leaf as u8 { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
+        let klen = get_u16(cell, 0) as usize;
+        let prefix = key_prefix(&cell[h..h + klen]);
+        self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&prefix);
     }
 
     /// Replaces the child pointer `i` (0 = leftmost) of an internal node.
@@ -439,7 +472,7 @@ impl NodeMut<'_> {
         if i == 0 {
             self.set_leftmost(id);
         } else {
-            let off = get_u16(self.p, NODE_HEADER_LEN + 2 * (i - 1)) as usize;
+            let off = get_u16(self.p, NODE_HEADER_LEN + SLOT_SIZE * (i - 1)) as usize;
             put_u64(self.p, off + 2, id);
         }
     }
@@ -456,7 +489,7 @@ impl NodeMut<'_> {
         let n = self.len();
         let start = self.start() - cell.len();
         self.p[start..start + cell.len()].copy_from_slice(cell);
-        put_u16(self.p, NODE_HEADER_LEN + 2 * n, start as u16);
+        self.write_slot(n, start, cell);
         put_u16(self.p, 32, (n + 1) as u16);
         put_u16(self.p, 34, start as u16);
     }
@@ -465,6 +498,15 @@ impl NodeMut<'_> {
 fn as_page(v: &[u8]) -> &Page {
     // `scratch` always holds exactly one page here.
     v.try_into().unwrap_or(&[0u8; PAGE_SIZE])
+}
+
+/// The first 4 bytes of a key, zero-padded: stored in its slot.
+#[inline]
+pub fn key_prefix(key: &[u8]) -> [u8; 4] {
+    let mut p = [0u8; 4];
+    let n = key.len().min(4);
+    p[..n].copy_from_slice(&key[..n]);
+    p
 }
 
 /// Builds a leaf cell into `out`.
@@ -622,7 +664,7 @@ mod tests {
             LeafValue::Inline(v) => assert_eq!(v, &[3u8; 10]),
             LeafValue::Overflow { .. } => panic!("inline expected"),
         }
-        assert_eq!(n.used(), 3 * 2 + 3 * (LEAF_CELL_HEADER + 1 + 10));
+        assert_eq!(n.used(), 3 * SLOT_SIZE + 3 * (LEAF_CELL_HEADER + 1 + 10));
     }
 
     #[test]

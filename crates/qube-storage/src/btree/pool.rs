@@ -157,7 +157,7 @@ impl BufferPool {
                 continue;
             }
             if slot.dirty {
-                self.file.write(slot.id, &slot.page)?;
+                self.file.write_page(slot.id, &slot.page)?;
             }
             self.remove_at(s, i);
             s.evictions += 1;

@@ -145,6 +145,9 @@ impl Walk<'_> {
                     format!("key at slot {i} outside its parent's range"),
                 ));
             }
+            if node.slot_prefix(i) != key_prefix(k) {
+                return Err(bad(self.file, id, format!("slot {i} holds the wrong key prefix")));
+            }
             prev = Some(k);
         }
         match page_type(&page) {

@@ -143,10 +143,8 @@ impl<'a> Txn<'a> {
             return Ok(());
         }
         for (id, mut page) in self.private.drain() {
-            let p = Arc::make_mut(&mut page);
-            set_lsn(p, self.lsn);
-            seal(p);
-            self.file.write(id, p)?;
+            set_lsn(Arc::make_mut(&mut page), self.lsn);
+            self.file.write_page(id, &page)?;
             self.spilled.insert(id);
         }
         Ok(())
@@ -362,7 +360,7 @@ impl<'a> Txn<'a> {
     fn cut_point(&self, hint: Option<usize>, skip_middle: bool) -> Result<usize> {
         let spans = &self.bufs.spans;
         let n = spans.len();
-        let sizes: Vec<usize> = spans.iter().map(|s| s.1 + 2).collect();
+        let sizes: Vec<usize> = spans.iter().map(|s| s.1 + SLOT_SIZE).collect();
         let total: usize = sizes.iter().sum();
         let fits = |cut: usize| -> bool {
             let left: usize = sizes[..cut].iter().sum();
@@ -583,7 +581,7 @@ impl<'a> Txn<'a> {
         }
         self.gather(rid, None, true)?;
         let n = self.bufs.spans.len();
-        let total: usize = self.bufs.spans.iter().map(|s| s.1 + 2).sum();
+        let total: usize = self.bufs.spans.iter().map(|s| s.1 + SLOT_SIZE).sum();
         let leftmost = if leaf { None } else { Some(l_leftmost) };
 
         if total <= NODE_USABLE {
@@ -610,8 +608,8 @@ impl<'a> Txn<'a> {
         {
             let p = self.read(pid)?;
             let frag_free =
-                PAGE_SIZE - NODE_HEADER_LEN - Node::new(&p, pid)?.used() + sep_cell_len + 2;
-            if needed + 2 > frag_free {
+                PAGE_SIZE - NODE_HEADER_LEN - Node::new(&p, pid)?.used() + sep_cell_len + SLOT_SIZE;
+            if needed + SLOT_SIZE > frag_free {
                 return Ok(());
             }
         }
