@@ -1,9 +1,12 @@
 //! QubeDB storage benchmark: QubeDB's B+Tree engine against redb and SQLite.
 //!
-//! `bench storage` (the parent) runs each selected engine in a child process
-//! of this same binary (`bench storage --engine X ...`), so that each child's
-//! peak RSS (VmHWM) is its own; the child prints one JSON line with its
-//! results and the parent prints the Markdown report. See README.md.
+//! `bench storage` (the parent) runs each selected engine in three child
+//! processes of this same binary (`bench storage --engine X --phase P ...`),
+//! one after the other on the same directory: `load` (line 1), `small-cache`
+//! (line 3) and `main` (lines 2, 4, 5). Each child has its own peak RSS
+//! (VmHWM), so the small-cache child's memory belongs to line 3 alone. Each
+//! child prints one JSON line with its results and the parent prints the
+//! Markdown report. See README.md.
 
 mod store;
 mod store_qubedb;
@@ -16,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use store::{EngineKind, Store};
@@ -56,26 +60,63 @@ struct StorageArgs {
     /// Engine cache for every line but line 3, in MiB.
     #[arg(long, default_value_t = 1024)]
     cache_mb: u64,
+    /// Runs of each read line (2, 3 and 4); the report shows the best run.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
     /// Directory under which a fresh temporary directory is made (default /var/tmp).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Internal: run one engine's workloads in this process, in the empty
+    /// Internal: run one phase of one engine in this process, in the
     /// directory --dir, and print the result as one JSON line.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, requires = "phase")]
     engine: Option<EngineKind>,
+    /// Internal: the phase that this child runs (needs --engine).
+    #[arg(long, hide = true, requires = "engine")]
+    phase: Option<Phase>,
+    /// Internal: the engine cache for `--phase small-cache`, in bytes.
+    #[arg(long, hide = true)]
+    cache_bytes: Option<u64>,
+}
+
+/// The part of one engine's run that one child process does. The parent runs
+/// them in this order on the same directory.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Phase {
+    /// Line 1, into the empty directory; leaves the data there.
+    Load,
+    /// Line 3, with a cache of 10% of the data.
+    SmallCache,
+    /// Lines 2, 4 and 5, with the big cache.
+    Main,
+}
+
+impl Phase {
+    /// The name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Load => "load",
+            Phase::SmallCache => "small-cache",
+            Phase::Main => "main",
+        }
+    }
 }
 
 fn main() -> Result<()> {
     let Cmd::Storage(args) = Cli::parse().cmd;
     ensure!(args.n > 0 && args.batch > 0, "--n and --batch must be positive");
-    match args.engine {
-        Some(kind) => {
+    ensure!(args.repeat > 0, "--repeat must be positive");
+    match args.engine.zip(args.phase) {
+        Some((kind, phase)) => {
             let dir = args.dir.clone().context("--engine needs --dir")?;
-            let result = run_engine(kind, &dir, &args)?;
-            println!("{}", serde_json::to_string(&result)?);
+            let json = match phase {
+                Phase::Load => serde_json::to_string(&load_phase(kind, &dir, &args)?)?,
+                Phase::SmallCache => serde_json::to_string(&small_cache_phase(kind, &dir, &args)?)?,
+                Phase::Main => serde_json::to_string(&main_phase(kind, &dir, &args)?)?,
+            };
+            println!("{json}");
             Ok(())
         }
         None => run_parent(&args),
@@ -144,7 +185,7 @@ impl Shuffle {
     }
 }
 
-// ---------------------------------------------------------------- child: one engine
+// ---------------------------------------------------------------- children: one engine
 
 /// How many operations a line did and how long they took.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -159,20 +200,48 @@ impl Measured {
     }
 }
 
-/// What a child reports.
+/// The run with the highest ops/s.
+fn best(runs: &[Measured]) -> Measured {
+    runs.iter()
+        .copied()
+        .max_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()))
+        .unwrap_or_default()
+}
+
+/// What the load child reports (line 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EngineResult {
-    engine: EngineKind,
+struct LoadResult {
     insert: Measured,
-    read_warm: Measured,
-    read_small_cache: Measured,
-    scan: Measured,
-    single_commits: Measured,
     /// Bytes of all files in the engine's directory after the load (and checkpoint).
     data_bytes: u64,
+    /// VmHWM of the load child at the end.
+    peak_rss_bytes: u64,
+}
+
+/// What the small-cache child reports (line 3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SmallCacheResult {
+    /// The engine cache: 10% of `LoadResult::data_bytes`.
     cache_bytes: u64,
-    small_cache_bytes: u64,
-    /// VmHWM of the child at the end.
+    /// One entry per run (`--repeat`).
+    reads: Vec<Measured>,
+    /// VmRSS just before the store was opened.
+    baseline_rss_bytes: u64,
+    /// VmHWM after the last run, before the close.
+    peak_rss_bytes: u64,
+    /// `peak_rss_bytes - baseline_rss_bytes`: what the engine added while reading.
+    engine_bytes: u64,
+}
+
+/// What the main child reports (lines 2, 4 and 5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MainResult {
+    /// One entry per run (`--repeat`).
+    read_warm: Vec<Measured>,
+    /// One entry per run (`--repeat`).
+    scan: Vec<Measured>,
+    single_commits: Measured,
+    /// VmHWM of the main child at the end.
     peak_rss_bytes: u64,
 }
 
@@ -180,6 +249,23 @@ fn timed(ops: u64, f: impl FnOnce() -> Result<()>) -> Result<Measured> {
     let t = Instant::now();
     f()?;
     Ok(Measured { ops, secs: t.elapsed().as_secs_f64() })
+}
+
+/// Runs `f` `repeat` times in a row, timing each run of `ops` operations.
+fn timed_runs(
+    kind: EngineKind,
+    what: &str,
+    repeat: u32,
+    ops: u64,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<Measured>> {
+    (1..=repeat)
+        .map(|run| {
+            let m = timed(ops, &mut f)?;
+            log(kind, &format!("{what} (run {run}/{repeat})"), m);
+            Ok(m)
+        })
+        .collect()
 }
 
 fn log(kind: EngineKind, what: &str, m: Measured) {
@@ -192,15 +278,11 @@ fn log(kind: EngineKind, what: &str, m: Measured) {
     );
 }
 
-/// Runs every line on one engine in `dir`:
-/// load (big cache) -> close, measure size -> reopen with 10% cache: reads ->
-/// reopen with big cache: warm-up scan, reads, scan, single commits.
-fn run_engine(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<EngineResult> {
+/// Line 1: opens the store in the empty `dir` with the big cache, inserts N
+/// keys, closes, and measures the files. The data stays for the next children.
+fn load_phase(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<LoadResult> {
     let n = args.n;
-    let cache_bytes = args.cache_mb << 20;
-
-    // 1. Random inserts, `batch` keys per durable commit.
-    let mut s = store::open(kind, dir, cache_bytes)?;
+    let mut s = store::open(kind, dir, args.cache_mb << 20)?;
     let insert = timed(n, || {
         let mut pairs = Vec::with_capacity(args.batch);
         for i in 0..n {
@@ -216,28 +298,51 @@ fn run_engine(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<Engine
     s.close()?;
     let data_bytes = dir_bytes(dir)?;
     eprintln!("[{}] data after load: {:.1} MiB", kind.name(), mib(data_bytes));
+    Ok(LoadResult { insert, data_bytes, peak_rss_bytes: proc_status_bytes("VmHWM:")? })
+}
 
-    // 3. Random point reads with a cache of 10% of the data.
-    let small_cache_bytes = data_bytes / 10;
-    let mut s = store::open(kind, dir, small_cache_bytes)?;
-    let read_small_cache = timed(n, || read_all(s.as_mut(), n, args.batch))?;
-    log(kind, "reads, 10% cache", read_small_cache);
-    s.close()?;
-
-    // 2. Random point reads, warm cache (warmed by an untimed full scan).
+/// Line 3: random point reads with a cache of `--cache-bytes`, `--repeat`
+/// times. This process does nothing else, so the growth of its peak RSS over
+/// the RSS just before the open is the memory the engine used for line 3.
+fn small_cache_phase(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<SmallCacheResult> {
+    let cache_bytes = args.cache_bytes.context("--phase small-cache needs --cache-bytes")?;
+    // Binary, libc and argument parsing only: keys are computed, not stored.
+    let baseline_rss_bytes = proc_status_bytes("VmRSS:")?;
     let mut s = store::open(kind, dir, cache_bytes)?;
+    let reads = timed_runs(kind, "reads, 10% cache", args.repeat, args.n, || {
+        read_all(s.as_mut(), args.n, args.batch)
+    })?;
+    let peak_rss_bytes = proc_status_bytes("VmHWM:")?;
+    s.close()?;
+    let engine_bytes = peak_rss_bytes.saturating_sub(baseline_rss_bytes);
+    eprintln!(
+        "[{}] memory above baseline during line 3: {:.1} MiB for a cache of {:.1} MiB",
+        kind.name(),
+        mib(engine_bytes),
+        mib(cache_bytes)
+    );
+    Ok(SmallCacheResult { cache_bytes, reads, baseline_rss_bytes, peak_rss_bytes, engine_bytes })
+}
+
+/// Lines 2, 4 and 5: reopens with the big cache, warms it with an untimed full
+/// scan, then warm reads (`--repeat` times), full scans (`--repeat` times) and
+/// single-key commits of new keys.
+fn main_phase(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<MainResult> {
+    let n = args.n;
+    let mut s = store::open(kind, dir, args.cache_mb << 20)?;
     s.scan_all()?;
-    let read_warm = timed(n, || read_all(s.as_mut(), n, args.batch))?;
-    log(kind, "reads, warm", read_warm);
+
+    // 2. Random point reads, warm cache.
+    let read_warm =
+        timed_runs(kind, "reads, warm", args.repeat, n, || read_all(s.as_mut(), n, args.batch))?;
 
     // 4. Full ordered scan.
-    let scan = timed(n, || {
+    let scan = timed_runs(kind, "scan", args.repeat, n, || {
         let (pairs, bytes) = s.scan_all()?;
         ensure!(pairs == n, "scan saw {pairs} pairs, expected {n}");
         ensure!(bytes == n * (KEY_LEN + VAL_LEN) as u64, "scan saw {bytes} bytes");
         Ok(())
     })?;
-    log(kind, "scan", scan);
 
     // 5. Single-key durable commits of new keys.
     let single_commits = timed(args.commits, || {
@@ -249,18 +354,7 @@ fn run_engine(kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<Engine
     log(kind, "single commits", single_commits);
     s.close()?;
 
-    Ok(EngineResult {
-        engine: kind,
-        insert,
-        read_warm,
-        read_small_cache,
-        scan,
-        single_commits,
-        data_bytes,
-        cache_bytes,
-        small_cache_bytes,
-        peak_rss_bytes: peak_rss_bytes()?,
-    })
+    Ok(MainResult { read_warm, scan, single_commits, peak_rss_bytes: proc_status_bytes("VmHWM:")? })
 }
 
 /// Reads every key once in shuffled order, `batch` keys per read batch, and
@@ -291,28 +385,39 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// This process's peak resident set size (VmHWM).
-fn peak_rss_bytes() -> Result<u64> {
+/// A size from this process's /proc/self/status, e.g. `field` = "VmHWM:"
+/// (peak resident set size) or "VmRSS:" (current resident set size).
+fn proc_status_bytes(field: &str) -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line.split_whitespace().nth(1).context("bad VmHWM line")?.parse()?;
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc/self/status"))?;
+    let kib: u64 = line.split_whitespace().nth(1).context("bad /proc/self/status line")?.parse()?;
     Ok(kib * 1024)
 }
 
 // ---------------------------------------------------------------- parent: report
 
-/// A line of the report: its label and the measurement an engine result gives for it.
+/// Everything the three children of one engine reported.
+#[derive(Debug, Clone, Serialize)]
+struct EngineResult {
+    engine: EngineKind,
+    load: LoadResult,
+    small_cache: SmallCacheResult,
+    main: MainResult,
+}
+
+/// A line of the report: its label and the measurement an engine result gives
+/// for it (the best run for the repeated read lines).
 type Line = (&'static str, fn(&EngineResult) -> Measured);
 
 const LINES: [Line; 5] = [
-    ("1. random inserts, batched durable commits", |r| r.insert),
-    ("2. random point reads, warm cache", |r| r.read_warm),
-    ("3. random point reads, cache = 10% of data", |r| r.read_small_cache),
-    ("4. full ordered scan (keys/s)", |r| r.scan),
-    ("5. single-key durable commits", |r| r.single_commits),
+    ("1. random inserts, batched durable commits", |r| r.load.insert),
+    ("2. random point reads, warm cache", |r| best(&r.main.read_warm)),
+    ("3. random point reads, cache = 10% of data", |r| best(&r.small_cache.reads)),
+    ("4. full ordered scan (keys/s)", |r| best(&r.main.scan)),
+    ("5. single-key durable commits", |r| r.main.single_commits),
 ];
 
 #[derive(Serialize)]
@@ -321,6 +426,7 @@ struct Report {
     batch: usize,
     commits: u64,
     cache_bytes: u64,
+    repeat: u32,
     engines: BTreeMap<&'static str, Outcome>,
     rows: Vec<Row>,
 }
@@ -335,6 +441,7 @@ enum Outcome {
 #[derive(Serialize)]
 struct Row {
     workload: &'static str,
+    /// The best run for lines 2, 3 and 4.
     ops_per_sec: BTreeMap<&'static str, f64>,
     qubedb_over_redb: Option<f64>,
     qubedb_over_sqlite: Option<f64>,
@@ -350,7 +457,7 @@ fn run_parent(args: &StorageArgs) -> Result<()> {
     for kind in EngineKind::ALL.into_iter().filter(|k| args.engines.contains(k)) {
         let dir = root.path().join(kind.name());
         eprintln!("[{}] running in {}", kind.name(), dir.display());
-        let outcome = match run_child(&exe, kind, &dir, args) {
+        let outcome = match run_engine(&exe, kind, &dir, args) {
             Ok(r) => Outcome::Ok(r),
             Err(e) => {
                 eprintln!("[{}] FAILED: {e:#}", kind.name());
@@ -384,11 +491,12 @@ fn run_parent(args: &StorageArgs) -> Result<()> {
 
     // Markdown.
     println!(
-        "## Storage: {} keys (16-byte random keys, 100-byte values), {} keys/commit on load, {} single commits, cache {} MiB, {} CPUs\n",
+        "## Storage: {} keys (16-byte random keys, 100-byte values), {} keys/commit on load, {} single commits, cache {} MiB, lines 2–4 best of {} runs, {} CPUs\n",
         thousands(args.n as f64),
         thousands(args.batch as f64),
         thousands(args.commits as f64),
         args.cache_mb,
+        args.repeat,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
     );
     println!(
@@ -410,28 +518,31 @@ fn run_parent(args: &StorageArgs) -> Result<()> {
         );
     }
     println!(
-        "\n| engine | peak RSS (VmHWM) | data on disk after load | cache, lines 1/2/4/5 | cache, line 3 (10%) |"
+        "\n| engine | data on disk after load | cache for line 3 | memory above baseline during line 3 | ratio | peak RSS, cache = {} MiB (line 1 / lines 2, 4, 5) |",
+        args.cache_mb
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for kind in EngineKind::ALL {
         let Some(outcome) = engines.get(kind.name()) else { continue };
         let label = kind.label();
         match outcome {
             Outcome::Ok(r) => println!(
-                "| {label} | {:.1} MiB | {:.1} MiB | {:.0} MiB | {:.1} MiB |",
-                mib(r.peak_rss_bytes),
-                mib(r.data_bytes),
-                mib(r.cache_bytes),
-                mib(r.small_cache_bytes)
+                "| {label} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.2}× | {:.1} / {:.1} MiB |",
+                mib(r.load.data_bytes),
+                mib(r.small_cache.cache_bytes),
+                mib(r.small_cache.engine_bytes),
+                r.small_cache.engine_bytes as f64 / r.small_cache.cache_bytes as f64,
+                mib(r.load.peak_rss_bytes),
+                mib(r.main.peak_rss_bytes),
             ),
             Outcome::Failed { error } => println!(
-                "| {label} | failed: {} | | | |",
+                "| {label} | failed: {} | | | | |",
                 error.replace('|', "/").replace('\n', " ")
             ),
         }
     }
     println!(
-        "\nQubeDB's cache is its buffer pool (`Options::pool_bytes`); redb's is `Builder::set_cache_size`; SQLite's is `PRAGMA cache_size`."
+        "\nLine 3 runs in a child process of its own. Memory above baseline = that child's VmHWM after the reads − its VmRSS just before it opened the store; ratio = that memory / the cache for line 3 (the target is ≤ 1.20×). Peak RSS = VmHWM of the load child (line 1) and of the child that runs lines 2, 4 and 5, both with the big cache. QubeDB's cache is its buffer pool (`Options::pool_bytes`); redb's is `Builder::set_cache_size`; SQLite's is `PRAGMA cache_size`."
     );
 
     let failed: Vec<&str> = engines
@@ -445,6 +556,7 @@ fn run_parent(args: &StorageArgs) -> Result<()> {
             batch: args.batch,
             commits: args.commits,
             cache_bytes: args.cache_mb << 20,
+            repeat: args.repeat,
             engines,
             rows,
         };
@@ -455,27 +567,59 @@ fn run_parent(args: &StorageArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `bench storage --engine kind` and parses the JSON line it prints last.
-fn run_child(exe: &Path, kind: EngineKind, dir: &Path, args: &StorageArgs) -> Result<EngineResult> {
-    let output = Command::new(exe)
-        .arg("storage")
+/// Runs one engine's three children on `dir`, one after the other: load
+/// (line 1), small-cache (line 3, cache = 10% of the data the load left), main
+/// (lines 2, 4, 5). The caller deletes `dir` afterwards.
+fn run_engine(
+    exe: &Path,
+    kind: EngineKind,
+    dir: &Path,
+    args: &StorageArgs,
+) -> Result<EngineResult> {
+    let load: LoadResult = run_child(exe, kind, Phase::Load, dir, args, None)?;
+    let small_cache: SmallCacheResult =
+        run_child(exe, kind, Phase::SmallCache, dir, args, Some(load.data_bytes / 10))?;
+    let main: MainResult = run_child(exe, kind, Phase::Main, dir, args, None)?;
+    Ok(EngineResult { engine: kind, load, small_cache, main })
+}
+
+/// Runs `bench storage --engine kind --phase phase` and parses the JSON line it
+/// prints last.
+fn run_child<T: DeserializeOwned>(
+    exe: &Path,
+    kind: EngineKind,
+    phase: Phase,
+    dir: &Path,
+    args: &StorageArgs,
+    cache_bytes: Option<u64>,
+) -> Result<T> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("storage")
         .args(["--engine", kind.name()])
+        .args(["--phase", phase.name()])
         .args(["--n", &args.n.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--commits", &args.commits.to_string()])
         .args(["--cache-mb", &args.cache_mb.to_string()])
+        .args(["--repeat", &args.repeat.to_string()])
         .arg("--dir")
-        .arg(dir)
+        .arg(dir);
+    if let Some(bytes) = cache_bytes {
+        cmd.args(["--cache-bytes", &bytes.to_string()]);
+    }
+    let output = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("starting the child")?;
+        .with_context(|| format!("starting the {} child", phase.name()))?;
     if !output.status.success() {
-        bail!("child exited with {}", output.status);
+        bail!("{} child exited with {}", phase.name(), output.status);
     }
     let stdout = String::from_utf8(output.stdout)?;
-    let line = stdout.lines().last().context("child printed nothing")?;
-    serde_json::from_str(line).context("parsing the child's result")
+    let line =
+        stdout.lines().last().with_context(|| format!("{} child printed nothing", phase.name()))?;
+    serde_json::from_str(line)
+        .with_context(|| format!("parsing the {} child's result", phase.name()))
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -50,7 +50,10 @@ impl PageFile {
     /// Reads a page without checking it (meta pages have their own format).
     pub fn read_raw(&self, id: PageId, buf: &mut Page) -> Result<()> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        match self.file.read_exact_at(buf, id * PAGE_SIZE as u64) {
+        let Some(at) = id.checked_mul(PAGE_SIZE as u64) else {
+            return Err(Error::corrupt_page(&self.path, id, "page number out of range"));
+        };
+        match self.file.read_exact_at(buf, at) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 Err(Error::corrupt_page(&self.path, id, "page lies beyond the end of the file"))
@@ -72,7 +75,10 @@ impl PageFile {
     pub fn write(&self, id: PageId, page: &Page) -> Result<()> {
         self.check_poison()?;
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.file.write_all_at(page, id * PAGE_SIZE as u64).map_err(|e| {
+        let Some(at) = id.checked_mul(PAGE_SIZE as u64) else {
+            return Err(Error::Internal(format!("write to page {id}, out of range")));
+        };
+        self.file.write_all_at(page, at).map_err(|e| {
             self.poisoned.store(true, Ordering::SeqCst);
             Error::io(format!("writing page {id} of {}", self.path.display()), e)
         })

@@ -739,6 +739,13 @@ fn read_meta(file: &PageFile) -> Result<Meta> {
             }
             MetaRead::Damaged(why) => problems.push(format!("meta page {slot}: {why}")),
             MetaRead::Foreign => foreign += 1,
+            MetaRead::Older(v) => {
+                return Err(Error::Refused(format!(
+                    "{} uses file format {v}, which this build cannot read (it reads format \
+                     {FILE_FORMAT_VERSION}); there is no upgrade path from that development format",
+                    file.path().display()
+                )));
+            }
             MetaRead::Newer(v) => {
                 return Err(Error::Refused(format!(
                     "{} was written by a newer QubeDB (file format {v}; this build reads format \
@@ -750,7 +757,7 @@ fn read_meta(file: &PageFile) -> Result<Meta> {
     }
     if let Some(m) = best {
         let len = file.len_bytes();
-        if len < m.page_count * PAGE_SIZE as u64 {
+        if m.page_count > len / PAGE_SIZE as u64 {
             return Err(Error::corrupt_page(
                 file.path(),
                 m.page_count.saturating_sub(1),
@@ -787,12 +794,15 @@ fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(BTreeSet<PageId>, Vec<
         }
         for j in 0..n {
             let f = get_u64(&p[..], 48 + 8 * j);
-            if f < 2 || f >= meta.page_count || !free.insert(f) {
+            if f < 2 || f >= meta.page_count || f == meta.root || !free.insert(f) {
                 return Err(Error::corrupt_page(file.path(), id, format!("bad free page id {f}")));
             }
         }
         pages.push(id);
         id = get_u64(&p[..], 32);
+    }
+    if let Some(&bad) = pages.iter().find(|p| free.contains(p)) {
+        return Err(Error::corrupt_page(file.path(), bad, "free-list page lists itself as free"));
     }
     if free.len() as u64 != meta.free_pages {
         return Err(Error::corrupt_page(

@@ -45,8 +45,9 @@ use qube_common::{Error, Result};
 
 pub const PAGE_SIZE: usize = 8192;
 pub const PAGE_MAGIC: [u8; 4] = *b"QBPG";
-/// Version 1: the layout above.
-pub const PAGE_FORMAT_VERSION: u16 = 1;
+/// Version 2: the layout above. (Version 1, never released, had 2-byte
+/// slots without key prefixes; it is refused, not read.)
+pub const PAGE_FORMAT_VERSION: u16 = 2;
 pub const NODE_HEADER_LEN: usize = 48;
 /// A slot: cell offset (u16) and the key's first 4 bytes, zero-padded.
 pub const SLOT_SIZE: usize = 6;
@@ -218,6 +219,9 @@ impl<'a> Node<'a> {
         if NODE_HEADER_LEN + SLOT_SIZE * n > start || start > PAGE_SIZE {
             return Err(corrupt(id, "node slot array overlaps its cells"));
         }
+        if get_u16(p, 36) as usize > PAGE_SIZE - start {
+            return Err(corrupt(id, "fragmented byte count larger than the cell area"));
+        }
         Ok(Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 })
     }
 
@@ -362,6 +366,27 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// Checks that the cells account exactly for the cell area: every cell
+    /// inside it, no two slots sharing bytes (their lengths would then add
+    /// up to more). The writer calls this before it changes a page read
+    /// from disk, so that in-place edits can trust the header.
+    pub fn validate_layout(&self) -> Result<()> {
+        let start = get_u16(self.p, 34) as usize;
+        let frag = get_u16(self.p, 36) as usize;
+        let mut total = 0usize;
+        for i in 0..self.n {
+            let off = self.cell_offset(i)?;
+            if off < start {
+                return Err(corrupt(self.id, "cell below the cell area"));
+            }
+            total += self.cell_bytes(i)?.len();
+        }
+        if total + frag != PAGE_SIZE - start {
+            return Err(corrupt(self.id, "cell sizes do not add up to the cell area"));
+        }
+        Ok(())
+    }
+
     /// Bytes used by slots and live cells.
     pub fn used(&self) -> usize {
         let n = self.len();
@@ -461,7 +486,8 @@ impl NodeMut<'_> {
     fn write_slot(&mut self, i: usize, offset: usize, cell: &[u8]) {
         let at = NODE_HEADER_LEN + SLOT_SIZE * i;
         put_u16(self.p, at, offset as u16);
-        let h = if self.p[6] == PageType::Leaf as u8 { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
+        let h =
+            if self.p[6] == PageType::Leaf as u8 { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
         let klen = get_u16(cell, 0) as usize;
         let prefix = key_prefix(&cell[h..h + klen]);
         self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&prefix);
@@ -565,8 +591,9 @@ pub struct Meta {
 }
 
 pub const META_MAGIC: [u8; 8] = *b"QUBEDB\x00\x01";
-/// Version 1: the layouts in this file.
-pub const FILE_FORMAT_VERSION: u32 = 1;
+/// Version 2: the layouts in this file (version 1, a development format
+/// with 2-byte slots, is refused).
+pub const FILE_FORMAT_VERSION: u32 = 2;
 
 /// What reading one meta slot found.
 pub enum MetaRead {
@@ -577,6 +604,8 @@ pub enum MetaRead {
     Foreign,
     /// Written by a newer QubeDB.
     Newer(u32),
+    /// Written in an older format this build cannot read.
+    Older(u32),
 }
 
 impl Meta {
@@ -609,6 +638,9 @@ impl Meta {
         }
         if version == 0 {
             return MetaRead::Damaged("meta format version 0".into());
+        }
+        if version < FILE_FORMAT_VERSION {
+            return MetaRead::Older(version);
         }
         if get_u32(p, 12) as usize != PAGE_SIZE {
             return MetaRead::Damaged(format!("page size {} is not {PAGE_SIZE}", get_u32(p, 12)));

@@ -46,6 +46,9 @@ pub(super) fn read_overflow(
         out.extend_from_slice(&p[48..48 + n]);
         id = get_u64(&p[..], 32);
     }
+    if id != 0 {
+        return Err(Error::corrupt_page(DATA_FILE, first, "overflow chain longer than its value"));
+    }
     Ok(())
 }
 

@@ -100,6 +100,9 @@ impl<'a> Txn<'a> {
             return Ok(id);
         }
         let shared = self.pool.get(id)?;
+        if matches!(page_type(&shared), Some(PageType::Leaf | PageType::Internal)) {
+            Node::new(&shared, id)?.validate_layout()?;
+        }
         let new_id = self.alloc.allocate();
         let mut copy = Arc::new(*shared);
         if let Some(p) = Arc::get_mut(&mut copy) {
@@ -177,9 +180,13 @@ impl<'a> Txn<'a> {
     fn free_overflow(&mut self, first: PageId, len: u64) -> Result<()> {
         let mut id = first;
         let max_pages = len.div_ceil(OVERFLOW_DATA as u64).max(1);
+        let mut seen = HashSet::new();
         for _ in 0..max_pages {
             if id == 0 {
                 break;
+            }
+            if !seen.insert(id) {
+                return Err(Error::corrupt_page(super::DATA_FILE, id, "overflow chain loops"));
             }
             let p = self.read(id)?;
             if page_type(&p) != Some(PageType::Overflow) {
@@ -220,19 +227,23 @@ impl<'a> Txn<'a> {
         }
         match self.insert_rec(self.root, key, cell, 0)? {
             Change::Done(id) | Change::Underfull(id) => self.root = id,
-            Change::Split(left, sep, right) => {
-                let id = self.new_page(PageType::Internal);
-                let mut c = std::mem::take(&mut self.bufs.scratch);
-                internal_cell(&mut c, &sep, right);
-                let p = self.page_mut(id)?;
-                let mut n = NodeMut { p };
-                n.set_leftmost(left);
-                n.push(&c);
-                self.bufs.scratch = c;
-                self.root = id;
-            }
+            Change::Split(left, sep, right) => self.grow_root(left, &sep, right)?,
             Change::None => {}
         }
+        Ok(())
+    }
+
+    /// The root split: a new root holds the two halves.
+    fn grow_root(&mut self, left: PageId, sep: &[u8], right: PageId) -> Result<()> {
+        let id = self.new_page(PageType::Internal);
+        let mut c = std::mem::take(&mut self.bufs.scratch);
+        internal_cell(&mut c, sep, right);
+        let p = self.page_mut(id)?;
+        let mut n = NodeMut { p };
+        n.set_leftmost(left);
+        n.push(&c);
+        self.bufs.scratch = c;
+        self.root = id;
         Ok(())
     }
 
@@ -458,7 +469,9 @@ impl<'a> Txn<'a> {
                 self.root = id;
                 self.shrink_root()?;
             }
-            Change::Split(..) => return Err(Error::Internal("delete split a node".into())),
+            // Moving cells between siblings can lengthen a separator and
+            // split the parent, up to the root.
+            Change::Split(left, sep, right) => self.grow_root(left, &sep, right)?,
         }
         Ok(())
     }
@@ -518,7 +531,14 @@ impl<'a> Txn<'a> {
                 drop(page);
                 match self.delete_rec(child, key, depth + 1)? {
                     Change::None => Ok(Change::None),
-                    Change::Split(..) => Err(Error::Internal("delete split a node".into())),
+                    Change::Split(l, sep, r) => {
+                        let nid = self.make_mut(id)?;
+                        let mut c = std::mem::take(&mut self.bufs.cell);
+                        internal_cell(&mut c, &sep, r);
+                        let res = self.insert_into_internal(nid, idx, l, &c);
+                        self.bufs.cell = c;
+                        res
+                    }
                     Change::Done(c) => {
                         if c == child && self.is_owned(id) {
                             return Ok(Change::Done(id));
@@ -530,7 +550,9 @@ impl<'a> Txn<'a> {
                     Change::Underfull(c) => {
                         let nid = self.make_mut(id)?;
                         NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
-                        self.rebalance(nid, idx)?;
+                        if let Some(split) = self.rebalance(nid, idx)? {
+                            return Ok(split);
+                        }
                         let p = self.read(nid)?;
                         let n = Node::new(&p, nid)?;
                         Ok(if n.is_empty() || n.used() < UNDERFULL {
@@ -547,11 +569,13 @@ impl<'a> Txn<'a> {
 
     /// Child `idx` of private internal node `pid` is underfull: merge it
     /// with a sibling if both fit one page, else move cells between them.
-    fn rebalance(&mut self, pid: PageId, idx: usize) -> Result<()> {
+    /// Moving cells changes the separator in `pid`; if the new one does not
+    /// fit, `pid` splits and the split is returned for its parent.
+    fn rebalance(&mut self, pid: PageId, idx: usize) -> Result<Option<Change>> {
         let parent = self.read(pid)?;
         let pn = Node::new(&parent, pid)?;
         if pn.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let li = if idx > 0 { idx - 1 } else { 0 };
         let (lid, rid) = (pn.child(li)?, pn.child(li + 1)?);
@@ -593,10 +617,10 @@ impl<'a> Txn<'a> {
             let mut m = NodeMut { p };
             m.remove(li, sep_cell_len);
             m.set_child(li, nl);
-            return Ok(());
+            return Ok(None);
         }
 
-        // Redistribute, if the new separator fits the parent.
+        // Redistribute.
         let cut = self.cut_point(None, !leaf)?;
         let (new_sep, right_leftmost) = if leaf {
             (leaf_key(self.cell_at(cut)).to_vec(), None)
@@ -604,32 +628,20 @@ impl<'a> Txn<'a> {
             let up = self.cell_at(cut);
             (internal_key(up).to_vec(), Some(get_u64(up, 2)))
         };
-        let needed = INTERNAL_CELL_HEADER + new_sep.len();
-        {
-            let p = self.read(pid)?;
-            let frag_free =
-                PAGE_SIZE - NODE_HEADER_LEN - Node::new(&p, pid)?.used() + sep_cell_len + SLOT_SIZE;
-            if needed + SLOT_SIZE > frag_free {
-                return Ok(());
-            }
-        }
         let nl = self.make_mut(lid)?;
         let nr = self.make_mut(rid)?;
         self.fill(nl, 0, cut, leftmost)?;
         let right_from = if leaf { cut } else { cut + 1 };
         self.fill(nr, right_from, n, right_leftmost)?;
+        NodeMut { p: self.page_mut(pid)? }.remove(li, sep_cell_len);
         let mut c = std::mem::take(&mut self.bufs.cell);
         internal_cell(&mut c, &new_sep, nr);
-        let bufs = &mut *self.bufs;
-        let p = Arc::make_mut(
-            self.private.get_mut(&pid).ok_or_else(|| Error::Internal("lost page".into()))?,
-        );
-        let mut m = NodeMut { p };
-        m.remove(li, sep_cell_len);
-        m.insert(li, &c, &mut bufs.scratch);
-        m.set_child(li, nl);
+        let res = self.insert_into_internal(pid, li, nl, &c);
         self.bufs.cell = c;
-        Ok(())
+        match res? {
+            Change::Split(l, sep, r) => Ok(Some(Change::Split(l, sep, r))),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -34,7 +34,8 @@ fn child_opts() -> Options {
 fn batch(t: u32, n: u32) -> WriteBatch {
     let mut b = WriteBatch::new();
     for j in 0..KEYS_PER_BATCH {
-        let size = if j == 0 && n.is_multiple_of(7) { 9000 } else { 40 + (n * 13 + j) as usize % 300 };
+        let size =
+            if j == 0 && n.is_multiple_of(7) { 9000 } else { 40 + (n * 13 + j) as usize % 300 };
         let mut v = format!("{t}:{n}:{j}:").into_bytes();
         v.resize(size, b'.');
         b.set(format!("w{t}/{n:08}/{j}").as_bytes(), &v);

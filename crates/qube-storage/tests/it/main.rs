@@ -6,3 +6,4 @@ mod crash;
 mod edge;
 mod model;
 mod pool_budget;
+mod review;
