@@ -725,6 +725,11 @@ impl Shared {
         let victims: Vec<SegmentInfo> = {
             let mut st = self.state.lock();
             let bound = upto.saturating_add(1);
+            // Everything is covered: start a fresh segment so the current
+            // one can go too, and a checkpointed WAL takes no disk space.
+            if bound >= st.next_lsn && st.current.bytes > HEADER_LEN {
+                self.rotate(&mut st)?;
+            }
             let mut n = 0;
             while n < st.closed.len() {
                 let next_first = st.closed.get(n + 1).map_or(st.current.first_lsn, |s| s.first_lsn);

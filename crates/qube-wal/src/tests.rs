@@ -179,6 +179,11 @@ fn lsns_continue_after_recycle_and_reopen() {
     assert_eq!(wal.append(&payload(21)).unwrap(), 21);
     wal.recycle(u64::MAX).unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1, "never the segment being appended to");
+    // Fully covered, the current segment was replaced by a fresh empty one.
+    assert_eq!(wal.disk_bytes(), HEADER_LEN);
+    wal.sync().unwrap();
+    assert_eq!(files_size(dir.path()), HEADER_LEN);
+    assert!(collect(&wal, 0).unwrap().is_empty());
     drop(wal);
 
     let wal = Wal::open(dir.path(), o(), 22).unwrap();

@@ -18,7 +18,10 @@ fn large_values_roundtrip_and_reopen() {
     e.set(b"edge", &vec![7u8; 2600]).unwrap();
     e.set(b"small", b"x").unwrap();
     assert_eq!(e.get(b"big").unwrap().as_deref(), Some(&big[..]));
+    assert!(e.status().unwrap().wal_bytes > 16 << 20);
     e.checkpoint().unwrap();
+    // The checkpoint covers the whole log: it takes (almost) no space now.
+    assert!(e.status().unwrap().wal_bytes < 64, "{:?}", e.status().unwrap());
     e.close().unwrap();
     let e = common::open(dir.path(), 1 << 20);
     assert_eq!(e.get(b"big").unwrap().as_deref(), Some(&big[..]));
