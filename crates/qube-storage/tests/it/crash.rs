@@ -190,3 +190,46 @@ fn sigkill_never_loses_an_acknowledged_batch() {
     let all = e.scan(KeyRange::all(), Direction::Forward).unwrap().collect_pairs().unwrap();
     assert!(!all.is_empty());
 }
+
+#[test]
+#[ignore = "run by lock tests as a child process"]
+fn child_open_probe() {
+    let Ok(dir) = std::env::var("QUBE_PROBE_DIR") else { return };
+    match BTreeEngine::open(&dir, child_opts()) {
+        Ok(_) => println!("probe: opened"),
+        Err(e) => println!("probe: {e}"),
+    }
+}
+
+fn probe(dir: &std::path::Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash::child_open_probe",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("QUBE_PROBE_DIR", dir)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    // libtest prints "test name ... " before the child's own line.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout.lines().filter_map(|l| l.find("probe: ").map(|i| l[i..].to_string())).collect()
+}
+
+#[test]
+fn a_second_process_is_refused_while_the_directory_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = BTreeEngine::open(dir.path(), child_opts()).unwrap();
+    e.set(b"k", b"v").unwrap();
+    let seen = probe(dir.path());
+    assert!(
+        seen.contains("refused") && seen.contains("in use by another QubeDB process"),
+        "{seen}"
+    );
+    assert_eq!(e.get(b"k").unwrap(), Some(b"v".to_vec()), "the refused open changed nothing");
+    drop(e);
+    assert_eq!(probe(dir.path()), "probe: opened");
+}

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use qube_storage::{
-    BTreeEngine, Direction, Engine, Error, KeyRange, MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch,
+    BTreeEngine, Direction, Durability, Engine, Error, KeyRange, MAX_KEY_LEN, MAX_VALUE_LEN,
+    WriteBatch,
 };
 
 use crate::common;
@@ -296,4 +297,66 @@ fn failed_fsync_poisons_the_engine() {
     assert_eq!(e.get(b"a").unwrap(), Some(b"1".to_vec()));
     assert_eq!(e.get(b"b").unwrap(), None);
     e.set(b"b", b"2").unwrap();
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn checkpoints_run_automatically_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = common::opts(1 << 20);
+    o.checkpoint_interval = Some(std::time::Duration::from_millis(100));
+    let e = BTreeEngine::open(dir.path(), o).unwrap();
+    e.set(b"k", b"v").unwrap();
+    let lsn = e.status().unwrap().last_lsn;
+    assert!(wait_for(|| e.status().unwrap().checkpoint_lsn >= lsn), "no checkpoint by time");
+    // Nothing new written: no further checkpoints.
+    let n = e.status().unwrap().checkpoints;
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(e.status().unwrap().checkpoints, n);
+}
+
+#[test]
+fn checkpoints_run_automatically_by_wal_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = common::opts(1 << 20);
+    o.checkpoint_wal_bytes = 1 << 20;
+    o.durability = Durability::Never;
+    let e = BTreeEngine::open(dir.path(), o).unwrap();
+    for i in 0..300u32 {
+        e.set(&i.to_be_bytes(), &[1u8; 8000]).unwrap();
+    }
+    assert!(wait_for(|| e.status().unwrap().checkpoints >= 1), "no checkpoint by WAL size");
+    assert!(wait_for(|| e.status().unwrap().wal_bytes < 1 << 20));
+    drop(e);
+    let e = common::open(dir.path(), 1 << 20);
+    assert_eq!(e.status().unwrap().keys, 300);
+}
+
+#[test]
+fn periodic_and_never_durability_work_and_flush_makes_durable() {
+    for durability in
+        [Durability::Periodic(std::time::Duration::from_millis(20)), Durability::Never]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = common::opts(1 << 20);
+        o.durability = durability;
+        let e = BTreeEngine::open(dir.path(), o).unwrap();
+        for i in 0..100u32 {
+            e.set(&i.to_be_bytes(), b"x").unwrap();
+        }
+        e.flush().unwrap();
+        drop(e); // no checkpoint on close: reopening replays the WAL
+        let e = common::open(dir.path(), 1 << 20);
+        assert_eq!(e.status().unwrap().keys, 100, "{durability:?}");
+    }
 }
