@@ -31,6 +31,7 @@ fn main() {
         e.write(b).unwrap();
     }
     e.checkpoint().unwrap();
+    eprintln!("{:?}", e.verify().unwrap());
     let mut v = Vec::new();
     for round in 0..5 {
         let t = Instant::now();

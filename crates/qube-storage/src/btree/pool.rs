@@ -2,8 +2,8 @@
 //! many threads do not meet on one lock.
 //!
 //! ```text
-//! page id ──hash──▶ shard i: Mutex { map: id → slot, slots: [Slot], clock hand }
-//!                   Slot { id, page: Arc<Page>, dirty, referenced }
+//! page id ──hash──▶ shard i: Mutex { map: id → Slot, ring: [id] in clock order, hand }
+//!                   Slot { page: Arc<Page>, dirty, referenced, ring position }
 //! ```
 //!
 //! Pages in the pool are immutable: the B+Tree is copy-on-write, so a page
@@ -27,10 +27,11 @@ use super::file::PageFile;
 use super::page::{PAGE_SIZE, Page, PageId};
 
 struct Slot {
-    id: PageId,
     page: Arc<Page>,
     dirty: bool,
     referenced: bool,
+    /// Position in the shard's clock ring.
+    ring_at: usize,
 }
 
 /// Page ids are small dense integers: one multiply spreads them well
@@ -52,14 +53,29 @@ impl Hasher for IdHasher {
     }
 }
 
+/// The slots live in the map itself (a hit is one probe, no second
+/// indirection); the ring lists the ids in clock order.
 #[derive(Default)]
 struct Shard {
-    map: HashMap<PageId, usize, BuildHasherDefault<IdHasher>>,
-    slots: Vec<Slot>,
+    map: HashMap<PageId, Slot, BuildHasherDefault<IdHasher>>,
+    ring: Vec<PageId>,
     hand: usize,
     hits: u64,
     misses: u64,
     evictions: u64,
+}
+
+impl Shard {
+    fn remove(&mut self, id: PageId) -> Option<Slot> {
+        let slot = self.map.remove(&id)?;
+        self.ring.swap_remove(slot.ring_at);
+        if let Some(&moved) = self.ring.get(slot.ring_at)
+            && let Some(m) = self.map.get_mut(&moved)
+        {
+            m.ring_at = slot.ring_at;
+        }
+        Some(slot)
+    }
 }
 
 pub struct BufferPool {
@@ -95,11 +111,11 @@ impl BufferPool {
     pub fn get(&self, id: PageId) -> Result<Arc<Page>> {
         {
             let mut s = self.shard(id).lock();
-            if let Some(&i) = s.map.get(&id) {
-                s.hits += 1;
-                let slot = &mut s.slots[i];
+            if let Some(slot) = s.map.get_mut(&id) {
                 slot.referenced = true;
-                return Ok(slot.page.clone());
+                let page = slot.page.clone();
+                s.hits += 1;
+                return Ok(page);
             }
         }
         // Read outside the lock; another reader may race us to the same
@@ -107,8 +123,8 @@ impl BufferPool {
         let page = self.file.read(id)?;
         let mut s = self.shard(id).lock();
         s.misses += 1;
-        if let Some(&i) = s.map.get(&id) {
-            return Ok(s.slots[i].page.clone());
+        if let Some(slot) = s.map.get(&id) {
+            return Ok(slot.page.clone());
         }
         self.insert_locked(&mut s, id, page.clone(), false)?;
         Ok(page)
@@ -118,8 +134,7 @@ impl BufferPool {
     /// or when evicted, whichever comes first.
     pub fn insert_dirty(&self, id: PageId, page: Arc<Page>) -> Result<()> {
         let mut s = self.shard(id).lock();
-        if let Some(&i) = s.map.get(&id) {
-            let slot = &mut s.slots[i];
+        if let Some(slot) = s.map.get_mut(&id) {
             slot.page = page;
             slot.dirty = true;
             return Ok(());
@@ -128,11 +143,11 @@ impl BufferPool {
     }
 
     fn insert_locked(&self, s: &mut Shard, id: PageId, page: Arc<Page>, dirty: bool) -> Result<()> {
-        if s.slots.len() >= self.per_shard {
+        if s.map.len() >= self.per_shard {
             self.evict_one(s)?;
         }
-        s.map.insert(id, s.slots.len());
-        s.slots.push(Slot { id, page, dirty, referenced: false });
+        s.map.insert(id, Slot { page, dirty, referenced: false, ring_at: s.ring.len() });
+        s.ring.push(id);
         Ok(())
     }
 
@@ -140,13 +155,15 @@ impl BufferPool {
     /// unpinned page. If every page is pinned it gives up and lets the shard
     /// grow past its share for now.
     fn evict_one(&self, s: &mut Shard) -> Result<()> {
-        let n = s.slots.len();
+        let n = s.ring.len();
         for _ in 0..2 * n + 1 {
-            if s.hand >= s.slots.len() {
+            if s.hand >= s.ring.len() {
                 s.hand = 0;
             }
-            let i = s.hand;
-            let slot = &mut s.slots[i];
+            let id = s.ring[s.hand];
+            let Some(slot) = s.map.get_mut(&id) else {
+                return Err(qube_common::Error::Internal("buffer pool ring out of sync".into()));
+            };
             if slot.referenced {
                 slot.referenced = false;
                 s.hand += 1;
@@ -157,30 +174,18 @@ impl BufferPool {
                 continue;
             }
             if slot.dirty {
-                self.file.write_page(slot.id, &slot.page)?;
+                self.file.write_page(id, &slot.page)?;
             }
-            self.remove_at(s, i);
+            s.remove(id);
             s.evictions += 1;
             return Ok(());
         }
         Ok(())
     }
 
-    fn remove_at(&self, s: &mut Shard, i: usize) {
-        let slot = s.slots.swap_remove(i);
-        s.map.remove(&slot.id);
-        if i < s.slots.len() {
-            let moved = s.slots[i].id;
-            s.map.insert(moved, i);
-        }
-    }
-
     /// Drops a page without writing it (it was freed).
     pub fn discard(&self, id: PageId) {
-        let mut s = self.shard(id).lock();
-        if let Some(&i) = s.map.get(&id) {
-            self.remove_at(&mut s, i);
-        }
+        self.shard(id).lock().remove(id);
     }
 
     /// Every dirty page, for a checkpoint.
@@ -188,7 +193,7 @@ impl BufferPool {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let s = shard.lock();
-            out.extend(s.slots.iter().filter(|x| x.dirty).map(|x| (x.id, x.page.clone())));
+            out.extend(s.map.iter().filter(|(_, x)| x.dirty).map(|(id, x)| (*id, x.page.clone())));
         }
         out
     }
@@ -196,11 +201,10 @@ impl BufferPool {
     /// Marks a page clean after a checkpoint wrote it, unless it changed since.
     pub fn mark_clean(&self, id: PageId, page: &Arc<Page>) {
         let mut s = self.shard(id).lock();
-        if let Some(&i) = s.map.get(&id) {
-            let slot = &mut s.slots[i];
-            if Arc::ptr_eq(&slot.page, page) {
-                slot.dirty = false;
-            }
+        if let Some(slot) = s.map.get_mut(&id)
+            && Arc::ptr_eq(&slot.page, page)
+        {
+            slot.dirty = false;
         }
     }
 
@@ -211,7 +215,7 @@ impl BufferPool {
             st.hits += s.hits;
             st.misses += s.misses;
             st.evictions += s.evictions;
-            st.pages += s.slots.len() as u64;
+            st.pages += s.map.len() as u64;
         }
         st
     }
