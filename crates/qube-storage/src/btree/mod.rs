@@ -120,6 +120,9 @@ impl Default for Options {
 /// One immutable state of the tree.
 pub(crate) struct Version {
     root: PageId,
+    /// The root page itself, pinned: every lookup starts here, so readers
+    /// skip the buffer pool (and its shard lock) for it.
+    root_page: Option<Arc<Page>>,
     lsn: u64,
     keys: u64,
     bag: Arc<GarbageBag>,
@@ -365,8 +368,10 @@ impl Inner {
             meta.checkpoint_lsn + 1,
         )?;
         let sink = Arc::new(Mutex::new(Vec::new()));
+        let root_page = if meta.root == 0 { None } else { Some(pool.get(meta.root)?) };
         let version = Arc::new(Version {
             root: meta.root,
+            root_page,
             lsn: meta.checkpoint_lsn,
             keys: meta.keys,
             bag: GarbageBag::new(sink.clone()),
@@ -476,15 +481,23 @@ impl Inner {
             return Err(e);
         }
         let Txn { private, garbage, root, keys, .. } = txn;
+        let mut root_page = None;
         for (id, mut page) in private {
             set_lsn(Arc::make_mut(&mut page), lsn);
+            if id == root {
+                root_page = Some(page.clone());
+            }
             self.pool.insert_dirty(id, page)?;
+        }
+        if root_page.is_none() && root != 0 {
+            root_page =
+                if root == head.root { head.root_page.clone() } else { Some(self.pool.get(root)?) };
         }
         alloc.limbo.extend(garbage.iter().map(|g| g.0));
         head.bag.pages.lock().extend(garbage);
         let bag = GarbageBag::new(alloc.released.clone());
         let _ = head.bag.next.set(bag.clone());
-        let version = Arc::new(Version { root, lsn, keys, bag });
+        let version = Arc::new(Version { root, root_page, lsn, keys, bag });
         *head = version.clone();
         Ok(version)
     }
@@ -822,7 +835,7 @@ impl Engine for BTreeEngine {
 
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         let v = self.inner.current.load();
-        read::get_into(&self.inner.pool, v.root, key, out)
+        read::get_into(&self.inner.pool, &v, key, out)
             .map_err(|e| locate(e, self.inner.file.path()))
     }
 

@@ -130,6 +130,23 @@ impl BufferPool {
         Ok(page)
     }
 
+    /// Runs `f` on the page while holding its shard's lock, without pinning
+    /// it: for short in-page work on the lookup path (no `Arc` count
+    /// traffic on a cold cache line). `f` must not call into the pool.
+    pub fn with_page<R>(&self, id: PageId, f: impl FnOnce(&Page) -> R) -> Result<R> {
+        {
+            let mut guard = self.shard(id).lock();
+            let s = &mut *guard;
+            if let Some(slot) = s.map.get_mut(&id) {
+                slot.referenced = true;
+                s.hits += 1;
+                return Ok(f(&slot.page));
+            }
+        }
+        let page = self.get(id)?;
+        Ok(f(&page))
+    }
+
     /// Adds a page a commit produced; it is written at the next checkpoint
     /// or when evicted, whichever comes first.
     pub fn insert_dirty(&self, id: PageId, page: Arc<Page>) -> Result<()> {

@@ -52,35 +52,64 @@ pub(super) fn read_overflow(
     Ok(())
 }
 
-/// Looks up `key` in the tree rooted at `root`; on a hit the value is
-/// copied into `out` (cleared first), so a caller's loop reuses one buffer.
+/// What one level of a lookup found.
+enum Step {
+    Child(PageId),
+    Missing,
+    Found,
+    Overflow(PageId, u64),
+}
+
+/// One level of a lookup inside one page; copies an inline value to `out`.
+fn step(page: &Page, id: PageId, key: &[u8], out: &mut Vec<u8>) -> Result<Step> {
+    let node = Node::new(page, id)?;
+    match page_type(page) {
+        Some(PageType::Internal) => Ok(Step::Child(node.child(node.child_index(key)?)?)),
+        Some(PageType::Leaf) => {
+            let Ok(i) = node.search(key)? else { return Ok(Step::Missing) };
+            match node.leaf_cell(i)?.value {
+                LeafValue::Inline(v) => {
+                    out.clear();
+                    out.extend_from_slice(v);
+                    Ok(Step::Found)
+                }
+                LeafValue::Overflow { first, len } => Ok(Step::Overflow(first, len)),
+            }
+        }
+        _ => Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+    }
+}
+
+/// Looks up `key` in `version`; on a hit the value is copied into `out`
+/// (cleared first), so a caller's loop reuses one buffer. The root comes
+/// pinned with the version; lower levels are read in place under their
+/// pool shard's lock (`BufferPool::with_page`), without pinning.
 pub(super) fn get_into(
     pool: &BufferPool,
-    root: PageId,
+    version: &Version,
     key: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<bool> {
-    if root == 0 {
+    let mut id = version.root;
+    if id == 0 {
         return Ok(false);
     }
-    let mut id = root;
+    let mut next = match &version.root_page {
+        Some(p) => step(p, id, key, out)?,
+        None => pool.with_page(id, |p| step(p, id, key, out))??,
+    };
     for _ in 0..MAX_DEPTH {
-        let page = pool.get(id)?;
-        let node = Node::new(&page, id)?;
-        match page_type(&page) {
-            Some(PageType::Internal) => id = node.child(node.child_index(key)?)?,
-            Some(PageType::Leaf) => {
-                let Ok(i) = node.search(key)? else { return Ok(false) };
-                match node.leaf_cell(i)?.value {
-                    LeafValue::Inline(v) => {
-                        out.clear();
-                        out.extend_from_slice(v);
-                    }
-                    LeafValue::Overflow { first, len } => read_overflow(pool, first, len, out)?,
-                }
+        match next {
+            Step::Child(child) => {
+                id = child;
+                next = pool.with_page(id, |p| step(p, id, key, out))??;
+            }
+            Step::Missing => return Ok(false),
+            Step::Found => return Ok(true),
+            Step::Overflow(first, len) => {
+                read_overflow(pool, first, len, out)?;
                 return Ok(true);
             }
-            _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
         }
     }
     Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
