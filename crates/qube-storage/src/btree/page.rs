@@ -322,6 +322,17 @@ impl<'a> Node<'a> {
         let h = if self.leaf { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
         let cells_from = NODE_HEADER_LEN + SLOT_SIZE * self.n;
         let want = key_prefix(key);
+        // A binary search's probes depend on each other, so their cache
+        // misses would come one after another. Loading one byte of every
+        // cache line of a small slot array first lets the CPU fetch those
+        // lines in parallel.
+        if cells_from <= NODE_HEADER_LEN + 8 * 64 {
+            let mut touch = 0u8;
+            for at in (NODE_HEADER_LEN..cells_from).step_by(64) {
+                touch ^= self.p[at];
+            }
+            std::hint::black_box(touch);
+        }
         while lo < hi {
             let mid = (lo + hi) / 2;
             let at = NODE_HEADER_LEN + SLOT_SIZE * mid;
