@@ -21,7 +21,10 @@ fn key(i: u64) -> [u8; 16] {
 fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { durability: Durability::Never, pool_bytes: 1 << 30, ..Options::default() };
+    let pool_mb: usize =
+        std::env::var("READLOOP_POOL_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let opts =
+        Options { durability: Durability::Never, pool_bytes: pool_mb << 20, ..Options::default() };
     let e = BTreeEngine::open(dir.path(), opts).unwrap();
     for c in 0..n / 1000 {
         let mut b = WriteBatch::new();

@@ -62,6 +62,12 @@ impl PageFile {
         }
     }
 
+    /// Reads and verifies a page into a caller's buffer.
+    pub fn read_into(&self, id: PageId, buf: &mut Page) -> Result<()> {
+        self.read_raw(id, buf)?;
+        check_page(buf, id, &self.path)
+    }
+
     /// Reads and verifies a page (magic, version, id, checksum).
     pub fn read(&self, id: PageId) -> Result<Arc<Page>> {
         let mut page = Arc::new([0u8; PAGE_SIZE]);

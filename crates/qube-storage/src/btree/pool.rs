@@ -63,7 +63,13 @@ struct Shard {
     hits: u64,
     misses: u64,
     evictions: u64,
+    /// Buffers of evicted pages nobody else holds, reused for the next
+    /// misses instead of allocating.
+    spare: Vec<Arc<Page>>,
 }
+
+/// Spare buffers kept per shard.
+const SPARES: usize = 4;
 
 impl Shard {
     fn remove(&mut self, id: PageId) -> Option<Slot> {
@@ -120,7 +126,12 @@ impl BufferPool {
         }
         // Read outside the lock; another reader may race us to the same
         // page, in which case the first copy inserted wins.
-        let page = self.file.read(id)?;
+        let spare = self.shard(id).lock().spare.pop();
+        let mut page = spare.unwrap_or_else(|| Arc::new([0u8; PAGE_SIZE]));
+        match Arc::get_mut(&mut page) {
+            Some(buf) => self.file.read_into(id, buf)?,
+            None => page = self.file.read(id)?,
+        }
         let mut s = self.shard(id).lock();
         s.misses += 1;
         if let Some(slot) = s.map.get(&id) {
@@ -193,7 +204,12 @@ impl BufferPool {
             if slot.dirty {
                 self.file.write_page(id, &slot.page)?;
             }
-            s.remove(id);
+            if let Some(victim) = s.remove(id)
+                && s.spare.len() < SPARES
+                && Arc::strong_count(&victim.page) == 1
+            {
+                s.spare.push(victim.page);
+            }
             s.evictions += 1;
             return Ok(());
         }
