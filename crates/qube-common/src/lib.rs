@@ -6,6 +6,9 @@
 //! | variant          | the caller should …                                   |
 //! |------------------|-------------------------------------------------------|
 //! | `InvalidInput`   | fix the request (key too long, bad argument)          |
+//! | `Serialization`  | retry the transaction (a concurrent one conflicted)   |
+//! | `Deadlock`       | retry the transaction (it was chosen as the victim)   |
+//! | `ReadOnly`       | use a read-write transaction                          |
 //! | `Refused`        | not use this directory / this handle (not ours, newer format, locked) |
 //! | `Corruption`     | suspect the disk; the data named is unreadable        |
 //! | `Io`             | suspect the environment (disk full, permissions)      |
@@ -47,6 +50,17 @@ pub enum Error {
     /// The request itself is wrong (limits, arguments). Nothing was changed.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The transaction conflicted with a concurrent one and was rolled back;
+    /// retrying it may succeed (SQLSTATE 40001).
+    #[error("could not serialize access: {0}")]
+    Serialization(String),
+    /// The transaction was chosen to break a deadlock and was rolled back;
+    /// retrying it may succeed (SQLSTATE 40P01).
+    #[error("deadlock detected: {0}")]
+    Deadlock(String),
+    /// A write in a read-only transaction (SQLSTATE 25006).
+    #[error("cannot write in a read-only transaction: {0}")]
+    ReadOnly(String),
     /// The directory or handle cannot be used: not a QubeDB data directory,
     /// written by a newer format version, or locked by another process.
     #[error("refused: {0}")]
@@ -88,6 +102,26 @@ impl Error {
         Error::Corruption {
             location: Location { file: file.into(), page: None, offset: Some(offset) },
             detail: detail.into(),
+        }
+    }
+
+    /// True for errors after which retrying the whole transaction may work.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Serialization(_) | Error::Deadlock(_))
+    }
+
+    /// The PostgreSQL SQLSTATE that best describes the error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "22023",
+            Error::Serialization(_) => "40001",
+            Error::Deadlock(_) => "40P01",
+            Error::ReadOnly(_) => "25006",
+            Error::Refused(_) => "58000",
+            Error::Corruption { .. } => "XX001",
+            Error::Io { .. } => "58030",
+            Error::Poisoned(_) => "58030",
+            Error::Internal(_) => "XX000",
         }
     }
 

@@ -188,6 +188,20 @@ pub trait Engine: Send + Sync {
     }
     /// Applies a batch atomically.
     fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// The first half of `write`, for callers that must order batches under
+    /// their own lock but should not hold it while the log syncs (MVCC
+    /// commit): applies and logs the batch and returns its LSN (0 for an
+    /// empty batch). The batch is not visible to readers, nor durable, until
+    /// `wait_durable(lsn)` returns; batches become visible in LSN order.
+    fn write_nowait(&self, batch: WriteBatch) -> Result<u64> {
+        self.write(batch)?;
+        Ok(0)
+    }
+    /// The second half of `write_nowait`.
+    fn wait_durable(&self, lsn: u64) -> Result<()> {
+        let _ = lsn;
+        Ok(())
+    }
     /// Scans a range in either direction over a consistent snapshot.
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>>;
     /// Makes every acknowledged write durable now, whatever the durability setting.

@@ -517,9 +517,16 @@ impl Inner {
     }
 
     fn write(&self, batch: &WriteBatch) -> Result<()> {
+        let lsn = self.write_nowait(batch)?;
+        self.wait_durable(lsn)
+    }
+
+    /// Applies and logs a batch; returns its LSN (0 for an empty batch)
+    /// without waiting for the log to be durable. See `Engine::write_nowait`.
+    fn write_nowait(&self, batch: &WriteBatch) -> Result<u64> {
         batch.validate()?;
         if batch.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.check_writable()?;
         let lsn = {
@@ -554,6 +561,15 @@ impl Inner {
             self.pending.lock().push_back(version);
             lsn
         };
+        Ok(lsn)
+    }
+
+    /// Waits until the batch at `lsn` (and all before it) is durable, then
+    /// makes it visible to readers.
+    fn wait_durable(&self, lsn: u64) -> Result<()> {
+        if lsn == 0 {
+            return Ok(());
+        }
         if let Err(e) = self.wal.wait_durable(lsn) {
             self.poison_with(&e);
             return Err(e);
@@ -841,6 +857,14 @@ impl Engine for BTreeEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         self.inner.write(&batch).map_err(|e| locate(e, self.inner.file.path()))
+    }
+
+    fn write_nowait(&self, batch: WriteBatch) -> Result<u64> {
+        self.inner.write_nowait(&batch).map_err(|e| locate(e, self.inner.file.path()))
+    }
+
+    fn wait_durable(&self, lsn: u64) -> Result<()> {
+        self.inner.wait_durable(lsn)
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {

@@ -1,0 +1,148 @@
+//! Row locks: one writer per key at a time, as in PostgreSQL.
+//!
+//! A transaction takes the lock of every key it writes and keeps it until
+//! it commits or rolls back. A second writer waits. When the lock is freed
+//! the waiter goes on; at REPEATABLE READ and SERIALIZABLE it then finds
+//! the newer committed version and fails with a serialization error (the
+//! "first committer wins" rule), at READ COMMITTED it writes over it.
+//!
+//! Deadlocks are found when a transaction is about to wait: it follows the
+//! chain "waits for" from the lock's owner; if the chain comes back to
+//! itself, it is the victim and gets `Error::Deadlock` (40P01) at once.
+//! Readers never take these locks.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use qube_common::{Error, Result};
+
+/// Identifies a transaction while it runs (not a commit timestamp).
+pub type TxnId = u64;
+
+#[derive(Default)]
+struct State {
+    owners: HashMap<Vec<u8>, TxnId>,
+    /// Waiting transaction → the owner it waits for.
+    waits_for: HashMap<TxnId, TxnId>,
+}
+
+#[derive(Default)]
+pub struct LockTable {
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+impl LockTable {
+    /// Takes the lock of `key` for `txn`, waiting while another transaction
+    /// holds it (at most `timeout`, if given). Returns true if newly taken,
+    /// false if `txn` already held it.
+    pub fn lock(&self, txn: TxnId, key: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state.lock();
+        loop {
+            let owner = match st.owners.get(key) {
+                None => {
+                    st.owners.insert(key.to_vec(), txn);
+                    return Ok(true);
+                }
+                Some(&o) if o == txn => return Ok(false),
+                Some(&o) => o,
+            };
+            // Would waiting close a cycle?
+            let mut cur = owner;
+            for _ in 0..=st.waits_for.len() {
+                match st.waits_for.get(&cur) {
+                    Some(&next) if next == txn => {
+                        return Err(Error::Deadlock(format!(
+                            "transaction {txn} waits for {owner}, which waits (transitively) for {txn}"
+                        )));
+                    }
+                    Some(&next) => cur = next,
+                    None => break,
+                }
+            }
+            st.waits_for.insert(txn, owner);
+            let timed_out = match deadline {
+                Some(d) => self.freed.wait_until(&mut st, d).timed_out(),
+                None => {
+                    self.freed.wait(&mut st);
+                    false
+                }
+            };
+            st.waits_for.remove(&txn);
+            if timed_out && st.owners.get(key).is_some_and(|&o| o != txn) {
+                return Err(Error::Serialization(format!(
+                    "lock wait timeout: transaction {owner} still holds the row"
+                )));
+            }
+        }
+    }
+
+    /// The transaction holding `key`'s lock, if any.
+    pub fn owner(&self, key: &[u8]) -> Option<TxnId> {
+        self.state.lock().owners.get(key).copied()
+    }
+
+    /// Releases the given locks of `txn` and wakes the waiters.
+    pub fn release(&self, txn: TxnId, keys: &[Vec<u8>]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock();
+        for k in keys {
+            if st.owners.get(k) == Some(&txn) {
+                st.owners.remove(k);
+            }
+        }
+        drop(st);
+        self.freed.notify_all();
+    }
+
+    /// Number of locks held (for status and tests).
+    pub fn held(&self) -> usize {
+        self.state.lock().owners.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn second_writer_waits_until_release() {
+        let t = Arc::new(LockTable::default());
+        assert!(t.lock(1, b"k", None).unwrap());
+        assert!(!t.lock(1, b"k", None).unwrap());
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || t2.lock(2, b"k", None).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(t.owner(b"k"), Some(1));
+        t.release(1, &[b"k".to_vec()]);
+        assert!(waiter.join().unwrap());
+        assert_eq!(t.owner(b"k"), Some(2));
+    }
+
+    #[test]
+    fn deadlock_is_detected_for_the_second_waiter() {
+        let t = Arc::new(LockTable::default());
+        t.lock(1, b"a", None).unwrap();
+        t.lock(2, b"b", None).unwrap();
+        let t1 = t.clone();
+        let first = std::thread::spawn(move || t1.lock(1, b"b", None));
+        std::thread::sleep(Duration::from_millis(50));
+        let err = t.lock(2, b"a", None).unwrap_err();
+        assert!(matches!(err, Error::Deadlock(_)), "{err}");
+        t.release(2, &[b"b".to_vec()]);
+        assert!(first.join().unwrap().unwrap());
+    }
+
+    #[test]
+    fn timeout() {
+        let t = LockTable::default();
+        t.lock(1, b"a", None).unwrap();
+        let err = t.lock(2, b"a", Some(Duration::from_millis(30))).unwrap_err();
+        assert!(err.is_retryable());
+    }
+}
