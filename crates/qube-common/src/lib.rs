@@ -6,6 +6,7 @@
 //! | variant          | the caller should …                                   |
 //! |------------------|-------------------------------------------------------|
 //! | `InvalidInput`   | fix the request (key too long, bad argument)          |
+//! | `User`           | fix the request; carries its exact SQLSTATE           |
 //! | `Serialization`  | retry the transaction (a concurrent one conflicted)   |
 //! | `Deadlock`       | retry the transaction (it was chosen as the victim)   |
 //! | `ReadOnly`       | use a read-write transaction                          |
@@ -50,6 +51,10 @@ pub enum Error {
     /// The request itself is wrong (limits, arguments). Nothing was changed.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The request is wrong in a way PostgreSQL names with a specific
+    /// SQLSTATE (duplicate object, undefined object, dependent objects …).
+    #[error("{message}")]
+    User { sqlstate: &'static str, message: String },
     /// The transaction conflicted with a concurrent one and was rolled back;
     /// retrying it may succeed (SQLSTATE 40001).
     #[error("could not serialize access: {0}")]
@@ -105,6 +110,11 @@ impl Error {
         }
     }
 
+    /// A user error with its SQLSTATE.
+    pub fn user(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Error::User { sqlstate, message: message.into() }
+    }
+
     /// True for errors after which retrying the whole transaction may work.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Serialization(_) | Error::Deadlock(_))
@@ -114,6 +124,7 @@ impl Error {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             Error::InvalidInput(_) => "22023",
+            Error::User { sqlstate, .. } => sqlstate,
             Error::Serialization(_) => "40001",
             Error::Deadlock(_) => "40P01",
             Error::ReadOnly(_) => "25006",
@@ -136,6 +147,8 @@ impl Error {
 macro_rules! invalid {
     ($($arg:tt)*) => { Err($crate::Error::InvalidInput(format!($($arg)*))) };
 }
+
+pub mod types;
 
 #[cfg(test)]
 mod tests {

@@ -140,6 +140,9 @@ struct Shared {
     /// User keys given a new version since the last GC pass.
     gc_keys: Mutex<GcKeys>,
     gc_horizon: AtomicU64,
+    /// Commit timestamp of the newest transaction that changed the catalog
+    /// (`Transaction::mark_ddl`): caches of catalog reads check it.
+    ddl_version: AtomicU64,
     gc_runs: AtomicU64,
     gc_removed: AtomicU64,
     commits: AtomicU64,
@@ -194,6 +197,7 @@ impl Mvcc {
             ssi: Ssi::default(),
             gc_keys: Mutex::new(GcKeys { keys: HashSet::new(), full: true }),
             gc_horizon: AtomicU64::new(0),
+            ddl_version: AtomicU64::new(last),
             gc_runs: AtomicU64::new(0),
             gc_removed: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -257,8 +261,14 @@ impl Mvcc {
             undo: Vec::new(),
             savepoints: Vec::new(),
             locked: Vec::new(),
+            ddl: false,
             done: false,
         })
+    }
+
+    /// Commit timestamp of the newest committed catalog change.
+    pub fn ddl_version(&self) -> Ts {
+        self.shared.ddl_version.load(Ordering::Acquire)
     }
 
     /// The newest commit a new transaction sees.
@@ -476,6 +486,8 @@ pub struct Transaction {
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
     locked: Vec<Vec<u8>>,
+    /// This transaction changed the catalog.
+    ddl: bool,
     done: bool,
 }
 
@@ -563,6 +575,17 @@ impl Transaction {
 
     pub fn isolation(&self) -> Isolation {
         self.iso
+    }
+
+    /// Marks the transaction as changing the catalog: when it commits,
+    /// `Mvcc::ddl_version` moves to its commit timestamp.
+    pub fn mark_ddl(&mut self) {
+        self.ddl = true;
+    }
+
+    /// True if this transaction changed the catalog.
+    pub fn has_ddl(&self) -> bool {
+        self.ddl
     }
 
     /// Starts a new statement: at READ COMMITTED, takes a fresh snapshot.
@@ -829,6 +852,10 @@ impl Transaction {
             (ts, lsn)
         };
         s.engine.wait_durable(lsn)?;
+        // Before `visible`: whoever sees this commit sees its DDL version.
+        if self.ddl {
+            s.ddl_version.fetch_max(ts, Ordering::AcqRel);
+        }
         // Every commit up to `ts` is durable and visible in the engine now
         // (batches become visible in log order).
         s.visible.fetch_max(ts, Ordering::AcqRel);
