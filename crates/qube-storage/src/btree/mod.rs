@@ -314,16 +314,25 @@ impl Inner {
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(|e| Error::io(format!("opening {}", dir.join(LOCK_FILE).display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Refused(format!(
-                    "data directory {} is in use by another QubeDB process",
-                    dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", dir.display()), e));
+        // A child process forked by any thread of this process shares the
+        // lock until it execs (then the close-on-exec descriptor closes):
+        // retry briefly before calling the directory busy.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Refused(format!(
+                        "data directory {} is in use by another QubeDB process",
+                        dir.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", dir.display()), e));
+                }
             }
         }
         let data_path = dir.join(DATA_FILE);
