@@ -223,13 +223,17 @@ impl Mvcc {
     pub fn begin(&self, mode: Mode) -> Result<Transaction> {
         let s = &self.shared;
         let id = s.next_txn.fetch_add(1, Ordering::Relaxed);
-        let (read_ts, iso, read_only) = match mode {
-            Mode::ReadWrite(iso) => (s.visible.load(Ordering::Acquire), iso, false),
-            Mode::ReadOnly(iso) => (s.visible.load(Ordering::Acquire), iso, true),
-            Mode::AsOf(ts) => (ts, Isolation::RepeatableRead, true),
-        };
+        // The snapshot is taken and registered under the `active` lock, which
+        // the GC horizon also reads under: GC never passes a snapshot that is
+        // taken but not yet registered.
+        let (read_ts, iso, read_only);
         {
             let mut active = s.active.lock();
+            (read_ts, iso, read_only) = match mode {
+                Mode::ReadWrite(iso) => (s.visible.load(Ordering::Acquire), iso, false),
+                Mode::ReadOnly(iso) => (s.visible.load(Ordering::Acquire), iso, true),
+                Mode::AsOf(ts) => (ts, Isolation::RepeatableRead, true),
+            };
             if let Mode::AsOf(ts) = mode {
                 let horizon = s.gc_horizon.load(Ordering::Acquire);
                 let visible = s.visible.load(Ordering::Acquire);
@@ -346,15 +350,15 @@ fn gc_loop(shared: Weak<Shared>, stop: Arc<StopSignal>, every: Duration) {
     }
 }
 
-/// The oldest snapshot anyone may still read at.
+/// The oldest snapshot anyone may still read at; raises `gc_horizon` to it.
+/// Both happen under the `active` lock, which `begin` also holds while it
+/// takes and registers a snapshot and checks `AsOf` against the horizon.
 fn horizon(s: &Shared) -> Result<Ts> {
-    let visible = s.visible.load(Ordering::Acquire);
-    let oldest_active = s.active.lock().values().copied().min().unwrap_or(visible);
-    let mut h = oldest_active.min(visible);
+    let mut retained = Ts::MAX;
     if !s.opts.retention.is_zero() {
         let cutoff = now_micros().saturating_sub(s.opts.retention.as_micros() as u64);
         let prefix = keys::commit_time_prefix();
-        let mut retained = 0;
+        retained = 0;
         let mut c = s.engine.scan_prefix(&prefix, Direction::Reverse)?;
         while c.advance()? {
             if be_u64(c.value())? <= cutoff {
@@ -362,15 +366,17 @@ fn horizon(s: &Shared) -> Result<Ts> {
                 break;
             }
         }
-        h = h.min(retained);
     }
-    Ok(h.max(s.gc_horizon.load(Ordering::Acquire)))
+    let active = s.active.lock();
+    let visible = s.visible.load(Ordering::Acquire);
+    let oldest_active = active.values().copied().min().unwrap_or(visible);
+    let h = oldest_active.min(visible).min(retained);
+    Ok(s.gc_horizon.fetch_max(h, Ordering::AcqRel).max(h))
 }
 
 /// One GC pass; returns the number of versions removed.
 fn gc_pass(s: &Shared) -> Result<u64> {
     let h = horizon(s)?;
-    s.gc_horizon.fetch_max(h, Ordering::AcqRel);
     s.ssi.prune(s.active.lock().values().copied().min().unwrap_or(h).min(h));
     let (keys, full) = {
         let mut g = s.gc_keys.lock();
@@ -591,9 +597,10 @@ impl Transaction {
     /// Starts a new statement: at READ COMMITTED, takes a fresh snapshot.
     pub fn new_statement(&mut self) {
         if self.iso == Isolation::ReadCommitted && !matches!(self.mode, Mode::AsOf(_)) {
+            let mut active = self.shared.active.lock();
             let ts = self.shared.visible.load(Ordering::Acquire);
             self.read_ts = ts;
-            self.shared.active.lock().insert(self.id, ts);
+            active.insert(self.id, ts);
         }
     }
 
