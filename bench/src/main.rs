@@ -1,4 +1,8 @@
-//! QubeDB storage benchmark: QubeDB's B+Tree engine against redb and SQLite.
+//! QubeDB benchmarks.
+//!
+//! * `bench storage`: QubeDB's B+Tree engine against redb and SQLite (this file);
+//! * `bench bank`: bank transfers through QubeDB's transaction layer against
+//!   SQLite (`bank.rs`).
 //!
 //! `bench storage` (the parent) runs each selected engine in three child
 //! processes of this same binary (`bench storage --engine X --phase P ...`),
@@ -8,6 +12,9 @@
 //! child prints one JSON line with its results and the parent prints the
 //! Markdown report. See README.md.
 
+mod bank;
+mod bank_qubedb;
+mod bank_sqlite;
 mod store;
 mod store_qubedb;
 mod store_redb;
@@ -41,6 +48,8 @@ struct Cli {
 enum Cmd {
     /// Storage engines: QubeDB B+Tree vs redb vs SQLite.
     Storage(StorageArgs),
+    /// Bank transfers: QubeDB transactions (MVCC over the B+Tree) vs SQLite.
+    Bank(bank::BankArgs),
 }
 
 #[derive(Args, Clone)]
@@ -105,7 +114,10 @@ impl Phase {
 }
 
 fn main() -> Result<()> {
-    let Cmd::Storage(args) = Cli::parse().cmd;
+    let args = match Cli::parse().cmd {
+        Cmd::Storage(args) => args,
+        Cmd::Bank(args) => return bank::main(args),
+    };
     ensure!(args.n > 0 && args.batch > 0, "--n and --batch must be positive");
     ensure!(args.repeat > 0, "--repeat must be positive");
     match args.engine.zip(args.phase) {
