@@ -48,6 +48,13 @@ pub struct BankArgs {
     /// Accounts in the contended lines.
     #[arg(long, default_value_t = 10)]
     contended: u64,
+    /// QubeDB's isolation level for transfers: read-committed (PostgreSQL's
+    /// default; both rows are locked with get_for_update before they are
+    /// read, so no update is lost), repeatable-read or serializable (a
+    /// transfer that meets a concurrent commit fails with 40001 and is
+    /// retried). SQLite serializes writers whatever this says.
+    #[arg(long, value_enum, default_value = "read-committed")]
+    isolation: crate::bank_qubedb::IsolationArg,
     /// Engine cache in MiB (QubeDB's buffer pool, SQLite's cache_size per connection).
     #[arg(long, default_value_t = 64)]
     cache_mb: u64,
@@ -242,6 +249,7 @@ enum Outcome {
 }
 
 fn run_child(kind: EngineKind, args: &BankArgs) -> Result<()> {
+    crate::bank_qubedb::set_isolation(args.isolation);
     let root = args.dir.clone().context("--engine needs --dir")?;
     let mut failed = false;
     for (i, spec) in lines(args).iter().enumerate() {
@@ -536,8 +544,11 @@ fn run_parent(args: &BankArgs) -> Result<()> {
     // Markdown.
     let cpus = std::thread::available_parallelism().map_or(0, |p| p.get());
     println!(
-        "## Bank transfers: {} s per line, durable commits, cache {} MiB, {} CPUs\n",
-        args.secs, args.cache_mb, cpus
+        "## Bank transfers: {} s per line, durable commits, cache {} MiB, QubeDB at {}, {} CPUs\n",
+        args.secs,
+        args.cache_mb,
+        args.isolation.name(),
+        cpus
     );
     println!(
         "| workload | accounts | SQLite tx/s | QubeDB tx/s | QubeDB/SQLite | target | SQLite busy retries | QubeDB retries 40001 / 40P01 |"
@@ -627,6 +638,7 @@ fn spawn_child(
         .args(["--uncontended", &args.uncontended.to_string()])
         .args(["--contended", &args.contended.to_string()])
         .args(["--cache-mb", &args.cache_mb.to_string()])
+        .args(["--isolation", args.isolation.name()])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())

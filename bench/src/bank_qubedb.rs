@@ -15,7 +15,41 @@ use qube_txn::{Isolation, Mode, Mvcc, MvccOptions};
 use crate::bank::{Audit, Bank, INITIAL_BALANCE, LOAD_BATCH, Retry, Worker};
 
 const PREFIX: &[u8] = b"acct/";
+/// Loading and audits use REPEATABLE READ; transfers use `--isolation`.
 const RW: Mode = Mode::ReadWrite(Isolation::RepeatableRead);
+
+/// `--isolation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl IsolationArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationArg::ReadCommitted => "read-committed",
+            IsolationArg::RepeatableRead => "repeatable-read",
+            IsolationArg::Serializable => "serializable",
+        }
+    }
+}
+
+static TRANSFER_ISOLATION: std::sync::OnceLock<Isolation> = std::sync::OnceLock::new();
+
+/// Sets the transfers' isolation level (once, in the child process).
+pub fn set_isolation(arg: IsolationArg) {
+    let _ = TRANSFER_ISOLATION.set(match arg {
+        IsolationArg::ReadCommitted => Isolation::ReadCommitted,
+        IsolationArg::RepeatableRead => Isolation::RepeatableRead,
+        IsolationArg::Serializable => Isolation::Serializable,
+    });
+}
+
+fn transfer_mode() -> Mode {
+    Mode::ReadWrite(*TRANSFER_ISOLATION.get().unwrap_or(&Isolation::ReadCommitted))
+}
 
 fn key(id: u64) -> [u8; 13] {
     let mut k = [0; 13];
@@ -123,7 +157,7 @@ impl QubeWorker<'_> {
     /// reads both balances, writes both, commits.
     fn try_transfer(&self, from: u64, to: u64, amount: i64) -> Result<()> {
         ensure!(from != to, "transfer to the same account");
-        let mut txn = self.mvcc.begin(RW)?;
+        let mut txn = self.mvcc.begin(transfer_mode())?;
         let (first, second) = (from.min(to), from.max(to));
         let b_first = balance(first, txn.get_for_update(&key(first))?)?;
         let b_second = balance(second, txn.get_for_update(&key(second))?)?;

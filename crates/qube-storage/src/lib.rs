@@ -204,6 +204,21 @@ pub trait Engine: Send + Sync {
     }
     /// Scans a range in either direction over a consistent snapshot.
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>>;
+    /// The first pair of a range (forward), copied into `key` and `value`
+    /// (cleared first); false if the range is empty. A point lookup for
+    /// callers that know a prefix, not a key (MVCC's newest version of a
+    /// key), without the cost of a cursor.
+    fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
+        let mut c = self.scan(range.clone(), Direction::Forward)?;
+        if !c.advance()? {
+            return Ok(false);
+        }
+        key.clear();
+        key.extend_from_slice(c.key());
+        value.clear();
+        value.extend_from_slice(c.value());
+        Ok(true)
+    }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;
     /// Writes a consistent tree to disk and recycles the WAL before it (no-op in memory).

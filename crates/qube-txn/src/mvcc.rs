@@ -125,7 +125,13 @@ pub struct MvccStatus {
 
 struct CommitState {
     last: Ts,
+    /// Wall time of the last commit-time record written.
+    last_time_record: u64,
 }
+
+/// Commit-time records are written at most this often (µs): `AS OF` a wall
+/// time resolves to this precision, without a key per commit.
+const COMMIT_TIME_EVERY_MICROS: u64 = 10_000;
 
 struct Shared {
     engine: Arc<dyn Engine>,
@@ -190,7 +196,7 @@ impl Mvcc {
             engine,
             opts,
             next_txn: AtomicU64::new(1),
-            commit: Mutex::new(CommitState { last }),
+            commit: Mutex::new(CommitState { last, last_time_record: 0 }),
             visible: AtomicU64::new(last),
             active: Mutex::new(BTreeMap::new()),
             locks: LockTable::default(),
@@ -405,9 +411,12 @@ fn gc_pass(s: &Shared) -> Result<u64> {
         }
         newer_left
     };
+    // GC deletions go out in batches that do not wait for an fsync each;
+    // the pass waits once, at its end, for all of them.
+    let last_lsn = std::cell::Cell::new(0u64);
     let flush = |batch: &mut WriteBatch| -> Result<()> {
         if batch.len() >= 1000 {
-            s.engine.write(std::mem::take(batch))?;
+            last_lsn.set(last_lsn.get().max(s.engine.write_nowait(std::mem::take(batch))?));
         }
         Ok(())
     };
@@ -470,8 +479,9 @@ fn gc_pass(s: &Shared) -> Result<u64> {
     }
     drop(c);
     if !batch.is_empty() {
-        s.engine.write(batch)?;
+        last_lsn.set(last_lsn.get().max(s.engine.write_nowait(batch)?));
     }
+    s.engine.wait_durable(last_lsn.get())?;
     s.gc_runs.fetch_add(1, Ordering::Relaxed);
     s.gc_removed.fetch_add(removed, Ordering::Relaxed);
     Ok(removed)
@@ -524,24 +534,26 @@ fn read_version(
         None => {
             let start = Key::Version(key, read_ts).encode();
             let end = prefix_successor(&vp).unwrap_or_else(keys::versions_end);
-            let mut c = engine.scan(
-                KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) },
-                Direction::Forward,
-            )?;
-            if c.advance()? {
-                found = keys::decode_value(c.value())?.map(|v| v.to_vec());
+            let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            if engine.seek(&range, &mut k, &mut v)? {
+                found = keys::decode_value(&v)?.map(|v| v.to_vec());
             }
         }
     }
     Ok(found)
 }
 
-/// Timestamp of the newest committed version of `key` (0 if none).
-fn latest_ts(engine: &dyn Engine, key: &[u8]) -> Result<Ts> {
+/// The newest committed version of `key`: its timestamp (0 if none) and
+/// value (`None`: absent or deleted).
+fn newest_version(engine: &dyn Engine, key: &[u8]) -> Result<(Ts, Option<Vec<u8>>)> {
     let mut vp = Vec::new();
     keys::version_prefix_into(key, &mut vp);
-    let mut c = engine.scan_prefix(&vp, Direction::Forward)?;
-    Ok(if c.advance()? { keys::version_ts(c.key()) } else { 0 })
+    let (mut k, mut v) = (Vec::new(), Vec::new());
+    if !engine.seek(&KeyRange::prefix(&vp), &mut k, &mut v)? {
+        return Ok((0, None));
+    }
+    Ok((keys::version_ts(&k), keys::decode_value(&v)?.map(|v| v.to_vec())))
 }
 
 fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool) -> Bound<Vec<u8>> {
@@ -720,7 +732,11 @@ impl Transaction {
     /// row after waiting), at REPEATABLE READ and SERIALIZABLE the snapshot's
     /// value, or a serialization error if a newer one committed.
     pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.lock_key(key)?;
+        if let Some(newest) = self.lock_key(key)? {
+            // Just locked: the newest version is the one to return (at
+            // snapshot levels `lock_key` checked it is not past the snapshot).
+            return Ok(newest);
+        }
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
@@ -728,7 +744,10 @@ impl Transaction {
         read_version(&*self.shared.engine, key, ts, None)
     }
 
-    fn lock_key(&mut self, key: &[u8]) -> Result<()> {
+    /// Takes the row lock; if it was not held yet, returns the newest
+    /// committed value of the key (checked against the snapshot at
+    /// REPEATABLE READ and SERIALIZABLE).
+    fn lock_key(&mut self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
         if self.read_only {
             return Err(Error::ReadOnly(format!(
                 "transaction {} is read-only (a write to a key was attempted)",
@@ -744,24 +763,23 @@ impl Transaction {
         }
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout)? {
             self.locked.push(key.to_vec());
-            if self.iso != Isolation::ReadCommitted {
-                let latest = latest_ts(&*self.shared.engine, key)?;
-                if latest > self.read_ts {
-                    let e = Error::Serialization(format!(
-                        "could not serialize access due to concurrent update (key written by \
-                         commit {latest}, after this transaction's snapshot {})",
-                        self.read_ts
-                    ));
-                    return Err(self.fail(e));
-                }
+            let (latest, newest) = newest_version(&*self.shared.engine, key)?;
+            if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
+                let e = Error::Serialization(format!(
+                    "could not serialize access due to concurrent update (key written by \
+                     commit {latest}, after this transaction's snapshot {})",
+                    self.read_ts
+                ));
+                return Err(self.fail(e));
             }
             if self.serializable_writer()
                 && let Err(e) = self.shared.ssi.on_write(self.id, key)
             {
                 return Err(self.fail(e));
             }
+            return Ok(Some(newest));
         }
-        Ok(())
+        Ok(None)
     }
 
     fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
@@ -853,7 +871,11 @@ impl Transaction {
                 batch.set(&k, &keys::encode_value(value.as_deref()));
             }
             batch.set(&Key::LastCommit.encode(), &ts.to_be_bytes());
-            batch.set(&Key::CommitTime(ts).encode(), &now_micros().to_be_bytes());
+            let now = now_micros();
+            if now.saturating_sub(c.last_time_record) >= COMMIT_TIME_EVERY_MICROS {
+                batch.set(&Key::CommitTime(ts).encode(), &now.to_be_bytes());
+                c.last_time_record = now;
+            }
             let lsn = s.engine.write_nowait(batch)?;
             c.last = ts;
             (ts, lsn)

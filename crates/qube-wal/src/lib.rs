@@ -15,6 +15,14 @@
 //! segments form one gapless sequence: segment *n + 1* starts right after the
 //! last record of segment *n*.
 //!
+//! Records are written with positioned writes, and the segment being
+//! appended to is kept zero-filled up to the next multiple of 256 KiB ahead
+//! of its end: an fsync then flushes data only, where an append that grows
+//! the file would also commit the new size to the file system's journal on
+//! every fsync. A segment is cut back to its last record when it is closed
+//! (rotation, clean close); recovery treats zeros from a stopping point to
+//! the end of a file as the file's end, not as damage.
+//!
 //! # Byte layout (all integers little-endian)
 //!
 //! Segment header, at offset 0 of every segment:
@@ -115,7 +123,7 @@
 #![warn(missing_docs)]
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -212,10 +220,24 @@ impl RecoveryReport {
     }
 }
 
-/// An open segment file.
+/// An open segment file. Records are written at `written` with positioned
+/// writes; the file is kept zero-filled ahead of it (`allocated`) so that
+/// most fsyncs flush data only, not a new file size: an append that grows
+/// the file costs the journal a metadata commit on every fsync.
 struct SegFile {
     path: PathBuf,
     file: File,
+    written: AtomicU64,
+    allocated: AtomicU64,
+}
+
+/// Bytes of zeros written ahead of the log's end at a time.
+const PREALLOCATE: u64 = 256 << 10;
+
+impl SegFile {
+    fn new(path: PathBuf, file: File, len: u64) -> SegFile {
+        SegFile { path, file, written: AtomicU64::new(len), allocated: AtomicU64::new(len) }
+    }
 }
 
 /// A live segment.
@@ -316,10 +338,14 @@ impl Wal {
             return Err(Error::Internal("WAL recovery left no segment".into()));
         };
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&current.path)
             .map_err(|e| Error::io(format!("opening WAL segment {}", current.path.display()), e))?;
-        let current_file = Arc::new(SegFile { path: current.path.clone(), file });
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("opening WAL segment {}", current.path.display()), e))?
+            .len();
+        let current_file = Arc::new(SegFile::new(current.path.clone(), file, len));
         let last = rec.next_lsn - 1;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -481,6 +507,12 @@ impl Drop for Wal {
                 SyncMode::Never => s.ensure_written(last),
                 SyncMode::Always | SyncMode::Periodic(_) => s.group_sync(last),
             };
+            // A clean close leaves no zeros written ahead: the file ends at
+            // its last record (recovery would cut them anyway).
+            let io = s.io.lock();
+            let f = Arc::clone(&s.state.lock().current_file);
+            drop(io);
+            let _ = f.file.set_len(f.written.load(Ordering::Acquire));
         }
     }
 }
@@ -544,19 +576,19 @@ impl Shared {
         let first_lsn = st.next_lsn;
         let path = self.dir.join(format::segment_file_name(first_lsn));
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(format!("creating WAL segment {}", path.display()), e))?;
-        let new_file = Arc::new(SegFile { path: path.clone(), file });
+        let new_file = Arc::new(SegFile::new(path.clone(), file, 0));
         let old_file = std::mem::replace(&mut st.current_file, new_file);
         let old =
             std::mem::replace(&mut st.current, SegmentInfo { first_lsn, path, bytes: HEADER_LEN });
         st.closed.push(old);
+        // Even with nothing left to write, the closed file goes through
+        // `write_pending`, which trims the zeros written ahead of its end.
         let old_bytes = std::mem::take(&mut st.buf);
-        if !old_bytes.is_empty() {
-            st.sealed.push((old_file, old_bytes));
-        }
+        st.sealed.push((old_file, old_bytes));
         st.buf.extend_from_slice(&format::encode_header(first_lsn));
         st.pending_bytes += HEADER_LEN as usize;
         self.dir_dirty.store(true, Ordering::Release);
@@ -574,6 +606,12 @@ impl Shared {
         };
         for (file, bytes) in &sealed {
             self.write_file(io, file, bytes)?;
+            // A closed segment ends at its last record: cut the zeros written
+            // ahead, so that readers meet the file's end, not a zero frame.
+            let end = file.written.load(Ordering::Acquire);
+            file.file.set_len(end).map_err(|e| {
+                self.poison(format!("trimming {} failed: {e}", file.path.display()))
+            })?;
         }
         if !out.is_empty() {
             self.write_file(io, &current, &out)?;
@@ -585,14 +623,26 @@ impl Shared {
     }
 
     fn write_file(&self, io: &mut IoState, f: &Arc<SegFile>, bytes: &[u8]) -> Result<()> {
+        let at = f.written.load(Ordering::Acquire);
+        let end = at + bytes.len() as u64;
         let result = if self.fail_next_write.swap(false, Ordering::AcqRel) {
             Err(std::io::Error::other("injected write failure (test)"))
         } else {
-            (&f.file).write_all(bytes)
+            let mut res = Ok(());
+            let allocated = f.allocated.load(Ordering::Acquire);
+            if end > allocated {
+                let target = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+                res = write_zeros(&f.file, allocated, target);
+                if res.is_ok() {
+                    f.allocated.store(target, Ordering::Release);
+                }
+            }
+            res.and_then(|()| f.file.write_all_at(bytes, at))
         };
         // A partial write leaves a torn frame in the file; only a reopen
         // (which cuts it) can continue from there.
         result.map_err(|e| self.poison(format!("write to {} failed: {e}", f.path.display())))?;
+        f.written.store(end, Ordering::Release);
         if !io.unsynced.iter().any(|u| Arc::ptr_eq(u, f)) {
             io.unsynced.push(Arc::clone(f));
         }
@@ -863,4 +913,16 @@ fn replay_segment(
         expected += 1;
     }
     Ok(expected)
+}
+
+/// Fills `[from, to)` of a file with zeros.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }

@@ -129,24 +129,59 @@ fn scan_segment(seg: &Found, expected: Lsn, buf: &mut Vec<u8>) -> Result<(Lsn, O
     loop {
         let frame = match r.next_frame() {
             Ok(Next::End) => return Ok((next, None)),
-            Ok(Next::Bad { offset, why }) => return Ok((next, Some(Stop::At(offset, why)))),
+            Ok(Next::Bad { offset, why }) => return stop_or_end(seg, next, offset, why),
             Ok(Next::Frame(f)) => f,
             Err(e) => return Err(read_err(e)),
         };
         if frame.lsn != next {
             let why = format!("record has LSN {}, expected {next}", frame.lsn);
-            return Ok((next, Some(Stop::At(frame.offset, why))));
+            return stop_or_end(seg, next, frame.offset, why);
         }
         match r.read_payload(&frame, buf) {
             Ok(true) => {}
             Ok(false) => {
                 let why = format!("record {} fails its checksum", frame.lsn);
-                return Ok((next, Some(Stop::At(frame.offset, why))));
+                return stop_or_end(seg, next, frame.offset, why);
             }
             Err(e) => return Err(read_err(e)),
         }
         // `next` < MAX_LSN + file length, far from overflowing.
         next += 1;
+    }
+}
+
+/// The scan of `seg` stopped at `offset`. Zeros from there to the end are
+/// space written ahead of the log (see `SegFile` in lib.rs), not damage: the
+/// segment simply ends there, and the zeros are cut. Anything else is a
+/// torn or corrupt tail.
+fn stop_or_end(seg: &Found, next: Lsn, offset: u64, why: String) -> Result<(Lsn, Option<Stop>)> {
+    if zeros_from(&seg.path, offset).map_err(io_err("reading WAL segment", &seg.path))? {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .map_err(io_err("opening WAL segment", &seg.path))?;
+        f.set_len(offset)
+            .and_then(|()| f.sync_all())
+            .map_err(io_err("trimming WAL segment", &seg.path))?;
+        return Ok((next, None));
+    }
+    Ok((next, Some(Stop::At(offset, why))))
+}
+
+/// True if the file holds only zero bytes from `offset` to its end.
+fn zeros_from(path: &Path, offset: u64) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
     }
 }
 

@@ -876,6 +876,25 @@ impl Engine for BTreeEngine {
         self.inner.wait_durable(lsn)
     }
 
+    fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
+        let fast = read::seek(&self.inner.pool, &self.inner.current.load(), range, key, value)
+            .map_err(|e| locate(e, self.inner.file.path()))?;
+        if let Some(found) = fast {
+            return Ok(found);
+        }
+        // The first pair is in a later leaf: walk there with a cursor.
+        let v = self.inner.current.load_full();
+        let mut c = read::BTreeCursor::new(&self.inner.pool, v, range.clone(), Direction::Forward);
+        if !c.advance()? {
+            return Ok(false);
+        }
+        key.clear();
+        key.extend_from_slice(c.key());
+        value.clear();
+        value.extend_from_slice(c.value());
+        Ok(true)
+    }
+
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
         let v = self.inner.current.load_full();
         Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))

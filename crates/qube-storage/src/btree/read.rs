@@ -115,6 +115,112 @@ pub(super) fn get_into(
     Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
 }
 
+/// What one level of a seek found.
+enum SeekStep {
+    Child(PageId),
+    /// The first pair in range, inline value copied.
+    Found,
+    /// Found, with the value on overflow pages.
+    FoundOverflow(PageId, u64),
+    /// Nothing in range.
+    Empty,
+    /// The position is past this leaf's end: the cursor must go on.
+    LeafEnd,
+}
+
+fn seek_step(
+    page: &Page,
+    id: PageId,
+    range: &KeyRange,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<SeekStep> {
+    let node = Node::new(page, id)?;
+    let start = bound_key_ref(&range.start);
+    match page_type(page) {
+        Some(PageType::Internal) => {
+            let idx = match start {
+                Some(k) => node.child_index(k)?,
+                None => 0,
+            };
+            Ok(SeekStep::Child(node.child(idx)?))
+        }
+        Some(PageType::Leaf) => {
+            let pos = match (&range.start, start) {
+                (_, None) => 0,
+                (std::ops::Bound::Excluded(_), Some(k)) => match node.search(k)? {
+                    Ok(i) => i + 1,
+                    Err(i) => i,
+                },
+                (_, Some(k)) => match node.search(k)? {
+                    Ok(i) | Err(i) => i,
+                },
+            };
+            if pos >= node.len() {
+                return Ok(SeekStep::LeafEnd);
+            }
+            let cell = node.leaf_cell(pos)?;
+            if !range.before_end(cell.key) {
+                return Ok(SeekStep::Empty);
+            }
+            key.clear();
+            key.extend_from_slice(cell.key);
+            match cell.value {
+                LeafValue::Inline(v) => {
+                    value.clear();
+                    value.extend_from_slice(v);
+                    Ok(SeekStep::Found)
+                }
+                LeafValue::Overflow { first, len } => Ok(SeekStep::FoundOverflow(first, len)),
+            }
+        }
+        _ => Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+    }
+}
+
+fn bound_key_ref(b: &std::ops::Bound<Vec<u8>>) -> Option<&[u8]> {
+    match b {
+        std::ops::Bound::Included(k) | std::ops::Bound::Excluded(k) => Some(k),
+        std::ops::Bound::Unbounded => None,
+    }
+}
+
+/// `Engine::seek` without a cursor: one descent, in place under the pool
+/// shard locks like `get_into`. Returns `None` when the first pair lies in
+/// a later leaf, for the caller to use a cursor.
+pub(super) fn seek(
+    pool: &BufferPool,
+    version: &Version,
+    range: &KeyRange,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<Option<bool>> {
+    let mut id = version.root;
+    if id == 0 {
+        return Ok(Some(false));
+    }
+    let mut next = match &version.root_page {
+        Some(p) => seek_step(p, id, range, key, value)?,
+        None => pool.with_page(id, |p| seek_step(p, id, range, key, value))??,
+    };
+    for _ in 0..MAX_DEPTH {
+        match next {
+            SeekStep::Child(child) => {
+                id = child;
+                next = pool.with_page(id, |p| seek_step(p, id, range, key, value))??;
+            }
+            SeekStep::Found => return Ok(Some(true)),
+            SeekStep::FoundOverflow(first, len) => {
+                read_overflow(pool, first, len, value)?;
+                return Ok(Some(true));
+            }
+            SeekStep::Empty => return Ok(Some(false)),
+            SeekStep::LeafEnd => return Ok(None),
+        }
+    }
+    Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+}
+
 /// A cursor over one version. See the module docs.
 pub struct BTreeCursor<'a> {
     pool: &'a BufferPool,

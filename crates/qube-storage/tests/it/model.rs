@@ -13,6 +13,8 @@ enum Step {
     Batch(Vec<(Vec<u8>, Option<usize>)>),
     Get(Vec<u8>),
     Scan(Option<Vec<u8>>, Option<Vec<u8>>, bool),
+    /// `Engine::seek` with an inclusive or exclusive start.
+    Seek(Vec<u8>, bool, Option<Vec<u8>>),
     Checkpoint,
     /// Close cleanly (checkpoint) and reopen.
     Reopen,
@@ -48,6 +50,7 @@ fn step() -> impl Strategy<Value = Step> {
         10 => key().prop_map(Step::Get),
         8 => (prop::option::of(key()), prop::option::of(key()), any::<bool>())
             .prop_map(|(a, b, r)| Step::Scan(a, b, r)),
+        6 => (key(), any::<bool>(), prop::option::of(key())).prop_map(|(a, inc, b)| Step::Seek(a, inc, b)),
         2 => Just(Step::Checkpoint),
         2 => Just(Step::Reopen),
         2 => Just(Step::Crash),
@@ -95,6 +98,23 @@ fn run(steps: Vec<Step>) {
                 let got = e.scan(range.clone(), dir).unwrap().collect_pairs().unwrap();
                 let want = model.scan(range, dir).unwrap().collect_pairs().unwrap();
                 assert_eq!(got, want, "step {n}");
+            }
+            Step::Seek(a, inclusive, b) => {
+                let range = KeyRange {
+                    start: if inclusive {
+                        std::ops::Bound::Included(a)
+                    } else {
+                        std::ops::Bound::Excluded(a)
+                    },
+                    end: b.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                };
+                let (mut k1, mut v1, mut k2, mut v2) = (vec![9], vec![9], vec![9], vec![9]);
+                let got = e.seek(&range, &mut k1, &mut v1).unwrap();
+                let want = model.seek(&range, &mut k2, &mut v2).unwrap();
+                assert_eq!(got, want, "step {n}");
+                if got {
+                    assert_eq!((k1, v1), (k2, v2), "step {n}");
+                }
             }
             Step::Checkpoint => e.checkpoint().unwrap(),
             Step::Reopen => {
