@@ -81,6 +81,10 @@ use write::{Buffers, Txn};
 
 pub use verify::VerifyReport;
 
+/// Longest a committer waits for a concurrent writer to reach the log
+/// before syncing (see `Inner::wait_durable`).
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(100);
+
 /// Name of the page file inside a data directory.
 pub const DATA_FILE: &str = "data.qdb";
 const LOCK_FILE: &str = "LOCK";
@@ -186,6 +190,10 @@ struct Inner {
     /// Versions committed but not yet durable, oldest first.
     pending: Mutex<VecDeque<Arc<Version>>>,
     poison: Mutex<Option<String>>,
+    /// Writers between entering `write_nowait` and appending to the WAL:
+    /// a committer about to sync waits briefly for them, so that one fsync
+    /// covers them too (group commit that batches).
+    applying: AtomicU64,
     private_limit: usize,
     checkpoints: AtomicU64,
     checkpoint_lsn: AtomicU64,
@@ -415,6 +423,7 @@ impl Inner {
             writer: Mutex::new(writer),
             pending: Mutex::new(VecDeque::new()),
             poison: Mutex::new(None),
+            applying: AtomicU64::new(0),
             private_limit,
             checkpoints: AtomicU64::new(0),
             checkpoint_lsn: AtomicU64::new(meta.checkpoint_lsn),
@@ -537,6 +546,13 @@ impl Inner {
         if batch.is_empty() {
             return Ok(0);
         }
+        self.applying.fetch_add(1, Ordering::AcqRel);
+        let res = self.write_nowait_counted(batch);
+        self.applying.fetch_sub(1, Ordering::AcqRel);
+        res
+    }
+
+    fn write_nowait_counted(&self, batch: &WriteBatch) -> Result<u64> {
         self.check_writable()?;
         let lsn = {
             let mut w = self.writer.lock();
@@ -578,6 +594,15 @@ impl Inner {
     fn wait_durable(&self, lsn: u64) -> Result<()> {
         if lsn == 0 {
             return Ok(());
+        }
+        // Another writer is applying its batch right now: give it a moment
+        // to reach the log, so that the coming fsync covers both. Bounded,
+        // and free when writers are alone.
+        if self.opts.durability == Durability::Always && self.applying.load(Ordering::Acquire) > 0 {
+            let until = Instant::now() + GROUP_COMMIT_WAIT;
+            while self.applying.load(Ordering::Acquire) > 0 && Instant::now() < until {
+                std::thread::yield_now();
+            }
         }
         if let Err(e) = self.wal.wait_durable(lsn) {
             self.poison_with(&e);
