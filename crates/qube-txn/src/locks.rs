@@ -11,7 +11,8 @@
 //! itself, it is the victim and gets `Error::Deadlock` (40P01) at once.
 //! Readers never take these locks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -22,7 +23,7 @@ pub type TxnId = u64;
 
 #[derive(Default)]
 struct State {
-    owners: HashMap<Vec<u8>, TxnId>,
+    owners: BTreeMap<Vec<u8>, TxnId>,
     /// Waiting transaction → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }
@@ -82,6 +83,28 @@ impl LockTable {
     /// The transaction holding `key`'s lock, if any.
     pub fn owner(&self, key: &[u8]) -> Option<TxnId> {
         self.state.lock().owners.get(key).copied()
+    }
+
+    /// The transactions holding locks on keys in a range (other than `txn`).
+    pub fn owners_in(&self, txn: TxnId, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<TxnId> {
+        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+            (lo, hi)
+            && (a > b
+                || (a == b
+                    && !(matches!(lo, Bound::Included(_)) && matches!(hi, Bound::Included(_)))))
+        {
+            return Vec::new();
+        }
+        let st = self.state.lock();
+        let mut out: Vec<TxnId> = st
+            .owners
+            .range::<Vec<u8>, _>((lo.clone(), hi.clone()))
+            .map(|(_, o)| *o)
+            .filter(|o| *o != txn)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Releases the given locks of `txn` and wakes the waiters.

@@ -146,6 +146,7 @@ struct Shared {
     /// User keys given a new version since the last GC pass.
     gc_keys: Mutex<GcKeys>,
     gc_horizon: AtomicU64,
+    gc_running: Mutex<()>,
     /// Commit timestamp of the newest transaction that changed the catalog
     /// (`Transaction::mark_ddl`): caches of catalog reads check it.
     ddl_version: AtomicU64,
@@ -203,6 +204,7 @@ impl Mvcc {
             ssi: Ssi::default(),
             gc_keys: Mutex::new(GcKeys { keys: HashSet::new(), full: true }),
             gc_horizon: AtomicU64::new(0),
+            gc_running: Mutex::new(()),
             ddl_version: AtomicU64::new(last),
             gc_runs: AtomicU64::new(0),
             gc_removed: AtomicU64::new(0),
@@ -257,7 +259,7 @@ impl Mvcc {
             }
             active.insert(id, read_ts);
         }
-        if iso == Isolation::Serializable && !read_only {
+        if iso == Isolation::Serializable {
             s.ssi.begin(id, read_ts);
         }
         Ok(Transaction {
@@ -380,8 +382,10 @@ fn horizon(s: &Shared) -> Result<Ts> {
     Ok(s.gc_horizon.fetch_max(h, Ordering::AcqRel).max(h))
 }
 
-/// One GC pass; returns the number of versions removed.
+/// One GC pass; returns the number of versions removed. Passes never
+/// overlap (`gc_running`): two would delete and count the same versions.
 fn gc_pass(s: &Shared) -> Result<u64> {
+    let _running = s.gc_running.lock();
     let h = horizon(s)?;
     s.ssi.prune(s.active.lock().values().copied().min().unwrap_or(h).min(h));
     let (keys, full) = {
@@ -447,8 +451,13 @@ fn gc_pass(s: &Shared) -> Result<u64> {
             keep_for_later.push(group_prefix.clone());
         }
         drop(c);
-        // Every key was visited; later passes need only new writes.
-        let _ = keep_for_later;
+        // Keys with versions the horizon still protects come back next time;
+        // otherwise later passes need only new writes.
+        s.gc_keys.lock().keys.extend(keep_for_later.into_iter().filter_map(|p| {
+            let mut raw = p;
+            raw.extend_from_slice(&[0u8; 8]);
+            keys::decode_version(&raw).ok().map(|(k, _)| k)
+        }));
     } else {
         let mut vp = Vec::new();
         for key in keys {
@@ -556,6 +565,17 @@ fn newest_version(engine: &dyn Engine, key: &[u8]) -> Result<(Ts, Option<Vec<u8>
     Ok((keys::version_ts(&k), keys::decode_value(&v)?.map(|v| v.to_vec())))
 }
 
+/// True if no key can lie in the range.
+fn range_is_empty(r: &KeyRange) -> bool {
+    match (&r.start, &r.end) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
 fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool) -> Bound<Vec<u8>> {
     let vp = |k: &[u8]| {
         let mut v = Vec::new();
@@ -616,8 +636,9 @@ impl Transaction {
         }
     }
 
-    fn serializable_writer(&self) -> bool {
-        self.iso == Isolation::Serializable && !self.read_only
+    /// SERIALIZABLE, read-only or not: tracked by SSI.
+    fn serializable(&self) -> bool {
+        self.iso == Isolation::Serializable
     }
 
     fn fail(&mut self, e: Error) -> Error {
@@ -633,11 +654,22 @@ impl Transaction {
             return Ok(w.clone());
         }
         let engine = &*self.shared.engine;
-        if self.serializable_writer() {
+        if self.serializable() {
+            // Order matters. The mark comes first, so a writer that commits
+            // later finds it. Then the lock: a writer that still holds it
+            // (it releases it only once its commit is visible) is an edge.
+            // Then the versions: a writer that already released its lock is
+            // visible there, as a version newer than the snapshot.
+            let ssi = &self.shared.ssi;
+            ssi.mark_read(self.id, key);
+            let owners: Vec<TxnId> =
+                self.shared.locks.owner(key).filter(|o| *o != self.id).into_iter().collect();
+            if let Err(e) = ssi.on_locked_by(self.id, &owners) {
+                return Err(self.fail(e));
+            }
             let mut newer = Vec::new();
             let v = read_version(engine, key, self.read_ts, Some(&mut newer))?;
-            let owner = self.shared.locks.owner(key).filter(|o| *o != self.id);
-            if let Err(e) = self.shared.ssi.on_read(self.id, key, &newer, owner) {
+            if let Err(e) = ssi.on_newer(self.id, &newer) {
                 return Err(self.fail(e));
             }
             return Ok(v);
@@ -652,7 +684,17 @@ impl Transaction {
         range: KeyRange,
         direction: Direction,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let ser = self.serializable_writer();
+        let ser = self.serializable();
+        if ser {
+            // As in `get`: the range mark, then the writers holding locks
+            // in it, then the versions.
+            let ssi = &self.shared.ssi;
+            ssi.on_scan(self.id, range.start.clone(), range.end.clone());
+            let owners = self.shared.locks.owners_in(self.id, &range.start, &range.end);
+            if let Err(e) = ssi.on_locked_by(self.id, &owners) {
+                return Err(self.fail(e));
+            }
+        }
         let vrange = KeyRange {
             start: to_version_bound(&range.start, true),
             end: to_version_bound(&range.end, false),
@@ -687,12 +729,16 @@ impl Transaction {
                 }
             }
         }
-        // Merge the write set.
-        let mine: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
-            .writes
-            .range::<Vec<u8>, _>((range.start.clone(), range.end.clone()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // Merge the write set (`BTreeMap::range` panics on an inverted or
+        // empty-exclusive range, which has nothing to merge anyway).
+        let mine: Vec<(Vec<u8>, Option<Vec<u8>>)> = if range_is_empty(&range) {
+            Vec::new()
+        } else {
+            self.writes
+                .range::<Vec<u8>, _>((range.start.clone(), range.end.clone()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
         if !mine.is_empty() {
             let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = out.into_iter().collect();
             for (k, v) in mine {
@@ -703,13 +749,8 @@ impl Transaction {
             }
             out = merged.into_iter().collect();
         }
-        if ser {
-            // The range mark catches later writes into it (phantoms too);
-            // versions newer than the snapshot are writes that came before.
-            self.shared.ssi.on_scan(self.id, range.start.clone(), range.end.clone());
-            if let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
-                return Err(self.fail(e));
-            }
+        if ser && let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
+            return Err(self.fail(e));
         }
         if direction == Direction::Reverse {
             out.reverse();
@@ -732,6 +773,11 @@ impl Transaction {
     /// row after waiting), at REPEATABLE READ and SERIALIZABLE the snapshot's
     /// value, or a serialization error if a newer one committed.
     pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.serializable() {
+            // A locked read is still a read: a writer of this key after we
+            // commit is an rw-dependency.
+            self.shared.ssi.mark_read(self.id, key);
+        }
         if let Some(newest) = self.lock_key(key)? {
             // Just locked: the newest version is the one to return (at
             // snapshot levels `lock_key` checked it is not past the snapshot).
@@ -772,7 +818,7 @@ impl Transaction {
                 ));
                 return Err(self.fail(e));
             }
-            if self.serializable_writer()
+            if self.serializable()
                 && let Err(e) = self.shared.ssi.on_write(self.id, key)
             {
                 return Err(self.fail(e));
@@ -847,7 +893,7 @@ impl Transaction {
     fn commit_inner(&mut self) -> Result<Ts> {
         let s = self.shared.clone();
         if self.writes.is_empty() {
-            if self.serializable_writer() {
+            if self.serializable() {
                 // A pivot with nothing written cannot break serializability
                 // by committing, but a doomed T_in must still go.
                 if let Err(e) = s.ssi.commit(self.id, self.read_ts, std::iter::empty()) {
@@ -859,7 +905,7 @@ impl Transaction {
         let (ts, lsn) = {
             let mut c = s.commit.lock();
             let ts = c.last + 1;
-            if self.serializable_writer()
+            if self.serializable()
                 && let Err(e) = s.ssi.commit(self.id, ts, self.writes.keys())
             {
                 return Err(self.fail(e));
@@ -907,7 +953,7 @@ impl Transaction {
         self.done = true;
         let s = &self.shared;
         s.locks.release(self.id, &self.locked);
-        if self.serializable_writer() && !committed {
+        if self.serializable() && !committed {
             s.ssi.abort(self.id);
         }
         s.active.lock().remove(&self.id);

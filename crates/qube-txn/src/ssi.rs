@@ -99,11 +99,11 @@ impl State {
             return;
         }
         let writer_committed = w.commit_ts;
-        let writer_out_first = w.out_to.iter().any(|o| {
-            self.txns
-                .get(o)
-                .and_then(|e| e.commit_ts)
-                .is_some_and(|oc| writer_committed.is_some_and(|wc| oc < wc))
+        let writer_out_first = w.out_to.iter().any(|o| match self.txns.get(o) {
+            Some(e) => e.commit_ts.is_some_and(|oc| writer_committed.is_some_and(|wc| oc < wc)),
+            // Pruned: committed before every running snapshot; count it as
+            // first (the safe answer).
+            None => writer_committed.is_some(),
         });
         if let Some(r) = self.txns.get_mut(&reader) {
             r.out_to.insert(writer);
@@ -200,7 +200,9 @@ impl Ssi {
         written: impl Iterator<Item = &'k Vec<u8>>,
     ) -> Result<()> {
         let mut st = self.state.lock();
+        let mut wrote = false;
         for key in written {
+            wrote = true;
             let mut readers: Vec<TxnId> = st.sireads.get(key).cloned().unwrap_or_default();
             readers
                 .extend(st.ranges.iter().filter(|(lo, hi, _)| in_range(key, lo, hi)).map(|r| r.2));
@@ -212,8 +214,10 @@ impl Ssi {
         if let Some(e) = st.txns.get(&txn)
             && !e.in_from.is_empty()
         {
+            // An edge to a transaction no longer tracked points to one that
+            // committed and was pruned (aborted ones are unlinked).
             let committed_out =
-                e.out_to.iter().find(|o| st.txns.get(o).is_some_and(|x| x.commit_ts.is_some()));
+                e.out_to.iter().find(|o| st.txns.get(o).is_none_or(|x| x.commit_ts.is_some()));
             if let Some(o) = committed_out {
                 return Err(Error::Serialization(format!(
                     "read/write dependencies among transactions: {txn} is a pivot between \
@@ -224,7 +228,11 @@ impl Ssi {
         if let Some(e) = st.txns.get_mut(&txn) {
             e.commit_ts = Some(commit_ts);
         }
-        st.by_commit.insert(commit_ts, txn);
+        // A transaction that wrote nothing "commits" at its snapshot and
+        // must not take the place of that timestamp's real writer.
+        if wrote {
+            st.by_commit.insert(commit_ts, txn);
+        }
         Ok(())
     }
 
@@ -233,7 +241,34 @@ impl Ssi {
         let mut st = self.state.lock();
         if let Some(e) = st.txns.remove(&txn) {
             forget_reads(&mut st, txn, &e.keys);
+            for other in e.in_from.iter().chain(e.out_to.iter()) {
+                if let Some(o) = st.txns.get_mut(other) {
+                    o.in_from.remove(&txn);
+                    o.out_to.remove(&txn);
+                }
+            }
         }
+    }
+
+    /// Records that `txn` read `key` (a SIREAD mark), before it looks.
+    pub fn mark_read(&self, txn: TxnId, key: &[u8]) {
+        let mut st = self.state.lock();
+        let readers = st.sireads.entry(key.to_vec()).or_default();
+        if !readers.contains(&txn) {
+            readers.push(txn);
+            if let Some(e) = st.txns.get_mut(&txn) {
+                e.keys.push(key.to_vec());
+            }
+        }
+    }
+
+    /// Adds `txn ──rw──▶ w` for uncommitted writers `w` of what it reads.
+    pub fn on_locked_by(&self, txn: TxnId, writers: &[TxnId]) -> Result<()> {
+        let mut st = self.state.lock();
+        for &w in writers {
+            st.edge(txn, w);
+        }
+        st.check(txn)
     }
 
     /// Drops committed transactions that no running one overlaps: their

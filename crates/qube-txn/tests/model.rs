@@ -27,10 +27,9 @@
 //! committed transactions are conflict-serializable, i.e. their direct
 //! serialization graph (ww, wr and rw edges per key, scans counting as reads
 //! of every key of their range: phantoms included; `get_for_update` counts
-//! as a read) has no cycle. That test leaves out the steps that trigger the
-//! known SSI bugs (GC passes, commits of SERIALIZABLE transactions that
-//! wrote nothing, read-only SERIALIZABLE transactions, `get_for_update`);
-//! the same test with every step is ignored until they are fixed.
+//! as a read) has no cycle. One variant leaves out GC passes, empty
+//! SERIALIZABLE commits, read-only SERIALIZABLE transactions and
+//! `get_for_update` (they once hid SSI bugs); another includes every step.
 //!
 //! Writes never block: a step that would write a key another open
 //! transaction holds the row lock of is skipped (the model tracks locks).
@@ -731,8 +730,8 @@ proptest! {
 
 proptest! {
     #![proptest_config(config(0x5EED_0003))]
-    /// SERIALIZABLE histories without the steps that trigger the known SSI
-    /// bugs (see the ignored tests below): the step checks, and the
+    /// SERIALIZABLE histories without GC passes, empty commits, read-only
+    /// transactions and locked reads: the step checks, and the
     /// serializability of what committed.
     #[test]
     fn serializable_histories_are_serializable((slots, ops) in ops_strategy()) {
@@ -752,18 +751,12 @@ proptest! {
     /// (these pass), and the serializability of what committed (this is
     /// what fails).
     #[test]
-    #[ignore = "bug: committed SERIALIZABLE histories with GC passes, empty commits, read-only \
-                SERIALIZABLE transactions or get_for_update are not always serializable; minimal \
-                cases: ssi_get_for_update_is_a_read here, read_only_anomaly_* in bank.rs"]
     fn serializable_histories_with_every_step_are_serializable((slots, ops) in ops_strategy()) {
         run_history(Levels::Serializable, slots, &ops, AVOID_NOTHING)?;
     }
 }
 
 #[test]
-#[ignore = "bug: Transaction::scan (mvcc.rs, the write-set merge) passes the range to \
-            BTreeMap::range, which panics when start > end or when start == end and both are \
-            excluded, as soon as the transaction has written something"]
 fn scan_with_an_inverted_range_is_empty() {
     let mvcc = Mvcc::open(
         Arc::new(MemoryEngine::new()),
@@ -808,8 +801,6 @@ fn scan_with_an_inverted_range_is_empty() {
 /// T1 → T2 → T1: PostgreSQL's SELECT … FOR UPDATE at SERIALIZABLE takes a
 /// SIREAD lock as well, and T2 fails with 40001.
 #[test]
-#[ignore = "bug: Transaction::get_for_update (mvcc.rs) takes no SIREAD mark at SERIALIZABLE \
-            (no Ssi::on_read), so an rw dependency from its read is never found"]
 fn ssi_get_for_update_is_a_read() {
     let mvcc = Mvcc::open(
         Arc::new(MemoryEngine::new()),
