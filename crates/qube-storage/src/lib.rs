@@ -138,6 +138,18 @@ pub trait Cursor: Send {
     }
 }
 
+/// Advances a cursor and copies its pair into reused buffers; false at the end.
+pub fn copy_next(c: &mut dyn Cursor, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
+    if !c.advance()? {
+        return Ok(false);
+    }
+    key.clear();
+    key.extend_from_slice(c.key());
+    value.clear();
+    value.extend_from_slice(c.value());
+    Ok(true)
+}
+
 /// Counters an engine reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -209,15 +221,7 @@ pub trait Engine: Send + Sync {
     /// callers that know a prefix, not a key (MVCC's newest version of a
     /// key), without the cost of a cursor.
     fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
-        let mut c = self.scan(range.clone(), Direction::Forward)?;
-        if !c.advance()? {
-            return Ok(false);
-        }
-        key.clear();
-        key.extend_from_slice(c.key());
-        value.clear();
-        value.extend_from_slice(c.value());
-        Ok(true)
+        copy_next(&mut *self.scan(range.clone(), Direction::Forward)?, key, value)
     }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;

@@ -910,14 +910,7 @@ impl Engine for BTreeEngine {
         // The first pair is in a later leaf: walk there with a cursor.
         let v = self.inner.current.load_full();
         let mut c = read::BTreeCursor::new(&self.inner.pool, v, range.clone(), Direction::Forward);
-        if !c.advance()? {
-            return Ok(false);
-        }
-        key.clear();
-        key.extend_from_slice(c.key());
-        value.clear();
-        value.extend_from_slice(c.value());
-        Ok(true)
+        crate::copy_next(&mut c, key, value)
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {

@@ -24,3 +24,15 @@ pub fn open(dir: &Path, pool_bytes: usize) -> BTreeEngine {
 pub fn short() -> Duration {
     Duration::from_millis(10)
 }
+
+/// xorshift64: a small deterministic generator for seed-fixed tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use qube_storage::{BTreeEngine, Direction, Engine, Error, KeyRange, WriteBatch};
 
-use crate::common;
+use crate::common::{self, Rng};
 
 fn batch(i: u32) -> WriteBatch {
     let mut b = WriteBatch::new();
@@ -71,16 +71,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else if entry.file_name() != "LOCK" {
             std::fs::copy(entry.path(), target).unwrap();
         }
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

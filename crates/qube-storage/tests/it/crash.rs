@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::Rng;
 use qube_storage::{BTreeEngine, Direction, Durability, Engine, KeyRange, Options, WriteBatch};
 
 const KEYS_PER_BATCH: u32 = 8;
@@ -68,16 +69,6 @@ fn child_writer() {
         .collect();
     for t in threads {
         t.join().unwrap();
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 

@@ -7,18 +7,14 @@ use std::path::Path;
 use proptest::prelude::*;
 use qube_storage::{BTreeEngine, Direction, Engine, KeyRange, MemoryEngine, WriteBatch};
 
-use crate::common;
+use crate::common::{self, Rng};
 
 // ---------------------------------------------------------------- helpers
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+trait Below {
+    fn below(&mut self, n: u64) -> u64;
+}
+impl Below for Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
