@@ -23,10 +23,10 @@
 //!   structure, the only member left that can be).
 //!
 //! Edges are found three ways: a reader meets a version newer than its
-//! snapshot (`on_read` with the writer's commit timestamp), a reader meets
-//! a key locked by an uncommitted writer (`on_read` with the owner), and a
-//! writer meets SIREAD marks left by readers of the key or of a scanned
-//! range containing it (`on_write`). SIREAD marks and the records of
+//! snapshot (`on_newer` with the writer's commit timestamp), a reader meets
+//! a key locked by an uncommitted writer (`on_locked_by`), and a writer
+//! meets SIREAD marks (`mark_read`, `on_scan`) left by readers of the key or
+//! of a scanned range containing it (`on_write`, and again at `commit`). SIREAD marks and the records of
 //! committed transactions are kept until no transaction that overlapped
 //! them is still running.
 //!
@@ -132,34 +132,6 @@ impl State {
 impl Ssi {
     pub fn begin(&self, txn: TxnId, read_ts: Ts) {
         self.state.lock().txns.insert(txn, Entry { read_ts, ..Entry::default() });
-    }
-
-    /// `txn` read `key`; `newer` are the commit timestamps of versions of it
-    /// newer than its snapshot, `locked_by` an uncommitted writer of it.
-    pub fn on_read(
-        &self,
-        txn: TxnId,
-        key: &[u8],
-        newer: &[Ts],
-        locked_by: Option<TxnId>,
-    ) -> Result<()> {
-        let mut st = self.state.lock();
-        let readers = st.sireads.entry(key.to_vec()).or_default();
-        if !readers.contains(&txn) {
-            readers.push(txn);
-            if let Some(e) = st.txns.get_mut(&txn) {
-                e.keys.push(key.to_vec());
-            }
-        }
-        for ts in newer {
-            if let Some(&w) = st.by_commit.get(ts) {
-                st.edge(txn, w);
-            }
-        }
-        if let Some(w) = locked_by {
-            st.edge(txn, w);
-        }
-        st.check(txn)
     }
 
     /// `txn` met versions newer than its snapshot, committed at `newer`.
