@@ -142,12 +142,6 @@ impl Error {
     }
 }
 
-/// Shorthand for `Err(Error::InvalidInput(..))`.
-#[macro_export]
-macro_rules! invalid {
-    ($($arg:tt)*) => { Err($crate::Error::InvalidInput(format!($($arg)*))) };
-}
-
 pub mod types;
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ mod write;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -957,16 +957,4 @@ impl Engine for BTreeEngine {
             wal_bytes,
         })
     }
-}
-
-#[doc(hidden)]
-pub fn poisoned_flag_for_test(e: &BTreeEngine) -> bool {
-    e.inner.poison.lock().is_some() || e.inner.file.is_poisoned()
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<BTreeEngine>();
-    let _ = AtomicBool::new(false);
 }

@@ -157,7 +157,7 @@ impl<'a> Txn<'a> {
 
     fn write_overflow(&mut self, value: &[u8]) -> Result<PageId> {
         let chunks: Vec<&[u8]> = value.chunks(OVERFLOW_DATA).collect();
-        let ids: Vec<PageId> = chunks.iter().map(|_| self.new_page_deferred()).collect();
+        let ids: Vec<PageId> = chunks.iter().map(|_| self.alloc.allocate()).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let id = ids[i];
             let mut p = Arc::new([0u8; PAGE_SIZE]);
@@ -171,10 +171,6 @@ impl<'a> Txn<'a> {
             self.maybe_spill()?;
         }
         Ok(ids[0])
-    }
-
-    fn new_page_deferred(&mut self) -> PageId {
-        self.alloc.allocate()
     }
 
     fn free_overflow(&mut self, first: PageId, len: u64) -> Result<()> {
@@ -296,26 +292,40 @@ impl<'a> Txn<'a> {
                 drop(page);
                 match self.insert_rec(child, key, cell, depth + 1)? {
                     Change::None => Ok(Change::None),
-                    Change::Done(c) | Change::Underfull(c) => {
-                        if c == child && self.is_owned(id) {
-                            return Ok(Change::Done(id));
-                        }
-                        let nid = self.make_mut(id)?;
-                        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
-                        Ok(Change::Done(nid))
-                    }
-                    Change::Split(l, sep, r) => {
-                        let nid = self.make_mut(id)?;
-                        let mut c = std::mem::take(&mut self.bufs.cell);
-                        internal_cell(&mut c, &sep, r);
-                        let res = self.insert_into_internal(nid, idx, l, &c);
-                        self.bufs.cell = c;
-                        res
-                    }
+                    Change::Done(c) | Change::Underfull(c) => self.relink(id, idx, child, c),
+                    Change::Split(l, sep, r) => self.absorb_split(id, idx, l, &sep, r),
                 }
             }
             _ => Err(Error::corrupt_page(super::DATA_FILE, id, "expected a tree node")),
         }
+    }
+
+    /// Child `idx` of internal node `id` now lives at `c`: point the node
+    /// at it (shadowing the node unless it is already this batch's).
+    fn relink(&mut self, id: PageId, idx: usize, child: PageId, c: PageId) -> Result<Change> {
+        if c == child && self.is_owned(id) {
+            return Ok(Change::Done(id));
+        }
+        let nid = self.make_mut(id)?;
+        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
+        Ok(Change::Done(nid))
+    }
+
+    /// Child `idx` of internal node `id` split into `left`, `sep`, `right`.
+    fn absorb_split(
+        &mut self,
+        id: PageId,
+        idx: usize,
+        left: PageId,
+        sep: &[u8],
+        right: PageId,
+    ) -> Result<Change> {
+        let nid = self.make_mut(id)?;
+        let mut c = std::mem::take(&mut self.bufs.cell);
+        internal_cell(&mut c, sep, right);
+        let res = self.insert_into_internal(nid, idx, left, &c);
+        self.bufs.cell = c;
+        res
     }
 
     /// In internal node `nid` (private), points child `idx` at `left` and
@@ -531,22 +541,8 @@ impl<'a> Txn<'a> {
                 drop(page);
                 match self.delete_rec(child, key, depth + 1)? {
                     Change::None => Ok(Change::None),
-                    Change::Split(l, sep, r) => {
-                        let nid = self.make_mut(id)?;
-                        let mut c = std::mem::take(&mut self.bufs.cell);
-                        internal_cell(&mut c, &sep, r);
-                        let res = self.insert_into_internal(nid, idx, l, &c);
-                        self.bufs.cell = c;
-                        res
-                    }
-                    Change::Done(c) => {
-                        if c == child && self.is_owned(id) {
-                            return Ok(Change::Done(id));
-                        }
-                        let nid = self.make_mut(id)?;
-                        NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);
-                        Ok(Change::Done(nid))
-                    }
+                    Change::Split(l, sep, r) => self.absorb_split(id, idx, l, &sep, r),
+                    Change::Done(c) => self.relink(id, idx, child, c),
                     Change::Underfull(c) => {
                         let nid = self.make_mut(id)?;
                         NodeMut { p: self.page_mut(nid)? }.set_child(idx, c);

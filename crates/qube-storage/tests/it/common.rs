@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::time::Duration;
 
 use qube_storage::{BTreeEngine, Durability, Options};
 
@@ -18,11 +17,6 @@ pub fn opts(pool_bytes: usize) -> Options {
 
 pub fn open(dir: &Path, pool_bytes: usize) -> BTreeEngine {
     BTreeEngine::open(dir, opts(pool_bytes)).expect("open")
-}
-
-#[allow(dead_code)]
-pub fn short() -> Duration {
-    Duration::from_millis(10)
 }
 
 /// xorshift64: a small deterministic generator for seed-fixed tests.
