@@ -175,6 +175,11 @@ pub struct Status {
     pub last_lsn: u64,
     /// Bytes of WAL on disk.
     pub wal_bytes: u64,
+    /// WAL fsyncs since open: with `last_lsn`, how well group commit batches.
+    pub wal_fsyncs: u64,
+    /// Pages moved by compaction (to let a checkpoint cut the file's free
+    /// tail) since open.
+    pub pages_relocated: u64,
 }
 
 /// An ordered byte key-value store with atomic write batches.
@@ -213,6 +218,14 @@ pub trait Engine: Send + Sync {
     fn wait_durable(&self, lsn: u64) -> Result<()> {
         let _ = lsn;
         Ok(())
+    }
+    /// A hint for group commit: `delta` more (or, negative, fewer) writers
+    /// are expected to call `write_nowait` soon (MVCC counts its running
+    /// read-write transactions). A committer about to sync the log waits a
+    /// few tens of microseconds while any are expected, so that one sync
+    /// covers them too. Engines that do not batch syncs ignore it.
+    fn expect_writers(&self, delta: i64) {
+        let _ = delta;
     }
     /// Scans a range in either direction over a consistent snapshot.
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>>;

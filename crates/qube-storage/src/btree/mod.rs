@@ -62,7 +62,7 @@ mod write;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,9 +81,17 @@ use write::{Buffers, Txn};
 
 pub use verify::VerifyReport;
 
+/// Compaction runs only on files of at least this many pages, and moves
+/// at most this many pages per checkpoint (32 MiB of copying).
+const COMPACT_MIN_PAGES: u64 = 64;
+const COMPACT_MAX_PAGES: usize = 4096;
+
 /// Longest a committer waits for a concurrent writer to reach the log
 /// before syncing (see `Inner::wait_durable`).
 const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(100);
+/// Longest a committer waits for writers that are only expected
+/// (`Engine::expect_writers`): shorter, as they may be waiting on a client.
+const GROUP_COMMIT_EXPECT_WAIT: Duration = Duration::from_micros(50);
 
 /// Name of the page file inside a data directory.
 pub const DATA_FILE: &str = "data.qdb";
@@ -194,8 +202,16 @@ struct Inner {
     /// a committer about to sync waits briefly for them, so that one fsync
     /// covers them too (group commit that batches).
     applying: AtomicU64,
+    /// Writers announced by `Engine::expect_writers` that have not yet
+    /// reached `write_nowait`.
+    expected: AtomicI64,
     private_limit: usize,
     checkpoints: AtomicU64,
+    /// Pages moved by compaction since open.
+    relocated: AtomicU64,
+    /// Test hook, see `BTreeEngine::before_meta_write`.
+    #[allow(clippy::type_complexity)]
+    before_meta: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     checkpoint_lsn: AtomicU64,
     _lock: File,
 }
@@ -260,6 +276,14 @@ impl BTreeEngine {
     #[doc(hidden)]
     pub fn fail_next_data_sync(&self) {
         self.inner.file.fail_next_sync();
+    }
+
+    /// Test hook: `f` runs just before every meta page write (the pages of
+    /// the checkpoint are synced, the old meta is still the durable one):
+    /// crash tests copy the directory there.
+    #[doc(hidden)]
+    pub fn before_meta_write(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.inner.before_meta.lock() = Some(Box::new(f));
     }
 
     /// The data directory.
@@ -424,8 +448,11 @@ impl Inner {
             pending: Mutex::new(VecDeque::new()),
             poison: Mutex::new(None),
             applying: AtomicU64::new(0),
+            expected: AtomicI64::new(0),
             private_limit,
             checkpoints: AtomicU64::new(0),
+            relocated: AtomicU64::new(0),
+            before_meta: Mutex::new(None),
             checkpoint_lsn: AtomicU64::new(meta.checkpoint_lsn),
             _lock: lock,
         };
@@ -498,7 +525,23 @@ impl Inner {
             }
             return Err(e);
         }
-        let Txn { private, garbage, root, keys, .. } = txn;
+        let Txn { private, garbage, root, keys, spilled, .. } = txn;
+        drop(spilled);
+        self.install(head, alloc, private, garbage, root, keys, lsn)
+    }
+
+    /// Makes a batch's private pages the new head version (see `apply`).
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &self,
+        head: &mut Arc<Version>,
+        alloc: &mut alloc::Allocator,
+        private: HashMap<PageId, Arc<Page>>,
+        garbage: Vec<alloc::Released>,
+        root: PageId,
+        keys: u64,
+        lsn: u64,
+    ) -> Result<Arc<Version>> {
         let mut root_page = None;
         for (id, mut page) in private {
             set_lsn(Arc::make_mut(&mut page), lsn);
@@ -518,6 +561,58 @@ impl Inner {
         let version = Arc::new(Version { root, root_page, lsn, keys, bag });
         *head = version.clone();
         Ok(version)
+    }
+
+    /// Compaction, under the writer lock at a checkpoint, once every
+    /// version is published: when more than a quarter of the file is free,
+    /// moves the tree pages lying beyond what a packed file would need into
+    /// free pages below that line (a batch with no logical change, at the
+    /// head's LSN, published at once). The checkpoint that follows cuts the
+    /// free tail; pages a reader still holds are cut by a later one.
+    fn compact_locked(&self, w: &mut Writer) -> Result<bool> {
+        let Writer { head, alloc, bufs, discard, .. } = w;
+        discard.clear();
+        alloc.drain_released(discard);
+        for id in discard.drain(..) {
+            self.pool.discard(id);
+        }
+        let Some(used) = compaction_due(alloc) else {
+            return Ok(false);
+        };
+        let limit = used + used / 16 + 2;
+        let lsn = head.lsn;
+        let mut txn = Txn {
+            pool: &self.pool,
+            file: &self.file,
+            alloc,
+            bufs,
+            private: HashMap::new(),
+            spilled: HashSet::new(),
+            garbage: Vec::new(),
+            private_limit: self.private_limit,
+            root: head.root,
+            keys: head.keys,
+            lsn,
+        };
+        let moved = match txn.relocate(limit, COMPACT_MAX_PAGES) {
+            Ok(n) => n,
+            Err(e) => {
+                let ids: Vec<PageId> =
+                    txn.private.keys().chain(txn.spilled.iter()).copied().collect();
+                for id in ids {
+                    txn.alloc.free_private(id);
+                }
+                return Err(e);
+            }
+        };
+        if moved == 0 {
+            return Ok(false);
+        }
+        let Txn { private, garbage, root, keys, .. } = txn;
+        let version = self.install(head, alloc, private, garbage, root, keys, lsn)?;
+        self.current.store(version);
+        self.relocated.fetch_add(moved as u64, Ordering::Relaxed);
+        Ok(true)
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -595,12 +690,20 @@ impl Inner {
         if lsn == 0 {
             return Ok(());
         }
-        // Another writer is applying its batch right now: give it a moment
-        // to reach the log, so that the coming fsync covers both. Bounded,
-        // and free when writers are alone.
-        if self.opts.durability == Durability::Always && self.applying.load(Ordering::Acquire) > 0 {
-            let until = Instant::now() + GROUP_COMMIT_WAIT;
-            while self.applying.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        // Another writer is applying its batch right now, or is expected
+        // to soon: give it a moment to reach the log, so that the coming
+        // fsync covers both. Bounded, and free when writers are alone.
+        if self.opts.durability == Durability::Always {
+            let start = Instant::now();
+            loop {
+                let waited = start.elapsed();
+                let applying = self.applying.load(Ordering::Acquire) > 0;
+                let expected = self.expected.load(Ordering::Acquire) > 0;
+                if !(applying && waited < GROUP_COMMIT_WAIT
+                    || expected && waited < GROUP_COMMIT_EXPECT_WAIT)
+                {
+                    break;
+                }
                 std::thread::yield_now();
             }
         }
@@ -636,14 +739,30 @@ impl Inner {
         res
     }
 
+    /// A checkpoint, and a second one if compaction moved pages or is
+    /// still due: the first makes the moved tree durable, which frees the
+    /// pages the old checkpoint held, so the second can move the rest below
+    /// them and cut the tail they leave.
     fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
+        if self.checkpoint_once(w)? || compaction_due(&w.alloc).is_some() {
+            self.checkpoint_once(w)?;
+        }
+        Ok(())
+    }
+
+    /// One checkpoint; true if compaction moved pages.
+    fn checkpoint_once(&self, w: &mut Writer) -> Result<bool> {
         let head = w.head.clone();
-        if head.lsn == w.meta.checkpoint_lsn {
-            return Ok(());
+        if head.lsn == w.meta.checkpoint_lsn && compaction_due(&w.alloc).is_none() {
+            return Ok(false);
         }
         // The tree written must not hold a batch the log could lose.
         self.wal.sync()?;
         self.publish(head.lsn);
+        // Every version is published: compaction may replace the head.
+        drop(head);
+        let compacted = self.compact_locked(w)?;
+        let head = w.head.clone();
 
         let mut discard = std::mem::take(&mut w.discard);
         discard.clear();
@@ -680,17 +799,27 @@ impl Inner {
             // List pages must be free now (not used by the old checkpoint).
             let id = match a.free.iter().find(|id| **id < page_count && free.contains(id)) {
                 Some(&id) => id,
-                None => {
-                    // Nothing fits below the cut: keep the file's length
-                    // and append the list page.
-                    for id in tail_cut.drain(..) {
-                        free.insert(id);
+                None => match tail_cut.iter().copied().filter(|id| a.free.contains(id)).min() {
+                    // Nothing fits below the cut: cut less, up to the
+                    // lowest page of the tail that is free now, and use it.
+                    Some(id) => {
+                        tail_cut.retain(|&t| t > id);
+                        free.extend(page_count..id);
+                        page_count = id + 1;
+                        id
                     }
-                    let id = a.page_count;
-                    a.page_count += 1;
-                    page_count = a.page_count;
-                    id
-                }
+                    // Nothing in the tail either: keep the file's length
+                    // and append the list page.
+                    None => {
+                        for id in tail_cut.drain(..) {
+                            free.insert(id);
+                        }
+                        let id = a.page_count;
+                        a.page_count += 1;
+                        page_count = a.page_count;
+                        id
+                    }
+                },
             };
             a.free.remove(&id);
             free.remove(&id);
@@ -723,6 +852,9 @@ impl Inner {
         };
         let mut mbuf = [0u8; PAGE_SIZE];
         meta.encode(&mut mbuf);
+        if let Some(hook) = &*self.before_meta.lock() {
+            hook();
+        }
         self.file.write(meta.seq % 2, &mbuf)?;
         self.file.sync()?;
 
@@ -749,8 +881,16 @@ impl Inner {
         w.last_checkpoint = Instant::now();
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpoint_lsn.store(head.lsn, Ordering::Relaxed);
-        Ok(())
+        Ok(compacted)
     }
+}
+
+/// Compaction is due when a file of some size is more than a quarter
+/// unused; returns the pages in use.
+fn compaction_due(a: &alloc::Allocator) -> Option<u64> {
+    let unused = (a.free.len() + a.deferred.len() + a.limbo.len() + a.freelist_pages.len()) as u64;
+    (a.page_count >= COMPACT_MIN_PAGES && unused * 4 >= a.page_count)
+        .then(|| a.page_count.saturating_sub(unused))
 }
 
 /// Page accessors name the data file by its bare name; errors leaving the
@@ -897,6 +1037,10 @@ impl Engine for BTreeEngine {
         self.inner.write_nowait(&batch).map_err(|e| locate(e, self.inner.file.path()))
     }
 
+    fn expect_writers(&self, delta: i64) {
+        self.inner.expected.fetch_add(delta, Ordering::AcqRel);
+    }
+
     fn wait_durable(&self, lsn: u64) -> Result<()> {
         self.inner.wait_durable(lsn)
     }
@@ -955,6 +1099,8 @@ impl Engine for BTreeEngine {
             checkpoint_lsn: i.checkpoint_lsn.load(Ordering::Relaxed),
             last_lsn: i.current.load().lsn,
             wal_bytes,
+            wal_fsyncs: i.wal.fsync_count(),
+            pages_relocated: i.relocated.load(Ordering::Relaxed),
         })
     }
 }

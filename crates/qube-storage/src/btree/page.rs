@@ -186,6 +186,12 @@ pub fn check_page(p: &Page, id: PageId, file: &std::path::Path) -> Result<()> {
     if page_type(p).is_none() {
         return Err(Error::corrupt_page(file, id, format!("unknown page type {}", p[6])));
     }
+    // A node's cells must tile its cell area: checked once here, as the page
+    // enters memory, so the writer can copy and edit it without checking
+    // again (pages built in memory are valid by construction).
+    if matches!(page_type(p), Some(PageType::Leaf | PageType::Internal)) {
+        Node::new(p, id)?.validate_layout()?;
+    }
     Ok(())
 }
 

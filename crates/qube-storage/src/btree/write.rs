@@ -99,10 +99,8 @@ impl<'a> Txn<'a> {
             }
             return Ok(id);
         }
+        // Node layout was validated when the page was read from disk.
         let shared = self.pool.get(id)?;
-        if matches!(page_type(&shared), Some(PageType::Leaf | PageType::Internal)) {
-            Node::new(&shared, id)?.validate_layout()?;
-        }
         let new_id = self.alloc.allocate();
         let mut copy = Arc::new(*shared);
         if let Some(p) = Arc::get_mut(&mut copy) {
@@ -484,6 +482,76 @@ impl<'a> Txn<'a> {
             Change::Split(left, sep, right) => self.grow_root(left, &sep, right)?,
         }
         Ok(())
+    }
+
+    /// Compaction: moves tree pages at ids ≥ `limit` to the lowest free
+    /// ids (shadowing their parents), at most `budget` of them; returns how
+    /// many moved. The content is unchanged; the pages left behind are
+    /// garbage as after any batch, so the checkpoint that follows can cut
+    /// the file's free tail. Internal nodes are all read; a leaf is read
+    /// only if it moves. Overflow pages are not moved.
+    pub fn relocate(&mut self, limit: PageId, mut budget: usize) -> Result<usize> {
+        if self.root == 0 {
+            return Ok(0);
+        }
+        // Height: internal levels above the leaves (all leaves are at one depth).
+        let mut height = 0;
+        let mut id = self.root;
+        loop {
+            let page = self.read(id)?;
+            let node = Node::new(&page, id)?;
+            if node.is_leaf() {
+                break;
+            }
+            height += 1;
+            if height > MAX_DEPTH {
+                return Err(Error::corrupt_page(super::DATA_FILE, id, "tree deeper than possible"));
+            }
+            id = node.leftmost();
+        }
+        let start = budget;
+        self.root = self.relocate_rec(self.root, height, limit, &mut budget)?;
+        Ok(start - budget)
+    }
+
+    fn relocate_rec(
+        &mut self,
+        id: PageId,
+        height: usize,
+        limit: PageId,
+        budget: &mut usize,
+    ) -> Result<PageId> {
+        self.maybe_spill()?;
+        let mut cur = id;
+        if height > 0 {
+            let page = self.read(id)?;
+            let node = Node::new(&page, id)?;
+            if node.is_leaf() {
+                return Err(Error::corrupt_page(super::DATA_FILE, id, "leaves at unequal depths"));
+            }
+            let children =
+                (0..=node.len()).map(|i| node.child(i)).collect::<Result<Vec<PageId>>>()?;
+            drop(page);
+            for (i, child) in children.into_iter().enumerate() {
+                if *budget == 0 {
+                    break;
+                }
+                let moved = self.relocate_rec(child, height - 1, limit, budget)?;
+                if moved != child {
+                    cur = self.make_mut(cur)?;
+                    NodeMut { p: self.page_mut(cur)? }.set_child(i, moved);
+                }
+            }
+        }
+        if cur >= limit
+            && *budget > 0
+            && !self.is_owned(cur)
+            && self.alloc.free.first().is_some_and(|&f| f < cur)
+        {
+            cur = self.make_mut(cur)?;
+            *budget -= 1;
+        }
+        Ok(cur)
     }
 
     /// An empty leaf root leaves an empty tree; an internal root with one

@@ -35,7 +35,12 @@ fn large_values_roundtrip_and_reopen() {
     e.checkpoint().unwrap();
     let after = e.verify().unwrap();
     assert!(after.overflow_pages < before.overflow_pages);
-    assert!(after.free_pages >= before.overflow_pages - 1, "{before:?} {after:?}");
+    // The big value's pages came back: free, or cut off the file's tail.
+    assert!(
+        after.free_pages + after.freelist_pages >= before.overflow_pages - 1
+            || after.pages + before.overflow_pages - 1 <= before.pages,
+        "{before:?} {after:?}"
+    );
 }
 
 #[test]
