@@ -128,7 +128,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use qube_common::{Error, Result};
@@ -150,6 +150,9 @@ pub const MAX_RECORD_BYTES: usize = 256 << 20;
 /// `append` hands the buffer to the OS itself once this much is buffered, so
 /// memory stays bounded when nobody waits for durability.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// How long a committer waiting for another's sync round spins before it
+/// sleeps on the condition variable.
+const FOLLOWER_SPIN: Duration = Duration::from_micros(200);
 
 /// When `wait_durable` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +302,8 @@ struct Shared {
     poisoned: AtomicBool,
     poison_reason: Mutex<String>,
     fsyncs: AtomicU64,
+    /// Sync rounds finished (successful or not): followers spin on it.
+    rounds: AtomicU64,
     fail_next_sync: AtomicBool,
     fail_next_write: AtomicBool,
     /// Test hook: extra latency added to every file fsync, in microseconds.
@@ -368,6 +373,7 @@ impl Wal {
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             fsyncs: AtomicU64::new(rec.fsyncs),
+            rounds: AtomicU64::new(0),
             fail_next_sync: AtomicBool::new(false),
             fail_next_write: AtomicBool::new(false),
             sync_delay_micros: AtomicU64::new(0),
@@ -723,7 +729,23 @@ impl Shared {
                 return Ok(());
             }
             if s.in_progress {
-                self.synced.wait(&mut s);
+                // Spin (yielding) for a while before sleeping: a round takes
+                // tens of microseconds, and waking from the condition
+                // variable can cost as much again on a small VM.
+                let round = self.rounds.load(Ordering::Acquire);
+                let ended = MutexGuard::unlocked(&mut s, || {
+                    let start = Instant::now();
+                    while start.elapsed() < FOLLOWER_SPIN {
+                        if self.rounds.load(Ordering::Acquire) != round {
+                            return true;
+                        }
+                        std::thread::yield_now();
+                    }
+                    false
+                });
+                if !ended && s.in_progress && self.rounds.load(Ordering::Acquire) == round {
+                    self.synced.wait(&mut s);
+                }
                 continue;
             }
             s.in_progress = true;
@@ -732,6 +754,7 @@ impl Shared {
             if let Ok(target) = round {
                 self.durable_lsn.fetch_max(target, Ordering::AcqRel);
             }
+            self.rounds.fetch_add(1, Ordering::AcqRel);
             self.synced.notify_all();
             round?;
         }
