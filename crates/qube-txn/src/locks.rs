@@ -37,8 +37,17 @@ pub struct LockTable {
 impl LockTable {
     /// Takes the lock of `key` for `txn`, waiting while another transaction
     /// holds it (at most `timeout`, if given). Returns true if newly taken,
-    /// false if `txn` already held it.
-    pub fn lock(&self, txn: TxnId, key: &[u8], timeout: Option<Duration>) -> Result<bool> {
+    /// false if `txn` already held it. `on_block(true)` is called before the
+    /// caller blocks and `on_block(false)` after it wakes (MVCC tells the
+    /// engine's group commit not to wait for a blocked writer). A timeout is
+    /// SQLSTATE 55P03 (lock_not_available), as PostgreSQL's `lock_timeout`.
+    pub fn lock(
+        &self,
+        txn: TxnId,
+        key: &[u8],
+        timeout: Option<Duration>,
+        mut on_block: impl FnMut(bool),
+    ) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.state.lock();
         loop {
@@ -64,6 +73,7 @@ impl LockTable {
                 }
             }
             st.waits_for.insert(txn, owner);
+            on_block(true);
             let timed_out = match deadline {
                 Some(d) => self.freed.wait_until(&mut st, d).timed_out(),
                 None => {
@@ -71,11 +81,16 @@ impl LockTable {
                     false
                 }
             };
+            on_block(false);
             st.waits_for.remove(&txn);
             if timed_out && st.owners.get(key).is_some_and(|&o| o != txn) {
-                return Err(Error::Serialization(format!(
-                    "lock wait timeout: transaction {owner} still holds the row"
-                )));
+                return Err(Error::user(
+                    "55P03",
+                    format!(
+                        "canceling statement due to lock timeout: transaction {owner} still \
+                         holds the row"
+                    ),
+                ));
             }
         }
     }
@@ -136,10 +151,10 @@ mod tests {
     #[test]
     fn second_writer_waits_until_release() {
         let t = Arc::new(LockTable::default());
-        assert!(t.lock(1, b"k", None).unwrap());
-        assert!(!t.lock(1, b"k", None).unwrap());
+        assert!(t.lock(1, b"k", None, |_| {}).unwrap());
+        assert!(!t.lock(1, b"k", None, |_| {}).unwrap());
         let t2 = t.clone();
-        let waiter = std::thread::spawn(move || t2.lock(2, b"k", None).unwrap());
+        let waiter = std::thread::spawn(move || t2.lock(2, b"k", None, |_| {}).unwrap());
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(t.owner(b"k"), Some(1));
         t.release(1, &[b"k".to_vec()]);
@@ -148,24 +163,31 @@ mod tests {
     }
 
     #[test]
-    fn deadlock_is_detected_for_the_second_waiter() {
-        let t = Arc::new(LockTable::default());
-        t.lock(1, b"a", None).unwrap();
-        t.lock(2, b"b", None).unwrap();
-        let t1 = t.clone();
-        let first = std::thread::spawn(move || t1.lock(1, b"b", None));
-        std::thread::sleep(Duration::from_millis(50));
-        let err = t.lock(2, b"a", None).unwrap_err();
-        assert!(matches!(err, Error::Deadlock(_)), "{err}");
-        t.release(2, &[b"b".to_vec()]);
-        assert!(first.join().unwrap().unwrap());
+    fn a_blocked_waiter_is_announced_and_a_timeout_is_55p03() {
+        let t = LockTable::default();
+        t.lock(1, b"k", None, |_| {}).unwrap();
+        let mut calls = Vec::new();
+        let err = t.lock(2, b"k", Some(Duration::from_millis(20)), |b| calls.push(b)).unwrap_err();
+        assert_eq!(err.sqlstate(), "55P03", "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(calls, [true, false], "blocked, then woke");
+        // Not blocked: no calls.
+        let mut calls = Vec::new();
+        assert!(t.lock(2, b"free", None, |b| calls.push(b)).unwrap());
+        assert!(calls.is_empty());
     }
 
     #[test]
-    fn timeout() {
-        let t = LockTable::default();
-        t.lock(1, b"a", None).unwrap();
-        let err = t.lock(2, b"a", Some(Duration::from_millis(30))).unwrap_err();
-        assert!(err.is_retryable());
+    fn deadlock_is_detected_for_the_second_waiter() {
+        let t = Arc::new(LockTable::default());
+        t.lock(1, b"a", None, |_| {}).unwrap();
+        t.lock(2, b"b", None, |_| {}).unwrap();
+        let t1 = t.clone();
+        let first = std::thread::spawn(move || t1.lock(1, b"b", None, |_| {}));
+        std::thread::sleep(Duration::from_millis(50));
+        let err = t.lock(2, b"a", None, |_| {}).unwrap_err();
+        assert!(matches!(err, Error::Deadlock(_)), "{err}");
+        t.release(2, &[b"b".to_vec()]);
+        assert!(first.join().unwrap().unwrap());
     }
 }

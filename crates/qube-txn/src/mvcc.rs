@@ -274,6 +274,7 @@ impl Mvcc {
             savepoints: Vec::new(),
             locked: Vec::new(),
             ddl: false,
+            expected: false,
             done: false,
         })
     }
@@ -513,6 +514,9 @@ pub struct Transaction {
     locked: Vec<Vec<u8>>,
     /// This transaction changed the catalog.
     ddl: bool,
+    /// Counted in the engine's expected writers (`Engine::expect_writers`):
+    /// from its first row lock until its commit is logged or it ends.
+    expected: bool,
     done: bool,
 }
 
@@ -807,7 +811,13 @@ impl Transaction {
                 crate::MAX_KEY_LEN
             )));
         }
-        if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout)? {
+        if !self.expected {
+            self.expected = true;
+            self.shared.engine.expect_writers(1);
+        }
+        let engine = &*self.shared.engine;
+        let blocked = |b: bool| engine.expect_writers(if b { -1 } else { 1 });
+        if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
             self.locked.push(key.to_vec());
             let (latest, newest) = newest_version(&*self.shared.engine, key)?;
             if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
@@ -926,6 +936,7 @@ impl Transaction {
             c.last = ts;
             (ts, lsn)
         };
+        self.stop_expecting();
         s.engine.wait_durable(lsn)?;
         // Before `visible`: whoever sees this commit sees its DDL version.
         if self.ddl {
@@ -946,11 +957,19 @@ impl Transaction {
         self.finish(false);
     }
 
+    fn stop_expecting(&mut self) {
+        if self.expected {
+            self.expected = false;
+            self.shared.engine.expect_writers(-1);
+        }
+    }
+
     fn finish(&mut self, committed: bool) {
         if self.done {
             return;
         }
         self.done = true;
+        self.stop_expecting();
         let s = &self.shared;
         s.locks.release(self.id, &self.locked);
         if self.serializable() && !committed {
