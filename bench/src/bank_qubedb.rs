@@ -135,6 +135,14 @@ impl Bank for QubeBank {
             "{prefix}: MVCC: {} commits, {} rollbacks, {} serialization failures, {} GC runs removed {} versions",
             s.commits, s.rollbacks, s.serialization_failures, s.gc_runs, s.gc_versions_removed
         );
+        if let Ok(e) = self.engine.status() {
+            eprintln!(
+                "{prefix}: engine: {} WAL fsyncs for {} batches since open ({:.2} batches per fsync)",
+                e.wal_fsyncs,
+                e.last_lsn,
+                e.last_lsn as f64 / e.wal_fsyncs.max(1) as f64
+            );
+        }
     }
 
     fn close(self) -> Result<()> {
