@@ -1,0 +1,471 @@
+//! INSERT, UPDATE and DELETE: rows checked against their table's
+//! constraints (types, NOT NULL, CHECK, unique indexes) and written with
+//! their index entries.
+
+use std::sync::Arc;
+
+use qube_catalog::{ConstraintKind, Def, Object};
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_txn::Transaction;
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::eval::{eval, truthy};
+use super::{Ctx, Row};
+use crate::plan::Expr;
+use crate::plan::bind::{Binder, TableInfo, ident, object_name, unsupported};
+use crate::session::{QueryResult, Shared};
+use crate::storage;
+use crate::types::Value;
+use crate::types::cast;
+
+/// What writes to a table must respect, bound once per statement.
+pub struct Target {
+    pub table: TableInfo,
+    pub types: Vec<DataType>,
+    /// (index id, column positions, unique).
+    pub indexes: Vec<(u64, Vec<usize>, bool)>,
+    pub checks: Vec<(String, Expr)>,
+    pub defaults: Vec<Option<Expr>>,
+}
+
+pub fn parse_expr(sql: &str) -> Result<ast::Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::Internal(format!("stored expression {sql:?} does not parse: {e}")))
+}
+
+pub fn table_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, Vec<usize>, bool)>> {
+    let mut out = Vec::new();
+    let deps: Vec<Arc<Object>> = b.catalog.dependents(b.txn, t.id)?;
+    for d in deps {
+        if let Def::Index(ix) = &d.def
+            && ix.table == t.id
+        {
+            let cols = ix
+                .columns
+                .iter()
+                .map(|c| {
+                    t.def
+                        .columns
+                        .iter()
+                        .position(|col| col.name == c.expr)
+                        .ok_or_else(|| unsupported(format!("index on expression {}", c.expr)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push((d.id, cols, ix.unique));
+        }
+    }
+    Ok(out)
+}
+
+pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
+    let table = b.table(name)?;
+    let cols: Vec<(String, DataType)> =
+        table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    let types = cols.iter().map(|c| c.1.clone()).collect();
+    let indexes = table_indexes(b, &table)?;
+    let mut checks = Vec::new();
+    let mut defaults = Vec::new();
+    let tname = table.name.clone();
+    b.with_columns(&tname, &cols, |b| {
+        for c in &table.def.constraints {
+            if let ConstraintKind::Check { expr } = &c.kind {
+                let (e, _) = b.expr_typed(&parse_expr(expr)?)?;
+                checks.push((c.name.clone(), e));
+            }
+        }
+        Ok(())
+    })?;
+    // Defaults see no columns.
+    b.with_columns(&tname, &[], |b| {
+        for c in &table.def.columns {
+            defaults.push(match &c.default {
+                Some(d) => Some(b.expr_as(&parse_expr(d)?, &c.data_type)?),
+                None => None,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(Target { table, types, indexes, checks, defaults })
+}
+
+impl Target {
+    /// The value of column `i` when none is given.
+    fn default_value(&self, ctx: &mut Ctx, cat: &qube_catalog::Catalog, i: usize) -> Result<Value> {
+        let col = &self.table.def.columns[i];
+        if let Some(id) = &col.identity {
+            return cast::assign(Value::Int8(cat.nextval(ctx.txn, id.sequence)?), &col.data_type);
+        }
+        match &self.defaults[i] {
+            Some(e) => eval(ctx, e, &[]),
+            None => Ok(Value::Null),
+        }
+    }
+
+    /// Casts, NOT NULL and CHECK.
+    fn check(&self, ctx: &mut Ctx, row: &mut Row) -> Result<()> {
+        for (i, v) in row.iter_mut().enumerate() {
+            let taken = std::mem::replace(v, Value::Null);
+            *v = cast::assign(taken, &self.types[i])?;
+            let col = &self.table.def.columns[i];
+            if v.is_null() && !col.nullable {
+                return Err(Error::user(
+                    "23502",
+                    format!(
+                        "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                        col.name, self.table.name
+                    ),
+                ));
+            }
+        }
+        for (name, e) in &self.checks {
+            if eval(ctx, e, row)? == Value::Bool(false) {
+                return Err(Error::user(
+                    "23514",
+                    format!(
+                        "new row for relation \"{}\" violates check constraint \"{name}\"",
+                        self.table.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn index_values(cols: &[usize], row: &Row) -> Vec<Value> {
+        cols.iter().map(|&c| row[c].clone()).collect()
+    }
+
+    /// Adds the index entries of a new row, failing on a duplicate key.
+    fn add_entries(
+        &self,
+        txn: &mut Transaction,
+        rowid: u64,
+        row: &Row,
+        only: Option<&[bool]>,
+    ) -> Result<()> {
+        for (n, (id, cols, unique)) in self.indexes.iter().enumerate() {
+            if only.is_some_and(|o| !o[n]) {
+                continue;
+            }
+            let vals = Self::index_values(cols, row);
+            let key = storage::index_key(*id, &vals, rowid, *unique);
+            if *unique && !vals.iter().any(Value::is_null) && txn.get_for_update(&key)?.is_some() {
+                let names: Vec<&str> =
+                    cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
+                let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+                return Err(Error::user(
+                    "23505",
+                    format!(
+                        "duplicate key value violates unique constraint on \"{}\": Key ({})=({}) already exists.",
+                        self.table.name,
+                        names.join(", "),
+                        shown.join(", ")
+                    ),
+                ));
+            }
+            txn.set(&key, &rowid.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn remove_entries(
+        &self,
+        txn: &mut Transaction,
+        rowid: u64,
+        row: &Row,
+        only: Option<&[bool]>,
+    ) -> Result<()> {
+        for (n, (id, cols, unique)) in self.indexes.iter().enumerate() {
+            if only.is_some_and(|o| !o[n]) {
+                continue;
+            }
+            let vals = Self::index_values(cols, row);
+            txn.delete(&storage::index_key(*id, &vals, rowid, *unique))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn insert(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: u64,
+    i: &ast::Insert,
+    params: &[Value],
+) -> Result<QueryResult> {
+    if i.on.is_some() {
+        return Err(unsupported("INSERT … ON CONFLICT"));
+    }
+    if i.returning.is_some() {
+        return Err(unsupported("RETURNING"));
+    }
+    let name = match &i.table {
+        ast::TableObject::TableName(n) => n.clone(),
+        other => return Err(unsupported(format!("INSERT INTO {other}"))),
+    };
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = target(&mut b, &name)?;
+    let ncols = t.types.len();
+    let mut targets: Vec<usize> = Vec::new();
+    if i.columns.is_empty() {
+        targets.extend(0..ncols);
+    } else {
+        for c in &i.columns {
+            let cname = object_name(c)?.pop().unwrap_or_default();
+            let pos =
+                t.table.def.columns.iter().position(|col| col.name == cname).ok_or_else(|| {
+                    Error::user(
+                        "42703",
+                        format!(
+                            "column \"{cname}\" of relation \"{}\" does not exist",
+                            t.table.name
+                        ),
+                    )
+                })?;
+            if targets.contains(&pos) {
+                return Err(Error::user(
+                    "42701",
+                    format!("column \"{cname}\" specified more than once"),
+                ));
+            }
+            targets.push(pos);
+        }
+    }
+    // Rows of expressions (None: DEFAULT), or a query.
+    enum Source {
+        Rows(Vec<Vec<Option<Expr>>>),
+        Query(crate::plan::Plan),
+    }
+    let source = match &i.source {
+        None => Source::Rows(vec![vec![]]),
+        Some(q) => match (q.body.as_ref(), &q.order_by, &q.limit_clause, &q.with) {
+            (ast::SetExpr::Values(v), None, None, None) => {
+                let mut rows = Vec::new();
+                for r in &v.rows {
+                    if r.content.len() > targets.len() {
+                        return Err(Error::user(
+                            "42601",
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    if r.content.len() < targets.len() {
+                        return Err(Error::user(
+                            "42601",
+                            "INSERT has more target columns than expressions",
+                        ));
+                    }
+                    let mut row = Vec::new();
+                    for (k, e) in r.content.iter().enumerate() {
+                        if let ast::Expr::Identifier(id) = e
+                            && id.quote_style.is_none()
+                            && id.value.eq_ignore_ascii_case("default")
+                        {
+                            row.push(None);
+                            continue;
+                        }
+                        let ty = t.types[targets[k]].clone();
+                        row.push(Some(b.with_columns("", &[], |b| b.expr_as(e, &ty))?));
+                    }
+                    rows.push(row);
+                }
+                Source::Rows(rows)
+            }
+            _ => {
+                let bound = b.query(q)?;
+                if bound.columns.len() > targets.len() {
+                    return Err(Error::user(
+                        "42601",
+                        "INSERT has more expressions than target columns",
+                    ));
+                }
+                if bound.columns.len() < targets.len() {
+                    return Err(Error::user(
+                        "42601",
+                        "INSERT has more target columns than expressions",
+                    ));
+                }
+                Source::Query(bound.plan)
+            }
+        },
+    };
+    drop(b);
+    let mut ctx = Ctx::new(txn, params);
+    let given: Vec<Vec<Option<Value>>> = match &source {
+        Source::Rows(rows) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut vals = Vec::with_capacity(r.len());
+                for e in r {
+                    vals.push(match e {
+                        Some(e) => Some(eval(&mut ctx, e, &[])?),
+                        None => None,
+                    });
+                }
+                out.push(vals);
+            }
+            out
+        }
+        Source::Query(plan) => super::run(&mut ctx, plan)?
+            .into_iter()
+            .map(|r| r.into_iter().map(Some).collect())
+            .collect(),
+    };
+    let n = given.len() as u64;
+    let first = shared.rowids.take(ctx.txn, t.table.id, n)?;
+    let mut buf = Vec::new();
+    for (k, vals) in given.into_iter().enumerate() {
+        let mut row = vec![None; ncols];
+        for (j, v) in vals.into_iter().enumerate() {
+            row[targets[j]] = v;
+        }
+        let mut full = Vec::with_capacity(ncols);
+        for (c, v) in row.into_iter().enumerate() {
+            full.push(match v {
+                Some(v) => v,
+                None => t.default_value(&mut ctx, &shared.catalog, c)?,
+            });
+        }
+        t.check(&mut ctx, &mut full)?;
+        let rowid = first + k as u64;
+        t.add_entries(ctx.txn, rowid, &full, None)?;
+        storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
+    }
+    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("INSERT 0 {n}") })
+}
+
+/// The table of UPDATE/DELETE and its alias.
+fn dml_table(f: &ast::TableFactor) -> Result<(ast::ObjectName, Option<String>)> {
+    match f {
+        ast::TableFactor::Table { name, alias, .. } => {
+            Ok((name.clone(), alias.as_ref().map(|a| ident(&a.name))))
+        }
+        other => Err(unsupported(format!("UPDATE/DELETE of {other}"))),
+    }
+}
+
+pub fn update(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: u64,
+    u: &ast::Update,
+    params: &[Value],
+) -> Result<QueryResult> {
+    if u.from.is_some() || u.returning.is_some() || !u.table.joins.is_empty() {
+        return Err(unsupported("UPDATE … FROM / RETURNING"));
+    }
+    let (name, alias) = dml_table(&u.table.relation)?;
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = target(&mut b, &name)?;
+    let cols: Vec<(String, DataType)> =
+        t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let (sets, filter) = b.with_columns(&scope_name, &cols, |b| {
+        let mut sets = Vec::new();
+        for a in &u.assignments {
+            let ast::AssignmentTarget::ColumnName(c) = &a.target else {
+                return Err(unsupported("UPDATE of a column list"));
+            };
+            let cname = object_name(c)?.pop().unwrap_or_default();
+            let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
+                Error::user("42703", format!("column \"{cname}\" of relation \"{}\" does not exist", t.table.name))
+            })?;
+            let e = if matches!(&a.value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+            {
+                None
+            } else {
+                Some(b.expr_as(&a.value, &cols[pos].1)?)
+            };
+            sets.push((pos, e));
+        }
+        let filter = match &u.selection {
+            Some(w) => Some(b.expr_typed(w)?.0),
+            None => None,
+        };
+        Ok((sets, filter))
+    })?;
+    drop(b);
+    let mut ctx = Ctx::new(txn, params);
+    let rows = storage::scan(ctx.txn, t.table.id, cols.len())?;
+    let mut n = 0u64;
+    let mut buf = Vec::new();
+    for (rowid, row) in rows {
+        if let Some(f) = &filter
+            && !truthy(&eval(&mut ctx, f, &row)?)
+        {
+            continue;
+        }
+        let mut new = row.clone();
+        for (pos, e) in &sets {
+            new[*pos] = match e {
+                Some(e) => eval(&mut ctx, e, &row)?,
+                None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
+            };
+        }
+        t.check(&mut ctx, &mut new)?;
+        let changed: Vec<bool> = t
+            .indexes
+            .iter()
+            .map(|(_, cs, _)| {
+                cs.iter().any(|&c| {
+                    row[c].total_cmp(&new[c]) != std::cmp::Ordering::Equal || row[c] != new[c]
+                })
+            })
+            .collect();
+        t.remove_entries(ctx.txn, rowid, &row, Some(&changed))?;
+        t.add_entries(ctx.txn, rowid, &new, Some(&changed))?;
+        storage::put_row(ctx.txn, t.table.id, rowid, &new, &mut buf)?;
+        n += 1;
+    }
+    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("UPDATE {n}") })
+}
+
+pub fn delete(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: u64,
+    d: &ast::Delete,
+    params: &[Value],
+) -> Result<QueryResult> {
+    if d.using.is_some() || d.returning.is_some() || !d.tables.is_empty() {
+        return Err(unsupported("DELETE … USING / RETURNING"));
+    }
+    let from = match &d.from {
+        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+    };
+    let [twj] = from.as_slice() else {
+        return Err(unsupported("DELETE from several tables"));
+    };
+    if !twj.joins.is_empty() {
+        return Err(unsupported("DELETE with joins"));
+    }
+    let (name, alias) = dml_table(&twj.relation)?;
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = target(&mut b, &name)?;
+    let cols: Vec<(String, DataType)> =
+        t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let filter = b.with_columns(&scope_name, &cols, |b| match &d.selection {
+        Some(w) => Ok(Some(b.expr_typed(w)?.0)),
+        None => Ok(None),
+    })?;
+    drop(b);
+    let mut ctx = Ctx::new(txn, params);
+    let rows = storage::scan(ctx.txn, t.table.id, cols.len())?;
+    let mut n = 0u64;
+    for (rowid, row) in rows {
+        if let Some(f) = &filter
+            && !truthy(&eval(&mut ctx, f, &row)?)
+        {
+            continue;
+        }
+        t.remove_entries(ctx.txn, rowid, &row, None)?;
+        storage::delete_row(ctx.txn, t.table.id, rowid)?;
+        n += 1;
+    }
+    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("DELETE {n}") })
+}

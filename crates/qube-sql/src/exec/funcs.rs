@@ -1,0 +1,275 @@
+//! Scalar functions, by PostgreSQL's names and semantics. Arguments arrive
+//! already coerced by the binder; a NULL argument gives NULL except where
+//! PostgreSQL says otherwise (`concat`, `greatest`/`least`).
+
+use std::cmp::Ordering;
+
+use qube_common::{Error, Result};
+use rust_decimal::prelude::{MathematicalOps, ToPrimitive};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::plan::{BinOp, Func};
+use crate::types::Value;
+use crate::types::cast::{self, out_of_range};
+
+pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
+    match func {
+        Func::Concat => {
+            let mut s = String::new();
+            for a in args {
+                if !a.is_null() {
+                    s.push_str(&cast::to_text(a));
+                }
+            }
+            return Ok(Value::Text(s));
+        }
+        Func::Greatest | Func::Least => {
+            let mut best: Option<Value> = None;
+            for a in args.into_iter().filter(|a| !a.is_null()) {
+                best = Some(match best {
+                    None => a,
+                    Some(b) => {
+                        let o = a.total_cmp(&b);
+                        let take = if func == Func::Greatest {
+                            o == Ordering::Greater
+                        } else {
+                            o == Ordering::Less
+                        };
+                        if take { a } else { b }
+                    }
+                });
+            }
+            return Ok(best.unwrap_or(Value::Null));
+        }
+        Func::NullIf => {
+            let b = args.pop().unwrap_or(Value::Null);
+            let a = args.pop().unwrap_or(Value::Null);
+            return Ok(if a.sql_cmp(&b) == Some(Ordering::Equal) { Value::Null } else { a });
+        }
+        Func::Random => return Ok(Value::Float8(random())),
+        _ => {}
+    }
+    if args.iter().any(Value::is_null) {
+        return Ok(Value::Null);
+    }
+    let text = |v: &Value| match v {
+        Value::Text(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let int = |v: &Value| v.as_i64().unwrap_or(0);
+    Ok(match func {
+        Func::Abs => match &args[0] {
+            Value::Int2(i) => Value::Int2(i.checked_abs().ok_or_else(|| out_of_range("smallint"))?),
+            Value::Int4(i) => Value::Int4(i.checked_abs().ok_or_else(|| out_of_range("integer"))?),
+            Value::Int8(i) => Value::Int8(i.checked_abs().ok_or_else(|| out_of_range("bigint"))?),
+            Value::Float4(f) => Value::Float4(f.abs()),
+            Value::Float8(f) => Value::Float8(f.abs()),
+            Value::Numeric(d) => Value::Numeric(d.abs()),
+            other => return Err(Error::Internal(format!("abs({other:?})"))),
+        },
+        Func::Sign => match &args[0] {
+            Value::Numeric(d) => Value::Numeric(if d.is_zero() {
+                Decimal::ZERO
+            } else if d.is_sign_negative() {
+                Decimal::NEGATIVE_ONE
+            } else {
+                Decimal::ONE
+            }),
+            v => {
+                let f = v.as_f64().unwrap_or(0.0);
+                Value::Float8(if f > 0.0 {
+                    1.0
+                } else if f < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                })
+            }
+        },
+        Func::Sqrt => match &args[0] {
+            Value::Numeric(d) => {
+                if d.is_sign_negative() && !d.is_zero() {
+                    return Err(Error::user(
+                        "2201F",
+                        "cannot take square root of a negative number",
+                    ));
+                }
+                Value::Numeric(d.sqrt().ok_or_else(|| out_of_range("numeric"))?)
+            }
+            v => {
+                let f = v.as_f64().unwrap_or(0.0);
+                if f < 0.0 {
+                    return Err(Error::user(
+                        "2201F",
+                        "cannot take square root of a negative number",
+                    ));
+                }
+                Value::Float8(f.sqrt())
+            }
+        },
+        Func::Ceil | Func::Floor => match &args[0] {
+            Value::Numeric(d) => {
+                Value::Numeric(if func == Func::Ceil { d.ceil() } else { d.floor() })
+            }
+            v => {
+                let f = v.as_f64().unwrap_or(0.0);
+                Value::Float8(if func == Func::Ceil { f.ceil() } else { f.floor() })
+            }
+        },
+        Func::Round | Func::Trunc => {
+            let places = args.get(1).map(int);
+            match (&args[0], places) {
+                (Value::Numeric(_), _) | (_, Some(_)) => {
+                    let d = cast::to_decimal(args[0].clone())?;
+                    let p = places.unwrap_or(0);
+                    let strategy = if func == Func::Round {
+                        RoundingStrategy::MidpointAwayFromZero
+                    } else {
+                        RoundingStrategy::ToZero
+                    };
+                    let r = if p >= 0 {
+                        let mut r = d.round_dp_with_strategy(p.min(28) as u32, strategy);
+                        r.rescale(p.min(28) as u32);
+                        r
+                    } else {
+                        let f = Decimal::from(
+                            10i64.checked_pow((-p).min(18) as u32).unwrap_or(i64::MAX),
+                        );
+                        (d / f).round_dp_with_strategy(0, strategy) * f
+                    };
+                    Value::Numeric(r)
+                }
+                (v, None) => {
+                    let f = v.as_f64().unwrap_or(0.0);
+                    Value::Float8(if func == Func::Round { f.round_ties_even() } else { f.trunc() })
+                }
+            }
+        }
+        Func::Power => {
+            let (a, b) = (args[0].as_f64().unwrap_or(0.0), args[1].as_f64().unwrap_or(0.0));
+            if a == 0.0 && b < 0.0 {
+                return Err(Error::user("2201F", "zero raised to a negative power is undefined"));
+            }
+            if a < 0.0 && b.fract() != 0.0 {
+                return Err(Error::user(
+                    "2201F",
+                    "a negative number raised to a non-integer power yields a complex result",
+                ));
+            }
+            let r = a.powf(b);
+            if r.is_infinite() {
+                return Err(Error::user("22003", "value out of range: overflow"));
+            }
+            Value::Float8(r)
+        }
+        Func::Mod => {
+            let b = args.pop().unwrap_or(Value::Null);
+            let a = args.pop().unwrap_or(Value::Null);
+            super::eval::binary(BinOp::Mod, a, b)?
+        }
+        Func::Lower => Value::Text(text(&args[0]).to_lowercase()),
+        Func::Upper => Value::Text(text(&args[0]).to_uppercase()),
+        Func::Reverse => Value::Text(text(&args[0]).chars().rev().collect()),
+        Func::Length => Value::Int4(text(&args[0]).chars().count() as i32),
+        Func::Substr => {
+            let s: Vec<char> = text(&args[0]).chars().collect();
+            let start = int(&args[1]);
+            let (from, to) = match args.get(2) {
+                Some(l) => {
+                    let len = int(l);
+                    if len < 0 {
+                        return Err(Error::user("22011", "negative substring length not allowed"));
+                    }
+                    (start, start.saturating_add(len))
+                }
+                None => (start, i64::MAX),
+            };
+            let from = (from.max(1) - 1) as usize;
+            let to = to.max(1) - 1;
+            let to = (to.max(0) as usize).min(s.len());
+            Value::Text(if from >= to { String::new() } else { s[from..to].iter().collect() })
+        }
+        Func::Trim | Func::Ltrim | Func::Rtrim => {
+            let s = text(&args[0]);
+            let chars: Vec<char> = match args.get(1) {
+                Some(c) => text(c).chars().collect(),
+                None => vec![' '],
+            };
+            let f = |c: char| chars.contains(&c);
+            Value::Text(match func {
+                Func::Ltrim => s.trim_start_matches(f).to_string(),
+                Func::Rtrim => s.trim_end_matches(f).to_string(),
+                _ => s.trim_matches(f).to_string(),
+            })
+        }
+        Func::Replace => {
+            let (s, from, to) = (text(&args[0]), text(&args[1]), text(&args[2]));
+            Value::Text(if from.is_empty() { s } else { s.replace(&from, &to) })
+        }
+        Func::Position | Func::StrposFn => {
+            // position(sub IN s) has (sub, s); strpos(s, sub).
+            let (sub, s) = if func == Func::Position {
+                (text(&args[0]), text(&args[1]))
+            } else {
+                (text(&args[1]), text(&args[0]))
+            };
+            Value::Int4(match s.find(&sub) {
+                Some(b) => s[..b].chars().count() as i32 + 1,
+                None => 0,
+            })
+        }
+        Func::Left | Func::Right => {
+            let s: Vec<char> = text(&args[0]).chars().collect();
+            let n = int(&args[1]);
+            let len = s.len() as i64;
+            let k = if n >= 0 { n.min(len) } else { (len + n).max(0) } as usize;
+            Value::Text(if func == Func::Left {
+                s[..k].iter().collect()
+            } else {
+                s[s.len() - k..].iter().collect()
+            })
+        }
+        Func::Repeat => {
+            let n = int(&args[1]).max(0) as usize;
+            let s = text(&args[0]);
+            if s.len().saturating_mul(n) > 1 << 30 {
+                return Err(Error::user("54000", "requested length too large"));
+            }
+            Value::Text(s.repeat(n))
+        }
+        Func::Concat
+        | Func::Greatest
+        | Func::Least
+        | Func::NullIf
+        | Func::Coalesce
+        | Func::Random => {
+            return Err(Error::Internal("handled above".into()));
+        }
+    })
+}
+
+/// A xorshift generator seeded from the clock (random(); not for secrets).
+fn random() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 | 1)
+                .unwrap_or(0x9e37_79b9_7f4a_7c15),
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// Used by aggregates: a decimal's f64 value.
+pub fn dec_f64(d: &Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}

@@ -1,0 +1,755 @@
+//! Runs bound plans against a transaction.
+//!
+//! This first executor materialises each operator's output (`Vec<Row>`):
+//! simple and fast for the small inputs of the conformance corpora, but
+//! not bounded by `work_mem` and not streaming; ARCHITECTURE.md lists
+//! that as the next step. Joins of several inputs pick their order at run
+//! time: the smallest input first, then repeatedly an input linked to what
+//! is joined by an equality (a hash join), each condition applied as soon
+//! as its inputs are present.
+
+pub(crate) mod ddl;
+pub(crate) mod dml;
+pub mod eval;
+pub mod funcs;
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_txn::Transaction;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+
+use crate::plan::{
+    AggCall, AggFunc, BinOp, Expr, InputSet, JoinKind, Plan, SetOpKind, SortKey, inputs_of,
+};
+use crate::storage;
+use crate::types::Value;
+use crate::types::encoding::encode_key;
+use eval::{eval, truthy};
+
+pub type Row = Vec<Value>;
+
+/// Execution state of one statement.
+pub struct Ctx<'a> {
+    pub txn: &'a mut Transaction,
+    pub params: &'a [Value],
+    /// Current rows of the enclosing queries (innermost last).
+    pub outer: Vec<Row>,
+    cache: HashMap<usize, Rc<Vec<Row>>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(txn: &'a mut Transaction, params: &'a [Value]) -> Ctx<'a> {
+        Ctx { txn, params, outer: Vec::new(), cache: HashMap::new() }
+    }
+
+    /// Runs a subquery for the current row (once, if uncorrelated).
+    pub fn subquery(
+        &mut self,
+        plan: &Plan,
+        correlated: bool,
+        row: &[Value],
+    ) -> Result<Rc<Vec<Row>>> {
+        let key = plan as *const Plan as usize;
+        if !correlated && let Some(r) = self.cache.get(&key) {
+            return Ok(r.clone());
+        }
+        self.outer.push(row.to_vec());
+        let res = run(self, plan);
+        self.outer.pop();
+        let rows = Rc::new(res?);
+        if !correlated {
+            self.cache.insert(key, rows.clone());
+        }
+        Ok(rows)
+    }
+}
+
+/// Hashable form of values (memcomparable bytes); integral numbers of any
+/// type hash alike, so `int = numeric` joins and groups work.
+fn key_bytes(values: &[Value], out: &mut Vec<u8>) {
+    out.clear();
+    for v in values {
+        let norm = match v {
+            Value::Numeric(d) if d.fract().is_zero() => d.to_i64().map(Value::Int8),
+            Value::Float4(_) | Value::Float8(_) => {
+                let f = v.as_f64().unwrap_or(0.0);
+                if f.fract() == 0.0 && f.abs() < 9e15 { Some(Value::Int8(f as i64)) } else { None }
+            }
+            _ => None,
+        };
+        encode_key(norm.as_ref().unwrap_or(v), out);
+    }
+}
+
+pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
+    match plan {
+        Plan::Values { rows, .. } => {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut row = Vec::with_capacity(r.len());
+                for e in r {
+                    row.push(eval(ctx, e, &[])?);
+                }
+                out.push(row);
+            }
+            Ok(out)
+        }
+        Plan::Scan { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()),
+        Plan::Filter { input, predicate } => {
+            let rows = run(ctx, input)?;
+            let mut out = Vec::new();
+            for r in rows {
+                if truthy(&eval(ctx, predicate, &r)?) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        }
+        Plan::Project { input, exprs } => {
+            let rows = run(ctx, input)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut o = Vec::with_capacity(exprs.len());
+                for e in exprs {
+                    o.push(eval(ctx, e, &r)?);
+                }
+                out.push(o);
+            }
+            Ok(out)
+        }
+        Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width),
+        Plan::Join { left, right, kind, on } => {
+            let l = run(ctx, left)?;
+            let r = run(ctx, right)?;
+            let lw = plan_width(left, l.first());
+            let rw = plan_width(right, r.first());
+            let mut out = Vec::new();
+            let mut right_matched = vec![false; r.len()];
+            let mut row = Vec::with_capacity(lw + rw);
+            for lr in &l {
+                let mut matched = false;
+                for (j, rr) in r.iter().enumerate() {
+                    row.clear();
+                    row.extend_from_slice(lr);
+                    row.extend_from_slice(rr);
+                    if truthy(&eval(ctx, on, &row)?) {
+                        matched = true;
+                        right_matched[j] = true;
+                        out.push(row.clone());
+                    }
+                }
+                if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
+                    let mut o = lr.clone();
+                    o.resize(lw + rw, Value::Null);
+                    out.push(o);
+                }
+            }
+            if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                for (j, rr) in r.iter().enumerate() {
+                    if !right_matched[j] {
+                        let mut o = vec![Value::Null; lw];
+                        o.extend_from_slice(rr);
+                        out.push(o);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Plan::Aggregate { input, group_by, aggs } => aggregate(ctx, input, group_by, aggs),
+        Plan::Sort { input, keys } => {
+            let rows = run(ctx, input)?;
+            sort_rows(ctx, rows, keys)
+        }
+        Plan::Limit { input, limit, offset } => {
+            let rows = run(ctx, input)?;
+            let count = |ctx: &mut Ctx,
+                         e: &Option<Expr>,
+                         what: &str,
+                         code: &'static str|
+             -> Result<Option<usize>> {
+                match e {
+                    None => Ok(None),
+                    Some(e) => match eval(ctx, e, &[])? {
+                        Value::Null => Ok(None),
+                        v => {
+                            let n = v.as_i64().unwrap_or(0);
+                            if n < 0 {
+                                return Err(Error::user(
+                                    code,
+                                    format!("{what} must not be negative"),
+                                ));
+                            }
+                            Ok(Some(n as usize))
+                        }
+                    },
+                }
+            };
+            let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
+            let lim = count(ctx, limit, "LIMIT", "2201W")?;
+            let it = rows.into_iter().skip(off);
+            Ok(match lim {
+                Some(l) => it.take(l).collect(),
+                None => it.collect(),
+            })
+        }
+        Plan::Distinct { input } => {
+            let rows = run(ctx, input)?;
+            let mut seen = HashSet::new();
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            for r in rows {
+                key_bytes(&r, &mut buf);
+                if seen.insert(buf.clone()) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        }
+        Plan::DistinctOn { input, on } => {
+            let rows = run(ctx, input)?;
+            let mut out: Vec<Row> = Vec::new();
+            let mut last: Option<Vec<u8>> = None;
+            let mut buf = Vec::new();
+            for r in rows {
+                let vals = on.iter().map(|e| eval(ctx, e, &r)).collect::<Result<Vec<_>>>()?;
+                key_bytes(&vals, &mut buf);
+                if last.as_ref() != Some(&buf) {
+                    last = Some(buf.clone());
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        }
+        Plan::SetOp { left, right, kind, all } => {
+            let l = run(ctx, left)?;
+            let r = run(ctx, right)?;
+            set_op(l, r, *kind, *all)
+        }
+    }
+}
+
+fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
+    if let Some(r) = sample {
+        return r.len();
+    }
+    match plan {
+        Plan::Values { width, .. } => *width,
+        Plan::Scan { table } => table.columns.len(),
+        Plan::Project { exprs, .. } => exprs.len(),
+        Plan::MultiJoin { width, .. } => *width,
+        Plan::Join { left, right, .. } => plan_width(left, None) + plan_width(right, None),
+        Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
+        Plan::Filter { input, .. }
+        | Plan::Sort { input, .. }
+        | Plan::Limit { input, .. }
+        | Plan::Distinct { input }
+        | Plan::DistinctOn { input, .. } => plan_width(input, None),
+        Plan::SetOp { left, .. } => plan_width(left, None),
+    }
+}
+
+fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Row>> {
+    let mut buf = Vec::new();
+    let mut key = |row: &Row| {
+        key_bytes(row, &mut buf);
+        buf.clone()
+    };
+    Ok(match (kind, all) {
+        (SetOpKind::Union, true) => l.into_iter().chain(r).collect(),
+        (SetOpKind::Union, false) => {
+            let mut seen = HashSet::new();
+            l.into_iter().chain(r).filter(|row| seen.insert(key(row))).collect()
+        }
+        (SetOpKind::Intersect | SetOpKind::Except, _) => {
+            let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+            for row in &r {
+                *counts.entry(key(row)).or_default() += 1;
+            }
+            let mut out = Vec::new();
+            let mut emitted = HashSet::new();
+            for row in l {
+                let k = key(&row);
+                let c = counts.get_mut(&k);
+                let present = c.as_ref().is_some_and(|c| **c > 0);
+                match (kind, all) {
+                    (SetOpKind::Intersect, true) => {
+                        if let Some(c) = c
+                            && *c > 0
+                        {
+                            *c -= 1;
+                            out.push(row);
+                        }
+                    }
+                    (SetOpKind::Intersect, false) if present && emitted.insert(k.clone()) => out.push(row),
+                    (SetOpKind::Except, true) => match c {
+                        Some(c) if *c > 0 => *c -= 1,
+                        _ => out.push(row),
+                    },
+                    (SetOpKind::Except, false) if !present && emitted.insert(k.clone()) => out.push(row),
+                    _ => {}
+                }
+            }
+            out
+        }
+    })
+}
+
+pub fn sort_rows(ctx: &mut Ctx, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>> {
+    let mut keyed: Vec<(Vec<Value>, Row)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let k = keys.iter().map(|k| eval(ctx, &k.expr, &r)).collect::<Result<Vec<_>>>()?;
+        keyed.push((k, r));
+    }
+    keyed.sort_by(|a, b| {
+        for (i, k) in keys.iter().enumerate() {
+            let (x, y) = (&a.0[i], &b.0[i]);
+            let o = match (x.is_null(), y.is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if k.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if k.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                _ => {
+                    let o = x.total_cmp(y);
+                    if k.desc { o.reverse() } else { o }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    Ok(keyed.into_iter().map(|(_, r)| r).collect())
+}
+
+// ---------------------------------------------------------------- joins
+
+/// `a = b` where one side reads only `joined` inputs and the other only
+/// input `j`: the two sides, joined side first.
+fn equi_sides<'e>(
+    e: &'e Expr,
+    inputs: &[crate::plan::JoinInput],
+    joined: &InputSet,
+    j: usize,
+) -> Option<(&'e Expr, &'e Expr)> {
+    let Expr::Binary { op: BinOp::Eq, left, right } = e else { return None };
+    let (lm, rm) = (inputs_of(left, inputs), inputs_of(right, inputs));
+    if !lm.is_empty() && lm.is_subset(joined) && rm.is_only(j) {
+        Some((left, right))
+    } else if !rm.is_empty() && rm.is_subset(joined) && lm.is_only(j) {
+        Some((right, left))
+    } else {
+        None
+    }
+}
+
+fn multi_join(
+    ctx: &mut Ctx,
+    inputs: &[crate::plan::JoinInput],
+    conds: &[crate::plan::JoinCond],
+    width: usize,
+) -> Result<Vec<Row>> {
+    let n = inputs.len();
+    let mut used = vec![false; conds.len()];
+    // Materialise each input as full-width rows, filtered by its own conditions.
+    let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
+    for (i, inp) in inputs.iter().enumerate() {
+        let rows = run(ctx, &inp.plan)?;
+        let mut full_rows = Vec::with_capacity(rows.len());
+        'rows: for r in rows {
+            let mut full = vec![Value::Null; width];
+            for (k, v) in r.into_iter().enumerate().take(inp.width) {
+                full[inp.offset + k] = v;
+            }
+            for (c, cond) in conds.iter().enumerate() {
+                if cond.inputs.is_only(i) {
+                    used[c] = true;
+                    if !truthy(&eval(ctx, &cond.expr, &full)?) {
+                        continue 'rows;
+                    }
+                }
+            }
+            full_rows.push(full);
+        }
+        tables.push(full_rows);
+    }
+    // Conditions on no input at all (constants, outer references).
+    for (c, cond) in conds.iter().enumerate() {
+        if cond.inputs.is_empty() {
+            used[c] = true;
+            if !truthy(&eval(ctx, &cond.expr, &vec![Value::Null; width])?) {
+                return Ok(Vec::new());
+            }
+        }
+    }
+    let first = (0..n).min_by_key(|&i| tables[i].len()).unwrap_or(0);
+    let mut joined = InputSet::one(first);
+    let mut current = std::mem::take(&mut tables[first]);
+    let mut key_buf = Vec::new();
+    while joined.len() < n {
+        // Next: an input linked by an equality, the smallest such; else the smallest.
+        let candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
+        let linked: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&j| {
+                conds.iter().enumerate().any(|(c, cond)| {
+                    !used[c] && equi_sides(&cond.expr, inputs, &joined, j).is_some()
+                })
+            })
+            .collect();
+        let pool = if linked.is_empty() { &candidates } else { &linked };
+        let j = *pool.iter().min_by_key(|&&i| tables[i].len()).unwrap_or(&candidates[0]);
+        let right = std::mem::take(&mut tables[j]);
+        let inp = &inputs[j];
+        // Equalities usable for hashing.
+        let mut eq: Vec<(Expr, Expr)> = Vec::new();
+        for (c, cond) in conds.iter().enumerate() {
+            if !used[c]
+                && let Some((a, b)) = equi_sides(&cond.expr, inputs, &joined, j)
+            {
+                used[c] = true;
+                eq.push((a.clone(), b.clone()));
+            }
+        }
+        let mut now = joined.clone();
+        now.insert(j);
+        let rest: Vec<usize> = conds
+            .iter()
+            .enumerate()
+            .filter(|(c, cond)| !used[*c] && cond.inputs.is_subset(&now))
+            .map(|(c, _)| c)
+            .collect();
+        for &c in &rest {
+            used[c] = true;
+        }
+        let mut out = Vec::new();
+        let combine = |cur: &Row, r: &Row| {
+            let mut o = cur.clone();
+            o[inp.offset..inp.offset + inp.width]
+                .clone_from_slice(&r[inp.offset..inp.offset + inp.width]);
+            o
+        };
+        if eq.is_empty() {
+            for cur in &current {
+                'r: for r in &right {
+                    let o = combine(cur, r);
+                    for &c in &rest {
+                        if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
+                            continue 'r;
+                        }
+                    }
+                    out.push(o);
+                }
+            }
+        } else {
+            let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+            'build: for (i, r) in right.iter().enumerate() {
+                let mut vals = Vec::with_capacity(eq.len());
+                for (_, b) in &eq {
+                    let v = eval(ctx, b, r)?;
+                    if v.is_null() {
+                        continue 'build;
+                    }
+                    vals.push(v);
+                }
+                key_bytes(&vals, &mut key_buf);
+                table.entry(key_buf.clone()).or_default().push(i);
+            }
+            'probe: for cur in &current {
+                let mut vals = Vec::with_capacity(eq.len());
+                for (a, _) in &eq {
+                    let v = eval(ctx, a, cur)?;
+                    if v.is_null() {
+                        continue 'probe;
+                    }
+                    vals.push(v);
+                }
+                key_bytes(&vals, &mut key_buf);
+                if let Some(hits) = table.get(&key_buf) {
+                    'r: for &i in hits {
+                        let o = combine(cur, &right[i]);
+                        for &c in &rest {
+                            if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
+                                continue 'r;
+                            }
+                        }
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        current = out;
+        joined = now;
+    }
+    // Anything left (conditions over inputs that were never all present cannot exist).
+    for (c, cond) in conds.iter().enumerate() {
+        if !used[c] {
+            let mut keep = Vec::with_capacity(current.len());
+            for r in current {
+                if truthy(&eval(ctx, &cond.expr, &r)?) {
+                    keep.push(r);
+                }
+            }
+            current = keep;
+        }
+    }
+    Ok(current)
+}
+
+// ---------------------------------------------------------------- aggregates
+
+enum Acc {
+    Count(i64),
+    SumInt(Option<i128>),
+    SumDec(Option<Decimal>),
+    SumFloat(Option<f64>),
+    Avg { sum: Decimal, fsum: f64, n: i64, float: bool },
+    MinMax(Option<Value>),
+    Bool(Option<bool>),
+    Str(Option<String>),
+    Var { n: i64, mean: f64, m2: f64 },
+}
+
+fn new_acc(a: &AggCall) -> Acc {
+    let float_arg = matches!(a.data_type, DataType::Double | DataType::Real);
+    match a.func {
+        AggFunc::CountStar | AggFunc::Count => Acc::Count(0),
+        AggFunc::Sum => match a.data_type {
+            DataType::BigInt => Acc::SumInt(None),
+            DataType::Numeric(_) => Acc::SumDec(None),
+            _ => Acc::SumFloat(None),
+        },
+        AggFunc::Avg => Acc::Avg { sum: Decimal::ZERO, fsum: 0.0, n: 0, float: float_arg },
+        AggFunc::Min | AggFunc::Max => Acc::MinMax(None),
+        AggFunc::BoolAnd | AggFunc::BoolOr => Acc::Bool(None),
+        AggFunc::StringAgg => Acc::Str(None),
+        AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp => {
+            Acc::Var { n: 0, mean: 0.0, m2: 0.0 }
+        }
+    }
+}
+
+fn overflow() -> Error {
+    Error::user("22003", "bigint out of range")
+}
+
+fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Result<()> {
+    if a.func == AggFunc::CountStar {
+        if let Acc::Count(c) = acc {
+            *c += 1;
+        }
+        return Ok(());
+    }
+    if v.is_null() {
+        return Ok(());
+    }
+    match acc {
+        Acc::Count(c) => *c += 1,
+        Acc::SumInt(s) => *s = Some(s.unwrap_or(0) + v.as_i64().unwrap_or(0) as i128),
+        Acc::SumDec(s) => {
+            let d = crate::types::cast::to_decimal(v)?;
+            *s = Some(
+                s.unwrap_or(Decimal::ZERO)
+                    .checked_add(d)
+                    .ok_or_else(|| Error::user("22003", "value overflows numeric format"))?,
+            );
+        }
+        Acc::SumFloat(s) => *s = Some(s.unwrap_or(0.0) + v.as_f64().unwrap_or(0.0)),
+        Acc::Avg { sum, fsum, n, float } => {
+            *n += 1;
+            if *float {
+                *fsum += v.as_f64().unwrap_or(0.0);
+            } else {
+                *sum = sum
+                    .checked_add(crate::types::cast::to_decimal(v)?)
+                    .ok_or_else(|| Error::user("22003", "value overflows numeric format"))?;
+            }
+        }
+        Acc::MinMax(m) => {
+            let replace = match m {
+                None => true,
+                Some(cur) => {
+                    let o = v.total_cmp(cur);
+                    if a.func == AggFunc::Min {
+                        o == Ordering::Less
+                    } else {
+                        o == Ordering::Greater
+                    }
+                }
+            };
+            if replace {
+                *m = Some(v);
+            }
+        }
+        Acc::Bool(b) => {
+            let x = v == Value::Bool(true);
+            *b = Some(match (*b, a.func) {
+                (None, _) => x,
+                (Some(c), AggFunc::BoolAnd) => c && x,
+                (Some(c), _) => c || x,
+            });
+        }
+        Acc::Str(s) => {
+            let text = crate::types::cast::to_text(v);
+            match s {
+                None => *s = Some(text),
+                Some(cur) => {
+                    if let Some(Value::Text(d)) = &extra {
+                        cur.push_str(d);
+                    }
+                    cur.push_str(&text);
+                }
+            }
+        }
+        Acc::Var { n, mean, m2 } => {
+            let x = v.as_f64().unwrap_or(0.0);
+            *n += 1;
+            let d = x - *mean;
+            *mean += d / *n as f64;
+            *m2 += d * (x - *mean);
+        }
+    }
+    Ok(())
+}
+
+fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
+    Ok(match acc {
+        Acc::Count(c) => Value::Int8(c),
+        Acc::SumInt(s) => match s {
+            None => Value::Null,
+            Some(s) => Value::Int8(i64::try_from(s).map_err(|_| overflow())?),
+        },
+        Acc::SumDec(s) => s.map_or(Value::Null, Value::Numeric),
+        Acc::SumFloat(s) => match (s, &a.data_type) {
+            (None, _) => Value::Null,
+            (Some(f), DataType::Real) => Value::Float4(f as f32),
+            (Some(f), _) => Value::Float8(f),
+        },
+        Acc::Avg { sum, fsum, n, float } => {
+            if n == 0 {
+                Value::Null
+            } else if float {
+                Value::Float8(fsum / n as f64)
+            } else {
+                Value::Numeric(eval::numeric_div(sum, Decimal::from(n))?)
+            }
+        }
+        Acc::MinMax(m) => m.unwrap_or(Value::Null),
+        Acc::Bool(b) => b.map_or(Value::Null, Value::Bool),
+        Acc::Str(s) => s.map_or(Value::Null, Value::Text),
+        Acc::Var { n, m2, .. } => {
+            let samp = matches!(a.func, AggFunc::StddevSamp | AggFunc::VarSamp);
+            let denom = if samp { n - 1 } else { n };
+            if denom <= 0 {
+                Value::Null
+            } else {
+                let var = (m2 / denom as f64).max(0.0);
+                let r = if matches!(a.func, AggFunc::StddevSamp | AggFunc::StddevPop) {
+                    var.sqrt()
+                } else {
+                    var
+                };
+                match a.data_type {
+                    DataType::Numeric(_) => {
+                        Value::Numeric(Decimal::from_f64(r).map(|d| d.round_dp(16)).ok_or_else(
+                            || Error::user("22003", "value overflows numeric format"),
+                        )?)
+                    }
+                    _ => Value::Float8(r),
+                }
+            }
+        }
+    })
+}
+
+struct Group {
+    keys: Row,
+    accs: Vec<Acc>,
+    seen: Vec<HashSet<Vec<u8>>>,
+}
+
+fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -> Result<Vec<Row>> {
+    let rows = run(ctx, input)?;
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut buf = Vec::new();
+    let new_group = |keys: Row| Group {
+        keys,
+        accs: aggs.iter().map(new_acc).collect(),
+        seen: aggs.iter().map(|_| HashSet::new()).collect(),
+    };
+    if group_by.is_empty() {
+        groups.push(new_group(Vec::new()));
+    }
+    for r in &rows {
+        let g = if group_by.is_empty() {
+            0
+        } else {
+            let keys = group_by.iter().map(|e| eval(ctx, e, r)).collect::<Result<Vec<_>>>()?;
+            key_bytes(&keys, &mut buf);
+            match index.get(&buf) {
+                Some(&g) => g,
+                None => {
+                    index.insert(buf.clone(), groups.len());
+                    groups.push(new_group(keys));
+                    groups.len() - 1
+                }
+            }
+        };
+        for (i, a) in aggs.iter().enumerate() {
+            if let Some(f) = &a.filter
+                && !truthy(&eval(ctx, f, r)?)
+            {
+                continue;
+            }
+            let v = match &a.arg {
+                Some(e) => eval(ctx, e, r)?,
+                None => Value::Null,
+            };
+            if a.distinct && !v.is_null() {
+                key_bytes(std::slice::from_ref(&v), &mut buf);
+                if !groups[g].seen[i].insert(buf.clone()) {
+                    continue;
+                }
+            }
+            let extra = match &a.extra {
+                Some(e) => Some(eval(ctx, e, r)?),
+                None => None,
+            };
+            update_acc(&mut groups[g].accs[i], a, v, extra)?;
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut row = g.keys;
+        for (acc, a) in g.accs.into_iter().zip(aggs) {
+            row.push(finish_acc(acc, a)?);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+pub fn dec_to_f64(d: &Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}

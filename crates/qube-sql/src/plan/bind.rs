@@ -1,0 +1,2232 @@
+//! The binder: sqlparser's AST → bound plans. The only module that reads
+//! sqlparser's query AST (DDL statements are read in `exec::ddl`).
+//!
+//! Names resolve against a stack of scopes, one per query level; a column
+//! found in an enclosing level becomes `Expr::Outer` and marks the levels
+//! in between as correlated. Types are inferred as PostgreSQL does for the
+//! types we have: integer literals are `integer` (or `bigint`, or
+//! `numeric` when larger), decimal literals `numeric`, string literals
+//! `unknown` until their context gives them a type.
+
+use std::collections::HashMap;
+
+use qube_catalog::{Catalog, Def, Namespace, ObjectId};
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_txn::Transaction;
+use rust_decimal::Decimal;
+use sqlparser::ast;
+
+use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
+use super::{JoinCond, JoinInput, JoinKind, Plan, Query, SetOpKind, SortKey, TableRef};
+use crate::types::Value;
+use crate::types::cast;
+
+fn err(code: &'static str, msg: impl Into<String>) -> Error {
+    Error::user(code, msg)
+}
+
+pub fn unsupported(what: impl std::fmt::Display) -> Error {
+    err("0A000", format!("{what} is not supported yet"))
+}
+
+/// Lower-cased unless quoted, as PostgreSQL folds identifiers.
+pub fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+}
+
+pub fn object_name(n: &ast::ObjectName) -> Result<Vec<String>> {
+    n.0.iter()
+        .map(|p| match p {
+            ast::ObjectNamePart::Identifier(i) => Ok(ident(i)),
+            other => Err(unsupported(format!("name part {other}"))),
+        })
+        .collect()
+}
+
+/// A column visible in a scope.
+#[derive(Debug, Clone)]
+struct ScopeCol {
+    table: Option<String>,
+    name: String,
+    ty: DataType,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    cols: Vec<ScopeCol>,
+}
+
+/// A bound expression with its type; `unknown` marks an untyped string
+/// literal (or NULL) whose type its context decides.
+#[derive(Debug, Clone)]
+struct B {
+    expr: Expr,
+    ty: DataType,
+    unknown: bool,
+}
+
+impl B {
+    fn new(expr: Expr, ty: DataType) -> B {
+        B { expr, ty, unknown: false }
+    }
+}
+
+/// A bound subquery: plan, whether correlated, output columns.
+type Subquery = (Plan, bool, Vec<(String, DataType)>);
+
+/// Aggregation context of a SELECT with GROUP BY or aggregates.
+struct Grouping {
+    keys: Vec<Expr>,
+    key_types: Vec<DataType>,
+    aggs: Vec<AggCall>,
+}
+
+pub struct Binder<'a> {
+    pub catalog: &'a Catalog,
+    pub txn: &'a mut Transaction,
+    pub schema: ObjectId,
+    scopes: Vec<Scope>,
+    grouping: Vec<Option<Grouping>>,
+    /// Parameter types, as inferred ($1 is index 0).
+    pub params: Vec<Option<DataType>>,
+    ctes: Vec<HashMap<String, Query>>,
+    /// Subqueries being bound: the scope index where each starts, and
+    /// whether it read a column of a scope below that.
+    frames: Vec<(usize, bool)>,
+}
+
+/// A table as the binder sees it.
+pub struct TableInfo {
+    pub id: ObjectId,
+    pub name: String,
+    pub def: qube_catalog::TableDef,
+}
+
+impl<'a> Binder<'a> {
+    pub fn new(catalog: &'a Catalog, txn: &'a mut Transaction, schema: ObjectId) -> Binder<'a> {
+        Binder {
+            catalog,
+            txn,
+            schema,
+            scopes: Vec::new(),
+            grouping: Vec::new(),
+            params: Vec::new(),
+            ctes: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    /// Finds a table by (optionally schema-qualified) name.
+    pub fn table(&mut self, name: &ast::ObjectName) -> Result<TableInfo> {
+        let parts = object_name(name)?;
+        let (schema, tname) = match parts.as_slice() {
+            [t] => (self.schema, t.clone()),
+            [s, t] => {
+                let db = self.catalog.get(self.txn, self.schema)?.map(|o| o.parent).unwrap_or(0);
+                let so = self
+                    .catalog
+                    .lookup(self.txn, Namespace::Schema, db, s)?
+                    .ok_or_else(|| err("3F000", format!("schema \"{s}\" does not exist")))?;
+                (so.id, t.clone())
+            }
+            _ => return Err(unsupported(format!("name {name}"))),
+        };
+        let obj = self
+            .catalog
+            .lookup(self.txn, Namespace::Relation, schema, &tname)?
+            .ok_or_else(|| err("42P01", format!("relation \"{tname}\" does not exist")))?;
+        match &obj.def {
+            Def::Table(t) => Ok(TableInfo { id: obj.id, name: obj.name.clone(), def: t.clone() }),
+            other => Err(err(
+                "42809",
+                format!("\"{tname}\" is not a table (it is a {})", other.kind_name()),
+            )),
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    pub fn query(&mut self, q: &ast::Query) -> Result<Query> {
+        let mut pushed = false;
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(unsupported("WITH RECURSIVE"));
+            }
+            self.ctes.push(HashMap::new());
+            pushed = true;
+            for cte in &with.cte_tables {
+                let mut bound = self.query(&cte.query)?;
+                let name = ident(&cte.alias.name);
+                for (i, c) in cte.alias.columns.iter().enumerate() {
+                    if let Some(col) = bound.columns.get_mut(i) {
+                        col.0 = ident(&c.name);
+                    }
+                }
+                if let Some(m) = self.ctes.last_mut() {
+                    m.insert(name, bound);
+                }
+            }
+        }
+        let res = self.query_body(q);
+        if pushed {
+            self.ctes.pop();
+        }
+        res
+    }
+
+    fn query_body(&mut self, q: &ast::Query) -> Result<Query> {
+        let order_by: &[ast::OrderByExpr] = match &q.order_by {
+            None => &[],
+            Some(ob) => match &ob.kind {
+                ast::OrderByKind::Expressions(v) => v,
+                ast::OrderByKind::All(_) => return Err(unsupported("ORDER BY ALL")),
+            },
+        };
+        let (limit, offset) = match &q.limit_clause {
+            None => (None, None),
+            Some(ast::LimitClause::LimitOffset { limit, offset, limit_by }) => {
+                if !limit_by.is_empty() {
+                    return Err(unsupported("LIMIT BY"));
+                }
+                (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
+            }
+            Some(ast::LimitClause::OffsetCommaLimit { .. }) => {
+                return Err(err(
+                    "42601",
+                    "LIMIT #,# syntax is not supported; use LIMIT # OFFSET #",
+                ));
+            }
+        };
+        let limit = match (&limit, &q.fetch) {
+            (Some(_), Some(_)) => return Err(err("42601", "both LIMIT and FETCH given")),
+            (_, Some(f)) => {
+                if f.with_ties || f.percent {
+                    return Err(unsupported("FETCH … WITH TIES / PERCENT"));
+                }
+                Some(
+                    f.quantity
+                        .clone()
+                        .unwrap_or(ast::Expr::value(ast::Value::Number("1".into(), false))),
+                )
+            }
+            (l, None) => l.clone(),
+        };
+
+        let mut out = match q.body.as_ref() {
+            ast::SetExpr::Select(sel) => self.select(sel, order_by)?,
+            other => {
+                let mut body = self.set_expr(other)?;
+                if !order_by.is_empty() {
+                    let keys = self.order_by_output(&body.columns, order_by)?;
+                    body.plan = Plan::Sort { input: Box::new(body.plan), keys };
+                }
+                body
+            }
+        };
+        if limit.is_some() || offset.is_some() {
+            let mut cexpr = |e: &Option<ast::Expr>| -> Result<Option<Expr>> {
+                match e {
+                    None => Ok(None),
+                    Some(e) => {
+                        self.scopes.push(Scope::default());
+                        let b = self.expr(e);
+                        self.scopes.pop();
+                        let b = b?;
+                        Ok(Some(coerce(b, &DataType::BigInt)?))
+                    }
+                }
+            };
+            let limit = cexpr(&limit)?;
+            let offset = cexpr(&offset)?;
+            out.plan = Plan::Limit { input: Box::new(out.plan), limit, offset };
+        }
+        Ok(out)
+    }
+
+    fn set_expr(&mut self, s: &ast::SetExpr) -> Result<Query> {
+        match s {
+            ast::SetExpr::Select(sel) => self.select(sel, &[]),
+            ast::SetExpr::Query(q) => self.query(q),
+            ast::SetExpr::Values(v) => self.values(v),
+            ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
+                let l = self.set_expr(left)?;
+                let r = self.set_expr(right)?;
+                if l.columns.len() != r.columns.len() {
+                    return Err(err(
+                        "42601",
+                        format!("each {op} query must have the same number of columns"),
+                    ));
+                }
+                let kind = match op {
+                    ast::SetOperator::Union => SetOpKind::Union,
+                    ast::SetOperator::Intersect => SetOpKind::Intersect,
+                    ast::SetOperator::Except | ast::SetOperator::Minus => SetOpKind::Except,
+                };
+                let all = matches!(set_quantifier, ast::SetQuantifier::All);
+                let mut columns = l.columns.clone();
+                let mut lp = l.plan;
+                let mut rp = r.plan;
+                // Unify column types (integer and numeric → numeric, …).
+                let mut lcast = Vec::new();
+                let mut rcast = Vec::new();
+                for (i, (lc, rc)) in l.columns.iter().zip(&r.columns).enumerate() {
+                    let t = common_type(&lc.1, &rc.1).ok_or_else(|| {
+                        err(
+                            "42804",
+                            format!(
+                                "{op} types {} and {} cannot be matched",
+                                lc.1.sql_name(),
+                                rc.1.sql_name()
+                            ),
+                        )
+                    })?;
+                    lcast.push(cast_col(i, &lc.1, &t));
+                    rcast.push(cast_col(i, &rc.1, &t));
+                    columns[i].1 = t;
+                }
+                if lcast.iter().any(|c| !matches!(c, Expr::Column(_))) {
+                    lp = Plan::Project { input: Box::new(lp), exprs: lcast };
+                }
+                if rcast.iter().any(|c| !matches!(c, Expr::Column(_))) {
+                    rp = Plan::Project { input: Box::new(rp), exprs: rcast };
+                }
+                Ok(Query {
+                    plan: Plan::SetOp { left: Box::new(lp), right: Box::new(rp), kind, all },
+                    columns,
+                })
+            }
+            ast::SetExpr::Table(t) => {
+                let name = t
+                    .table_name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .ok_or_else(|| err("42601", "TABLE needs a name"))?;
+                let sel = format!("SELECT * FROM {name}");
+                let stmt = crate::session::parse(&sel)?;
+                match stmt.into_iter().next() {
+                    Some(ast::Statement::Query(q)) => self.query(&q),
+                    _ => Err(unsupported("TABLE")),
+                }
+            }
+            other => Err(unsupported(format!("query body {other}"))),
+        }
+    }
+
+    fn values(&mut self, v: &ast::Values) -> Result<Query> {
+        let width = v.rows.first().map_or(0, |r| r.content.len());
+        let mut rows = Vec::new();
+        let mut types: Vec<Option<DataType>> = vec![None; width];
+        let mut bound_rows = Vec::new();
+        self.scopes.push(Scope::default());
+        let res = (|| {
+            for r in &v.rows {
+                if r.content.len() != width {
+                    return Err(err("42601", "VALUES lists must all be the same length"));
+                }
+                let mut row = Vec::new();
+                for (i, e) in r.content.iter().enumerate() {
+                    let b = self.expr(e)?;
+                    if !b.unknown {
+                        types[i] = Some(match &types[i] {
+                            None => b.ty.clone(),
+                            Some(t) => common_type(t, &b.ty).ok_or_else(|| {
+                                err(
+                                    "42804",
+                                    format!(
+                                        "VALUES types {} and {} cannot be matched",
+                                        t.sql_name(),
+                                        b.ty.sql_name()
+                                    ),
+                                )
+                            })?,
+                        });
+                    }
+                    row.push(b);
+                }
+                bound_rows.push(row);
+            }
+            Ok(())
+        })();
+        self.scopes.pop();
+        res?;
+        let types: Vec<DataType> = types.into_iter().map(|t| t.unwrap_or(DataType::Text)).collect();
+        for row in bound_rows {
+            rows.push(
+                row.into_iter().zip(&types).map(|(b, t)| coerce(b, t)).collect::<Result<_>>()?,
+            );
+        }
+        let columns =
+            types.into_iter().enumerate().map(|(i, t)| (format!("column{}", i + 1), t)).collect();
+        Ok(Query { plan: Plan::Values { rows, width }, columns })
+    }
+
+    fn select(&mut self, sel: &ast::Select, order_by: &[ast::OrderByExpr]) -> Result<Query> {
+        if sel.top.is_some() || sel.into.is_some() || !sel.lateral_views.is_empty() {
+            return Err(unsupported("this SELECT form"));
+        }
+        self.scopes.push(Scope::default());
+        self.grouping.push(None);
+        let res = self.select_inner(sel, order_by);
+        self.grouping.pop();
+        self.scopes.pop();
+        res
+    }
+
+    fn select_inner(&mut self, sel: &ast::Select, order_by: &[ast::OrderByExpr]) -> Result<Query> {
+        // FROM and WHERE.
+        let mut plan = self.from(&sel.from, sel.selection.as_ref())?;
+
+        // Aggregation?
+        let group_exprs: Vec<ast::Expr> = match &sel.group_by {
+            ast::GroupByExpr::Expressions(v, mods) => {
+                if !mods.is_empty() {
+                    return Err(unsupported("GROUP BY modifiers"));
+                }
+                v.clone()
+            }
+            ast::GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL")),
+        };
+        let has_aggs = sel.projection.iter().any(|p| match p {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                contains_aggregate(e)
+            }
+            _ => false,
+        }) || sel.having.as_ref().is_some_and(contains_aggregate)
+            || order_by.iter().any(|o| contains_aggregate(&o.expr));
+        let grouped = has_aggs || !group_exprs.is_empty() || sel.having.is_some();
+        if grouped {
+            let mut keys = Vec::new();
+            let mut key_types = Vec::new();
+            for g in &group_exprs {
+                // GROUP BY may name an output column by position or alias.
+                let target = self.group_target(g, &sel.projection)?;
+                let b = self.expr(&target)?;
+                keys.push(b.expr);
+                key_types.push(b.ty);
+            }
+            *self.grouping.last_mut().ok_or_else(|| Error::Internal("no grouping".into()))? =
+                Some(Grouping { keys, key_types, aggs: Vec::new() });
+        }
+
+        // Select list (binding collects aggregates into the grouping).
+        let mut exprs = Vec::new();
+        let mut columns = Vec::new();
+        for item in &sel.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    let b = self.expr(e)?;
+                    columns.push((output_name(e), b.ty.clone()));
+                    exprs.push(finish_unknown(b)?);
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    let b = self.expr(expr)?;
+                    columns.push((ident(alias), b.ty.clone()));
+                    exprs.push(finish_unknown(b)?);
+                }
+                ast::SelectItem::Wildcard(_) => {
+                    if grouped {
+                        return Err(err("42803", "SELECT * with GROUP BY is not supported yet"));
+                    }
+                    let scope = self.scopes.last().cloned().unwrap_or_default();
+                    if scope.cols.is_empty() {
+                        return Err(err("42601", "SELECT * with no tables specified is not valid"));
+                    }
+                    for (i, c) in scope.cols.iter().enumerate() {
+                        exprs.push(Expr::Column(i));
+                        columns.push((c.name.clone(), c.ty.clone()));
+                    }
+                }
+                ast::SelectItem::QualifiedWildcard(kind, _) => {
+                    let name = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
+                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                            return Err(unsupported(format!("{e}.*")));
+                        }
+                    };
+                    let t = name.last().cloned().unwrap_or_default();
+                    let scope = self.scopes.last().cloned().unwrap_or_default();
+                    let mut found = false;
+                    for (i, c) in scope.cols.iter().enumerate() {
+                        if c.table.as_deref() == Some(t.as_str()) {
+                            found = true;
+                            exprs.push(Expr::Column(i));
+                            columns.push((c.name.clone(), c.ty.clone()));
+                        }
+                    }
+                    if !found {
+                        return Err(err(
+                            "42P01",
+                            format!("missing FROM-clause entry for table \"{t}\""),
+                        ));
+                    }
+                }
+                ast::SelectItem::ExprWithAliases { .. } => {
+                    return Err(unsupported("multiple aliases"));
+                }
+            }
+        }
+        let having = match &sel.having {
+            Some(h) => Some(coerce_bool(self.expr(h)?, "HAVING")?),
+            None => None,
+        };
+
+        // ORDER BY: output columns by position or name, else expressions
+        // over the input, appended as hidden columns.
+        let visible = exprs.len();
+        let mut keys = Vec::new();
+        for o in order_by {
+            let (desc, nulls_first) = order_opts(o);
+            let idx = match self.output_ref(&o.expr, &columns)? {
+                Some(i) => i,
+                None => {
+                    let b = finish_unknown(self.expr(&o.expr)?)?;
+                    match exprs.iter().position(|e| *e == b) {
+                        Some(i) => i,
+                        None => {
+                            exprs.push(b);
+                            exprs.len() - 1
+                        }
+                    }
+                }
+            };
+            keys.push(SortKey { expr: Expr::Column(idx), desc, nulls_first });
+        }
+
+        if let Some(g) = self.grouping.last_mut().and_then(|g| g.take()) {
+            plan = Plan::Aggregate { input: Box::new(plan), group_by: g.keys, aggs: g.aggs };
+            if let Some(h) = having {
+                plan = Plan::Filter { input: Box::new(plan), predicate: h };
+            }
+        }
+        plan = Plan::Project { input: Box::new(plan), exprs };
+        match &sel.distinct {
+            None | Some(ast::Distinct::All) => {}
+            Some(ast::Distinct::Distinct) => {
+                if visible != plan_width_of_project(&plan) {
+                    return Err(err(
+                        "42P10",
+                        "for SELECT DISTINCT, ORDER BY expressions must appear in select list",
+                    ));
+                }
+                plan = Plan::Distinct { input: Box::new(plan) };
+            }
+            Some(ast::Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
+        }
+        if !keys.is_empty() {
+            plan = Plan::Sort { input: Box::new(plan), keys };
+        }
+        if plan_width_of(&plan) > visible {
+            plan = Plan::Project {
+                input: Box::new(plan),
+                exprs: (0..visible).map(Expr::Column).collect(),
+            };
+        }
+        Ok(Query { plan, columns })
+    }
+
+    /// GROUP BY 2 / GROUP BY alias → the select-list expression.
+    fn group_target(&self, g: &ast::Expr, projection: &[ast::SelectItem]) -> Result<ast::Expr> {
+        if let ast::Expr::Value(v) = g
+            && let ast::Value::Number(n, _) = &v.value
+        {
+            let i: usize =
+                n.parse().map_err(|_| err("42601", format!("bad GROUP BY position {n}")))?;
+            return match projection.get(i.wrapping_sub(1)) {
+                Some(ast::SelectItem::UnnamedExpr(e))
+                | Some(ast::SelectItem::ExprWithAlias { expr: e, .. }) => Ok(e.clone()),
+                _ => Err(err("42P10", format!("GROUP BY position {i} is not in select list"))),
+            };
+        }
+        if let ast::Expr::Identifier(id) = g {
+            let name = ident(id);
+            let in_input =
+                self.scopes.last().is_some_and(|s| s.cols.iter().any(|c| c.name == name));
+            if !in_input {
+                for p in projection {
+                    if let ast::SelectItem::ExprWithAlias { expr, alias } = p
+                        && ident(alias) == name
+                    {
+                        return Ok(expr.clone());
+                    }
+                }
+            }
+        }
+        Ok(g.clone())
+    }
+
+    /// ORDER BY 2 / ORDER BY alias → output column index.
+    fn output_ref(&self, e: &ast::Expr, columns: &[(String, DataType)]) -> Result<Option<usize>> {
+        match e {
+            ast::Expr::Value(v) => {
+                if let ast::Value::Number(n, _) = &v.value {
+                    let i: usize = n.parse().unwrap_or(0);
+                    if i == 0 || i > columns.len() {
+                        return Err(err(
+                            "42P10",
+                            format!("ORDER BY position {n} is not in select list"),
+                        ));
+                    }
+                    return Ok(Some(i - 1));
+                }
+                Ok(None)
+            }
+            ast::Expr::Identifier(id) => {
+                let name = ident(id);
+                let hits: Vec<usize> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.0 == name)
+                    .map(|(i, _)| i)
+                    .collect();
+                match hits.len() {
+                    0 => Ok(None),
+                    1 => Ok(Some(hits[0])),
+                    _ => Err(err("42702", format!("ORDER BY \"{name}\" is ambiguous"))),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// ORDER BY of a set operation: output columns only.
+    fn order_by_output(
+        &mut self,
+        columns: &[(String, DataType)],
+        order_by: &[ast::OrderByExpr],
+    ) -> Result<Vec<SortKey>> {
+        let mut keys = Vec::new();
+        for o in order_by {
+            let (desc, nulls_first) = order_opts(o);
+            let idx = self.output_ref(&o.expr, columns)?.ok_or_else(|| {
+                err(
+                    "0A000",
+                    format!(
+                        "invalid UNION/INTERSECT/EXCEPT ORDER BY clause: \"{}\" is not a result column",
+                        o.expr
+                    ),
+                )
+            })?;
+            keys.push(SortKey { expr: Expr::Column(idx), desc, nulls_first });
+        }
+        Ok(keys)
+    }
+
+    // ------------------------------------------------------------ FROM
+
+    /// Binds FROM (filling the current scope) and WHERE into one plan.
+    fn from(
+        &mut self,
+        from: &[ast::TableWithJoins],
+        selection: Option<&ast::Expr>,
+    ) -> Result<Plan> {
+        // Each comma item and each inner join is an input of one MultiJoin;
+        // outer joins become binary Join nodes inside an input.
+        let mut inputs: Vec<JoinInput> = Vec::new();
+        let mut conds: Vec<ast::Expr> = Vec::new();
+        for twj in from {
+            self.join_item(&twj.relation, &mut inputs)?;
+            for j in &twj.joins {
+                let (kind, constraint) = match &j.join_operator {
+                    ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => {
+                        (JoinKind::Inner, Some(c))
+                    }
+                    ast::JoinOperator::CrossJoin(c) => (JoinKind::Inner, Some(c)),
+                    ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => {
+                        (JoinKind::Left, Some(c))
+                    }
+                    ast::JoinOperator::Right(c) | ast::JoinOperator::RightOuter(c) => {
+                        (JoinKind::Right, Some(c))
+                    }
+                    ast::JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
+                    other => return Err(unsupported(format!("join {other:?}"))),
+                };
+                if kind == JoinKind::Inner {
+                    let left_cols = self.scope_len();
+                    self.join_item(&j.relation, &mut inputs)?;
+                    if let Some(c) = constraint {
+                        self.join_constraint(c, left_cols, &mut conds)?;
+                    }
+                } else {
+                    // Collapse what is joined so far into one input, then an
+                    // outer join of it with the new relation.
+                    let left =
+                        self.collapse(std::mem::take(&mut inputs), std::mem::take(&mut conds))?;
+                    let left_width = self.scope_len();
+                    let mut right_inputs = Vec::new();
+                    self.join_item(&j.relation, &mut right_inputs)?;
+                    let right_width = self.scope_len() - left_width;
+                    let mut right =
+                        right_inputs.pop().ok_or_else(|| Error::Internal("no input".into()))?;
+                    right.offset = 0;
+                    let mut on_conds = Vec::new();
+                    if let Some(c) = constraint {
+                        self.join_constraint(c, left_width, &mut on_conds)?;
+                    }
+                    let mut on = Expr::Const(Value::Bool(true));
+                    for c in on_conds {
+                        let b = coerce_bool(self.expr(&c)?, "JOIN/ON")?;
+                        on = and(on, b);
+                    }
+                    let plan =
+                        Plan::Join { left: Box::new(left), right: Box::new(right.plan), kind, on };
+                    inputs.push(JoinInput { plan, offset: 0, width: left_width + right_width });
+                }
+            }
+        }
+        if let Some(w) = selection {
+            conds.push(w.clone());
+        }
+        if inputs.is_empty() {
+            let mut plan = Plan::unit();
+            for c in conds {
+                let b = coerce_bool(self.expr(&c)?, "WHERE")?;
+                plan = Plan::Filter { input: Box::new(plan), predicate: b };
+            }
+            return Ok(plan);
+        }
+        self.collapse(inputs, conds)
+    }
+
+    fn scope_len(&self) -> usize {
+        self.scopes.last().map_or(0, |s| s.cols.len())
+    }
+
+    /// Binds conditions over the current scope and joins `inputs` with them.
+    fn collapse(&mut self, mut inputs: Vec<JoinInput>, conds: Vec<ast::Expr>) -> Result<Plan> {
+        let width = self.scope_len();
+        let mut bound = Vec::new();
+        for c in &conds {
+            let b = coerce_bool(self.expr(c)?, "WHERE")?;
+            split_and(b, &mut bound);
+        }
+        if inputs.len() == 1 {
+            let mut plan = inputs.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
+            for b in bound {
+                plan = Plan::Filter { input: Box::new(plan), predicate: b };
+            }
+            return Ok(plan);
+        }
+        let conds = bound
+            .into_iter()
+            .map(|expr| {
+                let set = super::inputs_of(&expr, &inputs);
+                JoinCond { expr, inputs: set }
+            })
+            .collect();
+        Ok(Plan::MultiJoin { inputs, conds, width })
+    }
+
+    fn join_constraint(
+        &mut self,
+        c: &ast::JoinConstraint,
+        left_cols: usize,
+        conds: &mut Vec<ast::Expr>,
+    ) -> Result<()> {
+        match c {
+            ast::JoinConstraint::None => Ok(()),
+            ast::JoinConstraint::On(e) => {
+                conds.push(e.clone());
+                Ok(())
+            }
+            ast::JoinConstraint::Using(names) => {
+                for n in names {
+                    let name = object_name(n)?.pop().unwrap_or_default();
+                    self.using_cond(&name, left_cols, conds)?;
+                }
+                Ok(())
+            }
+            ast::JoinConstraint::Natural => {
+                let scope = self.scopes.last().cloned().unwrap_or_default();
+                let right: Vec<String> =
+                    scope.cols[left_cols..].iter().map(|c| c.name.clone()).collect();
+                for name in right {
+                    if scope.cols[..left_cols].iter().any(|c| c.name == name) {
+                        self.using_cond(&name, left_cols, conds)?;
+                    }
+                }
+                Ok(())
+            }
+            other => Err(unsupported(format!("join constraint {other:?}"))),
+        }
+    }
+
+    /// USING (x): left.x = right.x, by position (the names are ambiguous).
+    fn using_cond(
+        &mut self,
+        name: &str,
+        left_cols: usize,
+        conds: &mut Vec<ast::Expr>,
+    ) -> Result<()> {
+        let scope = self.scopes.last().cloned().unwrap_or_default();
+        let l = scope.cols[..left_cols].iter().position(|c| c.name == name);
+        let r = scope.cols[left_cols..].iter().position(|c| c.name == name);
+        let (Some(l), Some(r)) = (l, r) else {
+            return Err(err(
+                "42703",
+                format!("column \"{name}\" specified in USING clause does not exist"),
+            ));
+        };
+        // Refer to the columns by a synthetic qualified name: use the table
+        // aliases, which are unique in a FROM list.
+        let lt = scope.cols[l].table.clone().unwrap_or_default();
+        let rt = scope.cols[left_cols + r].table.clone().unwrap_or_default();
+        let id = |s: &str| ast::Ident::with_quote('"', s);
+        conds.push(ast::Expr::BinaryOp {
+            left: Box::new(ast::Expr::CompoundIdentifier(vec![id(&lt), id(name)])),
+            op: ast::BinaryOperator::Eq,
+            right: Box::new(ast::Expr::CompoundIdentifier(vec![id(&rt), id(name)])),
+        });
+        Ok(())
+    }
+
+    /// Binds one table factor, appending its columns to the current scope.
+    fn join_item(&mut self, f: &ast::TableFactor, inputs: &mut Vec<JoinInput>) -> Result<()> {
+        let offset = self.scope_len();
+        let (plan, alias, cols): (Plan, String, Vec<(String, DataType)>) = match f {
+            ast::TableFactor::Table { name, alias, args, .. } => {
+                if args.is_some() {
+                    return Err(unsupported("table functions"));
+                }
+                let parts = object_name(name)?;
+                let cte = if parts.len() == 1 {
+                    self.ctes.iter().rev().find_map(|m| m.get(&parts[0]).cloned())
+                } else {
+                    None
+                };
+                let default_alias = parts.last().cloned().unwrap_or_default();
+                match cte {
+                    Some(q) => (q.plan, default_alias, q.columns),
+                    None => {
+                        let view = self.view(name)?;
+                        match view {
+                            Some(q) => (q.plan, default_alias, q.columns),
+                            None => {
+                                let t = self.table(name)?;
+                                let columns: Vec<(String, DataType)> = t
+                                    .def
+                                    .columns
+                                    .iter()
+                                    .map(|c| (c.name.clone(), c.data_type.clone()))
+                                    .collect();
+                                let plan = Plan::Scan {
+                                    table: TableRef {
+                                        id: t.id,
+                                        name: t.name.clone(),
+                                        columns: columns.clone(),
+                                    },
+                                };
+                                (plan, default_alias, columns)
+                            }
+                        }
+                    }
+                }
+                .with_alias(alias.as_ref())
+            }
+            ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
+                if *lateral {
+                    return Err(unsupported("LATERAL"));
+                }
+                // A derived table cannot see its FROM siblings.
+                self.scopes.push(Scope::default());
+                self.grouping.push(None);
+                let q = self.query(subquery);
+                self.grouping.pop();
+                self.scopes.pop();
+                let q = q?;
+                let a = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_default();
+                (q.plan, a, q.columns).with_alias(alias.as_ref())
+            }
+            ast::TableFactor::NestedJoin { table_with_joins, alias } => {
+                if alias.is_some() {
+                    return Err(unsupported("alias on a parenthesized join"));
+                }
+                let plan = self.from(std::slice::from_ref(table_with_joins), None)?;
+                let width = self.scope_len() - offset;
+                inputs.push(JoinInput { plan, offset, width });
+                return Ok(());
+            }
+            other => return Err(unsupported(format!("FROM item {other}"))),
+        };
+        let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
+        if !alias.is_empty()
+            && scope.cols.iter().any(|c| c.table.as_deref() == Some(alias.as_str()))
+        {
+            return Err(err("42712", format!("table name \"{alias}\" specified more than once")));
+        }
+        let width = cols.len();
+        for (name, ty) in cols {
+            scope.cols.push(ScopeCol { table: Some(alias.clone()), name, ty });
+        }
+        inputs.push(JoinInput { plan, offset, width });
+        Ok(())
+    }
+
+    fn view(&mut self, name: &ast::ObjectName) -> Result<Option<Query>> {
+        let parts = object_name(name)?;
+        if parts.len() != 1 {
+            return Ok(None);
+        }
+        let Some(obj) =
+            self.catalog.lookup(self.txn, Namespace::Relation, self.schema, &parts[0])?
+        else {
+            return Ok(None);
+        };
+        let Def::View(v) = &obj.def else { return Ok(None) };
+        let stmts = crate::session::parse(&v.query)?;
+        let Some(ast::Statement::Query(q)) = stmts.into_iter().next() else {
+            return Err(Error::Internal(format!("view {} has no query", obj.name)));
+        };
+        // Bound in its own scope stack: a view never sees the query using it.
+        let saved = std::mem::take(&mut self.scopes);
+        let saved_g = std::mem::take(&mut self.grouping);
+        let res = self.query(&q);
+        self.scopes = saved;
+        self.grouping = saved_g;
+        let mut q = res?;
+        for (i, c) in v.columns.iter().enumerate() {
+            if let Some(col) = q.columns.get_mut(i) {
+                col.0 = c.clone();
+            }
+        }
+        Ok(Some(q))
+    }
+
+    // ------------------------------------------------------------ expressions
+
+    /// Binds an expression in the current scope (and grouping, if any).
+    pub fn expr_typed(&mut self, e: &ast::Expr) -> Result<(Expr, DataType)> {
+        let b = self.expr(e)?;
+        let ty = b.ty.clone();
+        Ok((finish_unknown(b)?, ty))
+    }
+
+    /// Binds an expression over the given columns (for DML and CHECK).
+    pub fn with_columns<T>(
+        &mut self,
+        table: &str,
+        cols: &[(String, DataType)],
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let scope = Scope {
+            cols: cols
+                .iter()
+                .map(|(n, t)| ScopeCol {
+                    table: Some(table.to_string()),
+                    name: n.clone(),
+                    ty: t.clone(),
+                })
+                .collect(),
+        };
+        self.scopes.push(scope);
+        self.grouping.push(None);
+        let r = f(self);
+        self.grouping.pop();
+        self.scopes.pop();
+        r
+    }
+
+    /// Binds and coerces to a type (assignment context).
+    pub fn expr_as(&mut self, e: &ast::Expr, ty: &DataType) -> Result<Expr> {
+        let b = self.expr(e)?;
+        if b.unknown {
+            return coerce(b, ty);
+        }
+        if !cast::implicit(&b.ty, ty) && !assignable(&b.ty, ty) {
+            return Err(err(
+                "42804",
+                format!(
+                    "column is of type {} but expression is of type {}",
+                    ty.sql_name(),
+                    b.ty.sql_name()
+                ),
+            ));
+        }
+        Ok(Expr::Cast { expr: b.expr.boxed(), to: ty.clone() })
+    }
+
+    fn expr(&mut self, e: &ast::Expr) -> Result<B> {
+        // Inside an aggregation: a subexpression equal to a GROUP BY key
+        // reads that key; a bare column elsewhere is an error.
+        if self.grouping.last().is_some_and(|g| g.is_some())
+            && !matches!(e, ast::Expr::Function(_) if is_aggregate_call(e))
+            && !contains_aggregate(e)
+            && !matches!(e, ast::Expr::Value(_))
+        {
+            let g = self.grouping.last_mut().and_then(|g| g.take());
+            let plain = self.expr(e);
+            let g = {
+                let slot =
+                    self.grouping.last_mut().ok_or_else(|| Error::Internal("grouping".into()))?;
+                *slot = g;
+                slot.as_ref().ok_or_else(|| Error::Internal("grouping".into()))?
+            };
+            let plain = plain?;
+            if let Some(i) = g.keys.iter().position(|k| *k == plain.expr) {
+                return Ok(B::new(Expr::Column(i), g.key_types[i].clone()));
+            }
+            let mut cols = Vec::new();
+            plain.expr.columns_used(&mut cols);
+            if cols.is_empty() {
+                return Ok(plain);
+            }
+            if let ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) = e {
+                return Err(err(
+                    "42803",
+                    format!(
+                        "column \"{e}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                    ),
+                ));
+            }
+            // Fall through: bind the parts (some may be keys).
+        }
+        self.expr_inner(e)
+    }
+
+    fn expr_inner(&mut self, e: &ast::Expr) -> Result<B> {
+        use ast::Expr as E;
+        Ok(match e {
+            E::Identifier(id) => self.column(None, &ident(id))?,
+            E::CompoundIdentifier(ids) => {
+                let parts: Vec<String> = ids.iter().map(ident).collect();
+                match parts.as_slice() {
+                    [t, c] => self.column(Some(t), c)?,
+                    [_, t, c] => self.column(Some(t), c)?,
+                    _ => return Err(unsupported(format!("name {e}"))),
+                }
+            }
+            E::Value(v) => literal(&v.value, &mut self.params)?,
+            E::Nested(inner) => self.expr(inner)?,
+            E::UnaryOp { op, expr } => {
+                let b = self.expr(expr)?;
+                match op {
+                    ast::UnaryOperator::Not => {
+                        let b = coerce_bool(b, "NOT")?;
+                        B::new(Expr::Unary { op: UnOp::Not, expr: b.boxed() }, DataType::Boolean)
+                    }
+                    ast::UnaryOperator::Minus => {
+                        // Fold -literal so that -2147483648 is an integer.
+                        if let E::Value(v) = expr.as_ref()
+                            && let ast::Value::Number(n, _) = &v.value
+                        {
+                            return number(&format!("-{n}"));
+                        }
+                        let b = if b.unknown { coerce_b(b, &DataType::Double)? } else { b };
+                        if !is_numeric(&b.ty) {
+                            return Err(no_operator("-", None, &b.ty));
+                        }
+                        B::new(Expr::Unary { op: UnOp::Neg, expr: b.expr.boxed() }, b.ty)
+                    }
+                    ast::UnaryOperator::Plus => {
+                        if !is_numeric(&b.ty) && !b.unknown {
+                            return Err(no_operator("+", None, &b.ty));
+                        }
+                        b
+                    }
+                    other => return Err(unsupported(format!("operator {other}"))),
+                }
+            }
+            E::BinaryOp { left, op, right } => {
+                let l = self.expr(left)?;
+                let r = self.expr(right)?;
+                self.binary(op, l, r)?
+            }
+            E::IsNull(x) | E::IsNotNull(x) => {
+                let b = self.expr(x)?;
+                B::new(
+                    Expr::IsNull { expr: b.expr.boxed(), negated: matches!(e, E::IsNotNull(_)) },
+                    DataType::Boolean,
+                )
+            }
+            E::IsTrue(x) | E::IsNotTrue(x) | E::IsFalse(x) | E::IsNotFalse(x) => {
+                let b = coerce_bool(self.expr(x)?, "IS TRUE")?;
+                B::new(
+                    Expr::IsBool {
+                        expr: b.boxed(),
+                        value: matches!(e, E::IsTrue(_) | E::IsNotTrue(_)),
+                        negated: matches!(e, E::IsNotTrue(_) | E::IsNotFalse(_)),
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::IsUnknown(x) | E::IsNotUnknown(x) => {
+                let b = coerce_bool(self.expr(x)?, "IS UNKNOWN")?;
+                B::new(
+                    Expr::IsNull { expr: b.boxed(), negated: matches!(e, E::IsNotUnknown(_)) },
+                    DataType::Boolean,
+                )
+            }
+            E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b) => {
+                let (l, r) = self.unify(a, b, "IS DISTINCT FROM")?;
+                B::new(
+                    Expr::IsDistinct {
+                        left: l.boxed(),
+                        right: r.boxed(),
+                        negated: matches!(e, E::IsNotDistinctFrom(..)),
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::In { expr, target: ast::InTarget::List(list), negated, .. } => {
+                let x = self.expr(expr)?;
+                let mut items: Vec<B> = list.iter().map(|i| self.expr(i)).collect::<Result<_>>()?;
+                let mut ty = if x.unknown { None } else { Some(x.ty.clone()) };
+                for i in &items {
+                    if !i.unknown {
+                        ty = Some(match ty {
+                            None => i.ty.clone(),
+                            Some(t) => {
+                                common_type(&t, &i.ty).ok_or_else(|| mismatch("IN", &t, &i.ty))?
+                            }
+                        });
+                    }
+                }
+                let ty = ty.unwrap_or(DataType::Text);
+                let x = coerce_cmp(x, &ty)?;
+                let list = items.drain(..).map(|i| coerce_cmp(i, &ty)).collect::<Result<_>>()?;
+                B::new(Expr::InList { expr: x.boxed(), list, negated: *negated }, DataType::Boolean)
+            }
+            E::Between { expr, negated, low, high } => {
+                let x = self.expr(expr)?;
+                let lo = self.expr(low)?;
+                let hi = self.expr(high)?;
+                let mut ty = None;
+                for b in [&x, &lo, &hi] {
+                    if !b.unknown {
+                        ty = Some(match ty {
+                            None => b.ty.clone(),
+                            Some(t) => common_type(&t, &b.ty)
+                                .ok_or_else(|| mismatch("BETWEEN", &t, &b.ty))?,
+                        });
+                    }
+                }
+                let ty = ty.unwrap_or(DataType::Text);
+                B::new(
+                    Expr::Between {
+                        expr: coerce_cmp(x, &ty)?.boxed(),
+                        low: coerce_cmp(lo, &ty)?.boxed(),
+                        high: coerce_cmp(hi, &ty)?.boxed(),
+                        negated: *negated,
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::Like { negated, any, expr, pattern, escape_char }
+            | E::ILike { negated, any, expr, pattern, escape_char } => {
+                if *any || escape_char.is_some() {
+                    return Err(unsupported("LIKE ANY / ESCAPE"));
+                }
+                let x = self.expr(expr)?;
+                let p = self.expr(pattern)?;
+                let x = coerce(x, &DataType::Text)?;
+                let p = coerce(p, &DataType::Text)?;
+                B::new(
+                    Expr::Like {
+                        expr: x.boxed(),
+                        pattern: p.boxed(),
+                        negated: *negated,
+                        case_insensitive: matches!(e, E::ILike { .. }),
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::Case { operand, conditions, else_result, .. } => {
+                let operand_b = match operand {
+                    Some(o) => Some(self.expr(o)?),
+                    None => None,
+                };
+                let mut whens = Vec::new();
+                let mut results = Vec::new();
+                for cw in conditions {
+                    let c = self.expr(&cw.condition)?;
+                    let c = match &operand_b {
+                        Some(o) => {
+                            // CASE x WHEN v: compare like x = v.
+                            let t = if c.unknown {
+                                o.ty.clone()
+                            } else if o.unknown {
+                                c.ty.clone()
+                            } else {
+                                common_type(&o.ty, &c.ty)
+                                    .ok_or_else(|| mismatch("CASE/WHEN", &o.ty, &c.ty))?
+                            };
+                            coerce_cmp(c, &t)?
+                        }
+                        None => coerce_bool(c, "CASE/WHEN")?,
+                    };
+                    whens.push(c);
+                    results.push(self.expr(&cw.result)?);
+                }
+                let else_b = match else_result {
+                    Some(x) => Some(self.expr(x)?),
+                    None => None,
+                };
+                let mut ty: Option<DataType> = None;
+                for r in results.iter().chain(else_b.iter()) {
+                    if !r.unknown {
+                        ty = Some(match ty {
+                            None => r.ty.clone(),
+                            Some(t) => {
+                                common_type(&t, &r.ty).ok_or_else(|| mismatch("CASE", &t, &r.ty))?
+                            }
+                        });
+                    }
+                }
+                let ty = ty.unwrap_or(DataType::Text);
+                let operand = match operand_b {
+                    Some(o) => {
+                        let t = o.ty.clone();
+                        Some(coerce_cmp(o, &t)?.boxed())
+                    }
+                    None => None,
+                };
+                let whens = whens
+                    .into_iter()
+                    .zip(results)
+                    .map(|(w, r)| Ok((w, coerce(r, &ty)?)))
+                    .collect::<Result<_>>()?;
+                let else_ = match else_b {
+                    Some(b) => Some(coerce(b, &ty)?.boxed()),
+                    None => None,
+                };
+                B::new(Expr::Case { operand, whens, else_ }, ty)
+            }
+            E::Cast { kind: _, expr, data_type, format: _ } => {
+                let to = data_type_of(data_type)?;
+                let b = self.expr(expr)?;
+                if let Expr::Const(v) = &b.expr
+                    && b.unknown
+                {
+                    // A typed literal: parse now, so errors point at the query.
+                    return Ok(B::new(Expr::Const(cast::cast(v.clone(), &to)?), to));
+                }
+                B::new(Expr::Cast { expr: b.expr.boxed(), to: to.clone() }, to)
+            }
+            E::TypedString(ts) => {
+                let to = data_type_of(&ts.data_type)?;
+                let text = match &ts.value.value {
+                    ast::Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                B::new(Expr::Const(cast::cast(Value::Text(text), &to)?), to)
+            }
+            E::Function(f) => self.function(f)?,
+            E::Subquery(q) => {
+                let (plan, correlated, cols) = self.subquery(q)?;
+                if cols.len() != 1 {
+                    return Err(err("42601", "subquery must return only one column"));
+                }
+                B::new(Expr::ScalarSubquery { plan: Box::new(plan), correlated }, cols[0].1.clone())
+            }
+            E::Exists { subquery, negated } => {
+                let (plan, correlated, _) = self.subquery(subquery)?;
+                B::new(
+                    Expr::Exists { plan: Box::new(plan), negated: *negated, correlated },
+                    DataType::Boolean,
+                )
+            }
+            E::In { expr, target: ast::InTarget::Subquery(subquery), negated, .. } => {
+                let x = self.expr(expr)?;
+                let (plan, correlated, cols) = self.subquery(subquery)?;
+                if cols.len() != 1 {
+                    return Err(err("42601", "subquery has too many columns"));
+                }
+                let ty = if x.unknown {
+                    cols[0].1.clone()
+                } else {
+                    common_type(&x.ty, &cols[0].1)
+                        .ok_or_else(|| mismatch("IN", &x.ty, &cols[0].1))?
+                };
+                let x = coerce_cmp(x, &ty)?;
+                B::new(
+                    Expr::InSubquery {
+                        expr: x.boxed(),
+                        plan: Box::new(plan),
+                        negated: *negated,
+                        correlated,
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::AnyOp { left, compare_op, right, .. } | E::AllOp { left, compare_op, right } => {
+                let all = matches!(e, E::AllOp { .. });
+                let E::Subquery(q) = right.as_ref() else {
+                    return Err(unsupported("ANY/ALL over an array"));
+                };
+                let x = self.expr(left)?;
+                let (plan, correlated, cols) = self.subquery(q)?;
+                if cols.len() != 1 {
+                    return Err(err("42601", "subquery has too many columns"));
+                }
+                let op = cmp_op(compare_op)
+                    .ok_or_else(|| unsupported(format!("{compare_op} ANY/ALL")))?;
+                let ty = if x.unknown { cols[0].1.clone() } else { x.ty.clone() };
+                let x = coerce_cmp(x, &ty)?;
+                B::new(
+                    Expr::Quantified { expr: x.boxed(), op, all, plan: Box::new(plan), correlated },
+                    DataType::Boolean,
+                )
+            }
+            E::Ceil { expr, .. } | E::Floor { expr, .. } => {
+                let b = self.expr(expr)?;
+                let b = if b.unknown { coerce_b(b, &DataType::Double)? } else { b };
+                let func = if matches!(e, E::Ceil { .. }) { Func::Ceil } else { Func::Floor };
+                let ty = match b.ty {
+                    DataType::Numeric(_) => DataType::Numeric(None),
+                    _ => DataType::Double,
+                };
+                B::new(Expr::Func { func, args: vec![b.expr] }, ty)
+            }
+            E::Substring { expr, substring_from, substring_for, .. } => {
+                let mut args = vec![coerce(self.expr(expr)?, &DataType::Text)?];
+                if let Some(f) = substring_from {
+                    args.push(coerce(self.expr(f)?, &DataType::Integer)?);
+                } else {
+                    args.push(Expr::Const(Value::Int4(1)));
+                }
+                if let Some(f) = substring_for {
+                    args.push(coerce(self.expr(f)?, &DataType::Integer)?);
+                }
+                B::new(Expr::Func { func: Func::Substr, args }, DataType::Text)
+            }
+            E::Position { expr, r#in } => {
+                let sub = coerce(self.expr(expr)?, &DataType::Text)?;
+                let s = coerce(self.expr(r#in)?, &DataType::Text)?;
+                B::new(Expr::Func { func: Func::Position, args: vec![sub, s] }, DataType::Integer)
+            }
+            E::Trim { trim_where, trim_what, expr, trim_characters } => {
+                if trim_characters.is_some() {
+                    return Err(unsupported("TRIM(… , characters)"));
+                }
+                let func = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => Func::Ltrim,
+                    Some(ast::TrimWhereField::Trailing) => Func::Rtrim,
+                    _ => Func::Trim,
+                };
+                let mut args = vec![coerce(self.expr(expr)?, &DataType::Text)?];
+                if let Some(w) = trim_what {
+                    args.push(coerce(self.expr(w)?, &DataType::Text)?);
+                }
+                B::new(Expr::Func { func, args }, DataType::Text)
+            }
+            E::Tuple(_) => return Err(unsupported("row constructors")),
+            other => return Err(unsupported(format!("expression {other}"))),
+        })
+    }
+
+    fn unify(&mut self, a: &ast::Expr, b: &ast::Expr, what: &str) -> Result<(Expr, Expr)> {
+        let l = self.expr(a)?;
+        let r = self.expr(b)?;
+        let ty = match (l.unknown, r.unknown) {
+            (true, true) => DataType::Text,
+            (true, false) => r.ty.clone(),
+            (false, true) => l.ty.clone(),
+            _ => common_type(&l.ty, &r.ty).ok_or_else(|| mismatch(what, &l.ty, &r.ty))?,
+        };
+        Ok((coerce_cmp(l, &ty)?, coerce_cmp(r, &ty)?))
+    }
+
+    fn subquery(&mut self, q: &ast::Query) -> Result<Subquery> {
+        self.frames.push((self.scopes.len(), false));
+        let res = self.query(q);
+        let (_, correlated) = self.frames.pop().unwrap_or((0, false));
+        let q = res?;
+        Ok((q.plan, correlated, q.columns))
+    }
+
+    fn column(&mut self, table: Option<&str>, name: &str) -> Result<B> {
+        let n = self.scopes.len();
+        for level in (0..n).rev() {
+            let scope = &self.scopes[level];
+            let hits: Vec<usize> = scope
+                .cols
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            match hits.len() {
+                0 => continue,
+                1 => {
+                    let ty = scope.cols[hits[0]].ty.clone();
+                    if level == n - 1 {
+                        return Ok(B::new(Expr::Column(hits[0]), ty));
+                    }
+                    // Every subquery between this scope and the column's is
+                    // correlated; each is one outer row at run time.
+                    let mut depth = 0;
+                    for f in self.frames.iter_mut().filter(|f| f.0 > level) {
+                        f.1 = true;
+                        depth += 1;
+                    }
+                    if depth == 0 {
+                        return Err(err(
+                            "42P10",
+                            format!(
+                                "column \"{name}\" cannot be referenced from this part of the query"
+                            ),
+                        ));
+                    }
+                    return Ok(B::new(Expr::Outer { depth, index: hits[0] }, ty));
+                }
+                _ => return Err(err("42702", format!("column reference \"{name}\" is ambiguous"))),
+            }
+        }
+        if let Some(t) = table {
+            let known =
+                self.scopes.iter().any(|s| s.cols.iter().any(|c| c.table.as_deref() == Some(t)));
+            if !known {
+                return Err(err("42P01", format!("missing FROM-clause entry for table \"{t}\"")));
+            }
+            return Err(err("42703", format!("column {t}.{name} does not exist")));
+        }
+        Err(err("42703", format!("column \"{name}\" does not exist")))
+    }
+
+    fn binary(&mut self, op: &ast::BinaryOperator, l: B, r: B) -> Result<B> {
+        use ast::BinaryOperator as O;
+        let bop = match op {
+            O::Plus => BinOp::Add,
+            O::Minus => BinOp::Sub,
+            O::Multiply => BinOp::Mul,
+            O::Divide => BinOp::Div,
+            O::Modulo => BinOp::Mod,
+            O::StringConcat => BinOp::Concat,
+            O::And => BinOp::And,
+            O::Or => BinOp::Or,
+            other => match cmp_op(other) {
+                Some(c) => c,
+                None => return Err(unsupported(format!("operator {other}"))),
+            },
+        };
+        match bop {
+            BinOp::And | BinOp::Or => {
+                let name = if bop == BinOp::And { "AND" } else { "OR" };
+                let l = coerce_bool(l, name)?;
+                let r = coerce_bool(r, name)?;
+                Ok(B::new(
+                    Expr::Binary { op: bop, left: l.boxed(), right: r.boxed() },
+                    DataType::Boolean,
+                ))
+            }
+            BinOp::Concat => {
+                let l = coerce(l, &DataType::Text)?;
+                let r = coerce(r, &DataType::Text)?;
+                Ok(B::new(
+                    Expr::Binary { op: bop, left: l.boxed(), right: r.boxed() },
+                    DataType::Text,
+                ))
+            }
+            c if c.is_comparison() => {
+                let ty = match (l.unknown, r.unknown) {
+                    (true, true) => DataType::Text,
+                    (true, false) => r.ty.clone(),
+                    (false, true) => l.ty.clone(),
+                    _ => common_type(&l.ty, &r.ty)
+                        .ok_or_else(|| no_operator(op_name(c), Some(&l.ty), &r.ty))?,
+                };
+                let l = coerce_cmp(l, &ty)?;
+                let r = coerce_cmp(r, &ty)?;
+                Ok(B::new(
+                    Expr::Binary { op: bop, left: l.boxed(), right: r.boxed() },
+                    DataType::Boolean,
+                ))
+            }
+            _ => {
+                // Arithmetic.
+                let (l, r) = match (l.unknown, r.unknown) {
+                    (true, true) => {
+                        return Err(err(
+                            "42725",
+                            format!("operator is not unique: unknown {} unknown", op_name(bop)),
+                        ));
+                    }
+                    (true, false) => {
+                        let t = r.ty.clone();
+                        (coerce_b(l, &t)?, r)
+                    }
+                    (false, true) => {
+                        let t = l.ty.clone();
+                        let r = coerce_b(r, &t)?;
+                        (l, r)
+                    }
+                    _ => (l, r),
+                };
+                if !is_numeric(&l.ty) || !is_numeric(&r.ty) {
+                    return Err(no_operator(op_name(bop), Some(&l.ty), &r.ty));
+                }
+                let ty = arith_type(&l.ty, &r.ty);
+                Ok(B::new(
+                    Expr::Binary { op: bop, left: l.expr.boxed(), right: r.expr.boxed() },
+                    ty,
+                ))
+            }
+        }
+    }
+
+    fn function(&mut self, f: &ast::Function) -> Result<B> {
+        let name = object_name(&f.name)?.pop().unwrap_or_default();
+        if f.over.is_some() {
+            return Err(unsupported("window functions"));
+        }
+        let (args, distinct, clauses): (
+            Vec<&ast::FunctionArg>,
+            bool,
+            &[ast::FunctionArgumentClause],
+        ) = match &f.args {
+            ast::FunctionArguments::None => (vec![], false, &[]),
+            ast::FunctionArguments::List(l) => (
+                l.args.iter().collect(),
+                matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
+                &l.clauses,
+            ),
+            ast::FunctionArguments::Subquery(_) => return Err(unsupported("function(subquery)")),
+        };
+        if let Some(agg) = agg_func(&name, &args) {
+            return self.aggregate(agg, &name, &args, distinct, f.filter.as_deref(), clauses);
+        }
+        if distinct || f.filter.is_some() {
+            return Err(err(
+                "42809",
+                format!("DISTINCT/FILTER specified, but {name} is not an aggregate function"),
+            ));
+        }
+        let mut bs = Vec::new();
+        for a in &args {
+            match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => bs.push(self.expr(e)?),
+                other => return Err(unsupported(format!("argument {other}"))),
+            }
+        }
+        scalar_function(&name, bs)
+    }
+
+    fn aggregate(
+        &mut self,
+        func: AggFunc,
+        name: &str,
+        args: &[&ast::FunctionArg],
+        distinct: bool,
+        filter: Option<&ast::Expr>,
+        clauses: &[ast::FunctionArgumentClause],
+    ) -> Result<B> {
+        if !clauses.is_empty() {
+            return Err(unsupported("ORDER BY inside an aggregate"));
+        }
+        // Arguments are bound without the grouping (they read input rows).
+        let Some(slot) = self.grouping.last_mut() else {
+            return Err(err("42803", format!("aggregate function {name} is not allowed here")));
+        };
+        let Some(g) = slot.take() else {
+            return Err(err("42803", format!("aggregate functions are not allowed here ({name})")));
+        };
+        let res = (|| {
+            let mut bound = Vec::new();
+            for a in args {
+                match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                        if contains_aggregate(e) {
+                            return Err(err("42803", "aggregate function calls cannot be nested"));
+                        }
+                        bound.push(self.expr(e)?)
+                    }
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
+                    other => return Err(unsupported(format!("argument {other}"))),
+                }
+            }
+            let filter = match filter {
+                Some(f) => Some(coerce_bool(self.expr(f)?, "FILTER")?),
+                None => None,
+            };
+            Ok((bound, filter))
+        })();
+        let slot = self.grouping.last_mut().ok_or_else(|| Error::Internal("grouping".into()))?;
+        *slot = Some(g);
+        let (mut bound, filter) = res?;
+        let arg_ty = bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
+        let data_type = match (func, &arg_ty) {
+            (AggFunc::CountStar | AggFunc::Count, _) => DataType::BigInt,
+            (AggFunc::Sum, Some(DataType::SmallInt | DataType::Integer)) => DataType::BigInt,
+            (AggFunc::Sum, Some(DataType::BigInt | DataType::Numeric(_))) => {
+                DataType::Numeric(None)
+            }
+            (AggFunc::Sum, Some(DataType::Real)) => DataType::Real,
+            (AggFunc::Sum, Some(DataType::Double)) => DataType::Double,
+            (AggFunc::Avg, Some(DataType::Real | DataType::Double)) => DataType::Double,
+            (AggFunc::Avg, Some(t)) if is_numeric(t) => DataType::Numeric(None),
+            (
+                AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
+                Some(DataType::Real | DataType::Double),
+            ) => DataType::Double,
+            (
+                AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
+                Some(t),
+            ) if is_numeric(t) => DataType::Numeric(None),
+            (AggFunc::Min | AggFunc::Max, Some(t)) => t.clone(),
+            (AggFunc::BoolAnd | AggFunc::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
+            (AggFunc::StringAgg, Some(_)) => DataType::Text,
+            (_, t) => {
+                return Err(err(
+                    "42883",
+                    format!(
+                        "function {name}({}) does not exist",
+                        t.as_ref().map_or("*".to_string(), |t| t.sql_name())
+                    ),
+                ));
+            }
+        };
+        let arg = if bound.is_empty() { None } else { Some(finish_unknown(bound.remove(0))?) };
+        let extra =
+            if bound.is_empty() { None } else { Some(coerce(bound.remove(0), &DataType::Text)?) };
+        let call = AggCall { func, arg, extra, distinct, filter, data_type: data_type.clone() };
+        let g = self
+            .grouping
+            .last_mut()
+            .and_then(|g| g.as_mut())
+            .ok_or_else(|| Error::Internal("grouping".into()))?;
+        let idx = match g.aggs.iter().position(|a| *a == call) {
+            Some(i) => i,
+            None => {
+                g.aggs.push(call);
+                g.aggs.len() - 1
+            }
+        };
+        Ok(B::new(Expr::Column(g.keys.len() + idx), data_type))
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+trait WithAlias {
+    fn with_alias(self, alias: Option<&ast::TableAlias>)
+    -> (Plan, String, Vec<(String, DataType)>);
+}
+
+impl WithAlias for (Plan, String, Vec<(String, DataType)>) {
+    fn with_alias(
+        self,
+        alias: Option<&ast::TableAlias>,
+    ) -> (Plan, String, Vec<(String, DataType)>) {
+        let (plan, mut name, mut cols) = self;
+        if let Some(a) = alias {
+            name = ident(&a.name);
+            for (i, c) in a.columns.iter().enumerate() {
+                if let Some(col) = cols.get_mut(i) {
+                    col.0 = ident(&c.name);
+                }
+            }
+        }
+        (plan, name, cols)
+    }
+}
+
+fn plan_width_of_project(p: &Plan) -> usize {
+    match p {
+        Plan::Project { exprs, .. } => exprs.len(),
+        _ => 0,
+    }
+}
+
+fn plan_width_of(p: &Plan) -> usize {
+    match p {
+        Plan::Project { exprs, .. } => exprs.len(),
+        Plan::Sort { input, .. } | Plan::Distinct { input } | Plan::Limit { input, .. } => {
+            plan_width_of(input)
+        }
+        _ => 0,
+    }
+}
+
+fn order_opts(o: &ast::OrderByExpr) -> (bool, bool) {
+    let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+    // PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC, by default.
+    let nulls_first = o.options.nulls_first.unwrap_or(desc);
+    (desc, nulls_first)
+}
+
+fn and(a: Expr, b: Expr) -> Expr {
+    if a == Expr::Const(Value::Bool(true)) {
+        return b;
+    }
+    Expr::Binary { op: BinOp::And, left: a.boxed(), right: b.boxed() }
+}
+
+fn split_and(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary { op: BinOp::And, left, right } => {
+            split_and(*left, out);
+            split_and(*right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn cast_col(i: usize, from: &DataType, to: &DataType) -> Expr {
+    if from == to {
+        Expr::Column(i)
+    } else {
+        Expr::Cast { expr: Expr::Column(i).boxed(), to: to.clone() }
+    }
+}
+
+/// The column name PostgreSQL gives an unaliased select-list expression.
+fn output_name(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Identifier(i) => ident(i),
+        ast::Expr::CompoundIdentifier(ids) => ids.last().map(ident).unwrap_or_default(),
+        ast::Expr::Function(f) => {
+            object_name(&f.name).ok().and_then(|mut v| v.pop()).unwrap_or_default()
+        }
+        ast::Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => output_name(expr),
+            _ => data_type_of(data_type)
+                .map(|t| pg_type_label(&t))
+                .unwrap_or_else(|_| "?column?".into()),
+        },
+        ast::Expr::Nested(inner) => output_name(inner),
+        ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Exists { .. } => "exists".into(),
+        ast::Expr::Subquery(q) => match q.body.as_ref() {
+            ast::SetExpr::Select(s) => match s.projection.first() {
+                Some(ast::SelectItem::UnnamedExpr(e)) => output_name(e),
+                Some(ast::SelectItem::ExprWithAlias { alias, .. }) => ident(alias),
+                _ => "?column?".into(),
+            },
+            _ => "?column?".into(),
+        },
+        ast::Expr::Ceil { .. } => "ceil".into(),
+        ast::Expr::Floor { .. } => "floor".into(),
+        ast::Expr::Substring { .. } => "substring".into(),
+        ast::Expr::Trim { .. } => "btrim".into(),
+        ast::Expr::Position { .. } => "position".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// The name of a type as a column label (`SELECT 1::int` is "int4").
+fn pg_type_label(t: &DataType) -> String {
+    match t {
+        DataType::SmallInt => "int2".into(),
+        DataType::Integer => "int4".into(),
+        DataType::BigInt => "int8".into(),
+        DataType::Real => "float4".into(),
+        DataType::Double => "float8".into(),
+        DataType::Numeric(_) => "numeric".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Varchar(_) => "varchar".into(),
+        DataType::Char(_) => "bpchar".into(),
+        other => other.sql_name(),
+    }
+}
+
+fn is_aggregate_call(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Function(f) if f.over.is_none() => {
+            let name = object_name(&f.name).ok().and_then(|mut v| v.pop()).unwrap_or_default();
+            let args: Vec<&ast::FunctionArg> = match &f.args {
+                ast::FunctionArguments::List(l) => l.args.iter().collect(),
+                _ => vec![],
+            };
+            agg_func(&name, &args).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Whether an aggregate call appears in `e` (not inside subqueries).
+pub fn contains_aggregate(e: &ast::Expr) -> bool {
+    use ast::Expr as E;
+    if is_aggregate_call(e) {
+        return true;
+    }
+    match e {
+        E::Nested(x) | E::UnaryOp { expr: x, .. } | E::IsNull(x) | E::IsNotNull(x) => {
+            contains_aggregate(x)
+        }
+        E::IsTrue(x) | E::IsNotTrue(x) | E::IsFalse(x) | E::IsNotFalse(x) => contains_aggregate(x),
+        E::IsUnknown(x) | E::IsNotUnknown(x) => contains_aggregate(x),
+        E::Cast { expr, .. } => contains_aggregate(expr),
+        E::BinaryOp { left, right, .. }
+        | E::IsDistinctFrom(left, right)
+        | E::IsNotDistinctFrom(left, right) => {
+            contains_aggregate(left) || contains_aggregate(right)
+        }
+        E::In { expr, target: ast::InTarget::List(list), .. } => {
+            contains_aggregate(expr) || list.iter().any(contains_aggregate)
+        }
+        E::In { expr, .. } => contains_aggregate(expr),
+        E::AnyOp { left, .. } | E::AllOp { left, .. } => contains_aggregate(left),
+        E::Between { expr, low, high, .. } => {
+            contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high)
+        }
+        E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
+            contains_aggregate(expr) || contains_aggregate(pattern)
+        }
+        E::Case { operand, conditions, else_result, .. } => {
+            operand.as_deref().is_some_and(contains_aggregate)
+                || conditions
+                    .iter()
+                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
+                || else_result.as_deref().is_some_and(contains_aggregate)
+        }
+        E::Function(f) => match &f.args {
+            ast::FunctionArguments::List(l) => l.args.iter().any(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => contains_aggregate(x),
+                _ => false,
+            }),
+            _ => false,
+        },
+        E::Ceil { expr, .. } | E::Floor { expr, .. } => contains_aggregate(expr),
+        _ => false,
+    }
+}
+
+fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
+    Some(match name {
+        "count" => {
+            if matches!(
+                args.first(),
+                Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard))
+            ) {
+                AggFunc::CountStar
+            } else {
+                AggFunc::Count
+            }
+        }
+        "sum" => AggFunc::Sum,
+        "avg" => AggFunc::Avg,
+        "min" => AggFunc::Min,
+        "max" => AggFunc::Max,
+        "bool_and" | "every" => AggFunc::BoolAnd,
+        "bool_or" => AggFunc::BoolOr,
+        "string_agg" => AggFunc::StringAgg,
+        "stddev" | "stddev_samp" => AggFunc::StddevSamp,
+        "stddev_pop" => AggFunc::StddevPop,
+        "variance" | "var_samp" => AggFunc::VarSamp,
+        "var_pop" => AggFunc::VarPop,
+        _ => return None,
+    })
+}
+
+fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
+    let n = args.len();
+    let sig_msg = {
+        let types: Vec<String> = args_types(&args)
+            .iter()
+            .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
+            .collect();
+        format!("function {name}({}) does not exist", types.join(", "))
+    };
+    let sig = || err("42883", sig_msg.clone());
+    let num1 = |args: &mut Vec<B>| -> Result<(Expr, DataType)> {
+        let b = args.remove(0);
+        let b = if b.unknown { coerce_b(b, &DataType::Double)? } else { b };
+        if !is_numeric(&b.ty) {
+            return Err(err(
+                "42883",
+                format!("function {name}({}) does not exist", b.ty.sql_name()),
+            ));
+        }
+        Ok((b.expr, b.ty))
+    };
+    let text_args = |args: Vec<B>| -> Result<Vec<Expr>> {
+        args.into_iter().map(|b| coerce(b, &DataType::Text)).collect()
+    };
+    Ok(match (name, n) {
+        ("abs", 1) => {
+            let (e, t) = num1(&mut args)?;
+            B::new(Expr::Func { func: Func::Abs, args: vec![e] }, t)
+        }
+        ("sign", 1) => {
+            let (e, t) = num1(&mut args)?;
+            let t = if matches!(t, DataType::Numeric(_)) { t } else { DataType::Double };
+            B::new(Expr::Func { func: Func::Sign, args: vec![e] }, t)
+        }
+        ("sqrt", 1) => {
+            let (e, t) = num1(&mut args)?;
+            let t = if matches!(t, DataType::Numeric(_)) { t } else { DataType::Double };
+            B::new(Expr::Func { func: Func::Sqrt, args: vec![e] }, t)
+        }
+        ("ceil" | "ceiling" | "floor", 1) => {
+            let (e, t) = num1(&mut args)?;
+            let t = if matches!(t, DataType::Numeric(_)) { t } else { DataType::Double };
+            let func = if name == "floor" { Func::Floor } else { Func::Ceil };
+            B::new(Expr::Func { func, args: vec![e] }, t)
+        }
+        ("round" | "trunc", 1 | 2) => {
+            let (e, t) = num1(&mut args)?;
+            let func = if name == "round" { Func::Round } else { Func::Trunc };
+            let mut a = vec![e];
+            let t = if n == 2 {
+                a.push(coerce(args.remove(0), &DataType::Integer)?);
+                DataType::Numeric(None)
+            } else if matches!(t, DataType::Numeric(_)) {
+                t
+            } else {
+                DataType::Double
+            };
+            B::new(Expr::Func { func, args: a }, t)
+        }
+        ("power" | "pow", 2) => {
+            let a = coerce(args.remove(0), &DataType::Double)?;
+            let b = coerce(args.remove(0), &DataType::Double)?;
+            B::new(Expr::Func { func: Func::Power, args: vec![a, b] }, DataType::Double)
+        }
+        ("mod", 2) => {
+            let l = args.remove(0);
+            let r = args.remove(0);
+            if !is_numeric(&l.ty) || !is_numeric(&r.ty) {
+                return Err(sig());
+            }
+            let t = arith_type(&l.ty, &r.ty);
+            B::new(Expr::Func { func: Func::Mod, args: vec![l.expr, r.expr] }, t)
+        }
+        ("coalesce" | "greatest" | "least", 1..) => {
+            let mut ty: Option<DataType> = None;
+            for a in &args {
+                if !a.unknown {
+                    ty = Some(match ty {
+                        None => a.ty.clone(),
+                        Some(t) => common_type(&t, &a.ty)
+                            .ok_or_else(|| mismatch(&name.to_uppercase(), &t, &a.ty))?,
+                    });
+                }
+            }
+            let ty = ty.unwrap_or(DataType::Text);
+            let exprs = args.into_iter().map(|a| coerce(a, &ty)).collect::<Result<_>>()?;
+            let func = match name {
+                "coalesce" => Func::Coalesce,
+                "greatest" => Func::Greatest,
+                _ => Func::Least,
+            };
+            B::new(Expr::Func { func, args: exprs }, ty)
+        }
+        ("nullif", 2) => {
+            let l = args.remove(0);
+            let r = args.remove(0);
+            let ty = match (l.unknown, r.unknown) {
+                (true, true) => DataType::Text,
+                (true, false) => r.ty.clone(),
+                (false, true) => l.ty.clone(),
+                _ => common_type(&l.ty, &r.ty).ok_or_else(|| mismatch("NULLIF", &l.ty, &r.ty))?,
+            };
+            B::new(
+                Expr::Func { func: Func::NullIf, args: vec![coerce(l, &ty)?, coerce(r, &ty)?] },
+                ty,
+            )
+        }
+        ("lower" | "upper" | "reverse", 1) => {
+            let func = match name {
+                "lower" => Func::Lower,
+                "upper" => Func::Upper,
+                _ => Func::Reverse,
+            };
+            B::new(Expr::Func { func, args: text_args(args)? }, DataType::Text)
+        }
+        ("length" | "char_length" | "character_length", 1) => {
+            B::new(Expr::Func { func: Func::Length, args: text_args(args)? }, DataType::Integer)
+        }
+        ("substr" | "substring", 2 | 3) => {
+            let s = coerce(args.remove(0), &DataType::Text)?;
+            let mut a = vec![s];
+            for b in args {
+                a.push(coerce(b, &DataType::Integer)?);
+            }
+            B::new(Expr::Func { func: Func::Substr, args: a }, DataType::Text)
+        }
+        ("btrim" | "ltrim" | "rtrim", 1 | 2) => {
+            let func = match name {
+                "ltrim" => Func::Ltrim,
+                "rtrim" => Func::Rtrim,
+                _ => Func::Trim,
+            };
+            B::new(Expr::Func { func, args: text_args(args)? }, DataType::Text)
+        }
+        ("replace", 3) => {
+            B::new(Expr::Func { func: Func::Replace, args: text_args(args)? }, DataType::Text)
+        }
+        ("strpos", 2) => {
+            B::new(Expr::Func { func: Func::StrposFn, args: text_args(args)? }, DataType::Integer)
+        }
+        ("concat", _) => {
+            let a = args.into_iter().map(finish_unknown).collect::<Result<_>>()?;
+            B::new(Expr::Func { func: Func::Concat, args: a }, DataType::Text)
+        }
+        ("left" | "right" | "repeat", 2) => {
+            let s = coerce(args.remove(0), &DataType::Text)?;
+            let k = coerce(args.remove(0), &DataType::Integer)?;
+            let func = match name {
+                "left" => Func::Left,
+                "right" => Func::Right,
+                _ => Func::Repeat,
+            };
+            B::new(Expr::Func { func, args: vec![s, k] }, DataType::Text)
+        }
+        ("random", 0) => B::new(Expr::Func { func: Func::Random, args: vec![] }, DataType::Double),
+        _ => return Err(sig()),
+    })
+}
+
+fn args_types(args: &[B]) -> Vec<Option<DataType>> {
+    args.iter().map(|b| if b.unknown { None } else { Some(b.ty.clone()) }).collect()
+}
+
+fn cmp_op(op: &ast::BinaryOperator) -> Option<BinOp> {
+    use ast::BinaryOperator as O;
+    Some(match op {
+        O::Eq => BinOp::Eq,
+        O::NotEq => BinOp::NotEq,
+        O::Lt => BinOp::Lt,
+        O::LtEq => BinOp::LtEq,
+        O::Gt => BinOp::Gt,
+        O::GtEq => BinOp::GtEq,
+        _ => return None,
+    })
+}
+
+fn op_name(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::Mod => "%",
+        BinOp::Eq => "=",
+        BinOp::NotEq => "<>",
+        BinOp::Lt => "<",
+        BinOp::LtEq => "<=",
+        BinOp::Gt => ">",
+        BinOp::GtEq => ">=",
+        BinOp::And => "AND",
+        BinOp::Or => "OR",
+        BinOp::Concat => "||",
+    }
+}
+
+fn no_operator(op: &str, l: Option<&DataType>, r: &DataType) -> Error {
+    let msg = match l {
+        Some(l) => format!("operator does not exist: {} {op} {}", l.sql_name(), r.sql_name()),
+        None => format!("operator does not exist: {op} {}", r.sql_name()),
+    };
+    err("42883", msg)
+}
+
+fn mismatch(what: &str, a: &DataType, b: &DataType) -> Error {
+    err("42804", format!("{what} types {} and {} cannot be matched", a.sql_name(), b.sql_name()))
+}
+
+pub fn is_numeric(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::SmallInt
+            | DataType::Integer
+            | DataType::BigInt
+            | DataType::Real
+            | DataType::Double
+            | DataType::Numeric(_)
+    )
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Text | DataType::Varchar(_) | DataType::Char(_))
+}
+
+/// The result type of arithmetic on two numeric types.
+pub fn arith_type(a: &DataType, b: &DataType) -> DataType {
+    use DataType::*;
+    match (a, b) {
+        (Double, _) | (_, Double) => Double,
+        (Real, Real) => Real,
+        (Real, _) | (_, Real) => Double,
+        (Numeric(_), _) | (_, Numeric(_)) => Numeric(None),
+        (BigInt, _) | (_, BigInt) => BigInt,
+        (Integer, _) | (_, Integer) => Integer,
+        _ => SmallInt,
+    }
+}
+
+/// The type two values are compared or combined as (UNION, CASE, IN …).
+pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    if a == b {
+        return Some(a.clone());
+    }
+    if is_numeric(a) && is_numeric(b) {
+        return Some(arith_type(a, b));
+    }
+    if is_text(a) && is_text(b) {
+        return Some(DataType::Text);
+    }
+    None
+}
+
+/// Whether a value of `from` may be stored in a column of `to` (PostgreSQL's
+/// assignment casts for our types: numbers among themselves, anything to
+/// text, text types among themselves).
+fn assignable(from: &DataType, to: &DataType) -> bool {
+    (is_numeric(from) && is_numeric(to)) || is_text(to) || (is_text(from) && is_text(to))
+}
+
+/// Gives an unknown literal a type, or checks an implicit conversion.
+fn coerce(b: B, ty: &DataType) -> Result<Expr> {
+    Ok(coerce_b(b, ty)?.expr)
+}
+
+fn coerce_b(b: B, ty: &DataType) -> Result<B> {
+    if b.unknown {
+        return Ok(match b.expr {
+            Expr::Const(v) => B::new(Expr::Const(cast::cast(v, ty)?), ty.clone()),
+            other => B::new(Expr::Cast { expr: other.boxed(), to: ty.clone() }, ty.clone()),
+        });
+    }
+    if b.ty == *ty {
+        return Ok(b);
+    }
+    if cast::implicit(&b.ty, ty) || (is_text(ty) && !is_text(&b.ty) && *ty == DataType::Text) {
+        return Ok(B::new(Expr::Cast { expr: b.expr.boxed(), to: ty.clone() }, ty.clone()));
+    }
+    Err(err(
+        "42804",
+        format!("argument is of type {}, but {} was expected", b.ty.sql_name(), ty.sql_name()),
+    ))
+}
+
+/// For comparisons: values of mixed numeric types compare by value, so no
+/// cast is needed between numeric types (and none between text types).
+fn coerce_cmp(b: B, ty: &DataType) -> Result<Expr> {
+    if !b.unknown && ((is_numeric(&b.ty) && is_numeric(ty)) || (is_text(&b.ty) && is_text(ty))) {
+        return Ok(b.expr);
+    }
+    coerce(b, ty)
+}
+
+fn coerce_bool(b: B, what: &str) -> Result<Expr> {
+    if b.unknown {
+        return coerce(b, &DataType::Boolean);
+    }
+    if b.ty != DataType::Boolean {
+        return Err(err(
+            "42804",
+            format!("argument of {what} must be type boolean, not type {}", b.ty.sql_name()),
+        ));
+    }
+    Ok(b.expr)
+}
+
+/// An unknown literal left without context is text.
+fn finish_unknown(b: B) -> Result<Expr> {
+    Ok(b.expr)
+}
+
+fn literal(v: &ast::Value, params: &mut Vec<Option<DataType>>) -> Result<B> {
+    Ok(match v {
+        ast::Value::Number(n, _) => return number(n),
+        ast::Value::SingleQuotedString(s)
+        | ast::Value::EscapedStringLiteral(s)
+        | ast::Value::DollarQuotedString(ast::DollarQuotedString { value: s, .. }) => {
+            B { expr: Expr::Const(Value::Text(s.clone())), ty: DataType::Text, unknown: true }
+        }
+        ast::Value::Boolean(b) => B::new(Expr::Const(Value::Bool(*b)), DataType::Boolean),
+        ast::Value::Null => B { expr: Expr::Const(Value::Null), ty: DataType::Text, unknown: true },
+        ast::Value::Placeholder(p) => {
+            let i: usize = p
+                .strip_prefix('$')
+                .and_then(|d| d.parse().ok())
+                .filter(|i| *i >= 1)
+                .ok_or_else(|| err("42P02", format!("there is no parameter {p}")))?;
+            if params.len() < i {
+                params.resize(i, None);
+            }
+            B { expr: Expr::Param(i - 1), ty: DataType::Text, unknown: true }
+        }
+        other => return Err(unsupported(format!("literal {other}"))),
+    })
+}
+
+fn number(n: &str) -> Result<B> {
+    if !n.contains(['.', 'e', 'E']) {
+        if let Ok(i) = n.parse::<i32>() {
+            return Ok(B::new(Expr::Const(Value::Int4(i)), DataType::Integer));
+        }
+        if let Ok(i) = n.parse::<i64>() {
+            return Ok(B::new(Expr::Const(Value::Int8(i)), DataType::BigInt));
+        }
+    }
+    let d: Decimal = cast::parse_numeric(n)?;
+    Ok(B::new(Expr::Const(Value::Numeric(d)), DataType::Numeric(None)))
+}
+
+/// sqlparser's type → ours.
+pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
+    use ast::DataType as T;
+    let len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {
+        match l {
+            None => Ok(None),
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => {
+                if *length == 0 || *length > 10_485_760 {
+                    return Err(err(
+                        "22023",
+                        format!(
+                            "length for type varchar must be between 1 and 10485760, not {length}"
+                        ),
+                    ));
+                }
+                Ok(Some(*length as u32))
+            }
+            Some(ast::CharacterLength::Max) => Err(unsupported("varchar(max)")),
+        }
+    };
+    let numeric = |i: &ast::ExactNumberInfo| -> Result<DataType> {
+        Ok(DataType::Numeric(match i {
+            ast::ExactNumberInfo::None => None,
+            ast::ExactNumberInfo::Precision(p) => Some((*p as u32, 0)),
+            ast::ExactNumberInfo::PrecisionAndScale(p, s) => {
+                if *s < 0 || *s as u64 > *p {
+                    return Err(err(
+                        "22023",
+                        format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+                    ));
+                }
+                Some((*p as u32, *s as u32))
+            }
+        }))
+    };
+    Ok(match t {
+        T::SmallInt(_) | T::Int2(_) => DataType::SmallInt,
+        T::Int(_) | T::Integer(_) | T::Int4(_) => DataType::Integer,
+        T::BigInt(_) | T::Int8(_) => DataType::BigInt,
+        T::Real | T::Float4 => DataType::Real,
+        T::Double(_) | T::DoublePrecision | T::Float8 => DataType::Double,
+        T::Float(info) => match info {
+            ast::ExactNumberInfo::Precision(p) if *p <= 24 => DataType::Real,
+            _ => DataType::Double,
+        },
+        T::Numeric(i) | T::Decimal(i) => numeric(i)?,
+        T::Boolean | T::Bool => DataType::Boolean,
+        T::Text => DataType::Text,
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(len(l)?),
+        T::Char(l) | T::Character(l) => DataType::Char(len(l)?.unwrap_or(1)),
+        T::Bytea => DataType::Bytea,
+        T::Custom(name, mods) if mods.is_empty() => {
+            let n = object_name(name)?.pop().unwrap_or_default();
+            match n.as_str() {
+                "int2" => DataType::SmallInt,
+                "int4" => DataType::Integer,
+                "int8" => DataType::BigInt,
+                "float4" => DataType::Real,
+                "float8" => DataType::Double,
+                "bool" => DataType::Boolean,
+                "bpchar" => DataType::Char(1),
+                "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2" => {
+                    return Err(err(
+                        "42601",
+                        format!("type {n} is only allowed in a column definition"),
+                    ));
+                }
+                _ => return Err(err("42704", format!("type \"{n}\" does not exist"))),
+            }
+        }
+        other => return Err(unsupported(format!("type {other}"))),
+    })
+}

@@ -1,0 +1,302 @@
+//! Bound expressions.
+
+use qube_common::types::DataType;
+
+use super::Plan;
+use crate::types::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Not,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+    Concat,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq)
+    }
+}
+
+/// Scalar functions, by PostgreSQL name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Abs,
+    Coalesce,
+    NullIf,
+    Greatest,
+    Least,
+    Lower,
+    Upper,
+    Length,
+    Substr,
+    Trim,
+    Ltrim,
+    Rtrim,
+    Replace,
+    Concat,
+    Round,
+    Trunc,
+    Ceil,
+    Floor,
+    Sqrt,
+    Power,
+    Sign,
+    Mod,
+    Left,
+    Right,
+    Repeat,
+    Reverse,
+    Position,
+    StrposFn,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    CountStar,
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    BoolAnd,
+    BoolOr,
+    StringAgg,
+    StddevSamp,
+    StddevPop,
+    VarSamp,
+    VarPop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggCall {
+    pub func: AggFunc,
+    /// The argument (none for `count(*)`); `string_agg` also has `extra`
+    /// (the delimiter).
+    pub arg: Option<Expr>,
+    pub extra: Option<Expr>,
+    pub distinct: bool,
+    pub filter: Option<Expr>,
+    /// The result type.
+    pub data_type: DataType,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Const(Value),
+    Column(usize),
+    /// A column of an enclosing query's current row: `depth` 1 is the
+    /// query immediately around this one.
+    Outer {
+        depth: usize,
+        index: usize,
+    },
+    Param(usize),
+    Unary {
+        op: UnOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    /// IS [NOT] TRUE / FALSE.
+    IsBool {
+        expr: Box<Expr>,
+        value: bool,
+        negated: bool,
+    },
+    IsDistinct {
+        left: Box<Expr>,
+        right: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    Case {
+        operand: Option<Box<Expr>>,
+        whens: Vec<(Expr, Expr)>,
+        else_: Option<Box<Expr>>,
+    },
+    Cast {
+        expr: Box<Expr>,
+        to: DataType,
+    },
+    Func {
+        func: Func,
+        args: Vec<Expr>,
+    },
+    Like {
+        expr: Box<Expr>,
+        pattern: Box<Expr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    /// A subquery's single value (NULL if it returns no row; 21000 if more).
+    ScalarSubquery {
+        plan: Box<Plan>,
+        correlated: bool,
+    },
+    Exists {
+        plan: Box<Plan>,
+        negated: bool,
+        correlated: bool,
+    },
+    InSubquery {
+        expr: Box<Expr>,
+        plan: Box<Plan>,
+        negated: bool,
+        correlated: bool,
+    },
+    /// `expr op ANY/ALL (subquery)`.
+    Quantified {
+        expr: Box<Expr>,
+        op: BinOp,
+        all: bool,
+        plan: Box<Plan>,
+        correlated: bool,
+    },
+}
+
+impl Expr {
+    pub fn boxed(self) -> Box<Expr> {
+        Box::new(self)
+    }
+
+    /// Whether the expression reads the current row's columns at all.
+    pub fn columns_used(&self, out: &mut Vec<usize>) {
+        self.walk(&mut |e| {
+            if let Expr::Column(i) = e {
+                out.push(*i);
+            }
+        });
+    }
+
+    /// Visits every node of this expression (not inside subqueries).
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::Unary { expr, .. }
+            | Expr::IsNull { expr, .. }
+            | Expr::IsBool { expr, .. }
+            | Expr::Cast { expr, .. } => expr.walk(f),
+            Expr::InSubquery { expr, .. } | Expr::Quantified { expr, .. } => expr.walk(f),
+            Expr::Binary { left, right, .. } | Expr::IsDistinct { left, right, .. } => {
+                left.walk(f);
+                right.walk(f);
+            }
+            Expr::InList { expr, list, .. } => {
+                expr.walk(f);
+                list.iter().for_each(|e| e.walk(f));
+            }
+            Expr::Between { expr, low, high, .. } => {
+                expr.walk(f);
+                low.walk(f);
+                high.walk(f);
+            }
+            Expr::Case { operand, whens, else_ } => {
+                if let Some(o) = operand {
+                    o.walk(f);
+                }
+                for (w, t) in whens {
+                    w.walk(f);
+                    t.walk(f);
+                }
+                if let Some(e) = else_ {
+                    e.walk(f);
+                }
+            }
+            Expr::Func { args, .. } => args.iter().for_each(|e| e.walk(f)),
+            Expr::Like { expr, pattern, .. } => {
+                expr.walk(f);
+                pattern.walk(f);
+            }
+        }
+    }
+
+    /// Rewrites every `Column(i)` to `Column(map(i))`.
+    pub fn remap_columns(&mut self, map: &dyn Fn(usize) -> usize) {
+        self.walk_mut(&mut |e| {
+            if let Expr::Column(i) = e {
+                *i = map(*i);
+            }
+        });
+    }
+
+    pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        f(self);
+        match self {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::Unary { expr, .. }
+            | Expr::IsNull { expr, .. }
+            | Expr::IsBool { expr, .. }
+            | Expr::Cast { expr, .. } => expr.walk_mut(f),
+            Expr::InSubquery { expr, .. } | Expr::Quantified { expr, .. } => expr.walk_mut(f),
+            Expr::Binary { left, right, .. } | Expr::IsDistinct { left, right, .. } => {
+                left.walk_mut(f);
+                right.walk_mut(f);
+            }
+            Expr::InList { expr, list, .. } => {
+                expr.walk_mut(f);
+                list.iter_mut().for_each(|e| e.walk_mut(f));
+            }
+            Expr::Between { expr, low, high, .. } => {
+                expr.walk_mut(f);
+                low.walk_mut(f);
+                high.walk_mut(f);
+            }
+            Expr::Case { operand, whens, else_ } => {
+                if let Some(o) = operand {
+                    o.walk_mut(f);
+                }
+                for (w, t) in whens {
+                    w.walk_mut(f);
+                    t.walk_mut(f);
+                }
+                if let Some(e) = else_ {
+                    e.walk_mut(f);
+                }
+            }
+            Expr::Func { args, .. } => args.iter_mut().for_each(|e| e.walk_mut(f)),
+            Expr::Like { expr, pattern, .. } => {
+                expr.walk_mut(f);
+                pattern.walk_mut(f);
+            }
+        }
+    }
+}

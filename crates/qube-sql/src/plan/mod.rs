@@ -1,0 +1,199 @@
+//! Bound plans: what the binder makes of sqlparser's AST, and what the
+//! executor runs.
+//!
+//! Expressions refer to columns by position in the row their operator
+//! receives (`Expr::Column`), or, inside a correlated subquery, by depth
+//! and position in an enclosing query's current row (`Expr::Outer`).
+//! Every plan node knows its output width; names and types live in the
+//! binder's scopes and in `Bound::columns`.
+
+pub mod bind;
+pub mod expr;
+
+use qube_common::types::DataType;
+
+pub use expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
+
+use crate::types::Value;
+
+/// A table as the executor needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRef {
+    pub id: u64,
+    pub name: String,
+    pub columns: Vec<(String, DataType)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOpKind {
+    Union,
+    Intersect,
+    Except,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub desc: bool,
+    pub nulls_first: bool,
+}
+
+/// One input of a `MultiJoin`, with where its columns go in the joined row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinInput {
+    pub plan: Plan,
+    pub offset: usize,
+    pub width: usize,
+}
+
+/// A set of `MultiJoin` inputs (bit i = input i), of any size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputSet(Vec<u64>);
+
+impl InputSet {
+    pub fn one(i: usize) -> InputSet {
+        let mut s = InputSet::default();
+        s.insert(i);
+        s
+    }
+    pub fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    /// Every member of `self` is in `other`.
+    pub fn is_subset(&self, other: &InputSet) -> bool {
+        self.0.iter().enumerate().all(|(k, w)| w & !other.0.get(k).copied().unwrap_or(0) == 0)
+    }
+    /// Exactly the one input `i`.
+    pub fn is_only(&self, i: usize) -> bool {
+        self.contains(i) && self.len() == 1
+    }
+}
+
+/// A condition of a `MultiJoin` and the inputs it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinCond {
+    pub expr: Expr,
+    pub inputs: InputSet,
+}
+
+/// The inputs whose columns `e` reads.
+pub fn inputs_of(e: &Expr, inputs: &[JoinInput]) -> InputSet {
+    let mut cols = Vec::new();
+    e.columns_used(&mut cols);
+    let mut set = InputSet::default();
+    for c in cols {
+        for (i, inp) in inputs.iter().enumerate() {
+            if c >= inp.offset && c < inp.offset + inp.width {
+                set.insert(i);
+            }
+        }
+    }
+    set
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Literal rows (also `SELECT` without `FROM`: one empty row).
+    Values {
+        rows: Vec<Vec<Expr>>,
+        width: usize,
+    },
+    /// Every visible row of a table, in rowid order.
+    Scan {
+        table: TableRef,
+    },
+    Filter {
+        input: Box<Plan>,
+        predicate: Expr,
+    },
+    Project {
+        input: Box<Plan>,
+        exprs: Vec<Expr>,
+    },
+    /// Inner joins of several inputs with their conditions; the executor
+    /// picks the order (each next input is one an equality links to what
+    /// is joined so far, by hash join) and applies each condition as soon
+    /// as its inputs are joined. The output row is the inputs side by side
+    /// in their listed order.
+    MultiJoin {
+        inputs: Vec<JoinInput>,
+        conds: Vec<JoinCond>,
+        width: usize,
+    },
+    /// A binary outer join: left columns, then right columns.
+    Join {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        kind: JoinKind,
+        on: Expr,
+    },
+    /// Output: the group keys, then the aggregates. Without keys, exactly
+    /// one row even for empty input.
+    Aggregate {
+        input: Box<Plan>,
+        group_by: Vec<Expr>,
+        aggs: Vec<AggCall>,
+    },
+    Sort {
+        input: Box<Plan>,
+        keys: Vec<SortKey>,
+    },
+    Limit {
+        input: Box<Plan>,
+        limit: Option<Expr>,
+        offset: Option<Expr>,
+    },
+    Distinct {
+        input: Box<Plan>,
+    },
+    /// DISTINCT ON: the first row of each run of equal `on` values (input sorted).
+    DistinctOn {
+        input: Box<Plan>,
+        on: Vec<Expr>,
+    },
+    SetOp {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        kind: SetOpKind,
+        all: bool,
+    },
+}
+
+impl Plan {
+    /// SELECT without FROM: one row of no columns.
+    pub fn unit() -> Plan {
+        Plan::Values { rows: vec![vec![]], width: 0 }
+    }
+}
+
+/// A bound query: its plan and its output columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub plan: Plan,
+    pub columns: Vec<(String, DataType)>,
+}
+
+/// A constant row for `Values` built from values.
+pub fn const_row(values: Vec<Value>) -> Vec<Expr> {
+    values.into_iter().map(Expr::Const).collect()
+}

@@ -1,0 +1,430 @@
+//! The engine's public face: `Database` (a directory or memory) and
+//! `Session` (transaction state, current schema, settings), which turns SQL
+//! text into `QueryResult`s.
+//!
+//! Transactions follow PostgreSQL: a statement outside BEGIN runs in its
+//! own transaction (autocommit); inside one, an error marks the
+//! transaction failed and every later statement gets 25P02 until ROLLBACK
+//! (COMMIT of a failed transaction rolls back).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qube_catalog::{Catalog, Namespace, ObjectId};
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_storage::{BTreeEngine, Engine, MemoryEngine, Options};
+use qube_txn::{Isolation, Mode, Mvcc, MvccOptions, Transaction};
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::exec::{self, Ctx};
+use crate::plan::bind::Binder;
+use crate::storage::RowIds;
+use crate::types::Value;
+
+/// Parses SQL text; a syntax error is 42601 with its line and column.
+pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let msg = match e {
+            sqlparser::parser::ParserError::ParserError(m)
+            | sqlparser::parser::ParserError::TokenizerError(m) => m,
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                return Error::user("54001", "statement is too deeply nested");
+            }
+        };
+        Error::user("42601", format!("syntax error: {msg}"))
+    })
+}
+
+/// A result column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: DataType,
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// Empty for statements that return no rows.
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+    /// PostgreSQL's command tag: "SELECT 3", "INSERT 0 1", "CREATE TABLE".
+    pub tag: String,
+}
+
+impl QueryResult {
+    fn command(tag: impl Into<String>) -> QueryResult {
+        QueryResult { columns: Vec::new(), rows: Vec::new(), tag: tag.into() }
+    }
+}
+
+pub(crate) struct Shared {
+    pub engine: Arc<dyn Engine>,
+    pub mvcc: Arc<Mvcc>,
+    pub catalog: Catalog,
+    pub rowids: RowIds,
+}
+
+/// An open database; cheap to clone, shared by its sessions.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Database {
+    /// Opens (or creates) a database in a directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
+        let engine: Arc<dyn Engine> =
+            Arc::new(BTreeEngine::open(dir.as_ref(), Options::default())?);
+        Self::with_engine(engine)
+    }
+
+    /// A database in memory, gone when dropped.
+    pub fn memory() -> Result<Database> {
+        Self::with_engine(Arc::new(MemoryEngine::new()))
+    }
+
+    pub fn with_engine(engine: Arc<dyn Engine>) -> Result<Database> {
+        let mvcc = Arc::new(Mvcc::open(
+            engine.clone(),
+            MvccOptions { gc_interval: Some(Duration::from_secs(1)), ..MvccOptions::default() },
+        )?);
+        let catalog = Catalog::open(mvcc.clone())?;
+        Ok(Database {
+            shared: Arc::new(Shared { engine, mvcc, catalog, rowids: RowIds::default() }),
+        })
+    }
+
+    /// The storage engine underneath (status, checkpoints).
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.shared.engine
+    }
+
+    /// A new session on the default database `qubedb`, schema `public`.
+    pub fn session(&self) -> Result<Session> {
+        let c = &self.shared.catalog;
+        let mut txn = self.shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?;
+        let db = c
+            .lookup(&mut txn, Namespace::Database, 0, qube_catalog::BOOTSTRAP_NAME)?
+            .ok_or_else(|| Error::Internal("no default database".into()))?;
+        let schema = c
+            .lookup(&mut txn, Namespace::Schema, db.id, "public")?
+            .ok_or_else(|| Error::Internal("no public schema".into()))?;
+        txn.rollback();
+        Ok(Session {
+            db: self.clone(),
+            schema: schema.id,
+            txn: None,
+            failed: false,
+            settings: HashMap::new(),
+            default_isolation: Isolation::ReadCommitted,
+        })
+    }
+}
+
+/// One connection's state.
+pub struct Session {
+    db: Database,
+    schema: ObjectId,
+    /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
+    txn: Option<Transaction>,
+    failed: bool,
+    settings: HashMap<String, String>,
+    default_isolation: Isolation,
+}
+
+impl Session {
+    /// Runs every statement of `sql` in order; stops at the first error.
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<QueryResult>> {
+        self.execute_with(sql, &[])
+    }
+
+    /// As `execute`, with values for `$1`, `$2`, ….
+    pub fn execute_with(&mut self, sql: &str, params: &[Value]) -> Result<Vec<QueryResult>> {
+        let stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail();
+                return Err(e);
+            }
+        };
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in &stmts {
+            out.push(self.statement(s, params)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether an explicit transaction is open (and whether it failed).
+    pub fn transaction_status(&self) -> (bool, bool) {
+        (self.txn.is_some(), self.failed)
+    }
+
+    fn fail(&mut self) {
+        if self.txn.is_some() {
+            self.failed = true;
+        }
+    }
+
+    fn statement(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+        use ast::Statement as S;
+        match s {
+            S::StartTransaction { modes, .. } => {
+                if self.txn.is_some() {
+                    // PostgreSQL warns and carries on.
+                    return Ok(QueryResult::command("BEGIN"));
+                }
+                let mut iso = self.default_isolation;
+                let mut read_only = false;
+                for m in modes {
+                    match m {
+                        ast::TransactionMode::IsolationLevel(l) => {
+                            iso = match l {
+                                ast::TransactionIsolationLevel::ReadUncommitted
+                                | ast::TransactionIsolationLevel::ReadCommitted => {
+                                    Isolation::ReadCommitted
+                                }
+                                ast::TransactionIsolationLevel::RepeatableRead => {
+                                    Isolation::RepeatableRead
+                                }
+                                ast::TransactionIsolationLevel::Serializable => {
+                                    Isolation::Serializable
+                                }
+                                ast::TransactionIsolationLevel::Snapshot => {
+                                    Isolation::RepeatableRead
+                                }
+                            }
+                        }
+                        ast::TransactionMode::AccessMode(a) => {
+                            read_only = matches!(a, ast::TransactionAccessMode::ReadOnly)
+                        }
+                    }
+                }
+                let mode = if read_only { Mode::ReadOnly(iso) } else { Mode::ReadWrite(iso) };
+                self.txn = Some(self.db.shared.mvcc.begin(mode)?);
+                self.failed = false;
+                Ok(QueryResult::command("BEGIN"))
+            }
+            S::Commit { chain, .. } => {
+                if *chain {
+                    return Err(crate::plan::bind::unsupported("COMMIT AND CHAIN"));
+                }
+                let failed = std::mem::replace(&mut self.failed, false);
+                match self.txn.take() {
+                    None => Ok(QueryResult::command("COMMIT")),
+                    Some(t) if failed => {
+                        t.rollback();
+                        Ok(QueryResult::command("ROLLBACK"))
+                    }
+                    Some(t) => {
+                        t.commit()?;
+                        Ok(QueryResult::command("COMMIT"))
+                    }
+                }
+            }
+            S::Rollback { savepoint: Some(name), .. } => {
+                let Some(t) = self.txn.as_mut() else {
+                    return Err(Error::user(
+                        "25P01",
+                        "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+                    ));
+                };
+                t.rollback_to(&crate::plan::bind::ident(name)).map_err(|_| {
+                    Error::user(
+                        "3B001",
+                        format!("savepoint \"{}\" does not exist", crate::plan::bind::ident(name)),
+                    )
+                })?;
+                self.failed = false;
+                Ok(QueryResult::command("ROLLBACK"))
+            }
+            S::Rollback { .. } => {
+                self.failed = false;
+                if let Some(t) = self.txn.take() {
+                    t.rollback();
+                }
+                Ok(QueryResult::command("ROLLBACK"))
+            }
+            _ if self.failed => Err(Error::user(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            S::Savepoint { name } => {
+                let Some(t) = self.txn.as_mut() else {
+                    return Err(Error::user(
+                        "25P01",
+                        "SAVEPOINT can only be used in transaction blocks",
+                    ));
+                };
+                t.savepoint(&crate::plan::bind::ident(name));
+                Ok(QueryResult::command("SAVEPOINT"))
+            }
+            S::ReleaseSavepoint { name } => {
+                let Some(t) = self.txn.as_mut() else {
+                    return Err(Error::user(
+                        "25P01",
+                        "RELEASE SAVEPOINT can only be used in transaction blocks",
+                    ));
+                };
+                t.release(&crate::plan::bind::ident(name)).map_err(|_| {
+                    Error::user(
+                        "3B001",
+                        format!("savepoint \"{}\" does not exist", crate::plan::bind::ident(name)),
+                    )
+                })?;
+                Ok(QueryResult::command("RELEASE"))
+            }
+            S::Set(set) => self.set(set),
+            S::ShowVariable { variable } => {
+                let name =
+                    variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
+                let value = self.setting(&name)?;
+                Ok(QueryResult {
+                    columns: vec![Column { name: name.clone(), data_type: DataType::Text }],
+                    rows: vec![vec![Value::Text(value)]],
+                    tag: "SHOW".into(),
+                })
+            }
+            other => self.in_transaction(other, params),
+        }
+    }
+
+    fn setting(&self, name: &str) -> Result<String> {
+        if let Some(v) = self.settings.get(name) {
+            return Ok(v.clone());
+        }
+        Ok(match name {
+            "transaction isolation level" | "transaction_isolation" => match self.default_isolation
+            {
+                Isolation::ReadCommitted => "read committed",
+                Isolation::RepeatableRead => "repeatable read",
+                Isolation::Serializable => "serializable",
+            }
+            .into(),
+            "server_version" => "16.0".into(),
+            "search_path" => "\"$user\", public".into(),
+            "client_encoding" | "server_encoding" => "UTF8".into(),
+            "datestyle" => "ISO, MDY".into(),
+            "timezone" => "UTC".into(),
+            "standard_conforming_strings" => "on".into(),
+            _ => {
+                return Err(Error::user(
+                    "42704",
+                    format!("unrecognized configuration parameter \"{name}\""),
+                ));
+            }
+        })
+    }
+
+    fn set(&mut self, set: &ast::Set) -> Result<QueryResult> {
+        match set {
+            ast::Set::SingleAssignment { variable, values, .. } => {
+                let name = crate::plan::bind::object_name(variable)?.join(".");
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        ast::Expr::Identifier(i) => i.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.settings.insert(name, value);
+                Ok(QueryResult::command("SET"))
+            }
+            ast::Set::SetTransaction { modes, session, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(l) = m {
+                        let iso = match l {
+                            ast::TransactionIsolationLevel::RepeatableRead
+                            | ast::TransactionIsolationLevel::Snapshot => Isolation::RepeatableRead,
+                            ast::TransactionIsolationLevel::Serializable => Isolation::Serializable,
+                            _ => Isolation::ReadCommitted,
+                        };
+                        if *session {
+                            self.default_isolation = iso;
+                        } else if self.txn.is_none() {
+                            // Outside a transaction block PostgreSQL warns and does nothing.
+                        } else {
+                            return Err(crate::plan::bind::unsupported(
+                                "SET TRANSACTION inside a transaction (use BEGIN ISOLATION LEVEL …)",
+                            ));
+                        }
+                    }
+                }
+                Ok(QueryResult::command("SET"))
+            }
+            other => Err(crate::plan::bind::unsupported(format!("{other}"))),
+        }
+    }
+
+    /// Runs a statement in the explicit transaction, or in its own.
+    fn in_transaction(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+        let shared = self.db.shared.clone();
+        match self.txn.as_mut() {
+            Some(t) => {
+                t.new_statement();
+                let res = run_statement(&shared, t, self.schema, s, params);
+                if res.is_err() {
+                    self.failed = true;
+                }
+                res
+            }
+            None => {
+                let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
+                let res = run_statement(&shared, &mut t, self.schema, s, params);
+                match res {
+                    Ok(r) => {
+                        t.commit()?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        t.rollback();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run_statement(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: ObjectId,
+    s: &ast::Statement,
+    params: &[Value],
+) -> Result<QueryResult> {
+    use ast::Statement as S;
+    match s {
+        S::Query(q) => {
+            let mut b = Binder::new(&shared.catalog, txn, schema);
+            let q = b.query(q)?;
+            drop(b);
+            let mut ctx = Ctx::new(txn, params);
+            let rows = exec::run(&mut ctx, &q.plan)?;
+            let n = rows.len();
+            Ok(QueryResult {
+                columns: q
+                    .columns
+                    .into_iter()
+                    .map(|(name, data_type)| Column { name, data_type })
+                    .collect(),
+                rows,
+                tag: format!("SELECT {n}"),
+            })
+        }
+        S::Insert(i) => crate::exec::dml::insert(shared, txn, schema, i, params),
+        S::Update(u) => crate::exec::dml::update(shared, txn, schema, u, params),
+        S::Delete(d) => crate::exec::dml::delete(shared, txn, schema, d, params),
+        other => crate::exec::ddl::ddl(shared, txn, schema, other),
+    }
+}

@@ -1,0 +1,138 @@
+//! How tables and indexes live in the MVCC keyspace.
+//!
+//! ```text
+//! 0x10 table_id:u64 BE rowid:u64 BE                    → row (types::encoding)
+//! 0x11 index_id:u64 BE key-encoded columns [rowid BE]   → rowid:u64 BE
+//! ```
+//!
+//! Every row has a rowid, unique in its table, handed out by the
+//! database's in-memory counters (initialised from the largest rowid in
+//! the table at first use after open; never reused while the process
+//! runs). A unique index's key is its columns alone, so a second row with
+//! the same key finds the first (`get_for_update` locks the key, so two
+//! concurrent inserts serialize and the second sees the first's commit); a
+//! key with a NULL column, and every key of a non-unique index, carries
+//! the rowid too.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use qube_common::{Error, Result};
+use qube_storage::{Direction, KeyRange};
+use qube_txn::Transaction;
+
+use crate::types::Value;
+use crate::types::encoding::{decode_row, encode_key, encode_row};
+
+const TABLE: u8 = 0x10;
+const INDEX: u8 = 0x11;
+
+pub fn table_prefix(table: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TABLE;
+    k[1..].copy_from_slice(&table.to_be_bytes());
+    k
+}
+
+pub fn row_key(table: u64, rowid: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&table_prefix(table));
+    k[9..].copy_from_slice(&rowid.to_be_bytes());
+    k
+}
+
+pub fn index_prefix(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = INDEX;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The entry key of `values` in an index; `unique` keys omit the rowid
+/// unless a value is NULL.
+pub fn index_key(index: u64, values: &[Value], rowid: u64, unique: bool) -> Vec<u8> {
+    let mut k = index_prefix(index).to_vec();
+    for v in values {
+        encode_key(v, &mut k);
+    }
+    if !unique || values.iter().any(Value::is_null) {
+        k.extend_from_slice(&rowid.to_be_bytes());
+    }
+    k
+}
+
+fn rowid_of(key: &[u8]) -> Result<u64> {
+    key.get(9..17)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::Internal("bad row key".into()))
+}
+
+/// Every visible row of a table: (rowid, values).
+pub fn scan(txn: &mut Transaction, table: u64, ncols: usize) -> Result<Vec<(u64, Vec<Value>)>> {
+    let pairs = txn.scan(KeyRange::prefix(&table_prefix(table)), Direction::Forward)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let mut row = Vec::with_capacity(ncols);
+        decode_row(&v, ncols, &mut row)?;
+        out.push((rowid_of(&k)?, row));
+    }
+    Ok(out)
+}
+
+pub fn put_row(
+    txn: &mut Transaction,
+    table: u64,
+    rowid: u64,
+    row: &[Value],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    buf.clear();
+    encode_row(row, buf);
+    txn.set(&row_key(table, rowid), buf)
+}
+
+pub fn delete_row(txn: &mut Transaction, table: u64, rowid: u64) -> Result<()> {
+    txn.delete(&row_key(table, rowid))
+}
+
+/// Deletes every row and index entry of a table (DROP, TRUNCATE).
+pub fn clear_prefix(txn: &mut Transaction, prefix: &[u8]) -> Result<u64> {
+    let pairs = txn.scan(KeyRange::prefix(prefix), Direction::Forward)?;
+    let n = pairs.len() as u64;
+    for (k, _) in pairs {
+        txn.delete(&k)?;
+    }
+    Ok(n)
+}
+
+/// Rowid counters per table.
+#[derive(Default)]
+pub struct RowIds {
+    next: Mutex<HashMap<u64, u64>>,
+}
+
+impl RowIds {
+    /// `n` fresh rowids for `table` (the first returned).
+    pub fn take(&self, txn: &mut Transaction, table: u64, n: u64) -> Result<u64> {
+        let mut m = self.next.lock();
+        let next = match m.get(&table) {
+            Some(v) => *v,
+            None => {
+                // The largest rowid any transaction can have written: the
+                // newest version of the last key, committed or not, is not
+                // visible to us, so take the last visible key and stay clear
+                // of concurrent writers by never reusing a counter value in
+                // this process (counters start after every visible row).
+                let last = txn.scan(KeyRange::prefix(&table_prefix(table)), Direction::Reverse)?;
+                last.first().map(|(k, _)| rowid_of(k)).transpose()?.map_or(1, |r| r + 1)
+            }
+        };
+        m.insert(table, next + n);
+        Ok(next)
+    }
+
+    pub fn forget(&self, table: u64) {
+        self.next.lock().remove(&table);
+    }
+}

@@ -1,0 +1,374 @@
+//! Casts between types, by PostgreSQL's rules.
+//!
+//! `cast` is an explicit `CAST(x AS t)` / `x::t`; `assign` is the coercion
+//! of a value stored into a column of type `t` (it differs for
+//! `varchar(n)`/`char(n)`: an explicit cast truncates, an assignment of a
+//! longer string is an error). Out-of-range results are errors (22003),
+//! text that does not parse is 22P02, never a wrap or a silent zero.
+
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+
+use super::value::{Value, format_float};
+
+pub fn out_of_range(what: &str) -> Error {
+    Error::user("22003", format!("{what} out of range"))
+}
+
+fn invalid_text(type_name: &str, text: &str) -> Error {
+    Error::user("22P02", format!("invalid input syntax for type {type_name}: \"{text}\""))
+}
+
+/// Explicit cast.
+pub fn cast(v: Value, to: &DataType) -> Result<Value> {
+    convert(v, to, true)
+}
+
+/// Assignment to a column of type `to`.
+pub fn assign(v: Value, to: &DataType) -> Result<Value> {
+    convert(v, to, false)
+}
+
+fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match to {
+        DataType::SmallInt => Value::Int2(
+            i16::try_from(to_i64(v, "smallint")?).map_err(|_| out_of_range("smallint"))?,
+        ),
+        DataType::Integer => {
+            Value::Int4(i32::try_from(to_i64(v, "integer")?).map_err(|_| out_of_range("integer"))?)
+        }
+        DataType::BigInt => Value::Int8(to_i64(v, "bigint")?),
+        DataType::Real => {
+            let f = to_f64(v, "real")?;
+            let r = f as f32;
+            if r.is_infinite() && f.is_finite() {
+                return Err(Error::user("22003", "value out of range: overflow"));
+            }
+            Value::Float4(r)
+        }
+        DataType::Double => Value::Float8(to_f64(v, "double precision")?),
+        DataType::Numeric(typmod) => {
+            let d = to_decimal(v)?;
+            Value::Numeric(apply_numeric_typmod(d, *typmod)?)
+        }
+        DataType::Boolean => Value::Bool(match v {
+            Value::Bool(b) => b,
+            Value::Int4(i) => i != 0,
+            Value::Text(s) => parse_bool(&s)?,
+            other => return Err(cannot_cast(&other, to)),
+        }),
+        DataType::Text => Value::Text(to_text(v)),
+        DataType::Varchar(n) => {
+            let s = to_text(v);
+            Value::Text(match n {
+                Some(n) => limit_length(s, *n as usize, explicit, "character varying")?,
+                None => s,
+            })
+        }
+        DataType::Char(n) => {
+            let s = limit_length(to_text(v), *n as usize, explicit, "character")?;
+            let len = s.chars().count();
+            Value::Text(if len < *n as usize {
+                format!("{s}{}", " ".repeat(*n as usize - len))
+            } else {
+                s
+            })
+        }
+        DataType::Bytea => match v {
+            Value::Bytea(b) => Value::Bytea(b),
+            Value::Text(s) => Value::Bytea(parse_bytea(&s)?),
+            other => return Err(cannot_cast(&other, to)),
+        },
+        other => {
+            return Err(Error::user(
+                "0A000",
+                format!("type {} is not supported yet", other.sql_name()),
+            ));
+        }
+    })
+}
+
+fn cannot_cast(v: &Value, to: &DataType) -> Error {
+    let from = v.data_type().map_or("unknown".to_string(), |t| t.sql_name());
+    Error::user("42846", format!("cannot cast type {from} to {}", to.sql_name()))
+}
+
+/// varchar(n)/char(n): an explicit cast truncates; an assignment of a
+/// longer string fails unless the excess is spaces (PostgreSQL's rule).
+fn limit_length(s: String, n: usize, explicit: bool, name: &str) -> Result<String> {
+    let len = s.chars().count();
+    if len <= n {
+        return Ok(s);
+    }
+    let cut: String = s.chars().take(n).collect();
+    if explicit || s.chars().skip(n).all(|c| c == ' ') {
+        return Ok(cut);
+    }
+    Err(Error::user("22001", format!("value too long for type {name}({n})")))
+}
+
+pub fn to_text(v: Value) -> String {
+    match v {
+        Value::Text(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn to_i64(v: Value, type_name: &str) -> Result<i64> {
+    match v {
+        Value::Int2(i) => Ok(i as i64),
+        Value::Int4(i) => Ok(i as i64),
+        Value::Int8(i) => Ok(i),
+        Value::Float4(f) => float_to_i64(f as f64, type_name),
+        Value::Float8(f) => float_to_i64(f, type_name),
+        Value::Numeric(d) => d
+            .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .to_i64()
+            .ok_or_else(|| out_of_range(type_name)),
+        Value::Bool(b) if type_name == "integer" => Ok(b as i64),
+        Value::Text(s) => {
+            let t = s.trim();
+            t.parse::<i64>().map_err(|e| match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    Error::user(
+                        "22003",
+                        format!("value \"{t}\" is out of range for type {type_name}"),
+                    )
+                }
+                _ => invalid_text(type_name, &s),
+            })
+        }
+        other => Err(cannot_cast(&other, &DataType::BigInt)),
+    }
+}
+
+fn float_to_i64(f: f64, type_name: &str) -> Result<i64> {
+    let r = f.round_ties_even();
+    if !r.is_finite() || r < i64::MIN as f64 || r >= i64::MAX as f64 {
+        return Err(out_of_range(type_name));
+    }
+    Ok(r as i64)
+}
+
+fn to_f64(v: Value, type_name: &str) -> Result<f64> {
+    match v {
+        Value::Text(s) => parse_float(&s, type_name),
+        Value::Bool(_) | Value::Bytea(_) => Err(cannot_cast(&v, &DataType::Double)),
+        other => other.as_f64().ok_or_else(|| out_of_range(type_name)),
+    }
+}
+
+pub fn parse_float(s: &str, type_name: &str) -> Result<f64> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "nan" => return Ok(f64::NAN),
+        "infinity" | "+infinity" | "inf" | "+inf" => return Ok(f64::INFINITY),
+        "-infinity" | "-inf" => return Ok(f64::NEG_INFINITY),
+        _ => {}
+    }
+    let f: f64 = t.parse().map_err(|_| invalid_text(type_name, s))?;
+    if f.is_infinite() {
+        return Err(Error::user("22003", format!("\"{t}\" is out of range for type {type_name}")));
+    }
+    Ok(f)
+}
+
+pub fn to_decimal(v: Value) -> Result<Decimal> {
+    match v {
+        Value::Int2(i) => Ok(Decimal::from(i)),
+        Value::Int4(i) => Ok(Decimal::from(i)),
+        Value::Int8(i) => Ok(Decimal::from(i)),
+        Value::Float4(f) => float_to_decimal(f as f64),
+        Value::Float8(f) => float_to_decimal(f),
+        Value::Numeric(d) => Ok(d),
+        Value::Text(s) => parse_numeric(&s),
+        other => Err(cannot_cast(&other, &DataType::Numeric(None))),
+    }
+}
+
+fn float_to_decimal(f: f64) -> Result<Decimal> {
+    if !f.is_finite() {
+        return Err(Error::user("0A000", "NaN and infinity are not supported in numeric yet"));
+    }
+    // Through the shortest text, as PostgreSQL does (0.1::float8::numeric = 0.1).
+    parse_numeric(&format_float(f, false))
+        .or_else(|_| Decimal::from_f64(f).ok_or_else(|| out_of_range("numeric")))
+}
+
+pub fn parse_numeric(s: &str) -> Result<Decimal> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(invalid_text("numeric", s));
+    }
+    let parsed = if t.contains(['e', 'E']) {
+        Decimal::from_scientific(t)
+    } else {
+        Decimal::from_str_exact(t)
+    };
+    parsed.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("overflow") || msg.contains("too") || msg.contains("exceed") {
+            Error::user("22003", "value overflows numeric format")
+        } else {
+            invalid_text("numeric", s)
+        }
+    })
+}
+
+/// numeric(p, s): round to `s` digits after the point; more than `p - s`
+/// digits before it is 22003.
+pub fn apply_numeric_typmod(d: Decimal, typmod: Option<(u32, u32)>) -> Result<Decimal> {
+    let Some((p, s)) = typmod else { return Ok(d) };
+    let r = d.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    let int_digits = {
+        let t = r.trunc().abs();
+        if t.is_zero() { 0 } else { t.to_string().len() as u32 }
+    };
+    if int_digits > p.saturating_sub(s) {
+        return Err(Error::user(
+            "22003",
+            format!(
+                "numeric field overflow: a field with precision {p}, scale {s} must round to an \
+                 absolute value less than 10^{}",
+                p - s
+            ),
+        ));
+    }
+    let mut r = r;
+    r.rescale(s);
+    Ok(r)
+}
+
+pub fn parse_bool(s: &str) -> Result<bool> {
+    let t = s.trim().to_ascii_lowercase();
+    let matches = |full: &str| !t.is_empty() && full.starts_with(t.as_str());
+    if t == "1" || matches("true") || matches("yes") || t == "on" {
+        return Ok(true);
+    }
+    if t == "0" || matches("false") || matches("no") || t == "off" || t == "of" {
+        return Ok(false);
+    }
+    Err(invalid_text("boolean", s))
+}
+
+fn parse_bytea(s: &str) -> Result<Vec<u8>> {
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !hex.len().is_multiple_of(2) {
+            return Err(invalid_text("bytea", s));
+        }
+        return hex
+            .chunks(2)
+            .map(|c| {
+                std::str::from_utf8(c)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| invalid_text("bytea", s))
+            })
+            .collect();
+    }
+    // Escape format: backslash escapes as \\ and \nnn (octal).
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(u8::try_from(v).map_err(|_| invalid_text("bytea", s))?);
+            i += 4;
+        } else {
+            return Err(invalid_text("bytea", s));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether values of type `from` convert to `to` implicitly (in
+/// assignments and mixed expressions), per PostgreSQL's cast catalog for
+/// the types we have: numeric widening, anything to text in assignment.
+pub fn implicit(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let rank = |t: &DataType| match t {
+        SmallInt => Some(0),
+        Integer => Some(1),
+        BigInt => Some(2),
+        Numeric(_) => Some(3),
+        Real => Some(4),
+        Double => Some(5),
+        _ => None,
+    };
+    if from == to {
+        return true;
+    }
+    match (rank(from), rank(to)) {
+        (Some(a), Some(b)) => a <= b,
+        _ => matches!((from, to), (Text | Varchar(_) | Char(_), Text | Varchar(_) | Char(_))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_casts_check_ranges_and_round() {
+        assert_eq!(cast(Value::Int8(40000), &DataType::SmallInt).unwrap_err().sqlstate(), "22003");
+        assert_eq!(cast(Value::Float8(2.5), &DataType::Integer).unwrap(), Value::Int4(2));
+        assert_eq!(cast(Value::Float8(3.5), &DataType::Integer).unwrap(), Value::Int4(4));
+        assert_eq!(cast(Value::Text(" 42 ".into()), &DataType::Integer).unwrap(), Value::Int4(42));
+        assert_eq!(
+            cast(Value::Text("4x".into()), &DataType::Integer).unwrap_err().sqlstate(),
+            "22P02"
+        );
+        assert_eq!(
+            cast(Value::Text("99999999999".into()), &DataType::Integer).unwrap_err().sqlstate(),
+            "22003"
+        );
+        let n = Value::Numeric(Decimal::new(-25, 1));
+        assert_eq!(cast(n, &DataType::Integer).unwrap(), Value::Int4(-3));
+    }
+
+    #[test]
+    fn strings_and_numerics() {
+        let v = DataType::Varchar(Some(3));
+        assert_eq!(cast(Value::Text("abcd".into()), &v).unwrap(), Value::Text("abc".into()));
+        assert_eq!(assign(Value::Text("abcd".into()), &v).unwrap_err().sqlstate(), "22001");
+        assert_eq!(assign(Value::Text("ab  ".into()), &v).unwrap(), Value::Text("ab ".into()));
+        assert_eq!(
+            assign(Value::Text("a".into()), &DataType::Char(3)).unwrap(),
+            Value::Text("a  ".into())
+        );
+        let n = DataType::Numeric(Some((5, 2)));
+        assert_eq!(assign(Value::Text("1.005".into()), &n).unwrap().to_string(), "1.01");
+        assert_eq!(assign(Value::Int4(1000), &n).unwrap_err().sqlstate(), "22003");
+        assert_eq!(assign(Value::Int4(7), &n).unwrap().to_string(), "7.00");
+        assert_eq!(cast(Value::Float8(0.1), &DataType::Numeric(None)).unwrap().to_string(), "0.1");
+    }
+
+    #[test]
+    fn booleans_and_bytea() {
+        for t in ["t", "TRUE", "yes", "on", "1", " y "] {
+            assert!(parse_bool(t).unwrap(), "{t}");
+        }
+        for t in ["f", "false", "no", "off", "0"] {
+            assert!(!parse_bool(t).unwrap(), "{t}");
+        }
+        assert_eq!(parse_bool("maybe").unwrap_err().sqlstate(), "22P02");
+        assert_eq!(parse_bytea("\\x0aff").unwrap(), vec![10, 255]);
+        assert_eq!(parse_bytea("a\\\\b\\001").unwrap(), b"a\\b\x01".to_vec());
+        assert!(parse_bytea("\\x0").is_err());
+    }
+}

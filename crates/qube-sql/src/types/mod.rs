@@ -1,0 +1,7 @@
+//! Values, their casts and their encodings.
+
+pub mod cast;
+pub mod encoding;
+pub mod value;
+
+pub use value::Value;

@@ -1,0 +1,235 @@
+//! SQL values: what expressions compute, rows hold and results return.
+//!
+//! A `Value` carries its own type tag; a column's declared type is kept by
+//! the plan, and values are coerced to it on the way into a table
+//! (`cast::assign`). Integers keep their width (`smallint` arithmetic
+//! overflows at 16 bits, as in PostgreSQL); `numeric` is an exact decimal
+//! (`rust_decimal`, 28 significant digits); text is UTF-8.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use qube_common::types::DataType;
+use rust_decimal::Decimal;
+
+/// One SQL value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int2(i16),
+    Int4(i32),
+    Int8(i64),
+    Float4(f32),
+    Float8(f64),
+    Numeric(Decimal),
+    Text(String),
+    Bytea(Vec<u8>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The type of a non-null value (`None` for NULL, whose type comes
+    /// from its context).
+    pub fn data_type(&self) -> Option<DataType> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(_) => DataType::Boolean,
+            Value::Int2(_) => DataType::SmallInt,
+            Value::Int4(_) => DataType::Integer,
+            Value::Int8(_) => DataType::BigInt,
+            Value::Float4(_) => DataType::Real,
+            Value::Float8(_) => DataType::Double,
+            Value::Numeric(_) => DataType::Numeric(None),
+            Value::Text(_) => DataType::Text,
+            Value::Bytea(_) => DataType::Bytea,
+        })
+    }
+
+    /// The integer value of any integer type.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int2(v) => Some(*v as i64),
+            Value::Int4(v) => Some(*v as i64),
+            Value::Int8(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value as a double, for any numeric type.
+    pub fn as_f64(&self) -> Option<f64> {
+        use rust_decimal::prelude::ToPrimitive;
+        match self {
+            Value::Int2(v) => Some(*v as f64),
+            Value::Int4(v) => Some(*v as f64),
+            Value::Int8(v) => Some(*v as f64),
+            Value::Float4(v) => Some(*v as f64),
+            Value::Float8(v) => Some(*v),
+            Value::Numeric(d) => d.to_f64(),
+            _ => None,
+        }
+    }
+
+    /// Total order used by ORDER BY, DISTINCT, GROUP BY and indexes:
+    /// NULL sorts after every value (PostgreSQL's default for ASC); values
+    /// of different numeric types compare by value; NaN sorts after every
+    /// other number and equals itself, as in PostgreSQL.
+    pub fn total_cmp(&self, other: &Value) -> Ordering {
+        match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => Ordering::Greater,
+            (_, Value::Null) => Ordering::Less,
+            _ => self.sql_cmp(other).unwrap_or_else(|| rank(self).cmp(&rank(other))),
+        }
+    }
+
+    /// SQL comparison of two non-null values of comparable types; `None`
+    /// if either is NULL or the types do not compare.
+    pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
+        use Value::*;
+        Some(match (self, other) {
+            (Null, _) | (_, Null) => return None,
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Text(a), Text(b)) => a.cmp(b),
+            (Bytea(a), Bytea(b)) => a.cmp(b),
+            (Numeric(a), Numeric(b)) => a.cmp(b),
+            (a, b) => {
+                if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+                    return Some(x.cmp(&y));
+                }
+                match (a, b) {
+                    (Float4(_) | Float8(_), _) | (_, Float4(_) | Float8(_)) => {
+                        let (x, y) = (a.as_f64()?, b.as_f64()?);
+                        float_cmp(x, y)
+                    }
+                    (Numeric(d), i) => d.cmp(&Decimal::from(i.as_i64()?)),
+                    (i, Numeric(d)) => Decimal::from(i.as_i64()?).cmp(d),
+                    _ => return None,
+                }
+            }
+        })
+    }
+}
+
+/// PostgreSQL's float order: NaN is larger than everything and equal to itself.
+pub fn float_cmp(x: f64, y: f64) -> Ordering {
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Orders values of types that do not compare (only reachable through
+/// mixed-type internal sorts, never for a well-typed column).
+fn rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 9,
+        Value::Bool(_) => 0,
+        Value::Int2(_) | Value::Int4(_) | Value::Int8(_) => 1,
+        Value::Float4(_) | Value::Float8(_) | Value::Numeric(_) => 1,
+        Value::Text(_) => 2,
+        Value::Bytea(_) => 3,
+    }
+}
+
+/// PostgreSQL's text output format.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => f.write_str(if *b { "t" } else { "f" }),
+            Value::Int2(v) => write!(f, "{v}"),
+            Value::Int4(v) => write!(f, "{v}"),
+            Value::Int8(v) => write!(f, "{v}"),
+            Value::Float4(v) => f.write_str(&format_float(*v as f64, true)),
+            Value::Float8(v) => f.write_str(&format_float(*v, false)),
+            Value::Numeric(d) => write!(f, "{d}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Bytea(b) => {
+                f.write_str("\\x")?;
+                for byte in b {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Shortest text that reads back as the same float (PostgreSQL 12+'s
+/// `extra_float_digits = 1` default), with PostgreSQL's spellings of the
+/// special values and its switch to exponent notation.
+pub fn format_float(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let s = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
+    // Rust's `{:e}` is the shortest round-trip digits: "1.2345e3".
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (neg, digits) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m.replace('.', "")),
+        None => (false, mantissa.replace('.', "")),
+    };
+    let sign = if neg { "-" } else { "" };
+    let max_exp = if single { 6 } else { 15 };
+    if exp < -4 || exp >= max_exp {
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{rest}e{esign}{:02}", exp.abs());
+    }
+    if exp >= 0 {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            format!("{sign}{digits}{}", "0".repeat(int_len - digits.len()))
+        } else {
+            format!("{sign}{}.{}", &digits[..int_len], &digits[int_len..])
+        }
+    } else {
+        format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_postgresql_does() {
+        assert_eq!(format_float(1.0, false), "1");
+        assert_eq!(format_float(0.1, false), "0.1");
+        assert_eq!(format_float(123.456, false), "123.456");
+        assert_eq!(format_float(1e15, false), "1e+15");
+        assert_eq!(format_float(123456789012345.0, false), "123456789012345");
+        assert_eq!(format_float(0.0001, false), "0.0001");
+        assert_eq!(format_float(0.00001, false), "1e-05");
+        assert_eq!(format_float(-2.5, false), "-2.5");
+        assert_eq!(format_float(f64::NAN, false), "NaN");
+        assert_eq!(format_float(f64::NEG_INFINITY, false), "-Infinity");
+        assert_eq!(format_float(1.1f32 as f64, true), "1.1");
+        assert_eq!(format_float(1234567.0, true), "1.234567e+06");
+    }
+
+    #[test]
+    fn mixed_numeric_comparison_and_null_order() {
+        assert_eq!(Value::Int2(3).sql_cmp(&Value::Int8(3)), Some(Ordering::Equal));
+        assert_eq!(Value::Int4(3).sql_cmp(&Value::Float8(3.5)), Some(Ordering::Less));
+        let d = Value::Numeric(Decimal::new(25, 1));
+        assert_eq!(Value::Int4(3).sql_cmp(&d), Some(Ordering::Greater));
+        assert_eq!(Value::Null.sql_cmp(&Value::Int4(1)), None);
+        assert_eq!(Value::Null.total_cmp(&Value::Int4(1)), Ordering::Greater);
+        assert_eq!(Value::Float8(f64::NAN).total_cmp(&Value::Float8(1e300)), Ordering::Greater);
+    }
+}
