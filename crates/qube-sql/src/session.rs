@@ -26,18 +26,25 @@ use crate::plan::bind::Binder;
 use crate::storage::RowIds;
 use crate::types::Value;
 
+/// How deep the parser may recurse (parenthesised nesting): 54001 beyond.
+const PARSER_RECURSION_LIMIT: usize = 400;
+
 /// Parses SQL text; a syntax error is 42601 with its line and column.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
-        let msg = match e {
-            sqlparser::parser::ParserError::ParserError(m)
-            | sqlparser::parser::ParserError::TokenizerError(m) => m,
-            sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                return Error::user("54001", "statement is too deeply nested");
-            }
-        };
-        Error::user("42601", format!("syntax error: {msg}"))
-    })
+    Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| {
+            let msg = match e {
+                sqlparser::parser::ParserError::ParserError(m)
+                | sqlparser::parser::ParserError::TokenizerError(m) => m,
+                sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                    return Error::user("54001", "statement is too deeply nested");
+                }
+            };
+            Error::user("42601", format!("syntax error: {msg}"))
+        })
 }
 
 /// A result column.
@@ -154,10 +161,20 @@ impl Session {
             }
         };
         let mut out = Vec::with_capacity(stmts.len());
+        let mut res = Ok(());
         for s in &stmts {
-            out.push(self.statement(s, params)?);
+            match self.statement(s, params) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(out)
+        for s in stmts {
+            dismantle(s);
+        }
+        res.map(|()| out)
     }
 
     /// Whether an explicit transaction is open (and whether it failed).
@@ -427,4 +444,57 @@ fn run_statement(
         S::Delete(d) => crate::exec::dml::delete(shared, txn, schema, d, params),
         other => crate::exec::ddl::ddl(shared, txn, schema, other),
     }
+}
+
+/// Drops a statement without recursing down long operator chains (a
+/// 10,000-term OR is a 10,000-deep tree; the derived drop would recurse
+/// that deep): their subtrees are taken apart with an explicit stack.
+fn dismantle(s: ast::Statement) {
+    let mut exprs: Vec<ast::Expr> = Vec::new();
+    let mut queries: Vec<ast::Query> = Vec::new();
+    match s {
+        ast::Statement::Query(q) => queries.push(*q),
+        ast::Statement::Delete(mut d) => exprs.extend(d.selection.take()),
+        ast::Statement::Update(mut u) => exprs.extend(u.selection.take()),
+        _ => {}
+    }
+    while let Some(q) = queries.pop() {
+        let mut bodies = vec![*q.body];
+        while let Some(b) = bodies.pop() {
+            match b {
+                ast::SetExpr::Select(mut sel) => {
+                    exprs.extend(sel.selection.take());
+                    exprs.extend(sel.having.take());
+                    for item in std::mem::take(&mut sel.projection) {
+                        match item {
+                            ast::SelectItem::UnnamedExpr(e)
+                            | ast::SelectItem::ExprWithAlias { expr: e, .. } => exprs.push(e),
+                            _ => {}
+                        }
+                    }
+                }
+                ast::SetExpr::SetOperation { left, right, .. } => {
+                    bodies.push(*left);
+                    bodies.push(*right);
+                }
+                ast::SetExpr::Query(q) => queries.push(*q),
+                _ => {}
+            }
+        }
+    }
+    while let Some(e) = exprs.pop() {
+        match e {
+            ast::Expr::BinaryOp { left, right, .. } => {
+                exprs.push(*left);
+                exprs.push(*right);
+            }
+            ast::Expr::Nested(x) | ast::Expr::UnaryOp { expr: x, .. } => exprs.push(*x),
+            ast::Expr::Subquery(q) => queries_drop(*q),
+            _ => {}
+        }
+    }
+}
+
+fn queries_drop(q: ast::Query) {
+    dismantle(ast::Statement::Query(Box::new(q)));
 }

@@ -213,7 +213,15 @@ pub fn insert(
     let ncols = t.types.len();
     let mut targets: Vec<usize> = Vec::new();
     if i.columns.is_empty() {
-        targets.extend(0..ncols);
+        // Without a column list, the values fill the first columns.
+        let given = match i.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(ast::SetExpr::Values(v)) => v.rows.first().map_or(0, |r| r.content.len()),
+            _ => ncols,
+        };
+        if given > ncols {
+            return Err(Error::user("42601", "INSERT has more expressions than target columns"));
+        }
+        targets.extend(0..given);
     } else {
         for c in &i.columns {
             let cname = object_name(c)?.pop().unwrap_or_default();
@@ -277,6 +285,9 @@ pub fn insert(
             }
             _ => {
                 let bound = b.query(q)?;
+                if i.columns.is_empty() && bound.columns.len() < targets.len() {
+                    targets.truncate(bound.columns.len());
+                }
                 if bound.columns.len() > targets.len() {
                     return Err(Error::user(
                         "42601",

@@ -288,12 +288,16 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
                             out.push(row);
                         }
                     }
-                    (SetOpKind::Intersect, false) if present && emitted.insert(k.clone()) => out.push(row),
+                    (SetOpKind::Intersect, false) if present && emitted.insert(k.clone()) => {
+                        out.push(row)
+                    }
                     (SetOpKind::Except, true) => match c {
                         Some(c) if *c > 0 => *c -= 1,
                         _ => out.push(row),
                     },
-                    (SetOpKind::Except, false) if !present && emitted.insert(k.clone()) => out.push(row),
+                    (SetOpKind::Except, false) if !present && emitted.insert(k.clone()) => {
+                        out.push(row)
+                    }
                     _ => {}
                 }
             }

@@ -50,11 +50,23 @@ struct ScopeCol {
     table: Option<String>,
     name: String,
     ty: DataType,
+    /// Merged by USING/NATURAL: found only by its qualified name.
+    hidden: bool,
+}
+
+/// A column USING/NATURAL merged from both sides: the left one, the right
+/// one, or for FULL joins their COALESCE.
+#[derive(Debug, Clone)]
+struct Merged {
+    name: String,
+    expr: Expr,
+    ty: DataType,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Scope {
     cols: Vec<ScopeCol>,
+    merged: Vec<Merged>,
 }
 
 /// A bound expression with its type; `unknown` marks an untyped string
@@ -94,7 +106,16 @@ pub struct Binder<'a> {
     /// Subqueries being bound: the scope index where each starts, and
     /// whether it read a column of a scope below that.
     frames: Vec<(usize, bool)>,
+    /// Join conditions bound while binding FROM (USING), for `collapse`.
+    pending_conds: Vec<Expr>,
+    /// Nesting of `expr` calls (see `MAX_EXPR_DEPTH`).
+    depth: usize,
 }
+
+/// Deepest expression the binder accepts (54001 beyond): deep enough for
+/// any real query, shallow enough for a 2 MiB thread stack in a debug
+/// build. Chains of AND/OR do not nest (they become balanced trees).
+pub const MAX_EXPR_DEPTH: usize = 200;
 
 /// A table as the binder sees it.
 pub struct TableInfo {
@@ -114,6 +135,8 @@ impl<'a> Binder<'a> {
             params: Vec::new(),
             ctes: Vec::new(),
             frames: Vec::new(),
+            pending_conds: Vec::new(),
+            depth: 0,
         }
     }
 
@@ -270,8 +293,19 @@ impl<'a> Binder<'a> {
                 // Unify column types (integer and numeric → numeric, …).
                 let mut lcast = Vec::new();
                 let mut rcast = Vec::new();
+                let mut unknown = Vec::new();
                 for (i, (lc, rc)) in l.columns.iter().zip(&r.columns).enumerate() {
-                    let t = common_type(&lc.1, &rc.1).ok_or_else(|| {
+                    let (lu, ru) =
+                        (l.unknown.get(i) == Some(&true), r.unknown.get(i) == Some(&true));
+                    unknown.push(lu && ru);
+                    let t = if lu && !ru {
+                        Some(rc.1.clone())
+                    } else if ru && !lu {
+                        Some(lc.1.clone())
+                    } else {
+                        common_type(&lc.1, &rc.1)
+                    };
+                    let t = t.ok_or_else(|| {
                         err(
                             "42804",
                             format!(
@@ -294,6 +328,7 @@ impl<'a> Binder<'a> {
                 Ok(Query {
                     plan: Plan::SetOp { left: Box::new(lp), right: Box::new(rp), kind, all },
                     columns,
+                    unknown,
                 })
             }
             ast::SetExpr::Table(t) => {
@@ -350,6 +385,7 @@ impl<'a> Binder<'a> {
         })();
         self.scopes.pop();
         res?;
+        let unknown: Vec<bool> = types.iter().map(Option::is_none).collect();
         let types: Vec<DataType> = types.into_iter().map(|t| t.unwrap_or(DataType::Text)).collect();
         for row in bound_rows {
             rows.push(
@@ -358,7 +394,7 @@ impl<'a> Binder<'a> {
         }
         let columns =
             types.into_iter().enumerate().map(|(i, t)| (format!("column{}", i + 1), t)).collect();
-        Ok(Query { plan: Plan::Values { rows, width }, columns })
+        Ok(Query { plan: Plan::Values { rows, width }, columns, unknown })
     }
 
     fn select(&mut self, sel: &ast::Select, order_by: &[ast::OrderByExpr]) -> Result<Query> {
@@ -412,29 +448,41 @@ impl<'a> Binder<'a> {
         // Select list (binding collects aggregates into the grouping).
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
+        let mut unknown: Vec<bool> = Vec::new();
         for item in &sel.projection {
             match item {
                 ast::SelectItem::UnnamedExpr(e) => {
                     let b = self.expr(e)?;
                     columns.push((output_name(e), b.ty.clone()));
+                    unknown.push(b.unknown);
                     exprs.push(finish_unknown(b)?);
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
                     let b = self.expr(expr)?;
                     columns.push((ident(alias), b.ty.clone()));
+                    unknown.push(b.unknown);
                     exprs.push(finish_unknown(b)?);
                 }
                 ast::SelectItem::Wildcard(_) => {
-                    if grouped {
-                        return Err(err("42803", "SELECT * with GROUP BY is not supported yet"));
-                    }
                     let scope = self.scopes.last().cloned().unwrap_or_default();
                     if scope.cols.is_empty() {
                         return Err(err("42601", "SELECT * with no tables specified is not valid"));
                     }
+                    // USING/NATURAL columns first, then the others.
+                    let mut items: Vec<(String, B)> = scope
+                        .merged
+                        .iter()
+                        .map(|m| (m.name.clone(), B::new(m.expr.clone(), m.ty.clone())))
+                        .collect();
                     for (i, c) in scope.cols.iter().enumerate() {
-                        exprs.push(Expr::Column(i));
-                        columns.push((c.name.clone(), c.ty.clone()));
+                        if !c.hidden {
+                            items.push((c.name.clone(), B::new(Expr::Column(i), c.ty.clone())));
+                        }
+                    }
+                    for (name, b) in items {
+                        let b = if grouped { self.grouped_ref(b, &name)? } else { b };
+                        columns.push((name, b.ty));
+                        exprs.push(b.expr);
                     }
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
@@ -450,7 +498,9 @@ impl<'a> Binder<'a> {
                     for (i, c) in scope.cols.iter().enumerate() {
                         if c.table.as_deref() == Some(t.as_str()) {
                             found = true;
-                            exprs.push(Expr::Column(i));
+                            let b = B::new(Expr::Column(i), c.ty.clone());
+                            let b = if grouped { self.grouped_ref(b, &c.name)? } else { b };
+                            exprs.push(b.expr);
                             columns.push((c.name.clone(), c.ty.clone()));
                         }
                     }
@@ -522,7 +572,26 @@ impl<'a> Binder<'a> {
                 exprs: (0..visible).map(Expr::Column).collect(),
             };
         }
-        Ok(Query { plan, columns })
+        unknown.resize(columns.len(), false);
+        Ok(Query { plan, columns, unknown })
+    }
+
+    /// A column read in an aggregating query: it must be a GROUP BY key.
+    fn grouped_ref(&self, b: B, name: &str) -> Result<B> {
+        let g = self
+            .grouping
+            .last()
+            .and_then(|g| g.as_ref())
+            .ok_or_else(|| Error::Internal("grouping".into()))?;
+        match g.keys.iter().position(|k| *k == b.expr) {
+            Some(i) => Ok(B::new(Expr::Column(i), g.key_types[i].clone())),
+            None => Err(err(
+                "42803",
+                format!(
+                    "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                ),
+            )),
+        }
     }
 
     /// GROUP BY 2 / GROUP BY alias → the select-list expression.
@@ -599,6 +668,9 @@ impl<'a> Binder<'a> {
         for o in order_by {
             let (desc, nulls_first) = order_opts(o);
             let idx = self.output_ref(&o.expr, columns)?.ok_or_else(|| {
+                if let ast::Expr::Identifier(id) = &o.expr {
+                    return err("42703", format!("column \"{}\" does not exist", ident(id)));
+                }
                 err(
                     "0A000",
                     format!(
@@ -620,10 +692,21 @@ impl<'a> Binder<'a> {
         from: &[ast::TableWithJoins],
         selection: Option<&ast::Expr>,
     ) -> Result<Plan> {
+        let outer = std::mem::take(&mut self.pending_conds);
+        let res = self.bind_from(from, selection);
+        self.pending_conds = outer;
+        res
+    }
+
+    fn bind_from<'q>(
+        &mut self,
+        from: &'q [ast::TableWithJoins],
+        selection: Option<&'q ast::Expr>,
+    ) -> Result<Plan> {
         // Each comma item and each inner join is an input of one MultiJoin;
         // outer joins become binary Join nodes inside an input.
         let mut inputs: Vec<JoinInput> = Vec::new();
-        let mut conds: Vec<ast::Expr> = Vec::new();
+        let mut conds: Vec<&'q ast::Expr> = Vec::new();
         for twj in from {
             self.join_item(&twj.relation, &mut inputs)?;
             for j in &twj.joins {
@@ -645,7 +728,7 @@ impl<'a> Binder<'a> {
                     let left_cols = self.scope_len();
                     self.join_item(&j.relation, &mut inputs)?;
                     if let Some(c) = constraint {
-                        self.join_constraint(c, left_cols, &mut conds)?;
+                        self.join_constraint(c, left_cols, JoinKind::Inner, &mut conds)?;
                     }
                 } else {
                     // Collapse what is joined so far into one input, then an
@@ -661,11 +744,14 @@ impl<'a> Binder<'a> {
                     right.offset = 0;
                     let mut on_conds = Vec::new();
                     if let Some(c) = constraint {
-                        self.join_constraint(c, left_width, &mut on_conds)?;
+                        self.join_constraint(c, left_width, kind, &mut on_conds)?;
                     }
                     let mut on = Expr::Const(Value::Bool(true));
+                    for c in std::mem::take(&mut self.pending_conds) {
+                        on = and(on, c);
+                    }
                     for c in on_conds {
-                        let b = coerce_bool(self.expr(&c)?, "JOIN/ON")?;
+                        let b = coerce_bool(self.expr(c)?, "JOIN/ON")?;
                         on = and(on, b);
                     }
                     let plan =
@@ -675,12 +761,12 @@ impl<'a> Binder<'a> {
             }
         }
         if let Some(w) = selection {
-            conds.push(w.clone());
+            conds.push(w);
         }
         if inputs.is_empty() {
             let mut plan = Plan::unit();
             for c in conds {
-                let b = coerce_bool(self.expr(&c)?, "WHERE")?;
+                let b = coerce_bool(self.expr(c)?, "WHERE")?;
                 plan = Plan::Filter { input: Box::new(plan), predicate: b };
             }
             return Ok(plan);
@@ -693,9 +779,12 @@ impl<'a> Binder<'a> {
     }
 
     /// Binds conditions over the current scope and joins `inputs` with them.
-    fn collapse(&mut self, mut inputs: Vec<JoinInput>, conds: Vec<ast::Expr>) -> Result<Plan> {
+    fn collapse(&mut self, mut inputs: Vec<JoinInput>, conds: Vec<&ast::Expr>) -> Result<Plan> {
         let width = self.scope_len();
         let mut bound = Vec::new();
+        for c in std::mem::take(&mut self.pending_conds) {
+            split_and(c, &mut bound);
+        }
         for c in &conds {
             let b = coerce_bool(self.expr(c)?, "WHERE")?;
             split_and(b, &mut bound);
@@ -717,32 +806,39 @@ impl<'a> Binder<'a> {
         Ok(Plan::MultiJoin { inputs, conds, width })
     }
 
-    fn join_constraint(
+    fn join_constraint<'q>(
         &mut self,
-        c: &ast::JoinConstraint,
+        c: &'q ast::JoinConstraint,
         left_cols: usize,
-        conds: &mut Vec<ast::Expr>,
+        kind: JoinKind,
+        conds: &mut Vec<&'q ast::Expr>,
     ) -> Result<()> {
         match c {
             ast::JoinConstraint::None => Ok(()),
             ast::JoinConstraint::On(e) => {
-                conds.push(e.clone());
+                conds.push(e);
                 Ok(())
             }
             ast::JoinConstraint::Using(names) => {
                 for n in names {
                     let name = object_name(n)?.pop().unwrap_or_default();
-                    self.using_cond(&name, left_cols, conds)?;
+                    self.using_cond(&name, left_cols, kind, conds)?;
                 }
                 Ok(())
             }
             ast::JoinConstraint::Natural => {
                 let scope = self.scopes.last().cloned().unwrap_or_default();
+                let left: Vec<String> = scope.cols[..left_cols]
+                    .iter()
+                    .filter(|c| !c.hidden)
+                    .map(|c| c.name.clone())
+                    .chain(scope.merged.iter().map(|m| m.name.clone()))
+                    .collect();
                 let right: Vec<String> =
                     scope.cols[left_cols..].iter().map(|c| c.name.clone()).collect();
-                for name in right {
-                    if scope.cols[..left_cols].iter().any(|c| c.name == name) {
-                        self.using_cond(&name, left_cols, conds)?;
+                for name in left {
+                    if right.contains(&name) {
+                        self.using_cond(&name, left_cols, kind, conds)?;
                     }
                 }
                 Ok(())
@@ -751,32 +847,73 @@ impl<'a> Binder<'a> {
         }
     }
 
-    /// USING (x): left.x = right.x, by position (the names are ambiguous).
+    /// USING (x): left.x = right.x; the two columns merge into one that an
+    /// unqualified `x` and `*` see (PostgreSQL's rules: the left column,
+    /// the right one for RIGHT joins, their COALESCE for FULL joins).
     fn using_cond(
         &mut self,
         name: &str,
         left_cols: usize,
-        conds: &mut Vec<ast::Expr>,
+        kind: JoinKind,
+        conds: &mut Vec<&ast::Expr>,
     ) -> Result<()> {
-        let scope = self.scopes.last().cloned().unwrap_or_default();
-        let l = scope.cols[..left_cols].iter().position(|c| c.name == name);
+        let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
+        let lm = scope.merged.iter().position(|m| m.name == name);
+        let l = scope.cols[..left_cols].iter().position(|c| c.name == name && !c.hidden);
         let r = scope.cols[left_cols..].iter().position(|c| c.name == name);
-        let (Some(l), Some(r)) = (l, r) else {
+        let missing = || {
+            err(
+                "42703",
+                format!("column \"{name}\" specified in USING clause does not exist in left table"),
+            )
+        };
+        let Some(r) = r else {
             return Err(err(
                 "42703",
-                format!("column \"{name}\" specified in USING clause does not exist"),
+                format!(
+                    "column \"{name}\" specified in USING clause does not exist in right table"
+                ),
             ));
         };
-        // Refer to the columns by a synthetic qualified name: use the table
-        // aliases, which are unique in a FROM list.
-        let lt = scope.cols[l].table.clone().unwrap_or_default();
-        let rt = scope.cols[left_cols + r].table.clone().unwrap_or_default();
-        let id = |s: &str| ast::Ident::with_quote('"', s);
-        conds.push(ast::Expr::BinaryOp {
-            left: Box::new(ast::Expr::CompoundIdentifier(vec![id(&lt), id(name)])),
-            op: ast::BinaryOperator::Eq,
-            right: Box::new(ast::Expr::CompoundIdentifier(vec![id(&rt), id(name)])),
+        let r = left_cols + r;
+        let (left_expr, left_ty) = match (lm, l) {
+            (Some(m), _) => (scope.merged[m].expr.clone(), scope.merged[m].ty.clone()),
+            (None, Some(l)) => (Expr::Column(l), scope.cols[l].ty.clone()),
+            (None, None) => return Err(missing()),
+        };
+        let right_ty = scope.cols[r].ty.clone();
+        let ty = common_type(&left_ty, &right_ty).ok_or_else(|| {
+            err(
+                "42804",
+                format!(
+                    "JOIN/USING types {} and {} cannot be matched",
+                    left_ty.sql_name(),
+                    right_ty.sql_name()
+                ),
+            )
+        })?;
+        let expr = match kind {
+            JoinKind::Inner | JoinKind::Left => left_expr.clone(),
+            JoinKind::Right => Expr::Column(r),
+            JoinKind::Full => {
+                Expr::Func { func: Func::Coalesce, args: vec![left_expr.clone(), Expr::Column(r)] }
+            }
+        };
+        if let Some(l) = l {
+            scope.cols[l].hidden = true;
+        }
+        scope.cols[r].hidden = true;
+        match lm {
+            Some(m) => scope.merged[m] = Merged { name: name.to_string(), expr, ty },
+            None => scope.merged.push(Merged { name: name.to_string(), expr, ty }),
+        }
+        // The condition, bound now: left = right.
+        self.pending_conds.push(Expr::Binary {
+            op: BinOp::Eq,
+            left: left_expr.boxed(),
+            right: Expr::Column(r).boxed(),
         });
+        let _ = conds;
         Ok(())
     }
 
@@ -856,7 +993,7 @@ impl<'a> Binder<'a> {
         }
         let width = cols.len();
         for (name, ty) in cols {
-            scope.cols.push(ScopeCol { table: Some(alias.clone()), name, ty });
+            scope.cols.push(ScopeCol { table: Some(alias.clone()), name, ty, hidden: false });
         }
         inputs.push(JoinInput { plan, offset, width });
         Ok(())
@@ -915,8 +1052,10 @@ impl<'a> Binder<'a> {
                     table: Some(table.to_string()),
                     name: n.clone(),
                     ty: t.clone(),
+                    hidden: false,
                 })
                 .collect(),
+            merged: Vec::new(),
         };
         self.scopes.push(scope);
         self.grouping.push(None);
@@ -930,7 +1069,14 @@ impl<'a> Binder<'a> {
     pub fn expr_as(&mut self, e: &ast::Expr, ty: &DataType) -> Result<Expr> {
         let b = self.expr(e)?;
         if b.unknown {
-            return coerce(b, ty);
+            // Parsed as the base type; the length or precision limit is
+            // applied by the assignment itself (22001, 22003).
+            let base = match ty {
+                DataType::Varchar(_) | DataType::Char(_) => DataType::Text,
+                DataType::Numeric(_) => DataType::Numeric(None),
+                other => other.clone(),
+            };
+            return coerce(b, &base);
         }
         if !cast::implicit(&b.ty, ty) && !assignable(&b.ty, ty) {
             return Err(err(
@@ -942,10 +1088,26 @@ impl<'a> Binder<'a> {
                 ),
             ));
         }
-        Ok(Expr::Cast { expr: b.expr.boxed(), to: ty.clone() })
+        // The caller assigns (cast::assign) the value to the column.
+        Ok(b.expr)
     }
 
     fn expr(&mut self, e: &ast::Expr) -> Result<B> {
+        if self.depth >= MAX_EXPR_DEPTH {
+            return Err(err(
+                "54001",
+                format!(
+                    "stack depth limit exceeded: expressions nest more than {MAX_EXPR_DEPTH} deep"
+                ),
+            ));
+        }
+        self.depth += 1;
+        let r = self.expr_guarded(e);
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_guarded(&mut self, e: &ast::Expr) -> Result<B> {
         // Inside an aggregation: a subexpression equal to a GROUP BY key
         // reads that key; a bare column elsewhere is an error.
         if self.grouping.last().is_some_and(|g| g.is_some())
@@ -1025,6 +1187,20 @@ impl<'a> Binder<'a> {
                     }
                     other => return Err(unsupported(format!("operator {other}"))),
                 }
+            }
+            E::BinaryOp {
+                op: op @ (ast::BinaryOperator::And | ast::BinaryOperator::Or), ..
+            } => {
+                let (bop, name) = if *op == ast::BinaryOperator::And {
+                    (BinOp::And, "AND")
+                } else {
+                    (BinOp::Or, "OR")
+                };
+                let mut items = Vec::new();
+                for x in chain_operands(e, op) {
+                    items.push(coerce_bool(self.expr(x)?, name)?);
+                }
+                B::new(balanced(bop, items), DataType::Boolean)
             }
             E::BinaryOp { left, op, right } => {
                 let l = self.expr(left)?;
@@ -1338,12 +1514,28 @@ impl<'a> Binder<'a> {
         let n = self.scopes.len();
         for level in (0..n).rev() {
             let scope = &self.scopes[level];
+            if table.is_none()
+                && let Some(m) = scope.merged.iter().find(|m| m.name == name)
+            {
+                if level == n - 1 {
+                    return Ok(B::new(m.expr.clone(), m.ty.clone()));
+                }
+                if let Expr::Column(i) = m.expr {
+                    let ty = m.ty.clone();
+                    return self.outer_ref(level, i, name, ty);
+                }
+                return Err(unsupported("an outer reference to a FULL JOIN USING column"));
+            }
             let hits: Vec<usize> = scope
                 .cols
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| {
-                    c.name == name && table.is_none_or(|t| c.table.as_deref() == Some(t))
+                    c.name == name
+                        && match table {
+                            None => !c.hidden,
+                            Some(t) => c.table.as_deref() == Some(t),
+                        }
                 })
                 .map(|(i, _)| i)
                 .collect();
@@ -1354,22 +1546,7 @@ impl<'a> Binder<'a> {
                     if level == n - 1 {
                         return Ok(B::new(Expr::Column(hits[0]), ty));
                     }
-                    // Every subquery between this scope and the column's is
-                    // correlated; each is one outer row at run time.
-                    let mut depth = 0;
-                    for f in self.frames.iter_mut().filter(|f| f.0 > level) {
-                        f.1 = true;
-                        depth += 1;
-                    }
-                    if depth == 0 {
-                        return Err(err(
-                            "42P10",
-                            format!(
-                                "column \"{name}\" cannot be referenced from this part of the query"
-                            ),
-                        ));
-                    }
-                    return Ok(B::new(Expr::Outer { depth, index: hits[0] }, ty));
+                    return self.outer_ref(level, hits[0], name, ty);
                 }
                 _ => return Err(err("42702", format!("column reference \"{name}\" is ambiguous"))),
             }
@@ -1383,6 +1560,23 @@ impl<'a> Binder<'a> {
             return Err(err("42703", format!("column {t}.{name} does not exist")));
         }
         Err(err("42703", format!("column \"{name}\" does not exist")))
+    }
+
+    /// A column of the enclosing query at scope `level`: every subquery in
+    /// between is correlated, and each is one outer row at run time.
+    fn outer_ref(&mut self, level: usize, index: usize, name: &str, ty: DataType) -> Result<B> {
+        let mut depth = 0;
+        for f in self.frames.iter_mut().filter(|f| f.0 > level) {
+            f.1 = true;
+            depth += 1;
+        }
+        if depth == 0 {
+            return Err(err(
+                "42P10",
+                format!("column \"{name}\" cannot be referenced from this part of the query"),
+            ));
+        }
+        Ok(B::new(Expr::Outer { depth, index }, ty))
     }
 
     fn binary(&mut self, op: &ast::BinaryOperator, l: B, r: B) -> Result<B> {
@@ -1738,49 +1932,92 @@ fn is_aggregate_call(e: &ast::Expr) -> bool {
 /// Whether an aggregate call appears in `e` (not inside subqueries).
 pub fn contains_aggregate(e: &ast::Expr) -> bool {
     use ast::Expr as E;
-    if is_aggregate_call(e) {
-        return true;
+    // An explicit stack: a 10,000-term OR must not recurse 10,000 deep.
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        if is_aggregate_call(e) {
+            return true;
+        }
+        match e {
+            E::Nested(x) | E::UnaryOp { expr: x, .. } | E::IsNull(x) | E::IsNotNull(x) => {
+                stack.push(x)
+            }
+            E::IsTrue(x) | E::IsNotTrue(x) | E::IsFalse(x) | E::IsNotFalse(x) => stack.push(x),
+            E::IsUnknown(x) | E::IsNotUnknown(x) => stack.push(x),
+            E::Cast { expr, .. } | E::Ceil { expr, .. } | E::Floor { expr, .. } => stack.push(expr),
+            E::BinaryOp { left, right, .. }
+            | E::IsDistinctFrom(left, right)
+            | E::IsNotDistinctFrom(left, right) => {
+                stack.push(left);
+                stack.push(right);
+            }
+            E::In { expr, target, .. } => {
+                stack.push(expr);
+                if let ast::InTarget::List(list) = target {
+                    stack.extend(list.iter());
+                }
+            }
+            E::AnyOp { left, .. } | E::AllOp { left, .. } => stack.push(left),
+            E::Between { expr, low, high, .. } => stack.extend([&**expr, &**low, &**high]),
+            E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
+                stack.extend([&**expr, &**pattern])
+            }
+            E::Case { operand, conditions, else_result, .. } => {
+                stack.extend(operand.as_deref());
+                for c in conditions {
+                    stack.extend([&c.condition, &c.result]);
+                }
+                stack.extend(else_result.as_deref());
+            }
+            E::Function(f) => {
+                if let ast::FunctionArguments::List(l) = &f.args {
+                    for a in &l.args {
+                        if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = a {
+                            stack.push(x);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
-    match e {
-        E::Nested(x) | E::UnaryOp { expr: x, .. } | E::IsNull(x) | E::IsNotNull(x) => {
-            contains_aggregate(x)
+    false
+}
+
+/// The operands of a chain of one operator (`a OR b OR (c OR d)`), left
+/// to right, found without recursion.
+fn chain_operands<'e>(e: &'e ast::Expr, op: &ast::BinaryOperator) -> Vec<&'e ast::Expr> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(x) = stack.pop() {
+        match x {
+            ast::Expr::BinaryOp { left, op: o, right } if o == op => {
+                stack.push(right);
+                stack.push(left);
+            }
+            ast::Expr::Nested(inner) if matches!(inner.as_ref(), ast::Expr::BinaryOp { op: o, .. } if o == op) => {
+                stack.push(inner)
+            }
+            other => out.push(other),
         }
-        E::IsTrue(x) | E::IsNotTrue(x) | E::IsFalse(x) | E::IsNotFalse(x) => contains_aggregate(x),
-        E::IsUnknown(x) | E::IsNotUnknown(x) => contains_aggregate(x),
-        E::Cast { expr, .. } => contains_aggregate(expr),
-        E::BinaryOp { left, right, .. }
-        | E::IsDistinctFrom(left, right)
-        | E::IsNotDistinctFrom(left, right) => {
-            contains_aggregate(left) || contains_aggregate(right)
-        }
-        E::In { expr, target: ast::InTarget::List(list), .. } => {
-            contains_aggregate(expr) || list.iter().any(contains_aggregate)
-        }
-        E::In { expr, .. } => contains_aggregate(expr),
-        E::AnyOp { left, .. } | E::AllOp { left, .. } => contains_aggregate(left),
-        E::Between { expr, low, high, .. } => {
-            contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high)
-        }
-        E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
-            contains_aggregate(expr) || contains_aggregate(pattern)
-        }
-        E::Case { operand, conditions, else_result, .. } => {
-            operand.as_deref().is_some_and(contains_aggregate)
-                || conditions
-                    .iter()
-                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
-                || else_result.as_deref().is_some_and(contains_aggregate)
-        }
-        E::Function(f) => match &f.args {
-            ast::FunctionArguments::List(l) => l.args.iter().any(|a| match a {
-                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => contains_aggregate(x),
-                _ => false,
-            }),
-            _ => false,
-        },
-        E::Ceil { expr, .. } | E::Floor { expr, .. } => contains_aggregate(expr),
-        _ => false,
     }
+    out
+}
+
+/// A balanced tree of `op` over the operands: depth log2(n), not n.
+fn balanced(op: BinOp, mut items: Vec<Expr>) -> Expr {
+    while items.len() > 1 {
+        let mut next = Vec::with_capacity(items.len().div_ceil(2));
+        let mut it = items.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(Expr::Binary { op, left: a.boxed(), right: b.boxed() }),
+                None => next.push(a),
+            }
+        }
+        items = next;
+    }
+    items.pop().unwrap_or(Expr::Const(Value::Bool(op == BinOp::And)))
 }
 
 fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
@@ -1906,14 +2143,23 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
         ("nullif", 2) => {
             let l = args.remove(0);
             let r = args.remove(0);
+            // The result has the first argument's type.
             let ty = match (l.unknown, r.unknown) {
                 (true, true) => DataType::Text,
                 (true, false) => r.ty.clone(),
-                (false, true) => l.ty.clone(),
-                _ => common_type(&l.ty, &r.ty).ok_or_else(|| mismatch("NULLIF", &l.ty, &r.ty))?,
+                _ => l.ty.clone(),
             };
+            let cmp = if r.unknown {
+                ty.clone()
+            } else {
+                common_type(&ty, &r.ty).ok_or_else(|| mismatch("NULLIF", &ty, &r.ty))?
+            };
+            let l = coerce_b(l, &ty)?;
             B::new(
-                Expr::Func { func: Func::NullIf, args: vec![coerce(l, &ty)?, coerce(r, &ty)?] },
+                Expr::Func {
+                    func: Func::NullIf,
+                    args: vec![coerce_cmp(l, &cmp)?, coerce_cmp(r, &cmp)?],
+                },
                 ty,
             )
         }
@@ -2083,6 +2329,10 @@ fn coerce_b(b: B, ty: &DataType) -> Result<B> {
     if b.ty == *ty {
         return Ok(b);
     }
+    // character(n) → text drops the padding, as PostgreSQL's bpchar does.
+    if matches!(b.ty, DataType::Char(_)) && matches!(ty, DataType::Text | DataType::Varchar(_)) {
+        return Ok(B::new(Expr::Func { func: Func::Rtrim, args: vec![b.expr] }, ty.clone()));
+    }
     if cast::implicit(&b.ty, ty) || (is_text(ty) && !is_text(&b.ty) && *ty == DataType::Text) {
         return Ok(B::new(Expr::Cast { expr: b.expr.boxed(), to: ty.clone() }, ty.clone()));
     }
@@ -2095,6 +2345,9 @@ fn coerce_b(b: B, ty: &DataType) -> Result<B> {
 /// For comparisons: values of mixed numeric types compare by value, so no
 /// cast is needed between numeric types (and none between text types).
 fn coerce_cmp(b: B, ty: &DataType) -> Result<Expr> {
+    if !b.unknown && matches!(b.ty, DataType::Char(_)) && *ty == DataType::Text {
+        return coerce(b, ty);
+    }
     if !b.unknown && ((is_numeric(&b.ty) && is_numeric(ty)) || (is_text(&b.ty) && is_text(ty))) {
         return Ok(b.expr);
     }

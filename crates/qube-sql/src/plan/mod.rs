@@ -191,6 +191,9 @@ impl Plan {
 pub struct Query {
     pub plan: Plan,
     pub columns: Vec<(String, DataType)>,
+    /// Columns that are untyped literals (`SELECT NULL`, `SELECT 'a'`),
+    /// whose type a UNION partner decides.
+    pub unknown: Vec<bool>,
 }
 
 /// A constant row for `Values` built from values.
