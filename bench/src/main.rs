@@ -15,6 +15,7 @@
 mod bank;
 mod bank_qubedb;
 mod bank_sqlite;
+mod sql;
 mod store;
 mod store_qubedb;
 mod store_redb;
@@ -50,6 +51,8 @@ enum Cmd {
     Storage(StorageArgs),
     /// Bank transfers: QubeDB transactions (MVCC over the B+Tree) vs SQLite.
     Bank(bank::BankArgs),
+    /// SQL, embedded: QubeDB's SQL engine vs SQLite.
+    Sql(sql::SqlArgs),
 }
 
 #[derive(Args, Clone)]
@@ -117,6 +120,7 @@ fn main() -> Result<()> {
     let args = match Cli::parse().cmd {
         Cmd::Storage(args) => args,
         Cmd::Bank(args) => return bank::main(args),
+        Cmd::Sql(args) => return sql::main(args),
     };
     ensure!(args.n > 0 && args.batch > 0, "--n and --batch must be positive");
     ensure!(args.repeat > 0, "--repeat must be positive");

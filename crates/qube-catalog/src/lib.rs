@@ -94,6 +94,7 @@ struct Cache {
     version: Ts,
     by_name: HashMap<(Namespace, ObjectId, String), Option<Arc<Object>>>,
     by_id: HashMap<ObjectId, Option<Arc<Object>>>,
+    indexes: HashMap<ObjectId, Vec<Arc<Object>>>,
 }
 
 /// The catalog of one QubeDB instance.
@@ -401,6 +402,34 @@ impl Catalog {
     /// Objects that depend on `id`: indexes on a table, sequences owned by
     /// it, foreign keys of other tables that reference it, objects inside a
     /// schema or database.
+    /// The indexes of a table, cached like lookups (every query that
+    /// reads or writes a table needs them; `dependents` reads the whole
+    /// catalog).
+    pub fn indexes_of(&self, txn: &mut Transaction, table: ObjectId) -> Result<Vec<Arc<Object>>> {
+        let usable = self.cache_usable(txn);
+        if let Some(v) = usable {
+            let c = self.cache.lock();
+            if c.version == v
+                && let Some(hit) = c.indexes.get(&table)
+            {
+                return Ok(hit.clone());
+            }
+        }
+        let found: Vec<Arc<Object>> = self
+            .dependents(txn, table)?
+            .into_iter()
+            .filter(|o| matches!(&o.def, Def::Index(ix) if ix.table == table))
+            .collect();
+        if let Some(v) = usable {
+            let mut c = self.cache.lock();
+            if c.version != v {
+                *c = Cache { version: v, ..Cache::default() };
+            }
+            c.indexes.insert(table, found.clone());
+        }
+        Ok(found)
+    }
+
     pub fn dependents(&self, txn: &mut Transaction, id: ObjectId) -> Result<Vec<Arc<Object>>> {
         let mut out = Vec::new();
         for o in self.all(txn)? {

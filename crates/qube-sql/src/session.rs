@@ -134,6 +134,19 @@ impl Database {
     }
 }
 
+/// Parsed statements, ready to execute many times.
+pub struct Prepared {
+    stmts: Vec<ast::Statement>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for s in std::mem::take(&mut self.stmts) {
+            dismantle(s);
+        }
+    }
+}
+
 /// One connection's state.
 pub struct Session {
     db: Database,
@@ -160,21 +173,33 @@ impl Session {
                 return Err(e);
             }
         };
-        let mut out = Vec::with_capacity(stmts.len());
-        let mut res = Ok(());
-        for s in &stmts {
-            match self.statement(s, params) {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    res = Err(e);
-                    break;
-                }
-            }
-        }
+        let res = self.run_parsed(&stmts, params);
         for s in stmts {
             dismantle(s);
         }
-        res.map(|()| out)
+        res
+    }
+
+    /// Parses once, for `execute_prepared` many times (the statements are
+    /// bound at each execution, so they see the catalog as it is then).
+    pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        Ok(Prepared { stmts: parse(sql)? })
+    }
+
+    pub fn execute_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<Vec<QueryResult>> {
+        self.run_parsed(&p.stmts, params)
+    }
+
+    fn run_parsed(
+        &mut self,
+        stmts: &[ast::Statement],
+        params: &[Value],
+    ) -> Result<Vec<QueryResult>> {
+        let mut out = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            out.push(self.statement(s, params)?);
+        }
+        Ok(out)
     }
 
     /// Whether an explicit transaction is open (and whether it failed).
@@ -437,6 +462,25 @@ fn run_statement(
                     .collect(),
                 rows,
                 tag: format!("SELECT {n}"),
+            })
+        }
+        S::Explain { analyze, statement, .. } => {
+            if *analyze {
+                return Err(crate::plan::bind::unsupported("EXPLAIN ANALYZE"));
+            }
+            let ast::Statement::Query(q) = statement.as_ref() else {
+                return Err(crate::plan::bind::unsupported("EXPLAIN of anything but a query"));
+            };
+            let mut b = Binder::new(&shared.catalog, txn, schema);
+            let q = b.query(q)?;
+            let rows: Vec<Vec<Value>> = crate::plan::explain::explain(&q.plan)
+                .into_iter()
+                .map(|l| vec![Value::Text(l)])
+                .collect();
+            Ok(QueryResult {
+                columns: vec![Column { name: "QUERY PLAN".into(), data_type: DataType::Text }],
+                rows,
+                tag: "EXPLAIN".into(),
             })
         }
         S::Insert(i) => crate::exec::dml::insert(shared, txn, schema, i, params),

@@ -80,6 +80,23 @@ pub fn scan(txn: &mut Transaction, table: u64, ncols: usize) -> Result<Vec<(u64,
     Ok(out)
 }
 
+/// One row by rowid, if visible.
+pub fn get_row(
+    txn: &mut Transaction,
+    table: u64,
+    rowid: u64,
+    ncols: usize,
+) -> Result<Option<Vec<Value>>> {
+    match txn.get(&row_key(table, rowid))? {
+        Some(v) => {
+            let mut row = Vec::with_capacity(ncols);
+            decode_row(&v, ncols, &mut row)?;
+            Ok(Some(row))
+        }
+        None => Ok(None),
+    }
+}
+
 pub fn put_row(
     txn: &mut Transaction,
     table: u64,

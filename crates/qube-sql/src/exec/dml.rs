@@ -40,7 +40,7 @@ pub fn parse_expr(sql: &str) -> Result<ast::Expr> {
 
 pub fn table_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, Vec<usize>, bool)>> {
     let mut out = Vec::new();
-    let deps: Vec<Arc<Object>> = b.catalog.dependents(b.txn, t.id)?;
+    let deps: Vec<Arc<Object>> = b.catalog.indexes_of(b.txn, t.id)?;
     for d in deps {
         if let Def::Index(ix) = &d.def
             && ix.table == t.id
@@ -94,6 +94,27 @@ pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
 }
 
 impl Target {
+    /// The rows a WHERE may match: through an index its equalities cover,
+    /// else every row. The caller still applies the WHERE.
+    fn candidates(&self, ctx: &mut Ctx, filter: Option<&Expr>) -> Result<Vec<(u64, Row)>> {
+        if let Some(f) = filter {
+            let (eqs, ranges) = crate::plan::bind::equalities(f, self.types.len());
+            if let Some(c) = crate::plan::bind::choose_index(&self.indexes, &eqs, &ranges) {
+                return super::index_rows(
+                    ctx,
+                    self.table.id,
+                    &self.types,
+                    c.index,
+                    c.unique,
+                    &c.columns,
+                    &c.keys,
+                    c.range.as_ref(),
+                );
+            }
+        }
+        storage::scan(ctx.txn, self.table.id, self.types.len())
+    }
+
     /// The value of column `i` when none is given.
     fn default_value(&self, ctx: &mut Ctx, cat: &qube_catalog::Catalog, i: usize) -> Result<Value> {
         let col = &self.table.def.columns[i];
@@ -247,7 +268,7 @@ pub fn insert(
     // Rows of expressions (None: DEFAULT), or a query.
     enum Source {
         Rows(Vec<Vec<Option<Expr>>>),
-        Query(crate::plan::Plan),
+        Query(Box<crate::plan::Plan>),
     }
     let source = match &i.source {
         None => Source::Rows(vec![vec![]]),
@@ -300,7 +321,7 @@ pub fn insert(
                         "INSERT has more target columns than expressions",
                     ));
                 }
-                Source::Query(bound.plan)
+                Source::Query(Box::new(bound.plan))
             }
         },
     };
@@ -401,7 +422,7 @@ pub fn update(
     })?;
     drop(b);
     let mut ctx = Ctx::new(txn, params);
-    let rows = storage::scan(ctx.txn, t.table.id, cols.len())?;
+    let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
     let mut buf = Vec::new();
     for (rowid, row) in rows {
@@ -466,7 +487,7 @@ pub fn delete(
     })?;
     drop(b);
     let mut ctx = Ctx::new(txn, params);
-    let rows = storage::scan(ctx.txn, t.table.id, cols.len())?;
+    let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
     for (rowid, row) in rows {
         if let Some(f) = &filter

@@ -99,6 +99,13 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
+        Plan::IndexScan { table, index, unique, columns, keys, range } => {
+            let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
+            Ok(index_rows(ctx, table.id, &types, *index, *unique, columns, keys, range.as_ref())?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect())
+        }
         Plan::Scan { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
             .into_iter()
             .map(|(_, r)| r)
@@ -169,7 +176,6 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             sort_rows(ctx, rows, keys)
         }
         Plan::Limit { input, limit, offset } => {
-            let rows = run(ctx, input)?;
             let count = |ctx: &mut Ctx,
                          e: &Option<Expr>,
                          what: &str,
@@ -194,6 +200,8 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
             let lim = count(ctx, limit, "LIMIT", "2201W")?;
+            // Top-N: a sort below only needs its first off + lim rows.
+            let rows = run_limited(ctx, input, lim.map(|l| l.saturating_add(off)))?;
             let it = rows.into_iter().skip(off);
             Ok(match lim {
                 Some(l) => it.take(l).collect(),
@@ -242,7 +250,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     }
     match plan {
         Plan::Values { width, .. } => *width,
-        Plan::Scan { table } => table.columns.len(),
+        Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),
         Plan::Project { exprs, .. } => exprs.len(),
         Plan::MultiJoin { width, .. } => *width,
         Plan::Join { left, right, .. } => plan_width(left, None) + plan_width(right, None),
@@ -306,13 +314,44 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
     })
 }
 
+/// Runs `plan`, of which only the first `n` rows will be used: a sort
+/// (possibly under a projection) keeps only its first `n`.
+fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>> {
+    match (plan, n) {
+        (Plan::Sort { input, keys }, Some(n)) => {
+            let rows = run(ctx, input)?;
+            sort_rows_limit(ctx, rows, keys, Some(n))
+        }
+        (Plan::Project { input, exprs }, Some(_))
+            if matches!(input.as_ref(), Plan::Sort { .. }) =>
+        {
+            let rows = run_limited(ctx, input, n)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(exprs.iter().map(|e| eval(ctx, e, &r)).collect::<Result<Vec<_>>>()?);
+            }
+            Ok(out)
+        }
+        _ => run(ctx, plan),
+    }
+}
+
 pub fn sort_rows(ctx: &mut Ctx, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>> {
+    sort_rows_limit(ctx, rows, keys, None)
+}
+
+fn sort_rows_limit(
+    ctx: &mut Ctx,
+    rows: Vec<Row>,
+    keys: &[SortKey],
+    limit: Option<usize>,
+) -> Result<Vec<Row>> {
     let mut keyed: Vec<(Vec<Value>, Row)> = Vec::with_capacity(rows.len());
     for r in rows {
         let k = keys.iter().map(|k| eval(ctx, &k.expr, &r)).collect::<Result<Vec<_>>>()?;
         keyed.push((k, r));
     }
-    keyed.sort_by(|a, b| {
+    let cmp = |a: &(Vec<Value>, Row), b: &(Vec<Value>, Row)| {
         for (i, k) in keys.iter().enumerate() {
             let (x, y) = (&a.0[i], &b.0[i]);
             let o = match (x.is_null(), y.is_null()) {
@@ -341,7 +380,17 @@ pub fn sort_rows(ctx: &mut Ctx, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<
             }
         }
         Ordering::Equal
-    });
+    };
+    if let Some(n) = limit
+        && n < keyed.len()
+    {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        keyed.select_nth_unstable_by(n - 1, cmp);
+        keyed.truncate(n);
+    }
+    keyed.sort_by(cmp);
     Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
@@ -752,6 +801,102 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
         out.push(row);
     }
     Ok(out)
+}
+
+/// The (rowid, row) pairs whose index columns equal the keys (and whose
+/// next column lies within `range`, bounds inclusive).
+#[allow(clippy::too_many_arguments)]
+pub fn index_rows(
+    ctx: &mut Ctx,
+    table: u64,
+    types: &[DataType],
+    index: u64,
+    unique: bool,
+    columns: &[usize],
+    keys: &[Expr],
+    range: Option<&crate::plan::IndexRange>,
+) -> Result<Vec<(u64, Row)>> {
+    let mut vals = Vec::with_capacity(keys.len());
+    for (k, &c) in keys.iter().zip(columns) {
+        let v = eval(ctx, k, &[])?;
+        // The key must be encoded as the column's values are: a value that
+        // the column's type cannot hold exactly (5.5 for an integer column)
+        // or NULL matches nothing.
+        match index_value(v, &types[c]) {
+            Some(v) => vals.push(v),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let mut rowids = Vec::new();
+    if unique {
+        if let Some(r) = ctx.txn.get(&storage::index_key(index, &vals, 0, true))? {
+            rowids.push(be_rowid(&r)?);
+        }
+    } else {
+        let mut prefix = storage::index_prefix(index).to_vec();
+        for v in &vals {
+            crate::types::encoding::encode_key(v, &mut prefix);
+        }
+        let key_range = match range {
+            None => qube_storage::KeyRange::prefix(&prefix),
+            Some(r) => {
+                // Values only (0x01 …), not NULLs (0x02), which no range matches.
+                let mut start = prefix.clone();
+                let mut end = prefix.clone();
+                let ty = &types[r.column];
+                let bound = |ctx: &mut Ctx, e: &Option<Expr>| -> Result<Option<Option<Value>>> {
+                    match e {
+                        None => Ok(Some(None)),
+                        Some(e) => match eval(ctx, e, &[])? {
+                            Value::Null => Ok(None),
+                            // A bound the column cannot hold exactly stays
+                            // open on that side; the condition above decides.
+                            v => Ok(Some(index_value(v, ty))),
+                        },
+                    }
+                };
+                let (Some(low), Some(high)) = (bound(ctx, &r.low)?, bound(ctx, &r.high)?) else {
+                    return Ok(Vec::new());
+                };
+                match low {
+                    Some(v) => crate::types::encoding::encode_key(&v, &mut start),
+                    None => start.push(1),
+                }
+                match high {
+                    Some(v) => {
+                        crate::types::encoding::encode_key(&v, &mut end);
+                        end.extend_from_slice(&[0xff; 10]);
+                    }
+                    None => end.push(2),
+                }
+                qube_storage::KeyRange::between(&start, &end)
+            }
+        };
+        for (_, r) in ctx.txn.scan(key_range, qube_storage::Direction::Forward)? {
+            rowids.push(be_rowid(&r)?);
+        }
+    }
+    let mut out = Vec::with_capacity(rowids.len());
+    for rowid in rowids {
+        if let Some(row) = storage::get_row(ctx.txn, table, rowid, types.len())? {
+            out.push((rowid, row));
+        }
+    }
+    Ok(out)
+}
+
+fn be_rowid(b: &[u8]) -> Result<u64> {
+    b.try_into().map(u64::from_be_bytes).map_err(|_| Error::Internal("bad index entry".into()))
+}
+
+/// `v` as a value of a column of type `ty`, for an index key; None if no
+/// value of the column can equal it.
+fn index_value(v: Value, ty: &DataType) -> Option<Value> {
+    if v.is_null() {
+        return None;
+    }
+    let c = crate::types::cast::assign(v.clone(), ty).ok()?;
+    (c.sql_cmp(&v) == Some(Ordering::Equal)).then_some(c)
 }
 
 pub fn dec_to_f64(d: &Decimal) -> f64 {

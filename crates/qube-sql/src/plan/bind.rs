@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use sqlparser::ast;
 
 use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
-use super::{JoinCond, JoinInput, JoinKind, Plan, Query, SetOpKind, SortKey, TableRef};
+use super::{IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetOpKind, SortKey, TableRef};
 use crate::types::Value;
 use crate::types::cast;
 
@@ -789,6 +789,9 @@ impl<'a> Binder<'a> {
             let b = coerce_bool(self.expr(c)?, "WHERE")?;
             split_and(b, &mut bound);
         }
+        for (i, inp) in inputs.iter_mut().enumerate() {
+            use_index(i, inp, &bound);
+        }
         if inputs.len() == 1 {
             let mut plan = inputs.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
             for b in bound {
@@ -940,6 +943,7 @@ impl<'a> Binder<'a> {
                             Some(q) => (q.plan, default_alias, q.columns),
                             None => {
                                 let t = self.table(name)?;
+                                let indexes = crate::exec::dml::table_indexes(self, &t)?;
                                 let columns: Vec<(String, DataType)> = t
                                     .def
                                     .columns
@@ -951,6 +955,7 @@ impl<'a> Binder<'a> {
                                         id: t.id,
                                         name: t.name.clone(),
                                         columns: columns.clone(),
+                                        indexes,
                                     },
                                 };
                                 (plan, default_alias, columns)
@@ -2002,6 +2007,194 @@ fn chain_operands<'e>(e: &'e ast::Expr, op: &ast::BinaryOperator) -> Vec<&'e ast
         }
     }
     out
+}
+
+/// The equalities `column = value` among `conds` that read only input `i`
+/// on one side and nothing of the current row on the other: (column
+/// position within the input, value).
+fn inputs_snapshot(conds: &[Expr], _i: usize, inp: &JoinInput) -> Vec<(usize, Expr)> {
+    let mut out = Vec::new();
+    let row_free = |e: &Expr| {
+        let mut cols = Vec::new();
+        e.columns_used(&mut cols);
+        cols.is_empty() && !contains_subquery(e)
+    };
+    for c in conds {
+        if let Expr::Binary { op: BinOp::Eq, left, right } = c {
+            for (a, b) in [(left, right), (right, left)] {
+                if let Expr::Column(col) = a.as_ref()
+                    && *col >= inp.offset
+                    && *col < inp.offset + inp.width
+                    && row_free(b)
+                {
+                    out.push((*col - inp.offset, (**b).clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn contains_subquery(e: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| {
+        if matches!(
+            x,
+            Expr::ScalarSubquery { .. }
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Quantified { .. }
+        ) {
+            found = true;
+        }
+    });
+    found
+}
+
+/// Turns a table scan into an index scan when equalities cover the
+/// leading columns of one of its indexes.
+fn use_index(_i: usize, inp: &mut JoinInput, conds: &[Expr]) {
+    let Plan::Scan { table } = &inp.plan else { return };
+    let eqs = inputs_snapshot(conds, 0, inp);
+    let ranges = range_bounds(conds, inp);
+    if let Some(c) = choose_index(&table.indexes, &eqs, &ranges) {
+        inp.plan = Plan::IndexScan {
+            table: table.clone(),
+            index: c.index,
+            unique: c.unique,
+            columns: c.columns,
+            keys: c.keys,
+            range: c.range,
+        };
+    }
+}
+
+/// `column < value`, `column >= value`, `column BETWEEN a AND b` … among
+/// `conds` on input `inp`, with values that read no column.
+pub(crate) fn range_bounds(conds: &[Expr], inp: &JoinInput) -> Vec<IndexRange> {
+    let row_free = |e: &Expr| {
+        let mut cols = Vec::new();
+        e.columns_used(&mut cols);
+        cols.is_empty() && !contains_subquery(e)
+    };
+    let local = |e: &Expr| match e {
+        Expr::Column(c) if *c >= inp.offset && *c < inp.offset + inp.width => Some(*c - inp.offset),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for c in conds {
+        match c {
+            Expr::Binary { op, left, right }
+                if matches!(op, BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq) =>
+            {
+                let (col, v, op) = match (local(left), local(right)) {
+                    (Some(col), None) if row_free(right) => (col, right, *op),
+                    (None, Some(col)) if row_free(left) => {
+                        let flipped = match op {
+                            BinOp::Lt => BinOp::Gt,
+                            BinOp::LtEq => BinOp::GtEq,
+                            BinOp::Gt => BinOp::Lt,
+                            _ => BinOp::LtEq,
+                        };
+                        (col, left, flipped)
+                    }
+                    _ => continue,
+                };
+                let (low, high) = match op {
+                    BinOp::Gt | BinOp::GtEq => (Some((**v).clone()), None),
+                    _ => (None, Some((**v).clone())),
+                };
+                out.push(IndexRange { column: col, low, high });
+            }
+            Expr::Between { expr, low, high, negated: false } => {
+                if let Some(col) = local(expr)
+                    && row_free(low)
+                    && row_free(high)
+                {
+                    out.push(IndexRange {
+                        column: col,
+                        low: Some((**low).clone()),
+                        high: Some((**high).clone()),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What `choose_index` picked.
+pub(crate) struct IndexChoice {
+    pub index: u64,
+    pub unique: bool,
+    pub columns: Vec<usize>,
+    pub keys: Vec<Expr>,
+    pub range: Option<IndexRange>,
+}
+
+/// The index that equalities `(column, value)` cover best: the longest
+/// prefix of leading columns (a fully covered unique index first), then a
+/// range on the next column; or an index whose first column has a range.
+pub(crate) fn choose_index(
+    indexes: &[(u64, Vec<usize>, bool)],
+    eqs: &[(usize, Expr)],
+    ranges: &[IndexRange],
+) -> Option<IndexChoice> {
+    // Score: (fully covered unique, equality columns, has range).
+    type Candidate<'a> =
+        ((bool, usize, bool), &'a (u64, Vec<usize>, bool), usize, Option<IndexRange>);
+    let mut best: Option<Candidate> = None;
+    for ix in indexes {
+        let covered = ix.1.iter().take_while(|c| eqs.iter().any(|(e, _)| e == *c)).count();
+        let full_unique = ix.2 && covered == ix.1.len();
+        let range = if full_unique {
+            None
+        } else {
+            ix.1.get(covered).and_then(|next| {
+                // Merge every bound on that column: one low, one high.
+                let mut r: Option<IndexRange> = None;
+                for b in ranges.iter().filter(|b| b.column == *next) {
+                    let cur = r.get_or_insert(IndexRange { column: *next, low: None, high: None });
+                    if cur.low.is_none() {
+                        cur.low = b.low.clone();
+                    }
+                    if cur.high.is_none() {
+                        cur.high = b.high.clone();
+                    }
+                }
+                r
+            })
+        };
+        if covered == 0 && range.is_none() {
+            continue;
+        }
+        let score = (full_unique, covered, range.is_some());
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, ix, covered, range));
+        }
+    }
+    let ((unique, ..), ix, covered, range) = best?;
+    let columns: Vec<usize> = ix.1[..covered].to_vec();
+    let keys = columns
+        .iter()
+        .map(|c| {
+            eqs.iter()
+                .find(|(e, _)| e == c)
+                .map(|(_, v)| v.clone())
+                .unwrap_or(Expr::Const(Value::Null))
+        })
+        .collect();
+    Some(IndexChoice { index: ix.0, unique, columns, keys, range })
+}
+
+/// `column = value` equalities of a WHERE over one table (for UPDATE and
+/// DELETE): (column, value) pairs whose value reads no column.
+pub(crate) fn equalities(filter: &Expr, ncols: usize) -> (Vec<(usize, Expr)>, Vec<IndexRange>) {
+    let mut conj = Vec::new();
+    split_and(filter.clone(), &mut conj);
+    let inp = JoinInput { plan: Plan::unit(), offset: 0, width: ncols };
+    (inputs_snapshot(&conj, 0, &inp), range_bounds(&conj, &inp))
 }
 
 /// A balanced tree of `op` over the operands: depth log2(n), not n.

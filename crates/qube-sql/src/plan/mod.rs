@@ -8,6 +8,7 @@
 //! binder's scopes and in `Bound::columns`.
 
 pub mod bind;
+pub mod explain;
 pub mod expr;
 
 use qube_common::types::DataType;
@@ -22,6 +23,8 @@ pub struct TableRef {
     pub id: u64,
     pub name: String,
     pub columns: Vec<(String, DataType)>,
+    /// The table's indexes: (id, column positions, unique).
+    pub indexes: Vec<(u64, Vec<usize>, bool)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,19 @@ pub enum Plan {
     Scan {
         table: TableRef,
     },
+    /// The rows whose leading index columns equal `keys` (evaluated once,
+    /// without a row: constants, parameters, outer references). The
+    /// conditions stay on top, so the index only narrows the search.
+    IndexScan {
+        table: TableRef,
+        index: u64,
+        unique: bool,
+        columns: Vec<usize>,
+        keys: Vec<Expr>,
+        /// Bounds on the index column after the equalities (inclusive;
+        /// the conditions above make exclusive ones exact).
+        range: Option<IndexRange>,
+    },
     Filter {
         input: Box<Plan>,
         predicate: Expr,
@@ -184,6 +200,14 @@ impl Plan {
     pub fn unit() -> Plan {
         Plan::Values { rows: vec![vec![]], width: 0 }
     }
+}
+
+/// Lower and upper bounds of one index column, each optional.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRange {
+    pub column: usize,
+    pub low: Option<Expr>,
+    pub high: Option<Expr>,
 }
 
 /// A bound query: its plan and its output columns.

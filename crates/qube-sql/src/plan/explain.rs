@@ -1,0 +1,115 @@
+//! EXPLAIN: the plan tree as text, one line per operator, in PostgreSQL's
+//! indented style. There are no statistics yet, so no row estimates;
+//! EXPLAIN ANALYZE is not built.
+
+use super::{JoinKind, Plan, SetOpKind};
+
+pub fn explain(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    node(plan, 0, &mut out);
+    out
+}
+
+fn line(depth: usize, text: String, out: &mut Vec<String>) {
+    if depth == 0 {
+        out.push(text);
+    } else {
+        out.push(format!("{}->  {text}", "  ".repeat(depth * 3 - 2)));
+    }
+}
+
+fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
+    match plan {
+        Plan::Values { rows, .. } => line(depth, format!("Values ({} rows)", rows.len()), out),
+        Plan::Scan { table } => line(depth, format!("Seq Scan on {}", table.name), out),
+        Plan::IndexScan { table, index, unique, columns, range, .. } => {
+            let mut cols: Vec<String> =
+                columns.iter().map(|&c| format!("{} = …", table.columns[c].0)).collect();
+            if let Some(r) = range {
+                cols.push(format!("{} in range", table.columns[r.column].0));
+            }
+            line(
+                depth,
+                format!(
+                    "Index Scan on {} using index {index}{} ({})",
+                    table.name,
+                    if *unique { " (unique)" } else { "" },
+                    cols.join(", ")
+                ),
+                out,
+            )
+        }
+        Plan::Filter { input, .. } => {
+            line(depth, "Filter".into(), out);
+            node(input, depth + 1, out);
+        }
+        Plan::Project { input, exprs } => {
+            line(depth, format!("Project ({} columns)", exprs.len()), out);
+            node(input, depth + 1, out);
+        }
+        Plan::MultiJoin { inputs, conds, .. } => {
+            line(
+                depth,
+                format!(
+                    "Join ({} inputs, {} conditions; hash joins on equalities, order at run time)",
+                    inputs.len(),
+                    conds.len()
+                ),
+                out,
+            );
+            for i in inputs {
+                node(&i.plan, depth + 1, out);
+            }
+        }
+        Plan::Join { left, right, kind, .. } => {
+            let k = match kind {
+                JoinKind::Inner => "Inner",
+                JoinKind::Left => "Left",
+                JoinKind::Right => "Right",
+                JoinKind::Full => "Full",
+            };
+            line(depth, format!("Nested Loop {k} Join"), out);
+            node(left, depth + 1, out);
+            node(right, depth + 1, out);
+        }
+        Plan::Aggregate { input, group_by, aggs } => {
+            let what = if group_by.is_empty() {
+                "Aggregate".to_string()
+            } else {
+                "HashAggregate".to_string()
+            };
+            line(
+                depth,
+                format!("{what} ({} keys, {} aggregates)", group_by.len(), aggs.len()),
+                out,
+            );
+            node(input, depth + 1, out);
+        }
+        Plan::Sort { input, keys } => {
+            line(depth, format!("Sort ({} keys)", keys.len()), out);
+            node(input, depth + 1, out);
+        }
+        Plan::Limit { input, .. } => {
+            line(depth, "Limit".into(), out);
+            node(input, depth + 1, out);
+        }
+        Plan::Distinct { input } => {
+            line(depth, "HashAggregate (distinct)".into(), out);
+            node(input, depth + 1, out);
+        }
+        Plan::DistinctOn { input, .. } => {
+            line(depth, "Unique (distinct on)".into(), out);
+            node(input, depth + 1, out);
+        }
+        Plan::SetOp { left, right, kind, all } => {
+            let k = match kind {
+                SetOpKind::Union => "Union",
+                SetOpKind::Intersect => "Intersect",
+                SetOpKind::Except => "Except",
+            };
+            line(depth, format!("{k}{}", if *all { " All" } else { "" }), out);
+            node(left, depth + 1, out);
+            node(right, depth + 1, out);
+        }
+    }
+}
