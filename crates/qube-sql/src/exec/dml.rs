@@ -93,7 +93,43 @@ pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
     Ok(Target { table, types, indexes, checks, defaults })
 }
 
+/// Rows a RETURNING clause produced.
+#[derive(Default)]
+struct Returned {
+    rows: Vec<Row>,
+}
+
+type Returning = Option<crate::plan::Returning>;
+
+impl Returned {
+    fn push(&mut self, ctx: &mut Ctx, returning: &Returning, row: &Row) -> Result<()> {
+        if let Some((exprs, _)) = returning {
+            let mut out = Vec::with_capacity(exprs.len());
+            for e in exprs {
+                out.push(eval(ctx, e, row)?);
+            }
+            self.rows.push(out);
+        }
+        Ok(())
+    }
+
+    fn result(self, returning: Returning, tag: String) -> QueryResult {
+        let columns = returning
+            .map(|(_, cols)| {
+                cols.into_iter()
+                    .map(|(name, data_type)| crate::session::Column { name, data_type })
+                    .collect()
+            })
+            .unwrap_or_default();
+        QueryResult { columns, rows: self.rows, tag }
+    }
+}
+
 impl Target {
+    fn columns(&self) -> Vec<(String, DataType)> {
+        self.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect()
+    }
+
     /// The rows a WHERE may match: through an index its equalities cover,
     /// else every row. The caller still applies the WHERE.
     fn candidates(&self, ctx: &mut Ctx, filter: Option<&Expr>) -> Result<Vec<(u64, Row)>> {
@@ -222,9 +258,6 @@ pub fn insert(
     if i.on.is_some() {
         return Err(unsupported("INSERT … ON CONFLICT"));
     }
-    if i.returning.is_some() {
-        return Err(unsupported("RETURNING"));
-    }
     let name = match &i.table {
         ast::TableObject::TableName(n) => n.clone(),
         other => return Err(unsupported(format!("INSERT INTO {other}"))),
@@ -232,6 +265,10 @@ pub fn insert(
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = target(&mut b, &name)?;
     let ncols = t.types.len();
+    let returning = match &i.returning {
+        Some(items) => Some(b.returning(&t.table.name, &t.columns(), items)?),
+        None => None,
+    };
     let mut targets: Vec<usize> = Vec::new();
     if i.columns.is_empty() {
         // Without a column list, the values fill the first columns.
@@ -349,6 +386,7 @@ pub fn insert(
     };
     let n = given.len() as u64;
     let first = shared.rowids.take(ctx.txn, t.table.id, n)?;
+    let mut returned = Returned::default();
     let mut buf = Vec::new();
     for (k, vals) in given.into_iter().enumerate() {
         let mut row = vec![None; ncols];
@@ -366,8 +404,9 @@ pub fn insert(
         let rowid = first + k as u64;
         t.add_entries(ctx.txn, rowid, &full, None)?;
         storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
+        returned.push(&mut ctx, &returning, &full)?;
     }
-    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("INSERT 0 {n}") })
+    Ok(returned.result(returning, format!("INSERT 0 {n}")))
 }
 
 /// The table of UPDATE/DELETE and its alias.
@@ -387,8 +426,8 @@ pub fn update(
     u: &ast::Update,
     params: &[Value],
 ) -> Result<QueryResult> {
-    if u.from.is_some() || u.returning.is_some() || !u.table.joins.is_empty() {
-        return Err(unsupported("UPDATE … FROM / RETURNING"));
+    if u.from.is_some() || !u.table.joins.is_empty() {
+        return Err(unsupported("UPDATE … FROM"));
     }
     let (name, alias) = dml_table(&u.table.relation)?;
     let mut b = Binder::new(&shared.catalog, txn, schema);
@@ -396,6 +435,10 @@ pub fn update(
     let cols: Vec<(String, DataType)> =
         t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
     let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let returning = match &u.returning {
+        Some(items) => Some(b.returning(&scope_name, &cols, items)?),
+        None => None,
+    };
     let (sets, filter) = b.with_columns(&scope_name, &cols, |b| {
         let mut sets = Vec::new();
         for a in &u.assignments {
@@ -425,6 +468,7 @@ pub fn update(
     let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
     let mut buf = Vec::new();
+    let mut returned = Returned::default();
     for (rowid, row) in rows {
         if let Some(f) = &filter
             && !truthy(&eval(&mut ctx, f, &row)?)
@@ -451,9 +495,10 @@ pub fn update(
         t.remove_entries(ctx.txn, rowid, &row, Some(&changed))?;
         t.add_entries(ctx.txn, rowid, &new, Some(&changed))?;
         storage::put_row(ctx.txn, t.table.id, rowid, &new, &mut buf)?;
+        returned.push(&mut ctx, &returning, &new)?;
         n += 1;
     }
-    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("UPDATE {n}") })
+    Ok(returned.result(returning, format!("UPDATE {n}")))
 }
 
 pub fn delete(
@@ -463,8 +508,8 @@ pub fn delete(
     d: &ast::Delete,
     params: &[Value],
 ) -> Result<QueryResult> {
-    if d.using.is_some() || d.returning.is_some() || !d.tables.is_empty() {
-        return Err(unsupported("DELETE … USING / RETURNING"));
+    if d.using.is_some() || !d.tables.is_empty() {
+        return Err(unsupported("DELETE … USING"));
     }
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
@@ -481,6 +526,10 @@ pub fn delete(
     let cols: Vec<(String, DataType)> =
         t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
     let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let returning = match &d.returning {
+        Some(items) => Some(b.returning(&scope_name, &cols, items)?),
+        None => None,
+    };
     let filter = b.with_columns(&scope_name, &cols, |b| match &d.selection {
         Some(w) => Ok(Some(b.expr_typed(w)?.0)),
         None => Ok(None),
@@ -489,6 +538,7 @@ pub fn delete(
     let mut ctx = Ctx::new(txn, params);
     let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
+    let mut returned = Returned::default();
     for (rowid, row) in rows {
         if let Some(f) = &filter
             && !truthy(&eval(&mut ctx, f, &row)?)
@@ -497,7 +547,8 @@ pub fn delete(
         }
         t.remove_entries(ctx.txn, rowid, &row, None)?;
         storage::delete_row(ctx.txn, t.table.id, rowid)?;
+        returned.push(&mut ctx, &returning, &row)?;
         n += 1;
     }
-    Ok(QueryResult { columns: vec![], rows: vec![], tag: format!("DELETE {n}") })
+    Ok(returned.result(returning, format!("DELETE {n}")))
 }

@@ -1070,6 +1070,42 @@ impl<'a> Binder<'a> {
         r
     }
 
+    /// Binds a RETURNING list over a table's columns: expressions and
+    /// output columns.
+    pub fn returning(
+        &mut self,
+        table: &str,
+        cols: &[(String, DataType)],
+        items: &[ast::SelectItem],
+    ) -> Result<super::Returning> {
+        self.with_columns(table, cols, |b| {
+            let mut exprs = Vec::new();
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    ast::SelectItem::Wildcard(_) => {
+                        for (i, c) in cols.iter().enumerate() {
+                            exprs.push(Expr::Column(i));
+                            out.push(c.clone());
+                        }
+                    }
+                    ast::SelectItem::UnnamedExpr(e) => {
+                        let (x, t) = b.expr_typed(e)?;
+                        exprs.push(x);
+                        out.push((output_name(e), t));
+                    }
+                    ast::SelectItem::ExprWithAlias { expr, alias } => {
+                        let (x, t) = b.expr_typed(expr)?;
+                        exprs.push(x);
+                        out.push((ident(alias), t));
+                    }
+                    other => return Err(unsupported(format!("RETURNING {other}"))),
+                }
+            }
+            Ok((exprs, out))
+        })
+    }
+
     /// Binds and coerces to a type (assignment context).
     pub fn expr_as(&mut self, e: &ast::Expr, ty: &DataType) -> Result<Expr> {
         let b = self.expr(e)?;

@@ -210,6 +210,10 @@ pub struct IndexRange {
     pub high: Option<Expr>,
 }
 
+/// A bound RETURNING list: expressions over the table's row, and the
+/// output columns.
+pub type Returning = (Vec<Expr>, Vec<(String, DataType)>);
+
 /// A bound query: its plan and its output columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {

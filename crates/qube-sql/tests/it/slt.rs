@@ -188,7 +188,19 @@ macro_rules! slt_tests {
 }
 
 // One test per file of tests/slt; `every_slt_file_has_a_test` keeps this list complete.
-slt_tests!(types, ddl, dml, select, joins, aggregates, subqueries, setops, transactions, misc);
+slt_tests!(
+    types,
+    ddl,
+    dml,
+    select,
+    joins,
+    aggregates,
+    subqueries,
+    setops,
+    transactions,
+    misc,
+    returning
+);
 
 #[test]
 fn every_slt_file_has_a_test() {
