@@ -93,6 +93,141 @@ pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
     Ok(Target { table, types, indexes, checks, defaults })
 }
 
+/// ON CONFLICT: the arbiter indexes, and for DO UPDATE the assignments
+/// and WHERE, bound over the existing row followed by `excluded`.
+struct Conflict {
+    arbiters: Vec<usize>,
+    update: Option<Vec<(usize, Option<Expr>)>>,
+    filter: Option<Expr>,
+}
+
+impl Conflict {
+    /// The rowid of an existing row that `row` conflicts with on an arbiter.
+    fn find(&self, t: &Target, txn: &mut Transaction, row: &Row) -> Result<Option<u64>> {
+        for &a in &self.arbiters {
+            let (id, cols, _) = &t.indexes[a];
+            let vals = Target::index_values(cols, row);
+            if vals.iter().any(Value::is_null) {
+                continue;
+            }
+            if let Some(r) = txn.get_for_update(&storage::index_key(*id, &vals, 0, true))? {
+                let r: [u8; 8] = r
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Internal("bad index entry".into()))?;
+                return Ok(Some(u64::from_be_bytes(r)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result<Option<Conflict>> {
+    let Some(on) = on else { return Ok(None) };
+    let ast::OnInsert::OnConflict(oc) = on else {
+        return Err(unsupported("ON DUPLICATE KEY UPDATE"));
+    };
+    let unique: Vec<usize> = (0..t.indexes.len()).filter(|&i| t.indexes[i].2).collect();
+    let no_match = || {
+        Error::user(
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+    };
+    let arbiters = match &oc.conflict_target {
+        None => {
+            if matches!(oc.action, ast::OnConflictAction::DoUpdate(_)) {
+                return Err(Error::user(
+                    "42601",
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                ));
+            }
+            unique
+        }
+        Some(ast::ConflictTarget::Columns { columns, predicate }) => {
+            if predicate.is_some() {
+                return Err(unsupported("ON CONFLICT (…) WHERE"));
+            }
+            let mut want = Vec::new();
+            for c in columns {
+                let name = ident(c);
+                let pos = t.table.def.columns.iter().position(|col| col.name == name).ok_or_else(
+                    || Error::user("42703", format!("column \"{name}\" does not exist")),
+                )?;
+                want.push(pos);
+            }
+            want.sort_unstable();
+            want.dedup();
+            let hits: Vec<usize> = unique
+                .into_iter()
+                .filter(|&i| {
+                    let mut cols = t.indexes[i].1.clone();
+                    cols.sort_unstable();
+                    cols == want
+                })
+                .collect();
+            if hits.is_empty() {
+                return Err(no_match());
+            }
+            hits
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            let name = object_name(name)?.pop().unwrap_or_default();
+            let index = t.table.def.constraints.iter().find_map(|c| match &c.kind {
+                ConstraintKind::PrimaryKey { index, .. } | ConstraintKind::Unique { index, .. }
+                    if c.name == name =>
+                {
+                    Some(*index)
+                }
+                _ => None,
+            });
+            let Some(index) = index else {
+                return Err(Error::user(
+                    "42704",
+                    format!("constraint \"{name}\" for table \"{}\" does not exist", t.table.name),
+                ));
+            };
+            vec![t.indexes.iter().position(|ix| ix.0 == index).ok_or_else(no_match)?]
+        }
+    };
+    let (update, filter) = match &oc.action {
+        ast::OnConflictAction::DoNothing => (None, None),
+        ast::OnConflictAction::DoUpdate(du) => {
+            let cols = t.columns();
+            let tname = t.table.name.clone();
+            let (sets, filter) = b.with_tables(&[(&tname, &cols), ("excluded", &cols)], |b| {
+                let mut sets = Vec::new();
+                for a in &du.assignments {
+                    let ast::AssignmentTarget::ColumnName(c) = &a.target else {
+                        return Err(unsupported("ON CONFLICT DO UPDATE of a column list"));
+                    };
+                    let cname = object_name(c)?.pop().unwrap_or_default();
+                    let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
+                        Error::user(
+                            "42703",
+                            format!("column \"{cname}\" of relation \"{tname}\" does not exist"),
+                        )
+                    })?;
+                    let e = if matches!(&a.value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+                    {
+                        None
+                    } else {
+                        Some(b.expr_as(&a.value, &cols[pos].1)?)
+                    };
+                    sets.push((pos, e));
+                }
+                let filter = match &du.selection {
+                    Some(w) => Some(b.expr_typed(w)?.0),
+                    None => None,
+                };
+                Ok((sets, filter))
+            })?;
+            (Some(sets), filter)
+        }
+    };
+    Ok(Some(Conflict { arbiters, update, filter }))
+}
+
 /// Rows a RETURNING clause produced.
 #[derive(Default)]
 struct Returned {
@@ -126,6 +261,23 @@ impl Returned {
 }
 
 impl Target {
+    /// Writes `new` over the row `old` at `rowid`, moving its index entries
+    /// where their columns changed.
+    fn rewrite(
+        &self,
+        txn: &mut Transaction,
+        rowid: u64,
+        old: &Row,
+        new: &Row,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let changed: Vec<bool> =
+            self.indexes.iter().map(|(_, cs, _)| cs.iter().any(|&c| old[c] != new[c])).collect();
+        self.remove_entries(txn, rowid, old, Some(&changed))?;
+        self.add_entries(txn, rowid, new, Some(&changed))?;
+        storage::put_row(txn, self.table.id, rowid, new, buf)
+    }
+
     fn columns(&self) -> Vec<(String, DataType)> {
         self.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect()
     }
@@ -255,9 +407,6 @@ pub fn insert(
     i: &ast::Insert,
     params: &[Value],
 ) -> Result<QueryResult> {
-    if i.on.is_some() {
-        return Err(unsupported("INSERT … ON CONFLICT"));
-    }
     let name = match &i.table {
         ast::TableObject::TableName(n) => n.clone(),
         other => return Err(unsupported(format!("INSERT INTO {other}"))),
@@ -269,6 +418,7 @@ pub fn insert(
         Some(items) => Some(b.returning(&t.table.name, &t.columns(), items)?),
         None => None,
     };
+    let conflict = on_conflict(&mut b, &t, i.on.as_ref())?;
     let mut targets: Vec<usize> = Vec::new();
     if i.columns.is_empty() {
         // Without a column list, the values fill the first columns.
@@ -387,6 +537,8 @@ pub fn insert(
     let n = given.len() as u64;
     let first = shared.rowids.take(ctx.txn, t.table.id, n)?;
     let mut returned = Returned::default();
+    let mut done = 0u64;
+    let mut updated = std::collections::HashSet::new();
     let mut buf = Vec::new();
     for (k, vals) in given.into_iter().enumerate() {
         let mut row = vec![None; ncols];
@@ -401,12 +553,48 @@ pub fn insert(
             });
         }
         t.check(&mut ctx, &mut full)?;
+        if let Some(c) = &conflict
+            && let Some(existing) = c.find(&t, ctx.txn, &full)?
+        {
+            let Some(sets) = &c.update else { continue };
+            if !updated.insert(existing) {
+                return Err(Error::user(
+                    "21000",
+                    "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                ));
+            }
+            let Some(old) = storage::get_row(ctx.txn, t.table.id, existing, ncols)? else {
+                continue;
+            };
+            let mut both = old.clone();
+            both.extend(full.iter().cloned());
+            if let Some(f) = &c.filter
+                && !truthy(&eval(&mut ctx, f, &both)?)
+            {
+                continue;
+            }
+            let mut new = old.clone();
+            for (pos, e) in sets {
+                new[*pos] = match e {
+                    Some(e) => eval(&mut ctx, e, &both)?,
+                    None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
+                };
+            }
+            t.check(&mut ctx, &mut new)?;
+            t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
+            returned.push(&mut ctx, &returning, &new)?;
+            done += 1;
+            continue;
+        }
         let rowid = first + k as u64;
         t.add_entries(ctx.txn, rowid, &full, None)?;
         storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
         returned.push(&mut ctx, &returning, &full)?;
+        // A row this command inserted cannot be updated by it either.
+        updated.insert(rowid);
+        done += 1;
     }
-    Ok(returned.result(returning, format!("INSERT 0 {n}")))
+    Ok(returned.result(returning, format!("INSERT 0 {done}")))
 }
 
 /// The table of UPDATE/DELETE and its alias.

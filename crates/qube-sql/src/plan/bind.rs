@@ -1050,14 +1050,26 @@ impl<'a> Binder<'a> {
         cols: &[(String, DataType)],
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        self.with_tables(&[(table, cols)], f)
+    }
+
+    /// Binds over several tables' columns side by side (ON CONFLICT's
+    /// target row and `excluded`).
+    pub fn with_tables<T>(
+        &mut self,
+        tables: &[(&str, &[(String, DataType)])],
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
         let scope = Scope {
-            cols: cols
+            cols: tables
                 .iter()
-                .map(|(n, t)| ScopeCol {
-                    table: Some(table.to_string()),
-                    name: n.clone(),
-                    ty: t.clone(),
-                    hidden: false,
+                .flat_map(|(table, cols)| {
+                    cols.iter().map(move |(n, t)| ScopeCol {
+                        table: Some(table.to_string()),
+                        name: n.clone(),
+                        ty: t.clone(),
+                        hidden: false,
+                    })
                 })
                 .collect(),
             merged: Vec::new(),

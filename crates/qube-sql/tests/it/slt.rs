@@ -199,7 +199,8 @@ slt_tests!(
     setops,
     transactions,
     misc,
-    returning
+    returning,
+    upsert
 );
 
 #[test]
