@@ -134,6 +134,7 @@ pub fn ddl(
             }
             Ok(done(tag))
         }
+        S::AlterTable(at) => alter_table(shared, txn, schema, at),
         S::Truncate(t) => {
             for target in &t.table_names {
                 let mut b = Binder::new(&shared.catalog, txn, schema);
@@ -434,4 +435,301 @@ fn create_index(
         txn.set(&key, &rowid.to_be_bytes())?;
     }
     Ok(done("CREATE INDEX"))
+}
+
+/// ALTER TABLE: ADD/DROP/RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP
+/// DEFAULT and NOT NULL, DROP CONSTRAINT. Each operation is checked
+/// against the rows as they are then; a failure rolls the whole statement
+/// back with the transaction.
+fn alter_table(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: ObjectId,
+    at: &ast::AlterTable,
+) -> Result<QueryResult> {
+    let name = single_name(&at.name)?;
+    let Some(obj) = shared.catalog.lookup(txn, Namespace::Relation, schema, &name)? else {
+        if at.if_exists {
+            return Ok(done("ALTER TABLE"));
+        }
+        return Err(Error::user("42P01", format!("relation \"{name}\" does not exist")));
+    };
+    let Def::Table(_) = &obj.def else {
+        return Err(Error::user("42809", format!("\"{name}\" is not a table")));
+    };
+    for op in &at.operations {
+        // Re-read: each operation sees the previous one's result.
+        let obj = shared
+            .catalog
+            .get(txn, obj.id)?
+            .ok_or_else(|| Error::Internal("table vanished during ALTER".into()))?;
+        let mut obj = (*obj).clone();
+        let Def::Table(def) = &mut obj.def else {
+            return Err(Error::Internal("not a table".into()));
+        };
+        let col_pos = |def: &TableDef, c: &str| {
+            def.columns.iter().position(|x| x.name == c).ok_or_else(|| {
+                Error::user(
+                    "42703",
+                    format!("column \"{c}\" of relation \"{name}\" does not exist"),
+                )
+            })
+        };
+        use ast::AlterTableOperation as O;
+        match op {
+            O::AddColumn { if_not_exists, column_def, .. } => {
+                let cname = ident(&column_def.name);
+                if def.columns.iter().any(|c| c.name == cname) {
+                    if *if_not_exists {
+                        continue;
+                    }
+                    return Err(Error::user(
+                        "42701",
+                        format!("column \"{cname}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                let data_type = data_type_of(&column_def.data_type)?;
+                let mut col = Column {
+                    name: cname.clone(),
+                    data_type: data_type.clone(),
+                    nullable: true,
+                    default: None,
+                    identity: None,
+                    comment: None,
+                };
+                for o in &column_def.options {
+                    match &o.option {
+                        ast::ColumnOption::Null => col.nullable = true,
+                        ast::ColumnOption::NotNull => col.nullable = false,
+                        ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
+                        other => return Err(unsupported(format!("ADD COLUMN … {other}"))),
+                    }
+                }
+                // Existing rows get the default (evaluated once per row, as
+                // PostgreSQL does for volatile defaults).
+                let pos = def.columns.len();
+                def.columns.push(col.clone());
+                shared.catalog.update(txn, obj.clone())?;
+                let default = match &col.default {
+                    Some(d) => {
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        let e = b.with_columns("", &[], |b| {
+                            b.expr_as(&super::dml::parse_expr(d)?, &data_type)
+                        })?;
+                        Some(e)
+                    }
+                    None => None,
+                };
+                let rows = storage::scan(txn, obj.id, pos)?;
+                let mut buf = Vec::new();
+                for (rowid, mut row) in rows {
+                    let v = match &default {
+                        Some(e) => {
+                            let mut ctx = super::Ctx::new(txn, &[]);
+                            crate::types::cast::assign(
+                                super::eval::eval(&mut ctx, e, &[])?,
+                                &data_type,
+                            )?
+                        }
+                        None => Value::Null,
+                    };
+                    if v.is_null() && !col.nullable {
+                        return Err(Error::user(
+                            "23502",
+                            format!(
+                                "column \"{cname}\" of relation \"{name}\" contains null values"
+                            ),
+                        ));
+                    }
+                    if default.is_some() {
+                        row.push(v);
+                        storage::put_row(txn, obj.id, rowid, &row, &mut buf)?;
+                    }
+                }
+            }
+            O::DropColumn { column_names, if_exists, drop_behavior, .. } => {
+                let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
+                for cn in column_names {
+                    let cname = ident(cn);
+                    let obj_now = shared
+                        .catalog
+                        .get(txn, obj.id)?
+                        .ok_or_else(|| Error::Internal("table vanished".into()))?;
+                    let mut o2 = (*obj_now).clone();
+                    let Def::Table(d2) = &mut o2.def else {
+                        return Err(Error::Internal("not a table".into()));
+                    };
+                    let Some(pos) = d2.columns.iter().position(|c| c.name == cname) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(Error::user(
+                            "42703",
+                            format!("column \"{cname}\" of relation \"{name}\" does not exist"),
+                        ));
+                    };
+                    if d2.columns.len() == 1 {
+                        return Err(crate::plan::bind::unsupported(
+                            "dropping a table's last column",
+                        ));
+                    }
+                    // Indexes and key constraints on the column go with it
+                    // (PostgreSQL drops them too); a CHECK naming it needs CASCADE.
+                    for c in &d2.constraints {
+                        if let ConstraintKind::Check { expr } = &c.kind
+                            && expr
+                                .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                                .any(|w| w.eq_ignore_ascii_case(&cname))
+                            && !cascade
+                        {
+                            return Err(Error::user(
+                                "2BP01",
+                                format!(
+                                    "cannot drop column {cname} of table {name} because constraint {} depends on it",
+                                    c.name
+                                ),
+                            ));
+                        }
+                    }
+                    d2.constraints.retain(|c| match &c.kind {
+                        ConstraintKind::PrimaryKey { columns, .. }
+                        | ConstraintKind::Unique { columns, .. } => !columns.contains(&cname),
+                        ConstraintKind::Check { expr } => !expr
+                            .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                            .any(|w| w.eq_ignore_ascii_case(&cname)),
+                        _ => true,
+                    });
+                    let ncols = d2.columns.len();
+                    d2.columns.remove(pos);
+                    for ix in shared.catalog.indexes_of(txn, obj.id)? {
+                        if let Def::Index(idef) = &ix.def
+                            && idef.columns.iter().any(|c| c.expr == cname)
+                        {
+                            storage::clear_prefix(txn, &storage::index_prefix(ix.id))?;
+                            shared.catalog.drop(txn, ix.id, false)?;
+                        }
+                    }
+                    shared.catalog.update(txn, o2)?;
+                    let rows = storage::scan(txn, obj.id, ncols)?;
+                    let mut buf = Vec::new();
+                    for (rowid, mut row) in rows {
+                        row.remove(pos);
+                        storage::put_row(txn, obj.id, rowid, &row, &mut buf)?;
+                    }
+                }
+            }
+            O::RenameColumn { old_column_name, new_column_name } => {
+                let (old, new) = (ident(old_column_name), ident(new_column_name));
+                let pos = col_pos(def, &old)?;
+                if def.columns.iter().any(|c| c.name == new) {
+                    return Err(Error::user(
+                        "42701",
+                        format!("column \"{new}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                if def.constraints.iter().any(
+                    |c| matches!(&c.kind, ConstraintKind::Check { expr } if expr.contains(&old)),
+                ) {
+                    return Err(crate::plan::bind::unsupported(
+                        "renaming a column a CHECK constraint uses",
+                    ));
+                }
+                def.columns[pos].name = new.clone();
+                for c in &mut def.constraints {
+                    if let ConstraintKind::PrimaryKey { columns, .. }
+                    | ConstraintKind::Unique { columns, .. } = &mut c.kind
+                    {
+                        for col in columns.iter_mut().filter(|x| **x == old) {
+                            *col = new.clone();
+                        }
+                    }
+                }
+                shared.catalog.update(txn, obj.clone())?;
+                for ix in shared.catalog.indexes_of(txn, obj.id)? {
+                    let mut ix = (*ix).clone();
+                    if let Def::Index(idef) = &mut ix.def
+                        && idef.columns.iter().any(|c| c.expr == old)
+                    {
+                        for c in idef.columns.iter_mut().filter(|c| c.expr == old) {
+                            c.expr = new.clone();
+                        }
+                        shared.catalog.update(txn, ix)?;
+                    }
+                }
+            }
+            O::RenameTable { table_name } => {
+                let n = match table_name {
+                    ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => {
+                        single_name(n)?
+                    }
+                };
+                obj.name = n;
+                shared.catalog.update(txn, obj)?;
+            }
+            O::AlterColumn { column_name, op } => {
+                let cname = ident(column_name);
+                let pos = col_pos(def, &cname)?;
+                match op {
+                    ast::AlterColumnOperation::SetNotNull => {
+                        let ncols = def.columns.len();
+                        for (_, row) in storage::scan(txn, obj.id, ncols)? {
+                            if row[pos].is_null() {
+                                return Err(Error::user(
+                                    "23502",
+                                    format!(
+                                        "column \"{cname}\" of relation \"{name}\" contains null values"
+                                    ),
+                                ));
+                            }
+                        }
+                        def.columns[pos].nullable = false;
+                    }
+                    ast::AlterColumnOperation::DropNotNull => {
+                        let in_pk = def.constraints.iter().any(|c| matches!(&c.kind, ConstraintKind::PrimaryKey { columns, .. } if columns.contains(&cname)));
+                        if in_pk {
+                            return Err(Error::user(
+                                "42P16",
+                                format!("column \"{cname}\" is in a primary key"),
+                            ));
+                        }
+                        def.columns[pos].nullable = true;
+                    }
+                    ast::AlterColumnOperation::SetDefault { value } => {
+                        // Bind now so a bad default fails here, not at INSERT.
+                        let ty = def.columns[pos].data_type.clone();
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        b.with_columns("", &[], |b| b.expr_as(value, &ty))?;
+                        def.columns[pos].default = Some(value.to_string());
+                    }
+                    ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
+                    other => {
+                        return Err(crate::plan::bind::unsupported(format!("ALTER COLUMN {other}")));
+                    }
+                }
+                shared.catalog.update(txn, obj)?;
+            }
+            O::DropConstraint { if_exists, name: cn, .. } => {
+                let cname = ident(cn);
+                let Some(i) = def.constraints.iter().position(|c| c.name == cname) else {
+                    if *if_exists {
+                        continue;
+                    }
+                    return Err(Error::user(
+                        "42704",
+                        format!("constraint \"{cname}\" of relation \"{name}\" does not exist"),
+                    ));
+                };
+                let c = def.constraints.remove(i);
+                shared.catalog.update(txn, obj)?;
+                if let ConstraintKind::PrimaryKey { index, .. }
+                | ConstraintKind::Unique { index, .. } = c.kind
+                {
+                    storage::clear_prefix(txn, &storage::index_prefix(index))?;
+                    shared.catalog.drop(txn, index, false)?;
+                }
+            }
+            other => return Err(crate::plan::bind::unsupported(format!("ALTER TABLE … {other}"))),
+        }
+    }
+    Ok(done("ALTER TABLE"))
 }

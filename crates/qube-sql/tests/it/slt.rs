@@ -200,7 +200,8 @@ slt_tests!(
     transactions,
     misc,
     returning,
-    upsert
+    upsert,
+    alter
 );
 
 #[test]
