@@ -166,8 +166,11 @@ fn create_table(
     schema: ObjectId,
     ct: &ast::CreateTable,
 ) -> Result<QueryResult> {
-    if ct.query.is_some() || ct.like.is_some() || ct.clone.is_some() {
-        return Err(unsupported("CREATE TABLE … AS / LIKE"));
+    if ct.like.is_some() || ct.clone.is_some() {
+        return Err(unsupported("CREATE TABLE … LIKE"));
+    }
+    if let Some(q) = &ct.query {
+        return create_table_as(shared, txn, schema, ct, q);
     }
     let name = single_name(&ct.name)?;
     if shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?.is_some() {
@@ -703,7 +706,9 @@ fn alter_table(
                     }
                     ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
                     other => {
-                        return Err(crate::plan::bind::unsupported(format!("ALTER COLUMN {other}")));
+                        return Err(crate::plan::bind::unsupported(format!(
+                            "ALTER COLUMN {other}"
+                        )));
                     }
                 }
                 shared.catalog.update(txn, obj)?;
@@ -732,4 +737,76 @@ fn alter_table(
         }
     }
     Ok(done("ALTER TABLE"))
+}
+
+/// CREATE TABLE … AS query: the query's columns (renamed by a column list)
+/// and rows.
+fn create_table_as(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: ObjectId,
+    ct: &ast::CreateTable,
+    q: &ast::Query,
+) -> Result<QueryResult> {
+    let name = single_name(&ct.name)?;
+    if shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?.is_some() {
+        if ct.if_not_exists {
+            return Ok(done("CREATE TABLE AS"));
+        }
+        return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));
+    }
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let bound = b.query(q)?;
+    drop(b);
+    let mut columns: Vec<Column> = bound
+        .columns
+        .iter()
+        .map(|(n, t)| Column {
+            name: n.clone(),
+            data_type: t.clone(),
+            nullable: true,
+            default: None,
+            identity: None,
+            comment: None,
+        })
+        .collect();
+    if ct.columns.len() > columns.len() {
+        return Err(Error::user("42601", "CREATE TABLE AS specifies too many column names"));
+    }
+    for (c, def) in columns.iter_mut().zip(&ct.columns) {
+        c.name = ident(&def.name);
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if columns[..i].iter().any(|o| o.name == c.name) {
+            return Err(Error::user(
+                "42701",
+                format!("column \"{}\" specified more than once", c.name),
+            ));
+        }
+    }
+    let own = owner(shared, txn)?;
+    let types: Vec<DataType> = columns.iter().map(|c| c.data_type.clone()).collect();
+    let id = shared.catalog.create(
+        txn,
+        schema,
+        &name,
+        own,
+        Def::Table(TableDef { columns, constraints: vec![] }),
+    )?;
+    let rows = {
+        let mut ctx = super::Ctx::new(txn, &[]);
+        super::run(&mut ctx, &bound.plan)?
+    };
+    let n = rows.len() as u64;
+    let first = shared.rowids.take(txn, id, n)?;
+    let mut buf = Vec::new();
+    for (k, row) in rows.into_iter().enumerate() {
+        let row: Vec<Value> = row
+            .into_iter()
+            .zip(&types)
+            .map(|(v, t)| crate::types::cast::assign(v, t))
+            .collect::<Result<_>>()?;
+        storage::put_row(txn, id, first + k as u64, &row, &mut buf)?;
+    }
+    Ok(done(&format!("SELECT {n}")))
 }

@@ -94,7 +94,13 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
                         "cannot take square root of a negative number",
                     ));
                 }
-                Value::Numeric(d.sqrt().ok_or_else(|| out_of_range("numeric"))?)
+                let r = d.sqrt().ok_or_else(|| out_of_range("numeric"))?;
+                // PostgreSQL's scale: 16 significant digits, at least the input's.
+                let int_digits = r.trunc().to_string().trim_start_matches('-').len() as u32;
+                let scale = 16u32.saturating_sub(int_digits).max(d.scale()).min(28);
+                let mut r = r.round_dp(scale);
+                r.rescale(scale);
+                Value::Numeric(r)
             }
             v => {
                 let f = v.as_f64().unwrap_or(0.0);
@@ -237,6 +243,9 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             }
             Value::Text(s.repeat(n))
         }
+        Func::RegexMatch | Func::RegexIMatch => {
+            Value::Bool(regex_match(&text(&args[0]), &text(&args[1]), func == Func::RegexIMatch)?)
+        }
         Func::Concat
         | Func::Greatest
         | Func::Least
@@ -245,6 +254,33 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         | Func::Random => {
             return Err(Error::Internal("handled above".into()));
         }
+    })
+}
+
+/// `s ~ pattern`: compiled regexes are cached per thread (a pattern is
+/// usually a constant evaluated once per row). Rust's regex syntax covers
+/// PostgreSQL's common cases; backreferences and lookaround are 2201B.
+fn regex_match(s: &str, pattern: &str, ci: bool) -> Result<bool> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<(String, bool), regex::Regex>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let key = (pattern.to_string(), ci);
+        if !c.contains_key(&key) {
+            let re = regex::RegexBuilder::new(pattern)
+                .case_insensitive(ci)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| Error::user("2201B", format!("invalid regular expression: {e}")))?;
+            if c.len() > 256 {
+                c.clear();
+            }
+            c.insert(key.clone(), re);
+        }
+        Ok(c.get(&key).is_some_and(|re| re.is_match(s)))
     })
 }
 

@@ -110,6 +110,15 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             .into_iter()
             .map(|(_, r)| r)
             .collect()),
+        Plan::Series { start, stop, step } => {
+            let start = eval(ctx, start, &[])?;
+            let stop = eval(ctx, stop, &[])?;
+            let step = match step {
+                Some(s) => eval(ctx, s, &[])?,
+                None => Value::Int4(1),
+            };
+            series(start, stop, step)
+        }
         Plan::Filter { input, predicate } => {
             let rows = run(ctx, input)?;
             let mut out = Vec::new();
@@ -250,6 +259,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     }
     match plan {
         Plan::Values { width, .. } => *width,
+        Plan::Series { .. } => 1,
         Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),
         Plan::Project { exprs, .. } => exprs.len(),
         Plan::MultiJoin { width, .. } => *width,
@@ -262,6 +272,44 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
         | Plan::DistinctOn { input, .. } => plan_width(input, None),
         Plan::SetOp { left, .. } => plan_width(left, None),
     }
+}
+
+/// Rows of generate_series; at most 100 million (54000 beyond).
+fn series(start: Value, stop: Value, step: Value) -> Result<Vec<Row>> {
+    if start.is_null() || stop.is_null() || step.is_null() {
+        return Ok(Vec::new());
+    }
+    let zero = step.sql_cmp(&Value::Int4(0)) == Some(Ordering::Equal);
+    if zero {
+        return Err(Error::user("22023", "step size cannot equal zero"));
+    }
+    let up = step.sql_cmp(&Value::Int4(0)) == Some(Ordering::Greater);
+    let mut out = Vec::new();
+    let mut cur = start;
+    loop {
+        let past = match cur.sql_cmp(&stop) {
+            Some(Ordering::Greater) => up,
+            Some(Ordering::Less) => !up,
+            _ => false,
+        };
+        if past {
+            break;
+        }
+        if out.len() >= 100_000_000 {
+            return Err(Error::user(
+                "54000",
+                "generate_series would return more than 100,000,000 rows",
+            ));
+        }
+        out.push(vec![cur.clone()]);
+        match eval::binary(BinOp::Add, cur, step.clone()) {
+            Ok(next) => cur = next,
+            // Stepping past the type's range ends the series, as in PostgreSQL.
+            Err(e) if e.sqlstate() == "22003" => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Row>> {

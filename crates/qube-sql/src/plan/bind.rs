@@ -925,45 +925,101 @@ impl<'a> Binder<'a> {
         let offset = self.scope_len();
         let (plan, alias, cols): (Plan, String, Vec<(String, DataType)>) = match f {
             ast::TableFactor::Table { name, alias, args, .. } => {
-                if args.is_some() {
-                    return Err(unsupported("table functions"));
-                }
-                let parts = object_name(name)?;
-                let cte = if parts.len() == 1 {
-                    self.ctes.iter().rev().find_map(|m| m.get(&parts[0]).cloned())
+                if let Some(a) = args {
+                    let fname = object_name(name)?.pop().unwrap_or_default();
+                    if fname != "generate_series" {
+                        return Err(err("42883", format!("function {fname} does not exist")));
+                    }
+                    // Arguments see no FROM sibling (no LATERAL).
+                    self.scopes.push(Scope::default());
+                    let bound: Result<Vec<B>> = a
+                        .args
+                        .iter()
+                        .map(|x| match x {
+                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                                self.expr(e)
+                            }
+                            other => Err(unsupported(format!("argument {other}"))),
+                        })
+                        .collect();
+                    self.scopes.pop();
+                    let bound = bound?;
+                    if !(2..=3).contains(&bound.len()) {
+                        return Err(err(
+                            "42883",
+                            "function generate_series needs 2 or 3 arguments",
+                        ));
+                    }
+                    let mut ty = DataType::Integer;
+                    for b in &bound {
+                        if !b.unknown {
+                            if !is_numeric(&b.ty)
+                                || matches!(b.ty, DataType::Real | DataType::Double)
+                            {
+                                return Err(err(
+                                    "42883",
+                                    format!(
+                                        "function generate_series({}) does not exist",
+                                        b.ty.sql_name()
+                                    ),
+                                ));
+                            }
+                            ty = arith_type(&ty, &b.ty);
+                        }
+                    }
+                    let mut exprs = Vec::new();
+                    for b in bound {
+                        exprs.push(coerce(b, &ty)?);
+                    }
+                    let step = if exprs.len() == 3 { exprs.pop() } else { None };
+                    let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                    let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                    let plan = Plan::Series { start, stop, step };
+                    // A function's single column takes the table alias's name.
+                    let col = match alias {
+                        Some(a) if a.columns.is_empty() => ident(&a.name),
+                        _ => "generate_series".to_string(),
+                    };
+                    (plan, "generate_series".to_string(), vec![(col, ty)])
+                        .with_alias(alias.as_ref())
                 } else {
-                    None
-                };
-                let default_alias = parts.last().cloned().unwrap_or_default();
-                match cte {
-                    Some(q) => (q.plan, default_alias, q.columns),
-                    None => {
-                        let view = self.view(name)?;
-                        match view {
-                            Some(q) => (q.plan, default_alias, q.columns),
-                            None => {
-                                let t = self.table(name)?;
-                                let indexes = crate::exec::dml::table_indexes(self, &t)?;
-                                let columns: Vec<(String, DataType)> = t
-                                    .def
-                                    .columns
-                                    .iter()
-                                    .map(|c| (c.name.clone(), c.data_type.clone()))
-                                    .collect();
-                                let plan = Plan::Scan {
-                                    table: TableRef {
-                                        id: t.id,
-                                        name: t.name.clone(),
-                                        columns: columns.clone(),
-                                        indexes,
-                                    },
-                                };
-                                (plan, default_alias, columns)
+                    let parts = object_name(name)?;
+                    let cte = if parts.len() == 1 {
+                        self.ctes.iter().rev().find_map(|m| m.get(&parts[0]).cloned())
+                    } else {
+                        None
+                    };
+                    let default_alias = parts.last().cloned().unwrap_or_default();
+                    match cte {
+                        Some(q) => (q.plan, default_alias, q.columns),
+                        None => {
+                            let view = self.view(name)?;
+                            match view {
+                                Some(q) => (q.plan, default_alias, q.columns),
+                                None => {
+                                    let t = self.table(name)?;
+                                    let indexes = crate::exec::dml::table_indexes(self, &t)?;
+                                    let columns: Vec<(String, DataType)> = t
+                                        .def
+                                        .columns
+                                        .iter()
+                                        .map(|c| (c.name.clone(), c.data_type.clone()))
+                                        .collect();
+                                    let plan = Plan::Scan {
+                                        table: TableRef {
+                                            id: t.id,
+                                            name: t.name.clone(),
+                                            columns: columns.clone(),
+                                            indexes,
+                                        },
+                                    };
+                                    (plan, default_alias, columns)
+                                }
                             }
                         }
                     }
+                    .with_alias(alias.as_ref())
                 }
-                .with_alias(alias.as_ref())
             }
             ast::TableFactor::Derived { lateral, subquery, alias, .. } => {
                 if *lateral {
@@ -1634,6 +1690,20 @@ impl<'a> Binder<'a> {
 
     fn binary(&mut self, op: &ast::BinaryOperator, l: B, r: B) -> Result<B> {
         use ast::BinaryOperator as O;
+        if let O::PGRegexMatch | O::PGRegexIMatch | O::PGRegexNotMatch | O::PGRegexNotIMatch = op {
+            let ci = matches!(op, O::PGRegexIMatch | O::PGRegexNotIMatch);
+            let func = if ci { Func::RegexIMatch } else { Func::RegexMatch };
+            let m = Expr::Func {
+                func,
+                args: vec![coerce(l, &DataType::Text)?, coerce(r, &DataType::Text)?],
+            };
+            let m = if matches!(op, O::PGRegexNotMatch | O::PGRegexNotIMatch) {
+                Expr::Unary { op: UnOp::Not, expr: m.boxed() }
+            } else {
+                m
+            };
+            return Ok(B::new(m, DataType::Boolean));
+        }
         let bop = match op {
             O::Plus => BinOp::Add,
             O::Minus => BinOp::Sub,

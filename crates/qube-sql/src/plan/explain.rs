@@ -21,6 +21,7 @@ fn line(depth: usize, text: String, out: &mut Vec<String>) {
 fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
     match plan {
         Plan::Values { rows, .. } => line(depth, format!("Values ({} rows)", rows.len()), out),
+        Plan::Series { .. } => line(depth, "Function Scan on generate_series".into(), out),
         Plan::Scan { table } => line(depth, format!("Seq Scan on {}", table.name), out),
         Plan::IndexScan { table, index, unique, columns, range, .. } => {
             let mut cols: Vec<String> =

@@ -67,6 +67,9 @@ pub enum Func {
     Position,
     StrposFn,
     Random,
+    /// `~` and `~*` (the second argument is the pattern).
+    RegexMatch,
+    RegexIMatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

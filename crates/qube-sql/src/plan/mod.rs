@@ -138,6 +138,12 @@ pub enum Plan {
         /// the conditions above make exclusive ones exact).
         range: Option<IndexRange>,
     },
+    /// generate_series(start, stop [, step]): one column.
+    Series {
+        start: Expr,
+        stop: Expr,
+        step: Option<Expr>,
+    },
     Filter {
         input: Box<Plan>,
         predicate: Expr,

@@ -201,7 +201,8 @@ slt_tests!(
     misc,
     returning,
     upsert,
-    alter
+    alter,
+    functions
 );
 
 #[test]
