@@ -39,12 +39,14 @@ pub struct Ctx<'a> {
     pub params: &'a [Value],
     /// Current rows of the enclosing queries (innermost last).
     pub outer: Vec<Row>,
+    /// Work tables of running recursive CTEs.
+    worktables: HashMap<usize, Rc<Vec<Row>>>,
     cache: HashMap<usize, Rc<Vec<Row>>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(txn: &'a mut Transaction, params: &'a [Value]) -> Ctx<'a> {
-        Ctx { txn, params, outer: Vec::new(), cache: HashMap::new() }
+        Ctx { txn, params, outer: Vec::new(), cache: HashMap::new(), worktables: HashMap::new() }
     }
 
     /// Runs a subquery for the current row (once, if uncorrelated).
@@ -110,6 +112,44 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             .into_iter()
             .map(|(_, r)| r)
             .collect()),
+        Plan::WorkTable { id, .. } => {
+            Ok(ctx.worktables.get(id).map(|r| r.as_ref().clone()).unwrap_or_default())
+        }
+        Plan::RecursiveUnion { id, anchor, recursive, all } => {
+            let mut seen = HashSet::new();
+            let mut buf = Vec::new();
+            let mut fresh = |rows: Vec<Row>, seen: &mut HashSet<Vec<u8>>| -> Vec<Row> {
+                if *all {
+                    return rows;
+                }
+                rows.into_iter()
+                    .filter(|r| {
+                        key_bytes(r, &mut buf);
+                        seen.insert(buf.clone())
+                    })
+                    .collect()
+            };
+            let first = run(ctx, anchor)?;
+            let mut result = fresh(first, &mut seen);
+            let mut working = result.clone();
+            while !working.is_empty() {
+                if result.len() > 10_000_000 {
+                    return Err(Error::user(
+                        "54000",
+                        "recursive query produced more than 10,000,000 rows (is it infinite?)",
+                    ));
+                }
+                ctx.worktables.insert(*id, Rc::new(working));
+                // Subqueries may read the work table: nothing is cached
+                // across iterations.
+                ctx.cache.clear();
+                let next = run(ctx, recursive)?;
+                working = fresh(next, &mut seen);
+                result.extend(working.iter().cloned());
+            }
+            ctx.worktables.remove(id);
+            Ok(result)
+        }
         Plan::Series { start, stop, step } => {
             let start = eval(ctx, start, &[])?;
             let stop = eval(ctx, stop, &[])?;
@@ -260,6 +300,8 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     match plan {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
+        Plan::WorkTable { width, .. } => *width,
+        Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
         Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),
         Plan::Project { exprs, .. } => exprs.len(),
         Plan::MultiJoin { width, .. } => *width,

@@ -110,6 +110,8 @@ pub struct Binder<'a> {
     pending_conds: Vec<Expr>,
     /// Nesting of `expr` calls (see `MAX_EXPR_DEPTH`).
     depth: usize,
+    /// Recursive CTEs bound so far (their work tables' ids).
+    worktables: usize,
 }
 
 /// Deepest expression the binder accepts (54001 beyond): deep enough for
@@ -137,6 +139,7 @@ impl<'a> Binder<'a> {
             frames: Vec::new(),
             pending_conds: Vec::new(),
             depth: 0,
+            worktables: 0,
         }
     }
 
@@ -173,14 +176,35 @@ impl<'a> Binder<'a> {
     pub fn query(&mut self, q: &ast::Query) -> Result<Query> {
         let mut pushed = false;
         if let Some(with) = &q.with {
-            if with.recursive {
-                return Err(unsupported("WITH RECURSIVE"));
-            }
             self.ctes.push(HashMap::new());
             pushed = true;
             for cte in &with.cte_tables {
-                let mut bound = self.query(&cte.query)?;
                 let name = ident(&cte.alias.name);
+                let mut bound = match cte.query.body.as_ref() {
+                    ast::SetExpr::SetOperation {
+                        left,
+                        op: ast::SetOperator::Union,
+                        set_quantifier,
+                        right,
+                    } if with.recursive => {
+                        let res =
+                            self.recursive_cte(&name, &cte.alias, left, right, set_quantifier);
+                        match res {
+                            Ok(q) => q,
+                            Err(e) => {
+                                self.ctes.pop();
+                                return Err(e);
+                            }
+                        }
+                    }
+                    _ => match self.query(&cte.query) {
+                        Ok(q) => q,
+                        Err(e) => {
+                            self.ctes.pop();
+                            return Err(e);
+                        }
+                    },
+                };
                 for (i, c) in cte.alias.columns.iter().enumerate() {
                     if let Some(col) = bound.columns.get_mut(i) {
                         col.0 = ident(&c.name);
@@ -196,6 +220,69 @@ impl<'a> Binder<'a> {
             self.ctes.pop();
         }
         res
+    }
+
+    /// WITH RECURSIVE name AS (anchor UNION [ALL] recursive): the recursive
+    /// term reads the rows the previous iteration produced (`WorkTable`).
+    fn recursive_cte(
+        &mut self,
+        name: &str,
+        alias: &ast::TableAlias,
+        left: &ast::SetExpr,
+        right: &ast::SetExpr,
+        quantifier: &ast::SetQuantifier,
+    ) -> Result<Query> {
+        let mut anchor = self.set_expr(left)?;
+        for (i, c) in alias.columns.iter().enumerate() {
+            if let Some(col) = anchor.columns.get_mut(i) {
+                col.0 = ident(&c.name);
+            }
+        }
+        self.worktables += 1;
+        let id = self.worktables;
+        let work = Query {
+            plan: Plan::WorkTable { id, width: anchor.columns.len() },
+            columns: anchor.columns.clone(),
+            unknown: vec![false; anchor.columns.len()],
+        };
+        if let Some(m) = self.ctes.last_mut() {
+            m.insert(name.to_string(), work);
+        }
+        let rec = self.set_expr(right)?;
+        if rec.columns.len() != anchor.columns.len() {
+            return Err(err("42601", "each UNION query must have the same number of columns"));
+        }
+        // The recursive term's columns take the anchor's types.
+        let mut casts = Vec::new();
+        for (i, (a, r)) in anchor.columns.iter().zip(&rec.columns).enumerate() {
+            if a.1 != r.1 && common_type(&a.1, &r.1).is_none() {
+                return Err(err(
+                    "42804",
+                    format!(
+                        "recursive query \"{name}\" column {} has type {} in non-recursive term but type {} overall",
+                        i + 1,
+                        a.1.sql_name(),
+                        r.1.sql_name()
+                    ),
+                ));
+            }
+            casts.push(cast_col(i, &r.1, &a.1));
+        }
+        let rplan = if casts.iter().all(|c| matches!(c, Expr::Column(_))) {
+            rec.plan
+        } else {
+            Plan::Project { input: Box::new(rec.plan), exprs: casts }
+        };
+        Ok(Query {
+            plan: Plan::RecursiveUnion {
+                id,
+                anchor: Box::new(anchor.plan),
+                recursive: Box::new(rplan),
+                all: matches!(quantifier, ast::SetQuantifier::All),
+            },
+            unknown: vec![false; anchor.columns.len()],
+            columns: anchor.columns,
+        })
     }
 
     fn query_body(&mut self, q: &ast::Query) -> Result<Query> {
@@ -543,6 +630,46 @@ impl<'a> Binder<'a> {
             keys.push(SortKey { expr: Expr::Column(idx), desc, nulls_first });
         }
 
+        // DISTINCT ON: its expressions are output columns (hidden if need be);
+        // the ORDER BY must start with them; rows are sorted so that each
+        // group is contiguous, and the first of each is kept.
+        let mut distinct_on: Option<Vec<usize>> = None;
+        if let Some(ast::Distinct::On(on)) = &sel.distinct {
+            let mut idx = Vec::new();
+            for e in on {
+                let i = match self.output_ref(e, &columns)? {
+                    Some(i) => i,
+                    None => {
+                        let b = finish_unknown(self.expr(e)?)?;
+                        match exprs.iter().position(|x| *x == b) {
+                            Some(i) => i,
+                            None => {
+                                exprs.push(b);
+                                exprs.len() - 1
+                            }
+                        }
+                    }
+                };
+                idx.push(i);
+            }
+            for k in keys.iter().take(idx.len()) {
+                if !matches!(k.expr, Expr::Column(c) if idx.contains(&c)) {
+                    return Err(err(
+                        "42P10",
+                        "SELECT DISTINCT ON expressions must match initial ORDER BY expressions",
+                    ));
+                }
+            }
+            for &i in &idx {
+                if !keys.iter().take(idx.len()).any(|k| k.expr == Expr::Column(i)) {
+                    keys.insert(
+                        keys.len().min(idx.len()),
+                        SortKey { expr: Expr::Column(i), desc: false, nulls_first: false },
+                    );
+                }
+            }
+            distinct_on = Some(idx);
+        }
         if let Some(g) = self.grouping.last_mut().and_then(|g| g.take()) {
             plan = Plan::Aggregate { input: Box::new(plan), group_by: g.keys, aggs: g.aggs };
             if let Some(h) = having {
@@ -561,10 +688,16 @@ impl<'a> Binder<'a> {
                 }
                 plan = Plan::Distinct { input: Box::new(plan) };
             }
-            Some(ast::Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
+            Some(ast::Distinct::On(_)) => {}
         }
         if !keys.is_empty() {
             plan = Plan::Sort { input: Box::new(plan), keys };
+        }
+        if let Some(idx) = distinct_on {
+            plan = Plan::DistinctOn {
+                input: Box::new(plan),
+                on: idx.into_iter().map(Expr::Column).collect(),
+            };
         }
         if plan_width_of(&plan) > visible {
             plan = Plan::Project {
@@ -1949,9 +2082,10 @@ fn plan_width_of_project(p: &Plan) -> usize {
 fn plan_width_of(p: &Plan) -> usize {
     match p {
         Plan::Project { exprs, .. } => exprs.len(),
-        Plan::Sort { input, .. } | Plan::Distinct { input } | Plan::Limit { input, .. } => {
-            plan_width_of(input)
-        }
+        Plan::Sort { input, .. }
+        | Plan::Distinct { input }
+        | Plan::DistinctOn { input, .. }
+        | Plan::Limit { input, .. } => plan_width_of(input),
         _ => 0,
     }
 }

@@ -22,6 +22,12 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
     match plan {
         Plan::Values { rows, .. } => line(depth, format!("Values ({} rows)", rows.len()), out),
         Plan::Series { .. } => line(depth, "Function Scan on generate_series".into(), out),
+        Plan::WorkTable { .. } => line(depth, "WorkTable Scan".into(), out),
+        Plan::RecursiveUnion { anchor, recursive, .. } => {
+            line(depth, "Recursive Union".into(), out);
+            node(anchor, depth + 1, out);
+            node(recursive, depth + 1, out);
+        }
         Plan::Scan { table } => line(depth, format!("Seq Scan on {}", table.name), out),
         Plan::IndexScan { table, index, unique, columns, range, .. } => {
             let mut cols: Vec<String> =

@@ -138,6 +138,19 @@ pub enum Plan {
         /// the conditions above make exclusive ones exact).
         range: Option<IndexRange>,
     },
+    /// WITH RECURSIVE: the anchor's rows, then the recursive term's, run
+    /// again on the rows it produced last until it produces none.
+    RecursiveUnion {
+        id: usize,
+        anchor: Box<Plan>,
+        recursive: Box<Plan>,
+        all: bool,
+    },
+    /// The rows of the previous iteration of recursive CTE `id`.
+    WorkTable {
+        id: usize,
+        width: usize,
+    },
     /// generate_series(start, stop [, step]): one column.
     Series {
         start: Expr,
