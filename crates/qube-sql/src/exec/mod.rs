@@ -12,6 +12,7 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+mod window;
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -112,6 +113,10 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             .into_iter()
             .map(|(_, r)| r)
             .collect()),
+        Plan::Window { input, calls } => {
+            let rows = run(ctx, input)?;
+            window::run(ctx, rows, calls)
+        }
         Plan::WorkTable { id, .. } => {
             Ok(ctx.worktables.get(id).map(|r| r.as_ref().clone()).unwrap_or_default())
         }
@@ -301,6 +306,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
         Plan::WorkTable { width, .. } => *width,
+        Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
         Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),
         Plan::Project { exprs, .. } => exprs.len(),
@@ -661,6 +667,7 @@ fn multi_join(
 
 // ---------------------------------------------------------------- aggregates
 
+#[derive(Clone)]
 enum Acc {
     Count(i64),
     SumInt(Option<i128>),

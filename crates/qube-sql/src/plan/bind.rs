@@ -110,6 +110,10 @@ pub struct Binder<'a> {
     pending_conds: Vec<Expr>,
     /// Nesting of `expr` calls (see `MAX_EXPR_DEPTH`).
     depth: usize,
+    /// The WINDOW clause of each SELECT level.
+    named_windows: Vec<HashMap<String, ast::WindowSpec>>,
+    /// Window calls of each SELECT level (None where they are not allowed).
+    windows: Vec<Option<Vec<super::WindowCall>>>,
     /// Recursive CTEs bound so far (their work tables' ids).
     worktables: usize,
 }
@@ -118,6 +122,10 @@ pub struct Binder<'a> {
 /// any real query, shallow enough for a 2 MiB thread stack in a debug
 /// build. Chains of AND/OR do not nest (they become balanced trees).
 pub const MAX_EXPR_DEPTH: usize = 200;
+
+/// Window results are bound as `Column(WINDOW_BASE + i)` until the width
+/// of the row they follow is known.
+const WINDOW_BASE: usize = 1 << 40;
 
 /// A table as the binder sees it.
 pub struct TableInfo {
@@ -140,6 +148,8 @@ impl<'a> Binder<'a> {
             pending_conds: Vec::new(),
             depth: 0,
             worktables: 0,
+            windows: Vec::new(),
+            named_windows: Vec::new(),
         }
     }
 
@@ -490,7 +500,30 @@ impl<'a> Binder<'a> {
         }
         self.scopes.push(Scope::default());
         self.grouping.push(None);
+        self.windows.push(None);
+        let mut named = HashMap::new();
+        for ast::NamedWindowDefinition(id, def) in &sel.named_window {
+            let spec = match def {
+                ast::NamedWindowExpr::WindowSpec(s) => s.clone(),
+                ast::NamedWindowExpr::NamedWindow(r) => match named.get(&ident(r)) {
+                    Some(s) => Clone::clone(s),
+                    None => {
+                        self.windows.pop();
+                        self.grouping.pop();
+                        self.scopes.pop();
+                        return Err(err(
+                            "42704",
+                            format!("window \"{}\" does not exist", ident(r)),
+                        ));
+                    }
+                },
+            };
+            named.insert(ident(id), spec);
+        }
+        self.named_windows.push(named);
         let res = self.select_inner(sel, order_by);
+        self.named_windows.pop();
+        self.windows.pop();
         self.grouping.pop();
         self.scopes.pop();
         res
@@ -532,7 +565,11 @@ impl<'a> Binder<'a> {
                 Some(Grouping { keys, key_types, aggs: Vec::new() });
         }
 
-        // Select list (binding collects aggregates into the grouping).
+        // Select list (binding collects aggregates into the grouping, and
+        // window functions, allowed here and in ORDER BY only).
+        if let Some(w) = self.windows.last_mut() {
+            *w = Some(Vec::new());
+        }
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
         let mut unknown: Vec<bool> = Vec::new();
@@ -603,11 +640,15 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        let window_slot = self.windows.last_mut().and_then(|w| w.take());
         let having = match &sel.having {
             Some(h) => Some(coerce_bool(self.expr(h)?, "HAVING")?),
             None => None,
         };
 
+        if let Some(w) = self.windows.last_mut() {
+            *w = window_slot;
+        }
         // ORDER BY: output columns by position or name, else expressions
         // over the input, appended as hidden columns.
         let visible = exprs.len();
@@ -670,11 +711,22 @@ impl<'a> Binder<'a> {
             }
             distinct_on = Some(idx);
         }
+        let calls = self.windows.last_mut().and_then(|w| w.take()).unwrap_or_default();
+        let mut width = self.scope_len();
         if let Some(g) = self.grouping.last_mut().and_then(|g| g.take()) {
+            width = g.keys.len() + g.aggs.len();
             plan = Plan::Aggregate { input: Box::new(plan), group_by: g.keys, aggs: g.aggs };
             if let Some(h) = having {
                 plan = Plan::Filter { input: Box::new(plan), predicate: h };
             }
+        }
+        if !calls.is_empty() {
+            // Window results follow the input's columns.
+            let remap = |c: usize| if c >= WINDOW_BASE { width + (c - WINDOW_BASE) } else { c };
+            for e in exprs.iter_mut() {
+                e.remap_columns(&remap);
+            }
+            plan = Plan::Window { input: Box::new(plan), calls };
         }
         plan = Plan::Project { input: Box::new(plan), exprs };
         match &sel.distinct {
@@ -1918,8 +1970,8 @@ impl<'a> Binder<'a> {
 
     fn function(&mut self, f: &ast::Function) -> Result<B> {
         let name = object_name(&f.name)?.pop().unwrap_or_default();
-        if f.over.is_some() {
-            return Err(unsupported("window functions"));
+        if let Some(over) = &f.over {
+            return self.window_call(f, &name, over);
         }
         let (args, distinct, clauses): (
             Vec<&ast::FunctionArg>,
@@ -1951,6 +2003,193 @@ impl<'a> Binder<'a> {
             }
         }
         scalar_function(&name, bs)
+    }
+
+    /// `f(...) OVER (PARTITION BY … ORDER BY … frame)`: registered in the
+    /// SELECT's window list; reads as a column placed after the input's.
+    fn window_call(&mut self, f: &ast::Function, name: &str, over: &ast::WindowType) -> Result<B> {
+        use super::{Frame, FrameBound, WindowCall, WindowFunc};
+        let spec = match over {
+            ast::WindowType::WindowSpec(spec) if spec.window_name.is_none() => spec.clone(),
+            ast::WindowType::WindowSpec(_) => {
+                return Err(unsupported("a window that extends a named window"));
+            }
+            ast::WindowType::NamedWindow(id) => {
+                let wname = ident(id);
+                self.named_windows
+                    .last()
+                    .and_then(|m| m.get(&wname))
+                    .cloned()
+                    .ok_or_else(|| err("42704", format!("window \"{wname}\" does not exist")))?
+            }
+        };
+        if !matches!(self.windows.last(), Some(Some(_))) {
+            return Err(err("42P20", format!("window functions are not allowed here ({name})")));
+        }
+        let args: Vec<&ast::FunctionArg> = match &f.args {
+            ast::FunctionArguments::List(l) => l.args.iter().collect(),
+            _ => vec![],
+        };
+        let mut bound = Vec::new();
+        for a in &args {
+            match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    bound.push(self.expr(e)?)
+                }
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
+                other => return Err(unsupported(format!("argument {other}"))),
+            }
+        }
+        let nargs = bound.len();
+        let arg_ty = |i: usize| bound.get(i).map(|b: &B| b.ty.clone()).unwrap_or(DataType::Text);
+        let (func, ty) = match (name, nargs) {
+            ("row_number", 0) => (WindowFunc::RowNumber, DataType::BigInt),
+            ("rank", 0) => (WindowFunc::Rank, DataType::BigInt),
+            ("dense_rank", 0) => (WindowFunc::DenseRank, DataType::BigInt),
+            ("percent_rank", 0) => (WindowFunc::PercentRank, DataType::Double),
+            ("cume_dist", 0) => (WindowFunc::CumeDist, DataType::Double),
+            ("ntile", 1) => (WindowFunc::Ntile, DataType::Integer),
+            ("lag", 1..=3) => (WindowFunc::Lag, arg_ty(0)),
+            ("lead", 1..=3) => (WindowFunc::Lead, arg_ty(0)),
+            ("first_value", 1) => (WindowFunc::FirstValue, arg_ty(0)),
+            ("last_value", 1) => (WindowFunc::LastValue, arg_ty(0)),
+            ("nth_value", 2) => (WindowFunc::NthValue, arg_ty(0)),
+            _ => {
+                // Any aggregate over the rows of the frame. Its arguments were
+                // bound above in the query's own context, so in an aggregating
+                // query they may use its aggregates: sum(sum(x)) OVER ().
+                let Some(afunc) = agg_func(name, &args) else {
+                    return Err(err(
+                        "42809",
+                        format!(
+                            "OVER specified, but {name} is not a window function nor an aggregate function"
+                        ),
+                    ));
+                };
+                let distinct = matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
+                let filter = match f.filter.as_deref() {
+                    Some(x) => Some(coerce_bool(self.expr(x)?, "FILTER")?),
+                    None => None,
+                };
+                let arg_ty =
+                    bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
+                let data_type = agg_type(afunc, &arg_ty, name)?;
+                let mut it = std::mem::take(&mut bound).into_iter();
+                let arg = match it.next() {
+                    Some(b) => Some(finish_unknown(b)?),
+                    None => None,
+                };
+                let extra = match it.next() {
+                    Some(b) => Some(coerce(b, &DataType::Text)?),
+                    None => None,
+                };
+                let call = AggCall {
+                    func: afunc,
+                    arg,
+                    extra,
+                    distinct,
+                    filter,
+                    data_type: data_type.clone(),
+                };
+                (WindowFunc::Agg(call), data_type)
+            }
+        };
+        let mut args_exprs = Vec::new();
+        if !matches!(func, WindowFunc::Agg(_)) {
+            for (i, b) in bound.into_iter().enumerate() {
+                // lag/lead offsets and ntile/nth_value counts are integers;
+                // a default takes the value's type.
+                let target = match (&func, i) {
+                    (WindowFunc::Ntile, 0)
+                    | (WindowFunc::NthValue, 1)
+                    | (WindowFunc::Lag | WindowFunc::Lead, 1) => DataType::BigInt,
+                    (WindowFunc::Lag | WindowFunc::Lead, 2) => ty.clone(),
+                    _ => {
+                        args_exprs.push(finish_unknown(b)?);
+                        continue;
+                    }
+                };
+                args_exprs.push(coerce(b, &target)?);
+            }
+        }
+        let partition = spec
+            .partition_by
+            .iter()
+            .map(|e| self.expr_typed(e).map(|x| x.0))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order = Vec::new();
+        for o in &spec.order_by {
+            let (desc, nulls_first) = order_opts(o);
+            order.push(SortKey { expr: self.expr_typed(&o.expr)?.0, desc, nulls_first });
+        }
+        let bound_of = |b: &ast::WindowFrameBound, start: bool| -> Result<FrameBound> {
+            let n = |e: &Option<Box<ast::Expr>>| -> Result<Option<u64>> {
+                match e.as_deref() {
+                    None => Ok(None),
+                    Some(ast::Expr::Value(v)) => match &v.value {
+                        ast::Value::Number(n, _) => n.parse::<u64>().map(Some).map_err(|_| {
+                            err("22013", "frame offset must be a non-negative integer")
+                        }),
+                        _ => Err(unsupported("non-integer frame offsets")),
+                    },
+                    Some(_) => Err(unsupported("frame offsets that are not constants")),
+                }
+            };
+            Ok(match b {
+                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                ast::WindowFrameBound::Preceding(e) => match n(e)? {
+                    None => FrameBound::UnboundedPreceding,
+                    Some(k) => FrameBound::Preceding(k),
+                },
+                ast::WindowFrameBound::Following(e) => match n(e)? {
+                    None => FrameBound::UnboundedFollowing,
+                    Some(k) => FrameBound::Following(k),
+                },
+            })
+            .and_then(|fb| {
+                if start && fb == FrameBound::UnboundedFollowing {
+                    return Err(err("42P20", "frame start cannot be UNBOUNDED FOLLOWING"));
+                }
+                if !start && fb == FrameBound::UnboundedPreceding {
+                    return Err(err("42P20", "frame end cannot be UNBOUNDED PRECEDING"));
+                }
+                Ok(fb)
+            })
+        };
+        let frame = match &spec.window_frame {
+            None => Frame {
+                rows: false,
+                start: FrameBound::UnboundedPreceding,
+                end: FrameBound::CurrentRow,
+            },
+            Some(wf) => {
+                let start = bound_of(&wf.start_bound, true)?;
+                let end = match &wf.end_bound {
+                    Some(e) => bound_of(e, false)?,
+                    None => FrameBound::CurrentRow,
+                };
+                let rows = match wf.units {
+                    ast::WindowFrameUnits::Rows => true,
+                    ast::WindowFrameUnits::Range => {
+                        if matches!(start, FrameBound::Preceding(_) | FrameBound::Following(_))
+                            || matches!(end, FrameBound::Preceding(_) | FrameBound::Following(_))
+                        {
+                            return Err(unsupported("RANGE frames with offsets"));
+                        }
+                        false
+                    }
+                    ast::WindowFrameUnits::Groups => return Err(unsupported("GROUPS frames")),
+                };
+                Frame { rows, start, end }
+            }
+        };
+        let calls = self
+            .windows
+            .last_mut()
+            .and_then(|w| w.as_mut())
+            .ok_or_else(|| Error::Internal("windows".into()))?;
+        calls.push(WindowCall { func, args: args_exprs, partition, order, frame });
+        Ok(B::new(Expr::Column(WINDOW_BASE + calls.len() - 1), ty))
     }
 
     fn aggregate(
@@ -1996,37 +2235,7 @@ impl<'a> Binder<'a> {
         *slot = Some(g);
         let (mut bound, filter) = res?;
         let arg_ty = bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
-        let data_type = match (func, &arg_ty) {
-            (AggFunc::CountStar | AggFunc::Count, _) => DataType::BigInt,
-            (AggFunc::Sum, Some(DataType::SmallInt | DataType::Integer)) => DataType::BigInt,
-            (AggFunc::Sum, Some(DataType::BigInt | DataType::Numeric(_))) => {
-                DataType::Numeric(None)
-            }
-            (AggFunc::Sum, Some(DataType::Real)) => DataType::Real,
-            (AggFunc::Sum, Some(DataType::Double)) => DataType::Double,
-            (AggFunc::Avg, Some(DataType::Real | DataType::Double)) => DataType::Double,
-            (AggFunc::Avg, Some(t)) if is_numeric(t) => DataType::Numeric(None),
-            (
-                AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
-                Some(DataType::Real | DataType::Double),
-            ) => DataType::Double,
-            (
-                AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
-                Some(t),
-            ) if is_numeric(t) => DataType::Numeric(None),
-            (AggFunc::Min | AggFunc::Max, Some(t)) => t.clone(),
-            (AggFunc::BoolAnd | AggFunc::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
-            (AggFunc::StringAgg, Some(_)) => DataType::Text,
-            (_, t) => {
-                return Err(err(
-                    "42883",
-                    format!(
-                        "function {name}({}) does not exist",
-                        t.as_ref().map_or("*".to_string(), |t| t.sql_name())
-                    ),
-                ));
-            }
-        };
+        let data_type = agg_type(func, &arg_ty, name)?;
         let arg = if bound.is_empty() { None } else { Some(finish_unknown(bound.remove(0))?) };
         let extra =
             if bound.is_empty() { None } else { Some(coerce(bound.remove(0), &DataType::Text)?) };
@@ -2239,6 +2448,39 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
         }
     }
     false
+}
+
+/// The result type of aggregate `func` over an argument of type `arg_ty`.
+fn agg_type(func: AggFunc, arg_ty: &Option<DataType>, name: &str) -> Result<DataType> {
+    Ok(match (func, &arg_ty) {
+        (AggFunc::CountStar | AggFunc::Count, _) => DataType::BigInt,
+        (AggFunc::Sum, Some(DataType::SmallInt | DataType::Integer)) => DataType::BigInt,
+        (AggFunc::Sum, Some(DataType::BigInt | DataType::Numeric(_))) => DataType::Numeric(None),
+        (AggFunc::Sum, Some(DataType::Real)) => DataType::Real,
+        (AggFunc::Sum, Some(DataType::Double)) => DataType::Double,
+        (AggFunc::Avg, Some(DataType::Real | DataType::Double)) => DataType::Double,
+        (AggFunc::Avg, Some(t)) if is_numeric(t) => DataType::Numeric(None),
+        (
+            AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
+            Some(DataType::Real | DataType::Double),
+        ) => DataType::Double,
+        (
+            AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp,
+            Some(t),
+        ) if is_numeric(t) => DataType::Numeric(None),
+        (AggFunc::Min | AggFunc::Max, Some(t)) => t.clone(),
+        (AggFunc::BoolAnd | AggFunc::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
+        (AggFunc::StringAgg, Some(_)) => DataType::Text,
+        (_, t) => {
+            return Err(err(
+                "42883",
+                format!(
+                    "function {name}({}) does not exist",
+                    t.as_ref().map_or("*".to_string(), |t| t.sql_name())
+                ),
+            ));
+        }
+    })
 }
 
 /// The operands of a chain of one operator (`a OR b OR (c OR d)`), left

@@ -23,6 +23,10 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
         Plan::Values { rows, .. } => line(depth, format!("Values ({} rows)", rows.len()), out),
         Plan::Series { .. } => line(depth, "Function Scan on generate_series".into(), out),
         Plan::WorkTable { .. } => line(depth, "WorkTable Scan".into(), out),
+        Plan::Window { input, calls } => {
+            line(depth, format!("WindowAgg ({} functions)", calls.len()), out);
+            node(input, depth + 1, out);
+        }
         Plan::RecursiveUnion { anchor, recursive, .. } => {
             line(depth, "Recursive Union".into(), out);
             node(anchor, depth + 1, out);

@@ -151,6 +151,11 @@ pub enum Plan {
         id: usize,
         width: usize,
     },
+    /// The input's columns, then one per window function call.
+    Window {
+        input: Box<Plan>,
+        calls: Vec<WindowCall>,
+    },
     /// generate_series(start, stop [, step]): one column.
     Series {
         start: Expr,
@@ -219,6 +224,51 @@ impl Plan {
     pub fn unit() -> Plan {
         Plan::Values { rows: vec![vec![]], width: 0 }
     }
+}
+
+/// Window functions, by PostgreSQL name; `Agg` is any aggregate OVER ….
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowFunc {
+    RowNumber,
+    Rank,
+    DenseRank,
+    PercentRank,
+    CumeDist,
+    Ntile,
+    Lag,
+    Lead,
+    FirstValue,
+    LastValue,
+    NthValue,
+    Agg(AggCall),
+}
+
+/// One end of a window frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameBound {
+    UnboundedPreceding,
+    Preceding(u64),
+    CurrentRow,
+    Following(u64),
+    UnboundedFollowing,
+}
+
+/// ROWS frames count rows; RANGE frames (only with UNBOUNDED or CURRENT
+/// ROW ends) treat ORDER BY peers as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub rows: bool,
+    pub start: FrameBound,
+    pub end: FrameBound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowCall {
+    pub func: WindowFunc,
+    pub args: Vec<Expr>,
+    pub partition: Vec<Expr>,
+    pub order: Vec<SortKey>,
+    pub frame: Frame,
 }
 
 /// Lower and upper bounds of one index column, each optional.

@@ -202,7 +202,8 @@ slt_tests!(
     returning,
     upsert,
     alter,
-    functions
+    functions,
+    window
 );
 
 #[test]
