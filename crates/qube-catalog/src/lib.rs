@@ -95,6 +95,7 @@ struct Cache {
     by_name: HashMap<(Namespace, ObjectId, String), Option<Arc<Object>>>,
     by_id: HashMap<ObjectId, Option<Arc<Object>>>,
     indexes: HashMap<ObjectId, Vec<Arc<Object>>>,
+    referencing: HashMap<ObjectId, Vec<Arc<Object>>>,
 }
 
 /// The catalog of one QubeDB instance.
@@ -426,6 +427,35 @@ impl Catalog {
                 *c = Cache { version: v, ..Cache::default() };
             }
             c.indexes.insert(table, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The tables with a foreign key that references `table` (cached like
+    /// `indexes_of`).
+    pub fn referencing(&self, txn: &mut Transaction, table: ObjectId) -> Result<Vec<Arc<Object>>> {
+        let usable = self.cache_usable(txn);
+        if let Some(v) = usable {
+            let c = self.cache.lock();
+            if c.version == v
+                && let Some(hit) = c.referencing.get(&table)
+            {
+                return Ok(hit.clone());
+            }
+        }
+        let found: Vec<Arc<Object>> = self
+            .dependents(txn, table)?
+            .into_iter()
+            .filter(|o| {
+                matches!(&o.def, Def::Table(t) if t.constraints.iter().any(|c| matches!(&c.kind, ConstraintKind::ForeignKey { ref_table, .. } if *ref_table == table)))
+            })
+            .collect();
+        if let Some(v) = usable {
+            let mut c = self.cache.lock();
+            if c.version != v {
+                *c = Cache { version: v, ..Cache::default() };
+            }
+            c.referencing.insert(table, found.clone());
         }
         Ok(found)
     }

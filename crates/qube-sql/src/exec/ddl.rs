@@ -4,7 +4,7 @@
 
 use qube_catalog::{
     Column, Constraint, ConstraintKind, Def, Identity, IndexColumn, IndexDef, Namespace, ObjectId,
-    SequenceDef, TableDef, ViewDef,
+    RefAction, SequenceDef, TableDef, ViewDef,
 };
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
@@ -179,6 +179,7 @@ fn create_table(
         }
         return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));
     }
+    let mut fkeys: Vec<Fk> = Vec::new();
     let own = owner(shared, txn)?;
     let mut columns: Vec<Column> = Vec::new();
     let mut constraints: Vec<Constraint> = Vec::new();
@@ -226,6 +227,14 @@ fn create_table(
                     keys.push((cons_name, vec![cname.clone()], true));
                 }
                 ast::ColumnOption::Unique(_) => keys.push((cons_name, vec![cname.clone()], false)),
+                ast::ColumnOption::ForeignKey(fk) => fkeys.push(Fk {
+                    name: cons_name.or_else(|| fk.name.as_ref().map(ident)),
+                    columns: vec![cname.clone()],
+                    table: single_name(&fk.foreign_table)?,
+                    ref_columns: fk.referred_columns.iter().map(ident).collect(),
+                    on_delete: ref_action(fk.on_delete),
+                    on_update: ref_action(fk.on_update),
+                }),
                 ast::ColumnOption::Check(c) => constraints.push(Constraint {
                     name: cons_name.unwrap_or_else(|| format!("{name}_{cname}_check")),
                     kind: ConstraintKind::Check { expr: c.expr.to_string() },
@@ -260,6 +269,14 @@ fn create_table(
                 let cols = index_cols(&u.columns)?;
                 keys.push((u.name.as_ref().map(ident), cols, false));
             }
+            ast::TableConstraint::ForeignKey(fk) => fkeys.push(Fk {
+                name: fk.name.as_ref().map(ident),
+                columns: fk.columns.iter().map(ident).collect(),
+                table: single_name(&fk.foreign_table)?,
+                ref_columns: fk.referred_columns.iter().map(ident).collect(),
+                on_delete: ref_action(fk.on_delete),
+                on_update: ref_action(fk.on_update),
+            }),
             ast::TableConstraint::Check(ch) => constraints.push(Constraint {
                 name: ch.name.as_ref().map(ident).unwrap_or_else(|| format!("{name}_check")),
                 kind: ConstraintKind::Check { expr: ch.expr.to_string() },
@@ -345,12 +362,133 @@ fn create_table(
             },
         });
     }
+    // Foreign keys: the referenced columns (default: the primary key) must
+    // carry a unique index, with matching types.
+    for fk in fkeys {
+        let (ref_id, ref_def) = if fk.table == name {
+            (table_id, TableDef { columns: columns.clone(), constraints: constraints.clone() })
+        } else {
+            match shared.catalog.lookup(txn, Namespace::Relation, schema, &fk.table)? {
+                Some(o) => match &o.def {
+                    Def::Table(d) => (o.id, d.clone()),
+                    _ => {
+                        return Err(Error::user(
+                            "42809",
+                            format!("referenced relation \"{}\" is not a table", fk.table),
+                        ));
+                    }
+                },
+                None => {
+                    return Err(Error::user(
+                        "42P01",
+                        format!("relation \"{}\" does not exist", fk.table),
+                    ));
+                }
+            }
+        };
+        let ref_columns = if fk.ref_columns.is_empty() {
+            ref_def
+                .constraints
+                .iter()
+                .find_map(|c| match &c.kind {
+                    ConstraintKind::PrimaryKey { columns, .. } => Some(columns.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    Error::user(
+                        "42830",
+                        format!("there is no primary key for referenced table \"{}\"", fk.table),
+                    )
+                })?
+        } else {
+            fk.ref_columns.clone()
+        };
+        if ref_columns.len() != fk.columns.len() {
+            return Err(Error::user(
+                "42830",
+                "number of referencing and referenced columns for foreign key disagree",
+            ));
+        }
+        let has_unique = ref_def.constraints.iter().any(|c| match &c.kind {
+            ConstraintKind::PrimaryKey { columns, .. } | ConstraintKind::Unique { columns, .. } => {
+                let mut a = columns.clone();
+                let mut b = ref_columns.clone();
+                a.sort();
+                b.sort();
+                a == b
+            }
+            _ => false,
+        });
+        if !has_unique {
+            return Err(Error::user(
+                "42830",
+                format!(
+                    "there is no unique constraint matching given keys for referenced table \"{}\"",
+                    fk.table
+                ),
+            ));
+        }
+        for (c, r) in fk.columns.iter().zip(&ref_columns) {
+            let ct = columns.iter().find(|x| x.name == *c).ok_or_else(|| {
+                Error::user(
+                    "42703",
+                    format!("column \"{c}\" referenced in foreign key constraint does not exist"),
+                )
+            })?;
+            let rt = ref_def.columns.iter().find(|x| x.name == *r).ok_or_else(|| {
+                Error::user(
+                    "42703",
+                    format!("column \"{r}\" referenced in foreign key constraint does not exist"),
+                )
+            })?;
+            if crate::plan::bind::common_type(&ct.data_type, &rt.data_type).is_none() {
+                return Err(Error::user(
+                    "42804",
+                    format!(
+                        "foreign key constraint cannot be implemented: key columns \"{c}\" and \"{r}\" are of incompatible types: {} and {}",
+                        ct.data_type.sql_name(),
+                        rt.data_type.sql_name()
+                    ),
+                ));
+            }
+        }
+        constraints.push(Constraint {
+            name: fk.name.unwrap_or_else(|| format!("{name}_{}_fkey", fk.columns.join("_"))),
+            kind: ConstraintKind::ForeignKey {
+                columns: fk.columns,
+                ref_table: ref_id,
+                ref_columns,
+                on_delete: fk.on_delete,
+                on_update: fk.on_update,
+            },
+        });
+    }
     if let Some(obj) = shared.catalog.get(txn, table_id)? {
         let mut obj = (*obj).clone();
         obj.def = Def::Table(TableDef { columns, constraints });
         shared.catalog.update(txn, obj)?;
     }
     Ok(done("CREATE TABLE"))
+}
+
+/// A FOREIGN KEY as written, resolved once the table exists.
+struct Fk {
+    name: Option<String>,
+    columns: Vec<String>,
+    table: String,
+    ref_columns: Vec<String>,
+    on_delete: RefAction,
+    on_update: RefAction,
+}
+
+fn ref_action(a: Option<ast::ReferentialAction>) -> RefAction {
+    match a {
+        None | Some(ast::ReferentialAction::NoAction) => RefAction::NoAction,
+        Some(ast::ReferentialAction::Restrict) => RefAction::Restrict,
+        Some(ast::ReferentialAction::Cascade) => RefAction::Cascade,
+        Some(ast::ReferentialAction::SetNull) => RefAction::SetNull,
+        Some(ast::ReferentialAction::SetDefault) => RefAction::SetDefault,
+    }
 }
 
 fn index_cols(cols: &[ast::IndexColumn]) -> Result<Vec<String>> {

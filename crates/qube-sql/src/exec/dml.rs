@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use qube_catalog::{ConstraintKind, Def, Object};
+use qube_catalog::{ConstraintKind, Def, Object, RefAction};
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_txn::Transaction;
@@ -29,6 +29,8 @@ pub struct Target {
     pub indexes: Vec<(u64, Vec<usize>, bool)>,
     pub checks: Vec<(String, Expr)>,
     pub defaults: Vec<Option<Expr>>,
+    pub out_fks: Vec<OutFk>,
+    pub in_fks: Vec<InFk>,
 }
 
 pub fn parse_expr(sql: &str) -> Result<ast::Expr> {
@@ -64,6 +66,21 @@ pub fn table_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, Vec<usiz
 
 pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
     let table = b.table(name)?;
+    target_of(b, table)
+}
+
+/// The target of a table known by id (a child table reached by a foreign key).
+fn target_by_id(b: &mut Binder, id: u64) -> Result<Target> {
+    let obj =
+        b.catalog.get(b.txn, id)?.ok_or_else(|| Error::Internal(format!("table {id} vanished")))?;
+    let Def::Table(def) = &obj.def else {
+        return Err(Error::Internal(format!("object {id} is not a table")));
+    };
+    let table = TableInfo { id, name: obj.name.clone(), def: def.clone() };
+    target_of(b, table)
+}
+
+fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
     let cols: Vec<(String, DataType)> =
         table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
     let types = cols.iter().map(|c| c.1.clone()).collect();
@@ -90,7 +107,280 @@ pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
         }
         Ok(())
     })?;
-    Ok(Target { table, types, indexes, checks, defaults })
+    let out_fks = outgoing_fks(b, &table)?;
+    let in_fks = incoming_fks(b, &table)?;
+    Ok(Target { table, types, indexes, checks, defaults, out_fks, in_fks })
+}
+
+/// A foreign key of this table: its columns in the order of the
+/// referenced unique index, that index, and the referenced types.
+pub struct OutFk {
+    name: String,
+    cols: Vec<usize>,
+    index: u64,
+    ref_types: Vec<DataType>,
+    ref_table: String,
+}
+
+/// A foreign key of another table (or this one) that references this one.
+pub struct InFk {
+    name: String,
+    child: u64,
+    child_name: String,
+    child_cols: Vec<usize>,
+    parent_cols: Vec<usize>,
+    on_delete: RefAction,
+    on_update: RefAction,
+}
+
+fn outgoing_fks(b: &mut Binder, table: &TableInfo) -> Result<Vec<OutFk>> {
+    let mut out = Vec::new();
+    for c in &table.def.constraints {
+        let ConstraintKind::ForeignKey { columns, ref_table, ref_columns, .. } = &c.kind else {
+            continue;
+        };
+        let (ref_name, ref_def) = if *ref_table == table.id {
+            (table.name.clone(), table.def.clone())
+        } else {
+            let o = b
+                .catalog
+                .get(b.txn, *ref_table)?
+                .ok_or_else(|| Error::Internal("referenced table vanished".into()))?;
+            match &o.def {
+                Def::Table(d) => (o.name.clone(), d.clone()),
+                _ => return Err(Error::Internal("referenced object is not a table".into())),
+            }
+        };
+        let mut found = None;
+        for ix in b.catalog.indexes_of(b.txn, *ref_table)? {
+            if let Def::Index(idef) = &ix.def
+                && idef.unique
+                && idef.columns.len() == ref_columns.len()
+                && idef.columns.iter().all(|ic| ref_columns.contains(&ic.expr))
+            {
+                found = Some((
+                    ix.id,
+                    idef.columns.iter().map(|ic| ic.expr.clone()).collect::<Vec<_>>(),
+                ));
+                break;
+            }
+        }
+        let Some((index, order)) = found else {
+            return Err(Error::Internal(format!(
+                "foreign key {} has no unique index to use",
+                c.name
+            )));
+        };
+        let mut cols = Vec::new();
+        let mut ref_types = Vec::new();
+        for name in &order {
+            let j = ref_columns.iter().position(|r| r == name).unwrap_or(0);
+            let child =
+                table.def.columns.iter().position(|x| x.name == columns[j]).ok_or_else(|| {
+                    Error::Internal(format!("foreign key column {} vanished", columns[j]))
+                })?;
+            cols.push(child);
+            ref_types.push(
+                ref_def
+                    .columns
+                    .iter()
+                    .find(|x| x.name == *name)
+                    .map(|x| x.data_type.clone())
+                    .unwrap_or(DataType::Text),
+            );
+        }
+        out.push(OutFk { name: c.name.clone(), cols, index, ref_types, ref_table: ref_name });
+    }
+    Ok(out)
+}
+
+fn incoming_fks(b: &mut Binder, table: &TableInfo) -> Result<Vec<InFk>> {
+    let mut children: Vec<(u64, String, qube_catalog::TableDef)> = Vec::new();
+    for o in b.catalog.referencing(b.txn, table.id)? {
+        if let Def::Table(d) = &o.def {
+            children.push((o.id, o.name.clone(), d.clone()));
+        }
+    }
+    children.push((table.id, table.name.clone(), table.def.clone()));
+    let mut out = Vec::new();
+    for (id, name, def) in children {
+        for c in &def.constraints {
+            let ConstraintKind::ForeignKey {
+                columns,
+                ref_table,
+                ref_columns,
+                on_delete,
+                on_update,
+            } = &c.kind
+            else {
+                continue;
+            };
+            if *ref_table != table.id {
+                continue;
+            }
+            let pos = |d: &qube_catalog::TableDef, n: &String| {
+                d.columns.iter().position(|x| x.name == *n)
+            };
+            let child_cols: Option<Vec<usize>> = columns.iter().map(|n| pos(&def, n)).collect();
+            let parent_cols: Option<Vec<usize>> =
+                ref_columns.iter().map(|n| pos(&table.def, n)).collect();
+            let (Some(child_cols), Some(parent_cols)) = (child_cols, parent_cols) else { continue };
+            out.push(InFk {
+                name: c.name.clone(),
+                child: id,
+                child_name: name.clone(),
+                child_cols,
+                parent_cols,
+                on_delete: *on_delete,
+                on_update: *on_update,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Deepest chain of ON DELETE/UPDATE actions followed (54001 beyond).
+const MAX_FK_DEPTH: usize = 64;
+
+impl Target {
+    /// Every foreign key of `row` must find its referenced row (locked
+    /// through its unique index key, so it cannot go away before commit).
+    fn check_out_fks(&self, txn: &mut Transaction, row: &Row, old: Option<&Row>) -> Result<()> {
+        for fk in &self.out_fks {
+            let vals: Vec<Value> = fk.cols.iter().map(|&c| row[c].clone()).collect();
+            if vals.iter().any(Value::is_null) {
+                continue;
+            }
+            if let Some(old) = old
+                && fk.cols.iter().all(|&c| old[c] == row[c])
+            {
+                continue;
+            }
+            let mut key_vals = Vec::with_capacity(vals.len());
+            let mut exact = true;
+            for (v, t) in vals.iter().zip(&fk.ref_types) {
+                match cast::assign(v.clone(), t) {
+                    Ok(c) if c.sql_cmp(v) == Some(std::cmp::Ordering::Equal) => key_vals.push(c),
+                    _ => exact = false,
+                }
+            }
+            let found = exact
+                && txn.get_for_update(&storage::index_key(fk.index, &key_vals, 0, true))?.is_some();
+            if !found {
+                let names: Vec<&str> =
+                    fk.cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
+                let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+                return Err(Error::user(
+                    "23503",
+                    format!(
+                        "insert or update on table \"{}\" violates foreign key constraint \"{}\": Key ({})=({}) is not present in table \"{}\".",
+                        self.table.name,
+                        fk.name,
+                        names.join(", "),
+                        shown.join(", "),
+                        fk.ref_table
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ON DELETE / ON UPDATE actions of the rows referencing `old` in
+/// table `t` (`new` is None for a delete).
+fn apply_in_fks(
+    shared: &Shared,
+    schema: u64,
+    ctx: &mut Ctx,
+    t: &Target,
+    old: &Row,
+    new: Option<&Row>,
+    depth: usize,
+) -> Result<()> {
+    if depth > MAX_FK_DEPTH {
+        return Err(Error::user("54001", "foreign key actions nest too deep"));
+    }
+    for fk in &t.in_fks {
+        let pvals: Vec<Value> = fk.parent_cols.iter().map(|&c| old[c].clone()).collect();
+        if pvals.iter().any(Value::is_null) {
+            continue;
+        }
+        if let Some(n) = new
+            && fk.parent_cols.iter().all(|&c| old[c] == n[c])
+        {
+            continue;
+        }
+        let child = {
+            let mut b = Binder::new(&shared.catalog, ctx.txn, schema);
+            target_by_id(&mut b, fk.child)?
+        };
+        // The referencing rows: child columns equal to the old key.
+        let mut filter: Option<Expr> = None;
+        for (&c, v) in fk.child_cols.iter().zip(&pvals) {
+            let eq = Expr::Binary {
+                op: crate::plan::BinOp::Eq,
+                left: Expr::Column(c).boxed(),
+                right: Expr::Const(v.clone()).boxed(),
+            };
+            filter = Some(match filter {
+                None => eq,
+                Some(f) => {
+                    Expr::Binary { op: crate::plan::BinOp::And, left: f.boxed(), right: eq.boxed() }
+                }
+            });
+        }
+        let rows: Vec<(u64, Row)> = child
+            .candidates(ctx, filter.as_ref())?
+            .into_iter()
+            .filter(|(_, r)| {
+                fk.child_cols
+                    .iter()
+                    .zip(&pvals)
+                    .all(|(&c, v)| r[c].sql_cmp(v) == Some(std::cmp::Ordering::Equal))
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let action = if new.is_some() { fk.on_update } else { fk.on_delete };
+        let mut buf = Vec::new();
+        for (rowid, row) in rows {
+            match (action, new) {
+                (RefAction::NoAction | RefAction::Restrict, _) => {
+                    return Err(Error::user(
+                        "23503",
+                        format!(
+                            "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
+                            t.table.name, fk.name, fk.child_name
+                        ),
+                    ));
+                }
+                (RefAction::Cascade, None) => {
+                    apply_in_fks(shared, schema, ctx, &child, &row, None, depth + 1)?;
+                    child.remove_entries(ctx.txn, rowid, &row, None)?;
+                    storage::delete_row(ctx.txn, child.table.id, rowid)?;
+                }
+                (action, _) => {
+                    let mut changed = row.clone();
+                    for (i, &c) in fk.child_cols.iter().enumerate() {
+                        changed[c] = match (action, new) {
+                            (RefAction::Cascade, Some(n)) => n[fk.parent_cols[i]].clone(),
+                            (RefAction::SetNull, _) => Value::Null,
+                            _ => child.default_value(ctx, &shared.catalog, c)?,
+                        };
+                    }
+                    child.check(ctx, &mut changed)?;
+                    if action == RefAction::SetDefault {
+                        child.check_out_fks(ctx.txn, &changed, Some(&row))?;
+                    }
+                    apply_in_fks(shared, schema, ctx, &child, &row, Some(&changed), depth + 1)?;
+                    child.rewrite(ctx.txn, rowid, &row, &changed, &mut buf)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// ON CONFLICT: the arbiter indexes, and for DO UPDATE the assignments
@@ -581,12 +871,15 @@ pub fn insert(
                 };
             }
             t.check(&mut ctx, &mut new)?;
+            t.check_out_fks(ctx.txn, &new, Some(&old))?;
+            apply_in_fks(shared, schema, &mut ctx, &t, &old, Some(&new), 0)?;
             t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
             returned.push(&mut ctx, &returning, &new)?;
             done += 1;
             continue;
         }
         let rowid = first + k as u64;
+        t.check_out_fks(ctx.txn, &full, None)?;
         t.add_entries(ctx.txn, rowid, &full, None)?;
         storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
         returned.push(&mut ctx, &returning, &full)?;
@@ -671,6 +964,8 @@ pub fn update(
             };
         }
         t.check(&mut ctx, &mut new)?;
+        t.check_out_fks(ctx.txn, &new, Some(&row))?;
+        apply_in_fks(shared, schema, &mut ctx, &t, &row, Some(&new), 0)?;
         let changed: Vec<bool> = t
             .indexes
             .iter()
@@ -733,6 +1028,7 @@ pub fn delete(
         {
             continue;
         }
+        apply_in_fks(shared, schema, &mut ctx, &t, &row, None, 0)?;
         t.remove_entries(ctx.txn, rowid, &row, None)?;
         storage::delete_row(ctx.txn, t.table.id, rowid)?;
         returned.push(&mut ctx, &returning, &row)?;

@@ -203,7 +203,8 @@ slt_tests!(
     upsert,
     alter,
     functions,
-    window
+    window,
+    foreign_keys
 );
 
 #[test]
