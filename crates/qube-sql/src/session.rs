@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub mvcc: Arc<Mvcc>,
     pub catalog: Catalog,
     pub rowids: RowIds,
+    /// See `Database::set_query_value_limit`.
+    pub value_limit: std::sync::atomic::AtomicUsize,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -103,8 +105,20 @@ impl Database {
         )?);
         let catalog = Catalog::open(mvcc.clone())?;
         Ok(Database {
-            shared: Arc::new(Shared { engine, mvcc, catalog, rowids: RowIds::default() }),
+            shared: Arc::new(Shared {
+                engine,
+                mvcc,
+                catalog,
+                rowids: RowIds::default(),
+                value_limit: std::sync::atomic::AtomicUsize::new(exec::MAX_QUERY_VALUES),
+            }),
         })
+    }
+
+    /// The most values one query's joins may hold in memory before it
+    /// fails with 53200 (default `exec::MAX_QUERY_VALUES`).
+    pub fn set_query_value_limit(&self, values: usize) {
+        self.shared.value_limit.store(values, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The storage engine underneath (status, checkpoints).
@@ -451,7 +465,8 @@ fn run_statement(
             let mut b = Binder::new(&shared.catalog, txn, schema);
             let q = b.query(q)?;
             drop(b);
-            let mut ctx = Ctx::new(txn, params);
+            let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
+            let mut ctx = Ctx::new(txn, params).with_limit(limit);
             let rows = exec::run(&mut ctx, &q.plan)?;
             let n = rows.len();
             Ok(QueryResult {

@@ -34,6 +34,17 @@ use eval::{eval, truthy};
 
 pub type Row = Vec<Value>;
 
+/// Default for the most values one statement's joins may materialise
+/// (a few GiB; `Database::set_query_value_limit` changes it):
+/// the executor does not spill yet, so a runaway cross join fails with
+/// 53200 instead of taking the process down.
+pub const MAX_QUERY_VALUES: usize = 50_000_000;
+
+/// The width of the rows in `out` (1 for an empty output: a first row).
+fn width_hint(out: &[Row]) -> usize {
+    out.first().map_or(1, |r| r.len().max(1))
+}
+
 /// Execution state of one statement.
 pub struct Ctx<'a> {
     pub txn: &'a mut Transaction,
@@ -43,11 +54,45 @@ pub struct Ctx<'a> {
     /// Work tables of running recursive CTEs.
     worktables: HashMap<usize, Rc<Vec<Row>>>,
     cache: HashMap<usize, Rc<Vec<Row>>>,
+    /// Values materialised by join outputs so far, and the limit.
+    values: usize,
+    limit: usize,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(txn: &'a mut Transaction, params: &'a [Value]) -> Ctx<'a> {
-        Ctx { txn, params, outer: Vec::new(), cache: HashMap::new(), worktables: HashMap::new() }
+        Ctx {
+            txn,
+            params,
+            outer: Vec::new(),
+            cache: HashMap::new(),
+            worktables: HashMap::new(),
+            values: 0,
+            limit: MAX_QUERY_VALUES,
+        }
+    }
+
+    /// Counts `n` more values held in memory; past `MAX_QUERY_VALUES` the
+    /// query fails with 53200 rather than exhaust the process's memory.
+    pub fn charge(&mut self, n: usize) -> Result<()> {
+        self.values = self.values.saturating_add(n);
+        if self.values > self.limit {
+            return Err(Error::user(
+                "53200",
+                format!(
+                    "out of memory: the query would hold more than {} values in memory \
+                     (joins are materialised; spilling to disk is not built yet)",
+                    self.limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The same context with another limit on materialised values.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Runs a subquery for the current row (once, if uncorrelated).
@@ -204,12 +249,14 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                     if truthy(&eval(ctx, on, &row)?) {
                         matched = true;
                         right_matched[j] = true;
+                        ctx.charge(width_hint(&out))?;
                         out.push(row.clone());
                     }
                 }
                 if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
                     let mut o = lr.clone();
                     o.resize(lw + rw, Value::Null);
+                    ctx.charge(width_hint(&out))?;
                     out.push(o);
                 }
             }
@@ -218,6 +265,7 @@ pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                     if !right_matched[j] {
                         let mut o = vec![Value::Null; lw];
                         o.extend_from_slice(rr);
+                        ctx.charge(width_hint(&out))?;
                         out.push(o);
                     }
                 }
@@ -322,7 +370,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     }
 }
 
-/// Rows of generate_series; at most 100 million (54000 beyond).
+/// Rows of generate_series; at most 10 million (54000 beyond).
 fn series(start: Value, stop: Value, step: Value) -> Result<Vec<Row>> {
     if start.is_null() || stop.is_null() || step.is_null() {
         return Ok(Vec::new());
@@ -607,6 +655,7 @@ fn multi_join(
                             continue 'r;
                         }
                     }
+                    ctx.charge(width_hint(&out))?;
                     out.push(o);
                 }
             }
@@ -642,6 +691,7 @@ fn multi_join(
                                 continue 'r;
                             }
                         }
+                        ctx.charge(width_hint(&out))?;
                         out.push(o);
                     }
                 }

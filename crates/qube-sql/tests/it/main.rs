@@ -127,3 +127,20 @@ fn indexes_are_used_and_agree_with_scans() {
     );
     assert_eq!(s.execute("UPDATE t SET a = 11 WHERE a = 10").unwrap_err().sqlstate(), "23505");
 }
+
+/// A runaway join fails with 53200 instead of exhausting memory, and the
+/// session goes on.
+#[test]
+fn a_runaway_join_is_53200_not_a_crash() {
+    let db = qube_sql::Database::memory().unwrap();
+    db.set_query_value_limit(1_000_000);
+    let mut s = db.session().unwrap();
+    let e = s
+        .execute("SELECT count(*) FROM generate_series(1, 4000) a, generate_series(1, 4000) b")
+        .unwrap_err();
+    assert_eq!(e.sqlstate(), "53200", "{e}");
+    let r = s
+        .execute("SELECT count(*) FROM generate_series(1, 100) a, generate_series(1, 100) b")
+        .unwrap();
+    assert_eq!(r[0].rows[0][0], qube_sql::Value::Int8(10_000));
+}
