@@ -144,14 +144,23 @@ impl Database {
             failed: false,
             settings: HashMap::new(),
             default_isolation: Isolation::ReadCommitted,
+            plans: HashMap::new(),
+            plan_key: None,
         })
     }
 }
 
 /// Parsed statements, ready to execute many times.
 pub struct Prepared {
+    id: u64,
     stmts: Vec<ast::Statement>,
 }
+
+static NEXT_PREPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A bound query kept for a prepared statement, valid while no DDL has
+/// committed since (`Mvcc::ddl_version`).
+type CachedPlan = (qube_txn::Ts, Arc<crate::plan::Query>);
 
 impl Drop for Prepared {
     fn drop(&mut self) {
@@ -170,6 +179,10 @@ pub struct Session {
     failed: bool,
     settings: HashMap<String, String>,
     default_isolation: Isolation,
+    /// Bound plans of prepared statements, by (prepared id, statement).
+    plans: HashMap<(u64, usize), CachedPlan>,
+    /// The prepared statement being executed, if any.
+    plan_key: Option<(u64, usize)>,
 }
 
 impl Session {
@@ -197,11 +210,21 @@ impl Session {
     /// Parses once, for `execute_prepared` many times (the statements are
     /// bound at each execution, so they see the catalog as it is then).
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
-        Ok(Prepared { stmts: parse(sql)? })
+        Ok(Prepared {
+            id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            stmts: parse(sql)?,
+        })
     }
 
     pub fn execute_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<Vec<QueryResult>> {
-        self.run_parsed(&p.stmts, params)
+        let mut out = Vec::with_capacity(p.stmts.len());
+        for (i, s) in p.stmts.iter().enumerate() {
+            self.plan_key = Some((p.id, i));
+            let r = self.statement(s, params);
+            self.plan_key = None;
+            out.push(r?);
+        }
+        Ok(out)
     }
 
     fn run_parsed(
@@ -425,10 +448,16 @@ impl Session {
     /// Runs a statement in the explicit transaction, or in its own.
     fn in_transaction(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
         let shared = self.db.shared.clone();
+        if self.plans.len() > 1000 {
+            self.plans.clear();
+        }
+        let slot = self
+            .plan_key
+            .map(|k| self.plans.entry(k).or_insert_with(|| (0, Arc::new(empty_query()))));
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
-                let res = run_statement(&shared, t, self.schema, s, params);
+                let res = run_statement(&shared, t, self.schema, s, params, slot);
                 if res.is_err() {
                     self.failed = true;
                 }
@@ -436,7 +465,7 @@ impl Session {
             }
             None => {
                 let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
-                let res = run_statement(&shared, &mut t, self.schema, s, params);
+                let res = run_statement(&shared, &mut t, self.schema, s, params, slot);
                 match res {
                     Ok(r) => {
                         t.commit()?;
@@ -452,19 +481,40 @@ impl Session {
     }
 }
 
+fn empty_query() -> crate::plan::Query {
+    crate::plan::Query { plan: crate::plan::Plan::unit(), columns: vec![], unknown: vec![] }
+}
+
 fn run_statement(
     shared: &Shared,
     txn: &mut Transaction,
     schema: ObjectId,
     s: &ast::Statement,
     params: &[Value],
+    plan_slot: Option<&mut CachedPlan>,
 ) -> Result<QueryResult> {
     use ast::Statement as S;
     match s {
         S::Query(q) => {
-            let mut b = Binder::new(&shared.catalog, txn, schema);
-            let q = b.query(q)?;
-            drop(b);
+            // A prepared query's plan is reused while the catalog it was
+            // bound against is the one this transaction sees.
+            let version = shared.mvcc.ddl_version();
+            let usable = !txn.has_ddl() && txn.read_ts() >= version;
+            let q: Arc<crate::plan::Query> = match plan_slot {
+                Some(slot) if usable && slot.0 == version && version > 0 => slot.1.clone(),
+                slot => {
+                    let mut b = Binder::new(&shared.catalog, txn, schema);
+                    let bound = Arc::new(b.query(q)?);
+                    drop(b);
+                    if let Some(slot) = slot
+                        && usable
+                        && version > 0
+                    {
+                        *slot = (version, bound.clone());
+                    }
+                    bound
+                }
+            };
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit);
             let rows = exec::run(&mut ctx, &q.plan)?;
@@ -472,7 +522,8 @@ fn run_statement(
             Ok(QueryResult {
                 columns: q
                     .columns
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|(name, data_type)| Column { name, data_type })
                     .collect(),
                 rows,

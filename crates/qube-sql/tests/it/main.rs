@@ -144,3 +144,29 @@ fn a_runaway_join_is_53200_not_a_crash() {
         .unwrap();
     assert_eq!(r[0].rows[0][0], qube_sql::Value::Int8(10_000));
 }
+
+/// A prepared query keeps its plan until DDL changes the catalog, then
+/// binds again (a dropped index is not used, a renamed column is 42703).
+#[test]
+fn prepared_plans_follow_ddl() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int PRIMARY KEY, b int); CREATE INDEX t_b ON t (b); INSERT INTO t VALUES (1, 10), (2, 20)")
+        .unwrap();
+    let p = s.prepare("SELECT a FROM t WHERE b = $1").unwrap();
+    for _ in 0..3 {
+        let r = s.execute_prepared(&p, &[Value::Int4(20)]).unwrap();
+        assert_eq!(r[0].rows, vec![vec![Value::Int4(2)]]);
+    }
+    s.execute("DROP INDEX t_b; INSERT INTO t VALUES (3, 20)").unwrap();
+    let r = s.execute_prepared(&p, &[Value::Int4(20)]).unwrap();
+    assert_eq!(r[0].rows.len(), 2);
+    s.execute("ALTER TABLE t RENAME COLUMN b TO c").unwrap();
+    assert_eq!(s.execute_prepared(&p, &[Value::Int4(20)]).unwrap_err().sqlstate(), "42703");
+    // Inside a transaction that changes the catalog, nothing is reused.
+    s.execute("BEGIN; ALTER TABLE t RENAME COLUMN c TO b").unwrap();
+    assert_eq!(s.execute_prepared(&p, &[Value::Int4(20)]).unwrap()[0].rows.len(), 2);
+    s.execute("ROLLBACK").unwrap();
+    assert_eq!(s.execute_prepared(&p, &[Value::Int4(20)]).unwrap_err().sqlstate(), "42703");
+}
