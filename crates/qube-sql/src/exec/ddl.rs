@@ -24,10 +24,15 @@ fn owner(shared: &Shared, txn: &mut Transaction) -> Result<ObjectId> {
         .map_or(0, |r| r.id))
 }
 
+/// The object name of a DDL statement. Only the `public` schema exists
+/// (CREATE SCHEMA is not built yet): any other qualifier is 3F000, as in
+/// PostgreSQL for a schema that does not exist.
 fn single_name(n: &ast::ObjectName) -> Result<String> {
     let parts = object_name(n)?;
     match parts.as_slice() {
-        [t] | [_, t] => Ok(t.clone()),
+        [t] => Ok(t.clone()),
+        [s, t] if s == "public" => Ok(t.clone()),
+        [s, _] => Err(Error::user("3F000", format!("schema \"{s}\" does not exist"))),
         _ => Err(unsupported(format!("name {n}"))),
     }
 }
