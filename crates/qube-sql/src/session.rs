@@ -531,18 +531,28 @@ fn run_statement(
             })
         }
         S::Explain { analyze, statement, .. } => {
-            if *analyze {
-                return Err(crate::plan::bind::unsupported("EXPLAIN ANALYZE"));
-            }
             let ast::Statement::Query(q) = statement.as_ref() else {
                 return Err(crate::plan::bind::unsupported("EXPLAIN of anything but a query"));
             };
             let mut b = Binder::new(&shared.catalog, txn, schema);
             let q = b.query(q)?;
-            let rows: Vec<Vec<Value>> = crate::plan::explain::explain(&q.plan)
-                .into_iter()
-                .map(|l| vec![Value::Text(l)])
-                .collect();
+            drop(b);
+            let lines = if *analyze {
+                // Runs the query, counting rows and time per node.
+                let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
+                let mut ctx = Ctx::new(txn, params).with_limit(limit);
+                ctx.stats = Some(HashMap::new());
+                let start = std::time::Instant::now();
+                exec::run(&mut ctx, &q.plan)?;
+                let total = start.elapsed();
+                let stats = ctx.stats.take().unwrap_or_default();
+                let mut lines = crate::plan::explain::explain_analyze(&q.plan, &stats);
+                lines.push(format!("Execution Time: {:.3} ms", total.as_secs_f64() * 1000.0));
+                lines
+            } else {
+                crate::plan::explain::explain(&q.plan)
+            };
+            let rows: Vec<Vec<Value>> = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
             Ok(QueryResult {
                 columns: vec![Column { name: "QUERY PLAN".into(), data_type: DataType::Text }],
                 rows,

@@ -54,6 +54,8 @@ pub struct Ctx<'a> {
     /// Work tables of running recursive CTEs.
     worktables: HashMap<usize, Rc<Vec<Row>>>,
     cache: HashMap<usize, Rc<Vec<Row>>>,
+    /// Per-node statistics, when running for EXPLAIN ANALYZE (by node address).
+    pub stats: Option<HashMap<usize, NodeStats>>,
     /// Values materialised by join outputs so far, and the limit.
     values: usize,
     limit: usize,
@@ -69,6 +71,7 @@ impl<'a> Ctx<'a> {
             worktables: HashMap::new(),
             values: 0,
             limit: MAX_QUERY_VALUES,
+            stats: None,
         }
     }
 
@@ -135,6 +138,31 @@ fn key_bytes(values: &[Value], out: &mut Vec<u8>) {
 }
 
 pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
+    if ctx.stats.is_none() {
+        return run_node(ctx, plan);
+    }
+    // EXPLAIN ANALYZE: rows and time of every execution of this node.
+    let start = std::time::Instant::now();
+    let res = run_node(ctx, plan);
+    let elapsed = start.elapsed();
+    if let (Ok(rows), Some(stats)) = (&res, ctx.stats.as_mut()) {
+        let e = stats.entry(plan as *const Plan as usize).or_default();
+        e.rows += rows.len() as u64;
+        e.loops += 1;
+        e.time += elapsed;
+    }
+    res
+}
+
+/// What EXPLAIN ANALYZE reports for one plan node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeStats {
+    pub rows: u64,
+    pub loops: u64,
+    pub time: std::time::Duration,
+}
+
+fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
     match plan {
         Plan::Values { rows, .. } => {
             let mut out = Vec::with_capacity(rows.len());
@@ -463,8 +491,16 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
 fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>> {
     match (plan, n) {
         (Plan::Sort { input, keys }, Some(n)) => {
+            let start = std::time::Instant::now();
             let rows = run(ctx, input)?;
-            sort_rows_limit(ctx, rows, keys, Some(n))
+            let rows = sort_rows_limit(ctx, rows, keys, Some(n))?;
+            if let Some(stats) = ctx.stats.as_mut() {
+                let e = stats.entry(plan as *const Plan as usize).or_default();
+                e.rows += rows.len() as u64;
+                e.loops += 1;
+                e.time += start.elapsed();
+            }
+            Ok(rows)
         }
         (Plan::Project { input, exprs }, Some(_))
             if matches!(input.as_ref(), Plan::Sort { .. }) =>

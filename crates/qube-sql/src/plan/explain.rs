@@ -10,6 +10,62 @@ pub fn explain(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// EXPLAIN ANALYZE: the same tree, each line followed by the node's actual
+/// rows (per execution, as PostgreSQL prints them), executions and time.
+pub fn explain_analyze(
+    plan: &Plan,
+    stats: &std::collections::HashMap<usize, crate::exec::NodeStats>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut nodes = Vec::new();
+    collect(plan, 0, &mut lines, &mut nodes);
+    lines
+        .into_iter()
+        .zip(nodes)
+        .map(|(l, p)| match stats.get(&p) {
+            Some(s) => format!(
+                "{l}  (actual time={:.3} ms rows={} loops={})",
+                s.time.as_secs_f64() * 1000.0 / s.loops.max(1) as f64,
+                s.rows / s.loops.max(1),
+                s.loops
+            ),
+            None => format!("{l}  (never executed)"),
+        })
+        .collect()
+}
+
+/// The lines of the tree paired with the address of the node each describes.
+fn collect(plan: &Plan, depth: usize, lines: &mut Vec<String>, nodes: &mut Vec<usize>) {
+    let mut all = Vec::new();
+    node(plan, depth, &mut all);
+    lines.extend(all.into_iter().take(1));
+    nodes.push(plan as *const Plan as usize);
+    for child in children(plan) {
+        collect(child, depth + 1, lines, nodes);
+    }
+}
+
+fn children(plan: &Plan) -> Vec<&Plan> {
+    match plan {
+        Plan::Values { .. }
+        | Plan::Scan { .. }
+        | Plan::IndexScan { .. }
+        | Plan::Series { .. }
+        | Plan::WorkTable { .. } => vec![],
+        Plan::Filter { input, .. }
+        | Plan::Project { input, .. }
+        | Plan::Aggregate { input, .. }
+        | Plan::Sort { input, .. }
+        | Plan::Limit { input, .. }
+        | Plan::Distinct { input }
+        | Plan::DistinctOn { input, .. }
+        | Plan::Window { input, .. } => vec![input],
+        Plan::MultiJoin { inputs, .. } => inputs.iter().map(|i| &i.plan).collect(),
+        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => vec![left, right],
+        Plan::RecursiveUnion { anchor, recursive, .. } => vec![anchor, recursive],
+    }
+}
+
 fn line(depth: usize, text: String, out: &mut Vec<String>) {
     if depth == 0 {
         out.push(text);

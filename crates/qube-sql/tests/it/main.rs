@@ -170,3 +170,26 @@ fn prepared_plans_follow_ddl() {
     s.execute("ROLLBACK").unwrap();
     assert_eq!(s.execute_prepared(&p, &[Value::Int4(20)]).unwrap_err().sqlstate(), "42703");
 }
+
+/// EXPLAIN ANALYZE runs the query and reports actual rows per operator.
+#[test]
+fn explain_analyze_reports_actual_rows() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int PRIMARY KEY, b int); INSERT INTO t SELECT g, g % 10 FROM generate_series(1, 1000) g")
+        .unwrap();
+    let r = s
+        .execute(
+            "EXPLAIN ANALYZE SELECT b, count(*) FROM t WHERE a > 100 GROUP BY b ORDER BY b LIMIT 3",
+        )
+        .unwrap();
+    let text: Vec<String> = r[0].rows.iter().map(|r| r[0].to_string()).collect();
+    assert!(text[0].starts_with("Limit") && text[0].contains("rows=3 loops=1"), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.contains("Index Scan on t") && l.contains("rows=901")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|l| l.contains("Sort") && l.contains("rows=3")), "{text:?}");
+    assert!(text.last().is_some_and(|l| l.starts_with("Execution Time:")), "{text:?}");
+    assert!(text.iter().all(|l| !l.contains("never executed")), "{text:?}");
+}
