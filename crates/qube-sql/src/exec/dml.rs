@@ -112,6 +112,38 @@ fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
     Ok(Target { table, types, indexes, checks, defaults, out_fks, in_fks })
 }
 
+/// The bare keyword DEFAULT where a value may stand (sqlparser reads it
+/// as an identifier).
+fn is_default(e: &ast::Expr) -> bool {
+    matches!(e, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
+}
+
+/// `SET col = expr, …` of UPDATE and ON CONFLICT DO UPDATE: (column
+/// position, value; None for DEFAULT), bound in the caller's scope.
+fn bind_assignments(
+    b: &mut Binder,
+    cols: &[(String, DataType)],
+    table: &str,
+    assignments: &[ast::Assignment],
+) -> Result<Vec<(usize, Option<Expr>)>> {
+    let mut sets = Vec::new();
+    for a in assignments {
+        let ast::AssignmentTarget::ColumnName(c) = &a.target else {
+            return Err(unsupported("SET of a column list"));
+        };
+        let cname = object_name(c)?.pop().unwrap_or_default();
+        let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
+            Error::user(
+                "42703",
+                format!("column \"{cname}\" of relation \"{table}\" does not exist"),
+            )
+        })?;
+        let e = if is_default(&a.value) { None } else { Some(b.expr_as(&a.value, &cols[pos].1)?) };
+        sets.push((pos, e));
+    }
+    Ok(sets)
+}
+
 /// A foreign key of this table: its columns in the order of the
 /// referenced unique index, that index, and the referenced types.
 pub struct OutFk {
@@ -256,16 +288,18 @@ impl Target {
             {
                 continue;
             }
-            let mut key_vals = Vec::with_capacity(vals.len());
-            let mut exact = true;
-            for (v, t) in vals.iter().zip(&fk.ref_types) {
-                match cast::assign(v.clone(), t) {
-                    Ok(c) if c.sql_cmp(v) == Some(std::cmp::Ordering::Equal) => key_vals.push(c),
-                    _ => exact = false,
+            // A value the referenced column cannot hold exactly has no parent.
+            let key_vals: Option<Vec<Value>> = vals
+                .iter()
+                .zip(&fk.ref_types)
+                .map(|(v, t)| super::index_value(v.clone(), t))
+                .collect();
+            let found = match key_vals {
+                Some(k) => {
+                    txn.get_for_update(&storage::index_key(fk.index, &k, 0, true))?.is_some()
                 }
-            }
-            let found = exact
-                && txn.get_for_update(&storage::index_key(fk.index, &key_vals, 0, true))?.is_some();
+                None => false,
+            };
             if !found {
                 let names: Vec<&str> =
                     fk.cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
@@ -486,26 +520,7 @@ fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result
             let cols = t.columns();
             let tname = t.table.name.clone();
             let (sets, filter) = b.with_tables(&[(&tname, &cols), ("excluded", &cols)], |b| {
-                let mut sets = Vec::new();
-                for a in &du.assignments {
-                    let ast::AssignmentTarget::ColumnName(c) = &a.target else {
-                        return Err(unsupported("ON CONFLICT DO UPDATE of a column list"));
-                    };
-                    let cname = object_name(c)?.pop().unwrap_or_default();
-                    let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
-                        Error::user(
-                            "42703",
-                            format!("column \"{cname}\" of relation \"{tname}\" does not exist"),
-                        )
-                    })?;
-                    let e = if matches!(&a.value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
-                    {
-                        None
-                    } else {
-                        Some(b.expr_as(&a.value, &cols[pos].1)?)
-                    };
-                    sets.push((pos, e));
-                }
+                let sets = bind_assignments(b, &cols, &tname, &du.assignments)?;
                 let filter = match &du.selection {
                     Some(w) => Some(b.expr_typed(w)?.0),
                     None => None,
@@ -767,10 +782,7 @@ pub fn insert(
                     }
                     let mut row = Vec::new();
                     for (k, e) in r.content.iter().enumerate() {
-                        if let ast::Expr::Identifier(id) = e
-                            && id.quote_style.is_none()
-                            && id.value.eq_ignore_ascii_case("default")
-                        {
+                        if is_default(e) {
                             row.push(None);
                             continue;
                         }
@@ -921,23 +933,7 @@ pub fn update(
         None => None,
     };
     let (sets, filter) = b.with_columns(&scope_name, &cols, |b| {
-        let mut sets = Vec::new();
-        for a in &u.assignments {
-            let ast::AssignmentTarget::ColumnName(c) = &a.target else {
-                return Err(unsupported("UPDATE of a column list"));
-            };
-            let cname = object_name(c)?.pop().unwrap_or_default();
-            let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
-                Error::user("42703", format!("column \"{cname}\" of relation \"{}\" does not exist", t.table.name))
-            })?;
-            let e = if matches!(&a.value, ast::Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
-            {
-                None
-            } else {
-                Some(b.expr_as(&a.value, &cols[pos].1)?)
-            };
-            sets.push((pos, e));
-        }
+        let sets = bind_assignments(b, &cols, &t.table.name, &u.assignments)?;
         let filter = match &u.selection {
             Some(w) => Some(b.expr_typed(w)?.0),
             None => None,

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use qube_common::{Error, Result};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::{FromPrimitive, MathematicalOps, ToPrimitive};
+use rust_decimal::prelude::ToPrimitive;
 
 use super::Ctx;
 use crate::plan::{BinOp, Expr, Func, UnOp};
@@ -449,14 +449,6 @@ pub fn like(s: &str, p: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
-}
-
-pub fn to_decimal_f64(f: f64) -> Option<Decimal> {
-    Decimal::from_f64(f)
-}
-
-pub fn decimal_sqrt(d: Decimal) -> Option<Decimal> {
-    d.sqrt()
 }
 
 #[cfg(test)]

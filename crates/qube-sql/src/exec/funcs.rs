@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use qube_common::{Error, Result};
-use rust_decimal::prelude::{MathematicalOps, ToPrimitive};
+use rust_decimal::prelude::MathematicalOps;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::plan::{BinOp, Func};
@@ -303,9 +303,4 @@ fn random() -> f64 {
         s.set(x);
         (x >> 11) as f64 / (1u64 << 53) as f64
     })
-}
-
-/// Used by aggregates: a decimal's f64 value.
-pub fn dec_f64(d: &Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
 }

@@ -516,6 +516,29 @@ fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>>
     }
 }
 
+/// Compares two rows' evaluated sort keys by PostgreSQL's rules (NULLs
+/// placed by `nulls_first` whatever the direction).
+pub(crate) fn cmp_sort_keys(keys: &[SortKey], a: &[Value], b: &[Value]) -> Ordering {
+    for (i, k) in keys.iter().enumerate() {
+        let (x, y) = (&a[i], &b[i]);
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) if k.nulls_first => Ordering::Less,
+            (true, false) => Ordering::Greater,
+            (false, true) if k.nulls_first => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => {
+                let o = x.total_cmp(y);
+                if k.desc { o.reverse() } else { o }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 pub fn sort_rows(ctx: &mut Ctx, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>> {
     sort_rows_limit(ctx, rows, keys, None)
 }
@@ -531,36 +554,7 @@ fn sort_rows_limit(
         let k = keys.iter().map(|k| eval(ctx, &k.expr, &r)).collect::<Result<Vec<_>>>()?;
         keyed.push((k, r));
     }
-    let cmp = |a: &(Vec<Value>, Row), b: &(Vec<Value>, Row)| {
-        for (i, k) in keys.iter().enumerate() {
-            let (x, y) = (&a.0[i], &b.0[i]);
-            let o = match (x.is_null(), y.is_null()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => {
-                    if k.nulls_first {
-                        Ordering::Less
-                    } else {
-                        Ordering::Greater
-                    }
-                }
-                (false, true) => {
-                    if k.nulls_first {
-                        Ordering::Greater
-                    } else {
-                        Ordering::Less
-                    }
-                }
-                _ => {
-                    let o = x.total_cmp(y);
-                    if k.desc { o.reverse() } else { o }
-                }
-            };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        Ordering::Equal
-    };
+    let cmp = |a: &(Vec<Value>, Row), b: &(Vec<Value>, Row)| cmp_sort_keys(keys, &a.0, &b.0);
     if let Some(n) = limit
         && n < keyed.len()
     {
@@ -1074,14 +1068,10 @@ fn be_rowid(b: &[u8]) -> Result<u64> {
 
 /// `v` as a value of a column of type `ty`, for an index key; None if no
 /// value of the column can equal it.
-fn index_value(v: Value, ty: &DataType) -> Option<Value> {
+pub(crate) fn index_value(v: Value, ty: &DataType) -> Option<Value> {
     if v.is_null() {
         return None;
     }
     let c = crate::types::cast::assign(v.clone(), ty).ok()?;
     (c.sql_cmp(&v) == Some(Ordering::Equal)).then_some(c)
-}
-
-pub fn dec_to_f64(d: &Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
 }

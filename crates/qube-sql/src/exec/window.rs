@@ -12,41 +12,9 @@ use std::cmp::Ordering;
 use qube_common::{Error, Result};
 
 use super::eval::eval;
-use super::{Acc, Ctx, Row, finish_acc, key_bytes, new_acc, update_acc};
-use crate::plan::{AggCall, FrameBound, SortKey, WindowCall, WindowFunc};
+use super::{Acc, Ctx, Row, cmp_sort_keys, finish_acc, key_bytes, new_acc, update_acc};
+use crate::plan::{AggCall, FrameBound, WindowCall, WindowFunc};
 use crate::types::Value;
-
-/// Compares two rows' sort keys by PostgreSQL's rules.
-fn cmp_keys(keys: &[SortKey], a: &[Value], b: &[Value]) -> Ordering {
-    for (i, k) in keys.iter().enumerate() {
-        let (x, y) = (&a[i], &b[i]);
-        let o = match (x.is_null(), y.is_null()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => {
-                if k.nulls_first {
-                    Ordering::Less
-                } else {
-                    Ordering::Greater
-                }
-            }
-            (false, true) => {
-                if k.nulls_first {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
-                }
-            }
-            _ => {
-                let o = x.total_cmp(y);
-                if k.desc { o.reverse() } else { o }
-            }
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    Ordering::Equal
-}
 
 pub fn run(ctx: &mut Ctx, mut rows: Vec<Row>, calls: &[WindowCall]) -> Result<Vec<Row>> {
     for call in calls {
@@ -74,7 +42,7 @@ fn one_call(ctx: &mut Ctx, rows: &[Row], call: &WindowCall) -> Result<Vec<Value>
         items.push(Item { part: buf.clone(), order, idx });
     }
     items.sort_by(|a, b| {
-        a.part.cmp(&b.part).then_with(|| cmp_keys(&call.order, &a.order, &b.order))
+        a.part.cmp(&b.part).then_with(|| cmp_sort_keys(&call.order, &a.order, &b.order))
     });
     let mut out = vec![Value::Null; rows.len()];
     let mut start = 0;
@@ -105,7 +73,8 @@ fn partition(
     let mut s = 0;
     while s < n {
         let mut e = s + 1;
-        while e < n && cmp_keys(&call.order, &part[e].order, &part[s].order) == Ordering::Equal {
+        while e < n && cmp_sort_keys(&call.order, &part[e].order, &part[s].order) == Ordering::Equal
+        {
             e += 1;
         }
         for p in s..e {

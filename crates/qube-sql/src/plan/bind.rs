@@ -974,8 +974,8 @@ impl<'a> Binder<'a> {
             let b = coerce_bool(self.expr(c)?, "WHERE")?;
             split_and(b, &mut bound);
         }
-        for (i, inp) in inputs.iter_mut().enumerate() {
-            use_index(i, inp, &bound);
+        for inp in inputs.iter_mut() {
+            use_index(inp, &bound);
         }
         if inputs.len() == 1 {
             let mut plan = inputs.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
@@ -2506,7 +2506,7 @@ fn chain_operands<'e>(e: &'e ast::Expr, op: &ast::BinaryOperator) -> Vec<&'e ast
 /// The equalities `column = value` among `conds` that read only input `i`
 /// on one side and nothing of the current row on the other: (column
 /// position within the input, value).
-fn inputs_snapshot(conds: &[Expr], _i: usize, inp: &JoinInput) -> Vec<(usize, Expr)> {
+fn inputs_snapshot(conds: &[Expr], inp: &JoinInput) -> Vec<(usize, Expr)> {
     let mut out = Vec::new();
     let row_free = |e: &Expr| {
         let mut cols = Vec::new();
@@ -2547,9 +2547,9 @@ fn contains_subquery(e: &Expr) -> bool {
 
 /// Turns a table scan into an index scan when equalities cover the
 /// leading columns of one of its indexes.
-fn use_index(_i: usize, inp: &mut JoinInput, conds: &[Expr]) {
+fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
     let Plan::Scan { table } = &inp.plan else { return };
-    let eqs = inputs_snapshot(conds, 0, inp);
+    let eqs = inputs_snapshot(conds, inp);
     let ranges = range_bounds(conds, inp);
     if let Some(c) = choose_index(&table.indexes, &eqs, &ranges) {
         inp.plan = Plan::IndexScan {
@@ -2688,7 +2688,7 @@ pub(crate) fn equalities(filter: &Expr, ncols: usize) -> (Vec<(usize, Expr)>, Ve
     let mut conj = Vec::new();
     split_and(filter.clone(), &mut conj);
     let inp = JoinInput { plan: Plan::unit(), offset: 0, width: ncols };
-    (inputs_snapshot(&conj, 0, &inp), range_bounds(&conj, &inp))
+    (inputs_snapshot(&conj, &inp), range_bounds(&conj, &inp))
 }
 
 /// A balanced tree of `op` over the operands: depth log2(n), not n.

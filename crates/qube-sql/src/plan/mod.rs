@@ -15,8 +15,6 @@ use qube_common::types::DataType;
 
 pub use expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
 
-use crate::types::Value;
-
 /// A table as the executor needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableRef {
@@ -291,9 +289,4 @@ pub struct Query {
     /// Columns that are untyped literals (`SELECT NULL`, `SELECT 'a'`),
     /// whose type a UNION partner decides.
     pub unknown: Vec<bool>,
-}
-
-/// A constant row for `Values` built from values.
-pub fn const_row(values: Vec<Value>) -> Vec<Expr> {
-    values.into_iter().map(Expr::Const).collect()
 }

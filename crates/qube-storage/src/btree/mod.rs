@@ -496,19 +496,16 @@ impl Inner {
         for id in discard.drain(..) {
             self.pool.discard(id);
         }
-        let mut txn = Txn {
-            pool: &self.pool,
-            file: &self.file,
+        let mut txn = Txn::new(
+            &self.pool,
+            &self.file,
             alloc,
             bufs,
-            private: HashMap::new(),
-            spilled: HashSet::new(),
-            garbage: Vec::new(),
-            private_limit: self.private_limit,
-            root: head.root,
-            keys: head.keys,
+            self.private_limit,
+            head.root,
+            head.keys,
             lsn,
-        };
+        );
         let res = (|| {
             for op in batch.ops() {
                 match op {
@@ -519,10 +516,7 @@ impl Inner {
             Ok(())
         })();
         if let Err(e) = res {
-            let ids: Vec<PageId> = txn.private.keys().chain(txn.spilled.iter()).copied().collect();
-            for id in ids {
-                txn.alloc.free_private(id);
-            }
+            txn.abandon();
             return Err(e);
         }
         let Txn { private, garbage, root, keys, spilled, .. } = txn;
@@ -581,27 +575,20 @@ impl Inner {
         };
         let limit = used + used / 16 + 2;
         let lsn = head.lsn;
-        let mut txn = Txn {
-            pool: &self.pool,
-            file: &self.file,
+        let mut txn = Txn::new(
+            &self.pool,
+            &self.file,
             alloc,
             bufs,
-            private: HashMap::new(),
-            spilled: HashSet::new(),
-            garbage: Vec::new(),
-            private_limit: self.private_limit,
-            root: head.root,
-            keys: head.keys,
+            self.private_limit,
+            head.root,
+            head.keys,
             lsn,
-        };
+        );
         let moved = match txn.relocate(limit, COMPACT_MAX_PAGES) {
             Ok(n) => n,
             Err(e) => {
-                let ids: Vec<PageId> =
-                    txn.private.keys().chain(txn.spilled.iter()).copied().collect();
-                for id in ids {
-                    txn.alloc.free_private(id);
-                }
+                txn.abandon();
                 return Err(e);
             }
         };

@@ -72,6 +72,41 @@ pub(super) struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pool: &'a BufferPool,
+        file: &'a PageFile,
+        alloc: &'a mut Allocator,
+        bufs: &'a mut Buffers,
+        private_limit: usize,
+        root: PageId,
+        keys: u64,
+        lsn: u64,
+    ) -> Txn<'a> {
+        Txn {
+            pool,
+            file,
+            alloc,
+            bufs,
+            private: HashMap::new(),
+            spilled: HashSet::new(),
+            garbage: Vec::new(),
+            private_limit,
+            root,
+            keys,
+            lsn,
+        }
+    }
+
+    /// Gives back every page the batch allocated (on error: nothing it did
+    /// becomes visible).
+    pub fn abandon(self) {
+        let ids: Vec<PageId> = self.private.keys().chain(self.spilled.iter()).copied().collect();
+        for id in ids {
+            self.alloc.free_private(id);
+        }
+    }
+
     // ----- page access -------------------------------------------------
 
     fn read(&mut self, id: PageId) -> Result<Arc<Page>> {
