@@ -89,6 +89,18 @@ fn be_u64(v: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// Values a sequence may hand out between two durable writes.
+const SEQ_LOG_AHEAD: u32 = 32;
+
+/// A sequence's position (see `Catalog::nextval`).
+struct SeqState {
+    /// The last value handed out, or the first to hand out if not `called`.
+    value: i64,
+    called: bool,
+    /// Values left before the next durable write.
+    ahead: u32,
+}
+
 #[derive(Default)]
 struct Cache {
     version: Ts,
@@ -102,8 +114,17 @@ struct Cache {
 pub struct Catalog {
     mvcc: Arc<Mvcc>,
     cache: Mutex<Cache>,
-    /// Serialises the non-transactional counters.
-    counters: Mutex<()>,
+    /// Serialises the non-transactional counters, and holds the current
+    /// value of every sequence used since open.
+    counters: Mutex<HashMap<ObjectId, SeqState>>,
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // Best effort: a failed write leaves the logged-ahead values,
+        // which skip some numbers but never repeat one.
+        let _ = self.flush_sequences();
+    }
 }
 
 /// Name of the superuser role and database a new instance starts with.
@@ -113,7 +134,11 @@ impl Catalog {
     /// Opens the catalog; a new instance gets the role `qubedb` (superuser),
     /// the database `qubedb` owned by it, and its schema `public`.
     pub fn open(mvcc: Arc<Mvcc>) -> Result<Catalog> {
-        let cat = Catalog { mvcc, cache: Mutex::new(Cache::default()), counters: Mutex::new(()) };
+        let cat = Catalog {
+            mvcc,
+            cache: Mutex::new(Cache::default()),
+            counters: Mutex::new(HashMap::new()),
+        };
         let mut txn =
             cat.mvcc.begin(qube_txn::Mode::ReadWrite(qube_txn::Isolation::ReadCommitted))?;
         if cat.lookup(&mut txn, Namespace::Role, 0, BOOTSTRAP_NAME)?.is_none() {
@@ -170,57 +195,67 @@ impl Catalog {
     /// `nextval`: advances a sequence by its increment and returns the new
     /// value. Not transactional (a rollback does not give values back), as
     /// in PostgreSQL.
+    ///
+    /// The current value lives in memory; the engine holds a value at
+    /// least as far as any value handed out, written ahead every
+    /// `SEQ_LOG_AHEAD` calls (as PostgreSQL's `log_cnt`), so a crash skips
+    /// some values but never repeats one, and a `nextval` costs a durable
+    /// write only once in that many calls.
     pub fn nextval(&self, txn: &mut Transaction, seq: ObjectId) -> Result<i64> {
-        let obj = self
-            .get(txn, seq)?
-            .ok_or_else(|| Error::user("42P01", format!("sequence {seq} does not exist")))?;
-        let Def::Sequence(def) = &obj.def else {
-            return Err(Error::user("42809", format!("\"{}\" is not a sequence", obj.name)));
-        };
-        let _g = self.counters.lock();
-        let mut key = SEQUENCE_PREFIX.to_vec();
-        key.extend_from_slice(&seq.to_be_bytes());
-        let next = match self.engine().get(&key)? {
-            None => def.start,
-            Some(v) => {
-                let cur = be_u64(&v)? as i64;
-                match cur.checked_add(def.increment) {
-                    Some(n) if n >= def.min && n <= def.max => n,
-                    _ if def.cycle => {
-                        if def.increment > 0 {
-                            def.min
-                        } else {
-                            def.max
-                        }
-                    }
-                    _ => {
-                        return Err(Error::user(
-                            "2200H",
-                            format!(
-                                "nextval: reached {} value of sequence \"{}\" ({})",
-                                if def.increment > 0 { "maximum" } else { "minimum" },
-                                obj.name,
-                                if def.increment > 0 { def.max } else { def.min }
-                            ),
-                        ));
-                    }
+        let (obj, def) = self.sequence(txn, seq)?;
+        let mut states = self.counters.lock();
+        let st = self.seq_state(&mut states, seq, &def)?;
+        let next = if !st.called {
+            st.value
+        } else {
+            match st.value.checked_add(def.increment) {
+                Some(n) if n >= def.min && n <= def.max => n,
+                _ if def.cycle => {
+                    // A wrap starts a new log-ahead window.
+                    st.ahead = 0;
+                    if def.increment > 0 { def.min } else { def.max }
+                }
+                _ => {
+                    return Err(Error::user(
+                        "2200H",
+                        format!(
+                            "nextval: reached {} value of sequence \"{}\" ({})",
+                            if def.increment > 0 { "maximum" } else { "minimum" },
+                            obj.name,
+                            if def.increment > 0 { def.max } else { def.min }
+                        ),
+                    ));
                 }
             }
         };
-        let mut b = WriteBatch::new();
-        b.set(&key, &(next as u64).to_be_bytes());
-        self.engine().write(b)?;
+        if st.ahead == 0 {
+            // Log a value SEQ_LOG_AHEAD steps on (within the bounds).
+            let mut far = next;
+            for _ in 1..SEQ_LOG_AHEAD {
+                match far.checked_add(def.increment) {
+                    Some(n) if n >= def.min && n <= def.max => far = n,
+                    _ => break,
+                }
+            }
+            self.write_seq(seq, far, true)?;
+            st.ahead = SEQ_LOG_AHEAD;
+        }
+        st.ahead -= 1;
+        st.value = next;
+        st.called = true;
         Ok(next)
     }
 
-    /// `setval`: the next `nextval` returns `value + increment`.
-    pub fn setval(&self, txn: &mut Transaction, seq: ObjectId, value: i64) -> Result<()> {
-        let obj = self
-            .get(txn, seq)?
-            .ok_or_else(|| Error::user("42P01", format!("sequence {seq} does not exist")))?;
-        let Def::Sequence(def) = &obj.def else {
-            return Err(Error::user("42809", format!("\"{}\" is not a sequence", obj.name)));
-        };
+    /// `setval(seq, value, is_called)`: with `is_called` the next
+    /// `nextval` returns `value + increment`, without it `value`.
+    pub fn setval(
+        &self,
+        txn: &mut Transaction,
+        seq: ObjectId,
+        value: i64,
+        is_called: bool,
+    ) -> Result<()> {
+        let (obj, def) = self.sequence(txn, seq)?;
         if value < def.min || value > def.max {
             return Err(Error::user(
                 "22003",
@@ -230,11 +265,97 @@ impl Catalog {
                 ),
             ));
         }
-        let _g = self.counters.lock();
+        let mut states = self.counters.lock();
+        self.write_seq(seq, value, is_called)?;
+        states.insert(seq, SeqState { value, called: is_called, ahead: 0 });
+        Ok(())
+    }
+
+    /// The last value handed out (or to be handed out first, when
+    /// `is_called` is false): for `pg_sequences` and `SELECT * FROM seq`.
+    pub fn sequence_value(&self, txn: &mut Transaction, seq: ObjectId) -> Result<(i64, bool)> {
+        let (_, def) = self.sequence(txn, seq)?;
+        let mut states = self.counters.lock();
+        let st = self.seq_state(&mut states, seq, &def)?;
+        Ok((st.value, st.called))
+    }
+
+    fn sequence(&self, txn: &mut Transaction, seq: ObjectId) -> Result<(Arc<Object>, SequenceDef)> {
+        let obj = self
+            .get(txn, seq)?
+            .ok_or_else(|| Error::user("42P01", format!("sequence {seq} does not exist")))?;
+        let Def::Sequence(def) = &obj.def else {
+            return Err(Error::user("42809", format!("\"{}\" is not a sequence", obj.name)));
+        };
+        let def = def.clone();
+        Ok((obj, def))
+    }
+
+    fn seq_key(seq: ObjectId) -> Vec<u8> {
         let mut key = SEQUENCE_PREFIX.to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// Stored form: the value (8 bytes BE) and, when it has not been
+    /// handed out yet (`setval(…, false)`), a 0 byte.
+    fn write_seq(&self, seq: ObjectId, value: i64, called: bool) -> Result<()> {
+        let mut v = (value as u64).to_be_bytes().to_vec();
+        if !called {
+            v.push(0);
+        }
         let mut b = WriteBatch::new();
-        b.set(&key, &(value as u64).to_be_bytes());
+        b.set(&Self::seq_key(seq), &v);
+        self.engine().write(b)
+    }
+
+    fn seq_state<'s>(
+        &self,
+        states: &'s mut HashMap<ObjectId, SeqState>,
+        seq: ObjectId,
+        def: &SequenceDef,
+    ) -> Result<&'s mut SeqState> {
+        let st = match states.entry(seq) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let st = match self.engine().get(&Self::seq_key(seq))? {
+                    None => SeqState { value: def.start, called: false, ahead: 0 },
+                    Some(v) => SeqState {
+                        value: be_u64(&v[..8.min(v.len())])? as i64,
+                        called: v.len() == 8,
+                        ahead: 0,
+                    },
+                };
+                e.insert(st)
+            }
+        };
+        Ok(st)
+    }
+
+    /// Writes every sequence's exact position, so that after a clean
+    /// close no values are skipped (only a crash skips the values logged
+    /// ahead). Called when the catalog is dropped.
+    pub fn flush_sequences(&self) -> Result<()> {
+        let mut states = self.counters.lock();
+        let mut b = WriteBatch::new();
+        for (seq, st) in states.iter_mut().filter(|(_, st)| st.ahead > 0) {
+            let mut v = (st.value as u64).to_be_bytes().to_vec();
+            if !st.called {
+                v.push(0);
+            }
+            b.set(&Self::seq_key(*seq), &v);
+            st.ahead = 0;
+        }
+        if b.is_empty() { Ok(()) } else { self.engine().write(b) }
+    }
+
+    /// Forgets a sequence's state (ALTER SEQUENCE … RESTART, DROP): the
+    /// next use reads the stored value again.
+    pub fn reset_sequence(&self, seq: ObjectId) -> Result<()> {
+        let mut states = self.counters.lock();
+        states.remove(&seq);
+        let mut b = WriteBatch::new();
+        b.delete(&Self::seq_key(seq));
         self.engine().write(b)
     }
 
@@ -492,6 +613,11 @@ impl Catalog {
         txn.mark_ddl();
         txn.get_for_update(&object_key(id))?;
         for dep in self.dependents(txn, id)? {
+            if self.get(txn, dep.id)?.is_none() {
+                // Already dropped with an earlier dependent (a table's index
+                // inside a dropped schema).
+                continue;
+            }
             let owned = matches!(&dep.def, Def::Index(ix) if ix.table == id)
                 || matches!(&dep.def, Def::Sequence(s) if s.owned_by.as_ref().is_some_and(|(t, _)| *t == id));
             if owned {

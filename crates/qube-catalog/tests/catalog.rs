@@ -292,9 +292,9 @@ fn sequences_are_not_transactional() {
     assert_eq!(c.nextval(&mut t, seq).unwrap(), 3, "a rollback does not give values back");
     let e = c.nextval(&mut t, seq).unwrap_err();
     assert_eq!(e.sqlstate(), "2200H", "{e}");
-    c.setval(&mut t, seq, 1).unwrap();
+    c.setval(&mut t, seq, 1, true).unwrap();
     assert_eq!(c.nextval(&mut t, seq).unwrap(), 2);
-    assert_eq!(c.setval(&mut t, seq, 9).unwrap_err().sqlstate(), "22003");
+    assert_eq!(c.setval(&mut t, seq, 9, true).unwrap_err().sqlstate(), "22003");
     let tbl = c.create(&mut t, s, "t", 0, table(&[])).unwrap();
     assert_eq!(c.nextval(&mut t, tbl).unwrap_err().sqlstate(), "42809");
 }
@@ -346,4 +346,39 @@ fn the_catalog_survives_a_restart() {
     // Ids are never reused.
     let new = c.create(&mut t, s, "new", 0, table(&[])).unwrap();
     assert!(new > id);
+}
+
+#[test]
+fn sequence_values_never_repeat_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let engine: Arc<dyn Engine> =
+            Arc::new(BTreeEngine::open(dir.path(), Options::default()).unwrap());
+        let mvcc = Arc::new(
+            Mvcc::open(engine, MvccOptions { gc_interval: None, ..Default::default() }).unwrap(),
+        );
+        Catalog::open(mvcc).unwrap()
+    };
+    let (seq, seq2, last) = {
+        let c = open();
+        let mut t = rw(&c, Isolation::ReadCommitted);
+        let s = public(&c, &mut t);
+        let seq = c.create(&mut t, s, "s", 0, Def::Sequence(SequenceDef::default())).unwrap();
+        let seq2 = c.create(&mut t, s, "s2", 0, Def::Sequence(SequenceDef::default())).unwrap();
+        t.commit().unwrap();
+        let mut t = rw(&c, Isolation::ReadCommitted);
+        let mut last = 0;
+        for i in 1..=40 {
+            last = c.nextval(&mut t, seq).unwrap();
+            assert_eq!(last, i);
+        }
+        c.setval(&mut t, seq2, 10, false).unwrap();
+        (seq, seq2, last)
+    };
+    let c = open();
+    let mut t = rw(&c, Isolation::ReadCommitted);
+    let next = c.nextval(&mut t, seq).unwrap();
+    assert!(next > last, "{next} after {last}: a value was handed out twice");
+    assert_eq!(c.nextval(&mut t, seq2).unwrap(), 10, "setval(…, false) survives");
+    assert_eq!(c.nextval(&mut t, seq2).unwrap(), 11);
 }

@@ -18,6 +18,7 @@
 //! transaction state and turns statements into results.
 
 pub mod exec;
+pub mod names;
 pub mod plan;
 pub mod session;
 pub mod storage;

@@ -22,6 +22,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::exec::{self, Ctx};
+use crate::names::SearchPath;
 use crate::plan::bind::Binder;
 use crate::storage::RowIds;
 use crate::types::Value;
@@ -128,18 +129,24 @@ impl Database {
 
     /// A new session on the default database `qubedb`, schema `public`.
     pub fn session(&self) -> Result<Session> {
+        self.session_in(qube_catalog::BOOTSTRAP_NAME)
+    }
+
+    /// A new session in database `name` (3D000 if there is none).
+    pub fn session_in(&self, name: &str) -> Result<Session> {
         let c = &self.shared.catalog;
         let mut txn = self.shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?;
         let db = c
-            .lookup(&mut txn, Namespace::Database, 0, qube_catalog::BOOTSTRAP_NAME)?
-            .ok_or_else(|| Error::Internal("no default database".into()))?;
-        let schema = c
-            .lookup(&mut txn, Namespace::Schema, db.id, "public")?
-            .ok_or_else(|| Error::Internal("no public schema".into()))?;
+            .lookup(&mut txn, Namespace::Database, 0, name)?
+            .ok_or_else(|| Error::user("3D000", format!("database \"{name}\" does not exist")))?;
         txn.rollback();
         Ok(Session {
             db: self.clone(),
-            schema: schema.id,
+            database: db.id,
+            db_name: db.name.clone(),
+            user: qube_catalog::BOOTSTRAP_NAME.to_string(),
+            search_path: crate::names::parse_search_path(DEFAULT_SEARCH_PATH),
+            seqs: Arc::default(),
             txn: None,
             failed: false,
             settings: HashMap::new(),
@@ -170,10 +177,20 @@ impl Drop for Prepared {
     }
 }
 
+/// PostgreSQL's default `search_path`.
+pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
+
 /// One connection's state.
 pub struct Session {
     db: Database,
-    schema: ObjectId,
+    /// The current database, its name, and the session's role name.
+    database: ObjectId,
+    db_name: String,
+    user: String,
+    /// `search_path`, parsed (see `names`).
+    search_path: Vec<String>,
+    /// What `currval` and `lastval` return.
+    seqs: Arc<parking_lot::Mutex<crate::exec::sequence::SeqValues>>,
     /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
     txn: Option<Transaction>,
     failed: bool,
@@ -369,6 +386,16 @@ impl Session {
                     tag: "SHOW".into(),
                 })
             }
+            S::CreateDatabase { .. } | S::Drop { object_type: ast::ObjectType::Database, .. }
+                if self.txn.is_some() =>
+            {
+                let what = if matches!(s, S::CreateDatabase { .. }) { "CREATE" } else { "DROP" };
+                self.fail();
+                Err(Error::user(
+                    "25001",
+                    format!("{what} DATABASE cannot run inside a transaction block"),
+                ))
+            }
             other => self.in_transaction(other, params),
         }
     }
@@ -386,7 +413,7 @@ impl Session {
             }
             .into(),
             "server_version" => "16.0".into(),
-            "search_path" => "\"$user\", public".into(),
+            "search_path" => DEFAULT_SEARCH_PATH.into(),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
             "timezone" => "UTC".into(),
@@ -416,6 +443,18 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                if name == "search_path" {
+                    let v = if value.eq_ignore_ascii_case("default") {
+                        DEFAULT_SEARCH_PATH.to_string()
+                    } else {
+                        value
+                    };
+                    self.search_path = crate::names::parse_search_path(&v);
+                    // Plans bound under the old path may name other tables.
+                    self.plans.clear();
+                    self.settings.insert(name, v);
+                    return Ok(QueryResult::command("SET"));
+                }
                 self.settings.insert(name, value);
                 Ok(QueryResult::command("SET"))
             }
@@ -457,7 +496,16 @@ impl Session {
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
-                let res = run_statement(&shared, t, self.schema, s, params, slot);
+                let res = SearchPath::resolve(
+                    &shared.catalog,
+                    t,
+                    self.database,
+                    &self.db_name,
+                    &self.search_path,
+                    &self.user,
+                    &self.seqs,
+                )
+                .and_then(|path| run_statement(&shared, t, &path, s, params, slot));
                 if res.is_err() {
                     self.failed = true;
                 }
@@ -465,7 +513,16 @@ impl Session {
             }
             None => {
                 let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
-                let res = run_statement(&shared, &mut t, self.schema, s, params, slot);
+                let res = SearchPath::resolve(
+                    &shared.catalog,
+                    &mut t,
+                    self.database,
+                    &self.db_name,
+                    &self.search_path,
+                    &self.user,
+                    &self.seqs,
+                )
+                .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot));
                 match res {
                     Ok(r) => {
                         t.commit()?;
@@ -488,7 +545,7 @@ fn empty_query() -> crate::plan::Query {
 fn run_statement(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     s: &ast::Statement,
     params: &[Value],
     plan_slot: Option<&mut CachedPlan>,
@@ -516,7 +573,7 @@ fn run_statement(
                 }
             };
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
-            let mut ctx = Ctx::new(txn, params).with_limit(limit);
+            let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
             let rows = exec::run(&mut ctx, &q.plan)?;
             let n = rows.len();
             Ok(QueryResult {
@@ -540,7 +597,8 @@ fn run_statement(
             let lines = if *analyze {
                 // Runs the query, counting rows and time per node.
                 let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
-                let mut ctx = Ctx::new(txn, params).with_limit(limit);
+                let mut ctx =
+                    Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
                 ctx.stats = Some(HashMap::new());
                 let start = std::time::Instant::now();
                 exec::run(&mut ctx, &q.plan)?;

@@ -12,35 +12,32 @@ use qube_txn::Transaction;
 use sqlparser::ast;
 
 use super::dml::table_indexes;
+use super::namespace;
+use crate::names::SearchPath;
 use crate::plan::bind::{Binder, data_type_of, ident, object_name, unsupported};
 use crate::session::{QueryResult, Shared};
 use crate::storage;
 use crate::types::Value;
 
-fn owner(shared: &Shared, txn: &mut Transaction) -> Result<ObjectId> {
+pub(crate) fn owner(shared: &Shared, txn: &mut Transaction) -> Result<ObjectId> {
     Ok(shared
         .catalog
         .lookup(txn, Namespace::Role, 0, qube_catalog::BOOTSTRAP_NAME)?
         .map_or(0, |r| r.id))
 }
 
-/// The object name of a DDL statement. Only the `public` schema exists
-/// (CREATE SCHEMA is not built yet): any other qualifier is 3F000, as in
-/// PostgreSQL for a schema that does not exist.
-fn single_name(n: &ast::ObjectName) -> Result<String> {
-    let parts = object_name(n)?;
-    match parts.as_slice() {
+/// A new name that cannot carry a schema (RENAME TO): 42601 if qualified.
+fn bare_name(n: &ast::ObjectName) -> Result<String> {
+    match object_name(n)?.as_slice() {
         [t] => Ok(t.clone()),
-        [s, t] if s == "public" => Ok(t.clone()),
-        [s, _] => Err(Error::user("3F000", format!("schema \"{s}\" does not exist"))),
-        _ => Err(unsupported(format!("name {n}"))),
+        _ => Err(Error::user("42601", format!("the new name \"{n}\" cannot be qualified"))),
     }
 }
 
 pub fn ddl(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     s: &ast::Statement,
 ) -> Result<QueryResult> {
     use ast::Statement as S;
@@ -51,7 +48,7 @@ pub fn ddl(
             if cv.materialized {
                 return Err(unsupported("materialized views"));
             }
-            let name = single_name(&cv.name)?;
+            let (sid, name) = schema.target(&shared.catalog, txn, &cv.name)?;
             let mut b = Binder::new(&shared.catalog, txn, schema);
             let q = b.query(&cv.query)?;
             drop(b);
@@ -61,9 +58,7 @@ pub fn ddl(
                     *col = ident(&c.name);
                 }
             }
-            if let Some(existing) =
-                shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?
-            {
+            if let Some(existing) = shared.catalog.lookup(txn, Namespace::Relation, sid, &name)? {
                 if cv.or_replace && matches!(existing.def, Def::View(_)) {
                     shared.catalog.drop(txn, existing.id, false)?;
                 } else if cv.if_not_exists {
@@ -82,12 +77,30 @@ pub fn ddl(
             let o = owner(shared, txn)?;
             shared.catalog.create(
                 txn,
-                schema,
+                sid,
                 &name,
                 o,
                 Def::View(ViewDef { query: cv.query.to_string(), columns }),
             )?;
             Ok(done("CREATE VIEW"))
+        }
+        S::CreateSchema { schema_name, if_not_exists, .. } => {
+            namespace::create_schema(shared, txn, schema, schema_name, *if_not_exists)
+        }
+        S::CreateDatabase { db_name, if_not_exists, .. } => {
+            namespace::create_database(shared, txn, db_name, *if_not_exists)
+        }
+        S::CreateSequence { temporary: false, if_not_exists, name, sequence_options } => {
+            namespace::create_sequence(shared, txn, schema, name, *if_not_exists, sequence_options)
+        }
+        S::Comment { object_type, object_name, comment, .. } => {
+            namespace::comment(shared, txn, schema, object_type, object_name, comment.as_deref())
+        }
+        S::Drop { object_type: ast::ObjectType::Schema, if_exists, names, cascade, .. } => {
+            namespace::drop_schemas(shared, txn, schema, names, *if_exists, *cascade)
+        }
+        S::Drop { object_type: ast::ObjectType::Database, if_exists, names, .. } => {
+            namespace::drop_database(shared, txn, schema, names, *if_exists)
         }
         S::Drop { object_type, if_exists, names, cascade, .. } => {
             let (kind, tag) = match object_type {
@@ -98,9 +111,8 @@ pub fn ddl(
                 other => return Err(unsupported(format!("DROP {other}"))),
             };
             for n in names {
-                let name = single_name(n)?;
-                let Some(obj) = shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?
-                else {
+                let name = object_name(n)?.join(".");
+                let Some(obj) = schema.relation_named(&shared.catalog, txn, n)? else {
                     if *if_exists {
                         continue;
                     }
@@ -118,23 +130,7 @@ pub fn ddl(
                 if !matches {
                     return Err(Error::user("42809", format!("\"{name}\" is not a {kind}")));
                 }
-                match &obj.def {
-                    Def::Table(_) => {
-                        let mut b = Binder::new(&shared.catalog, txn, schema);
-                        let t = b.table(n)?;
-                        let idx = table_indexes(&mut b, &t)?;
-                        drop(b);
-                        for (id, _, _) in idx {
-                            storage::clear_prefix(txn, &storage::index_prefix(id))?;
-                        }
-                        storage::clear_prefix(txn, &storage::table_prefix(obj.id))?;
-                        shared.rowids.forget(obj.id);
-                    }
-                    Def::Index(_) => {
-                        storage::clear_prefix(txn, &storage::index_prefix(obj.id))?;
-                    }
-                    _ => {}
-                }
+                super::namespace::clear_rows(shared, txn, &obj)?;
                 shared.catalog.drop(txn, obj.id, *cascade)?;
             }
             Ok(done(tag))
@@ -161,14 +157,14 @@ fn first_words(s: &ast::Statement) -> String {
     s.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
-fn done(tag: &str) -> QueryResult {
+pub(crate) fn done(tag: &str) -> QueryResult {
     QueryResult { columns: vec![], rows: vec![], tag: tag.into() }
 }
 
 fn create_table(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     ct: &ast::CreateTable,
 ) -> Result<QueryResult> {
     if ct.like.is_some() || ct.clone.is_some() {
@@ -177,8 +173,8 @@ fn create_table(
     if let Some(q) = &ct.query {
         return create_table_as(shared, txn, schema, ct, q);
     }
-    let name = single_name(&ct.name)?;
-    if shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?.is_some() {
+    let (sid, name) = schema.target(&shared.catalog, txn, &ct.name)?;
+    if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
             return Ok(done("CREATE TABLE"));
         }
@@ -235,7 +231,7 @@ fn create_table(
                 ast::ColumnOption::ForeignKey(fk) => fkeys.push(Fk {
                     name: cons_name.or_else(|| fk.name.as_ref().map(ident)),
                     columns: vec![cname.clone()],
-                    table: single_name(&fk.foreign_table)?,
+                    table: object_name(&fk.foreign_table)?,
                     ref_columns: fk.referred_columns.iter().map(ident).collect(),
                     on_delete: ref_action(fk.on_delete),
                     on_update: ref_action(fk.on_update),
@@ -277,7 +273,7 @@ fn create_table(
             ast::TableConstraint::ForeignKey(fk) => fkeys.push(Fk {
                 name: fk.name.as_ref().map(ident),
                 columns: fk.columns.iter().map(ident).collect(),
-                table: single_name(&fk.foreign_table)?,
+                table: object_name(&fk.foreign_table)?,
                 ref_columns: fk.referred_columns.iter().map(ident).collect(),
                 on_delete: ref_action(fk.on_delete),
                 on_update: ref_action(fk.on_update),
@@ -307,7 +303,7 @@ fn create_table(
     }
     let table_id = shared.catalog.create(
         txn,
-        schema,
+        sid,
         &name,
         own,
         Def::Table(TableDef { columns: columns.clone(), constraints: constraints.clone() }),
@@ -322,7 +318,7 @@ fn create_table(
         };
         let seq = shared.catalog.create(
             txn,
-            schema,
+            sid,
             &format!("{name}_{cname}_seq"),
             own,
             Def::Sequence(SequenceDef {
@@ -344,7 +340,7 @@ fn create_table(
         });
         let index = shared.catalog.create(
             txn,
-            schema,
+            sid,
             &iname,
             own,
             Def::Index(IndexDef {
@@ -370,25 +366,26 @@ fn create_table(
     // Foreign keys: the referenced columns (default: the primary key) must
     // carry a unique index, with matching types.
     for fk in fkeys {
-        let (ref_id, ref_def) = if fk.table == name {
-            (table_id, TableDef { columns: columns.clone(), constraints: constraints.clone() })
-        } else {
-            match shared.catalog.lookup(txn, Namespace::Relation, schema, &fk.table)? {
-                Some(o) => match &o.def {
-                    Def::Table(d) => (o.id, d.clone()),
-                    _ => {
-                        return Err(Error::user(
-                            "42809",
-                            format!("referenced relation \"{}\" is not a table", fk.table),
-                        ));
-                    }
-                },
-                None => {
+        let ref_name = fk.table.join(".");
+        let found = schema.relation(&shared.catalog, txn, &fk.table)?;
+        let (ref_id, ref_def) = match found {
+            Some(o) if o.id == table_id => {
+                (table_id, TableDef { columns: columns.clone(), constraints: constraints.clone() })
+            }
+            Some(o) => match &o.def {
+                Def::Table(d) => (o.id, d.clone()),
+                _ => {
                     return Err(Error::user(
-                        "42P01",
-                        format!("relation \"{}\" does not exist", fk.table),
+                        "42809",
+                        format!("referenced relation \"{ref_name}\" is not a table"),
                     ));
                 }
+            },
+            None => {
+                return Err(Error::user(
+                    "42P01",
+                    format!("relation \"{ref_name}\" does not exist"),
+                ));
             }
         };
         let ref_columns = if fk.ref_columns.is_empty() {
@@ -402,7 +399,7 @@ fn create_table(
                 .ok_or_else(|| {
                     Error::user(
                         "42830",
-                        format!("there is no primary key for referenced table \"{}\"", fk.table),
+                        format!("there is no primary key for referenced table \"{ref_name}\""),
                     )
                 })?
         } else {
@@ -428,8 +425,7 @@ fn create_table(
             return Err(Error::user(
                 "42830",
                 format!(
-                    "there is no unique constraint matching given keys for referenced table \"{}\"",
-                    fk.table
+                    "there is no unique constraint matching given keys for referenced table \"{ref_name}\""
                 ),
             ));
         }
@@ -480,7 +476,7 @@ fn create_table(
 struct Fk {
     name: Option<String>,
     columns: Vec<String>,
-    table: String,
+    table: Vec<String>,
     ref_columns: Vec<String>,
     on_delete: RefAction,
     on_update: RefAction,
@@ -508,7 +504,7 @@ fn index_cols(cols: &[ast::IndexColumn]) -> Result<Vec<String>> {
 fn create_index(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     ci: &ast::CreateIndex,
 ) -> Result<QueryResult> {
     if ci.predicate.is_some() || !ci.include.is_empty() {
@@ -529,10 +525,18 @@ fn create_index(
         );
     }
     let name = match &ci.name {
-        Some(n) => single_name(n)?,
+        Some(n) => match object_name(n)?.as_slice() {
+            [n] => n.clone(),
+            _ => {
+                return Err(Error::user(
+                    "42601",
+                    "index name cannot be schema-qualified: the index goes into its table's schema",
+                ));
+            }
+        },
         None => format!("{}_{}_idx", t.name, cols.join("_")),
     };
-    if shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?.is_some() {
+    if shared.catalog.lookup(txn, Namespace::Relation, t.schema, &name)?.is_some() {
         if ci.if_not_exists {
             return Ok(done("CREATE INDEX"));
         }
@@ -541,7 +545,7 @@ fn create_index(
     let own = owner(shared, txn)?;
     let id = shared.catalog.create(
         txn,
-        schema,
+        t.schema,
         &name,
         own,
         Def::Index(IndexDef {
@@ -590,11 +594,11 @@ fn create_index(
 fn alter_table(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     at: &ast::AlterTable,
 ) -> Result<QueryResult> {
-    let name = single_name(&at.name)?;
-    let Some(obj) = shared.catalog.lookup(txn, Namespace::Relation, schema, &name)? else {
+    let name = object_name(&at.name)?.join(".");
+    let Some(obj) = schema.relation_named(&shared.catalog, txn, &at.name)? else {
         if at.if_exists {
             return Ok(done("ALTER TABLE"));
         }
@@ -671,7 +675,8 @@ fn alter_table(
                 for (rowid, mut row) in rows {
                     let v = match &default {
                         Some(e) => {
-                            let mut ctx = super::Ctx::new(txn, &[]);
+                            let mut ctx =
+                                super::Ctx::new(txn, &[]).with_env(&shared.catalog, schema);
                             crate::types::cast::assign(
                                 super::eval::eval(&mut ctx, e, &[])?,
                                 &data_type,
@@ -806,7 +811,7 @@ fn alter_table(
             O::RenameTable { table_name } => {
                 let n = match table_name {
                     ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => {
-                        single_name(n)?
+                        bare_name(n)?
                     }
                 };
                 obj.name = n;
@@ -887,12 +892,12 @@ fn alter_table(
 fn create_table_as(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: ObjectId,
+    schema: &SearchPath,
     ct: &ast::CreateTable,
     q: &ast::Query,
 ) -> Result<QueryResult> {
-    let name = single_name(&ct.name)?;
-    if shared.catalog.lookup(txn, Namespace::Relation, schema, &name)?.is_some() {
+    let (sid, name) = schema.target(&shared.catalog, txn, &ct.name)?;
+    if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
             return Ok(done("CREATE TABLE AS"));
         }
@@ -931,13 +936,13 @@ fn create_table_as(
     let types: Vec<DataType> = columns.iter().map(|c| c.data_type.clone()).collect();
     let id = shared.catalog.create(
         txn,
-        schema,
+        sid,
         &name,
         own,
         Def::Table(TableDef { columns, constraints: vec![] }),
     )?;
     let rows = {
-        let mut ctx = super::Ctx::new(txn, &[]);
+        let mut ctx = super::Ctx::new(txn, &[]).with_env(&shared.catalog, schema);
         super::run(&mut ctx, &bound.plan)?
     };
     let n = rows.len() as u64;

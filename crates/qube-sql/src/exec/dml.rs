@@ -14,6 +14,7 @@ use sqlparser::parser::Parser;
 
 use super::eval::{eval, truthy};
 use super::{Ctx, Row};
+use crate::names::SearchPath;
 use crate::plan::Expr;
 use crate::plan::bind::{Binder, TableInfo, ident, object_name, unsupported};
 use crate::session::{QueryResult, Shared};
@@ -76,7 +77,7 @@ fn target_by_id(b: &mut Binder, id: u64) -> Result<Target> {
     let Def::Table(def) = &obj.def else {
         return Err(Error::Internal(format!("object {id} is not a table")));
     };
-    let table = TableInfo { id, name: obj.name.clone(), def: def.clone() };
+    let table = TableInfo { id, schema: obj.parent, name: obj.name.clone(), def: def.clone() };
     target_of(b, table)
 }
 
@@ -325,7 +326,7 @@ impl Target {
 /// table `t` (`new` is None for a delete).
 fn apply_in_fks(
     shared: &Shared,
-    schema: u64,
+    schema: &SearchPath,
     ctx: &mut Ctx,
     t: &Target,
     old: &Row,
@@ -612,7 +613,9 @@ impl Target {
     fn default_value(&self, ctx: &mut Ctx, cat: &qube_catalog::Catalog, i: usize) -> Result<Value> {
         let col = &self.table.def.columns[i];
         if let Some(id) = &col.identity {
-            return cast::assign(Value::Int8(cat.nextval(ctx.txn, id.sequence)?), &col.data_type);
+            let v = cat.nextval(ctx.txn, id.sequence)?;
+            super::sequence::record(ctx, id.sequence, v);
+            return cast::assign(Value::Int8(v), &col.data_type);
         }
         match &self.defaults[i] {
             Some(e) => eval(ctx, e, &[]),
@@ -708,7 +711,7 @@ impl Target {
 pub fn insert(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: u64,
+    schema: &SearchPath,
     i: &ast::Insert,
     params: &[Value],
 ) -> Result<QueryResult> {
@@ -815,7 +818,7 @@ pub fn insert(
         },
     };
     drop(b);
-    let mut ctx = Ctx::new(txn, params);
+    let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
     let given: Vec<Vec<Option<Value>>> = match &source {
         Source::Rows(rows) => {
             let mut out = Vec::with_capacity(rows.len());
@@ -915,7 +918,7 @@ fn dml_table(f: &ast::TableFactor) -> Result<(ast::ObjectName, Option<String>)> 
 pub fn update(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: u64,
+    schema: &SearchPath,
     u: &ast::Update,
     params: &[Value],
 ) -> Result<QueryResult> {
@@ -941,7 +944,7 @@ pub fn update(
         Ok((sets, filter))
     })?;
     drop(b);
-    let mut ctx = Ctx::new(txn, params);
+    let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
     let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
     let mut buf = Vec::new();
@@ -983,7 +986,7 @@ pub fn update(
 pub fn delete(
     shared: &Shared,
     txn: &mut Transaction,
-    schema: u64,
+    schema: &SearchPath,
     d: &ast::Delete,
     params: &[Value],
 ) -> Result<QueryResult> {
@@ -1014,7 +1017,7 @@ pub fn delete(
         None => Ok(None),
     })?;
     drop(b);
-    let mut ctx = Ctx::new(txn, params);
+    let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
     let rows = t.candidates(&mut ctx, filter.as_ref())?;
     let mut n = 0u64;
     let mut returned = Returned::default();

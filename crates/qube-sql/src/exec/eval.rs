@@ -169,7 +169,12 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                     }
                 }
             }
-            super::funcs::call(*func, vals)?
+            match func {
+                Func::Nextval | Func::Currval | Func::Setval | Func::Lastval => {
+                    super::sequence::call(ctx, *func, vals)?
+                }
+                _ => super::funcs::call(*func, vals)?,
+            }
         }
         Expr::Like { expr, pattern, negated, case_insensitive } => {
             let v = eval(ctx, expr, row)?;

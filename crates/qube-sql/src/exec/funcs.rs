@@ -251,7 +251,11 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         | Func::Least
         | Func::NullIf
         | Func::Coalesce
-        | Func::Random => {
+        | Func::Random
+        | Func::Nextval
+        | Func::Currval
+        | Func::Setval
+        | Func::Lastval => {
             return Err(Error::Internal("handled above".into()));
         }
     })

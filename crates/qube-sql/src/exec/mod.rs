@@ -12,6 +12,8 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+mod namespace;
+pub mod sequence;
 mod window;
 
 use std::cmp::Ordering;
@@ -59,6 +61,16 @@ pub struct Ctx<'a> {
     /// Values materialised by join outputs so far, and the limit.
     values: usize,
     limit: usize,
+    /// The catalog and the session's names, for functions that need them
+    /// (`nextval`); None where a statement runs without a session.
+    pub env: Option<Env<'a>>,
+}
+
+/// See `Ctx::env`.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub catalog: &'a qube_catalog::Catalog,
+    pub path: &'a crate::names::SearchPath,
 }
 
 impl<'a> Ctx<'a> {
@@ -72,7 +84,18 @@ impl<'a> Ctx<'a> {
             values: 0,
             limit: MAX_QUERY_VALUES,
             stats: None,
+            env: None,
         }
+    }
+
+    /// The same context with the session's catalog and names.
+    pub fn with_env(
+        mut self,
+        catalog: &'a qube_catalog::Catalog,
+        path: &'a crate::names::SearchPath,
+    ) -> Self {
+        self.env = Some(Env { catalog, path });
+        self
     }
 
     /// Counts `n` more values held in memory; past `MAX_QUERY_VALUES` the

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use qube_catalog::{Catalog, Def, Namespace, ObjectId};
+use qube_catalog::{Catalog, Def, ObjectId};
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_txn::Transaction;
@@ -19,6 +19,7 @@ use sqlparser::ast;
 
 use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
 use super::{IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetOpKind, SortKey, TableRef};
+use crate::names::SearchPath;
 use crate::types::Value;
 use crate::types::cast;
 
@@ -97,7 +98,7 @@ struct Grouping {
 pub struct Binder<'a> {
     pub catalog: &'a Catalog,
     pub txn: &'a mut Transaction,
-    pub schema: ObjectId,
+    pub schema: &'a SearchPath,
     scopes: Vec<Scope>,
     grouping: Vec<Option<Grouping>>,
     /// Parameter types, as inferred ($1 is index 0).
@@ -130,12 +131,18 @@ const WINDOW_BASE: usize = 1 << 40;
 /// A table as the binder sees it.
 pub struct TableInfo {
     pub id: ObjectId,
+    /// Its schema.
+    pub schema: ObjectId,
     pub name: String,
     pub def: qube_catalog::TableDef,
 }
 
 impl<'a> Binder<'a> {
-    pub fn new(catalog: &'a Catalog, txn: &'a mut Transaction, schema: ObjectId) -> Binder<'a> {
+    pub fn new(
+        catalog: &'a Catalog,
+        txn: &'a mut Transaction,
+        schema: &'a SearchPath,
+    ) -> Binder<'a> {
         Binder {
             catalog,
             txn,
@@ -156,24 +163,17 @@ impl<'a> Binder<'a> {
     /// Finds a table by (optionally schema-qualified) name.
     pub fn table(&mut self, name: &ast::ObjectName) -> Result<TableInfo> {
         let parts = object_name(name)?;
-        let (schema, tname) = match parts.as_slice() {
-            [t] => (self.schema, t.clone()),
-            [s, t] => {
-                let db = self.catalog.get(self.txn, self.schema)?.map(|o| o.parent).unwrap_or(0);
-                let so = self
-                    .catalog
-                    .lookup(self.txn, Namespace::Schema, db, s)?
-                    .ok_or_else(|| err("3F000", format!("schema \"{s}\" does not exist")))?;
-                (so.id, t.clone())
-            }
-            _ => return Err(unsupported(format!("name {name}"))),
-        };
-        let obj = self
-            .catalog
-            .lookup(self.txn, Namespace::Relation, schema, &tname)?
-            .ok_or_else(|| err("42P01", format!("relation \"{tname}\" does not exist")))?;
+        let obj = self.schema.relation(self.catalog, self.txn, &parts)?.ok_or_else(|| {
+            err("42P01", format!("relation \"{}\" does not exist", parts.join(".")))
+        })?;
+        let tname = &obj.name;
         match &obj.def {
-            Def::Table(t) => Ok(TableInfo { id: obj.id, name: obj.name.clone(), def: t.clone() }),
+            Def::Table(t) => Ok(TableInfo {
+                id: obj.id,
+                schema: obj.parent,
+                name: obj.name.clone(),
+                def: t.clone(),
+            }),
             other => Err(err(
                 "42809",
                 format!("\"{tname}\" is not a table (it is a {})", other.kind_name()),
@@ -1247,12 +1247,7 @@ impl<'a> Binder<'a> {
 
     fn view(&mut self, name: &ast::ObjectName) -> Result<Option<Query>> {
         let parts = object_name(name)?;
-        if parts.len() != 1 {
-            return Ok(None);
-        }
-        let Some(obj) =
-            self.catalog.lookup(self.txn, Namespace::Relation, self.schema, &parts[0])?
-        else {
+        let Some(obj) = self.schema.relation(self.catalog, self.txn, &parts)? else {
             return Ok(None);
         };
         let Def::View(v) = &obj.def else { return Ok(None) };
@@ -2898,6 +2893,22 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             B::new(Expr::Func { func, args: vec![s, k] }, DataType::Text)
         }
         ("random", 0) => B::new(Expr::Func { func: Func::Random, args: vec![] }, DataType::Double),
+        ("nextval" | "currval", 1) => {
+            let func = if name == "nextval" { Func::Nextval } else { Func::Currval };
+            B::new(Expr::Func { func, args: text_args(args)? }, DataType::BigInt)
+        }
+        ("lastval", 0) => {
+            B::new(Expr::Func { func: Func::Lastval, args: vec![] }, DataType::BigInt)
+        }
+        ("setval", 2 | 3) => {
+            let seq = coerce(args.remove(0), &DataType::Text)?;
+            let v = coerce(args.remove(0), &DataType::BigInt)?;
+            let mut a = vec![seq, v];
+            if let Some(c) = args.pop() {
+                a.push(coerce(c, &DataType::Boolean)?);
+            }
+            B::new(Expr::Func { func: Func::Setval, args: a }, DataType::BigInt)
+        }
         _ => return Err(sig()),
     })
 }

@@ -70,6 +70,10 @@ pub enum Func {
     /// `~` and `~*` (the second argument is the pattern).
     RegexMatch,
     RegexIMatch,
+    Nextval,
+    Currval,
+    Setval,
+    Lastval,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -193,3 +193,36 @@ fn explain_analyze_reports_actual_rows() {
     assert!(text.last().is_some_and(|l| l.starts_with("Execution Time:")), "{text:?}");
     assert!(text.iter().all(|l| !l.contains("never executed")), "{text:?}");
 }
+
+#[test]
+fn databases_are_separate_and_sessions_choose_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = qube_sql::Database::open(dir.path()).unwrap();
+        let mut s = db.session().unwrap();
+        s.execute("CREATE DATABASE app; CREATE TABLE t(a int); INSERT INTO t VALUES (1)").unwrap();
+        let mut a = db.session_in("app").unwrap();
+        // The same name in another database is another table.
+        a.execute("CREATE TABLE t(a int); INSERT INTO t VALUES (2), (3)").unwrap();
+        let r = a.execute("SELECT count(*) FROM t").unwrap();
+        assert_eq!(r[0].rows[0][0], qube_sql::Value::Int8(2));
+        assert_eq!(a.execute("DROP DATABASE app").unwrap_err().sqlstate(), "55006");
+        assert_eq!(db.session_in("nosuch").err().unwrap().sqlstate(), "3D000");
+        let e = s.execute("SELECT * FROM app.public.t").unwrap_err();
+        assert_eq!(e.sqlstate(), "0A000", "{e}");
+        // Sequences keep counting across a restart without repeating.
+        s.execute("CREATE SEQUENCE q").unwrap();
+        for _ in 0..5 {
+            s.execute("SELECT nextval('q')").unwrap();
+        }
+    }
+    let db = qube_sql::Database::open(dir.path()).unwrap();
+    let mut a = db.session_in("app").unwrap();
+    let r = a.execute("SELECT sum(a) FROM t").unwrap();
+    assert_eq!(r[0].rows[0][0], qube_sql::Value::Int8(5));
+    let mut s = db.session().unwrap();
+    let r = s.execute("SELECT nextval('q')").unwrap();
+    assert!(matches!(r[0].rows[0][0], qube_sql::Value::Int8(v) if v > 5));
+    s.execute("DROP DATABASE app").unwrap();
+    assert_eq!(db.session_in("app").err().unwrap().sqlstate(), "3D000");
+}

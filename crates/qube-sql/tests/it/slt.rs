@@ -204,7 +204,9 @@ slt_tests!(
     alter,
     functions,
     window,
-    foreign_keys
+    foreign_keys,
+    schemas,
+    sequences
 );
 
 #[test]
