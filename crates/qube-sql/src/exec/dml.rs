@@ -922,8 +922,14 @@ pub fn update(
     u: &ast::Update,
     params: &[Value],
 ) -> Result<QueryResult> {
-    if u.from.is_some() || !u.table.joins.is_empty() {
-        return Err(unsupported("UPDATE … FROM"));
+    if !u.table.joins.is_empty() {
+        return Err(unsupported("UPDATE of a join (use UPDATE … FROM)"));
+    }
+    if let Some(
+        ast::UpdateTableFromKind::AfterSet(from) | ast::UpdateTableFromKind::BeforeSet(from),
+    ) = &u.from
+    {
+        return update_joined(shared, txn, schema, u, from, params);
     }
     let (name, alias) = dml_table(&u.table.relation)?;
     let mut b = Binder::new(&shared.catalog, txn, schema);
@@ -962,25 +968,146 @@ pub fn update(
                 None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
             };
         }
-        t.check(&mut ctx, &mut new)?;
-        t.check_out_fks(ctx.txn, &new, Some(&row))?;
-        apply_in_fks(shared, schema, &mut ctx, &t, &row, Some(&new), 0)?;
-        let changed: Vec<bool> = t
-            .indexes
-            .iter()
-            .map(|(_, cs, _)| {
-                cs.iter().any(|&c| {
-                    row[c].total_cmp(&new[c]) != std::cmp::Ordering::Equal || row[c] != new[c]
-                })
-            })
-            .collect();
-        t.remove_entries(ctx.txn, rowid, &row, Some(&changed))?;
-        t.add_entries(ctx.txn, rowid, &new, Some(&changed))?;
-        storage::put_row(ctx.txn, t.table.id, rowid, &new, &mut buf)?;
+        update_row(shared, schema, &mut ctx, &t, rowid, &row, &mut new, &mut buf)?;
         returned.push(&mut ctx, &returning, &new)?;
         n += 1;
     }
     Ok(returned.result(returning, format!("UPDATE {n}")))
+}
+
+/// Replaces the stored row `row` at `rowid` with `new`: checks,
+/// foreign keys both ways, index entries whose columns changed.
+#[allow(clippy::too_many_arguments)]
+fn update_row(
+    shared: &Shared,
+    schema: &SearchPath,
+    ctx: &mut Ctx,
+    t: &Target,
+    rowid: u64,
+    row: &Row,
+    new: &mut Row,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    t.check(ctx, new)?;
+    t.check_out_fks(ctx.txn, new, Some(row))?;
+    apply_in_fks(shared, schema, ctx, t, row, Some(new), 0)?;
+    let changed: Vec<bool> = t
+        .indexes
+        .iter()
+        .map(|(_, cs, _)| {
+            cs.iter().any(|&c| {
+                row[c].total_cmp(&new[c]) != std::cmp::Ordering::Equal || row[c] != new[c]
+            })
+        })
+        .collect();
+    t.remove_entries(ctx.txn, rowid, row, Some(&changed))?;
+    t.add_entries(ctx.txn, rowid, new, Some(&changed))?;
+    storage::put_row(ctx.txn, t.table.id, rowid, new, buf)
+}
+
+/// UPDATE … FROM: the target joined with the FROM items under WHERE;
+/// each target row is updated once, from the first joined row that
+/// matches it (PostgreSQL leaves the choice among several unspecified).
+fn update_joined(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    u: &ast::Update,
+    from: &[ast::TableWithJoins],
+    params: &[Value],
+) -> Result<QueryResult> {
+    let (name, alias) = dml_table(&u.table.relation)?;
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = target(&mut b, &name)?;
+    let cols: Vec<(String, DataType)> =
+        t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    let ncols = cols.len();
+    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let (plan, offset, (sets, returning)) =
+        b.dml_join(&t.table, &scope_name, from, u.selection.as_ref(), |b, offset| {
+            let sets = bind_assignments(b, &cols, &t.table.name, &u.assignments)?;
+            let returning = match &u.returning {
+                Some(items) => Some(b.returning_joined(offset, ncols, items)?),
+                None => None,
+            };
+            Ok((sets, returning))
+        })?;
+    drop(b);
+    let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
+    let rows = super::run(&mut ctx, &plan)?;
+    let mut done = std::collections::HashSet::new();
+    let mut n = 0u64;
+    let mut buf = Vec::new();
+    let mut returned = Returned::default();
+    for mut joined in rows {
+        let Some(rowid) = joined.get(offset + ncols).and_then(Value::as_i64) else {
+            continue;
+        };
+        if !done.insert(rowid) {
+            continue;
+        }
+        let row: Row = joined[offset..offset + ncols].to_vec();
+        let mut new = row.clone();
+        for (pos, e) in &sets {
+            new[*pos] = match e {
+                Some(e) => eval(&mut ctx, e, &joined)?,
+                None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
+            };
+        }
+        update_row(shared, schema, &mut ctx, &t, rowid as u64, &row, &mut new, &mut buf)?;
+        if returning.is_some() {
+            joined[offset..offset + ncols].clone_from_slice(&new);
+            returned.push(&mut ctx, &returning, &joined)?;
+        }
+        n += 1;
+    }
+    Ok(returned.result(returning, format!("UPDATE {n}")))
+}
+
+/// DELETE … USING: the target joined with the USING items under WHERE.
+#[allow(clippy::too_many_arguments)]
+fn delete_joined(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    d: &ast::Delete,
+    name: &ast::ObjectName,
+    alias: Option<String>,
+    using: &[ast::TableWithJoins],
+    params: &[Value],
+) -> Result<QueryResult> {
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = target(&mut b, name)?;
+    let ncols = t.table.def.columns.len();
+    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+    let (plan, offset, returning) =
+        b.dml_join(&t.table, &scope_name, using, d.selection.as_ref(), |b, offset| {
+            match &d.returning {
+                Some(items) => Ok(Some(b.returning_joined(offset, ncols, items)?)),
+                None => Ok(None),
+            }
+        })?;
+    drop(b);
+    let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
+    let rows = super::run(&mut ctx, &plan)?;
+    let mut done = std::collections::HashSet::new();
+    let mut n = 0u64;
+    let mut returned = Returned::default();
+    for joined in rows {
+        let Some(rowid) = joined.get(offset + ncols).and_then(Value::as_i64) else {
+            continue;
+        };
+        if !done.insert(rowid) {
+            continue;
+        }
+        let row: Row = joined[offset..offset + ncols].to_vec();
+        apply_in_fks(shared, schema, &mut ctx, &t, &row, None, 0)?;
+        t.remove_entries(ctx.txn, rowid as u64, &row, None)?;
+        storage::delete_row(ctx.txn, t.table.id, rowid as u64)?;
+        returned.push(&mut ctx, &returning, &joined)?;
+        n += 1;
+    }
+    Ok(returned.result(returning, format!("DELETE {n}")))
 }
 
 pub fn delete(
@@ -990,8 +1117,8 @@ pub fn delete(
     d: &ast::Delete,
     params: &[Value],
 ) -> Result<QueryResult> {
-    if d.using.is_some() || !d.tables.is_empty() {
-        return Err(unsupported("DELETE … USING"));
+    if !d.tables.is_empty() {
+        return Err(unsupported("DELETE of several tables"));
     }
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
@@ -1003,6 +1130,9 @@ pub fn delete(
         return Err(unsupported("DELETE with joins"));
     }
     let (name, alias) = dml_table(&twj.relation)?;
+    if let Some(using) = &d.using {
+        return delete_joined(shared, txn, schema, d, &name, alias, using, params);
+    }
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = target(&mut b, &name)?;
     let cols: Vec<(String, DataType)> =

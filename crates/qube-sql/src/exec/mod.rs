@@ -209,6 +209,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             .into_iter()
             .map(|(_, r)| r)
             .collect()),
+        Plan::ScanRowids { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
+            .into_iter()
+            .map(|(id, mut r)| {
+                r.push(Value::Int8(id as i64));
+                r
+            })
+            .collect()),
         Plan::Window { input, calls } => {
             let rows = run(ctx, input)?;
             window::run(ctx, rows, calls)
@@ -408,6 +415,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
         Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
         Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),
+        Plan::ScanRowids { table } => table.columns.len() + 1,
         Plan::Project { exprs, .. } => exprs.len(),
         Plan::MultiJoin { width, .. } => *width,
         Plan::Join { left, right, .. } => plan_width(left, None) + plan_width(right, None),

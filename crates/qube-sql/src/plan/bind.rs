@@ -888,6 +888,88 @@ impl<'a> Binder<'a> {
         from: &'q [ast::TableWithJoins],
         selection: Option<&'q ast::Expr>,
     ) -> Result<Plan> {
+        let (inputs, mut conds) = self.bind_from_inputs(from)?;
+        if let Some(w) = selection {
+            conds.push(w);
+        }
+        if inputs.is_empty() {
+            let mut plan = Plan::unit();
+            for c in conds {
+                let b = coerce_bool(self.expr(c)?, "WHERE")?;
+                plan = Plan::Filter { input: Box::new(plan), predicate: b };
+            }
+            return Ok(plan);
+        }
+        self.collapse(inputs, conds)
+    }
+
+    /// UPDATE … FROM and DELETE … USING: the `from` items, then the target
+    /// table (its columns under `alias`, then a hidden rowid column), all
+    /// joined under `selection`; `f` binds SET and RETURNING in that
+    /// scope. Returns the plan, the target's first column in its rows,
+    /// and what `f` returned.
+    pub fn dml_join<T>(
+        &mut self,
+        table: &TableInfo,
+        alias: &str,
+        from: &[ast::TableWithJoins],
+        selection: Option<&ast::Expr>,
+        f: impl FnOnce(&mut Self, usize) -> Result<T>,
+    ) -> Result<(Plan, usize, T)> {
+        self.scopes.push(Scope::default());
+        self.grouping.push(None);
+        self.windows.push(None);
+        let res = (|| {
+            let (mut inputs, mut conds) = self.bind_from_inputs(from)?;
+            let offset = self.scope_len();
+            let columns: Vec<(String, DataType)> =
+                table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+            let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
+            if scope.cols.iter().any(|c| c.table.as_deref() == Some(alias)) {
+                return Err(err(
+                    "42712",
+                    format!("table name \"{alias}\" specified more than once"),
+                ));
+            }
+            for (n, t) in &columns {
+                scope.cols.push(ScopeCol {
+                    table: Some(alias.to_string()),
+                    name: n.clone(),
+                    ty: t.clone(),
+                    hidden: false,
+                });
+            }
+            scope.cols.push(ScopeCol {
+                table: Some(alias.to_string()),
+                name: "ctid".into(),
+                ty: DataType::BigInt,
+                hidden: true,
+            });
+            let indexes = crate::exec::dml::table_indexes(self, table)?;
+            let width = columns.len() + 1;
+            let plan = Plan::ScanRowids {
+                table: TableRef { id: table.id, name: table.name.clone(), columns, indexes },
+            };
+            inputs.push(JoinInput { plan, offset, width });
+            if let Some(w) = selection {
+                conds.push(w);
+            }
+            let plan = self.collapse(inputs, conds)?;
+            let out = f(self, offset)?;
+            Ok((plan, offset, out))
+        })();
+        self.windows.pop();
+        self.grouping.pop();
+        self.scopes.pop();
+        res
+    }
+
+    /// The inputs and join conditions of a FROM list, its columns added to
+    /// the current scope.
+    fn bind_from_inputs<'q>(
+        &mut self,
+        from: &'q [ast::TableWithJoins],
+    ) -> Result<(Vec<JoinInput>, Vec<&'q ast::Expr>)> {
         // Each comma item and each inner join is an input of one MultiJoin;
         // outer joins become binary Join nodes inside an input.
         let mut inputs: Vec<JoinInput> = Vec::new();
@@ -945,18 +1027,7 @@ impl<'a> Binder<'a> {
                 }
             }
         }
-        if let Some(w) = selection {
-            conds.push(w);
-        }
-        if inputs.is_empty() {
-            let mut plan = Plan::unit();
-            for c in conds {
-                let b = coerce_bool(self.expr(c)?, "WHERE")?;
-                plan = Plan::Filter { input: Box::new(plan), predicate: b };
-            }
-            return Ok(plan);
-        }
-        self.collapse(inputs, conds)
+        Ok((inputs, conds))
     }
 
     fn scope_len(&self) -> usize {
@@ -1326,32 +1397,60 @@ impl<'a> Binder<'a> {
         cols: &[(String, DataType)],
         items: &[ast::SelectItem],
     ) -> Result<super::Returning> {
-        self.with_columns(table, cols, |b| {
-            let mut exprs = Vec::new();
-            let mut out = Vec::new();
-            for item in items {
-                match item {
-                    ast::SelectItem::Wildcard(_) => {
-                        for (i, c) in cols.iter().enumerate() {
-                            exprs.push(Expr::Column(i));
-                            out.push(c.clone());
-                        }
-                    }
-                    ast::SelectItem::UnnamedExpr(e) => {
-                        let (x, t) = b.expr_typed(e)?;
-                        exprs.push(x);
-                        out.push((output_name(e), t));
-                    }
-                    ast::SelectItem::ExprWithAlias { expr, alias } => {
-                        let (x, t) = b.expr_typed(expr)?;
-                        exprs.push(x);
-                        out.push((ident(alias), t));
-                    }
-                    other => return Err(unsupported(format!("RETURNING {other}"))),
-                }
+        let star: Vec<(usize, (String, DataType))> = cols.iter().cloned().enumerate().collect();
+        self.with_columns(table, cols, |b| b.returning_items(items, &star))
+    }
+
+    /// RETURNING of UPDATE … FROM / DELETE … USING, in `dml_join`'s
+    /// scope: `*` is the target's columns (from `offset`), then the other
+    /// FROM items' columns, as in PostgreSQL.
+    pub fn returning_joined(
+        &mut self,
+        offset: usize,
+        ncols: usize,
+        items: &[ast::SelectItem],
+    ) -> Result<super::Returning> {
+        let cols = self.scopes.last().map(|s| s.cols.clone()).unwrap_or_default();
+        let mut star: Vec<(usize, (String, DataType))> = (offset..offset + ncols)
+            .map(|i| (i, (cols[i].name.clone(), cols[i].ty.clone())))
+            .collect();
+        for (i, c) in cols.iter().enumerate() {
+            if !c.hidden && !(offset..offset + ncols).contains(&i) {
+                star.push((i, (c.name.clone(), c.ty.clone())));
             }
-            Ok((exprs, out))
-        })
+        }
+        self.returning_items(items, &star)
+    }
+
+    fn returning_items(
+        &mut self,
+        items: &[ast::SelectItem],
+        star: &[(usize, (String, DataType))],
+    ) -> Result<super::Returning> {
+        let mut exprs = Vec::new();
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                ast::SelectItem::Wildcard(_) => {
+                    for (i, c) in star {
+                        exprs.push(Expr::Column(*i));
+                        out.push(c.clone());
+                    }
+                }
+                ast::SelectItem::UnnamedExpr(e) => {
+                    let (x, t) = self.expr_typed(e)?;
+                    exprs.push(x);
+                    out.push((output_name(e), t));
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    let (x, t) = self.expr_typed(expr)?;
+                    exprs.push(x);
+                    out.push((ident(alias), t));
+                }
+                other => return Err(unsupported(format!("RETURNING {other}"))),
+            }
+        }
+        Ok((exprs, out))
     }
 
     /// Binds and coerces to a type (assignment context).

@@ -49,6 +49,7 @@ fn children(plan: &Plan) -> Vec<&Plan> {
     match plan {
         Plan::Values { .. }
         | Plan::Scan { .. }
+        | Plan::ScanRowids { .. }
         | Plan::IndexScan { .. }
         | Plan::Series { .. }
         | Plan::WorkTable { .. } => vec![],
@@ -88,7 +89,9 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             node(anchor, depth + 1, out);
             node(recursive, depth + 1, out);
         }
-        Plan::Scan { table } => line(depth, format!("Seq Scan on {}", table.name), out),
+        Plan::Scan { table } | Plan::ScanRowids { table } => {
+            line(depth, format!("Seq Scan on {}", table.name), out)
+        }
         Plan::IndexScan { table, index, unique, columns, range, .. } => {
             let mut cols: Vec<String> =
                 columns.iter().map(|&c| format!("{} = …", table.columns[c].0)).collect();

@@ -123,6 +123,12 @@ pub enum Plan {
     Scan {
         table: TableRef,
     },
+    /// Every visible row of a table followed by its rowid (Int8): the
+    /// target of UPDATE … FROM and DELETE … USING, whose joined rows say
+    /// which stored row they update.
+    ScanRowids {
+        table: TableRef,
+    },
     /// The rows whose leading index columns equal `keys` (evaluated once,
     /// without a row: constants, parameters, outer references). The
     /// conditions stay on top, so the index only narrows the search.

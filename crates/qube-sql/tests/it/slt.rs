@@ -206,7 +206,8 @@ slt_tests!(
     window,
     foreign_keys,
     schemas,
-    sequences
+    sequences,
+    dml_from
 );
 
 #[test]
