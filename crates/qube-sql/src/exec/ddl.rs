@@ -366,103 +366,8 @@ fn create_table(
     // Foreign keys: the referenced columns (default: the primary key) must
     // carry a unique index, with matching types.
     for fk in fkeys {
-        let ref_name = fk.table.join(".");
-        let found = schema.relation(&shared.catalog, txn, &fk.table)?;
-        let (ref_id, ref_def) = match found {
-            Some(o) if o.id == table_id => {
-                (table_id, TableDef { columns: columns.clone(), constraints: constraints.clone() })
-            }
-            Some(o) => match &o.def {
-                Def::Table(d) => (o.id, d.clone()),
-                _ => {
-                    return Err(Error::user(
-                        "42809",
-                        format!("referenced relation \"{ref_name}\" is not a table"),
-                    ));
-                }
-            },
-            None => {
-                return Err(Error::user(
-                    "42P01",
-                    format!("relation \"{ref_name}\" does not exist"),
-                ));
-            }
-        };
-        let ref_columns = if fk.ref_columns.is_empty() {
-            ref_def
-                .constraints
-                .iter()
-                .find_map(|c| match &c.kind {
-                    ConstraintKind::PrimaryKey { columns, .. } => Some(columns.clone()),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    Error::user(
-                        "42830",
-                        format!("there is no primary key for referenced table \"{ref_name}\""),
-                    )
-                })?
-        } else {
-            fk.ref_columns.clone()
-        };
-        if ref_columns.len() != fk.columns.len() {
-            return Err(Error::user(
-                "42830",
-                "number of referencing and referenced columns for foreign key disagree",
-            ));
-        }
-        let has_unique = ref_def.constraints.iter().any(|c| match &c.kind {
-            ConstraintKind::PrimaryKey { columns, .. } | ConstraintKind::Unique { columns, .. } => {
-                let mut a = columns.clone();
-                let mut b = ref_columns.clone();
-                a.sort();
-                b.sort();
-                a == b
-            }
-            _ => false,
-        });
-        if !has_unique {
-            return Err(Error::user(
-                "42830",
-                format!(
-                    "there is no unique constraint matching given keys for referenced table \"{ref_name}\""
-                ),
-            ));
-        }
-        for (c, r) in fk.columns.iter().zip(&ref_columns) {
-            let ct = columns.iter().find(|x| x.name == *c).ok_or_else(|| {
-                Error::user(
-                    "42703",
-                    format!("column \"{c}\" referenced in foreign key constraint does not exist"),
-                )
-            })?;
-            let rt = ref_def.columns.iter().find(|x| x.name == *r).ok_or_else(|| {
-                Error::user(
-                    "42703",
-                    format!("column \"{r}\" referenced in foreign key constraint does not exist"),
-                )
-            })?;
-            if crate::plan::bind::common_type(&ct.data_type, &rt.data_type).is_none() {
-                return Err(Error::user(
-                    "42804",
-                    format!(
-                        "foreign key constraint cannot be implemented: key columns \"{c}\" and \"{r}\" are of incompatible types: {} and {}",
-                        ct.data_type.sql_name(),
-                        rt.data_type.sql_name()
-                    ),
-                ));
-            }
-        }
-        constraints.push(Constraint {
-            name: fk.name.unwrap_or_else(|| format!("{name}_{}_fkey", fk.columns.join("_"))),
-            kind: ConstraintKind::ForeignKey {
-                columns: fk.columns,
-                ref_table: ref_id,
-                ref_columns,
-                on_delete: fk.on_delete,
-                on_update: fk.on_update,
-            },
-        });
+        let c = resolve_fk(shared, txn, schema, table_id, &name, &columns, &constraints, fk)?;
+        constraints.push(c);
     }
     if let Some(obj) = shared.catalog.get(txn, table_id)? {
         let mut obj = (*obj).clone();
@@ -470,6 +375,117 @@ fn create_table(
         shared.catalog.update(txn, obj)?;
     }
     Ok(done("CREATE TABLE"))
+}
+
+/// Resolves a FOREIGN KEY of table `table_id` (named `name`, with
+/// `columns` and `constraints` as they are now): the referenced table
+/// and columns (default: its primary key), which must carry a unique
+/// constraint and have compatible types.
+#[allow(clippy::too_many_arguments)]
+fn resolve_fk(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    table_id: ObjectId,
+    name: &str,
+    columns: &[Column],
+    constraints: &[Constraint],
+    fk: Fk,
+) -> Result<Constraint> {
+    let ref_name = fk.table.join(".");
+    let found = schema.relation(&shared.catalog, txn, &fk.table)?;
+    let (ref_id, ref_def) = match found {
+        Some(o) if o.id == table_id => {
+            (table_id, TableDef { columns: columns.to_vec(), constraints: constraints.to_vec() })
+        }
+        Some(o) => match &o.def {
+            Def::Table(d) => (o.id, d.clone()),
+            _ => {
+                return Err(Error::user(
+                    "42809",
+                    format!("referenced relation \"{ref_name}\" is not a table"),
+                ));
+            }
+        },
+        None => {
+            return Err(Error::user("42P01", format!("relation \"{ref_name}\" does not exist")));
+        }
+    };
+    let ref_columns = if fk.ref_columns.is_empty() {
+        ref_def
+            .constraints
+            .iter()
+            .find_map(|c| match &c.kind {
+                ConstraintKind::PrimaryKey { columns, .. } => Some(columns.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::user(
+                    "42830",
+                    format!("there is no primary key for referenced table \"{ref_name}\""),
+                )
+            })?
+    } else {
+        fk.ref_columns.clone()
+    };
+    if ref_columns.len() != fk.columns.len() {
+        return Err(Error::user(
+            "42830",
+            "number of referencing and referenced columns for foreign key disagree",
+        ));
+    }
+    let has_unique = ref_def.constraints.iter().any(|c| match &c.kind {
+        ConstraintKind::PrimaryKey { columns, .. } | ConstraintKind::Unique { columns, .. } => {
+            let mut a = columns.clone();
+            let mut b = ref_columns.clone();
+            a.sort();
+            b.sort();
+            a == b
+        }
+        _ => false,
+    });
+    if !has_unique {
+        return Err(Error::user(
+            "42830",
+            format!(
+                "there is no unique constraint matching given keys for referenced table \"{ref_name}\""
+            ),
+        ));
+    }
+    for (c, r) in fk.columns.iter().zip(&ref_columns) {
+        let ct = columns.iter().find(|x| x.name == *c).ok_or_else(|| {
+            Error::user(
+                "42703",
+                format!("column \"{c}\" referenced in foreign key constraint does not exist"),
+            )
+        })?;
+        let rt = ref_def.columns.iter().find(|x| x.name == *r).ok_or_else(|| {
+            Error::user(
+                "42703",
+                format!("column \"{r}\" referenced in foreign key constraint does not exist"),
+            )
+        })?;
+        if crate::plan::bind::common_type(&ct.data_type, &rt.data_type).is_none() {
+            return Err(Error::user(
+                "42804",
+                format!(
+                    "foreign key constraint cannot be implemented: key columns \"{c}\" and \"{r}\" are of incompatible types: {} and {}",
+                    ct.data_type.sql_name(),
+                    rt.data_type.sql_name()
+                ),
+            ));
+        }
+    }
+    Ok(Constraint {
+        name: fk.name.unwrap_or_else(|| format!("{name}_{}_fkey", fk.columns.join("_"))),
+        kind: ConstraintKind::ForeignKey {
+            columns: fk.columns,
+            ref_table: ref_id,
+            ref_columns,
+            on_delete: fk.on_delete,
+            on_update: fk.on_update,
+        },
+    })
 }
 
 /// A FOREIGN KEY as written, resolved once the table exists.
@@ -568,12 +584,28 @@ fn create_index(
             method: "btree".into(),
         }),
     )?;
-    // Build from the existing rows.
-    let rows = storage::scan(txn, t.id, t.def.columns.len())?;
+    build_index(txn, t.id, t.def.columns.len(), &positions, id, ci.unique, &name, &cols)?;
+    Ok(done("CREATE INDEX"))
+}
+
+/// Writes the entries of a new index for the existing rows (23505 when a
+/// unique one meets a duplicate).
+#[allow(clippy::too_many_arguments)]
+fn build_index(
+    txn: &mut Transaction,
+    table: ObjectId,
+    ncols: usize,
+    positions: &[usize],
+    id: ObjectId,
+    unique: bool,
+    name: &str,
+    cols: &[String],
+) -> Result<()> {
+    let rows = storage::scan(txn, table, ncols)?;
     for (rowid, row) in rows {
         let vals: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
-        let key = storage::index_key(id, &vals, rowid, ci.unique);
-        if ci.unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
+        let key = storage::index_key(id, &vals, rowid, unique);
+        if unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
             return Err(Error::user(
                 "23505",
                 format!(
@@ -584,7 +616,7 @@ fn create_index(
         }
         txn.set(&key, &rowid.to_be_bytes())?;
     }
-    Ok(done("CREATE INDEX"))
+    Ok(())
 }
 
 /// ALTER TABLE: ADD/DROP/RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP
@@ -860,6 +892,193 @@ fn alter_table(
                     }
                 }
                 shared.catalog.update(txn, obj)?;
+            }
+            O::AddConstraint { constraint, .. } => {
+                let tname = obj.name.clone();
+                let (table_id, table_schema) = (obj.id, obj.parent);
+                let taken = |def: &TableDef, n: &str| def.constraints.iter().any(|c| c.name == n);
+                match constraint {
+                    ast::TableConstraint::PrimaryKey(_) | ast::TableConstraint::Unique(_) => {
+                        let (cname, cols, primary) = match constraint {
+                            ast::TableConstraint::PrimaryKey(pk) => {
+                                (pk.name.as_ref().map(ident), index_cols(&pk.columns)?, true)
+                            }
+                            ast::TableConstraint::Unique(u) => {
+                                (u.name.as_ref().map(ident), index_cols(&u.columns)?, false)
+                            }
+                            _ => unreachable!("matched above"),
+                        };
+                        if primary
+                            && def
+                                .constraints
+                                .iter()
+                                .any(|c| matches!(c.kind, ConstraintKind::PrimaryKey { .. }))
+                        {
+                            return Err(Error::user(
+                                "42P16",
+                                format!(
+                                    "multiple primary keys for table \"{tname}\" are not allowed"
+                                ),
+                            ));
+                        }
+                        let mut positions = Vec::new();
+                        for c in &cols {
+                            positions.push(col_pos(def, c)?);
+                        }
+                        let ncols = def.columns.len();
+                        if primary {
+                            for &p in &positions {
+                                for (_, row) in storage::scan(txn, table_id, ncols)? {
+                                    if row[p].is_null() {
+                                        return Err(Error::user(
+                                            "23502",
+                                            format!(
+                                                "column \"{}\" of relation \"{tname}\" contains null values",
+                                                def.columns[p].name
+                                            ),
+                                        ));
+                                    }
+                                }
+                                def.columns[p].nullable = false;
+                            }
+                        }
+                        let iname = cname.unwrap_or_else(|| {
+                            if primary {
+                                format!("{tname}_pkey")
+                            } else {
+                                format!("{tname}_{}_key", cols.join("_"))
+                            }
+                        });
+                        if taken(def, &iname) {
+                            return Err(Error::user(
+                                "42710",
+                                format!(
+                                    "constraint \"{iname}\" for relation \"{tname}\" already exists"
+                                ),
+                            ));
+                        }
+                        let own = owner(shared, txn)?;
+                        let index = shared.catalog.create(
+                            txn,
+                            table_schema,
+                            &iname,
+                            own,
+                            Def::Index(IndexDef {
+                                table: table_id,
+                                columns: cols
+                                    .iter()
+                                    .map(|c| IndexColumn {
+                                        expr: c.clone(),
+                                        desc: false,
+                                        nulls_first: false,
+                                    })
+                                    .collect(),
+                                unique: true,
+                                predicate: None,
+                                method: "btree".into(),
+                            }),
+                        )?;
+                        build_index(txn, table_id, ncols, &positions, index, true, &iname, &cols)?;
+                        def.constraints.push(Constraint {
+                            name: iname,
+                            kind: if primary {
+                                ConstraintKind::PrimaryKey { columns: cols, index }
+                            } else {
+                                ConstraintKind::Unique { columns: cols, index }
+                            },
+                        });
+                        shared.catalog.update(txn, obj)?;
+                    }
+                    ast::TableConstraint::Check(ch) => {
+                        let cname =
+                            ch.name.as_ref().map(ident).unwrap_or_else(|| format!("{tname}_check"));
+                        if taken(def, &cname) {
+                            return Err(Error::user(
+                                "42710",
+                                format!(
+                                    "constraint \"{cname}\" for relation \"{tname}\" already exists"
+                                ),
+                            ));
+                        }
+                        let cols: Vec<(String, DataType)> = def
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.data_type.clone()))
+                            .collect();
+                        let ncols = cols.len();
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        let check = b.with_columns(&tname, &cols, |b| b.expr_typed(&ch.expr))?;
+                        drop(b);
+                        if check.1 != DataType::Boolean {
+                            return Err(Error::user(
+                                "42804",
+                                format!(
+                                    "argument of CHECK must be type boolean, not type {}",
+                                    check.1.sql_name()
+                                ),
+                            ));
+                        }
+                        let rows = storage::scan(txn, table_id, ncols)?;
+                        let mut ctx = super::Ctx::new(txn, &[]).with_env(&shared.catalog, schema);
+                        for (_, row) in rows {
+                            if super::eval::eval(&mut ctx, &check.0, &row)? == Value::Bool(false) {
+                                return Err(Error::user(
+                                    "23514",
+                                    format!(
+                                        "check constraint \"{cname}\" of relation \"{tname}\" is violated by some row"
+                                    ),
+                                ));
+                            }
+                        }
+                        def.constraints.push(Constraint {
+                            name: cname,
+                            kind: ConstraintKind::Check { expr: ch.expr.to_string() },
+                        });
+                        shared.catalog.update(txn, obj)?;
+                    }
+                    ast::TableConstraint::ForeignKey(fk) => {
+                        let fk = Fk {
+                            name: fk.name.as_ref().map(ident),
+                            columns: fk.columns.iter().map(ident).collect(),
+                            table: object_name(&fk.foreign_table)?,
+                            ref_columns: fk.referred_columns.iter().map(ident).collect(),
+                            on_delete: ref_action(fk.on_delete),
+                            on_update: ref_action(fk.on_update),
+                        };
+                        let c = resolve_fk(
+                            shared,
+                            txn,
+                            schema,
+                            table_id,
+                            &tname,
+                            &def.columns,
+                            &def.constraints,
+                            fk,
+                        )?;
+                        if taken(def, &c.name) {
+                            return Err(Error::user(
+                                "42710",
+                                format!(
+                                    "constraint \"{}\" for relation \"{tname}\" already exists",
+                                    c.name
+                                ),
+                            ));
+                        }
+                        let ncols = def.columns.len();
+                        def.constraints.push(c);
+                        shared.catalog.update(txn, obj)?;
+                        // Every existing row must reference a row.
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        let t = super::dml::target_by_id(&mut b, table_id)?;
+                        drop(b);
+                        for (_, row) in storage::scan(txn, table_id, ncols)? {
+                            t.check_out_fks(txn, &row, None)?;
+                        }
+                    }
+                    other => {
+                        return Err(unsupported(format!("ALTER TABLE … ADD {other}")));
+                    }
+                }
             }
             O::DropConstraint { if_exists, name: cn, .. } => {
                 let cname = ident(cn);

@@ -71,7 +71,7 @@ pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
 }
 
 /// The target of a table known by id (a child table reached by a foreign key).
-fn target_by_id(b: &mut Binder, id: u64) -> Result<Target> {
+pub(crate) fn target_by_id(b: &mut Binder, id: u64) -> Result<Target> {
     let obj =
         b.catalog.get(b.txn, id)?.ok_or_else(|| Error::Internal(format!("table {id} vanished")))?;
     let Def::Table(def) = &obj.def else {
@@ -278,7 +278,12 @@ const MAX_FK_DEPTH: usize = 64;
 impl Target {
     /// Every foreign key of `row` must find its referenced row (locked
     /// through its unique index key, so it cannot go away before commit).
-    fn check_out_fks(&self, txn: &mut Transaction, row: &Row, old: Option<&Row>) -> Result<()> {
+    pub(crate) fn check_out_fks(
+        &self,
+        txn: &mut Transaction,
+        row: &Row,
+        old: Option<&Row>,
+    ) -> Result<()> {
         for fk in &self.out_fks {
             let vals: Vec<Value> = fk.cols.iter().map(|&c| row[c].clone()).collect();
             if vals.iter().any(Value::is_null) {
