@@ -784,11 +784,23 @@ enum Acc {
     SumInt(Option<i128>),
     SumDec(Option<Decimal>),
     SumFloat(Option<f64>),
-    Avg { sum: Decimal, fsum: f64, n: i64, float: bool },
+    Avg {
+        sum: Decimal,
+        fsum: f64,
+        n: i64,
+        float: bool,
+    },
     MinMax(Option<Value>),
     Bool(Option<bool>),
     Str(Option<String>),
-    Var { n: i64, mean: f64, m2: f64 },
+    Var {
+        n: i64,
+        mean: f64,
+        m2: f64,
+    },
+    /// Ordered-set aggregates: the non-null values in order, and the
+    /// fraction of the first row that had one.
+    Values(Vec<Value>, Option<Value>),
 }
 
 fn new_acc(a: &AggCall) -> Acc {
@@ -806,6 +818,9 @@ fn new_acc(a: &AggCall) -> Acc {
         AggFunc::StringAgg => Acc::Str(None),
         AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp => {
             Acc::Var { n: 0, mean: 0.0, m2: 0.0 }
+        }
+        AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode => {
+            Acc::Values(Vec::new(), None)
         }
     }
 }
@@ -889,12 +904,64 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
             *mean += d / *n as f64;
             *m2 += d * (x - *mean);
         }
+        Acc::Values(vals, fraction) => {
+            if fraction.is_none() {
+                *fraction = extra;
+            }
+            vals.push(v);
+        }
     }
     Ok(())
 }
 
+/// percentile_cont, percentile_disc and mode over values in ascending
+/// order, as PostgreSQL computes them.
+fn ordered_set(func: AggFunc, vals: Vec<Value>, fraction: Option<Value>) -> Result<Value> {
+    if vals.is_empty() {
+        return Ok(Value::Null);
+    }
+    if func == AggFunc::Mode {
+        // The most frequent value; the first (smallest) among ties.
+        let mut best = 0;
+        let mut best_n = 0;
+        let mut i = 0;
+        while i < vals.len() {
+            let mut j = i + 1;
+            while j < vals.len() && vals[j].total_cmp(&vals[i]) == Ordering::Equal {
+                j += 1;
+            }
+            if j - i > best_n {
+                best_n = j - i;
+                best = i;
+            }
+            i = j;
+        }
+        return Ok(vals.into_iter().nth(best).unwrap_or(Value::Null));
+    }
+    let f = match fraction {
+        None | Some(Value::Null) => return Ok(Value::Null),
+        Some(v) => v.as_f64().unwrap_or(f64::NAN),
+    };
+    if !(0.0..=1.0).contains(&f) {
+        return Err(Error::user("22003", format!("percentile value {f} is not between 0 and 1")));
+    }
+    let n = vals.len();
+    if func == AggFunc::PercentileDisc {
+        // The first value whose position in the order reaches f.
+        let k = ((f * n as f64).ceil() as usize).max(1) - 1;
+        return Ok(vals.into_iter().nth(k.min(n - 1)).unwrap_or(Value::Null));
+    }
+    let pos = f * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let x = vals[lo].as_f64().unwrap_or(0.0);
+    let y = vals[hi.min(n - 1)].as_f64().unwrap_or(0.0);
+    Ok(Value::Float8(if lo == hi { x } else { x + (pos - lo as f64) * (y - x) }))
+}
+
 fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
     Ok(match acc {
+        Acc::Values(vals, fraction) => ordered_set(a.func, vals, fraction)?,
         Acc::Count(c) => Value::Int8(c),
         Acc::SumInt(s) => match s {
             None => Value::Null,
@@ -947,6 +1014,9 @@ struct Group {
     keys: Row,
     accs: Vec<Acc>,
     seen: Vec<HashSet<Vec<u8>>>,
+    /// For aggregates with ORDER BY: (sort keys, value, extra) of each
+    /// input row, fed to the aggregate in order when the group is done.
+    ordered: Vec<Vec<(Row, Value, Option<Value>)>>,
 }
 
 fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -> Result<Vec<Row>> {
@@ -958,6 +1028,7 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
         keys,
         accs: aggs.iter().map(new_acc).collect(),
         seen: aggs.iter().map(|_| HashSet::new()).collect(),
+        ordered: aggs.iter().map(|_| Vec::new()).collect(),
     };
     if group_by.is_empty() {
         groups.push(new_group(Vec::new()));
@@ -987,6 +1058,16 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
                 Some(e) => eval(ctx, e, r)?,
                 None => Value::Null,
             };
+            if !a.order_by.is_empty() {
+                let keys =
+                    a.order_by.iter().map(|k| eval(ctx, &k.expr, r)).collect::<Result<Row>>()?;
+                let extra = match &a.extra {
+                    Some(e) => Some(eval(ctx, e, r)?),
+                    None => None,
+                };
+                groups[g].ordered[i].push((keys, v, extra));
+                continue;
+            }
             if a.distinct && !v.is_null() {
                 key_bytes(std::slice::from_ref(&v), &mut buf);
                 if !groups[g].seen[i].insert(buf.clone()) {
@@ -1001,7 +1082,23 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
         }
     }
     let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
+    for mut g in groups {
+        for (i, a) in aggs.iter().enumerate() {
+            if a.order_by.is_empty() {
+                continue;
+            }
+            let mut items = std::mem::take(&mut g.ordered[i]);
+            items.sort_by(|x, y| cmp_sort_keys(&a.order_by, &x.0, &y.0));
+            for (_, v, extra) in items {
+                if a.distinct && !v.is_null() {
+                    key_bytes(std::slice::from_ref(&v), &mut buf);
+                    if !g.seen[i].insert(buf.clone()) {
+                        continue;
+                    }
+                }
+                update_acc(&mut g.accs[i], a, v, extra)?;
+            }
+        }
         let mut row = g.keys;
         for (acc, a) in g.accs.into_iter().zip(aggs) {
             row.push(finish_acc(acc, a)?);

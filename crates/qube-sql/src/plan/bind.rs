@@ -2081,7 +2081,15 @@ impl<'a> Binder<'a> {
             ast::FunctionArguments::Subquery(_) => return Err(unsupported("function(subquery)")),
         };
         if let Some(agg) = agg_func(&name, &args) {
-            return self.aggregate(agg, &name, &args, distinct, f.filter.as_deref(), clauses);
+            return self.aggregate(
+                agg,
+                &name,
+                &args,
+                distinct,
+                f.filter.as_deref(),
+                clauses,
+                &f.within_group,
+            );
         }
         if distinct || f.filter.is_some() {
             return Err(err(
@@ -2177,12 +2185,19 @@ impl<'a> Binder<'a> {
                     Some(b) => Some(coerce(b, &DataType::Text)?),
                     None => None,
                 };
+                if matches!(
+                    afunc,
+                    AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode
+                ) {
+                    return Err(unsupported(format!("{name} as a window function")));
+                }
                 let call = AggCall {
                     func: afunc,
                     arg,
                     extra,
                     distinct,
                     filter,
+                    order_by: Vec::new(),
                     data_type: data_type.clone(),
                 };
                 (WindowFunc::Agg(call), data_type)
@@ -2286,6 +2301,7 @@ impl<'a> Binder<'a> {
         Ok(B::new(Expr::Column(WINDOW_BASE + calls.len() - 1), ty))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn aggregate(
         &mut self,
         func: AggFunc,
@@ -2294,9 +2310,33 @@ impl<'a> Binder<'a> {
         distinct: bool,
         filter: Option<&ast::Expr>,
         clauses: &[ast::FunctionArgumentClause],
+        within_group: &[ast::OrderByExpr],
     ) -> Result<B> {
-        if !clauses.is_empty() {
-            return Err(unsupported("ORDER BY inside an aggregate"));
+        let mut order_ast: Vec<&ast::OrderByExpr> = Vec::new();
+        for c in clauses {
+            match c {
+                ast::FunctionArgumentClause::OrderBy(o) => order_ast.extend(o.iter()),
+                other => return Err(unsupported(format!("{other} inside an aggregate"))),
+            }
+        }
+        let ordered_set =
+            matches!(func, AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode);
+        if ordered_set {
+            let want = if func == AggFunc::Mode { 0 } else { 1 };
+            if within_group.len() != 1 || args.len() != want || distinct || !order_ast.is_empty() {
+                return Err(err(
+                    "42883",
+                    format!(
+                        "{name} is an ordered-set aggregate: write {name}({}) WITHIN GROUP (ORDER BY expression)",
+                        if want == 1 { "fraction" } else { "" }
+                    ),
+                ));
+            }
+        } else if !within_group.is_empty() {
+            return Err(err(
+                "42883",
+                format!("WITHIN GROUP is specified, but {name} is not an ordered-set aggregate"),
+            ));
         }
         // Arguments are bound without the grouping (they read input rows).
         let Some(slot) = self.grouping.last_mut() else {
@@ -2323,17 +2363,82 @@ impl<'a> Binder<'a> {
                 Some(f) => Some(coerce_bool(self.expr(f)?, "FILTER")?),
                 None => None,
             };
-            Ok((bound, filter))
+            let mut order = Vec::new();
+            for o in order_ast.iter().copied().chain(within_group) {
+                if contains_aggregate(&o.expr) {
+                    return Err(err("42803", "aggregate function calls cannot be nested"));
+                }
+                let (desc, nulls_first) = order_opts(o);
+                let b = self.expr(&o.expr)?;
+                order.push((b, desc, nulls_first));
+            }
+            Ok((bound, filter, order))
         })();
         let slot = self.grouping.last_mut().ok_or_else(|| Error::Internal("grouping".into()))?;
         *slot = Some(g);
-        let (mut bound, filter) = res?;
+        let (mut bound, filter, mut order) = res?;
+        if ordered_set {
+            // The sorted expression is the aggregated value; the fraction
+            // is a double precision constant per group.
+            let (key, desc, nulls_first) = order.remove(0);
+            let key = if func == AggFunc::PercentileCont {
+                if !is_numeric(&key.ty) && !key.unknown {
+                    return Err(err(
+                        "42883",
+                        format!(
+                            "function {name}(double precision, {}) does not exist",
+                            key.ty.sql_name()
+                        ),
+                    ));
+                }
+                B::new(coerce(key, &DataType::Double)?, DataType::Double)
+            } else {
+                key
+            };
+            let key_expr = finish_unknown(key.clone())?;
+            let fraction = bound.pop().map(|f| coerce(f, &DataType::Double)).transpose()?;
+            let data_type = key.ty.clone();
+            let call = AggCall {
+                func,
+                arg: Some(key_expr.clone()),
+                extra: fraction,
+                distinct: false,
+                filter,
+                order_by: vec![SortKey { expr: key_expr, desc, nulls_first }],
+                data_type: data_type.clone(),
+            };
+            return self.add_agg(call, data_type);
+        }
+        if distinct && !order.is_empty() {
+            // PostgreSQL: the ORDER BY of a DISTINCT aggregate may only
+            // sort by the argument.
+            let arg = bound.first().map(|b| &b.expr);
+            if order.iter().any(|(o, _, _)| Some(&o.expr) != arg) {
+                return Err(err(
+                    "42P10",
+                    "in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list",
+                ));
+            }
+        }
+        let order_by = order
+            .into_iter()
+            .map(|(b, desc, nulls_first)| {
+                Ok(SortKey { expr: finish_unknown(b)?, desc, nulls_first })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let arg_ty = bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
         let data_type = agg_type(func, &arg_ty, name)?;
         let arg = if bound.is_empty() { None } else { Some(finish_unknown(bound.remove(0))?) };
         let extra =
             if bound.is_empty() { None } else { Some(coerce(bound.remove(0), &DataType::Text)?) };
-        let call = AggCall { func, arg, extra, distinct, filter, data_type: data_type.clone() };
+        let call =
+            AggCall { func, arg, extra, distinct, filter, order_by, data_type: data_type.clone() };
+        self.add_agg(call, data_type)
+    }
+
+    /// Registers an aggregate call of the current grouping (once per
+    /// distinct call) and returns the expression that reads its result.
+    fn add_agg(&mut self, call: AggCall, data_type: DataType) -> Result<B> {
         let g = self
             .grouping
             .last_mut()
@@ -2565,6 +2670,9 @@ fn agg_type(func: AggFunc, arg_ty: &Option<DataType>, name: &str) -> Result<Data
         (AggFunc::Min | AggFunc::Max, Some(t)) => t.clone(),
         (AggFunc::BoolAnd | AggFunc::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
         (AggFunc::StringAgg, Some(_)) => DataType::Text,
+        (AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode, t) => {
+            (*t).clone().unwrap_or(DataType::Double)
+        }
         (_, t) => {
             return Err(err(
                 "42883",
@@ -2824,6 +2932,9 @@ fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
         "stddev_pop" => AggFunc::StddevPop,
         "variance" | "var_samp" => AggFunc::VarSamp,
         "var_pop" => AggFunc::VarPop,
+        "percentile_cont" => AggFunc::PercentileCont,
+        "percentile_disc" => AggFunc::PercentileDisc,
+        "mode" => AggFunc::Mode,
         _ => return None,
     })
 }

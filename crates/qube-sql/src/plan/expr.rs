@@ -91,6 +91,11 @@ pub enum AggFunc {
     StddevPop,
     VarSamp,
     VarPop,
+    /// Ordered-set aggregates: `percentile_cont(f) WITHIN GROUP (ORDER BY
+    /// x)` (arg x, extra f), `percentile_disc`, `mode()`.
+    PercentileCont,
+    PercentileDisc,
+    Mode,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +107,9 @@ pub struct AggCall {
     pub extra: Option<Expr>,
     pub distinct: bool,
     pub filter: Option<Expr>,
+    /// ORDER BY inside the call (or WITHIN GROUP): the values are fed to
+    /// the aggregate in this order.
+    pub order_by: Vec<super::SortKey>,
     /// The result type.
     pub data_type: DataType,
 }
