@@ -330,7 +330,32 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::Aggregate { input, group_by, aggs } => aggregate(ctx, input, group_by, aggs),
+        Plan::Aggregate { input, group_by, aggs, sets } => {
+            let rows = run(ctx, input)?;
+            if sets.is_empty() {
+                return aggregate(ctx, &rows, group_by, aggs, group_by.is_empty());
+            }
+            // One aggregation per grouping set over the same input.
+            let mut out = Vec::new();
+            let last = group_by.len() - 1;
+            for (si, set) in sets.iter().enumerate() {
+                let keys: Vec<Expr> = group_by
+                    .iter()
+                    .enumerate()
+                    .map(|(k, e)| {
+                        if k == last {
+                            Expr::Const(Value::Int4(si as i32))
+                        } else if set.contains(&k) {
+                            e.clone()
+                        } else {
+                            Expr::Const(Value::Null)
+                        }
+                    })
+                    .collect();
+                out.extend(aggregate(ctx, &rows, &keys, aggs, set.is_empty())?);
+            }
+            Ok(out)
+        }
         Plan::Sort { input, keys } => {
             let rows = run(ctx, input)?;
             sort_rows(ctx, rows, keys)
@@ -1019,8 +1044,16 @@ struct Group {
     ordered: Vec<Vec<(Row, Value, Option<Value>)>>,
 }
 
-fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -> Result<Vec<Row>> {
-    let rows = run(ctx, input)?;
+/// Groups `rows` by `group_by` and computes `aggs` per group; with
+/// `one_group` (no keys, or an empty grouping set) there is exactly one
+/// group, even for no rows.
+fn aggregate(
+    ctx: &mut Ctx,
+    rows: &[Row],
+    group_by: &[Expr],
+    aggs: &[AggCall],
+    one_group: bool,
+) -> Result<Vec<Row>> {
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut buf = Vec::new();
@@ -1030,11 +1063,12 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
         seen: aggs.iter().map(|_| HashSet::new()).collect(),
         ordered: aggs.iter().map(|_| Vec::new()).collect(),
     };
-    if group_by.is_empty() {
-        groups.push(new_group(Vec::new()));
+    if one_group {
+        let keys = group_by.iter().map(|e| eval(ctx, e, &[])).collect::<Result<Vec<_>>>()?;
+        groups.push(new_group(keys));
     }
-    for r in &rows {
-        let g = if group_by.is_empty() {
+    for r in rows {
+        let g = if one_group {
             0
         } else {
             let keys = group_by.iter().map(|e| eval(ctx, e, r)).collect::<Result<Vec<_>>>()?;

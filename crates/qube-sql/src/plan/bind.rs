@@ -93,6 +93,9 @@ struct Grouping {
     keys: Vec<Expr>,
     key_types: Vec<DataType>,
     aggs: Vec<AggCall>,
+    /// GROUPING SETS / ROLLUP / CUBE: the keys each set groups by; the
+    /// last key is then the set's number (see `Plan::Aggregate`).
+    sets: Vec<Vec<usize>>,
 }
 
 pub struct Binder<'a> {
@@ -534,12 +537,12 @@ impl<'a> Binder<'a> {
         let mut plan = self.from(&sel.from, sel.selection.as_ref())?;
 
         // Aggregation?
-        let group_exprs: Vec<ast::Expr> = match &sel.group_by {
+        let (group_exprs, sets) = match &sel.group_by {
             ast::GroupByExpr::Expressions(v, mods) => {
                 if !mods.is_empty() {
                     return Err(unsupported("GROUP BY modifiers"));
                 }
-                v.clone()
+                grouping_sets(v)?
             }
             ast::GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL")),
         };
@@ -561,8 +564,16 @@ impl<'a> Binder<'a> {
                 keys.push(b.expr);
                 key_types.push(b.ty);
             }
+            let sets = match sets {
+                Some(sets) => {
+                    keys.push(Expr::Const(Value::Int4(0)));
+                    key_types.push(DataType::Integer);
+                    sets
+                }
+                None => Vec::new(),
+            };
             *self.grouping.last_mut().ok_or_else(|| Error::Internal("no grouping".into()))? =
-                Some(Grouping { keys, key_types, aggs: Vec::new() });
+                Some(Grouping { keys, key_types, aggs: Vec::new(), sets });
         }
 
         // Select list (binding collects aggregates into the grouping, and
@@ -715,7 +726,12 @@ impl<'a> Binder<'a> {
         let mut width = self.scope_len();
         if let Some(g) = self.grouping.last_mut().and_then(|g| g.take()) {
             width = g.keys.len() + g.aggs.len();
-            plan = Plan::Aggregate { input: Box::new(plan), group_by: g.keys, aggs: g.aggs };
+            plan = Plan::Aggregate {
+                input: Box::new(plan),
+                group_by: g.keys,
+                aggs: g.aggs,
+                sets: g.sets,
+            };
             if let Some(h) = having {
                 plan = Plan::Filter { input: Box::new(plan), predicate: h };
             }
@@ -2080,6 +2096,9 @@ impl<'a> Binder<'a> {
             ),
             ast::FunctionArguments::Subquery(_) => return Err(unsupported("function(subquery)")),
         };
+        if name == "grouping" && self.grouping.last().is_some_and(|g| g.is_some()) {
+            return self.grouping_call(&args);
+        }
         if let Some(agg) = agg_func(&name, &args) {
             return self.aggregate(
                 agg,
@@ -2299,6 +2318,59 @@ impl<'a> Binder<'a> {
             .ok_or_else(|| Error::Internal("windows".into()))?;
         calls.push(WindowCall { func, args: args_exprs, partition, order, frame });
         Ok(B::new(Expr::Column(WINDOW_BASE + calls.len() - 1), ty))
+    }
+
+    /// GROUPING(a, b, …): a bit per argument (the first is the highest),
+    /// set when the current grouping set does not group by it.
+    fn grouping_call(&mut self, args: &[&ast::FunctionArg]) -> Result<B> {
+        if args.is_empty() || args.len() > 31 {
+            return Err(err("54011", "GROUPING must have fewer than 32 arguments"));
+        }
+        let mut idx = Vec::new();
+        for a in args {
+            let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
+                return Err(unsupported(format!("GROUPING argument {a}")));
+            };
+            let b = self.expr_guarded(e);
+            match b.map(|b| b.expr) {
+                Ok(Expr::Column(i)) => idx.push(i),
+                _ => {
+                    return Err(err(
+                        "42803",
+                        "arguments to GROUPING must be grouping expressions of the associated query level",
+                    ));
+                }
+            }
+        }
+        let g = self
+            .grouping
+            .last()
+            .and_then(|g| g.as_ref())
+            .ok_or_else(|| Error::Internal("grouping".into()))?;
+        let mask = |set: Option<&Vec<usize>>| {
+            let mut m = 0i32;
+            for &i in &idx {
+                m <<= 1;
+                if set.is_some_and(|s| !s.contains(&i)) {
+                    m |= 1;
+                }
+            }
+            Expr::Const(Value::Int4(m))
+        };
+        if g.sets.is_empty() {
+            return Ok(B::new(mask(None), DataType::Integer));
+        }
+        let set_col = Expr::Column(g.keys.len() - 1);
+        let whens = g
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(si, set)| (Expr::Const(Value::Int4(si as i32)), mask(Some(set))))
+            .collect();
+        Ok(B::new(
+            Expr::Case { operand: Some(Box::new(set_col)), whens, else_: None },
+            DataType::Integer,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2588,7 +2660,9 @@ fn is_aggregate_call(e: &ast::Expr) -> bool {
                 ast::FunctionArguments::List(l) => l.args.iter().collect(),
                 _ => vec![],
             };
-            agg_func(&name, &args).is_some()
+            // GROUPING() is not an aggregate, but like one it reads the
+            // grouped row, not the input.
+            name == "grouping" || agg_func(&name, &args).is_some()
         }
         _ => false,
     }
@@ -2650,6 +2724,73 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
 }
 
 /// The result type of aggregate `func` over an argument of type `arg_ty`.
+/// Expands GROUP BY's ROLLUP, CUBE and GROUPING SETS: the distinct key
+/// expressions, and (when any of those appear) the sets, as indices into
+/// them: the cross product of each item's alternatives, as PostgreSQL
+/// defines it.
+#[allow(clippy::type_complexity)]
+fn grouping_sets(items: &[ast::Expr]) -> Result<(Vec<ast::Expr>, Option<Vec<Vec<usize>>>)> {
+    let special = items.iter().any(|e| {
+        matches!(e, ast::Expr::Rollup(_) | ast::Expr::Cube(_) | ast::Expr::GroupingSets(_))
+    });
+    if !special {
+        return Ok((items.to_vec(), None));
+    }
+    let mut exprs: Vec<ast::Expr> = Vec::new();
+    let mut id = |e: &ast::Expr| -> usize {
+        match exprs.iter().position(|x| x == e) {
+            Some(i) => i,
+            None => {
+                exprs.push(e.clone());
+                exprs.len() - 1
+            }
+        }
+    };
+    let mut sets: Vec<Vec<usize>> = vec![Vec::new()];
+    for item in items {
+        let alternatives: Vec<Vec<usize>> = match item {
+            ast::Expr::Rollup(groups) => (0..=groups.len())
+                .rev()
+                .map(|k| groups[..k].iter().flatten().map(&mut id).collect())
+                .collect(),
+            ast::Expr::Cube(groups) => {
+                if groups.len() > 12 {
+                    return Err(err("54001", "CUBE is limited to 12 elements"));
+                }
+                let n = groups.len();
+                (0..1u32 << n)
+                    .rev()
+                    .map(|mask| {
+                        (0..n)
+                            .filter(|i| mask & (1 << (n - 1 - i)) != 0)
+                            .flat_map(|i| groups[i].iter())
+                            .map(&mut id)
+                            .collect()
+                    })
+                    .collect()
+            }
+            ast::Expr::GroupingSets(groups) => {
+                groups.iter().map(|g| g.iter().map(&mut id).collect()).collect()
+            }
+            ast::Expr::Nested(inner) => vec![vec![id(inner)]],
+            other => vec![vec![id(other)]],
+        };
+        let mut next = Vec::with_capacity(sets.len() * alternatives.len());
+        for s in &sets {
+            for a in &alternatives {
+                let mut x = s.clone();
+                x.extend(a.iter().copied());
+                next.push(x);
+            }
+        }
+        if next.len() > 4096 {
+            return Err(err("54001", "too many grouping sets present (maximum 4096)"));
+        }
+        sets = next;
+    }
+    Ok((exprs, Some(sets)))
+}
+
 fn agg_type(func: AggFunc, arg_ty: &Option<DataType>, name: &str) -> Result<DataType> {
     Ok(match (func, &arg_ty) {
         (AggFunc::CountStar | AggFunc::Count, _) => DataType::BigInt,

@@ -142,8 +142,10 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             node(left, depth + 1, out);
             node(right, depth + 1, out);
         }
-        Plan::Aggregate { input, group_by, aggs } => {
-            let what = if group_by.is_empty() {
+        Plan::Aggregate { input, group_by, aggs, sets } => {
+            let what = if !sets.is_empty() {
+                format!("MixedAggregate ({} grouping sets)", sets.len())
+            } else if group_by.is_empty() {
                 "Aggregate".to_string()
             } else {
                 "HashAggregate".to_string()

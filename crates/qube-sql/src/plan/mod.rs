@@ -193,10 +193,15 @@ pub enum Plan {
     },
     /// Output: the group keys, then the aggregates. Without keys, exactly
     /// one row even for empty input.
+    ///
+    /// With grouping `sets` (GROUPING SETS, ROLLUP, CUBE), the rows of
+    /// each set in turn: the keys a set does not group by are NULL, and
+    /// the last key is the set's number (for GROUPING()).
     Aggregate {
         input: Box<Plan>,
         group_by: Vec<Expr>,
         aggs: Vec<AggCall>,
+        sets: Vec<Vec<usize>>,
     },
     Sort {
         input: Box<Plan>,
