@@ -421,6 +421,30 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
+        Plan::Lateral { left, right, kind, on, right_width } => {
+            let left_rows = run(ctx, left)?;
+            let mut out = Vec::new();
+            for l in left_rows {
+                let rs = ctx.subquery(right, true, &l)?;
+                ctx.charge(rs.len() * (l.len() + right_width))?;
+                let mut matched = false;
+                for r in rs.iter() {
+                    let mut row = Vec::with_capacity(l.len() + right_width);
+                    row.extend(l.iter().cloned());
+                    row.extend(r.iter().cloned());
+                    if truthy(&eval(ctx, on, &row)?) {
+                        matched = true;
+                        out.push(row);
+                    }
+                }
+                if !matched && *kind == JoinKind::Left {
+                    let mut row = l;
+                    row.resize(row.len() + right_width, Value::Null);
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        }
         Plan::SetOp { left, right, kind, all } => {
             let l = run(ctx, left)?;
             let r = run(ctx, right)?;
@@ -444,6 +468,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
         Plan::Project { exprs, .. } => exprs.len(),
         Plan::MultiJoin { width, .. } => *width,
         Plan::Join { left, right, .. } => plan_width(left, None) + plan_width(right, None),
+        Plan::Lateral { left, right_width, .. } => plan_width(left, None) + right_width,
         Plan::Aggregate { group_by, aggs, .. } => group_by.len() + aggs.len(),
         Plan::Filter { input, .. }
         | Plan::Sort { input, .. }

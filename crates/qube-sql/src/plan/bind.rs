@@ -991,7 +991,11 @@ impl<'a> Binder<'a> {
         let mut inputs: Vec<JoinInput> = Vec::new();
         let mut conds: Vec<&'q ast::Expr> = Vec::new();
         for twj in from {
-            self.join_item(&twj.relation, &mut inputs)?;
+            if is_lateral(&twj.relation) {
+                self.lateral_item(&twj.relation, &mut inputs, &mut conds, JoinKind::Inner, None)?;
+            } else {
+                self.join_item(&twj.relation, &mut inputs)?;
+            }
             for j in &twj.joins {
                 let (kind, constraint) = match &j.join_operator {
                     ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => {
@@ -1007,6 +1011,16 @@ impl<'a> Binder<'a> {
                     ast::JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
                     other => return Err(unsupported(format!("join {other:?}"))),
                 };
+                if is_lateral(&j.relation) {
+                    if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
+                        return Err(err(
+                            "42P10",
+                            "the combining JOIN type must be INNER or LEFT for a LATERAL reference",
+                        ));
+                    }
+                    self.lateral_item(&j.relation, &mut inputs, &mut conds, kind, constraint)?;
+                    continue;
+                }
                 if kind == JoinKind::Inner {
                     let left_cols = self.scope_len();
                     self.join_item(&j.relation, &mut inputs)?;
@@ -1044,6 +1058,61 @@ impl<'a> Binder<'a> {
             }
         }
         Ok((inputs, conds))
+    }
+
+    /// A LATERAL derived table: what is joined so far becomes one input,
+    /// and the subquery (which may read its columns) runs per row of it.
+    fn lateral_item<'q>(
+        &mut self,
+        f: &ast::TableFactor,
+        inputs: &mut Vec<JoinInput>,
+        conds: &mut Vec<&'q ast::Expr>,
+        kind: JoinKind,
+        constraint: Option<&'q ast::JoinConstraint>,
+    ) -> Result<()> {
+        let ast::TableFactor::Derived { subquery, alias, .. } = f else {
+            return Err(unsupported("LATERAL of this FROM item"));
+        };
+        let left = if inputs.is_empty() {
+            Plan::unit()
+        } else {
+            self.collapse(std::mem::take(inputs), std::mem::take(conds))?
+        };
+        let left_width = self.scope_len();
+        self.grouping.push(None);
+        let sub = self.subquery(subquery);
+        self.grouping.pop();
+        let (plan, _, columns) = sub?;
+        let a = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_default();
+        let (plan, a, cols) = (plan, a, columns).with_alias(alias.as_ref());
+        let right_width = cols.len();
+        let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
+        if !a.is_empty() && scope.cols.iter().any(|c| c.table.as_deref() == Some(a.as_str())) {
+            return Err(err("42712", format!("table name \"{a}\" specified more than once")));
+        }
+        for (name, ty) in cols {
+            scope.cols.push(ScopeCol { table: Some(a.clone()), name, ty, hidden: false });
+        }
+        let mut on = Expr::Const(Value::Bool(true));
+        if let Some(c) = constraint {
+            if kind == JoinKind::Inner {
+                self.join_constraint(c, left_width, JoinKind::Inner, conds)?;
+            } else {
+                let mut on_conds = Vec::new();
+                self.join_constraint(c, left_width, kind, &mut on_conds)?;
+                for c in std::mem::take(&mut self.pending_conds) {
+                    on = and(on, c);
+                }
+                for c in on_conds {
+                    let b = coerce_bool(self.expr(c)?, "JOIN/ON")?;
+                    on = and(on, b);
+                }
+            }
+        }
+        let plan =
+            Plan::Lateral { left: Box::new(left), right: Box::new(plan), kind, on, right_width };
+        inputs.push(JoinInput { plan, offset: 0, width: left_width + right_width });
+        Ok(())
     }
 
     fn scope_len(&self) -> usize {
@@ -1975,9 +2044,13 @@ impl<'a> Binder<'a> {
             depth += 1;
         }
         if depth == 0 {
+            // A FROM item reading a sibling without LATERAL.
+            let table = self.scopes[level].cols[index].table.clone().unwrap_or_default();
             return Err(err(
-                "42P10",
-                format!("column \"{name}\" cannot be referenced from this part of the query"),
+                "42P01",
+                format!(
+                    "invalid reference to FROM-clause entry for table \"{table}\" (column \"{name}\"): use LATERAL"
+                ),
             ));
         }
         Ok(B::new(Expr::Outer { depth, index }, ty))
@@ -2650,6 +2723,10 @@ fn pg_type_label(t: &DataType) -> String {
         DataType::Char(_) => "bpchar".into(),
         other => other.sql_name(),
     }
+}
+
+fn is_lateral(f: &ast::TableFactor) -> bool {
+    matches!(f, ast::TableFactor::Derived { lateral: true, .. })
 }
 
 fn is_aggregate_call(e: &ast::Expr) -> bool {

@@ -62,7 +62,9 @@ fn children(plan: &Plan) -> Vec<&Plan> {
         | Plan::DistinctOn { input, .. }
         | Plan::Window { input, .. } => vec![input],
         Plan::MultiJoin { inputs, .. } => inputs.iter().map(|i| &i.plan).collect(),
-        Plan::Join { left, right, .. } | Plan::SetOp { left, right, .. } => vec![left, right],
+        Plan::Join { left, right, .. }
+        | Plan::SetOp { left, right, .. }
+        | Plan::Lateral { left, right, .. } => vec![left, right],
         Plan::RecursiveUnion { anchor, recursive, .. } => vec![anchor, recursive],
     }
 }
@@ -130,6 +132,12 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             for i in inputs {
                 node(&i.plan, depth + 1, out);
             }
+        }
+        Plan::Lateral { left, right, kind, .. } => {
+            let k = if *kind == JoinKind::Left { "Left" } else { "Inner" };
+            line(depth, format!("Nested Loop {k} Join (lateral)"), out);
+            node(left, depth + 1, out);
+            node(right, depth + 1, out);
         }
         Plan::Join { left, right, kind, .. } => {
             let k = match kind {

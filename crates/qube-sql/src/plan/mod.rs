@@ -191,6 +191,18 @@ pub enum Plan {
         kind: JoinKind,
         on: Expr,
     },
+    /// LATERAL: `right` runs once per row of `left`, which it reads as
+    /// its outer row (depth 1); output rows are the left row followed by
+    /// each right row for which `on` holds (and, for a LEFT join, the
+    /// left row padded with NULLs when none does).
+    Lateral {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        /// Inner or Left.
+        kind: JoinKind,
+        on: Expr,
+        right_width: usize,
+    },
     /// Output: the group keys, then the aggregates. Without keys, exactly
     /// one row even for empty input.
     ///
