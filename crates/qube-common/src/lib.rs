@@ -54,7 +54,13 @@ pub enum Error {
     /// The request is wrong in a way PostgreSQL names with a specific
     /// SQLSTATE (duplicate object, undefined object, dependent objects …).
     #[error("{message}")]
-    User { sqlstate: &'static str, message: String },
+    User {
+        sqlstate: &'static str,
+        message: String,
+        /// Where in the query text the error is: a 1-based character
+        /// offset, as PostgreSQL's error field P reports it.
+        position: Option<u32>,
+    },
     /// The transaction conflicted with a concurrent one and was rolled back;
     /// retrying it may succeed (SQLSTATE 40001).
     #[error("could not serialize access: {0}")]
@@ -112,7 +118,26 @@ impl Error {
 
     /// A user error with its SQLSTATE.
     pub fn user(sqlstate: &'static str, message: impl Into<String>) -> Self {
-        Error::User { sqlstate, message: message.into() }
+        Error::User { sqlstate, message: message.into(), position: None }
+    }
+
+    /// The position in the query text the error refers to, if known.
+    pub fn position(&self) -> Option<u32> {
+        match self {
+            Error::User { position, .. } => *position,
+            _ => None,
+        }
+    }
+
+    /// The same error, pointing at `pos` (1-based, in characters) unless
+    /// it already points somewhere.
+    pub fn with_position(self, pos: u32) -> Self {
+        match self {
+            Error::User { sqlstate, message, position: None } => {
+                Error::User { sqlstate, message, position: Some(pos) }
+            }
+            other => other,
+        }
     }
 
     /// True for errors after which retrying the whole transaction may work.

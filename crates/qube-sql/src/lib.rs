@@ -20,6 +20,7 @@
 pub mod exec;
 pub mod names;
 pub mod plan;
+mod position;
 pub mod session;
 pub mod storage;
 pub mod types;

@@ -161,6 +161,8 @@ impl Database {
 pub struct Prepared {
     id: u64,
     stmts: Vec<ast::Statement>,
+    /// The text, for error positions.
+    sql: String,
 }
 
 static NEXT_PREPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -214,10 +216,10 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
-                return Err(e);
+                return Err(crate::position::locate(e, sql, None));
             }
         };
-        let res = self.run_parsed(&stmts, params);
+        let res = self.run_parsed(sql, &stmts, params);
         for s in stmts {
             dismantle(s);
         }
@@ -229,7 +231,8 @@ impl Session {
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts: parse(sql)?,
+            stmts: parse(sql).map_err(|e| crate::position::locate(e, sql, None))?,
+            sql: sql.to_string(),
         })
     }
 
@@ -239,19 +242,22 @@ impl Session {
             self.plan_key = Some((p.id, i));
             let r = self.statement(s, params);
             self.plan_key = None;
-            out.push(r?);
+            out.push(r.map_err(|e| crate::position::locate(e, &p.sql, Some(s)))?);
         }
         Ok(out)
     }
 
     fn run_parsed(
         &mut self,
+        sql: &str,
         stmts: &[ast::Statement],
         params: &[Value],
     ) -> Result<Vec<QueryResult>> {
         let mut out = Vec::with_capacity(stmts.len());
         for s in stmts {
-            out.push(self.statement(s, params)?);
+            out.push(
+                self.statement(s, params).map_err(|e| crate::position::locate(e, sql, Some(s)))?,
+            );
         }
         Ok(out)
     }

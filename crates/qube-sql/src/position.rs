@@ -1,0 +1,177 @@
+//! Error positions: PostgreSQL's error field P, the 1-based character
+//! offset in the query text that an error points at.
+//!
+//! The parser reports a line and column for syntax errors. Binding errors
+//! about a name (an unknown column, table or function, an ambiguous
+//! column) point at the first whole-word occurrence of that name within
+//! the failing statement's text (its span in the parsed AST), which is
+//! where PostgreSQL points in all but contrived cases (the same name
+//! written twice, one valid and one not).
+
+use qube_common::Error;
+use sqlparser::ast::{self, Spanned};
+
+/// `err` with a position in `sql`, if one can be found.
+pub fn locate(err: Error, sql: &str, stmt: Option<&ast::Statement>) -> Error {
+    if err.position().is_some() {
+        return err;
+    }
+    let Error::User { sqlstate, message, .. } = &err else {
+        return err;
+    };
+    let pos = match *sqlstate {
+        "42601" => line_col(message).and_then(|(l, c)| offset_of(sql, l, c)),
+        "42703" | "42P01" | "42883" | "42702" | "42704" | "42P02" | "42712" => {
+            let (start, end) = stmt.map_or((0, sql.len()), |s| byte_range(sql, s.span()));
+            name_in(message)
+                .and_then(|name| find_word(&sql[start..end], &name).map(|i| start + i))
+                .map(|byte| sql[..byte].chars().count() as u32 + 1)
+        }
+        _ => None,
+    };
+    match pos {
+        Some(p) => err.with_position(p),
+        None => err,
+    }
+}
+
+/// "… at Line: 3, Column: 7" in a parser message.
+fn line_col(msg: &str) -> Option<(u64, u64)> {
+    let i = msg.rfind("Line: ")?;
+    let rest = &msg[i + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let col: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, col.parse().ok()?))
+}
+
+/// The character offset (1-based) of a 1-based line and column.
+fn offset_of(sql: &str, line: u64, col: u64) -> Option<u32> {
+    let mut cur_line = 1;
+    let mut cur_col = 1;
+    for (i, ch) in sql.chars().enumerate() {
+        if cur_line == line && cur_col == col {
+            return Some(i as u32 + 1);
+        }
+        if ch == '\n' {
+            cur_line += 1;
+            cur_col = 1;
+        } else {
+            cur_col += 1;
+        }
+    }
+    (cur_line == line).then(|| sql.chars().count() as u32 + 1)
+}
+
+/// The byte range of a span (its line/column locations) in `sql`; the
+/// whole text when the span is empty.
+fn byte_range(sql: &str, span: sqlparser::tokenizer::Span) -> (usize, usize) {
+    let to_byte = |line: u64, col: u64| -> Option<usize> {
+        let mut cur_line = 1;
+        let mut cur_col = 1;
+        for (i, ch) in sql.char_indices() {
+            if cur_line == line && cur_col == col {
+                return Some(i);
+            }
+            if ch == '\n' {
+                cur_line += 1;
+                cur_col = 1;
+            } else {
+                cur_col += 1;
+            }
+        }
+        None
+    };
+    if span.start.line == 0 {
+        return (0, sql.len());
+    }
+    let start = to_byte(span.start.line, span.start.column).unwrap_or(0);
+    let end = to_byte(span.end.line, span.end.column).unwrap_or(sql.len()).max(start);
+    (start, end.min(sql.len()))
+}
+
+/// The name an error message is about: the first quoted word, or the
+/// function name of `function f(…) does not exist`, or `t.c` of
+/// `column t.c does not exist`.
+fn name_in(msg: &str) -> Option<String> {
+    if let Some(rest) = msg.strip_prefix("function ") {
+        return rest.split('(').next().map(str::to_string).filter(|s| !s.is_empty());
+    }
+    if let Some(i) = msg.find('"') {
+        let rest = &msg[i + 1..];
+        let j = rest.find('"')?;
+        return Some(rest[..j].to_string()).filter(|s| !s.is_empty());
+    }
+    msg.strip_prefix("column ").and_then(|r| r.split_whitespace().next()).map(str::to_string)
+}
+
+/// The byte offset of `name` as a whole word in `text`, unquoted
+/// (case-insensitive) or quoted.
+fn find_word(text: &str, name: &str) -> Option<usize> {
+    let quoted = format!("\"{name}\"");
+    if let Some(i) = text.find(&quoted) {
+        return Some(i);
+    }
+    let lower = text.to_lowercase();
+    if lower.len() != text.len() {
+        // Lower-casing changed byte lengths: search the text as written.
+        return whole_word(text, name);
+    }
+    whole_word(&lower, &name.to_lowercase())
+}
+
+fn whole_word(text: &str, name: &str) -> Option<usize> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let mut from = 0;
+    while let Some(i) = text[from..].find(name) {
+        let at = from + i;
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        if !before.is_some_and(is_word) && !after.is_some_and(is_word) && before != Some('\'') {
+            return Some(at);
+        }
+        from = at + name.len().max(1);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions() {
+        let e =
+            locate(Error::user("42703", "column \"zz\" does not exist"), "SELECT zz FROM t", None);
+        assert_eq!(e.position(), Some(8));
+        let e = locate(
+            Error::user("42P01", "relation \"nope\" does not exist"),
+            "select *\nfrom NOPE",
+            None,
+        );
+        assert_eq!(e.position(), Some(15));
+        let e = locate(
+            Error::user("42883", "function foo(integer) does not exist"),
+            "SELECT foo(1)",
+            None,
+        );
+        assert_eq!(e.position(), Some(8));
+        // A longer word containing the name is skipped.
+        let e = locate(
+            Error::user("42703", "column \"a\" does not exist"),
+            "SELECT aa, a FROM t",
+            None,
+        );
+        assert_eq!(e.position(), Some(12));
+        let e = locate(
+            Error::user(
+                "42601",
+                "syntax error: Expected: an expression, found: FROM at Line: 2, Column: 3",
+            ),
+            "SELECT\n, FROM",
+            None,
+        );
+        assert_eq!(e.position(), Some(10));
+        let e = locate(Error::user("22012", "division by zero"), "SELECT 1/0", None);
+        assert_eq!(e.position(), None);
+    }
+}
