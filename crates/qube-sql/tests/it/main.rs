@@ -226,3 +226,28 @@ fn databases_are_separate_and_sessions_choose_one() {
     s.execute("DROP DATABASE app").unwrap();
     assert_eq!(db.session_in("app").err().unwrap().sqlstate(), "3D000");
 }
+
+/// Errors carry PostgreSQL's position field (the values PostgreSQL 15
+/// reports for the same statements).
+#[test]
+fn errors_point_into_the_query_text() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t(a int, b int)").unwrap();
+    for (sql, pos) in [
+        ("SELECT nosuch FROM t", 8),
+        ("SELECT a FROM nosuch", 15),
+        ("SELECT * FROM t WHERE b = 1 AND zz > 2", 33),
+        ("SELECT foo(a) FROM t", 8),
+        ("SELECT (1 FROM t", 11),
+        ("SELECT a,\n b FROM t WHERE c = 'x'", 27),
+        ("UPDATE t SET qq = 1", 14),
+        ("SELECT 1; SELECT zz FROM t", 18),
+    ] {
+        let e = s.execute(sql).unwrap_err();
+        assert_eq!(e.position(), Some(pos), "{sql}: {e}");
+    }
+    let p = s.prepare("SELECT a FROM t WHERE nope = $1").unwrap();
+    let e = s.execute_prepared(&p, &[qube_sql::Value::Int4(1)]).unwrap_err();
+    assert_eq!(e.position(), Some(23));
+}
