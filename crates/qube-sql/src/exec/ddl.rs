@@ -885,6 +885,87 @@ fn alter_table(
                         def.columns[pos].default = Some(value.to_string());
                     }
                     ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
+                    ast::AlterColumnOperation::SetDataType { data_type, using, .. } => {
+                        let to = data_type_of(data_type)?;
+                        let from = def.columns[pos].data_type.clone();
+                        let cols: Vec<(String, DataType)> = def
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.data_type.clone()))
+                            .collect();
+                        // The new value of each row: USING's expression, or
+                        // the column cast to the new type.
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        let conv = match using {
+                            Some(u) => {
+                                Some(b.with_columns(&obj.name, &cols, |b| b.expr_as(u, &to))?)
+                            }
+                            None => None,
+                        };
+                        drop(b);
+                        let texty = |t: &DataType| {
+                            matches!(t, DataType::Text | DataType::Varchar(_) | DataType::Char(_))
+                        };
+                        if conv.is_none() && texty(&from) && !texty(&to) {
+                            return Err(Error::user(
+                                "42804",
+                                format!(
+                                    "column \"{cname}\" cannot be cast automatically to type {} (specify a USING expression)",
+                                    to.sql_name()
+                                ),
+                            ));
+                        }
+                        let ncols = def.columns.len();
+                        let rows = storage::scan(txn, obj.id, ncols)?;
+                        let mut ctx = super::Ctx::new(txn, &[]).with_env(&shared.catalog, schema);
+                        let mut buf = Vec::new();
+                        for (rowid, mut row) in rows {
+                            let v = match &conv {
+                                Some(e) => super::eval::eval(&mut ctx, e, &row)?,
+                                None => std::mem::replace(&mut row[pos], Value::Null),
+                            };
+                            let v = crate::types::cast::cast(v, &to)?;
+                            let v = crate::types::cast::assign(v, &to)?;
+                            if v.is_null() && !def.columns[pos].nullable {
+                                return Err(Error::user(
+                                    "23502",
+                                    format!(
+                                        "column \"{cname}\" of relation \"{name}\" contains null values"
+                                    ),
+                                ));
+                            }
+                            row[pos] = v;
+                            storage::put_row(ctx.txn, obj.id, rowid, &row, &mut buf)?;
+                        }
+                        drop(ctx);
+                        def.columns[pos].data_type = to;
+                        // Index entries encode the values: rebuild the
+                        // indexes on the column.
+                        for ix in shared.catalog.indexes_of(txn, obj.id)? {
+                            let Def::Index(idef) = &ix.def else { continue };
+                            if !idef.columns.iter().any(|c| c.expr == cname) {
+                                continue;
+                            }
+                            let positions = idef
+                                .columns
+                                .iter()
+                                .map(|c| col_pos(def, &c.expr))
+                                .collect::<Result<Vec<_>>>()?;
+                            let names: Vec<String> =
+                                idef.columns.iter().map(|c| c.expr.clone()).collect();
+                            storage::clear_prefix(txn, &storage::index_prefix(ix.id))?;
+                            build_index(
+                                txn,
+                                obj.id,
+                                ncols,
+                                &positions,
+                                ix.id,
+                                idef.unique,
+                                &ix.name,
+                                &names,
+                            )?;
+                        }
+                    }
                     other => {
                         return Err(crate::plan::bind::unsupported(format!(
                             "ALTER COLUMN {other}"
