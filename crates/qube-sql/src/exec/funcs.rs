@@ -13,6 +13,9 @@ use crate::types::Value;
 use crate::types::cast::{self, out_of_range};
 
 pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
+    if func.is_datetime() {
+        return super::datetime::call(func, args);
+    }
     match func {
         Func::Concat => {
             let mut s = String::new();
@@ -252,6 +255,9 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         | Func::NullIf
         | Func::Coalesce
         | Func::Random => {
+            return Err(Error::Internal("handled above".into()));
+        }
+        _ => {
             return Err(Error::Internal("handled above".into()));
         }
     })

@@ -204,7 +204,8 @@ slt_tests!(
     alter,
     functions,
     window,
-    foreign_keys
+    foreign_keys,
+    datetime
 );
 
 #[test]
