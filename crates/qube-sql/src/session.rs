@@ -262,6 +262,13 @@ impl Session {
         self.zone.0
     }
 
+    /// Sets `TimeZone` as a client's startup parameter does (JDBC sends
+    /// its JVM zone, e.g. 'Europe/Berlin'); 22023 if it is not a zone.
+    pub fn set_time_zone(&mut self, name: &str) -> Result<()> {
+        let v = ast::Expr::Value(ast::Value::SingleQuotedString(name.to_string()).into());
+        self.set_time_zone_expr(&v).map(|_| ())
+    }
+
     fn statement(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
         use ast::Statement as S;
         // now() is the transaction's start; casts and operators read the
@@ -421,7 +428,7 @@ impl Session {
 
     /// SET TIME ZONE / SET timezone: a name, a POSIX offset string, a
     /// number of hours or an interval (east), LOCAL or DEFAULT.
-    fn set_time_zone(&mut self, value: &ast::Expr) -> Result<QueryResult> {
+    fn set_time_zone_expr(&mut self, value: &ast::Expr) -> Result<QueryResult> {
         let invalid = |v: &str| {
             Error::user("22023", format!("invalid value for parameter \"TimeZone\": \"{v}\""))
         };
@@ -504,18 +511,20 @@ impl Session {
         };
         self.zone = zone;
         self.settings.remove("timezone");
+        // Bound plans may hold constants read in the old zone.
+        self.plans.clear();
         datetime::set_env(datetime::Env { zone: self.zone.0, ..datetime::env() });
         Ok(QueryResult::command("SET"))
     }
 
     fn set(&mut self, set: &ast::Set) -> Result<QueryResult> {
         match set {
-            ast::Set::SetTimeZone { value, .. } => self.set_time_zone(value),
+            ast::Set::SetTimeZone { value, .. } => self.set_time_zone_expr(value),
             ast::Set::SingleAssignment { variable, values, .. }
                 if values.len() == 1
                     && crate::plan::bind::object_name(variable)?.join(".") == "timezone" =>
             {
-                self.set_time_zone(&values[0])
+                self.set_time_zone_expr(&values[0])
             }
             ast::Set::SingleAssignment { variable, values, .. } => {
                 let name = crate::plan::bind::object_name(variable)?.join(".");
