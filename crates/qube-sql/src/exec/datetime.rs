@@ -429,10 +429,10 @@ fn make_time(h: i64, m: i64, s: f64) -> Result<i64> {
     {
         return Err(Error::user(
             "22008",
-            format!(
-                "time field value out of range: {h}:{m:02}:{}",
-                crate::types::value::format_float(s, false)
-            ),
+            format!("time field value out of range: {h}:{m:02}:{}", {
+                let f = crate::types::value::format_float(s, false);
+                if s.fract() == 0.0 && (0.0..10.0).contains(&s) { format!("0{f}") } else { f }
+            }),
         ));
     }
     Ok(t as i64)
@@ -1137,7 +1137,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     if let Some(pm) = pm {
         if tm.hour > 12 || tm.hour == 0 {
             return Err(Error::user(
-                "22008",
+                "22007",
                 format!("hour \"{}\" is invalid for the 12-hour clock", tm.hour),
             ));
         }
@@ -1147,7 +1147,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
         }
     } else if hour12 && (tm.hour > 12 || tm.hour == 0) {
         return Err(Error::user(
-            "22008",
+            "22007",
             format!("hour \"{}\" is invalid for the 12-hour clock", tm.hour),
         ));
     }

@@ -2041,6 +2041,9 @@ impl<'a> Binder<'a> {
                 format!("DISTINCT/FILTER specified, but {name} is not an aggregate function"),
             ));
         }
+        if name == "make_interval" {
+            return self.make_interval(&args);
+        }
         let mut bs = Vec::new();
         for a in &args {
             match a {

@@ -154,6 +154,57 @@ impl Binder<'_> {
     }
 }
 
+impl Binder<'_> {
+    /// make_interval(years, months, weeks, days, hours, mins, secs), by
+    /// position or by name (`make_interval(days => 10)`).
+    pub(super) fn make_interval(&mut self, args: &[&ast::FunctionArg]) -> Result<B> {
+        const NAMES: [&str; 7] = ["years", "months", "weeks", "days", "hours", "mins", "secs"];
+        let mut slots: Vec<Option<B>> = vec![None; 7];
+        let mut pos = 0;
+        for a in args {
+            let (slot, e) = match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                    pos += 1;
+                    (pos - 1, e)
+                }
+                ast::FunctionArg::Named { name, arg: ast::FunctionArgExpr::Expr(e), .. }
+                | ast::FunctionArg::ExprNamed {
+                    name: ast::Expr::Identifier(name),
+                    arg: ast::FunctionArgExpr::Expr(e),
+                    ..
+                } => {
+                    let n = super::ident(name);
+                    let i = NAMES.iter().position(|x| *x == n).ok_or_else(|| {
+                        err(
+                            "42883",
+                            format!("function make_interval({n} => unknown) does not exist"),
+                        )
+                    })?;
+                    (i, e)
+                }
+                other => return Err(unsupported(format!("argument {other}"))),
+            };
+            if slot >= 7 {
+                return Err(err(
+                    "42883",
+                    "function make_interval with more than 7 arguments does not exist",
+                ));
+            }
+            slots[slot] = Some(self.expr(e)?);
+        }
+        let mut a = Vec::with_capacity(7);
+        for (i, b) in slots.into_iter().enumerate() {
+            let ty = if i == 6 { DataType::Double } else { DataType::Integer };
+            a.push(match b {
+                Some(b) => coerce(b, &ty)?,
+                None if i == 6 => Expr::Const(Value::Float8(0.0)),
+                None => Expr::Const(Value::Int4(0)),
+            });
+        }
+        Ok(B::new(Expr::Func { func: Func::MakeInterval, args: a }, DataType::Interval))
+    }
+}
+
 /// Keeps the fields of `i` down to `unit` (`INTERVAL '1 day 2 hours' DAY`).
 fn restrict(i: dt::Interval, unit: Unit) -> dt::Interval {
     let t = i.micros;
@@ -223,6 +274,12 @@ pub fn arith(op: BinOp, l: B, r: B) -> Result<std::result::Result<B, (B, B)>> {
                 _ => r.ty.clone(),
             };
             (coerce_b(l, &t)?, r)
+        }
+        (false, false) if op == BinOp::Add && l.ty == Time && r.ty == Time => {
+            return Err(err(
+                "42725",
+                "operator is not unique: time without time zone + time without time zone",
+            ));
         }
         (false, true) => {
             let t = match (op, &l.ty) {

@@ -466,6 +466,31 @@ pub fn parse_zone(name: &str) -> Option<Zone> {
     Some(Zone::Fixed(-secs))
 }
 
+/// Common zone abbreviations in date/time text (a subset of PostgreSQL's
+/// default `timezone_abbreviations`), seconds east.
+fn zone_abbrev(w: &str) -> Option<i32> {
+    Some(match w {
+        "pst" => -8 * 3600,
+        "pdt" | "mst" => -7 * 3600,
+        "mdt" | "cst" => -6 * 3600,
+        "cdt" | "est" => -5 * 3600,
+        "edt" => -4 * 3600,
+        "akst" => -9 * 3600,
+        "akdt" => -8 * 3600,
+        "hst" => -10 * 3600,
+        "wet" => 0,
+        "west" | "bst" | "cet" => 3600,
+        "cest" | "eet" => 2 * 3600,
+        "eest" | "msk" => 3 * 3600,
+        "jst" | "kst" => 9 * 3600,
+        "aest" => 10 * 3600,
+        "aedt" => 11 * 3600,
+        "nzst" => 12 * 3600,
+        "nzdt" => 13 * 3600,
+        _ => return None,
+    })
+}
+
 /// `[+-]hh[:mm[:ss]]` or `[+-]hhmm` → seconds (sign as written).
 fn parse_offset_text(s: &str) -> Option<i32> {
     let (neg, body) = match s.as_bytes().first()? {
@@ -786,8 +811,12 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
     toks.retain(|t| *t != "t");
     let mut i = 0;
     while i < toks.len() {
-        let tok = toks[i];
+        let mut tok = toks[i];
         i += 1;
+        // ISO's "T10:00" without a date.
+        if tok.len() > 1 && tok.starts_with('t') && tok.as_bytes()[1].is_ascii_digit() {
+            tok = &tok[1..];
+        }
         let first = tok.as_bytes()[0];
         if first.is_ascii_digit() {
             if tok.contains(':') {
@@ -838,6 +867,8 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
                         }
                         p.month = Some(m);
                     } else if day_name(w) {
+                    } else if let Some(off) = zone_abbrev(w) {
+                        p.offset = Some(off);
                     } else if let Some(tz) = named_zone(w) {
                         p.named = Some(Zone::Named(tz));
                     } else if let Some(rest) =
@@ -1059,16 +1090,16 @@ pub fn parse_time(text: &str) -> Result<i64> {
             let e = env();
             return Ok(e.zone.to_local(e.txn_ts).rem_euclid(USECS_PER_DAY));
         }
-        Some(_) => return Err(bad_format("time without time zone", text)),
+        Some(_) => return Err(bad_format("time", text)),
         None => {}
     }
-    let p = parse_fields(text).map_err(|e| fields_err(e, "time without time zone", text))?;
+    let p = parse_fields(text).map_err(|e| fields_err(e, "time", text))?;
     if p.hour.is_none() {
-        return Err(bad_format("time without time zone", text));
+        return Err(bad_format("time", text));
     }
     if p.year.is_some() || p.month.is_some() || p.day.is_some() {
         ymd(&p, text).map_err(|e| match e {
-            Error::Internal(_) => bad_format("time without time zone", text),
+            Error::Internal(_) => bad_format("time", text),
             e => e,
         })?;
     }
@@ -1078,7 +1109,7 @@ pub fn parse_time(text: &str) -> Result<i64> {
 /// Text → timestamp (`tz` false: a zone in the text is ignored) or
 /// timestamptz (`tz` true: read in the text's zone or the session's).
 pub fn parse_timestamp(text: &str, tz: bool) -> Result<i64> {
-    let type_name = if tz { "timestamp with time zone" } else { "timestamp without time zone" };
+    let type_name = if tz { "timestamp with time zone" } else { "timestamp" };
     let e = env();
     let local_midnight = |days: i64| -> i64 {
         let local = days * USECS_PER_DAY;
@@ -1221,7 +1252,7 @@ impl IvAcc {
         let over =
             || Error::user("22015", format!("interval field value out of range: \"{text}\""));
         Ok(Interval {
-            months: i32::try_from(self.months).map_err(|_| over())?,
+            months: i32::try_from(self.months).map_err(|_| interval_out_of_range())?,
             days: i32::try_from(self.days).map_err(|_| over())?,
             micros: i64::try_from(self.micros).map_err(|_| over())?,
         })
