@@ -98,7 +98,7 @@ fn date_plus(d: i32, n: i64) -> Result<i32> {
     if !dt::is_finite_date(d) {
         return Ok(d);
     }
-    dt::check_date(d as i64 + n)
+    dt::check_date((d as i64).checked_add(n).ok_or_else(dt::date_out_of_range)?)
 }
 
 /// A field name argument (extract, date_part, date_trunc) in lower case.
@@ -500,8 +500,8 @@ fn dec(i: i64) -> Decimal {
 }
 
 /// `µs` as seconds with 6 decimals.
-fn secs(us: i64) -> Decimal {
-    Decimal::from_i128_with_scale(us as i128, 6)
+fn secs(us: i128) -> Decimal {
+    Decimal::from_i128_with_scale(us, 6)
 }
 
 /// extract/date_part: the value and PostgreSQL's numeric scale.
@@ -540,7 +540,7 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
                 "milliseconds" => {
                     (Decimal::from_i128_with_scale((t % USECS_PER_MINUTE) as i128, 3), 3)
                 }
-                "second" => (secs(t % USECS_PER_MINUTE), 6),
+                "second" => (secs((t % USECS_PER_MINUTE) as i128), 6),
                 "minute" => (dec(t / USECS_PER_MINUTE % 60), 0),
                 "hour" => (dec(t / USECS_PER_HOUR), 0),
                 "day" => (dec(iv.days as i64), 0),
@@ -567,10 +567,10 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
                 "milliseconds" => {
                     (Decimal::from_i128_with_scale((t % USECS_PER_MINUTE) as i128, 3), 3)
                 }
-                "second" => (secs(t % USECS_PER_MINUTE), 6),
+                "second" => (secs((t % USECS_PER_MINUTE) as i128), 6),
                 "minute" => (dec(t / USECS_PER_MINUTE % 60), 0),
                 "hour" => (dec(t / USECS_PER_HOUR), 0),
-                "epoch" => (secs(t), 6),
+                "epoch" => (secs(t as i128), 6),
                 _ => return Err(unsupported()),
             })
         }
@@ -587,7 +587,7 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
                 "julian" => Ok((dec(*d as i64 + 2_451_545), 0)),
                 "hour" | "minute" | "second" | "milliseconds" | "microseconds" | "timezone"
                 | "timezone_hour" | "timezone_minute" => Err(unsupported()),
-                _ => ts_field(field, *d as i64 * USECS_PER_DAY, None).map(|(d, _)| (d, 0)),
+                _ => day_field(field, *d as i64, 0, None).map(|(d, _)| (d, 0)),
             }
         }
         Value::Timestamp(t) => ts_field(field, *t, None),
@@ -608,14 +608,28 @@ fn ts_field(field: &str, t: i64, offset: Option<i32>) -> Result<(Decimal, u32)> 
     if !dt::is_finite_ts(t) {
         return Err(Error::user("0A000", "infinite timestamps have no fields"));
     }
-    let tm = Tm::from_us(t);
-    let days = t.div_euclid(USECS_PER_DAY);
+    day_field(field, t.div_euclid(USECS_PER_DAY), t.rem_euclid(USECS_PER_DAY), offset)
+}
+
+/// A field of a local time given as a day number and µs into the day.
+fn day_field(field: &str, days: i64, tod: i64, offset: Option<i32>) -> Result<(Decimal, u32)> {
+    let (year, month, day) = dt::civil_from_days(days);
+    let tm = Tm {
+        year,
+        month,
+        day,
+        hour: (tod / USECS_PER_HOUR) as u32,
+        minute: (tod / USECS_PER_MINUTE % 60) as u32,
+        second: (tod / USECS_PER_SEC % 60) as u32,
+        micros: (tod % USECS_PER_SEC) as u32,
+    };
+    let t = days as i128 * USECS_PER_DAY as i128 + tod as i128;
     let year_ad = |y: i64| if y <= 0 { y - 1 } else { y };
     let in_min = tm.second as i64 * USECS_PER_SEC + tm.micros as i64;
     Ok(match field {
         "microseconds" => (dec(in_min), 0),
         "milliseconds" => (Decimal::from_i128_with_scale(in_min as i128, 3), 3),
-        "second" => (secs(in_min), 6),
+        "second" => (secs(in_min as i128), 6),
         "minute" => (dec(tm.minute as i64), 0),
         "hour" => (dec(tm.hour as i64), 0),
         "day" => (dec(tm.day as i64), 0),
@@ -638,10 +652,9 @@ fn ts_field(field: &str, t: i64, offset: Option<i32>) -> Result<(Decimal, u32)> 
         "doy" => (dec(days - dt::days_from_civil(tm.year, 1, 1) + 1), 0),
         "week" => (dec(iso_week(days).1), 0),
         "isoyear" => (dec(year_ad(iso_week(days).0)), 0),
-        "epoch" => (secs(t + dt::UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY), 6),
+        "epoch" => (secs(t + (dt::UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY) as i128), 6),
         "julian" => {
-            let us = (days + 2_451_545) as i128 * USECS_PER_DAY as i128
-                + t.rem_euclid(USECS_PER_DAY) as i128;
+            let us = (days + 2_451_545) as i128 * USECS_PER_DAY as i128 + tod as i128;
             let d = Decimal::from_i128_with_scale(us, 0) / Decimal::from(USECS_PER_DAY);
             (d, d.scale())
         }
@@ -999,27 +1012,29 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     let starts_ci = |i: usize, p: &str| {
         f.len() >= i + p.len() && f[i..i + p.len()].eq_ignore_ascii_case(p.as_bytes())
     };
-    let read_num = |j: &mut usize, max: usize| -> Result<i64> {
+    // Reads up to `max` digits (a sign only where `signed`).
+    let read_signed = |j: &mut usize, max: usize, signed: bool| -> Result<i64> {
         while *j < sb.len() && sb[*j] == b' ' {
             *j += 1;
         }
         let start = *j;
-        if *j < sb.len() && (sb[*j] == b'-' || sb[*j] == b'+') {
+        if signed && *j < sb.len() && (sb[*j] == b'-' || sb[*j] == b'+') {
             *j += 1;
         }
         while *j < sb.len() && sb[*j].is_ascii_digit() && *j - start < max {
             *j += 1;
         }
-        s[start..*j].parse::<i64>().map_err(|_| {
+        s.get(start..*j).and_then(|t| t.parse::<i64>().ok()).ok_or_else(|| {
             Error::user(
                 "22007",
                 format!(
                     "invalid value \"{}\" for the format",
-                    &s[start..(start + max).min(s.len())]
+                    s.get(start..).unwrap_or("").chars().take(max).collect::<String>()
                 ),
             )
         })
     };
+    let read_num = |j: &mut usize, max: usize| read_signed(j, max, false);
     while i < f.len() {
         if starts_ci(i, "FM") {
             i += 2;
@@ -1050,7 +1065,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
                     "YYYY" => {
                         // Greedy unless another field follows without a separator.
                         let next_field = f.get(i + 4).is_some_and(|c| c.is_ascii_alphanumeric());
-                        tm.year = read_num(&mut j, if next_field { 4 } else { 9 })?;
+                        tm.year = read_signed(&mut j, if next_field { 4 } else { 9 }, true)?;
                     }
                     "YYY" => tm.year = 2000 + read_num(&mut j, 3)? % 1000,
                     "YY" => {
@@ -1072,7 +1087,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
                         while j < sb.len() && sb[j] == b' ' {
                             j += 1;
                         }
-                        let rest = s[j..].to_ascii_lowercase();
+                        let rest = s.get(j..).unwrap_or("").to_ascii_lowercase();
                         let m = MONTHS.iter().position(|m| {
                             let m = m.to_ascii_lowercase();
                             if p == "MONTH" {
@@ -1084,7 +1099,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
                         let Some(m) = m else {
                             return Err(bad(&format!(
                                 "invalid value \"{}\" for \"{}\"",
-                                &s[j..(j + 3).min(s.len())],
+                                s.get(j..).unwrap_or("").chars().take(3).collect::<String>(),
                                 &fmt[i..i + len]
                             )));
                         };
@@ -1108,12 +1123,14 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
                 if starts_ci(i, "BC") || starts_ci(i, "AD") {
                     let rest = s.get(j..j + 2).unwrap_or("").to_ascii_lowercase();
                     bc = rest == "bc";
-                    j += 2;
+                    if rest == "bc" || rest == "ad" {
+                        j += 2;
+                    }
                     i += 2;
                     continue;
                 }
                 if starts_ci(i, "TZH") {
-                    let h = read_num(&mut j, 2)?;
+                    let h = read_signed(&mut j, 2, true)?;
                     offset = Some(h as i32 * 3600);
                     i += 3;
                     continue;
@@ -1128,7 +1145,7 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
                 }
                 // A separator: skip one character of the input if it is not a digit or letter.
                 if j < sb.len() && !sb[j].is_ascii_alphanumeric() {
-                    j += 1;
+                    j += s[j..].chars().next().map_or(1, char::len_utf8);
                 }
                 i += 1;
             }
@@ -1162,4 +1179,54 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
         return Err(dt::field_overflow(s));
     }
     Ok((tm, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Odd templates and inputs are errors or text, never panics.
+    #[test]
+    fn formats_never_panic() {
+        let fmts = [
+            "YYYY-MM-DD HH24:MI:SS.US TZ",
+            "FMDay, FMMonth DDth YYYY BC \"quoted é\" \\x",
+            "HH12:MI AM Y,YYY IYYY-IW J Q CC TZH:TZM OF",
+            "é\"",
+            "",
+        ];
+        let inputs = ["2024-03-05 14:07:09", "é 05 Mar", "-5 -5", "13:00 PM", "bc", ""];
+        for f in fmts {
+            for t in [0, -1, i64::MAX - 1, dt::TS_MIN, dt::TS_END - 1] {
+                let _ = call(Func::ToChar, vec![Value::Timestamp(t), Value::Text(f.into())]);
+                let _ = call(Func::ToChar, vec![Value::TimestampTz(t), Value::Text(f.into())]);
+            }
+            for s in inputs {
+                let _ =
+                    call(Func::ToTimestampFmt, vec![Value::Text(s.into()), Value::Text(f.into())]);
+                let _ = call(Func::ToDate, vec![Value::Text(s.into()), Value::Text(f.into())]);
+            }
+        }
+        for f in ["epoch", "julian", "second", "century", "timezone"] {
+            for v in [
+                Value::Timestamp(dt::TS_END - 1),
+                Value::TimestampTz(dt::TS_MIN),
+                Value::Date(dt::DATE_END as i32 - 1),
+                Value::Interval(Interval::new(i32::MIN, i32::MIN, i64::MIN)),
+                Value::Time(dt::USECS_PER_DAY),
+            ] {
+                let _ = call(Func::Extract, vec![Value::Text(f.into()), v.clone()]);
+                let _ = call(Func::DateTrunc, vec![Value::Text(f.into()), v]);
+            }
+        }
+        let big = Value::Interval(Interval::new(i32::MAX, i32::MAX, i64::MAX));
+        assert!(arith(BinOp::Add, &Value::Timestamp(0), &big).is_some_and(|r| r.is_err()));
+        assert!(arith(BinOp::Mul, &big, &Value::Float8(1e300)).is_some_and(|r| r.is_err()));
+        assert!(
+            arith(BinOp::Add, &Value::Date(dt::DATE_END as i32 - 1), &Value::Int8(i64::MAX))
+                .is_some_and(|r| r.is_err())
+        );
+        let d = Value::Date(dt::DATE_END as i32 - 1);
+        assert!(crate::types::cast::cast(d, &qube_common::types::DataType::Timestamp).is_err());
+    }
 }

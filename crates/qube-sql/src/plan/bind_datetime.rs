@@ -220,11 +220,15 @@ fn restrict(i: dt::Interval, unit: Unit) -> dt::Interval {
     }
 }
 
-/// An argument that must be a date/time value (an unknown literal is read
-/// as timestamptz, as PostgreSQL resolves it).
+/// An argument that must be a date/time value (an untyped literal has
+/// several candidates: 42725, as in PostgreSQL).
 fn datetime_arg(b: B, fname: &str, _field: &str) -> Result<B> {
     if b.unknown {
-        return coerce_b(b, &DataType::TimestampTz);
+        let fname = if fname == "extract" { "pg_catalog.extract" } else { fname };
+        return Err(err(
+            "42725",
+            format!("function {fname}(unknown, unknown) is not unique"),
+        ));
     }
     if !is_datetime(&b.ty) {
         return Err(err(
@@ -497,7 +501,9 @@ pub fn function(name: &str, mut args: Vec<B>) -> Result<B> {
         }
         ("isfinite", 1) => {
             let x = args.remove(0);
-            let x = if x.unknown { coerce_b(x, &TimestampTz)? } else { x };
+            if x.unknown {
+                return Err(err("42725", "function isfinite(unknown) is not unique"));
+            }
             if !is_datetime(&x.ty) || x.ty == Time {
                 return Err(sig(&[x]));
             }

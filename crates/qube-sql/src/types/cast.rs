@@ -151,7 +151,9 @@ fn ts_date(t: i64) -> i32 {
 /// A date's midnight; 22008 past timestamp's range.
 pub fn date_to_ts(d: i32) -> Result<i64> {
     let t = super::value::date_ts(d);
-    if datetime::is_finite_ts(t) && !datetime::ts_in_range(t) {
+    if datetime::is_finite_date(d)
+        && (d as i64).checked_mul(datetime::USECS_PER_DAY).is_none_or(|t| !datetime::ts_in_range(t))
+    {
         return Err(Error::user("22008", "date out of range for timestamp"));
     }
     Ok(t)

@@ -911,7 +911,7 @@ fn parse_time_fields(s: &str, p: &mut Parsed) -> std::result::Result<(), bool> {
         return Err(false);
     }
     let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() > 3 || parts.iter().any(|x| x.is_empty()) {
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|x| x.is_empty()) {
         return Err(false);
     }
     let int = |x: &str| -> std::result::Result<u32, bool> {
@@ -1034,7 +1034,7 @@ fn hms(p: &Parsed, text: &str) -> Result<i64> {
             h += 12;
         }
     }
-    if p.minute > 59 || p.second > 60 {
+    if h > 24 || p.minute > 59 || p.second > 60 {
         return Err(field_overflow(text));
     }
     let t = h as i64 * USECS_PER_HOUR
@@ -1201,16 +1201,17 @@ pub fn unit_of(w: &str) -> Option<Unit> {
 /// Accumulates interval fields in wide integers, checking at the end.
 #[derive(Default)]
 struct IvAcc {
-    months: i64,
-    days: i64,
+    months: i128,
+    days: i128,
     micros: i128,
 }
 
 impl IvAcc {
     fn add(&mut self, v: f64, whole: i64, unit: Unit) {
+        let whole = whole as i128;
         let frac = v - whole as f64;
         let micros =
-            |n: i64| -> i128 { whole as i128 * n as i128 + (frac * n as f64).round() as i128 };
+            |n: i64| -> i128 { whole * n as i128 + (frac * n as f64).round() as i128 };
         match unit {
             Unit::Microsecond => self.micros += (v).round() as i128,
             Unit::Millisecond => self.micros += (v * 1000.0).round() as i128,
@@ -1234,17 +1235,17 @@ impl IvAcc {
                 self.fract_days(frac * 90.0);
             }
             Unit::Year => {
-                self.months += whole * 12 + (frac * 12.0).round() as i64;
+                self.months += whole * 12 + (frac * 12.0).round() as i128;
             }
-            Unit::Decade => self.months += whole * 120 + (frac * 120.0).round() as i64,
-            Unit::Century => self.months += whole * 1200 + (frac * 1200.0).round() as i64,
-            Unit::Millennium => self.months += whole * 12000 + (frac * 12000.0).round() as i64,
+            Unit::Decade => self.months += whole * 120 + (frac * 120.0).round() as i128,
+            Unit::Century => self.months += whole * 1200 + (frac * 1200.0).round() as i128,
+            Unit::Millennium => self.months += whole * 12000 + (frac * 12000.0).round() as i128,
         }
     }
 
     fn fract_days(&mut self, d: f64) {
         let whole = d.trunc();
-        self.days += whole as i64;
+        self.days += whole as i128;
         self.micros += ((d - whole) * USECS_PER_DAY as f64).round() as i128;
     }
 
@@ -1335,8 +1336,8 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
             && !y.trim_start_matches(['-', '+']).is_empty()
             && digits(m)
         {
-            let y: i64 = y.parse().map_err(|_| bad())?;
-            let m: i64 = m.parse().map_err(|_| bad())?;
+            let y: i128 = y.parse().map_err(|_| bad())?;
+            let m: i128 = m.parse().map_err(|_| bad())?;
             let total = y.abs() * 12 + m;
             acc.months += if y < 0 || tok.starts_with('-') { -total } else { total };
             continue;
@@ -1607,6 +1608,51 @@ mod tests {
             assert_eq!(days_from_civil(y, m, dd), d);
         }
         assert_eq!(weekday(0), 6);
+    }
+
+    /// Mangled inputs are errors, never panics.
+    #[test]
+    fn bad_input_never_panics() {
+        let seeds = [
+            "2024-01-01 10:00:00.123+05:30",
+            "1 year 2 mons -3 days 04:05:06.7 ago",
+            "P1Y2M3DT4H5M6.5S",
+            "January 8, 1999 BC 10:00 PM Europe/Berlin",
+            "99-1-8 t10:00z",
+            "1999010 100000",
+            "é 2024-01-01 ü",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet: Vec<char> = "0123456789-+:./ tTzZé@,APMpmbcBC".chars().collect();
+        for seed in seeds {
+            for _ in 0..2000 {
+                let mut chars: Vec<char> = seed.chars().collect();
+                for _ in 0..3 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let pos = (x % (chars.len() as u64 + 1)) as usize;
+                    let c = alphabet[(x >> 20) as usize % alphabet.len()];
+                    match x % 3 {
+                        0 if pos < chars.len() => {
+                            chars.remove(pos);
+                        }
+                        1 if pos < chars.len() => chars[pos] = c,
+                        _ => chars.insert(pos, c),
+                    }
+                }
+                let t: String = chars.into_iter().collect();
+                let _ = parse_date(&t);
+                let _ = parse_time(&t);
+                let _ = parse_timestamp(&t, true);
+                let _ = parse_timestamp(&t, false);
+                let _ = parse_interval(&t, None);
+                let _ = parse_zone(&t);
+            }
+        }
+        for big in ["999999999999999999 years", "-99999999999999999999 days", "1e300 hours"] {
+            assert!(parse_interval(big, None).is_err(), "{big}");
+        }
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub fn date_ts(d: i32) -> i64 {
     match d {
         datetime::DATE_NEG_INF => datetime::TS_NEG_INF,
         datetime::DATE_POS_INF => datetime::TS_POS_INF,
-        d => d as i64 * datetime::USECS_PER_DAY,
+        d => (d as i64).saturating_mul(datetime::USECS_PER_DAY),
     }
 }
 
