@@ -899,7 +899,7 @@ fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bo
             }
             (2, true)
         } else if starts_ci(i, "OF") {
-            if let Some(o) = offset {
+            if let Some(o) = offset.or(Some(0)) {
                 let sign = if o < 0 { '-' } else { '+' };
                 out.push_str(&format!("{sign}{:02}", o.abs() / 3600));
                 if o.abs() % 3600 != 0 {
@@ -950,49 +950,29 @@ fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bo
     out
 }
 
-/// The zone abbreviation to_char's TZ prints.
+/// The zone abbreviation to_char's TZ prints (the offset where the zone
+/// has no abbreviation, as PostgreSQL does).
 fn zone_abbrev(zone: Zone, utc: i64, offset: i32) -> String {
+    let numeric = |o: i32| {
+        let sign = if o < 0 { '-' } else { '+' };
+        let mut s = format!("{sign}{:02}", o.abs() / 3600);
+        if o.abs() % 3600 != 0 {
+            s.push_str(&format!(":{:02}", o.abs() / 60 % 60));
+        }
+        s
+    };
     match zone {
         Zone::Fixed(0) => "UTC".into(),
+        Zone::Fixed(o) => numeric(o),
         Zone::Named(tz) => {
-            use chrono::{Offset, TimeZone};
-            let _ = Offset::fix(
-                &tz.offset_from_utc_datetime(
-                    &chrono::DateTime::from_timestamp_micros(
-                        utc + dt::UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY,
-                    )
-                    .map(|d| d.naive_utc())
-                    .unwrap_or_default(),
-                ),
-            );
-            let o = tz.offset_from_utc_datetime(
-                &chrono::DateTime::from_timestamp_micros(
-                    utc + dt::UNIX_EPOCH_OFFSET_DAYS * USECS_PER_DAY,
-                )
-                .map(|d| d.naive_utc())
-                .unwrap_or_default(),
-            );
-            let name = format!("{o:?}");
-            if name.chars().all(|c| c.is_ascii_alphabetic()) {
-                name
-            } else {
-                let mut s = String::new();
-                let sign = if offset < 0 { '-' } else { '+' };
-                s.push(sign);
-                s.push_str(&format!("{:02}", offset.abs() / 3600));
-                if offset.abs() % 3600 != 0 {
-                    s.push_str(&format!(":{:02}", offset.abs() / 60 % 60));
-                }
-                s
+            use chrono::TimeZone;
+            use chrono_tz::OffsetName;
+            let at = dt::chrono_instant(utc);
+            match tz.offset_from_utc_datetime(&at).abbreviation() {
+                Some(a) => a.to_string(),
+                // tzdata's numeric abbreviations: "+03", "+1030".
+                None => numeric(offset).replace(':', ""),
             }
-        }
-        Zone::Fixed(o) => {
-            let sign = if o < 0 { '-' } else { '+' };
-            let mut s = format!("{sign}{:02}", o.abs() / 3600);
-            if o.abs() % 3600 != 0 {
-                s.push_str(&format!(":{:02}", o.abs() / 60 % 60));
-            }
-            s
         }
     }
 }

@@ -225,10 +225,7 @@ fn restrict(i: dt::Interval, unit: Unit) -> dt::Interval {
 fn datetime_arg(b: B, fname: &str, _field: &str) -> Result<B> {
     if b.unknown {
         let fname = if fname == "extract" { "pg_catalog.extract" } else { fname };
-        return Err(err(
-            "42725",
-            format!("function {fname}(unknown, unknown) is not unique"),
-        ));
+        return Err(err("42725", format!("function {fname}(unknown, unknown) is not unique")));
     }
     if !is_datetime(&b.ty) {
         return Err(err(

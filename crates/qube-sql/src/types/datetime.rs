@@ -383,7 +383,7 @@ impl Zone {
             Zone::Fixed(s) => *s,
             Zone::Named(tz) => {
                 use chrono::{Offset, TimeZone};
-                tz.offset_from_utc_datetime(&naive(utc_us)).fix().local_minus_utc()
+                tz.offset_from_utc_datetime(&naive(fold_future(utc_us))).fix().local_minus_utc()
             }
         }
     }
@@ -399,7 +399,7 @@ impl Zone {
             Zone::Fixed(s) => *s,
             Zone::Named(tz) => {
                 use chrono::{LocalResult, Offset, TimeZone};
-                match tz.offset_from_local_datetime(&naive(local_us)) {
+                match tz.offset_from_local_datetime(&naive(fold_future(local_us))) {
                     LocalResult::Single(o) => o.fix().local_minus_utc(),
                     LocalResult::Ambiguous(a, b) => {
                         a.fix().local_minus_utc().min(b.fix().local_minus_utc())
@@ -418,6 +418,32 @@ impl Zone {
         }
         utc_us.saturating_add(self.offset_at(utc_us) as i64 * USECS_PER_SEC)
     }
+}
+
+/// Past 2099 the compiled-in zone tables end, while PostgreSQL goes on
+/// applying each zone's last rules: a time in a later year is looked up in
+/// an earlier year with the same calendar (leap year, weekday of Jan 1),
+/// where the same rules give the same offset.
+fn fold_future(us: i64) -> i64 {
+    let days = us.div_euclid(USECS_PER_DAY);
+    let tod = us.rem_euclid(USECS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    if y <= 2099 {
+        return us;
+    }
+    let leap = is_leap(y);
+    let wd = weekday(days_from_civil(y, 1, 1));
+    for y2 in (2072..=2099).rev() {
+        if is_leap(y2) == leap && weekday(days_from_civil(y2, 1, 1)) == wd {
+            return days_from_civil(y2, m, d) * USECS_PER_DAY + tod;
+        }
+    }
+    us
+}
+
+/// The chrono instant zone rules are looked up at for `us` (see `fold_future`).
+pub fn chrono_instant(us: i64) -> chrono::NaiveDateTime {
+    naive(fold_future(us))
 }
 
 /// chrono's view of an instant (µs since 2000), shifted by whole 400-year
@@ -1207,46 +1233,71 @@ struct IvAcc {
 }
 
 impl IvAcc {
-    fn add(&mut self, v: f64, whole: i64, unit: Unit) {
+    /// Adds `whole + frac` of `unit`, spilling fractions into smaller
+    /// fields exactly as PostgreSQL's DecodeInterval does (AdjustFract*).
+    fn add(&mut self, whole: i64, frac: f64, unit: Unit) {
         let whole = whole as i128;
-        let frac = v - whole as f64;
-        let micros =
-            |n: i64| -> i128 { whole * n as i128 + (frac * n as f64).round() as i128 };
         match unit {
-            Unit::Microsecond => self.micros += (v).round() as i128,
-            Unit::Millisecond => self.micros += (v * 1000.0).round() as i128,
-            Unit::Second => self.micros += micros(USECS_PER_SEC),
-            Unit::Minute => self.micros += micros(USECS_PER_MINUTE),
-            Unit::Hour => self.micros += micros(USECS_PER_HOUR),
+            Unit::Microsecond => self.micro_part(whole, frac, 1),
+            Unit::Millisecond => self.micro_part(whole, frac, 1000),
+            Unit::Second => self.micro_part(whole, frac, USECS_PER_SEC),
+            Unit::Minute => self.micro_part(whole, frac, USECS_PER_MINUTE),
+            Unit::Hour => self.micro_part(whole, frac, USECS_PER_HOUR),
             Unit::Day => {
                 self.days += whole;
-                self.micros += (frac * USECS_PER_DAY as f64).round() as i128;
+                self.fract_micros(frac, USECS_PER_DAY);
             }
             Unit::Week => {
                 self.days += whole * 7;
-                self.fract_days(frac * 7.0);
+                self.fract_days(frac, 7);
             }
             Unit::Month => {
                 self.months += whole;
-                self.fract_days(frac * 30.0);
+                self.fract_days(frac, 30);
             }
             Unit::Quarter => {
                 self.months += whole * 3;
-                self.fract_days(frac * 90.0);
+                self.fract_days(frac, 90);
             }
-            Unit::Year => {
-                self.months += whole * 12 + (frac * 12.0).round() as i128;
-            }
-            Unit::Decade => self.months += whole * 120 + (frac * 120.0).round() as i128,
-            Unit::Century => self.months += whole * 1200 + (frac * 1200.0).round() as i128,
-            Unit::Millennium => self.months += whole * 12000 + (frac * 12000.0).round() as i128,
+            Unit::Year => self.years(whole, frac, 1),
+            Unit::Decade => self.years(whole, frac, 10),
+            Unit::Century => self.years(whole, frac, 100),
+            Unit::Millennium => self.years(whole, frac, 1000),
         }
     }
 
-    fn fract_days(&mut self, d: f64) {
-        let whole = d.trunc();
-        self.days += whole as i128;
-        self.micros += ((d - whole) * USECS_PER_DAY as f64).round() as i128;
+    fn years(&mut self, whole: i128, frac: f64, scale: i128) {
+        self.months += whole * scale * 12 + (frac * scale as f64 * 12.0).round_ties_even() as i128;
+    }
+
+    fn micro_part(&mut self, whole: i128, frac: f64, scale: i64) {
+        self.micros += whole * scale as i128;
+        self.fract_micros(frac, scale);
+    }
+
+    fn fract_micros(&mut self, frac: f64, scale: i64) {
+        if frac == 0.0 {
+            return;
+        }
+        let f = frac * scale as f64;
+        let mut us = f as i128;
+        let rest = f - us as f64;
+        if rest > 0.5 {
+            us += 1;
+        } else if rest < -0.5 {
+            us -= 1;
+        }
+        self.micros += us;
+    }
+
+    fn fract_days(&mut self, frac: f64, scale: i64) {
+        if frac == 0.0 {
+            return;
+        }
+        let f = frac * scale as f64;
+        let extra = f as i128;
+        self.days += extra;
+        self.fract_micros(f - extra as f64, USECS_PER_DAY);
     }
 
     fn finish(self, text: &str) -> Result<Interval> {
@@ -1288,6 +1339,22 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
     let mut acc = IvAcc::default();
     let mut i = 0;
     let mut any = false;
+    // Each field may be given once (PostgreSQL's fmask): a bit per unit,
+    // a time "h:m:s" takes hour, minute and the seconds.
+    let mut seen = 0u32;
+    let mut mark = |bits: u32| -> Result<()> {
+        if seen & bits != 0 {
+            return Err(bad_format("interval", text));
+        }
+        seen |= bits;
+        Ok(())
+    };
+    let unit_bit = |u: Unit| 1u32 << (u as u32);
+    let time_bits = unit_bit(Unit::Hour)
+        | unit_bit(Unit::Minute)
+        | unit_bit(Unit::Second)
+        | unit_bit(Unit::Millisecond)
+        | unit_bit(Unit::Microsecond);
     while i < toks.len() {
         let tok = toks[i];
         i += 1;
@@ -1321,6 +1388,7 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
             if m > 59 {
                 return Err(field_overflow(text));
             }
+            mark(time_bits)?;
             acc.micros += if neg { -us } else { us };
             continue;
         }
@@ -1339,6 +1407,7 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
             let y: i128 = y.parse().map_err(|_| bad())?;
             let m: i128 = m.parse().map_err(|_| bad())?;
             let total = y.abs() * 12 + m;
+            mark(unit_bit(Unit::Year) | unit_bit(Unit::Month))?;
             acc.months += if y < 0 || tok.starts_with('-') { -total } else { total };
             continue;
         }
@@ -1353,6 +1422,8 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
         if !v.is_finite() {
             return Err(bad());
         }
+        // The fraction as written (".72", not 2268.72 - 2268), signed like the number.
+        let (whole, frac) = split_number(num, v);
         let unit = if !attached.is_empty() {
             unit_of(attached).ok_or_else(bad)?
         } else if let Some(u) = toks.get(i).and_then(|w| unit_of(w)) {
@@ -1371,7 +1442,8 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
                 format!("interval field value out of range: \"{text}\""),
             ));
         }
-        acc.add(v, v.trunc() as i64, unit);
+        mark(unit_bit(unit))?;
+        acc.add(whole, frac, unit);
     }
     if !any {
         return Err(bad());
@@ -1382,6 +1454,19 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
         acc.micros = -acc.micros;
     }
     acc.finish(text)
+}
+
+/// A decimal number's integer part and its fraction parsed on its own.
+fn split_number(num: &str, v: f64) -> (i64, f64) {
+    if num.contains(['e', 'E']) {
+        return (v.trunc() as i64, v - v.trunc());
+    }
+    let neg = num.starts_with('-');
+    let body = num.trim_start_matches(['-', '+']);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let int: i64 = if int.is_empty() { 0 } else { int.parse().unwrap_or(v.abs().trunc() as i64) };
+    let frac: f64 = if frac.is_empty() { 0.0 } else { format!("0.{frac}").parse().unwrap_or(0.0) };
+    if neg { (int.saturating_neg(), -frac) } else { (int, frac) }
 }
 
 fn parse_iso_interval(s: &str, text: &str) -> Result<Interval> {
@@ -1398,6 +1483,13 @@ fn parse_iso_interval(s: &str, text: &str) -> Result<Interval> {
             '0'..='9' | '.' | '-' | '+' => num.push(c),
             _ => {
                 let v: f64 = num.parse().map_err(|_| bad())?;
+                if !v.is_finite() || v.abs() >= 1e18 {
+                    return Err(Error::user(
+                        "22015",
+                        format!("interval field value out of range: \"{text}\""),
+                    ));
+                }
+                let (whole, frac) = split_number(&num, v);
                 num.clear();
                 let unit = match (c, in_time) {
                     ('y', false) => Unit::Year,
@@ -1409,7 +1501,7 @@ fn parse_iso_interval(s: &str, text: &str) -> Result<Interval> {
                     ('s', true) => Unit::Second,
                     _ => return Err(bad()),
                 };
-                acc.add(v, v.trunc() as i64, unit);
+                acc.add(whole, frac, unit);
             }
         }
     }

@@ -205,7 +205,8 @@ slt_tests!(
     functions,
     window,
     foreign_keys,
-    datetime
+    datetime,
+    datetime_diff
 );
 
 #[test]
