@@ -26,6 +26,7 @@ use crate::names::SearchPath;
 use crate::plan::bind::Binder;
 use crate::storage::RowIds;
 use crate::types::Value;
+use crate::types::datetime;
 
 /// How deep the parser may recurse (parenthesised nesting): 54001 beyond.
 const PARSER_RECURSION_LIMIT: usize = 400;
@@ -153,6 +154,8 @@ impl Database {
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
             plan_key: None,
+            zone: (datetime::Zone::UTC, "UTC".into()),
+            txn_ts: 0,
         })
     }
 }
@@ -202,6 +205,10 @@ pub struct Session {
     plans: HashMap<(u64, usize), CachedPlan>,
     /// The prepared statement being executed, if any.
     plan_key: Option<(u64, usize)>,
+    /// The `TimeZone` setting and its name as SHOW gives it.
+    zone: (datetime::Zone, String),
+    /// When the current transaction started (`now()`), µs since 2000.
+    txn_ts: i64,
 }
 
 impl Session {
@@ -273,8 +280,27 @@ impl Session {
         }
     }
 
+    /// The session's time zone (timestamptz values are printed in it).
+    pub fn time_zone(&self) -> datetime::Zone {
+        self.zone.0
+    }
+
+    /// Sets `TimeZone` as a client's startup parameter does (JDBC sends
+    /// its JVM zone, e.g. 'Europe/Berlin'); 22023 if it is not a zone.
+    pub fn set_time_zone(&mut self, name: &str) -> Result<()> {
+        let v = ast::Expr::Value(ast::Value::SingleQuotedString(name.to_string()).into());
+        self.set_time_zone_expr(&v).map(|_| ())
+    }
+
     fn statement(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
         use ast::Statement as S;
+        // now() is the transaction's start; casts and operators read the
+        // session's zone and clock from the statement's environment.
+        let now = datetime::clock_now();
+        if self.txn.is_none() {
+            self.txn_ts = now;
+        }
+        datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
         match s {
             S::StartTransaction { modes, .. } => {
                 if self.txn.is_some() {
@@ -422,7 +448,7 @@ impl Session {
             "search_path" => DEFAULT_SEARCH_PATH.into(),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
-            "timezone" => "UTC".into(),
+            "timezone" | "time zone" => self.zone.1.clone(),
             "standard_conforming_strings" => "on".into(),
             _ => {
                 return Err(Error::user(
@@ -433,8 +459,106 @@ impl Session {
         })
     }
 
+    /// SET TIME ZONE / SET timezone: a name, a POSIX offset string, a
+    /// number of hours or an interval (east), LOCAL or DEFAULT.
+    fn set_time_zone_expr(&mut self, value: &ast::Expr) -> Result<QueryResult> {
+        let invalid = |v: &str| {
+            Error::user("22023", format!("invalid value for parameter \"TimeZone\": \"{v}\""))
+        };
+        let zone = match value {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                    if s.eq_ignore_ascii_case("default") || s.eq_ignore_ascii_case("local") {
+                        (datetime::Zone::UTC, "UTC".to_string())
+                    } else if let Ok(h) = s.trim().parse::<f64>() {
+                        // A plain number is hours east (the SQL convention), unlike
+                        // '+05:30', which is POSIX (west), as in PostgreSQL.
+                        if !h.is_finite() || h.abs() > 15.0 {
+                            return Err(invalid(s));
+                        }
+                        (datetime::Zone::Fixed((h * 3600.0).round() as i32), s.clone())
+                    } else {
+                        let z = datetime::parse_zone(s).ok_or_else(|| invalid(s))?;
+                        let name = match z {
+                            datetime::Zone::Named(tz) => tz.name().to_string(),
+                            _ => s.clone(),
+                        };
+                        (z, name)
+                    }
+                }
+                ast::Value::Number(n, _) => {
+                    let h: f64 = n.parse().map_err(|_| invalid(n))?;
+                    if h.abs() > 15.0 {
+                        return Err(invalid(n));
+                    }
+                    let secs = (h * 3600.0).round() as i32;
+                    (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
+                }
+                other => return Err(invalid(&other.to_string())),
+            },
+            ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => {
+                let ast::Expr::Value(v) = expr.as_ref() else {
+                    return Err(invalid(&value.to_string()));
+                };
+                let n = v.value.to_string();
+                let h: f64 = n.parse().map_err(|_| invalid(&n))?;
+                let secs = -(h * 3600.0).round() as i32;
+                (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
+            }
+            ast::Expr::Identifier(i) => {
+                let s = &i.value;
+                if s.eq_ignore_ascii_case("default") || s.eq_ignore_ascii_case("local") {
+                    (datetime::Zone::UTC, "UTC".to_string())
+                } else {
+                    let z = datetime::parse_zone(s).ok_or_else(|| invalid(s))?;
+                    let name = match z {
+                        datetime::Zone::Named(tz) => tz.name().to_string(),
+                        _ => s.clone(),
+                    };
+                    (z, name)
+                }
+            }
+            ast::Expr::Interval(iv) => {
+                let text = match iv.value.as_ref() {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                let unit = iv
+                    .leading_field
+                    .as_ref()
+                    .and_then(|f| datetime::unit_of(&f.to_string().to_ascii_lowercase()));
+                let i = datetime::parse_interval(&text, unit)?;
+                if i.months != 0 || i.days != 0 {
+                    return Err(Error::user(
+                        "22023",
+                        format!("invalid interval value for time zone: \"{text}\""),
+                    ));
+                }
+                let secs = (i.micros / datetime::USECS_PER_SEC) as i32;
+                (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
+            }
+            other => return Err(invalid(&other.to_string())),
+        };
+        self.zone = zone;
+        self.settings.remove("timezone");
+        // Bound plans may hold constants read in the old zone.
+        self.plans.clear();
+        datetime::set_env(datetime::Env { zone: self.zone.0, ..datetime::env() });
+        Ok(QueryResult::command("SET"))
+    }
+
     fn set(&mut self, set: &ast::Set) -> Result<QueryResult> {
         match set {
+            ast::Set::SetTimeZone { value, .. } => self.set_time_zone_expr(value),
+            ast::Set::SingleAssignment { variable, values, .. }
+                if values.len() == 1
+                    && crate::plan::bind::object_name(variable)?.join(".") == "timezone" =>
+            {
+                self.set_time_zone_expr(&values[0])
+            }
             ast::Set::SingleAssignment { variable, values, .. } => {
                 let name = crate::plan::bind::object_name(variable)?.join(".");
                 let value = values

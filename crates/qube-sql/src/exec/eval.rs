@@ -55,6 +55,7 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 (UnOp::Neg, Value::Float4(f)) => Value::Float4(-f),
                 (UnOp::Neg, Value::Float8(f)) => Value::Float8(-f),
                 (UnOp::Neg, Value::Numeric(d)) => Value::Numeric(-d),
+                (UnOp::Neg, Value::Interval(i)) => Value::Interval(i.checked_neg()?),
                 (op, v) => return Err(Error::Internal(format!("{op:?} on {v:?}"))),
             }
         }
@@ -284,6 +285,9 @@ pub fn binary(op: BinOp, l: Value, r: Value) -> Result<Value> {
     }
     if op == BinOp::Concat {
         return Ok(Value::Text(format!("{}{}", cast::to_text(l), cast::to_text(r))));
+    }
+    if let Some(v) = super::datetime::arith(op, &l, &r) {
+        return v;
     }
     arith(op, l, r)
 }

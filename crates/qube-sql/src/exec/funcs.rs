@@ -13,6 +13,9 @@ use crate::types::Value;
 use crate::types::cast::{self, out_of_range};
 
 pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
+    if func.is_datetime() {
+        return super::datetime::call(func, args);
+    }
     match func {
         Func::Concat => {
             let mut s = String::new();
@@ -256,6 +259,9 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         | Func::Currval
         | Func::Setval
         | Func::Lastval => {
+            return Err(Error::Internal("handled above".into()));
+        }
+        _ => {
             return Err(Error::Internal("handled above".into()));
         }
     })

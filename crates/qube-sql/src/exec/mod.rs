@@ -8,6 +8,7 @@
 //! is joined by an equality (a hash join), each condition applied as soon
 //! as its inputs are present.
 
+pub mod datetime;
 pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
@@ -484,11 +485,15 @@ fn series(start: Value, stop: Value, step: Value) -> Result<Vec<Row>> {
     if start.is_null() || stop.is_null() || step.is_null() {
         return Ok(Vec::new());
     }
-    let zero = step.sql_cmp(&Value::Int4(0)) == Some(Ordering::Equal);
+    let zero_step = match step {
+        Value::Interval(_) => Value::Interval(crate::types::datetime::Interval::ZERO),
+        _ => Value::Int4(0),
+    };
+    let zero = step.sql_cmp(&zero_step) == Some(Ordering::Equal);
     if zero {
         return Err(Error::user("22023", "step size cannot equal zero"));
     }
-    let up = step.sql_cmp(&Value::Int4(0)) == Some(Ordering::Greater);
+    let up = step.sql_cmp(&zero_step) == Some(Ordering::Greater);
     let mut out = Vec::new();
     let mut cur = start;
     loop {
@@ -510,7 +515,7 @@ fn series(start: Value, stop: Value, step: Value) -> Result<Vec<Row>> {
         match eval::binary(BinOp::Add, cur, step.clone()) {
             Ok(next) => cur = next,
             // Stepping past the type's range ends the series, as in PostgreSQL.
-            Err(e) if e.sqlstate() == "22003" => break,
+            Err(e) if e.sqlstate() == "22003" || e.sqlstate() == "22008" => break,
             Err(e) => return Err(e),
         }
     }
@@ -851,10 +856,18 @@ enum Acc {
     /// Ordered-set aggregates: the non-null values in order, and the
     /// fraction of the first row that had one.
     Values(Vec<Value>, Option<Value>),
+    /// sum/avg of intervals.
+    Interval {
+        sum: Option<crate::types::datetime::Interval>,
+        n: i64,
+    },
 }
 
 fn new_acc(a: &AggCall) -> Acc {
     let float_arg = matches!(a.data_type, DataType::Double | DataType::Real);
+    if a.data_type == DataType::Interval && matches!(a.func, AggFunc::Sum | AggFunc::Avg) {
+        return Acc::Interval { sum: None, n: 0 };
+    }
     match a.func {
         AggFunc::CountStar | AggFunc::Count => Acc::Count(0),
         AggFunc::Sum => match a.data_type {
@@ -947,6 +960,15 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
                 }
             }
         }
+        Acc::Interval { sum, n } => {
+            if let Value::Interval(i) = v {
+                *sum = Some(match sum {
+                    None => i,
+                    Some(s) => s.checked_add(i)?,
+                });
+                *n += 1;
+            }
+        }
         Acc::Var { n, mean, m2 } => {
             let x = v.as_f64().unwrap_or(0.0);
             *n += 1;
@@ -1033,6 +1055,11 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
             }
         }
         Acc::MinMax(m) => m.unwrap_or(Value::Null),
+        Acc::Interval { sum, n } => match sum {
+            None => Value::Null,
+            Some(s) if a.func == AggFunc::Avg => Value::Interval(s.div_f64(n as f64)?),
+            Some(s) => Value::Interval(s),
+        },
         Acc::Bool(b) => b.map_or(Value::Null, Value::Bool),
         Acc::Str(s) => s.map_or(Value::Null, Value::Text),
         Acc::Var { n, m2, .. } => {

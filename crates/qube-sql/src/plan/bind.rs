@@ -23,6 +23,9 @@ use crate::names::SearchPath;
 use crate::types::Value;
 use crate::types::cast;
 
+#[path = "bind_datetime.rs"]
+mod datetime;
+
 fn err(code: &'static str, msg: impl Into<String>) -> Error {
     Error::user(code, msg)
 }
@@ -1291,6 +1294,25 @@ impl<'a> Binder<'a> {
                             "function generate_series needs 2 or 3 arguments",
                         ));
                     }
+                    let bound = match datetime::series_args(bound.clone())? {
+                        Some((mut exprs, ty)) => {
+                            let step = exprs.pop();
+                            let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                            let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                            let col = match alias {
+                                Some(a) if a.columns.is_empty() => ident(&a.name),
+                                _ => "generate_series".to_string(),
+                            };
+                            let plan = Plan::Series { start, stop, step };
+                            return self.push_item(
+                                inputs,
+                                offset,
+                                (plan, "generate_series".to_string(), vec![(col, ty)])
+                                    .with_alias(alias.as_ref()),
+                            );
+                        }
+                        None => bound,
+                    };
                     let mut ty = DataType::Integer;
                     for b in &bound {
                         if !b.unknown {
@@ -1387,6 +1409,16 @@ impl<'a> Binder<'a> {
             }
             other => return Err(unsupported(format!("FROM item {other}"))),
         };
+        self.push_item(inputs, offset, (plan, alias, cols))
+    }
+
+    /// Adds a bound FROM item's columns to the current scope.
+    fn push_item(
+        &mut self,
+        inputs: &mut Vec<JoinInput>,
+        offset: usize,
+        (plan, alias, cols): (Plan, String, Vec<(String, DataType)>),
+    ) -> Result<()> {
         let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
         if !alias.is_empty()
             && scope.cols.iter().any(|c| c.table.as_deref() == Some(alias.as_str()))
@@ -1647,7 +1679,7 @@ impl<'a> Binder<'a> {
                             return number(&format!("-{n}"));
                         }
                         let b = if b.unknown { coerce_b(b, &DataType::Double)? } else { b };
-                        if !is_numeric(&b.ty) {
+                        if !is_numeric(&b.ty) && b.ty != DataType::Interval {
                             return Err(no_operator("-", None, &b.ty));
                         }
                         B::new(Expr::Unary { op: UnOp::Neg, expr: b.expr.boxed() }, b.ty)
@@ -1842,14 +1874,18 @@ impl<'a> Binder<'a> {
             }
             E::Cast { kind: _, expr, data_type, format: _ } => {
                 let to = data_type_of(data_type)?;
+                let precision =
+                    datetime::data_type(data_type).and_then(|r| r.ok()).and_then(|t| t.1);
                 let b = self.expr(expr)?;
                 if let Expr::Const(v) = &b.expr
                     && b.unknown
                 {
                     // A typed literal: parse now, so errors point at the query.
-                    return Ok(B::new(Expr::Const(cast::cast(v.clone(), &to)?), to));
+                    let c = Expr::Const(cast::cast(v.clone(), &to)?);
+                    return Ok(B::new(datetime::round_to_precision(c, &to, precision), to));
                 }
-                B::new(Expr::Cast { expr: b.expr.boxed(), to: to.clone() }, to)
+                let c = Expr::Cast { expr: b.expr.boxed(), to: to.clone() };
+                B::new(datetime::round_to_precision(c, &to, precision), to)
             }
             E::TypedString(ts) => {
                 let to = data_type_of(&ts.data_type)?;
@@ -1857,7 +1893,10 @@ impl<'a> Binder<'a> {
                     ast::Value::SingleQuotedString(s) => s.clone(),
                     other => other.to_string(),
                 };
-                B::new(Expr::Const(cast::cast(Value::Text(text), &to)?), to)
+                let precision =
+                    datetime::data_type(&ts.data_type).and_then(|r| r.ok()).and_then(|t| t.1);
+                let c = Expr::Const(cast::cast(Value::Text(text), &to)?);
+                B::new(datetime::round_to_precision(c, &to, precision), to)
             }
             E::Function(f) => self.function(f)?,
             E::Subquery(q) => {
@@ -1959,7 +1998,10 @@ impl<'a> Binder<'a> {
                 B::new(Expr::Func { func, args }, DataType::Text)
             }
             E::Tuple(_) => return Err(unsupported("row constructors")),
-            other => return Err(unsupported(format!("expression {other}"))),
+            other => match self.datetime_expr(other)? {
+                Some(b) => b,
+                None => return Err(unsupported(format!("expression {other}"))),
+            },
         })
     }
 
@@ -2121,6 +2163,10 @@ impl<'a> Binder<'a> {
             }
             _ => {
                 // Arithmetic.
+                let (l, r) = match datetime::arith(bop, l, r)? {
+                    Ok(b) => return Ok(b),
+                    Err(lr) => lr,
+                };
                 let (l, r) = match (l.unknown, r.unknown) {
                     (true, true) => {
                         return Err(err(
@@ -2188,6 +2234,9 @@ impl<'a> Binder<'a> {
                 "42809",
                 format!("DISTINCT/FILTER specified, but {name} is not an aggregate function"),
             ));
+        }
+        if name == "make_interval" {
+            return self.make_interval(&args);
         }
         let mut bs = Vec::new();
         for a in &args {
@@ -2886,6 +2935,7 @@ fn agg_type(func: AggFunc, arg_ty: &Option<DataType>, name: &str) -> Result<Data
             Some(t),
         ) if is_numeric(t) => DataType::Numeric(None),
         (AggFunc::Min | AggFunc::Max, Some(t)) => t.clone(),
+        (AggFunc::Sum | AggFunc::Avg, Some(DataType::Interval)) => DataType::Interval,
         (AggFunc::BoolAnd | AggFunc::BoolOr, Some(DataType::Boolean)) => DataType::Boolean,
         (AggFunc::StringAgg, Some(_)) => DataType::Text,
         (AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode, t) => {
@@ -3158,6 +3208,11 @@ fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
 }
 
 fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
+    if datetime::is_function(name)
+        && (name != "to_char" || args.first().is_some_and(|a| datetime::is_datetime(&a.ty)))
+    {
+        return datetime::function(name, args);
+    }
     let n = args.len();
     let sig_msg = {
         let types: Vec<String> = args_types(&args)
@@ -3430,14 +3485,17 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     if is_text(a) && is_text(b) {
         return Some(DataType::Text);
     }
-    None
+    datetime::common(a, b)
 }
 
 /// Whether a value of `from` may be stored in a column of `to` (PostgreSQL's
 /// assignment casts for our types: numbers among themselves, anything to
 /// text, text types among themselves).
 fn assignable(from: &DataType, to: &DataType) -> bool {
-    (is_numeric(from) && is_numeric(to)) || is_text(to) || (is_text(from) && is_text(to))
+    (is_numeric(from) && is_numeric(to))
+        || is_text(to)
+        || (is_text(from) && is_text(to))
+        || datetime::assignable(from, to)
 }
 
 /// Gives an unknown literal a type, or checks an implicit conversion.
@@ -3587,6 +3645,7 @@ pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
         T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(len(l)?),
         T::Char(l) | T::Character(l) => DataType::Char(len(l)?.unwrap_or(1)),
         T::Bytea => DataType::Bytea,
+        t if let Some(r) = datetime::data_type(t) => r?.0,
         T::Custom(name, mods) if mods.is_empty() => {
             let n = object_name(name)?.pop().unwrap_or_default();
             match n.as_str() {

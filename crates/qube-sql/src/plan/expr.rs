@@ -74,6 +74,73 @@ pub enum Func {
     Currval,
     Setval,
     Lastval,
+    // Date/time (exec/datetime.rs).
+    Now,
+    StatementTimestamp,
+    ClockTimestamp,
+    CurrentDate,
+    LocalTime,
+    LocalTimestamp,
+    /// extract(field FROM x): numeric; date_part('field', x): double.
+    Extract,
+    DatePart,
+    DateTrunc,
+    Age,
+    MakeDate,
+    MakeTime,
+    MakeTimestamp,
+    MakeTimestampTz,
+    MakeInterval,
+    /// to_timestamp(double precision).
+    ToTimestampEpoch,
+    /// to_timestamp(text, format).
+    ToTimestampFmt,
+    ToDate,
+    ToChar,
+    JustifyDays,
+    JustifyHours,
+    JustifyInterval,
+    IsFinite,
+    /// `x AT TIME ZONE zone` (args: x, zone).
+    AtTimeZone,
+    DateBin,
+    /// Rounds a time value to `p` fractional digits (`timestamp(p)` casts).
+    RoundTime,
+}
+
+impl Func {
+    /// Whether `exec::datetime` evaluates this function.
+    pub fn is_datetime(self) -> bool {
+        matches!(
+            self,
+            Func::Now
+                | Func::StatementTimestamp
+                | Func::ClockTimestamp
+                | Func::CurrentDate
+                | Func::LocalTime
+                | Func::LocalTimestamp
+                | Func::Extract
+                | Func::DatePart
+                | Func::DateTrunc
+                | Func::Age
+                | Func::MakeDate
+                | Func::MakeTime
+                | Func::MakeTimestamp
+                | Func::MakeTimestampTz
+                | Func::MakeInterval
+                | Func::ToTimestampEpoch
+                | Func::ToTimestampFmt
+                | Func::ToDate
+                | Func::ToChar
+                | Func::JustifyDays
+                | Func::JustifyHours
+                | Func::JustifyInterval
+                | Func::IsFinite
+                | Func::AtTimeZone
+                | Func::DateBin
+                | Func::RoundTime
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

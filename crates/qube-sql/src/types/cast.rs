@@ -11,6 +11,7 @@ use qube_common::{Error, Result};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
+use super::datetime;
 use super::value::{Value, format_float};
 
 pub fn out_of_range(what: &str) -> Error {
@@ -84,6 +85,11 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
             Value::Text(s) => Value::Bytea(parse_bytea(&s)?),
             other => return Err(cannot_cast(&other, to)),
         },
+        DataType::Date
+        | DataType::Time
+        | DataType::Timestamp
+        | DataType::TimestampTz
+        | DataType::Interval => to_datetime(v, to)?,
         other => {
             return Err(Error::user(
                 "0A000",
@@ -91,6 +97,66 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
             ));
         }
     })
+}
+
+/// Casts into the date/time types (text read in the session's zone).
+fn to_datetime(v: Value, to: &DataType) -> Result<Value> {
+    use datetime as dt;
+    let zone = || dt::zone();
+    Ok(match (to, v) {
+        (DataType::Date, Value::Date(d)) => Value::Date(d),
+        (DataType::Date, Value::Text(s)) => Value::Date(dt::parse_date(&s)?),
+        (DataType::Date, Value::Timestamp(t)) => Value::Date(ts_date(t)),
+        (DataType::Date, Value::TimestampTz(t)) => Value::Date(ts_date(zone().to_local(t))),
+        (DataType::Time, Value::Time(t)) => Value::Time(t),
+        (DataType::Time, Value::Text(s)) => Value::Time(dt::parse_time(&s)?),
+        (DataType::Time, Value::Timestamp(t)) if dt::is_finite_ts(t) => {
+            Value::Time(t.rem_euclid(dt::USECS_PER_DAY))
+        }
+        (DataType::Time, Value::TimestampTz(t)) if dt::is_finite_ts(t) => {
+            Value::Time(zone().to_local(t).rem_euclid(dt::USECS_PER_DAY))
+        }
+        (DataType::Time, Value::Interval(i)) => Value::Time(i.micros.rem_euclid(dt::USECS_PER_DAY)),
+        (DataType::Timestamp, Value::Timestamp(t)) => Value::Timestamp(t),
+        (DataType::Timestamp, Value::Text(s)) => Value::Timestamp(dt::parse_timestamp(&s, false)?),
+        (DataType::Timestamp, Value::Date(d)) => Value::Timestamp(date_to_ts(d)?),
+        (DataType::Timestamp, Value::TimestampTz(t)) => Value::Timestamp(zone().to_local(t)),
+        (DataType::TimestampTz, Value::TimestampTz(t)) => Value::TimestampTz(t),
+        (DataType::TimestampTz, Value::Text(s)) => {
+            Value::TimestampTz(dt::parse_timestamp(&s, true)?)
+        }
+        (DataType::TimestampTz, Value::Date(d)) => {
+            Value::TimestampTz(dt::check_ts(zone().to_utc(date_to_ts(d)?))?)
+        }
+        (DataType::TimestampTz, Value::Timestamp(t)) => Value::TimestampTz(
+            dt::check_ts(zone().to_utc(t))
+                .or_else(|e| if dt::is_finite_ts(t) { Err(e) } else { Ok(t) })?,
+        ),
+        (DataType::Interval, Value::Interval(i)) => Value::Interval(i),
+        (DataType::Interval, Value::Text(s)) => Value::Interval(dt::parse_interval(&s, None)?),
+        (DataType::Interval, Value::Time(t)) => Value::Interval(dt::Interval::new(0, 0, t)),
+        (_, other) => return Err(cannot_cast(&other, to)),
+    })
+}
+
+/// The date of a timestamp (infinities stay infinite).
+fn ts_date(t: i64) -> i32 {
+    match t {
+        datetime::TS_NEG_INF => datetime::DATE_NEG_INF,
+        datetime::TS_POS_INF => datetime::DATE_POS_INF,
+        t => t.div_euclid(datetime::USECS_PER_DAY) as i32,
+    }
+}
+
+/// A date's midnight; 22008 past timestamp's range.
+pub fn date_to_ts(d: i32) -> Result<i64> {
+    let t = super::value::date_ts(d);
+    if datetime::is_finite_date(d)
+        && (d as i64).checked_mul(datetime::USECS_PER_DAY).is_none_or(|t| !datetime::ts_in_range(t))
+    {
+        return Err(Error::user("22008", "date out of range for timestamp"));
+    }
+    Ok(t)
 }
 
 fn cannot_cast(v: &Value, to: &DataType) -> Error {
@@ -159,7 +225,7 @@ fn to_f64(v: Value, type_name: &str) -> Result<f64> {
     match v {
         Value::Text(s) => parse_float(&s, type_name),
         Value::Bool(_) | Value::Bytea(_) => Err(cannot_cast(&v, &DataType::Double)),
-        other => other.as_f64().ok_or_else(|| out_of_range(type_name)),
+        other => other.as_f64().ok_or_else(|| cannot_cast(&other, &DataType::Double)),
     }
 }
 
@@ -311,6 +377,12 @@ pub fn implicit(from: &DataType, to: &DataType) -> bool {
         _ => None,
     };
     if from == to {
+        return true;
+    }
+    if matches!(
+        (from, to),
+        (Date, Timestamp | TimestampTz) | (Timestamp, TimestampTz) | (Time, Interval)
+    ) {
         return true;
     }
     match (rank(from), rank(to)) {

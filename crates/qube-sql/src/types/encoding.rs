@@ -11,6 +11,9 @@
 //!   6 float4 (4 B LE) | 7 float8 (8 B LE)
 //!   8 numeric (rust_decimal's 16-byte serialization)
 //!   9 text (len:varint, UTF-8) | 10 bytea (len:varint, bytes)
+//!   11 date (i32 LE days since 2000-01-01) | 12 time (i64 LE µs since midnight)
+//!   13 timestamp | 14 timestamptz (i64 LE µs since 2000-01-01 [UTC])
+//!   15 interval (months i32 LE, days i32 LE, µs i64 LE)
 //! ```
 //!
 //! A row shorter than the table (written before `ADD COLUMN`) reads its
@@ -32,6 +35,10 @@
 //!          exponent (i16 BE, sign flipped) and digits ('0'..'9', no trailing
 //!          zeros) ended by 0x00; all complemented when negative
 //!        | text, bytea: bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00
+//!        | date, time, timestamp(tz): as an integer (days, µs)
+//!        | interval: its 30-day-month length in µs, i128 BE with the sign
+//!          bit flipped (so '1 mon' and '30 days' are one key, as they are
+//!          equal in PostgreSQL)
 //! ```
 //!
 //! Integers of different widths share one encoding so that an index on an
@@ -40,6 +47,7 @@
 use qube_common::{Error, Result};
 use rust_decimal::Decimal;
 
+use super::datetime::Interval;
 use super::value::Value;
 
 fn corrupt(what: &str) -> Error {
@@ -109,6 +117,28 @@ pub fn encode_row(values: &[Value], out: &mut Vec<u8>) {
                 put_varint(out, b.len() as u64);
                 out.extend_from_slice(b);
             }
+            Value::Date(d) => {
+                out.push(11);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            Value::Time(t) => {
+                out.push(12);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::Timestamp(t) => {
+                out.push(13);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::TimestampTz(t) => {
+                out.push(14);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::Interval(i) => {
+                out.push(15);
+                out.extend_from_slice(&i.months.to_le_bytes());
+                out.extend_from_slice(&i.days.to_le_bytes());
+                out.extend_from_slice(&i.micros.to_le_bytes());
+            }
         }
     }
 }
@@ -150,6 +180,23 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
                 let len = get_varint(b, &mut pos)? as usize;
                 Value::Bytea(take(&mut pos, len)?.to_vec())
             }
+            11 => Value::Date(i32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
+            12..=14 => {
+                let t = i64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]));
+                match tag {
+                    12 => Value::Time(t),
+                    13 => Value::Timestamp(t),
+                    _ => Value::TimestampTz(t),
+                }
+            }
+            15 => {
+                let b = take(&mut pos, 16)?;
+                Value::Interval(Interval {
+                    months: i32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])),
+                    days: i32::from_le_bytes(b[4..8].try_into().unwrap_or([0; 4])),
+                    micros: i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
+                })
+            }
             _ => return Err(corrupt("unknown value tag")),
         };
         out.push(v);
@@ -190,7 +237,16 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
         Value::Numeric(d) => encode_decimal(*d, out),
         Value::Text(s) => encode_bytes(s.as_bytes(), out),
         Value::Bytea(b) => encode_bytes(b, out),
+        Value::Date(d) => put_i64_key(*d as i64, out),
+        Value::Time(t) | Value::Timestamp(t) | Value::TimestampTz(t) => put_i64_key(*t, out),
+        Value::Interval(i) => {
+            out.extend_from_slice(&((i.span() as u128) ^ (1 << 127)).to_be_bytes());
+        }
     }
+}
+
+fn put_i64_key(i: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
 }
 
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {

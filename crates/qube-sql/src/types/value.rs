@@ -12,6 +12,8 @@ use std::fmt;
 use qube_common::types::DataType;
 use rust_decimal::Decimal;
 
+use super::datetime::{self, Interval};
+
 /// One SQL value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -25,6 +27,12 @@ pub enum Value {
     Numeric(Decimal),
     Text(String),
     Bytea(Vec<u8>),
+    // Date/time (see `datetime`): days / µs since 2000-01-01, µs since midnight.
+    Date(i32),
+    Time(i64),
+    Timestamp(i64),
+    TimestampTz(i64),
+    Interval(Interval),
 }
 
 impl Value {
@@ -46,6 +54,11 @@ impl Value {
             Value::Numeric(_) => DataType::Numeric(None),
             Value::Text(_) => DataType::Text,
             Value::Bytea(_) => DataType::Bytea,
+            Value::Date(_) => DataType::Date,
+            Value::Time(_) => DataType::Time,
+            Value::Timestamp(_) => DataType::Timestamp,
+            Value::TimestampTz(_) => DataType::TimestampTz,
+            Value::Interval(_) => DataType::Interval,
         })
     }
 
@@ -96,6 +109,15 @@ impl Value {
             (Text(a), Text(b)) => a.cmp(b),
             (Bytea(a), Bytea(b)) => a.cmp(b),
             (Numeric(a), Numeric(b)) => a.cmp(b),
+            (Date(a), Date(b)) => a.cmp(b),
+            (Time(a), Time(b)) => a.cmp(b),
+            (Timestamp(a), Timestamp(b)) | (TimestampTz(a), TimestampTz(b)) => a.cmp(b),
+            (Interval(a), Interval(b)) => a.cmp_span(b),
+            // A date is its midnight (same as PostgreSQL's date ↔ timestamp operators).
+            (Date(a), Timestamp(b)) => date_ts(*a).cmp(b),
+            (Timestamp(a), Date(b)) => a.cmp(&date_ts(*b)),
+            (Date(_) | Time(_) | Timestamp(_) | TimestampTz(_) | Interval(_), _)
+            | (_, Date(_) | Time(_) | Timestamp(_) | TimestampTz(_) | Interval(_)) => return None,
             (a, b) => {
                 if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
                     return Some(x.cmp(&y));
@@ -111,6 +133,15 @@ impl Value {
                 }
             }
         })
+    }
+}
+
+/// A date's midnight as a timestamp (infinities map to infinities).
+pub fn date_ts(d: i32) -> i64 {
+    match d {
+        datetime::DATE_NEG_INF => datetime::TS_NEG_INF,
+        datetime::DATE_POS_INF => datetime::TS_POS_INF,
+        d => (d as i64).saturating_mul(datetime::USECS_PER_DAY),
     }
 }
 
@@ -134,6 +165,10 @@ fn rank(v: &Value) -> u8 {
         Value::Float4(_) | Value::Float8(_) | Value::Numeric(_) => 1,
         Value::Text(_) => 2,
         Value::Bytea(_) => 3,
+        Value::Date(_) | Value::Timestamp(_) => 4,
+        Value::Time(_) => 5,
+        Value::TimestampTz(_) => 6,
+        Value::Interval(_) => 7,
     }
 }
 
@@ -157,6 +192,29 @@ impl fmt::Display for Value {
                 }
                 Ok(())
             }
+            Value::Date(_)
+            | Value::Time(_)
+            | Value::Timestamp(_)
+            | Value::TimestampTz(_)
+            | Value::Interval(_) => {
+                let mut s = String::new();
+                self.write_datetime(datetime::zone(), &mut s);
+                f.write_str(&s)
+            }
+        }
+    }
+}
+
+impl Value {
+    /// Text output of a date/time value, timestamptz in `zone`.
+    pub fn write_datetime(&self, zone: datetime::Zone, out: &mut String) {
+        match self {
+            Value::Date(d) => datetime::format_date(*d, out),
+            Value::Time(t) => datetime::format_time(*t, out),
+            Value::Timestamp(t) => datetime::format_timestamp(*t, None, out),
+            Value::TimestampTz(t) => datetime::format_timestamptz(*t, zone, out),
+            Value::Interval(i) => datetime::format_interval(i, out),
+            _ => {}
         }
     }
 }

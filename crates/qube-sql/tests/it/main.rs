@@ -251,3 +251,62 @@ fn errors_point_into_the_query_text() {
     let e = s.execute_prepared(&p, &[qube_sql::Value::Int4(1)]).unwrap_err();
     assert_eq!(e.position(), Some(23));
 }
+
+/// Date/time values keep their exact values across a reopen, a timestamp
+/// index serves range queries, now() is the transaction's start, and the
+/// session's zone (set by name, as drivers do at startup) shapes text I/O.
+#[test]
+fn datetime_values_survive_reopen_and_use_indexes() {
+    use qube_sql::{Database, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let all = "SELECT d, t, ts, tz, iv FROM ev ORDER BY ts";
+    let expected = {
+        let db = Database::open(dir.path()).unwrap();
+        let mut s = db.session().unwrap();
+        s.execute(
+            "CREATE TABLE ev (id int PRIMARY KEY, d date, t time, ts timestamp(6), \
+             tz timestamptz, iv interval); CREATE INDEX ev_ts ON ev (ts)",
+        )
+        .unwrap();
+        let rows: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "({i}, DATE '2024-01-01' + {i}, TIME '00:00:01.5' + {i} * INTERVAL '1 min', \
+                     TIMESTAMP '2023-12-31 23:59:59.999999' + {i} * INTERVAL '7 hours', \
+                     TIMESTAMPTZ '0044-03-15 12:00+00 BC' + {i} * INTERVAL '1 year', \
+                     INTERVAL '-1 mon 2 days -03:04:05.000006' * {i})"
+                )
+            })
+            .collect();
+        s.execute(&format!("INSERT INTO ev VALUES {}", rows.join(", "))).unwrap();
+        s.execute(all).unwrap().remove(0).rows
+    };
+    let db = Database::open(dir.path()).unwrap();
+    let mut s = db.session().unwrap();
+    assert_eq!(s.execute(all).unwrap().remove(0).rows, expected);
+    let q = "SELECT count(*) FROM ev WHERE ts >= '2024-01-02' AND ts < DATE '2024-01-03'";
+    let plan = s.execute(&format!("EXPLAIN {q}")).unwrap().remove(0).rows;
+    let plan: Vec<String> = plan.iter().map(|r| r[0].to_string()).collect();
+    assert!(plan.join("\n").contains("ts in range"), "{plan:?}");
+    assert_eq!(s.execute(q).unwrap()[0].rows[0][0], Value::Int8(3));
+    let scan = "SELECT count(*) FROM ev WHERE ts + INTERVAL '0 s' >= '2024-01-02' \
+                AND ts + INTERVAL '0 s' < '2024-01-03'";
+    assert_eq!(s.execute(scan).unwrap()[0].rows[0][0], Value::Int8(3));
+    // now() stays put within a transaction.
+    s.execute("CREATE TABLE n (at timestamptz)").unwrap();
+    s.execute("BEGIN; INSERT INTO n SELECT now(); INSERT INTO n SELECT now(); COMMIT").unwrap();
+    s.execute("INSERT INTO n SELECT now()").unwrap();
+    let r = s.execute("SELECT count(DISTINCT at) FROM n").unwrap();
+    assert_eq!(r[0].rows[0][0], Value::Int8(2));
+    // The zone a driver sends at startup; bad names are 22023.
+    s.set_time_zone("Etc/GMT-3").unwrap();
+    let r = s
+        .execute("SELECT TIMESTAMPTZ '2024-01-01 00:00+00', '2024-06-01 12:00'::timestamptz::text");
+    let r = r.unwrap().remove(0).rows.remove(0);
+    assert_eq!(r[0].to_string(), "2024-01-01 03:00:00+03");
+    assert_eq!(r[1], Value::Text("2024-06-01 12:00:00+03".into()));
+    assert_eq!(s.set_time_zone("Nowhere/Special").unwrap_err().sqlstate(), "22023");
+    s.set_time_zone("europe/berlin").unwrap();
+    let r = s.execute("SHOW timezone").unwrap();
+    assert_eq!(r[0].rows[0][0], Value::Text("Europe/Berlin".into()));
+}

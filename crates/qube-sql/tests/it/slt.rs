@@ -207,7 +207,9 @@ slt_tests!(
     foreign_keys,
     schemas,
     sequences,
-    dml_from
+    dml_from,
+    datetime,
+    datetime_diff
 );
 
 #[test]
