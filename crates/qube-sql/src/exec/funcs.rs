@@ -13,6 +13,9 @@ use crate::types::Value;
 use crate::types::cast::{self, out_of_range};
 
 pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
+    if func.is_typed() {
+        return super::typefuncs::call(func, args);
+    }
     match func {
         Func::Concat => {
             let mut s = String::new();
@@ -246,14 +249,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         Func::RegexMatch | Func::RegexIMatch => {
             Value::Bool(regex_match(&text(&args[0]), &text(&args[1]), func == Func::RegexIMatch)?)
         }
-        Func::Concat
-        | Func::Greatest
-        | Func::Least
-        | Func::NullIf
-        | Func::Coalesce
-        | Func::Random => {
-            return Err(Error::Internal("handled above".into()));
-        }
+        _ => return Err(Error::Internal("handled above".into())),
     })
 }
 

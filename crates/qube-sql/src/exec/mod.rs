@@ -12,6 +12,7 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+pub mod typefuncs;
 mod window;
 
 use std::cmp::Ordering;
@@ -237,6 +238,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             series(start, stop, step)
         }
+        Plan::SetFunction { func, args, .. } => {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(eval(ctx, a, &[])?);
+            }
+            typefuncs::set_function(*func, vals)
+        }
         Plan::Filter { input, predicate } => {
             let rows = run(ctx, input)?;
             let mut out = Vec::new();
@@ -381,6 +389,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     match plan {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
+        Plan::SetFunction { width, .. } => *width,
         Plan::WorkTable { width, .. } => *width,
         Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
@@ -753,11 +762,24 @@ enum Acc {
     SumInt(Option<i128>),
     SumDec(Option<Decimal>),
     SumFloat(Option<f64>),
-    Avg { sum: Decimal, fsum: f64, n: i64, float: bool },
+    Avg {
+        sum: Decimal,
+        fsum: f64,
+        n: i64,
+        float: bool,
+    },
     MinMax(Option<Value>),
     Bool(Option<bool>),
     Str(Option<String>),
-    Var { n: i64, mean: f64, m2: f64 },
+    Var {
+        n: i64,
+        mean: f64,
+        m2: f64,
+    },
+    /// array_agg, json(b)_agg: every value, NULLs included.
+    List(Option<Vec<Value>>),
+    /// json(b)_object_agg: (key, value) pairs.
+    Pairs(Option<Vec<(Value, Value)>>),
 }
 
 fn new_acc(a: &AggCall) -> Acc {
@@ -776,6 +798,8 @@ fn new_acc(a: &AggCall) -> Acc {
         AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp => {
             Acc::Var { n: 0, mean: 0.0, m2: 0.0 }
         }
+        AggFunc::ArrayAgg | AggFunc::JsonAgg | AggFunc::JsonbAgg => Acc::List(None),
+        AggFunc::JsonObjectAgg | AggFunc::JsonbObjectAgg => Acc::Pairs(None),
     }
 }
 
@@ -790,10 +814,23 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
         }
         return Ok(());
     }
+    match acc {
+        Acc::List(l) => {
+            l.get_or_insert_with(Vec::new).push(v);
+            return Ok(());
+        }
+        Acc::Pairs(p) => {
+            typefuncs::check_key(&v)?;
+            p.get_or_insert_with(Vec::new).push((v, extra.unwrap_or(Value::Null)));
+            return Ok(());
+        }
+        _ => {}
+    }
     if v.is_null() {
         return Ok(());
     }
     match acc {
+        Acc::List(_) | Acc::Pairs(_) => {}
         Acc::Count(c) => *c += 1,
         Acc::SumInt(s) => *s = Some(s.unwrap_or(0) + v.as_i64().unwrap_or(0) as i128),
         Acc::SumDec(s) => {
@@ -887,6 +924,20 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
         Acc::MinMax(m) => m.unwrap_or(Value::Null),
         Acc::Bool(b) => b.map_or(Value::Null, Value::Bool),
         Acc::Str(s) => s.map_or(Value::Null, Value::Text),
+        Acc::List(l) => match l {
+            None => Value::Null,
+            Some(mut items) => {
+                // DISTINCT aggregates see their input sorted, as in PostgreSQL.
+                if a.distinct {
+                    items.sort_by(|x, y| x.total_cmp(y));
+                }
+                typefuncs::finish_list(a.func, items)?
+            }
+        },
+        Acc::Pairs(p) => match p {
+            None => Value::Null,
+            Some(pairs) => typefuncs::finish_pairs(a.func, pairs)?,
+        },
         Acc::Var { n, m2, .. } => {
             let samp = matches!(a.func, AggFunc::StddevSamp | AggFunc::VarSamp);
             let denom = if samp { n - 1 } else { n };

@@ -70,6 +70,100 @@ pub enum Func {
     /// `~` and `~*` (the second argument is the pattern).
     RegexMatch,
     RegexIMatch,
+    // uuid, json/jsonb and arrays: evaluated by exec::typefuncs.
+    GenRandomUuid,
+    /// `->` (key or index), `->>`, `#>`, `#>>` on json and jsonb.
+    JsonGet,
+    JsonGetText,
+    JsonPath,
+    JsonPathText,
+    /// `@>` on jsonb or arrays (`<@` swaps the arguments).
+    Contains,
+    /// `?`, `?|`, `?&`.
+    JsonExists,
+    JsonExistsAny,
+    JsonExistsAll,
+    JsonbConcat,
+    /// jsonb `-` key, index or text[] of keys.
+    JsonbDelete,
+    JsonTypeof,
+    JsonArrayLength,
+    JsonbBuildObject,
+    JsonBuildObject,
+    JsonbBuildArray,
+    JsonBuildArray,
+    ToJsonb,
+    ToJson,
+    JsonbSet,
+    JsonbPretty,
+    JsonbStripNulls,
+    /// `ARRAY[…]`.
+    ArrayCtor,
+    /// `a[i]` (1-based; NULL out of range) and `a[lo:hi]`.
+    Subscript,
+    Slice,
+    /// `x op ANY/ALL (array)`.
+    ArrayAny {
+        op: BinOp,
+        all: bool,
+    },
+    /// `&&`.
+    Overlap,
+    ArrayCat,
+    ArrayAppend,
+    ArrayPrepend,
+    ArrayLength,
+    Cardinality,
+    ArrayPosition,
+    ArrayRemove,
+    ArrayToString,
+    StringToArray,
+}
+
+impl Func {
+    /// Whether `exec::typefuncs` evaluates this function.
+    pub fn is_typed(self) -> bool {
+        use Func::*;
+        matches!(
+            self,
+            GenRandomUuid
+                | JsonGet
+                | JsonGetText
+                | JsonPath
+                | JsonPathText
+                | Contains
+                | JsonExists
+                | JsonExistsAny
+                | JsonExistsAll
+                | JsonbConcat
+                | JsonbDelete
+                | JsonTypeof
+                | JsonArrayLength
+                | JsonbBuildObject
+                | JsonBuildObject
+                | JsonbBuildArray
+                | JsonBuildArray
+                | ToJsonb
+                | ToJson
+                | JsonbSet
+                | JsonbPretty
+                | JsonbStripNulls
+                | ArrayCtor
+                | Subscript
+                | Slice
+                | ArrayAny { .. }
+                | Overlap
+                | ArrayCat
+                | ArrayAppend
+                | ArrayPrepend
+                | ArrayLength
+                | Cardinality
+                | ArrayPosition
+                | ArrayRemove
+                | ArrayToString
+                | StringToArray
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +181,13 @@ pub enum AggFunc {
     StddevPop,
     VarSamp,
     VarPop,
+    // Collecting aggregates (exec: Acc::List / Acc::Pairs); NULLs are kept.
+    ArrayAgg,
+    JsonAgg,
+    JsonbAgg,
+    /// `extra` is the value; the argument is the key.
+    JsonObjectAgg,
+    JsonbObjectAgg,
 }
 
 #[derive(Debug, Clone, PartialEq)]

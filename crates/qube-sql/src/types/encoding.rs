@@ -11,6 +11,9 @@
 //!   6 float4 (4 B LE) | 7 float8 (8 B LE)
 //!   8 numeric (rust_decimal's 16-byte serialization)
 //!   9 text (len:varint, UTF-8) | 10 bytea (len:varint, bytes)
+//!   11 uuid (16 B) | 12 json (len:varint, its text)
+//!   13 jsonb (types::jsonb's binary node encoding)
+//!   14 array (count:varint, then each element as a value; one level)
 //! ```
 //!
 //! A row shorter than the table (written before `ADD COLUMN`) reads its
@@ -32,6 +35,10 @@
 //!          exponent (i16 BE, sign flipped) and digits ('0'..'9', no trailing
 //!          zeros) ended by 0x00; all complemented when negative
 //!        | text, bytea: bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00
+//!        | uuid: its 16 bytes
+//!        | jsonb: types::jsonb's token-stream key (PostgreSQL's jsonb order)
+//!        | array: each element's part (0x01 body | 0x02), then 0x00 — so a
+//!          shorter array sorts first and NULL elements after values
 //! ```
 //!
 //! Integers of different widths share one encoding so that an index on an
@@ -54,7 +61,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
+pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos).ok_or_else(|| corrupt("varint"))?;
@@ -72,42 +79,66 @@ pub fn encode_row(values: &[Value], out: &mut Vec<u8>) {
     out.push(1);
     put_varint(out, values.len() as u64);
     for v in values {
-        match v {
-            Value::Null => out.push(0),
-            Value::Bool(b) => out.push(1 + *b as u8),
-            Value::Int2(i) => {
-                out.push(3);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Int4(i) => {
-                out.push(4);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Int8(i) => {
-                out.push(5);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Float4(f) => {
-                out.push(6);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            Value::Float8(f) => {
-                out.push(7);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            Value::Numeric(d) => {
-                out.push(8);
-                out.extend_from_slice(&d.serialize());
-            }
-            Value::Text(s) => {
-                out.push(9);
-                put_varint(out, s.len() as u64);
-                out.extend_from_slice(s.as_bytes());
-            }
-            Value::Bytea(b) => {
-                out.push(10);
-                put_varint(out, b.len() as u64);
-                out.extend_from_slice(b);
+        encode_value(v, out);
+    }
+}
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(0),
+        Value::Bool(b) => out.push(1 + *b as u8),
+        Value::Int2(i) => {
+            out.push(3);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Int4(i) => {
+            out.push(4);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Int8(i) => {
+            out.push(5);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Float4(f) => {
+            out.push(6);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Float8(f) => {
+            out.push(7);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Numeric(d) => {
+            out.push(8);
+            out.extend_from_slice(&d.serialize());
+        }
+        Value::Text(s) => {
+            out.push(9);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Bytea(b) => {
+            out.push(10);
+            put_varint(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Value::Uuid(u) => {
+            out.push(11);
+            out.extend_from_slice(u);
+        }
+        Value::Json(s) => {
+            out.push(12);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Jsonb(j) => {
+            out.push(13);
+            super::jsonb::encode(j, out);
+        }
+        Value::Array(items) => {
+            out.push(14);
+            put_varint(out, items.len() as u64);
+            for v in items {
+                encode_value(v, out);
             }
         }
     }
@@ -121,41 +152,53 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
     }
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
+    for _ in 0..n.min(ncols) {
+        out.push(decode_value(b, &mut pos, 0)?);
+    }
+    out.resize(ncols, Value::Null);
+    Ok(())
+}
+
+fn decode_value(b: &[u8], pos: &mut usize, depth: usize) -> Result<Value> {
     let take = |pos: &mut usize, len: usize| -> Result<&[u8]> {
         let s = b.get(*pos..*pos + len).ok_or_else(|| corrupt("truncated value"))?;
         *pos += len;
         Ok(s)
     };
-    for _ in 0..n.min(ncols) {
-        let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
-        pos += 1;
-        let v = match tag {
-            0 => Value::Null,
-            1 => Value::Bool(false),
-            2 => Value::Bool(true),
-            3 => Value::Int2(i16::from_le_bytes(take(&mut pos, 2)?.try_into().unwrap_or([0; 2]))),
-            4 => Value::Int4(i32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
-            5 => Value::Int8(i64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]))),
-            6 => Value::Float4(f32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
-            7 => Value::Float8(f64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]))),
-            8 => Value::Numeric(Decimal::deserialize(
-                take(&mut pos, 16)?.try_into().unwrap_or([0; 16]),
-            )),
-            9 => {
-                let len = get_varint(b, &mut pos)? as usize;
-                let s = take(&mut pos, len)?;
-                Value::Text(String::from_utf8(s.to_vec()).map_err(|_| corrupt("text not UTF-8"))?)
+    let tag = *b.get(*pos).ok_or_else(|| corrupt("truncated row"))?;
+    *pos += 1;
+    Ok(match tag {
+        0 => Value::Null,
+        1 => Value::Bool(false),
+        2 => Value::Bool(true),
+        3 => Value::Int2(i16::from_le_bytes(take(pos, 2)?.try_into().unwrap_or([0; 2]))),
+        4 => Value::Int4(i32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
+        5 => Value::Int8(i64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
+        6 => Value::Float4(f32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
+        7 => Value::Float8(f64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
+        8 => Value::Numeric(Decimal::deserialize(take(pos, 16)?.try_into().unwrap_or([0; 16]))),
+        9 | 12 => {
+            let len = get_varint(b, pos)? as usize;
+            let s = take(pos, len)?;
+            let s = String::from_utf8(s.to_vec()).map_err(|_| corrupt("text not UTF-8"))?;
+            if tag == 9 { Value::Text(s) } else { Value::Json(s) }
+        }
+        10 => {
+            let len = get_varint(b, pos)? as usize;
+            Value::Bytea(take(pos, len)?.to_vec())
+        }
+        11 => Value::Uuid(take(pos, 16)?.try_into().unwrap_or([0; 16])),
+        13 => Value::Jsonb(Box::new(super::jsonb::decode(b, pos)?)),
+        14 if depth == 0 => {
+            let n = get_varint(b, pos)? as usize;
+            let mut items = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                items.push(decode_value(b, pos, depth + 1)?);
             }
-            10 => {
-                let len = get_varint(b, &mut pos)? as usize;
-                Value::Bytea(take(&mut pos, len)?.to_vec())
-            }
-            _ => return Err(corrupt("unknown value tag")),
-        };
-        out.push(v);
-    }
-    out.resize(ncols, Value::Null);
-    Ok(())
+            Value::Array(items)
+        }
+        _ => return Err(corrupt("unknown value tag")),
+    })
 }
 
 /// Appends the memcomparable key encoding of `v`.
@@ -190,6 +233,16 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
         Value::Numeric(d) => encode_decimal(*d, out),
         Value::Text(s) => encode_bytes(s.as_bytes(), out),
         Value::Bytea(b) => encode_bytes(b, out),
+        Value::Uuid(u) => out.extend_from_slice(u),
+        // json has no order (no btree operator class): its text.
+        Value::Json(s) => encode_bytes(s.as_bytes(), out),
+        Value::Jsonb(j) => j.key(out),
+        Value::Array(items) => {
+            for v in items {
+                encode_key(v, out);
+            }
+            out.push(0);
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Values, their casts and their encodings.
 
+pub mod array;
 pub mod cast;
 pub mod encoding;
+pub mod jsonb;
 pub mod value;
 
 pub use value::Value;

@@ -12,6 +12,8 @@ use std::fmt;
 use qube_common::types::DataType;
 use rust_decimal::Decimal;
 
+use super::jsonb::Jsonb;
+
 /// One SQL value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -25,6 +27,13 @@ pub enum Value {
     Numeric(Decimal),
     Text(String),
     Bytea(Vec<u8>),
+    // uuid, json, jsonb, arrays (keep these last; see types::jsonb, types::array).
+    Uuid([u8; 16]),
+    /// json: the text as given (validated).
+    Json(String),
+    Jsonb(Box<Jsonb>),
+    /// A one-dimensional array's elements (lower bound 1).
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -46,6 +55,12 @@ impl Value {
             Value::Numeric(_) => DataType::Numeric(None),
             Value::Text(_) => DataType::Text,
             Value::Bytea(_) => DataType::Bytea,
+            Value::Uuid(_) => DataType::Uuid,
+            Value::Json(_) => DataType::Json,
+            Value::Jsonb(_) => DataType::Jsonb,
+            Value::Array(items) => DataType::Array(Box::new(
+                items.iter().find_map(Value::data_type).unwrap_or(DataType::Text),
+            )),
         })
     }
 
@@ -96,6 +111,10 @@ impl Value {
             (Text(a), Text(b)) => a.cmp(b),
             (Bytea(a), Bytea(b)) => a.cmp(b),
             (Numeric(a), Numeric(b)) => a.cmp(b),
+            (Uuid(a), Uuid(b)) => a.cmp(b),
+            (Jsonb(a), Jsonb(b)) => a.btree_cmp(b),
+            (Array(a), Array(b)) => return super::array::cmp(a, b),
+            (Json(_), _) | (_, Json(_)) => return None,
             (a, b) => {
                 if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
                     return Some(x.cmp(&y));
@@ -134,6 +153,10 @@ fn rank(v: &Value) -> u8 {
         Value::Float4(_) | Value::Float8(_) | Value::Numeric(_) => 1,
         Value::Text(_) => 2,
         Value::Bytea(_) => 3,
+        Value::Uuid(_) => 4,
+        Value::Json(_) => 5,
+        Value::Jsonb(_) => 6,
+        Value::Array(_) => 7,
     }
 }
 
@@ -157,8 +180,56 @@ impl fmt::Display for Value {
                 }
                 Ok(())
             }
+            Value::Uuid(u) => f.write_str(&format_uuid(u)),
+            Value::Json(s) => f.write_str(s),
+            Value::Jsonb(j) => write!(f, "{j}"),
+            Value::Array(items) => {
+                let mut s = String::new();
+                super::array::write(items, &mut s);
+                f.write_str(&s)
+            }
         }
     }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower case.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// PostgreSQL's uuid input: 32 hex digits, optionally in braces, with a
+/// hyphen allowed after any group of four digits.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let braces = b.first() == Some(&b'{');
+    if braces {
+        i += 1;
+    }
+    let mut out = [0u8; 16];
+    for (k, byte) in out.iter_mut().enumerate() {
+        let h = |c: u8| (c as char).to_digit(16);
+        let (hi, lo) = (h(*b.get(i)?)?, h(*b.get(i + 1)?)?);
+        *byte = (hi * 16 + lo) as u8;
+        i += 2;
+        if b.get(i) == Some(&b'-') && k % 2 == 1 && k < 15 {
+            i += 1;
+        }
+    }
+    if braces {
+        if b.get(i) != Some(&b'}') {
+            return None;
+        }
+        i += 1;
+    }
+    (i == b.len()).then_some(out)
 }
 
 /// Shortest text that reads back as the same float (PostgreSQL 12+'s

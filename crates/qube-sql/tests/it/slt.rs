@@ -204,7 +204,10 @@ slt_tests!(
     alter,
     functions,
     window,
-    foreign_keys
+    foreign_keys,
+    json,
+    arrays,
+    uuid
 );
 
 #[test]
