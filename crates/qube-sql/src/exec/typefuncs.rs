@@ -34,6 +34,21 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
     match func {
         Func::GenRandomUuid => return Ok(Value::Uuid(random_uuid())),
         Func::ArrayCtor => return Ok(Value::Array(args)),
+        Func::RowToJson => {
+            let mut s = String::from("{");
+            for (i, pair) in args.chunks(2).enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                if let [Value::Text(name), v] = pair {
+                    escape_into(name, &mut s);
+                    s.push(':');
+                    json_text(v, &mut s);
+                }
+            }
+            s.push('}');
+            return Ok(Value::Json(s));
+        }
         Func::JsonbBuildObject | Func::JsonBuildObject => {
             return build_object(args, func == Func::JsonbBuildObject);
         }

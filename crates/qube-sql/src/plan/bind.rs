@@ -1388,12 +1388,15 @@ impl<'a> Binder<'a> {
         if b.unknown {
             // Parsed as the base type; the length or precision limit is
             // applied by the assignment itself (22001, 22003).
-            let base = match ty {
-                DataType::Varchar(_) | DataType::Char(_) => DataType::Text,
-                DataType::Numeric(_) => DataType::Numeric(None),
-                other => other.clone(),
-            };
-            return coerce(b, &base);
+            fn base(ty: &DataType) -> DataType {
+                match ty {
+                    DataType::Varchar(_) | DataType::Char(_) => DataType::Text,
+                    DataType::Numeric(_) => DataType::Numeric(None),
+                    DataType::Array(e) => DataType::Array(Box::new(base(e))),
+                    other => other.clone(),
+                }
+            }
+            return coerce(b, &base(ty));
         }
         if !cast::implicit(&b.ty, ty) && !assignable(&b.ty, ty) {
             return Err(err(
@@ -2238,6 +2241,17 @@ impl<'a> Binder<'a> {
                 matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
                 &l.clauses,
             ),
+            ast::FunctionArguments::Subquery(q) if name == "array" => {
+                let (plan, correlated, cols) = self.subquery(q)?;
+                if cols.len() != 1 {
+                    return Err(err("42601", "subquery must return only one column"));
+                }
+                if matches!(cols[0].1, DataType::Array(_)) {
+                    return Err(crate::types::array::multi_dim());
+                }
+                let ty = DataType::Array(Box::new(cols[0].1.clone()));
+                return Ok(B::new(Expr::ArraySubquery { plan: Box::new(plan), correlated }, ty));
+            }
             ast::FunctionArguments::Subquery(_) => return Err(unsupported("function(subquery)")),
         };
         if let Some(agg) = agg_func(&name, &args) {
@@ -2249,6 +2263,22 @@ impl<'a> Binder<'a> {
                 format!("DISTINCT/FILTER specified, but {name} is not an aggregate function"),
             ));
         }
+        if name == "row_to_json"
+            && let [
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(id))),
+            ] = args.as_slice()
+            && let Some(cols) = self.row_columns(&ident(id))
+        {
+            if self.grouping.last().is_some_and(|g| g.is_some()) {
+                return Err(unsupported("row_to_json of a whole row in a grouped query"));
+            }
+            let mut a = Vec::with_capacity(cols.len() * 2);
+            for (n, i) in cols {
+                a.push(Expr::Const(Value::Text(n)));
+                a.push(Expr::Column(i));
+            }
+            return Ok(B::new(Expr::Func { func: Func::RowToJson, args: a }, DataType::Json));
+        }
         let mut bs = Vec::new();
         for a in &args {
             match a {
@@ -2257,6 +2287,23 @@ impl<'a> Binder<'a> {
             }
         }
         scalar_function(&name, bs)
+    }
+
+    /// The columns (name, position) of FROM item `alias` in the current
+    /// query, for a whole-row reference; `None` if `alias` names a column.
+    fn row_columns(&self, alias: &str) -> Option<Vec<(String, usize)>> {
+        let scope = self.scopes.last()?;
+        if scope.cols.iter().any(|c| c.name == alias && !c.hidden) {
+            return None;
+        }
+        let cols: Vec<(String, usize)> = scope
+            .cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.table.as_deref() == Some(alias))
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        (!cols.is_empty()).then_some(cols)
     }
 
     /// `f(...) OVER (PARTITION BY … ORDER BY … frame)`: registered in the
@@ -2808,6 +2855,7 @@ fn contains_subquery(e: &Expr) -> bool {
         if matches!(
             x,
             Expr::ScalarSubquery { .. }
+                | Expr::ArraySubquery { .. }
                 | Expr::Exists { .. }
                 | Expr::InSubquery { .. }
                 | Expr::Quantified { .. }

@@ -97,6 +97,8 @@ pub enum Func {
     JsonbSet,
     JsonbPretty,
     JsonbStripNulls,
+    /// row_to_json(t): arguments are (name, value) pairs.
+    RowToJson,
     /// `ARRAY[…]`.
     ArrayCtor,
     /// `a[i]` (1-based; NULL out of range) and `a[lo:hi]`.
@@ -148,6 +150,7 @@ impl Func {
                 | JsonbSet
                 | JsonbPretty
                 | JsonbStripNulls
+                | RowToJson
                 | ArrayCtor
                 | Subscript
                 | Slice
@@ -278,6 +281,11 @@ pub enum Expr {
         negated: bool,
         correlated: bool,
     },
+    /// `ARRAY(subquery)`: the subquery's single column as an array.
+    ArraySubquery {
+        plan: Box<Plan>,
+        correlated: bool,
+    },
     InSubquery {
         expr: Box<Expr>,
         plan: Box<Plan>,
@@ -313,7 +321,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } | Expr::ArraySubquery { .. } => {}
             Expr::Unary { expr, .. }
             | Expr::IsNull { expr, .. }
             | Expr::IsBool { expr, .. }
@@ -365,7 +373,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } | Expr::ArraySubquery { .. } => {}
             Expr::Unary { expr, .. }
             | Expr::IsNull { expr, .. }
             | Expr::IsBool { expr, .. }

@@ -41,6 +41,10 @@ use qube_common::{Error, Result};
 
 use super::encoding::put_varint;
 
+/// Deepest nesting accepted (54001 beyond): every walk of a value is
+/// recursive, and must fit a 2 MiB thread stack in a debug build.
+pub const MAX_DEPTH: usize = 500;
+
 /// A jsonb value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Jsonb {
@@ -244,8 +248,11 @@ impl<'a> Parser<'a> {
     fn value(&mut self) -> Result<Jsonb> {
         self.ws();
         let bad = || syntax_error("json");
-        if self.depth > 1000 {
-            return Err(Error::user("54001", "stack depth limit exceeded"));
+        if self.depth >= MAX_DEPTH {
+            return Err(Error::user(
+                "54001",
+                format!("stack depth limit exceeded: json nests more than {MAX_DEPTH} deep"),
+            ));
         }
         let c = *self.b.get(self.pos).ok_or_else(bad)?;
         Ok(match c {
