@@ -306,6 +306,22 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             let Value::Jsonb(j) = v else { return Err(internal(func)) };
             jb(delete(*j, k)?)
         }
+        Func::JsonbDeletePath => {
+            let (v, p) = (next()?, next()?);
+            let (Value::Jsonb(j), Value::Array(path)) = (v, p) else {
+                return Err(internal(func));
+            };
+            if !matches!(*j, Jsonb::Array(_) | Jsonb::Object(_)) {
+                return Err(invalid("cannot delete path in scalar"));
+            }
+            if path.iter().any(Value::is_null) {
+                return Err(invalid("path element at position 1 is null"));
+            }
+            let path: Vec<String> = path.into_iter().map(cast::to_text).collect();
+            let mut j = *j;
+            delete_path(&mut j, &path, 0)?;
+            jb(j)
+        }
         Func::JsonTypeof => match next()? {
             Value::Jsonb(j) => Value::Text(j.type_name().into()),
             Value::Json(s) => Value::Text(jsonb::parse_json(&s)?.type_name().into()),
@@ -392,6 +408,14 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             } else {
                 Value::Null
             }
+        }
+        Func::ArrayLower | Func::ArrayUpper => {
+            let (a, d) = (next()?, next()?);
+            let Value::Array(items) = a else { return Err(internal(func)) };
+            if d.as_i64() != Some(1) || items.is_empty() {
+                return Ok(Value::Null);
+            }
+            Value::Int4(if func == Func::ArrayLower { 1 } else { items.len() as i32 })
         }
         Func::Cardinality => match next()? {
             Value::Array(items) => Value::Int4(items.len() as i32),
@@ -665,6 +689,42 @@ fn set_path(j: &mut Jsonb, path: &[String], depth: usize, new: Jsonb, create: bo
         }
         _ => Ok(()),
     }
+}
+
+/// `#-`: removes the value at `path` (nothing if it is missing).
+fn delete_path(j: &mut Jsonb, path: &[String], depth: usize) -> Result<()> {
+    let Some(step) = path.get(depth) else { return Ok(()) };
+    let last = depth + 1 == path.len();
+    match j {
+        Jsonb::Object(pairs) => {
+            if let Some(i) = pairs.iter().position(|(k, _)| k == step) {
+                if last {
+                    pairs.remove(i);
+                } else {
+                    delete_path(&mut pairs[i].1, path, depth + 1)?;
+                }
+            }
+        }
+        Jsonb::Array(items) => {
+            let i: i64 = step.trim().parse().map_err(|_| {
+                Error::user(
+                    "22P02",
+                    format!("path element at position {} is not an integer: \"{step}\"", depth + 1),
+                )
+            })?;
+            let n = items.len() as i64;
+            let idx = if i < 0 { n + i } else { i };
+            if idx >= 0 && idx < n {
+                if last {
+                    items.remove(idx as usize);
+                } else {
+                    delete_path(&mut items[idx as usize], path, depth + 1)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Rows of a set-returning function in FROM.

@@ -3322,6 +3322,39 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             let d = coerce(args.remove(0), &DataType::Integer)?;
             f(Func::ArrayLength, vec![a, d], DataType::Integer)
         }
+        ("array_lower" | "array_upper", 2) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            let d = coerce(args.remove(0), &DataType::Integer)?;
+            let func = if name == "array_lower" { Func::ArrayLower } else { Func::ArrayUpper };
+            f(func, vec![a, d], DataType::Integer)
+        }
+        ("array_ndims", 1) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            // 1, or NULL for an empty array.
+            let len = Expr::Func { func: Func::Cardinality, args: vec![a] };
+            let ndims = Expr::Func {
+                func: Func::NullIf,
+                args: vec![
+                    Expr::Func { func: Func::Least, args: vec![len, Expr::Const(Value::Int4(1))] },
+                    Expr::Const(Value::Int4(0)),
+                ],
+            };
+            Ok(Some(B::new(ndims, DataType::Integer)))
+        }
+        (
+            "jsonb_extract_path"
+            | "jsonb_extract_path_text"
+            | "json_extract_path"
+            | "json_extract_path_text",
+            1..,
+        ) => {
+            let j = coerce(args.remove(0), &json_ty(name))?;
+            let steps = args.into_iter().map(|b| coerce(b, &text)).collect::<Result<_>>()?;
+            let path = Expr::Func { func: Func::ArrayCtor, args: steps };
+            let as_text = name.ends_with("_text");
+            let func = if as_text { Func::JsonPathText } else { Func::JsonPath };
+            f(func, vec![j, path], if as_text { text } else { json_ty(name) })
+        }
         ("cardinality", 1) => {
             let (a, _) = array_arg(args.remove(0), name)?;
             f(Func::Cardinality, vec![a], DataType::Integer)
@@ -3518,6 +3551,13 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
             }
             _ => Ok(Err((l, r))),
         },
+        O::HashMinus => {
+            if lt != Some(DataType::Jsonb) || !(r.unknown || r.ty == text_arr) {
+                return Err(no_op("#-"));
+            }
+            let p = coerce(r, &text_arr)?;
+            done(Func::JsonbDeletePath, vec![l.expr, p], DataType::Jsonb)
+        }
         O::Minus if lt == Some(DataType::Jsonb) => {
             let k = if is_int(&rt) {
                 r.expr

@@ -86,6 +86,8 @@ pub enum Func {
     JsonbConcat,
     /// jsonb `-` key, index or text[] of keys.
     JsonbDelete,
+    /// jsonb `#-` text[] path.
+    JsonbDeletePath,
     JsonTypeof,
     JsonArrayLength,
     JsonbBuildObject,
@@ -115,6 +117,9 @@ pub enum Func {
     ArrayAppend,
     ArrayPrepend,
     ArrayLength,
+    /// array_lower / array_upper (lower bound is always 1).
+    ArrayLower,
+    ArrayUpper,
     Cardinality,
     ArrayPosition,
     ArrayRemove,
@@ -139,6 +144,7 @@ impl Func {
                 | JsonExistsAll
                 | JsonbConcat
                 | JsonbDelete
+                | JsonbDeletePath
                 | JsonTypeof
                 | JsonArrayLength
                 | JsonbBuildObject
@@ -160,6 +166,8 @@ impl Func {
                 | ArrayAppend
                 | ArrayPrepend
                 | ArrayLength
+                | ArrayLower
+                | ArrayUpper
                 | Cardinality
                 | ArrayPosition
                 | ArrayRemove
