@@ -3673,7 +3673,14 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
 /// assignment casts for our types: numbers among themselves, anything to
 /// text, text types among themselves).
 fn assignable(from: &DataType, to: &DataType) -> bool {
-    (is_numeric(from) && is_numeric(to)) || is_text(to) || (is_text(from) && is_text(to))
+    (is_numeric(from) && is_numeric(to))
+        || is_text(to)
+        || (is_text(from) && is_text(to))
+        || matches!(
+            (from, to),
+            (DataType::Json, DataType::Jsonb) | (DataType::Jsonb, DataType::Json)
+        )
+        || matches!((from, to), (DataType::Array(a), DataType::Array(b)) if assignable(a, b))
 }
 
 /// Gives an unknown literal a type, or checks an implicit conversion.

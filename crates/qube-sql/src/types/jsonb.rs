@@ -406,7 +406,8 @@ impl<'a> Parser<'a> {
                     } else if (0xDC00..0xE000).contains(&cp) {
                         return Err(bad());
                     }
-                    if cp == 0 {
+                    // json keeps its text, so only jsonb must refuse NUL.
+                    if cp == 0 && self.normalize {
                         return Err(Error::user(
                             "22P05",
                             "unsupported Unicode escape sequence: \\u0000 cannot be converted to text",
