@@ -205,6 +205,10 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 }
             }
         }
+        Expr::ArraySubquery { plan, correlated } => {
+            let rows = ctx.subquery(plan, *correlated, row)?;
+            Value::Array(rows.iter().map(|r| r.first().cloned().unwrap_or(Value::Null)).collect())
+        }
         Expr::Exists { plan, negated, correlated } => {
             let rows = ctx.subquery(plan, *correlated, row)?;
             Value::Bool(rows.is_empty() == *negated)

@@ -16,6 +16,9 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
     if func.is_datetime() {
         return super::datetime::call(func, args);
     }
+    if func.is_typed() {
+        return super::typefuncs::call(func, args);
+    }
     match func {
         Func::Concat => {
             let mut s = String::new();
@@ -249,21 +252,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         Func::RegexMatch | Func::RegexIMatch => {
             Value::Bool(regex_match(&text(&args[0]), &text(&args[1]), func == Func::RegexIMatch)?)
         }
-        Func::Concat
-        | Func::Greatest
-        | Func::Least
-        | Func::NullIf
-        | Func::Coalesce
-        | Func::Random
-        | Func::Nextval
-        | Func::Currval
-        | Func::Setval
-        | Func::Lastval => {
-            return Err(Error::Internal("handled above".into()));
-        }
-        _ => {
-            return Err(Error::Internal("handled above".into()));
-        }
+        _ => return Err(Error::Internal("handled above".into())),
     })
 }
 

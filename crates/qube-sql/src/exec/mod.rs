@@ -15,6 +15,7 @@ pub mod eval;
 pub mod funcs;
 mod namespace;
 pub mod sequence;
+pub mod typefuncs;
 mod window;
 
 use std::cmp::Ordering;
@@ -268,6 +269,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             series(start, stop, step)
         }
+        Plan::SetFunction { func, args, .. } => {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(eval(ctx, a, &[])?);
+            }
+            typefuncs::set_function(*func, vals)
+        }
         Plan::Filter { input, predicate } => {
             let rows = run(ctx, input)?;
             let mut out = Vec::new();
@@ -461,6 +469,7 @@ fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     match plan {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
+        Plan::SetFunction { width, .. } => *width,
         Plan::WorkTable { width, .. } => *width,
         Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
@@ -861,6 +870,10 @@ enum Acc {
         sum: Option<crate::types::datetime::Interval>,
         n: i64,
     },
+    /// array_agg, json(b)_agg: every value, NULLs included.
+    List(Option<Vec<Value>>),
+    /// json(b)_object_agg: (key, value) pairs.
+    Pairs(Option<Vec<(Value, Value)>>),
 }
 
 fn new_acc(a: &AggCall) -> Acc {
@@ -885,6 +898,8 @@ fn new_acc(a: &AggCall) -> Acc {
         AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode => {
             Acc::Values(Vec::new(), None)
         }
+        AggFunc::ArrayAgg | AggFunc::JsonAgg | AggFunc::JsonbAgg => Acc::List(None),
+        AggFunc::JsonObjectAgg | AggFunc::JsonbObjectAgg => Acc::Pairs(None),
     }
 }
 
@@ -899,10 +914,23 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
         }
         return Ok(());
     }
+    match acc {
+        Acc::List(l) => {
+            l.get_or_insert_with(Vec::new).push(v);
+            return Ok(());
+        }
+        Acc::Pairs(p) => {
+            typefuncs::check_key(&v)?;
+            p.get_or_insert_with(Vec::new).push((v, extra.unwrap_or(Value::Null)));
+            return Ok(());
+        }
+        _ => {}
+    }
     if v.is_null() {
         return Ok(());
     }
     match acc {
+        Acc::List(_) | Acc::Pairs(_) => {}
         Acc::Count(c) => *c += 1,
         Acc::SumInt(s) => *s = Some(s.unwrap_or(0) + v.as_i64().unwrap_or(0) as i128),
         Acc::SumDec(s) => {
@@ -1062,6 +1090,20 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
         },
         Acc::Bool(b) => b.map_or(Value::Null, Value::Bool),
         Acc::Str(s) => s.map_or(Value::Null, Value::Text),
+        Acc::List(l) => match l {
+            None => Value::Null,
+            Some(mut items) => {
+                // DISTINCT aggregates see their input sorted, as in PostgreSQL.
+                if a.distinct {
+                    items.sort_by(|x, y| x.total_cmp(y));
+                }
+                typefuncs::finish_list(a.func, items)?
+            }
+        },
+        Acc::Pairs(p) => match p {
+            None => Value::Null,
+            Some(pairs) => typefuncs::finish_pairs(a.func, pairs)?,
+        },
         Acc::Var { n, m2, .. } => {
             let samp = matches!(a.func, AggFunc::StddevSamp | AggFunc::VarSamp);
             let denom = if samp { n - 1 } else { n };

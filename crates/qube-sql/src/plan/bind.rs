@@ -18,7 +18,9 @@ use rust_decimal::Decimal;
 use sqlparser::ast;
 
 use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
-use super::{IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetOpKind, SortKey, TableRef};
+use super::{
+    IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetFunc, SetOpKind, SortKey, TableRef,
+};
 use crate::names::SearchPath;
 use crate::types::Value;
 use crate::types::cast;
@@ -87,6 +89,9 @@ impl B {
         B { expr, ty, unknown: false }
     }
 }
+
+/// A bound FROM item: plan, alias, columns.
+type FromItem = (Plan, String, Vec<(String, DataType)>);
 
 /// A bound subquery: plan, whether correlated, output columns.
 type Subquery = (Plan, bool, Vec<(String, DataType)>);
@@ -1272,79 +1277,88 @@ impl<'a> Binder<'a> {
                 if let Some(a) = args {
                     let fname = object_name(name)?.pop().unwrap_or_default();
                     if fname != "generate_series" {
-                        return Err(err("42883", format!("function {fname} does not exist")));
-                    }
-                    // Arguments see no FROM sibling (no LATERAL).
-                    self.scopes.push(Scope::default());
-                    let bound: Result<Vec<B>> = a
-                        .args
-                        .iter()
-                        .map(|x| match x {
-                            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                                self.expr(e)
-                            }
-                            other => Err(unsupported(format!("argument {other}"))),
-                        })
-                        .collect();
-                    self.scopes.pop();
-                    let bound = bound?;
-                    if !(2..=3).contains(&bound.len()) {
-                        return Err(err(
-                            "42883",
-                            "function generate_series needs 2 or 3 arguments",
-                        ));
-                    }
-                    let bound = match datetime::series_args(bound.clone())? {
-                        Some((mut exprs, ty)) => {
-                            let step = exprs.pop();
-                            let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                            let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                            let col = match alias {
-                                Some(a) if a.columns.is_empty() => ident(&a.name),
-                                _ => "generate_series".to_string(),
-                            };
-                            let plan = Plan::Series { start, stop, step };
-                            return self.push_item(
-                                inputs,
-                                offset,
-                                (plan, "generate_series".to_string(), vec![(col, ty)])
-                                    .with_alias(alias.as_ref()),
-                            );
+                        let exprs = a
+                            .args
+                            .iter()
+                            .map(|x| match x {
+                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                                other => Err(unsupported(format!("argument {other}"))),
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        self.table_function(&fname, &exprs, alias.as_ref())?
+                    } else {
+                        // Arguments see no FROM sibling (no LATERAL).
+                        self.scopes.push(Scope::default());
+                        let bound: Result<Vec<B>> = a
+                            .args
+                            .iter()
+                            .map(|x| match x {
+                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                                    self.expr(e)
+                                }
+                                other => Err(unsupported(format!("argument {other}"))),
+                            })
+                            .collect();
+                        self.scopes.pop();
+                        let bound = bound?;
+                        if !(2..=3).contains(&bound.len()) {
+                            return Err(err(
+                                "42883",
+                                "function generate_series needs 2 or 3 arguments",
+                            ));
                         }
-                        None => bound,
-                    };
-                    let mut ty = DataType::Integer;
-                    for b in &bound {
-                        if !b.unknown {
-                            if !is_numeric(&b.ty)
-                                || matches!(b.ty, DataType::Real | DataType::Double)
-                            {
-                                return Err(err(
-                                    "42883",
-                                    format!(
-                                        "function generate_series({}) does not exist",
-                                        b.ty.sql_name()
-                                    ),
-                                ));
+                        let bound = match datetime::series_args(bound.clone())? {
+                            Some((mut exprs, ty)) => {
+                                let step = exprs.pop();
+                                let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                                let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                                let col = match alias {
+                                    Some(a) if a.columns.is_empty() => ident(&a.name),
+                                    _ => "generate_series".to_string(),
+                                };
+                                let plan = Plan::Series { start, stop, step };
+                                return self.push_item(
+                                    inputs,
+                                    offset,
+                                    (plan, "generate_series".to_string(), vec![(col, ty)])
+                                        .with_alias(alias.as_ref()),
+                                );
                             }
-                            ty = arith_type(&ty, &b.ty);
+                            None => bound,
+                        };
+                        let mut ty = DataType::Integer;
+                        for b in &bound {
+                            if !b.unknown {
+                                if !is_numeric(&b.ty)
+                                    || matches!(b.ty, DataType::Real | DataType::Double)
+                                {
+                                    return Err(err(
+                                        "42883",
+                                        format!(
+                                            "function generate_series({}) does not exist",
+                                            b.ty.sql_name()
+                                        ),
+                                    ));
+                                }
+                                ty = arith_type(&ty, &b.ty);
+                            }
                         }
+                        let mut exprs = Vec::new();
+                        for b in bound {
+                            exprs.push(coerce(b, &ty)?);
+                        }
+                        let step = if exprs.len() == 3 { exprs.pop() } else { None };
+                        let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                        let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
+                        let plan = Plan::Series { start, stop, step };
+                        // A function's single column takes the table alias's name.
+                        let col = match alias {
+                            Some(a) if a.columns.is_empty() => ident(&a.name),
+                            _ => "generate_series".to_string(),
+                        };
+                        (plan, "generate_series".to_string(), vec![(col, ty)])
+                            .with_alias(alias.as_ref())
                     }
-                    let mut exprs = Vec::new();
-                    for b in bound {
-                        exprs.push(coerce(b, &ty)?);
-                    }
-                    let step = if exprs.len() == 3 { exprs.pop() } else { None };
-                    let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                    let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                    let plan = Plan::Series { start, stop, step };
-                    // A function's single column takes the table alias's name.
-                    let col = match alias {
-                        Some(a) if a.columns.is_empty() => ident(&a.name),
-                        _ => "generate_series".to_string(),
-                    };
-                    (plan, "generate_series".to_string(), vec![(col, ty)])
-                        .with_alias(alias.as_ref())
                 } else {
                     let parts = object_name(name)?;
                     let cte = if parts.len() == 1 {
@@ -1406,6 +1420,15 @@ impl<'a> Binder<'a> {
                 let width = self.scope_len() - offset;
                 inputs.push(JoinInput { plan, offset, width });
                 return Ok(());
+            }
+            ast::TableFactor::UNNEST {
+                alias, array_exprs, with_offset, with_ordinality, ..
+            } => {
+                if *with_offset || *with_ordinality {
+                    return Err(unsupported("UNNEST … WITH ORDINALITY"));
+                }
+                let exprs: Vec<&ast::Expr> = array_exprs.iter().collect();
+                self.table_function("unnest", &exprs, alias.as_ref())?
             }
             other => return Err(unsupported(format!("FROM item {other}"))),
         };
@@ -1576,12 +1599,15 @@ impl<'a> Binder<'a> {
         if b.unknown {
             // Parsed as the base type; the length or precision limit is
             // applied by the assignment itself (22001, 22003).
-            let base = match ty {
-                DataType::Varchar(_) | DataType::Char(_) => DataType::Text,
-                DataType::Numeric(_) => DataType::Numeric(None),
-                other => other.clone(),
-            };
-            return coerce(b, &base);
+            fn base(ty: &DataType) -> DataType {
+                match ty {
+                    DataType::Varchar(_) | DataType::Char(_) => DataType::Text,
+                    DataType::Numeric(_) => DataType::Numeric(None),
+                    DataType::Array(e) => DataType::Array(Box::new(base(e))),
+                    other => other.clone(),
+                }
+            }
+            return coerce(b, &base(ty));
         }
         if !cast::implicit(&b.ty, ty) && !assignable(&b.ty, ty) {
             return Err(err(
@@ -1876,6 +1902,12 @@ impl<'a> Binder<'a> {
                 let to = data_type_of(data_type)?;
                 let precision =
                     datetime::data_type(data_type).and_then(|r| r.ok()).and_then(|t| t.1);
+                if let E::Array(a) = expr.as_ref()
+                    && a.elem.is_empty()
+                    && matches!(to, DataType::Array(_))
+                {
+                    return Ok(B::new(Expr::Const(Value::Array(Vec::new())), to));
+                }
                 let b = self.expr(expr)?;
                 if let Expr::Const(v) = &b.expr
                     && b.unknown
@@ -1939,7 +1971,9 @@ impl<'a> Binder<'a> {
             E::AnyOp { left, compare_op, right, .. } | E::AllOp { left, compare_op, right } => {
                 let all = matches!(e, E::AllOp { .. });
                 let E::Subquery(q) = right.as_ref() else {
-                    return Err(unsupported("ANY/ALL over an array"));
+                    let x = self.expr(left)?;
+                    let arr = self.expr(right)?;
+                    return self.any_array(x, compare_op, arr, all);
                 };
                 let x = self.expr(left)?;
                 let (plan, correlated, cols) = self.subquery(q)?;
@@ -1997,6 +2031,26 @@ impl<'a> Binder<'a> {
                 }
                 B::new(Expr::Func { func, args }, DataType::Text)
             }
+            E::Array(a) => {
+                let mut items = Vec::with_capacity(a.elem.len());
+                for x in &a.elem {
+                    if matches!(x, E::Array(_)) {
+                        return Err(crate::types::array::multi_dim());
+                    }
+                    items.push(self.expr(x)?);
+                }
+                self.array_ctor(items)?
+            }
+            E::CompoundFieldAccess { root, access_chain } => {
+                let mut b = self.expr(root)?;
+                for acc in access_chain {
+                    b = match acc {
+                        ast::AccessExpr::Subscript(sub) => self.subscript(b, sub)?,
+                        ast::AccessExpr::Dot(_) => return Err(unsupported("field selection")),
+                    };
+                }
+                b
+            }
             E::Tuple(_) => return Err(unsupported("row constructors")),
             other => match self.datetime_expr(other)? {
                 Some(b) => b,
@@ -2015,6 +2069,202 @@ impl<'a> Binder<'a> {
             _ => common_type(&l.ty, &r.ty).ok_or_else(|| mismatch(what, &l.ty, &r.ty))?,
         };
         Ok((coerce_cmp(l, &ty)?, coerce_cmp(r, &ty)?))
+    }
+
+    /// `x op ANY/ALL (array)`.
+    fn any_array(&mut self, x: B, op: &ast::BinaryOperator, arr: B, all: bool) -> Result<B> {
+        let cmp = cmp_op(op).ok_or_else(|| unsupported(format!("{op} ANY/ALL")))?;
+        let elem = match (&arr.ty, arr.unknown) {
+            (_, true) => None,
+            (DataType::Array(e), false) => Some((**e).clone()),
+            (t, false) => {
+                return Err(err(
+                    "42809",
+                    format!(
+                        "op ANY/ALL (array) requires array on right side, not {}",
+                        t.sql_name()
+                    ),
+                ));
+            }
+        };
+        let ty = match (elem, x.unknown) {
+            (None, true) => DataType::Text,
+            (None, false) => x.ty.clone(),
+            (Some(e), true) => e,
+            (Some(e), false) => {
+                common_type(&x.ty, &e).ok_or_else(|| no_operator(op_name(cmp), Some(&x.ty), &e))?
+            }
+        };
+        if ty == DataType::Json {
+            return Err(no_operator(op_name(cmp), Some(&ty), &ty));
+        }
+        let arr = if arr.unknown {
+            coerce(arr, &DataType::Array(Box::new(ty.clone())))?
+        } else {
+            arr.expr
+        };
+        let x = coerce_cmp(x, &ty)?;
+        Ok(B::new(
+            Expr::Func { func: Func::ArrayAny { op: cmp, all }, args: vec![x, arr] },
+            DataType::Boolean,
+        ))
+    }
+
+    /// `ARRAY[…]`: the elements' common type.
+    fn array_ctor(&mut self, items: Vec<B>) -> Result<B> {
+        let mut ty: Option<DataType> = None;
+        for i in &items {
+            if !i.unknown {
+                ty = Some(match ty {
+                    None => i.ty.clone(),
+                    Some(t) => {
+                        common_type(&t, &i.ty).ok_or_else(|| mismatch("ARRAY", &t, &i.ty))?
+                    }
+                });
+            }
+        }
+        let ty = match ty {
+            Some(DataType::Array(_)) => return Err(crate::types::array::multi_dim()),
+            Some(t) => t,
+            None if items.is_empty() => {
+                return Err(err("42P18", "cannot determine type of empty array"));
+            }
+            None => DataType::Text,
+        };
+        let args = items.into_iter().map(|i| coerce(i, &ty)).collect::<Result<_>>()?;
+        Ok(B::new(Expr::Func { func: Func::ArrayCtor, args }, DataType::Array(Box::new(ty))))
+    }
+
+    /// `a[i]`, `a[lo:hi]`, and jsonb's `j['key']` / `j[i]`.
+    fn subscript(&mut self, b: B, sub: &ast::Subscript) -> Result<B> {
+        let int = |this: &mut Self, e: &ast::Expr| -> Result<Expr> {
+            let x = this.expr(e)?;
+            if !x.unknown
+                && !matches!(x.ty, DataType::SmallInt | DataType::Integer | DataType::BigInt)
+            {
+                return Err(err(
+                    "42804",
+                    format!("array subscript must have type integer, not {}", x.ty.sql_name()),
+                ));
+            }
+            if x.unknown { coerce(x, &DataType::Integer) } else { Ok(x.expr) }
+        };
+        match (&b.ty, sub) {
+            (DataType::Array(e), ast::Subscript::Index { index }) if !b.unknown => {
+                let e = (**e).clone();
+                let i = int(self, index)?;
+                Ok(B::new(Expr::Func { func: Func::Subscript, args: vec![b.expr, i] }, e))
+            }
+            (DataType::Array(_), ast::Subscript::Slice { lower_bound, upper_bound, stride })
+                if !b.unknown =>
+            {
+                if stride.is_some() {
+                    return Err(unsupported("array slices with a stride"));
+                }
+                let lo = match lower_bound {
+                    Some(x) => int(self, x)?,
+                    None => Expr::Const(Value::Int8(i64::MIN)),
+                };
+                let hi = match upper_bound {
+                    Some(x) => int(self, x)?,
+                    None => Expr::Const(Value::Int8(i64::MAX)),
+                };
+                let ty = b.ty.clone();
+                Ok(B::new(Expr::Func { func: Func::Slice, args: vec![b.expr, lo, hi] }, ty))
+            }
+            (DataType::Jsonb, ast::Subscript::Index { index }) if !b.unknown => {
+                let k = self.expr(index)?;
+                let k =
+                    if k.unknown || is_text(&k.ty) { coerce(k, &DataType::Text)? } else { k.expr };
+                Ok(B::new(
+                    Expr::Func { func: Func::JsonGet, args: vec![b.expr, k] },
+                    DataType::Jsonb,
+                ))
+            }
+            _ => Err(err(
+                "42804",
+                format!(
+                    "cannot subscript type {} because it does not support subscripting",
+                    if b.unknown { "unknown".into() } else { b.ty.sql_name() }
+                ),
+            )),
+        }
+    }
+
+    /// A set-returning function in FROM: unnest, json(b)_array_elements[_text],
+    /// json(b)_each[_text], json(b)_object_keys.
+    fn table_function(
+        &mut self,
+        name: &str,
+        args: &[&ast::Expr],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<FromItem> {
+        // Arguments see no FROM sibling (no LATERAL).
+        self.scopes.push(Scope::default());
+        let bound: Result<Vec<B>> = args.iter().map(|e| self.expr(e)).collect();
+        self.scopes.pop();
+        let mut bound = bound?;
+        let sig = |bound: &[B]| {
+            let types: Vec<String> = args_types(bound)
+                .iter()
+                .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
+                .collect();
+            err("42883", format!("function {name}({}) does not exist", types.join(", ")))
+        };
+        if bound.len() != 1 {
+            if name == "unnest" && bound.len() > 1 {
+                return Err(unsupported("unnest with several arrays"));
+            }
+            return Err(sig(&bound));
+        }
+        let single_name = match alias {
+            Some(a) if a.columns.is_empty() => ident(&a.name),
+            _ => name.to_string(),
+        };
+        let json = name.starts_with("json_");
+        let jtype = if json { DataType::Json } else { DataType::Jsonb };
+        let (func, cols) = match name {
+            "unnest" => {
+                let b = &bound[0];
+                let DataType::Array(e) = &b.ty else {
+                    if b.unknown {
+                        return Err(err("42725", "function unnest(unknown) is not unique"));
+                    }
+                    return Err(sig(&bound));
+                };
+                (SetFunc::Unnest, vec![(single_name, (**e).clone())])
+            }
+            "jsonb_array_elements" | "json_array_elements" => {
+                (SetFunc::ArrayElements { text: false }, vec![("value".into(), jtype.clone())])
+            }
+            "jsonb_array_elements_text" | "json_array_elements_text" => {
+                (SetFunc::ArrayElements { text: true }, vec![("value".into(), DataType::Text)])
+            }
+            "jsonb_each" | "json_each" => (
+                SetFunc::Each { text: false },
+                vec![("key".into(), DataType::Text), ("value".into(), jtype.clone())],
+            ),
+            "jsonb_each_text" | "json_each_text" => (
+                SetFunc::Each { text: true },
+                vec![("key".into(), DataType::Text), ("value".into(), DataType::Text)],
+            ),
+            "jsonb_object_keys" | "json_object_keys" => {
+                (SetFunc::ObjectKeys, vec![(single_name, DataType::Text)])
+            }
+            _ => return Err(err("42883", format!("function {name} does not exist"))),
+        };
+        let arg = bound.remove(0);
+        let arg = if func == SetFunc::Unnest {
+            arg.expr
+        } else {
+            if !arg.unknown && arg.ty != jtype {
+                return Err(sig(std::slice::from_ref(&arg)));
+            }
+            coerce(arg, &jtype)?
+        };
+        let width = cols.len();
+        Ok((Plan::SetFunction { func, args: vec![arg], width }, name.to_string(), cols)
+            .with_alias(alias))
     }
 
     fn subquery(&mut self, q: &ast::Query) -> Result<Subquery> {
@@ -2100,6 +2350,10 @@ impl<'a> Binder<'a> {
 
     fn binary(&mut self, op: &ast::BinaryOperator, l: B, r: B) -> Result<B> {
         use ast::BinaryOperator as O;
+        let (l, r) = match typed_binary(op, l, r)? {
+            Ok(b) => return Ok(b),
+            Err(pair) => pair,
+        };
         if let O::PGRegexMatch | O::PGRegexIMatch | O::PGRegexNotMatch | O::PGRegexNotIMatch = op {
             let ci = matches!(op, O::PGRegexIMatch | O::PGRegexNotIMatch);
             let func = if ci { Func::RegexIMatch } else { Func::RegexMatch };
@@ -2154,6 +2408,9 @@ impl<'a> Binder<'a> {
                     _ => common_type(&l.ty, &r.ty)
                         .ok_or_else(|| no_operator(op_name(c), Some(&l.ty), &r.ty))?,
                 };
+                if ty == DataType::Json {
+                    return Err(no_operator(op_name(c), Some(&ty), &ty));
+                }
                 let l = coerce_cmp(l, &ty)?;
                 let r = coerce_cmp(r, &ty)?;
                 Ok(B::new(
@@ -2213,6 +2470,17 @@ impl<'a> Binder<'a> {
                 matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
                 &l.clauses,
             ),
+            ast::FunctionArguments::Subquery(q) if name == "array" => {
+                let (plan, correlated, cols) = self.subquery(q)?;
+                if cols.len() != 1 {
+                    return Err(err("42601", "subquery must return only one column"));
+                }
+                if matches!(cols[0].1, DataType::Array(_)) {
+                    return Err(crate::types::array::multi_dim());
+                }
+                let ty = DataType::Array(Box::new(cols[0].1.clone()));
+                return Ok(B::new(Expr::ArraySubquery { plan: Box::new(plan), correlated }, ty));
+            }
             ast::FunctionArguments::Subquery(_) => return Err(unsupported("function(subquery)")),
         };
         if name == "grouping" && self.grouping.last().is_some_and(|g| g.is_some()) {
@@ -2238,6 +2506,22 @@ impl<'a> Binder<'a> {
         if name == "make_interval" {
             return self.make_interval(&args);
         }
+        if name == "row_to_json"
+            && let [
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(id))),
+            ] = args.as_slice()
+            && let Some(cols) = self.row_columns(&ident(id))
+        {
+            if self.grouping.last().is_some_and(|g| g.is_some()) {
+                return Err(unsupported("row_to_json of a whole row in a grouped query"));
+            }
+            let mut a = Vec::with_capacity(cols.len() * 2);
+            for (n, i) in cols {
+                a.push(Expr::Const(Value::Text(n)));
+                a.push(Expr::Column(i));
+            }
+            return Ok(B::new(Expr::Func { func: Func::RowToJson, args: a }, DataType::Json));
+        }
         let mut bs = Vec::new();
         for a in &args {
             match a {
@@ -2246,6 +2530,23 @@ impl<'a> Binder<'a> {
             }
         }
         scalar_function(&name, bs)
+    }
+
+    /// The columns (name, position) of FROM item `alias` in the current
+    /// query, for a whole-row reference; `None` if `alias` names a column.
+    fn row_columns(&self, alias: &str) -> Option<Vec<(String, usize)>> {
+        let scope = self.scopes.last()?;
+        if scope.cols.iter().any(|c| c.name == alias && !c.hidden) {
+            return None;
+        }
+        let cols: Vec<(String, usize)> = scope
+            .cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.table.as_deref() == Some(alias))
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        (!cols.is_empty()).then_some(cols)
     }
 
     /// `f(...) OVER (PARTITION BY … ORDER BY … frame)`: registered in the
@@ -2623,8 +2924,13 @@ impl<'a> Binder<'a> {
         let arg_ty = bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
         let data_type = agg_type(func, &arg_ty, name)?;
         let arg = if bound.is_empty() { None } else { Some(finish_unknown(bound.remove(0))?) };
-        let extra =
-            if bound.is_empty() { None } else { Some(coerce(bound.remove(0), &DataType::Text)?) };
+        let extra = if bound.is_empty() {
+            None
+        } else if matches!(func, AggFunc::JsonObjectAgg | AggFunc::JsonbObjectAgg) {
+            Some(finish_unknown(bound.remove(0))?)
+        } else {
+            Some(coerce(bound.remove(0), &DataType::Text)?)
+        };
         let call =
             AggCall { func, arg, extra, distinct, filter, order_by, data_type: data_type.clone() };
         self.add_agg(call, data_type)
@@ -2770,6 +3076,7 @@ fn pg_type_label(t: &DataType) -> String {
         DataType::Boolean => "bool".into(),
         DataType::Varchar(_) => "varchar".into(),
         DataType::Char(_) => "bpchar".into(),
+        DataType::Array(e) => pg_type_label(e),
         other => other.sql_name(),
     }
 }
@@ -2822,7 +3129,14 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
                     stack.extend(list.iter());
                 }
             }
-            E::AnyOp { left, .. } | E::AllOp { left, .. } => stack.push(left),
+            E::AnyOp { left, right, .. } | E::AllOp { left, right, .. } => {
+                stack.push(left);
+                if !matches!(right.as_ref(), E::Subquery(_)) {
+                    stack.push(right);
+                }
+            }
+            E::Array(a) => stack.extend(a.elem.iter()),
+            E::CompoundFieldAccess { root, .. } => stack.push(root),
             E::Between { expr, low, high, .. } => stack.extend([&**expr, &**low, &**high]),
             E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
                 stack.extend([&**expr, &**pattern])
@@ -2941,6 +3255,12 @@ fn agg_type(func: AggFunc, arg_ty: &Option<DataType>, name: &str) -> Result<Data
         (AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode, t) => {
             (*t).clone().unwrap_or(DataType::Double)
         }
+        (AggFunc::ArrayAgg, Some(DataType::Array(_))) => {
+            return Err(crate::types::array::multi_dim());
+        }
+        (AggFunc::ArrayAgg, Some(t)) => DataType::Array(Box::new(t.clone())),
+        (AggFunc::JsonAgg | AggFunc::JsonObjectAgg, Some(_)) => DataType::Json,
+        (AggFunc::JsonbAgg | AggFunc::JsonbObjectAgg, Some(_)) => DataType::Jsonb,
         (_, t) => {
             return Err(err(
                 "42883",
@@ -3005,6 +3325,7 @@ fn contains_subquery(e: &Expr) -> bool {
         if matches!(
             x,
             Expr::ScalarSubquery { .. }
+                | Expr::ArraySubquery { .. }
                 | Expr::Exists { .. }
                 | Expr::InSubquery { .. }
                 | Expr::Quantified { .. }
@@ -3203,6 +3524,11 @@ fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
         "percentile_cont" => AggFunc::PercentileCont,
         "percentile_disc" => AggFunc::PercentileDisc,
         "mode" => AggFunc::Mode,
+        "array_agg" => AggFunc::ArrayAgg,
+        "json_agg" => AggFunc::JsonAgg,
+        "jsonb_agg" => AggFunc::JsonbAgg,
+        "json_object_agg" => AggFunc::JsonObjectAgg,
+        "jsonb_object_agg" => AggFunc::JsonbObjectAgg,
         _ => return None,
     })
 }
@@ -3392,8 +3718,354 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             }
             B::new(Expr::Func { func: Func::Setval, args: a }, DataType::BigInt)
         }
-        _ => return Err(sig()),
+        _ => return type_function(name, args)?.ok_or_else(sig),
     })
+}
+
+/// The element type of an array argument (42804 for anything else).
+fn array_arg(b: B, fname: &str) -> Result<(Expr, DataType)> {
+    match &b.ty {
+        DataType::Array(e) if !b.unknown => {
+            let e = (**e).clone();
+            Ok((b.expr, e))
+        }
+        _ => Err(err(
+            "42883",
+            format!(
+                "function {fname}({}) does not exist",
+                if b.unknown { "unknown".into() } else { b.ty.sql_name() }
+            ),
+        )),
+    }
+}
+
+/// Functions of uuid, json/jsonb and arrays (`None`: not one of them).
+fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
+    let n = args.len();
+    let json_ty =
+        |name: &str| if name.starts_with("jsonb") { DataType::Jsonb } else { DataType::Json };
+    let f =
+        |func: Func, args: Vec<Expr>, ty: DataType| Ok(Some(B::new(Expr::Func { func, args }, ty)));
+    let text = DataType::Text;
+    let text_arr = DataType::Array(Box::new(DataType::Text));
+    match (name, n) {
+        ("gen_random_uuid", 0) => f(Func::GenRandomUuid, vec![], DataType::Uuid),
+        ("jsonb_typeof" | "json_typeof", 1) => {
+            let a = coerce(args.remove(0), &json_ty(name))?;
+            f(Func::JsonTypeof, vec![a], text)
+        }
+        ("jsonb_array_length" | "json_array_length", 1) => {
+            let a = coerce(args.remove(0), &json_ty(name))?;
+            f(Func::JsonArrayLength, vec![a], DataType::Integer)
+        }
+        (
+            "jsonb_build_object" | "json_build_object" | "jsonb_build_array" | "json_build_array",
+            _,
+        ) => {
+            let a = args.into_iter().map(finish_unknown).collect::<Result<_>>()?;
+            let func = match name {
+                "jsonb_build_object" => Func::JsonbBuildObject,
+                "json_build_object" => Func::JsonBuildObject,
+                "jsonb_build_array" => Func::JsonbBuildArray,
+                _ => Func::JsonBuildArray,
+            };
+            f(func, a, json_ty(name))
+        }
+        ("to_jsonb" | "to_json", 1) => {
+            let a = finish_unknown(args.remove(0))?;
+            let func = if name == "to_jsonb" { Func::ToJsonb } else { Func::ToJson };
+            f(func, vec![a], json_ty(name))
+        }
+        ("jsonb_set", 3 | 4) => {
+            let mut a = vec![
+                coerce(args.remove(0), &DataType::Jsonb)?,
+                coerce(args.remove(0), &text_arr)?,
+                coerce(args.remove(0), &DataType::Jsonb)?,
+            ];
+            if n == 4 {
+                a.push(coerce(args.remove(0), &DataType::Boolean)?);
+            }
+            f(Func::JsonbSet, a, DataType::Jsonb)
+        }
+        ("jsonb_pretty", 1) => {
+            f(Func::JsonbPretty, vec![coerce(args.remove(0), &DataType::Jsonb)?], text)
+        }
+        ("jsonb_strip_nulls", 1) => f(
+            Func::JsonbStripNulls,
+            vec![coerce(args.remove(0), &DataType::Jsonb)?],
+            DataType::Jsonb,
+        ),
+        (
+            "unnest"
+            | "jsonb_array_elements"
+            | "json_array_elements"
+            | "jsonb_array_elements_text"
+            | "json_array_elements_text"
+            | "jsonb_each"
+            | "json_each"
+            | "jsonb_each_text"
+            | "json_each_text"
+            | "jsonb_object_keys"
+            | "json_object_keys",
+            _,
+        ) => Err(unsupported(format!(
+            "set-returning function {name} in an expression (call it in FROM)"
+        ))),
+        ("array_length", 2) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            let d = coerce(args.remove(0), &DataType::Integer)?;
+            f(Func::ArrayLength, vec![a, d], DataType::Integer)
+        }
+        ("array_lower" | "array_upper", 2) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            let d = coerce(args.remove(0), &DataType::Integer)?;
+            let func = if name == "array_lower" { Func::ArrayLower } else { Func::ArrayUpper };
+            f(func, vec![a, d], DataType::Integer)
+        }
+        ("array_ndims", 1) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            // 1, or NULL for an empty array.
+            let len = Expr::Func { func: Func::Cardinality, args: vec![a] };
+            let ndims = Expr::Func {
+                func: Func::NullIf,
+                args: vec![
+                    Expr::Func { func: Func::Least, args: vec![len, Expr::Const(Value::Int4(1))] },
+                    Expr::Const(Value::Int4(0)),
+                ],
+            };
+            Ok(Some(B::new(ndims, DataType::Integer)))
+        }
+        (
+            "jsonb_extract_path"
+            | "jsonb_extract_path_text"
+            | "json_extract_path"
+            | "json_extract_path_text",
+            1..,
+        ) => {
+            let j = coerce(args.remove(0), &json_ty(name))?;
+            let steps = args.into_iter().map(|b| coerce(b, &text)).collect::<Result<_>>()?;
+            let path = Expr::Func { func: Func::ArrayCtor, args: steps };
+            let as_text = name.ends_with("_text");
+            let func = if as_text { Func::JsonPathText } else { Func::JsonPath };
+            f(func, vec![j, path], if as_text { text } else { json_ty(name) })
+        }
+        ("cardinality", 1) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            f(Func::Cardinality, vec![a], DataType::Integer)
+        }
+        ("array_append", 2) => {
+            let (a, e) = array_arg(args.remove(0), name)?;
+            let x = coerce(args.remove(0), &e)?;
+            f(Func::ArrayAppend, vec![a, x], DataType::Array(Box::new(e)))
+        }
+        ("array_prepend", 2) => {
+            let x = args.remove(0);
+            let (a, e) = array_arg(args.remove(0), name)?;
+            let x = coerce(x, &e)?;
+            f(Func::ArrayPrepend, vec![x, a], DataType::Array(Box::new(e)))
+        }
+        ("array_cat", 2) => {
+            let (l, r) = (args.remove(0), args.remove(0));
+            let ty = match (l.unknown, r.unknown) {
+                (false, false) => common_type(&l.ty, &r.ty),
+                (true, false) => Some(r.ty.clone()),
+                (false, true) => Some(l.ty.clone()),
+                _ => None,
+            };
+            let Some(ty @ DataType::Array(_)) = ty else {
+                return Err(err(
+                    "42883",
+                    format!("function {name} does not exist for these types"),
+                ));
+            };
+            let (l, r) = (coerce_arr(l, &ty)?, coerce_arr(r, &ty)?);
+            f(Func::ArrayCat, vec![l, r], ty)
+        }
+        ("array_position" | "array_remove", 2 | 3) => {
+            if name == "array_remove" && n == 3 {
+                return Ok(None);
+            }
+            let (a, e) = array_arg(args.remove(0), name)?;
+            let x = coerce_cmp(args.remove(0), &e)?;
+            let mut v = vec![a, x];
+            if n == 3 {
+                v.push(coerce(args.remove(0), &DataType::Integer)?);
+            }
+            if name == "array_remove" {
+                f(Func::ArrayRemove, v, DataType::Array(Box::new(e)))
+            } else {
+                f(Func::ArrayPosition, v, DataType::Integer)
+            }
+        }
+        ("array_to_string", 2 | 3) => {
+            let (a, _) = array_arg(args.remove(0), name)?;
+            let mut v = vec![a];
+            for b in args {
+                v.push(coerce(b, &text)?);
+            }
+            f(Func::ArrayToString, v, text)
+        }
+        ("string_to_array", 2 | 3) => {
+            let v = args.into_iter().map(|b| coerce(b, &DataType::Text)).collect::<Result<_>>()?;
+            f(Func::StringToArray, v, text_arr)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// An array operand of an array operator: unknown literals parse as `ty`;
+/// arrays of other element types compare by value (no cast needed).
+fn coerce_arr(b: B, ty: &DataType) -> Result<Expr> {
+    if b.unknown {
+        return coerce(b, ty);
+    }
+    if b.ty == *ty || common_type(&b.ty, ty).is_some() {
+        return Ok(if cast::implicit(&b.ty, ty) && b.ty != *ty {
+            Expr::Cast { expr: b.expr.boxed(), to: ty.clone() }
+        } else {
+            b.expr
+        });
+    }
+    Err(err(
+        "42804",
+        format!("argument is of type {}, but {} was expected", b.ty.sql_name(), ty.sql_name()),
+    ))
+}
+
+/// Operators of json/jsonb and arrays (`->`, `@>`, `?`, `&&`, jsonb and
+/// array `||`, jsonb `-`); other operands come back unchanged.
+fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Result<B, (B, B)>> {
+    use ast::BinaryOperator as O;
+    let lt = if l.unknown { None } else { Some(l.ty.clone()) };
+    let rt = if r.unknown { None } else { Some(r.ty.clone()) };
+    let is_int = |t: &Option<DataType>| {
+        matches!(t, Some(DataType::SmallInt | DataType::Integer | DataType::BigInt))
+    };
+    let no_op = |name: &str| {
+        let show = |t: &Option<DataType>| t.as_ref().map_or("unknown".into(), |t| t.sql_name());
+        err("42883", format!("operator does not exist: {} {name} {}", show(&lt), show(&rt)))
+    };
+    let done =
+        |func: Func, args: Vec<Expr>, ty: DataType| Ok(Ok(B::new(Expr::Func { func, args }, ty)));
+    let text_arr = DataType::Array(Box::new(DataType::Text));
+    match op {
+        O::Arrow | O::LongArrow | O::HashArrow | O::HashLongArrow => {
+            let name = op.to_string();
+            let Some(t @ (DataType::Json | DataType::Jsonb)) = lt.clone() else {
+                return Err(no_op(&name));
+            };
+            let path = matches!(op, O::HashArrow | O::HashLongArrow);
+            let key = if path {
+                if !r.unknown && r.ty != text_arr {
+                    return Err(no_op(&name));
+                }
+                coerce(r, &text_arr)?
+            } else if is_int(&rt) {
+                r.expr
+            } else if r.unknown || is_text(&r.ty) {
+                coerce(r, &DataType::Text)?
+            } else {
+                return Err(no_op(&name));
+            };
+            let as_text = matches!(op, O::LongArrow | O::HashLongArrow);
+            let func = match (path, as_text) {
+                (false, false) => Func::JsonGet,
+                (false, true) => Func::JsonGetText,
+                (true, false) => Func::JsonPath,
+                (true, true) => Func::JsonPathText,
+            };
+            done(func, vec![l.expr, key], if as_text { DataType::Text } else { t })
+        }
+        O::AtArrow | O::ArrowAt | O::PGOverlap => {
+            let name = op.to_string();
+            let ty = match (&lt, &rt) {
+                (Some(a), Some(b)) => common_type(a, b),
+                (Some(a), None) => Some(a.clone()),
+                (None, Some(b)) => Some(b.clone()),
+                (None, None) => None,
+            };
+            let ok = match &ty {
+                Some(DataType::Array(_)) => true,
+                Some(DataType::Jsonb) => !matches!(op, O::PGOverlap),
+                _ => false,
+            };
+            let Some(ty) = ty.filter(|_| ok) else { return Err(no_op(&name)) };
+            let (a, b) = (coerce_arr(l, &ty)?, coerce_arr(r, &ty)?);
+            match op {
+                O::AtArrow => done(Func::Contains, vec![a, b], DataType::Boolean),
+                O::ArrowAt => done(Func::Contains, vec![b, a], DataType::Boolean),
+                _ => done(Func::Overlap, vec![a, b], DataType::Boolean),
+            }
+        }
+        O::Question | O::QuestionPipe | O::QuestionAnd => {
+            let name = op.to_string();
+            if lt != Some(DataType::Jsonb) {
+                return Err(no_op(&name));
+            }
+            let (func, kt) = match op {
+                O::Question => (Func::JsonExists, DataType::Text),
+                O::QuestionPipe => (Func::JsonExistsAny, text_arr),
+                _ => (Func::JsonExistsAll, text_arr),
+            };
+            let k = coerce(r, &kt).map_err(|_| no_op(&name))?;
+            done(func, vec![l.expr, k], DataType::Boolean)
+        }
+        O::StringConcat if lt == Some(DataType::Jsonb) || rt == Some(DataType::Jsonb) => {
+            if !matches!(lt, None | Some(DataType::Jsonb))
+                || !matches!(rt, None | Some(DataType::Jsonb))
+            {
+                return Ok(Err((l, r)));
+            }
+            let (a, b) = (coerce(l, &DataType::Jsonb)?, coerce(r, &DataType::Jsonb)?);
+            done(Func::JsonbConcat, vec![a, b], DataType::Jsonb)
+        }
+        O::StringConcat => match (&lt, &rt) {
+            (Some(DataType::Array(_)), Some(DataType::Array(_)))
+            | (Some(DataType::Array(_)), None)
+            | (None, Some(DataType::Array(_))) => {
+                let ty = match (&lt, &rt) {
+                    (Some(a), Some(b)) => common_type(a, b).ok_or_else(|| no_op("||"))?,
+                    (Some(a), None) => a.clone(),
+                    (_, b) => b.clone().unwrap_or(text_arr),
+                };
+                let (a, b) = (coerce_arr(l, &ty)?, coerce_arr(r, &ty)?);
+                done(Func::ArrayCat, vec![a, b], ty)
+            }
+            (Some(DataType::Array(e)), Some(_)) => {
+                let e = (**e).clone();
+                let ty = lt.clone().unwrap_or(text_arr);
+                let x = coerce(r, &e).map_err(|_| no_op("||"))?;
+                done(Func::ArrayAppend, vec![l.expr, x], ty)
+            }
+            (Some(_), Some(DataType::Array(e))) => {
+                let e = (**e).clone();
+                let ty = rt.clone().unwrap_or(text_arr);
+                let x = coerce(l, &e).map_err(|_| no_op("||"))?;
+                done(Func::ArrayPrepend, vec![x, r.expr], ty)
+            }
+            _ => Ok(Err((l, r))),
+        },
+        O::HashMinus => {
+            if lt != Some(DataType::Jsonb) || !(r.unknown || r.ty == text_arr) {
+                return Err(no_op("#-"));
+            }
+            let p = coerce(r, &text_arr)?;
+            done(Func::JsonbDeletePath, vec![l.expr, p], DataType::Jsonb)
+        }
+        O::Minus if lt == Some(DataType::Jsonb) => {
+            let k = if is_int(&rt) {
+                r.expr
+            } else if r.unknown || rt.as_ref().is_some_and(is_text) {
+                coerce(r, &DataType::Text)?
+            } else if rt == Some(text_arr.clone()) {
+                r.expr
+            } else {
+                return Err(no_op("-"));
+            };
+            done(Func::JsonbDelete, vec![l.expr, k], DataType::Jsonb)
+        }
+        _ => Ok(Err((l, r))),
+    }
 }
 
 fn args_types(args: &[B]) -> Vec<Option<DataType>> {
@@ -3485,6 +4157,9 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     if is_text(a) && is_text(b) {
         return Some(DataType::Text);
     }
+    if let (DataType::Array(x), DataType::Array(y)) = (a, b) {
+        return Some(DataType::Array(Box::new(common_type(x, y)?)));
+    }
     datetime::common(a, b)
 }
 
@@ -3496,6 +4171,11 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
         || is_text(to)
         || (is_text(from) && is_text(to))
         || datetime::assignable(from, to)
+        || matches!(
+            (from, to),
+            (DataType::Json, DataType::Jsonb) | (DataType::Jsonb, DataType::Json)
+        )
+        || matches!((from, to), (DataType::Array(a), DataType::Array(b)) if assignable(a, b))
 }
 
 /// Gives an unknown literal a type, or checks an implicit conversion.
@@ -3645,6 +4325,20 @@ pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
         T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(len(l)?),
         T::Char(l) | T::Character(l) => DataType::Char(len(l)?.unwrap_or(1)),
         T::Bytea => DataType::Bytea,
+        T::Uuid => DataType::Uuid,
+        T::JSON => DataType::Json,
+        T::JSONB => DataType::Jsonb,
+        T::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Qualified(inner, _),
+        ) => {
+            // int[][] is int[] in PostgreSQL (dimensions are not part of the type).
+            match data_type_of(inner)? {
+                DataType::Array(e) => DataType::Array(e),
+                e => DataType::Array(Box::new(e)),
+            }
+        }
         t if let Some(r) = datetime::data_type(t) => r?.0,
         T::Custom(name, mods) if mods.is_empty() => {
             let n = object_name(name)?.pop().unwrap_or_default();

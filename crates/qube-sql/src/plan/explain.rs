@@ -52,6 +52,7 @@ fn children(plan: &Plan) -> Vec<&Plan> {
         | Plan::ScanRowids { .. }
         | Plan::IndexScan { .. }
         | Plan::Series { .. }
+        | Plan::SetFunction { .. }
         | Plan::WorkTable { .. } => vec![],
         Plan::Filter { input, .. }
         | Plan::Project { input, .. }
@@ -81,6 +82,9 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
     match plan {
         Plan::Values { rows, .. } => line(depth, format!("Values ({} rows)", rows.len()), out),
         Plan::Series { .. } => line(depth, "Function Scan on generate_series".into(), out),
+        Plan::SetFunction { func, .. } => {
+            line(depth, format!("Function Scan on {}", func.name()), out)
+        }
         Plan::WorkTable { .. } => line(depth, "WorkTable Scan".into(), out),
         Plan::Window { input, calls } => {
             line(depth, format!("WindowAgg ({} functions)", calls.len()), out);

@@ -106,6 +106,61 @@ pub enum Func {
     DateBin,
     /// Rounds a time value to `p` fractional digits (`timestamp(p)` casts).
     RoundTime,
+    // uuid, json/jsonb and arrays: evaluated by exec::typefuncs.
+    GenRandomUuid,
+    /// `->` (key or index), `->>`, `#>`, `#>>` on json and jsonb.
+    JsonGet,
+    JsonGetText,
+    JsonPath,
+    JsonPathText,
+    /// `@>` on jsonb or arrays (`<@` swaps the arguments).
+    Contains,
+    /// `?`, `?|`, `?&`.
+    JsonExists,
+    JsonExistsAny,
+    JsonExistsAll,
+    JsonbConcat,
+    /// jsonb `-` key, index or text[] of keys.
+    JsonbDelete,
+    /// jsonb `#-` text[] path.
+    JsonbDeletePath,
+    JsonTypeof,
+    JsonArrayLength,
+    JsonbBuildObject,
+    JsonBuildObject,
+    JsonbBuildArray,
+    JsonBuildArray,
+    ToJsonb,
+    ToJson,
+    JsonbSet,
+    JsonbPretty,
+    JsonbStripNulls,
+    /// row_to_json(t): arguments are (name, value) pairs.
+    RowToJson,
+    /// `ARRAY[…]`.
+    ArrayCtor,
+    /// `a[i]` (1-based; NULL out of range) and `a[lo:hi]`.
+    Subscript,
+    Slice,
+    /// `x op ANY/ALL (array)`.
+    ArrayAny {
+        op: BinOp,
+        all: bool,
+    },
+    /// `&&`.
+    Overlap,
+    ArrayCat,
+    ArrayAppend,
+    ArrayPrepend,
+    ArrayLength,
+    /// array_lower / array_upper (lower bound is always 1).
+    ArrayLower,
+    ArrayUpper,
+    Cardinality,
+    ArrayPosition,
+    ArrayRemove,
+    ArrayToString,
+    StringToArray,
 }
 
 impl Func {
@@ -141,6 +196,54 @@ impl Func {
                 | Func::RoundTime
         )
     }
+
+    /// Whether `exec::typefuncs` evaluates this function.
+    pub fn is_typed(self) -> bool {
+        use Func::*;
+        matches!(
+            self,
+            GenRandomUuid
+                | JsonGet
+                | JsonGetText
+                | JsonPath
+                | JsonPathText
+                | Contains
+                | JsonExists
+                | JsonExistsAny
+                | JsonExistsAll
+                | JsonbConcat
+                | JsonbDelete
+                | JsonbDeletePath
+                | JsonTypeof
+                | JsonArrayLength
+                | JsonbBuildObject
+                | JsonBuildObject
+                | JsonbBuildArray
+                | JsonBuildArray
+                | ToJsonb
+                | ToJson
+                | JsonbSet
+                | JsonbPretty
+                | JsonbStripNulls
+                | RowToJson
+                | ArrayCtor
+                | Subscript
+                | Slice
+                | ArrayAny { .. }
+                | Overlap
+                | ArrayCat
+                | ArrayAppend
+                | ArrayPrepend
+                | ArrayLength
+                | ArrayLower
+                | ArrayUpper
+                | Cardinality
+                | ArrayPosition
+                | ArrayRemove
+                | ArrayToString
+                | StringToArray
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +266,13 @@ pub enum AggFunc {
     PercentileCont,
     PercentileDisc,
     Mode,
+    // Collecting aggregates (exec: Acc::List / Acc::Pairs); NULLs are kept.
+    ArrayAgg,
+    JsonAgg,
+    JsonbAgg,
+    /// `extra` is the value; the argument is the key.
+    JsonObjectAgg,
+    JsonbObjectAgg,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +366,11 @@ pub enum Expr {
         negated: bool,
         correlated: bool,
     },
+    /// `ARRAY(subquery)`: the subquery's single column as an array.
+    ArraySubquery {
+        plan: Box<Plan>,
+        correlated: bool,
+    },
     InSubquery {
         expr: Box<Expr>,
         plan: Box<Plan>,
@@ -291,7 +406,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } | Expr::ArraySubquery { .. } => {}
             Expr::Unary { expr, .. }
             | Expr::IsNull { expr, .. }
             | Expr::IsBool { expr, .. }
@@ -343,7 +458,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::ScalarSubquery { .. } | Expr::Exists { .. } => {}
+            Expr::ScalarSubquery { .. } | Expr::Exists { .. } | Expr::ArraySubquery { .. } => {}
             Expr::Unary { expr, .. }
             | Expr::IsNull { expr, .. }
             | Expr::IsBool { expr, .. }

@@ -166,6 +166,13 @@ pub enum Plan {
         stop: Expr,
         step: Option<Expr>,
     },
+    /// A set-returning function in FROM (unnest, jsonb_each, …); its
+    /// arguments are evaluated once, without a row.
+    SetFunction {
+        func: SetFunc,
+        args: Vec<Expr>,
+        width: usize,
+    },
     Filter {
         input: Box<Plan>,
         predicate: Expr,
@@ -244,6 +251,34 @@ impl Plan {
     /// SELECT without FROM: one row of no columns.
     pub fn unit() -> Plan {
         Plan::Values { rows: vec![vec![]], width: 0 }
+    }
+}
+
+/// Set-returning functions (in FROM), by PostgreSQL name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetFunc {
+    Unnest,
+    /// jsonb_array_elements / json_array_elements (and `_text`).
+    ArrayElements {
+        text: bool,
+    },
+    /// jsonb_each / json_each (and `_text`).
+    Each {
+        text: bool,
+    },
+    ObjectKeys,
+}
+
+impl SetFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            SetFunc::Unnest => "unnest",
+            SetFunc::ArrayElements { text: false } => "jsonb_array_elements",
+            SetFunc::ArrayElements { text: true } => "jsonb_array_elements_text",
+            SetFunc::Each { text: false } => "jsonb_each",
+            SetFunc::Each { text: true } => "jsonb_each_text",
+            SetFunc::ObjectKeys => "jsonb_object_keys",
+        }
     }
 }
 

@@ -36,6 +36,11 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
     if v.is_null() {
         return Ok(Value::Null);
     }
+    if let Value::Jsonb(j) = &v
+        && (super::super::plan::bind::is_numeric(to) || *to == DataType::Boolean)
+    {
+        return jsonb_to_scalar(j, to);
+    }
     Ok(match to {
         DataType::SmallInt => Value::Int2(
             i16::try_from(to_i64(v, "smallint")?).map_err(|_| out_of_range("smallint"))?,
@@ -90,12 +95,38 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
         | DataType::Timestamp
         | DataType::TimestampTz
         | DataType::Interval => to_datetime(v, to)?,
-        other => {
-            return Err(Error::user(
-                "0A000",
-                format!("type {} is not supported yet", other.sql_name()),
-            ));
-        }
+        DataType::Uuid => match v {
+            Value::Uuid(u) => Value::Uuid(u),
+            Value::Text(s) => {
+                Value::Uuid(super::value::parse_uuid(&s).ok_or_else(|| invalid_text("uuid", &s))?)
+            }
+            other => return Err(cannot_cast(&other, to)),
+        },
+        DataType::Json => match v {
+            Value::Json(s) => Value::Json(s),
+            Value::Text(s) => {
+                super::jsonb::validate_json(&s)?;
+                Value::Json(s)
+            }
+            Value::Jsonb(j) => Value::Json(j.to_string()),
+            other => return Err(cannot_cast(&other, to)),
+        },
+        DataType::Jsonb => match v {
+            Value::Jsonb(j) => Value::Jsonb(j),
+            Value::Text(s) | Value::Json(s) => Value::Jsonb(Box::new(super::jsonb::parse(&s)?)),
+            other => return Err(cannot_cast(&other, to)),
+        },
+        DataType::Array(elem) => match v {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(convert(i, elem, explicit)?);
+                }
+                Value::Array(out)
+            }
+            Value::Text(s) => Value::Array(super::array::parse(&s, elem)?),
+            other => return Err(cannot_cast(&other, to)),
+        },
     })
 }
 
@@ -157,6 +188,38 @@ pub fn date_to_ts(d: i32) -> Result<i64> {
         return Err(Error::user("22008", "date out of range for timestamp"));
     }
     Ok(t)
+}
+
+/// jsonb → numeric types and boolean (PostgreSQL 11+): only from a jsonb
+/// number (or boolean), else 22023.
+fn jsonb_to_scalar(j: &super::jsonb::Jsonb, to: &DataType) -> Result<Value> {
+    use super::jsonb::Jsonb;
+    let target = match to {
+        DataType::Boolean => "boolean",
+        DataType::SmallInt => "smallint",
+        DataType::Integer => "integer",
+        DataType::BigInt => "bigint",
+        DataType::Real => "real",
+        DataType::Double => "double precision",
+        _ => "numeric",
+    };
+    match (j, to) {
+        (Jsonb::Bool(b), DataType::Boolean) => Ok(Value::Bool(*b)),
+        (Jsonb::Number(n), t) if *t != DataType::Boolean => {
+            convert(Value::Numeric(parse_numeric(&n.to_string())?), to, true)
+        }
+        (other, _) => {
+            let what = match other {
+                Jsonb::Array(_) => "array",
+                Jsonb::Object(_) => "object",
+                Jsonb::Null => "null",
+                Jsonb::String(_) => "string",
+                Jsonb::Bool(_) => "boolean",
+                Jsonb::Number(_) => "numeric",
+            };
+            Err(Error::user("22023", format!("cannot cast jsonb {what} to type {target}")))
+        }
+    }
 }
 
 fn cannot_cast(v: &Value, to: &DataType) -> Error {
@@ -384,6 +447,9 @@ pub fn implicit(from: &DataType, to: &DataType) -> bool {
         (Date, Timestamp | TimestampTz) | (Timestamp, TimestampTz) | (Time, Interval)
     ) {
         return true;
+    }
+    if let (Array(a), Array(b)) = (from, to) {
+        return implicit(a, b);
     }
     match (rank(from), rank(to)) {
         (Some(a), Some(b)) => a <= b,

@@ -14,6 +14,9 @@
 //!   11 date (i32 LE days since 2000-01-01) | 12 time (i64 LE µs since midnight)
 //!   13 timestamp | 14 timestamptz (i64 LE µs since 2000-01-01 [UTC])
 //!   15 interval (months i32 LE, days i32 LE, µs i64 LE)
+//!   16 uuid (16 B) | 17 json (len:varint, its text)
+//!   18 jsonb (types::jsonb's binary node encoding)
+//!   19 array (count:varint, then each element as a value; one level)
 //! ```
 //!
 //! A row shorter than the table (written before `ADD COLUMN`) reads its
@@ -39,6 +42,10 @@
 //!        | interval: its 30-day-month length in µs, i128 BE with the sign
 //!          bit flipped (so '1 mon' and '30 days' are one key, as they are
 //!          equal in PostgreSQL)
+//!        | uuid: its 16 bytes
+//!        | jsonb: types::jsonb's token-stream key (PostgreSQL's jsonb order)
+//!        | array: each element's part (0x01 body | 0x02), then 0x00 — so a
+//!          shorter array sorts first and NULL elements after values
 //! ```
 //!
 //! Integers of different widths share one encoding so that an index on an
@@ -62,7 +69,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
+pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos).ok_or_else(|| corrupt("varint"))?;
@@ -80,64 +87,88 @@ pub fn encode_row(values: &[Value], out: &mut Vec<u8>) {
     out.push(1);
     put_varint(out, values.len() as u64);
     for v in values {
-        match v {
-            Value::Null => out.push(0),
-            Value::Bool(b) => out.push(1 + *b as u8),
-            Value::Int2(i) => {
-                out.push(3);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Int4(i) => {
-                out.push(4);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Int8(i) => {
-                out.push(5);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Float4(f) => {
-                out.push(6);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            Value::Float8(f) => {
-                out.push(7);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            Value::Numeric(d) => {
-                out.push(8);
-                out.extend_from_slice(&d.serialize());
-            }
-            Value::Text(s) => {
-                out.push(9);
-                put_varint(out, s.len() as u64);
-                out.extend_from_slice(s.as_bytes());
-            }
-            Value::Bytea(b) => {
-                out.push(10);
-                put_varint(out, b.len() as u64);
-                out.extend_from_slice(b);
-            }
-            Value::Date(d) => {
-                out.push(11);
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            Value::Time(t) => {
-                out.push(12);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-            Value::Timestamp(t) => {
-                out.push(13);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-            Value::TimestampTz(t) => {
-                out.push(14);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-            Value::Interval(i) => {
-                out.push(15);
-                out.extend_from_slice(&i.months.to_le_bytes());
-                out.extend_from_slice(&i.days.to_le_bytes());
-                out.extend_from_slice(&i.micros.to_le_bytes());
+        encode_value(v, out);
+    }
+}
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(0),
+        Value::Bool(b) => out.push(1 + *b as u8),
+        Value::Int2(i) => {
+            out.push(3);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Int4(i) => {
+            out.push(4);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Int8(i) => {
+            out.push(5);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Float4(f) => {
+            out.push(6);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Float8(f) => {
+            out.push(7);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Numeric(d) => {
+            out.push(8);
+            out.extend_from_slice(&d.serialize());
+        }
+        Value::Text(s) => {
+            out.push(9);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Bytea(b) => {
+            out.push(10);
+            put_varint(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        Value::Date(d) => {
+            out.push(11);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::Time(t) => {
+            out.push(12);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Timestamp(t) => {
+            out.push(13);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::TimestampTz(t) => {
+            out.push(14);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Interval(i) => {
+            out.push(15);
+            out.extend_from_slice(&i.months.to_le_bytes());
+            out.extend_from_slice(&i.days.to_le_bytes());
+            out.extend_from_slice(&i.micros.to_le_bytes());
+        }
+        Value::Uuid(u) => {
+            out.push(16);
+            out.extend_from_slice(u);
+        }
+        Value::Json(s) => {
+            out.push(17);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Jsonb(j) => {
+            out.push(18);
+            super::jsonb::encode(j, out);
+        }
+        Value::Array(items) => {
+            out.push(19);
+            put_varint(out, items.len() as u64);
+            for v in items {
+                encode_value(v, out);
             }
         }
     }
@@ -151,58 +182,70 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
     }
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
+    for _ in 0..n.min(ncols) {
+        out.push(decode_value(b, &mut pos, 0)?);
+    }
+    out.resize(ncols, Value::Null);
+    Ok(())
+}
+
+fn decode_value(b: &[u8], pos: &mut usize, depth: usize) -> Result<Value> {
     let take = |pos: &mut usize, len: usize| -> Result<&[u8]> {
         let s = b.get(*pos..*pos + len).ok_or_else(|| corrupt("truncated value"))?;
         *pos += len;
         Ok(s)
     };
-    for _ in 0..n.min(ncols) {
-        let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
-        pos += 1;
-        let v = match tag {
-            0 => Value::Null,
-            1 => Value::Bool(false),
-            2 => Value::Bool(true),
-            3 => Value::Int2(i16::from_le_bytes(take(&mut pos, 2)?.try_into().unwrap_or([0; 2]))),
-            4 => Value::Int4(i32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
-            5 => Value::Int8(i64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]))),
-            6 => Value::Float4(f32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
-            7 => Value::Float8(f64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]))),
-            8 => Value::Numeric(Decimal::deserialize(
-                take(&mut pos, 16)?.try_into().unwrap_or([0; 16]),
-            )),
-            9 => {
-                let len = get_varint(b, &mut pos)? as usize;
-                let s = take(&mut pos, len)?;
-                Value::Text(String::from_utf8(s.to_vec()).map_err(|_| corrupt("text not UTF-8"))?)
+    let tag = *b.get(*pos).ok_or_else(|| corrupt("truncated row"))?;
+    *pos += 1;
+    Ok(match tag {
+        0 => Value::Null,
+        1 => Value::Bool(false),
+        2 => Value::Bool(true),
+        3 => Value::Int2(i16::from_le_bytes(take(pos, 2)?.try_into().unwrap_or([0; 2]))),
+        4 => Value::Int4(i32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
+        5 => Value::Int8(i64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
+        6 => Value::Float4(f32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
+        7 => Value::Float8(f64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
+        8 => Value::Numeric(Decimal::deserialize(take(pos, 16)?.try_into().unwrap_or([0; 16]))),
+        9 | 17 => {
+            let len = get_varint(b, pos)? as usize;
+            let s = take(pos, len)?;
+            let s = String::from_utf8(s.to_vec()).map_err(|_| corrupt("text not UTF-8"))?;
+            if tag == 9 { Value::Text(s) } else { Value::Json(s) }
+        }
+        10 => {
+            let len = get_varint(b, pos)? as usize;
+            Value::Bytea(take(pos, len)?.to_vec())
+        }
+        11 => Value::Date(i32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
+        12..=14 => {
+            let t = i64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]));
+            match tag {
+                12 => Value::Time(t),
+                13 => Value::Timestamp(t),
+                _ => Value::TimestampTz(t),
             }
-            10 => {
-                let len = get_varint(b, &mut pos)? as usize;
-                Value::Bytea(take(&mut pos, len)?.to_vec())
+        }
+        15 => {
+            let b = take(pos, 16)?;
+            Value::Interval(Interval {
+                months: i32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])),
+                days: i32::from_le_bytes(b[4..8].try_into().unwrap_or([0; 4])),
+                micros: i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
+            })
+        }
+        16 => Value::Uuid(take(pos, 16)?.try_into().unwrap_or([0; 16])),
+        18 => Value::Jsonb(Box::new(super::jsonb::decode(b, pos)?)),
+        19 if depth == 0 => {
+            let n = get_varint(b, pos)? as usize;
+            let mut items = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                items.push(decode_value(b, pos, depth + 1)?);
             }
-            11 => Value::Date(i32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap_or([0; 4]))),
-            12..=14 => {
-                let t = i64::from_le_bytes(take(&mut pos, 8)?.try_into().unwrap_or([0; 8]));
-                match tag {
-                    12 => Value::Time(t),
-                    13 => Value::Timestamp(t),
-                    _ => Value::TimestampTz(t),
-                }
-            }
-            15 => {
-                let b = take(&mut pos, 16)?;
-                Value::Interval(Interval {
-                    months: i32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])),
-                    days: i32::from_le_bytes(b[4..8].try_into().unwrap_or([0; 4])),
-                    micros: i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
-                })
-            }
-            _ => return Err(corrupt("unknown value tag")),
-        };
-        out.push(v);
-    }
-    out.resize(ncols, Value::Null);
-    Ok(())
+            Value::Array(items)
+        }
+        _ => return Err(corrupt("unknown value tag")),
+    })
 }
 
 /// Appends the memcomparable key encoding of `v`.
@@ -241,6 +284,16 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
         Value::Time(t) | Value::Timestamp(t) | Value::TimestampTz(t) => put_i64_key(*t, out),
         Value::Interval(i) => {
             out.extend_from_slice(&((i.span() as u128) ^ (1 << 127)).to_be_bytes());
+        }
+        Value::Uuid(u) => out.extend_from_slice(u),
+        // json has no order (no btree operator class): its text.
+        Value::Json(s) => encode_bytes(s.as_bytes(), out),
+        Value::Jsonb(j) => j.key(out),
+        Value::Array(items) => {
+            for v in items {
+                encode_key(v, out);
+            }
+            out.push(0);
         }
     }
 }

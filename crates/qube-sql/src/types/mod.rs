@@ -1,8 +1,10 @@
 //! Values, their casts and their encodings.
 
+pub mod array;
 pub mod cast;
 pub mod datetime;
 pub mod encoding;
+pub mod jsonb;
 pub mod value;
 
 pub use value::Value;

@@ -13,6 +13,7 @@ use qube_common::types::DataType;
 use rust_decimal::Decimal;
 
 use super::datetime::{self, Interval};
+use super::jsonb::Jsonb;
 
 /// One SQL value.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,13 @@ pub enum Value {
     Timestamp(i64),
     TimestampTz(i64),
     Interval(Interval),
+    // uuid, json, jsonb, arrays (keep these last; see types::jsonb, types::array).
+    Uuid([u8; 16]),
+    /// json: the text as given (validated).
+    Json(String),
+    Jsonb(Box<Jsonb>),
+    /// A one-dimensional array's elements (lower bound 1).
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -59,6 +67,12 @@ impl Value {
             Value::Timestamp(_) => DataType::Timestamp,
             Value::TimestampTz(_) => DataType::TimestampTz,
             Value::Interval(_) => DataType::Interval,
+            Value::Uuid(_) => DataType::Uuid,
+            Value::Json(_) => DataType::Json,
+            Value::Jsonb(_) => DataType::Jsonb,
+            Value::Array(items) => DataType::Array(Box::new(
+                items.iter().find_map(Value::data_type).unwrap_or(DataType::Text),
+            )),
         })
     }
 
@@ -118,6 +132,10 @@ impl Value {
             (Timestamp(a), Date(b)) => a.cmp(&date_ts(*b)),
             (Date(_) | Time(_) | Timestamp(_) | TimestampTz(_) | Interval(_), _)
             | (_, Date(_) | Time(_) | Timestamp(_) | TimestampTz(_) | Interval(_)) => return None,
+            (Uuid(a), Uuid(b)) => a.cmp(b),
+            (Jsonb(a), Jsonb(b)) => a.btree_cmp(b),
+            (Array(a), Array(b)) => return super::array::cmp(a, b),
+            (Json(_), _) | (_, Json(_)) => return None,
             (a, b) => {
                 if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
                     return Some(x.cmp(&y));
@@ -169,6 +187,10 @@ fn rank(v: &Value) -> u8 {
         Value::Time(_) => 5,
         Value::TimestampTz(_) => 6,
         Value::Interval(_) => 7,
+        Value::Uuid(_) => 4,
+        Value::Json(_) => 5,
+        Value::Jsonb(_) => 6,
+        Value::Array(_) => 7,
     }
 }
 
@@ -201,6 +223,14 @@ impl fmt::Display for Value {
                 self.write_datetime(datetime::zone(), &mut s);
                 f.write_str(&s)
             }
+            Value::Uuid(u) => f.write_str(&format_uuid(u)),
+            Value::Json(s) => f.write_str(s),
+            Value::Jsonb(j) => write!(f, "{j}"),
+            Value::Array(items) => {
+                let mut s = String::new();
+                super::array::write(items, &mut s);
+                f.write_str(&s)
+            }
         }
     }
 }
@@ -217,6 +247,46 @@ impl Value {
             _ => {}
         }
     }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower case.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// PostgreSQL's uuid input: 32 hex digits, optionally in braces, with a
+/// hyphen allowed after any group of four digits.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let braces = b.first() == Some(&b'{');
+    if braces {
+        i += 1;
+    }
+    let mut out = [0u8; 16];
+    for (k, byte) in out.iter_mut().enumerate() {
+        let h = |c: u8| (c as char).to_digit(16);
+        let (hi, lo) = (h(*b.get(i)?)?, h(*b.get(i + 1)?)?);
+        *byte = (hi * 16 + lo) as u8;
+        i += 2;
+        if b.get(i) == Some(&b'-') && k % 2 == 1 && k < 15 {
+            i += 1;
+        }
+    }
+    if braces {
+        if b.get(i) != Some(&b'}') {
+            return None;
+        }
+        i += 1;
+    }
+    (i == b.len()).then_some(out)
 }
 
 /// Shortest text that reads back as the same float (PostgreSQL 12+'s

@@ -310,3 +310,36 @@ fn datetime_values_survive_reopen_and_use_indexes() {
     let r = s.execute("SHOW timezone").unwrap();
     assert_eq!(r[0].rows[0][0], Value::Text("Europe/Berlin".into()));
 }
+
+/// Where QubeDB deliberately differs from PostgreSQL (so these are not in
+/// the PostgreSQL-verified .slt files): multi-dimensional arrays and
+/// set-returning functions outside FROM are 0A000; a deep jsonb is 54001.
+#[test]
+fn unsupported_array_and_json_forms_are_clear_errors() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    for sql in [
+        "SELECT '{{1,2},{3,4}}'::int[]",
+        "SELECT ARRAY[ARRAY[1], ARRAY[2]]",
+        "SELECT '[1:2]={1,2}'::int[]",
+        "SELECT unnest(ARRAY[1, 2])",
+        "SELECT jsonb_each('{}')",
+        "SELECT array_agg(a) FROM (SELECT ARRAY[1] AS a) s",
+        "SELECT ARRAY(SELECT ARRAY[1])",
+    ] {
+        assert_eq!(s.execute(sql).unwrap_err().sqlstate(), "0A000", "{sql}");
+    }
+    let deep = format!("SELECT '{}{}'::jsonb", "[".repeat(5000), "]".repeat(5000));
+    assert_eq!(s.execute(&deep).unwrap_err().sqlstate(), "54001");
+    let ok = format!("{}{}", "[".repeat(499), "]".repeat(499));
+    s.execute("CREATE TABLE deep (j jsonb, t json)").unwrap();
+    s.execute(&format!("INSERT INTO deep VALUES ('{ok}', '{ok}')")).unwrap();
+    let r = s.execute("SELECT j, t, j = t::jsonb, jsonb_typeof(j) FROM deep ORDER BY j").unwrap();
+    assert_eq!(r[0].rows[0][0].to_string().len(), 998);
+    assert_eq!(r[0].rows[0][2], qube_sql::Value::Bool(true));
+    // int[][] is int[], as in PostgreSQL.
+    s.execute("CREATE TABLE m (a int[][])").unwrap();
+    s.execute("INSERT INTO m VALUES ('{1,2}')").unwrap();
+    let r = s.execute("SELECT a FROM m").unwrap();
+    assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
+}

@@ -209,7 +209,10 @@ slt_tests!(
     sequences,
     dml_from,
     datetime,
-    datetime_diff
+    datetime_diff,
+    json,
+    arrays,
+    uuid
 );
 
 #[test]
