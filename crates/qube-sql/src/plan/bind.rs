@@ -999,7 +999,7 @@ impl<'a> Binder<'a> {
         let mut inputs: Vec<JoinInput> = Vec::new();
         let mut conds: Vec<&'q ast::Expr> = Vec::new();
         for twj in from {
-            if is_lateral(&twj.relation) {
+            if is_lateral(&twj.relation) || (!inputs.is_empty() && is_function(&twj.relation)) {
                 self.lateral_item(&twj.relation, &mut inputs, &mut conds, JoinKind::Inner, None)?;
             } else {
                 self.join_item(&twj.relation, &mut inputs)?;
@@ -1019,7 +1019,8 @@ impl<'a> Binder<'a> {
                     ast::JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
                     other => return Err(unsupported(format!("join {other:?}"))),
                 };
-                if is_lateral(&j.relation) {
+                let function = is_function(&j.relation);
+                if is_lateral(&j.relation) || (function && kind != JoinKind::Right) {
                     if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
                         return Err(err(
                             "42P10",
@@ -1078,21 +1079,39 @@ impl<'a> Binder<'a> {
         kind: JoinKind,
         constraint: Option<&'q ast::JoinConstraint>,
     ) -> Result<()> {
-        let ast::TableFactor::Derived { subquery, alias, .. } = f else {
-            return Err(unsupported("LATERAL of this FROM item"));
-        };
         let left = if inputs.is_empty() {
             Plan::unit()
         } else {
             self.collapse(std::mem::take(inputs), std::mem::take(conds))?
         };
         let left_width = self.scope_len();
-        self.grouping.push(None);
-        let sub = self.subquery(subquery);
-        self.grouping.pop();
-        let (plan, _, columns) = sub?;
-        let a = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_default();
-        let (plan, a, cols) = (plan, a, columns).with_alias(alias.as_ref());
+        let (plan, a, cols) = match f {
+            ast::TableFactor::Derived { subquery, alias, .. } => {
+                self.grouping.push(None);
+                let sub = self.subquery(subquery);
+                self.grouping.pop();
+                let (plan, _, columns) = sub?;
+                let a = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_default();
+                (plan, a, columns).with_alias(alias.as_ref())
+            }
+            ast::TableFactor::Table { args: Some(_), .. } | ast::TableFactor::UNNEST { .. } => {
+                // A function in FROM may read the items to its left (it is
+                // implicitly LATERAL, as in PostgreSQL): bound as a
+                // subquery's only item.
+                self.frames.push((self.scopes.len(), false));
+                self.scopes.push(Scope::default());
+                let mut item = Vec::new();
+                let res = self.join_item(f, &mut item);
+                let scope = self.scopes.pop().unwrap_or_default();
+                self.frames.pop();
+                res?;
+                let plan = item.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
+                let a = scope.cols.first().and_then(|c| c.table.clone()).unwrap_or_default();
+                let cols = scope.cols.into_iter().map(|c| (c.name, c.ty)).collect();
+                (plan, a, cols)
+            }
+            _ => return Err(unsupported("LATERAL of this FROM item")),
+        };
         let right_width = cols.len();
         let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
         if !a.is_empty() && scope.cols.iter().any(|c| c.table.as_deref() == Some(a.as_str())) {
@@ -3083,6 +3102,11 @@ fn pg_type_label(t: &DataType) -> String {
 
 fn is_lateral(f: &ast::TableFactor) -> bool {
     matches!(f, ast::TableFactor::Derived { lateral: true, .. })
+}
+
+/// A function call in FROM (`generate_series(…)`, `unnest(…)`).
+fn is_function(f: &ast::TableFactor) -> bool {
+    matches!(f, ast::TableFactor::Table { args: Some(_), .. } | ast::TableFactor::UNNEST { .. })
 }
 
 fn is_aggregate_call(e: &ast::Expr) -> bool {
