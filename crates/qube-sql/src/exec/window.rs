@@ -1,9 +1,11 @@
 //! Window functions: each call sorts the rows by its partition and order
 //! keys, walks each partition, and appends one value per row.
 //!
-//! Frames: ROWS frames count rows; RANGE frames (UNBOUNDED or CURRENT ROW
-//! ends only) take a row's ORDER BY peers with it; without ORDER BY every
-//! row of a partition is a peer. Aggregates over a frame that starts at
+//! Frames: ROWS frames count rows; GROUPS frames count peer groups;
+//! RANGE frames take a row's ORDER BY peers with it, and their value
+//! offsets (`RANGE 5 PRECEDING`, `INTERVAL '1 day' PRECEDING` over the
+//! single ORDER BY value) become positions by binary search over the
+//! sorted values; without ORDER BY every row of a partition is a peer. Aggregates over a frame that starts at
 //! the partition's start are computed incrementally; other frames are
 //! aggregated row by row.
 
@@ -13,7 +15,7 @@ use qube_common::{Error, Result};
 
 use super::eval::eval;
 use super::{Acc, Ctx, Row, cmp_sort_keys, finish_acc, key_bytes, new_acc, update_acc};
-use crate::plan::{AggCall, FrameBound, WindowCall, WindowFunc};
+use crate::plan::{AggCall, FrameBound, FrameUnits, WindowCall, WindowFunc};
 use crate::types::Value;
 
 pub fn run(ctx: &mut Ctx, mut rows: Vec<Row>, calls: &[WindowCall]) -> Result<Vec<Row>> {
@@ -86,24 +88,67 @@ fn partition(
         s = e;
     }
     let row = |p: usize| &rows[part[p].idx];
+    // First and last position of each peer group (for GROUPS offsets).
+    let mut group_first = Vec::with_capacity(g);
+    let mut group_last = Vec::with_capacity(g);
+    for p in 0..n {
+        if p == 0 || group[p] != group[p - 1] {
+            group_first.push(p);
+            group_last.push(p);
+        }
+        if let Some(l) = group_last.last_mut() {
+            *l = p;
+        }
+    }
+    // RANGE offsets: each position's bound, found by binary search over
+    // the sorted ORDER BY values.
+    let range_lo = range_bounds(ctx, call, part, &call.frame.start, true, &first_peer, &last_peer)?;
+    let range_hi = range_bounds(ctx, call, part, &call.frame.end, false, &first_peer, &last_peer)?;
+    let units = call.frame.units;
+    let groups = g as i64;
     // Frame of position p: inclusive [lo, hi], empty when lo > hi.
     let frame = |p: usize| -> (i64, i64) {
-        let f = call.frame;
-        let (p, n) = (p as i64, n as i64);
-        let lo = match f.start {
+        let f = &call.frame;
+        let (pi, n) = (p as i64, n as i64);
+        let gi = group[p] as i64;
+        let group_start = |k: i64| {
+            if k < 0 {
+                0
+            } else if k >= groups {
+                n
+            } else {
+                group_first[k as usize] as i64
+            }
+        };
+        let group_end = |k: i64| {
+            if k < 0 {
+                -1
+            } else if k >= groups {
+                n - 1
+            } else {
+                group_last[k as usize] as i64
+            }
+        };
+        let lo = match &f.start {
             FrameBound::UnboundedPreceding => 0,
-            FrameBound::Preceding(k) => p - k as i64,
-            FrameBound::CurrentRow if !f.rows => first_peer[p as usize] as i64,
-            FrameBound::CurrentRow => p,
-            FrameBound::Following(k) => p + k as i64,
+            FrameBound::Preceding(k) if units == FrameUnits::Groups => group_start(gi - *k as i64),
+            FrameBound::Following(k) if units == FrameUnits::Groups => group_start(gi + *k as i64),
+            FrameBound::Preceding(k) => pi - *k as i64,
+            FrameBound::Following(k) => pi + *k as i64,
+            FrameBound::CurrentRow if units != FrameUnits::Rows => first_peer[p] as i64,
+            FrameBound::CurrentRow => pi,
+            FrameBound::ValuePreceding(_) | FrameBound::ValueFollowing(_) => range_lo[p],
             FrameBound::UnboundedFollowing => n,
         };
-        let hi = match f.end {
+        let hi = match &f.end {
             FrameBound::UnboundedFollowing => n - 1,
-            FrameBound::Following(k) => p + k as i64,
-            FrameBound::CurrentRow if !f.rows => last_peer[p as usize] as i64,
-            FrameBound::CurrentRow => p,
-            FrameBound::Preceding(k) => p - k as i64,
+            FrameBound::Following(k) if units == FrameUnits::Groups => group_end(gi + *k as i64),
+            FrameBound::Preceding(k) if units == FrameUnits::Groups => group_end(gi - *k as i64),
+            FrameBound::Following(k) => pi + *k as i64,
+            FrameBound::Preceding(k) => pi - *k as i64,
+            FrameBound::CurrentRow if units != FrameUnits::Rows => last_peer[p] as i64,
+            FrameBound::CurrentRow => pi,
+            FrameBound::ValuePreceding(_) | FrameBound::ValueFollowing(_) => range_hi[p],
             FrameBound::UnboundedPreceding => -1,
         };
         (lo.max(0), hi.min(n - 1))
@@ -253,4 +298,90 @@ fn aggregate(
         out[part[p].idx] = finish_acc(acc, a)?;
     }
     Ok(())
+}
+
+/// For a RANGE frame end with a value offset, the bound at each position
+/// of a partition (empty for other ends): the first position whose value
+/// reaches `value ∓ offset` (a start) or the last one within it (an end).
+/// A row whose ORDER BY value is NULL frames its peers, as in PostgreSQL.
+fn range_bounds(
+    ctx: &mut Ctx,
+    call: &WindowCall,
+    part: &[Item],
+    bound: &FrameBound,
+    start: bool,
+    first_peer: &[usize],
+    last_peer: &[usize],
+) -> Result<Vec<i64>> {
+    let (offset, preceding) = match bound {
+        FrameBound::ValuePreceding(e) => (e, true),
+        FrameBound::ValueFollowing(e) => (e, false),
+        _ => return Ok(Vec::new()),
+    };
+    let k = eval(ctx, offset, &[])?;
+    if k.is_null() {
+        return Err(Error::user("22004", "frame starting offset must not be null"));
+    }
+    let negative = match &k {
+        Value::Interval(i) => i.span() < 0,
+        v => v.as_f64().is_some_and(|f| f < 0.0),
+    };
+    if negative {
+        return Err(Error::user("22013", "invalid preceding or following size in window function"));
+    }
+    let desc = call.order.first().is_some_and(|o| o.desc);
+    let n = part.len();
+    let key = |q: usize| &part[q].order[0];
+    // Non-null values form one contiguous run in the sorted partition.
+    let nn_lo = (0..n).find(|&q| !key(q).is_null()).unwrap_or(n);
+    let nn_hi = (nn_lo..n).find(|&q| key(q).is_null()).unwrap_or(n);
+    let mut out = Vec::with_capacity(n);
+    for p in 0..n {
+        let v = key(p);
+        if v.is_null() {
+            out.push(if start { first_peer[p] as i64 } else { last_peer[p] as i64 });
+            continue;
+        }
+        // Toward smaller values when PRECEDING in ascending order.
+        let down = preceding != desc;
+        let op = if down { crate::plan::BinOp::Sub } else { crate::plan::BinOp::Add };
+        let target = match super::eval::binary(op, v.clone(), k.clone()) {
+            Ok(t) => Some(t),
+            // Past the type's range: every row on that side is within.
+            Err(e) if e.sqlstate() == "22003" || e.sqlstate() == "22008" => None,
+            Err(e) => return Err(e),
+        };
+        let seg = &part[nn_lo..nn_hi];
+        // Position in sorted order: "before" = comes earlier in the sort.
+        let before = |x: &Value, t: &Value| {
+            let o = x.total_cmp(t);
+            if desc { o == Ordering::Greater } else { o == Ordering::Less }
+        };
+        let after = |x: &Value, t: &Value| {
+            let o = x.total_cmp(t);
+            if desc { o == Ordering::Less } else { o == Ordering::Greater }
+        };
+        let pos = match (&target, start) {
+            (None, true) => {
+                if down {
+                    nn_lo as i64
+                } else {
+                    nn_hi as i64
+                }
+            }
+            (None, false) => {
+                if down {
+                    nn_lo as i64 - 1
+                } else {
+                    nn_hi as i64 - 1
+                }
+            }
+            (Some(t), true) => (nn_lo + seg.partition_point(|it| before(&it.order[0], t))) as i64,
+            (Some(t), false) => {
+                (nn_lo + seg.partition_point(|it| !after(&it.order[0], t))) as i64 - 1
+            }
+        };
+        out.push(pos);
+    }
+    Ok(out)
 }

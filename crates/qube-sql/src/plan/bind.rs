@@ -19,7 +19,8 @@ use sqlparser::ast;
 
 use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
 use super::{
-    IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetFunc, SetOpKind, SortKey, TableRef,
+    FrameBound, FrameUnits, IndexRange, JoinCond, JoinInput, JoinKind, Plan, Query, SetFunc,
+    SetOpKind, SortKey, TableRef,
 };
 use crate::names::SearchPath;
 use crate::types::Value;
@@ -2570,8 +2571,110 @@ impl<'a> Binder<'a> {
 
     /// `f(...) OVER (PARTITION BY … ORDER BY … frame)`: registered in the
     /// SELECT's window list; reads as a column placed after the input's.
+    /// One end of a window frame: ROWS and GROUPS take a non-negative
+    /// integer constant; RANGE an offset of the single ORDER BY value's
+    /// type (an interval for date/time values).
+    fn frame_bound(
+        &mut self,
+        b: &ast::WindowFrameBound,
+        start: bool,
+        units: FrameUnits,
+        order: &[DataType],
+    ) -> Result<FrameBound> {
+        let (offset, preceding) = match b {
+            ast::WindowFrameBound::CurrentRow => return Ok(FrameBound::CurrentRow),
+            ast::WindowFrameBound::Preceding(None) => {
+                if !start {
+                    return Err(err("42P20", "frame end cannot be UNBOUNDED PRECEDING"));
+                }
+                return Ok(FrameBound::UnboundedPreceding);
+            }
+            ast::WindowFrameBound::Following(None) => {
+                if start {
+                    return Err(err("42P20", "frame start cannot be UNBOUNDED FOLLOWING"));
+                }
+                return Ok(FrameBound::UnboundedFollowing);
+            }
+            ast::WindowFrameBound::Preceding(Some(e)) => (e.as_ref(), true),
+            ast::WindowFrameBound::Following(Some(e)) => (e.as_ref(), false),
+        };
+        let mut cols = Vec::new();
+        let bound = self.expr(offset)?;
+        bound.expr.columns_used(&mut cols);
+        if !cols.is_empty() || matches!(bound.expr, Expr::Outer { .. }) {
+            return Err(err("42P10", "argument of a frame offset must not contain variables"));
+        }
+        if units == FrameUnits::Range {
+            let [key] = order else {
+                return Err(err(
+                    "42P20",
+                    "RANGE with offset PRECEDING/FOLLOWING requires exactly one ORDER BY column",
+                ));
+            };
+            let offset_ty = match key {
+                DataType::Date
+                | DataType::Timestamp
+                | DataType::TimestampTz
+                | DataType::Time
+                | DataType::Interval => DataType::Interval,
+                t if is_numeric(t) => t.clone(),
+                t => {
+                    return Err(err(
+                        "0A000",
+                        format!(
+                            "RANGE with offset PRECEDING/FOLLOWING is not supported for column type {}",
+                            t.sql_name()
+                        ),
+                    ));
+                }
+            };
+            if !bound.unknown && !is_numeric(&bound.ty) && bound.ty != offset_ty {
+                return Err(err(
+                    "42883",
+                    format!(
+                        "RANGE with offset PRECEDING/FOLLOWING is not supported for column type {} and offset type {}",
+                        key.sql_name(),
+                        bound.ty.sql_name()
+                    ),
+                ));
+            }
+            let e = if bound.unknown || offset_ty == DataType::Interval {
+                coerce(bound, &offset_ty)?
+            } else {
+                bound.expr
+            };
+            return Ok(if preceding {
+                FrameBound::ValuePreceding(e)
+            } else {
+                FrameBound::ValueFollowing(e)
+            });
+        }
+        let e = coerce(bound, &DataType::BigInt)?;
+        let e = match e {
+            Expr::Cast { expr, to } => match *expr {
+                Expr::Const(v) => Expr::Const(cast::cast(v, &to)?),
+                other => Expr::Cast { expr: Box::new(other), to },
+            },
+            Expr::Unary { op: UnOp::Neg, expr } if matches!(*expr, Expr::Const(_)) => {
+                return Err(err("22013", "frame starting offset must not be negative"));
+            }
+            other => other,
+        };
+        let k = match e {
+            Expr::Const(Value::Int8(k)) if k >= 0 => k as u64,
+            Expr::Const(Value::Int8(_)) => {
+                return Err(err("22013", "frame starting offset must not be negative"));
+            }
+            Expr::Const(Value::Null) => {
+                return Err(err("22004", "frame starting offset must not be null"));
+            }
+            _ => return Err(unsupported("frame offsets that are not constants")),
+        };
+        Ok(if preceding { FrameBound::Preceding(k) } else { FrameBound::Following(k) })
+    }
+
     fn window_call(&mut self, f: &ast::Function, name: &str, over: &ast::WindowType) -> Result<B> {
-        use super::{Frame, FrameBound, WindowCall, WindowFunc};
+        use super::{Frame, WindowCall, WindowFunc};
         let spec = match over {
             ast::WindowType::WindowSpec(spec) if spec.window_name.is_none() => spec.clone(),
             ast::WindowType::WindowSpec(_) => {
@@ -2688,69 +2791,53 @@ impl<'a> Binder<'a> {
             .map(|e| self.expr_typed(e).map(|x| x.0))
             .collect::<Result<Vec<_>>>()?;
         let mut order = Vec::new();
+        let mut order_types = Vec::new();
         for o in &spec.order_by {
             let (desc, nulls_first) = order_opts(o);
-            order.push(SortKey { expr: self.expr_typed(&o.expr)?.0, desc, nulls_first });
+            let (expr, ty) = self.expr_typed(&o.expr)?;
+            order.push(SortKey { expr, desc, nulls_first });
+            order_types.push(ty);
         }
-        let bound_of = |b: &ast::WindowFrameBound, start: bool| -> Result<FrameBound> {
-            let n = |e: &Option<Box<ast::Expr>>| -> Result<Option<u64>> {
-                match e.as_deref() {
-                    None => Ok(None),
-                    Some(ast::Expr::Value(v)) => match &v.value {
-                        ast::Value::Number(n, _) => n.parse::<u64>().map(Some).map_err(|_| {
-                            err("22013", "frame offset must be a non-negative integer")
-                        }),
-                        _ => Err(unsupported("non-integer frame offsets")),
-                    },
-                    Some(_) => Err(unsupported("frame offsets that are not constants")),
-                }
-            };
-            Ok(match b {
-                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
-                ast::WindowFrameBound::Preceding(e) => match n(e)? {
-                    None => FrameBound::UnboundedPreceding,
-                    Some(k) => FrameBound::Preceding(k),
-                },
-                ast::WindowFrameBound::Following(e) => match n(e)? {
-                    None => FrameBound::UnboundedFollowing,
-                    Some(k) => FrameBound::Following(k),
-                },
-            })
-            .and_then(|fb| {
-                if start && fb == FrameBound::UnboundedFollowing {
-                    return Err(err("42P20", "frame start cannot be UNBOUNDED FOLLOWING"));
-                }
-                if !start && fb == FrameBound::UnboundedPreceding {
-                    return Err(err("42P20", "frame end cannot be UNBOUNDED PRECEDING"));
-                }
-                Ok(fb)
-            })
-        };
         let frame = match &spec.window_frame {
             None => Frame {
-                rows: false,
+                units: FrameUnits::Range,
                 start: FrameBound::UnboundedPreceding,
                 end: FrameBound::CurrentRow,
             },
             Some(wf) => {
-                let start = bound_of(&wf.start_bound, true)?;
+                let units = match wf.units {
+                    ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+                    ast::WindowFrameUnits::Range => FrameUnits::Range,
+                    ast::WindowFrameUnits::Groups => FrameUnits::Groups,
+                };
+                if units == FrameUnits::Groups && order.is_empty() {
+                    return Err(err("42P20", "GROUPS mode requires an ORDER BY clause"));
+                }
+                let start = self.frame_bound(&wf.start_bound, true, units, &order_types)?;
                 let end = match &wf.end_bound {
-                    Some(e) => bound_of(e, false)?,
+                    Some(e) => self.frame_bound(e, false, units, &order_types)?,
                     None => FrameBound::CurrentRow,
                 };
-                let rows = match wf.units {
-                    ast::WindowFrameUnits::Rows => true,
-                    ast::WindowFrameUnits::Range => {
-                        if matches!(start, FrameBound::Preceding(_) | FrameBound::Following(_))
-                            || matches!(end, FrameBound::Preceding(_) | FrameBound::Following(_))
-                        {
-                            return Err(unsupported("RANGE frames with offsets"));
-                        }
-                        false
-                    }
-                    ast::WindowFrameUnits::Groups => return Err(unsupported("GROUPS frames")),
+                let rank = |b: &FrameBound| match b {
+                    FrameBound::UnboundedPreceding => 0,
+                    FrameBound::Preceding(_) | FrameBound::ValuePreceding(_) => 1,
+                    FrameBound::CurrentRow => 2,
+                    FrameBound::Following(_) | FrameBound::ValueFollowing(_) => 3,
+                    FrameBound::UnboundedFollowing => 4,
                 };
-                Frame { rows, start, end }
+                if rank(&start) == 2 && rank(&end) == 1 {
+                    return Err(err(
+                        "42P20",
+                        "frame starting from current row cannot have preceding rows",
+                    ));
+                }
+                if rank(&start) == 3 && rank(&end) < 3 {
+                    return Err(err(
+                        "42P20",
+                        "frame starting from following row cannot have preceding rows",
+                    ));
+                }
+                Frame { units, start, end }
             }
         };
         let calls = self

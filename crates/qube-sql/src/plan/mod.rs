@@ -300,20 +300,34 @@ pub enum WindowFunc {
 }
 
 /// One end of a window frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FrameBound {
     UnboundedPreceding,
+    /// ROWS: rows; GROUPS: peer groups.
     Preceding(u64),
     CurrentRow,
     Following(u64),
     UnboundedFollowing,
+    /// RANGE with an offset: the rows whose ORDER BY value is within the
+    /// offset (a constant expression of the value's type, or an interval
+    /// for date/time values) before or after the current row's.
+    ValuePreceding(Expr),
+    ValueFollowing(Expr),
 }
 
-/// ROWS frames count rows; RANGE frames (only with UNBOUNDED or CURRENT
-/// ROW ends) treat ORDER BY peers as one.
+/// How a frame's offsets count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameUnits {
+    Rows,
+    /// ORDER BY peers are one; offsets are values.
+    Range,
+    /// Offsets count peer groups.
+    Groups,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
-    pub rows: bool,
+    pub units: FrameUnits,
     pub start: FrameBound,
     pub end: FrameBound,
 }
