@@ -1,6 +1,8 @@
 //! Runs bound plans against a transaction.
 //!
-//! This first executor materialises each operator's output (`Vec<Row>`):
+//! This executor materialises most operators' output (`Vec<Row>`)
+//! (scans, filters, projections, LIMIT and aggregation pull rows through
+//! `stream.rs` instead):
 //! simple and fast for the small inputs of the conformance corpora, but
 //! not bounded by `work_mem` and not streaming; ARCHITECTURE.md lists
 //! that as the next step. Joins of several inputs pick their order at run
@@ -12,6 +14,7 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+pub mod stream;
 mod window;
 
 use std::cmp::Ordering;
@@ -175,17 +178,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::IndexScan { table, index, unique, columns, keys, range } => {
-            let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
-            Ok(index_rows(ctx, table.id, &types, *index, *unique, columns, keys, range.as_ref())?
-                .into_iter()
-                .map(|(_, r)| r)
-                .collect())
+        Plan::IndexScan { .. } | Plan::Scan { .. } => {
+            stream::open_scan(ctx, plan, None)?.collect(ctx)
         }
-        Plan::Scan { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect()),
         Plan::Window { input, calls } => {
             let rows = run(ctx, input)?;
             window::run(ctx, rows, calls)
@@ -236,6 +231,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                 None => Value::Int4(1),
             };
             series(start, stop, step)
+        }
+        Plan::Filter { .. } | Plan::Project { .. } if ctx.stats.is_none() => {
+            stream::open(ctx, plan, None)?.collect(ctx)
         }
         Plan::Filter { input, predicate } => {
             let rows = run(ctx, input)?;
@@ -330,8 +328,22 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
             let lim = count(ctx, limit, "LIMIT", "2201W")?;
+            let need = lim.map(|l| l.saturating_add(off));
+            if !sorted_below(input) {
+                // Pull only the rows needed from the input.
+                let mut s = stream::open(ctx, input, need)?;
+                let (mut seen, mut out) = (0usize, Vec::new());
+                while need.is_none_or(|n| seen < n) {
+                    let Some(r) = s.next(ctx)? else { break };
+                    seen += 1;
+                    if seen > off {
+                        out.push(r);
+                    }
+                }
+                return Ok(out);
+            }
             // Top-N: a sort below only needs its first off + lim rows.
-            let rows = run_limited(ctx, input, lim.map(|l| l.saturating_add(off)))?;
+            let rows = run_limited(ctx, input, need)?;
             let it = rows.into_iter().skip(off);
             Ok(match lim {
                 Some(l) => it.take(l).collect(),
@@ -486,6 +498,15 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
     })
 }
 
+/// A sort, possibly under a projection: what `run_limited` cuts short.
+fn sorted_below(plan: &Plan) -> bool {
+    match plan {
+        Plan::Sort { .. } => true,
+        Plan::Project { input, .. } => matches!(input.as_ref(), Plan::Sort { .. }),
+        _ => false,
+    }
+}
+
 /// Runs `plan`, of which only the first `n` rows will be used: a sort
 /// (possibly under a projection) keeps only its first `n`.
 fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>> {
@@ -600,9 +621,9 @@ fn multi_join(
     // Materialise each input as full-width rows, filtered by its own conditions.
     let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
     for (i, inp) in inputs.iter().enumerate() {
-        let rows = run(ctx, &inp.plan)?;
-        let mut full_rows = Vec::with_capacity(rows.len());
-        'rows: for r in rows {
+        let mut rows = stream::open(ctx, &inp.plan, None)?;
+        let mut full_rows = Vec::new();
+        'rows: while let Some(r) = rows.next(ctx)? {
             let mut full = vec![Value::Null; width];
             for (k, v) in r.into_iter().enumerate().take(inp.width) {
                 full[inp.offset + k] = v;
@@ -919,7 +940,7 @@ struct Group {
 }
 
 fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -> Result<Vec<Row>> {
-    let rows = run(ctx, input)?;
+    let mut rows = stream::open(ctx, input, None)?;
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut buf = Vec::new();
@@ -931,7 +952,8 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
     if group_by.is_empty() {
         groups.push(new_group(Vec::new()));
     }
-    for r in &rows {
+    while let Some(r) = rows.next(ctx)? {
+        let r = &r;
         let g = if group_by.is_empty() {
             0
         } else {
@@ -993,64 +1015,19 @@ pub fn index_rows(
     keys: &[Expr],
     range: Option<&crate::plan::IndexRange>,
 ) -> Result<Vec<(u64, Row)>> {
-    let mut vals = Vec::with_capacity(keys.len());
-    for (k, &c) in keys.iter().zip(columns) {
-        let v = eval(ctx, k, &[])?;
-        // The key must be encoded as the column's values are: a value that
-        // the column's type cannot hold exactly (5.5 for an integer column)
-        // or NULL matches nothing.
-        match index_value(v, &types[c]) {
-            Some(v) => vals.push(v),
-            None => return Ok(Vec::new()),
-        }
-    }
     let mut rowids = Vec::new();
-    if unique {
-        if let Some(r) = ctx.txn.get(&storage::index_key(index, &vals, 0, true))? {
-            rowids.push(be_rowid(&r)?);
-        }
-    } else {
-        let mut prefix = storage::index_prefix(index).to_vec();
-        for v in &vals {
-            crate::types::encoding::encode_key(v, &mut prefix);
-        }
-        let key_range = match range {
-            None => qube_storage::KeyRange::prefix(&prefix),
-            Some(r) => {
-                // Values only (0x01 …), not NULLs (0x02), which no range matches.
-                let mut start = prefix.clone();
-                let mut end = prefix.clone();
-                let ty = &types[r.column];
-                let bound = |ctx: &mut Ctx, e: &Option<Expr>| -> Result<Option<Option<Value>>> {
-                    match e {
-                        None => Ok(Some(None)),
-                        Some(e) => match eval(ctx, e, &[])? {
-                            Value::Null => Ok(None),
-                            // A bound the column cannot hold exactly stays
-                            // open on that side; the condition above decides.
-                            v => Ok(Some(index_value(v, ty))),
-                        },
-                    }
-                };
-                let (Some(low), Some(high)) = (bound(ctx, &r.low)?, bound(ctx, &r.high)?) else {
-                    return Ok(Vec::new());
-                };
-                match low {
-                    Some(v) => crate::types::encoding::encode_key(&v, &mut start),
-                    None => start.push(1),
-                }
-                match high {
-                    Some(v) => {
-                        crate::types::encoding::encode_key(&v, &mut end);
-                        end.extend_from_slice(&[0xff; 10]);
-                    }
-                    None => end.push(2),
-                }
-                qube_storage::KeyRange::between(&start, &end)
+    match stream::lookup(ctx, types, index, unique, columns, keys, range)? {
+        stream::Lookup::Nothing => {}
+        stream::Lookup::Point(key) => {
+            if let Some(r) = ctx.txn.get(&key)? {
+                rowids.push(stream::be_rowid(&r)?);
             }
-        };
-        for (_, r) in ctx.txn.scan(key_range, qube_storage::Direction::Forward)? {
-            rowids.push(be_rowid(&r)?);
+        }
+        stream::Lookup::Range(r) => {
+            ctx.txn.scan_each(r, qube_storage::Direction::Forward, |_, v| {
+                rowids.push(stream::be_rowid(v)?);
+                Ok(true)
+            })?;
         }
     }
     let mut out = Vec::with_capacity(rowids.len());
@@ -1060,10 +1037,6 @@ pub fn index_rows(
         }
     }
     Ok(out)
-}
-
-fn be_rowid(b: &[u8]) -> Result<u64> {
-    b.try_into().map(u64::from_be_bytes).map_err(|_| Error::Internal("bad index entry".into()))
 }
 
 /// `v` as a value of a column of type `ty`, for an index key; None if no

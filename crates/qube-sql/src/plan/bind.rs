@@ -361,6 +361,7 @@ impl<'a> Binder<'a> {
             let offset = cexpr(&offset)?;
             out.plan = Plan::Limit { input: Box::new(out.plan), limit, offset };
         }
+        super::order::use_index_order(&mut out.plan);
         Ok(out)
     }
 
@@ -2559,6 +2560,7 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
             columns: c.columns,
             keys: c.keys,
             range: c.range,
+            reverse: false,
         };
     }
 }
