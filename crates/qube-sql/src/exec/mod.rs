@@ -610,6 +610,37 @@ fn equi_sides<'e>(
     }
 }
 
+/// `e` over input `inp`'s own row (columns shifted down by its offset);
+/// None if it holds a subquery, whose outer references see the joined row.
+fn local_expr(e: &Expr, inp: &crate::plan::JoinInput) -> Option<Expr> {
+    let mut sub = false;
+    e.walk(&mut |x| {
+        sub |= matches!(
+            x,
+            Expr::ScalarSubquery { .. }
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Quantified { .. }
+        )
+    });
+    if sub {
+        return None;
+    }
+    let mut e = e.clone();
+    let off = inp.offset;
+    e.remap_columns(&|c| c.saturating_sub(off));
+    Some(e)
+}
+
+/// `r` (a row of input `inp`) placed in a joined row of `width` NULLs.
+fn widen(r: &[Value], inp: &crate::plan::JoinInput, width: usize) -> Row {
+    let mut full = vec![Value::Null; width];
+    for (k, v) in r.iter().take(inp.width).enumerate() {
+        full[inp.offset + k] = v.clone();
+    }
+    full
+}
+
 fn multi_join(
     ctx: &mut Ctx,
     inputs: &[crate::plan::JoinInput],
@@ -618,27 +649,34 @@ fn multi_join(
 ) -> Result<Vec<Row>> {
     let n = inputs.len();
     let mut used = vec![false; conds.len()];
-    // Materialise each input as full-width rows, filtered by its own conditions.
+    // Materialise each input's rows (its own columns only), filtered by
+    // the conditions on it alone.
     let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
     for (i, inp) in inputs.iter().enumerate() {
-        let mut rows = stream::open(ctx, &inp.plan, None)?;
-        let mut full_rows = Vec::new();
-        'rows: while let Some(r) = rows.next(ctx)? {
-            let mut full = vec![Value::Null; width];
-            for (k, v) in r.into_iter().enumerate().take(inp.width) {
-                full[inp.offset + k] = v;
+        let mut own: Vec<(Option<Expr>, &Expr)> = Vec::new();
+        for (c, cond) in conds.iter().enumerate() {
+            if cond.inputs.is_only(i) {
+                used[c] = true;
+                own.push((local_expr(&cond.expr, inp), &cond.expr));
             }
-            for (c, cond) in conds.iter().enumerate() {
-                if cond.inputs.is_only(i) {
-                    used[c] = true;
-                    if !truthy(&eval(ctx, &cond.expr, &full)?) {
-                        continue 'rows;
-                    }
+        }
+        let mut rows = stream::open(ctx, &inp.plan, None)?;
+        let mut kept = Vec::new();
+        'rows: while let Some(mut r) = rows.next(ctx)? {
+            r.truncate(inp.width);
+            r.resize(inp.width, Value::Null);
+            for (local, full) in &own {
+                let ok = match local {
+                    Some(e) => truthy(&eval(ctx, e, &r)?),
+                    None => truthy(&eval(ctx, full, &widen(&r, inp, width))?),
+                };
+                if !ok {
+                    continue 'rows;
                 }
             }
-            full_rows.push(full);
+            kept.push(r);
         }
-        tables.push(full_rows);
+        tables.push(kept);
     }
     // Conditions on no input at all (constants, outer references).
     for (c, cond) in conds.iter().enumerate() {
@@ -651,8 +689,12 @@ fn multi_join(
     }
     let first = (0..n).min_by_key(|&i| tables[i].len()).unwrap_or(0);
     let mut joined = InputSet::one(first);
-    let mut current = std::mem::take(&mut tables[first]);
+    let mut current: Vec<Row> = std::mem::take(&mut tables[first])
+        .iter()
+        .map(|r| widen(r, &inputs[first], width))
+        .collect();
     let mut key_buf = Vec::new();
+    let mut vals = Vec::new();
     while joined.len() < n {
         // Next: an input linked by an equality, the smallest such; else the smallest.
         let candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
@@ -669,14 +711,16 @@ fn multi_join(
         let j = *pool.iter().min_by_key(|&&i| tables[i].len()).unwrap_or(&candidates[0]);
         let right = std::mem::take(&mut tables[j]);
         let inp = &inputs[j];
-        // Equalities usable for hashing.
-        let mut eq: Vec<(Expr, Expr)> = Vec::new();
+        // Equalities usable for hashing: (joined side, this input's side
+        // over its own row).
+        let mut eq: Vec<(&Expr, Expr)> = Vec::new();
         for (c, cond) in conds.iter().enumerate() {
             if !used[c]
                 && let Some((a, b)) = equi_sides(&cond.expr, inputs, &joined, j)
+                && let Some(b) = local_expr(b, inp)
             {
                 used[c] = true;
-                eq.push((a.clone(), b.clone()));
+                eq.push((a, b));
             }
         }
         let mut now = joined.clone();
@@ -693,57 +737,73 @@ fn multi_join(
         let mut out = Vec::new();
         let combine = |cur: &Row, r: &Row| {
             let mut o = cur.clone();
-            o[inp.offset..inp.offset + inp.width]
-                .clone_from_slice(&r[inp.offset..inp.offset + inp.width]);
+            o[inp.offset..inp.offset + inp.width].clone_from_slice(&r[..inp.width]);
             o
+        };
+        // Evaluates one side's key into `key_buf`; false if a part is NULL.
+        let key = |ctx: &mut Ctx,
+                   exprs: &mut dyn Iterator<Item = &Expr>,
+                   row: &Row,
+                   vals: &mut Vec<Value>,
+                   key_buf: &mut Vec<u8>|
+         -> Result<bool> {
+            vals.clear();
+            for e in exprs {
+                let v = eval(ctx, e, row)?;
+                if v.is_null() {
+                    return Ok(false);
+                }
+                vals.push(v);
+            }
+            key_bytes(vals, key_buf);
+            Ok(true)
+        };
+        let emit = |ctx: &mut Ctx, o: Row, out: &mut Vec<Row>| -> Result<()> {
+            for &c in &rest {
+                if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
+                    return Ok(());
+                }
+            }
+            ctx.charge(width_hint(out))?;
+            out.push(o);
+            Ok(())
         };
         if eq.is_empty() {
             for cur in &current {
-                'r: for r in &right {
-                    let o = combine(cur, r);
-                    for &c in &rest {
-                        if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
-                            continue 'r;
-                        }
+                for r in &right {
+                    emit(ctx, combine(cur, r), &mut out)?;
+                }
+            }
+        } else if current.len() <= right.len() {
+            // Build on the joined rows (the smaller side), probe with the input's.
+            let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+            for (i, cur) in current.iter().enumerate() {
+                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)? {
+                    table.entry(key_buf.clone()).or_default().push(i);
+                }
+            }
+            for r in &right {
+                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)?
+                    && let Some(hits) = table.get(&key_buf)
+                {
+                    for &i in hits {
+                        emit(ctx, combine(&current[i], r), &mut out)?;
                     }
-                    ctx.charge(width_hint(&out))?;
-                    out.push(o);
                 }
             }
         } else {
             let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-            'build: for (i, r) in right.iter().enumerate() {
-                let mut vals = Vec::with_capacity(eq.len());
-                for (_, b) in &eq {
-                    let v = eval(ctx, b, r)?;
-                    if v.is_null() {
-                        continue 'build;
-                    }
-                    vals.push(v);
+            for (i, r) in right.iter().enumerate() {
+                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)? {
+                    table.entry(key_buf.clone()).or_default().push(i);
                 }
-                key_bytes(&vals, &mut key_buf);
-                table.entry(key_buf.clone()).or_default().push(i);
             }
-            'probe: for cur in &current {
-                let mut vals = Vec::with_capacity(eq.len());
-                for (a, _) in &eq {
-                    let v = eval(ctx, a, cur)?;
-                    if v.is_null() {
-                        continue 'probe;
-                    }
-                    vals.push(v);
-                }
-                key_bytes(&vals, &mut key_buf);
-                if let Some(hits) = table.get(&key_buf) {
-                    'r: for &i in hits {
-                        let o = combine(cur, &right[i]);
-                        for &c in &rest {
-                            if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
-                                continue 'r;
-                            }
-                        }
-                        ctx.charge(width_hint(&out))?;
-                        out.push(o);
+            for cur in &current {
+                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)?
+                    && let Some(hits) = table.get(&key_buf)
+                {
+                    for &i in hits {
+                        emit(ctx, combine(cur, &right[i]), &mut out)?;
                     }
                 }
             }
