@@ -884,7 +884,7 @@ pub fn run_insert(
         }
         t.check(&mut ctx, &mut full)?;
         if let Some(c) = &conflict
-            && let Some(existing) = c.find(&t, ctx.txn, &full)?
+            && let Some(existing) = c.find(t, ctx.txn, &full)?
         {
             let Some(sets) = &c.update else { continue };
             if !updated.insert(existing) {
@@ -912,9 +912,9 @@ pub fn run_insert(
             }
             t.check(&mut ctx, &mut new)?;
             t.check_out_fks(ctx.txn, &new, Some(&old))?;
-            apply_in_fks(shared, schema, &mut ctx, &t, &old, Some(&new), 0)?;
+            apply_in_fks(shared, schema, &mut ctx, t, &old, Some(&new), 0)?;
             t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
-            returned.push(&mut ctx, &returning, &new)?;
+            returned.push(&mut ctx, returning, &new)?;
             done += 1;
             continue;
         }
@@ -922,7 +922,7 @@ pub fn run_insert(
         t.check_out_fks(ctx.txn, &full, None)?;
         t.add_entries(ctx.txn, rowid, &full, None)?;
         storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
-        returned.push(&mut ctx, &returning, &full)?;
+        returned.push(&mut ctx, returning, &full)?;
         // A row this command inserted cannot be updated by it either.
         if conflict.is_some() {
             updated.insert(rowid);
