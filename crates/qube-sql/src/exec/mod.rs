@@ -179,7 +179,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             Ok(out)
         }
         Plan::IndexScan { .. } | Plan::Scan { .. } => {
-            stream::open_scan(ctx, plan, None)?.collect(ctx)
+            stream::open_scan(ctx, plan, None, None)?.collect(ctx)
         }
         Plan::Window { input, calls } => {
             let rows = run(ctx, input)?;
@@ -257,7 +257,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width),
+        Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width, None),
         Plan::Join { left, right, kind, on } => {
             let l = run(ctx, left)?;
             let r = run(ctx, right)?;
@@ -386,7 +386,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
     }
 }
 
-fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
+pub(crate) fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     if let Some(r) = sample {
         return r.len();
     }
@@ -641,14 +641,18 @@ fn widen(r: &[Value], inp: &crate::plan::JoinInput, width: usize) -> Row {
     full
 }
 
+/// Joins `inputs`; only the columns `need` marks (None: all) need to be
+/// right in the output.
 fn multi_join(
     ctx: &mut Ctx,
     inputs: &[crate::plan::JoinInput],
     conds: &[crate::plan::JoinCond],
     width: usize,
+    need: stream::Need,
 ) -> Result<Vec<Row>> {
     let n = inputs.len();
     let mut used = vec![false; conds.len()];
+    let need = stream::needing(&need, width, conds.iter().map(|c| &c.expr));
     // Materialise each input's rows (its own columns only), filtered by
     // the conditions on it alone.
     let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
@@ -660,7 +664,8 @@ fn multi_join(
                 own.push((local_expr(&cond.expr, inp), &cond.expr));
             }
         }
-        let mut rows = stream::open(ctx, &inp.plan, None)?;
+        let own_need = need.as_ref().map(|n| n[inp.offset..inp.offset + inp.width].to_vec());
+        let mut rows = stream::open_cols(ctx, &inp.plan, None, own_need)?;
         let mut kept = Vec::new();
         'rows: while let Some(mut r) = rows.next(ctx)? {
             r.truncate(inp.width);
@@ -1000,7 +1005,15 @@ struct Group {
 }
 
 fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -> Result<Vec<Row>> {
-    let mut rows = stream::open(ctx, input, None)?;
+    let width = plan_width(input, None);
+    let mut exprs: Vec<&Expr> = group_by.iter().collect();
+    for a in aggs {
+        // Every expression of the call (a new field must be listed here).
+        let AggCall { func: _, arg, extra, distinct: _, filter, data_type: _ } = a;
+        exprs.extend(arg.iter().chain(extra).chain(filter));
+    }
+    let need = stream::needing(&stream::none_needed(width), width, exprs);
+    let mut rows = stream::open_cols(ctx, input, None, need)?;
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut buf = Vec::new();
@@ -1012,18 +1025,22 @@ fn aggregate(ctx: &mut Ctx, input: &Plan, group_by: &[Expr], aggs: &[AggCall]) -
     if group_by.is_empty() {
         groups.push(new_group(Vec::new()));
     }
+    let mut keys: Row = Vec::with_capacity(group_by.len());
     while let Some(r) = rows.next(ctx)? {
         let r = &r;
         let g = if group_by.is_empty() {
             0
         } else {
-            let keys = group_by.iter().map(|e| eval(ctx, e, r)).collect::<Result<Vec<_>>>()?;
+            keys.clear();
+            for e in group_by {
+                keys.push(eval(ctx, e, r)?);
+            }
             key_bytes(&keys, &mut buf);
             match index.get(&buf) {
                 Some(&g) => g,
                 None => {
                     index.insert(buf.clone(), groups.len());
-                    groups.push(new_group(keys));
+                    groups.push(new_group(keys.clone()));
                     groups.len() - 1
                 }
             }

@@ -31,7 +31,7 @@ use super::{Ctx, Row};
 use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
-use crate::types::encoding::{decode_row, encode_key};
+use crate::types::encoding::{decode_row_cols, encode_key};
 
 /// The most rows one scan batch reads.
 const MAX_BATCH: usize = 1024;
@@ -39,8 +39,21 @@ const MAX_BATCH: usize = 1024;
 /// Rows pulled one at a time.
 pub enum Stream<'p> {
     Rows(std::vec::IntoIter<Row>),
-    Table { cursor: RangeCursor, ncols: usize, buf: VecDeque<Row>, batch: usize },
-    Index { cursor: RangeCursor, table: u64, ncols: usize, buf: VecDeque<Row>, batch: usize },
+    Table {
+        cursor: RangeCursor,
+        ncols: usize,
+        buf: VecDeque<Row>,
+        batch: usize,
+        need: Need,
+    },
+    Index {
+        cursor: RangeCursor,
+        table: u64,
+        ncols: usize,
+        buf: VecDeque<Row>,
+        batch: usize,
+        need: Need,
+    },
     Filter(Box<Stream<'p>>, &'p Expr),
     Project(Box<Stream<'p>>, &'p [Expr]),
 }
@@ -49,30 +62,99 @@ fn first_batch(want: Option<usize>) -> usize {
     want.map_or(64, |n| n.saturating_add(1)).clamp(1, MAX_BATCH)
 }
 
+/// The columns of a row that its consumer reads (None: all of them); a
+/// scan leaves the others' text and bytea values NULL instead of copying
+/// them out.
+pub type Need = Option<Vec<bool>>;
+
+/// `need` plus the columns `exprs` read; all of them (None) if one holds a
+/// subquery, whose outer references may read any column of the row.
+pub fn needing<'e>(need: &Need, width: usize, exprs: impl IntoIterator<Item = &'e Expr>) -> Need {
+    let mut out = match need {
+        Some(n) => n.clone(),
+        None => return None,
+    };
+    out.resize(width.max(out.len()), false);
+    let mut cols = Vec::new();
+    for e in exprs {
+        let mut sub = false;
+        e.walk(&mut |x| {
+            sub |= matches!(
+                x,
+                Expr::ScalarSubquery { .. }
+                    | Expr::Exists { .. }
+                    | Expr::InSubquery { .. }
+                    | Expr::Quantified { .. }
+            )
+        });
+        if sub {
+            return None;
+        }
+        e.columns_used(&mut cols);
+    }
+    for c in cols {
+        if c >= out.len() {
+            return None;
+        }
+        out[c] = true;
+    }
+    Some(out)
+}
+
+/// No column yet (start of `needing`).
+pub fn none_needed(width: usize) -> Need {
+    Some(vec![false; width])
+}
+
 /// A stream of `plan`'s rows; `want` is how many the caller expects to
-/// need (None: all), which sizes the first scan batch.
+/// need (None: all), which sizes the first scan batch; `need` is which
+/// columns the caller reads.
 pub fn open<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Result<Stream<'p>> {
+    open_cols(ctx, plan, want, None)
+}
+
+pub fn open_cols<'p>(
+    ctx: &mut Ctx,
+    plan: &'p Plan,
+    want: Option<usize>,
+    need: Need,
+) -> Result<Stream<'p>> {
     if ctx.stats.is_some() {
         return Ok(Stream::Rows(super::run(ctx, plan)?.into_iter()));
     }
     Ok(match plan {
-        Plan::Scan { .. } | Plan::IndexScan { .. } => open_scan(ctx, plan, want)?,
+        Plan::Scan { .. } | Plan::IndexScan { .. } => open_scan(ctx, plan, want, need)?,
         Plan::Filter { input, predicate } => {
-            Stream::Filter(Box::new(open(ctx, input, want)?), predicate)
+            let width = super::plan_width(input, None);
+            let need = needing(&need, width, [predicate]);
+            Stream::Filter(Box::new(open_cols(ctx, input, want, need)?), predicate)
         }
-        Plan::Project { input, exprs } => Stream::Project(Box::new(open(ctx, input, want)?), exprs),
+        Plan::Project { input, exprs } => {
+            let width = super::plan_width(input, None);
+            let need = needing(&none_needed(width), width, exprs);
+            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs)
+        }
+        Plan::MultiJoin { inputs, conds, width } => {
+            Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
+        }
         _ => Stream::Rows(super::run(ctx, plan)?.into_iter()),
     })
 }
 
 /// A stream of a `Scan` or `IndexScan` (any other plan is run).
-pub fn open_scan<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Result<Stream<'p>> {
+pub fn open_scan<'p>(
+    ctx: &mut Ctx,
+    plan: &'p Plan,
+    want: Option<usize>,
+    need: Need,
+) -> Result<Stream<'p>> {
     match plan {
         Plan::Scan { table } => Ok(Stream::Table {
             cursor: RangeCursor::table(table.id),
             ncols: table.columns.len(),
             buf: VecDeque::new(),
             batch: first_batch(want),
+            need,
         }),
         Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
             let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
@@ -82,9 +164,10 @@ pub fn open_scan<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Resu
                 Lookup::Point(key) => {
                     let mut rows = Vec::new();
                     if let Some(r) = ctx.txn.get(&key)?
-                        && let Some(row) =
-                            storage::get_row(ctx.txn, table.id, be_rowid(&r)?, ncols)?
+                        && let Some(v) = ctx.txn.get(&storage::row_key(table.id, be_rowid(&r)?))?
                     {
+                        let mut row = Vec::with_capacity(ncols);
+                        decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
                         rows.push(row);
                     }
                     Stream::Rows(rows.into_iter())
@@ -97,6 +180,7 @@ pub fn open_scan<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Resu
                         ncols,
                         buf: VecDeque::new(),
                         batch: first_batch(want),
+                        need,
                     }
                 }
             })
@@ -109,12 +193,13 @@ impl Stream<'_> {
     pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
         match self {
             Stream::Rows(it) => Ok(it.next()),
-            Stream::Table { cursor, ncols, buf, batch } => {
+            Stream::Table { cursor, ncols, buf, batch, need } => {
                 if buf.is_empty() && !cursor.is_done() {
                     let ncols = *ncols;
+                    let need = need.as_deref();
                     cursor.next_batch(ctx.txn, *batch, |_, v| {
                         let mut row = Vec::with_capacity(ncols);
-                        decode_row(v, ncols, &mut row)?;
+                        decode_row_cols(v, ncols, need, &mut row)?;
                         buf.push_back(row);
                         Ok(())
                     })?;
@@ -122,7 +207,7 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, buf, batch } => {
+            Stream::Index { cursor, table, ncols, buf, batch, need } => {
                 while buf.is_empty() && !cursor.is_done() {
                     let mut rowids = Vec::with_capacity(*batch);
                     cursor.next_batch(ctx.txn, *batch, |_, v| {
@@ -131,7 +216,9 @@ impl Stream<'_> {
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
                     for rowid in rowids {
-                        if let Some(row) = storage::get_row(ctx.txn, *table, rowid, *ncols)? {
+                        if let Some(v) = ctx.txn.get(&storage::row_key(*table, rowid))? {
+                            let mut row = Vec::with_capacity(*ncols);
+                            decode_row_cols(&v, *ncols, need.as_deref(), &mut row)?;
                             buf.push_back(row);
                         }
                     }

@@ -115,6 +115,17 @@ pub fn encode_row(values: &[Value], out: &mut Vec<u8>) {
 
 /// Decodes a row of `ncols` columns into `out` (cleared first).
 pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
+    decode_row_cols(b, ncols, None, out)
+}
+
+/// As `decode_row`; the text and bytea columns that `need` (if given)
+/// marks false are left NULL without being copied out.
+pub fn decode_row_cols(
+    b: &[u8],
+    ncols: usize,
+    need: Option<&[bool]>,
+    out: &mut Vec<Value>,
+) -> Result<()> {
     out.clear();
     if b.first() != Some(&1) {
         return Err(corrupt("unknown row version"));
@@ -129,6 +140,14 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
     for _ in 0..n.min(ncols) {
         let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
         pos += 1;
+        if (tag == 9 || tag == 10)
+            && need.is_some_and(|n| !n.get(out.len()).copied().unwrap_or(true))
+        {
+            let len = get_varint(b, &mut pos)? as usize;
+            take(&mut pos, len)?;
+            out.push(Value::Null);
+            continue;
+        }
         let v = match tag {
             0 => Value::Null,
             1 => Value::Bool(false),
