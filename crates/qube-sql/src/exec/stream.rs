@@ -59,7 +59,7 @@ pub enum Stream<'p> {
 }
 
 fn first_batch(want: Option<usize>) -> usize {
-    want.map_or(64, |n| n.saturating_add(1)).clamp(1, MAX_BATCH)
+    want.map_or(MAX_BATCH, |n| n.saturating_add(1)).clamp(1, MAX_BATCH)
 }
 
 /// The columns of a row that its consumer reads (None: all of them); a
