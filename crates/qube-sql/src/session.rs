@@ -170,9 +170,15 @@ pub struct Prepared {
 
 static NEXT_PREPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// A bound query kept for a prepared statement, valid while no DDL has
-/// committed since (`Mvcc::ddl_version`).
-type CachedPlan = (qube_txn::Ts, Arc<crate::plan::Query>);
+/// A bound query or INSERT kept for a prepared statement, valid while no
+/// DDL has committed since (`Mvcc::ddl_version`).
+type CachedPlan = (qube_txn::Ts, Bound);
+
+#[derive(Clone)]
+enum Bound {
+    Query(Arc<crate::plan::Query>),
+    Insert(Arc<crate::exec::dml::InsertPlan>),
+}
 
 impl Drop for Prepared {
     fn drop(&mut self) {
@@ -620,9 +626,9 @@ impl Session {
         if self.plans.len() > 1000 {
             self.plans.clear();
         }
-        let slot = self
-            .plan_key
-            .map(|k| self.plans.entry(k).or_insert_with(|| (0, Arc::new(empty_query()))));
+        let slot = self.plan_key.map(|k| {
+            self.plans.entry(k).or_insert_with(|| (0, Bound::Query(Arc::new(empty_query()))))
+        });
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
@@ -688,7 +694,7 @@ fn run_statement(
             let version = shared.mvcc.ddl_version();
             let usable = !txn.has_ddl() && txn.read_ts() >= version;
             let q: Arc<crate::plan::Query> = match plan_slot {
-                Some(slot) if usable && slot.0 == version && version > 0 => slot.1.clone(),
+                Some((v, Bound::Query(q))) if usable && *v == version && version > 0 => q.clone(),
                 slot => {
                     let mut b = Binder::new(&shared.catalog, txn, schema);
                     let bound = Arc::new(b.query(q)?);
@@ -697,7 +703,7 @@ fn run_statement(
                         && usable
                         && version > 0
                     {
-                        *slot = (version, bound.clone());
+                        *slot = (version, Bound::Query(bound.clone()));
                     }
                     bound
                 }
@@ -747,7 +753,24 @@ fn run_statement(
                 tag: "EXPLAIN".into(),
             })
         }
-        S::Insert(i) => crate::exec::dml::insert(shared, txn, schema, i, params),
+        S::Insert(i) => {
+            // As for queries: a prepared INSERT binds once per catalog version.
+            let version = shared.mvcc.ddl_version();
+            let usable = !txn.has_ddl() && txn.read_ts() >= version && version > 0;
+            let plan = match plan_slot {
+                Some((v, Bound::Insert(p))) if usable && *v == version => p.clone(),
+                slot => {
+                    let p = Arc::new(crate::exec::dml::bind_insert(shared, txn, schema, i)?);
+                    if let Some(slot) = slot
+                        && usable
+                    {
+                        *slot = (version, Bound::Insert(p.clone()));
+                    }
+                    p
+                }
+            };
+            crate::exec::dml::run_insert(shared, txn, schema, &plan, params)
+        }
         S::Update(u) => crate::exec::dml::update(shared, txn, schema, u, params),
         S::Delete(d) => crate::exec::dml::delete(shared, txn, schema, d, params),
         other => crate::exec::ddl::ddl(shared, txn, schema, other),

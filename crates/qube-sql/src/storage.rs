@@ -15,6 +15,7 @@
 //! the rowid too.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 
 use parking_lot::Mutex;
 use qube_common::{Error, Result};
@@ -78,6 +79,74 @@ pub fn scan(txn: &mut Transaction, table: u64, ncols: usize) -> Result<Vec<(u64,
         out.push((rowid_of(&k)?, row));
     }
     Ok(out)
+}
+
+/// A resumable scan of a key range in either direction: each batch
+/// streams the next pairs from the MVCC layer and stops after the
+/// requested number, so a LIMIT or an ordered index scan reads only the
+/// keys it returns (plus one batch), and a full scan holds one batch of
+/// rows at a time. A batch after the first seeks past the last key seen.
+pub struct RangeCursor {
+    range: KeyRange,
+    direction: Direction,
+    last: Vec<u8>,
+    done: bool,
+}
+
+impl RangeCursor {
+    pub fn new(range: KeyRange, direction: Direction) -> RangeCursor {
+        RangeCursor { range, direction, last: Vec::new(), done: false }
+    }
+
+    /// Every row of a table, in rowid order.
+    pub fn table(table: u64) -> RangeCursor {
+        RangeCursor::new(KeyRange::prefix(&table_prefix(table)), Direction::Forward)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Calls `f(key, value)` for up to `n` (at least one) more visible
+    /// pairs; returns how many.
+    pub fn next_batch(
+        &mut self,
+        txn: &mut Transaction,
+        n: usize,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = n.max(1);
+        let mut count = 0;
+        let last = &mut self.last;
+        txn.scan_each(self.range.clone(), self.direction, |k, v| {
+            f(k, v)?;
+            count += 1;
+            if count < n {
+                return Ok(true);
+            }
+            last.clear();
+            last.extend_from_slice(k);
+            Ok(false)
+        })?;
+        if count < n {
+            self.done = true;
+        } else if self.direction == Direction::Forward {
+            self.range.start = Bound::Excluded(self.last.clone());
+        } else {
+            self.range.end = Bound::Excluded(self.last.clone());
+        }
+        Ok(count)
+    }
+}
+
+/// Decodes a row pair of a table scan: (rowid, values) into `row` (cleared first).
+pub fn decode_pair(key: &[u8], value: &[u8], ncols: usize, row: &mut Vec<Value>) -> Result<u64> {
+    row.clear();
+    decode_row(value, ncols, row)?;
+    rowid_of(key)
 }
 
 /// One row by rowid, if visible.

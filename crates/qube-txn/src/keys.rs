@@ -95,13 +95,20 @@ fn escape_into(key: &[u8], out: &mut Vec<u8>) {
 
 /// Splits an encoded version key into the user key and timestamp.
 pub fn decode_version(raw: &[u8]) -> Result<(Vec<u8>, Ts)> {
+    let mut key = Vec::new();
+    let ts = decode_version_into(raw, &mut key)?;
+    Ok((key, ts))
+}
+
+/// As `decode_version`, into a reused buffer (cleared first).
+pub fn decode_version_into(raw: &[u8], key: &mut Vec<u8>) -> Result<Ts> {
     let bad = || Error::Internal(format!("malformed MVCC version key {raw:02x?}"));
     if raw.first() != Some(&VERSION) || raw.len() < 11 {
         return Err(bad());
     }
     let (body, ts) = raw[1..].split_at(raw.len() - 9);
     let ts = !u64::from_be_bytes(ts.try_into().map_err(|_| bad())?);
-    let mut key = Vec::with_capacity(body.len());
+    key.clear();
     let mut i = 0;
     while i < body.len() {
         match (body[i], body.get(i + 1)) {
@@ -109,7 +116,7 @@ pub fn decode_version(raw: &[u8]) -> Result<(Vec<u8>, Ts)> {
                 key.push(0);
                 i += 2;
             }
-            (0, Some(0)) if i + 2 == body.len() => return Ok((key, ts)),
+            (0, Some(0)) if i + 2 == body.len() => return Ok(ts),
             (0, _) => return Err(bad()),
             (b, _) => {
                 key.push(b);

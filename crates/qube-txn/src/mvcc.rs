@@ -50,7 +50,7 @@
 //!
 //! # Not built yet
 //!
-//! Scans are materialised (not streamed); a write set lives in memory (no
+//! A write set lives in memory (no
 //! spilling of huge transactions); row locks taken after a savepoint are
 //! kept when rolling back to it; lock waits have no queue fairness.
 
@@ -520,6 +520,11 @@ pub struct Transaction {
     done: bool,
 }
 
+/// One entry of a write set, borrowed.
+type WriteEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+/// What `Transaction::scan_each` calls per pair.
+type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'f;
+
 /// Newest committed version of `key` visible at `read_ts`, plus the
 /// timestamps of versions newer than it (for SSI).
 fn read_version(
@@ -688,6 +693,31 @@ impl Transaction {
         range: KeyRange,
         direction: Direction,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.scan_each(range, direction, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Streams a range of user keys in either direction, the snapshot
+    /// merged with this transaction's own writes: calls `f(key, value)` for
+    /// each visible pair in order until it returns false. Nothing is
+    /// materialised, so a caller that needs only the first rows of a range
+    /// (LIMIT, an ordered index scan) pays only for those; a caller that
+    /// wants the rest resumes with a range that starts after the last key.
+    ///
+    /// Forward, the first version of each key at or below the snapshot is
+    /// the visible one (versions sort newest first). Reverse, a key's
+    /// versions arrive oldest first, so the visible one is the last at or
+    /// below the snapshot before the key changes.
+    pub fn scan_each(
+        &mut self,
+        range: KeyRange,
+        direction: Direction,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let ser = self.serializable();
         if ser {
             // As in `get`: the range mark, then the writers holding locks
@@ -703,63 +733,134 @@ impl Transaction {
             start: to_version_bound(&range.start, true),
             end: to_version_bound(&range.end, false),
         };
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let reverse = direction == Direction::Reverse;
+        let read_ts = self.read_ts;
         let mut newer = Vec::new();
         {
-            let mut c = self.shared.engine.scan(vrange, Direction::Forward)?;
-            let mut current: Vec<u8> = Vec::new();
-            let mut done_key = false;
-            while c.advance()? {
-                let raw = c.key();
-                let p = keys::version_key_prefix(raw);
-                if p != current.as_slice() {
-                    current = p.to_vec();
-                    done_key = false;
-                }
-                if done_key {
-                    continue;
-                }
-                let ts = keys::version_ts(raw);
-                if ts > self.read_ts {
-                    if ser {
-                        newer.push(ts);
-                    }
-                    continue;
-                }
-                done_key = true;
-                if let Some(v) = keys::decode_value(c.value())? {
-                    let (k, _) = keys::decode_version(raw)?;
-                    out.push((k, v.to_vec()));
-                }
-            }
-        }
-        // Merge the write set (`BTreeMap::range` panics on an inverted or
-        // empty-exclusive range, which has nothing to merge anyway).
-        let mine: Vec<(Vec<u8>, Option<Vec<u8>>)> = if range_is_empty(&range) {
-            Vec::new()
-        } else {
-            self.writes
-                .range::<Vec<u8>, _>((range.start.clone(), range.end.clone()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        if !mine.is_empty() {
-            let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = out.into_iter().collect();
-            for (k, v) in mine {
-                match v {
-                    Some(v) => merged.insert(k, v),
-                    None => merged.remove(&k),
+            // The write set's entries in the range, in scan order (`BTreeMap::range`
+            // panics on an inverted or empty-exclusive range, which has nothing anyway).
+            let mine: Box<dyn Iterator<Item = WriteEntry>> =
+                if range_is_empty(&range) || self.writes.is_empty() {
+                    Box::new(std::iter::empty())
+                } else {
+                    let r = self.writes.range::<Vec<u8>, _>((range.start.clone(), range.end));
+                    if reverse { Box::new(r.rev()) } else { Box::new(r) }
                 };
+            let mut mine = mine.peekable();
+            // Emits a snapshot pair, after the own writes that come before
+            // it; an own write of the same key replaces it.
+            let mut emit = |k: &[u8], v: &[u8], f: &mut Visit| {
+                while let Some((wk, wv)) = mine.peek() {
+                    let before = if reverse { wk.as_slice() > k } else { wk.as_slice() < k };
+                    if before {
+                        if let Some(wv) = wv
+                            && !f(wk, wv)?
+                        {
+                            return Ok(false);
+                        }
+                        mine.next();
+                    } else if wk.as_slice() == k {
+                        let w = wv.as_ref();
+                        mine.next();
+                        return match w {
+                            Some(wv) => f(k, wv),
+                            None => Ok(true),
+                        };
+                    } else {
+                        break;
+                    }
+                }
+                f(k, v)
+            };
+            let mut c = self.shared.engine.scan(vrange, direction)?;
+            let mut current: Vec<u8> = Vec::new();
+            let mut key = Vec::new();
+            let mut stopped = false;
+            if !reverse {
+                let mut done_key = false;
+                while c.advance()? {
+                    let raw = c.key();
+                    let p = keys::version_key_prefix(raw);
+                    if p != current.as_slice() {
+                        current.clear();
+                        current.extend_from_slice(p);
+                        done_key = false;
+                    }
+                    if done_key {
+                        continue;
+                    }
+                    let ts = keys::version_ts(raw);
+                    if ts > read_ts {
+                        if ser {
+                            newer.push(ts);
+                        }
+                        continue;
+                    }
+                    done_key = true;
+                    if let Some(v) = keys::decode_value(c.value())? {
+                        keys::decode_version_into(raw, &mut key)?;
+                        if !emit(&key, v, &mut f)? {
+                            stopped = true;
+                            break;
+                        }
+                    }
+                }
+            } else {
+                // The candidate of the current key: (seen, tombstone, value).
+                let (mut seen, mut tomb, mut val) = (false, false, Vec::new());
+                loop {
+                    let more = c.advance()?;
+                    let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
+                    if p != Some(current.as_slice()) {
+                        if seen && !tomb && !emit(&key, &val, &mut f)? {
+                            stopped = true;
+                            break;
+                        }
+                        seen = false;
+                        if let Some(p) = p {
+                            current.clear();
+                            current.extend_from_slice(p);
+                        }
+                    }
+                    if !more {
+                        break;
+                    }
+                    let raw = c.key();
+                    let ts = keys::version_ts(raw);
+                    if ts > read_ts {
+                        if ser {
+                            newer.push(ts);
+                        }
+                        continue;
+                    }
+                    if !seen {
+                        keys::decode_version_into(raw, &mut key)?;
+                        seen = true;
+                    }
+                    match keys::decode_value(c.value())? {
+                        None => tomb = true,
+                        Some(v) => {
+                            tomb = false;
+                            val.clear();
+                            val.extend_from_slice(v);
+                        }
+                    }
+                }
             }
-            out = merged.into_iter().collect();
+            if !stopped {
+                for (wk, wv) in mine {
+                    if let Some(wv) = wv
+                        && !f(wk, wv)?
+                    {
+                        break;
+                    }
+                }
+            }
         }
         if ser && let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
             return Err(self.fail(e));
         }
-        if direction == Direction::Reverse {
-            out.reverse();
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Sets a key.

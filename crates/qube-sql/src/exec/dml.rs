@@ -713,13 +713,30 @@ impl Target {
     }
 }
 
-pub fn insert(
+/// A bound INSERT: what `run_insert` needs, independent of the parameter
+/// values, so that a prepared INSERT binds once (`Session` caches it
+/// while the catalog does not change, as it does query plans).
+pub struct InsertPlan {
+    t: Target,
+    returning: Returning,
+    conflict: Option<Conflict>,
+    /// The column each given value goes to.
+    targets: Vec<usize>,
+    source: InsertSource,
+}
+
+/// Rows of expressions (None: DEFAULT), or a query.
+enum InsertSource {
+    Rows(Vec<Vec<Option<Expr>>>),
+    Query(Box<crate::plan::Plan>),
+}
+
+pub fn bind_insert(
     shared: &Shared,
     txn: &mut Transaction,
     schema: &SearchPath,
     i: &ast::Insert,
-    params: &[Value],
-) -> Result<QueryResult> {
+) -> Result<InsertPlan> {
     let name = match &i.table {
         ast::TableObject::TableName(n) => n.clone(),
         other => return Err(unsupported(format!("INSERT INTO {other}"))),
@@ -765,13 +782,8 @@ pub fn insert(
             targets.push(pos);
         }
     }
-    // Rows of expressions (None: DEFAULT), or a query.
-    enum Source {
-        Rows(Vec<Vec<Option<Expr>>>),
-        Query(Box<crate::plan::Plan>),
-    }
     let source = match &i.source {
-        None => Source::Rows(vec![vec![]]),
+        None => InsertSource::Rows(vec![vec![]]),
         Some(q) => match (q.body.as_ref(), &q.order_by, &q.limit_clause, &q.with) {
             (ast::SetExpr::Values(v), None, None, None) => {
                 let mut rows = Vec::new();
@@ -799,7 +811,7 @@ pub fn insert(
                     }
                     rows.push(row);
                 }
-                Source::Rows(rows)
+                InsertSource::Rows(rows)
             }
             _ => {
                 let bound = b.query(q)?;
@@ -818,14 +830,27 @@ pub fn insert(
                         "INSERT has more target columns than expressions",
                     ));
                 }
-                Source::Query(Box::new(bound.plan))
+                InsertSource::Query(Box::new(bound.plan))
             }
         },
     };
     drop(b);
+    Ok(InsertPlan { t, returning, conflict, targets, source })
+}
+
+/// Runs a bound INSERT with these parameter values.
+pub fn run_insert(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    plan: &InsertPlan,
+    params: &[Value],
+) -> Result<QueryResult> {
+    let InsertPlan { t, returning, conflict, targets, source } = plan;
+    let ncols = t.types.len();
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let given: Vec<Vec<Option<Value>>> = match &source {
-        Source::Rows(rows) => {
+    let given: Vec<Vec<Option<Value>>> = match source {
+        InsertSource::Rows(rows) => {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let mut vals = Vec::with_capacity(r.len());
@@ -839,7 +864,7 @@ pub fn insert(
             }
             out
         }
-        Source::Query(plan) => super::run(&mut ctx, plan)?
+        InsertSource::Query(plan) => super::run(&mut ctx, plan)?
             .into_iter()
             .map(|r| r.into_iter().map(Some).collect())
             .collect(),
@@ -850,21 +875,24 @@ pub fn insert(
     let mut done = 0u64;
     let mut updated = std::collections::HashSet::new();
     let mut buf = Vec::new();
+    let mut given_cols = vec![false; ncols];
     for (k, vals) in given.into_iter().enumerate() {
-        let mut row = vec![None; ncols];
+        let mut full = vec![Value::Null; ncols];
+        given_cols.fill(false);
         for (j, v) in vals.into_iter().enumerate() {
-            row[targets[j]] = v;
+            if let Some(v) = v {
+                full[targets[j]] = v;
+                given_cols[targets[j]] = true;
+            }
         }
-        let mut full = Vec::with_capacity(ncols);
-        for (c, v) in row.into_iter().enumerate() {
-            full.push(match v {
-                Some(v) => v,
-                None => t.default_value(&mut ctx, &shared.catalog, c)?,
-            });
+        for (c, given) in given_cols.iter().enumerate() {
+            if !given {
+                full[c] = t.default_value(&mut ctx, &shared.catalog, c)?;
+            }
         }
         t.check(&mut ctx, &mut full)?;
         if let Some(c) = &conflict
-            && let Some(existing) = c.find(&t, ctx.txn, &full)?
+            && let Some(existing) = c.find(t, ctx.txn, &full)?
         {
             let Some(sets) = &c.update else { continue };
             if !updated.insert(existing) {
@@ -892,9 +920,9 @@ pub fn insert(
             }
             t.check(&mut ctx, &mut new)?;
             t.check_out_fks(ctx.txn, &new, Some(&old))?;
-            apply_in_fks(shared, schema, &mut ctx, &t, &old, Some(&new), 0)?;
+            apply_in_fks(shared, schema, &mut ctx, t, &old, Some(&new), 0)?;
             t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
-            returned.push(&mut ctx, &returning, &new)?;
+            returned.push(&mut ctx, returning, &new)?;
             done += 1;
             continue;
         }
@@ -902,12 +930,14 @@ pub fn insert(
         t.check_out_fks(ctx.txn, &full, None)?;
         t.add_entries(ctx.txn, rowid, &full, None)?;
         storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
-        returned.push(&mut ctx, &returning, &full)?;
+        returned.push(&mut ctx, returning, &full)?;
         // A row this command inserted cannot be updated by it either.
-        updated.insert(rowid);
+        if conflict.is_some() {
+            updated.insert(rowid);
+        }
         done += 1;
     }
-    Ok(returned.result(returning, format!("INSERT 0 {done}")))
+    Ok(returned.result(returning.clone(), format!("INSERT 0 {done}")))
 }
 
 /// The table of UPDATE/DELETE and its alias.

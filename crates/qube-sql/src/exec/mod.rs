@@ -1,6 +1,8 @@
 //! Runs bound plans against a transaction.
 //!
-//! This first executor materialises each operator's output (`Vec<Row>`):
+//! This executor materialises most operators' output (`Vec<Row>`)
+//! (scans, filters, projections, LIMIT and aggregation pull rows through
+//! `stream.rs` instead):
 //! simple and fast for the small inputs of the conformance corpora, but
 //! not bounded by `work_mem` and not streaming; ARCHITECTURE.md lists
 //! that as the next step. Joins of several inputs pick their order at run
@@ -15,6 +17,7 @@ pub mod eval;
 pub mod funcs;
 mod namespace;
 pub mod sequence;
+pub mod stream;
 pub mod typefuncs;
 mod window;
 
@@ -200,17 +203,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::IndexScan { table, index, unique, columns, keys, range } => {
-            let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
-            Ok(index_rows(ctx, table.id, &types, *index, *unique, columns, keys, range.as_ref())?
-                .into_iter()
-                .map(|(_, r)| r)
-                .collect())
+        Plan::IndexScan { .. } | Plan::Scan { .. } => {
+            stream::open_scan(ctx, plan, None, None)?.collect(ctx)
         }
-        Plan::Scan { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect()),
         Plan::ScanRowids { table } => Ok(storage::scan(ctx.txn, table.id, table.columns.len())?
             .into_iter()
             .map(|(id, mut r)| {
@@ -276,6 +271,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             typefuncs::set_function(*func, vals)
         }
+        Plan::Filter { .. } | Plan::Project { .. } if ctx.stats.is_none() => {
+            stream::open(ctx, plan, None)?.collect(ctx)
+        }
         Plan::Filter { input, predicate } => {
             let rows = run(ctx, input)?;
             let mut out = Vec::new();
@@ -298,7 +296,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             Ok(out)
         }
-        Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width),
+        Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width, None),
         Plan::Join { left, right, kind, on } => {
             let l = run(ctx, left)?;
             let r = run(ctx, right)?;
@@ -340,10 +338,30 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             Ok(out)
         }
         Plan::Aggregate { input, group_by, aggs, sets } => {
-            let rows = run(ctx, input)?;
             if sets.is_empty() {
-                return aggregate(ctx, &rows, group_by, aggs, group_by.is_empty());
+                // Stream the input, decoding only the columns the keys and
+                // the calls read.
+                let width = plan_width(input, None);
+                let mut exprs: Vec<&Expr> = group_by.iter().collect();
+                for a in aggs {
+                    // Every expression of the call (a new field must be listed here).
+                    let AggCall {
+                        func: _,
+                        arg,
+                        extra,
+                        distinct: _,
+                        filter,
+                        order_by,
+                        data_type: _,
+                    } = a;
+                    exprs.extend(arg.iter().chain(extra).chain(filter));
+                    exprs.extend(order_by.iter().map(|k| &k.expr));
+                }
+                let need = stream::needing(&stream::none_needed(width), width, exprs);
+                let rows = stream::open_cols(ctx, input, None, need)?;
+                return aggregate(ctx, rows, group_by, aggs, group_by.is_empty());
             }
+            let rows = run(ctx, input)?;
             // One aggregation per grouping set over the same input.
             let mut out = Vec::new();
             let last = group_by.len() - 1;
@@ -361,7 +379,8 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                         }
                     })
                     .collect();
-                out.extend(aggregate(ctx, &rows, &keys, aggs, set.is_empty())?);
+                let input = stream::Stream::Rows(rows.clone().into_iter());
+                out.extend(aggregate(ctx, input, &keys, aggs, set.is_empty())?);
             }
             Ok(out)
         }
@@ -394,8 +413,22 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
             let lim = count(ctx, limit, "LIMIT", "2201W")?;
+            let need = lim.map(|l| l.saturating_add(off));
+            if !sorted_below(input) {
+                // Pull only the rows needed from the input.
+                let mut s = stream::open(ctx, input, need)?;
+                let (mut seen, mut out) = (0usize, Vec::new());
+                while need.is_none_or(|n| seen < n) {
+                    let Some(r) = s.next(ctx)? else { break };
+                    seen += 1;
+                    if seen > off {
+                        out.push(r);
+                    }
+                }
+                return Ok(out);
+            }
             // Top-N: a sort below only needs its first off + lim rows.
-            let rows = run_limited(ctx, input, lim.map(|l| l.saturating_add(off)))?;
+            let rows = run_limited(ctx, input, need)?;
             let it = rows.into_iter().skip(off);
             Ok(match lim {
                 Some(l) => it.take(l).collect(),
@@ -462,7 +495,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
     }
 }
 
-fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
+pub(crate) fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     if let Some(r) = sample {
         return r.len();
     }
@@ -581,6 +614,15 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
     })
 }
 
+/// A sort, possibly under a projection: what `run_limited` cuts short.
+fn sorted_below(plan: &Plan) -> bool {
+    match plan {
+        Plan::Sort { .. } => true,
+        Plan::Project { input, .. } => matches!(input.as_ref(), Plan::Sort { .. }),
+        _ => false,
+    }
+}
+
 /// Runs `plan`, of which only the first `n` rows will be used: a sort
 /// (possibly under a projection) keeps only its first `n`.
 fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>> {
@@ -684,35 +726,78 @@ fn equi_sides<'e>(
     }
 }
 
+/// `e` over input `inp`'s own row (columns shifted down by its offset);
+/// None if it holds a subquery, whose outer references see the joined row.
+fn local_expr(e: &Expr, inp: &crate::plan::JoinInput) -> Option<Expr> {
+    let mut sub = false;
+    e.walk(&mut |x| {
+        sub |= matches!(
+            x,
+            Expr::ScalarSubquery { .. }
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Quantified { .. }
+        )
+    });
+    if sub {
+        return None;
+    }
+    let mut e = e.clone();
+    let off = inp.offset;
+    e.remap_columns(&|c| c.saturating_sub(off));
+    Some(e)
+}
+
+/// `r` (a row of input `inp`) placed in a joined row of `width` NULLs.
+fn widen(r: &[Value], inp: &crate::plan::JoinInput, width: usize) -> Row {
+    let mut full = vec![Value::Null; width];
+    for (k, v) in r.iter().take(inp.width).enumerate() {
+        full[inp.offset + k] = v.clone();
+    }
+    full
+}
+
+/// Joins `inputs`; only the columns `need` marks (None: all) need to be
+/// right in the output.
 fn multi_join(
     ctx: &mut Ctx,
     inputs: &[crate::plan::JoinInput],
     conds: &[crate::plan::JoinCond],
     width: usize,
+    need: stream::Need,
 ) -> Result<Vec<Row>> {
     let n = inputs.len();
     let mut used = vec![false; conds.len()];
-    // Materialise each input as full-width rows, filtered by its own conditions.
+    let need = stream::needing(&need, width, conds.iter().map(|c| &c.expr));
+    // Materialise each input's rows (its own columns only), filtered by
+    // the conditions on it alone.
     let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
     for (i, inp) in inputs.iter().enumerate() {
-        let rows = run(ctx, &inp.plan)?;
-        let mut full_rows = Vec::with_capacity(rows.len());
-        'rows: for r in rows {
-            let mut full = vec![Value::Null; width];
-            for (k, v) in r.into_iter().enumerate().take(inp.width) {
-                full[inp.offset + k] = v;
+        let mut own: Vec<(Option<Expr>, &Expr)> = Vec::new();
+        for (c, cond) in conds.iter().enumerate() {
+            if cond.inputs.is_only(i) {
+                used[c] = true;
+                own.push((local_expr(&cond.expr, inp), &cond.expr));
             }
-            for (c, cond) in conds.iter().enumerate() {
-                if cond.inputs.is_only(i) {
-                    used[c] = true;
-                    if !truthy(&eval(ctx, &cond.expr, &full)?) {
-                        continue 'rows;
-                    }
+        }
+        let own_need = need.as_ref().map(|n| n[inp.offset..inp.offset + inp.width].to_vec());
+        let mut rows = stream::open_cols(ctx, &inp.plan, None, own_need)?;
+        let mut kept = Vec::new();
+        'rows: while let Some(mut r) = rows.next(ctx)? {
+            r.truncate(inp.width);
+            r.resize(inp.width, Value::Null);
+            for (local, full) in &own {
+                let ok = match local {
+                    Some(e) => truthy(&eval(ctx, e, &r)?),
+                    None => truthy(&eval(ctx, full, &widen(&r, inp, width))?),
+                };
+                if !ok {
+                    continue 'rows;
                 }
             }
-            full_rows.push(full);
+            kept.push(r);
         }
-        tables.push(full_rows);
+        tables.push(kept);
     }
     // Conditions on no input at all (constants, outer references).
     for (c, cond) in conds.iter().enumerate() {
@@ -725,8 +810,12 @@ fn multi_join(
     }
     let first = (0..n).min_by_key(|&i| tables[i].len()).unwrap_or(0);
     let mut joined = InputSet::one(first);
-    let mut current = std::mem::take(&mut tables[first]);
+    let mut current: Vec<Row> = std::mem::take(&mut tables[first])
+        .iter()
+        .map(|r| widen(r, &inputs[first], width))
+        .collect();
     let mut key_buf = Vec::new();
+    let mut vals = Vec::new();
     while joined.len() < n {
         // Next: an input linked by an equality, the smallest such; else the smallest.
         let candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
@@ -743,14 +832,16 @@ fn multi_join(
         let j = *pool.iter().min_by_key(|&&i| tables[i].len()).unwrap_or(&candidates[0]);
         let right = std::mem::take(&mut tables[j]);
         let inp = &inputs[j];
-        // Equalities usable for hashing.
-        let mut eq: Vec<(Expr, Expr)> = Vec::new();
+        // Equalities usable for hashing: (joined side, this input's side
+        // over its own row).
+        let mut eq: Vec<(&Expr, Expr)> = Vec::new();
         for (c, cond) in conds.iter().enumerate() {
             if !used[c]
                 && let Some((a, b)) = equi_sides(&cond.expr, inputs, &joined, j)
+                && let Some(b) = local_expr(b, inp)
             {
                 used[c] = true;
-                eq.push((a.clone(), b.clone()));
+                eq.push((a, b));
             }
         }
         let mut now = joined.clone();
@@ -767,57 +858,73 @@ fn multi_join(
         let mut out = Vec::new();
         let combine = |cur: &Row, r: &Row| {
             let mut o = cur.clone();
-            o[inp.offset..inp.offset + inp.width]
-                .clone_from_slice(&r[inp.offset..inp.offset + inp.width]);
+            o[inp.offset..inp.offset + inp.width].clone_from_slice(&r[..inp.width]);
             o
+        };
+        // Evaluates one side's key into `key_buf`; false if a part is NULL.
+        let key = |ctx: &mut Ctx,
+                   exprs: &mut dyn Iterator<Item = &Expr>,
+                   row: &Row,
+                   vals: &mut Vec<Value>,
+                   key_buf: &mut Vec<u8>|
+         -> Result<bool> {
+            vals.clear();
+            for e in exprs {
+                let v = eval(ctx, e, row)?;
+                if v.is_null() {
+                    return Ok(false);
+                }
+                vals.push(v);
+            }
+            key_bytes(vals, key_buf);
+            Ok(true)
+        };
+        let emit = |ctx: &mut Ctx, o: Row, out: &mut Vec<Row>| -> Result<()> {
+            for &c in &rest {
+                if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
+                    return Ok(());
+                }
+            }
+            ctx.charge(width_hint(out))?;
+            out.push(o);
+            Ok(())
         };
         if eq.is_empty() {
             for cur in &current {
-                'r: for r in &right {
-                    let o = combine(cur, r);
-                    for &c in &rest {
-                        if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
-                            continue 'r;
-                        }
+                for r in &right {
+                    emit(ctx, combine(cur, r), &mut out)?;
+                }
+            }
+        } else if current.len() <= right.len() {
+            // Build on the joined rows (the smaller side), probe with the input's.
+            let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+            for (i, cur) in current.iter().enumerate() {
+                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)? {
+                    table.entry(key_buf.clone()).or_default().push(i);
+                }
+            }
+            for r in &right {
+                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)?
+                    && let Some(hits) = table.get(&key_buf)
+                {
+                    for &i in hits {
+                        emit(ctx, combine(&current[i], r), &mut out)?;
                     }
-                    ctx.charge(width_hint(&out))?;
-                    out.push(o);
                 }
             }
         } else {
             let mut table: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-            'build: for (i, r) in right.iter().enumerate() {
-                let mut vals = Vec::with_capacity(eq.len());
-                for (_, b) in &eq {
-                    let v = eval(ctx, b, r)?;
-                    if v.is_null() {
-                        continue 'build;
-                    }
-                    vals.push(v);
+            for (i, r) in right.iter().enumerate() {
+                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)? {
+                    table.entry(key_buf.clone()).or_default().push(i);
                 }
-                key_bytes(&vals, &mut key_buf);
-                table.entry(key_buf.clone()).or_default().push(i);
             }
-            'probe: for cur in &current {
-                let mut vals = Vec::with_capacity(eq.len());
-                for (a, _) in &eq {
-                    let v = eval(ctx, a, cur)?;
-                    if v.is_null() {
-                        continue 'probe;
-                    }
-                    vals.push(v);
-                }
-                key_bytes(&vals, &mut key_buf);
-                if let Some(hits) = table.get(&key_buf) {
-                    'r: for &i in hits {
-                        let o = combine(cur, &right[i]);
-                        for &c in &rest {
-                            if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
-                                continue 'r;
-                            }
-                        }
-                        ctx.charge(width_hint(&out))?;
-                        out.push(o);
+            for cur in &current {
+                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)?
+                    && let Some(hits) = table.get(&key_buf)
+                {
+                    for &i in hits {
+                        emit(ctx, combine(cur, &right[i]), &mut out)?;
                     }
                 }
             }
@@ -1138,12 +1245,12 @@ struct Group {
     ordered: Vec<Vec<(Row, Value, Option<Value>)>>,
 }
 
-/// Groups `rows` by `group_by` and computes `aggs` per group; with
-/// `one_group` (no keys, or an empty grouping set) there is exactly one
-/// group, even for no rows.
+/// Groups the rows of `rows` by `group_by` and computes `aggs` per group;
+/// with `one_group` (no keys, or an empty grouping set) there is exactly
+/// one group, even for no rows.
 fn aggregate(
     ctx: &mut Ctx,
-    rows: &[Row],
+    mut rows: stream::Stream,
     group_by: &[Expr],
     aggs: &[AggCall],
     one_group: bool,
@@ -1161,17 +1268,22 @@ fn aggregate(
         let keys = group_by.iter().map(|e| eval(ctx, e, &[])).collect::<Result<Vec<_>>>()?;
         groups.push(new_group(keys));
     }
-    for r in rows {
+    let mut keys: Row = Vec::with_capacity(group_by.len());
+    while let Some(r) = rows.next(ctx)? {
+        let r = &r;
         let g = if one_group {
             0
         } else {
-            let keys = group_by.iter().map(|e| eval(ctx, e, r)).collect::<Result<Vec<_>>>()?;
+            keys.clear();
+            for e in group_by {
+                keys.push(eval(ctx, e, r)?);
+            }
             key_bytes(&keys, &mut buf);
             match index.get(&buf) {
                 Some(&g) => g,
                 None => {
                     index.insert(buf.clone(), groups.len());
-                    groups.push(new_group(keys));
+                    groups.push(new_group(keys.clone()));
                     groups.len() - 1
                 }
             }
@@ -1249,64 +1361,19 @@ pub fn index_rows(
     keys: &[Expr],
     range: Option<&crate::plan::IndexRange>,
 ) -> Result<Vec<(u64, Row)>> {
-    let mut vals = Vec::with_capacity(keys.len());
-    for (k, &c) in keys.iter().zip(columns) {
-        let v = eval(ctx, k, &[])?;
-        // The key must be encoded as the column's values are: a value that
-        // the column's type cannot hold exactly (5.5 for an integer column)
-        // or NULL matches nothing.
-        match index_value(v, &types[c]) {
-            Some(v) => vals.push(v),
-            None => return Ok(Vec::new()),
-        }
-    }
     let mut rowids = Vec::new();
-    if unique {
-        if let Some(r) = ctx.txn.get(&storage::index_key(index, &vals, 0, true))? {
-            rowids.push(be_rowid(&r)?);
-        }
-    } else {
-        let mut prefix = storage::index_prefix(index).to_vec();
-        for v in &vals {
-            crate::types::encoding::encode_key(v, &mut prefix);
-        }
-        let key_range = match range {
-            None => qube_storage::KeyRange::prefix(&prefix),
-            Some(r) => {
-                // Values only (0x01 …), not NULLs (0x02), which no range matches.
-                let mut start = prefix.clone();
-                let mut end = prefix.clone();
-                let ty = &types[r.column];
-                let bound = |ctx: &mut Ctx, e: &Option<Expr>| -> Result<Option<Option<Value>>> {
-                    match e {
-                        None => Ok(Some(None)),
-                        Some(e) => match eval(ctx, e, &[])? {
-                            Value::Null => Ok(None),
-                            // A bound the column cannot hold exactly stays
-                            // open on that side; the condition above decides.
-                            v => Ok(Some(index_value(v, ty))),
-                        },
-                    }
-                };
-                let (Some(low), Some(high)) = (bound(ctx, &r.low)?, bound(ctx, &r.high)?) else {
-                    return Ok(Vec::new());
-                };
-                match low {
-                    Some(v) => crate::types::encoding::encode_key(&v, &mut start),
-                    None => start.push(1),
-                }
-                match high {
-                    Some(v) => {
-                        crate::types::encoding::encode_key(&v, &mut end);
-                        end.extend_from_slice(&[0xff; 10]);
-                    }
-                    None => end.push(2),
-                }
-                qube_storage::KeyRange::between(&start, &end)
+    match stream::lookup(ctx, types, index, unique, columns, keys, range)? {
+        stream::Lookup::Nothing => {}
+        stream::Lookup::Point(key) => {
+            if let Some(r) = ctx.txn.get(&key)? {
+                rowids.push(stream::be_rowid(&r)?);
             }
-        };
-        for (_, r) in ctx.txn.scan(key_range, qube_storage::Direction::Forward)? {
-            rowids.push(be_rowid(&r)?);
+        }
+        stream::Lookup::Range(r) => {
+            ctx.txn.scan_each(r, qube_storage::Direction::Forward, |_, v| {
+                rowids.push(stream::be_rowid(v)?);
+                Ok(true)
+            })?;
         }
     }
     let mut out = Vec::with_capacity(rowids.len());
@@ -1316,10 +1383,6 @@ pub fn index_rows(
         }
     }
     Ok(out)
-}
-
-fn be_rowid(b: &[u8]) -> Result<u64> {
-    b.try_into().map(u64::from_be_bytes).map_err(|_| Error::Internal("bad index entry".into()))
 }
 
 /// `v` as a value of a column of type `ty`, for an index key; None if no

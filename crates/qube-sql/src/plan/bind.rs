@@ -373,6 +373,7 @@ impl<'a> Binder<'a> {
             let offset = cexpr(&offset)?;
             out.plan = Plan::Limit { input: Box::new(out.plan), limit, offset };
         }
+        super::order::use_index_order(&mut out.plan);
         Ok(out)
     }
 
@@ -3461,6 +3462,7 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
             columns: c.columns,
             keys: c.keys,
             range: c.range,
+            reverse: false,
         };
     }
 }

@@ -98,16 +98,20 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
         Plan::Scan { table } | Plan::ScanRowids { table } => {
             line(depth, format!("Seq Scan on {}", table.name), out)
         }
-        Plan::IndexScan { table, index, unique, columns, range, .. } => {
+        Plan::IndexScan { table, index, unique, columns, range, reverse, .. } => {
             let mut cols: Vec<String> =
                 columns.iter().map(|&c| format!("{} = …", table.columns[c].0)).collect();
             if let Some(r) = range {
                 cols.push(format!("{} in range", table.columns[r.column].0));
             }
+            if cols.is_empty() {
+                cols.push("every entry, in index order".into());
+            }
             line(
                 depth,
                 format!(
-                    "Index Scan on {} using index {index}{} ({})",
+                    "Index Scan{} on {} using index {index}{} ({})",
+                    if *reverse { " Backward" } else { "" },
                     table.name,
                     if *unique { " (unique)" } else { "" },
                     cols.join(", ")

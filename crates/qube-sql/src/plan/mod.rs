@@ -10,6 +10,7 @@
 pub mod bind;
 pub mod explain;
 pub mod expr;
+pub mod order;
 
 use qube_common::types::DataType;
 
@@ -141,6 +142,9 @@ pub enum Plan {
         /// Bounds on the index column after the equalities (inclusive;
         /// the conditions above make exclusive ones exact).
         range: Option<IndexRange>,
+        /// Read the entries in reverse (an ORDER BY … DESC that the index
+        /// answers; see `order.rs`).
+        reverse: bool,
     },
     /// WITH RECURSIVE: the anchor's rows, then the recursive term's, run
     /// again on the rows it produced last until it produces none.

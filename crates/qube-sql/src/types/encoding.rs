@@ -176,6 +176,17 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
 
 /// Decodes a row of `ncols` columns into `out` (cleared first).
 pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
+    decode_row_cols(b, ncols, None, out)
+}
+
+/// As `decode_row`; the text, bytea and json columns that `need` (if
+/// given) marks false are left NULL without being copied out.
+pub fn decode_row_cols(
+    b: &[u8],
+    ncols: usize,
+    need: Option<&[bool]>,
+    out: &mut Vec<Value>,
+) -> Result<()> {
     out.clear();
     if b.first() != Some(&1) {
         return Err(corrupt("unknown row version"));
@@ -183,6 +194,19 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
     for _ in 0..n.min(ncols) {
+        let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
+        if matches!(tag, 9 | 10 | 17)
+            && need.is_some_and(|n| !n.get(out.len()).copied().unwrap_or(true))
+        {
+            pos += 1;
+            let len = get_varint(b, &mut pos)? as usize;
+            if b.len() < pos + len {
+                return Err(corrupt("truncated value"));
+            }
+            pos += len;
+            out.push(Value::Null);
+            continue;
+        }
         out.push(decode_value(b, &mut pos, 0)?);
     }
     out.resize(ncols, Value::Null);

@@ -343,3 +343,62 @@ fn unsupported_array_and_json_forms_are_clear_errors() {
     let r = s.execute("SELECT a FROM m").unwrap();
     assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
 }
+
+/// ORDER BY over an index's columns reads the index in order (reverse for
+/// DESC) instead of sorting, when NULL placement and directions match.
+#[test]
+fn ordered_index_scans() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE t (a int PRIMARY KEY, b int, c text, d int); CREATE INDEX t_b ON t (b); \
+         CREATE INDEX t_cd ON t (c, d)",
+    )
+    .unwrap();
+    let values: Vec<String> =
+        (0..2000).map(|i| format!("({i}, {}, 'v{}', {})", (i * 7919) % 2000, i % 3, i)).collect();
+    s.execute(&format!("INSERT INTO t VALUES {}", values.join(", "))).unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b DESC LIMIT 10");
+    assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
+    let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b LIMIT 10");
+    assert!(p.contains("Index Scan on t") && !p.contains("Sort"), "{p}");
+    let p = plan(&mut s, "SELECT a FROM t ORDER BY a DESC LIMIT 3");
+    assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
+    // A filter stays on top of the ordered scan.
+    let p = plan(&mut s, "SELECT a FROM t WHERE d > 5 ORDER BY b DESC LIMIT 3");
+    assert!(p.contains("Filter") && p.contains("Backward") && !p.contains("Sort"), "{p}");
+    // Equalities on leading columns, order on the next.
+    let p = plan(&mut s, "SELECT d FROM t WHERE c = 'v1' ORDER BY d DESC");
+    assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
+    // NULL placement, mixed directions, expressions or no LIMIT: a sort.
+    for q in [
+        "SELECT a FROM t ORDER BY b NULLS FIRST LIMIT 3",
+        "SELECT a FROM t ORDER BY b DESC NULLS LAST LIMIT 3",
+        "SELECT c, d FROM t ORDER BY c, d DESC LIMIT 3",
+        "SELECT a FROM t ORDER BY b + 1 LIMIT 3",
+        "SELECT a FROM t ORDER BY b",
+        "SELECT a FROM t ORDER BY d LIMIT 3",
+    ] {
+        assert!(plan(&mut s, q).contains("Sort"), "{q}: {}", plan(&mut s, q));
+    }
+    let rows = |s: &mut qube_sql::Session, q: &str| s.execute(q).unwrap().remove(0).rows;
+    let top: Vec<Vec<Value>> = (0..5).map(|i| vec![Value::Int4(1999 - i)]).collect();
+    assert_eq!(rows(&mut s, "SELECT b FROM t ORDER BY b DESC LIMIT 5"), top);
+    assert_eq!(rows(&mut s, "SELECT b FROM t ORDER BY b DESC NULLS FIRST LIMIT 5"), top);
+    assert_eq!(rows(&mut s, "SELECT b FROM t ORDER BY b DESC NULLS LAST LIMIT 5"), top);
+    let r = rows(&mut s, "SELECT b FROM t WHERE b % 2 = 0 ORDER BY b LIMIT 3 OFFSET 500");
+    assert_eq!(r, vec![vec![Value::Int4(1000)], vec![Value::Int4(1002)], vec![Value::Int4(1004)]]);
+    let r = rows(&mut s, "SELECT d FROM t WHERE c = 'v2' ORDER BY c DESC, d DESC LIMIT 2");
+    assert_eq!(r, vec![vec![Value::Int4(1997)], vec![Value::Int4(1994)]]);
+    // Prepared with parameters: the plan is cached and reused.
+    let st = s.prepare("SELECT a FROM t WHERE b < $1 ORDER BY b DESC LIMIT $2").unwrap();
+    for (lim, below) in [(3i64, 10i64), (1, 1000), (0, 5)] {
+        let r = s.execute_prepared(&st, &[Value::Int8(below), Value::Int8(lim)]).unwrap();
+        assert_eq!(r[0].rows.len(), lim as usize);
+    }
+}

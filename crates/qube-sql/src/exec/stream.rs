@@ -1,0 +1,338 @@
+//! Pull-based execution of scans, filters and projections.
+//!
+//! Most operators materialise their input (`Vec<Row>`), but the ones that
+//! consume rows one at a time — LIMIT, aggregation, the inputs of a join,
+//! and filters and projections themselves — pull them from a `Stream`
+//! instead: a table or index scan reads the keyspace in batches through a
+//! `storage::RangeCursor` (first batch sized by how many rows the consumer
+//! wants, then doubling up to `MAX_BATCH`), and filters and projections
+//! work on each row as it arrives. So `LIMIT n` over a scan, or over an
+//! ordered index scan with a filter, reads about n rows, not the table; and
+//! a GROUP BY over a million rows holds one batch of them at a time.
+//!
+//! ```text
+//! Limit ── pulls n ──▶ Project ──▶ Filter ──▶ IndexScan (reverse)
+//!                                              │ batch of index entries → rowids
+//!                                              └ get each row
+//! ```
+//!
+//! Anything else (sorts, joins, …) is run as before and its rows streamed
+//! from memory. Under EXPLAIN ANALYZE every node is run by `exec::run`, so
+//! that each one's statistics are counted.
+
+use std::collections::VecDeque;
+
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_storage::{Direction, KeyRange};
+
+use super::eval::{eval, truthy};
+use super::{Ctx, Row};
+use crate::plan::{Expr, IndexRange, Plan};
+use crate::storage::{self, RangeCursor};
+use crate::types::Value;
+use crate::types::encoding::{decode_row_cols, encode_key};
+
+/// The most rows one scan batch reads.
+const MAX_BATCH: usize = 1024;
+
+/// Rows pulled one at a time.
+pub enum Stream<'p> {
+    Rows(std::vec::IntoIter<Row>),
+    Table {
+        cursor: RangeCursor,
+        ncols: usize,
+        buf: VecDeque<Row>,
+        batch: usize,
+        need: Need,
+    },
+    Index {
+        cursor: RangeCursor,
+        table: u64,
+        ncols: usize,
+        buf: VecDeque<Row>,
+        batch: usize,
+        need: Need,
+    },
+    Filter(Box<Stream<'p>>, &'p Expr),
+    Project(Box<Stream<'p>>, &'p [Expr]),
+}
+
+fn first_batch(want: Option<usize>) -> usize {
+    want.map_or(MAX_BATCH, |n| n.saturating_add(1)).clamp(1, MAX_BATCH)
+}
+
+/// The columns of a row that its consumer reads (None: all of them); a
+/// scan leaves the others' text and bytea values NULL instead of copying
+/// them out.
+pub type Need = Option<Vec<bool>>;
+
+/// `need` plus the columns `exprs` read; all of them (None) if one holds a
+/// subquery, whose outer references may read any column of the row.
+pub fn needing<'e>(need: &Need, width: usize, exprs: impl IntoIterator<Item = &'e Expr>) -> Need {
+    let mut out = match need {
+        Some(n) => n.clone(),
+        None => return None,
+    };
+    out.resize(width.max(out.len()), false);
+    let mut cols = Vec::new();
+    for e in exprs {
+        let mut sub = false;
+        e.walk(&mut |x| {
+            sub |= matches!(
+                x,
+                Expr::ScalarSubquery { .. }
+                    | Expr::Exists { .. }
+                    | Expr::InSubquery { .. }
+                    | Expr::Quantified { .. }
+            )
+        });
+        if sub {
+            return None;
+        }
+        e.columns_used(&mut cols);
+    }
+    for c in cols {
+        if c >= out.len() {
+            return None;
+        }
+        out[c] = true;
+    }
+    Some(out)
+}
+
+/// No column yet (start of `needing`).
+pub fn none_needed(width: usize) -> Need {
+    Some(vec![false; width])
+}
+
+/// A stream of `plan`'s rows; `want` is how many the caller expects to
+/// need (None: all), which sizes the first scan batch; `need` is which
+/// columns the caller reads.
+pub fn open<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Result<Stream<'p>> {
+    open_cols(ctx, plan, want, None)
+}
+
+pub fn open_cols<'p>(
+    ctx: &mut Ctx,
+    plan: &'p Plan,
+    want: Option<usize>,
+    need: Need,
+) -> Result<Stream<'p>> {
+    if ctx.stats.is_some() {
+        return Ok(Stream::Rows(super::run(ctx, plan)?.into_iter()));
+    }
+    Ok(match plan {
+        Plan::Scan { .. } | Plan::IndexScan { .. } => open_scan(ctx, plan, want, need)?,
+        Plan::Filter { input, predicate } => {
+            let width = super::plan_width(input, None);
+            let need = needing(&need, width, [predicate]);
+            Stream::Filter(Box::new(open_cols(ctx, input, want, need)?), predicate)
+        }
+        Plan::Project { input, exprs } => {
+            let width = super::plan_width(input, None);
+            let need = needing(&none_needed(width), width, exprs);
+            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs)
+        }
+        Plan::MultiJoin { inputs, conds, width } => {
+            Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
+        }
+        _ => Stream::Rows(super::run(ctx, plan)?.into_iter()),
+    })
+}
+
+/// A stream of a `Scan` or `IndexScan` (any other plan is run).
+pub fn open_scan<'p>(
+    ctx: &mut Ctx,
+    plan: &'p Plan,
+    want: Option<usize>,
+    need: Need,
+) -> Result<Stream<'p>> {
+    match plan {
+        Plan::Scan { table } => Ok(Stream::Table {
+            cursor: RangeCursor::table(table.id),
+            ncols: table.columns.len(),
+            buf: VecDeque::new(),
+            batch: first_batch(want),
+            need,
+        }),
+        Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
+            let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
+            let ncols = types.len();
+            Ok(match lookup(ctx, &types, *index, *unique, columns, keys, range.as_ref())? {
+                Lookup::Nothing => Stream::Rows(Vec::new().into_iter()),
+                Lookup::Point(key) => {
+                    let mut rows = Vec::new();
+                    if let Some(r) = ctx.txn.get(&key)?
+                        && let Some(v) = ctx.txn.get(&storage::row_key(table.id, be_rowid(&r)?))?
+                    {
+                        let mut row = Vec::with_capacity(ncols);
+                        decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
+                        rows.push(row);
+                    }
+                    Stream::Rows(rows.into_iter())
+                }
+                Lookup::Range(range) => {
+                    let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
+                    Stream::Index {
+                        cursor: RangeCursor::new(range, dir),
+                        table: table.id,
+                        ncols,
+                        buf: VecDeque::new(),
+                        batch: first_batch(want),
+                        need,
+                    }
+                }
+            })
+        }
+        _ => Ok(Stream::Rows(super::run(ctx, plan)?.into_iter())),
+    }
+}
+
+impl Stream<'_> {
+    pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
+        match self {
+            Stream::Rows(it) => Ok(it.next()),
+            Stream::Table { cursor, ncols, buf, batch, need } => {
+                if buf.is_empty() && !cursor.is_done() {
+                    let ncols = *ncols;
+                    let need = need.as_deref();
+                    cursor.next_batch(ctx.txn, *batch, |_, v| {
+                        let mut row = Vec::with_capacity(ncols);
+                        decode_row_cols(v, ncols, need, &mut row)?;
+                        buf.push_back(row);
+                        Ok(())
+                    })?;
+                    *batch = (*batch * 2).min(MAX_BATCH);
+                }
+                Ok(buf.pop_front())
+            }
+            Stream::Index { cursor, table, ncols, buf, batch, need } => {
+                while buf.is_empty() && !cursor.is_done() {
+                    let mut rowids = Vec::with_capacity(*batch);
+                    cursor.next_batch(ctx.txn, *batch, |_, v| {
+                        rowids.push(be_rowid(v)?);
+                        Ok(())
+                    })?;
+                    *batch = (*batch * 2).min(MAX_BATCH);
+                    for rowid in rowids {
+                        if let Some(v) = ctx.txn.get(&storage::row_key(*table, rowid))? {
+                            let mut row = Vec::with_capacity(*ncols);
+                            decode_row_cols(&v, *ncols, need.as_deref(), &mut row)?;
+                            buf.push_back(row);
+                        }
+                    }
+                }
+                Ok(buf.pop_front())
+            }
+            Stream::Filter(input, predicate) => loop {
+                match input.next(ctx)? {
+                    None => return Ok(None),
+                    Some(r) => {
+                        if truthy(&eval(ctx, predicate, &r)?) {
+                            return Ok(Some(r));
+                        }
+                    }
+                }
+            },
+            Stream::Project(input, exprs) => match input.next(ctx)? {
+                None => Ok(None),
+                Some(r) => {
+                    let mut o = Vec::with_capacity(exprs.len());
+                    for e in exprs.iter() {
+                        o.push(eval(ctx, e, &r)?);
+                    }
+                    Ok(Some(o))
+                }
+            },
+        }
+    }
+
+    /// Every remaining row.
+    pub fn collect(mut self, ctx: &mut Ctx) -> Result<Vec<Row>> {
+        if let Stream::Rows(it) = self {
+            return Ok(it.collect());
+        }
+        let mut out = Vec::new();
+        while let Some(r) = self.next(ctx)? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// What an index scan reads.
+pub enum Lookup {
+    /// No row can match (a NULL key, a value the column cannot hold).
+    Nothing,
+    /// One entry of a unique index.
+    Point(Vec<u8>),
+    /// A range of entries.
+    Range(KeyRange),
+}
+
+/// The entries whose index columns equal the keys (and whose next column
+/// lies within `range`, bounds inclusive).
+pub fn lookup(
+    ctx: &mut Ctx,
+    types: &[DataType],
+    index: u64,
+    unique: bool,
+    columns: &[usize],
+    keys: &[Expr],
+    range: Option<&IndexRange>,
+) -> Result<Lookup> {
+    let mut vals = Vec::with_capacity(keys.len());
+    for (k, &c) in keys.iter().zip(columns) {
+        let v = eval(ctx, k, &[])?;
+        // The key must be encoded as the column's values are: a value that
+        // the column's type cannot hold exactly (5.5 for an integer column)
+        // or NULL matches nothing.
+        match super::index_value(v, &types[c]) {
+            Some(v) => vals.push(v),
+            None => return Ok(Lookup::Nothing),
+        }
+    }
+    if unique {
+        return Ok(Lookup::Point(storage::index_key(index, &vals, 0, true)));
+    }
+    let mut prefix = storage::index_prefix(index).to_vec();
+    for v in &vals {
+        encode_key(v, &mut prefix);
+    }
+    let Some(r) = range else { return Ok(Lookup::Range(KeyRange::prefix(&prefix))) };
+    // Values only (0x01 …), not NULLs (0x02), which no range matches.
+    let mut start = prefix.clone();
+    let mut end = prefix;
+    let ty = &types[r.column];
+    let bound = |ctx: &mut Ctx, e: &Option<Expr>| -> Result<Option<Option<Value>>> {
+        match e {
+            None => Ok(Some(None)),
+            Some(e) => match eval(ctx, e, &[])? {
+                Value::Null => Ok(None),
+                // A bound the column cannot hold exactly stays
+                // open on that side; the condition above decides.
+                v => Ok(Some(super::index_value(v, ty))),
+            },
+        }
+    };
+    let (Some(low), Some(high)) = (bound(ctx, &r.low)?, bound(ctx, &r.high)?) else {
+        return Ok(Lookup::Nothing);
+    };
+    match low {
+        Some(v) => encode_key(&v, &mut start),
+        None => start.push(1),
+    }
+    match high {
+        Some(v) => {
+            encode_key(&v, &mut end);
+            end.extend_from_slice(&[0xff; 10]);
+        }
+        None => end.push(2),
+    }
+    Ok(Lookup::Range(KeyRange::between(&start, &end)))
+}
+
+pub fn be_rowid(b: &[u8]) -> Result<u64> {
+    b.try_into().map(u64::from_be_bytes).map_err(|_| Error::Internal("bad index entry".into()))
+}
