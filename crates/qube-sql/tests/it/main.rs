@@ -226,3 +226,44 @@ fn unsupported_array_and_json_forms_are_clear_errors() {
     let r = s.execute("SELECT a FROM m").unwrap();
     assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
 }
+
+/// Rough figures for jsonb, arrays and uuid (run with `--ignored --nocapture`).
+#[test]
+#[ignore = "timing figures, not a check"]
+fn json_array_uuid_figures() {
+    use std::time::Instant;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE d (id uuid PRIMARY KEY, body jsonb, tags text[])").unwrap();
+    let n = 20_000;
+    let t = Instant::now();
+    for chunk in 0..n / 1000 {
+        let rows: Vec<String> = (0..1000)
+            .map(|k| {
+                let i = chunk * 1000 + k;
+                format!(
+                    "(gen_random_uuid(), '{{\"n\": {i}, \"tag\": \"t{}\", \"a\": [1, 2, {{\"x\": \"y\"}}]}}', '{{a{},b}}')",
+                    i % 10,
+                    i % 7
+                )
+            })
+            .collect();
+        s.execute(&format!("INSERT INTO d VALUES {}", rows.join(","))).unwrap();
+    }
+    println!("insert {n} rows (uuid pk, jsonb, text[]): {:?}", t.elapsed());
+    for q in [
+        "SELECT count(*) FROM d WHERE body @> '{\"tag\": \"t3\"}'",
+        "SELECT body ->> 'tag', count(*) FROM d GROUP BY 1",
+        "SELECT count(*) FROM d WHERE (body ->> 'n')::int > 10000",
+        "SELECT body FROM d ORDER BY body LIMIT 1",
+        "SELECT count(DISTINCT body -> 'a') FROM d",
+        "SELECT count(*) FROM d WHERE 'a3' = ANY(tags)",
+        "SELECT tags, count(*) FROM d GROUP BY tags",
+        "SELECT count(*) FROM d, unnest(ARRAY[1, 2, 3]) u",
+        "SELECT count(*) FROM (SELECT id FROM d ORDER BY id) s",
+    ] {
+        let t = Instant::now();
+        let r = s.execute(q).unwrap();
+        println!("{:>8.1?}  {q}  ({} rows)", t.elapsed(), r[0].rows.len());
+    }
+}
