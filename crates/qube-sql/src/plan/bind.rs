@@ -3451,12 +3451,19 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
         let show = |t: &Option<DataType>| t.as_ref().map_or("unknown".into(), |t| t.sql_name());
         err("42883", format!("operator does not exist: {} {name} {}", show(&lt), show(&rt)))
     };
+    let not_unique = |name: &str| {
+        let show = |t: &Option<DataType>| t.as_ref().map_or("unknown".into(), |t| t.sql_name());
+        err("42725", format!("operator is not unique: {} {name} {}", show(&lt), show(&rt)))
+    };
     let done =
         |func: Func, args: Vec<Expr>, ty: DataType| Ok(Ok(B::new(Expr::Func { func, args }, ty)));
     let text_arr = DataType::Array(Box::new(DataType::Text));
     match op {
         O::Arrow | O::LongArrow | O::HashArrow | O::HashLongArrow => {
             let name = op.to_string();
+            if l.unknown {
+                return Err(not_unique(&name));
+            }
             let Some(t @ (DataType::Json | DataType::Jsonb)) = lt.clone() else {
                 return Err(no_op(&name));
             };
@@ -3488,7 +3495,7 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
                 (Some(a), Some(b)) => common_type(a, b),
                 (Some(a), None) => Some(a.clone()),
                 (None, Some(b)) => Some(b.clone()),
-                (None, None) => None,
+                (None, None) => return Err(not_unique(&name)),
             };
             let ok = match &ty {
                 Some(DataType::Array(_)) => true,
