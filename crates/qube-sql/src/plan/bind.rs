@@ -1824,8 +1824,29 @@ impl<'a> Binder<'a> {
                 self.array_ctor(items)?
             }
             E::CompoundFieldAccess { root, access_chain } => {
-                let mut b = self.expr(root)?;
-                for acc in access_chain {
+                // `t.col[1]` parses as t, .col, [1]: the leading dots are a name.
+                let dots = access_chain
+                    .iter()
+                    .take_while(|a| matches!(a, ast::AccessExpr::Dot(E::Identifier(_))))
+                    .count();
+                let mut b = match root.as_ref() {
+                    E::Identifier(first) if dots > 0 => {
+                        let mut parts = vec![ident(first)];
+                        for a in &access_chain[..dots] {
+                            if let ast::AccessExpr::Dot(E::Identifier(i)) = a {
+                                parts.push(ident(i));
+                            }
+                        }
+                        match parts.as_slice() {
+                            [t, c] => self.column(Some(t), c)?,
+                            [_, t, c] => self.column(Some(t), c)?,
+                            _ => return Err(unsupported(format!("name {e}"))),
+                        }
+                    }
+                    _ => self.expr(root)?,
+                };
+                let skip = if matches!(root.as_ref(), E::Identifier(_)) { dots } else { 0 };
+                for acc in &access_chain[skip..] {
                     b = match acc {
                         ast::AccessExpr::Subscript(sub) => self.subscript(b, sub)?,
                         ast::AccessExpr::Dot(_) => return Err(unsupported("field selection")),
@@ -2646,13 +2667,25 @@ fn output_name(e: &ast::Expr) -> String {
             object_name(&f.name).ok().and_then(|mut v| v.pop()).unwrap_or_default()
         }
         ast::Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
-            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => output_name(expr),
+            ast::Expr::Identifier(_)
+            | ast::Expr::CompoundIdentifier(_)
+            | ast::Expr::CompoundFieldAccess { .. } => output_name(expr),
             _ => data_type_of(data_type)
                 .map(|t| pg_type_label(&t))
                 .unwrap_or_else(|_| "?column?".into()),
         },
         ast::Expr::Nested(inner) => output_name(inner),
         ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Array(_) => "array".into(),
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            match access_chain.iter().rev().find_map(|a| match a {
+                ast::AccessExpr::Dot(ast::Expr::Identifier(i)) => Some(ident(i)),
+                _ => None,
+            }) {
+                Some(name) => name,
+                None => output_name(root),
+            }
+        }
         ast::Expr::Exists { .. } => "exists".into(),
         ast::Expr::Subquery(q) => match q.body.as_ref() {
             ast::SetExpr::Select(s) => match s.projection.first() {

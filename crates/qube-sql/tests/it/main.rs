@@ -267,3 +267,22 @@ fn json_array_uuid_figures() {
         println!("{:>8.1?}  {q}  ({} rows)", t.elapsed(), r[0].rows.len());
     }
 }
+
+/// Output column names as PostgreSQL gives them (the .slt files do not check names).
+#[test]
+fn column_names_of_array_and_json_expressions() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    let r = s
+        .execute(
+            "SELECT ARRAY[1], (ARRAY[1])[1], '{}'::jsonb, '{1}'::int[], \
+             'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, ARRAY(SELECT 1), t.a[1], t.a[1]::text \
+             FROM (SELECT ARRAY[1] AS a) t",
+        )
+        .unwrap();
+    let names: Vec<&str> = r[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["array", "array", "jsonb", "int4", "uuid", "array", "a", "a"]);
+    let r = s.execute("SELECT * FROM jsonb_each('{\"a\": 1}'), unnest(ARRAY[1]) u").unwrap();
+    let names: Vec<&str> = r[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["key", "value", "u"]);
+}
