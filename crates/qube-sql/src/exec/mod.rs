@@ -257,6 +257,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
         }
         Plan::Project { input, exprs } => {
             let rows = run(ctx, input)?;
+            if typefuncs::has_set_function(exprs) {
+                return typefuncs::project_set(ctx, rows, exprs);
+            }
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let mut o = Vec::with_capacity(exprs.len());

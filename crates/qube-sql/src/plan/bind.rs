@@ -3334,22 +3334,32 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             vec![coerce(args.remove(0), &DataType::Jsonb)?],
             DataType::Jsonb,
         ),
+        ("unnest", 1) => {
+            let (a, e) = array_arg(args.remove(0), name)?;
+            f(Func::SetReturning(SetFunc::Unnest), vec![a], e)
+        }
         (
-            "unnest"
-            | "jsonb_array_elements"
+            "jsonb_array_elements"
             | "json_array_elements"
             | "jsonb_array_elements_text"
             | "json_array_elements_text"
-            | "jsonb_each"
-            | "json_each"
-            | "jsonb_each_text"
-            | "json_each_text"
             | "jsonb_object_keys"
             | "json_object_keys",
-            _,
-        ) => Err(unsupported(format!(
-            "set-returning function {name} in an expression (call it in FROM)"
-        ))),
+            1,
+        ) => {
+            let a = coerce(args.remove(0), &json_ty(name))?;
+            let (set, ty) = match name {
+                "jsonb_object_keys" | "json_object_keys" => (SetFunc::ObjectKeys, text),
+                n if n.ends_with("_text") => (SetFunc::ArrayElements { text: true }, text),
+                _ => (SetFunc::ArrayElements { text: false }, json_ty(name)),
+            };
+            f(Func::SetReturning(set), vec![a], ty)
+        }
+        ("unnest" | "jsonb_each" | "json_each" | "jsonb_each_text" | "json_each_text", _) => {
+            Err(unsupported(format!(
+                "set-returning function {name} returning several columns in an expression (call it in FROM)"
+            )))
+        }
         ("array_length", 2) => {
             let (a, _) = array_arg(args.remove(0), name)?;
             let d = coerce(args.remove(0), &DataType::Integer)?;

@@ -125,6 +125,9 @@ pub enum Func {
     ArrayRemove,
     ArrayToString,
     StringToArray,
+    /// A set-returning function in the select list: expanded by the
+    /// Project above it (one row per element), an error anywhere else.
+    SetReturning(super::SetFunc),
 }
 
 impl Func {
@@ -173,6 +176,7 @@ impl Func {
                 | ArrayRemove
                 | ArrayToString
                 | StringToArray
+                | SetReturning(_)
         )
     }
 }
