@@ -2284,7 +2284,7 @@ impl<'a> Binder<'a> {
                 format!("DISTINCT/FILTER specified, but {name} is not an aggregate function"),
             ));
         }
-        if name == "row_to_json"
+        if matches!(name.as_str(), "row_to_json" | "to_json" | "to_jsonb")
             && let [
                 ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(id))),
             ] = args.as_slice()
@@ -2297,6 +2297,12 @@ impl<'a> Binder<'a> {
             for (n, i) in cols {
                 a.push(Expr::Const(Value::Text(n)));
                 a.push(Expr::Column(i));
+            }
+            if name == "to_jsonb" {
+                return Ok(B::new(
+                    Expr::Func { func: Func::JsonbBuildObject, args: a },
+                    DataType::Jsonb,
+                ));
             }
             return Ok(B::new(Expr::Func { func: Func::RowToJson, args: a }, DataType::Json));
         }
