@@ -271,7 +271,10 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             }
             typefuncs::set_function(*func, vals)
         }
-        Plan::Filter { .. } | Plan::Project { .. } if ctx.stats.is_none() => {
+        Plan::Filter { .. } | Plan::Project { .. }
+            if ctx.stats.is_none()
+                && !matches!(plan, Plan::Project { exprs, .. } if typefuncs::has_set_function(exprs)) =>
+        {
             stream::open(ctx, plan, None)?.collect(ctx)
         }
         Plan::Filter { input, predicate } => {
@@ -286,6 +289,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
         }
         Plan::Project { input, exprs } => {
             let rows = run(ctx, input)?;
+            if typefuncs::has_set_function(exprs) {
+                return typefuncs::project_set(ctx, rows, exprs);
+            }
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let mut o = Vec::with_capacity(exprs.len());

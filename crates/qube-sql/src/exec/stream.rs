@@ -129,7 +129,7 @@ pub fn open_cols<'p>(
             let need = needing(&need, width, [predicate]);
             Stream::Filter(Box::new(open_cols(ctx, input, want, need)?), predicate)
         }
-        Plan::Project { input, exprs } => {
+        Plan::Project { input, exprs } if !super::typefuncs::has_set_function(exprs) => {
             let width = super::plan_width(input, None);
             let need = needing(&none_needed(width), width, exprs);
             Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs)

@@ -11,7 +11,8 @@ use std::cmp::Ordering;
 use qube_common::{Error, Result};
 
 use super::Row;
-use crate::plan::{Func, SetFunc};
+use super::eval::eval;
+use crate::plan::{Expr, Func, SetFunc};
 use crate::types::Value;
 use crate::types::cast;
 use crate::types::jsonb::{self, JNum, JsonParts, Jsonb, escape_into, normalize_pairs};
@@ -32,6 +33,15 @@ fn jb(j: Jsonb) -> Value {
 pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
     // Non-strict functions first.
     match func {
+        Func::SetReturning(f) => {
+            return Err(Error::user(
+                "0A000",
+                format!(
+                    "set-returning function {} is only supported as a whole select-list item or in FROM",
+                    f.name()
+                ),
+            ));
+        }
         Func::GenRandomUuid => return Ok(Value::Uuid(random_uuid())),
         Func::ArrayCtor => return Ok(Value::Array(args)),
         Func::RowToJson => {
@@ -725,6 +735,53 @@ fn delete_path(j: &mut Jsonb, path: &[String], depth: usize) -> Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// A select list with set-returning functions (PostgreSQL 10+'s
+/// ProjectSet): per input row, as many rows as the longest function
+/// returns, the shorter ones padded with NULL, other items repeated.
+pub fn project_set(ctx: &mut super::Ctx, rows: Vec<Row>, exprs: &[Expr]) -> Result<Vec<Row>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut plain = Vec::with_capacity(exprs.len());
+        let mut sets: Vec<Option<Vec<Row>>> = Vec::with_capacity(exprs.len());
+        let mut n = 0;
+        for e in exprs {
+            match e {
+                Expr::Func { func: Func::SetReturning(f), args } => {
+                    let mut vals = Vec::with_capacity(args.len());
+                    for a in args {
+                        vals.push(eval(ctx, a, &r)?);
+                    }
+                    let set = set_function(*f, vals)?;
+                    n = n.max(set.len());
+                    sets.push(Some(set));
+                    plain.push(Value::Null);
+                }
+                e => {
+                    sets.push(None);
+                    plain.push(eval(ctx, e, &r)?);
+                }
+            }
+        }
+        for i in 0..n {
+            let mut o = plain.clone();
+            for (k, set) in sets.iter_mut().enumerate() {
+                if let Some(set) = set {
+                    o[k] = set
+                        .get_mut(i)
+                        .map_or(Value::Null, |row| std::mem::replace(&mut row[0], Value::Null));
+                }
+            }
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a select list has a set-returning function to expand.
+pub fn has_set_function(exprs: &[Expr]) -> bool {
+    exprs.iter().any(|e| matches!(e, Expr::Func { func: Func::SetReturning(_), .. }))
 }
 
 /// Rows of a set-returning function in FROM.

@@ -2063,8 +2063,29 @@ impl<'a> Binder<'a> {
                 self.array_ctor(items)?
             }
             E::CompoundFieldAccess { root, access_chain } => {
-                let mut b = self.expr(root)?;
-                for acc in access_chain {
+                // `t.col[1]` parses as t, .col, [1]: the leading dots are a name.
+                let dots = access_chain
+                    .iter()
+                    .take_while(|a| matches!(a, ast::AccessExpr::Dot(E::Identifier(_))))
+                    .count();
+                let mut b = match root.as_ref() {
+                    E::Identifier(first) if dots > 0 => {
+                        let mut parts = vec![ident(first)];
+                        for a in &access_chain[..dots] {
+                            if let ast::AccessExpr::Dot(E::Identifier(i)) = a {
+                                parts.push(ident(i));
+                            }
+                        }
+                        match parts.as_slice() {
+                            [t, c] => self.column(Some(t), c)?,
+                            [_, t, c] => self.column(Some(t), c)?,
+                            _ => return Err(unsupported(format!("name {e}"))),
+                        }
+                    }
+                    _ => self.expr(root)?,
+                };
+                let skip = if matches!(root.as_ref(), E::Identifier(_)) { dots } else { 0 };
+                for acc in &access_chain[skip..] {
                     b = match acc {
                         ast::AccessExpr::Subscript(sub) => self.subscript(b, sub)?,
                         ast::AccessExpr::Dot(_) => return Err(unsupported("field selection")),
@@ -2527,7 +2548,7 @@ impl<'a> Binder<'a> {
         if name == "make_interval" {
             return self.make_interval(&args);
         }
-        if name == "row_to_json"
+        if matches!(name.as_str(), "row_to_json" | "to_json" | "to_jsonb")
             && let [
                 ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(id))),
             ] = args.as_slice()
@@ -2540,6 +2561,12 @@ impl<'a> Binder<'a> {
             for (n, i) in cols {
                 a.push(Expr::Const(Value::Text(n)));
                 a.push(Expr::Column(i));
+            }
+            if name == "to_jsonb" {
+                return Ok(B::new(
+                    Expr::Func { func: Func::JsonbBuildObject, args: a },
+                    DataType::Jsonb,
+                ));
             }
             return Ok(B::new(Expr::Func { func: Func::RowToJson, args: a }, DataType::Json));
         }
@@ -3038,6 +3065,19 @@ impl<'a> Binder<'a> {
         } else {
             Some(coerce(bound.remove(0), &DataType::Text)?)
         };
+        let mut order_by = order_by;
+        if distinct
+            && order_by.is_empty()
+            && matches!(
+                func,
+                AggFunc::StringAgg | AggFunc::ArrayAgg | AggFunc::JsonAgg | AggFunc::JsonbAgg
+            )
+            && let Some(a) = &arg
+        {
+            // PostgreSQL sorts a DISTINCT aggregate's input to find the
+            // duplicates, so the values come out in that order.
+            order_by.push(SortKey { expr: a.clone(), desc: false, nulls_first: false });
+        }
         let call =
             AggCall { func, arg, extra, distinct, filter, order_by, data_type: data_type.clone() };
         self.add_agg(call, data_type)
@@ -3146,13 +3186,25 @@ fn output_name(e: &ast::Expr) -> String {
             object_name(&f.name).ok().and_then(|mut v| v.pop()).unwrap_or_default()
         }
         ast::Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
-            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => output_name(expr),
+            ast::Expr::Identifier(_)
+            | ast::Expr::CompoundIdentifier(_)
+            | ast::Expr::CompoundFieldAccess { .. } => output_name(expr),
             _ => data_type_of(data_type)
                 .map(|t| pg_type_label(&t))
                 .unwrap_or_else(|_| "?column?".into()),
         },
         ast::Expr::Nested(inner) => output_name(inner),
         ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Array(_) => "array".into(),
+        ast::Expr::CompoundFieldAccess { root, access_chain } => {
+            match access_chain.iter().rev().find_map(|a| match a {
+                ast::AccessExpr::Dot(ast::Expr::Identifier(i)) => Some(ident(i)),
+                _ => None,
+            }) {
+                Some(name) => name,
+                None => output_name(root),
+            }
+        }
         ast::Expr::Exists { .. } => "exists".into(),
         ast::Expr::Subquery(q) => match q.body.as_ref() {
             ast::SetExpr::Select(s) => match s.projection.first() {
@@ -3908,22 +3960,32 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             vec![coerce(args.remove(0), &DataType::Jsonb)?],
             DataType::Jsonb,
         ),
+        ("unnest", 1) => {
+            let (a, e) = array_arg(args.remove(0), name)?;
+            f(Func::SetReturning(SetFunc::Unnest), vec![a], e)
+        }
         (
-            "unnest"
-            | "jsonb_array_elements"
+            "jsonb_array_elements"
             | "json_array_elements"
             | "jsonb_array_elements_text"
             | "json_array_elements_text"
-            | "jsonb_each"
-            | "json_each"
-            | "jsonb_each_text"
-            | "json_each_text"
             | "jsonb_object_keys"
             | "json_object_keys",
-            _,
-        ) => Err(unsupported(format!(
-            "set-returning function {name} in an expression (call it in FROM)"
-        ))),
+            1,
+        ) => {
+            let a = coerce(args.remove(0), &json_ty(name))?;
+            let (set, ty) = match name {
+                "jsonb_object_keys" | "json_object_keys" => (SetFunc::ObjectKeys, text),
+                n if n.ends_with("_text") => (SetFunc::ArrayElements { text: true }, text),
+                _ => (SetFunc::ArrayElements { text: false }, json_ty(name)),
+            };
+            f(Func::SetReturning(set), vec![a], ty)
+        }
+        ("unnest" | "jsonb_each" | "json_each" | "jsonb_each_text" | "json_each_text", _) => {
+            Err(unsupported(format!(
+                "set-returning function {name} returning several columns in an expression (call it in FROM)"
+            )))
+        }
         ("array_length", 2) => {
             let (a, _) = array_arg(args.remove(0), name)?;
             let d = coerce(args.remove(0), &DataType::Integer)?;
@@ -4058,12 +4120,19 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
         let show = |t: &Option<DataType>| t.as_ref().map_or("unknown".into(), |t| t.sql_name());
         err("42883", format!("operator does not exist: {} {name} {}", show(&lt), show(&rt)))
     };
+    let not_unique = |name: &str| {
+        let show = |t: &Option<DataType>| t.as_ref().map_or("unknown".into(), |t| t.sql_name());
+        err("42725", format!("operator is not unique: {} {name} {}", show(&lt), show(&rt)))
+    };
     let done =
         |func: Func, args: Vec<Expr>, ty: DataType| Ok(Ok(B::new(Expr::Func { func, args }, ty)));
     let text_arr = DataType::Array(Box::new(DataType::Text));
     match op {
         O::Arrow | O::LongArrow | O::HashArrow | O::HashLongArrow => {
             let name = op.to_string();
+            if l.unknown {
+                return Err(not_unique(&name));
+            }
             let Some(t @ (DataType::Json | DataType::Jsonb)) = lt.clone() else {
                 return Err(no_op(&name));
             };
@@ -4095,7 +4164,7 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
                 (Some(a), Some(b)) => common_type(a, b),
                 (Some(a), None) => Some(a.clone()),
                 (None, Some(b)) => Some(b.clone()),
-                (None, None) => None,
+                (None, None) => return Err(not_unique(&name)),
             };
             let ok = match &ty {
                 Some(DataType::Array(_)) => true,

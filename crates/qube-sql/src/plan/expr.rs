@@ -161,6 +161,9 @@ pub enum Func {
     ArrayRemove,
     ArrayToString,
     StringToArray,
+    /// A set-returning function in the select list: expanded by the
+    /// Project above it (one row per element), an error anywhere else.
+    SetReturning(super::SetFunc),
 }
 
 impl Func {
@@ -242,6 +245,7 @@ impl Func {
                 | ArrayRemove
                 | ArrayToString
                 | StringToArray
+                | SetReturning(_)
         )
     }
 }

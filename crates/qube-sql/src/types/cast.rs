@@ -37,7 +37,16 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
         return Ok(Value::Null);
     }
     if let Value::Jsonb(j) = &v
-        && (super::super::plan::bind::is_numeric(to) || *to == DataType::Boolean)
+        && matches!(
+            to,
+            DataType::SmallInt
+                | DataType::Integer
+                | DataType::BigInt
+                | DataType::Real
+                | DataType::Double
+                | DataType::Numeric(_)
+                | DataType::Boolean
+        )
     {
         return jsonb_to_scalar(j, to);
     }

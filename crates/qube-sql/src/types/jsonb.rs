@@ -699,12 +699,51 @@ impl Jsonb {
         }
     }
 
-    /// PostgreSQL's btree order.
+    /// PostgreSQL's btree order: the order of `key`'s bytes, computed
+    /// without building them.
     pub fn btree_cmp(&self, other: &Jsonb) -> Ordering {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        self.key(&mut a);
-        other.key(&mut b);
-        a.cmp(&b)
+        let raw = |j: &Jsonb| !matches!(j, Jsonb::Array(_) | Jsonb::Object(_));
+        match (raw(self), raw(other)) {
+            (true, false) => raw_vs_container(other).reverse(),
+            (false, true) => raw_vs_container(self),
+            _ => self.token_cmp(other),
+        }
+    }
+
+    fn token_code(&self) -> u8 {
+        match self {
+            Jsonb::Null => 0,
+            Jsonb::String(_) => 1,
+            Jsonb::Number(_) => 2,
+            Jsonb::Bool(_) => 3,
+            Jsonb::Array(_) => 0x10,
+            Jsonb::Object(_) => 0x11,
+        }
+    }
+
+    fn token_cmp(&self, other: &Jsonb) -> Ordering {
+        self.token_code().cmp(&other.token_code()).then_with(|| match (self, other) {
+            (Jsonb::Array(x), Jsonb::Array(y)) => x.len().cmp(&y.len()).then_with(|| {
+                x.iter()
+                    .zip(y)
+                    .map(|(p, q)| p.token_cmp(q))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            }),
+            (Jsonb::Object(x), Jsonb::Object(y)) => x.len().cmp(&y.len()).then_with(|| {
+                x.iter()
+                    .zip(y)
+                    .map(|((ka, va), (kb, vb))| {
+                        ka.as_bytes().cmp(kb.as_bytes()).then_with(|| va.token_cmp(vb))
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            }),
+            (Jsonb::String(x), Jsonb::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+            (Jsonb::Number(x), Jsonb::Number(y)) => x.cmp_value(y),
+            (Jsonb::Bool(x), Jsonb::Bool(y)) => x.cmp(y),
+            _ => Ordering::Equal,
+        })
     }
 
     /// The memcomparable encoding of the token stream (see the module doc).
@@ -770,6 +809,15 @@ impl Jsonb {
             }
             other => other,
         }
+    }
+}
+
+/// A container against a top-level scalar (a one-element raw array): an
+/// object is greater; an array by its length, and at length 1 greater.
+fn raw_vs_container(c: &Jsonb) -> Ordering {
+    match c {
+        Jsonb::Array(items) => items.len().cmp(&1).then(Ordering::Greater),
+        _ => Ordering::Greater,
     }
 }
 
@@ -920,6 +968,40 @@ mod tests {
             assert_eq!(j(w[0]).btree_cmp(&j(w[1])), Ordering::Less, "{w:?}");
         }
         assert_eq!(j("1.0").btree_cmp(&j("1")), Ordering::Equal);
+        // The comparison agrees with the key bytes everywhere.
+        let all = [
+            "[]",
+            "{}",
+            "null",
+            "1",
+            "1.0",
+            "-2",
+            "\"\"",
+            "\"a\\u0001\"",
+            "\"ab\"",
+            "true",
+            "[1]",
+            "[[1]]",
+            "[1, 2]",
+            "[\"a\"]",
+            "{\"a\": 1}",
+            "{\"b\": 1}",
+            "{\"a\": 2}",
+            "{\"aa\": 1}",
+            "{\"a\": 1, \"b\": 2}",
+            "[{}]",
+            "[null, 1]",
+            "[1, null]",
+            "false",
+        ];
+        for a in all {
+            for b in all {
+                let (mut ka, mut kb) = (Vec::new(), Vec::new());
+                j(a).key(&mut ka);
+                j(b).key(&mut kb);
+                assert_eq!(j(a).btree_cmp(&j(b)), ka.cmp(&kb), "{a} vs {b}");
+            }
+        }
         assert_eq!(j("[]").btree_cmp(&j("1")), Ordering::Less);
         for s in [r#"{"a": [1, {"b": null}], "c": "x"}"#, "1.50", "\"\"", "[]"] {
             let mut buf = Vec::new();
