@@ -981,7 +981,9 @@ fn zone_abbrev(zone: Zone, utc: i64, offset: i32) -> String {
 /// separators in the input are skipped loosely, as PostgreSQL does.
 fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     let bad = |what: &str| Error::user("22007", what.to_string());
-    let mut tm = Tm { year: 1, month: 1, day: 1, ..Tm::default() };
+    // Without a year PostgreSQL gives year 1 BC (astronomical 0).
+    let mut tm = Tm { year: 0, month: 1, day: 1, ..Tm::default() };
+    let mut doy: Option<i64> = None;
     let mut pm: Option<bool> = None;
     let mut hour12 = false;
     let mut bc = false;
@@ -1018,6 +1020,24 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     while i < f.len() {
         if starts_ci(i, "FM") {
             i += 2;
+            continue;
+        }
+        if f[i] == b'"' {
+            // Quoted text: skip as many input characters.
+            i += 1;
+            while i < f.len() && f[i] != b'"' {
+                let c = fmt[i..].chars().next().map_or(1, char::len_utf8);
+                i += c;
+                if j < sb.len() {
+                    j += s[j..].chars().next().map_or(1, char::len_utf8);
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if starts_ci(i, "DDD") {
+            doy = Some(read_num(&mut j, 3)?);
+            i += 3;
             continue;
         }
         let pats: [(&str, usize); 16] = [
@@ -1150,6 +1170,13 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     }
     if bc {
         tm.year = 1 - tm.year;
+    }
+    if let Some(d) = doy {
+        if !(1..=366).contains(&d) {
+            return Err(dt::field_overflow(s));
+        }
+        let days = dt::days_from_civil(tm.year, 1, 1) + d - 1;
+        (tm.year, tm.month, tm.day) = dt::civil_from_days(days);
     }
     if tm.month < 1 || tm.month > 12 || tm.day < 1 || tm.day > dt::days_in_month(tm.year, tm.month)
     {
