@@ -400,6 +400,10 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
+        // Parameter names are case-insensitive, even quoted ("TimeZone").
+        if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
+            return Ok(self.zone.1.clone());
+        }
         if let Some(v) = self.settings.get(name) {
             return Ok(v.clone());
         }
@@ -415,7 +419,6 @@ impl Session {
             "search_path" => "\"$user\", public".into(),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
-            "timezone" | "time zone" => self.zone.1.clone(),
             "standard_conforming_strings" => "on".into(),
             _ => {
                 return Err(Error::user(
@@ -522,7 +525,9 @@ impl Session {
             ast::Set::SetTimeZone { value, .. } => self.set_time_zone_expr(value),
             ast::Set::SingleAssignment { variable, values, .. }
                 if values.len() == 1
-                    && crate::plan::bind::object_name(variable)?.join(".") == "timezone" =>
+                    && crate::plan::bind::object_name(variable)?
+                        .join(".")
+                        .eq_ignore_ascii_case("timezone") =>
             {
                 self.set_time_zone_expr(&values[0])
             }
