@@ -284,19 +284,19 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         }
         Func::ToChar => {
             let fmt = text(&args[1]);
-            let (local, offset, is_interval) = match &args[0] {
-                Value::Timestamp(t) => (*t, None, false),
+            let (local, offset, fields) = match &args[0] {
+                Value::Timestamp(t) => (*t, None, None),
                 Value::TimestampTz(t) => {
                     let off = env.zone.offset_at(*t);
-                    (env.zone.to_local(*t), Some(off), false)
+                    (env.zone.to_local(*t), Some(off), None)
                 }
-                Value::Interval(iv) => (interval_as_ts(iv), None, true),
+                Value::Interval(iv) => (interval_as_ts(iv), None, Some(interval_fields(iv))),
                 other => return Err(Error::Internal(format!("to_char({other:?})"))),
             };
-            if !dt::is_finite_ts(local) {
+            if fields.is_none() && !dt::is_finite_ts(local) {
                 return Ok(Value::Null);
             }
-            Value::Text(to_char(local, offset, env.zone, &fmt, is_interval))
+            Value::Text(to_char(local, offset, env.zone, &fmt, fields))
         }
         Func::ToTimestampFmt | Func::ToDate => {
             let (s, fmt) = (text(&args[0]), text(&args[1]));
@@ -685,12 +685,28 @@ fn iso_week(days: i64) -> (i64, i64) {
     (y, week)
 }
 
-/// An interval laid out as a timestamp for to_char (years, months, days
-/// as fields).
+/// An interval's fields as to_char prints them: years, months, days and
+/// hours as they are (HH24 of '25 hours' is 25), not as a date.
+fn interval_fields(iv: &Interval) -> Tm {
+    let t = iv.micros.unsigned_abs();
+    Tm {
+        year: iv.months as i64 / 12,
+        month: (iv.months % 12).unsigned_abs(),
+        day: iv.days.unsigned_abs(),
+        hour: (t / USECS_PER_HOUR as u64).min(u32::MAX as u64) as u32,
+        minute: (t / USECS_PER_MINUTE as u64 % 60) as u32,
+        second: (t / USECS_PER_SEC as u64 % 60) as u32,
+        micros: (t % USECS_PER_SEC as u64) as u32,
+    }
+}
+
+/// An interval laid out as a timestamp for to_char's day-based fields.
 fn interval_as_ts(iv: &Interval) -> i64 {
     // to_char(interval) prints fields, not a date; approximate with the
     // time of day and the day count.
-    iv.micros.rem_euclid(USECS_PER_DAY) + iv.days as i64 * USECS_PER_DAY
+    (iv.days as i64)
+        .saturating_mul(USECS_PER_DAY)
+        .saturating_add(iv.micros.rem_euclid(USECS_PER_DAY))
 }
 
 const MONTHS: [&str; 12] = [
@@ -722,10 +738,17 @@ fn cased(s: &str, upper: bool, lower: bool) -> String {
 
 /// to_char's template patterns (the common ones; FM fill mode and TH
 /// suffixes included).
-fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bool) -> String {
-    let tm = Tm::from_us(local);
+fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, fields: Option<Tm>) -> String {
+    let is_interval = fields.is_some();
+    let tm = fields.unwrap_or_else(|| Tm::from_us(local));
     let days = local.div_euclid(USECS_PER_DAY);
-    let year = if tm.year <= 0 { 1 - tm.year } else { tm.year };
+    let year = if is_interval {
+        tm.year.abs()
+    } else if tm.year <= 0 {
+        1 - tm.year
+    } else {
+        tm.year
+    };
     let mut out = String::new();
     let f = fmt.as_bytes();
     let mut i = 0;
@@ -832,12 +855,12 @@ fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bo
             out.push_str(if tm.year <= 0 { "bc" } else { "ad" });
             (2, true)
         } else if starts_ci(i, "MONTH") {
-            let name = MONTHS[tm.month as usize - 1];
+            let name = MONTHS.get((tm.month as usize).wrapping_sub(1)).copied().unwrap_or("");
             let p = &fmt[i..i + 5];
             word(&mut out, cased(name, p == "MONTH", p == "month"), 9);
             (5, true)
         } else if starts_ci(i, "MON") {
-            let name = &MONTHS[tm.month as usize - 1][..3];
+            let name = MONTHS.get((tm.month as usize).wrapping_sub(1)).map_or("", |m| &m[..3]);
             let p = &fmt[i..i + 3];
             out.push_str(&cased(name, p == "MON", p == "mon"));
             (3, true)
@@ -1207,6 +1230,8 @@ mod tests {
             for t in [0, -1, i64::MAX - 1, dt::TS_MIN, dt::TS_END - 1] {
                 let _ = call(Func::ToChar, vec![Value::Timestamp(t), Value::Text(f.into())]);
                 let _ = call(Func::ToChar, vec![Value::TimestampTz(t), Value::Text(f.into())]);
+                let iv = Interval::new(t as i32, (t >> 32) as i32, t);
+                let _ = call(Func::ToChar, vec![Value::Interval(iv), Value::Text(f.into())]);
             }
             for s in inputs {
                 let _ =
