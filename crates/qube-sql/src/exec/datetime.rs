@@ -156,6 +156,7 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             return Ok(Value::Time(env.zone.to_local(env.txn_ts).rem_euclid(USECS_PER_DAY)));
         }
         Func::LocalTimestamp => return Ok(Value::Timestamp(env.zone.to_local(env.txn_ts))),
+        Func::Overlaps => return Ok(overlaps(&args)),
         _ => {}
     }
     if args.iter().any(Value::is_null) {
@@ -387,6 +388,51 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         }
         other => return Err(Error::Internal(format!("{other:?} is not a date/time function"))),
     })
+}
+
+/// `(s1, e1) OVERLAPS (s2, e2)` with PostgreSQL's NULL rules
+/// (`overlaps_timestamp`): each pair is put in order, a missing end is
+/// unknown.
+fn overlaps(args: &[Value]) -> Value {
+    use std::cmp::Ordering::*;
+    let get = |i: usize| args.get(i).filter(|v| !v.is_null());
+    let pair = |s: Option<&Value>, e: Option<&Value>| -> Option<(Value, Option<Value>)> {
+        match (s, e) {
+            (None, None) => None,
+            (None, Some(e)) => Some((e.clone(), None)),
+            (Some(s), None) => Some((s.clone(), None)),
+            (Some(s), Some(e)) => Some(if s.total_cmp(e) == Greater {
+                (e.clone(), Some(s.clone()))
+            } else {
+                (s.clone(), Some(e.clone()))
+            }),
+        }
+    };
+    let (Some((s1, e1)), Some((s2, e2))) = (pair(get(0), get(1)), pair(get(2), get(3))) else {
+        return Value::Null;
+    };
+    let lt = |a: &Value, b: &Value| a.total_cmp(b) == Less;
+    match s1.total_cmp(&s2) {
+        Greater => match (&e1, &e2) {
+            (_, None) => Value::Null,
+            (_, Some(e2)) if lt(&s1, e2) => Value::Bool(true),
+            (None, _) => Value::Null,
+            _ => Value::Bool(false),
+        },
+        Less => match (&e1, &e2) {
+            (None, _) => Value::Null,
+            (Some(e1), _) if lt(&s2, e1) => Value::Bool(true),
+            (_, None) => Value::Null,
+            _ => Value::Bool(false),
+        },
+        Equal => {
+            if e1.is_none() || e2.is_none() {
+                Value::Null
+            } else {
+                Value::Bool(true)
+            }
+        }
+    }
 }
 
 fn iv_arg(v: &Value) -> Result<Interval> {

@@ -102,6 +102,8 @@ pub enum Func {
     DateBin,
     /// Rounds a time value to `p` fractional digits (`timestamp(p)` casts).
     RoundTime,
+    /// `(s1, e1) OVERLAPS (s2, e2)` (args: s1, e1, s2, e2).
+    Overlaps,
 }
 
 impl Func {
@@ -135,6 +137,7 @@ impl Func {
                 | Func::AtTimeZone
                 | Func::DateBin
                 | Func::RoundTime
+                | Func::Overlaps
         )
     }
 }
