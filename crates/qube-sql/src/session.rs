@@ -156,6 +156,7 @@ impl Database {
             plan_key: None,
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
+            zone_saved: None,
         })
     }
 }
@@ -215,6 +216,9 @@ pub struct Session {
     zone: (datetime::Zone, String),
     /// When the current transaction started (`now()`), µs since 2000.
     txn_ts: i64,
+    /// The zone before the transaction block changed it, and whether the
+    /// change was SET LOCAL (see `statement`).
+    zone_saved: Option<((datetime::Zone, String), bool)>,
 }
 
 impl Session {
@@ -295,18 +299,36 @@ impl Session {
     /// its JVM zone, e.g. 'Europe/Berlin'); 22023 if it is not a zone.
     pub fn set_time_zone(&mut self, name: &str) -> Result<()> {
         let v = ast::Expr::Value(ast::Value::SingleQuotedString(name.to_string()).into());
-        self.set_time_zone_expr(&v).map(|_| ())
+        self.set_time_zone_expr(&v, false).map(|_| ())
     }
 
     fn statement(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
-        use ast::Statement as S;
         // now() is the transaction's start; casts and operators read the
         // session's zone and clock from the statement's environment.
         let now = datetime::clock_now();
-        if self.txn.is_none() {
+        let in_block = self.txn.is_some();
+        if !in_block {
             self.txn_ts = now;
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
+        let res = self.statement_inner(s, params);
+        // The end of a transaction block: a TimeZone set in it reverts on
+        // ROLLBACK, and on COMMIT too if it was SET LOCAL.
+        if in_block
+            && self.txn.is_none()
+            && let Some((zone, local)) = self.zone_saved.take()
+        {
+            let rolled_back = res.as_ref().is_ok_and(|r| r.tag == "ROLLBACK");
+            if rolled_back || local {
+                self.zone = zone;
+                self.plans.clear();
+            }
+        }
+        res
+    }
+
+    fn statement_inner(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+        use ast::Statement as S;
         match s {
             S::StartTransaction { modes, .. } => {
                 if self.txn.is_some() {
@@ -439,6 +461,10 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
+        // Parameter names are case-insensitive, even quoted ("TimeZone").
+        if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
+            return Ok(self.zone.1.clone());
+        }
         if let Some(v) = self.settings.get(name) {
             return Ok(v.clone());
         }
@@ -454,7 +480,6 @@ impl Session {
             "search_path" => DEFAULT_SEARCH_PATH.into(),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
-            "timezone" | "time zone" => self.zone.1.clone(),
             "standard_conforming_strings" => "on".into(),
             _ => {
                 return Err(Error::user(
@@ -467,7 +492,7 @@ impl Session {
 
     /// SET TIME ZONE / SET timezone: a name, a POSIX offset string, a
     /// number of hours or an interval (east), LOCAL or DEFAULT.
-    fn set_time_zone_expr(&mut self, value: &ast::Expr) -> Result<QueryResult> {
+    fn set_time_zone_expr(&mut self, value: &ast::Expr, local: bool) -> Result<QueryResult> {
         let invalid = |v: &str| {
             Error::user("22023", format!("invalid value for parameter \"TimeZone\": \"{v}\""))
         };
@@ -548,6 +573,14 @@ impl Session {
             }
             other => return Err(invalid(&other.to_string())),
         };
+        if self.txn.is_some() {
+            // Remembered for ROLLBACK (and COMMIT, for SET LOCAL).
+            let saved = self.zone_saved.get_or_insert_with(|| (self.zone.clone(), false));
+            saved.1 |= local;
+        } else if local {
+            // Outside a transaction block PostgreSQL warns and does nothing.
+            return Ok(QueryResult::command("SET"));
+        }
         self.zone = zone;
         self.settings.remove("timezone");
         // Bound plans may hold constants read in the old zone.
@@ -558,12 +591,15 @@ impl Session {
 
     fn set(&mut self, set: &ast::Set) -> Result<QueryResult> {
         match set {
-            ast::Set::SetTimeZone { value, .. } => self.set_time_zone_expr(value),
-            ast::Set::SingleAssignment { variable, values, .. }
+            ast::Set::SetTimeZone { value, local } => self.set_time_zone_expr(value, *local),
+            ast::Set::SingleAssignment { variable, values, scope, .. }
                 if values.len() == 1
-                    && crate::plan::bind::object_name(variable)?.join(".") == "timezone" =>
+                    && crate::plan::bind::object_name(variable)?
+                        .join(".")
+                        .eq_ignore_ascii_case("timezone") =>
             {
-                self.set_time_zone_expr(&values[0])
+                let local = matches!(scope, Some(ast::ContextModifier::Local));
+                self.set_time_zone_expr(&values[0], local)
             }
             ast::Set::SingleAssignment { variable, values, .. } => {
                 let name = crate::plan::bind::object_name(variable)?.join(".");

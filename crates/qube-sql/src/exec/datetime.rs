@@ -156,6 +156,7 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             return Ok(Value::Time(env.zone.to_local(env.txn_ts).rem_euclid(USECS_PER_DAY)));
         }
         Func::LocalTimestamp => return Ok(Value::Timestamp(env.zone.to_local(env.txn_ts))),
+        Func::Overlaps => return Ok(overlaps(&args)),
         _ => {}
     }
     if args.iter().any(Value::is_null) {
@@ -284,19 +285,19 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         }
         Func::ToChar => {
             let fmt = text(&args[1]);
-            let (local, offset, is_interval) = match &args[0] {
-                Value::Timestamp(t) => (*t, None, false),
+            let (local, offset, fields) = match &args[0] {
+                Value::Timestamp(t) => (*t, None, None),
                 Value::TimestampTz(t) => {
                     let off = env.zone.offset_at(*t);
-                    (env.zone.to_local(*t), Some(off), false)
+                    (env.zone.to_local(*t), Some(off), None)
                 }
-                Value::Interval(iv) => (interval_as_ts(iv), None, true),
+                Value::Interval(iv) => (interval_as_ts(iv), None, Some(interval_fields(iv))),
                 other => return Err(Error::Internal(format!("to_char({other:?})"))),
             };
-            if !dt::is_finite_ts(local) {
+            if fields.is_none() && !dt::is_finite_ts(local) {
                 return Ok(Value::Null);
             }
-            Value::Text(to_char(local, offset, env.zone, &fmt, is_interval))
+            Value::Text(to_char(local, offset, env.zone, &fmt, fields))
         }
         Func::ToTimestampFmt | Func::ToDate => {
             let (s, fmt) = (text(&args[0]), text(&args[1]));
@@ -387,6 +388,51 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         }
         other => return Err(Error::Internal(format!("{other:?} is not a date/time function"))),
     })
+}
+
+/// `(s1, e1) OVERLAPS (s2, e2)` with PostgreSQL's NULL rules
+/// (`overlaps_timestamp`): each pair is put in order, a missing end is
+/// unknown.
+fn overlaps(args: &[Value]) -> Value {
+    use std::cmp::Ordering::*;
+    let get = |i: usize| args.get(i).filter(|v| !v.is_null());
+    let pair = |s: Option<&Value>, e: Option<&Value>| -> Option<(Value, Option<Value>)> {
+        match (s, e) {
+            (None, None) => None,
+            (None, Some(e)) => Some((e.clone(), None)),
+            (Some(s), None) => Some((s.clone(), None)),
+            (Some(s), Some(e)) => Some(if s.total_cmp(e) == Greater {
+                (e.clone(), Some(s.clone()))
+            } else {
+                (s.clone(), Some(e.clone()))
+            }),
+        }
+    };
+    let (Some((s1, e1)), Some((s2, e2))) = (pair(get(0), get(1)), pair(get(2), get(3))) else {
+        return Value::Null;
+    };
+    let lt = |a: &Value, b: &Value| a.total_cmp(b) == Less;
+    match s1.total_cmp(&s2) {
+        Greater => match (&e1, &e2) {
+            (_, None) => Value::Null,
+            (_, Some(e2)) if lt(&s1, e2) => Value::Bool(true),
+            (None, _) => Value::Null,
+            _ => Value::Bool(false),
+        },
+        Less => match (&e1, &e2) {
+            (None, _) => Value::Null,
+            (Some(e1), _) if lt(&s2, e1) => Value::Bool(true),
+            (_, None) => Value::Null,
+            _ => Value::Bool(false),
+        },
+        Equal => {
+            if e1.is_none() || e2.is_none() {
+                Value::Null
+            } else {
+                Value::Bool(true)
+            }
+        }
+    }
 }
 
 fn iv_arg(v: &Value) -> Result<Interval> {
@@ -685,12 +731,28 @@ fn iso_week(days: i64) -> (i64, i64) {
     (y, week)
 }
 
-/// An interval laid out as a timestamp for to_char (years, months, days
-/// as fields).
+/// An interval's fields as to_char prints them: years, months, days and
+/// hours as they are (HH24 of '25 hours' is 25), not as a date.
+fn interval_fields(iv: &Interval) -> Tm {
+    let t = iv.micros.unsigned_abs();
+    Tm {
+        year: iv.months as i64 / 12,
+        month: (iv.months % 12).unsigned_abs(),
+        day: iv.days.unsigned_abs(),
+        hour: (t / USECS_PER_HOUR as u64).min(u32::MAX as u64) as u32,
+        minute: (t / USECS_PER_MINUTE as u64 % 60) as u32,
+        second: (t / USECS_PER_SEC as u64 % 60) as u32,
+        micros: (t % USECS_PER_SEC as u64) as u32,
+    }
+}
+
+/// An interval laid out as a timestamp for to_char's day-based fields.
 fn interval_as_ts(iv: &Interval) -> i64 {
     // to_char(interval) prints fields, not a date; approximate with the
     // time of day and the day count.
-    iv.micros.rem_euclid(USECS_PER_DAY) + iv.days as i64 * USECS_PER_DAY
+    (iv.days as i64)
+        .saturating_mul(USECS_PER_DAY)
+        .saturating_add(iv.micros.rem_euclid(USECS_PER_DAY))
 }
 
 const MONTHS: [&str; 12] = [
@@ -722,10 +784,17 @@ fn cased(s: &str, upper: bool, lower: bool) -> String {
 
 /// to_char's template patterns (the common ones; FM fill mode and TH
 /// suffixes included).
-fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bool) -> String {
-    let tm = Tm::from_us(local);
+fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, fields: Option<Tm>) -> String {
+    let is_interval = fields.is_some();
+    let tm = fields.unwrap_or_else(|| Tm::from_us(local));
     let days = local.div_euclid(USECS_PER_DAY);
-    let year = if tm.year <= 0 { 1 - tm.year } else { tm.year };
+    let year = if is_interval {
+        tm.year.abs()
+    } else if tm.year <= 0 {
+        1 - tm.year
+    } else {
+        tm.year
+    };
     let mut out = String::new();
     let f = fmt.as_bytes();
     let mut i = 0;
@@ -832,12 +901,12 @@ fn to_char(local: i64, offset: Option<i32>, zone: Zone, fmt: &str, _interval: bo
             out.push_str(if tm.year <= 0 { "bc" } else { "ad" });
             (2, true)
         } else if starts_ci(i, "MONTH") {
-            let name = MONTHS[tm.month as usize - 1];
+            let name = MONTHS.get((tm.month as usize).wrapping_sub(1)).copied().unwrap_or("");
             let p = &fmt[i..i + 5];
             word(&mut out, cased(name, p == "MONTH", p == "month"), 9);
             (5, true)
         } else if starts_ci(i, "MON") {
-            let name = &MONTHS[tm.month as usize - 1][..3];
+            let name = MONTHS.get((tm.month as usize).wrapping_sub(1)).map_or("", |m| &m[..3]);
             let p = &fmt[i..i + 3];
             out.push_str(&cased(name, p == "MON", p == "mon"));
             (3, true)
@@ -981,7 +1050,9 @@ fn zone_abbrev(zone: Zone, utc: i64, offset: i32) -> String {
 /// separators in the input are skipped loosely, as PostgreSQL does.
 fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     let bad = |what: &str| Error::user("22007", what.to_string());
-    let mut tm = Tm { year: 1, month: 1, day: 1, ..Tm::default() };
+    // Without a year PostgreSQL gives year 1 BC (astronomical 0).
+    let mut tm = Tm { year: 0, month: 1, day: 1, ..Tm::default() };
+    let mut doy: Option<i64> = None;
     let mut pm: Option<bool> = None;
     let mut hour12 = false;
     let mut bc = false;
@@ -1018,6 +1089,24 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     while i < f.len() {
         if starts_ci(i, "FM") {
             i += 2;
+            continue;
+        }
+        if f[i] == b'"' {
+            // Quoted text: skip as many input characters.
+            i += 1;
+            while i < f.len() && f[i] != b'"' {
+                let c = fmt[i..].chars().next().map_or(1, char::len_utf8);
+                i += c;
+                if j < sb.len() {
+                    j += s[j..].chars().next().map_or(1, char::len_utf8);
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if starts_ci(i, "DDD") {
+            doy = Some(read_num(&mut j, 3)?);
+            i += 3;
             continue;
         }
         let pats: [(&str, usize); 16] = [
@@ -1151,6 +1240,13 @@ fn parse_with_format(s: &str, fmt: &str) -> Result<(Tm, Option<i32>)> {
     if bc {
         tm.year = 1 - tm.year;
     }
+    if let Some(d) = doy {
+        if !(1..=366).contains(&d) {
+            return Err(dt::field_overflow(s));
+        }
+        let days = dt::days_from_civil(tm.year, 1, 1) + d - 1;
+        (tm.year, tm.month, tm.day) = dt::civil_from_days(days);
+    }
     if tm.month < 1 || tm.month > 12 || tm.day < 1 || tm.day > dt::days_in_month(tm.year, tm.month)
     {
         return Err(dt::field_overflow(s));
@@ -1180,6 +1276,8 @@ mod tests {
             for t in [0, -1, i64::MAX - 1, dt::TS_MIN, dt::TS_END - 1] {
                 let _ = call(Func::ToChar, vec![Value::Timestamp(t), Value::Text(f.into())]);
                 let _ = call(Func::ToChar, vec![Value::TimestampTz(t), Value::Text(f.into())]);
+                let iv = Interval::new(t as i32, (t >> 32) as i32, t);
+                let _ = call(Func::ToChar, vec![Value::Interval(iv), Value::Text(f.into())]);
             }
             for s in inputs {
                 let _ =

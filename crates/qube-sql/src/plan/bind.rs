@@ -1754,6 +1754,9 @@ impl<'a> Binder<'a> {
                 }
                 B::new(balanced(bop, items), DataType::Boolean)
             }
+            E::BinaryOp { left, op: ast::BinaryOperator::Overlaps, right } => {
+                self.overlaps(left, right)?
+            }
             E::BinaryOp { left, op, right } => {
                 let l = self.expr(left)?;
                 let r = self.expr(right)?;

@@ -27,6 +27,9 @@ pub fn is_datetime(t: &DataType) -> bool {
 /// (date < timestamp < timestamptz; time → interval).
 pub fn common(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
+    if a == b && is_datetime(a) {
+        return Some(a.clone());
+    }
     let rank = |t: &DataType| match t {
         Date => Some(0),
         Timestamp => Some(1),
@@ -202,6 +205,68 @@ impl Binder<'_> {
             });
         }
         Ok(B::new(Expr::Func { func: Func::MakeInterval, args: a }, DataType::Interval))
+    }
+}
+
+impl Binder<'_> {
+    /// `(s1, e1) OVERLAPS (s2, e2)`; an end may be an interval (the period's
+    /// length). The four points take their common date/time type.
+    pub(super) fn overlaps(&mut self, l: &ast::Expr, r: &ast::Expr) -> Result<B> {
+        let pair = |e: &ast::Expr| -> Result<(ast::Expr, ast::Expr)> {
+            match e {
+                ast::Expr::Tuple(v) if v.len() == 2 => Ok((v[0].clone(), v[1].clone())),
+                _ => Err(err(
+                    "42601",
+                    "wrong number of parameters on left side of OVERLAPS expression",
+                )),
+            }
+        };
+        let (a, b) = pair(l)?;
+        let (c, d) = pair(r)?;
+        let mut bs = vec![self.expr(&a)?, self.expr(&b)?, self.expr(&c)?, self.expr(&d)?];
+        let mut ty: Option<DataType> = None;
+        for b in &bs {
+            if !b.unknown && b.ty != DataType::Interval {
+                ty = Some(match ty {
+                    None => b.ty.clone(),
+                    Some(t) => common(&t, &b.ty).ok_or_else(|| {
+                        err(
+                            "42883",
+                            format!(
+                                "function pg_catalog.overlaps({}, {}) does not exist",
+                                t.sql_name(),
+                                b.ty.sql_name()
+                            ),
+                        )
+                    })?,
+                });
+            }
+        }
+        let Some(ty) = ty else {
+            return Err(err(
+                "42725",
+                "function pg_catalog.overlaps(unknown, unknown, unknown, unknown) is not unique",
+            ));
+        };
+        let ty = match ty {
+            DataType::Date => DataType::TimestampTz,
+            t => t,
+        };
+        let mut args = Vec::with_capacity(4);
+        for (i, b) in bs.drain(..).enumerate() {
+            if i % 2 == 1 && !b.unknown && b.ty == DataType::Interval {
+                // The end is the start plus the interval.
+                let start = args.last().cloned().unwrap_or(Expr::Const(Value::Null));
+                args.push(Expr::Binary {
+                    op: BinOp::Add,
+                    left: Box::new(start),
+                    right: b.expr.boxed(),
+                });
+            } else {
+                args.push(coerce(b, &ty)?);
+            }
+        }
+        Ok(B::new(Expr::Func { func: Func::Overlaps, args }, DataType::Boolean))
     }
 }
 

@@ -164,6 +164,8 @@ pub enum Func {
     /// A set-returning function in the select list: expanded by the
     /// Project above it (one row per element), an error anywhere else.
     SetReturning(super::SetFunc),
+    /// `(s1, e1) OVERLAPS (s2, e2)` (args: s1, e1, s2, e2).
+    Overlaps,
 }
 
 impl Func {
@@ -197,6 +199,7 @@ impl Func {
                 | Func::AtTimeZone
                 | Func::DateBin
                 | Func::RoundTime
+                | Func::Overlaps
         )
     }
 

@@ -746,6 +746,8 @@ struct Parsed {
     named: Option<Zone>,
     /// Numbers without a place yet (for "Jan 8 1999", "8 Jan 1999").
     loose: Vec<(u32, usize)>,
+    /// Time fields from an ISO basic "hhmmss", which are not range-checked.
+    lenient: bool,
 }
 
 enum Special {
@@ -812,29 +814,51 @@ fn digits(s: &str) -> bool {
 /// `T` separators, times with fractions, AM/PM, BC/AD, zones as offsets,
 /// `Z`/`UTC`/`GMT` or IANA names). `Err(true)` is a field out of range
 /// (22008), `Err(false)` bad syntax (22007).
-fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
+fn parse_fields(text: &str, time_ctx: bool) -> std::result::Result<Parsed, bool> {
     let lower = text.trim().to_ascii_lowercase();
     let mut p = Parsed::default();
-    // Break "2024-01-01t10:00" at the T, and turn commas into spaces.
+    // Break "2024-01-01t10:00" at the T (only after a numeric date, as
+    // PostgreSQL does), and turn commas into spaces.
     let mut norm = String::with_capacity(lower.len() + 4);
     let bytes = lower.as_bytes();
+    let mut letters_in_token = false;
     for (i, &c) in bytes.iter().enumerate() {
         let t_sep = c == b't'
+            && !letters_in_token
             && i > 0
             && bytes[i - 1].is_ascii_digit()
             && bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit());
+        if c.is_ascii_whitespace() || c == b',' {
+            letters_in_token = false;
+        } else if c.is_ascii_alphabetic() && !t_sep {
+            letters_in_token = true;
+        }
         if t_sep || c == b',' {
             norm.push(' ');
         } else {
             norm.push(c as char);
         }
     }
-    let mut toks: Vec<&str> = norm.split_whitespace().collect();
+    let mut toks: Vec<&str> = Vec::new();
+    for t in norm.split_whitespace() {
+        // A lone "t" between date and time.
+        if t == "t" {
+            continue;
+        }
+        // A keyword followed by "+": two tokens ("pm+05"), as PostgreSQL's
+        // lexer splits them; with "-" the whole is a POSIX zone ("am-08").
+        if let Some(k) = t.find('+')
+            && matches!(&t[..k], "am" | "pm" | "ad" | "bc" | "z" | "t")
+        {
+            toks.push(&t[..k]);
+            toks.push(&t[k..]);
+            continue;
+        }
+        toks.push(t);
+    }
     if toks.is_empty() {
         return Err(false);
     }
-    // A lone "t" between date and time.
-    toks.retain(|t| *t != "t");
     let mut i = 0;
     while i < toks.len() {
         let mut tok = toks[i];
@@ -844,7 +868,32 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
             tok = &tok[1..];
         }
         let first = tok.as_bytes()[0];
-        if first.is_ascii_digit() {
+        // A 4- or 6-digit number is a time once the date is complete (or
+        // in a time without a date).
+        let date_done = (p.year.is_some() && p.month.is_some() && p.day.is_some())
+            || (p.month.is_some() && p.loose.len() >= 2)
+            || (time_ctx && p.year.is_none() && p.month.is_none() && p.loose.is_empty());
+        if first.is_ascii_digit()
+            && p.hour.is_none()
+            && date_done
+            && let Some((hms, zone)) = compact_time(tok)
+        {
+            // hhmm[ss[.frac]] (ISO basic), maybe with a zone offset.
+            let n = hms.split('.').next().unwrap_or("");
+            p.hour = Some(n[..2].parse().map_err(|_| false)?);
+            p.minute = n[2..4].parse().map_err(|_| false)?;
+            if n.len() == 6 {
+                let mut q = Parsed::default();
+                parse_time_fields(&format!("0:0:{}", &hms[4..]), &mut q)?;
+                p.second = q.second;
+                p.micros = q.micros;
+            }
+            if let Some(z) = zone {
+                p.offset = Some(parse_offset_text(z).ok_or(false)?);
+            }
+            // PostgreSQL does not range-check these fields: 251423 rolls over.
+            p.lenient = true;
+        } else if first.is_ascii_digit() {
             if tok.contains(':') {
                 // A time, maybe with a zone offset or Z attached.
                 let (time, zone) = split_time_zone(tok);
@@ -862,11 +911,12 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
                 p.year = Some(tok[..4].parse().map_err(|_| false)?);
                 p.month = Some(tok[4..6].parse().map_err(|_| false)?);
                 p.day = Some(tok[6..].parse().map_err(|_| false)?);
-            } else if digits(tok) && tok.len() == 6 && p.year.is_some() && p.hour.is_none() {
-                // hhmmss after a date.
-                p.hour = Some(tok[..2].parse().map_err(|_| false)?);
-                p.minute = tok[2..4].parse().map_err(|_| false)?;
-                p.second = tok[4..].parse().map_err(|_| false)?;
+            } else if digits(tok) && tok.len() == 6 && p.year.is_none() && p.month.is_none() {
+                // YYMMDD.
+                p.year = Some(tok[..2].parse().map_err(|_| false)?);
+                p.year2 = true;
+                p.month = Some(tok[2..4].parse().map_err(|_| false)?);
+                p.day = Some(tok[4..].parse().map_err(|_| false)?);
             } else if digits(tok) {
                 let v: u32 = tok.parse().map_err(|_| true)?;
                 p.loose.push((v, tok.len()));
@@ -897,10 +947,12 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
                         p.offset = Some(off);
                     } else if let Some(tz) = named_zone(w) {
                         p.named = Some(Zone::Named(tz));
-                    } else if let Some(rest) =
-                        w.strip_prefix("utc").or_else(|| w.strip_prefix("gmt"))
+                    } else if let Some(k) = w.find(['+', '-'])
+                        && k > 0
+                        && w[..k].bytes().all(|b| b.is_ascii_alphabetic())
                     {
-                        p.offset = Some(parse_offset_text(rest).ok_or(false)?);
+                        // A POSIX zone ("UTC+3", even "am-08:00"): west-positive.
+                        p.offset = Some(-parse_offset_text(&w[k..]).ok_or(false)?);
                     } else {
                         return Err(false);
                     }
@@ -920,6 +972,24 @@ fn parse_fields(text: &str) -> std::result::Result<Parsed, bool> {
         }
     }
     Ok(p)
+}
+
+/// `hhmm`, `hhmmss`, `hhmmss.frac`, each maybe followed by `+hh[mm]`.
+fn compact_time(tok: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(body) = tok.strip_suffix('z') {
+        return compact_time(body).filter(|(_, z)| z.is_none()).map(|(b, _)| (b, Some("+00")));
+    }
+    let (body, zone) = match tok.find(['+', '-']) {
+        // "-08:00" after digits reads as a date part in PostgreSQL: not a zone.
+        Some(k) if tok[k..].starts_with('-') && tok[k..].contains(':') => return None,
+        Some(k) => (&tok[..k], Some(&tok[k..])),
+        None => (tok, None),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let ok = digits(int)
+        && (int.len() == 6 || (int.len() == 4 && frac.is_empty()))
+        && (frac.is_empty() || digits(frac));
+    ok.then_some((body, zone))
 }
 
 fn split_time_zone(tok: &str) -> (&str, Option<&str>) {
@@ -963,6 +1033,11 @@ fn parse_time_fields(s: &str, p: &mut Parsed) -> std::result::Result<(), bool> {
             let v: u32 = f.parse().map_err(|_| false)?;
             p.micros = (v + 5) / 10;
         }
+    }
+    // Minutes and seconds are checked as the field is read (so that a
+    // later bad word does not hide the overflow, as in PostgreSQL).
+    if p.minute > 59 || p.second > 60 {
+        return Err(true);
     }
     Ok(())
 }
@@ -1023,7 +1098,7 @@ fn ymd(p: &Parsed, text: &str) -> Result<(i64, u32, u32)> {
     let (Some(mut y), Some(m), Some(d)) = (p.year, p.month, p.day) else {
         return Err(Error::Internal(String::new()));
     };
-    if p.year2 {
+    if p.year2 && !p.bc {
         y += if y < 70 {
             2000
         } else if y < 100 {
@@ -1060,6 +1135,12 @@ fn hms(p: &Parsed, text: &str) -> Result<i64> {
             h += 12;
         }
     }
+    if p.lenient && p.pm.is_none() {
+        return Ok(h as i64 * USECS_PER_HOUR
+            + p.minute as i64 * USECS_PER_MINUTE
+            + p.second as i64 * USECS_PER_SEC
+            + p.micros as i64);
+    }
     if h > 24 || p.minute > 59 || p.second > 60 {
         return Err(field_overflow(text));
     }
@@ -1094,7 +1175,7 @@ pub fn parse_date(text: &str) -> Result<i32> {
         Some(Special::Allballs) => return Err(bad_format("date", text)),
         None => {}
     }
-    let p = parse_fields(text).map_err(|e| fields_err(e, "date", text))?;
+    let p = parse_fields(text, false).map_err(|e| fields_err(e, "date", text))?;
     let (y, m, d) = ymd(&p, text).map_err(|e| match e {
         Error::Internal(_) => bad_format("date", text),
         e => e,
@@ -1119,8 +1200,8 @@ pub fn parse_time(text: &str) -> Result<i64> {
         Some(_) => return Err(bad_format("time", text)),
         None => {}
     }
-    let p = parse_fields(text).map_err(|e| fields_err(e, "time", text))?;
-    if p.hour.is_none() {
+    let p = parse_fields(text, true).map_err(|e| fields_err(e, "time", text))?;
+    if p.hour.is_none() || p.named.is_some() {
         return Err(bad_format("time", text));
     }
     if p.year.is_some() || p.month.is_some() || p.day.is_some() {
@@ -1156,7 +1237,7 @@ pub fn parse_timestamp(text: &str, tz: bool) -> Result<i64> {
         Some(Special::Allballs) => return Err(bad_format(type_name, text)),
         None => {}
     }
-    let p = parse_fields(text).map_err(|e| fields_err(e, type_name, text))?;
+    let p = parse_fields(text, false).map_err(|e| fields_err(e, type_name, text))?;
     let (y, m, d) = ymd(&p, text).map_err(|e| match e {
         Error::Internal(_) => bad_format(type_name, text),
         e => e,
@@ -1442,7 +1523,14 @@ pub fn parse_interval(text: &str, default_unit: Option<Unit>) -> Result<Interval
                 format!("interval field value out of range: \"{text}\""),
             ));
         }
-        mark(unit_bit(unit))?;
+        // Fractional seconds count as milli- and microseconds too.
+        if unit == Unit::Second && frac != 0.0 {
+            mark(
+                unit_bit(Unit::Second) | unit_bit(Unit::Millisecond) | unit_bit(Unit::Microsecond),
+            )?;
+        } else {
+            mark(unit_bit(unit))?;
+        }
         acc.add(whole, frac, unit);
     }
     if !any {
