@@ -36,6 +36,11 @@ pub struct SearchPath {
     pub schemas: Vec<ObjectId>,
     /// The session's sequence values (`currval`, `lastval`).
     pub seqs: Arc<Mutex<SeqValues>>,
+    /// The session's schema of temporary tables (`pg_temp_N`, made by its
+    /// first CREATE TEMP TABLE), searched before the path for relations,
+    /// as PostgreSQL does; `pg_temp` names it in qualified names.
+    pub temp_name: String,
+    pub temp: Option<ObjectId>,
 }
 
 /// `"$user", public` → `["$user", "public"]`; names are case-folded unless
@@ -53,6 +58,9 @@ pub fn parse_search_path(text: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The prefix of the schemas holding sessions' temporary tables.
+pub const TEMP_SCHEMA_PREFIX: &str = "pg_temp_";
 
 /// A qualified name written as text (`'s.t'`, `'"My Seq"'`), as a
 /// `regclass` argument is: parts split at dots outside quotes, folded to
@@ -96,6 +104,7 @@ pub fn parse_qualified(text: &str) -> Result<Vec<String>> {
 impl SearchPath {
     /// Resolves `names` (a parsed search_path) in database `db`; `user`
     /// replaces `$user`; names of schemas that do not exist are skipped.
+    #[allow(clippy::too_many_arguments)]
     pub fn resolve(
         catalog: &Catalog,
         txn: &mut Transaction,
@@ -104,6 +113,7 @@ impl SearchPath {
         names: &[String],
         user: &str,
         seqs: &Arc<Mutex<SeqValues>>,
+        temp_name: &str,
     ) -> Result<SearchPath> {
         let mut schemas = Vec::with_capacity(names.len());
         for n in names {
@@ -114,7 +124,15 @@ impl SearchPath {
                 schemas.push(s.id);
             }
         }
-        Ok(SearchPath { db, db_name: db_name.to_string(), schemas, seqs: seqs.clone() })
+        let temp = catalog.lookup(txn, Namespace::Schema, db, temp_name)?.map(|o| o.id);
+        Ok(SearchPath {
+            db,
+            db_name: db_name.to_string(),
+            schemas,
+            seqs: seqs.clone(),
+            temp_name: temp_name.to_string(),
+            temp,
+        })
     }
 
     /// The schema named `name` in the current database (3F000 if none).
@@ -124,6 +142,7 @@ impl SearchPath {
         txn: &mut Transaction,
         name: &str,
     ) -> Result<Arc<Object>> {
+        let name = if name == "pg_temp" { self.temp_name.as_str() } else { name };
         catalog
             .lookup(txn, Namespace::Schema, self.db, name)?
             .ok_or_else(|| Error::user("3F000", format!("schema \"{name}\" does not exist")))
@@ -163,7 +182,13 @@ impl SearchPath {
         txn: &mut Transaction,
         parts: &[String],
     ) -> Result<Option<Arc<Object>>> {
-        if parts.len() == 2 && catalog.lookup(txn, Namespace::Schema, self.db, &parts[0])?.is_none()
+        let schema_name = match parts.first() {
+            Some(s) if s == "pg_temp" => self.temp_name.as_str(),
+            Some(s) => s.as_str(),
+            None => "",
+        };
+        if parts.len() == 2
+            && catalog.lookup(txn, Namespace::Schema, self.db, schema_name)?.is_none()
         {
             // PostgreSQL reports a missing schema in a reference as a
             // missing relation (42P01); only creating in it is 3F000.
@@ -172,7 +197,7 @@ impl SearchPath {
         match self.split(catalog, txn, parts)? {
             (Some(s), name) => catalog.lookup(txn, Namespace::Relation, s, &name),
             (None, name) => {
-                for &s in &self.schemas {
+                for &s in self.temp.iter().chain(&self.schemas) {
                     if let Some(o) = catalog.lookup(txn, Namespace::Relation, s, &name)? {
                         return Ok(Some(o));
                     }

@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub rowids: RowIds,
     /// See `Database::set_query_value_limit`.
     pub value_limit: std::sync::atomic::AtomicUsize,
+    /// Numbers sessions (for their temporary schemas).
+    pub next_session: std::sync::atomic::AtomicU64,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -106,15 +108,49 @@ impl Database {
             MvccOptions { gc_interval: Some(Duration::from_secs(1)), ..MvccOptions::default() },
         )?);
         let catalog = Catalog::open(mvcc.clone())?;
-        Ok(Database {
+        let db = Database {
             shared: Arc::new(Shared {
                 engine,
                 mvcc,
                 catalog,
                 rowids: RowIds::default(),
                 value_limit: std::sync::atomic::AtomicUsize::new(exec::MAX_QUERY_VALUES),
+                next_session: std::sync::atomic::AtomicU64::new(1),
             }),
-        })
+        };
+        db.drop_temp_schemas(None)?;
+        Ok(db)
+    }
+
+    /// Drops temporary schemas with their tables: all of them at open (left
+    /// by sessions of an earlier process), or one session's when it ends.
+    fn drop_temp_schemas(&self, only: Option<&str>) -> Result<()> {
+        let sh = &self.shared;
+        let mut txn = sh.mvcc.begin(Mode::ReadWrite(Isolation::ReadCommitted))?;
+        let mut any = false;
+        for db in sh.catalog.list(&mut txn, Namespace::Database, 0)? {
+            let schemas = match only {
+                // One session's: a lookup by name (most sessions have none).
+                Some(n) => {
+                    sh.catalog.lookup(&mut txn, Namespace::Schema, db.id, n)?.into_iter().collect()
+                }
+                None => sh.catalog.list(&mut txn, Namespace::Schema, db.id)?,
+            };
+            for schema in schemas {
+                let temp = schema.name.starts_with(crate::names::TEMP_SCHEMA_PREFIX);
+                if temp {
+                    crate::exec::namespace::clear_rows(sh, &mut txn, &schema)?;
+                    sh.catalog.drop(&mut txn, schema.id, true)?;
+                    any = true;
+                }
+            }
+        }
+        if any {
+            txn.commit()?;
+        } else {
+            txn.rollback();
+        }
+        Ok(())
     }
 
     /// The most values one query's joins may hold in memory before it
@@ -148,6 +184,11 @@ impl Database {
             user: qube_catalog::BOOTSTRAP_NAME.to_string(),
             search_path: crate::names::parse_search_path(DEFAULT_SEARCH_PATH),
             seqs: Arc::default(),
+            temp_name: format!(
+                "{}{}",
+                crate::names::TEMP_SCHEMA_PREFIX,
+                self.shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             txn: None,
             failed: false,
             settings: HashMap::new(),
@@ -189,6 +230,17 @@ impl Drop for Prepared {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(t) = self.txn.take() {
+            t.rollback();
+        }
+        // The session's temporary tables go with it (best effort: what a
+        // failure leaves is dropped at the next open).
+        let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
+    }
+}
+
 /// PostgreSQL's default `search_path`.
 pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
@@ -203,6 +255,8 @@ pub struct Session {
     search_path: Vec<String>,
     /// What `currval` and `lastval` return.
     seqs: Arc<parking_lot::Mutex<crate::exec::sequence::SeqValues>>,
+    /// This session's schema for temporary tables (see `names`).
+    temp_name: String,
     /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
     txn: Option<Transaction>,
     failed: bool,
@@ -676,6 +730,7 @@ impl Session {
                     &self.search_path,
                     &self.user,
                     &self.seqs,
+                    &self.temp_name,
                 )
                 .and_then(|path| run_statement(&shared, t, &path, s, params, slot));
                 if res.is_err() {
@@ -693,6 +748,7 @@ impl Session {
                     &self.search_path,
                     &self.user,
                     &self.seqs,
+                    &self.temp_name,
                 )
                 .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot));
                 match res {

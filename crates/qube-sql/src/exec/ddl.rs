@@ -170,10 +170,13 @@ fn create_table(
     if ct.like.is_some() || ct.clone.is_some() {
         return Err(unsupported("CREATE TABLE … LIKE"));
     }
+    if matches!(ct.on_commit, Some(ast::OnCommit::Drop | ast::OnCommit::DeleteRows)) {
+        return Err(unsupported("ON COMMIT DROP / DELETE ROWS"));
+    }
     if let Some(q) = &ct.query {
         return create_table_as(shared, txn, schema, ct, q);
     }
-    let (sid, name) = schema.target(&shared.catalog, txn, &ct.name)?;
+    let (sid, name) = table_target(shared, txn, schema, &ct.name, ct.temporary)?;
     if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
             return Ok(done("CREATE TABLE"));
@@ -486,6 +489,45 @@ fn resolve_fk(
             on_update: fk.on_update,
         },
     })
+}
+
+/// The schema a new table goes into: for a TEMPORARY one the session's
+/// temporary schema (made on first use), else as `SearchPath::target`.
+fn table_target(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    name: &ast::ObjectName,
+    temporary: bool,
+) -> Result<(ObjectId, String)> {
+    if !temporary {
+        return schema.target(&shared.catalog, txn, name);
+    }
+    let parts = object_name(name)?;
+    let bare = match parts.as_slice() {
+        [t] => t.clone(),
+        [s, t] if s == "pg_temp" || *s == schema.temp_name => t.clone(),
+        _ => {
+            return Err(Error::user(
+                "42P16",
+                "cannot create temporary relation in non-temporary schema",
+            ));
+        }
+    };
+    let sid = match shared.catalog.lookup(txn, Namespace::Schema, schema.db, &schema.temp_name)? {
+        Some(s) => s.id,
+        None => {
+            let own = owner(shared, txn)?;
+            shared.catalog.create(
+                txn,
+                schema.db,
+                &schema.temp_name,
+                own,
+                Def::Schema(qube_catalog::SchemaDef::default()),
+            )?
+        }
+    };
+    Ok((sid, bare))
 }
 
 /// A FOREIGN KEY as written, resolved once the table exists.
@@ -1196,7 +1238,7 @@ fn create_table_as(
     ct: &ast::CreateTable,
     q: &ast::Query,
 ) -> Result<QueryResult> {
-    let (sid, name) = schema.target(&shared.catalog, txn, &ct.name)?;
+    let (sid, name) = table_target(shared, txn, schema, &ct.name, ct.temporary)?;
     if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
             return Ok(done("CREATE TABLE AS"));

@@ -15,7 +15,7 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
-mod namespace;
+pub(crate) mod namespace;
 pub mod sequence;
 pub mod stream;
 pub mod typefuncs;

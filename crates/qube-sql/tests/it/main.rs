@@ -464,3 +464,35 @@ fn column_names_of_array_and_json_expressions() {
     let names: Vec<&str> = r[0].columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["key", "value", "u"]);
 }
+
+/// Temporary tables belong to their session: others do not see them, they
+/// hide a permanent table of the same name, and they are gone when the
+/// session ends (and any a crash left are dropped at the next open).
+#[test]
+fn temporary_tables_belong_to_their_session() {
+    use qube_sql::Value;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = qube_sql::Database::open(dir.path()).unwrap();
+        let mut a = db.session().unwrap();
+        let mut b = db.session().unwrap();
+        a.execute("CREATE TABLE t(x int); INSERT INTO t VALUES (1)").unwrap();
+        a.execute("CREATE TEMP TABLE t(x int); INSERT INTO t VALUES (10), (20)").unwrap();
+        let count =
+            |s: &mut qube_sql::Session, q: &str| s.execute(q).unwrap()[0].rows[0][0].clone();
+        assert_eq!(count(&mut a, "SELECT count(*) FROM t"), Value::Int8(2));
+        assert_eq!(count(&mut a, "SELECT count(*) FROM public.t"), Value::Int8(1));
+        assert_eq!(count(&mut b, "SELECT count(*) FROM t"), Value::Int8(1));
+        b.execute("CREATE TEMP TABLE only_b(y int)").unwrap();
+        assert_eq!(a.execute("SELECT * FROM only_b").unwrap_err().sqlstate(), "42P01");
+        drop(a);
+        // a's temporary table went with it.
+        let mut c = db.session().unwrap();
+        assert_eq!(count(&mut c, "SELECT count(*) FROM t"), Value::Int8(1));
+        drop(b);
+    }
+    let db = qube_sql::Database::open(dir.path()).unwrap();
+    let mut s = db.session().unwrap();
+    let r = s.execute("SELECT count(*) FROM only_b");
+    assert_eq!(r.unwrap_err().sqlstate(), "42P01");
+}
