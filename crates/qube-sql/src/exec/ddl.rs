@@ -565,23 +565,63 @@ fn create_index(
     schema: &SearchPath,
     ci: &ast::CreateIndex,
 ) -> Result<QueryResult> {
-    if ci.predicate.is_some() || !ci.include.is_empty() {
-        return Err(unsupported("partial or covering indexes"));
+    if !ci.include.is_empty() {
+        return Err(unsupported("covering indexes (INCLUDE)"));
     }
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = b.table(&ci.table_name)?;
-    drop(b);
-    let cols = index_cols(&ci.columns)?;
+    // Each key is a column or an expression over the row; a predicate
+    // makes a partial index. Both are checked by binding them now.
+    let cols: Vec<(String, DataType)> =
+        t.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    let mut texts = Vec::new();
     let mut positions = Vec::new();
-    for c in &cols {
-        positions.push(
-            t.def
-                .columns
-                .iter()
-                .position(|col| col.name == *c)
-                .ok_or_else(|| Error::user("42703", format!("column \"{c}\" does not exist")))?,
-        );
+    let mut name_parts = Vec::new();
+    for c in &ci.columns {
+        match &c.column.expr {
+            ast::Expr::Identifier(i) => {
+                let cname = ident(i);
+                let pos =
+                    t.def.columns.iter().position(|col| col.name == cname).ok_or_else(|| {
+                        Error::user("42703", format!("column \"{cname}\" does not exist"))
+                    })?;
+                positions.push(pos);
+                name_parts.push(cname.clone());
+                texts.push(cname);
+            }
+            e => {
+                if crate::plan::bind::contains_aggregate(e) {
+                    return Err(Error::user(
+                        "42803",
+                        "aggregate functions are not allowed in index expressions",
+                    ));
+                }
+                b.with_columns(&t.name, &cols, |b| b.expr_typed(e))?;
+                name_parts.push(match e {
+                    ast::Expr::Function(f) => {
+                        object_name(&f.name)?.pop().unwrap_or_else(|| "expr".into())
+                    }
+                    _ => "expr".into(),
+                });
+                texts.push(e.to_string());
+            }
+        }
     }
+    let predicate = match &ci.predicate {
+        Some(p) => {
+            let (_, ty) = b.with_columns(&t.name, &cols, |b| b.expr_typed(p))?;
+            if ty != DataType::Boolean {
+                return Err(Error::user(
+                    "42804",
+                    format!("argument of WHERE must be type boolean, not type {}", ty.sql_name()),
+                ));
+            }
+            Some(p.to_string())
+        }
+        None => None,
+    };
+    drop(b);
+    let plain = positions.len() == texts.len() && predicate.is_none();
     let name = match &ci.name {
         Some(n) => match object_name(n)?.as_slice() {
             [n] => n.clone(),
@@ -592,7 +632,7 @@ fn create_index(
                 ));
             }
         },
-        None => format!("{}_{}_idx", t.name, cols.join("_")),
+        None => format!("{}_{}_idx", t.name, name_parts.join("_")),
     };
     if shared.catalog.lookup(txn, Namespace::Relation, t.schema, &name)?.is_some() {
         if ci.if_not_exists {
@@ -611,23 +651,63 @@ fn create_index(
             columns: ci
                 .columns
                 .iter()
-                .zip(&cols)
-                .map(|(c, name)| {
+                .zip(&texts)
+                .map(|(c, text)| {
                     let desc = matches!(c.column.options.sort, Some(ast::OrderBySort::Desc));
                     IndexColumn {
-                        expr: name.clone(),
+                        expr: text.clone(),
                         desc,
                         nulls_first: c.column.options.nulls_first.unwrap_or(desc),
                     }
                 })
                 .collect(),
             unique: ci.unique,
-            predicate: None,
+            predicate,
             method: "btree".into(),
         }),
     )?;
-    build_index(txn, t.id, t.def.columns.len(), &positions, id, ci.unique, &name, &cols)?;
+    if plain {
+        build_index(txn, t.id, t.def.columns.len(), &positions, id, ci.unique, &name, &texts)?;
+        return Ok(done("CREATE INDEX"));
+    }
+    // Expression or partial: the rows' entries through the bound index.
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let target = super::dml::target_by_id(&mut b, t.id)?;
+    drop(b);
+    let ix = target
+        .expr_indexes
+        .iter()
+        .find(|x| x.id == id)
+        .ok_or_else(|| Error::Internal("new index not bound".into()))?;
+    for (rowid, row) in storage::scan(txn, t.id, t.def.columns.len())? {
+        let Some(vals) = ix.values(txn, &row)? else { continue };
+        let key = storage::index_key(id, &vals, rowid, ci.unique);
+        if ci.unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
+            return Err(Error::user(
+                "23505",
+                format!(
+                    "could not create unique index \"{name}\": key ({}) is duplicated",
+                    texts.join(", ")
+                ),
+            ));
+        }
+        txn.set(&key, &rowid.to_be_bytes())?;
+    }
     Ok(done("CREATE INDEX"))
+}
+
+/// Whether SQL text names `column` (as a whole word: a conservative test
+/// of what an expression reads).
+fn mentions(text: &str, column: &str) -> bool {
+    text.split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+        .any(|w| w.eq_ignore_ascii_case(column))
+}
+
+/// Whether an index reads `column`: as a key, inside a key expression, or
+/// in its predicate.
+fn index_mentions(idef: &IndexDef, column: &str) -> bool {
+    idef.columns.iter().any(|c| c.expr == column || mentions(&c.expr, column))
+        || idef.predicate.as_ref().is_some_and(|p| mentions(p, column))
 }
 
 /// Writes the entries of a new index for the existing rows (23505 when a
@@ -828,7 +908,7 @@ fn alter_table(
                     d2.columns.remove(pos);
                     for ix in shared.catalog.indexes_of(txn, obj.id)? {
                         if let Def::Index(idef) = &ix.def
-                            && idef.columns.iter().any(|c| c.expr == cname)
+                            && index_mentions(idef, &cname)
                         {
                             storage::clear_prefix(txn, &storage::index_prefix(ix.id))?;
                             shared.catalog.drop(txn, ix.id, false)?;
@@ -858,6 +938,23 @@ fn alter_table(
                     return Err(crate::plan::bind::unsupported(
                         "renaming a column a CHECK constraint uses",
                     ));
+                }
+                for ix in shared.catalog.indexes_of(txn, obj.id)? {
+                    if let Def::Index(idef) = &ix.def
+                        && index_mentions(idef, &old)
+                        && !idef.columns.iter().all(|c| c.expr == old || !mentions(&c.expr, &old))
+                    {
+                        return Err(crate::plan::bind::unsupported(
+                            "renaming a column an expression or partial index uses",
+                        ));
+                    }
+                    if let Def::Index(idef) = &ix.def
+                        && idef.predicate.as_ref().is_some_and(|p| mentions(p, &old))
+                    {
+                        return Err(crate::plan::bind::unsupported(
+                            "renaming a column an expression or partial index uses",
+                        ));
+                    }
                 }
                 def.columns[pos].name = new.clone();
                 for c in &mut def.constraints {
@@ -956,6 +1053,17 @@ fn alter_table(
                                     to.sql_name()
                                 ),
                             ));
+                        }
+                        for ix in shared.catalog.indexes_of(txn, obj.id)? {
+                            if let Def::Index(idef) = &ix.def
+                                && index_mentions(idef, &cname)
+                                && (idef.predicate.is_some()
+                                    || idef.columns.iter().any(|c| c.expr != cname))
+                            {
+                                return Err(crate::plan::bind::unsupported(
+                                    "changing the type of a column an expression or partial index uses",
+                                ));
+                            }
                         }
                         let ncols = def.columns.len();
                         let rows = storage::scan(txn, obj.id, ncols)?;

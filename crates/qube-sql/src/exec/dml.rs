@@ -32,6 +32,60 @@ pub struct Target {
     pub defaults: Vec<Option<Expr>>,
     pub out_fks: Vec<OutFk>,
     pub in_fks: Vec<InFk>,
+    /// Indexes on expressions or with a WHERE (partial): maintained here,
+    /// not used by queries yet.
+    pub expr_indexes: Vec<ExprIndex>,
+}
+
+/// An index with expression columns or a predicate, bound over the row.
+pub struct ExprIndex {
+    pub id: u64,
+    pub name: String,
+    /// The key columns as written (for messages).
+    pub texts: Vec<String>,
+    pub keys: Vec<Expr>,
+    pub unique: bool,
+    pub predicate: Option<Expr>,
+}
+
+/// Whether an index is plain: every column a column of the table, and no
+/// predicate (the planner may then use it for any row).
+fn is_plain(ix: &qube_catalog::IndexDef, t: &TableInfo) -> bool {
+    ix.predicate.is_none()
+        && ix.columns.iter().all(|c| t.def.columns.iter().any(|col| col.name == c.expr))
+}
+
+/// The expression and partial indexes of a table, bound over its columns.
+pub fn expr_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<ExprIndex>> {
+    let mut out = Vec::new();
+    let cols: Vec<(String, DataType)> =
+        t.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+    for d in b.catalog.indexes_of(b.txn, t.id)? {
+        let Def::Index(ix) = &d.def else { continue };
+        if ix.table != t.id || is_plain(ix, t) {
+            continue;
+        }
+        let (keys, predicate) = b.with_columns(&t.name, &cols, |b| {
+            let mut keys = Vec::with_capacity(ix.columns.len());
+            for c in &ix.columns {
+                keys.push(b.expr_typed(&parse_expr(&c.expr)?)?.0);
+            }
+            let predicate = match &ix.predicate {
+                Some(p) => Some(b.expr_typed(&parse_expr(p)?)?.0),
+                None => None,
+            };
+            Ok((keys, predicate))
+        })?;
+        out.push(ExprIndex {
+            id: d.id,
+            name: d.name.clone(),
+            texts: ix.columns.iter().map(|c| c.expr.clone()).collect(),
+            keys,
+            unique: ix.unique,
+            predicate,
+        });
+    }
+    Ok(out)
 }
 
 pub fn parse_expr(sql: &str) -> Result<ast::Expr> {
@@ -47,6 +101,7 @@ pub fn table_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, Vec<usiz
     for d in deps {
         if let Def::Index(ix) = &d.def
             && ix.table == t.id
+            && is_plain(ix, t)
         {
             let cols = ix
                 .columns
@@ -110,7 +165,8 @@ fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
     })?;
     let out_fks = outgoing_fks(b, &table)?;
     let in_fks = incoming_fks(b, &table)?;
-    Ok(Target { table, types, indexes, checks, defaults, out_fks, in_fks })
+    let expr_indexes = expr_indexes(b, &table)?;
+    Ok(Target { table, types, indexes, checks, defaults, out_fks, in_fks, expr_indexes })
 }
 
 /// The bare keyword DEFAULT where a value may stand (sqlparser reads it
@@ -143,6 +199,24 @@ fn bind_assignments(
         sets.push((pos, e));
     }
     Ok(sets)
+}
+
+impl ExprIndex {
+    /// The key values of `row` in this index, or None when the row is not
+    /// in it (its predicate is not true).
+    pub fn values(&self, txn: &mut Transaction, row: &Row) -> Result<Option<Vec<Value>>> {
+        let mut ctx = Ctx::new(txn, &[]);
+        if let Some(p) = &self.predicate
+            && !truthy(&eval(&mut ctx, p, row)?)
+        {
+            return Ok(None);
+        }
+        let mut vals = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            vals.push(eval(&mut ctx, k, row)?);
+        }
+        Ok(Some(vals))
+    }
 }
 
 /// A foreign key of this table: its columns in the order of the
@@ -692,6 +766,24 @@ impl Target {
             }
             txn.set(&key, &rowid.to_be_bytes())?;
         }
+        for ix in &self.expr_indexes {
+            let Some(vals) = ix.values(txn, row)? else { continue };
+            let key = storage::index_key(ix.id, &vals, rowid, ix.unique);
+            if ix.unique && !vals.iter().any(Value::is_null) && txn.get_for_update(&key)?.is_some()
+            {
+                let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+                return Err(Error::user(
+                    "23505",
+                    format!(
+                        "duplicate key value violates unique constraint \"{}\": Key ({})=({}) already exists.",
+                        ix.name,
+                        ix.texts.join(", "),
+                        shown.join(", ")
+                    ),
+                ));
+            }
+            txn.set(&key, &rowid.to_be_bytes())?;
+        }
         Ok(())
     }
 
@@ -708,6 +800,11 @@ impl Target {
             }
             let vals = Self::index_values(cols, row);
             txn.delete(&storage::index_key(*id, &vals, rowid, *unique))?;
+        }
+        for ix in &self.expr_indexes {
+            if let Some(vals) = ix.values(txn, row)? {
+                txn.delete(&storage::index_key(ix.id, &vals, rowid, ix.unique))?;
+            }
         }
         Ok(())
     }
