@@ -822,6 +822,24 @@ fn run_statement(
             let mut b = Binder::new(&shared.catalog, txn, schema);
             let q = b.query(q)?;
             drop(b);
+            let mut est = crate::plan::explain::Estimates::new();
+            let mut sizes: HashMap<u64, f64> = HashMap::new();
+            let mut failed = None;
+            crate::plan::explain::estimate(
+                &q.plan,
+                &mut |table| {
+                    *sizes.entry(table).or_insert_with(|| {
+                        crate::storage::estimate_rows(txn, table).unwrap_or_else(|e| {
+                            failed = Some(e);
+                            0
+                        }) as f64
+                    })
+                },
+                &mut est,
+            );
+            if let Some(e) = failed {
+                return Err(e);
+            }
             let lines = if *analyze {
                 // Runs the query, counting rows and time per node.
                 let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
@@ -832,11 +850,11 @@ fn run_statement(
                 exec::run(&mut ctx, &q.plan)?;
                 let total = start.elapsed();
                 let stats = ctx.stats.take().unwrap_or_default();
-                let mut lines = crate::plan::explain::explain_analyze(&q.plan, &stats);
+                let mut lines = crate::plan::explain::explain_analyze(&q.plan, &est, &stats);
                 lines.push(format!("Execution Time: {:.3} ms", total.as_secs_f64() * 1000.0));
                 lines
             } else {
-                crate::plan::explain::explain(&q.plan)
+                crate::plan::explain::explain(&q.plan, &est)
             };
             let rows: Vec<Vec<Value>> = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
             Ok(QueryResult {

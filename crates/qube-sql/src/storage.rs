@@ -222,3 +222,14 @@ impl RowIds {
         self.next.lock().remove(&table);
     }
 }
+
+/// A cheap estimate of a table's rows for EXPLAIN: its highest visible
+/// rowid (rowids are dense until rows are deleted), or 0.
+pub fn estimate_rows(txn: &mut Transaction, table: u64) -> Result<u64> {
+    let mut last = 0;
+    txn.scan_each(KeyRange::prefix(&table_prefix(table)), Direction::Reverse, |k, _| {
+        last = rowid_of(k)?;
+        Ok(false)
+    })?;
+    Ok(last)
+}

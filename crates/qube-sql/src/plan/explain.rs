@@ -1,19 +1,95 @@
 //! EXPLAIN: the plan tree as text, one line per operator, in PostgreSQL's
-//! indented style. There are no statistics yet, so no row estimates;
-//! EXPLAIN ANALYZE is not built.
+//! indented style, each with an estimate of its rows (`rows=N`) and, for
+//! EXPLAIN ANALYZE, the actual rows, loops and time.
+//!
+//! There are no statistics yet: a table's size is its highest rowid (one
+//! reverse seek), and operators scale their inputs by fixed selectivities
+//! (a filter keeps a third, an equality on a non-unique index a tenth, a
+//! hash join of n and m rows gives the larger, a GROUP BY a tenth). These
+//! are rough; plans are chosen at run time by actual sizes, not by them.
 
 use super::{JoinKind, Plan, SetOpKind};
 
-pub fn explain(plan: &Plan) -> Vec<String> {
-    let mut out = Vec::new();
-    node(plan, 0, &mut out);
-    out
+pub fn explain(plan: &Plan, est: &Estimates) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut nodes = Vec::new();
+    collect(plan, 0, &mut lines, &mut nodes);
+    lines
+        .into_iter()
+        .zip(nodes)
+        .map(|(l, p)| match est.get(&p) {
+            Some(r) => format!("{l}  (rows={})", r.round().max(1.0) as u64),
+            None => l,
+        })
+        .collect()
+}
+
+/// Estimated rows per node (by address).
+pub type Estimates = std::collections::HashMap<usize, f64>;
+
+/// Estimates the rows of `plan` and of every node under it into `out`;
+/// `table_rows` gives a table's size.
+pub fn estimate(plan: &Plan, table_rows: &mut dyn FnMut(u64) -> f64, out: &mut Estimates) -> f64 {
+    let kids: Vec<f64> = children(plan).into_iter().map(|c| estimate(c, table_rows, out)).collect();
+    let first = kids.first().copied().unwrap_or(1.0);
+    let r = match plan {
+        Plan::Values { rows, .. } => rows.len() as f64,
+        Plan::Series { .. } | Plan::SetFunction { .. } => 1000.0,
+        Plan::Scan { table } | Plan::ScanRowids { table } => table_rows(table.id),
+        Plan::IndexScan { table, unique, columns, range, .. } => {
+            let n = table_rows(table.id);
+            if columns.is_empty() && range.is_none() {
+                // Every entry, in index order.
+                n
+            } else if *unique && range.is_none() {
+                1.0
+            } else if range.is_some() && columns.is_empty() {
+                n / 3.0
+            } else {
+                (n / 10.0).max(1.0)
+            }
+        }
+        Plan::WorkTable { .. } => 100.0,
+        Plan::Filter { .. } => (first / 3.0).max(1.0),
+        Plan::Project { .. } | Plan::Sort { .. } | Plan::Window { .. } => first,
+        Plan::Limit { limit, .. } => {
+            let n = match limit {
+                Some(crate::plan::Expr::Const(v)) => v.as_i64(),
+                Some(crate::plan::Expr::Cast { expr, .. }) => match expr.as_ref() {
+                    crate::plan::Expr::Const(v) => v.as_i64(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            n.map_or(first, |l| first.min(l as f64))
+        }
+        Plan::Aggregate { group_by, sets, .. } => {
+            if group_by.is_empty() {
+                1.0
+            } else {
+                (first / 10.0).max(1.0) * sets.len().max(1) as f64
+            }
+        }
+        Plan::Distinct { .. } | Plan::DistinctOn { .. } => (first / 2.0).max(1.0),
+        Plan::MultiJoin { conds, .. } => {
+            let equi = conds.iter().filter(|c| c.inputs.len() == 2).count();
+            let largest = kids.iter().copied().fold(1.0, f64::max);
+            if equi + 1 >= kids.len() { largest } else { kids.iter().product::<f64>().max(1.0) }
+        }
+        Plan::Join { .. } => kids.iter().copied().fold(1.0, f64::max),
+        Plan::Lateral { .. } => first * kids.get(1).copied().unwrap_or(1.0),
+        Plan::SetOp { .. } => kids.iter().sum(),
+        Plan::RecursiveUnion { .. } => first * 10.0,
+    };
+    out.insert(plan as *const Plan as usize, r);
+    r
 }
 
 /// EXPLAIN ANALYZE: the same tree, each line followed by the node's actual
 /// rows (per execution, as PostgreSQL prints them), executions and time.
 pub fn explain_analyze(
     plan: &Plan,
+    est: &Estimates,
     stats: &std::collections::HashMap<usize, crate::exec::NodeStats>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
@@ -22,9 +98,16 @@ pub fn explain_analyze(
     lines
         .into_iter()
         .zip(nodes)
+        .map(|(l, p)| {
+            let l = match est.get(&p) {
+                Some(r) => format!("{l}  (rows={})", r.round().max(1.0) as u64),
+                None => l,
+            };
+            (l, p)
+        })
         .map(|(l, p)| match stats.get(&p) {
             Some(s) => format!(
-                "{l}  (actual time={:.3} ms rows={} loops={})",
+                "{l} (actual time={:.3} ms rows={} loops={})",
                 s.time.as_secs_f64() * 1000.0 / s.loops.max(1) as f64,
                 s.rows / s.loops.max(1),
                 s.loops

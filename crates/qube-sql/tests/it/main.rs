@@ -496,3 +496,23 @@ fn temporary_tables_belong_to_their_session() {
     let r = s.execute("SELECT count(*) FROM only_b");
     assert_eq!(r.unwrap_err().sqlstate(), "42P01");
 }
+
+/// EXPLAIN estimates each node's rows from the tables' sizes.
+#[test]
+fn explain_shows_row_estimates() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t(id int PRIMARY KEY, g int)").unwrap();
+    s.execute("INSERT INTO t SELECT i, i % 10 FROM generate_series(1, 500) i").unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> Vec<String> {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect()
+    };
+    let p = plan(&mut s, "SELECT * FROM t");
+    assert!(p.iter().all(|l| l.contains("(rows=")), "{p:?}");
+    assert!(p.last().unwrap().contains("Seq Scan on t  (rows=500)"), "{p:?}");
+    let p = plan(&mut s, "SELECT * FROM t WHERE id = 7");
+    assert!(p.last().unwrap().ends_with("(rows=1)"), "{p:?}");
+    let p = plan(&mut s, "SELECT * FROM t ORDER BY id LIMIT 3");
+    assert!(p[0].starts_with("Limit") && p[0].ends_with("(rows=3)"), "{p:?}");
+}
