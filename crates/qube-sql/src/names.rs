@@ -41,6 +41,8 @@ pub struct SearchPath {
     /// as PostgreSQL does; `pg_temp` names it in qualified names.
     pub temp_name: String,
     pub temp: Option<ObjectId>,
+    /// The session's role.
+    pub user: String,
 }
 
 /// `"$user", public` → `["$user", "public"]`; names are case-folded unless
@@ -132,6 +134,7 @@ impl SearchPath {
             seqs: seqs.clone(),
             temp_name: temp_name.to_string(),
             temp,
+            user: user.to_string(),
         })
     }
 

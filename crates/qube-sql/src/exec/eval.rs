@@ -174,6 +174,9 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 Func::Nextval | Func::Currval | Func::Setval | Func::Lastval => {
                     super::sequence::call(ctx, *func, vals)?
                 }
+                Func::CurrentDatabase | Func::CurrentSchema | Func::CurrentUser => {
+                    session_info(ctx, *func)?
+                }
                 _ => super::funcs::call(*func, vals)?,
             }
         }
@@ -462,6 +465,24 @@ pub fn like(s: &str, p: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// current_database(), current_schema(), current_user.
+fn session_info(ctx: &mut Ctx, func: Func) -> Result<Value> {
+    let Some(env) = ctx.env else {
+        return Ok(Value::Null);
+    };
+    Ok(match func {
+        Func::CurrentDatabase => Value::Text(env.path.db_name.clone()),
+        Func::CurrentUser => Value::Text(env.path.user.clone()),
+        _ => match env.path.schemas.first() {
+            Some(&id) => match env.catalog.get(ctx.txn, id)? {
+                Some(o) => Value::Text(o.name.clone()),
+                None => Value::Null,
+            },
+            None => Value::Null,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
     if func.is_typed() {
         return super::typefuncs::call(func, args);
     }
+    if func.is_more() {
+        return super::morefuncs::call(func, args);
+    }
     match func {
         Func::Concat => {
             let mut s = String::new();

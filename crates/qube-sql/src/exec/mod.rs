@@ -15,6 +15,7 @@ pub(crate) mod ddl;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+pub mod morefuncs;
 pub(crate) mod namespace;
 pub mod sequence;
 pub mod stream;

@@ -28,6 +28,8 @@ use crate::types::cast;
 
 #[path = "bind_datetime.rs"]
 mod datetime;
+#[path = "bind_funcs.rs"]
+mod more;
 
 fn err(code: &'static str, msg: impl Into<String>) -> Error {
     Error::user(code, msg)
@@ -2097,6 +2099,31 @@ impl<'a> Binder<'a> {
                 b
             }
             E::Tuple(_) => return Err(unsupported("row constructors")),
+            E::SimilarTo { negated, expr, pattern, escape_char } => {
+                let v = coerce(self.expr(expr)?, &DataType::Text)?;
+                let re = match (pattern.as_ref(), escape_char) {
+                    (E::Value(p), None) => match &p.value {
+                        ast::Value::SingleQuotedString(p) => similar_to_regex(p),
+                        _ => return Err(unsupported("SIMILAR TO with a non-string pattern")),
+                    },
+                    _ => return Err(unsupported("SIMILAR TO with a computed pattern or ESCAPE")),
+                };
+                let m = Expr::Func {
+                    func: Func::RegexMatch,
+                    args: vec![v, Expr::Const(Value::Text(re))],
+                };
+                let m = if *negated { Expr::Unary { op: UnOp::Not, expr: m.boxed() } } else { m };
+                B::new(m, DataType::Boolean)
+            }
+            E::Overlay { expr, overlay_what, overlay_from, overlay_for } => {
+                let mut args =
+                    vec![self.expr(expr)?, self.expr(overlay_what)?, self.expr(overlay_from)?];
+                if let Some(f) = overlay_for {
+                    args.push(self.expr(f)?);
+                }
+                more::function("overlay", &mut args)?
+                    .ok_or_else(|| Error::Internal("overlay".into()))?
+            }
             other => match self.datetime_expr(other)? {
                 Some(b) => b,
                 None => return Err(unsupported(format!("expression {other}"))),
@@ -2399,6 +2426,10 @@ impl<'a> Binder<'a> {
             Ok(b) => return Ok(b),
             Err(pair) => pair,
         };
+        if let O::PGExp | O::BitwiseXor = op {
+            // `^` is exponentiation in PostgreSQL (double precision).
+            return scalar_function("power", vec![l, r]);
+        }
         if let O::PGRegexMatch | O::PGRegexIMatch | O::PGRegexNotMatch | O::PGRegexNotIMatch = op {
             let ci = matches!(op, O::PGRegexIMatch | O::PGRegexNotIMatch);
             let func = if ci { Func::RegexIMatch } else { Func::RegexMatch };
@@ -3886,7 +3917,10 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             }
             B::new(Expr::Func { func: Func::Setval, args: a }, DataType::BigInt)
         }
-        _ => return type_function(name, args)?.ok_or_else(sig),
+        _ => match more::function(name, &mut args)? {
+            Some(b) => b,
+            None => return type_function(name, args)?.ok_or_else(sig),
+        },
     })
 }
 
@@ -4546,4 +4580,36 @@ pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
         }
         other => return Err(unsupported(format!("type {other}"))),
     })
+}
+
+/// SQL's SIMILAR TO pattern as an anchored regular expression: `%` is
+/// `.*`, `_` is `.`, `\` escapes; `| * + ? { } ( ) [ ]` keep their
+/// meaning; other regular-expression characters are literal.
+fn similar_to_regex(p: &str) -> String {
+    let mut out = String::from("^(?s:");
+    let mut chars = p.chars();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => out.push_str(&regex::escape(&n.to_string())),
+                None => out.push_str("\\\\"),
+            },
+            '[' => {
+                in_class = true;
+                out.push('[');
+            }
+            ']' => {
+                in_class = false;
+                out.push(']');
+            }
+            _ if in_class => out.push(c),
+            '%' => out.push_str(".*"),
+            '_' => out.push('.'),
+            '|' | '*' | '+' | '?' | '{' | '}' | '(' | ')' => out.push(c),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    out.push_str(")$");
+    out
 }

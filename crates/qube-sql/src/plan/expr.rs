@@ -166,9 +166,87 @@ pub enum Func {
     SetReturning(super::SetFunc),
     /// `(s1, e1) OVERLAPS (s2, e2)` (args: s1, e1, s2, e2).
     Overlaps,
+    // String, math and system functions (exec::morefuncs).
+    SplitPart,
+    Lpad,
+    Rpad,
+    ConcatWs,
+    Initcap,
+    RegexpReplace,
+    RegexpSplitToArray,
+    Md5,
+    Ascii,
+    Chr,
+    Translate,
+    StartsWith,
+    Format,
+    ToHex,
+    OctetLength,
+    BitLength,
+    /// One-argument double precision math (ln, log10, exp, trigonometry…).
+    Math1(u8),
+    LogBase,
+    Atan2,
+    Div,
+    Gcd,
+    Lcm,
+    Factorial,
+    WidthBucket,
+    QuoteIdent,
+    QuoteLiteral,
+    QuoteNullable,
+    Encode,
+    Decode,
+    NumNulls,
+    NumNonnulls,
+    Overlay,
+    /// Read the session (evaluated with the execution context).
+    CurrentDatabase,
+    CurrentSchema,
+    CurrentUser,
 }
 
 impl Func {
+    /// Whether `exec::morefuncs` evaluates this function.
+    pub fn is_more(self) -> bool {
+        use Func::*;
+        matches!(
+            self,
+            SplitPart
+                | Lpad
+                | Rpad
+                | ConcatWs
+                | Initcap
+                | RegexpReplace
+                | RegexpSplitToArray
+                | Md5
+                | Ascii
+                | Chr
+                | Translate
+                | StartsWith
+                | Format
+                | ToHex
+                | OctetLength
+                | BitLength
+                | Math1(_)
+                | LogBase
+                | Atan2
+                | Div
+                | Gcd
+                | Lcm
+                | Factorial
+                | WidthBucket
+                | QuoteIdent
+                | QuoteLiteral
+                | QuoteNullable
+                | Encode
+                | Decode
+                | NumNulls
+                | NumNonnulls
+                | Overlay
+        )
+    }
+
     /// Whether `exec::datetime` evaluates this function.
     pub fn is_datetime(self) -> bool {
         matches!(

@@ -1,0 +1,228 @@
+//! The binder's rules for PostgreSQL's common string, math and system
+//! functions (a child module of `bind`): their signatures and result
+//! types. Values are computed in `exec::morefuncs`.
+
+use qube_common::Result;
+use qube_common::types::DataType;
+
+use super::{B, coerce, err, finish_unknown, is_numeric};
+use crate::plan::{Expr, Func};
+use crate::types::Value;
+
+/// Binds `name(args)` if it is one of these functions (`None` leaves the
+/// arguments untouched for the next group of functions).
+pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
+    let n = args.len();
+    let text = DataType::Text;
+    let dbl = DataType::Double;
+    let call =
+        |func: Func, args: Vec<Expr>, ty: DataType| Ok(Some(B::new(Expr::Func { func, args }, ty)));
+    let texts = |args: &mut Vec<B>| -> Result<Vec<Expr>> {
+        std::mem::take(args).into_iter().map(|b| coerce(b, &DataType::Text)).collect()
+    };
+    let doubles = |args: &mut Vec<B>| -> Result<Vec<Expr>> {
+        std::mem::take(args).into_iter().map(|b| coerce(b, &DataType::Double)).collect()
+    };
+    match (name, n) {
+        ("split_part", 3) => {
+            let k = coerce(args.pop().unwrap_or_else(null), &DataType::Integer)?;
+            let mut a = texts(args)?;
+            a.push(k);
+            call(Func::SplitPart, a, text)
+        }
+        ("lpad" | "rpad", 2 | 3) => {
+            let fill =
+                if n == 3 { Some(coerce(args.pop().unwrap_or_else(null), &text)?) } else { None };
+            let len = coerce(args.pop().unwrap_or_else(null), &DataType::Integer)?;
+            let mut a = texts(args)?;
+            a.push(len);
+            a.extend(fill);
+            call(if name == "lpad" { Func::Lpad } else { Func::Rpad }, a, text)
+        }
+        ("concat_ws", n) if n >= 1 => {
+            let mut a = Vec::with_capacity(n);
+            for b in std::mem::take(args) {
+                a.push(finish_unknown(b)?);
+            }
+            call(Func::ConcatWs, a, text)
+        }
+        ("initcap", 1) => call(Func::Initcap, texts(args)?, text),
+        ("regexp_replace", 3 | 4) => call(Func::RegexpReplace, texts(args)?, text),
+        ("regexp_split_to_array", 2 | 3) => {
+            call(Func::RegexpSplitToArray, texts(args)?, DataType::Array(Box::new(text)))
+        }
+        ("md5", 1) => {
+            let b = args.remove(0);
+            let e = if b.ty == DataType::Bytea && !b.unknown { b.expr } else { coerce(b, &text)? };
+            call(Func::Md5, vec![e], text)
+        }
+        ("ascii", 1) => call(Func::Ascii, texts(args)?, DataType::Integer),
+        ("chr", 1) => call(Func::Chr, vec![coerce(args.remove(0), &DataType::Integer)?], text),
+        ("translate", 3) => call(Func::Translate, texts(args)?, text),
+        ("starts_with", 2) => call(Func::StartsWith, texts(args)?, DataType::Boolean),
+        ("format", n) if n >= 1 => {
+            let mut a = Vec::with_capacity(n);
+            let mut it = std::mem::take(args).into_iter();
+            if let Some(f) = it.next() {
+                a.push(coerce(f, &text)?);
+            }
+            for b in it {
+                a.push(finish_unknown(b)?);
+            }
+            call(Func::Format, a, text)
+        }
+        ("to_hex", 1) => {
+            let b = args.remove(0);
+            let ty = if b.ty == DataType::BigInt { DataType::BigInt } else { DataType::Integer };
+            call(Func::ToHex, vec![coerce(b, &ty)?], text)
+        }
+        ("octet_length" | "bit_length", 1) => {
+            let b = args.remove(0);
+            let e = if b.ty == DataType::Bytea && !b.unknown { b.expr } else { coerce(b, &text)? };
+            let f = if name == "octet_length" { Func::OctetLength } else { Func::BitLength };
+            call(f, vec![e], DataType::Integer)
+        }
+        (
+            "ln" | "log10" | "exp" | "cbrt" | "degrees" | "radians" | "sin" | "cos" | "tan"
+            | "asin" | "acos" | "atan" | "cot" | "sinh" | "cosh" | "tanh",
+            1,
+        )
+        | ("log", 1) => {
+            let b = args.remove(0);
+            if !b.unknown && !is_numeric(&b.ty) {
+                return Err(err(
+                    "42883",
+                    format!("function {name}({}) does not exist", b.ty.sql_name()),
+                ));
+            }
+            // numeric in, numeric out (computed in double precision).
+            let numeric = matches!(b.ty, DataType::Numeric(_)) && !b.unknown;
+            let e = coerce(b, &dbl)?;
+            let f = Expr::Func { func: Func::Math1(math1(name)), args: vec![e] };
+            Ok(Some(if numeric {
+                let to = DataType::Numeric(None);
+                B::new(Expr::Cast { expr: Box::new(f), to: to.clone() }, to)
+            } else {
+                B::new(f, dbl)
+            }))
+        }
+        ("log" | "atan2", 2) => {
+            // PostgreSQL has only log(numeric, numeric).
+            let numeric = name == "log";
+            let func = if name == "log" { Func::LogBase } else { Func::Atan2 };
+            let f = Expr::Func { func, args: doubles(args)? };
+            Ok(Some(if numeric {
+                let to = DataType::Numeric(None);
+                B::new(Expr::Cast { expr: Box::new(f), to: to.clone() }, to)
+            } else {
+                B::new(f, dbl)
+            }))
+        }
+        ("pi", 0) => Ok(Some(B::new(Expr::Const(Value::Float8(std::f64::consts::PI)), dbl))),
+        ("div", 2) => {
+            let a = std::mem::take(args)
+                .into_iter()
+                .map(|b| coerce(b, &DataType::Numeric(None)))
+                .collect::<Result<Vec<_>>>()?;
+            call(Func::Div, a, DataType::Numeric(None))
+        }
+        ("gcd" | "lcm", 2) => {
+            let ty = if args.iter().any(|b| b.ty == DataType::BigInt) {
+                DataType::BigInt
+            } else {
+                DataType::Integer
+            };
+            let a = std::mem::take(args)
+                .into_iter()
+                .map(|b| coerce(b, &ty))
+                .collect::<Result<Vec<_>>>()?;
+            call(if name == "gcd" { Func::Gcd } else { Func::Lcm }, a, ty)
+        }
+        ("factorial", 1) => call(
+            Func::Factorial,
+            vec![coerce(args.remove(0), &DataType::BigInt)?],
+            DataType::Numeric(None),
+        ),
+        ("width_bucket", 4) => {
+            let count = coerce(args.pop().unwrap_or_else(null), &DataType::Integer)?;
+            let mut a = doubles(args)?;
+            a.push(count);
+            call(Func::WidthBucket, a, DataType::Integer)
+        }
+        ("quote_ident", 1) => call(Func::QuoteIdent, texts(args)?, text),
+        ("quote_literal" | "quote_nullable", 1) => {
+            let f = if name == "quote_literal" { Func::QuoteLiteral } else { Func::QuoteNullable };
+            call(f, texts(args)?, text)
+        }
+        ("encode", 2) => {
+            let data = coerce(args.remove(0), &DataType::Bytea)?;
+            let fmt = coerce(args.remove(0), &text)?;
+            call(Func::Encode, vec![data, fmt], text)
+        }
+        ("decode", 2) => call(Func::Decode, texts(args)?, DataType::Bytea),
+        ("version", 0) => Ok(Some(B::new(Expr::Const(Value::Text(version())), text))),
+        ("pg_typeof", 1) => {
+            let b = args.remove(0);
+            let t = if b.unknown { "unknown".to_string() } else { b.ty.sql_name() };
+            Ok(Some(B::new(Expr::Const(Value::Text(t)), DataType::Text)))
+        }
+        ("num_nulls" | "num_nonnulls", n) if n >= 1 => {
+            let mut a = Vec::with_capacity(n);
+            for b in std::mem::take(args) {
+                a.push(finish_unknown(b)?);
+            }
+            let f = if name == "num_nulls" { Func::NumNulls } else { Func::NumNonnulls };
+            call(f, a, DataType::Integer)
+        }
+        ("overlay", 3 | 4) => {
+            let s = coerce(args.remove(0), &text)?;
+            let w = coerce(args.remove(0), &text)?;
+            let mut a = vec![s, w];
+            for b in std::mem::take(args) {
+                a.push(coerce(b, &DataType::Integer)?);
+            }
+            call(Func::Overlay, a, text)
+        }
+        ("current_database" | "current_catalog", 0) => call(Func::CurrentDatabase, vec![], text),
+        ("current_schema", 0) => call(Func::CurrentSchema, vec![], text),
+        ("current_user" | "session_user" | "user" | "current_role", 0) => {
+            call(Func::CurrentUser, vec![], text)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn null() -> B {
+    B::new(Expr::Const(Value::Null), DataType::Text)
+}
+
+/// `version()`: PostgreSQL's shape, so that drivers parse it, with QubeDB
+/// named.
+pub fn version() -> String {
+    format!(
+        "PostgreSQL 16.0 (QubeDB {}) on {}-linux, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    )
+}
+
+fn math1(name: &str) -> u8 {
+    match name {
+        "ln" => 0,
+        "log10" | "log" => 1,
+        "exp" => 2,
+        "cbrt" => 3,
+        "degrees" => 4,
+        "radians" => 5,
+        "sin" => 6,
+        "cos" => 7,
+        "tan" => 8,
+        "asin" => 9,
+        "acos" => 10,
+        "atan" => 11,
+        "cot" => 12,
+        "sinh" => 13,
+        "cosh" => 14,
+        _ => 15,
+    }
+}
