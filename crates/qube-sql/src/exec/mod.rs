@@ -1,14 +1,15 @@
 //! Runs bound plans against a transaction.
 //!
-//! This executor materialises most operators' output (`Vec<Row>`)
-//! (scans, filters, projections, LIMIT and aggregation pull rows through
-//! `stream.rs` instead):
-//! simple and fast for the small inputs of the conformance corpora, but
-//! not bounded by `work_mem` and not streaming; ARCHITECTURE.md lists
-//! that as the next step. Joins of several inputs pick their order at run
-//! time: the smallest input first, then repeatedly an input linked to what
-//! is joined by an equality (a hash join), each condition applied as soon
-//! as its inputs are present.
+//! Sorts, joins, set operations and window functions materialise their
+//! rows (`Vec<Row>`); scans, filters, projections, LIMIT, aggregation and
+//! the inputs of joins pull rows through `stream.rs` instead, so a LIMIT
+//! stops the scan below it and a full scan holds one batch at a time. The
+//! materialising operators are not bounded by `work_mem` (no spilling);
+//! ARCHITECTURE.md lists that as the next step. Joins of several inputs
+//! pick their order at run time: the smallest input first, then repeatedly
+//! an input linked to what is joined by an equality (a hash join, built on
+//! the smaller of the two sides), each condition applied as soon as its
+//! inputs are present.
 
 pub(crate) mod ddl;
 pub(crate) mod dml;
