@@ -52,7 +52,8 @@ pub fn index_prefix(index: u64) -> [u8; 9] {
 /// The entry key of `values` in an index; `unique` keys omit the rowid
 /// unless a value is NULL.
 pub fn index_key(index: u64, values: &[Value], rowid: u64, unique: bool) -> Vec<u8> {
-    let mut k = index_prefix(index).to_vec();
+    let mut k = Vec::with_capacity(9 + 10 * values.len() + 8);
+    k.extend_from_slice(&index_prefix(index));
     for v in values {
         encode_key(v, &mut k);
     }

@@ -533,7 +533,7 @@ fn read_version(
     read_ts: Ts,
     newer: Option<&mut Vec<Ts>>,
 ) -> Result<Option<Vec<u8>>> {
-    let mut vp = Vec::new();
+    let mut vp = Vec::with_capacity(key.len() + 16);
     keys::version_prefix_into(key, &mut vp);
     let mut found = None;
     match newer {
@@ -550,7 +550,10 @@ fn read_version(
             }
         }
         None => {
-            let start = Key::Version(key, read_ts).encode();
+            // The version key (key, read_ts) is the prefix and the inverted timestamp.
+            let mut start = Vec::with_capacity(vp.len() + 8);
+            start.extend_from_slice(&vp);
+            start.extend_from_slice(&(!read_ts).to_be_bytes());
             let end = prefix_successor(&vp).unwrap_or_else(keys::versions_end);
             let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
             let (mut k, mut v) = (Vec::new(), Vec::new());
@@ -565,7 +568,7 @@ fn read_version(
 /// The newest committed version of `key`: its timestamp (0 if none) and
 /// value (`None`: absent or deleted).
 fn newest_version(engine: &dyn Engine, key: &[u8]) -> Result<(Ts, Option<Vec<u8>>)> {
-    let mut vp = Vec::new();
+    let mut vp = Vec::with_capacity(key.len() + 16);
     keys::version_prefix_into(key, &mut vp);
     let (mut k, mut v) = (Vec::new(), Vec::new());
     if !engine.seek(&KeyRange::prefix(&vp), &mut k, &mut v)? {
