@@ -241,6 +241,9 @@ impl Drop for Session {
     }
 }
 
+/// Where `Session::execute_streaming` sends result rows.
+pub type RowSink<'a> = dyn FnMut(&[Column], Vec<Value>) -> Result<()> + 'a;
+
 /// PostgreSQL's default `search_path`.
 pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
@@ -283,6 +286,29 @@ impl Session {
 
     /// As `execute`, with values for `$1`, `$2`, ….
     pub fn execute_with(&mut self, sql: &str, params: &[Value]) -> Result<Vec<QueryResult>> {
+        self.run_sql(sql, params, None)
+    }
+
+    /// As `execute_with`, but each row of a query's result goes to
+    /// `on_row` (with the result's columns) as the executor produces it,
+    /// instead of being collected: the returned results of queries have
+    /// their columns and tag and no rows. An error from `on_row` (a client
+    /// gone) stops the statement with that error.
+    pub fn execute_streaming(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        on_row: &mut RowSink,
+    ) -> Result<Vec<QueryResult>> {
+        self.run_sql(sql, params, Some(on_row))
+    }
+
+    fn run_sql(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<Vec<QueryResult>> {
         let stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -290,7 +316,7 @@ impl Session {
                 return Err(crate::position::locate(e, sql, None));
             }
         };
-        let res = self.run_parsed(sql, &stmts, params);
+        let res = self.run_parsed(sql, &stmts, params, sink);
         for s in stmts {
             dismantle(s);
         }
@@ -308,10 +334,30 @@ impl Session {
     }
 
     pub fn execute_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<Vec<QueryResult>> {
+        self.run_prepared(p, params, None)
+    }
+
+    /// As `execute_prepared`, streaming query rows to `on_row` (see
+    /// `execute_streaming`).
+    pub fn execute_prepared_streaming(
+        &mut self,
+        p: &Prepared,
+        params: &[Value],
+        on_row: &mut RowSink,
+    ) -> Result<Vec<QueryResult>> {
+        self.run_prepared(p, params, Some(on_row))
+    }
+
+    fn run_prepared(
+        &mut self,
+        p: &Prepared,
+        params: &[Value],
+        mut sink: Option<&mut RowSink>,
+    ) -> Result<Vec<QueryResult>> {
         let mut out = Vec::with_capacity(p.stmts.len());
         for (i, s) in p.stmts.iter().enumerate() {
             self.plan_key = Some((p.id, i));
-            let r = self.statement(s, params);
+            let r = self.statement(s, params, sink.as_deref_mut());
             self.plan_key = None;
             out.push(r.map_err(|e| crate::position::locate(e, &p.sql, Some(s)))?);
         }
@@ -323,11 +369,13 @@ impl Session {
         sql: &str,
         stmts: &[ast::Statement],
         params: &[Value],
+        mut sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
         let mut out = Vec::with_capacity(stmts.len());
         for s in stmts {
             out.push(
-                self.statement(s, params).map_err(|e| crate::position::locate(e, sql, Some(s)))?,
+                self.statement(s, params, sink.as_deref_mut())
+                    .map_err(|e| crate::position::locate(e, sql, Some(s)))?,
             );
         }
         Ok(out)
@@ -356,7 +404,12 @@ impl Session {
         self.set_time_zone_expr(&v, false).map(|_| ())
     }
 
-    fn statement(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+    fn statement(
+        &mut self,
+        s: &ast::Statement,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
         // now() is the transaction's start; casts and operators read the
         // session's zone and clock from the statement's environment.
         let now = datetime::clock_now();
@@ -365,7 +418,7 @@ impl Session {
             self.txn_ts = now;
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
-        let res = self.statement_inner(s, params);
+        let res = self.statement_inner(s, params, sink);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
         if in_block
@@ -381,7 +434,12 @@ impl Session {
         res
     }
 
-    fn statement_inner(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+    fn statement_inner(
+        &mut self,
+        s: &ast::Statement,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
         use ast::Statement as S;
         match s {
             S::StartTransaction { modes, .. } => {
@@ -510,7 +568,7 @@ impl Session {
                     format!("{what} DATABASE cannot run inside a transaction block"),
                 ))
             }
-            other => self.in_transaction(other, params),
+            other => self.in_transaction(other, params, sink),
         }
     }
 
@@ -711,7 +769,12 @@ impl Session {
     }
 
     /// Runs a statement in the explicit transaction, or in its own.
-    fn in_transaction(&mut self, s: &ast::Statement, params: &[Value]) -> Result<QueryResult> {
+    fn in_transaction(
+        &mut self,
+        s: &ast::Statement,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
         let shared = self.db.shared.clone();
         if self.plans.len() > 1000 {
             self.plans.clear();
@@ -732,7 +795,7 @@ impl Session {
                     &self.seqs,
                     &self.temp_name,
                 )
-                .and_then(|path| run_statement(&shared, t, &path, s, params, slot));
+                .and_then(|path| run_statement(&shared, t, &path, s, params, slot, sink));
                 if res.is_err() {
                     self.failed = true;
                 }
@@ -750,7 +813,7 @@ impl Session {
                     &self.seqs,
                     &self.temp_name,
                 )
-                .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot));
+                .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot, sink));
                 match res {
                     Ok(r) => {
                         t.commit()?;
@@ -777,6 +840,7 @@ fn run_statement(
     s: &ast::Statement,
     params: &[Value],
     plan_slot: Option<&mut CachedPlan>,
+    sink: Option<&mut RowSink>,
 ) -> Result<QueryResult> {
     use ast::Statement as S;
     match s {
@@ -802,18 +866,25 @@ fn run_statement(
             };
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
+            let columns: Vec<Column> = q
+                .columns
+                .iter()
+                .cloned()
+                .map(|(name, data_type)| Column { name, data_type })
+                .collect();
+            if let Some(sink) = sink {
+                // Rows go to the caller as the executor produces them.
+                let mut rows = exec::stream::open(&mut ctx, &q.plan, None)?;
+                let mut n = 0u64;
+                while let Some(r) = rows.next(&mut ctx)? {
+                    sink(&columns, r)?;
+                    n += 1;
+                }
+                return Ok(QueryResult { columns, rows: Vec::new(), tag: format!("SELECT {n}") });
+            }
             let rows = exec::run(&mut ctx, &q.plan)?;
             let n = rows.len();
-            Ok(QueryResult {
-                columns: q
-                    .columns
-                    .iter()
-                    .cloned()
-                    .map(|(name, data_type)| Column { name, data_type })
-                    .collect(),
-                rows,
-                tag: format!("SELECT {n}"),
-            })
+            Ok(QueryResult { columns, rows, tag: format!("SELECT {n}") })
         }
         S::Explain { analyze, statement, .. } => {
             let ast::Statement::Query(q) = statement.as_ref() else {

@@ -516,3 +516,53 @@ fn explain_shows_row_estimates() {
     let p = plan(&mut s, "SELECT * FROM t ORDER BY id LIMIT 3");
     assert!(p[0].starts_with("Limit") && p[0].ends_with("(rows=3)"), "{p:?}");
 }
+
+/// `execute_streaming` hands rows over as they are produced: the same
+/// rows `execute` collects, columns first; an error from the receiver
+/// stops the statement; other statements run as usual.
+#[test]
+fn results_can_be_streamed() {
+    use qube_sql::{Error, Value};
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t(id int PRIMARY KEY, v text)").unwrap();
+    s.execute("INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 5000) i").unwrap();
+    let q = "SELECT id, v FROM t WHERE id % 7 = 0 ORDER BY id";
+    let collected = s.execute(q).unwrap().remove(0);
+    let mut streamed = Vec::new();
+    let mut names = Vec::new();
+    let r = s
+        .execute_streaming(q, &[], &mut |cols, row| {
+            if names.is_empty() {
+                names = cols.iter().map(|c| c.name.clone()).collect();
+            }
+            streamed.push(row);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(streamed, collected.rows);
+    assert_eq!(names, vec!["id", "v"]);
+    assert_eq!(r[0].tag, collected.tag);
+    assert!(r[0].rows.is_empty());
+    // A receiver that gives up after 10 rows stops the scan there.
+    let mut seen = 0;
+    let e = s
+        .execute_streaming("SELECT * FROM t", &[], &mut |_, _| {
+            seen += 1;
+            if seen == 10 { Err(Error::user("57014", "client went away")) } else { Ok(()) }
+        })
+        .unwrap_err();
+    assert_eq!((e.sqlstate(), seen), ("57014", 10));
+    // Non-queries and prepared statements.
+    let p = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
+    let mut got = Vec::new();
+    s.execute_prepared_streaming(&p, &[Value::Int4(42)], &mut |_, row| {
+        got.push(row);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, vec![vec![Value::Text("v42".into())]]);
+    let r =
+        s.execute_streaming("UPDATE t SET v = 'x' WHERE id < 3", &[], &mut |_, _| Ok(())).unwrap();
+    assert_eq!(r[0].tag, "UPDATE 2");
+}
