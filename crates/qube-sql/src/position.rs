@@ -44,13 +44,14 @@ fn line_col(msg: &str) -> Option<(u64, u64)> {
     Some((line.trim().parse().ok()?, col.parse().ok()?))
 }
 
-/// The character offset (1-based) of a 1-based line and column.
-fn offset_of(sql: &str, line: u64, col: u64) -> Option<u32> {
-    let mut cur_line = 1;
-    let mut cur_col = 1;
-    for (i, ch) in sql.chars().enumerate() {
+/// Where a 1-based line and column fall in `sql`: (byte offset,
+/// character offset); the end of the text for a column just past the
+/// last line's end.
+fn locate_line_col(sql: &str, line: u64, col: u64) -> Option<(usize, usize)> {
+    let (mut cur_line, mut cur_col) = (1, 1);
+    for (chars, (byte, ch)) in sql.char_indices().enumerate() {
         if cur_line == line && cur_col == col {
-            return Some(i as u32 + 1);
+            return Some((byte, chars));
         }
         if ch == '\n' {
             cur_line += 1;
@@ -59,33 +60,23 @@ fn offset_of(sql: &str, line: u64, col: u64) -> Option<u32> {
             cur_col += 1;
         }
     }
-    (cur_line == line).then(|| sql.chars().count() as u32 + 1)
+    (cur_line == line).then(|| (sql.len(), sql.chars().count()))
+}
+
+/// The character offset (1-based) of a 1-based line and column.
+fn offset_of(sql: &str, line: u64, col: u64) -> Option<u32> {
+    locate_line_col(sql, line, col).map(|(_, c)| c as u32 + 1)
 }
 
 /// The byte range of a span (its line/column locations) in `sql`; the
 /// whole text when the span is empty.
 fn byte_range(sql: &str, span: sqlparser::tokenizer::Span) -> (usize, usize) {
-    let to_byte = |line: u64, col: u64| -> Option<usize> {
-        let mut cur_line = 1;
-        let mut cur_col = 1;
-        for (i, ch) in sql.char_indices() {
-            if cur_line == line && cur_col == col {
-                return Some(i);
-            }
-            if ch == '\n' {
-                cur_line += 1;
-                cur_col = 1;
-            } else {
-                cur_col += 1;
-            }
-        }
-        None
-    };
     if span.start.line == 0 {
         return (0, sql.len());
     }
-    let start = to_byte(span.start.line, span.start.column).unwrap_or(0);
-    let end = to_byte(span.end.line, span.end.column).unwrap_or(sql.len()).max(start);
+    let at = |line, col| locate_line_col(sql, line, col).map(|(b, _)| b);
+    let start = at(span.start.line, span.start.column).unwrap_or(0);
+    let end = at(span.end.line, span.end.column).unwrap_or(sql.len()).max(start);
     (start, end.min(sql.len()))
 }
 

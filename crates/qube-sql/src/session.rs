@@ -241,6 +241,32 @@ impl Drop for Session {
     }
 }
 
+/// What a statement's `SearchPath` is resolved from.
+struct Names<'s> {
+    catalog: &'s qube_catalog::Catalog,
+    db: ObjectId,
+    db_name: &'s str,
+    path: &'s [String],
+    user: &'s str,
+    seqs: &'s Arc<parking_lot::Mutex<crate::exec::sequence::SeqValues>>,
+    temp: &'s str,
+}
+
+impl Names<'_> {
+    fn resolve(&self, txn: &mut Transaction) -> Result<SearchPath> {
+        SearchPath::resolve(
+            self.catalog,
+            txn,
+            self.db,
+            self.db_name,
+            self.path,
+            self.user,
+            self.seqs,
+            self.temp,
+        )
+    }
+}
+
 /// Where `Session::execute_streaming` sends result rows.
 pub type RowSink<'a> = dyn FnMut(&[Column], Vec<Value>) -> Result<()> + 'a;
 
@@ -779,23 +805,24 @@ impl Session {
         if self.plans.len() > 1000 {
             self.plans.clear();
         }
+        let names = Names {
+            catalog: &shared.catalog,
+            db: self.database,
+            db_name: &self.db_name,
+            path: &self.search_path,
+            user: &self.user,
+            seqs: &self.seqs,
+            temp: &self.temp_name,
+        };
         let slot = self.plan_key.map(|k| {
             self.plans.entry(k).or_insert_with(|| (0, Bound::Query(Arc::new(empty_query()))))
         });
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
-                let res = SearchPath::resolve(
-                    &shared.catalog,
-                    t,
-                    self.database,
-                    &self.db_name,
-                    &self.search_path,
-                    &self.user,
-                    &self.seqs,
-                    &self.temp_name,
-                )
-                .and_then(|path| run_statement(&shared, t, &path, s, params, slot, sink));
+                let res = names
+                    .resolve(t)
+                    .and_then(|path| run_statement(&shared, t, &path, s, params, slot, sink));
                 if res.is_err() {
                     self.failed = true;
                 }
@@ -803,17 +830,9 @@ impl Session {
             }
             None => {
                 let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
-                let res = SearchPath::resolve(
-                    &shared.catalog,
-                    &mut t,
-                    self.database,
-                    &self.db_name,
-                    &self.search_path,
-                    &self.user,
-                    &self.seqs,
-                    &self.temp_name,
-                )
-                .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot, sink));
+                let res = names
+                    .resolve(&mut t)
+                    .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot, sink));
                 match res {
                     Ok(r) => {
                         t.commit()?;

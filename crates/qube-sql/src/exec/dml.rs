@@ -1196,6 +1196,21 @@ fn update_joined(
     Ok(returned.result(returning, format!("UPDATE {n}")))
 }
 
+/// Deletes the stored row `row` at `rowid`: the referencing rows' ON
+/// DELETE actions, its index entries, the row.
+fn remove_row(
+    shared: &Shared,
+    schema: &SearchPath,
+    ctx: &mut Ctx,
+    t: &Target,
+    rowid: u64,
+    row: &Row,
+) -> Result<()> {
+    apply_in_fks(shared, schema, ctx, t, row, None, 0)?;
+    t.remove_entries(ctx.txn, rowid, row, None)?;
+    storage::delete_row(ctx.txn, t.table.id, rowid)
+}
+
 /// DELETE … USING: the target joined with the USING items under WHERE.
 #[allow(clippy::too_many_arguments)]
 fn delete_joined(
@@ -1233,9 +1248,7 @@ fn delete_joined(
             continue;
         }
         let row: Row = joined[offset..offset + ncols].to_vec();
-        apply_in_fks(shared, schema, &mut ctx, &t, &row, None, 0)?;
-        t.remove_entries(ctx.txn, rowid as u64, &row, None)?;
-        storage::delete_row(ctx.txn, t.table.id, rowid as u64)?;
+        remove_row(shared, schema, &mut ctx, &t, rowid as u64, &row)?;
         returned.push(&mut ctx, &returning, &joined)?;
         n += 1;
     }
@@ -1289,9 +1302,7 @@ pub fn delete(
         {
             continue;
         }
-        apply_in_fks(shared, schema, &mut ctx, &t, &row, None, 0)?;
-        t.remove_entries(ctx.txn, rowid, &row, None)?;
-        storage::delete_row(ctx.txn, t.table.id, rowid)?;
+        remove_row(shared, schema, &mut ctx, &t, rowid, &row)?;
         returned.push(&mut ctx, &returning, &row)?;
         n += 1;
     }

@@ -11,6 +11,11 @@
 use super::{JoinKind, Plan, SetOpKind};
 
 pub fn explain(plan: &Plan, est: &Estimates) -> Vec<String> {
+    estimated_lines(plan, est).into_iter().map(|(l, _)| l).collect()
+}
+
+/// The tree's lines with their estimates, each paired with its node.
+fn estimated_lines(plan: &Plan, est: &Estimates) -> Vec<(String, usize)> {
     let mut lines = Vec::new();
     let mut nodes = Vec::new();
     collect(plan, 0, &mut lines, &mut nodes);
@@ -18,8 +23,8 @@ pub fn explain(plan: &Plan, est: &Estimates) -> Vec<String> {
         .into_iter()
         .zip(nodes)
         .map(|(l, p)| match est.get(&p) {
-            Some(r) => format!("{l}  (rows={})", r.round().max(1.0) as u64),
-            None => l,
+            Some(r) => (format!("{l}  (rows={})", r.round().max(1.0) as u64), p),
+            None => (l, p),
         })
         .collect()
 }
@@ -92,19 +97,8 @@ pub fn explain_analyze(
     est: &Estimates,
     stats: &std::collections::HashMap<usize, crate::exec::NodeStats>,
 ) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut nodes = Vec::new();
-    collect(plan, 0, &mut lines, &mut nodes);
-    lines
+    estimated_lines(plan, est)
         .into_iter()
-        .zip(nodes)
-        .map(|(l, p)| {
-            let l = match est.get(&p) {
-                Some(r) => format!("{l}  (rows={})", r.round().max(1.0) as u64),
-                None => l,
-            };
-            (l, p)
-        })
         .map(|(l, p)| match stats.get(&p) {
             Some(s) => format!(
                 "{l} (actual time={:.3} ms rows={} loops={})",
