@@ -104,6 +104,12 @@ fn orderable(ty: &DataType) -> bool {
             | DataType::Text
             | DataType::Varchar(_)
             | DataType::Bytea
+            // Integers in their keys, ordered as Value::total_cmp orders them.
+            | DataType::Date
+            | DataType::Time
+            | DataType::Timestamp
+            | DataType::TimestampTz
+            | DataType::Uuid
     )
 }
 

@@ -566,3 +566,41 @@ fn results_can_be_streamed() {
         s.execute_streaming("UPDATE t SET v = 'x' WHERE id < 3", &[], &mut |_, _| Ok(())).unwrap();
     assert_eq!(r[0].tag, "UPDATE 2");
 }
+
+/// A prepared INSERT binds once, and again after any DDL: new columns,
+/// defaults, indexes and constraints apply to the next execution.
+#[test]
+fn prepared_insert_rebinds_after_ddl() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int, b text)").unwrap();
+    let ins = s.prepare("INSERT INTO t VALUES ($1, $2)").unwrap();
+    let run = |s: &mut qube_sql::Session, a: i64, b: &str| {
+        s.execute_prepared(&ins, &[Value::Int8(a), Value::Text(b.into())])
+    };
+    for i in 0..3 {
+        run(&mut s, i, "x").unwrap();
+    }
+    s.execute("ALTER TABLE t ADD COLUMN c int DEFAULT 7").unwrap();
+    run(&mut s, 10, "y").unwrap();
+    let r = s.execute("SELECT c FROM t WHERE a = 10").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Int4(7)]]);
+    s.execute("CREATE UNIQUE INDEX t_a ON t (a)").unwrap();
+    assert_eq!(run(&mut s, 10, "z").unwrap_err().sqlstate(), "23505");
+    // Inside a transaction that changes the catalog, the statement is bound afresh.
+    s.execute("BEGIN").unwrap();
+    s.execute("ALTER TABLE t ADD COLUMN d text DEFAULT 'dd'").unwrap();
+    run(&mut s, 20, "w").unwrap();
+    s.execute("COMMIT").unwrap();
+    let r = s.execute("SELECT d FROM t WHERE a = 20").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Text("dd".into())]]);
+    s.execute("DROP TABLE t").unwrap();
+    assert_eq!(run(&mut s, 1, "v").unwrap_err().sqlstate(), "42P01");
+    s.execute("CREATE TABLE t (b text, a bigint NOT NULL DEFAULT 0)").unwrap();
+    assert_eq!(run(&mut s, 1, "v").unwrap_err().sqlstate(), "22P02");
+    s.execute("DROP TABLE t; CREATE TABLE t (a bigint, b text)").unwrap();
+    run(&mut s, 1, "v").unwrap();
+    let r = s.execute("SELECT a, b FROM t").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Int8(1), Value::Text("v".into())]]);
+}
