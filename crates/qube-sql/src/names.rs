@@ -10,9 +10,10 @@
 //! exist); `db.s.t` must name the current database (0A000 otherwise:
 //! PostgreSQL does not implement cross-database references either).
 //!
-//! The path is resolved to schema ids once per statement
-//! (`SearchPath::resolve`), so a schema created later in the same
-//! transaction is seen by the next statement.
+//! The path is resolved to schema ids (`SearchPath::resolve`) for a
+//! statement; the session keeps the result while no DDL has committed
+//! since and its transaction has none of its own, so a schema created
+//! later (by this session or another) is seen by the next statement.
 
 use std::sync::Arc;
 

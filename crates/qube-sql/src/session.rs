@@ -184,6 +184,7 @@ impl Database {
             user: qube_catalog::BOOTSTRAP_NAME.to_string(),
             search_path: crate::names::parse_search_path(DEFAULT_SEARCH_PATH),
             seqs: Arc::default(),
+            path_cache: None,
             temp_name: format!(
                 "{}{}",
                 crate::names::TEMP_SCHEMA_PREFIX,
@@ -252,7 +253,30 @@ struct Names<'s> {
     temp: &'s str,
 }
 
+/// The resolved search path, kept while the catalog does not change.
+type PathCache = Option<(qube_txn::Ts, Arc<SearchPath>)>;
+
 impl Names<'_> {
+    /// The statement's search path: resolved again only when DDL has
+    /// committed since, or the transaction has DDL of its own (a per-
+    /// statement resolution cost a few catalog lookups and allocations on
+    /// every point query).
+    fn cached(&self, cache: &mut PathCache, txn: &mut Transaction) -> Result<Arc<SearchPath>> {
+        let version = self.catalog.mvcc().ddl_version();
+        let usable = !txn.has_ddl() && txn.read_ts() >= version;
+        if usable
+            && let Some((v, p)) = cache
+            && *v == version
+        {
+            return Ok(p.clone());
+        }
+        let path = Arc::new(self.resolve(txn)?);
+        if usable {
+            *cache = Some((version, path.clone()));
+        }
+        Ok(path)
+    }
+
     fn resolve(&self, txn: &mut Transaction) -> Result<SearchPath> {
         SearchPath::resolve(
             self.catalog,
@@ -286,6 +310,8 @@ pub struct Session {
     seqs: Arc<parking_lot::Mutex<crate::exec::sequence::SeqValues>>,
     /// This session's schema for temporary tables (see `names`).
     temp_name: String,
+    /// The last resolved search path (see `Names::cached`).
+    path_cache: PathCache,
     /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
     txn: Option<Transaction>,
     failed: bool,
@@ -762,6 +788,7 @@ impl Session {
                     self.search_path = crate::names::parse_search_path(&v);
                     // Plans bound under the old path may name other tables.
                     self.plans.clear();
+                    self.path_cache = None;
                     self.settings.insert(name, v);
                     return Ok(QueryResult::command("SET"));
                 }
@@ -821,7 +848,7 @@ impl Session {
             Some(t) => {
                 t.new_statement();
                 let res = names
-                    .resolve(t)
+                    .cached(&mut self.path_cache, t)
                     .and_then(|path| run_statement(&shared, t, &path, s, params, slot, sink));
                 if res.is_err() {
                     self.failed = true;
@@ -831,7 +858,7 @@ impl Session {
             None => {
                 let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
                 let res = names
-                    .resolve(&mut t)
+                    .cached(&mut self.path_cache, &mut t)
                     .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot, sink));
                 match res {
                     Ok(r) => {

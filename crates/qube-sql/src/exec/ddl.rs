@@ -666,8 +666,9 @@ fn create_index(
             method: "btree".into(),
         }),
     )?;
+    let ncols = t.def.columns.len();
     if plain {
-        build_index(txn, t.id, t.def.columns.len(), &positions, id, ci.unique, &name, &texts)?;
+        build_index(txn, t.id, ncols, &positions, id, ci.unique, &name, &texts)?;
         return Ok(done("CREATE INDEX"));
     }
     // Expression or partial: the rows' entries through the bound index.
@@ -679,20 +680,9 @@ fn create_index(
         .iter()
         .find(|x| x.id == id)
         .ok_or_else(|| Error::Internal("new index not bound".into()))?;
-    for (rowid, row) in storage::scan(txn, t.id, t.def.columns.len())? {
-        let Some(vals) = ix.values(txn, &row)? else { continue };
-        let key = storage::index_key(id, &vals, rowid, ci.unique);
-        if ci.unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
-            return Err(Error::user(
-                "23505",
-                format!(
-                    "could not create unique index \"{name}\": key ({}) is duplicated",
-                    texts.join(", ")
-                ),
-            ));
-        }
-        txn.set(&key, &rowid.to_be_bytes())?;
-    }
+    write_index_entries(txn, t.id, ncols, id, ci.unique, &name, &texts, &mut |txn, row| {
+        ix.values(txn, row)
+    })?;
     Ok(done("CREATE INDEX"))
 }
 
@@ -710,8 +700,8 @@ fn index_mentions(idef: &IndexDef, column: &str) -> bool {
         || idef.predicate.as_ref().is_some_and(|p| mentions(p, column))
 }
 
-/// Writes the entries of a new index for the existing rows (23505 when a
-/// unique one meets a duplicate).
+/// Writes the entries of a new index on columns for the existing rows
+/// (23505 when a unique one meets a duplicate).
 #[allow(clippy::too_many_arguments)]
 fn build_index(
     txn: &mut Transaction,
@@ -723,9 +713,29 @@ fn build_index(
     name: &str,
     cols: &[String],
 ) -> Result<()> {
-    let rows = storage::scan(txn, table, ncols)?;
-    for (rowid, row) in rows {
-        let vals: Vec<Value> = positions.iter().map(|&p| row[p].clone()).collect();
+    write_index_entries(txn, table, ncols, id, unique, name, cols, &mut |_, row| {
+        Ok(Some(positions.iter().map(|&p| row[p].clone()).collect()))
+    })
+}
+
+/// A row's key in an index (None: the row is not in a partial index).
+type KeyOf<'a> = dyn FnMut(&mut Transaction, &[Value]) -> Result<Option<Vec<Value>>> + 'a;
+
+/// Writes an index's entries for the existing rows: `values` gives a
+/// row's key (None: the row is not in a partial index).
+#[allow(clippy::too_many_arguments)]
+fn write_index_entries(
+    txn: &mut Transaction,
+    table: ObjectId,
+    ncols: usize,
+    id: ObjectId,
+    unique: bool,
+    name: &str,
+    cols: &[String],
+    values: &mut KeyOf,
+) -> Result<()> {
+    for (rowid, row) in storage::scan(txn, table, ncols)? {
+        let Some(vals) = values(txn, &row)? else { continue };
         let key = storage::index_key(id, &vals, rowid, unique);
         if unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
             return Err(Error::user(

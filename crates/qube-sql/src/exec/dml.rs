@@ -204,7 +204,7 @@ fn bind_assignments(
 impl ExprIndex {
     /// The key values of `row` in this index, or None when the row is not
     /// in it (its predicate is not true).
-    pub fn values(&self, txn: &mut Transaction, row: &Row) -> Result<Option<Vec<Value>>> {
+    pub fn values(&self, txn: &mut Transaction, row: &[Value]) -> Result<Option<Vec<Value>>> {
         let mut ctx = Ctx::new(txn, &[]);
         if let Some(p) = &self.predicate
             && !truthy(&eval(&mut ctx, p, row)?)

@@ -779,17 +779,7 @@ fn equi_sides<'e>(
 /// `e` over input `inp`'s own row (columns shifted down by its offset);
 /// None if it holds a subquery, whose outer references see the joined row.
 fn local_expr(e: &Expr, inp: &crate::plan::JoinInput) -> Option<Expr> {
-    let mut sub = false;
-    e.walk(&mut |x| {
-        sub |= matches!(
-            x,
-            Expr::ScalarSubquery { .. }
-                | Expr::Exists { .. }
-                | Expr::InSubquery { .. }
-                | Expr::Quantified { .. }
-        )
-    });
-    if sub {
+    if e.has_subquery() {
         return None;
     }
     let mut e = e.clone();

@@ -77,17 +77,7 @@ pub fn needing<'e>(need: &Need, width: usize, exprs: impl IntoIterator<Item = &'
     out.resize(width.max(out.len()), false);
     let mut cols = Vec::new();
     for e in exprs {
-        let mut sub = false;
-        e.walk(&mut |x| {
-            sub |= matches!(
-                x,
-                Expr::ScalarSubquery { .. }
-                    | Expr::Exists { .. }
-                    | Expr::InSubquery { .. }
-                    | Expr::Quantified { .. }
-            )
-        });
-        if sub {
+        if e.has_subquery() {
             return None;
         }
         e.columns_used(&mut cols);

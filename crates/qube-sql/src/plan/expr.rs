@@ -487,6 +487,22 @@ impl Expr {
     }
 
     /// Visits every node of this expression (not inside subqueries).
+    /// Whether a subquery appears in the expression (its outer references
+    /// read rows beyond the expression's own).
+    pub fn has_subquery(&self) -> bool {
+        let mut sub = false;
+        self.walk(&mut |x| {
+            sub |= matches!(
+                x,
+                Expr::ScalarSubquery { .. }
+                    | Expr::Exists { .. }
+                    | Expr::InSubquery { .. }
+                    | Expr::Quantified { .. }
+            )
+        });
+        sub
+    }
+
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {

@@ -604,3 +604,20 @@ fn prepared_insert_rebinds_after_ddl() {
     let r = s.execute("SELECT a, b FROM t").unwrap();
     assert_eq!(r[0].rows, vec![vec![Value::Int8(1), Value::Text("v".into())]]);
 }
+
+/// The session keeps its resolved search_path between statements; a
+/// schema another session creates later still joins the path.
+#[test]
+fn search_path_follows_other_sessions_ddl() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut a = db.session().unwrap();
+    let mut b = db.session().unwrap();
+    a.execute("CREATE TABLE t(x int); INSERT INTO t VALUES (1); SET search_path TO s1, public")
+        .unwrap();
+    assert_eq!(a.execute("SELECT x FROM t").unwrap()[0].rows[0][0], Value::Int4(1));
+    b.execute("CREATE SCHEMA s1; CREATE TABLE s1.t(x int); INSERT INTO s1.t VALUES (2)").unwrap();
+    assert_eq!(a.execute("SELECT x FROM t").unwrap()[0].rows[0][0], Value::Int4(2));
+    b.execute("DROP SCHEMA s1 CASCADE").unwrap();
+    assert_eq!(a.execute("SELECT x FROM t").unwrap()[0].rows[0][0], Value::Int4(1));
+}
