@@ -546,6 +546,19 @@ fn dec(i: i64) -> Decimal {
 }
 
 /// `µs` as seconds with 6 decimals.
+/// The fields of `t` µs read as a clock (a time of day, or an interval's
+/// time part): microseconds to hour, with the result's scale.
+fn clock_field(t: i64, field: &str) -> Option<(Decimal, u32)> {
+    Some(match field {
+        "microseconds" => (dec(t % USECS_PER_MINUTE), 0),
+        "milliseconds" => (Decimal::from_i128_with_scale((t % USECS_PER_MINUTE) as i128, 3), 3),
+        "second" => (secs((t % USECS_PER_MINUTE) as i128), 6),
+        "minute" => (dec(t / USECS_PER_MINUTE % 60), 0),
+        "hour" => (dec(t / USECS_PER_HOUR), 0),
+        _ => return None,
+    })
+}
+
 fn secs(us: i128) -> Decimal {
     Decimal::from_i128_with_scale(us, 6)
 }
@@ -581,14 +594,10 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
         Value::Interval(iv) => {
             let t = iv.micros;
             let years = iv.months as i64 / 12;
+            if let Some(r) = clock_field(t, field) {
+                return Ok(r);
+            }
             Ok(match field {
-                "microseconds" => (dec(t % USECS_PER_MINUTE), 0),
-                "milliseconds" => {
-                    (Decimal::from_i128_with_scale((t % USECS_PER_MINUTE) as i128, 3), 3)
-                }
-                "second" => (secs((t % USECS_PER_MINUTE) as i128), 6),
-                "minute" => (dec(t / USECS_PER_MINUTE % 60), 0),
-                "hour" => (dec(t / USECS_PER_HOUR), 0),
                 "day" => (dec(iv.days as i64), 0),
                 "month" => (dec(iv.months as i64 % 12), 0),
                 "quarter" => (dec(iv.months as i64 % 12 / 3 + 1), 0),
@@ -608,14 +617,10 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
         }
         Value::Time(t) => {
             let t = *t;
+            if let Some(r) = clock_field(t, field) {
+                return Ok(r);
+            }
             Ok(match field {
-                "microseconds" => (dec(t % USECS_PER_MINUTE), 0),
-                "milliseconds" => {
-                    (Decimal::from_i128_with_scale((t % USECS_PER_MINUTE) as i128, 3), 3)
-                }
-                "second" => (secs((t % USECS_PER_MINUTE) as i128), 6),
-                "minute" => (dec(t / USECS_PER_MINUTE % 60), 0),
-                "hour" => (dec(t / USECS_PER_HOUR), 0),
                 "epoch" => (secs(t as i128), 6),
                 _ => return Err(unsupported()),
             })

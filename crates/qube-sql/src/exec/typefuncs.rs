@@ -674,14 +674,8 @@ fn set_path(j: &mut Jsonb, path: &[String], depth: usize, new: Jsonb, create: bo
             Ok(())
         }
         Jsonb::Array(items) => {
-            let i: i64 = step.trim().parse().map_err(|_| {
-                Error::user(
-                    "22P02",
-                    format!("path element at position {} is not an integer: \"{step}\"", depth + 1),
-                )
-            })?;
             let n = items.len() as i64;
-            let idx = if i < 0 { n + i } else { i };
+            let idx = path_index(step, depth, n)?;
             if idx >= 0 && idx < n {
                 if last {
                     items[idx as usize] = new;
@@ -701,6 +695,18 @@ fn set_path(j: &mut Jsonb, path: &[String], depth: usize, new: Jsonb, create: bo
     }
 }
 
+/// A jsonb path step into an array of `n` elements: its index, counted
+/// from the end when negative (22P02 if it is not an integer).
+fn path_index(step: &str, depth: usize, n: i64) -> Result<i64> {
+    let i: i64 = step.trim().parse().map_err(|_| {
+        Error::user(
+            "22P02",
+            format!("path element at position {} is not an integer: \"{step}\"", depth + 1),
+        )
+    })?;
+    Ok(if i < 0 { n + i } else { i })
+}
+
 /// `#-`: removes the value at `path` (nothing if it is missing).
 fn delete_path(j: &mut Jsonb, path: &[String], depth: usize) -> Result<()> {
     let Some(step) = path.get(depth) else { return Ok(()) };
@@ -716,14 +722,8 @@ fn delete_path(j: &mut Jsonb, path: &[String], depth: usize) -> Result<()> {
             }
         }
         Jsonb::Array(items) => {
-            let i: i64 = step.trim().parse().map_err(|_| {
-                Error::user(
-                    "22P02",
-                    format!("path element at position {} is not an integer: \"{step}\"", depth + 1),
-                )
-            })?;
             let n = items.len() as i64;
-            let idx = if i < 0 { n + i } else { i };
+            let idx = path_index(step, depth, n)?;
             if idx >= 0 && idx < n {
                 if last {
                     items.remove(idx as usize);

@@ -241,40 +241,23 @@ impl Interval {
     /// `interval * factor`, PostgreSQL's `interval_mul`: fractional months
     /// spill into days (30 a month), fractional days into time.
     pub fn mul_f64(self, factor: f64) -> Result<Interval> {
-        let m = self.months as f64 * factor;
-        let d = self.days as f64 * factor;
-        if !m.is_finite()
-            || !d.is_finite()
-            || m.abs() > i32::MAX as f64
-            || d.abs() > i32::MAX as f64
-        {
-            return Err(interval_out_of_range());
-        }
-        let months = m as i32;
-        let mut days = d as i32;
-        let month_rem_days = tsround((m - months as f64) * 30.0);
-        let mut sec_rem =
-            tsround((d - days as f64 + month_rem_days - month_rem_days.trunc()) * 86_400.0);
-        if sec_rem.abs() >= 86_400.0 {
-            let extra = (sec_rem / 86_400.0).trunc();
-            days = days.checked_add(extra as i32).ok_or_else(interval_out_of_range)?;
-            sec_rem -= extra * 86_400.0;
-        }
-        days = days.checked_add(month_rem_days as i32).ok_or_else(interval_out_of_range)?;
-        let t = (self.micros as f64 * factor + sec_rem * 1e6).round_ties_even();
-        if !t.is_finite() || t.abs() >= 9.2e18 {
-            return Err(interval_out_of_range());
-        }
-        Ok(Interval { months, days, micros: t as i64 })
+        self.scale(|x| x * factor)
     }
 
-    /// `interval / factor`, PostgreSQL's `interval_div`.
+    /// `interval / factor`, PostgreSQL's `interval_div` (dividing each
+    /// field, not multiplying by the reciprocal, as PostgreSQL does).
     pub fn div_f64(self, factor: f64) -> Result<Interval> {
         if factor == 0.0 {
             return Err(Error::user("22012", "division by zero"));
         }
-        let m = self.months as f64 / factor;
-        let d = self.days as f64 / factor;
+        self.scale(|x| x / factor)
+    }
+
+    /// Each field scaled by `f`, the fractions cascading down as
+    /// PostgreSQL's interval_mul and interval_div do.
+    fn scale(self, f: impl Fn(f64) -> f64) -> Result<Interval> {
+        let m = f(self.months as f64);
+        let d = f(self.days as f64);
         if !m.is_finite()
             || !d.is_finite()
             || m.abs() > i32::MAX as f64
@@ -293,7 +276,7 @@ impl Interval {
             sec_rem -= extra * 86_400.0;
         }
         days = days.checked_add(month_rem_days as i32).ok_or_else(interval_out_of_range)?;
-        let t = (self.micros as f64 / factor + sec_rem * 1e6).round_ties_even();
+        let t = (f(self.micros as f64) + sec_rem * 1e6).round_ties_even();
         if !t.is_finite() || t.abs() >= 9.2e18 {
             return Err(interval_out_of_range());
         }
