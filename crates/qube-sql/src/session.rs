@@ -81,6 +81,9 @@ pub(crate) struct Shared {
     pub value_limit: std::sync::atomic::AtomicUsize,
     /// Numbers sessions (for their temporary schemas).
     pub next_session: std::sync::atomic::AtomicU64,
+    /// Where sorts and aggregates spill (`exec::spill`); None: the
+    /// system's temporary directory.
+    pub temp_dir: Option<Arc<Path>>,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -94,7 +97,7 @@ impl Database {
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
         let engine: Arc<dyn Engine> =
             Arc::new(BTreeEngine::open(dir.as_ref(), Options::default())?);
-        Self::with_engine(engine)
+        Self::build(engine, Some(dir.as_ref().join("tmp").into()))
     }
 
     /// A database in memory, gone when dropped.
@@ -103,6 +106,10 @@ impl Database {
     }
 
     pub fn with_engine(engine: Arc<dyn Engine>) -> Result<Database> {
+        Self::build(engine, None)
+    }
+
+    fn build(engine: Arc<dyn Engine>, temp_dir: Option<Arc<Path>>) -> Result<Database> {
         let mvcc = Arc::new(Mvcc::open(
             engine.clone(),
             MvccOptions { gc_interval: Some(Duration::from_secs(1)), ..MvccOptions::default() },
@@ -116,6 +123,7 @@ impl Database {
                 rowids: RowIds::default(),
                 value_limit: std::sync::atomic::AtomicUsize::new(exec::MAX_QUERY_VALUES),
                 next_session: std::sync::atomic::AtomicU64::new(1),
+                temp_dir,
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -193,6 +201,7 @@ impl Database {
             txn: None,
             failed: false,
             settings: HashMap::new(),
+            work_mem: exec::spill::DEFAULT_WORK_MEM,
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
             plan_key: None,
@@ -316,6 +325,8 @@ pub struct Session {
     txn: Option<Transaction>,
     failed: bool,
     settings: HashMap<String, String>,
+    /// `work_mem` in bytes (see `exec::spill`).
+    work_mem: usize,
     default_isolation: Isolation,
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: HashMap<(u64, usize), CachedPlan>,
@@ -470,6 +481,7 @@ impl Session {
             self.txn_ts = now;
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
+        exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
         let res = self.statement_inner(s, params, sink);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
@@ -600,6 +612,7 @@ impl Session {
                 Ok(QueryResult::command("RELEASE"))
             }
             S::Set(set) => self.set(set),
+            S::Reset(r) => self.reset(&r.reset),
             S::ShowVariable { variable } => {
                 let name =
                     variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
@@ -642,6 +655,7 @@ impl Session {
             .into(),
             "server_version" => "16.0".into(),
             "search_path" => DEFAULT_SEARCH_PATH.into(),
+            "work_mem" => exec::spill::format_memory(self.work_mem),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
             "standard_conforming_strings" => "on".into(),
@@ -753,6 +767,43 @@ impl Session {
         Ok(QueryResult::command("SET"))
     }
 
+    /// RESET name / RESET ALL: back to the default.
+    fn reset(&mut self, r: &ast::Reset) -> Result<QueryResult> {
+        let name = match r {
+            ast::Reset::ALL => None,
+            ast::Reset::ConfigurationParameter(n) => {
+                Some(crate::plan::bind::object_name(n)?.join(".").to_ascii_lowercase())
+            }
+            ast::Reset::SessionAuthorization => {
+                return Err(crate::plan::bind::unsupported("RESET SESSION AUTHORIZATION"));
+            }
+        };
+        let all = name.is_none();
+        let is = |n: &str| all || name.as_deref() == Some(n);
+        if is("timezone") {
+            self.set_time_zone("UTC")?;
+        }
+        if is("work_mem") {
+            self.work_mem = exec::spill::DEFAULT_WORK_MEM;
+        }
+        if is("search_path") {
+            self.search_path = crate::names::parse_search_path(DEFAULT_SEARCH_PATH);
+            self.plans.clear();
+            self.path_cache = None;
+        }
+        match &name {
+            None => self.settings.clear(),
+            Some(n) => {
+                if !self.settings.contains_key(n) {
+                    // An unknown name is an error, as SHOW's.
+                    self.setting(n)?;
+                }
+                self.settings.remove(n);
+            }
+        }
+        Ok(QueryResult::command("RESET"))
+    }
+
     fn set(&mut self, set: &ast::Set) -> Result<QueryResult> {
         match set {
             ast::Set::SetTimeZone { value, local } => self.set_time_zone_expr(value, *local),
@@ -779,6 +830,15 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                if name.eq_ignore_ascii_case("work_mem") {
+                    self.work_mem = if value.eq_ignore_ascii_case("default") {
+                        exec::spill::DEFAULT_WORK_MEM
+                    } else {
+                        // PostgreSQL's range: 64 kB to 2147483647 kB.
+                        exec::spill::parse_memory("work_mem", &value, 64, 2_147_483_647)?
+                    };
+                    return Ok(QueryResult::command("SET"));
+                }
                 if name == "search_path" {
                     let v = if value.eq_ignore_ascii_case("default") {
                         DEFAULT_SEARCH_PATH.to_string()

@@ -1,11 +1,12 @@
 //! Runs bound plans against a transaction.
 //!
-//! Sorts, joins, set operations and window functions materialise their
-//! rows (`Vec<Row>`); scans, filters, projections, LIMIT, aggregation and
-//! the inputs of joins pull rows through `stream.rs` instead, so a LIMIT
-//! stops the scan below it and a full scan holds one batch at a time. The
-//! materialising operators are not bounded by `work_mem` (no spilling);
-//! ARCHITECTURE.md lists that as the next step. Joins of several inputs
+//! Joins, set operations and window functions materialise their rows
+//! (`Vec<Row>`); scans, filters, projections, sorts, LIMIT, aggregation
+//! and the inputs of joins pull rows through `stream.rs` instead, so a
+//! LIMIT stops the scan below it and a full scan holds one batch at a
+//! time. Sorts and hash aggregates hold at most `work_mem` and spill the
+//! rest to temporary files (`spill.rs`); the materialising operators are
+//! bounded by the query's value limit instead (`Ctx::charge`, 53200). Joins of several inputs
 //! pick their order at run time: the smallest input first, then repeatedly
 //! an input linked to what is joined by an equality (a hash join, built on
 //! the smaller of the two sides), each condition applied as soon as its
@@ -19,6 +20,7 @@ pub mod funcs;
 pub mod morefuncs;
 pub(crate) mod namespace;
 pub mod sequence;
+pub mod spill;
 pub mod stream;
 pub mod typefuncs;
 mod window;
@@ -43,10 +45,11 @@ use eval::{eval, truthy};
 
 pub type Row = Vec<Value>;
 
-/// Default for the most values one statement's joins may materialise
-/// (a few GiB; `Database::set_query_value_limit` changes it):
-/// the executor does not spill yet, so a runaway cross join fails with
-/// 53200 instead of taking the process down.
+/// Default for the most values one statement's joins, set operations,
+/// DISTINCT and growing aggregate states may hold in memory (a few GiB;
+/// `Database::set_query_value_limit` changes it): these do not spill, so
+/// a runaway cross join fails with 53200 instead of taking the process
+/// down. (Sorts and hash aggregation spill beyond `work_mem`.)
 pub const MAX_QUERY_VALUES: usize = 50_000_000;
 
 /// The width of the rows in `out` (1 for an empty output: a first row).
@@ -114,7 +117,7 @@ impl<'a> Ctx<'a> {
                 "53200",
                 format!(
                     "out of memory: the query would hold more than {} values in memory \
-                     (joins are materialised; spilling to disk is not built yet)",
+                     (joins, set operations, DISTINCT and aggregate states do not spill to disk)",
                     self.limit
                 ),
             ));
@@ -435,8 +438,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             Ok(out)
         }
         Plan::Sort { input, keys } => {
-            let rows = run(ctx, input)?;
-            sort_rows(ctx, rows, keys)
+            let rows = stream::open(ctx, input, None)?;
+            let mut sorted = spill::sort_stream(ctx, rows, keys, None)?;
+            let mut out = Vec::new();
+            while let Some(r) = sorted.next_row()? {
+                out.push(r);
+            }
+            Ok(out)
         }
         Plan::Limit { input, limit, offset } => {
             let count = |ctx: &mut Ctx,
@@ -486,13 +494,14 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             })
         }
         Plan::Distinct { input } => {
-            let rows = run(ctx, input)?;
+            let mut rows = stream::open(ctx, input, None)?;
             let mut seen = HashSet::new();
             let mut buf = Vec::new();
             let mut out = Vec::new();
-            for r in rows {
+            while let Some(r) = rows.next(ctx)? {
                 key_bytes(&r, &mut buf);
                 if seen.insert(buf.clone()) {
+                    ctx.charge(r.len().max(1))?;
                     out.push(r);
                 }
             }
@@ -679,8 +688,12 @@ fn run_limited(ctx: &mut Ctx, plan: &Plan, n: Option<usize>) -> Result<Vec<Row>>
     match (plan, n) {
         (Plan::Sort { input, keys }, Some(n)) => {
             let start = std::time::Instant::now();
-            let rows = run(ctx, input)?;
-            let rows = sort_rows_limit(ctx, rows, keys, Some(n))?;
+            let input = stream::open(ctx, input, None)?;
+            let mut sorted = spill::sort_stream(ctx, input, keys, Some(n))?;
+            let mut rows = Vec::new();
+            while let Some(r) = sorted.next_row()? {
+                rows.push(r);
+            }
             if let Some(stats) = ctx.stats.as_mut() {
                 let e = stats.entry(plan as *const Plan as usize).or_default();
                 e.rows += rows.len() as u64;
@@ -724,35 +737,6 @@ pub(crate) fn cmp_sort_keys(keys: &[SortKey], a: &[Value], b: &[Value]) -> Order
         }
     }
     Ordering::Equal
-}
-
-pub fn sort_rows(ctx: &mut Ctx, rows: Vec<Row>, keys: &[SortKey]) -> Result<Vec<Row>> {
-    sort_rows_limit(ctx, rows, keys, None)
-}
-
-fn sort_rows_limit(
-    ctx: &mut Ctx,
-    rows: Vec<Row>,
-    keys: &[SortKey],
-    limit: Option<usize>,
-) -> Result<Vec<Row>> {
-    let mut keyed: Vec<(Vec<Value>, Row)> = Vec::with_capacity(rows.len());
-    for r in rows {
-        let k = keys.iter().map(|k| eval(ctx, &k.expr, &r)).collect::<Result<Vec<_>>>()?;
-        keyed.push((k, r));
-    }
-    let cmp = |a: &(Vec<Value>, Row), b: &(Vec<Value>, Row)| cmp_sort_keys(keys, &a.0, &b.0);
-    if let Some(n) = limit
-        && n < keyed.len()
-    {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        keyed.select_nth_unstable_by(n - 1, cmp);
-        keyed.truncate(n);
-    }
-    keyed.sort_by(cmp);
-    Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
 // ---------------------------------------------------------------- joins
@@ -1287,14 +1271,68 @@ struct Group {
 
 /// Groups the rows of `rows` by `group_by` and computes `aggs` per group;
 /// with `one_group` (no keys, or an empty grouping set) there is exactly
-/// one group, even for no rows.
+/// one group, even for no rows. Groups beyond `work_mem` spill to
+/// partition files, each aggregated in turn (see `spill`).
 fn aggregate(
+    ctx: &mut Ctx,
+    rows: stream::Stream,
+    group_by: &[Expr],
+    aggs: &[AggCall],
+    one_group: bool,
+) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    let mut queue = match aggregate_pass(ctx, rows, group_by, aggs, one_group, 0, &mut out)? {
+        Some(p) => p.finish()?.into_iter().map(|r| (r, 1)).collect(),
+        None => Vec::new(),
+    };
+    while let Some((file, depth)) = queue.pop() {
+        let input = stream::Stream::Spilled(file);
+        if let Some(p) = aggregate_pass(ctx, input, group_by, aggs, false, depth, &mut out)? {
+            queue.extend(p.finish()?.into_iter().map(|r| (r, depth + 1)));
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes a group holds before any of its values: its key (twice: in the
+/// index and the group) and its states.
+fn group_size(key: &[u8], keys: &[Value], aggs: usize) -> usize {
+    64 + key.len() + spill::row_size(keys) + aggs * std::mem::size_of::<Acc>()
+}
+
+/// Whether an aggregate's state grows with every value it takes.
+fn acc_grows(a: &AggCall) -> bool {
+    a.distinct
+        || !a.order_by.is_empty()
+        || matches!(
+            a.func,
+            AggFunc::StringAgg
+                | AggFunc::ArrayAgg
+                | AggFunc::JsonAgg
+                | AggFunc::JsonbAgg
+                | AggFunc::JsonObjectAgg
+                | AggFunc::JsonbObjectAgg
+                | AggFunc::PercentileCont
+                | AggFunc::PercentileDisc
+                | AggFunc::Mode
+        )
+}
+
+/// One pass of `aggregate`: the groups that fit in `work_mem` are
+/// finished into `out`; the rows of the others are returned, partitioned.
+fn aggregate_pass(
     ctx: &mut Ctx,
     mut rows: stream::Stream,
     group_by: &[Expr],
     aggs: &[AggCall],
     one_group: bool,
-) -> Result<Vec<Row>> {
+    depth: u64,
+    out: &mut Vec<Row>,
+) -> Result<Option<spill::Partitions>> {
+    let work_mem = spill::work_mem();
+    let mut mem = 0usize;
+    let mut spilled: Option<spill::Partitions> = None;
+    let grows = aggs.iter().any(acc_grows);
     let mut groups: Vec<Group> = Vec::new();
     let mut index: FastMap<Vec<u8>, usize> = FastMap::default();
     let mut buf = Vec::new();
@@ -1321,7 +1359,13 @@ fn aggregate(
             key_bytes(&keys, &mut buf);
             match index.get(&buf) {
                 Some(&g) => g,
+                None if mem > work_mem => {
+                    // No room for another group: its rows wait in a file.
+                    spilled.get_or_insert_with(|| spill::Partitions::new(depth)).write(&buf, r)?;
+                    continue;
+                }
                 None => {
+                    mem += group_size(&buf, &keys, aggs.len());
                     index.insert(buf.clone(), groups.len());
                     groups.push(new_group(keys.clone()));
                     groups.len() - 1
@@ -1338,6 +1382,12 @@ fn aggregate(
                 Some(e) => eval(ctx, e, r)?,
                 None => Value::Null,
             };
+            if grows && acc_grows(a) {
+                // Held until the group ends: counted against work_mem (so
+                // that new groups spill) and the query's value limit.
+                mem += spill::value_size(&v) + 16;
+                ctx.charge(1)?;
+            }
             if !a.order_by.is_empty() {
                 let keys =
                     a.order_by.iter().map(|k| eval(ctx, &k.expr, r)).collect::<Result<Row>>()?;
@@ -1361,7 +1411,8 @@ fn aggregate(
             update_acc(&mut groups[g].accs[i], a, v, extra)?;
         }
     }
-    let mut out = Vec::with_capacity(groups.len());
+    drop(index);
+    out.reserve(groups.len());
     for mut g in groups {
         for (i, a) in aggs.iter().enumerate() {
             if a.order_by.is_empty() {
@@ -1385,7 +1436,7 @@ fn aggregate(
         }
         out.push(row);
     }
-    Ok(out)
+    Ok(spilled)
 }
 
 /// The (rowid, row) pairs whose index columns equal the keys (and whose

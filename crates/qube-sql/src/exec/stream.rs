@@ -54,6 +54,10 @@ pub enum Stream<'p> {
         batch: usize,
         need: Need,
     },
+    /// A sort's output (in memory, or merged from spilled runs).
+    Sorted(super::spill::Sorted<'p>),
+    /// Rows read back from a temporary file.
+    Spilled(super::spill::SpillReader),
     Filter(Box<Stream<'p>>, &'p Expr),
     Project(Box<Stream<'p>>, &'p [Expr]),
 }
@@ -126,6 +130,13 @@ pub fn open_cols<'p>(
         }
         Plan::MultiJoin { inputs, conds, width } => {
             Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
+        }
+        Plan::Sort { input, keys } => {
+            // The sort reads the caller's columns and its keys' columns.
+            let width = super::plan_width(input, None);
+            let need = needing(&need, width, keys.iter().map(|k| &k.expr));
+            let rows = open_cols(ctx, input, None, need)?;
+            Stream::Sorted(super::spill::sort_stream(ctx, rows, keys, None)?)
         }
         _ => Stream::Rows(super::run(ctx, plan)?.into_iter()),
     })
@@ -215,6 +226,8 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
+            Stream::Sorted(s) => s.next_row(),
+            Stream::Spilled(r) => r.next_row(),
             Stream::Filter(input, predicate) => loop {
                 match input.next(ctx)? {
                     None => return Ok(None),

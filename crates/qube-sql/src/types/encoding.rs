@@ -91,6 +91,15 @@ pub fn encode_row(values: &[Value], out: &mut Vec<u8>) {
     }
 }
 
+/// Encodes the values of `a` then those of `b` as one row.
+pub fn encode_row_parts(a: &[Value], b: &[Value], out: &mut Vec<u8>) {
+    out.push(1);
+    put_varint(out, (a.len() + b.len()) as u64);
+    for v in a.iter().chain(b) {
+        encode_value(v, out);
+    }
+}
+
 fn encode_value(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.push(0),

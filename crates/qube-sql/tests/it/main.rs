@@ -621,3 +621,78 @@ fn search_path_follows_other_sessions_ddl() {
     b.execute("DROP SCHEMA s1 CASCADE").unwrap();
     assert_eq!(a.execute("SELECT x FROM t").unwrap()[0].rows[0][0], Value::Int4(1));
 }
+
+/// Beyond `work_mem`, sorts and hash aggregates spill to unnamed files in
+/// the data directory's `tmp/` and give the same answers as in memory;
+/// aggregate states that cannot spill are bounded by the value limit.
+#[test]
+fn sorts_and_aggregates_spill_beyond_work_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = qube_sql::Database::open(dir.path()).unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, x int, s text);
+         INSERT INTO t SELECT g, (g * 7919) % 10007, 'row ' || g FROM generate_series(1, 30000) g",
+    )
+    .unwrap();
+    let queries = [
+        "SELECT id, x FROM t ORDER BY x DESC, id",
+        "SELECT s FROM t ORDER BY s LIMIT 5 OFFSET 20000",
+        "SELECT x % 9000 AS g, count(*), sum(id), min(s) FROM t GROUP BY 1 ORDER BY 1",
+        "SELECT id % 7000 AS g, string_agg(s, ',' ORDER BY id) FROM t GROUP BY 1 ORDER BY 1",
+        "SELECT count(DISTINCT x % 5000), count(*) FROM t",
+        "SELECT DISTINCT x % 3 FROM t ORDER BY 1",
+    ];
+    let run = |s: &mut qube_sql::Session| -> Vec<Vec<Vec<qube_sql::Value>>> {
+        queries.iter().map(|q| s.execute(q).unwrap().pop().unwrap().rows).collect()
+    };
+    let in_memory = run(&mut s);
+    assert_eq!(in_memory[0].len(), 30000);
+    let before = qube_sql::exec::spill::spilled();
+    s.execute("SET work_mem = '64kB'").unwrap();
+    assert_eq!(
+        s.execute("SHOW work_mem").unwrap()[0].rows[0][0],
+        qube_sql::Value::Text("64kB".into())
+    );
+    let spilled = run(&mut s);
+    let after = qube_sql::exec::spill::spilled();
+    assert!(after.0 > before.0 + 10, "expected spill files: {before:?} → {after:?}");
+    for (q, (a, b)) in queries.iter().zip(in_memory.iter().zip(&spilled)) {
+        assert_eq!(a, b, "{q}");
+    }
+    // The files are unnamed: nothing is left in tmp/.
+    let tmp = dir.path().join("tmp");
+    assert!(tmp.is_dir());
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    // Streamed results come out of the merge too.
+    let mut n = 0;
+    let mut last = -1;
+    s.execute_streaming("SELECT x FROM t ORDER BY x", &[], &mut |_, row| {
+        let qube_sql::Value::Int4(x) = row[0] else { panic!("{row:?}") };
+        assert!(x >= last);
+        last = x;
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 30000);
+    // Bad values are 22023 and leave the setting alone.
+    for bad in ["'4mb'", "'10kB'", "'abc'", "'-1'"] {
+        let e = s.execute(&format!("SET work_mem = {bad}")).unwrap_err();
+        assert_eq!(e.sqlstate(), "22023", "{bad}: {e}");
+    }
+    assert_eq!(
+        s.execute("SHOW work_mem").unwrap()[0].rows[0][0],
+        qube_sql::Value::Text("64kB".into())
+    );
+    s.execute("RESET work_mem").unwrap();
+    assert_eq!(
+        s.execute("SHOW work_mem").unwrap()[0].rows[0][0],
+        qube_sql::Value::Text("4MB".into())
+    );
+    // One group's growing state cannot spill: the value limit stops it.
+    db.set_query_value_limit(10_000);
+    let e = s.execute("SELECT array_agg(s) FROM t").unwrap_err();
+    assert_eq!(e.sqlstate(), "53200", "{e}");
+    assert!(s.execute("SELECT count(*) FROM t").is_ok());
+}
