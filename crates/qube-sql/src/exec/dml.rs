@@ -32,21 +32,11 @@ pub struct Target {
     pub defaults: Vec<Option<Expr>>,
     pub out_fks: Vec<OutFk>,
     pub in_fks: Vec<InFk>,
-    /// Indexes on expressions or with a WHERE (partial): maintained here,
-    /// not used by queries yet.
+    /// Indexes on expressions or with a WHERE (partial).
     pub expr_indexes: Vec<ExprIndex>,
 }
 
-/// An index with expression columns or a predicate, bound over the row.
-pub struct ExprIndex {
-    pub id: u64,
-    pub name: String,
-    /// The key columns as written (for messages).
-    pub texts: Vec<String>,
-    pub keys: Vec<Expr>,
-    pub unique: bool,
-    pub predicate: Option<Expr>,
-}
+pub use crate::plan::ExprIndex;
 
 /// Whether an index is plain: every column a column of the table, and no
 /// predicate (the planner may then use it for any row).
@@ -65,22 +55,26 @@ pub fn expr_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<ExprIndex>> {
         if ix.table != t.id || is_plain(ix, t) {
             continue;
         }
-        let (keys, predicate) = b.with_columns(&t.name, &cols, |b| {
+        let (keys, types, predicate) = b.with_columns(&t.name, &cols, |b| {
             let mut keys = Vec::with_capacity(ix.columns.len());
+            let mut types = Vec::with_capacity(ix.columns.len());
             for c in &ix.columns {
-                keys.push(b.expr_typed(&parse_expr(&c.expr)?)?.0);
+                let (k, ty) = b.expr_typed(&parse_expr(&c.expr)?)?;
+                keys.push(k);
+                types.push(ty);
             }
             let predicate = match &ix.predicate {
                 Some(p) => Some(b.expr_typed(&parse_expr(p)?)?.0),
                 None => None,
             };
-            Ok((keys, predicate))
+            Ok((keys, types, predicate))
         })?;
         out.push(ExprIndex {
             id: d.id,
             name: d.name.clone(),
             texts: ix.columns.iter().map(|c| c.expr.clone()).collect(),
             keys,
+            types,
             unique: ix.unique,
             predicate,
         });
@@ -672,11 +666,31 @@ impl Target {
     fn candidates(&self, ctx: &mut Ctx, filter: Option<&Expr>) -> Result<Vec<(u64, Row)>> {
         if let Some(f) = filter {
             let (eqs, ranges) = crate::plan::bind::equalities(f, self.types.len());
-            if let Some(c) = crate::plan::bind::choose_index(&self.indexes, &eqs, &ranges) {
+            let mut best = crate::plan::bind::choose_index(&self.indexes, &eqs, &ranges);
+            let mut key_types = None;
+            if !self.expr_indexes.is_empty() {
+                let mut conds = Vec::new();
+                crate::plan::bind::split_and(f.clone(), &mut conds);
+                let inp = crate::plan::JoinInput {
+                    plan: crate::plan::Plan::unit(),
+                    offset: 0,
+                    width: self.types.len(),
+                };
+                for x in &self.expr_indexes {
+                    if let Some(c) = crate::plan::bind::choose_expr_index(x, &conds, &inp)
+                        && best.as_ref().is_none_or(|b| c.score > b.score)
+                    {
+                        best = Some(c);
+                        key_types = Some(&x.types);
+                    }
+                }
+            }
+            if let Some(c) = best {
                 return super::index_rows(
                     ctx,
                     self.table.id,
-                    &self.types,
+                    key_types.unwrap_or(&self.types),
+                    self.types.len(),
                     c.index,
                     c.unique,
                     &c.columns,

@@ -1440,12 +1440,14 @@ fn aggregate_pass(
 }
 
 /// The (rowid, row) pairs whose index columns equal the keys (and whose
-/// next column lies within `range`, bounds inclusive).
+/// next column lies within `range`, bounds inclusive). `types` are the
+/// index columns' types (by the positions in `columns`); rows have `ncols`.
 #[allow(clippy::too_many_arguments)]
 pub fn index_rows(
     ctx: &mut Ctx,
     table: u64,
     types: &[DataType],
+    ncols: usize,
     index: u64,
     unique: bool,
     columns: &[usize],
@@ -1469,7 +1471,7 @@ pub fn index_rows(
     }
     let mut out = Vec::with_capacity(rowids.len());
     for rowid in rowids {
-        if let Some(row) = storage::get_row(ctx.txn, table, rowid, types.len())? {
+        if let Some(row) = storage::get_row(ctx.txn, table, rowid, ncols)? {
             out.push((rowid, row));
         }
     }

@@ -158,8 +158,12 @@ pub fn open_scan<'p>(
             need,
         }),
         Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
-            let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
-            let ncols = types.len();
+            let ncols = table.columns.len();
+            // The key types: the columns', or an expression index's own.
+            let types: Vec<DataType> = match table.expr_index(*index) {
+                Some(x) => x.types.clone(),
+                None => table.columns.iter().map(|c| c.1.clone()).collect(),
+            };
             Ok(match lookup(ctx, &types, *index, *unique, columns, keys, range.as_ref())? {
                 Lookup::Nothing => Stream::Rows(Vec::new().into_iter()),
                 Lookup::Point(key) => {

@@ -9,6 +9,7 @@
 //! `unknown` until their context gives them a type.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use qube_catalog::{Catalog, Def, ObjectId};
 use qube_common::types::DataType;
@@ -974,9 +975,16 @@ impl<'a> Binder<'a> {
                 hidden: true,
             });
             let indexes = crate::exec::dml::table_indexes(self, table)?;
+            let expr_indexes = Arc::new(crate::exec::dml::expr_indexes(self, table)?);
             let width = columns.len() + 1;
             let plan = Plan::ScanRowids {
-                table: TableRef { id: table.id, name: table.name.clone(), columns, indexes },
+                table: TableRef {
+                    id: table.id,
+                    name: table.name.clone(),
+                    columns,
+                    indexes,
+                    expr_indexes,
+                },
             };
             inputs.push(JoinInput { plan, offset, width });
             if let Some(w) = selection {
@@ -1399,6 +1407,8 @@ impl<'a> Binder<'a> {
                                 None => {
                                     let t = self.table(name)?;
                                     let indexes = crate::exec::dml::table_indexes(self, &t)?;
+                                    let expr_indexes =
+                                        Arc::new(crate::exec::dml::expr_indexes(self, &t)?);
                                     let columns: Vec<(String, DataType)> = t
                                         .def
                                         .columns
@@ -1411,6 +1421,7 @@ impl<'a> Binder<'a> {
                                             name: t.name.clone(),
                                             columns: columns.clone(),
                                             indexes,
+                                            expr_indexes,
                                         },
                                     };
                                     (plan, default_alias, columns)
@@ -3193,7 +3204,7 @@ fn and(a: Expr, b: Expr) -> Expr {
     Expr::Binary { op: BinOp::And, left: a.boxed(), right: b.boxed() }
 }
 
-fn split_and(e: Expr, out: &mut Vec<Expr>) {
+pub(crate) fn split_and(e: Expr, out: &mut Vec<Expr>) {
     match e {
         Expr::Binary { op: BinOp::And, left, right } => {
             split_and(*left, out);
@@ -3535,12 +3546,22 @@ fn contains_subquery(e: &Expr) -> bool {
 }
 
 /// Turns a table scan into an index scan when equalities cover the
-/// leading columns of one of its indexes.
+/// leading columns of one of its indexes (or the leading expressions of an
+/// expression index), or a range its first; a partial index only when
+/// `conds` include every conjunct of its WHERE.
 fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
     let Plan::Scan { table } = &inp.plan else { return };
     let eqs = inputs_snapshot(conds, inp);
     let ranges = range_bounds(conds, inp);
-    if let Some(c) = choose_index(&table.indexes, &eqs, &ranges) {
+    let mut best = choose_index(&table.indexes, &eqs, &ranges);
+    for x in table.expr_indexes.iter() {
+        if let Some(c) = choose_expr_index(x, conds, inp)
+            && best.as_ref().is_none_or(|b| c.score > b.score)
+        {
+            best = Some(c);
+        }
+    }
+    if let Some(c) = best {
         inp.plan = Plan::IndexScan {
             table: table.clone(),
             index: c.index,
@@ -3615,6 +3636,101 @@ pub(crate) struct IndexChoice {
     pub columns: Vec<usize>,
     pub keys: Vec<Expr>,
     pub range: Option<IndexRange>,
+    /// (fully covered unique, equality columns, has range): higher is better.
+    pub score: (bool, usize, bool),
+}
+
+/// How expression or partial index `x` can serve `conds` on input `inp`:
+/// its WHERE's conjuncts must all be among `conds` (as written); then
+/// `key = value` and range conditions on its key expressions play the
+/// part column conditions play for a plain index. The choice's columns
+/// are key positions.
+pub(crate) fn choose_expr_index(
+    x: &crate::plan::ExprIndex,
+    conds: &[Expr],
+    inp: &JoinInput,
+) -> Option<IndexChoice> {
+    let off = inp.offset;
+    let shift = |e: &Expr| {
+        let mut e = e.clone();
+        e.remap_columns(&|c| c + off);
+        e
+    };
+    if let Some(p) = &x.predicate {
+        let mut parts = Vec::new();
+        split_and(shift(p), &mut parts);
+        if !parts.iter().all(|p| conds.contains(p)) {
+            return None;
+        }
+    }
+    let keys: Vec<Expr> = x.keys.iter().map(shift).collect();
+    // Conditions on a key expression, as if on key position k.
+    let row_free = |e: &Expr| {
+        let mut cols = Vec::new();
+        e.columns_used(&mut cols);
+        cols.is_empty() && !contains_subquery(e)
+    };
+    let key_of = |e: &Expr| keys.iter().position(|k| k == e);
+    let mut eqs = Vec::new();
+    let mut ranges = Vec::new();
+    for c in conds {
+        match c {
+            Expr::Binary { op, left, right }
+                if matches!(op, BinOp::Eq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq) =>
+            {
+                let (k, v, op) = match (key_of(left), key_of(right)) {
+                    (Some(k), _) if row_free(right) => (k, right, *op),
+                    (_, Some(k)) if row_free(left) => {
+                        let flipped = match op {
+                            BinOp::Lt => BinOp::Gt,
+                            BinOp::LtEq => BinOp::GtEq,
+                            BinOp::Gt => BinOp::Lt,
+                            BinOp::GtEq => BinOp::LtEq,
+                            _ => BinOp::Eq,
+                        };
+                        (k, left, flipped)
+                    }
+                    _ => continue,
+                };
+                match op {
+                    BinOp::Eq => eqs.push((k, (**v).clone())),
+                    BinOp::Gt | BinOp::GtEq => {
+                        ranges.push(IndexRange { column: k, low: Some((**v).clone()), high: None })
+                    }
+                    _ => {
+                        ranges.push(IndexRange { column: k, low: None, high: Some((**v).clone()) })
+                    }
+                }
+            }
+            Expr::Between { expr, low, high, negated: false } => {
+                if let Some(k) = key_of(expr)
+                    && row_free(low)
+                    && row_free(high)
+                {
+                    ranges.push(IndexRange {
+                        column: k,
+                        low: Some((**low).clone()),
+                        high: Some((**high).clone()),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let positions = vec![(x.id, (0..keys.len()).collect(), x.unique)];
+    if let Some(c) = choose_index(&positions, &eqs, &ranges) {
+        return Some(c);
+    }
+    // A partial index whose WHERE holds may be scanned whole (the rows
+    // it has are the only candidates).
+    x.predicate.as_ref().map(|_| IndexChoice {
+        index: x.id,
+        unique: false,
+        columns: Vec::new(),
+        keys: Vec::new(),
+        range: None,
+        score: (false, 0, false),
+    })
 }
 
 /// The index that equalities `(column, value)` cover best: the longest
@@ -3658,7 +3774,8 @@ pub(crate) fn choose_index(
             best = Some((score, ix, covered, range));
         }
     }
-    let ((unique, ..), ix, covered, range) = best?;
+    let (score, ix, covered, range) = best?;
+    let unique = score.0;
     let columns: Vec<usize> = ix.1[..covered].to_vec();
     let keys = columns
         .iter()
@@ -3669,7 +3786,7 @@ pub(crate) fn choose_index(
                 .unwrap_or(Expr::Const(Value::Null))
         })
         .collect();
-    Some(IndexChoice { index: ix.0, unique, columns, keys, range })
+    Some(IndexChoice { index: ix.0, unique, columns, keys, range, score })
 }
 
 /// `column = value` equalities of a WHERE over one table (for UPDATE and

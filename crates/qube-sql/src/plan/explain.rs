@@ -176,10 +176,15 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             line(depth, format!("Seq Scan on {}", table.name), out)
         }
         Plan::IndexScan { table, index, unique, columns, range, reverse, .. } => {
+            // An expression index's columns are key positions.
+            let name = |c: usize| match table.expr_index(*index) {
+                Some(x) => x.texts.get(c).cloned().unwrap_or_default(),
+                None => table.columns[c].0.clone(),
+            };
             let mut cols: Vec<String> =
-                columns.iter().map(|&c| format!("{} = …", table.columns[c].0)).collect();
+                columns.iter().map(|&c| format!("{} = …", name(c))).collect();
             if let Some(r) = range {
-                cols.push(format!("{} in range", table.columns[r.column].0));
+                cols.push(format!("{} in range", name(r.column)));
             }
             if cols.is_empty() {
                 cols.push("every entry, in index order".into());

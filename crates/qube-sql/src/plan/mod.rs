@@ -22,8 +22,33 @@ pub struct TableRef {
     pub id: u64,
     pub name: String,
     pub columns: Vec<(String, DataType)>,
-    /// The table's indexes: (id, column positions, unique).
+    /// The table's plain indexes: (id, column positions, unique).
     pub indexes: Vec<(u64, Vec<usize>, bool)>,
+    /// Its indexes on expressions or with a WHERE (partial).
+    pub expr_indexes: std::sync::Arc<Vec<ExprIndex>>,
+}
+
+/// An index with expression columns or a predicate, bound over the row.
+/// An `IndexScan` on one has key positions (into `keys`/`types`) as its
+/// `columns`, not table columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExprIndex {
+    pub id: u64,
+    pub name: String,
+    /// The key columns as written (for messages).
+    pub texts: Vec<String>,
+    pub keys: Vec<Expr>,
+    /// The keys' types.
+    pub types: Vec<DataType>,
+    pub unique: bool,
+    pub predicate: Option<Expr>,
+}
+
+impl TableRef {
+    /// The expression or partial index `id`, if it is one.
+    pub fn expr_index(&self, id: u64) -> Option<&ExprIndex> {
+        self.expr_indexes.iter().find(|x| x.id == id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -696,3 +696,73 @@ fn sorts_and_aggregates_spill_beyond_work_mem() {
     assert_eq!(e.sqlstate(), "53200", "{e}");
     assert!(s.execute("SELECT count(*) FROM t").is_ok());
 }
+
+/// Queries use expression indexes for conditions on their expressions, and
+/// partial indexes only when the query's WHERE includes the index's; the
+/// answers agree with a scan, and writes through them keep them right.
+#[test]
+fn expression_and_partial_indexes_are_used() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE u (id int PRIMARY KEY, email text, n int, deleted boolean NOT NULL DEFAULT false);
+         INSERT INTO u SELECT g, 'User' || g || '@X.org', g % 10, g % 4 = 0 FROM generate_series(1, 400) g;
+         CREATE UNIQUE INDEX u_email ON u (lower(email));
+         CREATE INDEX u_n2 ON u ((n * 2));
+         CREATE INDEX u_live_n ON u (n) WHERE NOT deleted;",
+    )
+    .unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let rows = |s: &mut qube_sql::Session, q: &str| s.execute(q).unwrap().remove(0).rows;
+    let q = "SELECT id FROM u WHERE lower(email) = 'user42@x.org'";
+    assert!(plan(&mut s, q).contains("lower(email) = …"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q), vec![vec![Value::Int4(42)]]);
+    assert_eq!(
+        rows(&mut s, "SELECT id FROM u WHERE 'user7@x.org' = lower(email)"),
+        vec![vec![Value::Int4(7)]]
+    );
+    assert!(rows(&mut s, "SELECT id FROM u WHERE lower(email) = 'User7@X.org'").is_empty());
+    let q = "SELECT count(*) FROM u WHERE n * 2 BETWEEN 4 AND 8";
+    assert!(plan(&mut s, q).contains("in range"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q), vec![vec![Value::Int8(120)]]);
+    assert_eq!(
+        rows(&mut s, "SELECT count(*) FROM u WHERE n * 2 > 15"),
+        vec![vec![Value::Int8(80)]]
+    );
+    // The partial index serves only queries that imply its WHERE.
+    let q = "SELECT count(*) FROM u WHERE n = 4 AND NOT deleted";
+    assert!(plan(&mut s, q).contains("Index Scan"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q), vec![vec![Value::Int8(20)]]);
+    let q = "SELECT count(*) FROM u WHERE n = 3";
+    assert!(plan(&mut s, q).contains("Seq Scan"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q), vec![vec![Value::Int8(40)]]);
+    assert_eq!(
+        rows(&mut s, "SELECT count(*) FROM u WHERE n = 4 AND deleted"),
+        vec![vec![Value::Int8(20)]]
+    );
+    // Writes found through the indexes keep them right.
+    s.execute("UPDATE u SET email = 'moved@x.org' WHERE lower(email) = 'user42@x.org'").unwrap();
+    assert!(rows(&mut s, "SELECT id FROM u WHERE lower(email) = 'user42@x.org'").is_empty());
+    assert_eq!(
+        rows(&mut s, "SELECT id FROM u WHERE lower(email) = 'moved@x.org'"),
+        vec![vec![Value::Int4(42)]]
+    );
+    s.execute("UPDATE u SET deleted = true WHERE n = 4 AND NOT deleted").unwrap();
+    assert_eq!(
+        rows(&mut s, "SELECT count(*) FROM u WHERE n = 4 AND NOT deleted"),
+        vec![vec![Value::Int8(0)]]
+    );
+    assert_eq!(rows(&mut s, "SELECT count(*) FROM u WHERE n = 4"), vec![vec![Value::Int8(40)]]);
+    s.execute("DELETE FROM u WHERE n * 2 = 0").unwrap();
+    assert_eq!(rows(&mut s, "SELECT count(*) FROM u"), vec![vec![Value::Int8(360)]]);
+    let e = s.execute("INSERT INTO u (id, email) VALUES (1000, 'MOVED@x.org')").unwrap_err();
+    assert_eq!(e.sqlstate(), "23505");
+    // Parameters in prepared statements reach the index too.
+    let p = s.prepare("SELECT id FROM u WHERE lower(email) = $1").unwrap();
+    let r = s.execute_prepared(&p, &[Value::Text("user43@x.org".into())]).unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Int4(43)]]);
+}
