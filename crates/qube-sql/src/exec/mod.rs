@@ -392,27 +392,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
         }
         Plan::Aggregate { input, group_by, aggs, sets } => {
             if sets.is_empty() {
-                // Stream the input, decoding only the columns the keys and
-                // the calls read.
-                let width = plan_width(input, None);
-                let mut exprs: Vec<&Expr> = group_by.iter().collect();
-                for a in aggs {
-                    // Every expression of the call (a new field must be listed here).
-                    let AggCall {
-                        func: _,
-                        arg,
-                        extra,
-                        distinct: _,
-                        filter,
-                        order_by,
-                        data_type: _,
-                    } = a;
-                    exprs.extend(arg.iter().chain(extra).chain(filter));
-                    exprs.extend(order_by.iter().map(|k| &k.expr));
-                }
-                let need = stream::needing(&stream::none_needed(width), width, exprs);
-                let rows = stream::open_cols(ctx, input, None, need)?;
-                return aggregate(ctx, rows, group_by, aggs, group_by.is_empty());
+                return aggregate_plan(ctx, input, group_by, aggs)?.collect(ctx);
             }
             let rows = run(ctx, input)?;
             // One aggregation per grouping set over the same input.
@@ -433,7 +413,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                     })
                     .collect();
                 let input = stream::Stream::Rows(rows.clone().into_iter());
-                out.extend(aggregate(ctx, input, &keys, aggs, set.is_empty())?);
+                out.extend(aggregate(ctx, input, &keys, aggs, set.is_empty())?.collect(ctx)?);
             }
             Ok(out)
         }
@@ -1269,29 +1249,57 @@ struct Group {
     ordered: Vec<Vec<(Row, Value, Option<Value>)>>,
 }
 
+/// The groups of a GROUP BY (without grouping sets) over `input`, which
+/// is streamed, decoding only the columns the keys and the calls read.
+pub(crate) fn aggregate_plan(
+    ctx: &mut Ctx,
+    input: &Plan,
+    group_by: &[Expr],
+    aggs: &[AggCall],
+) -> Result<stream::Stream<'static>> {
+    let width = plan_width(input, None);
+    let mut exprs: Vec<&Expr> = group_by.iter().collect();
+    for a in aggs {
+        // Every expression of the call (a new field must be listed here).
+        let AggCall { func: _, arg, extra, distinct: _, filter, order_by, data_type: _ } = a;
+        exprs.extend(arg.iter().chain(extra).chain(filter));
+        exprs.extend(order_by.iter().map(|k| &k.expr));
+    }
+    let need = stream::needing(&stream::none_needed(width), width, exprs);
+    let rows = stream::open_cols(ctx, input, None, need)?;
+    aggregate(ctx, rows, group_by, aggs, group_by.is_empty())
+}
+
 /// Groups the rows of `rows` by `group_by` and computes `aggs` per group;
 /// with `one_group` (no keys, or an empty grouping set) there is exactly
 /// one group, even for no rows. Groups beyond `work_mem` spill to
-/// partition files, each aggregated in turn (see `spill`).
+/// partition files, each aggregated in turn, and then the finished groups
+/// go to a file as well (see `spill`).
 fn aggregate(
     ctx: &mut Ctx,
     rows: stream::Stream,
     group_by: &[Expr],
     aggs: &[AggCall],
     one_group: bool,
-) -> Result<Vec<Row>> {
+) -> Result<stream::Stream<'static>> {
     let mut out = Vec::new();
-    let mut queue = match aggregate_pass(ctx, rows, group_by, aggs, one_group, 0, &mut out)? {
-        Some(p) => p.finish()?.into_iter().map(|r| (r, 1)).collect(),
-        None => Vec::new(),
+    let Some(first) = aggregate_pass(ctx, rows, group_by, aggs, one_group, 0, &mut out)? else {
+        return Ok(stream::Stream::Rows(out.into_iter()));
     };
-    while let Some((file, depth)) = queue.pop() {
-        let input = stream::Stream::Spilled(file);
+    let mut done = spill::SpillWriter::new()?;
+    let mut queue: Vec<(spill::SpillFile, u64)> =
+        first.finish()?.into_iter().map(|r| (r, 1)).collect();
+    loop {
+        for r in out.drain(..) {
+            done.write(&r, &[])?;
+        }
+        let Some((file, depth)) = queue.pop() else { break };
+        let input = stream::Stream::Spilled(file.open()?);
         if let Some(p) = aggregate_pass(ctx, input, group_by, aggs, false, depth, &mut out)? {
             queue.extend(p.finish()?.into_iter().map(|r| (r, depth + 1)));
         }
     }
-    Ok(out)
+    Ok(stream::Stream::Spilled(done.finish()?.open()?))
 }
 
 /// Bytes a group holds before any of its values: its key (twice: in the

@@ -211,7 +211,7 @@ impl SpillWriter {
             None => tempfile::tempfile().map_err(io_error),
         })?;
         FILES.fetch_add(1, Relaxed);
-        Ok(SpillWriter { w: BufWriter::with_capacity(64 << 10, file), buf: Vec::new(), rows: 0 })
+        Ok(SpillWriter { w: BufWriter::with_capacity(io_buffer(), file), buf: Vec::new(), rows: 0 })
     }
 
     /// Appends one record: the values of `a` then those of `b`.
@@ -231,16 +231,35 @@ impl SpillWriter {
         self.rows
     }
 
+    /// The file, written out (its buffer freed).
+    pub fn finish(self) -> Result<SpillFile> {
+        let file = self.w.into_inner().map_err(|e| io_error(e.into_error()))?;
+        Ok(SpillFile { file, rows: self.rows })
+    }
+}
+
+/// A written temporary file, waiting to be read (no buffer held).
+pub struct SpillFile {
+    file: File,
+    rows: u64,
+}
+
+impl SpillFile {
     /// The file, rewound for reading.
-    pub fn finish(self) -> Result<SpillReader> {
-        let mut file = self.w.into_inner().map_err(|e| io_error(e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    pub fn open(mut self) -> Result<SpillReader> {
+        self.file.seek(SeekFrom::Start(0)).map_err(io_error)?;
         Ok(SpillReader {
-            r: BufReader::with_capacity(64 << 10, file),
+            r: BufReader::with_capacity(io_buffer(), self.file),
             buf: Vec::new(),
             left: self.rows,
         })
     }
+}
+
+/// The buffer of one temporary file: `FAN_IN` of them (a merge) take
+/// about half of `work_mem`, within 8 to 64 KiB each.
+fn io_buffer() -> usize {
+    (work_mem() / (2 * FAN_IN)).clamp(8 << 10, 64 << 10)
 }
 
 /// A temporary file being read back, record by record.
@@ -292,12 +311,15 @@ pub struct Sorter<'k> {
     buf: Vec<(Row, Row)>,
     mem: usize,
     work_mem: usize,
-    runs: Vec<SpillReader>,
+    /// Written runs by level: `FAN_IN` runs of one level are merged into
+    /// one of the next, so that few files are open and each row is
+    /// rewritten about log_FAN_IN(runs) times.
+    levels: Vec<Vec<SpillFile>>,
 }
 
 impl<'k> Sorter<'k> {
     pub fn new(keys: &'k [SortKey], limit: Option<usize>) -> Sorter<'k> {
-        Sorter { keys, limit, buf: Vec::new(), mem: 0, work_mem: work_mem(), runs: Vec::new() }
+        Sorter { keys, limit, buf: Vec::new(), mem: 0, work_mem: work_mem(), levels: Vec::new() }
     }
 
     pub fn push(&mut self, ctx: &mut Ctx, row: Row) -> Result<()> {
@@ -362,13 +384,24 @@ impl<'k> Sorter<'k> {
             w.write(&k, &r)?;
         }
         self.mem = 0;
-        self.runs.push(w.finish()?);
-        Ok(())
+        let mut run = w.finish()?;
+        let mut level = 0;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level].push(run);
+            if self.levels[level].len() < FAN_IN {
+                return Ok(());
+            }
+            run = merge_to_file(self.keys, std::mem::take(&mut self.levels[level]))?;
+            level += 1;
+        }
     }
 
     /// The rows in order.
     pub fn finish(mut self) -> Result<Sorted<'k>> {
-        if self.runs.is_empty() {
+        if self.levels.is_empty() {
             self.sort_buf();
             if let Some(n) = self.limit {
                 self.buf.truncate(n);
@@ -379,20 +412,27 @@ impl<'k> Sorter<'k> {
         if !self.buf.is_empty() {
             self.spill_run()?;
         }
-        let mut runs = std::mem::take(&mut self.runs);
-        // Merge passes until one heap can take every run.
+        // Oldest rows first (the highest level), so that ties keep their
+        // input order; merge passes until one heap can take every run.
+        let mut runs: Vec<SpillFile> =
+            std::mem::take(&mut self.levels).into_iter().rev().flatten().collect();
         while runs.len() > FAN_IN {
             let rest = runs.split_off(FAN_IN);
-            let mut m = Merger::new(self.keys, runs)?;
-            let mut w = SpillWriter::new()?;
-            while let Some((k, r)) = m.next_keyed()? {
-                w.write(&k, &r)?;
-            }
-            runs = rest;
-            runs.push(w.finish()?);
+            let merged = merge_to_file(self.keys, runs)?;
+            runs = std::iter::once(merged).chain(rest).collect();
         }
         Ok(Sorted::Merge(Merger::new(self.keys, runs)?, self.limit.unwrap_or(usize::MAX)))
     }
+}
+
+/// Merges sorted runs (oldest first) into one.
+fn merge_to_file(keys: &[SortKey], runs: Vec<SpillFile>) -> Result<SpillFile> {
+    let mut m = Merger::new(keys, runs)?;
+    let mut w = SpillWriter::new()?;
+    while let Some((k, r)) = m.next_keyed()? {
+        w.write(&k, &r)?;
+    }
+    w.finish()
 }
 
 /// A sort's output.
@@ -451,7 +491,8 @@ pub struct Merger<'k> {
 }
 
 impl<'k> Merger<'k> {
-    fn new(keys: &'k [SortKey], mut runs: Vec<SpillReader>) -> Result<Merger<'k>> {
+    fn new(keys: &'k [SortKey], files: Vec<SpillFile>) -> Result<Merger<'k>> {
+        let mut runs = files.into_iter().map(SpillFile::open).collect::<Result<Vec<_>>>()?;
         let mut heap = BinaryHeap::with_capacity(runs.len());
         for (run, r) in runs.iter_mut().enumerate() {
             if let Some(rec) = r.next_row()? {
@@ -518,8 +559,8 @@ impl Partitions {
         w.write(row, &[])
     }
 
-    /// The non-empty partitions, for reading.
-    pub fn finish(self) -> Result<Vec<SpillReader>> {
+    /// The non-empty partitions.
+    pub fn finish(self) -> Result<Vec<SpillFile>> {
         self.files.into_iter().flatten().map(SpillWriter::finish).collect()
     }
 }

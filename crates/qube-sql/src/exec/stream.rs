@@ -131,6 +131,9 @@ pub fn open_cols<'p>(
         Plan::MultiJoin { inputs, conds, width } => {
             Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
         }
+        Plan::Aggregate { input, group_by, aggs, sets } if sets.is_empty() => {
+            super::aggregate_plan(ctx, input, group_by, aggs)?
+        }
         Plan::Sort { input, keys } => {
             // The sort reads the caller's columns and its keys' columns.
             let width = super::plan_width(input, None);
