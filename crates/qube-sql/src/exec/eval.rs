@@ -218,6 +218,16 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
         }
         Expr::InSubquery { expr, plan, negated, correlated } => {
             let v = eval(ctx, expr, row)?;
+            if !*correlated
+                && !v.is_null()
+                && let Some(set) = ctx.in_set(plan, row)?
+                && let Some(found) = set.contains(&v)
+            {
+                return Ok(match found {
+                    Value::Bool(b) => Value::Bool(b != *negated),
+                    other => other,
+                });
+            }
             let rows = ctx.subquery(plan, *correlated, row)?;
             if v.is_null() {
                 return Ok(if rows.is_empty() { Value::Bool(*negated) } else { Value::Null });

@@ -66,6 +66,8 @@ pub struct Ctx<'a> {
     /// Work tables of running recursive CTEs.
     worktables: HashMap<usize, Rc<Vec<Row>>>,
     cache: HashMap<usize, Rc<Vec<Row>>>,
+    /// Hashed values of uncorrelated `IN (subquery)`s (None: not hashable).
+    in_sets: HashMap<usize, Option<Rc<InSet>>>,
     /// Per-node statistics, when running for EXPLAIN ANALYZE (by node address).
     pub stats: Option<HashMap<usize, NodeStats>>,
     /// Values materialised by join outputs so far, and the limit.
@@ -90,6 +92,7 @@ impl<'a> Ctx<'a> {
             params,
             outer: Vec::new(),
             cache: HashMap::new(),
+            in_sets: HashMap::new(),
             worktables: HashMap::new(),
             values: 0,
             limit: MAX_QUERY_VALUES,
@@ -150,6 +153,85 @@ impl<'a> Ctx<'a> {
             self.cache.insert(key, rows.clone());
         }
         Ok(rows)
+    }
+
+    /// The values of uncorrelated subquery `plan` as a hash set, if they
+    /// can be compared by their key bytes (see `InSet`).
+    pub(crate) fn in_set(&mut self, plan: &Plan, row: &[Value]) -> Result<Option<Rc<InSet>>> {
+        let key = plan as *const Plan as usize;
+        if let Some(s) = self.in_sets.get(&key) {
+            return Ok(s.clone());
+        }
+        let rows = self.subquery(plan, false, row)?;
+        let mut set = InSet { keys: HashSet::default(), has_null: false, class: None };
+        let mut buf = Vec::new();
+        let mut usable = true;
+        for r in rows.iter() {
+            let v = r.first().unwrap_or(&Value::Null);
+            if v.is_null() {
+                set.has_null = true;
+                continue;
+            }
+            let c = hash_class(v);
+            if c.is_none() || set.class.is_some_and(|k| Some(k) != c) {
+                usable = false;
+                break;
+            }
+            set.class = c;
+            key_bytes(std::slice::from_ref(v), &mut buf);
+            set.keys.insert(buf.clone());
+        }
+        let out = usable.then(|| Rc::new(set));
+        self.in_sets.insert(key, out.clone());
+        Ok(out)
+    }
+}
+
+/// The values of an `IN (subquery)` as a hash set: used when every value
+/// is of one class whose SQL equality is equality of key bytes (so a date
+/// is never looked up among timestamps; those compare across types).
+pub(crate) struct InSet {
+    keys: HashSet<Vec<u8>, std::hash::BuildHasherDefault<FastHasher>>,
+    has_null: bool,
+    /// The class of the values (None: no non-null value).
+    class: Option<u8>,
+}
+
+/// Classes of values whose SQL `=` is equality of their key bytes.
+pub fn hash_class(v: &Value) -> Option<u8> {
+    Some(match v {
+        Value::Bool(_) => 1,
+        Value::Int2(_) | Value::Int4(_) | Value::Int8(_) => 2,
+        Value::Text(_) => 3,
+        Value::Uuid(_) => 4,
+        Value::Date(_) => 5,
+        Value::Timestamp(_) => 6,
+        Value::TimestampTz(_) => 7,
+        Value::Bytea(_) => 8,
+        _ => return None,
+    })
+}
+
+impl InSet {
+    /// `v IN (…)` for a non-null `v`; None when the set cannot answer
+    /// (another class of value).
+    pub fn contains(&self, v: &Value) -> Option<Value> {
+        let Some(class) = self.class else {
+            // Only NULLs, or nothing.
+            return Some(if self.has_null { Value::Null } else { Value::Bool(false) });
+        };
+        if hash_class(v) != Some(class) {
+            return None;
+        }
+        let mut buf = Vec::new();
+        key_bytes(std::slice::from_ref(v), &mut buf);
+        Some(if self.keys.contains(&buf) {
+            Value::Bool(true)
+        } else if self.has_null {
+            Value::Null
+        } else {
+            Value::Bool(false)
+        })
     }
 }
 
@@ -295,6 +377,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                 // Subqueries may read the work table: nothing is cached
                 // across iterations.
                 ctx.cache.clear();
+                ctx.in_sets.clear();
                 let next = run(ctx, recursive)?;
                 working = fresh(next, &mut seen);
                 result.extend(working.iter().cloned());
@@ -358,9 +441,48 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             let mut out = Vec::new();
             let mut right_matched = vec![false; r.len()];
             let mut row = Vec::with_capacity(lw + rw);
+            // Equalities between the two sides make it a hash join: each
+            // left row meets only the right rows with its key.
+            let (lkeys, rkeys) = join_keys(on, lw);
+            let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
+            if !lkeys.is_empty() {
+                let mut kv = Vec::with_capacity(rkeys.len());
+                let mut buf = Vec::new();
+                for (j, rr) in r.iter().enumerate() {
+                    kv.clear();
+                    for e in &rkeys {
+                        kv.push(eval(ctx, e, rr)?);
+                    }
+                    // A NULL key equals nothing.
+                    if kv.iter().any(Value::is_null) {
+                        continue;
+                    }
+                    key_bytes(&kv, &mut buf);
+                    table.entry(buf.clone()).or_default().push(j);
+                }
+            }
+            let mut kv = Vec::with_capacity(lkeys.len());
+            let mut buf = Vec::new();
+            let all: Vec<usize> =
+                if lkeys.is_empty() { (0..r.len()).collect() } else { Vec::new() };
             for lr in &l {
                 let mut matched = false;
-                for (j, rr) in r.iter().enumerate() {
+                let candidates: &[usize] = if lkeys.is_empty() {
+                    &all
+                } else {
+                    kv.clear();
+                    for e in &lkeys {
+                        kv.push(eval(ctx, e, lr)?);
+                    }
+                    if kv.iter().any(Value::is_null) {
+                        &[]
+                    } else {
+                        key_bytes(&kv, &mut buf);
+                        table.get(&buf).map_or(&[], |v| v.as_slice())
+                    }
+                };
+                for &j in candidates {
+                    let rr = &r[j];
                     row.clear();
                     row.extend_from_slice(lr);
                     row.extend_from_slice(rr);
@@ -651,6 +773,54 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
             out
         }
     })
+}
+
+/// The equalities among `on`'s conjuncts whose one side reads only the
+/// left input's columns (below `lw`) and the other only the right's: the
+/// left key expressions (over the left row) and the right ones (over the
+/// right row alone).
+fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
+    let mut conj = Vec::new();
+    let mut stack = vec![on];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::Binary { op: BinOp::And, left, right } => {
+                stack.push(left);
+                stack.push(right);
+            }
+            other => conj.push(other),
+        }
+    }
+    let side = |e: &Expr| -> Option<bool> {
+        if e.has_subquery() {
+            return None;
+        }
+        let mut cols = Vec::new();
+        e.columns_used(&mut cols);
+        if cols.is_empty() {
+            None
+        } else if cols.iter().all(|&c| c < lw) {
+            Some(true)
+        } else if cols.iter().all(|&c| c >= lw) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let (mut lk, mut rk) = (Vec::new(), Vec::new());
+    for c in conj {
+        let Expr::Binary { op: BinOp::Eq, left, right } = c else { continue };
+        let (l, r) = match (side(left), side(right)) {
+            (Some(true), Some(false)) => (left, right),
+            (Some(false), Some(true)) => (right, left),
+            _ => continue,
+        };
+        let mut r = (**r).clone();
+        r.remap_columns(&|c| c - lw);
+        lk.push((**l).clone());
+        rk.push(r);
+    }
+    (lk, rk)
 }
 
 /// A sort, possibly under a projection: what `run_limited` cuts short.
