@@ -779,7 +779,7 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
 /// left input's columns (below `lw`) and the other only the right's: the
 /// left key expressions (over the left row) and the right ones (over the
 /// right row alone).
-fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
+pub(crate) fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
     let mut conj = Vec::new();
     let mut stack = vec![on];
     while let Some(e) = stack.pop() {

@@ -1064,16 +1064,31 @@ impl<'a> Binder<'a> {
                     if let Some(c) = constraint {
                         self.join_constraint(c, left_width, kind, &mut on_conds)?;
                     }
-                    let mut on = Expr::Const(Value::Bool(true));
+                    let mut on_parts = Vec::new();
                     for c in std::mem::take(&mut self.pending_conds) {
-                        on = and(on, c);
+                        split_and(c, &mut on_parts);
                     }
                     for c in on_conds {
                         let b = coerce_bool(self.expr(c)?, "JOIN/ON")?;
-                        on = and(on, b);
+                        split_and(b, &mut on_parts);
+                    }
+                    // ON conditions on the nullable side alone filter that
+                    // side before the join (LEFT JOIN b ON … AND b.k = 1).
+                    let (mut left, mut right_plan) = (left, right.plan);
+                    let mut on = Expr::Const(Value::Bool(true));
+                    for c in on_parts {
+                        match join_side(&c, left_width) {
+                            Some(false) if kind == JoinKind::Left => {
+                                right_plan = push_filter(right_plan, shift_columns(c, left_width));
+                            }
+                            Some(true) if kind == JoinKind::Right => {
+                                left = push_filter(left, c);
+                            }
+                            _ => on = and(on, c),
+                        }
                     }
                     let plan =
-                        Plan::Join { left: Box::new(left), right: Box::new(right.plan), kind, on };
+                        Plan::Join { left: Box::new(left), right: Box::new(right_plan), kind, on };
                     inputs.push(JoinInput { plan, offset: 0, width: left_width + right_width });
                 }
             }
@@ -1169,6 +1184,21 @@ impl<'a> Binder<'a> {
             let b = coerce_bool(self.expr(c)?, "WHERE")?;
             split_and(b, &mut bound);
         }
+        // A condition on one outer join's columns goes into it (see
+        // `push_filter`): below the join where that is sound.
+        let mut kept = Vec::with_capacity(bound.len());
+        for b in bound {
+            let set = super::inputs_of(&b, &inputs);
+            match set.single() {
+                Some(i) if matches!(inputs[i].plan, Plan::Join { .. }) && !b.has_subquery() => {
+                    let off = inputs[i].offset;
+                    let plan = std::mem::replace(&mut inputs[i].plan, Plan::unit());
+                    inputs[i].plan = push_filter(plan, shift_columns(b, off));
+                }
+                _ => kept.push(b),
+            }
+        }
+        let bound = kept;
         for inp in inputs.iter_mut() {
             use_index(inp, &bound);
         }
@@ -3543,6 +3573,142 @@ fn contains_subquery(e: &Expr) -> bool {
         }
     });
     found
+}
+
+/// `e` with its columns moved down by `off` (onto a join input's own row).
+fn shift_columns(mut e: Expr, off: usize) -> Expr {
+    if off > 0 {
+        e.remap_columns(&|c| c - off);
+    }
+    e
+}
+
+/// Which side of a join of a `lw`-column left input `e` reads: Some(true)
+/// the left only, Some(false) the right only; None for both, neither, or
+/// a subquery (whose outer references may read anything).
+fn join_side(e: &Expr, lw: usize) -> Option<bool> {
+    if e.has_subquery() {
+        return None;
+    }
+    let mut cols = Vec::new();
+    e.columns_used(&mut cols);
+    if cols.is_empty() {
+        None
+    } else if cols.iter().all(|&c| c < lw) {
+        Some(true)
+    } else if cols.iter().all(|&c| c >= lw) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether `e` is NULL whenever the columns in `cols` are (a column, or
+/// arithmetic or a cast over one).
+fn null_if_null(e: &Expr, cols: &std::ops::Range<usize>) -> bool {
+    match e {
+        Expr::Column(c) => cols.contains(c),
+        Expr::Binary {
+            op: BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod,
+            left,
+            right,
+        } => null_if_null(left, cols) || null_if_null(right, cols),
+        Expr::Unary { expr, .. } | Expr::Cast { expr, .. } => null_if_null(expr, cols),
+        _ => false,
+    }
+}
+
+/// Whether condition `e` is never true when the columns in `cols` are all
+/// NULL (a comparison, LIKE, BETWEEN, IN or IS NOT NULL of such a value):
+/// then a row an outer join padded with NULLs there cannot pass it.
+fn rejects_nulls(e: &Expr, cols: &std::ops::Range<usize>) -> bool {
+    match e {
+        Expr::Binary { op: BinOp::And, left, right } => {
+            rejects_nulls(left, cols) || rejects_nulls(right, cols)
+        }
+        Expr::Binary { op: BinOp::Or, left, right } => {
+            rejects_nulls(left, cols) && rejects_nulls(right, cols)
+        }
+        Expr::Binary { op, left, right } if op.is_comparison() => {
+            null_if_null(left, cols) || null_if_null(right, cols)
+        }
+        Expr::IsNull { expr, negated: true } => null_if_null(expr, cols),
+        Expr::Like { expr, pattern, .. } => null_if_null(expr, cols) || null_if_null(pattern, cols),
+        Expr::Between { expr, negated: false, .. } | Expr::InList { expr, negated: false, .. } => {
+            null_if_null(expr, cols)
+        }
+        _ => false,
+    }
+}
+
+/// `plan` filtered by `cond` (over `plan`'s own columns), the filter put
+/// as deep as is sound. Into an outer join: a condition on the preserved
+/// side goes into that side; one on the nullable side that rejects NULLs
+/// first turns the join inner (no padded row could pass it: outer-join
+/// simplification), then goes into that side; into a MultiJoin it joins
+/// the conditions (going into the one input it reads); over a table scan
+/// it may choose an index.
+fn push_filter(plan: Plan, cond: Expr) -> Plan {
+    match plan {
+        Plan::Join { left, right, mut kind, on } => {
+            let lw = crate::exec::plan_width(&left, None);
+            let rw = crate::exec::plan_width(&right, None);
+            let (mut left, mut right) = (*left, *right);
+            match join_side(&cond, lw) {
+                Some(true) => {
+                    if matches!(kind, JoinKind::Right | JoinKind::Full)
+                        && rejects_nulls(&cond, &(0..lw))
+                    {
+                        kind =
+                            if kind == JoinKind::Right { JoinKind::Inner } else { JoinKind::Left };
+                    }
+                    if matches!(kind, JoinKind::Inner | JoinKind::Left) {
+                        left = push_filter(left, cond);
+                        return Plan::Join { left: left.into(), right: right.into(), kind, on };
+                    }
+                    let join = Plan::Join { left: left.into(), right: right.into(), kind, on };
+                    Plan::Filter { input: Box::new(join), predicate: cond }
+                }
+                Some(false) => {
+                    if matches!(kind, JoinKind::Left | JoinKind::Full)
+                        && rejects_nulls(&cond, &(lw..lw + rw))
+                    {
+                        kind =
+                            if kind == JoinKind::Left { JoinKind::Inner } else { JoinKind::Right };
+                    }
+                    if matches!(kind, JoinKind::Inner | JoinKind::Right) {
+                        right = push_filter(right, shift_columns(cond, lw));
+                        return Plan::Join { left: left.into(), right: right.into(), kind, on };
+                    }
+                    let join = Plan::Join { left: left.into(), right: right.into(), kind, on };
+                    Plan::Filter { input: Box::new(join), predicate: cond }
+                }
+                None => {
+                    let join = Plan::Join { left: left.into(), right: right.into(), kind, on };
+                    Plan::Filter { input: Box::new(join), predicate: cond }
+                }
+            }
+        }
+        Plan::MultiJoin { mut inputs, mut conds, width } => {
+            let set = super::inputs_of(&cond, &inputs);
+            match set.single() {
+                Some(i) if !cond.has_subquery() => {
+                    let off = inputs[i].offset;
+                    let p = std::mem::replace(&mut inputs[i].plan, Plan::unit());
+                    inputs[i].plan = push_filter(p, shift_columns(cond, off));
+                }
+                _ => conds.push(JoinCond { expr: cond, inputs: set }),
+            }
+            Plan::MultiJoin { inputs, conds, width }
+        }
+        Plan::Scan { table } => {
+            let width = table.columns.len();
+            let mut inp = JoinInput { plan: Plan::Scan { table }, offset: 0, width };
+            use_index(&mut inp, std::slice::from_ref(&cond));
+            Plan::Filter { input: Box::new(inp.plan), predicate: cond }
+        }
+        other => Plan::Filter { input: Box::new(other), predicate: cond },
+    }
 }
 
 /// Turns a table scan into an index scan when equalities cover the

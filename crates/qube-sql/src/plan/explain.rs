@@ -229,14 +229,17 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             node(left, depth + 1, out);
             node(right, depth + 1, out);
         }
-        Plan::Join { left, right, kind, .. } => {
+        Plan::Join { left, right, kind, on } => {
             let k = match kind {
                 JoinKind::Inner => "Inner",
                 JoinKind::Left => "Left",
                 JoinKind::Right => "Right",
                 JoinKind::Full => "Full",
             };
-            line(depth, format!("Nested Loop {k} Join"), out);
+            let lw = crate::exec::plan_width(left, None);
+            let method =
+                if crate::exec::join_keys(on, lw).0.is_empty() { "Nested Loop" } else { "Hash" };
+            line(depth, format!("{method} {k} Join"), out);
             node(left, depth + 1, out);
             node(right, depth + 1, out);
         }

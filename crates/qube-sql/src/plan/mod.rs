@@ -114,6 +114,17 @@ impl InputSet {
     pub fn is_only(&self, i: usize) -> bool {
         self.contains(i) && self.len() == 1
     }
+    /// The one input, if there is exactly one.
+    pub fn single(&self) -> Option<usize> {
+        if self.len() != 1 {
+            return None;
+        }
+        self.0
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != 0)
+            .map(|(k, w)| k * 64 + w.trailing_zeros() as usize)
+    }
 }
 
 /// A condition of a `MultiJoin` and the inputs it reads.

@@ -766,3 +766,36 @@ fn expression_and_partial_indexes_are_used() {
     let r = s.execute_prepared(&p, &[Value::Text("user43@x.org".into())]).unwrap();
     assert_eq!(r[0].rows, vec![vec![Value::Int4(43)]]);
 }
+
+/// WHERE conditions on an outer join's preserved side, and ON conditions
+/// on its nullable side, are applied below the join (reaching indexes); a
+/// WHERE that rejects the nullable side's NULLs makes the join inner; and
+/// equalities make it a hash join.
+#[test]
+fn outer_join_conditions_are_pushed_down() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE a (id int PRIMARY KEY, v text);
+         CREATE TABLE b (id int PRIMARY KEY, aid int, k int);
+         CREATE INDEX b_k ON b (k);",
+    )
+    .unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id = b.aid WHERE a.id = 5");
+    assert!(p.contains("Hash Left Join") && p.contains("Index Scan on a"), "{p}");
+    let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id = b.aid AND b.k = 3");
+    assert!(p.contains("Index Scan on b") && p.contains("(k = …)"), "{p}");
+    let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id = b.aid WHERE b.k = 3");
+    assert!(p.contains("Hash Inner Join") && p.contains("Index Scan on b"), "{p}");
+    // IS NULL keeps the padded rows: the join stays outer, the filter above.
+    let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id = b.aid WHERE b.k IS NULL");
+    assert!(p.contains("Hash Left Join") && p.starts_with("Project"), "{p}");
+    let p = plan(&mut s, "SELECT * FROM a FULL JOIN b ON a.id = b.aid WHERE a.id = 1");
+    assert!(p.contains("Hash Left Join") && p.contains("Index Scan on a"), "{p}");
+    let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id < b.aid");
+    assert!(p.contains("Nested Loop Left Join"), "{p}");
+}
