@@ -213,6 +213,9 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
             Value::Array(rows.iter().map(|r| r.first().cloned().unwrap_or(Value::Null)).collect())
         }
         Expr::Exists { plan, negated, correlated } => {
+            if *correlated && let Some(found) = ctx.exists_hashed(plan, row)? {
+                return Ok(Value::Bool(found != *negated));
+            }
             let rows = ctx.subquery(plan, *correlated, row)?;
             Value::Bool(rows.is_empty() == *negated)
         }

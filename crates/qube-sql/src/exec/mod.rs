@@ -14,6 +14,7 @@
 
 pub mod datetime;
 pub(crate) mod ddl;
+mod decorrelate;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
@@ -68,6 +69,8 @@ pub struct Ctx<'a> {
     cache: HashMap<usize, Rc<Vec<Row>>>,
     /// Hashed values of uncorrelated `IN (subquery)`s (None: not hashable).
     in_sets: HashMap<usize, Option<Rc<InSet>>>,
+    /// Decorrelated EXISTS subqueries (None: not decorrelatable).
+    exists_sets: HashMap<usize, Option<Rc<decorrelate::ExistsSet>>>,
     /// Per-node statistics, when running for EXPLAIN ANALYZE (by node address).
     pub stats: Option<HashMap<usize, NodeStats>>,
     /// Values materialised by join outputs so far, and the limit.
@@ -93,6 +96,7 @@ impl<'a> Ctx<'a> {
             outer: Vec::new(),
             cache: HashMap::new(),
             in_sets: HashMap::new(),
+            exists_sets: HashMap::new(),
             worktables: HashMap::new(),
             values: 0,
             limit: MAX_QUERY_VALUES,
@@ -153,6 +157,24 @@ impl<'a> Ctx<'a> {
             self.cache.insert(key, rows.clone());
         }
         Ok(rows)
+    }
+
+    /// Correlated `[NOT] EXISTS (plan)` for `row` through a hash set of
+    /// the subquery's keys (see `decorrelate`); None if it cannot be.
+    pub(crate) fn exists_hashed(&mut self, plan: &Plan, row: &[Value]) -> Result<Option<bool>> {
+        let key = plan as *const Plan as usize;
+        let set = match self.exists_sets.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = decorrelate::exists_set(self, plan)?;
+                self.exists_sets.insert(key, s.clone());
+                s
+            }
+        };
+        match set {
+            Some(s) => s.probe(self, row),
+            None => Ok(None),
+        }
     }
 
     /// The values of uncorrelated subquery `plan` as a hash set, if they
@@ -378,6 +400,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                 // across iterations.
                 ctx.cache.clear();
                 ctx.in_sets.clear();
+                ctx.exists_sets.clear();
                 let next = run(ctx, recursive)?;
                 working = fresh(next, &mut seen);
                 result.extend(working.iter().cloned());

@@ -496,6 +496,7 @@ impl Expr {
                 x,
                 Expr::ScalarSubquery { .. }
                     | Expr::Exists { .. }
+                    | Expr::ArraySubquery { .. }
                     | Expr::InSubquery { .. }
                     | Expr::Quantified { .. }
             )
