@@ -27,5 +27,5 @@ pub mod types;
 
 pub use qube_common::types::DataType;
 pub use qube_common::{Error, Result};
-pub use session::{Column, Database, Prepared, QueryResult, RowSink, Session};
+pub use session::{Column, Database, Description, Prepared, QueryResult, RowSink, Session};
 pub use types::Value;

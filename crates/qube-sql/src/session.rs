@@ -220,6 +220,17 @@ pub struct Prepared {
     sql: String,
 }
 
+impl Prepared {
+    /// How many statements the text holds.
+    pub fn len(&self) -> usize {
+        self.stmts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stmts.is_empty()
+    }
+}
+
 static NEXT_PREPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A bound query or INSERT kept for a prepared statement, valid while no
@@ -396,6 +407,73 @@ impl Session {
         })
     }
 
+    /// What a prepared statement takes and returns, bound against the
+    /// catalog as this session sees it now, without running it (the wire
+    /// protocol's Describe). Parameters get the type of the first context
+    /// that gives them one (`id = $1`, `VALUES ($1)` into a column,
+    /// `$1::int`), `None` where nothing does. A statement that does not
+    /// return rows has no columns. Only the first statement is described.
+    pub fn describe(&mut self, p: &Prepared) -> Result<Description> {
+        let count = placeholder_count(&p.sql);
+        let Some(s) = p.stmts.first() else {
+            return Ok(Description { params: vec![None; count], columns: Vec::new() });
+        };
+        let (mut params, columns) = match self.describe_statement(s) {
+            Ok(d) => d,
+            Err(e) => return Err(crate::position::locate(e, &p.sql, Some(s))),
+        };
+        params.resize(count.max(params.len()), None);
+        Ok(Description { params, columns })
+    }
+
+    fn describe_statement(
+        &mut self,
+        s: &ast::Statement,
+    ) -> Result<(Vec<Option<DataType>>, Vec<Column>)> {
+        use ast::Statement as S;
+        let text = |name: String| vec![Column { name, data_type: DataType::Text }];
+        match s {
+            S::ShowVariable { variable } => {
+                let name =
+                    variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
+                return Ok((Vec::new(), text(name)));
+            }
+            S::Explain { .. } => return Ok((Vec::new(), text("QUERY PLAN".into()))),
+            S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) => {}
+            _ => return Ok((Vec::new(), Vec::new())),
+        }
+        if self.failed {
+            return Err(Error::user(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let shared = self.db.shared.clone();
+        let names = Names {
+            catalog: &shared.catalog,
+            db: self.database,
+            db_name: &self.db_name,
+            path: &self.search_path,
+            user: &self.user,
+            seqs: &self.seqs,
+            temp: &self.temp_name,
+        };
+        let mut own = None;
+        let txn = match self.txn.as_mut() {
+            Some(t) => t,
+            None => own.insert(shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?),
+        };
+        crate::plan::bind::take_param_types();
+        let res = names
+            .cached(&mut self.path_cache, txn)
+            .and_then(|path| describe_bound(&shared, txn, &path, s));
+        let params = crate::plan::bind::take_param_types();
+        if let Some(t) = own {
+            t.rollback();
+        }
+        Ok((params, res?))
+    }
+
     pub fn execute_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<Vec<QueryResult>> {
         self.run_prepared(p, params, None)
     }
@@ -409,6 +487,25 @@ impl Session {
         on_row: &mut RowSink,
     ) -> Result<Vec<QueryResult>> {
         self.run_prepared(p, params, Some(on_row))
+    }
+
+    /// Runs statement `index` of `p` only, streaming query rows to
+    /// `on_row` (the wire protocol's simple query answers each statement
+    /// before it runs the next).
+    pub fn execute_prepared_nth_streaming(
+        &mut self,
+        p: &Prepared,
+        index: usize,
+        params: &[Value],
+        on_row: &mut RowSink,
+    ) -> Result<QueryResult> {
+        let s = p.stmts.get(index).ok_or_else(|| {
+            Error::Internal(format!("statement {index} of {} prepared", p.stmts.len()))
+        })?;
+        self.plan_key = Some((p.id, index));
+        let r = self.statement(s, params, Some(on_row));
+        self.plan_key = None;
+        r.map_err(|e| crate::position::locate(e, &p.sql, Some(s)))
     }
 
     fn run_prepared(
@@ -453,6 +550,18 @@ impl Session {
         if self.txn.is_some() {
             self.failed = true;
         }
+    }
+
+    /// Marks an open transaction block failed, as an error inside one
+    /// does: for errors found outside `execute` (a statement that does not
+    /// parse, a parameter that does not decode).
+    pub fn fail_transaction(&mut self) {
+        self.fail();
+    }
+
+    /// The `TimeZone` setting as SHOW gives it.
+    pub fn time_zone_name(&self) -> &str {
+        &self.zone.1
     }
 
     /// The session's time zone (timestamptz values are printed in it).
@@ -933,6 +1042,140 @@ impl Session {
             }
         }
     }
+}
+
+/// A prepared statement's parameters and result columns (`Session::describe`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Description {
+    /// `$1` first; `None` where no context gives the parameter a type.
+    pub params: Vec<Option<DataType>>,
+    pub columns: Vec<Column>,
+}
+
+/// The highest `$n` in the text (0 without parameters).
+fn placeholder_count(sql: &str) -> usize {
+    let Ok(tokens) = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize()
+    else {
+        return 0;
+    };
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            sqlparser::tokenizer::Token::Placeholder(p) => p.strip_prefix('$')?.parse().ok(),
+            _ => None,
+        })
+        .filter(|n: &usize| *n <= 65_535)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Binds a query, INSERT, UPDATE or DELETE without running it: its result
+/// columns (the parameter types are noted by the binder on the way).
+fn describe_bound(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    s: &ast::Statement,
+) -> Result<Vec<Column>> {
+    let cols = |c: &[(String, DataType)]| {
+        c.iter().map(|(name, t)| Column { name: name.clone(), data_type: t.clone() }).collect()
+    };
+    match s {
+        ast::Statement::Query(q) => {
+            let mut b = Binder::new(&shared.catalog, txn, schema);
+            Ok(cols(&b.query(q)?.columns))
+        }
+        ast::Statement::Insert(i) => {
+            Ok(cols(crate::exec::dml::bind_insert(shared, txn, schema, i)?.returning_columns()))
+        }
+        ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+            // UPDATE and DELETE bind as they run; the same table, WHERE
+            // and RETURNING as a query give the columns, and `col = (value)`
+            // for each assignment the parameters' types. If the
+            // comparisons do not bind (json has no `=`), the types of the
+            // assigned parameters stay unknown.
+            let (with_sets, plain) = dml_as_query(s);
+            let mut bind = |sql: &str| -> Result<crate::plan::Query> {
+                let stmts = parse(sql)?;
+                let [ast::Statement::Query(q)] = stmts.as_slice() else {
+                    return Err(Error::Internal("describe: not a query".into()));
+                };
+                Binder::new(&shared.catalog, txn, schema).query(q)
+            };
+            let q = match with_sets.as_deref().map(&mut bind) {
+                Some(Ok(q)) => q,
+                _ => {
+                    crate::plan::bind::take_param_types();
+                    bind(&plain).map_err(|e| match e {
+                        // Positions in the rewritten text mean nothing.
+                        Error::User { sqlstate, message, .. } => Error::user(sqlstate, message),
+                        e => e,
+                    })?
+                }
+            };
+            Ok(if has_returning(s) { cols(&q.columns) } else { Vec::new() })
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn has_returning(s: &ast::Statement) -> bool {
+    match s {
+        ast::Statement::Update(u) => u.returning.is_some(),
+        ast::Statement::Delete(d) => d.returning.is_some(),
+        _ => false,
+    }
+}
+
+/// An UPDATE or DELETE as a SELECT over the same rows: with a comparison
+/// per assignment (if any), and without.
+fn dml_as_query(s: &ast::Statement) -> (Option<String>, String) {
+    let list = |items: &[ast::SelectItem]| {
+        items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let (projection, from, conds, sets) = match s {
+        ast::Statement::Update(u) => {
+            let mut from = u.table.to_string();
+            if let Some(
+                ast::UpdateTableFromKind::AfterSet(f) | ast::UpdateTableFromKind::BeforeSet(f),
+            ) = &u.from
+            {
+                for t in f {
+                    from.push_str(&format!(", {t}"));
+                }
+            }
+            let sets: Vec<String> = u
+                .assignments
+                .iter()
+                .filter(|a| {
+                    !matches!(&a.value, ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"))
+                })
+                .map(|a| format!("({}) = ({})", a.target, a.value))
+                .collect();
+            (u.returning.as_deref().map(list), from, u.selection.as_ref(), sets)
+        }
+        ast::Statement::Delete(d) => {
+            let tables = match &d.from {
+                ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+            };
+            let mut from = tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            for t in d.using.iter().flatten() {
+                from.push_str(&format!(", {t}"));
+            }
+            (d.returning.as_deref().map(list), from, d.selection.as_ref(), Vec::new())
+        }
+        _ => return (None, "SELECT 1".into()),
+    };
+    let projection = projection.unwrap_or_else(|| "1".into());
+    let mut plain = format!("SELECT {projection} FROM {from}");
+    if let Some(w) = conds {
+        plain.push_str(&format!(" WHERE ({w})"));
+    }
+    if sets.is_empty() {
+        return (None, plain);
+    }
+    let join = if conds.is_some() { " AND " } else { " WHERE " };
+    (Some(format!("{plain}{join}{}", sets.join(" AND "))), plain)
 }
 
 fn empty_query() -> crate::plan::Query {

@@ -836,6 +836,13 @@ pub struct InsertPlan {
     source: InsertSource,
 }
 
+impl InsertPlan {
+    /// The RETURNING list's columns (none without RETURNING).
+    pub fn returning_columns(&self) -> &[(String, DataType)] {
+        self.returning.as_ref().map_or(&[], |r| &r.1)
+    }
+}
+
 /// Rows of expressions (None: DEFAULT), or a query.
 enum InsertSource {
     Rows(Vec<Vec<Option<Expr>>>),

@@ -1983,6 +1983,11 @@ impl<'a> Binder<'a> {
                     let c = Expr::Const(cast::cast(v.clone(), &to)?);
                     return Ok(B::new(datetime::round_to_precision(c, &to, precision), to));
                 }
+                if let Expr::Param(i) = &b.expr
+                    && b.unknown
+                {
+                    note_param_type(*i, &to);
+                }
                 let c = Expr::Cast { expr: b.expr.boxed(), to: to.clone() };
                 B::new(datetime::round_to_precision(c, &to, precision), to)
             }
@@ -4687,6 +4692,9 @@ fn coerce(b: B, ty: &DataType) -> Result<Expr> {
 
 fn coerce_b(b: B, ty: &DataType) -> Result<B> {
     if b.unknown {
+        if let Expr::Param(i) = &b.expr {
+            note_param_type(*i, ty);
+        }
         return Ok(match b.expr {
             Expr::Const(v) => B::new(Expr::Const(cast::cast(v, ty)?), ty.clone()),
             other => B::new(Expr::Cast { expr: other.boxed(), to: ty.clone() }, ty.clone()),
@@ -4733,6 +4741,29 @@ fn coerce_bool(b: B, what: &str) -> Result<Expr> {
     Ok(b.expr)
 }
 
+thread_local! {
+    /// The types parameters were given by the first context that coerced
+    /// them from unknown ($1 is index 0), for `Session::describe`. The
+    /// coercions are free functions without the binder at hand, and one
+    /// statement binds on one thread, so the binder's thread keeps them.
+    static PARAM_TYPES: std::cell::RefCell<Vec<Option<DataType>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn note_param_type(i: usize, ty: &DataType) {
+    PARAM_TYPES.with_borrow_mut(|p| {
+        if p.len() <= i {
+            p.resize(i + 1, None);
+        }
+        p[i].get_or_insert_with(|| ty.clone());
+    });
+}
+
+/// Takes (and clears) the parameter types noted since the last call.
+pub(crate) fn take_param_types() -> Vec<Option<DataType>> {
+    PARAM_TYPES.with_borrow_mut(std::mem::take)
+}
+
 /// An unknown literal left without context is text.
 fn finish_unknown(b: B) -> Result<Expr> {
     Ok(b.expr)
@@ -4752,7 +4783,8 @@ fn literal(v: &ast::Value, params: &mut Vec<Option<DataType>>) -> Result<B> {
             let i: usize = p
                 .strip_prefix('$')
                 .and_then(|d| d.parse().ok())
-                .filter(|i| *i >= 1)
+                // The wire protocol carries at most 65,535 parameters.
+                .filter(|i| (1..=65_535).contains(i))
                 .ok_or_else(|| err("42P02", format!("there is no parameter {p}")))?;
             if params.len() < i {
                 params.resize(i, None);

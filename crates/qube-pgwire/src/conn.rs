@@ -1,0 +1,746 @@
+//! One client connection: startup, then the simple and extended query
+//! protocols over the connection's `Session`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
+    PortalSuspended,
+};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
+};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey, Startup,
+};
+use pgwire::messages::{
+    DecodeContext, Message, PgWireBackendMessage as B, PgWireFrontendMessage as F, ProtocolVersion,
+};
+use qube_common::types::DataType;
+use qube_common::{Error, Result};
+use qube_sql::{Column, Prepared, Session, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::emit::{self, Emitter, put};
+use crate::{SERVER_VERSION, Server, types};
+
+const SSL_REQUEST: i32 = 80877103;
+const GSSENC_REQUEST: i32 = 80877104;
+const CANCEL_REQUEST: i32 = 80877102;
+/// How long a client may take from connecting to a completed startup.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A parsed statement (Parse).
+struct Stmt {
+    prepared: Prepared,
+    /// Each parameter's type: declared by the client, else inferred.
+    params: Vec<Option<DataType>>,
+    /// What ParameterDescription reports.
+    param_oids: Vec<u32>,
+    columns: Vec<Column>,
+}
+
+/// A bound statement (Bind).
+struct Portal {
+    stmt: Arc<Stmt>,
+    params: Arc<Vec<Value>>,
+    formats: Vec<i16>,
+    /// Rows left over from an Execute with a row limit, and the tag.
+    pending: Option<(VecDeque<BytesMut>, String)>,
+    /// The tag, once the portal has run to completion.
+    done: Option<String>,
+}
+
+struct Conn<'a> {
+    server: &'a Server,
+    stream: TcpStream,
+    inbuf: BytesMut,
+    out: BytesMut,
+    /// Out of the struct while a statement runs on a blocking thread.
+    session: Option<Box<Session>>,
+    stmts: HashMap<String, Arc<Stmt>>,
+    portals: HashMap<String, Portal>,
+    /// After an error in the extended protocol: discard until Sync.
+    skip_to_sync: bool,
+    zone_reported: String,
+}
+
+/// What ends a connection without a protocol reply beyond a final error.
+enum End {
+    /// The client closed the socket (or sent Terminate).
+    Closed,
+    /// Tell the client, then close.
+    Fatal(Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for End {
+    fn from(e: io::Error) -> End {
+        End::Io(e)
+    }
+}
+
+type Step<T = ()> = std::result::Result<T, End>;
+
+fn fatal(code: &'static str, msg: impl Into<String>) -> End {
+    End::Fatal(Error::user(code, msg))
+}
+
+/// Reads one length-prefixed frame (with its type byte unless `startup`)
+/// into its own buffer.
+async fn read_frame(
+    stream: &mut TcpStream,
+    inbuf: &mut BytesMut,
+    startup: bool,
+    max: usize,
+) -> Step<BytesMut> {
+    let head = if startup { 4 } else { 5 };
+    loop {
+        if inbuf.len() >= head {
+            let len = i32::from_be_bytes([
+                inbuf[head - 4],
+                inbuf[head - 3],
+                inbuf[head - 2],
+                inbuf[head - 1],
+            ]);
+            let min = if startup { 8 } else { 4 };
+            if len < min {
+                return Err(fatal("08P01", "invalid message length"));
+            }
+            let len = len as usize;
+            if len > max {
+                return Err(fatal("54000", format!("message of {len} bytes is too large")));
+            }
+            let total = len + head - 4;
+            if inbuf.len() >= total {
+                return Ok(inbuf.split_to(total));
+            }
+            inbuf.reserve((total - inbuf.len()).min(1 << 20));
+        } else {
+            inbuf.reserve(8192);
+        }
+        if stream.read_buf(inbuf).await? == 0 {
+            return Err(End::Closed);
+        }
+    }
+}
+
+/// Decodes one frame with pgwire, which must consume it exactly. pgwire's
+/// decoders index and `get_*` without bounds checks, so a malformed body
+/// panics: that panic is caught and becomes a protocol violation.
+/// Whether a frame's body has the layout its type needs, checked before
+/// pgwire decodes it (its decoders panic on short bodies; see `decode`).
+fn well_formed(kind: u8, body: &[u8]) -> bool {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let b: &'a [u8] = self.0;
+            (b.len() >= n).then(|| {
+                let (h, t) = b.split_at(n);
+                self.0 = t;
+                h
+            })
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn cstr(&mut self) -> Option<()> {
+            let n = self.0.iter().position(|b| *b == 0)?;
+            self.take(n + 1).map(|_| ())
+        }
+        fn counted(&mut self, each: usize) -> Option<()> {
+            let n = usize::try_from(self.i16()?).ok()?;
+            self.take(n * each).map(|_| ())
+        }
+    }
+    let mut r = R(body);
+    let ok = match kind {
+        b'Q' => r.cstr(),
+        b'P' => r.cstr().and_then(|_| r.cstr()).and_then(|_| r.counted(4)),
+        b'B' => (|| {
+            r.cstr()?;
+            r.cstr()?;
+            r.counted(2)?;
+            let n = usize::try_from(r.i16()?).ok()?;
+            for _ in 0..n {
+                let len = r.i32()?;
+                if len >= 0 {
+                    r.take(len as usize)?;
+                } else if len != -1 {
+                    return None;
+                }
+            }
+            r.counted(2)
+        })(),
+        b'D' | b'C' => r.take(1).filter(|t| matches!(t[0], b'S' | b'P')).and_then(|_| r.cstr()),
+        b'E' => r.cstr().and_then(|_| r.i32()).map(|_| ()),
+        b'S' | b'H' | b'X' | b'c' => Some(()),
+        b'd' => {
+            r.0 = &[];
+            Some(())
+        }
+        b'f' => r.cstr(),
+        _ => return true,
+    };
+    ok.is_some() && r.0.is_empty()
+}
+
+fn decode_message(mut frame: BytesMut) -> Step<F> {
+    if frame.len() >= 5 && !well_formed(frame[0], &frame[5..]) {
+        return Err(fatal(
+            "08P01",
+            format!("invalid message format (message type {})", frame[0] as char),
+        ));
+    }
+    let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+    ctx.awaiting_frontend_ssl = false;
+    ctx.awaiting_frontend_startup = false;
+    let kind = frame.first().copied().unwrap_or(0);
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| F::decode(&mut frame, &ctx)));
+    match r {
+        Ok(Ok(Some(m))) if frame.is_empty() => Ok(m),
+        Ok(Err(pgwire::error::PgWireError::InvalidMessageType(t))) => {
+            Err(fatal("08P01", format!("invalid frontend message type {t}")))
+        }
+        _ => Err(fatal("08P01", format!("invalid message format (message type {})", kind as char))),
+    }
+}
+
+pub async fn run(
+    server: &Server,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pid: i32,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut c = Conn {
+        server,
+        stream,
+        inbuf: BytesMut::with_capacity(8192),
+        out: BytesMut::with_capacity(8192),
+        session: None,
+        stmts: HashMap::new(),
+        portals: HashMap::new(),
+        skip_to_sync: false,
+        zone_reported: String::new(),
+    };
+    let started = match tokio::time::timeout(STARTUP_TIMEOUT, c.startup(peer, pid)).await {
+        Ok(r) => r,
+        Err(_) => Err(fatal("08006", "timeout during startup")),
+    };
+    let res = match started {
+        Ok(true) => c.serve(&mut shutdown).await,
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let res = match res {
+        Ok(()) | Err(End::Closed) => Ok(()),
+        Err(End::Io(e)) => Err(e),
+        Err(End::Fatal(e)) => {
+            put(&mut c.out, B::ErrorResponse(emit::error_response(&e, "FATAL")));
+            let _ = c.flush().await;
+            Ok(())
+        }
+    };
+    // The session goes on a blocking thread: dropping it rolls back an
+    // open transaction and drops its temporary tables.
+    if let Some(s) = c.session.take() {
+        let _ = tokio::task::spawn_blocking(move || drop(s)).await;
+    }
+    let _ = c.stream.shutdown().await;
+    res
+}
+
+impl Conn<'_> {
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn session(&mut self) -> Step<&mut Session> {
+        self.session.as_deref_mut().ok_or_else(|| End::Fatal(Error::Internal("no session".into())))
+    }
+
+    /// The startup packet, trust authentication and the session. False if
+    /// the connection only carried a CancelRequest.
+    async fn startup(&mut self, peer: SocketAddr, pid: i32) -> Step<bool> {
+        let max = self.server.config.max_message_bytes.min(10_000);
+        let params = loop {
+            let frame = read_frame(&mut self.stream, &mut self.inbuf, true, max).await?;
+            let code = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            match code {
+                SSL_REQUEST | GSSENC_REQUEST => {
+                    // No TLS yet: the client goes on in plain text or gives up.
+                    self.stream.write_all(b"N").await?;
+                }
+                // Cancelling is not supported: the request is dropped.
+                CANCEL_REQUEST => return Ok(false),
+                _ if code >> 16 == 3 => {
+                    let mut frame = frame;
+                    let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        Startup::decode(&mut frame, &ctx)
+                    }));
+                    let Ok(Ok(Some(s))) = r else {
+                        return Err(fatal("08P01", "invalid startup packet layout"));
+                    };
+                    let unsupported: Vec<String> =
+                        s.parameters.keys().filter(|k| k.starts_with("_pq_.")).cloned().collect();
+                    if s.protocol_number_minor > 0 || !unsupported.is_empty() {
+                        put(
+                            &mut self.out,
+                            B::NegotiateProtocolVersion(NegotiateProtocolVersion::new(
+                                Startup::PROTOCOL_VERSION_3_0,
+                                unsupported,
+                            )),
+                        );
+                    }
+                    break s.parameters;
+                }
+                _ => {
+                    return Err(fatal(
+                        "0A000",
+                        format!(
+                            "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
+                            code >> 16,
+                            code & 0xffff
+                        ),
+                    ));
+                }
+            }
+        };
+        let Some(user) = params.get("user").filter(|u| !u.is_empty()).cloned() else {
+            return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
+        };
+        let database =
+            params.get("database").filter(|d| !d.is_empty()).cloned().unwrap_or(user.clone());
+        if !peer.ip().is_loopback() && !self.server.config.trust_remote {
+            return Err(fatal(
+                "28000",
+                format!(
+                    "no pg_hba.conf entry for host \"{}\", user \"{user}\", database \"{database}\", no encryption",
+                    peer.ip()
+                ),
+            ));
+        }
+        let db = self.server.db.clone();
+        let zone = params.get("TimeZone").cloned();
+        let session = tokio::task::spawn_blocking(move || {
+            let mut s = db.session_in(&database)?;
+            if let Some(z) = zone {
+                s.set_time_zone(&z)?;
+            }
+            Ok::<_, Error>(s)
+        })
+        .await
+        .map_err(|e| End::Fatal(Error::Internal(format!("session start failed: {e}"))))?
+        .map_err(End::Fatal)?;
+        self.zone_reported = session.time_zone_name().to_string();
+        tracing::debug!(%peer, user, pid, "session started");
+        self.session = Some(Box::new(session));
+        put(&mut self.out, B::Authentication(Authentication::Ok));
+        let app = params.get("application_name").cloned().unwrap_or_default();
+        for (name, value) in [
+            ("server_version", SERVER_VERSION.to_string()),
+            ("server_encoding", "UTF8".into()),
+            ("client_encoding", "UTF8".into()),
+            ("DateStyle", "ISO, MDY".into()),
+            ("IntervalStyle", "postgres".into()),
+            ("TimeZone", self.zone_reported.clone()),
+            ("integer_datetimes", "on".into()),
+            ("standard_conforming_strings", "on".into()),
+            ("is_superuser", "on".into()),
+            ("session_authorization", user.clone()),
+            ("application_name", app),
+        ] {
+            put(&mut self.out, B::ParameterStatus(ParameterStatus::new(name.into(), value)));
+        }
+        let secret = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_i32(pid);
+            h.finish() as i32
+        };
+        put(&mut self.out, B::BackendKeyData(BackendKeyData::new(pid, SecretKey::I32(secret))));
+        self.ready_for_query()?;
+        self.flush().await?;
+        Ok(true)
+    }
+
+    fn ready_for_query(&mut self) -> Step {
+        let status = match self.session()?.transaction_status() {
+            (false, _) => TransactionStatus::Idle,
+            (true, false) => TransactionStatus::Transaction,
+            (true, true) => TransactionStatus::Error,
+        };
+        put(&mut self.out, B::ReadyForQuery(ReadyForQuery::new(status)));
+        Ok(())
+    }
+
+    async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> Step {
+        loop {
+            let max = self.server.config.max_message_bytes;
+            let frame = tokio::select! {
+                biased;
+                f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f?,
+                _ = crate::stopped(shutdown) => {
+                    return Err(fatal("57P01", "terminating connection due to administrator command"));
+                }
+            };
+            let msg = decode_message(frame)?;
+            let extended = matches!(
+                msg,
+                F::Parse(_)
+                    | F::Bind(_)
+                    | F::Describe(_)
+                    | F::Execute(_)
+                    | F::Close(_)
+                    | F::Flush(_)
+            );
+            if extended && self.skip_to_sync {
+                continue;
+            }
+            let r = match msg {
+                F::Query(q) => {
+                    self.simple_query(q.query).await?;
+                    self.ready_for_query()?;
+                    self.flush().await?;
+                    Ok(())
+                }
+                F::Parse(p) => self.parse(p).await?,
+                F::Bind(b) => self.bind(b),
+                F::Describe(d) => self.describe(d),
+                F::Execute(e) => self.execute(e).await?,
+                F::Close(c) => {
+                    self.close(c);
+                    Ok(())
+                }
+                F::Flush(_) => {
+                    self.flush().await?;
+                    Ok(())
+                }
+                F::Sync(_) => {
+                    self.skip_to_sync = false;
+                    if !self.session()?.transaction_status().0 {
+                        // Portals live until the end of their transaction.
+                        self.portals.clear();
+                    }
+                    self.ready_for_query()?;
+                    self.flush().await?;
+                    Ok(())
+                }
+                F::Terminate(_) => return Err(End::Closed),
+                // Stray COPY messages are ignored, as PostgreSQL does.
+                F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
+                other => {
+                    return Err(fatal(
+                        "08P01",
+                        format!("unexpected message {}", message_name(&other)),
+                    ));
+                }
+            };
+            if let Err(e) = r {
+                // An error in the extended protocol: report it, mark a
+                // transaction block failed, discard until Sync.
+                self.session()?.fail_transaction();
+                put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
+                self.skip_to_sync = true;
+            }
+            if self.out.len() >= emit::CHUNK {
+                self.flush().await?;
+            }
+        }
+    }
+
+    /// Runs `f` with the session on a blocking thread while the rows it
+    /// emits are written to the socket.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Session, &mut Emitter) -> T + Send + 'static,
+    ) -> Step<T> {
+        let mut session =
+            self.session.take().ok_or_else(|| End::Fatal(Error::Internal("no session".into())))?;
+        let (tx, mut rx) = mpsc::channel::<BytesMut>(4);
+        let mut em = Emitter::new(tx, std::mem::take(&mut self.zone_reported));
+        self.flush().await?;
+        let handle = tokio::task::spawn_blocking(move || {
+            let r = f(&mut session, &mut em);
+            (session, std::mem::take(&mut em.buf), em.zone_reported.clone(), r)
+        });
+        let mut failed = None;
+        while let Some(chunk) = rx.recv().await {
+            if failed.is_none()
+                && let Err(e) = self.stream.write_all(&chunk).await
+            {
+                failed = Some(e);
+                rx.close();
+            }
+        }
+        let (session, rest, zone, r) = handle.await.map_err(|e| {
+            tracing::error!("a statement panicked: {e}");
+            End::Fatal(Error::Internal("the statement failed unexpectedly".into()))
+        })?;
+        self.session = Some(session);
+        self.zone_reported = zone;
+        if let Some(e) = failed {
+            return Err(End::Io(e));
+        }
+        self.out.extend_from_slice(&rest);
+        Ok(r)
+    }
+
+    async fn simple_query(&mut self, sql: String) -> Step {
+        self.skip_to_sync = false;
+        // A new simple query closes the unnamed portal and statement.
+        self.portals.remove("");
+        self.blocking(move |s, em| {
+            let p = match s.prepare(&sql) {
+                Ok(p) => p,
+                Err(e) => {
+                    s.fail_transaction();
+                    return em.error(&e);
+                }
+            };
+            if p.is_empty() {
+                return em.empty_query();
+            }
+            for i in 0..p.len() {
+                em.begin(true, Vec::new(), false);
+                let r = s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r));
+                em.report_zone(s);
+                if let Err(e) = r.and_then(|r| em.complete(r)) {
+                    return em.error(&e);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn parse(&mut self, p: Parse) -> Step<Result<()>> {
+        let name = p.name.unwrap_or_default();
+        if !name.is_empty() && self.stmts.contains_key(&name) {
+            return Ok(Err(Error::user(
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            )));
+        }
+        let declared = p.type_oids;
+        let sql = p.query;
+        let r = self
+            .blocking(move |s, _| -> Result<Stmt> {
+                let prepared = s.prepare(&sql)?;
+                if prepared.len() > 1 {
+                    return Err(Error::user(
+                        "42601",
+                        "cannot insert multiple commands into a prepared statement",
+                    ));
+                }
+                let d = s.describe(&prepared)?;
+                let n = d.params.len().max(declared.len());
+                let mut params = Vec::with_capacity(n);
+                let mut param_oids = Vec::with_capacity(n);
+                for i in 0..n {
+                    let decl = declared.get(i).copied().filter(|o| *o != 0);
+                    let inferred = d.params.get(i).cloned().flatten();
+                    let t = decl.and_then(types::from_oid).or(inferred);
+                    param_oids.push(
+                        decl.unwrap_or_else(|| t.as_ref().map_or(types::TEXT_OID, types::oid)),
+                    );
+                    params.push(t);
+                }
+                Ok(Stmt { prepared, params, param_oids, columns: d.columns })
+            })
+            .await?;
+        Ok(r.map(|stmt| {
+            self.stmts.insert(name, Arc::new(stmt));
+            put(&mut self.out, B::ParseComplete(ParseComplete::new()));
+        }))
+    }
+
+    fn bind(&mut self, b: Bind) -> Result<()> {
+        let name = b.statement_name.unwrap_or_default();
+        let portal = b.portal_name.unwrap_or_default();
+        let stmt = self.stmts.get(&name).cloned().ok_or_else(|| {
+            Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
+        })?;
+        if !portal.is_empty() && self.portals.contains_key(&portal) {
+            return Err(Error::user("42P03", format!("cursor \"{portal}\" already exists")));
+        }
+        if b.parameters.len() != stmt.params.len() {
+            return Err(Error::user(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but prepared statement \"{name}\" requires {}",
+                    b.parameters.len(),
+                    stmt.params.len()
+                ),
+            ));
+        }
+        let pf = &b.parameter_format_codes;
+        if pf.len() > 1 && pf.len() != b.parameters.len() {
+            return Err(Error::user(
+                "08P01",
+                format!(
+                    "bind message has {} parameter formats but {} parameters",
+                    pf.len(),
+                    b.parameters.len()
+                ),
+            ));
+        }
+        let rf = b.result_column_format_codes;
+        if rf.len() > 1 && rf.len() != stmt.columns.len() {
+            return Err(Error::user(
+                "08P01",
+                format!(
+                    "bind message has {} result formats but query has {} columns",
+                    rf.len(),
+                    stmt.columns.len()
+                ),
+            ));
+        }
+        if pf.iter().chain(&rf).any(|f| !matches!(f, 0 | 1)) {
+            return Err(Error::user("22023", "unsupported format code"));
+        }
+        let mut params = Vec::with_capacity(b.parameters.len());
+        for (i, p) in b.parameters.iter().enumerate() {
+            let binary = emit::format_of(pf, i) == 1;
+            let v = types::decode_param(p.as_deref(), binary, stmt.params[i].as_ref()).map_err(
+                |e| match e {
+                    Error::User { sqlstate, message, .. } => {
+                        Error::user(sqlstate, format!("{message} (parameter ${})", i + 1))
+                    }
+                    e => e,
+                },
+            )?;
+            params.push(v);
+        }
+        self.portals.insert(
+            portal,
+            Portal { stmt, params: Arc::new(params), formats: rf, pending: None, done: None },
+        );
+        put(&mut self.out, B::BindComplete(BindComplete::new()));
+        Ok(())
+    }
+
+    fn describe(&mut self, d: Describe) -> Result<()> {
+        let name = d.name.unwrap_or_default();
+        let (cols, formats) = if d.target_type == b'S' {
+            let stmt = self.stmts.get(&name).ok_or_else(|| {
+                Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
+            })?;
+            put(
+                &mut self.out,
+                B::ParameterDescription(ParameterDescription::new(stmt.param_oids.clone())),
+            );
+            (stmt.columns.clone(), Vec::new())
+        } else {
+            let p = self
+                .portals
+                .get(&name)
+                .ok_or_else(|| Error::user("34000", format!("portal \"{name}\" does not exist")))?;
+            (p.stmt.columns.clone(), p.formats.clone())
+        };
+        if cols.is_empty() {
+            put(&mut self.out, B::NoData(NoData::new()));
+        } else {
+            put(&mut self.out, B::RowDescription(emit::row_description(&cols, &formats)));
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, e: Execute) -> Step<Result<()>> {
+        let name = e.name.unwrap_or_default();
+        let Some(portal) = self.portals.get_mut(&name) else {
+            return Ok(Err(Error::user("34000", format!("portal \"{name}\" does not exist"))));
+        };
+        let limit = usize::try_from(e.max_rows).ok().filter(|n| *n > 0);
+        if let Some(tag) = &portal.done {
+            // Run to completion before: nothing more to return.
+            put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.clone())));
+            return Ok(Ok(()));
+        }
+        if portal.pending.is_none() {
+            let stmt = portal.stmt.clone();
+            if stmt.prepared.is_empty() {
+                put(&mut self.out, B::EmptyQueryResponse(EmptyQueryResponse::new()));
+                return Ok(Ok(()));
+            }
+            let params = portal.params.clone();
+            let formats = portal.formats.clone();
+            let r = self
+                .blocking(move |s, em| -> Result<(Option<Vec<BytesMut>>, String)> {
+                    em.begin(false, formats, limit.is_some());
+                    let rs = s.execute_prepared_streaming(&stmt.prepared, &params, &mut |c, r| {
+                        em.row(c, r)
+                    });
+                    em.report_zone(s);
+                    let mut tag = String::new();
+                    for r in rs? {
+                        tag = em.complete(r)?;
+                    }
+                    Ok((em.collected.take(), tag))
+                })
+                .await?;
+            let Some(portal) = self.portals.get_mut(&name) else { return Ok(Ok(())) };
+            match r {
+                Err(e) => return Ok(Err(e)),
+                Ok((None, tag)) => {
+                    portal.done = Some(tag);
+                    return Ok(Ok(()));
+                }
+                Ok((Some(rows), tag)) => portal.pending = Some((rows.into(), tag)),
+            }
+        }
+        let Some(portal) = self.portals.get_mut(&name) else { return Ok(Ok(())) };
+        if let Some((rows, tag)) = &mut portal.pending {
+            let n = limit.unwrap_or(usize::MAX).min(rows.len());
+            for r in rows.drain(..n) {
+                self.out.extend_from_slice(&r);
+            }
+            if rows.is_empty() {
+                put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.clone())));
+                portal.done = Some(std::mem::take(tag));
+                portal.pending = None;
+            } else {
+                put(&mut self.out, B::PortalSuspended(PortalSuspended::new()));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn close(&mut self, c: Close) {
+        let name = c.name.unwrap_or_default();
+        if c.target_type == b'S' {
+            self.stmts.remove(&name);
+        } else {
+            self.portals.remove(&name);
+        }
+        put(&mut self.out, B::CloseComplete(CloseComplete::new()));
+    }
+}
+
+fn message_name(m: &F) -> &'static str {
+    match m {
+        F::SslNegotiation(_) => "SSLRequest",
+        F::Startup(_) => "StartupMessage",
+        F::CancelRequest(_) => "CancelRequest",
+        F::PasswordMessageFamily(_) => "PasswordMessage",
+        F::PortalSuspended(_) => "PortalSuspended",
+        _ => "in this state",
+    }
+}

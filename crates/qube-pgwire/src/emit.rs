@@ -1,0 +1,225 @@
+//! The backend messages a statement produces, written on the thread that
+//! runs it: result rows are encoded as the executor hands them over and
+//! sent to the connection task in chunks.
+
+use bytes::{BufMut, BytesMut};
+use pgwire::messages::PgWireBackendMessage as B;
+use pgwire::messages::data::{FieldDescription, RowDescription};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ErrorResponse};
+use pgwire::messages::startup::ParameterStatus;
+use qube_common::{Error, Result};
+use qube_sql::{Column, QueryResult, Session, Value};
+use tokio::sync::mpsc;
+
+use crate::types;
+
+/// Bytes gathered before they go to the socket.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Appends a backend message. Only oversized messages fail to encode
+/// (pgwire's limits); error texts are cut short before, so this drops
+/// nothing in practice.
+pub fn put(out: &mut BytesMut, m: B) {
+    if let Err(e) = m.encode(out) {
+        tracing::warn!("could not encode a backend message: {e}");
+    }
+}
+
+/// An ErrorResponse's fields for an engine error.
+pub fn error_response(e: &Error, severity: &str) -> ErrorResponse {
+    let mut message = e.to_string();
+    if message.len() > 8000 {
+        let mut end = 8000;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    let mut fields = vec![
+        (b'S', severity.to_string()),
+        (b'V', severity.to_string()),
+        (b'C', e.sqlstate().to_string()),
+        (b'M', message),
+    ];
+    if let Some(p) = e.position() {
+        fields.push((b'P', p.to_string()));
+    }
+    ErrorResponse::new(fields)
+}
+
+/// A result description: one field per column, each in its format.
+pub fn row_description(cols: &[Column], formats: &[i16]) -> RowDescription {
+    RowDescription::new(
+        cols.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                FieldDescription::new(
+                    c.name.clone(),
+                    0,
+                    0,
+                    types::oid(&c.data_type),
+                    types::type_size(&c.data_type),
+                    types::type_modifier(&c.data_type),
+                    format_of(formats, i),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Bind's result format codes: none (all text), one for all, or one each.
+pub fn format_of(formats: &[i16], i: usize) -> i16 {
+    match formats {
+        [] => 0,
+        [f] => *f,
+        fs => fs.get(i).copied().unwrap_or(0),
+    }
+}
+
+/// Writes one statement's messages; lives on the statement's thread.
+pub struct Emitter {
+    pub buf: BytesMut,
+    tx: mpsc::Sender<BytesMut>,
+    /// The TimeZone the client was last told (ParameterStatus).
+    pub zone_reported: String,
+    /// Send RowDescription before the first row (simple query).
+    describe: bool,
+    described: bool,
+    formats: Vec<i16>,
+    /// Rows kept for a portal with a row limit, one DataRow each.
+    pub collected: Option<Vec<BytesMut>>,
+    pub rows: u64,
+}
+
+impl Emitter {
+    pub fn new(tx: mpsc::Sender<BytesMut>, zone_reported: String) -> Emitter {
+        Emitter {
+            buf: BytesMut::with_capacity(CHUNK + 8192),
+            tx,
+            zone_reported,
+            describe: false,
+            described: false,
+            formats: Vec::new(),
+            collected: None,
+            rows: 0,
+        }
+    }
+
+    /// Starts a statement's output.
+    pub fn begin(&mut self, describe: bool, formats: Vec<i16>, collect: bool) {
+        self.describe = describe;
+        self.described = false;
+        self.formats = formats;
+        self.collected = collect.then(Vec::new);
+        self.rows = 0;
+    }
+
+    pub fn put(&mut self, m: B) {
+        put(&mut self.buf, m);
+    }
+
+    /// Sends what is gathered if it is a chunk's worth; fails when the
+    /// client is gone.
+    fn maybe_send(&mut self) -> Result<()> {
+        if self.buf.len() >= CHUNK {
+            let chunk = self.buf.split();
+            self.tx
+                .blocking_send(chunk)
+                .map_err(|_| Error::user("08006", "connection to client lost"))?;
+        }
+        Ok(())
+    }
+
+    /// One result row.
+    pub fn row(&mut self, cols: &[Column], row: Vec<Value>) -> Result<()> {
+        if self.describe && !self.described {
+            self.described = true;
+            let d = row_description(cols, &self.formats);
+            self.put(B::RowDescription(d));
+        }
+        match &mut self.collected {
+            Some(c) => {
+                let mut b = BytesMut::new();
+                encode_row(&mut b, cols, &row, &self.formats)?;
+                c.push(b);
+            }
+            None => encode_row(&mut self.buf, cols, &row, &self.formats)?,
+        }
+        self.rows += 1;
+        self.maybe_send()
+    }
+
+    /// The end of a statement: its rows that were not streamed (RETURNING),
+    /// its description if no row carried it, and CommandComplete (unless
+    /// the rows are collected for a portal: the caller completes then).
+    pub fn complete(&mut self, r: QueryResult) -> Result<String> {
+        let QueryResult { columns, rows, tag } = r;
+        if self.describe && !self.described && !columns.is_empty() {
+            self.described = true;
+            let d = row_description(&columns, &self.formats);
+            self.put(B::RowDescription(d));
+        }
+        for row in rows {
+            self.row(&columns, row)?;
+        }
+        if self.collected.is_none() {
+            self.put(B::CommandComplete(CommandComplete::new(tag.clone())));
+        }
+        Ok(tag)
+    }
+
+    pub fn error(&mut self, e: &Error) {
+        if matches!(e, Error::Internal(_) | Error::Corruption { .. } | Error::Io { .. }) {
+            tracing::warn!("statement failed: {e}");
+        }
+        self.put(B::ErrorResponse(error_response(e, "ERROR")));
+    }
+
+    pub fn empty_query(&mut self) {
+        self.put(B::EmptyQueryResponse(EmptyQueryResponse::new()));
+    }
+
+    /// ParameterStatus for a TimeZone the statement changed.
+    pub fn report_zone(&mut self, s: &Session) {
+        if s.time_zone_name() != self.zone_reported {
+            self.zone_reported = s.time_zone_name().to_string();
+            let z = self.zone_reported.clone();
+            self.put(B::ParameterStatus(ParameterStatus::new("TimeZone".into(), z)));
+        }
+    }
+}
+
+/// Appends one DataRow message.
+fn encode_row(out: &mut BytesMut, cols: &[Column], row: &[Value], formats: &[i16]) -> Result<()> {
+    let start = out.len();
+    out.put_u8(b'D');
+    out.put_i32(0);
+    out.put_i16(row.len() as i16);
+    for (i, v) in row.iter().enumerate() {
+        if v.is_null() {
+            out.put_i32(-1);
+            continue;
+        }
+        let at = out.len();
+        out.put_i32(0);
+        if format_of(formats, i) == 1 {
+            let t = cols.get(i).map(|c| &c.data_type).ok_or_else(|| {
+                Error::Internal(format!("row of {} values for {} columns", row.len(), cols.len()))
+            })?;
+            if let Err(e) = types::write_binary(v, t, out) {
+                out.truncate(start);
+                return Err(e);
+            }
+        } else {
+            types::write_text(v, out);
+        }
+        let len = out.len() - at - 4;
+        let len = i32::try_from(len).map_err(|_| Error::user("54000", "value too large"))?;
+        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    let len =
+        i32::try_from(out.len() - start - 1).map_err(|_| Error::user("54000", "row too large"))?;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}

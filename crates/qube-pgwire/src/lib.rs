@@ -1,0 +1,160 @@
+//! QubeDB's PostgreSQL wire protocol (v3.0) server: the adapter between
+//! sockets and the SQL engine's `Session`s. Nothing below this crate knows
+//! that a network exists.
+//!
+//! # Design
+//!
+//! ```text
+//! Server::serve ── accept loop (tokio) ── one task per connection (conn.rs)
+//!                                            │ frames read into a buffer,
+//!                                            │ decoded by pgwire's message types
+//!                                            ▼
+//!                         startup → simple query / extended query state machine
+//!                                            │ every statement, Parse and Describe
+//!                                            ▼
+//!                  tokio::task::spawn_blocking(Session + Emitter)   (emit.rs)
+//!                    rows are encoded on the blocking thread as the executor
+//!                    produces them and sent to the connection task in 64 KiB
+//!                    chunks over a bounded channel, which writes them out
+//! ```
+//!
+//! - **Sessions are synchronous.** The connection task owns its `Session`
+//!   between statements and moves it into a blocking-pool thread for each
+//!   one, so a long query holds a thread of the blocking pool, never the
+//!   network runtime: idle connections cost a task and a buffer, and other
+//!   sessions keep working. The bounded channel gives backpressure: a slow
+//!   client slows its own query; a client gone makes the row callback fail,
+//!   which stops the statement.
+//! - **Framing is ours, message decoding is pgwire's.** pgwire 0.42's
+//!   decoders read past a message's declared length and panic on short
+//!   bodies (`Buf::get_*`), so each frame is cut from the stream by its
+//!   length first, decoded on its own under `catch_unwind`, and must be
+//!   consumed exactly; anything else is a protocol violation (08P01, FATAL),
+//!   never a panic that takes more than this connection down. Backend
+//!   messages are pgwire's types, except `DataRow`, which is encoded in
+//!   place (one per row, no intermediate buffer).
+//! - **pgwire's handler layer is not used.** Its `SimpleQueryHandler` /
+//!   `ExtendedQueryHandler` API is async and owns the portal store; our
+//!   engine is synchronous, decides ReadyForQuery's status itself
+//!   (`Session::transaction_status`), and streams rows from a callback, so
+//!   the state machine here is a small direct one.
+//! - **Types.** `types.rs` maps `DataType` to OIDs, writes text (the
+//!   engine's own PostgreSQL text forms) and binary (PostgreSQL's `*send`
+//!   formats) and decodes binary parameters. Text parameters go to the
+//!   engine as text; it casts them where the statement gives them a type.
+//!   Parameter types come from `Session::describe` (the binder notes the
+//!   type each `$n` is coerced to) or from the types the client declared.
+//! - **Portals with a row limit** run to completion at their first
+//!   Execute and keep the encoded rows; later Executes hand out the rest
+//!   (PortalSuspended between). Without a limit rows stream.
+//! - **Transactions.** A dropped connection drops its `Session`, which
+//!   rolls back an open transaction. Statements outside BEGIN autocommit
+//!   one by one (a simple Query of several statements is not one implicit
+//!   transaction, unlike PostgreSQL).
+//! - **Shutdown.** `serve` stops accepting when told to; each connection
+//!   finishes the statement it is running, then gets 57P01 (FATAL) when it
+//!   next waits for a message; `serve` returns once all have closed.
+//! - **Authentication** is trust, for loopback peers only unless
+//!   `Config::trust_remote`; other peers get 28000. SCRAM, TLS (SSLRequest
+//!   is answered 'N'), COPY and CancelRequest are not implemented yet.
+
+mod conn;
+mod emit;
+pub mod types;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use qube_sql::Database;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The `server_version` reported to clients (drivers parse it).
+pub const SERVER_VERSION: &str = "16.0";
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The largest message a client may send (bytes); a larger one ends the
+    /// connection with 54000.
+    pub max_message_bytes: usize,
+    /// Trust (no password) connections from any address, not only loopback.
+    pub trust_remote: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { max_message_bytes: 1 << 30, trust_remote: false }
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// A PostgreSQL protocol server over one database.
+pub struct Server {
+    db: Database,
+    config: Config,
+    next_pid: AtomicI32,
+    /// Connections open now.
+    connections: AtomicU64,
+}
+
+impl Server {
+    pub fn new(db: Database, config: Config) -> Arc<Server> {
+        Arc::new(Server { db, config, next_pid: AtomicI32::new(1), connections: AtomicU64::new(0) })
+    }
+
+    /// How many client connections are open.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Accepts connections until `shutdown` becomes true, then waits for
+    /// the open ones to finish (each ends after its running statement).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        let mut tasks = JoinSet::new();
+        let stop = shutdown.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let server = self.clone();
+                        let stop = stop.clone();
+                        tasks.spawn(async move {
+                            server.connections.fetch_add(1, Ordering::Relaxed);
+                            let pid = server.next_pid.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = conn::run(&server, stream, peer, pid, stop).await {
+                                tracing::debug!(%peer, "connection ended: {e}");
+                            }
+                            server.connections.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    // Out of file descriptors and the like: wait, go on.
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stopped(&mut shutdown) => break,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!("connection task failed: {e}");
+            }
+        }
+        Ok(())
+    }
+}
