@@ -202,6 +202,8 @@ impl Database {
             failed: false,
             settings: HashMap::new(),
             work_mem: exec::spill::DEFAULT_WORK_MEM,
+            statement_timeout: 0,
+            cancel: Arc::default(),
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
             plan_key: None,
@@ -338,6 +340,10 @@ pub struct Session {
     settings: HashMap<String, String>,
     /// `work_mem` in bytes (see `exec::spill`).
     work_mem: usize,
+    /// `statement_timeout` in milliseconds (0: none).
+    statement_timeout: u64,
+    /// Set by a `Canceller` to stop the running statement.
+    cancel: Arc<std::sync::atomic::AtomicBool>,
     default_isolation: Isolation,
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: HashMap<(u64, usize), CachedPlan>,
@@ -591,7 +597,13 @@ impl Session {
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
         exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
+        // A cancel that arrived before this statement began is dropped.
+        self.cancel.store(false, std::sync::atomic::Ordering::Relaxed);
+        let deadline = (self.statement_timeout > 0)
+            .then(|| std::time::Instant::now() + Duration::from_millis(self.statement_timeout));
+        exec::interrupt::set_current(Some(&self.cancel), deadline);
         let res = self.statement_inner(s, params, sink);
+        exec::interrupt::set_current(None, None);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
         if in_block
@@ -765,6 +777,7 @@ impl Session {
             "server_version" => "16.0".into(),
             "search_path" => DEFAULT_SEARCH_PATH.into(),
             "work_mem" => exec::spill::format_memory(self.work_mem),
+            "statement_timeout" => exec::interrupt::format_duration_ms(self.statement_timeout),
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
             "standard_conforming_strings" => "on".into(),
@@ -775,6 +788,12 @@ impl Session {
                 ));
             }
         })
+    }
+
+    /// A handle that cancels the statement this session is running, from
+    /// any thread (the statement fails with 57014).
+    pub fn canceller(&self) -> exec::interrupt::Canceller {
+        exec::interrupt::Canceller(self.cancel.clone())
     }
 
     /// SET TIME ZONE / SET timezone: a name, a POSIX offset string, a
@@ -895,6 +914,9 @@ impl Session {
         if is("work_mem") {
             self.work_mem = exec::spill::DEFAULT_WORK_MEM;
         }
+        if is("statement_timeout") {
+            self.statement_timeout = 0;
+        }
         if is("search_path") {
             self.search_path = crate::names::parse_search_path(DEFAULT_SEARCH_PATH);
             self.plans.clear();
@@ -939,6 +961,14 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                if name.eq_ignore_ascii_case("statement_timeout") {
+                    self.statement_timeout = if value.eq_ignore_ascii_case("default") {
+                        0
+                    } else {
+                        exec::interrupt::parse_duration_ms("statement_timeout", &value)?
+                    };
+                    return Ok(QueryResult::command("SET"));
+                }
                 if name.eq_ignore_ascii_case("work_mem") {
                     self.work_mem = if value.eq_ignore_ascii_case("default") {
                         exec::spill::DEFAULT_WORK_MEM

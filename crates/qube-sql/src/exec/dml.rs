@@ -1109,6 +1109,7 @@ pub fn update(
     let mut buf = Vec::new();
     let mut returned = Returned::default();
     for (rowid, row) in rows {
+        ctx.tick()?;
         if let Some(f) = &filter
             && !truthy(&eval(&mut ctx, f, &row)?)
         {
@@ -1318,6 +1319,7 @@ pub fn delete(
     let mut n = 0u64;
     let mut returned = Returned::default();
     for (rowid, row) in rows {
+        ctx.tick()?;
         if let Some(f) = &filter
             && !truthy(&eval(&mut ctx, f, &row)?)
         {

@@ -18,6 +18,7 @@ mod decorrelate;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
+pub mod interrupt;
 pub mod morefuncs;
 pub(crate) mod namespace;
 pub mod sequence;
@@ -79,6 +80,8 @@ pub struct Ctx<'a> {
     /// The catalog and the session's names, for functions that need them
     /// (`nextval`); None where a statement runs without a session.
     pub env: Option<Env<'a>>,
+    /// Cancellation and statement_timeout (see `interrupt`).
+    interrupt: interrupt::Check,
 }
 
 /// See `Ctx::env`.
@@ -102,7 +105,16 @@ impl<'a> Ctx<'a> {
             limit: MAX_QUERY_VALUES,
             stats: None,
             env: None,
+            interrupt: interrupt::Check::current(),
         }
+    }
+
+    /// Called for every row an operator handles: fails with 57014 once the
+    /// statement is cancelled or past its statement_timeout (checked every
+    /// 1,024 calls).
+    #[inline]
+    pub fn tick(&mut self) -> Result<()> {
+        self.interrupt.tick()
     }
 
     /// The same context with the session's catalog and names.
@@ -505,6 +517,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                     }
                 };
                 for &j in candidates {
+                    ctx.tick()?;
                     let rr = &r[j];
                     row.clear();
                     row.extend_from_slice(lr);
@@ -655,6 +668,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                 ctx.charge(rs.len() * (l.len() + right_width))?;
                 let mut matched = false;
                 for r in rs.iter() {
+                    ctx.tick()?;
                     let mut row = Vec::with_capacity(l.len() + right_width);
                     row.extend(l.iter().cloned());
                     row.extend(r.iter().cloned());
@@ -1077,6 +1091,7 @@ fn multi_join(
             Ok(true)
         };
         let emit = |ctx: &mut Ctx, o: Row, out: &mut Vec<Row>| -> Result<()> {
+            ctx.tick()?;
             for &c in &rest {
                 if !truthy(&eval(ctx, &conds[c].expr, &o)?) {
                     return Ok(());

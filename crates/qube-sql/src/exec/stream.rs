@@ -199,6 +199,7 @@ pub fn open_scan<'p>(
 
 impl Stream<'_> {
     pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
+        ctx.tick()?;
         match self {
             Stream::Rows(it) => Ok(it.next()),
             Stream::Table { cursor, ncols, buf, batch, need } => {

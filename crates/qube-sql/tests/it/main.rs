@@ -799,3 +799,57 @@ fn outer_join_conditions_are_pushed_down() {
     let p = plan(&mut s, "SELECT * FROM a LEFT JOIN b ON a.id < b.aid");
     assert!(p.contains("Nested Loop Left Join"), "{p}");
 }
+
+/// statement_timeout and a Canceller stop a running statement with 57014;
+/// the session, its transaction rules and other statements go on.
+#[test]
+fn statements_can_be_cancelled_and_time_out() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    assert_eq!(s.execute("SHOW statement_timeout").unwrap()[0].rows[0][0], Value::Text("0".into()));
+    s.execute("SET statement_timeout = '50ms'").unwrap();
+    assert_eq!(
+        s.execute("SHOW statement_timeout").unwrap()[0].rows[0][0],
+        Value::Text("50ms".into())
+    );
+    s.execute("CREATE TABLE big AS SELECT g FROM generate_series(1, 3000) g").unwrap();
+    let slow = "SELECT count(*) FROM big a, big b WHERE a.g + b.g = 7";
+    let e = s.execute(slow).unwrap_err();
+    assert_eq!(e.sqlstate(), "57014", "{e}");
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+    // Inside a transaction block the error fails the transaction.
+    s.execute("BEGIN").unwrap();
+    assert_eq!(s.execute(slow).unwrap_err().sqlstate(), "57014");
+    assert_eq!(s.execute("SELECT 1").unwrap_err().sqlstate(), "25P02");
+    s.execute("ROLLBACK").unwrap();
+    for bad in ["'5 parsecs'", "'-1'", "'abc'"] {
+        assert_eq!(
+            s.execute(&format!("SET statement_timeout = {bad}")).unwrap_err().sqlstate(),
+            "22023",
+            "{bad}"
+        );
+    }
+    s.execute("SET statement_timeout = '1min'").unwrap();
+    assert_eq!(
+        s.execute("SHOW statement_timeout").unwrap()[0].rows[0][0],
+        Value::Text("1min".into())
+    );
+    s.execute("RESET statement_timeout").unwrap();
+    // A cancel from another thread stops the statement it is running.
+    let c = s.canceller();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.cancel();
+    });
+    let e = s.execute("SELECT count(*) FROM generate_series(1, 3000) a, generate_series(1, 3000) b WHERE a + b = 7").unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.sqlstate(), "57014", "{e}");
+    assert!(e.to_string().contains("user request"), "{e}");
+    // A cancel between statements does not touch the next one.
+    s.canceller().cancel();
+    assert_eq!(
+        s.execute("SELECT count(*) FROM generate_series(1, 5000)").unwrap()[0].rows[0][0],
+        Value::Int8(5000)
+    );
+}

@@ -1,0 +1,138 @@
+//! Stopping a running statement: cancellation (PostgreSQL's CancelRequest,
+//! `pg_cancel_backend`) and `statement_timeout`.
+//!
+//! A `Session` owns a cancel flag; `Session::canceller` hands out a
+//! `Canceller` that another thread (the server's connection task) sets.
+//! Before each statement the session clears the flag and publishes it, with
+//! the statement's deadline, in a thread-local (statements run
+//! synchronously on the caller's thread, as the time zone and `work_mem`
+//! do); every `Ctx` takes them when created. Operators call `Ctx::tick`
+//! once per row; every 1,024 ticks it reads the flag and the clock, and
+//! the statement fails with 57014 as in PostgreSQL ("canceling statement
+//! due to user request" / "… due to statement timeout"). The transaction
+//! is then failed like after any other error.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use qube_common::{Error, Result};
+
+/// Cancels the statement its session is running (if any) from any thread.
+#[derive(Clone, Debug, Default)]
+pub struct Canceller(pub(crate) Arc<AtomicBool>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<(Option<Arc<AtomicBool>>, Option<Instant>)> =
+        const { RefCell::new((None, None)) };
+}
+
+/// Publishes the running statement's cancel flag and deadline.
+pub fn set_current(flag: Option<&Arc<AtomicBool>>, deadline: Option<Instant>) {
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        match (&c.0, flag) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            _ => c.0 = flag.cloned(),
+        }
+        c.1 = deadline;
+    });
+}
+
+/// What one `Ctx` checks.
+pub(crate) struct Check {
+    flag: Option<Arc<AtomicBool>>,
+    deadline: Option<Instant>,
+    ticks: u32,
+}
+
+impl Check {
+    pub fn current() -> Check {
+        CURRENT.with(|c| {
+            let c = c.borrow();
+            Check { flag: c.0.clone(), deadline: c.1, ticks: 0 }
+        })
+    }
+
+    #[inline]
+    pub fn tick(&mut self) -> Result<()> {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks & 1023 != 0 {
+            return Ok(());
+        }
+        self.check()
+    }
+
+    #[cold]
+    fn check(&self) -> Result<()> {
+        if self.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return Err(Error::user("57014", "canceling statement due to user request"));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::user("57014", "canceling statement due to statement timeout"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a time setting as PostgreSQL does: an integer number of
+/// milliseconds, or a number with a unit us, ms, s, min, h or d; the
+/// result in milliseconds (0: no limit), 22023 when invalid.
+pub fn parse_duration_ms(name: &str, value: &str) -> Result<u64> {
+    let invalid = || {
+        Error::user(
+            "22023",
+            format!(
+                "invalid value for parameter \"{name}\": \"{value}\" (valid units are \
+                 \"us\", \"ms\", \"s\", \"min\", \"h\" and \"d\")"
+            ),
+        )
+    };
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'));
+    let (num, unit) = match split {
+        Some(i) => (&v[..i], v[i..].trim()),
+        None => (v, ""),
+    };
+    let n: f64 = num.parse().map_err(|_| invalid())?;
+    let ms_per = match unit {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(invalid()),
+    };
+    let ms = (n * ms_per).round();
+    if !ms.is_finite() || !(0.0..=2_147_483_647.0).contains(&ms) {
+        return Err(Error::user(
+            "22023",
+            format!(
+                "{} ms is outside the valid range for parameter \"{name}\" (0 .. 2147483647)",
+                ms as i64
+            ),
+        ));
+    }
+    Ok(ms as u64)
+}
+
+/// A time setting as SHOW prints it: the largest unit that divides it.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0".into();
+    }
+    for (unit, size) in [("d", 86_400_000u64), ("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
+        if ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
