@@ -224,6 +224,7 @@ pub async fn run(
     peer: SocketAddr,
     pid: i32,
     mut shutdown: watch::Receiver<bool>,
+    full: bool,
 ) -> io::Result<()> {
     let mut c = Conn {
         server,
@@ -236,7 +237,7 @@ pub async fn run(
         skip_to_sync: false,
         zone_reported: String::new(),
     };
-    let started = match tokio::time::timeout(STARTUP_TIMEOUT, c.startup(peer, pid)).await {
+    let started = match tokio::time::timeout(STARTUP_TIMEOUT, c.startup(peer, pid, full)).await {
         Ok(r) => r,
         Err(_) => Err(fatal("08006", "timeout during startup")),
     };
@@ -278,7 +279,7 @@ impl Conn<'_> {
 
     /// The startup packet, trust authentication and the session. False if
     /// the connection only carried a CancelRequest.
-    async fn startup(&mut self, peer: SocketAddr, pid: i32) -> Step<bool> {
+    async fn startup(&mut self, peer: SocketAddr, pid: i32, full: bool) -> Step<bool> {
         let max = self.server.config.max_message_bytes.min(10_000);
         let params = loop {
             let frame = read_frame(&mut self.stream, &mut self.inbuf, true, max).await?;
@@ -288,8 +289,15 @@ impl Conn<'_> {
                     // No TLS yet: the client goes on in plain text or gives up.
                     self.stream.write_all(b"N").await?;
                 }
-                // Cancelling is not supported: the request is dropped.
-                CANCEL_REQUEST => return Ok(false),
+                // pid and secret key of the session whose statement to cancel.
+                CANCEL_REQUEST => {
+                    if frame.len() >= 16 {
+                        let pid = i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
+                        let key = i32::from_be_bytes([frame[12], frame[13], frame[14], frame[15]]);
+                        self.server.cancel(pid, key);
+                    }
+                    return Ok(false);
+                }
                 _ if code >> 16 == 3 => {
                     let mut frame = frame;
                     let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
@@ -324,6 +332,9 @@ impl Conn<'_> {
                 }
             }
         };
+        if full {
+            return Err(fatal("53300", "sorry, too many clients already"));
+        }
         let Some(user) = params.get("user").filter(|u| !u.is_empty()).cloned() else {
             return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
         };
@@ -376,6 +387,9 @@ impl Conn<'_> {
             h.write_i32(pid);
             h.finish() as i32
         };
+        if let Some(s) = &self.session {
+            self.server.cancels.lock().insert(pid, (secret, s.canceller()));
+        }
         put(&mut self.out, B::BackendKeyData(BackendKeyData::new(pid, SecretKey::I32(secret))));
         self.ready_for_query()?;
         self.flush().await?;
@@ -395,11 +409,30 @@ impl Conn<'_> {
     async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> Step {
         loop {
             let max = self.server.config.max_message_bytes;
+            // Idle inside a transaction block: at most the session's
+            // idle_in_transaction_session_timeout.
+            let idle_limit = self
+                .session
+                .as_deref()
+                .filter(|s| s.transaction_status().0)
+                .and_then(|s| s.idle_in_transaction_timeout());
+            let idle = async {
+                match idle_limit {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let frame = tokio::select! {
                 biased;
                 f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f?,
                 _ = crate::stopped(shutdown) => {
                     return Err(fatal("57P01", "terminating connection due to administrator command"));
+                }
+                _ = idle => {
+                    return Err(fatal(
+                        "25P03",
+                        "terminating connection due to idle-in-transaction timeout",
+                    ));
                 }
             };
             let msg = decode_message(frame)?;

@@ -56,17 +56,25 @@
 //!   next waits for a message; `serve` returns once all have closed.
 //! - **Authentication** is trust, for loopback peers only unless
 //!   `Config::trust_remote`; other peers get 28000. SCRAM, TLS (SSLRequest
-//!   is answered 'N'), COPY and CancelRequest are not implemented yet.
+//!   is answered 'N') and COPY are not implemented yet.
+//! - **Cancel and limits.** Each session's `Canceller` is registered under
+//!   its pid and a random secret (BackendKeyData); a CancelRequest with
+//!   both cancels the running statement (57014). Beyond
+//!   `Config::max_connections` a new connection gets 53300 after its
+//!   startup packet. A session idle inside a transaction longer than its
+//!   `idle_in_transaction_session_timeout` is closed with 25P03.
 
 mod conn;
 mod emit;
 pub mod types;
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use qube_sql::Database;
+use qube_sql::exec::interrupt::Canceller;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -82,11 +90,13 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Trust (no password) connections from any address, not only loopback.
     pub trust_remote: bool,
+    /// The most client connections at once; one more gets 53300 (FATAL).
+    pub max_connections: u64,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { max_message_bytes: 1 << 30, trust_remote: false }
+        Config { max_message_bytes: 1 << 30, trust_remote: false, max_connections: 100 }
     }
 }
 
@@ -102,11 +112,29 @@ pub struct Server {
     next_pid: AtomicI32,
     /// Connections open now.
     connections: AtomicU64,
+    /// The running sessions' cancel keys: pid → (secret, canceller).
+    cancels: parking_lot::Mutex<HashMap<i32, (i32, Canceller)>>,
 }
 
 impl Server {
     pub fn new(db: Database, config: Config) -> Arc<Server> {
-        Arc::new(Server { db, config, next_pid: AtomicI32::new(1), connections: AtomicU64::new(0) })
+        Arc::new(Server {
+            db,
+            config,
+            next_pid: AtomicI32::new(1),
+            connections: AtomicU64::new(0),
+            cancels: parking_lot::Mutex::default(),
+        })
+    }
+
+    /// A CancelRequest: cancels the statement session `pid` is running if
+    /// `secret` is its key (else nothing, as PostgreSQL does).
+    fn cancel(&self, pid: i32, secret: i32) {
+        if let Some((s, c)) = self.cancels.lock().get(&pid)
+            && *s == secret
+        {
+            c.cancel();
+        }
     }
 
     /// How many client connections are open.
@@ -131,11 +159,13 @@ impl Server {
                         let server = self.clone();
                         let stop = stop.clone();
                         tasks.spawn(async move {
-                            server.connections.fetch_add(1, Ordering::Relaxed);
+                            let n = server.connections.fetch_add(1, Ordering::Relaxed) + 1;
                             let pid = server.next_pid.fetch_add(1, Ordering::Relaxed);
-                            if let Err(e) = conn::run(&server, stream, peer, pid, stop).await {
+                            let full = n > server.config.max_connections;
+                            if let Err(e) = conn::run(&server, stream, peer, pid, stop, full).await {
                                 tracing::debug!(%peer, "connection ended: {e}");
                             }
+                            server.cancels.lock().remove(&pid);
                             server.connections.fetch_sub(1, Ordering::Relaxed);
                         });
                     }

@@ -203,6 +203,7 @@ impl Database {
             settings: HashMap::new(),
             work_mem: exec::spill::DEFAULT_WORK_MEM,
             statement_timeout: 0,
+            idle_timeout: 0,
             cancel: Arc::default(),
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
@@ -342,6 +343,9 @@ pub struct Session {
     work_mem: usize,
     /// `statement_timeout` in milliseconds (0: none).
     statement_timeout: u64,
+    /// `idle_in_transaction_session_timeout` in milliseconds (0: none);
+    /// the server enforces it.
+    idle_timeout: u64,
     /// Set by a `Canceller` to stop the running statement.
     cancel: Arc<std::sync::atomic::AtomicBool>,
     default_isolation: Isolation,
@@ -550,6 +554,12 @@ impl Session {
     /// Whether an explicit transaction is open (and whether it failed).
     pub fn transaction_status(&self) -> (bool, bool) {
         (self.txn.is_some(), self.failed)
+    }
+
+    /// How long the session may sit idle inside a transaction block
+    /// (`idle_in_transaction_session_timeout`), if limited.
+    pub fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_millis(self.idle_timeout))
     }
 
     fn fail(&mut self) {
@@ -778,6 +788,9 @@ impl Session {
             "search_path" => DEFAULT_SEARCH_PATH.into(),
             "work_mem" => exec::spill::format_memory(self.work_mem),
             "statement_timeout" => exec::interrupt::format_duration_ms(self.statement_timeout),
+            "idle_in_transaction_session_timeout" => {
+                exec::interrupt::format_duration_ms(self.idle_timeout)
+            }
             "client_encoding" | "server_encoding" => "UTF8".into(),
             "datestyle" => "ISO, MDY".into(),
             "standard_conforming_strings" => "on".into(),
@@ -917,6 +930,9 @@ impl Session {
         if is("statement_timeout") {
             self.statement_timeout = 0;
         }
+        if is("idle_in_transaction_session_timeout") {
+            self.idle_timeout = 0;
+        }
         if is("search_path") {
             self.search_path = crate::names::parse_search_path(DEFAULT_SEARCH_PATH);
             self.plans.clear();
@@ -961,13 +977,18 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                if name.eq_ignore_ascii_case("statement_timeout") {
-                    self.statement_timeout = if value.eq_ignore_ascii_case("default") {
-                        0
-                    } else {
-                        exec::interrupt::parse_duration_ms("statement_timeout", &value)?
-                    };
-                    return Ok(QueryResult::command("SET"));
+                for (setting, slot) in [
+                    ("statement_timeout", &mut self.statement_timeout),
+                    ("idle_in_transaction_session_timeout", &mut self.idle_timeout),
+                ] {
+                    if name.eq_ignore_ascii_case(setting) {
+                        *slot = if value.eq_ignore_ascii_case("default") {
+                            0
+                        } else {
+                            exec::interrupt::parse_duration_ms(setting, &value)?
+                        };
+                        return Ok(QueryResult::command("SET"));
+                    }
                 }
                 if name.eq_ignore_ascii_case("work_mem") {
                     self.work_mem = if value.eq_ignore_ascii_case("default") {

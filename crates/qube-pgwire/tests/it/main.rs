@@ -24,10 +24,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(Config::default()).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
         let db = Database::memory().expect("memory database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = Server::new(db, Config::default());
+        let server = Server::new(db, config);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(server.clone().serve(listener, stopped));
         TestServer { addr, server, stop, task: Some(task) }
@@ -600,4 +604,88 @@ async fn shutdown_closes_idle_connections() {
     assert_eq!(srv.server.connections(), 1);
     srv.stop().await;
     assert!(c.query_one("SELECT 1", &[]).await.is_err());
+}
+
+/// A CancelRequest with the session's key stops its running statement
+/// (57014); a wrong key does nothing; the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_the_running_statement() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    c.batch_execute("CREATE TABLE big AS SELECT g FROM generate_series(1, 4000) g").await.unwrap();
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        token.cancel_query(NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let e = c
+        .simple_query("SELECT count(*) FROM big a, big b WHERE a.g * b.g = -1")
+        .await
+        .expect_err("cancelled");
+    canceller.await.unwrap().unwrap();
+    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The same connection keeps working.
+    assert_eq!(simple_rows(&c, "SELECT 1").await, vec![vec![Some("1".into())]]);
+    // A CancelRequest with a wrong key is ignored.
+    let mut raw = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&16i32.to_be_bytes());
+    msg.extend_from_slice(&80877102i32.to_be_bytes());
+    msg.extend_from_slice(&1i32.to_be_bytes());
+    msg.extend_from_slice(&12345i32.to_be_bytes());
+    raw.write_all(&msg).await.unwrap();
+    drop(raw);
+    assert_eq!(simple_rows(&c, "SELECT count(*) FROM big").await, vec![vec![Some("4000".into())]]);
+    drop(c);
+    srv.stop().await;
+}
+
+/// Beyond max_connections a client gets 53300; a slot freed is usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_enforced() {
+    let srv = TestServer::start_with(Config { max_connections: 2, ..Config::default() }).await;
+    let a = srv.connect().await;
+    let b = srv.connect().await;
+    let e = srv.connect_to("qubedb").await.expect_err("third connection");
+    assert_eq!(e.code().map(|c| c.code()), Some("53300"), "{e:?}");
+    drop(b);
+    // The freed slot: retry until the server has seen the close.
+    let mut ok = false;
+    for _ in 0..50 {
+        if srv.connect_to("qubedb").await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a slot should free up");
+    drop(a);
+    srv.stop().await;
+}
+
+/// A session idle inside a transaction longer than its
+/// idle_in_transaction_session_timeout is closed (25P03) and rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_transaction_sessions_are_closed() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    c.batch_execute("CREATE TABLE t (x int)").await.unwrap();
+    c.batch_execute("SET idle_in_transaction_session_timeout = '150ms'").await.unwrap();
+    assert_eq!(
+        simple_rows(&c, "SHOW idle_in_transaction_session_timeout").await,
+        vec![vec![Some("150ms".into())]]
+    );
+    // Idle outside a transaction: nothing happens.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let e = c.batch_execute("COMMIT").await.expect_err("closed");
+    assert!(c.is_closed() || e.code().is_some(), "{e:?}");
+    let d = srv.connect().await;
+    assert_eq!(simple_rows(&d, "SELECT count(*) FROM t").await, vec![vec![Some("0".into())]]);
+    drop(d);
+    srv.stop().await;
 }
