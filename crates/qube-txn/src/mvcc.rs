@@ -45,8 +45,9 @@
 //! retention window, whichever is older. The collector (`gc`) keeps, for
 //! each key, every version newer than the horizon and the one version the
 //! horizon sees (dropped too if it is a tombstone), and deletes the rest. It
-//! visits the keys written since its last pass, and every key once after
-//! opening.
+//! visits the keys rewritten or deleted since its last pass (a key written
+//! for the first time has a single version and is not visited), and every
+//! key once after opening.
 //!
 //! # Not built yet
 //!
@@ -273,6 +274,7 @@ impl Mvcc {
             undo: Vec::new(),
             savepoints: Vec::new(),
             locked: Vec::new(),
+            gc_candidates: Vec::new(),
             ddl: false,
             expected: false,
             done: false,
@@ -512,6 +514,11 @@ pub struct Transaction {
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
     locked: Vec<Vec<u8>>,
+    /// Locked keys that had committed versions when locked: the ones a
+    /// commit hands to the GC (with every key it deletes). A key written
+    /// for the first time has one version after the commit, nothing to
+    /// collect, so a bulk insert does not make the GC visit every new key.
+    gc_candidates: Vec<Vec<u8>>,
     /// This transaction changed the catalog.
     ddl: bool,
     /// Counted in the engine's expected writers (`Engine::expect_writers`):
@@ -924,6 +931,9 @@ impl Transaction {
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
             self.locked.push(key.to_vec());
             let (latest, newest) = newest_version(&*self.shared.engine, key)?;
+            if latest > 0 {
+                self.gc_candidates.push(key.to_vec());
+            }
             if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
                 let e = Error::Serialization(format!(
                     "could not serialize access due to concurrent update (key written by \
@@ -1025,10 +1035,11 @@ impl Transaction {
                 return Err(self.fail(e));
             }
             let mut batch = WriteBatch::new();
-            let mut k = Vec::new();
+            let (mut k, mut v) = (Vec::new(), Vec::new());
             for (key, value) in &self.writes {
                 Key::Version(key, ts).encode_into(&mut k);
-                batch.set(&k, &keys::encode_value(value.as_deref()));
+                keys::encode_value_into(value.as_deref(), &mut v);
+                batch.set(&k, &v);
             }
             batch.set(&Key::LastCommit.encode(), &ts.to_be_bytes());
             let now = now_micros();
@@ -1049,9 +1060,11 @@ impl Transaction {
         // Every commit up to `ts` is durable and visible in the engine now
         // (batches become visible in log order).
         s.visible.fetch_max(ts, Ordering::AcqRel);
+        let deleted = self.writes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone());
         let mut g = s.gc_keys.lock();
         if !g.full {
-            g.keys.extend(self.writes.keys().cloned());
+            g.keys.extend(deleted);
+            g.keys.extend(std::mem::take(&mut self.gc_candidates));
         }
         Ok(ts)
     }
