@@ -53,14 +53,28 @@ pub fn index_prefix(index: u64) -> [u8; 9] {
 /// unless a value is NULL.
 pub fn index_key(index: u64, values: &[Value], rowid: u64, unique: bool) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + 10 * values.len() + 8);
+    index_key_into(index, values, rowid, unique, &mut k);
+    k
+}
+
+/// As `index_key`, into `k` (cleared first).
+pub fn index_key_into<'v>(
+    index: u64,
+    values: impl IntoIterator<Item = &'v Value>,
+    rowid: u64,
+    unique: bool,
+    k: &mut Vec<u8>,
+) {
+    k.clear();
     k.extend_from_slice(&index_prefix(index));
+    let mut has_null = false;
     for v in values {
-        encode_key(v, &mut k);
+        has_null |= v.is_null();
+        encode_key(v, k);
     }
-    if !unique || values.iter().any(Value::is_null) {
+    if !unique || has_null {
         k.extend_from_slice(&rowid.to_be_bytes());
     }
-    k
 }
 
 fn rowid_of(key: &[u8]) -> Result<u64> {
@@ -177,6 +191,20 @@ pub fn put_row(
     buf.clear();
     encode_row(row, buf);
     txn.set(&row_key(table, rowid), buf)
+}
+
+/// As `put_row`, for a rowid just taken from the counters (an INSERT):
+/// no other transaction can hold its key (`Transaction::set_fresh`).
+pub fn insert_row(
+    txn: &mut Transaction,
+    table: u64,
+    rowid: u64,
+    row: &[Value],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    buf.clear();
+    encode_row(row, buf);
+    txn.set_fresh(&row_key(table, rowid), buf)
 }
 
 pub fn delete_row(txn: &mut Transaction, table: u64, rowid: u64) -> Result<()> {

@@ -878,6 +878,53 @@ impl Transaction {
         self.write(key, Some(value.to_vec()))
     }
 
+    /// Sets a key that no other transaction can have written or be
+    /// writing, because this one made it up (a key holding a rowid fresh
+    /// from the database's counters): no row lock and no look for a newer
+    /// version, which such a key cannot have. At SERIALIZABLE it is an
+    /// ordinary `set`, so that SSI sees the write through the lock table as
+    /// usual.
+    pub fn set_fresh(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.serializable() {
+            return self.set(key, value);
+        }
+        self.check_write(key, value.len())?;
+        if !self.expected {
+            self.expected = true;
+            self.shared.engine.expect_writers(1);
+        }
+        let prev = self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        if !self.savepoints.is_empty() {
+            self.undo.push((key.to_vec(), prev));
+        }
+        Ok(())
+    }
+
+    /// The limits every write obeys: not read-only, key and value sizes.
+    fn check_write(&self, key: &[u8], value_len: usize) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(format!(
+                "transaction {} is read-only (a write to a key was attempted)",
+                self.id
+            )));
+        }
+        if crate::MAX_KEY_LEN < key.len() {
+            return Err(Error::InvalidInput(format!(
+                "key of {} bytes exceeds the limit of {} bytes",
+                key.len(),
+                crate::MAX_KEY_LEN
+            )));
+        }
+        if value_len > qube_storage::MAX_VALUE_LEN - 1 {
+            return Err(Error::InvalidInput(format!(
+                "value of {} bytes exceeds the limit of {} bytes",
+                value_len,
+                qube_storage::MAX_VALUE_LEN - 1
+            )));
+        }
+        Ok(())
+    }
+
     /// Deletes a key (deleting a missing key is not an error).
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.write(key, None)
