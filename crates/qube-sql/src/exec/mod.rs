@@ -1309,8 +1309,8 @@ fn aggregate(
         groups.push(new_group(keys));
     }
     let mut keys: Row = Vec::with_capacity(group_by.len());
-    while let Some(r) = rows.next(ctx)? {
-        let r = &r;
+    while let Some(row) = rows.next(ctx)? {
+        let r = &row;
         let g = if one_group {
             0
         } else {
@@ -1360,6 +1360,7 @@ fn aggregate(
             };
             update_acc(&mut groups[g].accs[i], a, v, extra)?;
         }
+        rows.recycle(row);
     }
     let mut out = Vec::with_capacity(groups.len());
     for mut g in groups {
