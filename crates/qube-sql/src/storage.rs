@@ -122,13 +122,14 @@ impl RangeCursor {
         self.done
     }
 
-    /// Calls `f(key, value)` for up to `n` (at least one) more visible
-    /// pairs; returns how many.
+    /// Calls `f(value)` for up to `n` (at least one) more visible pairs;
+    /// returns how many. Only the last pair's key is decoded (to resume
+    /// after it).
     pub fn next_batch(
         &mut self,
         txn: &mut Transaction,
         n: usize,
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<usize> {
         if self.done {
             return Ok(0);
@@ -136,14 +137,13 @@ impl RangeCursor {
         let n = n.max(1);
         let mut count = 0;
         let last = &mut self.last;
-        txn.scan_each(self.range.clone(), self.direction, |k, v| {
-            f(k, v)?;
+        txn.scan_each_lazy(self.range.clone(), self.direction, |k, v| {
+            f(v)?;
             count += 1;
             if count < n {
                 return Ok(true);
             }
-            last.clear();
-            last.extend_from_slice(k);
+            k.user_key_into(last)?;
             Ok(false)
         })?;
         if count < n {

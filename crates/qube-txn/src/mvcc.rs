@@ -530,7 +530,33 @@ pub struct Transaction {
 /// One entry of a write set, borrowed.
 type WriteEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
 /// What `Transaction::scan_each` calls per pair.
-type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'f;
+type Visit<'f> = dyn FnMut(ScanKey, &[u8]) -> Result<bool> + 'f;
+
+/// The key of a pair `Transaction::scan_each_lazy` visits: the user key,
+/// or the encoded version key it was read from, decoded only if asked
+/// (`user_key_into`), so that a scan that reads values only does not
+/// unescape every key.
+#[derive(Clone, Copy)]
+pub enum ScanKey<'a> {
+    User(&'a [u8]),
+    Version(&'a [u8]),
+}
+
+impl ScanKey<'_> {
+    /// The user key, into `out` (cleared first).
+    pub fn user_key_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            ScanKey::User(k) => {
+                out.clear();
+                out.extend_from_slice(k);
+            }
+            ScanKey::Version(raw) => {
+                keys::decode_version_into(raw, out)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Newest committed version of `key` visible at `read_ts`, plus the
 /// timestamps of versions newer than it (for SSI).
@@ -728,6 +754,37 @@ impl Transaction {
         direction: Direction,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
+        let mut key = Vec::new();
+        self.scan_inner(range, direction, false, &mut |k, v| match k {
+            ScanKey::User(k) => f(k, v),
+            ScanKey::Version(raw) => {
+                keys::decode_version_into(raw, &mut key)?;
+                f(&key, v)
+            }
+        })
+    }
+
+    /// As `scan_each`, but a pair read from the snapshot comes with its
+    /// encoded version key (`ScanKey::Version`), for the caller to decode
+    /// only where it needs the key; pairs from this transaction's own writes
+    /// (and every pair, if it has writes in the range) come as
+    /// `ScanKey::User`.
+    pub fn scan_each_lazy(
+        &mut self,
+        range: KeyRange,
+        direction: Direction,
+        mut f: impl FnMut(ScanKey, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan_inner(range, direction, true, &mut f)
+    }
+
+    fn scan_inner(
+        &mut self,
+        range: KeyRange,
+        direction: Direction,
+        lazy: bool,
+        f: &mut Visit,
+    ) -> Result<()> {
         let ser = self.serializable();
         if ser {
             // As in `get`: the range mark, then the writers holding locks
@@ -757,6 +814,9 @@ impl Transaction {
                     if reverse { Box::new(r.rev()) } else { Box::new(r) }
                 };
             let mut mine = mine.peekable();
+            // Without own writes to merge, keys need not be decoded to be
+            // compared with them.
+            let lazy = lazy && mine.peek().is_none();
             // Emits a snapshot pair, after the own writes that come before
             // it; an own write of the same key replaces it.
             let mut emit = |k: &[u8], v: &[u8], f: &mut Visit| {
@@ -764,7 +824,7 @@ impl Transaction {
                     let before = if reverse { wk.as_slice() > k } else { wk.as_slice() < k };
                     if before {
                         if let Some(wv) = wv
-                            && !f(wk, wv)?
+                            && !f(ScanKey::User(wk), wv)?
                         {
                             return Ok(false);
                         }
@@ -773,14 +833,14 @@ impl Transaction {
                         let w = wv.as_ref();
                         mine.next();
                         return match w {
-                            Some(wv) => f(k, wv),
+                            Some(wv) => f(ScanKey::User(k), wv),
                             None => Ok(true),
                         };
                     } else {
                         break;
                     }
                 }
-                f(k, v)
+                f(ScanKey::User(k), v)
             };
             let mut c = self.shared.engine.scan(vrange, direction)?;
             let mut current: Vec<u8> = Vec::new();
@@ -808,8 +868,13 @@ impl Transaction {
                     }
                     done_key = true;
                     if let Some(v) = keys::decode_value(c.value())? {
-                        keys::decode_version_into(raw, &mut key)?;
-                        if !emit(&key, v, &mut f)? {
+                        let more = if lazy {
+                            f(ScanKey::Version(raw), v)?
+                        } else {
+                            keys::decode_version_into(raw, &mut key)?;
+                            emit(&key, v, f)?
+                        };
+                        if !more {
                             stopped = true;
                             break;
                         }
@@ -822,7 +887,7 @@ impl Transaction {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
                     if p != Some(current.as_slice()) {
-                        if seen && !tomb && !emit(&key, &val, &mut f)? {
+                        if seen && !tomb && !emit(&key, &val, f)? {
                             stopped = true;
                             break;
                         }
@@ -860,7 +925,7 @@ impl Transaction {
             if !stopped {
                 for (wk, wv) in mine {
                     if let Some(wv) = wv
-                        && !f(wk, wv)?
+                        && !f(ScanKey::User(wk), wv)?
                     {
                         break;
                     }

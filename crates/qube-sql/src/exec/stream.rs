@@ -193,7 +193,7 @@ impl Stream<'_> {
                 if buf.is_empty() && !cursor.is_done() {
                     let ncols = *ncols;
                     let need = need.as_deref();
-                    cursor.next_batch(ctx.txn, *batch, |_, v| {
+                    cursor.next_batch(ctx.txn, *batch, |v| {
                         let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                         decode_row_cols(v, ncols, need, &mut row)?;
                         buf.push_back(row);
@@ -206,7 +206,7 @@ impl Stream<'_> {
             Stream::Index { cursor, table, ncols, buf, batch, need, spare } => {
                 while buf.is_empty() && !cursor.is_done() {
                     let mut rowids = Vec::with_capacity(*batch);
-                    cursor.next_batch(ctx.txn, *batch, |_, v| {
+                    cursor.next_batch(ctx.txn, *batch, |v| {
                         rowids.push(be_rowid(v)?);
                         Ok(())
                     })?;
