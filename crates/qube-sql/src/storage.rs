@@ -53,14 +53,28 @@ pub fn index_prefix(index: u64) -> [u8; 9] {
 /// unless a value is NULL.
 pub fn index_key(index: u64, values: &[Value], rowid: u64, unique: bool) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + 10 * values.len() + 8);
+    index_key_into(index, values, rowid, unique, &mut k);
+    k
+}
+
+/// As `index_key`, into `k` (cleared first).
+pub fn index_key_into<'v>(
+    index: u64,
+    values: impl IntoIterator<Item = &'v Value>,
+    rowid: u64,
+    unique: bool,
+    k: &mut Vec<u8>,
+) {
+    k.clear();
     k.extend_from_slice(&index_prefix(index));
+    let mut has_null = false;
     for v in values {
-        encode_key(v, &mut k);
+        has_null |= v.is_null();
+        encode_key(v, k);
     }
-    if !unique || values.iter().any(Value::is_null) {
+    if !unique || has_null {
         k.extend_from_slice(&rowid.to_be_bytes());
     }
-    k
 }
 
 fn rowid_of(key: &[u8]) -> Result<u64> {
@@ -108,13 +122,14 @@ impl RangeCursor {
         self.done
     }
 
-    /// Calls `f(key, value)` for up to `n` (at least one) more visible
-    /// pairs; returns how many.
+    /// Calls `f(value)` for up to `n` (at least one) more visible pairs;
+    /// returns how many. Only the last pair's key is decoded (to resume
+    /// after it).
     pub fn next_batch(
         &mut self,
         txn: &mut Transaction,
         n: usize,
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        mut f: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<usize> {
         if self.done {
             return Ok(0);
@@ -122,14 +137,13 @@ impl RangeCursor {
         let n = n.max(1);
         let mut count = 0;
         let last = &mut self.last;
-        txn.scan_each(self.range.clone(), self.direction, |k, v| {
-            f(k, v)?;
+        txn.scan_each_lazy(self.range.clone(), self.direction, |k, v| {
+            f(v)?;
             count += 1;
             if count < n {
                 return Ok(true);
             }
-            last.clear();
-            last.extend_from_slice(k);
+            k.user_key_into(last)?;
             Ok(false)
         })?;
         if count < n {
@@ -177,6 +191,20 @@ pub fn put_row(
     buf.clear();
     encode_row(row, buf);
     txn.set(&row_key(table, rowid), buf)
+}
+
+/// As `put_row`, for a rowid just taken from the counters (an INSERT):
+/// no other transaction can hold its key (`Transaction::set_fresh`).
+pub fn insert_row(
+    txn: &mut Transaction,
+    table: u64,
+    rowid: u64,
+    row: &[Value],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    buf.clear();
+    encode_row(row, buf);
+    txn.set_fresh(&row_key(table, rowid), buf)
 }
 
 pub fn delete_row(txn: &mut Transaction, table: u64, rowid: u64) -> Result<()> {

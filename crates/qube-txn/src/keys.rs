@@ -85,12 +85,16 @@ pub fn commit_time_prefix() -> Vec<u8> {
 }
 
 fn escape_into(key: &[u8], out: &mut Vec<u8>) {
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
-        }
+    // Runs between zero bytes are copied whole (SQL keys are mostly runs
+    // of non-zero bytes between the zeros of big-endian integers).
+    out.reserve(key.len() + 8);
+    let mut rest = key;
+    while let Some(z) = rest.iter().position(|&b| b == 0) {
+        out.extend_from_slice(&rest[..z]);
+        out.extend_from_slice(&[0x00, 0xFF]);
+        rest = &rest[z + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// Splits an encoded version key into the user key and timestamp.
@@ -109,19 +113,18 @@ pub fn decode_version_into(raw: &[u8], key: &mut Vec<u8>) -> Result<Ts> {
     let (body, ts) = raw[1..].split_at(raw.len() - 9);
     let ts = !u64::from_be_bytes(ts.try_into().map_err(|_| bad())?);
     key.clear();
-    let mut i = 0;
-    while i < body.len() {
-        match (body[i], body.get(i + 1)) {
-            (0, Some(0xFF)) => {
+    key.reserve(body.len());
+    let mut rest = body;
+    // Runs between zero bytes are copied whole.
+    while let Some(z) = rest.iter().position(|&b| b == 0) {
+        key.extend_from_slice(&rest[..z]);
+        match rest.get(z + 1) {
+            Some(0xFF) => {
                 key.push(0);
-                i += 2;
+                rest = &rest[z + 2..];
             }
-            (0, Some(0)) if i + 2 == body.len() => return Ok(ts),
-            (0, _) => return Err(bad()),
-            (b, _) => {
-                key.push(b);
-                i += 1;
-            }
+            Some(0) if z + 2 == rest.len() => return Ok(ts),
+            _ => return Err(bad()),
         }
     }
     Err(bad())
@@ -154,6 +157,18 @@ pub fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
             out.push(1);
             out.extend_from_slice(v);
             out
+        }
+    }
+}
+
+/// As `encode_value`, into `out` (cleared first).
+pub fn encode_value_into(value: Option<&[u8]>, out: &mut Vec<u8>) {
+    out.clear();
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
         }
     }
 }

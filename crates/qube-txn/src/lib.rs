@@ -12,7 +12,7 @@ pub mod mvcc;
 pub mod ssi;
 
 pub use keys::Ts;
-pub use mvcc::{Isolation, Mode, Mvcc, MvccOptions, MvccStatus, Transaction};
+pub use mvcc::{Isolation, Mode, Mvcc, MvccOptions, MvccStatus, ScanKey, Transaction};
 
 /// Longest user key: the version key (tag, escaped key, terminator,
 /// timestamp) must fit the engine's limit even if every byte is escaped.

@@ -45,8 +45,9 @@
 //! retention window, whichever is older. The collector (`gc`) keeps, for
 //! each key, every version newer than the horizon and the one version the
 //! horizon sees (dropped too if it is a tombstone), and deletes the rest. It
-//! visits the keys written since its last pass, and every key once after
-//! opening.
+//! visits the keys rewritten or deleted since its last pass (a key written
+//! for the first time has a single version and is not visited), and every
+//! key once after opening.
 //!
 //! # Not built yet
 //!
@@ -273,6 +274,7 @@ impl Mvcc {
             undo: Vec::new(),
             savepoints: Vec::new(),
             locked: Vec::new(),
+            gc_candidates: Vec::new(),
             ddl: false,
             expected: false,
             done: false,
@@ -512,6 +514,11 @@ pub struct Transaction {
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
     locked: Vec<Vec<u8>>,
+    /// Locked keys that had committed versions when locked: the ones a
+    /// commit hands to the GC (with every key it deletes). A key written
+    /// for the first time has one version after the commit, nothing to
+    /// collect, so a bulk insert does not make the GC visit every new key.
+    gc_candidates: Vec<Vec<u8>>,
     /// This transaction changed the catalog.
     ddl: bool,
     /// Counted in the engine's expected writers (`Engine::expect_writers`):
@@ -523,7 +530,33 @@ pub struct Transaction {
 /// One entry of a write set, borrowed.
 type WriteEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
 /// What `Transaction::scan_each` calls per pair.
-type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'f;
+type Visit<'f> = dyn FnMut(ScanKey, &[u8]) -> Result<bool> + 'f;
+
+/// The key of a pair `Transaction::scan_each_lazy` visits: the user key,
+/// or the encoded version key it was read from, decoded only if asked
+/// (`user_key_into`), so that a scan that reads values only does not
+/// unescape every key.
+#[derive(Clone, Copy)]
+pub enum ScanKey<'a> {
+    User(&'a [u8]),
+    Version(&'a [u8]),
+}
+
+impl ScanKey<'_> {
+    /// The user key, into `out` (cleared first).
+    pub fn user_key_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            ScanKey::User(k) => {
+                out.clear();
+                out.extend_from_slice(k);
+            }
+            ScanKey::Version(raw) => {
+                keys::decode_version_into(raw, out)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Newest committed version of `key` visible at `read_ts`, plus the
 /// timestamps of versions newer than it (for SSI).
@@ -721,6 +754,37 @@ impl Transaction {
         direction: Direction,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
+        let mut key = Vec::new();
+        self.scan_inner(range, direction, false, &mut |k, v| match k {
+            ScanKey::User(k) => f(k, v),
+            ScanKey::Version(raw) => {
+                keys::decode_version_into(raw, &mut key)?;
+                f(&key, v)
+            }
+        })
+    }
+
+    /// As `scan_each`, but a pair read from the snapshot comes with its
+    /// encoded version key (`ScanKey::Version`), for the caller to decode
+    /// only where it needs the key; pairs from this transaction's own writes
+    /// (and every pair, if it has writes in the range) come as
+    /// `ScanKey::User`.
+    pub fn scan_each_lazy(
+        &mut self,
+        range: KeyRange,
+        direction: Direction,
+        mut f: impl FnMut(ScanKey, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan_inner(range, direction, true, &mut f)
+    }
+
+    fn scan_inner(
+        &mut self,
+        range: KeyRange,
+        direction: Direction,
+        lazy: bool,
+        f: &mut Visit,
+    ) -> Result<()> {
         let ser = self.serializable();
         if ser {
             // As in `get`: the range mark, then the writers holding locks
@@ -750,6 +814,9 @@ impl Transaction {
                     if reverse { Box::new(r.rev()) } else { Box::new(r) }
                 };
             let mut mine = mine.peekable();
+            // Without own writes to merge, keys need not be decoded to be
+            // compared with them.
+            let lazy = lazy && mine.peek().is_none();
             // Emits a snapshot pair, after the own writes that come before
             // it; an own write of the same key replaces it.
             let mut emit = |k: &[u8], v: &[u8], f: &mut Visit| {
@@ -757,7 +824,7 @@ impl Transaction {
                     let before = if reverse { wk.as_slice() > k } else { wk.as_slice() < k };
                     if before {
                         if let Some(wv) = wv
-                            && !f(wk, wv)?
+                            && !f(ScanKey::User(wk), wv)?
                         {
                             return Ok(false);
                         }
@@ -766,14 +833,14 @@ impl Transaction {
                         let w = wv.as_ref();
                         mine.next();
                         return match w {
-                            Some(wv) => f(k, wv),
+                            Some(wv) => f(ScanKey::User(k), wv),
                             None => Ok(true),
                         };
                     } else {
                         break;
                     }
                 }
-                f(k, v)
+                f(ScanKey::User(k), v)
             };
             let mut c = self.shared.engine.scan(vrange, direction)?;
             let mut current: Vec<u8> = Vec::new();
@@ -801,8 +868,13 @@ impl Transaction {
                     }
                     done_key = true;
                     if let Some(v) = keys::decode_value(c.value())? {
-                        keys::decode_version_into(raw, &mut key)?;
-                        if !emit(&key, v, &mut f)? {
+                        let more = if lazy {
+                            f(ScanKey::Version(raw), v)?
+                        } else {
+                            keys::decode_version_into(raw, &mut key)?;
+                            emit(&key, v, f)?
+                        };
+                        if !more {
                             stopped = true;
                             break;
                         }
@@ -815,7 +887,7 @@ impl Transaction {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
                     if p != Some(current.as_slice()) {
-                        if seen && !tomb && !emit(&key, &val, &mut f)? {
+                        if seen && !tomb && !emit(&key, &val, f)? {
                             stopped = true;
                             break;
                         }
@@ -853,7 +925,7 @@ impl Transaction {
             if !stopped {
                 for (wk, wv) in mine {
                     if let Some(wv) = wv
-                        && !f(wk, wv)?
+                        && !f(ScanKey::User(wk), wv)?
                     {
                         break;
                     }
@@ -869,6 +941,53 @@ impl Transaction {
     /// Sets a key.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.write(key, Some(value.to_vec()))
+    }
+
+    /// Sets a key that no other transaction can have written or be
+    /// writing, because this one made it up (a key holding a rowid fresh
+    /// from the database's counters): no row lock and no look for a newer
+    /// version, which such a key cannot have. At SERIALIZABLE it is an
+    /// ordinary `set`, so that SSI sees the write through the lock table as
+    /// usual.
+    pub fn set_fresh(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.serializable() {
+            return self.set(key, value);
+        }
+        self.check_write(key, value.len())?;
+        if !self.expected {
+            self.expected = true;
+            self.shared.engine.expect_writers(1);
+        }
+        let prev = self.writes.insert(key.to_vec(), Some(value.to_vec()));
+        if !self.savepoints.is_empty() {
+            self.undo.push((key.to_vec(), prev));
+        }
+        Ok(())
+    }
+
+    /// The limits every write obeys: not read-only, key and value sizes.
+    fn check_write(&self, key: &[u8], value_len: usize) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(format!(
+                "transaction {} is read-only (a write to a key was attempted)",
+                self.id
+            )));
+        }
+        if crate::MAX_KEY_LEN < key.len() {
+            return Err(Error::InvalidInput(format!(
+                "key of {} bytes exceeds the limit of {} bytes",
+                key.len(),
+                crate::MAX_KEY_LEN
+            )));
+        }
+        if value_len > qube_storage::MAX_VALUE_LEN - 1 {
+            return Err(Error::InvalidInput(format!(
+                "value of {} bytes exceeds the limit of {} bytes",
+                value_len,
+                qube_storage::MAX_VALUE_LEN - 1
+            )));
+        }
+        Ok(())
     }
 
     /// Deletes a key (deleting a missing key is not an error).
@@ -924,6 +1043,9 @@ impl Transaction {
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
             self.locked.push(key.to_vec());
             let (latest, newest) = newest_version(&*self.shared.engine, key)?;
+            if latest > 0 {
+                self.gc_candidates.push(key.to_vec());
+            }
             if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
                 let e = Error::Serialization(format!(
                     "could not serialize access due to concurrent update (key written by \
@@ -1025,10 +1147,11 @@ impl Transaction {
                 return Err(self.fail(e));
             }
             let mut batch = WriteBatch::new();
-            let mut k = Vec::new();
+            let (mut k, mut v) = (Vec::new(), Vec::new());
             for (key, value) in &self.writes {
                 Key::Version(key, ts).encode_into(&mut k);
-                batch.set(&k, &keys::encode_value(value.as_deref()));
+                keys::encode_value_into(value.as_deref(), &mut v);
+                batch.set(&k, &v);
             }
             batch.set(&Key::LastCommit.encode(), &ts.to_be_bytes());
             let now = now_micros();
@@ -1049,9 +1172,11 @@ impl Transaction {
         // Every commit up to `ts` is durable and visible in the engine now
         // (batches become visible in log order).
         s.visible.fetch_max(ts, Ordering::AcqRel);
+        let deleted = self.writes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone());
         let mut g = s.gc_keys.lock();
         if !g.full {
-            g.keys.extend(self.writes.keys().cloned());
+            g.keys.extend(deleted);
+            g.keys.extend(std::mem::take(&mut self.gc_candidates));
         }
         Ok(ts)
     }

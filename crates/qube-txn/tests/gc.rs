@@ -334,3 +334,31 @@ fn keys_passed_over_by_the_first_pass_are_collected_later() {
     mvcc.gc().unwrap();
     assert_eq!(versions_of(&mvcc, b"k"), vec![(last, false)]);
 }
+
+/// A key written for the first time (`set` of a new key, or `set_fresh`)
+/// is not handed to the GC: it has one version, nothing to collect. Once
+/// rewritten or deleted, its old versions go as any key's.
+#[test]
+fn first_writes_are_skipped_and_rewrites_collected() {
+    let mvcc = Mvcc::open(Arc::new(MemoryEngine::new()), quiet()).unwrap();
+    mvcc.gc().unwrap();
+    let mut t = mvcc.begin(Mode::ReadWrite(Isolation::ReadCommitted)).unwrap();
+    t.set_fresh(b"f", b"1").unwrap();
+    t.set(b"s", b"1").unwrap();
+    t.savepoint("a");
+    t.set_fresh(b"undone", b"1").unwrap();
+    t.rollback_to("a").unwrap();
+    t.commit().unwrap();
+    assert_eq!(mvcc.gc().unwrap(), 0);
+    let mut r = mvcc.begin(Mode::ReadOnly(Isolation::RepeatableRead)).unwrap();
+    assert_eq!(r.get(b"f").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(r.get(b"undone").unwrap(), None);
+    let e = r.set_fresh(b"x", b"1").expect_err("a read-only transaction");
+    assert!(e.to_string().contains("read-only"), "{e}");
+    drop(r);
+    let last_f = set(&mvcc, b"f", Some(b"2"));
+    set(&mvcc, b"s", None);
+    assert_eq!(mvcc.gc().unwrap(), 3, "f@1, s@1 and s's tombstone");
+    assert_eq!(versions_of(&mvcc, b"f"), vec![(last_f, false)]);
+    assert_eq!(versions_of(&mvcc, b"s"), vec![]);
+}

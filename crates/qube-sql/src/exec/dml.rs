@@ -653,7 +653,7 @@ impl Target {
         let changed: Vec<bool> =
             self.indexes.iter().map(|(_, cs, _)| cs.iter().any(|&c| old[c] != new[c])).collect();
         self.remove_entries(txn, rowid, old, Some(&changed))?;
-        self.add_entries(txn, rowid, new, Some(&changed))?;
+        self.add_entries(txn, rowid, new, Some(&changed), false)?;
         storage::put_row(txn, self.table.id, rowid, new, buf)
     }
 
@@ -751,34 +751,46 @@ impl Target {
     }
 
     /// Adds the index entries of a new row, failing on a duplicate key.
+    /// `fresh`: the rowid was just taken from the counters (an INSERT), so
+    /// an entry that carries it is a key nobody else can hold
+    /// (`Transaction::set_fresh`).
     fn add_entries(
         &self,
         txn: &mut Transaction,
         rowid: u64,
         row: &Row,
         only: Option<&[bool]>,
+        fresh: bool,
     ) -> Result<()> {
+        let mut key = Vec::new();
         for (n, (id, cols, unique)) in self.indexes.iter().enumerate() {
             if only.is_some_and(|o| !o[n]) {
                 continue;
             }
-            let vals = Self::index_values(cols, row);
-            let key = storage::index_key(*id, &vals, rowid, *unique);
-            if *unique && !vals.iter().any(Value::is_null) && txn.get_for_update(&key)?.is_some() {
-                let names: Vec<&str> =
-                    cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
-                let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
-                return Err(Error::user(
-                    "23505",
-                    format!(
-                        "duplicate key value violates unique constraint on \"{}\": Key ({})=({}) already exists.",
-                        self.table.name,
-                        names.join(", "),
-                        shown.join(", ")
-                    ),
-                ));
+            let has_null = cols.iter().any(|&c| row[c].is_null());
+            storage::index_key_into(*id, cols.iter().map(|&c| &row[c]), rowid, *unique, &mut key);
+            if *unique && !has_null {
+                if txn.get_for_update(&key)?.is_some() {
+                    let names: Vec<&str> =
+                        cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
+                    let shown: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
+                    return Err(Error::user(
+                        "23505",
+                        format!(
+                            "duplicate key value violates unique constraint on \"{}\": Key ({})=({}) already exists.",
+                            self.table.name,
+                            names.join(", "),
+                            shown.join(", ")
+                        ),
+                    ));
+                }
+                txn.set(&key, &rowid.to_be_bytes())?;
+            } else if fresh {
+                // The key ends with the new rowid.
+                txn.set_fresh(&key, &rowid.to_be_bytes())?;
+            } else {
+                txn.set(&key, &rowid.to_be_bytes())?;
             }
-            txn.set(&key, &rowid.to_be_bytes())?;
         }
         for ix in &self.expr_indexes {
             let Some(vals) = ix.values(txn, row)? else { continue };
@@ -1046,8 +1058,8 @@ pub fn run_insert(
         }
         let rowid = first + k as u64;
         t.check_out_fks(ctx.txn, &full, None)?;
-        t.add_entries(ctx.txn, rowid, &full, None)?;
-        storage::put_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
+        t.add_entries(ctx.txn, rowid, &full, None, true)?;
+        storage::insert_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
         returned.push(&mut ctx, returning, &full)?;
         // A row this command inserted cannot be updated by it either.
         if conflict.is_some() {
@@ -1155,7 +1167,7 @@ fn update_row(
         })
         .collect();
     t.remove_entries(ctx.txn, rowid, row, Some(&changed))?;
-    t.add_entries(ctx.txn, rowid, new, Some(&changed))?;
+    t.add_entries(ctx.txn, rowid, new, Some(&changed), false)?;
     storage::put_row(ctx.txn, t.table.id, rowid, new, buf)
 }
 

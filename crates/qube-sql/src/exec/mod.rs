@@ -968,6 +968,117 @@ fn widen(r: &[Value], inp: &crate::plan::JoinInput, width: usize) -> Row {
     full
 }
 
+/// A whole table at least this big (by its highest rowid) is streamed as
+/// the probe side of the last hash join of a `MultiJoin` instead of being
+/// materialised.
+const STREAMED_PROBE_ROWS: u64 = 4096;
+
+/// An input's rows (its own columns only), filtered by its own conditions.
+fn load_input(
+    ctx: &mut Ctx,
+    inp: &crate::plan::JoinInput,
+    own: &[(Option<Expr>, &Expr)],
+    width: usize,
+    need: stream::Need,
+) -> Result<Vec<Row>> {
+    let mut rows = stream::open_cols(ctx, &inp.plan, None, need)?;
+    let mut kept = Vec::new();
+    while let Some(r) = rows.next(ctx)? {
+        if let Some(r) = own_row(ctx, inp, own, width, r)? {
+            kept.push(r);
+        }
+    }
+    Ok(kept)
+}
+
+/// `r` cut to the input's width, if its own conditions hold.
+fn own_row(
+    ctx: &mut Ctx,
+    inp: &crate::plan::JoinInput,
+    own: &[(Option<Expr>, &Expr)],
+    width: usize,
+    mut r: Row,
+) -> Result<Option<Row>> {
+    r.truncate(inp.width);
+    r.resize(inp.width, Value::Null);
+    for (local, full) in own {
+        let ok = match local {
+            Some(e) => truthy(&eval(ctx, e, &r)?),
+            None => truthy(&eval(ctx, full, &widen(&r, inp, width))?),
+        };
+        if !ok {
+            return Ok(None);
+        }
+    }
+    Ok(Some(r))
+}
+
+/// The input a `MultiJoin` streams last, and how it joins.
+struct ProbeSide<'a, 'e> {
+    inp: &'a crate::plan::JoinInput,
+    own: &'a [(Option<Expr>, &'e Expr)],
+    need: stream::Need,
+    /// Equalities: (side over the joined rows, side over this input's row).
+    eq: &'a [(&'e Expr, Expr)],
+}
+
+/// The last join of a `MultiJoin`: a hash table of the rows joined so far,
+/// probed by the input's rows as its scan produces them (one batch in
+/// memory at a time), each match checked against `rest`.
+fn probe_stream(
+    ctx: &mut Ctx,
+    side: ProbeSide,
+    current: &[Row],
+    rest: &[&Expr],
+    width: usize,
+) -> Result<Vec<Row>> {
+    let (mut vals, mut key_buf) = (Vec::new(), Vec::new());
+    let mut key = |ctx: &mut Ctx, probe: bool, row: &Row, key_buf: &mut Vec<u8>| -> Result<bool> {
+        vals.clear();
+        for (a, b) in side.eq {
+            let v = eval(ctx, if probe { b } else { a }, row)?;
+            if v.is_null() {
+                return Ok(false);
+            }
+            vals.push(v);
+        }
+        key_bytes(&vals, key_buf);
+        Ok(true)
+    };
+    let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
+    for (i, cur) in current.iter().enumerate() {
+        if key(ctx, false, cur, &mut key_buf)? {
+            table.entry(key_buf.clone()).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    if table.is_empty() {
+        return Ok(out);
+    }
+    let inp = side.inp;
+    let mut rows = stream::open_cols(ctx, &inp.plan, None, side.need)?;
+    while let Some(r) = rows.next(ctx)? {
+        let Some(r) = own_row(ctx, inp, side.own, width, r)? else { continue };
+        if key(ctx, true, &r, &mut key_buf)?
+            && let Some(hits) = table.get(&key_buf)
+        {
+            'hits: for &i in hits {
+                let mut o = current[i].clone();
+                o[inp.offset..inp.offset + inp.width].clone_from_slice(&r[..inp.width]);
+                for c in rest {
+                    if !truthy(&eval(ctx, c, &o)?) {
+                        continue 'hits;
+                    }
+                }
+                ctx.charge(width_hint(&out))?;
+                out.push(o);
+            }
+        }
+        rows.recycle(r);
+    }
+    Ok(out)
+}
+
 /// Joins `inputs`; only the columns `need` marks (None: all) need to be
 /// right in the output.
 fn multi_join(
@@ -980,35 +1091,51 @@ fn multi_join(
     let n = inputs.len();
     let mut used = vec![false; conds.len()];
     let need = stream::needing(&need, width, conds.iter().map(|c| &c.expr));
-    // Materialise each input's rows (its own columns only), filtered by
-    // the conditions on it alone.
-    let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
+    // Each input's own conditions (on it alone): (over its own row, over
+    // the joined row).
+    let mut own: Vec<Vec<(Option<Expr>, &Expr)>> = Vec::with_capacity(n);
     for (i, inp) in inputs.iter().enumerate() {
-        let mut own: Vec<(Option<Expr>, &Expr)> = Vec::new();
+        let mut mine = Vec::new();
         for (c, cond) in conds.iter().enumerate() {
             if cond.inputs.is_only(i) {
                 used[c] = true;
-                own.push((local_expr(&cond.expr, inp), &cond.expr));
+                mine.push((local_expr(&cond.expr, inp), &cond.expr));
             }
         }
-        let own_need = need.as_ref().map(|n| n[inp.offset..inp.offset + inp.width].to_vec());
-        let mut rows = stream::open_cols(ctx, &inp.plan, None, own_need)?;
-        let mut kept = Vec::new();
-        'rows: while let Some(mut r) = rows.next(ctx)? {
-            r.truncate(inp.width);
-            r.resize(inp.width, Value::Null);
-            for (local, full) in &own {
-                let ok = match local {
-                    Some(e) => truthy(&eval(ctx, e, &r)?),
-                    None => truthy(&eval(ctx, full, &widen(&r, inp, width))?),
-                };
-                if !ok {
-                    continue 'rows;
+        own.push(mine);
+    }
+    let own_need = |i: usize| {
+        need.as_ref().map(|n| n[inputs[i].offset..inputs[i].offset + inputs[i].width].to_vec())
+    };
+    // The biggest input, when it is a whole table of at least
+    // `STREAMED_PROBE_ROWS` rows (by its highest rowid) with no condition
+    // of its own, is not materialised: if it is the last to join, linked by
+    // an equality, its rows stream past a hash table of everything else
+    // (`probe_stream` below). Otherwise it is loaded when needed.
+    let mut deferred = None;
+    if n >= 2 {
+        let mut best = (STREAMED_PROBE_ROWS, None);
+        for (i, inp) in inputs.iter().enumerate() {
+            if let Plan::Scan { table } = &inp.plan
+                && own[i].is_empty()
+            {
+                let rows = crate::storage::estimate_rows(ctx.txn, table.id)?;
+                if rows >= best.0 {
+                    best = (rows, Some(i));
                 }
             }
-            kept.push(r);
         }
-        tables.push(kept);
+        deferred = best.1;
+    }
+    // Materialise each input's rows (its own columns only), filtered by
+    // the conditions on it alone.
+    let mut tables: Vec<Vec<Row>> = Vec::with_capacity(n);
+    for i in 0..n {
+        if deferred == Some(i) {
+            tables.push(Vec::new());
+            continue;
+        }
+        tables.push(load_input(ctx, &inputs[i], &own[i], width, own_need(i))?);
     }
     // Conditions on no input at all (constants, outer references).
     for (c, cond) in conds.iter().enumerate() {
@@ -1019,7 +1146,8 @@ fn multi_join(
             }
         }
     }
-    let first = (0..n).min_by_key(|&i| tables[i].len()).unwrap_or(0);
+    let first =
+        (0..n).filter(|&i| deferred != Some(i)).min_by_key(|&i| tables[i].len()).unwrap_or(0);
     let mut joined = InputSet::one(first);
     let mut current: Vec<Row> = std::mem::take(&mut tables[first])
         .iter()
@@ -1029,16 +1157,61 @@ fn multi_join(
     let mut vals = Vec::new();
     while joined.len() < n {
         // Next: an input linked by an equality, the smallest such; else the smallest.
-        let candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
-        let linked: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&j| {
-                conds.iter().enumerate().any(|(c, cond)| {
-                    !used[c] && equi_sides(&cond.expr, inputs, &joined, j).is_some()
-                })
-            })
-            .collect();
+        let mut candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
+        let is_linked = |j: usize, used: &[bool], joined: &InputSet| {
+            conds
+                .iter()
+                .enumerate()
+                .any(|(c, cond)| !used[c] && equi_sides(&cond.expr, inputs, joined, j).is_some())
+        };
+        if let Some(d) = deferred {
+            if candidates.len() > 1 {
+                candidates.retain(|&i| i != d);
+                if !candidates.iter().any(|&j| is_linked(j, &used, &joined)) {
+                    // The others would meet in a cross product: load it
+                    // after all and join as usual.
+                    tables[d] = load_input(ctx, &inputs[d], &own[d], width, own_need(d))?;
+                    deferred = None;
+                    candidates.push(d);
+                }
+            } else if is_linked(d, &used, &joined) {
+                let mut eq: Vec<(&Expr, Expr)> = Vec::new();
+                for (c, cond) in conds.iter().enumerate() {
+                    if !used[c]
+                        && let Some((a, b)) = equi_sides(&cond.expr, inputs, &joined, d)
+                        && let Some(b) = local_expr(b, &inputs[d])
+                    {
+                        used[c] = true;
+                        eq.push((a, b));
+                    }
+                }
+                if !eq.is_empty() {
+                    joined.insert(d);
+                    let mut rest: Vec<&Expr> = Vec::new();
+                    for (c, cond) in conds.iter().enumerate() {
+                        if !used[c] && cond.inputs.is_subset(&joined) {
+                            used[c] = true;
+                            rest.push(&cond.expr);
+                        }
+                    }
+                    current = probe_stream(
+                        ctx,
+                        ProbeSide { inp: &inputs[d], own: &own[d], need: own_need(d), eq: &eq },
+                        &current,
+                        &rest,
+                        width,
+                    )?;
+                    continue;
+                }
+                tables[d] = load_input(ctx, &inputs[d], &own[d], width, own_need(d))?;
+                deferred = None;
+            } else {
+                tables[d] = load_input(ctx, &inputs[d], &own[d], width, own_need(d))?;
+                deferred = None;
+            }
+        }
+        let linked: Vec<usize> =
+            candidates.iter().copied().filter(|&j| is_linked(j, &used, &joined)).collect();
         let pool = if linked.is_empty() { &candidates } else { &linked };
         let j = *pool.iter().min_by_key(|&&i| tables[i].len()).unwrap_or(&candidates[0]);
         let right = std::mem::take(&mut tables[j]);
@@ -1563,8 +1736,8 @@ fn aggregate_pass(
         groups.push(new_group(keys));
     }
     let mut keys: Row = Vec::with_capacity(group_by.len());
-    while let Some(r) = rows.next(ctx)? {
-        let r = &r;
+    while let Some(row) = rows.next(ctx)? {
+        let r = &row;
         let g = if one_group {
             0
         } else {
@@ -1626,6 +1799,7 @@ fn aggregate_pass(
             };
             update_acc(&mut groups[g].accs[i], a, v, extra)?;
         }
+        rows.recycle(row);
     }
     drop(index);
     out.reserve(groups.len());

@@ -45,6 +45,9 @@ pub enum Stream<'p> {
         buf: VecDeque<Row>,
         batch: usize,
         need: Need,
+        /// Rows handed back by the consumer (`Stream::recycle`), decoded
+        /// into again instead of allocating a row per row.
+        spare: Vec<Row>,
     },
     Index {
         cursor: RangeCursor,
@@ -53,6 +56,7 @@ pub enum Stream<'p> {
         buf: VecDeque<Row>,
         batch: usize,
         need: Need,
+        spare: Vec<Row>,
     },
     /// A sort's output (in memory, or merged from spilled runs).
     Sorted(super::spill::Sorted<'p>),
@@ -159,6 +163,7 @@ pub fn open_scan<'p>(
             buf: VecDeque::new(),
             batch: first_batch(want),
             need,
+            spare: Vec::new(),
         }),
         Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
             let ncols = table.columns.len();
@@ -189,6 +194,7 @@ pub fn open_scan<'p>(
                         buf: VecDeque::new(),
                         batch: first_batch(want),
                         need,
+                        spare: Vec::new(),
                     }
                 }
             })
@@ -202,12 +208,12 @@ impl Stream<'_> {
         ctx.tick()?;
         match self {
             Stream::Rows(it) => Ok(it.next()),
-            Stream::Table { cursor, ncols, buf, batch, need } => {
+            Stream::Table { cursor, ncols, buf, batch, need, spare } => {
                 if buf.is_empty() && !cursor.is_done() {
                     let ncols = *ncols;
                     let need = need.as_deref();
-                    cursor.next_batch(ctx.txn, *batch, |_, v| {
-                        let mut row = Vec::with_capacity(ncols);
+                    cursor.next_batch(ctx.txn, *batch, |v| {
+                        let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                         decode_row_cols(v, ncols, need, &mut row)?;
                         buf.push_back(row);
                         Ok(())
@@ -216,17 +222,17 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, buf, batch, need } => {
+            Stream::Index { cursor, table, ncols, buf, batch, need, spare } => {
                 while buf.is_empty() && !cursor.is_done() {
                     let mut rowids = Vec::with_capacity(*batch);
-                    cursor.next_batch(ctx.txn, *batch, |_, v| {
+                    cursor.next_batch(ctx.txn, *batch, |v| {
                         rowids.push(be_rowid(v)?);
                         Ok(())
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
                     for rowid in rowids {
                         if let Some(v) = ctx.txn.get(&storage::row_key(*table, rowid))? {
-                            let mut row = Vec::with_capacity(*ncols);
+                            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(*ncols));
                             decode_row_cols(&v, *ncols, need.as_deref(), &mut row)?;
                             buf.push_back(row);
                         }
@@ -253,9 +259,25 @@ impl Stream<'_> {
                     for e in exprs.iter() {
                         o.push(eval(ctx, e, &r)?);
                     }
+                    input.recycle(r);
                     Ok(Some(o))
                 }
             },
+        }
+    }
+
+    /// Hands a row the consumer is done with back to the scan below, whose
+    /// next batch decodes into it instead of allocating (a full scan then
+    /// allocates about one batch of rows, not one per row).
+    pub fn recycle(&mut self, row: Row) {
+        match self {
+            Stream::Table { spare, .. } | Stream::Index { spare, .. } => {
+                if spare.len() < MAX_BATCH {
+                    spare.push(row);
+                }
+            }
+            Stream::Filter(input, _) | Stream::Project(input, _) => input.recycle(row),
+            Stream::Rows(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
         }
     }
 

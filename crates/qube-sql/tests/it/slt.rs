@@ -191,6 +191,7 @@ macro_rules! slt_tests {
 slt_tests!(
     types,
     ordered_scans,
+    streamed_join,
     ddl,
     dml,
     select,
