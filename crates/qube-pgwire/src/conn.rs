@@ -552,13 +552,25 @@ impl Conn<'_> {
             if p.is_empty() {
                 return em.empty_query();
             }
+            // Several statements share an implicit transaction, as in
+            // PostgreSQL: an error rolls back what the message did.
+            let implicit = p.len() > 1;
+            if implicit {
+                s.begin_implicit();
+            }
             for i in 0..p.len() {
                 em.begin(true, Vec::new(), false);
                 let r = s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r));
                 em.report_zone(s);
                 if let Err(e) = r.and_then(|r| em.complete(r)) {
+                    if implicit {
+                        let _ = s.end_implicit(false);
+                    }
                     return em.error(&e);
                 }
+            }
+            if implicit && let Err(e) = s.end_implicit(true) {
+                return em.error(&e);
             }
         })
         .await

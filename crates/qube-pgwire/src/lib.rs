@@ -48,9 +48,10 @@
 //!   Execute and keep the encoded rows; later Executes hand out the rest
 //!   (PortalSuspended between). Without a limit rows stream.
 //! - **Transactions.** A dropped connection drops its `Session`, which
-//!   rolls back an open transaction. Statements outside BEGIN autocommit
-//!   one by one (a simple Query of several statements is not one implicit
-//!   transaction, unlike PostgreSQL).
+//!   rolls back an open transaction. The statements of one simple Query
+//!   share an implicit transaction (`Session::begin_implicit`), as in
+//!   PostgreSQL: an error rolls back the whole message unless BEGIN made
+//!   the block explicit.
 //! - **Shutdown.** `serve` stops accepting when told to; each connection
 //!   finishes the statement it is running, then gets 57P01 (FATAL) when it
 //!   next waits for a message; `serve` returns once all have closed.

@@ -204,6 +204,8 @@ impl Database {
             work_mem: exec::spill::DEFAULT_WORK_MEM,
             statement_timeout: 0,
             idle_timeout: 0,
+            implicit_pending: false,
+            implicit: false,
             cancel: Arc::default(),
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
@@ -343,6 +345,10 @@ pub struct Session {
     work_mem: usize,
     /// `statement_timeout` in milliseconds (0: none).
     statement_timeout: u64,
+    /// In an implicit block (`begin_implicit`): whether one is requested,
+    /// and whether `txn` is its transaction.
+    implicit_pending: bool,
+    implicit: bool,
     /// `idle_in_transaction_session_timeout` in milliseconds (0: none);
     /// the server enforces it.
     idle_timeout: u64,
@@ -542,13 +548,65 @@ impl Session {
         mut sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
         let mut out = Vec::with_capacity(stmts.len());
+        let implicit = stmts.len() > 1;
+        if implicit {
+            self.begin_implicit();
+        }
         for s in stmts {
-            out.push(
-                self.statement(s, params, sink.as_deref_mut())
-                    .map_err(|e| crate::position::locate(e, sql, Some(s)))?,
-            );
+            match self.statement(s, params, sink.as_deref_mut()) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    if implicit {
+                        self.end_implicit(false)?;
+                    }
+                    return Err(crate::position::locate(e, sql, Some(s)));
+                }
+            }
+        }
+        if implicit {
+            self.end_implicit(true)?;
         }
         Ok(out)
+    }
+
+    /// Starts an implicit transaction block, as PostgreSQL runs the
+    /// statements of one multi-statement query string: statements outside
+    /// an explicit block share one transaction (begun by the first that
+    /// needs one) until `end_implicit`, instead of committing one by one.
+    /// BEGIN turns it into an explicit block; COMMIT/ROLLBACK end it, and
+    /// later statements begin another.
+    pub fn begin_implicit(&mut self) {
+        self.implicit_pending = true;
+    }
+
+    /// Ends an implicit block: commits its transaction if `ok` and it did
+    /// not fail, else rolls it back. An explicit block begun inside stays
+    /// open.
+    pub fn end_implicit(&mut self, ok: bool) -> Result<()> {
+        self.implicit_pending = false;
+        if !std::mem::replace(&mut self.implicit, false) {
+            return Ok(());
+        }
+        let failed = std::mem::replace(&mut self.failed, false);
+        let mut rolled_back = true;
+        let res = match self.txn.take() {
+            Some(t) if ok && !failed => {
+                rolled_back = false;
+                t.commit().map(|_| ())
+            }
+            Some(t) => {
+                t.rollback();
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        if let Some((zone, local)) = self.zone_saved.take()
+            && (rolled_back || local || res.is_err())
+        {
+            self.zone = zone;
+            self.plans.clear();
+        }
+        res
     }
 
     /// Whether an explicit transaction is open (and whether it failed).
@@ -639,7 +697,9 @@ impl Session {
         match s {
             S::StartTransaction { modes, .. } => {
                 if self.txn.is_some() {
-                    // PostgreSQL warns and carries on.
+                    // An implicit block becomes an explicit one; in an
+                    // explicit one PostgreSQL warns and carries on.
+                    self.implicit = false;
                     return Ok(QueryResult::command("BEGIN"));
                 }
                 let mut iso = self.default_isolation;
@@ -678,6 +738,7 @@ impl Session {
                     return Err(crate::plan::bind::unsupported("COMMIT AND CHAIN"));
                 }
                 let failed = std::mem::replace(&mut self.failed, false);
+                self.implicit = false;
                 match self.txn.take() {
                     None => Ok(QueryResult::command("COMMIT")),
                     Some(t) if failed => {
@@ -708,6 +769,7 @@ impl Session {
             }
             S::Rollback { .. } => {
                 self.failed = false;
+                self.implicit = false;
                 if let Some(t) = self.txn.take() {
                     t.rollback();
                 }
@@ -1061,6 +1123,10 @@ impl Session {
             seqs: &self.seqs,
             temp: &self.temp_name,
         };
+        if self.txn.is_none() && self.implicit_pending {
+            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.implicit = true;
+        }
         let slot = self.plan_key.map(|k| {
             self.plans.entry(k).or_insert_with(|| (0, Bound::Query(Arc::new(empty_query()))))
         });

@@ -689,3 +689,25 @@ async fn idle_in_transaction_sessions_are_closed() {
     drop(d);
     srv.stop().await;
 }
+
+/// The statements of one simple Query share an implicit transaction: an
+/// error rolls back the whole message, as in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_query_message_is_one_implicit_transaction() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    c.batch_execute("CREATE TABLE t (x int)").await.unwrap();
+    let e = c.batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); SELECT 1/0").await;
+    assert_eq!(e.unwrap_err().code().map(|c| c.code()), Some("22012"));
+    assert_eq!(simple_rows(&c, "SELECT count(*) FROM t").await, vec![vec![Some("0".into())]]);
+    c.batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)").await.unwrap();
+    assert_eq!(simple_rows(&c, "SELECT count(*) FROM t").await, vec![vec![Some("2".into())]]);
+    // BEGIN inside makes the block explicit, with what came before it (as
+    // PostgreSQL 15 does): it stays open after the message, and ROLLBACK
+    // undoes both inserts.
+    c.batch_execute("INSERT INTO t VALUES (3); BEGIN; INSERT INTO t VALUES (4)").await.unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(simple_rows(&c, "SELECT count(*) FROM t").await, vec![vec![Some("2".into())]]);
+    drop(c);
+    srv.stop().await;
+}

@@ -853,3 +853,42 @@ fn statements_can_be_cancelled_and_time_out() {
         Value::Int8(5000)
     );
 }
+
+/// The statements of one multi-statement string share an implicit
+/// transaction, as PostgreSQL runs a simple Query message: an error rolls
+/// all of them back; COMMIT ends the block; BEGIN makes it explicit.
+#[test]
+fn multi_statement_strings_run_in_an_implicit_transaction() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (x int)").unwrap();
+    let count = |s: &mut qube_sql::Session| {
+        s.execute("SELECT count(*) FROM t").unwrap()[0].rows[0][0].clone()
+    };
+    assert_eq!(s.execute("INSERT INTO t VALUES (1); SELECT 1/0").unwrap_err().sqlstate(), "22012");
+    assert_eq!(count(&mut s), Value::Int8(0));
+    assert_eq!(s.transaction_status(), (false, false));
+    // DDL too.
+    assert!(s.execute("CREATE TABLE u (y int); INSERT INTO u VALUES ('x')").is_err());
+    assert_eq!(s.execute("SELECT * FROM u").unwrap_err().sqlstate(), "42P01");
+    // COMMIT ends the implicit block; what follows is another.
+    assert!(
+        s.execute("INSERT INTO t VALUES (1); COMMIT; INSERT INTO t VALUES (2); SELECT 1/0")
+            .is_err()
+    );
+    assert_eq!(count(&mut s), Value::Int8(1));
+    // One transaction: now() is the same in every statement.
+    let r = s
+        .execute("SELECT now(); SELECT count(*) FROM generate_series(1, 100000); SELECT now()")
+        .unwrap();
+    assert_eq!(r[0].rows, r[2].rows);
+    // BEGIN inside makes the block explicit: it stays open after the string.
+    s.execute("INSERT INTO t VALUES (3); BEGIN; INSERT INTO t VALUES (4)").unwrap();
+    assert_eq!(s.transaction_status(), (true, false));
+    s.execute("ROLLBACK").unwrap();
+    assert_eq!(count(&mut s), Value::Int8(1));
+    // Success commits everything.
+    s.execute("INSERT INTO t VALUES (5); INSERT INTO t VALUES (6)").unwrap();
+    assert_eq!(count(&mut s), Value::Int8(3));
+}
