@@ -570,7 +570,7 @@ impl Conn<'_> {
                 }
             }
             if implicit && let Err(e) = s.end_implicit(true) {
-                return em.error(&e);
+                em.error(&e);
             }
         })
         .await
