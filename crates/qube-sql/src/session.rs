@@ -591,7 +591,9 @@ impl Session {
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
         exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
-        let res = self.statement_inner(s, params, sink);
+        // current_setting() and pg_settings read the session's settings.
+        let lookup = self.settings_lookup();
+        let res = crate::system::with_settings(lookup, || self.statement_inner(s, params, sink));
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
         if in_block
@@ -747,33 +749,19 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
-        // Parameter names are case-insensitive, even quoted ("TimeZone").
-        if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
-            return Ok(self.zone.1.clone());
-        }
-        if let Some(v) = self.settings.get(name) {
-            return Ok(v.clone());
-        }
-        Ok(match name {
-            "transaction isolation level" | "transaction_isolation" => match self.default_isolation
-            {
-                Isolation::ReadCommitted => "read committed",
-                Isolation::RepeatableRead => "repeatable read",
-                Isolation::Serializable => "serializable",
-            }
-            .into(),
-            "server_version" => "16.0".into(),
-            "search_path" => DEFAULT_SEARCH_PATH.into(),
-            "work_mem" => exec::spill::format_memory(self.work_mem),
-            "client_encoding" | "server_encoding" => "UTF8".into(),
-            "datestyle" => "ISO, MDY".into(),
-            "standard_conforming_strings" => "on".into(),
-            _ => {
-                return Err(Error::user(
-                    "42704",
-                    format!("unrecognized configuration parameter \"{name}\""),
-                ));
-            }
+        setting_of(&self.settings, &self.zone.1, self.work_mem, self.default_isolation, name)
+    }
+
+    /// The session's settings as a running statement reads them
+    /// (`current_setting`, `pg_settings`): a copy, as of the statement's
+    /// start.
+    fn settings_lookup(&self) -> crate::system::SettingsLookup {
+        let settings = self.settings.clone();
+        let zone = self.zone.1.clone();
+        let (work_mem, iso) = (self.work_mem, self.default_isolation);
+        Box::new(move |name| {
+            let lower = name.to_lowercase();
+            setting_of(&settings, &zone, work_mem, iso, &lower).ok()
         })
     }
 
@@ -1358,4 +1346,42 @@ fn dismantle(s: ast::Statement) {
 
 fn queries_drop(q: ast::Query) {
     dismantle(ast::Statement::Query(Box::new(q)));
+}
+
+/// A setting's value (SHOW, current_setting): explicit settings, then
+/// the computed and default ones.
+fn setting_of(
+    settings: &HashMap<String, String>,
+    zone: &str,
+    work_mem: usize,
+    iso: Isolation,
+    name: &str,
+) -> Result<String> {
+    // Parameter names are case-insensitive, even quoted ("TimeZone").
+    if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
+        return Ok(zone.to_string());
+    }
+    if let Some(v) = settings.get(name) {
+        return Ok(v.clone());
+    }
+    Ok(match name {
+        "transaction isolation level" | "transaction_isolation" => match iso {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+            Isolation::Serializable => "serializable",
+        }
+        .into(),
+        "server_version" => "16.0".into(),
+        "search_path" => DEFAULT_SEARCH_PATH.into(),
+        "work_mem" => exec::spill::format_memory(work_mem),
+        "client_encoding" | "server_encoding" => "UTF8".into(),
+        "datestyle" => "ISO, MDY".into(),
+        "standard_conforming_strings" => "on".into(),
+        _ => {
+            return Err(Error::user(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
+        }
+    })
 }
