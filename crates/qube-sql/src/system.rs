@@ -1905,6 +1905,13 @@ pub(crate) fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         }
         ("pg_backend_pid", 0) => (F::BackendPid, vec![], int),
         ("to_regclass", 1) => (F::ToRegclass, vec![text_t], int),
+        (
+            "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_function_identity_arguments"
+            | "pg_get_functiondef",
+            1,
+        ) => (F::Null, vec![int.clone()], text_t),
         ("pg_get_triggerdef", 1) => (F::Null, vec![int.clone()], text_t),
         ("pg_get_triggerdef", 2) => (F::Null, vec![int.clone(), DataType::Boolean], text_t),
         ("pg_relation_is_publishable", 1) => (F::Null, vec![int], DataType::Boolean),
