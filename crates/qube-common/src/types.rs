@@ -62,6 +62,132 @@ impl DataType {
     }
 }
 
+// ------------------------------------------------------------ PostgreSQL type OIDs
+//
+// One table for the wire protocol (RowDescription, Bind parameter types)
+// and the SQL engine's system catalog (pg_type, format_type).
+
+pub const TEXT_OID: u32 = 25;
+
+/// The OID PostgreSQL gives a type (arrays: the array type's OID).
+pub fn oid(t: &DataType) -> u32 {
+    match t {
+        DataType::Boolean => 16,
+        DataType::Bytea => 17,
+        DataType::BigInt => 20,
+        DataType::SmallInt => 21,
+        DataType::Integer => 23,
+        DataType::Text => TEXT_OID,
+        DataType::Json => 114,
+        DataType::Real => 700,
+        DataType::Double => 701,
+        DataType::Char(_) => 1042,
+        DataType::Varchar(_) => 1043,
+        DataType::Date => 1082,
+        DataType::Time => 1083,
+        DataType::Timestamp => 1114,
+        DataType::TimestampTz => 1184,
+        DataType::Interval => 1186,
+        DataType::Numeric(_) => 1700,
+        DataType::Uuid => 2950,
+        DataType::Jsonb => 3802,
+        DataType::Array(e) => match e.as_ref() {
+            DataType::Boolean => 1000,
+            DataType::Bytea => 1001,
+            DataType::BigInt => 1016,
+            DataType::SmallInt => 1005,
+            DataType::Integer => 1007,
+            DataType::Text => 1009,
+            DataType::Json => 199,
+            DataType::Real => 1021,
+            DataType::Double => 1022,
+            DataType::Char(_) => 1014,
+            DataType::Varchar(_) => 1015,
+            DataType::Date => 1182,
+            DataType::Time => 1183,
+            DataType::Timestamp => 1115,
+            DataType::TimestampTz => 1185,
+            DataType::Interval => 1187,
+            DataType::Numeric(_) => 1231,
+            DataType::Uuid => 2951,
+            DataType::Jsonb => 3807,
+            // Nested arrays are not a type of their own in PostgreSQL.
+            DataType::Array(_) => 1009,
+        },
+    }
+}
+
+/// The type of an OID a client declared (None: unknown to us, or 0).
+pub fn from_oid(oid: u32) -> Option<DataType> {
+    let arr = |t: DataType| DataType::Array(Box::new(t));
+    Some(match oid {
+        16 => DataType::Boolean,
+        17 => DataType::Bytea,
+        20 => DataType::BigInt,
+        21 => DataType::SmallInt,
+        23 => DataType::Integer,
+        25 => DataType::Text,
+        114 => DataType::Json,
+        700 => DataType::Real,
+        701 => DataType::Double,
+        1042 => DataType::Char(1),
+        1043 => DataType::Varchar(None),
+        1082 => DataType::Date,
+        1083 => DataType::Time,
+        1114 => DataType::Timestamp,
+        1184 => DataType::TimestampTz,
+        1186 => DataType::Interval,
+        1700 => DataType::Numeric(None),
+        2950 => DataType::Uuid,
+        3802 => DataType::Jsonb,
+        1000 => arr(DataType::Boolean),
+        1001 => arr(DataType::Bytea),
+        1016 => arr(DataType::BigInt),
+        1005 => arr(DataType::SmallInt),
+        1007 => arr(DataType::Integer),
+        1009 => arr(DataType::Text),
+        199 => arr(DataType::Json),
+        1021 => arr(DataType::Real),
+        1022 => arr(DataType::Double),
+        1014 => arr(DataType::Char(1)),
+        1015 => arr(DataType::Varchar(None)),
+        1182 => arr(DataType::Date),
+        1183 => arr(DataType::Time),
+        1115 => arr(DataType::Timestamp),
+        1185 => arr(DataType::TimestampTz),
+        1187 => arr(DataType::Interval),
+        1231 => arr(DataType::Numeric(None)),
+        2951 => arr(DataType::Uuid),
+        3807 => arr(DataType::Jsonb),
+        _ => return None,
+    })
+}
+
+/// `pg_type.typlen`: the fixed width, or -1.
+pub fn type_size(t: &DataType) -> i16 {
+    match t {
+        DataType::Boolean => 1,
+        DataType::SmallInt => 2,
+        DataType::Integer | DataType::Real | DataType::Date => 4,
+        DataType::BigInt
+        | DataType::Double
+        | DataType::Time
+        | DataType::Timestamp
+        | DataType::TimestampTz => 8,
+        DataType::Interval | DataType::Uuid => 16,
+        _ => -1,
+    }
+}
+
+/// `atttypmod`: declared lengths and precisions, -1 for none.
+pub fn type_modifier(t: &DataType) -> i32 {
+    match t {
+        DataType::Varchar(Some(n)) | DataType::Char(n) => (*n as i32).saturating_add(4),
+        DataType::Numeric(Some((p, s))) => (((*p as i32) << 16) | (*s as i32)).saturating_add(4),
+        _ => -1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ pub mod plan;
 mod position;
 pub mod session;
 pub mod storage;
+pub mod system;
 pub mod types;
 
 pub use qube_common::types::DataType;

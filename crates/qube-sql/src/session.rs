@@ -200,7 +200,7 @@ impl Database {
             ),
             txn: None,
             failed: false,
-            settings: HashMap::new(),
+            settings: Arc::default(),
             work_mem: exec::spill::DEFAULT_WORK_MEM,
             statement_timeout: 0,
             idle_timeout: 0,
@@ -340,7 +340,9 @@ pub struct Session {
     /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
     txn: Option<Transaction>,
     failed: bool,
-    settings: HashMap<String, String>,
+    /// SET values without a field of their own (shared with running
+    /// statements' `current_setting`, copied on write).
+    settings: Arc<HashMap<String, String>>,
     /// `work_mem` in bytes (see `exec::spill`).
     work_mem: usize,
     /// `statement_timeout` in milliseconds (0: none).
@@ -670,7 +672,9 @@ impl Session {
         let deadline = (self.statement_timeout > 0)
             .then(|| std::time::Instant::now() + Duration::from_millis(self.statement_timeout));
         exec::interrupt::set_current(Some(&self.cancel), deadline);
-        let res = self.statement_inner(s, params, sink);
+        // current_setting() and pg_settings read the session's settings.
+        let lookup = self.settings_lookup();
+        let res = crate::system::with_settings(lookup, || self.statement_inner(s, params, sink));
         exec::interrupt::set_current(None, None);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
@@ -831,38 +835,28 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
-        // Parameter names are case-insensitive, even quoted ("TimeZone").
-        if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
-            return Ok(self.zone.1.clone());
-        }
-        if let Some(v) = self.settings.get(name) {
-            return Ok(v.clone());
-        }
-        Ok(match name {
-            "transaction isolation level" | "transaction_isolation" => match self.default_isolation
-            {
-                Isolation::ReadCommitted => "read committed",
-                Isolation::RepeatableRead => "repeatable read",
-                Isolation::Serializable => "serializable",
-            }
-            .into(),
-            "server_version" => "16.0".into(),
-            "search_path" => DEFAULT_SEARCH_PATH.into(),
-            "work_mem" => exec::spill::format_memory(self.work_mem),
-            "statement_timeout" => exec::interrupt::format_duration_ms(self.statement_timeout),
-            "idle_in_transaction_session_timeout" => {
-                exec::interrupt::format_duration_ms(self.idle_timeout)
-            }
-            "client_encoding" | "server_encoding" => "UTF8".into(),
-            "datestyle" => "ISO, MDY".into(),
-            "standard_conforming_strings" => "on".into(),
-            _ => {
-                return Err(Error::user(
-                    "42704",
-                    format!("unrecognized configuration parameter \"{name}\""),
-                ));
-            }
+        setting_of(&self.settings, &self.zone.1, self.limits(), self.default_isolation, name)
+    }
+
+    /// The session's settings as a running statement reads them
+    /// (`current_setting`, `pg_settings`): a copy, as of the statement's
+    /// start.
+    fn settings_lookup(&self) -> crate::system::SettingsLookup {
+        let settings = self.settings.clone();
+        let zone = self.zone.1.clone();
+        let (limits, iso) = (self.limits(), self.default_isolation);
+        Box::new(move |name| {
+            let lower = name.to_lowercase();
+            setting_of(&settings, &zone, limits, iso, &lower).ok()
         })
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            work_mem: self.work_mem,
+            statement_timeout: self.statement_timeout,
+            idle_timeout: self.idle_timeout,
+        }
     }
 
     /// A handle that cancels the statement this session is running, from
@@ -963,7 +957,7 @@ impl Session {
             return Ok(QueryResult::command("SET"));
         }
         self.zone = zone;
-        self.settings.remove("timezone");
+        Arc::make_mut(&mut self.settings).remove("timezone");
         // Bound plans may hold constants read in the old zone.
         self.plans.clear();
         datetime::set_env(datetime::Env { zone: self.zone.0, ..datetime::env() });
@@ -1001,13 +995,13 @@ impl Session {
             self.path_cache = None;
         }
         match &name {
-            None => self.settings.clear(),
+            None => Arc::make_mut(&mut self.settings).clear(),
             Some(n) => {
                 if !self.settings.contains_key(n) {
                     // An unknown name is an error, as SHOW's.
                     self.setting(n)?;
                 }
-                self.settings.remove(n);
+                Arc::make_mut(&mut self.settings).remove(n);
             }
         }
         Ok(QueryResult::command("RESET"))
@@ -1071,10 +1065,10 @@ impl Session {
                     // Plans bound under the old path may name other tables.
                     self.plans.clear();
                     self.path_cache = None;
-                    self.settings.insert(name, v);
+                    Arc::make_mut(&mut self.settings).insert(name, v);
                     return Ok(QueryResult::command("SET"));
                 }
-                self.settings.insert(name, value);
+                Arc::make_mut(&mut self.settings).insert(name, value);
                 Ok(QueryResult::command("SET"))
             }
             ast::Set::SetTransaction { modes, session, .. } => {
@@ -1475,4 +1469,55 @@ fn dismantle(s: ast::Statement) {
 
 fn queries_drop(q: ast::Query) {
     dismantle(ast::Statement::Query(Box::new(q)));
+}
+
+/// A setting's value (SHOW, current_setting): explicit settings, then
+/// the computed and default ones.
+/// The settings a session keeps as numbers: work_mem (bytes),
+/// statement_timeout and idle_in_transaction_session_timeout (ms).
+#[derive(Clone, Copy)]
+struct Limits {
+    work_mem: usize,
+    statement_timeout: u64,
+    idle_timeout: u64,
+}
+
+fn setting_of(
+    settings: &HashMap<String, String>,
+    zone: &str,
+    limits: Limits,
+    iso: Isolation,
+    name: &str,
+) -> Result<String> {
+    // Parameter names are case-insensitive, even quoted ("TimeZone").
+    if name.eq_ignore_ascii_case("timezone") || name.eq_ignore_ascii_case("time zone") {
+        return Ok(zone.to_string());
+    }
+    if let Some(v) = settings.get(name) {
+        return Ok(v.clone());
+    }
+    Ok(match name {
+        "transaction isolation level" | "transaction_isolation" => match iso {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+            Isolation::Serializable => "serializable",
+        }
+        .into(),
+        "server_version" => "16.0".into(),
+        "search_path" => DEFAULT_SEARCH_PATH.into(),
+        "work_mem" => exec::spill::format_memory(limits.work_mem),
+        "statement_timeout" => exec::interrupt::format_duration_ms(limits.statement_timeout),
+        "idle_in_transaction_session_timeout" => {
+            exec::interrupt::format_duration_ms(limits.idle_timeout)
+        }
+        "client_encoding" | "server_encoding" => "UTF8".into(),
+        "datestyle" => "ISO, MDY".into(),
+        "standard_conforming_strings" => "on".into(),
+        _ => {
+            return Err(Error::user(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
+        }
+    })
 }

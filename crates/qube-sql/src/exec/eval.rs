@@ -177,6 +177,7 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 Func::CurrentDatabase | Func::CurrentSchema | Func::CurrentUser => {
                     session_info(ctx, *func)?
                 }
+                Func::Sys(f) => crate::system::call(ctx, *f, vals)?,
                 _ => super::funcs::call(*func, vals)?,
             }
         }

@@ -429,6 +429,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             };
             series(start, stop, step)
         }
+        Plan::System { table, .. } => crate::system::rows(ctx, *table),
         Plan::SetFunction { func, args, .. } => {
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
@@ -700,7 +701,7 @@ pub(crate) fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     match plan {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
-        Plan::SetFunction { width, .. } => *width,
+        Plan::SetFunction { width, .. } | Plan::System { width, .. } => *width,
         Plan::WorkTable { width, .. } => *width,
         Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),

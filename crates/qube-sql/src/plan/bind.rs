@@ -82,14 +82,14 @@ struct Scope {
 /// A bound expression with its type; `unknown` marks an untyped string
 /// literal (or NULL) whose type its context decides.
 #[derive(Debug, Clone)]
-struct B {
-    expr: Expr,
-    ty: DataType,
-    unknown: bool,
+pub(crate) struct B {
+    pub(crate) expr: Expr,
+    pub(crate) ty: DataType,
+    pub(crate) unknown: bool,
 }
 
 impl B {
-    fn new(expr: Expr, ty: DataType) -> B {
+    pub(crate) fn new(expr: Expr, ty: DataType) -> B {
         B { expr, ty, unknown: false }
     }
 }
@@ -178,6 +178,12 @@ impl<'a> Binder<'a> {
     /// Finds a table by (optionally schema-qualified) name.
     pub fn table(&mut self, name: &ast::ObjectName) -> Result<TableInfo> {
         let parts = object_name(name)?;
+        if let Some(t) = crate::system::resolve(&parts, &self.schema.db_name) {
+            return Err(err(
+                "42501",
+                format!("permission denied for table {}", crate::system::TABLES[t].name),
+            ));
+        }
         let obj = self.schema.relation(self.catalog, self.txn, &parts)?.ok_or_else(|| {
             err("42P01", format!("relation \"{}\" does not exist", parts.join(".")))
         })?;
@@ -1334,9 +1340,17 @@ impl<'a> Binder<'a> {
     fn join_item(&mut self, f: &ast::TableFactor, inputs: &mut Vec<JoinInput>) -> Result<()> {
         let offset = self.scope_len();
         let (plan, alias, cols): (Plan, String, Vec<(String, DataType)>) = match f {
-            ast::TableFactor::Table { name, alias, args, .. } => {
+            ast::TableFactor::Table { name, alias, args, with_ordinality, .. } => {
                 if let Some(a) = args {
                     let fname = object_name(name)?.pop().unwrap_or_default();
+                    if let Some(cols) = crate::system::empty_function(&fname, *with_ordinality) {
+                        let plan = Plan::Values { rows: Vec::new(), width: cols.len() };
+                        return self.push_item(
+                            inputs,
+                            offset,
+                            (plan, fname, cols).with_alias(alias.as_ref()),
+                        );
+                    }
                     if fname != "generate_series" {
                         let exprs = a
                             .args
@@ -1428,8 +1442,17 @@ impl<'a> Binder<'a> {
                         None
                     };
                     let default_alias = parts.last().cloned().unwrap_or_default();
+                    let system = match cte {
+                        None => crate::system::resolve(&parts, &self.schema.db_name),
+                        Some(_) => None,
+                    };
                     match cte {
                         Some(q) => (q.plan, default_alias, q.columns),
+                        None if let Some(table) = system => {
+                            let columns = crate::system::columns(table);
+                            let plan = Plan::System { table, width: columns.len() };
+                            (plan, default_alias, columns)
+                        }
                         None => {
                             let view = self.view(name)?;
                             match view {
@@ -1754,6 +1777,15 @@ impl<'a> Binder<'a> {
             }
             E::Value(v) => literal(&v.value, &mut self.params)?,
             E::Nested(inner) => self.expr(inner)?,
+            // Collations other than the default are not implemented; psql
+            // writes COLLATE pg_catalog.default.
+            E::Collate { expr, collation } => {
+                let c = object_name(collation)?.pop().unwrap_or_default();
+                if !matches!(c.as_str(), "default" | "C" | "POSIX" | "c" | "posix") {
+                    return Err(unsupported(format!("COLLATE {collation}")));
+                }
+                self.expr(expr)?
+            }
             E::UnaryOp { op, expr } => {
                 let b = self.expr(expr)?;
                 match op {
@@ -1964,6 +1996,12 @@ impl<'a> Binder<'a> {
                     None => None,
                 };
                 B::new(Expr::Case { operand, whens, else_ }, ty)
+            }
+            E::Cast { kind: _, expr, data_type, format: _ }
+                if let Some(kind) = reg_type(data_type) =>
+            {
+                let b = self.expr(expr)?;
+                crate::system::reg_cast(kind, b)?
             }
             E::Cast { kind: _, expr, data_type, format: _ } => {
                 let to = data_type_of(data_type)?;
@@ -2468,6 +2506,36 @@ impl<'a> Binder<'a> {
 
     fn binary(&mut self, op: &ast::BinaryOperator, l: B, r: B) -> Result<B> {
         use ast::BinaryOperator as O;
+        if let O::PGCustomBinaryOperator(parts) = op {
+            // OPERATOR(pg_catalog.~), as psql writes it: the operator itself.
+            let named = match parts.as_slice() {
+                [op] => Some(op.as_str()),
+                [s, op] if s == "pg_catalog" => Some(op.as_str()),
+                _ => None,
+            };
+            let plain = match named {
+                Some("~") => O::PGRegexMatch,
+                Some("~*") => O::PGRegexIMatch,
+                Some("!~") => O::PGRegexNotMatch,
+                Some("!~*") => O::PGRegexNotIMatch,
+                Some("=") => O::Eq,
+                Some("<>") => O::NotEq,
+                Some("<") => O::Lt,
+                Some("<=") => O::LtEq,
+                Some(">") => O::Gt,
+                Some(">=") => O::GtEq,
+                Some("||") => O::StringConcat,
+                Some("+") => O::Plus,
+                Some("-") => O::Minus,
+                _ => {
+                    return Err(err(
+                        "42883",
+                        format!("operator does not exist: OPERATOR({})", parts.join(".")),
+                    ));
+                }
+            };
+            return self.binary(&plain, l, r);
+        }
         let (l, r) = match typed_binary(op, l, r)? {
             Ok(b) => return Ok(b),
             Err(pair) => pair,
@@ -4021,6 +4089,9 @@ fn agg_func(name: &str, args: &[&ast::FunctionArg]) -> Option<AggFunc> {
 }
 
 fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
+    if let Some(b) = crate::system::function(name, &mut args)? {
+        return Ok(b);
+    }
     if datetime::is_function(name)
         && (name != "to_char" || args.first().is_some_and(|a| datetime::is_datetime(&a.ty)))
     {
@@ -4686,7 +4757,7 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
 }
 
 /// Gives an unknown literal a type, or checks an implicit conversion.
-fn coerce(b: B, ty: &DataType) -> Result<Expr> {
+pub(crate) fn coerce(b: B, ty: &DataType) -> Result<Expr> {
     Ok(coerce_b(b, ty)?.expr)
 }
 
@@ -4809,6 +4880,17 @@ fn number(n: &str) -> Result<B> {
 }
 
 /// sqlparser's type → ours.
+/// The `reg*` type a cast names, if any (`regclass`, `pg_catalog.regtype`).
+fn reg_type(t: &ast::DataType) -> Option<crate::system::RegKind> {
+    match t {
+        ast::DataType::Regclass => Some(crate::system::RegKind::Class),
+        ast::DataType::Custom(name, mods) if mods.is_empty() => {
+            crate::system::reg_kind(&object_name(name).ok()?.pop()?)
+        }
+        _ => None,
+    }
+}
+
 pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
     use ast::DataType as T;
     let len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {
@@ -4884,6 +4966,13 @@ pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
                 "float8" => DataType::Double,
                 "bool" => DataType::Boolean,
                 "bpchar" => DataType::Char(1),
+                // System catalog types: oids are integers, names text
+                // (see `system`).
+                "text" | "name" | "char" => DataType::Text,
+                "oid" | "xid" | "cid" | "regproc" => DataType::Integer,
+                "varchar" => DataType::Varchar(None),
+                "numeric" => DataType::Numeric(None),
+                "int2vector" | "oidvector" | "pg_node_tree" => DataType::Text,
                 "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2" => {
                     return Err(err(
                         "42601",

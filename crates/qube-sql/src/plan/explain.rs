@@ -40,6 +40,7 @@ pub fn estimate(plan: &Plan, table_rows: &mut dyn FnMut(u64) -> f64, out: &mut E
     let r = match plan {
         Plan::Values { rows, .. } => rows.len() as f64,
         Plan::Series { .. } | Plan::SetFunction { .. } => 1000.0,
+        Plan::System { .. } => 100.0,
         Plan::Scan { table } | Plan::ScanRowids { table } => table_rows(table.id),
         Plan::IndexScan { table, unique, columns, range, .. } => {
             let n = table_rows(table.id);
@@ -130,6 +131,7 @@ fn children(plan: &Plan) -> Vec<&Plan> {
         | Plan::IndexScan { .. }
         | Plan::Series { .. }
         | Plan::SetFunction { .. }
+        | Plan::System { .. }
         | Plan::WorkTable { .. } => vec![],
         Plan::Filter { input, .. }
         | Plan::Project { input, .. }
@@ -163,6 +165,9 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             line(depth, format!("Function Scan on {}", func.name()), out)
         }
         Plan::WorkTable { .. } => line(depth, "WorkTable Scan".into(), out),
+        Plan::System { table, .. } => {
+            line(depth, format!("Seq Scan on {}", crate::system::TABLES[*table].name), out)
+        }
         Plan::Window { input, calls } => {
             line(depth, format!("WindowAgg ({} functions)", calls.len()), out);
             node(input, depth + 1, out);

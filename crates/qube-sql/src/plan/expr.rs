@@ -204,6 +204,9 @@ pub enum Func {
     CurrentDatabase,
     CurrentSchema,
     CurrentUser,
+    /// A catalog function (see `system`), evaluated with the execution
+    /// context.
+    Sys(crate::system::SysFunc),
 }
 
 impl Func {

@@ -213,6 +213,12 @@ pub enum Plan {
         args: Vec<Expr>,
         width: usize,
     },
+    /// The rows of a system relation (`system::TABLES[table]`), computed
+    /// from the catalog when the plan runs.
+    System {
+        table: usize,
+        width: usize,
+    },
     Filter {
         input: Box<Plan>,
         predicate: Expr,

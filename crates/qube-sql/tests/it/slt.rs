@@ -214,7 +214,9 @@ slt_tests!(
     datetime_diff,
     json,
     arrays,
-    uuid
+    uuid,
+    catalog,
+    catalog_writes
 );
 
 #[test]
