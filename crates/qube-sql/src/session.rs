@@ -172,6 +172,12 @@ impl Database {
         &self.shared.engine
     }
 
+    /// The transaction layer's counters (commits, rollbacks, serialization
+    /// failures), for monitoring.
+    pub fn mvcc_status(&self) -> qube_txn::MvccStatus {
+        self.shared.mvcc.status()
+    }
+
     /// A new session on the default database `qubedb`, schema `public`.
     pub fn session(&self) -> Result<Session> {
         self.session_in(qube_catalog::BOOTSTRAP_NAME)

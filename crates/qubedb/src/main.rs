@@ -1,5 +1,8 @@
-//! The `qubedb` command: `serve` runs the server (PostgreSQL protocol;
-//! HTTP comes later), `check` verifies a data directory.
+//! The `qubedb` command: `serve` runs the server (PostgreSQL protocol and
+//! HTTP API), `shell` and `sql` run SQL on an embedded database, `check`
+//! verifies a data directory.
+
+mod shell;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +23,29 @@ enum Command {
     /// directory (or memory). SIGINT or SIGTERM stops it cleanly: running
     /// statements finish, connections close, the database is checkpointed.
     Serve(ServeArgs),
+    /// An interactive SQL shell on an embedded database (no server needed):
+    /// history, multi-line statements ending with ';', aligned output,
+    /// \timing, \q, \?.
+    Shell(EmbedArgs),
+    /// Run SQL from -c or -f on an embedded database, print results as
+    /// psql does; stops at the first error (exit code 1).
+    Sql {
+        #[command(flatten)]
+        db: EmbedArgs,
+        /// SQL to run (may hold several statements).
+        #[arg(short = 'c', long = "command", conflicts_with = "file")]
+        command: Option<String>,
+        /// A file of SQL to run ("-" for standard input).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Accepted for psql compatibility (e.g. ON_ERROR_STOP=1): scripts
+        /// always stop at the first error.
+        #[arg(short = 'v', long = "set")]
+        vars: Vec<String>,
+        /// Print each statement's time.
+        #[arg(long)]
+        timing: bool,
+    },
     /// Verify a data directory: every page checksum, the B+Tree's order,
     /// links, depth and fill, overflow chains, and the free-list accounting.
     ///
@@ -34,6 +60,44 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct EmbedArgs {
+    /// The data directory (created if missing).
+    #[arg(long, default_value = "./qubedb-data", env = "QUBEDB_DATA")]
+    data: PathBuf,
+    /// Use an empty database in memory (nothing is written).
+    #[arg(long, conflicts_with = "data")]
+    memory: bool,
+    /// The database to connect to.
+    #[arg(long, short = 'd', default_value = "qubedb")]
+    database: String,
+}
+
+impl EmbedArgs {
+    /// Opens the database and a session; errors are printed.
+    fn open(&self) -> Option<(qube_sql::Database, qube_sql::Session, String)> {
+        let (db, target) = if self.memory {
+            (qube_sql::Database::memory(), "memory".to_string())
+        } else {
+            (qube_sql::Database::open(&self.data), self.data.display().to_string())
+        };
+        let db = match db {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("qubedb: cannot open {target}: {e}");
+                return None;
+            }
+        };
+        match db.session_in(&self.database) {
+            Ok(s) => Some((db, s, target)),
+            Err(e) => {
+                eprintln!("qubedb: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[derive(clap::Args)]
 struct ServeArgs {
     /// The data directory (created if missing).
     #[arg(long, default_value = "./qubedb-data", env = "QUBEDB_DATA")]
@@ -44,13 +108,16 @@ struct ServeArgs {
     /// Where PostgreSQL clients connect.
     #[arg(long, default_value = "127.0.0.1:5433", env = "QUBEDB_PG_ADDR")]
     pg_addr: String,
-    /// Where the HTTP API will listen (accepted; not served yet).
+    /// Where the HTTP API listens.
     #[arg(long, default_value = "127.0.0.1:8080", env = "QUBEDB_HTTP_ADDR")]
     http_addr: String,
     /// Log level or tracing filter (error, warn, info, debug, trace,
     /// or e.g. "qube_pgwire=debug").
     #[arg(long, default_value = "info", env = "QUBEDB_LOG_LEVEL")]
     log_level: String,
+    /// The most PostgreSQL client connections at once (one more gets 53300).
+    #[arg(long, default_value_t = 100, env = "QUBEDB_MAX_CONNECTIONS")]
+    max_connections: u64,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +125,42 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check { data } => check(&data),
+        Command::Shell(args) => {
+            let Some((db, mut session, target)) = args.open() else { return ExitCode::from(2) };
+            let ok = shell::repl(&mut session, &target);
+            drop(session);
+            drop(db);
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Sql { db: args, command, file, vars: _, timing } => {
+            let sql = match (command, file) {
+                (Some(c), _) => c,
+                (None, Some(f)) if f.as_os_str() == "-" => {
+                    let mut s = String::new();
+                    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+                        eprintln!("qubedb sql: cannot read standard input: {e}");
+                        return ExitCode::from(2);
+                    }
+                    s
+                }
+                (None, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("qubedb sql: {}: {e}", f.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => {
+                    eprintln!("qubedb sql: give -c SQL or -f FILE");
+                    return ExitCode::from(2);
+                }
+            };
+            let Some((db, mut session, _)) = args.open() else { return ExitCode::from(2) };
+            let ok = shell::run_script(&mut session, &sql, timing);
+            drop(session);
+            drop(db);
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
     }
 }
 
@@ -94,23 +197,40 @@ fn serve(args: ServeArgs) -> ExitCode {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.pg_addr))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let http_listener = tokio::net::TcpListener::bind(&args.http_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.http_addr))?;
+        let http_addr = http_listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let server = qube_pgwire::Server::new(db.clone(), qube_pgwire::Config::default());
+        let config = qube_pgwire::Config {
+            max_connections: args.max_connections,
+            ..qube_pgwire::Config::default()
+        };
+        let server = qube_pgwire::Server::new(db.clone(), config);
+        let pg = server.clone();
+        let http_config = qube_http::Config {
+            pg_connections: Some(std::sync::Arc::new(move || pg.connections())),
+            ..qube_http::Config::default()
+        };
         let where_ =
             if args.memory { "memory".to_string() } else { args.data.display().to_string() };
         tracing::info!(
-            "QubeDB serving {where_}: PostgreSQL protocol on {addr} (HTTP on {} is not built yet)",
-            args.http_addr
+            "QubeDB serving {where_}: PostgreSQL protocol on {addr}, HTTP on {http_addr}"
         );
-        let serving = tokio::spawn(server.serve(listener, stopped));
+        let serving = tokio::spawn(server.serve(listener, stopped.clone()));
+        let http = tokio::spawn(qube_http::serve(http_listener, db.clone(), http_config, stopped));
         shutdown_signal().await;
         tracing::info!("shutting down: finishing running statements");
         let _ = stop.send(true);
-        match serving.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let mut result = Ok(());
+        for (name, task) in [("PostgreSQL", serving), ("HTTP", http)] {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(format!("{name} server: {e}")),
+                Err(e) => result = Err(format!("{name} server: {e}")),
+            }
         }
+        result
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     if let Err(e) = result {

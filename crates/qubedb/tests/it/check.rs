@@ -1,17 +1,7 @@
 //! `qubedb check` on a good, a corrupt and a foreign directory.
 
-use std::process::Command;
-
+use crate::qubedb;
 use qube_storage::{BTreeEngine, Engine, Options, WriteBatch};
-
-fn qubedb(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qubedb")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn check_reports_ok_then_corruption() {
