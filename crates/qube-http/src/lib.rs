@@ -227,17 +227,7 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
                 if cols.is_none() {
                     cols = Some(columns.to_vec());
                 }
-                if count > 0 {
-                    rows.push(',');
-                }
-                rows.push('[');
-                for (j, v) in row.iter().enumerate() {
-                    if j > 0 {
-                        rows.push(',');
-                    }
-                    write_value(v, &mut rows);
-                }
-                rows.push(']');
+                write_row(&row, count > 0, &mut rows);
                 count += 1;
                 Ok(())
             },
@@ -257,17 +247,7 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
         // A non-streamed result (a command) may still carry rows.
         let columns = cols.unwrap_or_else(|| result.columns.clone());
         for row in &result.rows {
-            if count > 0 {
-                rows.push(',');
-            }
-            rows.push('[');
-            for (j, v) in row.iter().enumerate() {
-                if j > 0 {
-                    rows.push(',');
-                }
-                write_value(v, &mut rows);
-            }
-            rows.push(']');
+            write_row(row, count > 0, &mut rows);
             count += 1;
         }
         out.push_str("{\"columns\":[");
@@ -294,6 +274,21 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
     // Dropping the session rolls back a transaction left open.
     drop(session);
     Ok(out)
+}
+
+/// One row as a JSON array, after a comma if it is not the first.
+fn write_row(row: &[qube_sql::Value], comma: bool, out: &mut String) {
+    if comma {
+        out.push(',');
+    }
+    out.push('[');
+    for (j, v) in row.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        write_value(v, out);
+    }
+    out.push(']');
 }
 
 async fn health() -> Response {

@@ -95,13 +95,7 @@ pub fn parse_duration_ms(name: &str, value: &str) -> Result<u64> {
             ),
         )
     };
-    let v = value.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'));
-    let (num, unit) = match split {
-        Some(i) => (&v[..i], v[i..].trim()),
-        None => (v, ""),
-    };
-    let n: f64 = num.parse().map_err(|_| invalid())?;
+    let (n, unit) = super::spill::number_and_unit(value).ok_or_else(invalid)?;
     let ms_per = match unit {
         "" | "ms" => 1.0,
         "us" => 0.001,

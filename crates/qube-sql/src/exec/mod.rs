@@ -829,22 +829,7 @@ pub(crate) fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
             other => conj.push(other),
         }
     }
-    let side = |e: &Expr| -> Option<bool> {
-        if e.has_subquery() {
-            return None;
-        }
-        let mut cols = Vec::new();
-        e.columns_used(&mut cols);
-        if cols.is_empty() {
-            None
-        } else if cols.iter().all(|&c| c < lw) {
-            Some(true)
-        } else if cols.iter().all(|&c| c >= lw) {
-            Some(false)
-        } else {
-            None
-        }
-    };
+    let side = |e: &Expr| crate::plan::bind::join_side(e, lw);
     let (mut lk, mut rk) = (Vec::new(), Vec::new());
     for c in conj {
         let Expr::Binary { op: BinOp::Eq, left, right } = c else { continue };

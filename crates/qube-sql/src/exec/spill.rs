@@ -122,13 +122,7 @@ pub fn parse_memory(name: &str, value: &str, min_kb: u64, max_kb: u64) -> Result
             ),
         )
     };
-    let v = value.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'));
-    let (num, unit) = match split {
-        Some(i) => (&v[..i], v[i..].trim()),
-        None => (v, ""),
-    };
-    let n: f64 = num.parse().map_err(|_| invalid())?;
+    let (n, unit) = number_and_unit(value).ok_or_else(invalid)?;
     let kb_per = match unit {
         "" | "kB" => 1.0,
         "B" => 1.0 / 1024.0,
@@ -148,6 +142,17 @@ pub fn parse_memory(name: &str, value: &str, min_kb: u64, max_kb: u64) -> Result
         ));
     }
     Ok(kb as usize * 1024)
+}
+
+/// A setting's number and the unit after it (`4MB`, `1.5 s`, `100`).
+pub(crate) fn number_and_unit(value: &str) -> Option<(f64, &str)> {
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'));
+    let (num, unit) = match split {
+        Some(i) => (&v[..i], v[i..].trim()),
+        None => (v, ""),
+    };
+    Some((num.parse().ok()?, unit))
 }
 
 /// A memory setting as SHOW prints it: the largest unit that divides it.

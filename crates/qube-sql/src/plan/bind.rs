@@ -3659,7 +3659,7 @@ fn shift_columns(mut e: Expr, off: usize) -> Expr {
 /// Which side of a join of a `lw`-column left input `e` reads: Some(true)
 /// the left only, Some(false) the right only; None for both, neither, or
 /// a subquery (whose outer references may read anything).
-fn join_side(e: &Expr, lw: usize) -> Option<bool> {
+pub(crate) fn join_side(e: &Expr, lw: usize) -> Option<bool> {
     if e.has_subquery() {
         return None;
     }
