@@ -16,8 +16,10 @@
 //! shape, falls back to running the subquery per row. A NULL key matches
 //! nothing, as `=` is never true for it.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use qube_common::Result;
 
@@ -34,13 +36,26 @@ pub(crate) struct ExistsSet {
     outer: Vec<Expr>,
     /// The class of each key (None: no row had a non-null key).
     classes: Vec<Option<u8>>,
+    /// The outer row's key values and their bytes (reused per probe).
+    scratch: RefCell<(Vec<Value>, Vec<u8>)>,
+}
+
+/// How many `IN (subquery)` hash sets and decorrelated EXISTS subqueries
+/// were built since the process started (for monitoring and tests).
+pub(crate) static HASHED: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
+
+/// (IN hash sets, decorrelated EXISTS) built since the process started.
+pub fn hashed_subqueries() -> (u64, u64) {
+    (HASHED.0.load(Ordering::Relaxed), HASHED.1.load(Ordering::Relaxed))
 }
 
 impl ExistsSet {
     /// Whether some row of the subquery has keys equal to the outer row's;
     /// None when the set cannot answer (a value of another class).
     pub fn probe(&self, ctx: &mut Ctx, row: &[Value]) -> Result<Option<bool>> {
-        let mut vals = Vec::with_capacity(self.outer.len());
+        let mut scratch = self.scratch.borrow_mut();
+        let (vals, buf) = &mut *scratch;
+        vals.clear();
         for (e, class) in self.outer.iter().zip(&self.classes) {
             let v = eval(ctx, e, row)?;
             if v.is_null() {
@@ -54,9 +69,8 @@ impl ExistsSet {
             }
             vals.push(v);
         }
-        let mut buf = Vec::new();
-        key_bytes(&vals, &mut buf);
-        Ok(Some(self.keys.contains(&buf)))
+        key_bytes(vals, buf);
+        Ok(Some(self.keys.contains(buf.as_slice())))
     }
 }
 
@@ -69,8 +83,12 @@ pub(crate) fn exists_set(ctx: &mut Ctx, plan: &Plan) -> Result<Option<Rc<ExistsS
         return Ok(None);
     }
     let (inner_keys, outer): (Vec<Expr>, Vec<Expr>) = pairs.into_iter().unzip();
-    let mut set =
-        ExistsSet { keys: HashSet::default(), outer, classes: vec![None; inner_keys.len()] };
+    let mut set = ExistsSet {
+        keys: HashSet::default(),
+        outer,
+        classes: vec![None; inner_keys.len()],
+        scratch: RefCell::default(),
+    };
     let mut rows = stream::open(ctx, &inner, None)?;
     let mut vals = Vec::with_capacity(inner_keys.len());
     let mut buf = Vec::new();
@@ -94,6 +112,7 @@ pub(crate) fn exists_set(ctx: &mut Ctx, plan: &Plan) -> Result<Option<Rc<ExistsS
             set.keys.insert(buf.clone());
         }
     }
+    HASHED.1.fetch_add(1, Ordering::Relaxed);
     Ok(Some(Rc::new(set)))
 }
 
@@ -154,16 +173,6 @@ fn classify(c: &Expr, local: &mut Vec<Expr>, pairs: &mut Vec<(Expr, Expr)>) -> b
     false
 }
 
-fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::Binary { op: BinOp::And, left, right } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
-        }
-        other => out.push(other),
-    }
-}
-
 /// The subquery without its correlated equalities (collected in `pairs`),
 /// or None if it has another shape.
 fn strip(plan: &Plan, pairs: &mut Vec<(Expr, Expr)>) -> Option<Plan> {
@@ -180,10 +189,8 @@ fn strip(plan: &Plan, pairs: &mut Vec<(Expr, Expr)>) -> Option<Plan> {
             if keeps_a_row { strip(input, pairs) } else { None }
         }
         Plan::Filter { input, predicate } => {
-            let mut parts = Vec::new();
-            conjuncts(predicate, &mut parts);
             let mut local = Vec::new();
-            for p in parts {
+            for p in predicate.conjuncts() {
                 if !classify(p, &mut local, pairs) {
                     return None;
                 }

@@ -14,7 +14,7 @@
 
 pub mod datetime;
 pub(crate) mod ddl;
-mod decorrelate;
+pub mod decorrelate;
 pub(crate) mod dml;
 pub mod eval;
 pub mod funcs;
@@ -197,7 +197,12 @@ impl<'a> Ctx<'a> {
             return Ok(s.clone());
         }
         let rows = self.subquery(plan, false, row)?;
-        let mut set = InSet { keys: HashSet::default(), has_null: false, class: None };
+        let mut set = InSet {
+            keys: HashSet::default(),
+            has_null: false,
+            class: None,
+            scratch: Default::default(),
+        };
         let mut buf = Vec::new();
         let mut usable = true;
         for r in rows.iter() {
@@ -216,6 +221,9 @@ impl<'a> Ctx<'a> {
             set.keys.insert(buf.clone());
         }
         let out = usable.then(|| Rc::new(set));
+        if out.is_some() {
+            decorrelate::HASHED.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.in_sets.insert(key, out.clone());
         Ok(out)
     }
@@ -229,6 +237,8 @@ pub(crate) struct InSet {
     has_null: bool,
     /// The class of the values (None: no non-null value).
     class: Option<u8>,
+    /// Key bytes of the value looked up (reused).
+    scratch: std::cell::RefCell<Vec<u8>>,
 }
 
 /// Classes of values whose SQL `=` is equality of their key bytes.
@@ -257,9 +267,9 @@ impl InSet {
         if hash_class(v) != Some(class) {
             return None;
         }
-        let mut buf = Vec::new();
+        let mut buf = self.scratch.borrow_mut();
         key_bytes(std::slice::from_ref(v), &mut buf);
-        Some(if self.keys.contains(&buf) {
+        Some(if self.keys.contains(buf.as_slice()) {
             Value::Bool(true)
         } else if self.has_null {
             Value::Null
@@ -818,17 +828,7 @@ fn set_op(l: Vec<Row>, r: Vec<Row>, kind: SetOpKind, all: bool) -> Result<Vec<Ro
 /// left key expressions (over the left row) and the right ones (over the
 /// right row alone).
 pub(crate) fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
-    let mut conj = Vec::new();
-    let mut stack = vec![on];
-    while let Some(e) = stack.pop() {
-        match e {
-            Expr::Binary { op: BinOp::And, left, right } => {
-                stack.push(left);
-                stack.push(right);
-            }
-            other => conj.push(other),
-        }
-    }
+    let conj = on.conjuncts();
     let side = |e: &Expr| crate::plan::bind::join_side(e, lw);
     let (mut lk, mut rk) = (Vec::new(), Vec::new());
     for c in conj {

@@ -201,7 +201,9 @@ pub fn row_size(r: &[Value]) -> usize {
 /// A temporary file being written.
 pub struct SpillWriter {
     w: BufWriter<File>,
+    /// The record being written and its length prefix (reused).
     buf: Vec<u8>,
+    len: Vec<u8>,
     rows: u64,
 }
 
@@ -216,19 +218,25 @@ impl SpillWriter {
             None => tempfile::tempfile().map_err(io_error),
         })?;
         FILES.fetch_add(1, Relaxed);
-        Ok(SpillWriter { w: BufWriter::with_capacity(io_buffer(), file), buf: Vec::new(), rows: 0 })
+        Ok(SpillWriter {
+            w: BufWriter::with_capacity(io_buffer(), file),
+            buf: Vec::new(),
+            len: Vec::new(),
+            rows: 0,
+        })
     }
 
     /// Appends one record: the values of `a` then those of `b`.
     pub fn write(&mut self, a: &[Value], b: &[Value]) -> Result<()> {
         self.buf.clear();
         encode_row_parts(a, b, &mut self.buf);
-        let mut len = Vec::with_capacity(5);
-        put_varint(&mut len, self.buf.len() as u64);
-        self.w.write_all(&len).map_err(io_error)?;
+        // The length as a varint, then the row.
+        self.len.clear();
+        put_varint(&mut self.len, self.buf.len() as u64);
+        self.w.write_all(&self.len).map_err(io_error)?;
         self.w.write_all(&self.buf).map_err(io_error)?;
         self.rows += 1;
-        BYTES.fetch_add((len.len() + self.buf.len()) as u64, Relaxed);
+        BYTES.fetch_add((self.len.len() + self.buf.len()) as u64, Relaxed);
         Ok(())
     }
 
@@ -554,7 +562,10 @@ impl Partitions {
     /// Writes `row`, whose group key encodes as `key`.
     pub fn write(&mut self, key: &[u8], row: &[Value]) -> Result<()> {
         use std::hash::Hasher;
-        let mut f = Fnv(0xcbf2_9ce4_8422_2325 ^ self.salt.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        // The executor's hasher, salted by depth so that a partition that
+        // is still too big splits differently next time.
+        let mut f = super::FastHasher::default();
+        f.write_u64(self.salt);
         f.write(key);
         let p = (f.finish() % PARTITIONS as u64) as usize;
         let w = match &mut self.files[p] {
@@ -567,22 +578,5 @@ impl Partitions {
     /// The non-empty partitions.
     pub fn finish(self) -> Result<Vec<SpillFile>> {
         self.files.into_iter().flatten().map(SpillWriter::finish).collect()
-    }
-}
-
-/// FNV-1a: stable across runs and cheap for short keys.
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        // Mix the high bits down: FNV's low bits are weak.
-        let x = self.0;
-        (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (x >> 32)
     }
 }

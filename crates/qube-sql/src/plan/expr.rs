@@ -476,6 +476,24 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The operands of this expression's top-level AND chain, left to
+    /// right (the expression itself if it is not an AND); iterative, so a
+    /// long chain cannot overflow the stack.
+    pub fn conjuncts(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::Binary { op: BinOp::And, left, right } => {
+                    stack.push(right);
+                    stack.push(left);
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
     pub fn boxed(self) -> Box<Expr> {
         Box::new(self)
     }
