@@ -673,6 +673,8 @@ impl Session {
         }
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
         exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
+        let off = |name: &str| self.settings.get(name).is_some_and(|v| v == "off");
+        exec::binary_join::set_methods(!off("enable_hashjoin"), !off("enable_mergejoin"));
         // A cancel that arrived before this statement began is dropped.
         self.cancel.store(false, std::sync::atomic::Ordering::Relaxed);
         let deadline = (self.statement_timeout > 0)
@@ -1051,6 +1053,16 @@ impl Session {
                         };
                         return Ok(QueryResult::command("SET"));
                     }
+                }
+                let lower = name.to_ascii_lowercase();
+                if BOOLEAN_SETTINGS.contains(&lower.as_str()) {
+                    let v = if value.eq_ignore_ascii_case("default") {
+                        "on"
+                    } else {
+                        parse_bool_setting(&lower, &value)?
+                    };
+                    Arc::make_mut(&mut self.settings).insert(lower, v.to_string());
+                    return Ok(QueryResult::command("SET"));
                 }
                 if name.eq_ignore_ascii_case("work_mem") {
                     self.work_mem = if value.eq_ignore_ascii_case("default") {
@@ -1488,6 +1500,37 @@ struct Limits {
     idle_timeout: u64,
 }
 
+/// PostgreSQL's planner switches, all on by default. `enable_hashjoin`
+/// and `enable_mergejoin` choose how binary joins run
+/// (`exec::binary_join`); the others are accepted and shown, and change
+/// nothing.
+const BOOLEAN_SETTINGS: &[&str] = &[
+    "enable_hashjoin",
+    "enable_mergejoin",
+    "enable_nestloop",
+    "enable_seqscan",
+    "enable_indexscan",
+    "enable_indexonlyscan",
+    "enable_bitmapscan",
+    "enable_sort",
+    "enable_hashagg",
+    "enable_material",
+];
+
+/// A boolean setting's value as PostgreSQL spells it: "on" or "off"
+/// (from on/off, true/false, yes/no, 1/0 or a unique prefix of them).
+fn parse_bool_setting(name: &str, value: &str) -> Result<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    let is_prefix = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
+    if v == "1" || is_prefix("true", 1) || is_prefix("yes", 1) || is_prefix("on", 2) {
+        Ok("on")
+    } else if v == "0" || is_prefix("false", 1) || is_prefix("no", 1) || is_prefix("off", 2) {
+        Ok("off")
+    } else {
+        Err(Error::user("22023", format!("parameter \"{name}\" requires a Boolean value")))
+    }
+}
+
 fn setting_of(
     settings: &HashMap<String, String>,
     zone: &str,
@@ -1517,6 +1560,7 @@ fn setting_of(
             exec::interrupt::format_duration_ms(limits.idle_timeout)
         }
         "client_encoding" | "server_encoding" => "UTF8".into(),
+        n if BOOLEAN_SETTINGS.contains(&n) => "on".into(),
         "datestyle" => "ISO, MDY".into(),
         "standard_conforming_strings" => "on".into(),
         _ => {

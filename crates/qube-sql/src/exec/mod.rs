@@ -12,6 +12,7 @@
 //! the smaller of the two sides), each condition applied as soon as its
 //! inputs are present.
 
+pub mod binary_join;
 pub mod datetime;
 pub(crate) mod ddl;
 pub mod decorrelate;
@@ -480,84 +481,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
         }
         Plan::MultiJoin { inputs, conds, width } => multi_join(ctx, inputs, conds, *width, None),
         Plan::Join { left, right, kind, on } => {
-            let l = run(ctx, left)?;
-            let r = run(ctx, right)?;
-            let lw = plan_width(left, l.first());
-            let rw = plan_width(right, r.first());
-            let mut out = Vec::new();
-            let mut right_matched = vec![false; r.len()];
-            let mut row = Vec::with_capacity(lw + rw);
-            // Equalities between the two sides make it a hash join: each
-            // left row meets only the right rows with its key.
-            let (lkeys, rkeys) = join_keys(on, lw);
-            let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
-            if !lkeys.is_empty() {
-                let mut kv = Vec::with_capacity(rkeys.len());
-                let mut buf = Vec::new();
-                for (j, rr) in r.iter().enumerate() {
-                    kv.clear();
-                    for e in &rkeys {
-                        kv.push(eval(ctx, e, rr)?);
-                    }
-                    // A NULL key equals nothing.
-                    if kv.iter().any(Value::is_null) {
-                        continue;
-                    }
-                    key_bytes(&kv, &mut buf);
-                    table.entry(buf.clone()).or_default().push(j);
-                }
-            }
-            let mut kv = Vec::with_capacity(lkeys.len());
-            let mut buf = Vec::new();
-            let all: Vec<usize> =
-                if lkeys.is_empty() { (0..r.len()).collect() } else { Vec::new() };
-            for lr in &l {
-                let mut matched = false;
-                let candidates: &[usize] = if lkeys.is_empty() {
-                    &all
-                } else {
-                    kv.clear();
-                    for e in &lkeys {
-                        kv.push(eval(ctx, e, lr)?);
-                    }
-                    if kv.iter().any(Value::is_null) {
-                        &[]
-                    } else {
-                        key_bytes(&kv, &mut buf);
-                        table.get(&buf).map_or(&[], |v| v.as_slice())
-                    }
-                };
-                for &j in candidates {
-                    ctx.tick()?;
-                    let rr = &r[j];
-                    row.clear();
-                    row.extend_from_slice(lr);
-                    row.extend_from_slice(rr);
-                    if truthy(&eval(ctx, on, &row)?) {
-                        matched = true;
-                        right_matched[j] = true;
-                        ctx.charge(width_hint(&out))?;
-                        out.push(row.clone());
-                    }
-                }
-                if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
-                    let mut o = lr.clone();
-                    o.resize(lw + rw, Value::Null);
-                    ctx.charge(width_hint(&out))?;
-                    out.push(o);
-                }
-            }
-            if matches!(kind, JoinKind::Right | JoinKind::Full) {
-                for (j, rr) in r.iter().enumerate() {
-                    if !right_matched[j] {
-                        let mut o = vec![Value::Null; lw];
-                        o.extend_from_slice(rr);
-                        ctx.charge(width_hint(&out))?;
-                        out.push(o);
-                    }
-                }
-            }
-            Ok(out)
+            binary_join::binary_join(ctx, left, right, *kind, on)
         }
         Plan::Aggregate { input, group_by, aggs, sets } => {
             if sets.is_empty() {

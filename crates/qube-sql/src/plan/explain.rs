@@ -242,8 +242,7 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
                 JoinKind::Full => "Full",
             };
             let lw = crate::exec::plan_width(left, None);
-            let method =
-                if crate::exec::join_keys(on, lw).0.is_empty() { "Nested Loop" } else { "Hash" };
+            let method = crate::exec::binary_join::method_name(on, lw);
             line(depth, format!("{method} {k} Join"), out);
             node(left, depth + 1, out);
             node(right, depth + 1, out);

@@ -945,3 +945,56 @@ fn subqueries_are_hashed_where_sound() {
         Value::Int8(150)
     );
 }
+
+/// Outer joins switch from a hash join to a merge join of externally
+/// sorted inputs when the hashed side passes work_mem, and run as merge
+/// joins under `enable_hashjoin = off`; the answers are the hash join's.
+#[test]
+fn outer_joins_merge_beyond_work_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = qube_sql::Database::open(dir.path()).unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE a (id int PRIMARY KEY, k int, pad text);
+         CREATE TABLE b (id int PRIMARY KEY, k int, pad text);
+         INSERT INTO a SELECT g, CASE WHEN g % 97 = 0 THEN NULL ELSE g % 5000 END, repeat('a', 50)
+           FROM generate_series(1, 20000) g;
+         INSERT INTO b SELECT g, CASE WHEN g % 89 = 0 THEN NULL ELSE (g * 7) % 6000 END, repeat('b', 50)
+           FROM generate_series(1, 20000) g",
+    )
+    .unwrap();
+    let queries = [
+        "SELECT count(*), count(a.id), count(b.id), sum(a.id), sum(b.id) FROM a LEFT JOIN b ON a.k = b.k",
+        "SELECT count(*), count(a.id), count(b.id), sum(a.id), sum(b.id) FROM a RIGHT JOIN b ON a.k = b.k",
+        "SELECT count(*), count(a.id), count(b.id), sum(a.id) FROM a FULL JOIN b ON a.k = b.k AND a.id < b.id",
+        "SELECT a.id, b.id FROM a FULL JOIN b ON a.k = b.k AND b.id % 3 = 0 ORDER BY 1, 2 LIMIT 50",
+    ];
+    let run = |s: &mut qube_sql::Session| -> Vec<Vec<Vec<qube_sql::Value>>> {
+        queries.iter().map(|q| s.execute(q).unwrap().pop().unwrap().rows).collect()
+    };
+    let plan = |s: &mut qube_sql::Session| -> String {
+        let r = s.execute("EXPLAIN SELECT * FROM a LEFT JOIN b ON a.k = b.k").unwrap();
+        r[0].rows.iter().map(|r| format!("{:?}\n", r[0])).collect()
+    };
+    assert!(plan(&mut s).contains("Hash Left Join"), "{}", plan(&mut s));
+    let hashed = run(&mut s);
+    let merges = qube_sql::exec::binary_join::merge_joins();
+    // Past work_mem the hash join becomes a merge join, with spilled sorts.
+    s.execute("SET work_mem = '64kB'").unwrap();
+    let files = qube_sql::exec::spill::spilled().0;
+    assert_eq!(run(&mut s), hashed);
+    assert!(qube_sql::exec::binary_join::merge_joins() >= merges + queries.len() as u64);
+    assert!(qube_sql::exec::spill::spilled().0 > files, "the sorts should have spilled");
+    // Forced by the planner switches, in memory.
+    s.execute("RESET work_mem; SET enable_hashjoin = off").unwrap();
+    assert!(plan(&mut s).contains("Merge Left Join"), "{}", plan(&mut s));
+    let merges = qube_sql::exec::binary_join::merge_joins();
+    assert_eq!(run(&mut s), hashed);
+    assert!(qube_sql::exec::binary_join::merge_joins() >= merges + queries.len() as u64);
+    // enable_mergejoin = off keeps the hash join even past work_mem.
+    s.execute("RESET enable_hashjoin; SET enable_mergejoin = off; SET work_mem = '64kB'").unwrap();
+    let merges = qube_sql::exec::binary_join::merge_joins();
+    assert_eq!(run(&mut s), hashed);
+    assert_eq!(qube_sql::exec::binary_join::merge_joins(), merges);
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}

@@ -196,6 +196,7 @@ slt_tests!(
     dml,
     select,
     joins,
+    merge_join,
     aggregates,
     subqueries,
     setops,
