@@ -1755,20 +1755,8 @@ pub fn index_rows(
     range: Option<&crate::plan::IndexRange>,
 ) -> Result<Vec<(u64, Row)>> {
     let mut rowids = Vec::new();
-    match stream::lookup(ctx, types, index, unique, columns, keys, range)? {
-        stream::Lookup::Nothing => {}
-        stream::Lookup::Point(key) => {
-            if let Some(r) = ctx.txn.get(&key)? {
-                rowids.push(stream::be_rowid(&r)?);
-            }
-        }
-        stream::Lookup::Range(r) => {
-            ctx.txn.scan_each(r, qube_storage::Direction::Forward, |_, v| {
-                rowids.push(stream::be_rowid(v)?);
-                Ok(true)
-            })?;
-        }
-    }
+    let found = stream::lookup(ctx, types, index, unique, columns, keys, range)?;
+    stream::lookup_rowids(ctx, found, &mut rowids)?;
     let mut out = Vec::with_capacity(rowids.len());
     for rowid in rowids {
         if let Some(row) = storage::get_row(ctx.txn, table, rowid, ncols)? {

@@ -185,6 +185,24 @@ pub fn open_scan<'p>(
                     }
                     Stream::Rows(rows.into_iter())
                 }
+                Lookup::Many(parts) => {
+                    let mut rowids = Vec::new();
+                    for part in parts {
+                        lookup_rowids(ctx, part, &mut rowids)?;
+                    }
+                    if *reverse {
+                        rowids.reverse();
+                    }
+                    let mut rows = Vec::with_capacity(rowids.len());
+                    for rowid in rowids {
+                        if let Some(v) = ctx.txn.get(&storage::row_key(table.id, rowid))? {
+                            let mut row = Vec::with_capacity(ncols);
+                            decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
+                            rows.push(row);
+                        }
+                    }
+                    Stream::Rows(rows.into_iter())
+                }
                 Lookup::Range(range) => {
                     let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
                     Stream::Index {
@@ -294,6 +312,31 @@ impl Stream<'_> {
     }
 }
 
+/// Appends the rowids of the index entries `l` finds, in key order.
+pub fn lookup_rowids(ctx: &mut Ctx, l: Lookup, out: &mut Vec<u64>) -> Result<()> {
+    match l {
+        Lookup::Nothing => {}
+        Lookup::Point(key) => {
+            if let Some(r) = ctx.txn.get(&key)? {
+                out.push(be_rowid(&r)?);
+            }
+        }
+        Lookup::Range(r) => {
+            ctx.txn.scan_each(r, Direction::Forward, |_, v| {
+                out.push(be_rowid(v)?);
+                Ok(true)
+            })?;
+        }
+        Lookup::Many(parts) => {
+            for p in parts {
+                ctx.tick()?;
+                lookup_rowids(ctx, p, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What an index scan reads.
 pub enum Lookup {
     /// No row can match (a NULL key, a value the column cannot hold).
@@ -302,6 +345,9 @@ pub enum Lookup {
     Point(Vec<u8>),
     /// A range of entries.
     Range(KeyRange),
+    /// Several points or ranges (a key set: IN list or `= ANY(array)`),
+    /// distinct, in key order.
+    Many(Vec<Lookup>),
 }
 
 /// The entries whose index columns equal the keys (and whose next column
@@ -315,6 +361,9 @@ pub fn lookup(
     keys: &[Expr],
     range: Option<&IndexRange>,
 ) -> Result<Lookup> {
+    if keys.iter().any(|k| crate::plan::bind::as_key_set(k).is_some()) {
+        return lookup_set(ctx, types, index, unique, columns, keys, range);
+    }
     let mut vals = Vec::with_capacity(keys.len());
     for (k, &c) in keys.iter().zip(columns) {
         let v = eval(ctx, k, &[])?;
@@ -364,6 +413,103 @@ pub fn lookup(
         None => end.push(2),
     }
     Ok(Lookup::Range(KeyRange::between(&start, &end)))
+}
+
+/// `lookup` of keys some of which are key sets: one lookup per
+/// combination of their distinct elements that the columns can hold
+/// (NULLs and values a column cannot equal are dropped). Past
+/// `MAX_KEY_SET` combinations, the keys from the first set on are left
+/// out (a wider range; the conditions above still decide).
+fn lookup_set(
+    ctx: &mut Ctx,
+    types: &[DataType],
+    index: u64,
+    unique: bool,
+    columns: &[usize],
+    keys: &[Expr],
+    range: Option<&IndexRange>,
+) -> Result<Lookup> {
+    // Every key's candidate values.
+    let mut choices: Vec<Vec<Value>> = Vec::with_capacity(keys.len());
+    let mut combos = 1usize;
+    for (k, &c) in keys.iter().zip(columns) {
+        let mut vals = Vec::new();
+        match crate::plan::bind::as_key_set(k) {
+            Some(array) => match eval(ctx, array, &[])? {
+                Value::Array(items) => {
+                    for v in items {
+                        if let Some(v) = super::index_value(v, &types[c]) {
+                            vals.push(v);
+                        }
+                    }
+                }
+                Value::Null => {}
+                other => {
+                    return Err(Error::Internal(format!(
+                        "index key set is not an array: {other:?}"
+                    )));
+                }
+            },
+            None => {
+                if let Some(v) = super::index_value(eval(ctx, k, &[])?, &types[c]) {
+                    vals.push(v);
+                }
+            }
+        }
+        if vals.is_empty() {
+            return Ok(Lookup::Nothing);
+        }
+        vals.sort_by(|a, b| a.total_cmp(b));
+        vals.dedup_by(|a, b| a.total_cmp(b) == std::cmp::Ordering::Equal);
+        combos = combos.saturating_mul(vals.len());
+        if combos > crate::plan::bind::MAX_KEY_SET {
+            // Look up the prefix before this key only.
+            let n = choices.len();
+            let keys: Vec<Expr> = vec![Expr::Const(Value::Null); n];
+            return lookup_combinations(index, false, &choices, &keys, None, ctx, types, columns);
+        }
+        choices.push(vals);
+    }
+    lookup_combinations(index, unique, &choices, keys, range, ctx, types, columns)
+}
+
+/// One lookup per combination of `choices` (already index values).
+#[allow(clippy::too_many_arguments)]
+fn lookup_combinations(
+    index: u64,
+    unique: bool,
+    choices: &[Vec<Value>],
+    keys: &[Expr],
+    range: Option<&IndexRange>,
+    ctx: &mut Ctx,
+    types: &[DataType],
+    columns: &[usize],
+) -> Result<Lookup> {
+    let mut out = Vec::new();
+    let mut pick = vec![0usize; choices.len()];
+    let mut consts: Vec<Expr> = Vec::with_capacity(choices.len());
+    loop {
+        consts.clear();
+        consts.extend(pick.iter().zip(choices).map(|(&i, c)| Expr::Const(c[i].clone())));
+        let unique_here = unique && keys.len() == choices.len();
+        match lookup(ctx, types, index, unique_here, &columns[..choices.len()], &consts, range)? {
+            Lookup::Nothing => {}
+            one => out.push(one),
+        }
+        // The next combination, last key fastest (so key order).
+        let mut i = choices.len();
+        loop {
+            if i == 0 {
+                return Ok(Lookup::Many(out));
+            }
+            i -= 1;
+            pick[i] += 1;
+            if pick[i] < choices[i].len() {
+                break;
+            }
+            pick[i] = 0;
+        }
+    }
 }
 
 pub fn be_rowid(b: &[u8]) -> Result<u64> {

@@ -3615,20 +3615,71 @@ fn inputs_snapshot(conds: &[Expr], inp: &JoinInput) -> Vec<(usize, Expr)> {
         e.columns_used(&mut cols);
         cols.is_empty() && !contains_subquery(e)
     };
+    let local = |e: &Expr| match e {
+        Expr::Column(col) if *col >= inp.offset && *col < inp.offset + inp.width => {
+            Some(*col - inp.offset)
+        }
+        _ => None,
+    };
     for c in conds {
-        if let Expr::Binary { op: BinOp::Eq, left, right } = c {
-            for (a, b) in [(left, right), (right, left)] {
-                if let Expr::Column(col) = a.as_ref()
-                    && *col >= inp.offset
-                    && *col < inp.offset + inp.width
-                    && row_free(b)
-                {
-                    out.push((*col - inp.offset, (**b).clone()));
+        match c {
+            Expr::Binary { op: BinOp::Eq, left, right } => {
+                for (a, b) in [(left, right), (right, left)] {
+                    if let Some(col) = local(a)
+                        && row_free(b)
+                    {
+                        out.push((col, (**b).clone()));
+                    }
                 }
             }
+            // `col IN (v, …)` and `col = ANY(array)`: one lookup per value.
+            Expr::InList { expr, list, negated: false }
+                if !list.is_empty() && list.len() <= MAX_KEY_SET && list.iter().all(row_free) =>
+            {
+                if let Some(col) = local(expr) {
+                    let array = Expr::Func { func: Func::ArrayCtor, args: list.clone() };
+                    out.push((col, key_set(array)));
+                }
+            }
+            Expr::Func { func: Func::ArrayAny { op: BinOp::Eq, all: false }, args }
+                if args.len() == 2 && row_free(&args[1]) =>
+            {
+                if let Some(col) = local(&args[0]) {
+                    out.push((col, key_set(args[1].clone())));
+                }
+            }
+            _ => {}
         }
     }
     out
+}
+
+/// The most values an IN list may have to be looked up one by one in an
+/// index (and the most key combinations one index scan looks up).
+pub(crate) const MAX_KEY_SET: usize = 10_000;
+
+/// An index key that takes each element of `array` in turn (an IN list
+/// or `= ANY(array)`): written `NULL = ANY(array)`, which as an ordinary
+/// key would match nothing. `exec::stream::lookup` expands it into one
+/// lookup per distinct element. Because the conditions stay above every
+/// index scan, reading this key as a set can only ever add candidates.
+pub(crate) fn key_set(array: Expr) -> Expr {
+    Expr::Func {
+        func: Func::ArrayAny { op: BinOp::Eq, all: false },
+        args: vec![Expr::Const(Value::Null), array],
+    }
+}
+
+/// The array of a `key_set` key.
+pub(crate) fn as_key_set(e: &Expr) -> Option<&Expr> {
+    match e {
+        Expr::Func { func: Func::ArrayAny { op: BinOp::Eq, all: false }, args }
+            if args.len() == 2 && args[0] == Expr::Const(Value::Null) =>
+        {
+            Some(&args[1])
+        }
+        _ => None,
+    }
 }
 
 fn contains_subquery(e: &Expr) -> bool {

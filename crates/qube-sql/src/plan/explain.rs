@@ -180,14 +180,20 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
         Plan::Scan { table } | Plan::ScanRowids { table } => {
             line(depth, format!("Seq Scan on {}", table.name), out)
         }
-        Plan::IndexScan { table, index, unique, columns, range, reverse, .. } => {
+        Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
             // An expression index's columns are key positions.
             let name = |c: usize| match table.expr_index(*index) {
                 Some(x) => x.texts.get(c).cloned().unwrap_or_default(),
                 None => table.columns[c].0.clone(),
             };
-            let mut cols: Vec<String> =
-                columns.iter().map(|&c| format!("{} = …", name(c))).collect();
+            let mut cols: Vec<String> = columns
+                .iter()
+                .zip(keys)
+                .map(|(&c, k)| match super::bind::as_key_set(k) {
+                    Some(_) => format!("{} = ANY (…)", name(c)),
+                    None => format!("{} = …", name(c)),
+                })
+                .collect();
             if let Some(r) = range {
                 cols.push(format!("{} in range", name(r.column)));
             }

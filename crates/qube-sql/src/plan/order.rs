@@ -148,7 +148,12 @@ fn decide(sort: &Plan, limited: bool) -> Option<(bool, Option<u64>)> {
             }
             index_for(&table.indexes, &[], &cols).map(|ix| (reverse, Some(ix)))
         }
-        Plan::IndexScan { table, index, unique: false, columns, .. } => {
+        Plan::IndexScan { table, index, unique: false, columns, keys, .. } => {
+            // A key set (IN list) reads several runs of the index, each in
+            // order, but not in order together.
+            if keys.iter().any(|k| super::bind::as_key_set(k).is_some()) {
+                return None;
+            }
             if cols.iter().any(|&c| !table.columns.get(c).is_some_and(|t| orderable(&t.1))) {
                 return None;
             }

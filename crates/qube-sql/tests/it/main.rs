@@ -998,3 +998,37 @@ fn outer_joins_merge_beyond_work_mem() {
     assert_eq!(qube_sql::exec::binary_join::merge_joins(), merges);
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 }
+
+/// `col IN (…)` and `col = ANY(array)` read the index once per value
+/// (an index scan, not a sequential one), including a parameter array.
+#[test]
+fn in_lists_use_indexes() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int, w text);
+         CREATE INDEX t_v ON t (v);
+         INSERT INTO t SELECT g, g % 100, 'w' || g FROM generate_series(1, 5000) g",
+    )
+    .unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| format!("{:?}\n", r[0])).collect()
+    };
+    for q in ["SELECT * FROM t WHERE v IN (1, 2, 3)", "SELECT * FROM t WHERE id = ANY(ARRAY[1, 2])"]
+    {
+        let p = plan(&mut s, q);
+        assert!(p.contains("= ANY (…)") && !p.contains("Seq Scan"), "{q}\n{p}");
+    }
+    let stmt = s.prepare("SELECT count(*) FROM t WHERE id = ANY($1)").unwrap();
+    let arr = qube_sql::Value::Array(vec![
+        qube_sql::Value::Int4(10),
+        qube_sql::Value::Int4(20),
+        qube_sql::Value::Null,
+        qube_sql::Value::Int4(10),
+    ]);
+    let r = s.execute_prepared(&stmt, &[arr]).unwrap();
+    assert_eq!(r[0].rows[0][0], qube_sql::Value::Int8(2));
+    let r = s.execute("DELETE FROM t WHERE v IN (5, 6) AND id < 1000").unwrap();
+    assert_eq!(r[0].tag, "DELETE 20");
+}

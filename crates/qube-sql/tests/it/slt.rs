@@ -197,6 +197,7 @@ slt_tests!(
     select,
     joins,
     merge_join,
+    index_in,
     aggregates,
     subqueries,
     setops,
