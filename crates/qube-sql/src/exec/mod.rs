@@ -989,6 +989,126 @@ fn probe_stream(
     Ok(out)
 }
 
+/// The last join of a `MultiJoin` by index lookups: when few rows are
+/// joined so far and the big input has an index whose leading columns
+/// its equalities fix, each joined row looks up its partners (an index
+/// nested loop) instead of the whole table being read.
+struct IndexProbe {
+    index: u64,
+    unique: bool,
+    /// The index's leading columns the equalities fix, and for each the
+    /// position in `eq` of the equality that fixes it.
+    columns: Vec<usize>,
+    eq_of: Vec<usize>,
+}
+
+/// Index lookups cost about this many rows of a sequential read each.
+const LOOKUP_COST_ROWS: u64 = 16;
+
+impl IndexProbe {
+    fn choose(
+        ctx: &mut Ctx,
+        inp: &crate::plan::JoinInput,
+        eq: &[(&Expr, Expr)],
+        joined_rows: usize,
+    ) -> Result<Option<IndexProbe>> {
+        let Plan::Scan { table } = &inp.plan else { return Ok(None) };
+        // Equalities of a plain column of this input with the joined rows.
+        let fixed = |c: usize| eq.iter().position(|(_, b)| *b == Expr::Column(c));
+        let mut best: Option<IndexProbe> = None;
+        for (id, cols, unique) in &table.indexes {
+            let n = cols.iter().take_while(|&&c| fixed(c).is_some()).count();
+            if n == 0 {
+                continue;
+            }
+            let full_unique = *unique && n == cols.len();
+            let better =
+                best.as_ref().is_none_or(|b| (full_unique, n) > (b.unique, b.columns.len()));
+            if better {
+                best = Some(IndexProbe {
+                    index: *id,
+                    unique: full_unique,
+                    columns: cols[..n].to_vec(),
+                    eq_of: cols[..n].iter().map(|&c| fixed(c).unwrap_or(0)).collect(),
+                });
+            }
+        }
+        if best.is_none() {
+            return Ok(None);
+        }
+        let rows = crate::storage::estimate_rows(ctx.txn, table.id)?;
+        Ok(best.filter(|_| (joined_rows as u64).saturating_mul(LOOKUP_COST_ROWS) < rows))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        ctx: &mut Ctx,
+        inp: &crate::plan::JoinInput,
+        own: &[(Option<Expr>, &Expr)],
+        eq: &[(&Expr, Expr)],
+        current: &[Row],
+        rest: &[&Expr],
+        width: usize,
+    ) -> Result<Vec<Row>> {
+        let Plan::Scan { table } = &inp.plan else { return Ok(Vec::new()) };
+        let types: Vec<DataType> = table.columns.iter().map(|c| c.1.clone()).collect();
+        let mut keys: Vec<Expr> = Vec::with_capacity(self.columns.len());
+        let mut out = Vec::new();
+        'rows: for cur in current {
+            keys.clear();
+            for &e in &self.eq_of {
+                let v = eval(ctx, eq[e].0, cur)?;
+                if v.is_null() {
+                    continue 'rows;
+                }
+                keys.push(Expr::Const(v));
+            }
+            let found = index_rows(
+                ctx,
+                table.id,
+                &types,
+                types.len(),
+                self.index,
+                self.unique,
+                &self.columns,
+                &keys,
+                None,
+            )?;
+            'found: for (_, r) in found {
+                let Some(r) = own_row(ctx, inp, own, width, r)? else { continue };
+                let mut o = cur.clone();
+                o[inp.offset..inp.offset + inp.width].clone_from_slice(&r[..inp.width]);
+                // Every equality (the index only narrowed), then the rest.
+                for (a, b) in eq {
+                    let (x, y) = (eval(ctx, a, cur)?, eval(ctx, b, &r)?);
+                    if !truthy(&eval::compare(BinOp::Eq, &x, &y)) {
+                        continue 'found;
+                    }
+                }
+                for c in rest {
+                    if !truthy(&eval(ctx, c, &o)?) {
+                        continue 'found;
+                    }
+                }
+                ctx.charge(width_hint(&out))?;
+                out.push(o);
+            }
+        }
+        INDEX_PROBES.with(|n| n.set(n.get() + 1));
+        Ok(out)
+    }
+}
+
+thread_local! {
+    static INDEX_PROBES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Joins run as index lookups on this thread (for tests).
+pub fn index_probe_joins() -> u64 {
+    INDEX_PROBES.with(|n| n.get())
+}
+
 /// Joins `inputs`; only the columns `need` marks (None: all) need to be
 /// right in the output.
 fn multi_join(
@@ -1103,6 +1223,11 @@ fn multi_join(
                             used[c] = true;
                             rest.push(&cond.expr);
                         }
+                    }
+                    if let Some(probe) = IndexProbe::choose(ctx, &inputs[d], &eq, current.len())? {
+                        current =
+                            probe.run(ctx, &inputs[d], &own[d], &eq, &current, &rest, width)?;
+                        continue;
                     }
                     current = probe_stream(
                         ctx,

@@ -1032,3 +1032,49 @@ fn in_lists_use_indexes() {
     let r = s.execute("DELETE FROM t WHERE v IN (5, 6) AND id < 1000").unwrap();
     assert_eq!(r[0].tag, "DELETE 20");
 }
+
+/// A join whose big side has an index on the join column, with few rows
+/// on the other side, looks those rows' partners up in the index instead
+/// of reading the big table; the answers are the hash join's.
+#[test]
+fn few_rows_join_a_big_table_through_its_index() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE c (id int PRIMARY KEY, name text, region int);
+         CREATE TABLE o (id int PRIMARY KEY, cid int, amount int);
+         CREATE INDEX o_cid ON o (cid);
+         INSERT INTO c SELECT g, 'c' || g, g % 7 FROM generate_series(1, 20000) g;
+         INSERT INTO o SELECT g, CASE WHEN g % 50 = 0 THEN NULL ELSE g % 20011 END, g % 100
+           FROM generate_series(1, 30000) g",
+    )
+    .unwrap();
+    let queries = [
+        // One order, its customer by primary key.
+        "SELECT o.id, c.name FROM o JOIN c ON c.id = o.cid WHERE o.id = 777",
+        // One customer, its orders through the secondary index.
+        "SELECT c.name, count(*), sum(o.amount) FROM c JOIN o ON o.cid = c.id WHERE c.id = 42 GROUP BY c.name",
+        // An extra join condition and a type mix (bigint = int).
+        "SELECT count(*) FROM o JOIN c ON c.id::bigint = o.cid AND c.region = o.amount % 7 WHERE o.id < 40",
+        "SELECT o.id, c.id FROM o JOIN c ON c.id = o.cid WHERE o.id IN (50, 100, 101) ORDER BY 1",
+    ];
+    let before = qube_sql::exec::index_probe_joins();
+    let probed: Vec<_> =
+        queries.iter().map(|q| s.execute(q).unwrap().pop().unwrap().rows).collect();
+    assert!(qube_sql::exec::index_probe_joins() >= before + 3, "index lookups expected");
+    // The same answers with the lookups ruled out (a copy without indexes).
+    s.execute(
+        "CREATE TABLE c2 AS SELECT * FROM c; CREATE TABLE o2 AS SELECT * FROM o;
+         ALTER TABLE c RENAME TO c_idx; ALTER TABLE o RENAME TO o_idx;
+         ALTER TABLE c2 RENAME TO c; ALTER TABLE o2 RENAME TO o",
+    )
+    .unwrap();
+    let before = qube_sql::exec::index_probe_joins();
+    for (q, want) in queries.iter().zip(&probed) {
+        assert_eq!(&s.execute(q).unwrap().pop().unwrap().rows, want, "{q}");
+    }
+    assert_eq!(qube_sql::exec::index_probe_joins(), before);
+    assert_eq!(probed[0].len(), 1);
+    // Orders 50 and 100 have a NULL cid, which joins nothing.
+    assert_eq!(probed[3].len(), 1, "{:?}", probed[3]);
+}
