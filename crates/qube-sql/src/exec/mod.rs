@@ -12,6 +12,7 @@
 //! the smaller of the two sides), each condition applied as soon as its
 //! inputs are present.
 
+pub(crate) mod copy;
 pub mod datetime;
 pub(crate) mod ddl;
 pub mod decorrelate;
