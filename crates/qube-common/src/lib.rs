@@ -92,6 +92,11 @@ pub enum Error {
     /// A bug in QubeDB: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error with PostgreSQL's context line (the CONTEXT field, e.g.
+    /// `COPY t, line 3, column a: "x"`); SQLSTATE and position are the
+    /// inner error's.
+    #[error("{error}")]
+    Context { error: Box<Error>, context: String },
 }
 
 impl Error {
@@ -125,6 +130,20 @@ impl Error {
     pub fn position(&self) -> Option<u32> {
         match self {
             Error::User { position, .. } => *position,
+            Error::Context { error, .. } => error.position(),
+            _ => None,
+        }
+    }
+
+    /// The error with a context line (PostgreSQL's CONTEXT field).
+    pub fn with_context(self, context: impl Into<String>) -> Self {
+        Error::Context { error: Box::new(self), context: context.into() }
+    }
+
+    /// The context line, if the error carries one.
+    pub fn context(&self) -> Option<&str> {
+        match self {
+            Error::Context { context, .. } => Some(context),
             _ => None,
         }
     }
@@ -158,6 +177,7 @@ impl Error {
             Error::Io { .. } => "58030",
             Error::Poisoned(_) => "58030",
             Error::Internal(_) => "XX000",
+            Error::Context { error, .. } => error.sqlstate(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! One client connection: startup, then the simple and extended query
-//! protocols over the connection's `Session`.
+//! protocols over the connection's `Session`, and COPY inside either (see
+//! `emit` for how COPY's data crosses between the socket and the
+//! statement's thread).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -25,12 +27,12 @@ use pgwire::messages::{
 };
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
-use qube_sql::{Column, Prepared, Session, Value};
+use qube_sql::{Column, CopyKind, CopyOut, Prepared, QueryResult, Session, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::emit::{self, Emitter, put};
+use crate::emit::{self, CopyChunk, CopyEnd, Emitter, Outgoing, put};
 use crate::{SERVER_VERSION, Server, types};
 
 const SSL_REQUEST: i32 = 80877103;
@@ -508,7 +510,7 @@ impl Conn<'_> {
     ) -> Step<T> {
         let mut session =
             self.session.take().ok_or_else(|| End::Fatal(Error::Internal("no session".into())))?;
-        let (tx, mut rx) = mpsc::channel::<BytesMut>(4);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(4);
         let mut em = Emitter::new(tx, std::mem::take(&mut self.zone_reported));
         self.flush().await?;
         let handle = tokio::task::spawn_blocking(move || {
@@ -516,12 +518,27 @@ impl Conn<'_> {
             (session, std::mem::take(&mut em.buf), em.zone_reported.clone(), r)
         });
         let mut failed = None;
-        while let Some(chunk) = rx.recv().await {
-            if failed.is_none()
-                && let Err(e) = self.stream.write_all(&chunk).await
-            {
-                failed = Some(e);
-                rx.close();
+        // Set when the client went away (or broke the protocol) while a
+        // COPY FROM STDIN read from it.
+        let mut ended = None;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Outgoing::Bytes(chunk) => {
+                    if failed.is_none()
+                        && let Err(e) = self.stream.write_all(&chunk).await
+                    {
+                        failed = Some(e);
+                        rx.close();
+                    }
+                }
+                Outgoing::NeedCopyData(reply) => {
+                    let chunk = if failed.is_some() || ended.is_some() {
+                        CopyChunk { data: BytesMut::new(), end: Some(CopyEnd::Gone) }
+                    } else {
+                        self.copy_data(&mut ended).await
+                    };
+                    let _ = reply.send(chunk);
+                }
             }
         }
         let (session, rest, zone, r) = handle.await.map_err(|e| {
@@ -533,8 +550,50 @@ impl Conn<'_> {
         if let Some(e) = failed {
             return Err(End::Io(e));
         }
+        if let Some(e) = ended {
+            return Err(e);
+        }
         self.out.extend_from_slice(&rest);
         Ok(r)
+    }
+
+    /// Reads copy-in data for the statement's thread: at least one frame,
+    /// then the CopyData frames already buffered, up to `COPY_BATCH`
+    /// bytes or a frame that ends the copy. A frame that ends the
+    /// connection is kept in `ended`.
+    async fn copy_data(&mut self, ended: &mut Option<End>) -> CopyChunk {
+        let max = self.server.config.max_message_bytes;
+        let mut data = BytesMut::new();
+        loop {
+            if !data.is_empty() && (data.len() >= emit::COPY_BATCH || !frame_buffered(&self.inbuf))
+            {
+                return CopyChunk { data, end: None };
+            }
+            let frame = match read_frame(&mut self.stream, &mut self.inbuf, false, max).await {
+                Ok(f) => f,
+                Err(e) => {
+                    *ended = Some(e);
+                    return CopyChunk { data, end: Some(CopyEnd::Gone) };
+                }
+            };
+            let end = match frame[0] {
+                b'd' => {
+                    data.extend_from_slice(&frame[5..]);
+                    continue;
+                }
+                // Flush and Sync are ignored in copy-in, as PostgreSQL
+                // does for clients that send them after every Execute.
+                b'H' | b'S' => continue,
+                b'c' => CopyEnd::Done,
+                b'f' => {
+                    let body = &frame[5..];
+                    let n = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+                    CopyEnd::Fail(String::from_utf8_lossy(&body[..n]).into_owned())
+                }
+                t => CopyEnd::Unexpected(t),
+            };
+            return CopyChunk { data, end: Some(end) };
+        }
     }
 
     async fn simple_query(&mut self, sql: String) -> Step {
@@ -560,7 +619,10 @@ impl Conn<'_> {
             }
             for i in 0..p.len() {
                 em.begin(true, Vec::new(), false);
-                let r = s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r));
+                let r = match p.copy_kind(i) {
+                    Some(kind) => run_copy(s, em, &p, i, kind, &[]),
+                    None => s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r)),
+                };
                 em.report_zone(s);
                 if let Err(e) = r.and_then(|r| em.complete(r)) {
                     if implicit {
@@ -729,6 +791,11 @@ impl Conn<'_> {
             let formats = portal.formats.clone();
             let r = self
                 .blocking(move |s, em| -> Result<(Option<Vec<BytesMut>>, String)> {
+                    if let Some(kind) = stmt.prepared.copy_kind(0) {
+                        em.begin(false, formats, false);
+                        let r = run_copy(s, em, &stmt.prepared, 0, kind, &params);
+                        return Ok((None, em.complete(r?)?));
+                    }
                     em.begin(false, formats, limit.is_some());
                     let rs = s.execute_prepared_streaming(&stmt.prepared, &params, &mut |c, r| {
                         em.row(c, r)
@@ -776,6 +843,64 @@ impl Conn<'_> {
             self.portals.remove(&name);
         }
         put(&mut self.out, B::CloseComplete(CloseComplete::new()));
+    }
+}
+
+/// Whether `inbuf` holds a whole frame.
+fn frame_buffered(inbuf: &BytesMut) -> bool {
+    inbuf.len() >= 5 && {
+        let len = i32::from_be_bytes([inbuf[1], inbuf[2], inbuf[3], inbuf[4]]);
+        len >= 4 && inbuf.len() > len as usize
+    }
+}
+
+/// Runs a COPY from or to the client on the statement's thread.
+fn run_copy(
+    s: &mut Session,
+    em: &mut Emitter,
+    p: &Prepared,
+    index: usize,
+    kind: CopyKind,
+    params: &[Value],
+) -> Result<QueryResult> {
+    match kind {
+        CopyKind::Out => {
+            let r = s.copy_out(p, index, params, &mut |ev| match ev {
+                CopyOut::Start { columns } => {
+                    em.copy_out_start(columns);
+                    Ok(())
+                }
+                CopyOut::Line(line) => em.copy_data(line),
+            })?;
+            em.copy_done();
+            Ok(r)
+        }
+        CopyKind::In => {
+            let mut c = s.copy_in(p, index)?;
+            em.copy_in_start(c.columns())?;
+            loop {
+                let chunk = em.copy_in_next();
+                if !chunk.data.is_empty() {
+                    c.write(&chunk.data)?;
+                }
+                match chunk.end {
+                    None => {}
+                    Some(CopyEnd::Done) => return c.finish(),
+                    Some(CopyEnd::Fail(m)) => return Err(c.abort(&m)),
+                    Some(CopyEnd::Unexpected(t)) => {
+                        drop(c);
+                        return Err(Error::user(
+                            "08P01",
+                            format!("unexpected message type 0x{t:02X} during COPY from stdin"),
+                        ));
+                    }
+                    Some(CopyEnd::Gone) => {
+                        drop(c);
+                        return Err(Error::user("08006", "connection lost during COPY from stdin"));
+                    }
+                }
+            }
+        }
     }
 }
 

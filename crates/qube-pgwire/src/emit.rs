@@ -1,6 +1,18 @@
 //! The backend messages a statement produces, written on the thread that
 //! runs it: result rows are encoded as the executor hands them over and
 //! sent to the connection task in chunks.
+//!
+//! COPY runs here too. TO STDOUT: CopyOutResponse, one CopyData per line
+//! as the engine encodes them, CopyDone. FROM STDIN: CopyInResponse, then
+//! the statement's thread asks the connection task for data
+//! (`Outgoing::NeedCopyData`, answered on a oneshot channel): the task
+//! reads frames from the socket only when asked, gathering the CopyData
+//! already buffered into one `CopyChunk` (up to `COPY_BATCH` bytes) up to
+//! CopyDone, CopyFail, a message not allowed in copy-in (08P01: the COPY
+//! fails, the connection goes on), or the client's disconnect (the COPY
+//! fails and its transaction rolls back). Since nothing is read unasked,
+//! the messages after a COPY that failed early reach the ordinary loop,
+//! which ignores stray CopyData/CopyDone/CopyFail as PostgreSQL does.
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
@@ -9,12 +21,45 @@ use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ErrorRespo
 use pgwire::messages::startup::ParameterStatus;
 use qube_common::{Error, Result};
 use qube_sql::{Column, QueryResult, Session, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::types;
 
 /// Bytes gathered before they go to the socket.
 pub const CHUNK: usize = 64 * 1024;
+
+/// CopyData bytes gathered into one chunk for the engine, at most.
+pub const COPY_BATCH: usize = 256 * 1024;
+
+/// What a statement's thread sends the connection task.
+pub enum Outgoing {
+    /// Bytes for the socket.
+    Bytes(BytesMut),
+    /// COPY FROM STDIN wants the next data from the client.
+    NeedCopyData(oneshot::Sender<CopyChunk>),
+}
+
+/// How a batch of copy-in data ends.
+#[derive(Debug)]
+pub enum CopyEnd {
+    /// CopyDone.
+    Done,
+    /// CopyFail with the client's message.
+    Fail(String),
+    /// Another message than CopyData/CopyDone/CopyFail/Flush/Sync (its
+    /// type byte): a protocol violation that fails the COPY.
+    Unexpected(u8),
+    /// The client disconnected, or sent a frame that ends the connection.
+    Gone,
+}
+
+/// Data of several CopyData messages, and what came after it, if the copy
+/// ended.
+#[derive(Debug)]
+pub struct CopyChunk {
+    pub data: BytesMut,
+    pub end: Option<CopyEnd>,
+}
 
 /// Appends a backend message. Only oversized messages fail to encode
 /// (pgwire's limits); error texts are cut short before, so this drops
@@ -44,6 +89,9 @@ pub fn error_response(e: &Error, severity: &str) -> ErrorResponse {
     ];
     if let Some(p) = e.position() {
         fields.push((b'P', p.to_string()));
+    }
+    if let Some(c) = e.context() {
+        fields.push((b'W', c.to_string()));
     }
     ErrorResponse::new(fields)
 }
@@ -80,7 +128,7 @@ pub fn format_of(formats: &[i16], i: usize) -> i16 {
 /// Writes one statement's messages; lives on the statement's thread.
 pub struct Emitter {
     pub buf: BytesMut,
-    tx: mpsc::Sender<BytesMut>,
+    tx: mpsc::Sender<Outgoing>,
     /// The TimeZone the client was last told (ParameterStatus).
     pub zone_reported: String,
     /// Send RowDescription before the first row (simple query).
@@ -93,7 +141,7 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn new(tx: mpsc::Sender<BytesMut>, zone_reported: String) -> Emitter {
+    pub fn new(tx: mpsc::Sender<Outgoing>, zone_reported: String) -> Emitter {
         Emitter {
             buf: BytesMut::with_capacity(CHUNK + 8192),
             tx,
@@ -123,12 +171,71 @@ impl Emitter {
     /// client is gone.
     fn maybe_send(&mut self) -> Result<()> {
         if self.buf.len() >= CHUNK {
-            let chunk = self.buf.split();
-            self.tx
-                .blocking_send(chunk)
-                .map_err(|_| Error::user("08006", "connection to client lost"))?;
+            self.send()?;
         }
         Ok(())
+    }
+
+    /// Sends what is gathered now.
+    fn send(&mut self) -> Result<()> {
+        let chunk = self.buf.split();
+        self.tx
+            .blocking_send(Outgoing::Bytes(chunk))
+            .map_err(|_| Error::user("08006", "connection to client lost"))
+    }
+
+    /// CopyInResponse or CopyOutResponse (`kind` G or H): text format,
+    /// `columns` text columns.
+    fn copy_response(&mut self, kind: u8, columns: usize) {
+        let n = columns.min(i16::MAX as usize);
+        self.buf.put_u8(kind);
+        self.buf.put_i32((4 + 1 + 2 + 2 * n) as i32);
+        self.buf.put_i8(0);
+        self.buf.put_i16(n as i16);
+        for _ in 0..n {
+            self.buf.put_i16(0);
+        }
+    }
+
+    /// Starts COPY TO STDOUT.
+    pub fn copy_out_start(&mut self, columns: usize) {
+        self.copy_response(b'H', columns);
+    }
+
+    /// One CopyData message of COPY TO STDOUT.
+    pub fn copy_data(&mut self, line: &[u8]) -> Result<()> {
+        let len =
+            i32::try_from(line.len() + 4).map_err(|_| Error::user("54000", "row too large"))?;
+        self.buf.put_u8(b'd');
+        self.buf.put_i32(len);
+        self.buf.extend_from_slice(line);
+        self.rows += 1;
+        self.maybe_send()
+    }
+
+    /// The end of COPY TO STDOUT's data.
+    pub fn copy_done(&mut self) {
+        self.buf.put_u8(b'c');
+        self.buf.put_i32(4);
+    }
+
+    /// Starts COPY FROM STDIN: CopyInResponse goes out now.
+    pub fn copy_in_start(&mut self, columns: usize) -> Result<()> {
+        self.copy_response(b'G', columns);
+        self.send()
+    }
+
+    /// The next data of COPY FROM STDIN, read from the client when asked.
+    pub fn copy_in_next(&mut self) -> CopyChunk {
+        let gone = || CopyChunk { data: BytesMut::new(), end: Some(CopyEnd::Gone) };
+        if !self.buf.is_empty() && self.send().is_err() {
+            return gone();
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.tx.blocking_send(Outgoing::NeedCopyData(tx)).is_err() {
+            return gone();
+        }
+        rx.blocking_recv().unwrap_or_else(|_| gone())
     }
 
     /// One result row.

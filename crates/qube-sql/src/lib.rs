@@ -25,8 +25,12 @@ pub mod session;
 pub mod storage;
 pub mod system;
 pub mod types;
+pub mod utility;
 
+pub use exec::copy::CopyOut;
 pub use qube_common::types::DataType;
 pub use qube_common::{Error, Result};
-pub use session::{Column, Database, Description, Prepared, QueryResult, RowSink, Session};
+pub use session::{
+    Column, CopyIn, CopyKind, Database, Description, Prepared, QueryResult, RowSink, Session,
+};
 pub use types::Value;

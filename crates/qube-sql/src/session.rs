@@ -223,10 +223,67 @@ impl Database {
     }
 }
 
+/// One statement of a text: sqlparser's, or one `utility` recognises
+/// (COPY, VACUUM, ANALYZE).
+pub(crate) enum Stmt {
+    Sql(ast::Statement),
+    Util(Box<crate::utility::Utility>),
+}
+
+impl Stmt {
+    fn sql(&self) -> Option<&ast::Statement> {
+        match self {
+            Stmt::Sql(s) => Some(s),
+            Stmt::Util(_) => None,
+        }
+    }
+}
+
+/// Parses SQL text into statements: those `utility` recognises by their
+/// first word, the others with sqlparser (`parse`).
+fn parse_stmts(sql: &str) -> Result<Vec<Stmt>> {
+    if !crate::utility::mentions(sql) {
+        return Ok(parse(sql)?.into_iter().map(Stmt::Sql).collect());
+    }
+    let pieces = crate::utility::split(sql);
+    let mut ours = Vec::with_capacity(pieces.len());
+    for &(a, b) in &pieces {
+        ours.push(crate::utility::recognise(&sql[a..b])?);
+    }
+    if ours.iter().all(Option::is_none) {
+        return Ok(parse(sql)?.into_iter().map(Stmt::Sql).collect());
+    }
+    let mut out = Vec::with_capacity(pieces.len());
+    for (&(a, b), u) in pieces.iter().zip(ours) {
+        match u {
+            Some(u) => out.push(Stmt::Util(Box::new(u))),
+            None => {
+                // Blanked up to the piece, so that an error's line and
+                // column are those of the whole text.
+                let mut padded: String =
+                    sql[..a].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+                padded.push_str(&sql[a..b]);
+                out.extend(parse(&padded)?.into_iter().map(Stmt::Sql));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a statement of a `Prepared` does with the client's copy
+/// sub-protocol (`Prepared::copy_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyKind {
+    /// COPY … FROM STDIN: run it with `Session::copy_in`.
+    In,
+    /// COPY … TO STDOUT: run it with `Session::copy_out`.
+    Out,
+}
+
 /// Parsed statements, ready to execute many times.
 pub struct Prepared {
     id: u64,
-    stmts: Vec<ast::Statement>,
+    stmts: Vec<Stmt>,
     /// The text, for error positions.
     sql: String,
 }
@@ -239,6 +296,21 @@ impl Prepared {
 
     pub fn is_empty(&self) -> bool {
         self.stmts.is_empty()
+    }
+
+    /// Whether statement `index` is a COPY from or to the client.
+    pub fn copy_kind(&self, index: usize) -> Option<CopyKind> {
+        match self.stmts.get(index)? {
+            Stmt::Util(u) => match u.as_ref() {
+                crate::utility::Utility::Copy(c)
+                    if c.target == crate::utility::CopyTarget::Client =>
+                {
+                    Some(if c.to { CopyKind::Out } else { CopyKind::In })
+                }
+                _ => None,
+            },
+            Stmt::Sql(_) => None,
+        }
     }
 }
 
@@ -257,7 +329,9 @@ enum Bound {
 impl Drop for Prepared {
     fn drop(&mut self) {
         for s in std::mem::take(&mut self.stmts) {
-            dismantle(s);
+            if let Stmt::Sql(s) = s {
+                dismantle(s);
+            }
         }
     }
 }
@@ -407,7 +481,7 @@ impl Session {
         params: &[Value],
         sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
-        let stmts = match parse(sql) {
+        let stmts = match parse_stmts(sql) {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
@@ -416,7 +490,9 @@ impl Session {
         };
         let res = self.run_parsed(sql, &stmts, params, sink);
         for s in stmts {
-            dismantle(s);
+            if let Stmt::Sql(s) = s {
+                dismantle(s);
+            }
         }
         res
     }
@@ -426,7 +502,7 @@ impl Session {
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts: parse(sql).map_err(|e| crate::position::locate(e, sql, None))?,
+            stmts: parse_stmts(sql).map_err(|e| crate::position::locate(e, sql, None))?,
             sql: sql.to_string(),
         })
     }
@@ -439,7 +515,7 @@ impl Session {
     /// return rows has no columns. Only the first statement is described.
     pub fn describe(&mut self, p: &Prepared) -> Result<Description> {
         let count = placeholder_count(&p.sql);
-        let Some(s) = p.stmts.first() else {
+        let Some(s) = p.stmts.first().and_then(Stmt::sql) else {
             return Ok(Description { params: vec![None; count], columns: Vec::new() });
         };
         let (mut params, columns) = match self.describe_statement(s) {
@@ -529,7 +605,7 @@ impl Session {
         self.plan_key = Some((p.id, index));
         let r = self.statement(s, params, Some(on_row));
         self.plan_key = None;
-        r.map_err(|e| crate::position::locate(e, &p.sql, Some(s)))
+        r.map_err(|e| crate::position::locate(e, &p.sql, s.sql()))
     }
 
     fn run_prepared(
@@ -543,7 +619,7 @@ impl Session {
             self.plan_key = Some((p.id, i));
             let r = self.statement(s, params, sink.as_deref_mut());
             self.plan_key = None;
-            out.push(r.map_err(|e| crate::position::locate(e, &p.sql, Some(s)))?);
+            out.push(r.map_err(|e| crate::position::locate(e, &p.sql, s.sql()))?);
         }
         Ok(out)
     }
@@ -551,7 +627,7 @@ impl Session {
     fn run_parsed(
         &mut self,
         sql: &str,
-        stmts: &[ast::Statement],
+        stmts: &[Stmt],
         params: &[Value],
         mut sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
@@ -567,7 +643,7 @@ impl Session {
                     if implicit {
                         self.end_implicit(false)?;
                     }
-                    return Err(crate::position::locate(e, sql, Some(s)));
+                    return Err(crate::position::locate(e, sql, s.sql()));
                 }
             }
         }
@@ -658,31 +734,47 @@ impl Session {
         self.set_time_zone_expr(&v, false).map(|_| ())
     }
 
-    fn statement(
-        &mut self,
-        s: &ast::Statement,
-        params: &[Value],
-        sink: Option<&mut RowSink>,
-    ) -> Result<QueryResult> {
-        // now() is the transaction's start; casts and operators read the
-        // session's zone and clock from the statement's environment.
+    /// Publishes a statement's environment on the thread that runs it:
+    /// now() is the transaction's start, casts and operators read the
+    /// session's zone and clock, sorts its work_mem, operators its cancel
+    /// flag and deadline. Returns the statement's clock and deadline.
+    fn enter_statement(&mut self) -> (i64, Option<std::time::Instant>) {
         let now = datetime::clock_now();
-        let in_block = self.txn.is_some();
-        if !in_block {
+        if self.txn.is_none() {
             self.txn_ts = now;
         }
-        datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
-        exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
-        let off = |name: &str| self.settings.get(name).is_some_and(|v| v == "off");
-        exec::binary_join::set_methods(!off("enable_hashjoin"), !off("enable_mergejoin"));
         // A cancel that arrived before this statement began is dropped.
         self.cancel.store(false, std::sync::atomic::Ordering::Relaxed);
         let deadline = (self.statement_timeout > 0)
             .then(|| std::time::Instant::now() + Duration::from_millis(self.statement_timeout));
+        self.resume_statement(now, deadline);
+        (now, deadline)
+    }
+
+    /// As `enter_statement`, for a statement that goes on (the next chunk
+    /// of a COPY FROM): the same clock and deadline, the cancel flag kept.
+    fn resume_statement(&self, now: i64, deadline: Option<std::time::Instant>) {
+        datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
+        exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
+        let off = |name: &str| self.settings.get(name).is_some_and(|v| v == "off");
+        exec::binary_join::set_methods(!off("enable_hashjoin"), !off("enable_mergejoin"));
         exec::interrupt::set_current(Some(&self.cancel), deadline);
+    }
+
+    fn statement(
+        &mut self,
+        s: &Stmt,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
+        let in_block = self.txn.is_some();
+        self.enter_statement();
         // current_setting() and pg_settings read the session's settings.
         let lookup = self.settings_lookup();
-        let res = crate::system::with_settings(lookup, || self.statement_inner(s, params, sink));
+        let res = crate::system::with_settings(lookup, || match s {
+            Stmt::Sql(s) => self.statement_inner(s, params, sink),
+            Stmt::Util(u) => self.utility(u),
+        });
         exec::interrupt::set_current(None, None);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
@@ -1115,6 +1207,205 @@ impl Session {
         }
     }
 
+    /// COPY, VACUUM and ANALYZE run through `execute` (COPY from or to
+    /// the client needs `copy_in` / `copy_out`).
+    fn utility(&mut self, u: &crate::utility::Utility) -> Result<QueryResult> {
+        use crate::utility::{CopyTarget, Utility};
+        if self.failed {
+            return Err(Error::user(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        match u {
+            Utility::Maintenance(m) => {
+                if m.vacuum && (self.txn.is_some() || self.implicit_pending) {
+                    self.fail();
+                    return Err(Error::user(
+                        "25001",
+                        "VACUUM cannot run inside a transaction block",
+                    ));
+                }
+                // The tables must exist (42P01); no statistics are kept.
+                self.with_statement_txn(|shared, txn, path| {
+                    let mut b = Binder::new(&shared.catalog, txn, path);
+                    for t in &m.tables {
+                        let name = ast::ObjectName::from(
+                            t.iter()
+                                .map(|p| ast::Ident::with_quote('"', p.clone()))
+                                .collect::<Vec<_>>(),
+                        );
+                        b.table(&name)?;
+                    }
+                    Ok(())
+                })?;
+                if m.vacuum {
+                    // VACUUM removes the versions no snapshot can see any
+                    // more, in every table (the MVCC layer's collector).
+                    self.db.shared.mvcc.gc()?;
+                }
+                Ok(QueryResult::command(if m.vacuum { "VACUUM" } else { "ANALYZE" }))
+            }
+            Utility::Copy(c) => {
+                self.fail();
+                Err(match &c.target {
+                    CopyTarget::Client => Error::user(
+                        "0A000",
+                        if c.to {
+                            "COPY TO STDOUT needs a client of the copy protocol (Session::copy_out)"
+                        } else {
+                            "COPY FROM STDIN needs a client of the copy protocol (Session::copy_in)"
+                        },
+                    ),
+                    CopyTarget::File(_) | CopyTarget::Program(_) => Error::user(
+                        "0A000",
+                        "COPY to or from a file or program on the server is not supported; \
+                         use COPY … FROM STDIN / TO STDOUT (psql's \\copy)",
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Runs `f` in the transaction block's transaction (failing the block
+    /// if `f` fails) or in one of its own, committed if `f` succeeds.
+    fn with_statement_txn<R>(
+        &mut self,
+        f: impl FnOnce(&Shared, &mut Transaction, &SearchPath) -> Result<R>,
+    ) -> Result<R> {
+        let shared = self.db.shared.clone();
+        let names = Names {
+            catalog: &shared.catalog,
+            db: self.database,
+            db_name: &self.db_name,
+            path: &self.search_path,
+            user: &self.user,
+            seqs: &self.seqs,
+            temp: &self.temp_name,
+        };
+        if self.txn.is_none() && self.implicit_pending {
+            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.implicit = true;
+        }
+        match self.txn.as_mut() {
+            Some(t) => {
+                t.new_statement();
+                let res = names.cached(&mut self.path_cache, t).and_then(|p| f(&shared, t, &p));
+                if res.is_err() {
+                    self.failed = true;
+                }
+                res
+            }
+            None => {
+                let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
+                let res =
+                    names.cached(&mut self.path_cache, &mut t).and_then(|p| f(&shared, &mut t, &p));
+                match res {
+                    Ok(r) => {
+                        t.commit()?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        t.rollback();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn copy_stmt<'p>(p: &'p Prepared, index: usize) -> Result<&'p crate::utility::CopyStmt> {
+        match p.stmts.get(index) {
+            Some(Stmt::Util(u)) => match u.as_ref() {
+                crate::utility::Utility::Copy(c) => Ok(c),
+                _ => Err(Error::Internal(format!("statement {index} is not COPY"))),
+            },
+            _ => Err(Error::Internal(format!("statement {index} is not COPY"))),
+        }
+    }
+
+    /// Runs statement `index` of `p`, a COPY … TO STDOUT: `on` gets the
+    /// number of columns first, then each encoded line as the rows are
+    /// read (the result is never held whole). The tag is `COPY n`.
+    pub fn copy_out(
+        &mut self,
+        p: &Prepared,
+        index: usize,
+        params: &[Value],
+        on: &mut dyn FnMut(crate::exec::copy::CopyOut<'_>) -> Result<()>,
+    ) -> Result<QueryResult> {
+        let c = Self::copy_stmt(p, index)?;
+        self.enter_statement();
+        let lookup = self.settings_lookup();
+        let res = crate::system::with_settings(lookup, || {
+            if self.failed {
+                return Err(Error::user(
+                    "25P02",
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                ));
+            }
+            self.with_statement_txn(|shared, txn, path| {
+                crate::exec::copy::copy_out(shared, txn, path, c, params, on)
+            })
+        });
+        exec::interrupt::set_current(None, None);
+        let n = res.map_err(|e| crate::position::locate(e, &p.sql, None))?;
+        Ok(QueryResult::command(format!("COPY {n}")))
+    }
+
+    /// Starts statement `index` of `p`, a COPY … FROM STDIN: the returned
+    /// `CopyIn` takes the data in chunks and inserts the rows as they
+    /// complete, in the transaction block or (outside one) in a
+    /// transaction of its own that `CopyIn::finish` commits.
+    pub fn copy_in(&mut self, p: &Prepared, index: usize) -> Result<CopyIn<'_>> {
+        let c = Self::copy_stmt(p, index)?;
+        if self.failed {
+            return Err(Error::user(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let (now, deadline) = self.enter_statement();
+        let shared = self.db.shared.clone();
+        if self.txn.is_none() && self.implicit_pending {
+            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.implicit = true;
+        }
+        let mut own = match self.txn.as_mut() {
+            Some(t) => {
+                t.new_statement();
+                None
+            }
+            None => Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?),
+        };
+        let names = Names {
+            catalog: &shared.catalog,
+            db: self.database,
+            db_name: &self.db_name,
+            path: &self.search_path,
+            user: &self.user,
+            seqs: &self.seqs,
+            temp: &self.temp_name,
+        };
+        let started = match own.as_mut().or(self.txn.as_mut()) {
+            Some(txn) => names
+                .cached(&mut self.path_cache, txn)
+                .and_then(|path| crate::exec::copy::Loader::new(shared.clone(), txn, path, c)),
+            None => Err(Error::Internal("COPY without a transaction".into())),
+        };
+        match started {
+            Ok(loader) => Ok(CopyIn { session: self, own, loader, now, deadline, open: true }),
+            Err(e) => {
+                exec::interrupt::set_current(None, None);
+                match own {
+                    Some(t) => t.rollback(),
+                    None => self.failed = true,
+                }
+                Err(crate::position::locate(e, &p.sql, None))
+            }
+        }
+    }
+
     /// Runs a statement in the explicit transaction, or in its own.
     fn in_transaction(
         &mut self,
@@ -1169,6 +1460,101 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A COPY … FROM STDIN in progress (`Session::copy_in`): `write` the data
+/// in chunks of any size (a line may be split anywhere), then `finish`,
+/// or `abort`. Dropping it unfinished aborts it. After a failed `write`
+/// the COPY is over (its transaction rolled back, or the block failed);
+/// only dropping it remains.
+pub struct CopyIn<'s> {
+    session: &'s mut Session,
+    /// The COPY's own transaction, outside a transaction block.
+    own: Option<Transaction>,
+    loader: crate::exec::copy::Loader,
+    /// The statement's clock and deadline (`Session::resume_statement`).
+    now: i64,
+    deadline: Option<std::time::Instant>,
+    open: bool,
+}
+
+impl CopyIn<'_> {
+    /// The number of columns each line carries.
+    pub fn columns(&self) -> usize {
+        self.loader.columns()
+    }
+
+    /// Takes the next chunk of data; the complete lines in it are inserted.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        if !self.open {
+            return Err(Error::user("57014", "COPY was already ended by an error"));
+        }
+        self.session.resume_statement(self.now, self.deadline);
+        let r = {
+            let CopyIn { session, own, loader, .. } = self;
+            match own.as_mut().or(session.txn.as_mut()) {
+                Some(txn) => loader.write(txn, &[], data),
+                None => Err(Error::Internal("COPY without a transaction".into())),
+            }
+        };
+        exec::interrupt::set_current(None, None);
+        if r.is_err() {
+            self.fail();
+        }
+        r
+    }
+
+    /// The end of the data: the last line, then the commit of the COPY's
+    /// own transaction. The tag is `COPY n`.
+    pub fn finish(mut self) -> Result<QueryResult> {
+        if !self.open {
+            return Err(Error::user("57014", "COPY was already ended by an error"));
+        }
+        self.session.resume_statement(self.now, self.deadline);
+        let r = {
+            let CopyIn { session, own, loader, .. } = &mut self;
+            match own.as_mut().or(session.txn.as_mut()) {
+                Some(txn) => loader.finish(txn, &[]),
+                None => Err(Error::Internal("COPY without a transaction".into())),
+            }
+        };
+        exec::interrupt::set_current(None, None);
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail();
+                return Err(e);
+            }
+        };
+        self.open = false;
+        if let Some(t) = self.own.take() {
+            t.commit()?;
+        }
+        Ok(QueryResult::command(format!("COPY {n}")))
+    }
+
+    /// The client gave up (CopyFail): nothing the COPY wrote stays. The
+    /// error to report (57014, as PostgreSQL).
+    pub fn abort(mut self, message: &str) -> Error {
+        self.fail();
+        Error::user("57014", format!("COPY from stdin failed: {message}"))
+    }
+
+    fn fail(&mut self) {
+        self.open = false;
+        match self.own.take() {
+            Some(t) => t.rollback(),
+            None => self.session.fail(),
+        }
+    }
+}
+
+impl Drop for CopyIn<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.fail();
         }
     }
 }

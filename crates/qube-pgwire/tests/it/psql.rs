@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::{TestServer, simple_rows};
 
 /// psql from PATH or from Debian's PostgreSQL packages.
-fn find_psql() -> Option<PathBuf> {
+pub fn find_psql() -> Option<PathBuf> {
     let works =
         |p: &PathBuf| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
     let mut candidates = vec![PathBuf::from("psql")];

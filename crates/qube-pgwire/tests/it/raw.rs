@@ -78,6 +78,18 @@ impl Raw {
         out
     }
 
+    /// One message, as it is.
+    pub async fn send(&mut self, kind: u8, body: &[u8]) {
+        self.stream.write_all(&frame(kind, body)).await.expect("send");
+    }
+
+    /// Sends a simple Query without waiting for the answer.
+    pub async fn send_query(&mut self, sql: &str) {
+        let mut body = Vec::new();
+        cstr(&mut body, sql);
+        self.send(b'Q', &body).await;
+    }
+
     /// A simple Query.
     pub async fn query(&mut self, sql: &str) -> Vec<Msg> {
         let mut body = Vec::new();

@@ -703,7 +703,12 @@ impl Target {
     }
 
     /// The value of column `i` when none is given.
-    fn default_value(&self, ctx: &mut Ctx, cat: &qube_catalog::Catalog, i: usize) -> Result<Value> {
+    pub(crate) fn default_value(
+        &self,
+        ctx: &mut Ctx,
+        cat: &qube_catalog::Catalog,
+        i: usize,
+    ) -> Result<Value> {
         let col = &self.table.def.columns[i];
         if let Some(id) = &col.identity {
             let v = cat.nextval(ctx.txn, id.sequence)?;
@@ -717,7 +722,7 @@ impl Target {
     }
 
     /// Casts, NOT NULL and CHECK.
-    fn check(&self, ctx: &mut Ctx, row: &mut Row) -> Result<()> {
+    pub(crate) fn check(&self, ctx: &mut Ctx, row: &mut Row) -> Result<()> {
         for (i, v) in row.iter_mut().enumerate() {
             let taken = std::mem::replace(v, Value::Null);
             *v = cast::assign(taken, &self.types[i])?;
@@ -754,7 +759,7 @@ impl Target {
     /// `fresh`: the rowid was just taken from the counters (an INSERT), so
     /// an entry that carries it is a key nobody else can hold
     /// (`Transaction::set_fresh`).
-    fn add_entries(
+    pub(crate) fn add_entries(
         &self,
         txn: &mut Transaction,
         rowid: u64,

@@ -13,6 +13,7 @@
 //! inputs are present.
 
 pub mod binary_join;
+pub(crate) mod copy;
 pub mod datetime;
 pub(crate) mod ddl;
 pub mod decorrelate;

@@ -218,7 +218,8 @@ slt_tests!(
     arrays,
     uuid,
     catalog,
-    catalog_writes
+    catalog_writes,
+    maintenance
 );
 
 #[test]

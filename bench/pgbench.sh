@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# pgbench against PostgreSQL and QubeDB on this machine, in one run.
+#
+# Starts a throwaway PostgreSQL (data directory under /tmp, fsync on, run as
+# the `postgres` user when we are root) and a throwaway `qubedb serve`
+# (release build, data directory under /tmp, every commit fsynced: the
+# default), initialises pgbench's tables on both (`pgbench -i -s SCALE`),
+# then runs the built-in select-only and TPC-B-like scripts at 1, 4 and 16
+# clients in simple and prepared mode on each, and prints TPS, average
+# latency and the ratio QubeDB/PostgreSQL. Both servers are stopped on exit,
+# however the script ends.
+#
+# Usage: bench/pgbench.sh [--quick] [--duration SECONDS] [--scale N]
+#                         [--clients "1 4 16"] [--pg-port P] [--qube-port P]
+#   --quick        3 s per run (the whole run takes under two minutes)
+#   --duration N   seconds per pgbench run (default 20)
+#   --scale N      pgbench scale factor (default 1: 100,000 accounts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=20
+scale=1
+clients="1 4 16"
+pg_port=54391
+qube_port=54392
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) duration=3 ;;
+        --duration) duration="$2"; shift ;;
+        --scale) scale="$2"; shift ;;
+        --clients) clients="$2"; shift ;;
+        --pg-port) pg_port="$2"; shift ;;
+        --qube-port) qube_port="$2"; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "[pgbench.sh] $*" >&2; }
+
+# PostgreSQL from Debian's packages, if no server is installed.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/pgbench" ]; then
+    log "installing PostgreSQL from Debian packages"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq postgresql >/dev/null
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+pgbench="$pg_bin/pgbench"
+log "PostgreSQL: $("$pg_bin/postgres" --version)"
+
+work=$(mktemp -d /tmp/qube-pgbench.XXXXXX)
+chmod 755 "$work"
+pg_data="$work/pg"
+qube_data="$work/qube"
+qube_pid=""
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+    as_pg=(runuser -u postgres --)
+fi
+
+cleanup() {
+    set +e
+    if [ -n "$qube_pid" ]; then
+        kill -TERM "$qube_pid" 2>/dev/null
+        wait "$qube_pid" 2>/dev/null
+    fi
+    if [ -f "$pg_data/postmaster.pid" ]; then
+        "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null 2>&1
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# PostgreSQL: trust on loopback, fsync and synchronous_commit on (defaults).
+mkdir -p "$pg_data"
+if [ "$(id -u)" = 0 ]; then chown postgres "$pg_data"; fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres -A trust -E UTF8 >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -w -l "$pg_data/log" start \
+    -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=on -c synchronous_commit=on" >/dev/null
+log "PostgreSQL on 127.0.0.1:$pg_port"
+
+# QubeDB: release build, durability on (every commit fsynced).
+log "building qubedb (release)"
+cargo build --release -p qubedb >&2
+target_dir=${CARGO_TARGET_DIR:-target}
+"$target_dir/release/qubedb" serve --data "$qube_data" --pg-addr "127.0.0.1:$qube_port" \
+    --http-addr 127.0.0.1:0 --log-level warn >"$work/qube.log" 2>&1 &
+qube_pid=$!
+for _ in $(seq 1 200); do
+    if "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$qube_port"; then break; fi
+    sleep 0.1
+done
+"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$qube_port" || { log "qubedb did not start"; cat "$work/qube.log" >&2; exit 1; }
+log "QubeDB on 127.0.0.1:$qube_port"
+
+# name port user database
+targets=("PostgreSQL $pg_port postgres postgres" "QubeDB $qube_port qubedb qubedb")
+
+for t in "${targets[@]}"; do
+    read -r name port user db <<<"$t"
+    log "$name: pgbench -i -s $scale"
+    start=$(date +%s.%N)
+    "$pgbench" -i -s "$scale" -q -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$work/init-$name.log" 2>&1 \
+        || { cat "$work/init-$name.log" >&2; exit 1; }
+    end=$(date +%s.%N)
+    awk -v a="$start" -v b="$end" "BEGIN { print b - a }" >"$work/init-$name.secs"
+done
+
+# Result lines: script mode clients name tps latency_ms failed
+results="$work/results"
+: >"$results"
+for script in select-only tpcb-like; do
+    for mode in simple prepared; do
+        for c in $clients; do
+            for t in "${targets[@]}"; do
+                read -r name port user db <<<"$t"
+                threads=$(( c < 2 ? 1 : 2 ))
+                out="$work/run.log"
+                if ! "$pgbench" -b "$script" -M "$mode" -c "$c" -j "$threads" -T "$duration" \
+                    -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$out" 2>&1; then
+                    log "$name $script $mode c=$c: pgbench failed"
+                    tail -n 5 "$out" >&2
+                fi
+                tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
+                lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n 1)
+                failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n 1)
+                echo "$script $mode $c $name ${tps:--} ${lat:--} ${failed:--}" >>"$results"
+                log "$name $script $mode c=$c: tps ${tps:--}, latency ${lat:--} ms, failed ${failed:--}"
+            done
+        done
+    done
+done
+
+echo
+echo "pgbench, scale $scale, ${duration} s per run, $(nproc) CPUs; PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') (fsync on) vs QubeDB (release, durability on)"
+echo
+printf 'init (pgbench -i -s %s): PostgreSQL %.1f s, QubeDB %.1f s\n' "$scale" \
+    "$(cat "$work/init-PostgreSQL.secs")" "$(cat "$work/init-QubeDB.secs")"
+echo
+echo "| script | mode | clients | PostgreSQL TPS | QubeDB TPS | QubeDB/PostgreSQL | PostgreSQL latency ms | QubeDB latency ms | failed (PG/Qube) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+awk '
+    { key = $1 " " $2 " " $3; order[key] = NR; tps[key, $4] = $5; lat[key, $4] = $6; fail[key, $4] = $7 }
+    END {
+        n = 0
+        for (k in order) keys[++n] = k
+        # keep the order of the runs
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (order[keys[j]] < order[keys[i]]) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
+        for (i = 1; i <= n; i++) {
+            k = keys[i]; split(k, f, " ")
+            p = tps[k, "PostgreSQL"]; q = tps[k, "QubeDB"]
+            ratio = (p + 0 > 0 && q != "-") ? sprintf("%.2f", q / p) : "-"
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n", f[1], f[2], f[3], p, q, ratio, lat[k, "PostgreSQL"], lat[k, "QubeDB"], fail[k, "PostgreSQL"], fail[k, "QubeDB"]
+        }
+    }' "$results"
