@@ -225,6 +225,9 @@ impl Database {
 
 /// One statement of a text: sqlparser's, or one `utility` recognises
 /// (COPY, VACUUM, ANALYZE).
+// Statements are parsed into a short-lived Vec; boxing the common
+// variant would cost an allocation per statement.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Stmt {
     Sql(ast::Statement),
     Util(Box<crate::utility::Utility>),
@@ -1246,6 +1249,9 @@ impl Session {
                 }
                 Ok(QueryResult::command(if m.vacuum { "VACUUM" } else { "ANALYZE" }))
             }
+            Utility::AlterSequence(a) => self.with_statement_txn(|shared, txn, path| {
+                exec::namespace::alter_sequence(shared, txn, path, a)
+            }),
             Utility::Copy(c) => {
                 self.fail();
                 Err(match &c.target {
@@ -1314,7 +1320,7 @@ impl Session {
         }
     }
 
-    fn copy_stmt<'p>(p: &'p Prepared, index: usize) -> Result<&'p crate::utility::CopyStmt> {
+    fn copy_stmt(p: &Prepared, index: usize) -> Result<&crate::utility::CopyStmt> {
         match p.stmts.get(index) {
             Some(Stmt::Util(u)) => match u.as_ref() {
                 crate::utility::Utility::Copy(c) => Ok(c),

@@ -37,6 +37,31 @@ pub enum Utility {
     Copy(CopyStmt),
     /// VACUUM and/or ANALYZE of some tables (none: all of them).
     Maintenance(Maintenance),
+    AlterSequence(AlterSequence),
+}
+
+/// ALTER SEQUENCE (sqlparser 0.64 has no such statement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterSequence {
+    pub if_exists: bool,
+    pub name: Vec<String>,
+    pub action: SequenceAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SequenceAction {
+    /// CREATE SEQUENCE's options (parsed by sqlparser from the text with
+    /// RESTART taken out), and RESTART [[WITH] n] (`Some(None)`: back to
+    /// the start value).
+    Options {
+        options: Vec<sqlparser::ast::SequenceOptions>,
+        restart: Option<Option<i64>>,
+    },
+    RenameTo(String),
+    SetSchema(String),
+    OwnerTo(String),
+    /// SET LOGGED / SET UNLOGGED: every sequence here is logged.
+    Logged,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +136,7 @@ pub struct Maintenance {
 /// ANALYZE (a cheap test before `split`; false positives are harmless).
 pub fn mentions(sql: &str) -> bool {
     let b = sql.as_bytes();
-    ["copy", "vacuum", "analyze", "analyse"].iter().any(|w| {
+    ["copy", "vacuum", "analyze", "analyse", "sequence"].iter().any(|w| {
         let w = w.as_bytes();
         b.windows(w.len()).enumerate().any(|(i, win)| {
             win.eq_ignore_ascii_case(w)
@@ -238,8 +263,105 @@ pub fn recognise(text: &str) -> Result<Option<Utility>> {
             lx.next()?;
             parse_maintenance(&mut lx, first == "vacuum").map(|m| Some(Utility::Maintenance(m)))
         }
+        "alter" => {
+            lx.next()?;
+            if !lx.eat_word("sequence")? {
+                return Ok(None);
+            }
+            parse_alter_sequence(&mut lx, text).map(|a| Some(Utility::AlterSequence(a)))
+        }
         _ => Ok(None),
     }
+}
+
+/// `ALTER SEQUENCE [IF EXISTS] name` and what follows (PostgreSQL 16's
+/// grammar): options as CREATE SEQUENCE's plus RESTART [[WITH] n], or
+/// RENAME TO, SET SCHEMA, OWNER TO, SET LOGGED/UNLOGGED.
+fn parse_alter_sequence(lx: &mut Lexer, text: &str) -> Result<AlterSequence> {
+    let if_exists = if lx.eat_word("if")? {
+        if !lx.eat_word("exists")? {
+            return Err(lx.unexpected());
+        }
+        true
+    } else {
+        false
+    };
+    let name = lx.name()?;
+    let one_ident = |lx: &mut Lexer| -> Result<String> {
+        let v = lx.ident()?;
+        if !lx.at_end()? {
+            return Err(lx.unexpected());
+        }
+        Ok(v)
+    };
+    let action = if lx.eat_word("rename")? {
+        if !lx.eat_word("to")? {
+            return Err(lx.unexpected());
+        }
+        SequenceAction::RenameTo(one_ident(lx)?)
+    } else if lx.eat_word("owner")? {
+        if !lx.eat_word("to")? {
+            return Err(lx.unexpected());
+        }
+        SequenceAction::OwnerTo(one_ident(lx)?)
+    } else if lx.eat_word("set")? {
+        if lx.eat_word("schema")? {
+            SequenceAction::SetSchema(one_ident(lx)?)
+        } else if lx.eat_word("logged")? || lx.eat_word("unlogged")? {
+            if !lx.at_end()? {
+                return Err(lx.unexpected());
+            }
+            SequenceAction::Logged
+        } else {
+            return Err(lx.unexpected());
+        }
+    } else {
+        // The options, RESTART cut out of the text for sqlparser.
+        let mut rest = String::from("CREATE SEQUENCE s ");
+        let mut restart = None;
+        if lx.at_end()? {
+            return Err(lx.unexpected());
+        }
+        while !lx.at_end()? {
+            let start = lx.next_start()?;
+            if lx.eat_word("restart")? {
+                if restart.is_some() {
+                    return Err(conflicting());
+                }
+                let with = lx.eat_word("with")?;
+                restart = Some(match lx.peek()? {
+                    Some(Tok::Number(n)) => {
+                        lx.next()?;
+                        Some(n.parse::<i64>().map_err(|_| {
+                            Error::user("22023", format!("invalid RESTART value \"{n}\""))
+                        })?)
+                    }
+                    _ if with => return Err(lx.unexpected()),
+                    _ => None,
+                });
+                continue;
+            }
+            lx.next()?;
+            let end = lx.next_start()?.min(text.len());
+            rest.push_str(&text[start..end]);
+            rest.push(' ');
+        }
+        // sqlparser's position would be in the rewritten text: dropped.
+        let parsed = crate::session::parse(&rest).map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.split(" at Line").next().unwrap_or(&msg).to_string();
+            let msg = msg.strip_prefix("42601: ").unwrap_or(&msg).to_string();
+            Error::user("42601", msg)
+        })?;
+        let options = match parsed.into_iter().next() {
+            Some(sqlparser::ast::Statement::CreateSequence { sequence_options, .. }) => {
+                sequence_options
+            }
+            _ => return Err(Error::user("42601", "syntax error in ALTER SEQUENCE")),
+        };
+        SequenceAction::Options { options, restart }
+    };
+    Ok(AlterSequence { if_exists, name, action })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -899,11 +1021,7 @@ fn check_options(raw: RawCopyOptions, to: bool) -> Result<CopyOptions> {
 fn parse_maintenance(lx: &mut Lexer, vacuum: bool) -> Result<Maintenance> {
     let mut m = Maintenance { vacuum, analyze: !vacuum, ..Maintenance::default() };
     // The old keyword forms: VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE].
-    loop {
-        let w = match lx.peek()? {
-            Some(Tok::Word(w)) => w,
-            _ => break,
-        };
+    while let Some(Tok::Word(w)) = lx.peek()? {
         match w.as_str() {
             "full" if vacuum && !m.full => m.full = true,
             "freeze" if vacuum => {}

@@ -200,7 +200,24 @@ pub fn create_sequence(
     }
     let (mut def, owned) = super::sequence::apply_options(None, options)?;
     if let Some(Some(col)) = owned {
-        let parts = object_name(&col)?;
+        def.owned_by = Some(owned_by(shared, txn, path, sid, &col)?);
+    }
+    let own = owner(shared, txn)?;
+    shared.catalog.create(txn, sid, &name, own, Def::Sequence(def))?;
+    Ok(done("CREATE SEQUENCE"))
+}
+
+/// The table and column of `OWNED BY table.column`, for a sequence in
+/// schema `schema` (the table must be in it too, as in PostgreSQL).
+fn owned_by(
+    shared: &Shared,
+    txn: &mut Transaction,
+    path: &SearchPath,
+    schema: qube_catalog::ObjectId,
+    col: &ast::ObjectName,
+) -> Result<(qube_catalog::ObjectId, String)> {
+    {
+        let parts = object_name(col)?;
         let (cname, table) = parts.split_last().ok_or_else(|| unsupported("OWNED BY"))?;
         if table.is_empty() {
             return Err(Error::user(
@@ -220,11 +237,86 @@ pub fn create_sequence(
                 format!("column \"{cname}\" of relation \"{}\" does not exist", t.name),
             ));
         }
-        def.owned_by = Some((t.id, cname.clone()));
+        if t.parent != schema {
+            return Err(Error::user(
+                "55000",
+                "sequence must be in same schema as table it is linked to",
+            ));
+        }
+        Ok((t.id, cname.clone()))
     }
-    let own = owner(shared, txn)?;
-    shared.catalog.create(txn, sid, &name, own, Def::Sequence(def))?;
-    Ok(done("CREATE SEQUENCE"))
+}
+
+/// ALTER SEQUENCE (see `utility::AlterSequence`).
+pub fn alter_sequence(
+    shared: &Shared,
+    txn: &mut Transaction,
+    path: &SearchPath,
+    a: &crate::utility::AlterSequence,
+) -> Result<QueryResult> {
+    use crate::utility::SequenceAction as A;
+    let Some(obj) = path.relation(&shared.catalog, txn, &a.name)? else {
+        if a.if_exists {
+            return Ok(done("ALTER SEQUENCE"));
+        }
+        return Err(Error::user(
+            "42P01",
+            format!("relation \"{}\" does not exist", a.name.join(".")),
+        ));
+    };
+    let Def::Sequence(old) = &obj.def else {
+        return Err(Error::user("42809", format!("\"{}\" is not a sequence", obj.name)));
+    };
+    let mut new = (*obj).clone();
+    match &a.action {
+        A::Options { options, restart } => {
+            let (mut def, owned) = super::sequence::apply_options(Some(old), options)?;
+            match owned {
+                Some(Some(col)) => {
+                    def.owned_by = Some(owned_by(shared, txn, path, obj.parent, &col)?)
+                }
+                Some(None) => def.owned_by = None,
+                None => {}
+            }
+            let (start, min, max) = (def.start, def.min, def.max);
+            new.def = Def::Sequence(def);
+            shared.catalog.update(txn, new)?;
+            if let Some(r) = restart {
+                let v = r.unwrap_or(start);
+                if v < min || v > max {
+                    let (what, bound, limit) = if v < min {
+                        ("less", "MINVALUE", min)
+                    } else {
+                        ("greater", "MAXVALUE", max)
+                    };
+                    return Err(Error::user(
+                        "22023",
+                        format!("RESTART value ({v}) cannot be {what} than {bound} ({limit})"),
+                    ));
+                }
+                shared.catalog.setval(txn, obj.id, v, false)?;
+            }
+        }
+        A::RenameTo(n) => {
+            new.name = n.clone();
+            shared.catalog.update(txn, new)?;
+        }
+        A::SetSchema(s) => {
+            let schema = path.schema(&shared.catalog, txn, s)?;
+            new.parent = schema.id;
+            shared.catalog.update(txn, new)?;
+        }
+        A::OwnerTo(r) => {
+            let role = shared
+                .catalog
+                .lookup(txn, Namespace::Role, 0, r)?
+                .ok_or_else(|| Error::user("42704", format!("role \"{r}\" does not exist")))?;
+            new.owner = role.id;
+            shared.catalog.update(txn, new)?;
+        }
+        A::Logged => {}
+    }
+    Ok(done("ALTER SEQUENCE"))
 }
 
 /// COMMENT ON { TABLE | VIEW | INDEX | SEQUENCE | COLUMN | SCHEMA |
