@@ -138,13 +138,14 @@ pub fn ddl(
             // Tables that reference each other by foreign keys may go
             // together, as in PostgreSQL (pgbench drops its four at once):
             // a table goes once no other table still to go references it.
-            let references = |from: &qube_catalog::Object, to: qube_catalog::ObjectId| {
-                matches!(&from.def, Def::Table(t) if t.constraints.iter().any(|c| matches!(&c.kind, qube_catalog::ConstraintKind::ForeignKey { ref_table, .. } if *ref_table == to)))
-            };
+            let references = |from: &qube_catalog::Object, to: qube_catalog::ObjectId| matches!(&from.def, Def::Table(t) if t.constraints.iter().any(|c| matches!(&c.kind, qube_catalog::ConstraintKind::ForeignKey { ref_table, .. } if *ref_table == to)));
             while !objs.is_empty() {
                 let next = (0..objs.len())
                     .find(|&i| {
-                        !objs.iter().enumerate().any(|(j, o)| j != i && references(&**o, objs[i].id))
+                        !objs
+                            .iter()
+                            .enumerate()
+                            .any(|(j, o)| j != i && references(&**o, objs[i].id))
                     })
                     .unwrap_or(0);
                 let obj = objs.remove(next);
