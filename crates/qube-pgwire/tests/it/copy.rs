@@ -121,19 +121,24 @@ async fn copy_in_errors_roll_back_and_name_the_line() {
         assert_eq!(db.where_(), Some(*context), "{data}");
         assert_eq!(count(&c, "t").await, 0, "{data}: nothing stays");
     }
-    let e = copy_in(&c, "COPY t (a, b, a) FROM STDIN", &[""]).await.expect_err("dup column");
+    // Errors before the copy starts. (tokio-postgres loses its connection
+    // after such an error in the extended protocol: each case gets its own.)
+    let c2 = srv.connect().await;
+    let e = copy_in(&c2, "COPY t (a, b, a) FROM STDIN", &[""]).await.expect_err("dup column");
     assert_eq!(code(&e), "42701");
+    let c2 = srv.connect().await;
+    let e = copy_in(&c2, "COPY t FROM STDIN (FORMAT binary)", &[""]).await.expect_err("binary");
+    assert_eq!(code(&e), "0A000");
     let mut r = Raw::connect(srv.addr).await;
     assert_eq!(error_field(&r.query("COPY nope FROM STDIN").await, b'C').as_deref(), Some("42P01"));
-    let e = copy_in(&c, "COPY t FROM STDIN (FORMAT binary)", &[""]).await.expect_err("binary");
-    assert_eq!(code(&e), "0A000");
+    assert_eq!(tags(&r.query("SELECT 1").await), vec!["SELECT 1"]);
     // Inside a transaction block: the COPY's rows go with the block.
     c.batch_execute("BEGIN").await.expect("begin");
     copy_in(&c, "COPY t FROM STDIN", &["7\tseven\n"]).await.expect("copy in block");
     c.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(count(&c, "t").await, 0);
     c.batch_execute("BEGIN").await.expect("begin");
-    let e = copy_in(&c, "COPY t FROM STDIN", &["x\n"]).await.expect_err("bad in block");
+    let e = copy_in(&c, "COPY t FROM STDIN", &["x\ty\n"]).await.expect_err("bad in block");
     assert_eq!(code(&e), "22P02");
     let e = c.simple_query("SELECT 1").await.expect_err("block failed");
     assert_eq!(code(&e), "25P02");

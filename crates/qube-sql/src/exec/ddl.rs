@@ -110,6 +110,7 @@ pub fn ddl(
                 ast::ObjectType::Sequence => ("sequence", "DROP SEQUENCE"),
                 other => return Err(unsupported(format!("DROP {other}"))),
             };
+            let mut objs = Vec::with_capacity(names.len());
             for n in names {
                 let name = object_name(n)?.join(".");
                 let Some(obj) = schema.relation_named(&shared.catalog, txn, n)? else {
@@ -130,6 +131,24 @@ pub fn ddl(
                 if !matches {
                     return Err(Error::user("42809", format!("\"{name}\" is not a {kind}")));
                 }
+                if !objs.iter().any(|o: &std::sync::Arc<qube_catalog::Object>| o.id == obj.id) {
+                    objs.push(obj);
+                }
+            }
+            // Tables that reference each other by foreign keys may go
+            // together, as in PostgreSQL (pgbench drops its four at once):
+            // a table goes once no other table still to go references it.
+            let references = |from: &qube_catalog::Object, to: qube_catalog::ObjectId| matches!(&from.def, Def::Table(t) if t.constraints.iter().any(|c| matches!(&c.kind, qube_catalog::ConstraintKind::ForeignKey { ref_table, .. } if *ref_table == to)));
+            while !objs.is_empty() {
+                let next = (0..objs.len())
+                    .find(|&i| {
+                        !objs
+                            .iter()
+                            .enumerate()
+                            .any(|(j, o)| j != i && references(&**o, objs[i].id))
+                    })
+                    .unwrap_or(0);
+                let obj = objs.remove(next);
                 super::namespace::clear_rows(shared, txn, &obj)?;
                 shared.catalog.drop(txn, obj.id, *cascade)?;
             }
