@@ -165,6 +165,27 @@ pub fn decode_pair(key: &[u8], value: &[u8], ncols: usize, row: &mut Vec<Value>)
 }
 
 /// One row by rowid, if visible.
+/// Locks the row at `rowid` for a change and reads its newest committed
+/// version (`Transaction::get_for_update`): at READ COMMITTED whatever
+/// committed last, after waiting for a writer that holds it; at REPEATABLE
+/// READ and SERIALIZABLE the snapshot's, or 40001 if a newer one
+/// committed. None if it has been deleted.
+pub fn lock_row(
+    txn: &mut Transaction,
+    table: u64,
+    rowid: u64,
+    ncols: usize,
+) -> Result<Option<Vec<Value>>> {
+    match txn.get_for_update(&row_key(table, rowid))? {
+        Some(v) => {
+            let mut row = Vec::with_capacity(ncols);
+            decode_row(&v, ncols, &mut row)?;
+            Ok(Some(row))
+        }
+        None => Ok(None),
+    }
+}
+
 pub fn get_row(
     txn: &mut Transaction,
     table: u64,

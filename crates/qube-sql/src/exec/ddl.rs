@@ -145,7 +145,7 @@ pub fn ddl(
                         !objs
                             .iter()
                             .enumerate()
-                            .any(|(j, o)| j != i && references(&**o, objs[i].id))
+                            .any(|(j, o)| j != i && references(o, objs[i].id))
                     })
                     .unwrap_or(0);
                 let obj = objs.remove(next);

@@ -1132,6 +1132,9 @@ pub fn update(
         {
             continue;
         }
+        let Some(row) = current_version(&mut ctx, &t, rowid, row, filter.as_ref())? else {
+            continue;
+        };
         let mut new = row.clone();
         for (pos, e) in &sets {
             new[*pos] = match e {
@@ -1144,6 +1147,33 @@ pub fn update(
         n += 1;
     }
     Ok(returned.result(returning, format!("UPDATE {n}")))
+}
+
+/// The row UPDATE or DELETE changes, locked: `row` as the statement's
+/// snapshot saw it, or — at READ COMMITTED, when another transaction
+/// changed it and committed since — its newest version if that still
+/// passes `filter` (PostgreSQL's re-check of an updated row, for the
+/// target row's own conditions). None if the row is gone or no longer
+/// matches. Without this, concurrent `SET n = n + 1` would lose updates.
+fn current_version(
+    ctx: &mut Ctx,
+    t: &Target,
+    rowid: u64,
+    row: Row,
+    filter: Option<&Expr>,
+) -> Result<Option<Row>> {
+    let Some(cur) = storage::lock_row(ctx.txn, t.table.id, rowid, row.len())? else {
+        return Ok(None);
+    };
+    if cur == row {
+        return Ok(Some(row));
+    }
+    if let Some(f) = filter
+        && !truthy(&eval(ctx, f, &cur)?)
+    {
+        return Ok(None);
+    }
+    Ok(Some(cur))
 }
 
 /// Replaces the stored row `row` at `rowid` with `new`: checks,
@@ -1218,6 +1248,12 @@ fn update_joined(
             continue;
         }
         let row: Row = joined[offset..offset + ncols].to_vec();
+        // The newest version, for SET to compute from (the join itself is
+        // not evaluated again).
+        let Some(row) = current_version(&mut ctx, &t, rowid as u64, row, None)? else {
+            continue;
+        };
+        joined[offset..offset + ncols].clone_from_slice(&row);
         let mut new = row.clone();
         for (pos, e) in &sets {
             new[*pos] = match e {
@@ -1287,6 +1323,9 @@ fn delete_joined(
             continue;
         }
         let row: Row = joined[offset..offset + ncols].to_vec();
+        let Some(row) = current_version(&mut ctx, &t, rowid as u64, row, None)? else {
+            continue;
+        };
         remove_row(shared, schema, &mut ctx, &t, rowid as u64, &row)?;
         returned.push(&mut ctx, &returning, &joined)?;
         n += 1;
@@ -1342,6 +1381,9 @@ pub fn delete(
         {
             continue;
         }
+        let Some(row) = current_version(&mut ctx, &t, rowid, row, filter.as_ref())? else {
+            continue;
+        };
         remove_row(shared, schema, &mut ctx, &t, rowid, &row)?;
         returned.push(&mut ctx, &returning, &row)?;
         n += 1;
