@@ -3,6 +3,7 @@
 //! protocol and binary formats) and by a raw socket for what a driver
 //! would never send.
 
+mod drivers;
 mod psql;
 mod raw;
 
