@@ -30,6 +30,10 @@ pub enum DataType {
     Jsonb,
     /// One-dimensional array of the element type.
     Array(Box<DataType>),
+    /// PostgreSQL's `int2vector` (`pg_index.indkey`): a smallint array in
+    /// SQL (`ANY`, `unnest`, subscripts), OID 22 on the wire with the text
+    /// form `1 2`, so drivers read it as PostgreSQL sends it.
+    Int2Vector,
 }
 
 impl DataType {
@@ -58,6 +62,7 @@ impl DataType {
             DataType::Json => "json".into(),
             DataType::Jsonb => "jsonb".into(),
             DataType::Array(t) => format!("{}[]", t.sql_name()),
+            DataType::Int2Vector => "int2vector".into(),
         }
     }
 }
@@ -112,8 +117,9 @@ pub fn oid(t: &DataType) -> u32 {
             DataType::Uuid => 2951,
             DataType::Jsonb => 3807,
             // Nested arrays are not a type of their own in PostgreSQL.
-            DataType::Array(_) => 1009,
+            DataType::Array(_) | DataType::Int2Vector => 1009,
         },
+        DataType::Int2Vector => 22,
     }
 }
 

@@ -600,6 +600,9 @@ impl Conn<'_> {
         self.skip_to_sync = false;
         // A new simple query closes the unnamed portal and statement.
         self.portals.remove("");
+        if let Some(target) = deallocate_target(&sql) {
+            return self.deallocate(target);
+        }
         self.blocking(move |s, em| {
             let p = match s.prepare(&sql) {
                 Ok(p) => p,
@@ -835,6 +838,42 @@ impl Conn<'_> {
         Ok(Ok(()))
     }
 
+    /// `DEALLOCATE [PREPARE] name | ALL` as a simple query: closes this
+    /// connection's named statements (drivers send it after DDL, when
+    /// their statement cache may be stale). An unknown name is 26000; in a
+    /// failed transaction it is 25P02, as every other statement.
+    fn deallocate(&mut self, target: Option<String>) -> Step {
+        let (in_block, failed) = self.session()?.transaction_status();
+        let r = if in_block && failed {
+            Err(Error::user(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ))
+        } else {
+            match target {
+                None => {
+                    self.stmts.retain(|name, _| name.is_empty());
+                    Ok("DEALLOCATE ALL")
+                }
+                Some(name) => match self.stmts.remove(&name) {
+                    Some(_) => Ok("DEALLOCATE"),
+                    None => Err(Error::user(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    )),
+                },
+            }
+        };
+        match r {
+            Ok(tag) => put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.into()))),
+            Err(e) => {
+                self.session()?.fail_transaction();
+                put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
+            }
+        }
+        Ok(())
+    }
+
     fn close(&mut self, c: Close) {
         let name = c.name.unwrap_or_default();
         if c.target_type == b'S' {
@@ -902,6 +941,38 @@ fn run_copy(
             }
         }
     }
+}
+
+/// If `sql` is one `DEALLOCATE [PREPARE] { name | ALL }` statement: the
+/// statement it names (`None` for ALL). The engine knows nothing of the
+/// protocol's named statements, so the connection answers it itself.
+fn deallocate_target(sql: &str) -> Option<Option<String>> {
+    /// The first word of `s` and the rest after it.
+    fn word(s: &str) -> (&str, &str) {
+        let s = s.trim_start();
+        let end = s.find(|c: char| c.is_ascii_whitespace()).unwrap_or(s.len());
+        (&s[..end], &s[end..])
+    }
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    let (first, rest) = word(body);
+    if !first.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let (second, after) = word(rest);
+    let name = if second.eq_ignore_ascii_case("prepare") { after.trim() } else { rest.trim() };
+    if name.eq_ignore_ascii_case("all") {
+        return Some(None);
+    }
+    // A quoted name keeps its case ("" inside is a quote); a bare one is
+    // folded to lower case and must be a plain identifier.
+    if let Some(q) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        let ok = !q.is_empty() && !q.replace("\"\"", "").contains('"');
+        return ok.then(|| Some(q.replace("\"\"", "\"")));
+    }
+    let plain = !name.is_empty()
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        && !name.starts_with(|c: char| c.is_ascii_digit() || c == '$');
+    plain.then(|| Some(name.to_lowercase()))
 }
 
 fn message_name(m: &F) -> &'static str {

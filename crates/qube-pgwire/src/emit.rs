@@ -19,6 +19,7 @@ use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::data::{FieldDescription, RowDescription};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ErrorResponse};
 use pgwire::messages::startup::ParameterStatus;
+use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_sql::{Column, QueryResult, Session, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -318,6 +319,10 @@ fn encode_row(out: &mut BytesMut, cols: &[Column], row: &[Value], formats: &[i16
                 out.truncate(start);
                 return Err(e);
             }
+        } else if let (Some(DataType::Int2Vector), Value::Array(items)) =
+            (cols.get(i).map(|c| &c.data_type), v)
+        {
+            types::write_int2vector_text(items, out);
         } else {
             types::write_text(v, out);
         }

@@ -44,6 +44,9 @@
 //!   engine as text; it casts them where the statement gives them a type.
 //!   Parameter types come from `Session::describe` (the binder notes the
 //!   type each `$n` is coerced to) or from the types the client declared.
+//! - **DEALLOCATE.** Named statements belong to the connection, not the
+//!   engine, so a simple query that is exactly `DEALLOCATE [PREPARE]
+//!   name | ALL` is answered here (drivers send it after DDL).
 //! - **Portals with a row limit** run to completion at their first
 //!   Execute and keep the encoded rows; later Executes hand out the rest
 //!   (PortalSuspended between). Without a limit rows stream.

@@ -31,6 +31,17 @@ pub fn write_text(v: &Value, out: &mut BytesMut) {
     }
 }
 
+/// Appends an int2vector's text form: the numbers separated by spaces.
+pub fn write_int2vector_text(items: &[Value], out: &mut BytesMut) {
+    use std::fmt::Write;
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b' ');
+        }
+        let _ = write!(out, "{v}");
+    }
+}
+
 fn out_of_range(t: &DataType) -> Error {
     Error::user("22003", format!("value out of range for type {}", t.sql_name()))
 }
@@ -70,7 +81,11 @@ pub fn write_binary(v: &Value, t: &DataType, out: &mut BytesMut) -> Result<()> {
             out.put_i32(i.months);
         }
         (DataType::Uuid, Value::Uuid(u)) => out.put_slice(u),
-        (DataType::Array(e), Value::Array(items)) => write_array(items, e, out)?,
+        (DataType::Array(e), Value::Array(items)) => write_array(items, e, 1, out)?,
+        // int2vector_send is array_send of a smallint array indexed from 0.
+        (DataType::Int2Vector, Value::Array(items)) => {
+            write_array(items, &DataType::SmallInt, 0, out)?
+        }
         (t, v) => {
             let cast = qube_sql::types::cast::cast(v.clone(), t)?;
             if std::mem::discriminant(&cast) == std::mem::discriminant(v) {
@@ -85,14 +100,14 @@ pub fn write_binary(v: &Value, t: &DataType, out: &mut BytesMut) -> Result<()> {
     Ok(())
 }
 
-fn write_array(items: &[Value], elem: &DataType, out: &mut BytesMut) -> Result<()> {
+fn write_array(items: &[Value], elem: &DataType, lower: i32, out: &mut BytesMut) -> Result<()> {
     let has_null = items.iter().any(Value::is_null);
     out.put_i32(if items.is_empty() { 0 } else { 1 });
     out.put_i32(has_null as i32);
     out.put_u32(oid(elem));
     if !items.is_empty() {
         out.put_i32(i32::try_from(items.len()).map_err(|_| out_of_range(elem))?);
-        out.put_i32(1);
+        out.put_i32(lower);
     }
     for v in items {
         if v.is_null() {
@@ -219,6 +234,7 @@ fn decode_binary(b: &[u8], t: &DataType) -> Result<Value> {
         }
         DataType::Uuid => Value::Uuid(exact(b, t)?),
         DataType::Array(e) => Value::Array(read_array(b, e)?),
+        DataType::Int2Vector => Value::Array(read_array(b, &DataType::SmallInt)?),
     })
 }
 

@@ -28,7 +28,9 @@
 //! Catalog object ids are the oids of databases, schemas, relations and
 //! roles (ids start at 16384, as user oids do in PostgreSQL). Built-in
 //! types have PostgreSQL's real type oids (`qube_common::types::oid`).
-//! System relations get oids `SYSTEM_REL_BASE + n`. Objects that are not
+//! System relations get PostgreSQL's own oids where PostgreSQL has them
+//! (`pg_class` is 1259, so `classoid = 'pg_class'::regclass` works), the
+//! others `SYSTEM_REL_BASE + n`. Objects that are not
 //! catalog objects get derived oids: a primary-key or unique constraint
 //! has its index's id, other constraints `CONSTRAINT_BASE + table * 64 +
 //! position`, a column default `ATTRDEF_BASE + …`.
@@ -79,7 +81,7 @@ const PG_DATABASE_OID: i32 = 1262;
 pub enum Ty {
     /// `oid` (and `regproc`): integer.
     Oid,
-    /// `name`, `"char"`, `text`, `int2vector`, `pg_node_tree`: text.
+    /// `name`, `"char"`, `text`, `pg_node_tree`: text.
     Text,
     Bool,
     I2,
@@ -88,8 +90,14 @@ pub enum Ty {
     F4,
     TimestampTz,
     TextArr,
+    /// `oid[]`, and `oidvector`: integer[].
     OidArr,
+    /// `int2[]`: smallint[].
     I2Arr,
+    /// `int2vector` (`pg_index.indkey`, `indoption`): a smallint array in
+    /// SQL (`= ANY(indkey)`, `unnest`, `array_to_string` work), OID 22 and
+    /// text `1 2` on the wire; subscripts start at 1 rather than 0.
+    I2Vector,
 }
 
 impl Ty {
@@ -105,6 +113,7 @@ impl Ty {
             Ty::TextArr => DataType::Array(Box::new(DataType::Text)),
             Ty::OidArr => DataType::Array(Box::new(DataType::Integer)),
             Ty::I2Arr => DataType::Array(Box::new(DataType::SmallInt)),
+            Ty::I2Vector => DataType::Int2Vector,
         }
     }
 
@@ -177,8 +186,8 @@ tables! {
         "indexrelid" Oid, "indrelid" Oid, "indnatts" I2, "indnkeyatts" I2, "indisunique" Bool,
         "indnullsnotdistinct" Bool, "indisprimary" Bool, "indisexclusion" Bool,
         "indimmediate" Bool, "indisclustered" Bool, "indisvalid" Bool, "indcheckxmin" Bool,
-        "indisready" Bool, "indislive" Bool, "indisreplident" Bool, "indkey" Text,
-        "indcollation" Text, "indclass" Text, "indoption" Text, "indexprs" Text, "indpred" Text,
+        "indisready" Bool, "indislive" Bool, "indisreplident" Bool, "indkey" I2Vector,
+        "indcollation" OidArr, "indclass" OidArr, "indoption" I2Vector, "indexprs" Text, "indpred" Text,
     ]
     false false "pg_constraint" [
         "oid" Oid, "conname" Text, "connamespace" Oid, "contype" Text, "condeferrable" Bool,
@@ -297,6 +306,10 @@ tables! {
         "extversion" Text, "extconfig" OidArr, "extcondition" TextArr,
     ]
     false false "pg_enum" ["oid" Oid, "enumtypid" Oid, "enumsortorder" F4, "enumlabel" Text]
+    false false "pg_opclass" [
+        "oid" Oid, "opcmethod" Oid, "opcname" Text, "opcnamespace" Oid, "opcowner" Oid,
+        "opcfamily" Oid, "opcintype" Oid, "opcdefault" Bool, "opckeytype" Oid,
+    ]
     false false "pg_depend" [
         "classid" Oid, "objid" Oid, "objsubid" I4, "refclassid" Oid, "refobjid" Oid,
         "refobjsubid" I4, "deptype" Text,
@@ -377,6 +390,51 @@ pub fn resolve(parts: &[String], db_name: &str) -> Option<usize> {
         _ => return None,
     };
     TABLES.iter().position(|t| t.info_schema == info && t.name == name)
+}
+
+/// PostgreSQL's own oids of the catalogs that have one: tools compare
+/// `classoid` with `'pg_class'::regclass` and the like, so these must be
+/// the oids `pg_description` and `pg_depend` use.
+const REAL_CATALOG_OIDS: &[(&str, u64)] = &[
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_class", PG_CLASS_OID as u64),
+    ("pg_authid", 1260),
+    ("pg_auth_members", 1261),
+    ("pg_database", PG_DATABASE_OID as u64),
+    ("pg_tablespace", 1213),
+    ("pg_am", 2601),
+    ("pg_attrdef", 2604),
+    ("pg_constraint", 2606),
+    ("pg_depend", 2608),
+    ("pg_description", 2609),
+    ("pg_index", 2610),
+    ("pg_inherits", 2611),
+    ("pg_namespace", PG_NAMESPACE_OID as u64),
+    ("pg_rewrite", 2618),
+    ("pg_trigger", 2620),
+    ("pg_sequence", 2224),
+    ("pg_extension", 3079),
+    ("pg_enum", 3501),
+    ("pg_opclass", 2616),
+    ("pg_collation", 3456),
+];
+
+/// The oid of system relation `table` (a position in `TABLES`): its
+/// PostgreSQL oid when it has one, else `SYSTEM_REL_BASE + table`.
+pub fn system_rel_oid(table: usize) -> u64 {
+    let t = &TABLES[table];
+    (!t.info_schema)
+        .then(|| REAL_CATALOG_OIDS.iter().find(|(n, _)| *n == t.name).map(|(_, o)| *o))
+        .flatten()
+        .unwrap_or(SYSTEM_REL_BASE + table as u64)
+}
+
+/// The system relation with oid `id`, if it is one.
+fn system_rel_of_oid(id: i64) -> Option<usize> {
+    let id = u64::try_from(id).ok()?;
+    (0..TABLES.len()).find(|&t| system_rel_oid(t) == id)
 }
 
 /// A system relation's output columns.
@@ -782,7 +840,7 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
             }
             for (i, st) in TABLES.iter().enumerate() {
                 out.push(
-                    r().set("oid", oid(SYSTEM_REL_BASE + i as u64))
+                    r().set("oid", oid(system_rel_oid(i)))
                         .set("relname", text(st.name))
                         .set(
                             "relnamespace",
@@ -910,15 +968,7 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
             }
             for (i, st) in TABLES.iter().enumerate() {
                 for (k, (c, ty)) in st.columns.iter().enumerate() {
-                    out.push(att(
-                        SYSTEM_REL_BASE + i as u64,
-                        k + 1,
-                        c,
-                        &ty.data_type(),
-                        false,
-                        false,
-                        "",
-                    ));
+                    out.push(att(system_rel_oid(i), k + 1, c, &ty.data_type(), false, false, ""));
                 }
             }
         }
@@ -985,22 +1035,13 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
                 let Some(table) = snap.rel(ix.table) else { continue };
                 let Def::Table(td) = &table.def else { continue };
                 let primary = td.constraints.iter().any(|c| matches!(&c.kind, ConstraintKind::PrimaryKey { index, .. } if *index == rel.id));
-                let keys: Vec<String> = ix
+                let keys: Vec<String> = ix.columns.iter().map(|c| c.expr.clone()).collect();
+                let options: Vec<Value> = ix
                     .columns
                     .iter()
-                    .map(|c| {
-                        td.columns
-                            .iter()
-                            .position(|x| x.name == c.expr)
-                            .map_or(0, |p| p + 1)
-                            .to_string()
-                    })
+                    .map(|c| Value::Int2((c.desc as i16) | ((c.nulls_first != c.desc) as i16) << 1))
                     .collect();
-                let options: Vec<String> = ix
-                    .columns
-                    .iter()
-                    .map(|c| ((c.desc as u8) | ((c.nulls_first != c.desc) as u8) << 1).to_string())
-                    .collect();
+                let zeros = || Value::Array(vec![Value::Int4(0); ix.columns.len()]);
                 let exprs: Vec<&str> = ix
                     .columns
                     .iter()
@@ -1019,10 +1060,10 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
                         .set("indisvalid", Value::Bool(true))
                         .set("indisready", Value::Bool(true))
                         .set("indislive", Value::Bool(true))
-                        .set("indkey", text(keys.join(" ")))
-                        .set("indcollation", text(vec!["0"; ix.columns.len()].join(" ")))
-                        .set("indclass", text(vec!["0"; ix.columns.len()].join(" ")))
-                        .set("indoption", text(options.join(" ")))
+                        .set("indkey", Value::Array(attnums(td, &keys)))
+                        .set("indcollation", zeros())
+                        .set("indclass", zeros())
+                        .set("indoption", Value::Array(options))
                         .set(
                             "indexprs",
                             if exprs.is_empty() { Value::Null } else { text(exprs.join(", ")) },
@@ -1592,6 +1633,7 @@ static SETTINGS: &[(&str, &str, Option<&str>, &str)] = &[
     ("client_encoding", "UTF8", None, "string"),
     ("client_min_messages", "notice", None, "enum"),
     ("DateStyle", "ISO, MDY", None, "string"),
+    ("default_table_access_method", "heap", None, "string"),
     ("default_transaction_isolation", "read committed", None, "enum"),
     ("default_transaction_read_only", "off", None, "bool"),
     ("extra_float_digits", "1", None, "integer"),
@@ -1601,6 +1643,7 @@ static SETTINGS: &[(&str, &str, Option<&str>, &str)] = &[
     ("lc_ctype", "C", None, "string"),
     ("max_connections", "100", None, "integer"),
     ("max_identifier_length", "63", None, "integer"),
+    ("max_index_keys", "32", None, "integer"),
     ("search_path", "\"$user\", public", None, "string"),
     ("server_encoding", "UTF8", None, "string"),
     ("server_version", "16.0", None, "string"),
@@ -1755,7 +1798,12 @@ pub enum SysFunc {
     CurrentSetting,
     SetConfig,
     BackendPid,
-    ToRegclass,
+    /// `to_regclass`, `to_regtype`, …: the oid, or NULL when unknown.
+    ToReg(RegKind),
+    /// `'schema.f'::regproc`: the function's bare name.
+    ProcName,
+    /// `pg_get_serial_sequence(table, column)`.
+    SerialSequence,
     /// `x::regclass` etc. from a name (text) to an oid.
     NameToOid(RegKind),
     /// `x::regclass` etc. from an oid to a name.
@@ -1796,6 +1844,16 @@ pub fn reg_kind(name: &str) -> Option<RegKind> {
 /// object's name; from text, its oid.
 pub(crate) fn reg_cast(kind: RegKind, b: B) -> Result<B> {
     let numeric = !b.unknown && crate::plan::bind::is_numeric(&b.ty);
+    if kind == RegKind::Proc && !numeric {
+        // There are no function oids (pg_proc is empty): a regproc is the
+        // function's name, as `pg_type.typinput` shows it, so
+        // `typinput = 'pg_catalog.array_in'::regproc` compares names.
+        let e = crate::plan::bind::coerce(b, &DataType::Text)?;
+        return Ok(B::new(
+            Expr::Func { func: Func::Sys(SysFunc::ProcName), args: vec![e] },
+            DataType::Text,
+        ));
+    }
     if numeric {
         let e = crate::plan::bind::coerce(b, &DataType::Integer)?;
         Ok(B::new(
@@ -1904,7 +1962,14 @@ pub(crate) fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
             (F::SetConfig, vec![text_t.clone(), text_t.clone(), DataType::Boolean], text_t)
         }
         ("pg_backend_pid", 0) => (F::BackendPid, vec![], int),
-        ("to_regclass", 1) => (F::ToRegclass, vec![text_t], int),
+        ("pg_get_serial_sequence", 2) => {
+            (F::SerialSequence, vec![text_t.clone(), text_t.clone()], text_t)
+        }
+        ("to_regclass", 1) => (F::ToReg(RegKind::Class), vec![text_t], int),
+        ("to_regtype", 1) => (F::ToReg(RegKind::Type), vec![text_t], int),
+        ("to_regnamespace", 1) => (F::ToReg(RegKind::Namespace), vec![text_t], int),
+        ("to_regrole", 1) => (F::ToReg(RegKind::Role), vec![text_t], int),
+        ("to_regproc" | "to_regprocedure", 1) => (F::ToReg(RegKind::Proc), vec![text_t], int),
         (
             "pg_get_function_result"
             | "pg_get_function_arguments"
@@ -2014,10 +2079,8 @@ pub fn call(ctx: &mut Ctx, f: SysFunc, args: Vec<Value>) -> Result<Value> {
             _ => text(format!("unknown (OID={id})")),
         },
         F::TableIsVisible => {
-            let sys =
-                (SYSTEM_REL_BASE..SYSTEM_REL_BASE + TABLES.len() as u64).contains(&(id as u64));
-            if sys {
-                Value::Bool(!TABLES[(id as u64 - SYSTEM_REL_BASE) as usize].info_schema)
+            if let Some(t) = system_rel_of_oid(id) {
+                Value::Bool(!TABLES[t].info_schema)
             } else {
                 match obj(ctx)? {
                     Some(o) if o.def.namespace() == Namespace::Relation => {
@@ -2108,9 +2171,22 @@ pub fn call(ctx: &mut Ctx, f: SysFunc, args: Vec<Value>) -> Result<Value> {
             }
             texts(&names)
         }
-        F::ToRegclass => {
+        F::SerialSequence => {
+            let table = arg_text(&args, 0).unwrap_or_default();
+            let column = arg_text(&args, 1).unwrap_or_default();
+            serial_sequence(ctx, &table, &column)?
+        }
+        F::ProcName => match arg_text(&args, 0) {
+            Some(name) => {
+                let name = name.split('(').next().unwrap_or_default().trim();
+                let parts = crate::names::parse_qualified(name)?;
+                text(parts.last().cloned().unwrap_or_default())
+            }
+            None => Value::Null,
+        },
+        F::ToReg(kind) => {
             let name = arg_text(&args, 0).unwrap_or_default();
-            name_to_oid(ctx, RegKind::Class, &name).unwrap_or(Value::Null)
+            name_to_oid(ctx, kind, &name).unwrap_or(Value::Null)
         }
         F::NameToOid(kind) => {
             let name = arg_text(&args, 0).unwrap_or_default();
@@ -2118,6 +2194,38 @@ pub fn call(ctx: &mut Ctx, f: SysFunc, args: Vec<Value>) -> Result<Value> {
         }
         F::OidToName(kind) => oid_to_name(ctx, kind, id)?,
         _ => Value::Null,
+    })
+}
+
+/// `pg_get_serial_sequence`: the qualified name of the sequence behind
+/// a serial or identity column (its identity sequence, or a sequence OWNED
+/// BY it), NULL when there is none. The table name is parsed as SQL, the
+/// column name taken literally, as in PostgreSQL.
+fn serial_sequence(ctx: &mut Ctx, table: &str, column: &str) -> Result<Value> {
+    let Value::Int4(table_id) = name_to_oid(ctx, RegKind::Class, table)? else {
+        return Ok(Value::Null);
+    };
+    let snap = Snapshot::take(ctx)?;
+    let Some(rel) = snap.rel(table_id as ObjectId) else { return Ok(Value::Null) };
+    let Def::Table(td) = &rel.def else { return Ok(Value::Null) };
+    let Some(col) = td.columns.iter().find(|c| c.name == column) else {
+        return Err(Error::user(
+            "42703",
+            format!("column \"{column}\" of relation \"{}\" does not exist", rel.name),
+        ));
+    };
+    let seq = match &col.identity {
+        Some(id) => snap.rel(id.sequence),
+        None => snap.rels.iter().find(|o| {
+            matches!(&o.def, Def::Sequence(sd)
+                if sd.owned_by.as_ref().is_some_and(|(t, c)| *t == rel.id && c == column))
+        }),
+    };
+    Ok(match seq {
+        Some(s) => {
+            text(format!("{}.{}", quote_ident(&snap.schema_name(s.parent)), quote_ident(&s.name)))
+        }
+        None => Value::Null,
     })
 }
 
@@ -2144,7 +2252,7 @@ fn name_to_oid(ctx: &mut Ctx, kind: RegKind, name: &str) -> Result<Value> {
         RegKind::Class => {
             let parts = crate::names::parse_qualified(name)?;
             if let Some(t) = resolve(&parts, &env.path.db_name) {
-                return Ok(oid(SYSTEM_REL_BASE + t as u64));
+                return Ok(oid(system_rel_oid(t)));
             }
             match env.path.relation(cat, ctx.txn, &parts)? {
                 Some(o) => Ok(oid(o.id)),
@@ -2190,8 +2298,8 @@ fn oid_to_name(ctx: &mut Ctx, kind: RegKind, id: i64) -> Result<Value> {
             None => id.to_string(),
         })),
         RegKind::Class => {
-            if (SYSTEM_REL_BASE..SYSTEM_REL_BASE + TABLES.len() as u64).contains(&(id as u64)) {
-                let t = &TABLES[(id as u64 - SYSTEM_REL_BASE) as usize];
+            if let Some(t) = system_rel_of_oid(id) {
+                let t = &TABLES[t];
                 return Ok(text(if t.info_schema {
                     format!("information_schema.{}", t.name)
                 } else {

@@ -4,6 +4,7 @@
 //! would never send.
 
 mod copy;
+mod drivers;
 mod psql;
 mod raw;
 
@@ -711,5 +712,57 @@ async fn a_simple_query_message_is_one_implicit_transaction() {
     c.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(simple_rows(&c, "SELECT count(*) FROM t").await, vec![vec![Some("2".into())]]);
     drop(c);
+    srv.stop().await;
+}
+
+/// psycopg sends `DEALLOCATE ALL` after DDL and `DEALLOCATE name` when its
+/// statement cache evicts one: they close the connection's named
+/// statements; an unknown name is 26000, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deallocate_closes_named_statements() {
+    let srv = TestServer::start().await;
+    let mut c = raw::Raw::connect(srv.addr).await;
+    let code = |m: &[raw::Msg]| raw::error_field(m, b'C');
+    for (name, sql) in [("a", "SELECT 1"), ("B b", "SELECT 2"), ("c", "SELECT 3")] {
+        assert_eq!(code(&c.parse_named(name, sql).await), None, "parse {name}");
+    }
+    assert_eq!(raw::tags(&c.query("DEALLOCATE a").await), ["DEALLOCATE"]);
+    assert_eq!(code(&c.execute_named("a").await).as_deref(), Some("26000"));
+    assert_eq!(raw::data_rows(&c.execute_named("B b").await), [[Some("2".to_string())]]);
+    assert_eq!(raw::tags(&c.query("DEALLOCATE PREPARE \"B b\";").await), ["DEALLOCATE"]);
+    assert_eq!(code(&c.execute_named("B b").await).as_deref(), Some("26000"));
+    assert_eq!(code(&c.query("DEALLOCATE nope").await).as_deref(), Some("26000"));
+    assert_eq!(raw::tags(&c.query("deallocate all").await), ["DEALLOCATE ALL"]);
+    assert_eq!(code(&c.execute_named("c").await).as_deref(), Some("26000"));
+    // In a failed transaction it is refused like any other statement.
+    c.query("BEGIN").await;
+    assert_eq!(code(&c.query("SELECT 1/0").await).as_deref(), Some("22012"));
+    assert_eq!(code(&c.query("DEALLOCATE ALL").await).as_deref(), Some("25P02"));
+    c.query("ROLLBACK").await;
+    assert_eq!(raw::data_rows(&c.query("SELECT 4").await), [[Some("4".to_string())]]);
+    srv.stop().await;
+}
+
+/// `pg_index.indkey` is an int2vector on the wire (OID 22, text `1 2`,
+/// binary an array from subscript 0), as drivers expect, and an array in SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int2vector_on_the_wire() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    c.batch_execute("CREATE TABLE iv (a int, b int, c int, PRIMARY KEY (c, a))")
+        .await
+        .expect("ddl");
+    let sql = "SELECT indkey FROM pg_index WHERE indrelid = 'iv'::regclass";
+    assert_eq!(simple_rows(&c, sql).await, vec![vec![Some("3 1".to_string())]]);
+    let row = c.query_one(sql, &[]).await.expect("binary");
+    assert_eq!(row.columns()[0].type_(), &Type::INT2_VECTOR);
+    assert_eq!(row.get::<_, Vec<i16>>(0), vec![3, 1]);
+    let names = simple_rows(
+        &c,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+         AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'iv'::regclass ORDER BY a.attnum",
+    )
+    .await;
+    assert_eq!(names, vec![vec![Some("a".to_string())], vec![Some("c".to_string())]]);
     srv.stop().await;
 }

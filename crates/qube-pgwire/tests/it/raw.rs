@@ -98,6 +98,35 @@ impl Raw {
         self.until_ready().await
     }
 
+    /// Parse of a named statement, then Sync.
+    pub async fn parse_named(&mut self, name: &str, sql: &str) -> Vec<Msg> {
+        let mut p = Vec::new();
+        cstr(&mut p, name);
+        cstr(&mut p, sql);
+        p.extend_from_slice(&0i16.to_be_bytes());
+        let mut all = frame(b'P', &p);
+        all.extend(frame(b'S', &[]));
+        self.stream.write_all(&all).await.expect("send");
+        self.until_ready().await
+    }
+
+    /// Bind of a named statement (no parameters) to the unnamed portal,
+    /// Execute, Sync.
+    pub async fn execute_named(&mut self, name: &str) -> Vec<Msg> {
+        let mut b = Vec::new();
+        cstr(&mut b, "");
+        cstr(&mut b, name);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut e = Vec::new();
+        cstr(&mut e, "");
+        e.extend_from_slice(&0i32.to_be_bytes());
+        let mut all = frame(b'B', &b);
+        all.extend(frame(b'E', &e));
+        all.extend(frame(b'S', &[]));
+        self.stream.write_all(&all).await.expect("send");
+        self.until_ready().await
+    }
+
     /// Parse (with declared types), Bind (binary or text parameters and
     /// result formats), Execute, Sync.
     pub async fn extended(

@@ -69,6 +69,7 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             let parts: Vec<String> = args[1..].iter().filter(|v| !v.is_null()).map(text).collect();
             Value::Text(parts.join(&sep))
         }
+        Func::LikeEscape => Value::Text(like_escape(&text(&args[0]), &text(&args[1]))?),
         Func::Initcap => {
             let mut out = String::new();
             let mut word_start = true;
@@ -499,6 +500,34 @@ fn base64_decode(s: &str) -> Result<Vec<u8>> {
         if bits >= 8 {
             bits -= 8;
             out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// PostgreSQL's like_escape: rewrites a LIKE pattern whose escape
+/// character is `esc` (none when empty) into one escaped with `\\`, the
+/// form `exec::eval::like` reads. An escape of more than one character is
+/// 22025, as in PostgreSQL; a trailing escape character stays a trailing
+/// `\\` (like PostgreSQL's like_escape).
+pub fn like_escape(pattern: &str, esc: &str) -> Result<String> {
+    let mut e = esc.chars();
+    let esc = match (e.next(), e.next()) {
+        (None, _) => None,
+        (Some(c), None) => Some(c),
+        _ => return Err(Error::user("22025", "invalid escape string")),
+    };
+    let mut out = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == esc {
+            out.push('\\');
+            out.extend(chars.next());
+        } else if c == '\\' {
+            // A backslash that is not the escape is an ordinary character.
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
         }
     }
     Ok(out)

@@ -786,6 +786,21 @@ pub fn has_set_function(exprs: &[Expr]) -> bool {
 
 /// Rows of a set-returning function in FROM.
 pub fn set_function(func: SetFunc, args: Vec<Value>) -> Result<Vec<Row>> {
+    if let SetFunc::Subscripts { zero_based } = func {
+        // Arrays here have one dimension and lower bound 1 (int2vector 0).
+        let (Some(Value::Array(items)), Some(dim)) = (args.first(), args.get(1)) else {
+            return Ok(Vec::new());
+        };
+        if dim.as_i64() != Some(1) {
+            return Ok(Vec::new());
+        }
+        let n = items.len() as i32;
+        let reverse = matches!(args.get(2), Some(Value::Bool(true)));
+        let base = if zero_based { -1 } else { 0 };
+        return Ok((1..=n)
+            .map(|i| vec![Value::Int4(base + if reverse { n + 1 - i } else { i })])
+            .collect());
+    }
     let Some(v) = args.into_iter().next() else { return Ok(Vec::new()) };
     if v.is_null() {
         return Ok(Vec::new());

@@ -1919,13 +1919,18 @@ impl<'a> Binder<'a> {
             }
             E::Like { negated, any, expr, pattern, escape_char }
             | E::ILike { negated, any, expr, pattern, escape_char } => {
-                if *any || escape_char.is_some() {
-                    return Err(unsupported("LIKE ANY / ESCAPE"));
+                if *any {
+                    return Err(unsupported("LIKE ANY"));
                 }
                 let x = self.expr(expr)?;
                 let p = self.expr(pattern)?;
                 let x = coerce(x, &DataType::Text)?;
-                let p = coerce(p, &DataType::Text)?;
+                let mut p = coerce(p, &DataType::Text)?;
+                // `ESCAPE c`: the pattern rewritten to backslash escapes.
+                if let Some(esc) = escape_char {
+                    let esc = coerce(self.expr(esc)?, &DataType::Text)?;
+                    p = Expr::Func { func: Func::LikeEscape, args: vec![p, esc] };
+                }
                 B::new(
                     Expr::Like {
                         expr: x.boxed(),
@@ -2014,6 +2019,26 @@ impl<'a> Binder<'a> {
                     return Ok(B::new(Expr::Const(Value::Array(Vec::new())), to));
                 }
                 let b = self.expr(expr)?;
+                // `'int4'::regtype::text`: a reg* value printed as text is
+                // its name, as in PostgreSQL (the oid is an integer here).
+                if let Expr::Func {
+                    func: Func::Sys(crate::system::SysFunc::NameToOid(kind)), ..
+                } = &b.expr
+                    && matches!(to, DataType::Text | DataType::Varchar(_))
+                {
+                    let kind = *kind;
+                    let name = crate::system::reg_cast(kind, b)?;
+                    return Ok(B::new(Expr::Cast { expr: name.expr.boxed(), to: to.clone() }, to));
+                }
+                // An int2vector's text is its numbers separated by spaces.
+                if b.ty == DataType::Int2Vector
+                    && !b.unknown
+                    && matches!(to, DataType::Text | DataType::Varchar(_))
+                {
+                    let sep = Expr::Const(Value::Text(" ".into()));
+                    let s = Expr::Func { func: Func::ArrayToString, args: vec![b.expr, sep] };
+                    return Ok(B::new(Expr::Cast { expr: s.boxed(), to: to.clone() }, to));
+                }
                 if let Expr::Const(v) = &b.expr
                     && b.unknown
                 {
@@ -2230,6 +2255,7 @@ impl<'a> Binder<'a> {
     /// `x op ANY/ALL (array)`.
     fn any_array(&mut self, x: B, op: &ast::BinaryOperator, arr: B, all: bool) -> Result<B> {
         let cmp = cmp_op(op).ok_or_else(|| unsupported(format!("{op} ANY/ALL")))?;
+        let arr = vector_as_array(arr);
         let elem = match (&arr.ty, arr.unknown) {
             (_, true) => None,
             (DataType::Array(e), false) => Some((**e).clone()),
@@ -2306,6 +2332,16 @@ impl<'a> Binder<'a> {
             if x.unknown { coerce(x, &DataType::Integer) } else { Ok(x.expr) }
         };
         match (&b.ty, sub) {
+            // int2vector is subscripted from 0, as in PostgreSQL.
+            (DataType::Int2Vector, ast::Subscript::Index { index }) if !b.unknown => {
+                let i = Expr::Cast { expr: int(self, index)?.boxed(), to: DataType::Integer };
+                let one = Expr::Const(Value::Int4(1));
+                let i = Expr::Binary { op: BinOp::Add, left: i.boxed(), right: one.boxed() };
+                Ok(B::new(
+                    Expr::Func { func: Func::Subscript, args: vec![b.expr, i] },
+                    DataType::SmallInt,
+                ))
+            }
             (DataType::Array(e), ast::Subscript::Index { index }) if !b.unknown => {
                 let e = (**e).clone();
                 let i = int(self, index)?;
@@ -2359,7 +2395,7 @@ impl<'a> Binder<'a> {
         self.scopes.push(Scope::default());
         let bound: Result<Vec<B>> = args.iter().map(|e| self.expr(e)).collect();
         self.scopes.pop();
-        let mut bound = bound?;
+        let mut bound: Vec<B> = bound?.into_iter().map(vector_as_array).collect();
         let sig = |bound: &[B]| {
             let types: Vec<String> = args_types(bound)
                 .iter()
@@ -4335,7 +4371,17 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
 }
 
 /// The element type of an array argument (42804 for anything else).
+/// An int2vector (`pg_index.indkey`) used where an array is expected is
+/// the smallint array it holds (its values are arrays already).
+fn vector_as_array(mut b: B) -> B {
+    if b.ty == DataType::Int2Vector {
+        b.ty = DataType::Array(Box::new(DataType::SmallInt));
+    }
+    b
+}
+
 fn array_arg(b: B, fname: &str) -> Result<(Expr, DataType)> {
+    let b = vector_as_array(b);
     match &b.ty {
         DataType::Array(e) if !b.unknown => {
             let e = (**e).clone();
@@ -4410,6 +4456,15 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
         ("unnest", 1) => {
             let (a, e) = array_arg(args.remove(0), name)?;
             f(Func::SetReturning(SetFunc::Unnest), vec![a], e)
+        }
+        ("generate_subscripts", 2 | 3) => {
+            let zero_based = args[0].ty == DataType::Int2Vector && !args[0].unknown;
+            let (a, _) = array_arg(args.remove(0), name)?;
+            let mut a = vec![a, coerce(args.remove(0), &DataType::Integer)?];
+            if let Some(rev) = args.pop() {
+                a.push(coerce(rev, &DataType::Boolean)?);
+            }
+            f(Func::SetReturning(SetFunc::Subscripts { zero_based }), a, DataType::Integer)
         }
         (
             "jsonb_array_elements"

@@ -47,6 +47,7 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
             call(Func::ConcatWs, a, text)
         }
         ("initcap", 1) => call(Func::Initcap, texts(args)?, text),
+        ("like_escape", 2) => call(Func::LikeEscape, texts(args)?, text),
         ("regexp_replace", 3 | 4) => call(Func::RegexpReplace, texts(args)?, text),
         ("regexp_split_to_array", 2 | 3) => {
             call(Func::RegexpSplitToArray, texts(args)?, DataType::Array(Box::new(text)))

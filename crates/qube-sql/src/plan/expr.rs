@@ -172,6 +172,8 @@ pub enum Func {
     Rpad,
     ConcatWs,
     Initcap,
+    /// like_escape(pattern, escape): the pattern with `\` as its escape.
+    LikeEscape,
     RegexpReplace,
     RegexpSplitToArray,
     Md5,
@@ -220,6 +222,7 @@ impl Func {
                 | Rpad
                 | ConcatWs
                 | Initcap
+                | LikeEscape
                 | RegexpReplace
                 | RegexpSplitToArray
                 | Md5

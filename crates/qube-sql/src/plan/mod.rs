@@ -313,6 +313,12 @@ pub enum SetFunc {
         text: bool,
     },
     ObjectKeys,
+    /// generate_subscripts(array, dim [, reverse]): the array's subscripts
+    /// (1 … n for dimension 1, 0 … n-1 for an int2vector; nothing for
+    /// other dimensions).
+    Subscripts {
+        zero_based: bool,
+    },
 }
 
 impl SetFunc {
@@ -324,6 +330,7 @@ impl SetFunc {
             SetFunc::Each { text: false } => "jsonb_each",
             SetFunc::Each { text: true } => "jsonb_each_text",
             SetFunc::ObjectKeys => "jsonb_object_keys",
+            SetFunc::Subscripts { .. } => "generate_subscripts",
         }
     }
 }

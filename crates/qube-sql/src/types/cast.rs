@@ -136,6 +136,24 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
             Value::Text(s) => Value::Array(super::array::parse(&s, elem)?),
             other => return Err(cannot_cast(&other, to)),
         },
+        // int2vector's text form is the numbers separated by spaces.
+        DataType::Int2Vector => match v {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(convert(i, &DataType::SmallInt, explicit)?);
+                }
+                Value::Array(out)
+            }
+            Value::Text(s) => {
+                let mut out = Vec::new();
+                for w in s.split_ascii_whitespace() {
+                    out.push(convert(Value::Text(w.to_string()), &DataType::SmallInt, explicit)?);
+                }
+                Value::Array(out)
+            }
+            other => return Err(cannot_cast(&other, to)),
+        },
     })
 }
 
