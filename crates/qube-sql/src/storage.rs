@@ -157,6 +157,41 @@ impl RangeCursor {
     }
 }
 
+impl RangeCursor {
+    /// As `next_batch`, with each pair's user key: `f(key, value)`.
+    pub fn next_batch_keyed(
+        &mut self,
+        txn: &mut Transaction,
+        n: usize,
+        key: &mut Vec<u8>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = n.max(1);
+        let mut count = 0;
+        txn.scan_each_lazy(self.range.clone(), self.direction, |k, v| {
+            k.user_key_into(key)?;
+            f(key, v)?;
+            count += 1;
+            Ok(count < n)
+        })?;
+        if count < n {
+            self.done = true;
+        } else {
+            self.last.clear();
+            self.last.extend_from_slice(key);
+            if self.direction == Direction::Forward {
+                self.range.start = Bound::Excluded(self.last.clone());
+            } else {
+                self.range.end = Bound::Excluded(self.last.clone());
+            }
+        }
+        Ok(count)
+    }
+}
+
 /// Decodes a row pair of a table scan: (rowid, values) into `row` (cleared first).
 pub fn decode_pair(key: &[u8], value: &[u8], ncols: usize, row: &mut Vec<Value>) -> Result<u64> {
     row.clear();

@@ -275,6 +275,7 @@ impl Mvcc {
             savepoints: Vec::new(),
             locked: Vec::new(),
             gc_candidates: Vec::new(),
+            read_bufs: ReadBufs::default(),
             ddl: false,
             expected: false,
             done: false,
@@ -519,12 +520,24 @@ pub struct Transaction {
     /// for the first time has one version after the commit, nothing to
     /// collect, so a bulk insert does not make the GC visit every new key.
     gc_candidates: Vec<Vec<u8>>,
+    /// Buffers of `get_into`.
+    read_bufs: ReadBufs,
     /// This transaction changed the catalog.
     ddl: bool,
     /// Counted in the engine's expected writers (`Engine::expect_writers`):
     /// from its first row lock until its commit is logged or it ends.
     expected: bool,
     done: bool,
+}
+
+/// The search range and found pair of `Transaction::get_into` and of the
+/// newest-version check when a row lock is taken, kept between calls.
+#[derive(Default)]
+struct ReadBufs {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 /// One entry of a write set, borrowed.
@@ -600,14 +613,30 @@ fn read_version(
 
 /// The newest committed version of `key`: its timestamp (0 if none) and
 /// value (`None`: absent or deleted).
-fn newest_version(engine: &dyn Engine, key: &[u8]) -> Result<(Ts, Option<Vec<u8>>)> {
-    let mut vp = Vec::with_capacity(key.len() + 16);
-    keys::version_prefix_into(key, &mut vp);
-    let (mut k, mut v) = (Vec::new(), Vec::new());
-    if !engine.seek(&KeyRange::prefix(&vp), &mut k, &mut v)? {
+fn newest_version(
+    engine: &dyn Engine,
+    key: &[u8],
+    bufs: &mut ReadBufs,
+) -> Result<(Ts, Option<Vec<u8>>)> {
+    // Every version of `key`: its version prefix (which ends 0x00 0x00) up
+    // to the prefix's successor (which ends 0x00 0x01).
+    let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
+    start.clear();
+    keys::version_prefix_into(key, &mut start);
+    end.clear();
+    end.extend_from_slice(&start);
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
+    let found = engine.seek(&range, &mut bufs.key, &mut bufs.value);
+    if let KeyRange { start: Bound::Included(s), end: Bound::Excluded(e) } = range {
+        (bufs.start, bufs.end) = (s, e);
+    }
+    if !found? {
         return Ok((0, None));
     }
-    Ok((keys::version_ts(&k), keys::decode_value(&v)?.map(|v| v.to_vec())))
+    Ok((keys::version_ts(&bufs.key), keys::decode_value(&bufs.value)?.map(|v| v.to_vec())))
 }
 
 /// True if no key can lie in the range.
@@ -720,6 +749,53 @@ impl Transaction {
             return Ok(v);
         }
         read_version(engine, key, self.read_ts, None)
+    }
+
+    /// As `get`, into `out` (cleared first; true if the key is visible),
+    /// with the search buffers reused from one call to the next: a point
+    /// read allocates nothing once the buffers have grown.
+    pub fn get_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        if self.serializable() || self.writes.contains_key(key) {
+            out.clear();
+            return Ok(match self.get(key)? {
+                Some(v) => {
+                    out.extend_from_slice(&v);
+                    true
+                }
+                None => false,
+            });
+        }
+        let bufs = &mut self.read_bufs;
+        let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
+        // (key, read_ts) up to the first version of the next user key: the
+        // version prefix ends with 0x00 0x00, so its successor ends 0x00 0x01.
+        start.clear();
+        keys::version_prefix_into(key, &mut start);
+        end.clear();
+        end.extend_from_slice(&start);
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        start.extend_from_slice(&(!self.read_ts).to_be_bytes());
+        let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
+        let found = self.shared.engine.seek(&range, &mut bufs.key, out);
+        if let KeyRange { start: Bound::Included(s), end: Bound::Excluded(e) } = range {
+            (bufs.start, bufs.end) = (s, e);
+        }
+        if !found? {
+            out.clear();
+            return Ok(false);
+        }
+        match keys::decode_value(out)? {
+            Some(_) => {
+                out.remove(0);
+                Ok(true)
+            }
+            None => {
+                out.clear();
+                Ok(false)
+            }
+        }
     }
 
     /// Scans a range of user keys in either direction: the snapshot merged
@@ -1005,13 +1081,16 @@ impl Transaction {
             // commit is an rw-dependency.
             self.shared.ssi.mark_read(self.id, key);
         }
-        if let Some(newest) = self.lock_key(key)? {
+        let fresh = self.lock_key(key)?;
+        // Our own write comes first: a key written by `set_fresh` took no
+        // lock, so the lock may be new although we wrote the key.
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone());
+        }
+        if let Some(newest) = fresh {
             // Just locked: the newest version is the one to return (at
             // snapshot levels `lock_key` checked it is not past the snapshot).
             return Ok(newest);
-        }
-        if let Some(w) = self.writes.get(key) {
-            return Ok(w.clone());
         }
         let ts = if self.iso == Isolation::ReadCommitted { Ts::MAX } else { self.read_ts };
         read_version(&*self.shared.engine, key, ts, None)
@@ -1042,7 +1121,7 @@ impl Transaction {
         let blocked = |b: bool| engine.expect_writers(if b { -1 } else { 1 });
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
             self.locked.push(key.to_vec());
-            let (latest, newest) = newest_version(&*self.shared.engine, key)?;
+            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
             if latest > 0 {
                 self.gc_candidates.push(key.to_vec());
             }
@@ -1074,7 +1153,12 @@ impl Transaction {
                 qube_storage::MAX_VALUE_LEN - 1
             )));
         }
-        self.lock_key(key)?;
+        // The key locked last (a unique check's `get_for_update` just
+        // before this write) is held: `lock_key` would find it so in the
+        // lock table and do nothing else.
+        if self.locked.last().is_none_or(|k| k.as_slice() != key) {
+            self.lock_key(key)?;
+        }
         let prev = self.writes.insert(key.to_vec(), value);
         if !self.savepoints.is_empty() {
             self.undo.push((key.to_vec(), prev));

@@ -5,7 +5,7 @@
 //!
 //! Asserted for every history:
 //!
-//! * every read (get, get_for_update, scan in either direction) returns
+//! * every read (get, get_into, get_for_update, scan in either direction) returns
 //!   exactly the model's snapshot at the transaction's `read_ts` merged with
 //!   its own writes, before and after savepoints are rolled back;
 //! * a new transaction's snapshot is the last commit; a commit that wrote
@@ -443,6 +443,12 @@ impl Run {
                     Ok(v) => {
                         assert_eq!(v, o.expect_value(model, key), "get {key:?}");
                         o.note_read(model, key);
+                        if o.iso != Isolation::Serializable {
+                            // The buffered point read answers as `get` does.
+                            let mut buf = b"stale".to_vec();
+                            let found = o.txn.get_into(key, &mut buf).unwrap();
+                            assert_eq!(found.then_some(buf), v, "get_into {key:?}");
+                        }
                     }
                     Err(e) => {
                         assert!(is_ser_failure(&e) && o.iso == Isolation::Serializable, "{e}");

@@ -142,10 +142,7 @@ pub fn ddl(
             while !objs.is_empty() {
                 let next = (0..objs.len())
                     .find(|&i| {
-                        !objs
-                            .iter()
-                            .enumerate()
-                            .any(|(j, o)| j != i && references(o, objs[i].id))
+                        !objs.iter().enumerate().any(|(j, o)| j != i && references(o, objs[i].id))
                     })
                     .unwrap_or(0);
                 let obj = objs.remove(next);

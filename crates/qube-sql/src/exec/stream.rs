@@ -31,7 +31,7 @@ use super::{Ctx, Row};
 use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
-use crate::types::encoding::{decode_row_cols, encode_key};
+use crate::types::encoding::{decode_key, decode_row_cols, encode_key};
 
 /// The most rows one scan batch reads.
 const MAX_BATCH: usize = 1024;
@@ -57,6 +57,12 @@ pub enum Stream<'p> {
         batch: usize,
         need: Need,
         spare: Vec<Row>,
+        /// The batch's rowids and the row being read, reused.
+        rowids: Vec<u64>,
+        val: Vec<u8>,
+        /// An index-only scan's columns (`plan::indexonly`): rows are
+        /// decoded from the entries' keys.
+        only: Option<Vec<(usize, DataType)>>,
     },
     /// A sort's output (in memory, or merged from spilled runs).
     Sorted(super::spill::Sorted<'p>),
@@ -165,8 +171,17 @@ pub fn open_scan<'p>(
             need,
             spare: Vec::new(),
         }),
-        Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
+        Plan::IndexScan { table, index, unique, columns, keys, range, reverse, index_only } => {
             let ncols = table.columns.len();
+            // An index-only scan's columns, in key order, with their types.
+            let only: Option<Vec<(usize, DataType)>> = match index_only {
+                true => table
+                    .indexes
+                    .iter()
+                    .find(|i| i.0 == *index)
+                    .map(|i| i.1.iter().map(|&c| (c, table.columns[c].1.clone())).collect()),
+                false => None,
+            };
             // The key types: the columns', or an expression index's own.
             let types: Vec<DataType> = match table.expr_index(*index) {
                 Some(x) => x.types.clone(),
@@ -176,12 +191,20 @@ pub fn open_scan<'p>(
                 Lookup::Nothing => Stream::Rows(Vec::new().into_iter()),
                 Lookup::Point(key) => {
                     let mut rows = Vec::new();
-                    if let Some(r) = ctx.txn.get(&key)?
-                        && let Some(v) = ctx.txn.get(&storage::row_key(table.id, be_rowid(&r)?))?
-                    {
-                        let mut row = Vec::with_capacity(ncols);
-                        decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
-                        rows.push(row);
+                    let mut v = Vec::new();
+                    if let Some(only) = &only {
+                        if ctx.txn.get_into(&key, &mut v)? {
+                            let mut row = Vec::with_capacity(ncols);
+                            key_row(&key, only, ncols, &mut row)?;
+                            rows.push(row);
+                        }
+                    } else if ctx.txn.get_into(&key, &mut v)? {
+                        let rowid = be_rowid(&v)?;
+                        if ctx.txn.get_into(&storage::row_key(table.id, rowid), &mut v)? {
+                            let mut row = Vec::with_capacity(ncols);
+                            decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
+                            rows.push(row);
+                        }
                     }
                     Stream::Rows(rows.into_iter())
                 }
@@ -213,6 +236,9 @@ pub fn open_scan<'p>(
                         batch: first_batch(want),
                         need,
                         spare: Vec::new(),
+                        rowids: Vec::new(),
+                        val: Vec::new(),
+                        only,
                     }
                 }
             })
@@ -240,18 +266,31 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, buf, batch, need, spare } => {
+            Stream::Index { cursor, table, ncols, buf, batch, need, spare, rowids, val, only } => {
+                if let Some(only) = only {
+                    if buf.is_empty() && !cursor.is_done() {
+                        let ncols = *ncols;
+                        cursor.next_batch_keyed(ctx.txn, *batch, val, |k, _| {
+                            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
+                            key_row(k, only, ncols, &mut row)?;
+                            buf.push_back(row);
+                            Ok(())
+                        })?;
+                        *batch = (*batch * 2).min(MAX_BATCH);
+                    }
+                    return Ok(buf.pop_front());
+                }
                 while buf.is_empty() && !cursor.is_done() {
-                    let mut rowids = Vec::with_capacity(*batch);
+                    rowids.clear();
                     cursor.next_batch(ctx.txn, *batch, |v| {
                         rowids.push(be_rowid(v)?);
                         Ok(())
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
-                    for rowid in rowids {
-                        if let Some(v) = ctx.txn.get(&storage::row_key(*table, rowid))? {
+                    for &rowid in rowids.iter() {
+                        if ctx.txn.get_into(&storage::row_key(*table, rowid), val)? {
                             let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(*ncols));
-                            decode_row_cols(&v, *ncols, need.as_deref(), &mut row)?;
+                            decode_row_cols(val, *ncols, need.as_deref(), &mut row)?;
                             buf.push_back(row);
                         }
                     }
@@ -510,6 +549,22 @@ fn lookup_combinations(
             pick[i] = 0;
         }
     }
+}
+
+/// A row of `ncols` columns from an index entry's key (cleared first): the
+/// index columns `only` decoded from it, the others NULL.
+fn key_row(key: &[u8], only: &[(usize, DataType)], ncols: usize, row: &mut Row) -> Result<()> {
+    row.clear();
+    row.resize(ncols, Value::Null);
+    // After the index prefix (tag and index id).
+    let mut pos = storage::index_prefix(0).len();
+    for (c, ty) in only {
+        let v = decode_key(key, &mut pos, ty)?;
+        if let Some(slot) = row.get_mut(*c) {
+            *slot = v;
+        }
+    }
+    Ok(())
 }
 
 pub fn be_rowid(b: &[u8]) -> Result<u64> {

@@ -383,6 +383,7 @@ impl<'a> Binder<'a> {
             out.plan = Plan::Limit { input: Box::new(out.plan), limit, offset };
         }
         super::order::use_index_order(&mut out.plan);
+        super::indexonly::use_index_only(&mut out.plan);
         Ok(out)
     }
 
@@ -3896,6 +3897,7 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
             keys: c.keys,
             range: c.range,
             reverse: false,
+            index_only: false,
         };
     }
 }

@@ -180,7 +180,7 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
         Plan::Scan { table } | Plan::ScanRowids { table } => {
             line(depth, format!("Seq Scan on {}", table.name), out)
         }
-        Plan::IndexScan { table, index, unique, columns, keys, range, reverse } => {
+        Plan::IndexScan { table, index, unique, columns, keys, range, reverse, index_only } => {
             // An expression index's columns are key positions.
             let name = |c: usize| match table.expr_index(*index) {
                 Some(x) => x.texts.get(c).cloned().unwrap_or_default(),
@@ -203,7 +203,8 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             line(
                 depth,
                 format!(
-                    "Index Scan{} on {} using index {index}{} ({})",
+                    "Index {}Scan{} on {} using index {index}{} ({})",
+                    if *index_only { "Only " } else { "" },
                     if *reverse { " Backward" } else { "" },
                     table.name,
                     if *unique { " (unique)" } else { "" },

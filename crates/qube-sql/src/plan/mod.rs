@@ -10,6 +10,7 @@
 pub mod bind;
 pub mod explain;
 pub mod expr;
+pub mod indexonly;
 pub mod order;
 
 use qube_common::types::DataType;
@@ -181,6 +182,10 @@ pub enum Plan {
         /// Read the entries in reverse (an ORDER BY … DESC that the index
         /// answers; see `order.rs`).
         reverse: bool,
+        /// Every column the query reads is in the index: the rows come
+        /// from the entries' keys alone, the other columns NULL
+        /// (`indexonly.rs`).
+        index_only: bool,
     },
     /// WITH RECURSIVE: the anchor's rows, then the recursive term's, run
     /// again on the rows it produced last until it produces none.

@@ -54,6 +54,7 @@ pub fn use_index_order(plan: &mut Plan) {
                 keys: vec![],
                 range: None,
                 reverse,
+                index_only: false,
             };
         }
         _ => return,

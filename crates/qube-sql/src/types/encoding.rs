@@ -331,6 +331,91 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// True if `decode_key` gives back exactly the value that `encode_key`
+/// encoded for a column of type `ty` (integers, booleans, text, bytea,
+/// dates, times and uuids; not floats, whose -0 and NaNs are folded, nor
+/// numerics, whose scale is dropped, nor intervals, json or arrays): an
+/// index-only scan reads such columns from the index entry's key.
+pub fn key_decodable(ty: &qube_common::types::DataType) -> bool {
+    use qube_common::types::DataType as T;
+    matches!(
+        ty,
+        T::SmallInt
+            | T::Integer
+            | T::BigInt
+            | T::Boolean
+            | T::Text
+            | T::Varchar(_)
+            | T::Char(_)
+            | T::Bytea
+            | T::Date
+            | T::Time
+            | T::Timestamp
+            | T::TimestampTz
+            | T::Uuid
+    )
+}
+
+/// Decodes the key part at `pos` (advanced past it) as a value of a column
+/// of type `ty`, one that `key_decodable` accepts.
+pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
+    use qube_common::types::DataType as T;
+    let bad = || Error::Internal("undecodable index key".into());
+    let tag = *b.get(*pos).ok_or_else(bad)?;
+    *pos += 1;
+    match tag {
+        2 => return Ok(Value::Null),
+        1 => {}
+        _ => return Err(bad()),
+    }
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let s = b.get(*pos..*pos + n).ok_or_else(bad)?;
+        *pos += n;
+        Ok(s)
+    };
+    let int = |s: &[u8]| -> Result<i64> {
+        let a: [u8; 8] = s.try_into().map_err(|_| bad())?;
+        Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+    };
+    Ok(match ty {
+        T::SmallInt => Value::Int2(i16::try_from(int(take(8)?)?).map_err(|_| bad())?),
+        T::Integer => Value::Int4(i32::try_from(int(take(8)?)?).map_err(|_| bad())?),
+        T::BigInt => Value::Int8(int(take(8)?)?),
+        T::Date => Value::Date(i32::try_from(int(take(8)?)?).map_err(|_| bad())?),
+        T::Time => Value::Time(int(take(8)?)?),
+        T::Timestamp => Value::Timestamp(int(take(8)?)?),
+        T::TimestampTz => Value::TimestampTz(int(take(8)?)?),
+        T::Boolean => Value::Bool(take(1)?[0] != 0),
+        T::Uuid => Value::Uuid(take(16)?.try_into().map_err(|_| bad())?),
+        T::Text | T::Varchar(_) | T::Char(_) | T::Bytea => {
+            // Bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00.
+            let mut out = Vec::new();
+            loop {
+                let rest = b.get(*pos..).ok_or_else(bad)?;
+                let z = rest.iter().position(|&c| c == 0).ok_or_else(bad)?;
+                out.extend_from_slice(&rest[..z]);
+                match rest.get(z + 1) {
+                    Some(0xFF) => {
+                        out.push(0);
+                        *pos += z + 2;
+                    }
+                    Some(0) => {
+                        *pos += z + 2;
+                        break;
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            if matches!(ty, T::Bytea) {
+                Value::Bytea(out)
+            } else {
+                Value::Text(String::from_utf8(out).map_err(|_| bad())?)
+            }
+        }
+        _ => return Err(bad()),
+    })
+}
+
 fn put_i64_key(i: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
 }
@@ -401,6 +486,37 @@ mod tests {
         assert_eq!(&out[..row.len()], &row[..]);
         assert_eq!(&out[row.len()..], &[Value::Null, Value::Null]);
         assert!(decode_row(&b[..b.len() - 1], row.len(), &mut out).is_err());
+    }
+
+    #[test]
+    fn decodable_keys_round_trip() {
+        use qube_common::types::DataType as T;
+        let cases = [
+            (Value::Int2(-7), T::SmallInt),
+            (Value::Int4(i32::MIN), T::Integer),
+            (Value::Int8(i64::MAX), T::BigInt),
+            (Value::Bool(true), T::Boolean),
+            (Value::Text("a\0b\0".into()), T::Text),
+            (Value::Text(String::new()), T::Varchar(Some(3))),
+            (Value::Bytea(vec![0, 0xFF, 0]), T::Bytea),
+            (Value::Date(-3), T::Date),
+            (Value::Timestamp(1 << 40), T::Timestamp),
+            (Value::Uuid([7; 16]), T::Uuid),
+            (Value::Null, T::Integer),
+        ];
+        let mut k = Vec::new();
+        for (v, _) in &cases {
+            encode_key(v, &mut k);
+        }
+        let mut pos = 0;
+        for (v, ty) in &cases {
+            assert!(key_decodable(ty));
+            assert_eq!(&decode_key(&k, &mut pos, ty).unwrap(), v);
+        }
+        assert_eq!(pos, k.len());
+        assert!(decode_key(&k[..5], &mut 0, &T::BigInt).is_err());
+        assert!(decode_key(&[1, b'a', 0], &mut 0, &T::Text).is_err());
+        assert!(!key_decodable(&T::Double) && !key_decodable(&T::Numeric(None)));
     }
 
     #[test]

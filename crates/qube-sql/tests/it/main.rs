@@ -370,14 +370,15 @@ fn ordered_index_scans() {
     assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
     let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b LIMIT 10");
     assert!(p.contains("Index Scan on t") && !p.contains("Sort"), "{p}");
+    // (Reading only the index's columns: index-only, see index_only_scans.)
     let p = plan(&mut s, "SELECT a FROM t ORDER BY a DESC LIMIT 3");
-    assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
+    assert!(p.contains("Index Only Scan Backward on t") && !p.contains("Sort"), "{p}");
     // A filter stays on top of the ordered scan.
     let p = plan(&mut s, "SELECT a FROM t WHERE d > 5 ORDER BY b DESC LIMIT 3");
     assert!(p.contains("Filter") && p.contains("Backward") && !p.contains("Sort"), "{p}");
     // Equalities on leading columns, order on the next.
     let p = plan(&mut s, "SELECT d FROM t WHERE c = 'v1' ORDER BY d DESC");
-    assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
+    assert!(p.contains("Index Only Scan Backward on t") && !p.contains("Sort"), "{p}");
     // NULL placement, mixed directions, expressions or no LIMIT: a sort.
     for q in [
         "SELECT a FROM t ORDER BY b NULLS FIRST LIMIT 3",
@@ -404,6 +405,104 @@ fn ordered_index_scans() {
         let r = s.execute_prepared(&st, &[Value::Int8(below), Value::Int8(lim)]).unwrap();
         assert_eq!(r[0].rows.len(), lim as usize);
     }
+}
+
+/// A query that reads only an index's columns is answered from the index
+/// entries (EXPLAIN: Index Only Scan), with the rows a full read gives:
+/// index entries are MVCC keys with their own versions, so the snapshot and
+/// the transaction's own uncommitted writes decide visibility as for rows.
+#[test]
+fn index_only_scans() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE t (a int PRIMARY KEY, b int, c text, d double precision); \
+         CREATE INDEX t_b ON t (b); CREATE INDEX t_cb ON t (c, b); CREATE INDEX t_d ON t (d)",
+    )
+    .unwrap();
+    let values: Vec<String> = (0..300)
+        .map(|i| {
+            let c = if i % 10 == 0 { "NULL".to_string() } else { format!("'c{}'", i % 4) };
+            format!("({i}, {}, {c}, {i}.5)", (i * 7) % 300)
+        })
+        .collect();
+    s.execute(&format!("INSERT INTO t VALUES {}", values.join(", "))).unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let rows = |s: &mut qube_sql::Session, q: &str| s.execute(q).unwrap().remove(0).rows;
+    // Each query against the same rows read with a column the index lacks
+    // (a plain index scan or a sequential scan), then that column dropped.
+    let check = |s: &mut qube_sql::Session, only: &str, full: &str| {
+        let p = plan(s, only);
+        assert!(p.contains("Index Only Scan"), "{only}: {p}");
+        let p = plan(s, full);
+        assert!(!p.contains("Index Only Scan"), "{full}: {p}");
+        let want: Vec<Vec<Value>> = rows(s, full)
+            .into_iter()
+            .map(|mut r| {
+                r.pop();
+                r
+            })
+            .collect();
+        assert_eq!(rows(s, only), want, "{only}");
+    };
+    let cases = [
+        (
+            "SELECT b FROM t WHERE b BETWEEN 10 AND 40",
+            "SELECT b, d FROM t WHERE b BETWEEN 10 AND 40",
+        ),
+        ("SELECT b FROM t ORDER BY b DESC LIMIT 7", "SELECT b, d FROM t ORDER BY b DESC LIMIT 7"),
+        ("SELECT a FROM t WHERE a = 42", "SELECT a, d FROM t WHERE a = 42"),
+        ("SELECT a FROM t WHERE a = 4200", "SELECT a, d FROM t WHERE a = 4200"),
+        (
+            "SELECT c, b FROM t WHERE c = 'c1' AND b > 100 ORDER BY b",
+            "SELECT c, b, d FROM t WHERE c = 'c1' AND b > 100 ORDER BY b",
+        ),
+        (
+            "SELECT b + 1, upper(c) FROM t WHERE c = 'c3' ORDER BY b DESC LIMIT 5",
+            "SELECT b + 1, upper(c), d FROM t WHERE c = 'c3' ORDER BY b DESC LIMIT 5",
+        ),
+    ];
+    for (only, full) in cases {
+        check(&mut s, only, full);
+    }
+    // NULLs in an index column come back as NULL.
+    let r = rows(&mut s, "SELECT b FROM t WHERE c IS NULL AND b < 80 ORDER BY b");
+    let r2 = rows(&mut s, "SELECT b FROM t WHERE d > -1 AND c IS NULL AND b < 80 ORDER BY b");
+    assert_eq!(r, r2);
+    // Not index-only: a column outside the index, a float index (its key
+    // folds -0 and NaNs), a subquery, SELECT *.
+    for q in [
+        "SELECT b, c FROM t WHERE b < 5",
+        "SELECT d FROM t ORDER BY d LIMIT 3",
+        "SELECT b, (SELECT count(*) FROM t t2 WHERE t2.a = t.d) FROM t WHERE b < 5",
+        "SELECT * FROM t WHERE a = 3",
+    ] {
+        assert!(!plan(&mut s, q).contains("Index Only"), "{q}: {}", plan(&mut s, q));
+    }
+    // Own uncommitted writes are seen, another session's are not, until
+    // they commit; an UPDATE of the indexed column moves the entry.
+    let mut other = db.session().unwrap();
+    let q = "SELECT b FROM t WHERE b BETWEEN 1000 AND 1010 ORDER BY b";
+    assert!(plan(&mut s, q).contains("Index Only Scan"));
+    s.execute("BEGIN").unwrap();
+    s.execute("INSERT INTO t VALUES (1000, 1003, 'x', 0), (1001, 1001, 'y', 0)").unwrap();
+    s.execute("UPDATE t SET b = 1005 WHERE a = 3").unwrap();
+    s.execute("DELETE FROM t WHERE a = 1001").unwrap();
+    let ints = |v: &[i32]| v.iter().map(|&i| vec![Value::Int4(i)]).collect::<Vec<_>>();
+    assert_eq!(rows(&mut s, q), ints(&[1003, 1005]));
+    assert_eq!(rows(&mut other, q), ints(&[]));
+    assert_eq!(rows(&mut other, "SELECT b FROM t WHERE b = 21"), ints(&[21]));
+    s.execute("COMMIT").unwrap();
+    assert_eq!(rows(&mut other, q), ints(&[1003, 1005]));
+    assert_eq!(rows(&mut other, "SELECT b FROM t WHERE b = 21"), ints(&[]));
+    // A prepared index-only query with parameters.
+    let st = s.prepare("SELECT b FROM t WHERE b >= $1 ORDER BY b LIMIT $2").unwrap();
+    let r = s.execute_prepared(&st, &[Value::Int8(1004), Value::Int8(5)]).unwrap();
+    assert_eq!(r[0].rows, ints(&[1005]));
 }
 
 /// Rough figures for jsonb, arrays and uuid (run with `--ignored --nocapture`).

@@ -21,6 +21,16 @@
 //! or underflow (the parent merges the node with a sibling, or moves cells
 //! between them). Recursion depth is the tree depth, bounded by
 //! [`MAX_DEPTH`]: a deeper tree can only come from corrupt pages.
+//!
+//! Batches come sorted (the MVCC layer hands over its write set in key
+//! order), so consecutive inserts mostly land in the same leaf. After an
+//! insert that left its leaf private to the batch and unsplit, the batch
+//! remembers that leaf with the key range its parents give it (the
+//! separators met on the way down: `low ≤ key < high`). The next insert
+//! whose key lies in that range, is new, and fits goes straight into the
+//! leaf: its ancestors already point at it, and nothing about them changes.
+//! Anything else (a replaced key, a split, a delete, a spill) takes the
+//! descent from the root, which forgets or renews the remembered leaf.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,6 +67,37 @@ pub(super) struct Buffers {
     spans: Vec<(usize, usize)>,
 }
 
+/// The leaf of the last insert and its key range (see the module doc).
+#[derive(Default)]
+struct LeafHint {
+    leaf: Option<PageId>,
+    /// Inclusive lower and exclusive upper bound; None: unbounded.
+    low: Option<Vec<u8>>,
+    high: Option<Vec<u8>>,
+}
+
+impl LeafHint {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.low.as_deref().is_none_or(|l| l <= key) && self.high.as_deref().is_none_or(|h| key < h)
+    }
+
+    /// Narrows the range to child `idx` of an internal node (see `Node::child`).
+    fn narrow(&mut self, node: &Node, idx: usize) -> Result<()> {
+        let set = |slot: &mut Option<Vec<u8>>, k: &[u8]| {
+            let v = slot.get_or_insert_with(Vec::new);
+            v.clear();
+            v.extend_from_slice(k);
+        };
+        if idx > 0 {
+            set(&mut self.low, node.key(idx - 1)?);
+        }
+        if idx < node.len() {
+            set(&mut self.high, node.key(idx)?);
+        }
+        Ok(())
+    }
+}
+
 pub(super) struct Txn<'a> {
     pub pool: &'a BufferPool,
     pub file: &'a PageFile,
@@ -69,6 +110,7 @@ pub(super) struct Txn<'a> {
     pub root: PageId,
     pub keys: u64,
     pub lsn: u64,
+    hint: LeafHint,
 }
 
 impl<'a> Txn<'a> {
@@ -95,6 +137,7 @@ impl<'a> Txn<'a> {
             root,
             keys,
             lsn,
+            hint: LeafHint::default(),
         }
     }
 
@@ -178,6 +221,7 @@ impl<'a> Txn<'a> {
         if self.private.len() <= self.private_limit {
             return Ok(());
         }
+        self.hint.leaf = None;
         for (id, mut page) in self.private.drain() {
             set_lsn(Arc::make_mut(&mut page), self.lsn);
             self.file.write_page(id, &page)?;
@@ -246,6 +290,12 @@ impl<'a> Txn<'a> {
     }
 
     fn insert_cell(&mut self, key: &[u8], cell: &[u8]) -> Result<()> {
+        if self.insert_at_hint(key, cell)? {
+            return Ok(());
+        }
+        self.hint.leaf = None;
+        self.hint.low = None;
+        self.hint.high = None;
         if self.root == 0 {
             let id = self.new_page(PageType::Leaf);
             let p = self.page_mut(id)?;
@@ -260,6 +310,27 @@ impl<'a> Txn<'a> {
             Change::None => {}
         }
         Ok(())
+    }
+
+    /// Inserts into the remembered leaf if the key belongs there, is new
+    /// and fits (see the module doc); false if the caller must descend.
+    fn insert_at_hint(&mut self, key: &[u8], cell: &[u8]) -> Result<bool> {
+        let Some(id) = self.hint.leaf else { return Ok(false) };
+        if !self.hint.covers(key) {
+            return Ok(false);
+        }
+        let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
+        let pos = match Node::new(arc, id)?.search(key)? {
+            Ok(_) => return Ok(false),
+            Err(pos) => pos,
+        };
+        let mut m = NodeMut { p: Arc::make_mut(arc) };
+        if !m.fits(cell.len()) {
+            return Ok(false);
+        }
+        m.insert(pos, cell, &mut self.bufs.scratch);
+        self.keys += 1;
+        Ok(true)
     }
 
     /// The root split: a new root holds the two halves.
@@ -315,6 +386,7 @@ impl<'a> Txn<'a> {
                 }
                 if m.fits(cell.len()) {
                     m.insert(pos, cell, &mut bufs.scratch);
+                    self.hint.leaf = Some(nid);
                     return Ok(Change::Done(nid));
                 }
                 self.split_leaf(nid, pos, cell)
@@ -322,6 +394,7 @@ impl<'a> Txn<'a> {
             Some(PageType::Internal) => {
                 let idx = node.child_index(key)?;
                 let child = node.child(idx)?;
+                self.hint.narrow(&node, idx)?;
                 drop(page);
                 match self.insert_rec(child, key, cell, depth + 1)? {
                     Change::None => Ok(Change::None),
@@ -501,6 +574,8 @@ impl<'a> Txn<'a> {
     // ----- delete --------------------------------------------------------
 
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        // Merges and moves between siblings change leaves' ranges.
+        self.hint.leaf = None;
         self.maybe_spill()?;
         if self.root == 0 {
             return Ok(());
