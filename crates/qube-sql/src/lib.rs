@@ -17,8 +17,10 @@
 //! plan types; `exec` runs plans against a transaction; `session` holds
 //! transaction state and turns statements into results.
 
+pub mod activity;
 pub mod exec;
 pub mod names;
+pub mod notice;
 pub mod plan;
 mod position;
 pub mod session;
@@ -26,7 +28,10 @@ pub mod storage;
 pub mod system;
 pub mod types;
 
+pub use notice::Notice;
 pub use qube_common::types::DataType;
 pub use qube_common::{Error, Result};
-pub use session::{Column, Database, Description, Prepared, QueryResult, RowSink, Session};
+pub use session::{
+    Column, Database, Description, Prepared, QueryResult, RowSink, Session, SessionOptions,
+};
 pub use types::Value;
