@@ -3,8 +3,11 @@
 //! protocol and binary formats) and by a raw socket for what a driver
 //! would never send.
 
+mod bad_input;
 mod psql;
 mod raw;
+mod sessions;
+mod slt_wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
