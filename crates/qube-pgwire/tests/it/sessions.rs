@@ -138,12 +138,12 @@ async fn pg_stat_activity_shows_every_session_and_signals_reach_them() {
     wait_for(&watcher, &of_worker, "idle in transaction:BEGIN; SELECT 1").await;
     let xact =
         format!("SELECT (xact_start IS NOT NULL)::text FROM pg_stat_activity WHERE pid = {pid}");
-    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("true")]]);
+    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("t")]]);
     assert!(worker.batch_execute("SELECT 1/0").await.is_err());
     wait_for(&watcher, &of_worker, "idle in transaction (aborted):SELECT 1/0").await;
     worker.batch_execute("ROLLBACK").await.unwrap();
     wait_for(&watcher, &of_worker, "idle:ROLLBACK").await;
-    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("false")]]);
+    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("f")]]);
 
     // An unknown pid: false and PostgreSQL's WARNING.
     drain(&mut notices);
@@ -222,7 +222,9 @@ async fn notices_warnings_and_error_details() {
     let srv = TestServer::start().await;
     let (c, mut notices) = connect_with_notices(&srv, "notices").await;
     let n = |sev: &str, code: &str, msg: &str| (sev.to_string(), code.to_string(), msg.to_string());
-    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, CHECK (id > 0))")
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, CONSTRAINT t_id_check CHECK (id > 0))",
+    )
         .await
         .unwrap();
     let cases: Vec<(&str, Vec<(String, String, String)>)> = vec![
