@@ -46,8 +46,8 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// A NOTICE with SQLSTATE 00000 unless `sqlstate` says otherwise.
-    pub fn notice(sqlstate: &'static str, message: impl Into<String>) -> Notice {
+    /// A NOTICE with its SQLSTATE (00000 for most notices).
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Notice {
         Notice {
             severity: Severity::Notice,
             sqlstate,
@@ -58,7 +58,7 @@ impl Notice {
     }
 
     pub fn warning(sqlstate: &'static str, message: impl Into<String>) -> Notice {
-        Notice { severity: Severity::Warning, ..Notice::notice(sqlstate, message) }
+        Notice { severity: Severity::Warning, ..Notice::new(sqlstate, message) }
     }
 }
 
@@ -82,13 +82,13 @@ pub fn raise(n: Notice) {
 /// `DROP … IF EXISTS` of something missing: NOTICE 00000 `KIND "NAME" does
 /// not exist, skipping`.
 pub fn skipping_missing(kind: &str, name: &str) {
-    raise(Notice::notice("00000", format!("{kind} \"{name}\" does not exist, skipping")));
+    raise(Notice::new("00000", format!("{kind} \"{name}\" does not exist, skipping")));
 }
 
 /// `CREATE … IF NOT EXISTS` of something present: NOTICE `KIND "NAME"
 /// already exists, skipping` with the duplicate-object SQLSTATE.
 pub fn skipping_existing(sqlstate: &'static str, kind: &str, name: &str) {
-    raise(Notice::notice(sqlstate, format!("{kind} \"{name}\" already exists, skipping")));
+    raise(Notice::new(sqlstate, format!("{kind} \"{name}\" already exists, skipping")));
 }
 
 /// Moves what this thread raised into `into` (up to `MAX_KEPT` in all).

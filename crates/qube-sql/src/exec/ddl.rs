@@ -800,7 +800,7 @@ fn alter_table(
                 let cname = ident(&column_def.name);
                 if def.columns.iter().any(|c| c.name == cname) {
                     if *if_not_exists {
-                        crate::notice::raise(crate::notice::Notice::notice(
+                        crate::notice::raise(crate::notice::Notice::new(
                             "42701",
                             format!(
                                 "column \"{cname}\" of relation \"{name}\" already exists, skipping"
@@ -887,7 +887,7 @@ fn alter_table(
                     };
                     let Some(pos) = d2.columns.iter().position(|c| c.name == cname) else {
                         if *if_exists {
-                            crate::notice::raise(crate::notice::Notice::notice(
+                            crate::notice::raise(crate::notice::Notice::new(
                                 "00000",
                                 format!(
                                     "column \"{cname}\" of relation \"{name}\" does not exist, skipping"
@@ -1342,7 +1342,7 @@ fn alter_table(
                 let cname = ident(cn);
                 let Some(i) = def.constraints.iter().position(|c| c.name == cname) else {
                     if *if_exists {
-                        crate::notice::raise(crate::notice::Notice::notice(
+                        crate::notice::raise(crate::notice::Notice::new(
                             "00000",
                             format!(
                                 "constraint \"{cname}\" of relation \"{name}\" does not exist, skipping"
