@@ -227,7 +227,8 @@ async fn notices_warnings_and_error_details() {
     )
         .await
         .unwrap();
-    let cases: Vec<(&str, Vec<(String, String, String)>)> = vec![
+    type Seen = Vec<(String, String, String)>;
+    let cases: Vec<(&str, Seen)> = vec![
         (
             "DROP TABLE IF EXISTS missing",
             vec![n("NOTICE", "00000", "table \"missing\" does not exist, skipping")],
