@@ -60,6 +60,11 @@ pub enum Error {
         /// Where in the query text the error is: a 1-based character
         /// offset, as PostgreSQL's error field P reports it.
         position: Option<u32>,
+        /// A secondary message with specifics (PostgreSQL's DETAIL, field
+        /// D), e.g. `Key (id)=(1) already exists.`
+        detail: Option<Box<str>>,
+        /// A suggestion what to do (PostgreSQL's HINT, field H).
+        hint: Option<Box<str>>,
     },
     /// The transaction conflicted with a concurrent one and was rolled back;
     /// retrying it may succeed (SQLSTATE 40001).
@@ -123,7 +128,39 @@ impl Error {
 
     /// A user error with its SQLSTATE.
     pub fn user(sqlstate: &'static str, message: impl Into<String>) -> Self {
-        Error::User { sqlstate, message: message.into(), position: None }
+        Error::User { sqlstate, message: message.into(), position: None, detail: None, hint: None }
+    }
+
+    /// The same error with a DETAIL (only user errors carry one).
+    pub fn with_detail(mut self, text: impl Into<String>) -> Self {
+        if let Error::User { detail, .. } = &mut self {
+            *detail = Some(text.into().into_boxed_str());
+        }
+        self
+    }
+
+    /// The same error with a HINT (only user errors carry one).
+    pub fn with_hint(mut self, text: impl Into<String>) -> Self {
+        if let Error::User { hint, .. } = &mut self {
+            *hint = Some(text.into().into_boxed_str());
+        }
+        self
+    }
+
+    /// PostgreSQL's DETAIL of the error, if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::User { detail, .. } => detail.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// PostgreSQL's HINT of the error, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::User { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
     }
 
     /// The position in the query text the error refers to, if known.
@@ -150,13 +187,11 @@ impl Error {
 
     /// The same error, pointing at `pos` (1-based, in characters) unless
     /// it already points somewhere.
-    pub fn with_position(self, pos: u32) -> Self {
-        match self {
-            Error::User { sqlstate, message, position: None } => {
-                Error::User { sqlstate, message, position: Some(pos) }
-            }
-            other => other,
+    pub fn with_position(mut self, pos: u32) -> Self {
+        if let Error::User { position: position @ None, .. } = &mut self {
+            *position = Some(pos);
         }
+        self
     }
 
     /// True for errors after which retrying the whole transaction may work.
@@ -192,6 +227,22 @@ pub mod types;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_errors_carry_detail_hint_and_position() {
+        let e = Error::user("23505", "duplicate key value violates unique constraint \"t_pkey\"")
+            .with_detail("Key (id)=(1) already exists.")
+            .with_hint("Use another key.")
+            .with_position(8)
+            .with_position(9);
+        assert_eq!(e.detail(), Some("Key (id)=(1) already exists."));
+        assert_eq!(e.hint(), Some("Use another key."));
+        assert_eq!(e.position(), Some(8), "the first position stays");
+        assert_eq!(e.sqlstate(), "23505");
+        // Other errors have none.
+        let e = Error::Internal("x".into()).with_detail("d").with_hint("h");
+        assert_eq!((e.detail(), e.hint()), (None, None));
+    }
 
     #[test]
     fn corruption_names_file_and_page() {

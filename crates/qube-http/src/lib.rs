@@ -19,6 +19,7 @@
 //!   statements before it stay committed (`error.statement` says which
 //!   one failed, 0-based).
 //! - **Errors** are `{"error": {"code": SQLSTATE, "message": …,
+//!   "detail": …, "hint": … (PostgreSQL's DETAIL and HINT, if any),
 //!   "position": 1-based character offset in sql (if known), "statement":
 //!   index}}`. HTTP status: 400 for errors in the request (SQL errors,
 //!   malformed JSON: code 08P01), 409 for serialization failures and
@@ -125,6 +126,14 @@ fn error_response(e: &Error, statement: Option<usize>) -> Response {
     }
     let mut body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":");
     json::escape(&e.to_string(), &mut body);
+    if let Some(d) = e.detail() {
+        body.push_str(",\"detail\":");
+        json::escape(d, &mut body);
+    }
+    if let Some(h) = e.hint() {
+        body.push_str(",\"hint\":");
+        json::escape(h, &mut body);
+    }
     if let Some(p) = e.position() {
         body.push_str(&format!(",\"position\":{p}"));
     }

@@ -13,6 +13,8 @@ pub fn document() -> String {
             "properties": {
                 "code": {"type": "string", "description": "PostgreSQL SQLSTATE, e.g. 42P01", "examples": ["42P01"]},
                 "message": {"type": "string"},
+                "detail": {"type": "string", "description": "PostgreSQL's DETAIL, e.g. Key (id)=(1) already exists."},
+                "hint": {"type": "string", "description": "PostgreSQL's HINT"},
                 "position": {"type": "integer", "description": "1-based character offset in sql"},
                 "statement": {"type": "integer", "description": "0-based index of the statement that failed"}
             }

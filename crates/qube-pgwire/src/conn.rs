@@ -74,6 +74,9 @@ struct Conn<'a> {
     /// After an error in the extended protocol: discard until Sync.
     skip_to_sync: bool,
     zone_reported: String,
+    /// Woken when another session terminates this one
+    /// (`pg_terminate_backend`, `Session::on_terminate`).
+    terminate: Arc<tokio::sync::Notify>,
 }
 
 /// What ends a connection without a protocol reply beyond a final error.
@@ -162,8 +165,13 @@ fn well_formed(kind: u8, body: &[u8]) -> bool {
             let n = self.0.iter().position(|b| *b == 0)?;
             self.take(n + 1).map(|_| ())
         }
+        /// Counts are unsigned 16-bit on the wire (up to 65,535
+        /// parameters), as PostgreSQL and pgwire read them.
+        fn u16(&mut self) -> Option<usize> {
+            self.i16().map(|n| usize::from(n as u16))
+        }
         fn counted(&mut self, each: usize) -> Option<()> {
-            let n = usize::try_from(self.i16()?).ok()?;
+            let n = self.u16()?;
             self.take(n * each).map(|_| ())
         }
     }
@@ -175,7 +183,7 @@ fn well_formed(kind: u8, body: &[u8]) -> bool {
             r.cstr()?;
             r.cstr()?;
             r.counted(2)?;
-            let n = usize::try_from(r.i16()?).ok()?;
+            let n = r.u16()?;
             for _ in 0..n {
                 let len = r.i32()?;
                 if len >= 0 {
@@ -238,6 +246,7 @@ pub async fn run(
         portals: HashMap::new(),
         skip_to_sync: false,
         zone_reported: String::new(),
+        terminate: Arc::default(),
     };
     let started = match tokio::time::timeout(STARTUP_TIMEOUT, c.startup(peer, pid, full)).await {
         Ok(r) => r,
@@ -353,8 +362,15 @@ impl Conn<'_> {
         }
         let db = self.server.db.clone();
         let zone = params.get("TimeZone").cloned();
+        let options = qube_sql::SessionOptions {
+            database,
+            user: Some(user.clone()),
+            application_name: params.get("application_name").cloned().unwrap_or_default(),
+            client: Some(peer),
+            pid: Some(pid),
+        };
         let session = tokio::task::spawn_blocking(move || {
-            let mut s = db.session_in(&database)?;
+            let mut s = db.open_session(options)?;
             if let Some(z) = zone {
                 s.set_time_zone(&z)?;
             }
@@ -364,6 +380,8 @@ impl Conn<'_> {
         .map_err(|e| End::Fatal(Error::Internal(format!("session start failed: {e}"))))?
         .map_err(End::Fatal)?;
         self.zone_reported = session.time_zone_name().to_string();
+        let wake = self.terminate.clone();
+        session.on_terminate(move || wake.notify_one());
         tracing::debug!(%peer, user, pid, "session started");
         self.session = Some(Box::new(session));
         put(&mut self.out, B::Authentication(Authentication::Ok));
@@ -429,6 +447,9 @@ impl Conn<'_> {
                 f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f?,
                 _ = crate::stopped(shutdown) => {
                     return Err(fatal("57P01", "terminating connection due to administrator command"));
+                }
+                _ = self.terminate.notified() => {
+                    return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
                 }
                 _ = idle => {
                     return Err(fatal(
@@ -545,6 +566,7 @@ impl Conn<'_> {
             tracing::error!("a statement panicked: {e}");
             End::Fatal(Error::Internal("the statement failed unexpectedly".into()))
         })?;
+        let terminated = session.is_terminated();
         self.session = Some(session);
         self.zone_reported = zone;
         if let Some(e) = failed {
@@ -554,6 +576,11 @@ impl Conn<'_> {
             return Err(e);
         }
         self.out.extend_from_slice(&rest);
+        if terminated {
+            // pg_terminate_backend: the statement's output so far, then
+            // FATAL 57P01 instead of its ERROR (see `Emitter::error`).
+            return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
+        }
         Ok(r)
     }
 
@@ -627,6 +654,7 @@ impl Conn<'_> {
                     None => s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r)),
                 };
                 em.report_zone(s);
+                em.notices(s);
                 if let Err(e) = r.and_then(|r| em.complete(r)) {
                     if implicit {
                         let _ = s.end_implicit(false);
@@ -637,6 +665,7 @@ impl Conn<'_> {
             if implicit && let Err(e) = s.end_implicit(true) {
                 em.error(&e);
             }
+            em.notices(s);
         })
         .await
     }
@@ -804,6 +833,7 @@ impl Conn<'_> {
                         em.row(c, r)
                     });
                     em.report_zone(s);
+                    em.notices(s);
                     let mut tag = String::new();
                     for r in rs? {
                         tag = em.complete(r)?;

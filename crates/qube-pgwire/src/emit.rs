@@ -17,7 +17,9 @@
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
 use pgwire::messages::data::{FieldDescription, RowDescription};
-use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ErrorResponse};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse,
+};
 use pgwire::messages::startup::ParameterStatus;
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
@@ -88,6 +90,12 @@ pub fn error_response(e: &Error, severity: &str) -> ErrorResponse {
         (b'C', e.sqlstate().to_string()),
         (b'M', message),
     ];
+    if let Some(d) = e.detail() {
+        fields.push((b'D', d.to_string()));
+    }
+    if let Some(h) = e.hint() {
+        fields.push((b'H', h.to_string()));
+    }
     if let Some(p) = e.position() {
         fields.push((b'P', p.to_string()));
     }
@@ -95,6 +103,24 @@ pub fn error_response(e: &Error, severity: &str) -> ErrorResponse {
         fields.push((b'W', c.to_string()));
     }
     ErrorResponse::new(fields)
+}
+
+/// A NoticeResponse's fields for an engine notice.
+pub fn notice_response(n: &qube_sql::Notice) -> NoticeResponse {
+    let severity = n.severity.as_str();
+    let mut fields = vec![
+        (b'S', severity.to_string()),
+        (b'V', severity.to_string()),
+        (b'C', n.sqlstate.to_string()),
+        (b'M', n.message.clone()),
+    ];
+    if let Some(d) = &n.detail {
+        fields.push((b'D', d.clone()));
+    }
+    if let Some(h) = &n.hint {
+        fields.push((b'H', h.clone()));
+    }
+    NoticeResponse::new(fields)
 }
 
 /// A result description: one field per column, each in its format.
@@ -281,7 +307,20 @@ impl Emitter {
         if matches!(e, Error::Internal(_) | Error::Corruption { .. } | Error::Io { .. }) {
             tracing::warn!("statement failed: {e}");
         }
+        if e.sqlstate() == "57P01" {
+            // The session was terminated: the connection ends with this
+            // error as FATAL (conn.rs), not as an ERROR first.
+            return;
+        }
         self.put(B::ErrorResponse(error_response(e, "ERROR")));
+    }
+
+    /// NoticeResponse for each notice the statement raised, before its
+    /// CommandComplete or ErrorResponse.
+    pub fn notices(&mut self, s: &mut Session) {
+        for n in s.take_notices() {
+            self.put(B::NoticeResponse(notice_response(&n)));
+        }
     }
 
     pub fn empty_query(&mut self) {

@@ -63,10 +63,21 @@
 //!   is answered 'N') and COPY are not implemented yet.
 //! - **Cancel and limits.** Each session's `Canceller` is registered under
 //!   its pid and a random secret (BackendKeyData); a CancelRequest with
-//!   both cancels the running statement (57014). Beyond
-//!   `Config::max_connections` a new connection gets 53300 after its
-//!   startup packet. A session idle inside a transaction longer than its
-//!   `idle_in_transaction_session_timeout` is closed with 25P03.
+//!   both cancels the running statement (57014). The pid comes from the
+//!   database's session registry (`Database::next_pid`), so it is also
+//!   the session's `pg_backend_pid()` and `pg_stat_activity.pid`.
+//!   `pg_terminate_backend` marks a session terminated and wakes its
+//!   connection (`Session::on_terminate` → a `Notify` the serve loop
+//!   selects on); after a statement of a terminated session the
+//!   connection ends with FATAL 57P01. Beyond `Config::max_connections` a
+//!   new connection gets 53300 after its startup packet. A session idle
+//!   inside a transaction longer than its
+//!   `idle_in_transaction_session_timeout` is closed with 25P03. A message
+//!   longer than `Config::max_message_bytes` (64 MiB by default) ends the
+//!   connection with 54000 as soon as its length is read.
+//! - **Notices.** After each statement the notices it raised
+//!   (`Session::take_notices`) go out as NoticeResponse messages before its
+//!   CommandComplete or ErrorResponse; errors carry DETAIL and HINT fields.
 
 mod conn;
 mod emit;
@@ -75,7 +86,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use qube_sql::Database;
 use qube_sql::exec::interrupt::Canceller;
@@ -85,6 +96,12 @@ use tokio::task::JoinSet;
 
 /// The `server_version` reported to clients (drivers parse it).
 pub const SERVER_VERSION: &str = "16.0";
+
+/// The default largest message a client may send: 64 MiB (PostgreSQL's
+/// limit is 1 GiB; a smaller default keeps one client from making the
+/// server buffer that much). A longer message ends the connection with
+/// FATAL 54000 as soon as its length is read, before its body is.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -100,7 +117,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { max_message_bytes: 1 << 30, trust_remote: false, max_connections: 100 }
+        Config {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            trust_remote: false,
+            max_connections: 100,
+        }
     }
 }
 
@@ -113,7 +134,6 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 pub struct Server {
     db: Database,
     config: Config,
-    next_pid: AtomicI32,
     /// Connections open now.
     connections: AtomicU64,
     /// The running sessions' cancel keys: pid → (secret, canceller).
@@ -125,7 +145,6 @@ impl Server {
         Arc::new(Server {
             db,
             config,
-            next_pid: AtomicI32::new(1),
             connections: AtomicU64::new(0),
             cancels: parking_lot::Mutex::default(),
         })
@@ -164,7 +183,9 @@ impl Server {
                         let stop = stop.clone();
                         tasks.spawn(async move {
                             let n = server.connections.fetch_add(1, Ordering::Relaxed) + 1;
-                            let pid = server.next_pid.fetch_add(1, Ordering::Relaxed);
+                            // One id space with the engine's sessions
+                            // (pg_backend_pid, pg_stat_activity).
+                            let pid = server.db.next_pid();
                             let full = n > server.config.max_connections;
                             if let Err(e) = conn::run(&server, stream, peer, pid, stop, full).await {
                                 tracing::debug!(%peer, "connection ended: {e}");

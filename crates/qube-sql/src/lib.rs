@@ -17,8 +17,10 @@
 //! plan types; `exec` runs plans against a transaction; `session` holds
 //! transaction state and turns statements into results.
 
+pub mod activity;
 pub mod exec;
 pub mod names;
+pub mod notice;
 pub mod plan;
 mod position;
 pub mod session;
@@ -28,9 +30,11 @@ pub mod types;
 pub mod utility;
 
 pub use exec::copy::CopyOut;
+pub use notice::Notice;
 pub use qube_common::types::DataType;
 pub use qube_common::{Error, Result};
 pub use session::{
     Column, CopyIn, CopyKind, Database, Description, Prepared, QueryResult, RowSink, Session,
+    SessionOptions,
 };
 pub use types::Value;

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     /// Where sorts and aggregates spill (`exec::spill`); None: the
     /// system's temporary directory.
     pub temp_dir: Option<Arc<Path>>,
+    /// The live sessions (`activity`).
+    pub sessions: Arc<crate::activity::Registry>,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -124,6 +126,7 @@ impl Database {
                 value_limit: std::sync::atomic::AtomicUsize::new(exec::MAX_QUERY_VALUES),
                 next_session: std::sync::atomic::AtomicU64::new(1),
                 temp_dir,
+                sessions: Arc::default(),
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -185,12 +188,45 @@ impl Database {
 
     /// A new session in database `name` (3D000 if there is none).
     pub fn session_in(&self, name: &str) -> Result<Session> {
+        self.open_session(SessionOptions {
+            database: name.to_string(),
+            ..SessionOptions::default()
+        })
+    }
+
+    /// A new process id for a session (`SessionOptions::pid`): the wire
+    /// server takes one per connection, before the session opens, for
+    /// its BackendKeyData.
+    pub fn next_pid(&self) -> i32 {
+        self.shared.sessions.next_pid()
+    }
+
+    /// The live sessions (pg_stat_activity's rows).
+    pub fn sessions(&self) -> &crate::activity::Registry {
+        &self.shared.sessions
+    }
+
+    /// A new session as `options` describe it (3D000 if the database
+    /// does not exist); it shows in `pg_stat_activity` until dropped.
+    pub fn open_session(&self, options: SessionOptions) -> Result<Session> {
+        let SessionOptions { database: name, user, application_name, client, pid } = options;
+        let name = name.as_str();
         let c = &self.shared.catalog;
         let mut txn = self.shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?;
         let db = c
             .lookup(&mut txn, Namespace::Database, 0, name)?
             .ok_or_else(|| Error::user("3D000", format!("database \"{name}\" does not exist")))?;
         txn.rollback();
+        let activity = Arc::new(crate::activity::Activity::new(
+            pid.unwrap_or_else(|| self.next_pid()),
+            db.id,
+            db.name.clone(),
+            user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string()),
+            application_name,
+            client,
+            datetime::clock_now(),
+        ));
+        self.shared.sessions.register(activity.clone());
         Ok(Session {
             db: self.clone(),
             database: db.id,
@@ -212,7 +248,10 @@ impl Database {
             idle_timeout: 0,
             implicit_pending: false,
             implicit: false,
-            cancel: Arc::default(),
+            cancel: activity.interrupt.clone(),
+            activity,
+            sql: Arc::from(""),
+            notices: Vec::new(),
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
             plan_key: None,
@@ -283,12 +322,26 @@ pub enum CopyKind {
     Out,
 }
 
+/// Who opens a session and from where (`Database::open_session`).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The database to connect to (empty: `qubedb`).
+    pub database: String,
+    /// The role name pg_stat_activity shows (default `qubedb`).
+    pub user: Option<String>,
+    pub application_name: String,
+    /// The client's address, for a session of a network connection.
+    pub client: Option<std::net::SocketAddr>,
+    /// The process id (from `Database::next_pid`); a new one if None.
+    pub pid: Option<i32>,
+}
+
 /// Parsed statements, ready to execute many times.
 pub struct Prepared {
     id: u64,
     stmts: Vec<Stmt>,
-    /// The text, for error positions.
-    sql: String,
+    /// The text, for error positions and pg_stat_activity.
+    sql: Arc<str>,
 }
 
 impl Prepared {
@@ -347,6 +400,7 @@ impl Drop for Session {
         // The session's temporary tables go with it (best effort: what a
         // failure leaves is dropped at the next open).
         let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
+        self.db.shared.sessions.unregister(self.activity.pid);
     }
 }
 
@@ -437,8 +491,15 @@ pub struct Session {
     /// `idle_in_transaction_session_timeout` in milliseconds (0: none);
     /// the server enforces it.
     idle_timeout: u64,
-    /// Set by a `Canceller` to stop the running statement.
-    cancel: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by a `Canceller` to stop the running statement, or to end the
+    /// session (`activity::INTERRUPT_*`); the activity's flag.
+    cancel: Arc<std::sync::atomic::AtomicU8>,
+    /// This session in the database's registry (pg_stat_activity).
+    activity: Arc<crate::activity::Activity>,
+    /// The text of the statements being run (pg_stat_activity.query).
+    sql: Arc<str>,
+    /// Notices raised by the last `execute*` call (`take_notices`).
+    notices: Vec<crate::notice::Notice>,
     default_isolation: Isolation,
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: HashMap<(u64, usize), CachedPlan>,
@@ -484,6 +545,10 @@ impl Session {
         params: &[Value],
         sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
+        self.notices.clear();
+        if *self.sql != *sql {
+            self.sql = Arc::from(sql);
+        }
         let stmts = match parse_stmts(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -506,7 +571,7 @@ impl Session {
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             stmts: parse_stmts(sql).map_err(|e| crate::position::locate(e, sql, None))?,
-            sql: sql.to_string(),
+            sql: Arc::from(sql),
         })
     }
 
@@ -605,6 +670,8 @@ impl Session {
         let s = p.stmts.get(index).ok_or_else(|| {
             Error::Internal(format!("statement {index} of {} prepared", p.stmts.len()))
         })?;
+        self.notices.clear();
+        self.sql = p.sql.clone();
         self.plan_key = Some((p.id, index));
         let r = self.statement(s, params, Some(on_row));
         self.plan_key = None;
@@ -617,6 +684,8 @@ impl Session {
         params: &[Value],
         mut sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
+        self.notices.clear();
+        self.sql = p.sql.clone();
         let mut out = Vec::with_capacity(p.stmts.len());
         for (i, s) in p.stmts.iter().enumerate() {
             self.plan_key = Some((p.id, i));
@@ -741,17 +810,26 @@ impl Session {
     /// now() is the transaction's start, casts and operators read the
     /// session's zone and clock, sorts its work_mem, operators its cancel
     /// flag and deadline. Returns the statement's clock and deadline.
-    fn enter_statement(&mut self) -> (i64, Option<std::time::Instant>) {
+    fn enter_statement(&mut self) -> Result<(i64, Option<std::time::Instant>)> {
         let now = datetime::clock_now();
         if self.txn.is_none() {
             self.txn_ts = now;
         }
-        // A cancel that arrived before this statement began is dropped.
-        self.cancel.store(false, std::sync::atomic::Ordering::Relaxed);
+        // A cancel that arrived before this statement began is dropped; a
+        // terminated session runs nothing more.
+        let _ = self.cancel.compare_exchange(
+            crate::activity::INTERRUPT_CANCEL,
+            crate::activity::INTERRUPT_NONE,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if self.activity.is_terminated() {
+            return Err(exec::interrupt::terminated());
+        }
         let deadline = (self.statement_timeout > 0)
             .then(|| std::time::Instant::now() + Duration::from_millis(self.statement_timeout));
         self.resume_statement(now, deadline);
-        (now, deadline)
+        Ok((now, deadline))
     }
 
     /// As `enter_statement`, for a statement that goes on (the next chunk
@@ -771,14 +849,30 @@ impl Session {
         sink: Option<&mut RowSink>,
     ) -> Result<QueryResult> {
         let in_block = self.txn.is_some();
-        self.enter_statement();
-        // current_setting() and pg_settings read the session's settings.
+        let (now, _) = self.enter_statement()?;
+        self.activity.start(&self.sql, now, self.txn_ts);
+        // current_setting() and pg_settings read the session's settings;
+        // pg_stat_activity and the signal functions the session registry.
         let lookup = self.settings_lookup();
-        let res = crate::system::with_settings(lookup, || match s {
-            Stmt::Sql(s) => self.statement_inner(s, params, sink),
-            Stmt::Util(u) => self.utility(u),
+        let registry = self.db.shared.sessions.clone();
+        let pid = self.activity.pid;
+        crate::notice::discard();
+        let res = crate::activity::with_current(&registry, pid, || {
+            crate::system::with_settings(lookup, || match s {
+                Stmt::Sql(s) => self.statement_inner(s, params, sink),
+                Stmt::Util(u) => self.utility(u),
+            })
         });
         exec::interrupt::set_current(None, None);
+        crate::notice::drain_into(&mut self.notices);
+        let state = match (self.txn.is_some(), self.failed || (res.is_err() && self.txn.is_some()))
+        {
+            (false, _) => crate::activity::SessionState::Idle,
+            (true, false) => crate::activity::SessionState::IdleInTransaction,
+            (true, true) => crate::activity::SessionState::IdleInTransactionAborted,
+        };
+        let xact_start = self.txn.is_some().then_some(self.txn_ts);
+        self.activity.finish(state, xact_start, datetime::clock_now());
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
         if in_block
@@ -806,6 +900,12 @@ impl Session {
                 if self.txn.is_some() {
                     // An implicit block becomes an explicit one; in an
                     // explicit one PostgreSQL warns and carries on.
+                    if !self.implicit {
+                        crate::notice::raise(crate::notice::Notice::warning(
+                            "25001",
+                            "there is already a transaction in progress",
+                        ));
+                    }
                     self.implicit = false;
                     return Ok(QueryResult::command("BEGIN"));
                 }
@@ -845,6 +945,9 @@ impl Session {
                     return Err(crate::plan::bind::unsupported("COMMIT AND CHAIN"));
                 }
                 let failed = std::mem::replace(&mut self.failed, false);
+                if self.txn.is_none() || self.implicit {
+                    no_transaction_warning();
+                }
                 self.implicit = false;
                 match self.txn.take() {
                     None => Ok(QueryResult::command("COMMIT")),
@@ -876,6 +979,9 @@ impl Session {
             }
             S::Rollback { .. } => {
                 self.failed = false;
+                if self.txn.is_none() || self.implicit {
+                    no_transaction_warning();
+                }
                 self.implicit = false;
                 if let Some(t) = self.txn.take() {
                     t.rollback();
@@ -968,6 +1074,30 @@ impl Session {
         exec::interrupt::Canceller(self.cancel.clone())
     }
 
+    /// The session's process id (pg_backend_pid, pg_stat_activity.pid).
+    pub fn pid(&self) -> i32 {
+        self.activity.pid
+    }
+
+    /// Whether `pg_terminate_backend` ended this session: its statements
+    /// fail with 57P01, and a server closes its connection.
+    pub fn is_terminated(&self) -> bool {
+        self.activity.is_terminated()
+    }
+
+    /// Runs `hook` (from any thread) when another session terminates this
+    /// one; at once if that already happened. The server uses it to wake
+    /// a connection that waits for its client.
+    pub fn on_terminate(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.activity.set_on_terminate(Box::new(hook));
+    }
+
+    /// The notices and warnings raised by the last `execute*` call, in
+    /// order (taken: a second call returns none).
+    pub fn take_notices(&mut self) -> Vec<crate::notice::Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// SET TIME ZONE / SET timezone: a name, a POSIX offset string, a
     /// number of hours or an interval (east), LOCAL or DEFAULT.
     fn set_time_zone_expr(&mut self, value: &ast::Expr, local: bool) -> Result<QueryResult> {
@@ -1057,6 +1187,10 @@ impl Session {
             saved.1 |= local;
         } else if local {
             // Outside a transaction block PostgreSQL warns and does nothing.
+            crate::notice::raise(crate::notice::Notice::warning(
+                "25P01",
+                "SET LOCAL can only be used in transaction blocks",
+            ));
             return Ok(QueryResult::command("SET"));
         }
         self.zone = zone;
@@ -1181,6 +1315,9 @@ impl Session {
                     Arc::make_mut(&mut self.settings).insert(name, v);
                     return Ok(QueryResult::command("SET"));
                 }
+                if name.eq_ignore_ascii_case("application_name") {
+                    self.activity.set_application_name(&value);
+                }
                 Arc::make_mut(&mut self.settings).insert(name, value);
                 Ok(QueryResult::command("SET"))
             }
@@ -1197,6 +1334,10 @@ impl Session {
                             self.default_isolation = iso;
                         } else if self.txn.is_none() {
                             // Outside a transaction block PostgreSQL warns and does nothing.
+                            crate::notice::raise(crate::notice::Notice::warning(
+                                "25P01",
+                                "SET TRANSACTION can only be used in transaction blocks",
+                            ));
                         } else {
                             return Err(crate::plan::bind::unsupported(
                                 "SET TRANSACTION inside a transaction (use BEGIN ISOLATION LEVEL …)",
@@ -1341,7 +1482,7 @@ impl Session {
         on: &mut dyn FnMut(crate::exec::copy::CopyOut<'_>) -> Result<()>,
     ) -> Result<QueryResult> {
         let c = Self::copy_stmt(p, index)?;
-        self.enter_statement();
+        self.enter_statement()?;
         let lookup = self.settings_lookup();
         let res = crate::system::with_settings(lookup, || {
             if self.failed {
@@ -1371,7 +1512,7 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        let (now, deadline) = self.enter_statement();
+        let (now, deadline) = self.enter_statement()?;
         let shared = self.db.shared.clone();
         if self.txn.is_none() && self.implicit_pending {
             self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
@@ -1563,6 +1704,14 @@ impl Drop for CopyIn<'_> {
             self.fail();
         }
     }
+}
+
+/// COMMIT or ROLLBACK without BEGIN: PostgreSQL's WARNING.
+fn no_transaction_warning() {
+    crate::notice::raise(crate::notice::Notice::warning(
+        "25P01",
+        "there is no transaction in progress",
+    ));
 }
 
 /// A prepared statement's parameters and result columns (`Session::describe`).

@@ -1286,18 +1286,41 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
             );
         }
         "pg_stat_activity" => {
-            let role = snap.roles.iter().find(|r| r.name == env.path.user).map_or(su, |r| r.id);
-            out.push(
-                r().set("datid", oid(snap.db.id))
-                    .set("datname", text(&db_name))
-                    .set("pid", Value::Int4(backend_pid()))
-                    .set("usesysid", oid(role))
-                    .set("usename", text(&env.path.user))
-                    .set("application_name", text(""))
-                    .set("state", text("active"))
-                    .set("backend_type", text("client backend"))
-                    .row(),
-            );
+            // Every session of the database server (see `activity`); a
+            // statement run outside a session (none in practice) sees
+            // only itself.
+            let sessions = crate::activity::current().map(|(reg, _)| reg.list());
+            for a in sessions.unwrap_or_default() {
+                let st = a.state();
+                let role = snap.roles.iter().find(|r| r.name == a.user).map_or(su, |r| r.id);
+                let ts = |t: Option<i64>| t.map_or(Value::Null, Value::TimestampTz);
+                out.push(
+                    r().set("datid", oid(a.database_id))
+                        .set("datname", text(&a.database))
+                        .set("pid", Value::Int4(a.pid))
+                        .set("leader_pid", Value::Null)
+                        .set("usesysid", oid(role))
+                        .set("usename", text(&a.user))
+                        .set("application_name", text(st.application_name))
+                        .set(
+                            "client_addr",
+                            a.client.map_or(Value::Null, |c| text(c.ip().to_string())),
+                        )
+                        .set(
+                            "client_port",
+                            Value::Int4(a.client.map_or(-1, |c| i32::from(c.port()))),
+                        )
+                        .set("backend_start", Value::TimestampTz(a.backend_start))
+                        .set("xact_start", ts(st.xact_start))
+                        .set("query_start", ts(st.query_start))
+                        .set("state_change", Value::TimestampTz(st.state_change))
+                        .set("state", text(st.state.as_str()))
+                        .set("query_id", Value::Null)
+                        .set("query", text(&*st.query))
+                        .set("backend_type", text("client backend"))
+                        .row(),
+                );
+            }
         }
         "pg_tables" | "pg_views" | "pg_indexes" | "pg_sequences" | "pg_sequence" => {
             for rel in &snap.rels {
@@ -1682,9 +1705,56 @@ pub fn default_setting(name: &str) -> Option<&'static str> {
     SETTINGS.iter().find(|s| s.0.eq_ignore_ascii_case(name)).map(|s| s.1)
 }
 
-/// `pg_backend_pid()`: the process id (sessions are not processes).
+/// `pg_backend_pid()`: the session's process id (`activity`), which the
+/// wire protocol's BackendKeyData carries too.
 fn backend_pid() -> i32 {
-    std::process::id() as i32
+    crate::activity::current().map_or(std::process::id() as i32, |(_, pid)| pid)
+}
+
+/// `pg_cancel_backend(pid)` / `pg_terminate_backend(pid)`: true if there
+/// is such a session, else PostgreSQL's WARNING and false.
+fn signal_backend(pid: Option<i64>, terminate: bool) -> Value {
+    let found = match (crate::activity::current(), pid.and_then(|p| i32::try_from(p).ok())) {
+        (Some((reg, _)), Some(p)) => reg.get(p),
+        _ => None,
+    };
+    match found {
+        Some(a) => {
+            if terminate {
+                a.terminate();
+            } else {
+                a.cancel();
+            }
+            Value::Bool(true)
+        }
+        None => {
+            crate::notice::raise(crate::notice::Notice::warning(
+                "01000",
+                format!("PID {} is not a PostgreSQL backend process", pid.unwrap_or(0)),
+            ));
+            Value::Bool(false)
+        }
+    }
+}
+
+/// `pg_sleep(seconds)`: sleeps in slices, stopping early (57014) when the
+/// statement is cancelled or times out.
+fn sleep(seconds: f64) -> Result<Value> {
+    let check = crate::exec::interrupt::Check::current();
+    if seconds.is_finite() && seconds > 0.0 {
+        let until = std::time::Instant::now()
+            + std::time::Duration::from_secs_f64(seconds.min(i32::MAX as f64));
+        loop {
+            check.check()?;
+            let now = std::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::sleep((until - now).min(std::time::Duration::from_millis(10)));
+        }
+    }
+    check.check()?;
+    Ok(Value::Null)
 }
 
 // ------------------------------------------------------------ definitions as text
@@ -1804,6 +1874,11 @@ pub enum SysFunc {
     ProcName,
     /// `pg_get_serial_sequence(table, column)`.
     SerialSequence,
+    /// pg_cancel_backend(pid), pg_terminate_backend(pid).
+    CancelBackend,
+    TerminateBackend,
+    /// pg_sleep(seconds).
+    Sleep,
     /// `x::regclass` etc. from a name (text) to an oid.
     NameToOid(RegKind),
     /// `x::regclass` etc. from an oid to a name.
@@ -1970,6 +2045,13 @@ pub(crate) fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         ("to_regnamespace", 1) => (F::ToReg(RegKind::Namespace), vec![text_t], int),
         ("to_regrole", 1) => (F::ToReg(RegKind::Role), vec![text_t], int),
         ("to_regproc" | "to_regprocedure", 1) => (F::ToReg(RegKind::Proc), vec![text_t], int),
+        ("pg_cancel_backend", 1) => (F::CancelBackend, vec![int.clone()], DataType::Boolean),
+        ("pg_terminate_backend", 1) => (F::TerminateBackend, vec![int.clone()], DataType::Boolean),
+        ("pg_terminate_backend", 2) => {
+            (F::TerminateBackend, vec![int.clone(), DataType::BigInt], DataType::Boolean)
+        }
+        // void in PostgreSQL; NULL here (psql prints an empty value either way).
+        ("pg_sleep", 1) => (F::Sleep, vec![DataType::Double], text_t.clone()),
         (
             "pg_get_function_result"
             | "pg_get_function_arguments"
@@ -2032,6 +2114,16 @@ pub fn call(ctx: &mut Ctx, f: SysFunc, args: Vec<Value>) -> Result<Value> {
         }
         F::HasPrivilege => return Ok(Value::Bool(true)),
         F::BackendPid => return Ok(Value::Int4(backend_pid())),
+        F::CancelBackend => return Ok(signal_backend(arg_i64(&args, 0), false)),
+        F::TerminateBackend => return Ok(signal_backend(arg_i64(&args, 0), true)),
+        F::Sleep => {
+            let secs = match args.first() {
+                Some(Value::Float8(f)) => *f,
+                Some(v) => v.to_string().parse().unwrap_or(0.0),
+                None => 0.0,
+            };
+            return sleep(secs);
+        }
         F::EncodingToChar => {
             return Ok(text(match arg_i64(&args, 0) {
                 Some(6) => "UTF8",

@@ -118,6 +118,10 @@ struct ServeArgs {
     /// The most PostgreSQL client connections at once (one more gets 53300).
     #[arg(long, default_value_t = 100, env = "QUBEDB_MAX_CONNECTIONS")]
     max_connections: u64,
+    /// The largest protocol message a client may send, in bytes (a longer
+    /// one ends its connection with 54000; PostgreSQL's limit is 1 GiB).
+    #[arg(long, default_value_t = qube_pgwire::DEFAULT_MAX_MESSAGE_BYTES, env = "QUBEDB_MAX_MESSAGE_BYTES")]
+    max_message_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +208,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let config = qube_pgwire::Config {
             max_connections: args.max_connections,
+            max_message_bytes: args.max_message_bytes,
             ..qube_pgwire::Config::default()
         };
         let server = qube_pgwire::Server::new(db.clone(), config);

@@ -219,6 +219,16 @@ fn errors_with_code_and_position() {
 
     let (status, body) = srv.query(json!({"sql": "SELECT 1", "database": "nodb"}));
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("3D000")), "{body}");
+
+    // PostgreSQL's DETAIL comes along; no hint or position where none applies.
+    srv.ok("CREATE TABLE dup (id int PRIMARY KEY); INSERT INTO dup VALUES (1)", json!([]));
+    let (status, body) = srv.query(json!({"sql": "INSERT INTO dup VALUES (1)"}));
+    assert_eq!(status, 400, "{body}");
+    let e = &body["error"];
+    assert_eq!(e["code"], "23505", "{body}");
+    assert_eq!(e["message"], "duplicate key value violates unique constraint \"dup_pkey\"");
+    assert_eq!(e["detail"], "Key (id)=(1) already exists.", "{body}");
+    assert!(e.get("hint").is_none() && e.get("position").is_none(), "{body}");
 }
 
 #[test]

@@ -5,8 +5,11 @@
 
 mod copy;
 mod drivers;
+mod bad_input;
 mod psql;
 mod raw;
+mod sessions;
+mod slt_wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

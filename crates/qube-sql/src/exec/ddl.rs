@@ -62,6 +62,7 @@ pub fn ddl(
                 if cv.or_replace && matches!(existing.def, Def::View(_)) {
                     shared.catalog.drop(txn, existing.id, false)?;
                 } else if cv.if_not_exists {
+                    crate::notice::skipping_existing("42P07", "relation", &name);
                     return Ok(QueryResult {
                         columns: vec![],
                         rows: vec![],
@@ -115,6 +116,7 @@ pub fn ddl(
                 let name = object_name(n)?.join(".");
                 let Some(obj) = schema.relation_named(&shared.catalog, txn, n)? else {
                     if *if_exists {
+                        crate::notice::skipping_missing(kind, &name);
                         continue;
                     }
                     let code =
@@ -195,6 +197,7 @@ fn create_table(
     let (sid, name) = table_target(shared, txn, schema, &ct.name, ct.temporary)?;
     if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
+            crate::notice::skipping_existing("42P07", "relation", &name);
             return Ok(done("CREATE TABLE"));
         }
         return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));
@@ -652,6 +655,7 @@ fn create_index(
     };
     if shared.catalog.lookup(txn, Namespace::Relation, t.schema, &name)?.is_some() {
         if ci.if_not_exists {
+            crate::notice::skipping_existing("42P07", "relation", &name);
             return Ok(done("CREATE INDEX"));
         }
         return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));
@@ -754,13 +758,13 @@ fn write_index_entries(
         let Some(vals) = values(txn, &row)? else { continue };
         let key = storage::index_key(id, &vals, rowid, unique);
         if unique && !vals.iter().any(Value::is_null) && txn.get(&key)?.is_some() {
-            return Err(Error::user(
-                "23505",
-                format!(
-                    "could not create unique index \"{name}\": key ({}) is duplicated",
-                    cols.join(", ")
-                ),
-            ));
+            let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+            return Err(Error::user("23505", format!("could not create unique index \"{name}\""))
+                .with_detail(format!(
+                    "Key ({})=({}) is duplicated.",
+                    cols.join(", "),
+                    shown.join(", ")
+                )));
         }
         txn.set(&key, &rowid.to_be_bytes())?;
     }
@@ -780,6 +784,7 @@ fn alter_table(
     let name = object_name(&at.name)?.join(".");
     let Some(obj) = schema.relation_named(&shared.catalog, txn, &at.name)? else {
         if at.if_exists {
+            crate::notice::skipping_missing("relation", &name);
             return Ok(done("ALTER TABLE"));
         }
         return Err(Error::user("42P01", format!("relation \"{name}\" does not exist")));
@@ -811,6 +816,12 @@ fn alter_table(
                 let cname = ident(&column_def.name);
                 if def.columns.iter().any(|c| c.name == cname) {
                     if *if_not_exists {
+                        crate::notice::raise(crate::notice::Notice::new(
+                            "42701",
+                            format!(
+                                "column \"{cname}\" of relation \"{name}\" already exists, skipping"
+                            ),
+                        ));
                         continue;
                     }
                     return Err(Error::user(
@@ -892,6 +903,12 @@ fn alter_table(
                     };
                     let Some(pos) = d2.columns.iter().position(|c| c.name == cname) else {
                         if *if_exists {
+                            crate::notice::raise(crate::notice::Notice::new(
+                                "00000",
+                                format!(
+                                    "column \"{cname}\" of relation \"{name}\" does not exist, skipping"
+                                ),
+                            ));
                             continue;
                         }
                         return Err(Error::user(
@@ -1341,6 +1358,12 @@ fn alter_table(
                 let cname = ident(cn);
                 let Some(i) = def.constraints.iter().position(|c| c.name == cname) else {
                     if *if_exists {
+                        crate::notice::raise(crate::notice::Notice::new(
+                            "00000",
+                            format!(
+                                "constraint \"{cname}\" of relation \"{name}\" does not exist, skipping"
+                            ),
+                        ));
                         continue;
                     }
                     return Err(Error::user(
@@ -1375,6 +1398,7 @@ fn create_table_as(
     let (sid, name) = table_target(shared, txn, schema, &ct.name, ct.temporary)?;
     if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if ct.if_not_exists {
+            crate::notice::skipping_existing("42P07", "relation", &name);
             return Ok(done("CREATE TABLE AS"));
         }
         return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));

@@ -28,6 +28,8 @@ pub struct Target {
     pub types: Vec<DataType>,
     /// (index id, column positions, unique).
     pub indexes: Vec<(u64, Vec<usize>, bool)>,
+    /// The names of `indexes`, in the same order (for error messages).
+    pub index_names: Vec<String>,
     pub checks: Vec<(String, Expr)>,
     pub defaults: Vec<Option<Expr>>,
     pub out_fks: Vec<OutFk>,
@@ -160,7 +162,24 @@ fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
     let out_fks = outgoing_fks(b, &table)?;
     let in_fks = incoming_fks(b, &table)?;
     let expr_indexes = expr_indexes(b, &table)?;
-    Ok(Target { table, types, indexes, checks, defaults, out_fks, in_fks, expr_indexes })
+    let all = b.catalog.indexes_of(b.txn, table.id)?;
+    let index_names = indexes
+        .iter()
+        .map(|(id, ..)| {
+            all.iter().find(|o| o.id == *id).map_or_else(String::new, |o| o.name.clone())
+        })
+        .collect();
+    Ok(Target {
+        table,
+        types,
+        indexes,
+        index_names,
+        checks,
+        defaults,
+        out_fks,
+        in_fks,
+        expr_indexes,
+    })
 }
 
 /// The bare keyword DEFAULT where a value may stand (sqlparser reads it
@@ -340,6 +359,24 @@ fn incoming_fks(b: &mut Binder, table: &TableInfo) -> Result<Vec<InFk>> {
     Ok(out)
 }
 
+/// PostgreSQL's DETAIL for a row that broke a constraint: its values in
+/// their text forms, NULL as `null`.
+fn failing_row(row: &[Value]) -> String {
+    let mut s = String::from("Failing row contains (");
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        if v.is_null() {
+            s.push_str("null");
+        } else {
+            s.push_str(&v.to_string());
+        }
+    }
+    s.push_str(").");
+    s
+}
+
 /// Deepest chain of ON DELETE/UPDATE actions followed (54001 beyond).
 const MAX_FK_DEPTH: usize = 64;
 
@@ -381,14 +418,16 @@ impl Target {
                 return Err(Error::user(
                     "23503",
                     format!(
-                        "insert or update on table \"{}\" violates foreign key constraint \"{}\": Key ({})=({}) is not present in table \"{}\".",
-                        self.table.name,
-                        fk.name,
-                        names.join(", "),
-                        shown.join(", "),
-                        fk.ref_table
+                        "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
+                        self.table.name, fk.name,
                     ),
-                ));
+                )
+                .with_detail(format!(
+                    "Key ({})=({}) is not present in table \"{}\".",
+                    names.join(", "),
+                    shown.join(", "),
+                    fk.ref_table
+                )));
             }
         }
         Ok(())
@@ -456,13 +495,25 @@ fn apply_in_fks(
         for (rowid, row) in rows {
             match (action, new) {
                 (RefAction::NoAction | RefAction::Restrict, _) => {
+                    let names: Vec<&str> = fk
+                        .parent_cols
+                        .iter()
+                        .map(|&c| t.table.def.columns[c].name.as_str())
+                        .collect();
+                    let shown: Vec<String> = pvals.iter().map(|v| v.to_string()).collect();
                     return Err(Error::user(
                         "23503",
                         format!(
                             "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
                             t.table.name, fk.name, fk.child_name
                         ),
-                    ));
+                    )
+                    .with_detail(format!(
+                        "Key ({})=({}) is still referenced from table \"{}\".",
+                        names.join(", "),
+                        shown.join(", "),
+                        fk.child_name
+                    )));
                 }
                 (RefAction::Cascade, None) => {
                     apply_in_fks(shared, schema, ctx, &child, &row, None, depth + 1)?;
@@ -734,7 +785,8 @@ impl Target {
                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                         col.name, self.table.name
                     ),
-                ));
+                )
+                .with_detail(failing_row(row)));
             }
         }
         for (name, e) in &self.checks {
@@ -745,7 +797,8 @@ impl Target {
                         "new row for relation \"{}\" violates check constraint \"{name}\"",
                         self.table.name
                     ),
-                ));
+                )
+                .with_detail(failing_row(row)));
             }
         }
         Ok(())
@@ -782,12 +835,15 @@ impl Target {
                     return Err(Error::user(
                         "23505",
                         format!(
-                            "duplicate key value violates unique constraint on \"{}\": Key ({})=({}) already exists.",
-                            self.table.name,
-                            names.join(", "),
-                            shown.join(", ")
+                            "duplicate key value violates unique constraint \"{}\"",
+                            self.index_names.get(n).map_or(self.table.name.as_str(), |s| s)
                         ),
-                    ));
+                    )
+                    .with_detail(format!(
+                        "Key ({})=({}) already exists.",
+                        names.join(", "),
+                        shown.join(", ")
+                    )));
                 }
                 txn.set(&key, &rowid.to_be_bytes())?;
             } else if fresh {
@@ -805,13 +861,13 @@ impl Target {
                 let shown: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
                 return Err(Error::user(
                     "23505",
-                    format!(
-                        "duplicate key value violates unique constraint \"{}\": Key ({})=({}) already exists.",
-                        ix.name,
-                        ix.texts.join(", "),
-                        shown.join(", ")
-                    ),
-                ));
+                    format!("duplicate key value violates unique constraint \"{}\"", ix.name),
+                )
+                .with_detail(format!(
+                    "Key ({})=({}) already exists.",
+                    ix.texts.join(", "),
+                    shown.join(", ")
+                )));
             }
             txn.set(&key, &rowid.to_be_bytes())?;
         }

@@ -11,31 +11,40 @@
 //! the statement fails with 57014 as in PostgreSQL ("canceling statement
 //! due to user request" / "… due to statement timeout"). The transaction
 //! is then failed like after any other error.
+//!
+//! The flag is the session's `activity::Activity::interrupt`: 1 cancels
+//! the running statement (cleared when the next one starts), 2 terminates
+//! the session (`pg_terminate_backend`: 57P01, and it stays set).
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use qube_common::{Error, Result};
 
 /// Cancels the statement its session is running (if any) from any thread.
 #[derive(Clone, Debug, Default)]
-pub struct Canceller(pub(crate) Arc<AtomicBool>);
+pub struct Canceller(pub(crate) Arc<AtomicU8>);
 
 impl Canceller {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        let _ = self.0.compare_exchange(
+            crate::activity::INTERRUPT_NONE,
+            crate::activity::INTERRUPT_CANCEL,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 }
 
 thread_local! {
-    static CURRENT: RefCell<(Option<Arc<AtomicBool>>, Option<Instant>)> =
+    static CURRENT: RefCell<(Option<Arc<AtomicU8>>, Option<Instant>)> =
         const { RefCell::new((None, None)) };
 }
 
 /// Publishes the running statement's cancel flag and deadline.
-pub fn set_current(flag: Option<&Arc<AtomicBool>>, deadline: Option<Instant>) {
+pub fn set_current(flag: Option<&Arc<AtomicU8>>, deadline: Option<Instant>) {
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
         match (&c.0, flag) {
@@ -48,7 +57,7 @@ pub fn set_current(flag: Option<&Arc<AtomicBool>>, deadline: Option<Instant>) {
 
 /// What one `Ctx` checks.
 pub(crate) struct Check {
-    flag: Option<Arc<AtomicBool>>,
+    flag: Option<Arc<AtomicU8>>,
     deadline: Option<Instant>,
     ticks: u32,
 }
@@ -70,16 +79,27 @@ impl Check {
         self.check()
     }
 
+    /// Fails if the statement was cancelled, its session terminated or
+    /// its deadline passed.
     #[cold]
-    fn check(&self) -> Result<()> {
-        if self.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
-            return Err(Error::user("57014", "canceling statement due to user request"));
+    pub fn check(&self) -> Result<()> {
+        match self.flag.as_ref().map(|f| f.load(Ordering::Relaxed)) {
+            Some(crate::activity::INTERRUPT_CANCEL) => {
+                return Err(Error::user("57014", "canceling statement due to user request"));
+            }
+            Some(crate::activity::INTERRUPT_TERMINATE) => return Err(terminated()),
+            _ => {}
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::user("57014", "canceling statement due to statement timeout"));
         }
         Ok(())
     }
+}
+
+/// The error of a statement whose session was terminated.
+pub fn terminated() -> Error {
+    Error::user("57P01", "terminating connection due to administrator command")
 }
 
 /// Parses a time setting as PostgreSQL does: an integer number of

@@ -36,6 +36,7 @@ pub fn create_schema(
     }
     if shared.catalog.lookup(txn, Namespace::Schema, path.db, &name)?.is_some() {
         if if_not_exists {
+            crate::notice::skipping_existing("42P06", "schema", &name);
             return Ok(done("CREATE SCHEMA"));
         }
         return Err(Error::user("42P06", format!("schema \"{name}\" already exists")));
@@ -74,6 +75,7 @@ pub fn drop_schemas(
         let name = one_part(n)?;
         let Some(obj) = shared.catalog.lookup(txn, Namespace::Schema, path.db, &name)? else {
             if if_exists {
+                crate::notice::skipping_missing("schema", &name);
                 continue;
             }
             return Err(Error::user("3F000", format!("schema \"{name}\" does not exist")));
@@ -109,6 +111,7 @@ pub fn create_database(
     let name = one_part(name)?;
     if shared.catalog.lookup(txn, Namespace::Database, 0, &name)?.is_some() {
         if if_not_exists {
+            crate::notice::skipping_existing("42P04", "database", &name);
             return Ok(done("CREATE DATABASE"));
         }
         return Err(Error::user("42P04", format!("database \"{name}\" already exists")));
@@ -137,6 +140,7 @@ pub fn drop_database(
         let name = one_part(n)?;
         let Some(obj) = shared.catalog.lookup(txn, Namespace::Database, 0, &name)? else {
             if if_exists {
+                crate::notice::skipping_missing("database", &name);
                 continue;
             }
             return Err(Error::user("3D000", format!("database \"{name}\" does not exist")));
@@ -194,6 +198,7 @@ pub fn create_sequence(
     let (sid, name) = path.target(&shared.catalog, txn, name)?;
     if shared.catalog.lookup(txn, Namespace::Relation, sid, &name)?.is_some() {
         if if_not_exists {
+            crate::notice::skipping_existing("42P07", "relation", &name);
             return Ok(done("CREATE SEQUENCE"));
         }
         return Err(Error::user("42P07", format!("relation \"{name}\" already exists")));

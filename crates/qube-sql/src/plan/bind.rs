@@ -32,6 +32,22 @@ mod datetime;
 #[path = "bind_funcs.rs"]
 mod more;
 
+/// Levenshtein distance in characters (insert, delete, substitute: 1).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 fn err(code: &'static str, msg: impl Into<String>) -> Error {
     Error::user(code, msg)
 }
@@ -2515,9 +2531,47 @@ impl<'a> Binder<'a> {
             if !known {
                 return Err(err("42P01", format!("missing FROM-clause entry for table \"{t}\"")));
             }
-            return Err(err("42703", format!("column {t}.{name} does not exist")));
+            let e = err("42703", format!("column {t}.{name} does not exist"));
+            return Err(self.with_column_hint(e, table, name));
         }
-        Err(err("42703", format!("column \"{name}\" does not exist")))
+        let e = err("42703", format!("column \"{name}\" does not exist"));
+        Err(self.with_column_hint(e, None, name))
+    }
+
+    /// PostgreSQL's hint for a missing column (`errorMissingColumn`): the
+    /// visible columns nearest to `name` by edit distance, at most 3 edits
+    /// and at most half of `name`'s length; one nearest column, or two of
+    /// different tables, are named; more are no hint.
+    fn with_column_hint(&self, e: Error, table: Option<&str>, name: &str) -> Error {
+        let limit = (name.chars().count() / 2).min(3);
+        let mut best: Vec<(&str, &str)> = Vec::new();
+        let mut best_d = usize::MAX;
+        for scope in &self.scopes {
+            for c in &scope.cols {
+                let Some(t) = c.table.as_deref() else { continue };
+                if c.hidden || table.is_some_and(|want| want != t) {
+                    continue;
+                }
+                let d = edit_distance(&c.name, name);
+                if d > limit || d > best_d {
+                    continue;
+                }
+                if d < best_d {
+                    best_d = d;
+                    best.clear();
+                }
+                if !best.contains(&(t, c.name.as_str())) {
+                    best.push((t, c.name.as_str()));
+                }
+            }
+        }
+        match best.as_slice() {
+            [(t, c)] => e.with_hint(format!("Perhaps you meant to reference the column \"{t}.{c}\".")),
+            [(t1, c1), (t2, c2)] if t1 != t2 => e.with_hint(format!(
+                "Perhaps you meant to reference the column \"{t1}.{c1}\" or the column \"{t2}.{c2}\"."
+            )),
+            _ => e,
+        }
     }
 
     /// A column of the enclosing query at scope `level`: every subquery in

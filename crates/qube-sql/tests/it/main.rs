@@ -1239,3 +1239,110 @@ fn concurrent_read_committed_updates_lose_nothing() {
     a.execute("COMMIT").unwrap();
     assert_eq!(h.join().unwrap(), "UPDATE 0");
 }
+
+/// Embedded sessions of one `Database` see each other in
+/// pg_stat_activity, with distinct pids, and leave it when dropped.
+#[test]
+fn sessions_are_registered_and_signalled() {
+    use qube_sql::{SessionOptions, Value};
+    let db = qube_sql::Database::memory().unwrap();
+    let mut a = db.session().unwrap();
+    let mut b = db
+        .open_session(SessionOptions {
+            database: "qubedb".into(),
+            user: Some("alice".into()),
+            application_name: "app-b".into(),
+            ..SessionOptions::default()
+        })
+        .unwrap();
+    assert_ne!(a.pid(), b.pid());
+    a.execute("SELECT 1").unwrap();
+    let r = b
+        .execute(
+            "SELECT pid, usename, application_name, state, query, client_addr, client_port \
+             FROM pg_stat_activity ORDER BY pid",
+        )
+        .unwrap();
+    let rows = &r[0].rows;
+    assert_eq!(rows.len(), 2);
+    let text = |s: &str| Value::Text(s.into());
+    assert_eq!(
+        rows[0],
+        vec![
+            Value::Int4(a.pid()),
+            text("qubedb"),
+            text(""),
+            text("idle"),
+            text("SELECT 1"),
+            Value::Null,
+            Value::Int4(-1)
+        ]
+    );
+    assert_eq!(rows[1][..4], [Value::Int4(b.pid()), text("alice"), text("app-b"), text("active")]);
+    let own = b.execute("SELECT pg_backend_pid()").unwrap();
+    assert_eq!(own[0].rows[0][0], Value::Int4(b.pid()));
+    // Terminating a: its next statement fails with 57P01.
+    let r = b.execute(&format!("SELECT pg_terminate_backend({})", a.pid())).unwrap();
+    assert_eq!(r[0].rows[0][0], Value::Bool(true));
+    assert!(a.is_terminated());
+    assert_eq!(a.execute("SELECT 1").unwrap_err().sqlstate(), "57P01");
+    drop(a);
+    assert_eq!(db.sessions().len(), 1);
+    let r = b.execute("SELECT count(*) FROM pg_stat_activity").unwrap();
+    assert_eq!(r[0].rows[0][0], Value::Int8(1));
+    // An unknown pid: false and a WARNING.
+    let r = b.execute("SELECT pg_cancel_backend(-5)").unwrap();
+    assert_eq!(r[0].rows[0][0], Value::Bool(false));
+    let n = b.take_notices();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].message, "PID -5 is not a PostgreSQL backend process");
+    assert!(b.take_notices().is_empty(), "taken");
+}
+
+/// Notices of the last execute call, in order, with PostgreSQL's texts.
+#[test]
+fn notices_are_collected_per_call() {
+    use qube_sql::notice::Severity;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "DROP TABLE IF EXISTS nope; CREATE TABLE t (a int); CREATE TABLE IF NOT EXISTS t (b int)",
+    )
+    .unwrap();
+    let n = s.take_notices();
+    let got: Vec<(Severity, &str, &str)> =
+        n.iter().map(|n| (n.severity, n.sqlstate, n.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Severity::Notice, "00000", "table \"nope\" does not exist, skipping"),
+            (Severity::Notice, "42P07", "relation \"t\" already exists, skipping"),
+        ]
+    );
+    s.execute("COMMIT").unwrap();
+    s.execute("SELECT 1").unwrap();
+    assert!(s.take_notices().is_empty(), "a later call starts afresh");
+    s.execute("ROLLBACK").unwrap();
+    let n = s.take_notices();
+    assert_eq!((n[0].severity, n[0].sqlstate), (Severity::Warning, "25P01"));
+    // Errors carry PostgreSQL's DETAIL.
+    s.execute("CREATE TABLE k (id int PRIMARY KEY); INSERT INTO k VALUES (1)").unwrap();
+    let e = s.execute("INSERT INTO k VALUES (1)").unwrap_err();
+    assert_eq!(e.to_string(), "duplicate key value violates unique constraint \"k_pkey\"");
+    assert_eq!(e.detail(), Some("Key (id)=(1) already exists."));
+    // 42703 hints as PostgreSQL 15 gives them (checked there).
+    s.execute("CREATE TABLE h (id int, v text); CREATE TABLE h2 (ix int)").unwrap();
+    for (sql, hint) in [
+        ("SELECT vv FROM h", Some("Perhaps you meant to reference the column \"h.v\".")),
+        ("SELECT idd FROM h", Some("Perhaps you meant to reference the column \"h.id\".")),
+        ("SELECT h.idd FROM h", Some("Perhaps you meant to reference the column \"h.id\".")),
+        ("SELECT zzzz FROM h", None),
+        (
+            "SELECT iy FROM h, h2",
+            Some("Perhaps you meant to reference the column \"h.id\" or the column \"h2.ix\"."),
+        ),
+    ] {
+        let e = s.execute(sql).unwrap_err();
+        assert_eq!((e.sqlstate(), e.hint()), ("42703", hint), "{sql}");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod check;
 mod pgbench;
+mod crash;
 mod sql;
 
 use std::process::Command;
