@@ -3,9 +3,9 @@
 //! protocol and binary formats) and by a raw socket for what a driver
 //! would never send.
 
+mod bad_input;
 mod copy;
 mod drivers;
-mod bad_input;
 mod psql;
 mod raw;
 mod sessions;

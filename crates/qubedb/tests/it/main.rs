@@ -1,8 +1,8 @@
 //! The `qubedb` binary, run as a user would.
 
 mod check;
-mod pgbench;
 mod crash;
+mod pgbench;
 mod sql;
 
 use std::process::Command;
