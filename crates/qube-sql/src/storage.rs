@@ -199,7 +199,6 @@ pub fn decode_pair(key: &[u8], value: &[u8], ncols: usize, row: &mut Vec<Value>)
     rowid_of(key)
 }
 
-/// One row by rowid, if visible.
 /// Locks the row at `rowid` for a change and reads its newest committed
 /// version (`Transaction::get_for_update`): at READ COMMITTED whatever
 /// committed last, after waiting for a writer that holds it; at REPEATABLE
@@ -211,30 +210,24 @@ pub fn lock_row(
     rowid: u64,
     ncols: usize,
 ) -> Result<Option<Vec<Value>>> {
-    match txn.get_for_update(&row_key(table, rowid))? {
-        Some(v) => {
-            let mut row = Vec::with_capacity(ncols);
-            decode_row(&v, ncols, &mut row)?;
-            Ok(Some(row))
-        }
-        None => Ok(None),
-    }
+    decoded(txn.get_for_update(&row_key(table, rowid))?, ncols)
 }
 
+/// One row by rowid, if visible.
 pub fn get_row(
     txn: &mut Transaction,
     table: u64,
     rowid: u64,
     ncols: usize,
 ) -> Result<Option<Vec<Value>>> {
-    match txn.get(&row_key(table, rowid))? {
-        Some(v) => {
-            let mut row = Vec::with_capacity(ncols);
-            decode_row(&v, ncols, &mut row)?;
-            Ok(Some(row))
-        }
-        None => Ok(None),
-    }
+    decoded(txn.get(&row_key(table, rowid))?, ncols)
+}
+
+fn decoded(stored: Option<Vec<u8>>, ncols: usize) -> Result<Option<Vec<Value>>> {
+    let Some(v) = stored else { return Ok(None) };
+    let mut row = Vec::with_capacity(ncols);
+    decode_row(&v, ncols, &mut row)?;
+    Ok(Some(row))
 }
 
 pub fn put_row(

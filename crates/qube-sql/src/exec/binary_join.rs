@@ -59,7 +59,7 @@ fn methods() -> (bool, bool) {
 pub fn method_name(on: &Expr, lw: usize) -> &'static str {
     if join_keys(on, lw).0.is_empty() {
         "Nested Loop"
-    } else if !methods().0 && methods().1 {
+    } else if methods() == (false, true) {
         "Merge"
     } else {
         "Hash"
@@ -119,15 +119,9 @@ fn nested_loop(
     for lr in l {
         let mut matched = false;
         for (j, rr) in r.iter().enumerate() {
-            ctx.tick()?;
-            row.clear();
-            row.extend_from_slice(lr);
-            row.extend_from_slice(rr);
-            if truthy(&eval(ctx, on, &row)?) {
+            if emit_if(ctx, on, lr, rr, &mut row, &mut out)? {
                 matched = true;
                 right_matched[j] = true;
-                ctx.charge(width_hint(&out))?;
-                out.push(row.clone());
             }
         }
         if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
@@ -176,15 +170,9 @@ fn hash_join(
             &[]
         };
         for &j in candidates {
-            ctx.tick()?;
-            row.clear();
-            row.extend_from_slice(&lr);
-            row.extend_from_slice(&r[j]);
-            if truthy(&eval(ctx, on, &row)?) {
+            if emit_if(ctx, on, &lr, &r[j], &mut row, &mut out)? {
                 matched = true;
                 right_matched[j] = true;
-                ctx.charge(width_hint(&out))?;
-                out.push(row.clone());
             }
         }
         if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
@@ -213,6 +201,28 @@ fn eval_key(ctx: &mut Ctx, exprs: &[Expr], row: &[Value], out: &mut Vec<Value>) 
         }
         out.push(v);
     }
+    Ok(true)
+}
+
+/// Emits `lr` joined with `rr` (built in `row`, reused) if `on` holds;
+/// whether it did.
+fn emit_if(
+    ctx: &mut Ctx,
+    on: &Expr,
+    lr: &[Value],
+    rr: &[Value],
+    row: &mut Row,
+    out: &mut Vec<Row>,
+) -> Result<bool> {
+    ctx.tick()?;
+    row.clear();
+    row.extend_from_slice(lr);
+    row.extend_from_slice(rr);
+    if !truthy(&eval(ctx, on, row)?) {
+        return Ok(false);
+    }
+    ctx.charge(width_hint(out))?;
+    out.push(row.clone());
     Ok(true)
 }
 
@@ -371,15 +381,9 @@ fn merge_join(
                     }
                     let mut any = false;
                     for (j, rr) in group.iter().enumerate() {
-                        ctx.tick()?;
-                        row.clear();
-                        row.extend_from_slice(lr);
-                        row.extend_from_slice(rr);
-                        if truthy(&eval(ctx, on, &row)?) {
+                        if emit_if(ctx, on, lr, rr, &mut row, &mut out)? {
                             any = true;
                             matched[j] = true;
-                            ctx.charge(width_hint(&out))?;
-                            out.push(row.clone());
                         }
                     }
                     if !any && pad_left {

@@ -503,22 +503,20 @@ fn lookup_set(
         combos = combos.saturating_mul(vals.len());
         if combos > crate::plan::bind::MAX_KEY_SET {
             // Look up the prefix before this key only.
-            let n = choices.len();
-            let keys: Vec<Expr> = vec![Expr::Const(Value::Null); n];
-            return lookup_combinations(index, false, &choices, &keys, None, ctx, types, columns);
+            return lookup_combinations(index, false, &choices, None, ctx, types, columns);
         }
         choices.push(vals);
     }
-    lookup_combinations(index, unique, &choices, keys, range, ctx, types, columns)
+    lookup_combinations(index, unique, &choices, range, ctx, types, columns)
 }
 
-/// One lookup per combination of `choices` (already index values).
-#[allow(clippy::too_many_arguments)]
+/// One lookup per combination of `choices` (already index values, one
+/// list per leading index column); `unique` when they fix every column of
+/// a unique index.
 fn lookup_combinations(
     index: u64,
     unique: bool,
     choices: &[Vec<Value>],
-    keys: &[Expr],
     range: Option<&IndexRange>,
     ctx: &mut Ctx,
     types: &[DataType],
@@ -530,8 +528,7 @@ fn lookup_combinations(
     loop {
         consts.clear();
         consts.extend(pick.iter().zip(choices).map(|(&i, c)| Expr::Const(c[i].clone())));
-        let unique_here = unique && keys.len() == choices.len();
-        match lookup(ctx, types, index, unique_here, &columns[..choices.len()], &consts, range)? {
+        match lookup(ctx, types, index, unique, &columns[..choices.len()], &consts, range)? {
             Lookup::Nothing => {}
             one => out.push(one),
         }
