@@ -6,6 +6,7 @@
 //! - `sqlite_corpus`: SQLite's classic sqllogictest corpus from
 //!   `../shared/conformance/sqlite` (`sqlite_t0` always, `sqlite_t1` ignored).
 
+mod roles;
 mod slt;
 mod sqlite_corpus;
 
