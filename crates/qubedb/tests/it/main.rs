@@ -1,6 +1,7 @@
 //! The `qubedb` binary, run as a user would.
 
 mod check;
+mod serve;
 mod sql;
 
 use std::process::Command;
