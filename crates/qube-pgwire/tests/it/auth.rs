@@ -39,7 +39,7 @@ impl Srv {
         let mut conf =
             format!("host=127.0.0.1 port={} user={user} dbname=qubedb", self.addr.port());
         if let Some(p) = password {
-            conf.push_str(&format!(" password={p}"));
+            conf.push_str(&format!(" password='{p}'"));
         }
         let (client, conn) = tokio_postgres::connect(&conf, NoTls).await?;
         tokio::spawn(conn);

