@@ -34,6 +34,7 @@
 //! transaction moves `ddl_version`, which empties the cache.
 
 mod objects;
+pub mod scram;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,6 +88,17 @@ fn be_u64(v: &[u8]) -> Result<u64> {
     let b: [u8; 8] =
         v.try_into().map_err(|_| Error::Internal("malformed catalog counter".into()))?;
     Ok(u64::from_be_bytes(b))
+}
+
+/// PostgreSQL's error for a name that is taken.
+fn duplicate(def: &Def, name: &str) -> Error {
+    let (code, what) = match def {
+        Def::Database(_) => ("42P04", "database"),
+        Def::Schema(_) => ("42P06", "schema"),
+        Def::Role(_) => ("42710", "role"),
+        _ => ("42P07", "relation"),
+    };
+    Error::user(code, format!("{what} \"{name}\" already exists"))
 }
 
 /// Values a sequence may hand out between two durable writes.
@@ -476,13 +488,7 @@ impl Catalog {
         let nk = name_key(ns, parent, name);
         txn.mark_ddl();
         if txn.get_for_update(&nk)?.is_some() {
-            let (code, what) = match &def {
-                Def::Database(_) => ("42P04", "database"),
-                Def::Schema(_) => ("42P06", "schema"),
-                Def::Role(_) => ("42710", "role"),
-                _ => ("42P07", "relation"),
-            };
-            return Err(Error::user(code, format!("{what} \"{name}\" already exists")));
+            return Err(duplicate(&def, name));
         }
         let id = self.next_id()?;
         let obj = Object { id, parent, name: name.to_string(), owner, comment: None, def };
@@ -510,10 +516,7 @@ impl Catalog {
             let ns = obj.def.namespace();
             let nk = name_key(ns, obj.parent, &obj.name);
             if txn.get_for_update(&nk)?.is_some() {
-                return Err(Error::user(
-                    "42P07",
-                    format!("relation \"{}\" already exists", obj.name),
-                ));
+                return Err(duplicate(&obj.def, &obj.name));
             }
             txn.delete(&name_key(old.def.namespace(), old.parent, &old.name))?;
             txn.set(&nk, &obj.id.to_be_bytes())?;

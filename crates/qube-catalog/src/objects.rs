@@ -181,14 +181,40 @@ pub struct ViewDef {
     pub columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleDef {
     pub superuser: bool,
     pub login: bool,
     pub createdb: bool,
     pub createrole: bool,
-    /// SCRAM-SHA-256 verifier, as PostgreSQL stores it.
+    /// SCRAM-SHA-256 verifier, as PostgreSQL stores it (see `scram`).
     pub password: Option<String>,
     /// Roles this one is a member of.
     pub member_of: Vec<ObjectId>,
+    /// VALID UNTIL: when the password stops being accepted, in µs since
+    /// 2000-01-01 UTC (`i64::MAX` for 'infinity'); None: always valid.
+    #[serde(default)]
+    pub valid_until: Option<i64>,
+    /// CONNECTION LIMIT (-1: none). Stored and shown, not enforced yet.
+    #[serde(default = "no_limit")]
+    pub connection_limit: i32,
+}
+
+fn no_limit() -> i32 {
+    -1
+}
+
+impl Default for RoleDef {
+    fn default() -> Self {
+        RoleDef {
+            superuser: false,
+            login: false,
+            createdb: false,
+            createrole: false,
+            password: None,
+            member_of: Vec::new(),
+            valid_until: None,
+            connection_limit: -1,
+        }
+    }
 }

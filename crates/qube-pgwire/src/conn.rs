@@ -33,7 +33,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::emit::{self, CopyChunk, CopyEnd, Emitter, Outgoing, put};
-use crate::{SERVER_VERSION, Server, types};
+use crate::tls::Stream;
+use crate::{Auth, SERVER_VERSION, Server, types};
 
 const SSL_REQUEST: i32 = 80877103;
 const GSSENC_REQUEST: i32 = 80877104;
@@ -64,7 +65,7 @@ struct Portal {
 
 struct Conn<'a> {
     server: &'a Server,
-    stream: TcpStream,
+    stream: Stream,
     inbuf: BytesMut,
     out: BytesMut,
     /// Out of the struct while a statement runs on a blocking thread.
@@ -103,7 +104,7 @@ fn fatal(code: &'static str, msg: impl Into<String>) -> End {
 /// Reads one length-prefixed frame (with its type byte unless `startup`)
 /// into its own buffer.
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     inbuf: &mut BytesMut,
     startup: bool,
     max: usize,
@@ -238,7 +239,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let mut c = Conn {
         server,
-        stream,
+        stream: Stream::Plain(stream),
         inbuf: BytesMut::with_capacity(8192),
         out: BytesMut::with_capacity(8192),
         session: None,
@@ -280,6 +281,7 @@ impl Conn<'_> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
             self.out.clear();
+            self.stream.flush().await?;
         }
         Ok(())
     }
@@ -288,16 +290,48 @@ impl Conn<'_> {
         self.session.as_deref_mut().ok_or_else(|| End::Fatal(Error::Internal("no session".into())))
     }
 
-    /// The startup packet, trust authentication and the session. False if
-    /// the connection only carried a CancelRequest.
+    /// The startup packet, authentication and the session. False if the
+    /// connection only carried a CancelRequest.
     async fn startup(&mut self, peer: SocketAddr, pid: i32, full: bool) -> Step<bool> {
         let max = self.server.config.max_message_bytes.min(10_000);
+        // Each may be asked once, before the startup packet (a second one
+        // is an unknown protocol version, as in PostgreSQL).
+        let (mut ssl_done, mut gss_done) = (false, false);
         let params = loop {
             let frame = read_frame(&mut self.stream, &mut self.inbuf, true, max).await?;
             let code = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
             match code {
-                SSL_REQUEST | GSSENC_REQUEST => {
-                    // No TLS yet: the client goes on in plain text or gives up.
+                SSL_REQUEST if !ssl_done => {
+                    ssl_done = true;
+                    if !self.inbuf.is_empty() {
+                        return Err(fatal("08P01", "received unencrypted data after SSL request"));
+                    }
+                    let Some(tls) = self.server.config.tls.clone() else {
+                        self.stream.write_all(b"N").await?;
+                        continue;
+                    };
+                    self.stream.write_all(b"S").await?;
+                    let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading)
+                    else {
+                        return Err(End::Closed);
+                    };
+                    match tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await {
+                        Ok(t) => self.stream = Stream::Tls(Box::new(t)),
+                        Err(e) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return Err(End::Closed);
+                        }
+                    }
+                }
+                GSSENC_REQUEST if !gss_done => {
+                    gss_done = true;
+                    if !self.inbuf.is_empty() {
+                        return Err(fatal(
+                            "08P01",
+                            "received unencrypted data after GSSAPI encryption request",
+                        ));
+                    }
+                    // No GSSAPI: the client goes on without it.
                     self.stream.write_all(b"N").await?;
                 }
                 // pid and secret key of the session whose statement to cancel.
@@ -351,14 +385,35 @@ impl Conn<'_> {
         };
         let database =
             params.get("database").filter(|d| !d.is_empty()).cloned().unwrap_or(user.clone());
-        if !peer.ip().is_loopback() && !self.server.config.trust_remote {
+        let server = self.server;
+        let cfg = &server.config;
+        let remote = !peer.ip().is_loopback();
+        let no_entry = (remote && cfg.auth == Auth::Trust && !cfg.trust_remote)
+            || (remote && cfg.require_tls && !self.stream.is_tls());
+        if no_entry {
             return Err(fatal(
                 "28000",
                 format!(
-                    "no pg_hba.conf entry for host \"{}\", user \"{user}\", database \"{database}\", no encryption",
-                    peer.ip()
+                    "no pg_hba.conf entry for host \"{}\", user \"{user}\", database \"{database}\", {}",
+                    peer.ip(),
+                    if self.stream.is_tls() { "SSL encryption" } else { "no encryption" }
                 ),
             ));
+        }
+        let db = self.server.db.clone();
+        let name = user.clone();
+        let role = tokio::task::spawn_blocking(move || db.role(&name))
+            .await
+            .map_err(|e| End::Fatal(Error::Internal(format!("role lookup failed: {e}"))))?
+            .map_err(End::Fatal)?;
+        if cfg.auth == Auth::Scram {
+            self.scram(&user, role.as_ref()).await?;
+        }
+        let Some(role) = role else {
+            return Err(fatal("28000", format!("role \"{user}\" does not exist")));
+        };
+        if !role.login {
+            return Err(fatal("28000", format!("role \"{user}\" is not permitted to log in")));
         }
         let db = self.server.db.clone();
         let zone = params.get("TimeZone").cloned();
@@ -395,7 +450,7 @@ impl Conn<'_> {
             ("TimeZone", self.zone_reported.clone()),
             ("integer_datetimes", "on".into()),
             ("standard_conforming_strings", "on".into()),
-            ("is_superuser", "on".into()),
+            ("is_superuser", if role.superuser { "on" } else { "off" }.into()),
             ("session_authorization", user.clone()),
             ("application_name", app),
         ] {
@@ -414,6 +469,79 @@ impl Conn<'_> {
         self.ready_for_query()?;
         self.flush().await?;
         Ok(true)
+    }
+
+    /// SCRAM-SHA-256 (see `qube_catalog::scram`): AuthenticationSASL,
+    /// SASLInitialResponse, AuthenticationSASLContinue, SASLResponse,
+    /// AuthenticationSASLFinal. A role that does not exist, has no
+    /// password or whose password has expired gets a mock exchange that
+    /// fails at the end like a wrong password (28P01), so the exchange
+    /// says nothing about which roles exist.
+    async fn scram(&mut self, user: &str, role: Option<&qube_catalog::RoleDef>) -> Step {
+        use qube_catalog::scram::{ScramError, ServerExchange, Verifier};
+        let now = now_pg_micros();
+        let real = role
+            .filter(|r| r.valid_until.is_none_or(|t| t > now))
+            .and_then(|r| r.password.as_deref())
+            .and_then(Verifier::parse);
+        let mock = real.is_none();
+        let verifier = real.unwrap_or_else(|| Verifier::mock(user, &self.server.mock_secret));
+        let failed =
+            || fatal("28P01", format!("password authentication failed for user \"{user}\""));
+        put(&mut self.out, B::Authentication(Authentication::SASL(vec!["SCRAM-SHA-256".into()])));
+        self.flush().await?;
+        let first = self.read_password_message().await?;
+        // SASLInitialResponse: mechanism, then the length of the data and the data.
+        let nul = first.iter().position(|b| *b == 0).ok_or_else(malformed_sasl)?;
+        if &first[..nul] != b"SCRAM-SHA-256" {
+            return Err(fatal("08P01", "client selected an invalid SASL authentication mechanism"));
+        }
+        let rest = &first[nul + 1..];
+        if rest.len() < 4 {
+            return Err(malformed_sasl());
+        }
+        let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let data = &rest[4..];
+        if usize::try_from(len).ok() != Some(data.len()) {
+            return Err(malformed_sasl());
+        }
+        let (exchange, server_first) = match ServerExchange::start(verifier, data) {
+            Ok(x) => x,
+            Err(ScramError::Protocol(m)) => return Err(fatal("08P01", m)),
+            Err(ScramError::Failed) => return Err(failed()),
+        };
+        put(
+            &mut self.out,
+            B::Authentication(Authentication::SASLContinue(server_first.into_bytes().into())),
+        );
+        self.flush().await?;
+        let last = self.read_password_message().await?;
+        match exchange.finish(&last) {
+            Ok(_) if mock => Err(failed()),
+            Ok(server_final) => {
+                put(
+                    &mut self.out,
+                    B::Authentication(Authentication::SASLFinal(server_final.into_bytes().into())),
+                );
+                Ok(())
+            }
+            Err(ScramError::Protocol(m)) => Err(fatal("08P01", m)),
+            Err(ScramError::Failed) => Err(failed()),
+        }
+    }
+
+    /// The body of the next message, which must be a PasswordMessage
+    /// ('p'); a client that closes instead (psql does, to ask for a
+    /// password) ends the connection quietly.
+    async fn read_password_message(&mut self) -> Step<BytesMut> {
+        let mut frame = read_frame(&mut self.stream, &mut self.inbuf, false, 10_000).await?;
+        if frame[0] != b'p' {
+            return Err(fatal(
+                "08P01",
+                format!("expected SASL response, got message type {}", frame[0]),
+            ));
+        }
+        Ok(frame.split_off(5))
     }
 
     fn ready_for_query(&mut self) -> Step {
@@ -561,6 +689,11 @@ impl Conn<'_> {
                     let _ = reply.send(chunk);
                 }
             }
+        }
+        if failed.is_none()
+            && let Err(e) = self.stream.flush().await
+        {
+            failed = Some(e);
         }
         let (session, rest, zone, r) = handle.await.map_err(|e| {
             tracing::error!("a statement panicked: {e}");
@@ -1003,6 +1136,19 @@ fn deallocate_target(sql: &str) -> Option<Option<String>> {
         && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
         && !name.starts_with(|c: char| c.is_ascii_digit() || c == '$');
     plain.then(|| Some(name.to_lowercase()))
+}
+
+fn malformed_sasl() -> End {
+    fatal("08P01", "malformed SASL message")
+}
+
+/// Now, in µs since 2000-01-01 UTC (the engine's timestamptz).
+fn now_pg_micros() -> i64 {
+    const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    unix - PG_EPOCH_UNIX_SECS * 1_000_000
 }
 
 fn message_name(m: &F) -> &'static str {

@@ -58,9 +58,15 @@
 //! - **Shutdown.** `serve` stops accepting when told to; each connection
 //!   finishes the statement it is running, then gets 57P01 (FATAL) when it
 //!   next waits for a message; `serve` returns once all have closed.
-//! - **Authentication** is trust, for loopback peers only unless
-//!   `Config::trust_remote`; other peers get 28000. SCRAM, TLS (SSLRequest
-//!   is answered 'N') and COPY are not implemented yet.
+//! - **Authentication** (`Config::auth`): trust, for loopback peers only
+//!   unless `Config::trust_remote` (others get 28000), or SCRAM-SHA-256
+//!   for every peer (`Conn::scram`, verifiers from the catalog, see
+//!   `qube_catalog::scram`). Either way the role must exist and have
+//!   LOGIN (28000), as in PostgreSQL; the session runs as that role.
+//! - **TLS** (`tls.rs`): with `Config::tls` an SSLRequest is answered 'S'
+//!   and rustls takes over the socket; without it 'N'. GSSENCRequest is
+//!   always 'N'. `Config::require_tls` refuses plain-text peers that are
+//!   not on loopback. COPY is not implemented yet.
 //! - **Cancel and limits.** Each session's `Canceller` is registered under
 //!   its pid and a random secret (BackendKeyData); a CancelRequest with
 //!   both cancels the running statement (57014). The pid comes from the
@@ -81,6 +87,7 @@
 
 mod conn;
 mod emit;
+pub mod tls;
 pub mod types;
 
 use std::collections::HashMap;
@@ -103,6 +110,27 @@ pub const SERVER_VERSION: &str = "16.0";
 /// FATAL 54000 as soon as its length is read, before its body is.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No password: loopback clients only (unless `Config::trust_remote`).
+    /// The role must still exist and may log in.
+    Trust,
+    /// SCRAM-SHA-256 against the role's stored verifier, for every client.
+    Scram,
+}
+
+impl std::str::FromStr for Auth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Auth, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "trust" => Ok(Auth::Trust),
+            "scram" | "scram-sha-256" => Ok(Auth::Scram),
+            _ => Err(format!("unknown authentication method \"{s}\" (trust or scram-sha-256)")),
+        }
+    }
+}
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,6 +141,11 @@ pub struct Config {
     pub trust_remote: bool,
     /// The most client connections at once; one more gets 53300 (FATAL).
     pub max_connections: u64,
+    pub auth: Auth,
+    /// TLS: SSLRequest is answered 'S' when set ('N' otherwise).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients not on loopback must use TLS (28000 otherwise).
+    pub require_tls: bool,
 }
 
 impl Default for Config {
@@ -121,6 +154,9 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             trust_remote: false,
             max_connections: 100,
+            auth: Auth::Trust,
+            tls: None,
+            require_tls: false,
         }
     }
 }
@@ -138,6 +174,9 @@ pub struct Server {
     connections: AtomicU64,
     /// The running sessions' cancel keys: pid → (secret, canceller).
     cancels: parking_lot::Mutex<HashMap<i32, (i32, Canceller)>>,
+    /// Keys the mock SCRAM verifiers of roles that cannot log in with a
+    /// password (random per process).
+    mock_secret: [u8; 32],
 }
 
 impl Server {
@@ -147,6 +186,14 @@ impl Server {
             config,
             connections: AtomicU64::new(0),
             cancels: parking_lot::Mutex::default(),
+            mock_secret: {
+                use ring::rand::SecureRandom;
+                let mut k = [0u8; 32];
+                // Without randomness the mock salts are still per name;
+                // only their unpredictability across restarts is lost.
+                let _ = ring::rand::SystemRandom::new().fill(&mut k);
+                k
+            },
         })
     }
 

@@ -36,7 +36,7 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
     Parser::new(&PostgreSqlDialect {})
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
+        .and_then(|mut p| parse_statements(&mut p))
         .map_err(|e| {
             let msg = match e {
                 sqlparser::parser::ParserError::ParserError(m)
@@ -47,6 +47,44 @@ pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
             };
             Error::user("42601", format!("syntax error: {msg}"))
         })
+}
+
+/// sqlparser's `parse_statements` loop, except that PostgreSQL's
+/// `CREATE USER name [WITH] options` (which sqlparser reads as Snowflake's
+/// CREATE USER) is read as CREATE ROLE with LOGIN by default, as
+/// PostgreSQL defines it.
+fn parse_statements(
+    p: &mut Parser,
+) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::Token;
+    let mut stmts = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while p.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        if matches!(p.peek_token_ref().token, Token::EOF) {
+            break;
+        }
+        if expecting_delimiter {
+            return p.expected_ref("end of statement", p.peek_token_ref());
+        }
+        let is_kw = |t: &sqlparser::tokenizer::TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+        let [a, b, c] = p.peek_tokens_ref::<3>();
+        let create_user =
+            is_kw(a, Keyword::CREATE) && is_kw(b, Keyword::USER) && !is_kw(c, Keyword::MAPPING);
+        if create_user {
+            let _ = p.parse_keywords(&[Keyword::CREATE, Keyword::USER]);
+            let mut role = p.parse_create_role(ast::RoleKeyword::Role)?;
+            role.login.get_or_insert(true);
+            stmts.push(ast::Statement::CreateRole(role));
+        } else {
+            stmts.push(p.parse_statement()?);
+        }
+        expecting_delimiter = true;
+    }
+    Ok(stmts)
 }
 
 /// A result column.
@@ -86,6 +124,8 @@ pub(crate) struct Shared {
     pub temp_dir: Option<Arc<Path>>,
     /// The live sessions (`activity`).
     pub sessions: Arc<crate::activity::Registry>,
+    /// What new sessions start with (`Database::set_session_default`).
+    pub defaults: parking_lot::Mutex<Limits>,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -127,6 +167,11 @@ impl Database {
                 next_session: std::sync::atomic::AtomicU64::new(1),
                 temp_dir,
                 sessions: Arc::default(),
+                defaults: parking_lot::Mutex::new(Limits {
+                    work_mem: exec::spill::DEFAULT_WORK_MEM,
+                    statement_timeout: 0,
+                    idle_timeout: 0,
+                }),
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -186,7 +231,8 @@ impl Database {
         self.session_in(qube_catalog::BOOTSTRAP_NAME)
     }
 
-    /// A new session in database `name` (3D000 if there is none).
+    /// A new session in database `name` (3D000 if there is none), as the
+    /// superuser `qubedb`.
     pub fn session_in(&self, name: &str) -> Result<Session> {
         self.open_session(SessionOptions {
             database: name.to_string(),
@@ -206,13 +252,68 @@ impl Database {
         &self.shared.sessions
     }
 
+    /// A role by name, for authentication (None if there is none).
+    pub fn role(&self, name: &str) -> Result<Option<qube_catalog::RoleDef>> {
+        let mut txn = self.shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?;
+        let r = self.shared.catalog.lookup(&mut txn, Namespace::Role, 0, name)?;
+        txn.rollback();
+        Ok(r.and_then(|o| match &o.def {
+            qube_catalog::Def::Role(r) => Some(r.clone()),
+            _ => None,
+        }))
+    }
+
+    /// Sets what every new session starts with for `statement_timeout`,
+    /// `idle_in_transaction_session_timeout` or `work_mem` (PostgreSQL's
+    /// units; 22023 for a bad value, 42704 for another name).
+    pub fn set_session_default(&self, name: &str, value: &str) -> Result<()> {
+        let mut d = self.shared.defaults.lock();
+        match name {
+            "statement_timeout" | "idle_in_transaction_session_timeout" => {
+                let ms = exec::interrupt::parse_duration_ms(name, value)?;
+                if name == "statement_timeout" {
+                    d.statement_timeout = ms;
+                } else {
+                    d.idle_timeout = ms;
+                }
+            }
+            "work_mem" => {
+                d.work_mem = exec::spill::parse_memory("work_mem", value, 64, 2_147_483_647)?;
+            }
+            _ => {
+                return Err(Error::user(
+                    "42704",
+                    format!("unrecognized configuration parameter \"{name}\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new session in database `name` as role `user`: 3D000 if the
+    /// database does not exist, 28000 if the role does not (the caller
+    /// has authenticated it).
+    pub fn session_as(&self, name: &str, user: &str) -> Result<Session> {
+        self.open_session(SessionOptions {
+            database: name.to_string(),
+            user: Some(user.to_string()),
+            ..SessionOptions::default()
+        })
+    }
+
     /// A new session as `options` describe it (3D000 if the database
-    /// does not exist); it shows in `pg_stat_activity` until dropped.
+    /// does not exist, 28000 if the role does not; the caller has
+    /// authenticated it); it shows in `pg_stat_activity` until dropped.
     pub fn open_session(&self, options: SessionOptions) -> Result<Session> {
         let SessionOptions { database: name, user, application_name, client, pid } = options;
         let name = name.as_str();
+        let user = user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string());
+        let user = user.as_str();
         let c = &self.shared.catalog;
         let mut txn = self.shared.mvcc.begin(Mode::ReadOnly(Isolation::ReadCommitted))?;
+        if c.lookup(&mut txn, Namespace::Role, 0, user)?.is_none() {
+            return Err(Error::user("28000", format!("role \"{user}\" does not exist")));
+        }
         let db = c
             .lookup(&mut txn, Namespace::Database, 0, name)?
             .ok_or_else(|| Error::user("3D000", format!("database \"{name}\" does not exist")))?;
@@ -221,17 +322,18 @@ impl Database {
             pid.unwrap_or_else(|| self.next_pid()),
             db.id,
             db.name.clone(),
-            user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string()),
+            user.to_string(),
             application_name,
             client,
             datetime::clock_now(),
         ));
         self.shared.sessions.register(activity.clone());
+        let defaults = *self.shared.defaults.lock();
         Ok(Session {
             db: self.clone(),
             database: db.id,
             db_name: db.name.clone(),
-            user: qube_catalog::BOOTSTRAP_NAME.to_string(),
+            user: user.to_string(),
             search_path: crate::names::parse_search_path(DEFAULT_SEARCH_PATH),
             seqs: Arc::default(),
             path_cache: None,
@@ -243,9 +345,9 @@ impl Database {
             txn: None,
             failed: false,
             settings: Arc::default(),
-            work_mem: exec::spill::DEFAULT_WORK_MEM,
-            statement_timeout: 0,
-            idle_timeout: 0,
+            work_mem: defaults.work_mem,
+            statement_timeout: defaults.statement_timeout,
+            idle_timeout: defaults.idle_timeout,
             implicit_pending: false,
             implicit: false,
             cancel: activity.interrupt.clone(),
@@ -790,6 +892,11 @@ impl Session {
     }
 
     /// The `TimeZone` setting as SHOW gives it.
+    /// The role this session runs as (`current_user`).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     pub fn time_zone_name(&self) -> &str {
         &self.zone.1
     }
@@ -2035,7 +2142,7 @@ fn queries_drop(q: ast::Query) {
 /// The settings a session keeps as numbers: work_mem (bytes),
 /// statement_timeout and idle_in_transaction_session_timeout (ms).
 #[derive(Clone, Copy)]
-struct Limits {
+pub(crate) struct Limits {
     work_mem: usize,
     statement_timeout: u64,
     idle_timeout: u64,

@@ -1166,6 +1166,14 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
             }
         }
         "pg_roles" | "pg_authid" | "pg_user" => {
+            // pg_authid holds the password verifiers: superusers only.
+            let superuser = snap
+                .roles
+                .iter()
+                .any(|r| r.name == env.path.user && matches!(&r.def, Def::Role(d) if d.superuser));
+            if t.name == "pg_authid" && !superuser {
+                return Err(Error::user("42501", "permission denied for table pg_authid"));
+            }
             for role in &snap.roles {
                 let Def::Role(rd) = &role.def else { continue };
                 let row = if t.name == "pg_user" {
@@ -1176,6 +1184,7 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
                         .set("userepl", Value::Bool(rd.superuser))
                         .set("usebypassrls", Value::Bool(rd.superuser))
                         .set("passwd", text("********"))
+                        .set("valuntil", rd.valid_until.map_or(Value::Null, Value::TimestampTz))
                 } else {
                     let pw = if t.name == "pg_roles" {
                         text("********")
@@ -1191,8 +1200,12 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
                         .set("rolcanlogin", Value::Bool(rd.login))
                         .set("rolreplication", Value::Bool(rd.superuser))
                         .set("rolbypassrls", Value::Bool(rd.superuser))
-                        .set("rolconnlimit", Value::Int4(-1))
+                        .set("rolconnlimit", Value::Int4(rd.connection_limit))
                         .set("rolpassword", pw)
+                        .set(
+                            "rolvaliduntil",
+                            rd.valid_until.map_or(Value::Null, Value::TimestampTz),
+                        )
                 };
                 out.push(row.row());
             }

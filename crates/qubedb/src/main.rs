@@ -2,12 +2,14 @@
 //! HTTP API), `shell` and `sql` run SQL on an embedded database, `check`
 //! verifies a data directory.
 
+mod config;
 mod shell;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use config::ServeArgs;
 use qube_storage::{BTreeEngine, Engine, Error, Options};
 
 #[derive(Parser)]
@@ -97,37 +99,28 @@ impl EmbedArgs {
     }
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// The data directory (created if missing).
-    #[arg(long, default_value = "./qubedb-data", env = "QUBEDB_DATA")]
-    data: PathBuf,
-    /// Keep everything in memory (nothing is written; --data is ignored).
-    #[arg(long, env = "QUBEDB_MEMORY")]
-    memory: bool,
-    /// Where PostgreSQL clients connect.
-    #[arg(long, default_value = "127.0.0.1:5433", env = "QUBEDB_PG_ADDR")]
-    pg_addr: String,
-    /// Where the HTTP API listens.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "QUBEDB_HTTP_ADDR")]
-    http_addr: String,
-    /// Log level or tracing filter (error, warn, info, debug, trace,
-    /// or e.g. "qube_pgwire=debug").
-    #[arg(long, default_value = "info", env = "QUBEDB_LOG_LEVEL")]
-    log_level: String,
-    /// The most PostgreSQL client connections at once (one more gets 53300).
-    #[arg(long, default_value_t = 100, env = "QUBEDB_MAX_CONNECTIONS")]
-    max_connections: u64,
-    /// The largest protocol message a client may send, in bytes (a longer
-    /// one ends its connection with 54000; PostgreSQL's limit is 1 GiB).
-    #[arg(long, default_value_t = qube_pgwire::DEFAULT_MAX_MESSAGE_BYTES, env = "QUBEDB_MAX_MESSAGE_BYTES")]
-    max_message_bytes: usize,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => {
+            let Some(m) = matches.subcommand_matches("serve") else { return ExitCode::from(2) };
+            let print = args.print_config;
+            match config::resolve(args, m) {
+                Ok(s) if print => {
+                    print!("{}", s.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Ok(s) => serve(s),
+                Err(e) => {
+                    eprintln!("qubedb serve: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Check { data } => check(&data),
         Command::Shell(args) => {
             let Some((db, mut session, target)) = args.open() else { return ExitCode::from(2) };
@@ -168,15 +161,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: config::Settings) -> ExitCode {
     let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("qubedb serve: bad --log-level {:?}: {e}", args.log_level);
+            eprintln!("qubedb serve: bad log level {:?}: {e}", args.log_level);
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match qube_pgwire::tls::load_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let db = if args.memory {
         qube_sql::Database::memory()
     } else {
@@ -189,6 +197,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for (name, value) in &args.session_defaults {
+        if let Err(e) = db.set_session_default(name, value) {
+            tracing::error!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -209,6 +223,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let config = qube_pgwire::Config {
             max_connections: args.max_connections,
             max_message_bytes: args.max_message_bytes,
+            auth: args.auth,
+            tls,
+            require_tls: args.require_tls,
             ..qube_pgwire::Config::default()
         };
         let server = qube_pgwire::Server::new(db.clone(), config);
@@ -220,7 +237,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         let where_ =
             if args.memory { "memory".to_string() } else { args.data.display().to_string() };
         tracing::info!(
-            "QubeDB serving {where_}: PostgreSQL protocol on {addr}, HTTP on {http_addr}"
+            "QubeDB serving {where_}: PostgreSQL protocol on {addr}, HTTP on {http_addr} (auth {:?}, TLS {})",
+            args.auth,
+            if args.tls_cert.is_some() { "on" } else { "off" }
         );
         let serving = tokio::spawn(server.serve(listener, stopped.clone()));
         let http = tokio::spawn(qube_http::serve(http_listener, db.clone(), http_config, stopped));

@@ -3,6 +3,7 @@
 //! protocol and binary formats) and by a raw socket for what a driver
 //! would never send.
 
+mod auth;
 mod bad_input;
 mod copy;
 mod drivers;

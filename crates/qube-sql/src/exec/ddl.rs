@@ -100,6 +100,16 @@ pub fn ddl(
         S::Drop { object_type: ast::ObjectType::Schema, if_exists, names, cascade, .. } => {
             namespace::drop_schemas(shared, txn, schema, names, *if_exists, *cascade)
         }
+        S::CreateRole(c) => super::role::create_role(shared, txn, schema, c),
+        S::AlterRole { name, operation } => {
+            super::role::alter_role(shared, txn, schema, name, operation)
+        }
+        S::Drop {
+            object_type: ast::ObjectType::Role | ast::ObjectType::User,
+            if_exists,
+            names,
+            ..
+        } => super::role::drop_roles(shared, txn, schema, names, *if_exists),
         S::Drop { object_type: ast::ObjectType::Database, if_exists, names, .. } => {
             namespace::drop_database(shared, txn, schema, names, *if_exists)
         }

@@ -7,6 +7,7 @@
 //!   `../shared/conformance/sqlite` (`sqlite_t0` always, `sqlite_t1` ignored).
 
 mod copy;
+mod roles;
 mod slt;
 mod sqlite_corpus;
 

@@ -3,6 +3,7 @@
 mod check;
 mod crash;
 mod pgbench;
+mod serve;
 mod sql;
 
 use std::process::Command;
