@@ -65,6 +65,17 @@ pub struct SchemaDef {}
 pub struct TableDef {
     pub columns: Vec<Column>,
     pub constraints: Vec<Constraint>,
+    /// The rows are keyed by the primary key's value (a single column of
+    /// type smallint, integer or bigint), which has no index entries of
+    /// its own: see qube-sql's `storage` module. Absent in definitions
+    /// written before the flag existed, which read as false (rows keyed
+    /// by counter rowids, the primary key an ordinary unique index).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rowid_key: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl TableDef {

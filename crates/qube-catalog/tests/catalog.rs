@@ -40,6 +40,7 @@ fn table(cols: &[(&str, DataType)]) -> Def {
             })
             .collect(),
         constraints: Vec::new(),
+        rowid_key: false,
     })
 }
 
@@ -244,6 +245,7 @@ fn drop_follows_dependencies() {
                         on_update: RefAction::NoAction,
                     },
                 }],
+                rowid_key: false,
             }),
         )
         .unwrap();
@@ -381,4 +383,17 @@ fn sequence_values_never_repeat_across_a_restart() {
     assert!(next > last, "{next} after {last}: a value was handed out twice");
     assert_eq!(c.nextval(&mut t, seq2).unwrap(), 10, "setval(…, false) survives");
     assert_eq!(c.nextval(&mut t, seq2).unwrap(), 11);
+}
+
+#[test]
+fn a_table_definition_without_the_rowid_key_flag_reads_as_false() {
+    // Definitions written before `rowid_key` existed carry no such field.
+    let old = r#"{"columns":[],"constraints":[]}"#;
+    let def: TableDef = serde_json::from_str(old).unwrap();
+    assert!(!def.rowid_key);
+    // And a definition without the flag set is written as before.
+    assert_eq!(serde_json::to_string(&def).unwrap(), old);
+    let keyed = TableDef { rowid_key: true, ..TableDef::default() };
+    let back: TableDef = serde_json::from_str(&serde_json::to_string(&keyed).unwrap()).unwrap();
+    assert!(back.rowid_key);
 }

@@ -5,19 +5,73 @@
 //! 0x11 index_id:u64 BE key-encoded columns [rowid BE]   → rowid:u64 BE
 //! ```
 //!
-//! Every row has a rowid, unique in its table, handed out by the
-//! database's in-memory counters (initialised from the largest rowid in
-//! the table at first use after open; never reused while the process
-//! runs). A unique index's key is its columns alone, so a second row with
-//! the same key finds the first (`get_for_update` locks the key, so two
-//! concurrent inserts serialize and the second sees the first's commit); a
-//! key with a NULL column, and every key of a non-unique index, carries
-//! the rowid too.
+//! Every row has a rowid, unique in its table. A unique index's key is its
+//! columns alone, so a second row with the same key finds the first
+//! (`get_for_update` locks the key, so two concurrent inserts serialize
+//! and the second sees the first's commit); a key with a NULL column, and
+//! every key of a non-unique index, carries the rowid too.
+//!
+//! # Two kinds of rowid
+//!
+//! **Counter rowids** (every table without an integer primary key): handed
+//! out by the database's in-memory counters (`RowIds`, initialised from
+//! the largest rowid in the table at first use after open; never reused
+//! while the process runs). The primary key, if any, is an ordinary unique
+//! index with entries of its own, so a lookup by key descends twice (the
+//! entry, then the row).
+//!
+//! **Key rowids** (SQLite's rowid alias): a table whose primary key is one
+//! column of type smallint, integer or bigint, and whose definition says so
+//! (`TableDef::rowid_key`), keys its rows by that column's value:
+//!
+//! ```text
+//! rowid = (value as i64 as u64) ^ (1 << 63)      (order-preserving: i64::MIN → 0)
+//! ```
+//!
+//! so rowid order is key order, and a lookup by key is one descent to the
+//! row. The primary-key index stays in the catalog (pg_index, EXPLAIN's
+//! `Index Scan using t_pkey`, ON CONFLICT ON CONSTRAINT) but has no
+//! entries: the executor turns every lookup on it into a lookup of row
+//! keys (`RowidKey` names the index and column, `rowid_key` finds it):
+//!
+//! - equality, IN lists and ranges on the key, ORDER BY the key, joins
+//!   probing by the key, and foreign keys that reference it read
+//!   `0x10 table rowid` directly (`exec::stream::lookup`);
+//! - INSERT and COPY take no counter rowid: the unique check is
+//!   `get_for_update` of the row key itself (23505 as for any unique
+//!   index), which also locks it, so two concurrent inserts of one key
+//!   serialize and the second one's secondary entries (which carry the
+//!   rowid) cannot meet the first's;
+//! - an UPDATE that changes the key moves the row: the old row key is
+//!   deleted, the new one checked and written, and every secondary entry
+//!   rewritten (each stores or ends with the rowid);
+//! - the foreign-key check of a referencing row locks the parent's row
+//!   key (the counter layout locks the parent's index entry): a
+//!   concurrent UPDATE of the parent row waits for it, where PostgreSQL's
+//!   FOR KEY SHARE would let a non-key update through;
+//! - secondary indexes are unchanged: their entries hold the rowid.
+//!
+//! The flag is set by CREATE TABLE when the primary key qualifies, and by
+//! ALTER TABLE ADD PRIMARY KEY, which then moves the existing rows to
+//! their key rowids and rebuilds the table's other indexes (so that a
+//! table loaded first and keyed after, as `pgbench -i` does, gets the
+//! layout too). It is cleared, leaving every row where it is, when the
+//! key stops qualifying: DROP CONSTRAINT of the key, DROP COLUMN of its
+//! column, ALTER COLUMN TYPE to a non-integer type (the key index then
+//! gets its entries built). A key rowid is a valid counter rowid, so the
+//! rows need not move; the counters continue after the largest. ALTER
+//! COLUMN TYPE between integer types keeps the flag and moves the rows
+//! whose value changed (a USING expression). TRUNCATE keeps it. CREATE
+//! TABLE AS makes no primary key. Definitions written before the flag
+//! existed read as false (serde default), so existing data directories
+//! keep the counter layout and need no conversion.
 
 use std::collections::HashMap;
 use std::ops::Bound;
 
 use parking_lot::Mutex;
+use qube_catalog::{ConstraintKind, TableDef};
+use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_storage::{Direction, KeyRange};
 use qube_txn::Transaction;
@@ -77,7 +131,62 @@ pub fn index_key_into<'v>(
     }
 }
 
-fn rowid_of(key: &[u8]) -> Result<u64> {
+/// The primary key that keys a table's rows: its index (which has no
+/// entries) and its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowidKey {
+    pub index: u64,
+    pub column: usize,
+}
+
+/// The key that keys `def`'s rows, if the table has key rowids (its flag
+/// is set and its primary key still qualifies).
+pub fn rowid_key(def: &TableDef) -> Option<RowidKey> {
+    if !def.rowid_key {
+        return None;
+    }
+    qualifying_key(def)
+}
+
+/// `def`'s primary key if it could key the rows: one column of type
+/// smallint, integer or bigint (whatever the flag says).
+pub fn qualifying_key(def: &TableDef) -> Option<RowidKey> {
+    def.constraints.iter().find_map(|c| match &c.kind {
+        ConstraintKind::PrimaryKey { columns, index } if columns.len() == 1 => {
+            let column = def.columns.iter().position(|x| x.name == columns[0])?;
+            is_key_type(&def.columns[column].data_type)
+                .then_some(RowidKey { index: *index, column })
+        }
+        _ => None,
+    })
+}
+
+/// The types whose values can be rowids.
+pub fn is_key_type(t: &DataType) -> bool {
+    matches!(t, DataType::SmallInt | DataType::Integer | DataType::BigInt)
+}
+
+/// The rowid of a primary-key value (None for NULL and non-integers):
+/// order-preserving, `i64::MIN` → 0, 0 → 2^63, `i64::MAX` → `u64::MAX`.
+pub fn key_rowid(v: &Value) -> Option<u64> {
+    let i = match v {
+        Value::Int2(x) => i64::from(*x),
+        Value::Int4(x) => i64::from(*x),
+        Value::Int8(x) => *x,
+        _ => return None,
+    };
+    Some((i as u64) ^ (1 << 63))
+}
+
+/// The row key of the key rowid of `v`; an error for a value that cannot
+/// be one (the caller has checked NOT NULL and the type).
+pub fn key_row_key(table: u64, v: &Value) -> Result<[u8; 17]> {
+    key_rowid(v)
+        .map(|r| row_key(table, r))
+        .ok_or_else(|| Error::Internal(format!("{v:?} is not a key rowid")))
+}
+
+pub fn rowid_of(key: &[u8]) -> Result<u64> {
     key.get(9..17)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
@@ -288,11 +397,24 @@ impl RowIds {
                 // visible to us, so take the last visible key and stay clear
                 // of concurrent writers by never reusing a counter value in
                 // this process (counters start after every visible row).
-                let last = txn.scan(KeyRange::prefix(&table_prefix(table)), Direction::Reverse)?;
-                last.first().map(|(k, _)| rowid_of(k)).transpose()?.map_or(1, |r| r + 1)
+                let mut last = None;
+                txn.scan_each(
+                    KeyRange::prefix(&table_prefix(table)),
+                    Direction::Reverse,
+                    |k, _| {
+                        last = Some(rowid_of(k)?);
+                        Ok(false)
+                    },
+                )?;
+                // After a table with key rowids lost its key, the largest
+                // may be near u64::MAX.
+                match last {
+                    None => 1,
+                    Some(r) => r.checked_add(1).ok_or_else(exhausted)?,
+                }
             }
         };
-        m.insert(table, next + n);
+        m.insert(table, next.checked_add(n).ok_or_else(exhausted)?);
         Ok(next)
     }
 
@@ -301,13 +423,23 @@ impl RowIds {
     }
 }
 
-/// A cheap estimate of a table's rows for EXPLAIN: its highest visible
-/// rowid (rowids are dense until rows are deleted), or 0.
+fn exhausted() -> Error {
+    Error::user("54000", "the table's row identifiers are exhausted")
+}
+
+/// A cheap estimate of a table's rows for EXPLAIN: the span of its visible
+/// rowids (counter rowids are dense from 1, key rowids as dense as the
+/// keys, until rows are deleted), or 0.
 pub fn estimate_rows(txn: &mut Transaction, table: u64) -> Result<u64> {
-    let mut last = 0;
-    txn.scan_each(KeyRange::prefix(&table_prefix(table)), Direction::Reverse, |k, _| {
-        last = rowid_of(k)?;
-        Ok(false)
-    })?;
-    Ok(last)
+    let mut ends = [None, None];
+    for (end, dir) in ends.iter_mut().zip([Direction::Forward, Direction::Reverse]) {
+        txn.scan_each(KeyRange::prefix(&table_prefix(table)), dir, |k, _| {
+            *end = Some(rowid_of(k)?);
+            Ok(false)
+        })?;
+    }
+    Ok(match ends {
+        [Some(first), Some(last)] => last.saturating_sub(first).saturating_add(1),
+        _ => 0,
+    })
 }

@@ -43,7 +43,6 @@ use super::dml::Target;
 use crate::names::SearchPath;
 use crate::plan::bind::Binder;
 use crate::session::Shared;
-use crate::storage;
 use crate::types::Value;
 use crate::types::cast;
 use crate::utility::{Columns, CopyFormat, CopyOptions, CopySource, CopyStmt};
@@ -541,16 +540,22 @@ impl Loader {
             }
         }
         self.t.check(ctx, &mut self.row)?;
-        if self.rowids_left == 0 {
-            self.next_rowid = self.shared.rowids.take(ctx.txn, self.t.table.id, ROWID_BATCH)?;
-            self.rowids_left = ROWID_BATCH;
-        }
-        let rowid = self.next_rowid;
-        self.next_rowid += 1;
-        self.rowids_left -= 1;
+        let rowid = match self.t.key_rowid(&self.row)? {
+            Some(rowid) => rowid,
+            None => {
+                if self.rowids_left == 0 {
+                    self.next_rowid =
+                        self.shared.rowids.take(ctx.txn, self.t.table.id, ROWID_BATCH)?;
+                    self.rowids_left = ROWID_BATCH;
+                }
+                self.next_rowid += 1;
+                self.rowids_left -= 1;
+                self.next_rowid - 1
+            }
+        };
         self.t.check_out_fks(ctx.txn, &self.row, None)?;
         self.t.add_entries(ctx.txn, rowid, &self.row, None, true)?;
-        storage::insert_row(ctx.txn, self.t.table.id, rowid, &self.row, &mut self.buf)?;
+        self.t.insert_at(ctx.txn, rowid, &self.row, &mut self.buf)?;
         self.count += 1;
         ctx.tick()?;
         Ok(())

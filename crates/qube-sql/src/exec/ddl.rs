@@ -143,6 +143,9 @@ pub fn ddl(
                 if !matches {
                     return Err(Error::user("42809", format!("\"{name}\" is not a {kind}")));
                 }
+                if let Def::Index(ix) = &obj.def {
+                    constraint_index_kept(shared, txn, obj.id, &obj.name, ix.table)?;
+                }
                 if !objs.iter().any(|o: &std::sync::Arc<qube_catalog::Object>| o.id == obj.id) {
                     objs.push(obj);
                 }
@@ -179,6 +182,39 @@ pub fn ddl(
         }
         other => Err(unsupported(format!("statement {}", first_words(other)))),
     }
+}
+
+/// DROP INDEX of the index of a PRIMARY KEY or UNIQUE constraint is
+/// refused, as in PostgreSQL (2BP01): the constraint would lose its check
+/// (and a table with key rowids its key).
+fn constraint_index_kept(
+    shared: &Shared,
+    txn: &mut Transaction,
+    index: ObjectId,
+    name: &str,
+    table: ObjectId,
+) -> Result<()> {
+    let Some(t) = shared.catalog.get(txn, table)? else { return Ok(()) };
+    let Def::Table(def) = &t.def else { return Ok(()) };
+    for c in &def.constraints {
+        if let ConstraintKind::PrimaryKey { index: i, .. } | ConstraintKind::Unique { index: i, .. } =
+            &c.kind
+            && *i == index
+        {
+            return Err(Error::user(
+                "2BP01",
+                format!(
+                    "cannot drop index {name} because constraint {} on table {} requires it",
+                    c.name, t.name
+                ),
+            )
+            .with_hint(format!(
+                "You can drop constraint {} on table {} instead.",
+                c.name, t.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn first_words(s: &ast::Statement) -> String {
@@ -338,7 +374,11 @@ fn create_table(
         sid,
         &name,
         own,
-        Def::Table(TableDef { columns: columns.clone(), constraints: constraints.clone() }),
+        Def::Table(TableDef {
+            columns: columns.clone(),
+            constraints: constraints.clone(),
+            rowid_key: false,
+        }),
     )?;
     // Sequences of SERIAL / identity columns.
     for (pos, ty) in serials {
@@ -403,7 +443,10 @@ fn create_table(
     }
     if let Some(obj) = shared.catalog.get(txn, table_id)? {
         let mut obj = (*obj).clone();
-        obj.def = Def::Table(TableDef { columns, constraints });
+        let mut def = TableDef { columns, constraints, rowid_key: false };
+        // A primary key on one integer column keys the rows (`storage`).
+        def.rowid_key = storage::qualifying_key(&def).is_some();
+        obj.def = Def::Table(def);
         shared.catalog.update(txn, obj)?;
     }
     Ok(done("CREATE TABLE"))
@@ -428,7 +471,12 @@ fn resolve_fk(
     let found = schema.relation(&shared.catalog, txn, &fk.table)?;
     let (ref_id, ref_def) = match found {
         Some(o) if o.id == table_id => {
-            (table_id, TableDef { columns: columns.to_vec(), constraints: constraints.to_vec() })
+            let def = TableDef {
+                columns: columns.to_vec(),
+                constraints: constraints.to_vec(),
+                rowid_key: false,
+            };
+            (table_id, def)
         }
         Some(o) => match &o.def {
             Def::Table(d) => (o.id, d.clone()),
@@ -781,6 +829,93 @@ fn write_index_entries(
     Ok(())
 }
 
+/// Clears `def`'s key-rowid flag if its primary key no longer qualifies
+/// (dropped, or its column dropped or no longer an integer). The rows stay
+/// where they are: a key rowid is a valid counter rowid. The counters are
+/// re-read from the table, so they continue after the largest.
+fn settle_rowid_key(shared: &Shared, table: ObjectId, def: &mut TableDef) {
+    if def.rowid_key && storage::qualifying_key(def).is_none() {
+        def.rowid_key = false;
+        shared.rowids.forget(table);
+    }
+}
+
+/// Moves each row of a table with key rowids whose key rowid is not its
+/// rowid (after ADD PRIMARY KEY, or ALTER COLUMN TYPE … USING on the
+/// key), then rebuilds the table's other indexes, whose entries carry the
+/// rowids. 23505 when two rows have the same key.
+fn rekey(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    table: ObjectId,
+) -> Result<()> {
+    let mut b = Binder::new(&shared.catalog, txn, schema);
+    let t = super::dml::target_by_id(&mut b, table)?;
+    drop(b);
+    let Some(key) = t.rowid_key else { return Ok(()) };
+    let ncols = t.types.len();
+    let mut rows = Vec::new();
+    for (from, row) in storage::scan(txn, table, ncols)? {
+        let to = t
+            .key_rowid(&row)?
+            .ok_or_else(|| Error::Internal("table lost its key rowids".into()))?;
+        rows.push((to, from, row));
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    let n = t.indexes.iter().position(|ix| ix.0 == key.index);
+    for w in rows.windows(2) {
+        if w[0].0 == w[1].0 {
+            let name = n.and_then(|n| t.index_names.get(n)).map_or("", |s| s.as_str());
+            return Err(Error::user("23505", format!("could not create unique index \"{name}\""))
+                .with_detail(format!(
+                    "Key ({})=({}) is duplicated.",
+                    t.table.def.columns[key.column].name, w[0].2[key.column]
+                )));
+        }
+    }
+    if rows.iter().all(|(to, from, _)| to == from) {
+        return Ok(());
+    }
+    // All old keys first: a row may move to another's old key.
+    for (to, from, _) in &rows {
+        if to != from {
+            storage::delete_row(txn, table, *from)?;
+        }
+    }
+    let mut buf = Vec::new();
+    for (to, from, row) in &rows {
+        if to != from {
+            storage::put_row(txn, table, *to, row, &mut buf)?;
+        }
+    }
+    drop(rows);
+    for (n, (id, cols, unique)) in t.indexes.iter().enumerate() {
+        if *id == key.index {
+            continue;
+        }
+        storage::clear_prefix(txn, &storage::index_prefix(*id))?;
+        let names: Vec<String> =
+            cols.iter().map(|&c| t.table.def.columns[c].name.clone()).collect();
+        let name = t.index_names.get(n).map_or("", |s| s.as_str());
+        build_index(txn, table, ncols, cols, *id, *unique, name, &names)?;
+    }
+    for ix in &t.expr_indexes {
+        storage::clear_prefix(txn, &storage::index_prefix(ix.id))?;
+        write_index_entries(
+            txn,
+            table,
+            ncols,
+            ix.id,
+            ix.unique,
+            &ix.name,
+            &ix.texts,
+            &mut |txn, row| ix.values(txn, row),
+        )?;
+    }
+    Ok(())
+}
+
 /// ALTER TABLE: ADD/DROP/RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP
 /// DEFAULT and NOT NULL, DROP CONSTRAINT. Each operation is checked
 /// against the rows as they are then; a failure rolls the whole statement
@@ -959,6 +1094,7 @@ fn alter_table(
                     });
                     let ncols = d2.columns.len();
                     d2.columns.remove(pos);
+                    settle_rowid_key(shared, obj.id, d2);
                     for ix in shared.catalog.indexes_of(txn, obj.id)? {
                         if let Def::Index(idef) = &ix.def
                             && index_mentions(idef, &cname)
@@ -1044,6 +1180,7 @@ fn alter_table(
             O::AlterColumn { column_name, op } => {
                 let cname = ident(column_name);
                 let pos = col_pos(def, &cname)?;
+                let mut rekey_after = false;
                 match op {
                     ast::AlterColumnOperation::SetNotNull => {
                         let ncols = def.columns.len();
@@ -1142,11 +1279,19 @@ fn alter_table(
                         }
                         drop(ctx);
                         def.columns[pos].data_type = to;
+                        // Still the key of key rowids (a USING may have
+                        // changed its values: the rows move after), or no
+                        // longer (its index gets entries below).
+                        settle_rowid_key(shared, obj.id, def);
+                        let keyed = storage::rowid_key(def);
+                        rekey_after = keyed.is_some_and(|k| k.column == pos);
                         // Index entries encode the values: rebuild the
                         // indexes on the column.
                         for ix in shared.catalog.indexes_of(txn, obj.id)? {
                             let Def::Index(idef) = &ix.def else { continue };
-                            if !idef.columns.iter().any(|c| c.expr == cname) {
+                            if !idef.columns.iter().any(|c| c.expr == cname)
+                                || keyed.is_some_and(|k| k.index == ix.id)
+                            {
                                 continue;
                             }
                             let positions = idef
@@ -1175,7 +1320,11 @@ fn alter_table(
                         )));
                     }
                 }
+                let table_id = obj.id;
                 shared.catalog.update(txn, obj)?;
+                if rekey_after {
+                    rekey(shared, txn, schema, table_id)?;
+                }
             }
             O::AddConstraint { constraint, .. } => {
                 let tname = obj.name.clone();
@@ -1262,16 +1411,27 @@ fn alter_table(
                                 method: "btree".into(),
                             }),
                         )?;
-                        build_index(txn, table_id, ncols, &positions, index, true, &iname, &cols)?;
                         def.constraints.push(Constraint {
-                            name: iname,
+                            name: iname.clone(),
                             kind: if primary {
-                                ConstraintKind::PrimaryKey { columns: cols, index }
+                                ConstraintKind::PrimaryKey { columns: cols.clone(), index }
                             } else {
-                                ConstraintKind::Unique { columns: cols, index }
+                                ConstraintKind::Unique { columns: cols.clone(), index }
                             },
                         });
+                        // A primary key on one integer column: the rows
+                        // move to their key rowids (`storage`), the key
+                        // gets no entries.
+                        let keyed = primary && storage::qualifying_key(def).is_some();
+                        def.rowid_key |= keyed;
                         shared.catalog.update(txn, obj)?;
+                        if keyed {
+                            rekey(shared, txn, schema, table_id)?;
+                        } else {
+                            build_index(
+                                txn, table_id, ncols, &positions, index, true, &iname, &cols,
+                            )?;
+                        }
                     }
                     ast::TableConstraint::Check(ch) => {
                         let cname =
@@ -1382,6 +1542,7 @@ fn alter_table(
                     ));
                 };
                 let c = def.constraints.remove(i);
+                settle_rowid_key(shared, obj.id, def);
                 shared.catalog.update(txn, obj)?;
                 if let ConstraintKind::PrimaryKey { index, .. }
                 | ConstraintKind::Unique { index, .. } = c.kind
@@ -1449,7 +1610,7 @@ fn create_table_as(
         sid,
         &name,
         own,
-        Def::Table(TableDef { columns, constraints: vec![] }),
+        Def::Table(TableDef { columns, constraints: vec![], rowid_key: false }),
     )?;
     let rows = {
         let mut ctx = super::Ctx::new(txn, &[]).with_env(&shared.catalog, schema);

@@ -36,6 +36,9 @@ pub struct Target {
     pub in_fks: Vec<InFk>,
     /// Indexes on expressions or with a WHERE (partial).
     pub expr_indexes: Vec<ExprIndex>,
+    /// The primary key that keys the rows, if the table has key rowids
+    /// (its index, in `indexes`, has no entries: see `storage`).
+    pub rowid_key: Option<storage::RowidKey>,
 }
 
 pub use crate::plan::ExprIndex;
@@ -116,6 +119,11 @@ pub fn table_indexes(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, Vec<usiz
     Ok(out)
 }
 
+/// The names of a table's indexes, by id.
+pub fn index_names(b: &mut Binder, t: &TableInfo) -> Result<Vec<(u64, String)>> {
+    Ok(b.catalog.indexes_of(b.txn, t.id)?.iter().map(|o| (o.id, o.name.clone())).collect())
+}
+
 pub fn target(b: &mut Binder, name: &ast::ObjectName) -> Result<Target> {
     let table = b.table(name)?;
     target_of(b, table)
@@ -159,6 +167,7 @@ fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
         }
         Ok(())
     })?;
+    let rowid_key = storage::rowid_key(&table.def);
     let out_fks = outgoing_fks(b, &table)?;
     let in_fks = incoming_fks(b, &table)?;
     let expr_indexes = expr_indexes(b, &table)?;
@@ -179,6 +188,7 @@ fn target_of(b: &mut Binder, table: TableInfo) -> Result<Target> {
         out_fks,
         in_fks,
         expr_indexes,
+        rowid_key,
     })
 }
 
@@ -240,6 +250,9 @@ pub struct OutFk {
     index: u64,
     ref_types: Vec<DataType>,
     ref_table: String,
+    /// Some(referenced table) when `index` is the key of its key rowids:
+    /// the check reads the row key.
+    rows_of: Option<u64>,
 }
 
 /// A foreign key of another table (or this one) that references this one.
@@ -259,7 +272,7 @@ fn outgoing_fks(b: &mut Binder, table: &TableInfo) -> Result<Vec<OutFk>> {
         let ConstraintKind::ForeignKey { columns, ref_table, ref_columns, .. } = &c.kind else {
             continue;
         };
-        let (ref_name, ref_def) = if *ref_table == table.id {
+        let (ref_name, ref_def): (String, qube_catalog::TableDef) = if *ref_table == table.id {
             (table.name.clone(), table.def.clone())
         } else {
             let o = b
@@ -309,7 +322,15 @@ fn outgoing_fks(b: &mut Binder, table: &TableInfo) -> Result<Vec<OutFk>> {
                     .unwrap_or(DataType::Text),
             );
         }
-        out.push(OutFk { name: c.name.clone(), cols, index, ref_types, ref_table: ref_name });
+        let rows_of = storage::rowid_key(&ref_def).filter(|k| k.index == index).map(|_| *ref_table);
+        out.push(OutFk {
+            name: c.name.clone(),
+            cols,
+            index,
+            ref_types,
+            ref_table: ref_name,
+            rows_of,
+        });
     }
     Ok(out)
 }
@@ -405,11 +426,14 @@ impl Target {
                 .zip(&fk.ref_types)
                 .map(|(v, t)| super::index_value(v.clone(), t))
                 .collect();
-            let found = match key_vals {
-                Some(k) => {
+            let found = match (key_vals, fk.rows_of) {
+                (Some(k), Some(parent)) => {
+                    txn.get_for_update(&storage::key_row_key(parent, &k[0])?)?.is_some()
+                }
+                (Some(k), None) => {
                     txn.get_for_update(&storage::index_key(fk.index, &k, 0, true))?.is_some()
                 }
-                None => false,
+                (None, _) => false,
             };
             if !found {
                 let names: Vec<&str> =
@@ -555,6 +579,14 @@ impl Conflict {
     fn find(&self, t: &Target, txn: &mut Transaction, row: &Row) -> Result<Option<u64>> {
         for &a in &self.arbiters {
             let (id, cols, _) = &t.indexes[a];
+            if t.rowid_key.is_some_and(|k| k.index == *id) {
+                // The key of key rowids: the row key itself.
+                let Some(rowid) = t.key_rowid(row)? else { continue };
+                if txn.get_for_update(&storage::row_key(t.table.id, rowid))?.is_some() {
+                    return Ok(Some(rowid));
+                }
+                continue;
+            }
             let vals = Target::index_values(cols, row);
             if vals.iter().any(Value::is_null) {
                 continue;
@@ -692,7 +724,7 @@ impl Returned {
 
 impl Target {
     /// Writes `new` over the row `old` at `rowid`, moving its index entries
-    /// where their columns changed.
+    /// where their columns changed; returns the row's rowid after.
     fn rewrite(
         &self,
         txn: &mut Transaction,
@@ -700,12 +732,72 @@ impl Target {
         old: &Row,
         new: &Row,
         buf: &mut Vec<u8>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let changed: Vec<bool> =
             self.indexes.iter().map(|(_, cs, _)| cs.iter().any(|&c| old[c] != new[c])).collect();
+        self.write_over(txn, rowid, old, new, changed, buf)
+    }
+
+    /// Writes `new` over the row `old` at `rowid`, given which indexes'
+    /// columns `changed`; returns the row's rowid after. A row whose key
+    /// rowid changes moves: its old key and every entry (each carries the
+    /// rowid) are deleted, and it is added again under the new one, with
+    /// the key's unique check.
+    fn write_over(
+        &self,
+        txn: &mut Transaction,
+        rowid: u64,
+        old: &Row,
+        new: &Row,
+        mut changed: Vec<bool>,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
+        if let Some(k) = self.rowid_key {
+            let to = self.key_rowid(new)?.unwrap_or(rowid);
+            if to != rowid {
+                self.remove_entries(txn, rowid, old, None)?;
+                storage::delete_row(txn, self.table.id, rowid)?;
+                self.add_entries(txn, to, new, None, false)?;
+                storage::put_row(txn, self.table.id, to, new, buf)?;
+                return Ok(to);
+            }
+            // Same key rowid: the key has no entry to move.
+            for (n, (id, ..)) in self.indexes.iter().enumerate() {
+                if *id == k.index {
+                    changed[n] = false;
+                }
+            }
+        }
         self.remove_entries(txn, rowid, old, Some(&changed))?;
         self.add_entries(txn, rowid, new, Some(&changed), false)?;
-        storage::put_row(txn, self.table.id, rowid, new, buf)
+        storage::put_row(txn, self.table.id, rowid, new, buf)?;
+        Ok(rowid)
+    }
+
+    /// The key rowid of `row` (None: the table has counter rowids). Its
+    /// key is NOT NULL and an integer, so `check` has made it one.
+    pub(crate) fn key_rowid(&self, row: &Row) -> Result<Option<u64>> {
+        let Some(k) = self.rowid_key else { return Ok(None) };
+        storage::key_rowid(&row[k.column]).map(Some).ok_or_else(|| {
+            Error::Internal(format!("primary key value {:?} is not an integer", row[k.column]))
+        })
+    }
+
+    /// Writes a new row at `rowid`, after `add_entries`: a counter rowid's
+    /// key no one else can hold (`insert_row`), a key rowid's key locked
+    /// by the unique check.
+    pub(crate) fn insert_at(
+        &self,
+        txn: &mut Transaction,
+        rowid: u64,
+        row: &Row,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        if self.rowid_key.is_some() {
+            storage::put_row(txn, self.table.id, rowid, row, buf)
+        } else {
+            storage::insert_row(txn, self.table.id, rowid, row, buf)
+        }
     }
 
     fn columns(&self) -> Vec<(String, DataType)> {
@@ -747,6 +839,7 @@ impl Target {
                     &c.columns,
                     &c.keys,
                     c.range.as_ref(),
+                    key_types.is_none() && self.rowid_key.is_some_and(|k| k.index == c.index),
                 );
             }
         }
@@ -821,29 +914,27 @@ impl Target {
         fresh: bool,
     ) -> Result<()> {
         let mut key = Vec::new();
+        if let Some(k) = self.rowid_key
+            && let Some(n) = self.indexes.iter().position(|ix| ix.0 == k.index)
+            && only.is_none_or(|o| o[n])
+        {
+            // The row arrives at its key rowid: the key's unique check is
+            // the row key's, and locks it before any entry carrying the
+            // rowid is written.
+            let rowid_key = storage::row_key(self.table.id, rowid);
+            if txn.get_for_update(&rowid_key)?.is_some() {
+                return Err(self.duplicate(n, &[k.column], row));
+            }
+        }
         for (n, (id, cols, unique)) in self.indexes.iter().enumerate() {
-            if only.is_some_and(|o| !o[n]) {
+            if only.is_some_and(|o| !o[n]) || self.rowid_key.is_some_and(|k| k.index == *id) {
                 continue;
             }
             let has_null = cols.iter().any(|&c| row[c].is_null());
             storage::index_key_into(*id, cols.iter().map(|&c| &row[c]), rowid, *unique, &mut key);
             if *unique && !has_null {
                 if txn.get_for_update(&key)?.is_some() {
-                    let names: Vec<&str> =
-                        cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
-                    let shown: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
-                    return Err(Error::user(
-                        "23505",
-                        format!(
-                            "duplicate key value violates unique constraint \"{}\"",
-                            self.index_names.get(n).map_or(self.table.name.as_str(), |s| s)
-                        ),
-                    )
-                    .with_detail(format!(
-                        "Key ({})=({}) already exists.",
-                        names.join(", "),
-                        shown.join(", ")
-                    )));
+                    return Err(self.duplicate(n, cols, row));
                 }
                 txn.set(&key, &rowid.to_be_bytes())?;
             } else if fresh {
@@ -874,6 +965,25 @@ impl Target {
         Ok(())
     }
 
+    /// 23505 for `row`, whose columns `cols` are a key of `indexes[n]`.
+    fn duplicate(&self, n: usize, cols: &[usize], row: &Row) -> Error {
+        let names: Vec<&str> =
+            cols.iter().map(|&c| self.table.def.columns[c].name.as_str()).collect();
+        let shown: Vec<String> = cols.iter().map(|&c| row[c].to_string()).collect();
+        Error::user(
+            "23505",
+            format!(
+                "duplicate key value violates unique constraint \"{}\"",
+                self.index_names.get(n).map_or(self.table.name.as_str(), |s| s)
+            ),
+        )
+        .with_detail(format!(
+            "Key ({})=({}) already exists.",
+            names.join(", "),
+            shown.join(", ")
+        ))
+    }
+
     fn remove_entries(
         &self,
         txn: &mut Transaction,
@@ -882,7 +992,7 @@ impl Target {
         only: Option<&[bool]>,
     ) -> Result<()> {
         for (n, (id, cols, unique)) in self.indexes.iter().enumerate() {
-            if only.is_some_and(|o| !o[n]) {
+            if only.is_some_and(|o| !o[n]) || self.rowid_key.is_some_and(|k| k.index == *id) {
                 continue;
             }
             let vals = Self::index_values(cols, row);
@@ -1061,7 +1171,11 @@ pub fn run_insert(
             .collect(),
     };
     let n = given.len() as u64;
-    let first = shared.rowids.take(ctx.txn, t.table.id, n)?;
+    // Key rowids come from the rows themselves.
+    let first = match t.rowid_key {
+        Some(_) => 0,
+        None => shared.rowids.take(ctx.txn, t.table.id, n)?,
+    };
     let mut returned = Returned::default();
     let mut done = 0u64;
     let mut updated = std::collections::HashSet::new();
@@ -1112,15 +1226,16 @@ pub fn run_insert(
             t.check(&mut ctx, &mut new)?;
             t.check_out_fks(ctx.txn, &new, Some(&old))?;
             apply_in_fks(shared, schema, &mut ctx, t, &old, Some(&new), 0)?;
-            t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
+            let moved = t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
+            updated.insert(moved);
             returned.push(&mut ctx, returning, &new)?;
             done += 1;
             continue;
         }
-        let rowid = first + k as u64;
+        let rowid = t.key_rowid(&full)?.unwrap_or(first + k as u64);
         t.check_out_fks(ctx.txn, &full, None)?;
         t.add_entries(ctx.txn, rowid, &full, None, true)?;
-        storage::insert_row(ctx.txn, t.table.id, rowid, &full, &mut buf)?;
+        t.insert_at(ctx.txn, rowid, &full, &mut buf)?;
         returned.push(&mut ctx, returning, &full)?;
         // A row this command inserted cannot be updated by it either.
         if conflict.is_some() {
@@ -1257,9 +1372,8 @@ fn update_row(
             })
         })
         .collect();
-    t.remove_entries(ctx.txn, rowid, row, Some(&changed))?;
-    t.add_entries(ctx.txn, rowid, new, Some(&changed), false)?;
-    storage::put_row(ctx.txn, t.table.id, rowid, new, buf)
+    t.write_over(ctx.txn, rowid, row, new, changed, buf)?;
+    Ok(())
 }
 
 /// UPDATE … FROM: the target joined with the FROM items under WHERE;

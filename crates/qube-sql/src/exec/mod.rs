@@ -1076,6 +1076,7 @@ impl IndexProbe {
                 &self.columns,
                 &keys,
                 None,
+                table.rows_of(self.index).is_some(),
             )?;
             'found: for (_, r) in found {
                 let Some(r) = own_row(ctx, inp, own, width, r)? else { continue };
@@ -1869,6 +1870,7 @@ fn aggregate_pass(
 /// The (rowid, row) pairs whose index columns equal the keys (and whose
 /// next column lies within `range`, bounds inclusive). `types` are the
 /// index columns' types (by the positions in `columns`); rows have `ncols`.
+/// `rowid_key`: `index` is the key of the table's key rowids.
 #[allow(clippy::too_many_arguments)]
 pub fn index_rows(
     ctx: &mut Ctx,
@@ -1880,9 +1882,22 @@ pub fn index_rows(
     columns: &[usize],
     keys: &[Expr],
     range: Option<&crate::plan::IndexRange>,
+    rowid_key: bool,
 ) -> Result<Vec<(u64, Row)>> {
+    let rows_of = rowid_key.then_some(table);
+    let found = stream::lookup(ctx, types, index, unique, columns, keys, range, rows_of)?;
+    if rowid_key {
+        let mut out = Vec::new();
+        let mut val = Vec::new();
+        stream::lookup_rows(ctx, found, &mut val, &mut |rowid, v| {
+            let mut row = Vec::with_capacity(ncols);
+            crate::types::encoding::decode_row(v, ncols, &mut row)?;
+            out.push((rowid, row));
+            Ok(())
+        })?;
+        return Ok(out);
+    }
     let mut rowids = Vec::new();
-    let found = stream::lookup(ctx, types, index, unique, columns, keys, range)?;
     stream::lookup_rowids(ctx, found, &mut rowids)?;
     let mut out = Vec::with_capacity(rowids.len());
     for rowid in rowids {

@@ -187,7 +187,40 @@ pub fn open_scan<'p>(
                 Some(x) => x.types.clone(),
                 None => table.columns.iter().map(|c| c.1.clone()).collect(),
             };
-            Ok(match lookup(ctx, &types, *index, *unique, columns, keys, range.as_ref())? {
+            let rows_of = table.rows_of(*index);
+            let found =
+                lookup(ctx, &types, *index, *unique, columns, keys, range.as_ref(), rows_of)?;
+            if rows_of.is_some() {
+                // The key of key rowids: the lookup found row keys.
+                return Ok(match found {
+                    Lookup::Range(range) => {
+                        let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
+                        Stream::Table {
+                            cursor: RangeCursor::new(range, dir),
+                            ncols,
+                            buf: VecDeque::new(),
+                            batch: first_batch(want),
+                            need,
+                            spare: Vec::new(),
+                        }
+                    }
+                    found => {
+                        let mut rows = Vec::new();
+                        let mut val = Vec::new();
+                        lookup_rows(ctx, found, &mut val, &mut |_, v| {
+                            let mut row = Vec::with_capacity(ncols);
+                            decode_row_cols(v, ncols, need.as_deref(), &mut row)?;
+                            rows.push(row);
+                            Ok(())
+                        })?;
+                        if *reverse {
+                            rows.reverse();
+                        }
+                        Stream::Rows(rows.into_iter())
+                    }
+                });
+            }
+            Ok(match found {
                 Lookup::Nothing => Stream::Rows(Vec::new().into_iter()),
                 Lookup::Point(key) => {
                     let mut rows = Vec::new();
@@ -376,6 +409,37 @@ pub fn lookup_rowids(ctx: &mut Ctx, l: Lookup, out: &mut Vec<u64>) -> Result<()>
     Ok(())
 }
 
+/// Calls `f(rowid, row value)` for the rows a lookup on the key of a
+/// table with key rowids finds (`lookup` with `rows_of`), in key order.
+pub fn lookup_rows(
+    ctx: &mut Ctx,
+    l: Lookup,
+    val: &mut Vec<u8>,
+    f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    match l {
+        Lookup::Nothing => {}
+        Lookup::Point(key) => {
+            if ctx.txn.get_into(&key, val)? {
+                f(storage::rowid_of(&key)?, val)?;
+            }
+        }
+        Lookup::Range(r) => {
+            ctx.txn.scan_each(r, Direction::Forward, |k, v| {
+                f(storage::rowid_of(k)?, v)?;
+                Ok(true)
+            })?;
+        }
+        Lookup::Many(parts) => {
+            for p in parts {
+                ctx.tick()?;
+                lookup_rows(ctx, p, val, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What an index scan reads.
 pub enum Lookup {
     /// No row can match (a NULL key, a value the column cannot hold).
@@ -390,7 +454,10 @@ pub enum Lookup {
 }
 
 /// The entries whose index columns equal the keys (and whose next column
-/// lies within `range`, bounds inclusive).
+/// lies within `range`, bounds inclusive). `rows_of`: Some(table) when
+/// `index` is the key of that table's key rowids, whose lookups find row
+/// keys (and rows) instead of entries.
+#[allow(clippy::too_many_arguments)]
 pub fn lookup(
     ctx: &mut Ctx,
     types: &[DataType],
@@ -399,9 +466,10 @@ pub fn lookup(
     columns: &[usize],
     keys: &[Expr],
     range: Option<&IndexRange>,
+    rows_of: Option<u64>,
 ) -> Result<Lookup> {
     if keys.iter().any(|k| crate::plan::bind::as_key_set(k).is_some()) {
-        return lookup_set(ctx, types, index, unique, columns, keys, range);
+        return lookup_set(ctx, types, index, unique, columns, keys, range, rows_of);
     }
     let mut vals = Vec::with_capacity(keys.len());
     for (k, &c) in keys.iter().zip(columns) {
@@ -413,6 +481,9 @@ pub fn lookup(
             Some(v) => vals.push(v),
             None => return Ok(Lookup::Nothing),
         }
+    }
+    if let Some(table) = rows_of {
+        return row_lookup(ctx, table, types, &vals, range);
     }
     if unique {
         return Ok(Lookup::Point(storage::index_key(index, &vals, 0, true)));
@@ -454,11 +525,49 @@ pub fn lookup(
     Ok(Lookup::Range(KeyRange::between(&start, &end)))
 }
 
+/// `lookup` on the key of a table with key rowids: `vals` is empty or the
+/// key's one value.
+fn row_lookup(
+    ctx: &mut Ctx,
+    table: u64,
+    types: &[DataType],
+    vals: &[Value],
+    range: Option<&IndexRange>,
+) -> Result<Lookup> {
+    if let Some(v) = vals.first() {
+        return Ok(Lookup::Point(storage::key_row_key(table, v)?.to_vec()));
+    }
+    let Some(r) = range else {
+        return Ok(Lookup::Range(KeyRange::prefix(&storage::table_prefix(table))));
+    };
+    let ty = &types[r.column];
+    // As for entries: NULL bounds match nothing, a bound the column cannot
+    // hold stays open (the condition above decides).
+    let mut bound = |e: &Option<Expr>, open: u64| -> Result<Option<Vec<u8>>> {
+        let rowid = match e {
+            None => open,
+            Some(e) => match eval(ctx, e, &[])? {
+                Value::Null => return Ok(None),
+                v => super::index_value(v, ty).and_then(|v| storage::key_rowid(&v)).unwrap_or(open),
+            },
+        };
+        Ok(Some(storage::row_key(table, rowid).to_vec()))
+    };
+    let (Some(low), Some(high)) = (bound(&r.low, 0)?, bound(&r.high, u64::MAX)?) else {
+        return Ok(Lookup::Nothing);
+    };
+    Ok(Lookup::Range(KeyRange {
+        start: std::ops::Bound::Included(low),
+        end: std::ops::Bound::Included(high),
+    }))
+}
+
 /// `lookup` of keys some of which are key sets: one lookup per
 /// combination of their distinct elements that the columns can hold
 /// (NULLs and values a column cannot equal are dropped). Past
 /// `MAX_KEY_SET` combinations, the keys from the first set on are left
 /// out (a wider range; the conditions above still decide).
+#[allow(clippy::too_many_arguments)]
 fn lookup_set(
     ctx: &mut Ctx,
     types: &[DataType],
@@ -467,6 +576,7 @@ fn lookup_set(
     columns: &[usize],
     keys: &[Expr],
     range: Option<&IndexRange>,
+    rows_of: Option<u64>,
 ) -> Result<Lookup> {
     // Every key's candidate values.
     let mut choices: Vec<Vec<Value>> = Vec::with_capacity(keys.len());
@@ -503,16 +613,17 @@ fn lookup_set(
         combos = combos.saturating_mul(vals.len());
         if combos > crate::plan::bind::MAX_KEY_SET {
             // Look up the prefix before this key only.
-            return lookup_combinations(index, false, &choices, None, ctx, types, columns);
+            return lookup_combinations(index, false, &choices, None, ctx, types, columns, rows_of);
         }
         choices.push(vals);
     }
-    lookup_combinations(index, unique, &choices, range, ctx, types, columns)
+    lookup_combinations(index, unique, &choices, range, ctx, types, columns, rows_of)
 }
 
 /// One lookup per combination of `choices` (already index values, one
 /// list per leading index column); `unique` when they fix every column of
 /// a unique index.
+#[allow(clippy::too_many_arguments)]
 fn lookup_combinations(
     index: u64,
     unique: bool,
@@ -521,6 +632,7 @@ fn lookup_combinations(
     ctx: &mut Ctx,
     types: &[DataType],
     columns: &[usize],
+    rows_of: Option<u64>,
 ) -> Result<Lookup> {
     let mut out = Vec::new();
     let mut pick = vec![0usize; choices.len()];
@@ -528,7 +640,8 @@ fn lookup_combinations(
     loop {
         consts.clear();
         consts.extend(pick.iter().zip(choices).map(|(&i, c)| Expr::Const(c[i].clone())));
-        match lookup(ctx, types, index, unique, &columns[..choices.len()], &consts, range)? {
+        let cols = &columns[..choices.len()];
+        match lookup(ctx, types, index, unique, cols, &consts, range, rows_of)? {
             Lookup::Nothing => {}
             one => out.push(one),
         }

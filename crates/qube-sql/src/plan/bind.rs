@@ -1007,6 +1007,8 @@ impl<'a> Binder<'a> {
                     columns,
                     indexes,
                     expr_indexes,
+                    rowid_key: crate::storage::rowid_key(&table.def),
+                    index_names: Arc::new(crate::exec::dml::index_names(self, table)?),
                 },
             };
             inputs.push(JoinInput { plan, offset, width });
@@ -1492,6 +1494,10 @@ impl<'a> Binder<'a> {
                                             columns: columns.clone(),
                                             indexes,
                                             expr_indexes,
+                                            rowid_key: crate::storage::rowid_key(&t.def),
+                                            index_names: Arc::new(crate::exec::dml::index_names(
+                                                self, &t,
+                                            )?),
                                         },
                                     };
                                     (plan, default_alias, columns)

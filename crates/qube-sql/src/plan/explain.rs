@@ -203,10 +203,11 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             line(
                 depth,
                 format!(
-                    "Index {}Scan{} on {} using index {index}{} ({})",
+                    "Index {}Scan{} on {} using {}{} ({})",
                     if *index_only { "Only " } else { "" },
                     if *reverse { " Backward" } else { "" },
                     table.name,
+                    table.index_name(*index),
                     if *unique { " (unique)" } else { "" },
                     cols.join(", ")
                 ),

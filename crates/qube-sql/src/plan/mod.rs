@@ -27,6 +27,11 @@ pub struct TableRef {
     pub indexes: Vec<(u64, Vec<usize>, bool)>,
     /// Its indexes on expressions or with a WHERE (partial).
     pub expr_indexes: std::sync::Arc<Vec<ExprIndex>>,
+    /// The primary key that keys its rows, if it has key rowids (an
+    /// `IndexScan` on that index reads row keys: `storage`'s module doc).
+    pub rowid_key: Option<crate::storage::RowidKey>,
+    /// The names of its indexes, by id (EXPLAIN).
+    pub index_names: std::sync::Arc<Vec<(u64, String)>>,
 }
 
 /// An index with expression columns or a predicate, bound over the row.
@@ -46,6 +51,19 @@ pub struct ExprIndex {
 }
 
 impl TableRef {
+    /// `Some(table id)` if `index` is the key of this table's key rowids.
+    pub fn rows_of(&self, index: u64) -> Option<u64> {
+        self.rowid_key.filter(|k| k.index == index).map(|_| self.id)
+    }
+
+    /// The name of index `id` (its id, if unknown).
+    pub fn index_name(&self, id: u64) -> String {
+        self.index_names
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or_else(|| format!("index {id}"), |(_, n)| n.clone())
+    }
+
     /// The expression or partial index `id`, if it is one.
     pub fn expr_index(&self, id: u64) -> Option<&ExprIndex> {
         self.expr_indexes.iter().find(|x| x.id == id)

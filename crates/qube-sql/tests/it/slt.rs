@@ -205,6 +205,7 @@ slt_tests!(
     misc,
     returning,
     upsert,
+    rowid_keys,
     alter,
     functions,
     window,
