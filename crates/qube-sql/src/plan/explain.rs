@@ -2,8 +2,8 @@
 //! indented style, each with an estimate of its rows (`rows=N`) and, for
 //! EXPLAIN ANALYZE, the actual rows, loops and time.
 //!
-//! There are no statistics yet: a table's size is its highest rowid (one
-//! reverse seek), and operators scale their inputs by fixed selectivities
+//! There are no statistics yet: a table's size is the span of its rowids
+//! (`storage::estimate_rows`: two seeks), and operators scale their inputs by fixed selectivities
 //! (a filter keeps a third, an equality on a non-unique index a tenth, a
 //! hash join of n and m rows gives the larger, a GROUP BY a tenth). These
 //! are rough; plans are chosen at run time by actual sizes, not by them.
