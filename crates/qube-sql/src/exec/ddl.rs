@@ -58,6 +58,13 @@ pub fn ddl(
                     *col = ident(&c.name);
                 }
             }
+            // A record is a value of a query, never of a relation's column.
+            if let Some(i) = q.columns.iter().position(|c| matches!(c.1, DataType::Record(_))) {
+                return Err(Error::user(
+                    "42P16",
+                    format!("column \"{}\" has pseudo-type record", columns[i]),
+                ));
+            }
             if let Some(existing) = shared.catalog.lookup(txn, Namespace::Relation, sid, &name)? {
                 if cv.or_replace && matches!(existing.def, Def::View(_)) {
                     shared.catalog.drop(txn, existing.id, false)?;
@@ -1489,6 +1496,13 @@ fn create_table_as(
             return Err(Error::user(
                 "42701",
                 format!("column \"{}\" specified more than once", c.name),
+            ));
+        }
+        // A record is a value of a query, never of a column.
+        if matches!(c.data_type, DataType::Record(_)) {
+            return Err(Error::user(
+                "42P16",
+                format!("column \"{}\" has pseudo-type record", c.name),
             ));
         }
     }
