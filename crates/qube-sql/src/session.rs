@@ -92,6 +92,30 @@ fn parse_statements(
 pub struct Column {
     pub name: String,
     pub data_type: DataType,
+    /// The table column it reads, as RowDescription reports it: the
+    /// relation's oid (`pg_class.oid`) and the column's `attnum`; both 0
+    /// for an expression (see `plan::ColumnOrigin`).
+    pub table_oid: u32,
+    pub column_id: i16,
+}
+
+impl Column {
+    /// A column computed by an expression (no table column).
+    pub fn new(name: impl Into<String>, data_type: DataType) -> Column {
+        Column { name: name.into(), data_type, table_oid: 0, column_id: 0 }
+    }
+
+    /// The columns of a bound query, with their origins.
+    pub fn of_query(q: &crate::plan::Query) -> Vec<Column> {
+        q.columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let (table_oid, column_id) = q.origin(i).unwrap_or((0, 0));
+                Column { name: name.clone(), data_type: t.clone(), table_oid, column_id }
+            })
+            .collect()
+    }
 }
 
 /// The result of one statement.
@@ -701,7 +725,7 @@ impl Session {
         s: &ast::Statement,
     ) -> Result<(Vec<Option<DataType>>, Vec<Column>)> {
         use ast::Statement as S;
-        let text = |name: String| vec![Column { name, data_type: DataType::Text }];
+        let text = |name: String| vec![Column::new(name, DataType::Text)];
         match s {
             S::ShowVariable { variable } => {
                 let name =
@@ -1131,7 +1155,7 @@ impl Session {
                     variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
                 let value = self.setting(&name)?;
                 Ok(QueryResult {
-                    columns: vec![Column { name: name.clone(), data_type: DataType::Text }],
+                    columns: vec![Column::new(name.clone(), DataType::Text)],
                     rows: vec![vec![Value::Text(value)]],
                     tag: "SHOW".into(),
                 })
@@ -1855,12 +1879,12 @@ fn describe_bound(
     s: &ast::Statement,
 ) -> Result<Vec<Column>> {
     let cols = |c: &[(String, DataType)]| {
-        c.iter().map(|(name, t)| Column { name: name.clone(), data_type: t.clone() }).collect()
+        c.iter().map(|(name, t)| Column::new(name.clone(), t.clone())).collect()
     };
     match s {
         ast::Statement::Query(q) => {
             let mut b = Binder::new(&shared.catalog, txn, schema);
-            Ok(cols(&b.query(q)?.columns))
+            Ok(Column::of_query(&b.query(q)?))
         }
         ast::Statement::Insert(i) => {
             Ok(cols(crate::exec::dml::bind_insert(shared, txn, schema, i)?.returning_columns()))
@@ -1956,7 +1980,12 @@ fn dml_as_query(s: &ast::Statement) -> (Option<String>, String) {
 }
 
 fn empty_query() -> crate::plan::Query {
-    crate::plan::Query { plan: crate::plan::Plan::unit(), columns: vec![], unknown: vec![] }
+    crate::plan::Query {
+        plan: crate::plan::Plan::unit(),
+        columns: vec![],
+        unknown: vec![],
+        origins: vec![],
+    }
 }
 
 fn run_statement(
@@ -1992,12 +2021,7 @@ fn run_statement(
             };
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
-            let columns: Vec<Column> = q
-                .columns
-                .iter()
-                .cloned()
-                .map(|(name, data_type)| Column { name, data_type })
-                .collect();
+            let columns = Column::of_query(&q);
             if let Some(sink) = sink {
                 // Rows go to the caller as the executor produces them.
                 let mut rows = exec::stream::open(&mut ctx, &q.plan, None)?;
@@ -2055,7 +2079,7 @@ fn run_statement(
             };
             let rows: Vec<Vec<Value>> = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
             Ok(QueryResult {
-                columns: vec![Column { name: "QUERY PLAN".into(), data_type: DataType::Text }],
+                columns: vec![Column::new("QUERY PLAN", DataType::Text)],
                 rows,
                 tag: "EXPLAIN".into(),
             })

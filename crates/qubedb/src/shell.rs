@@ -349,10 +349,7 @@ mod tests {
 
     #[test]
     fn formats_like_psql() {
-        let cols = vec![
-            Column { name: "id".into(), data_type: DataType::Integer },
-            Column { name: "name".into(), data_type: DataType::Text },
-        ];
+        let cols = vec![Column::new("id", DataType::Integer), Column::new("name", DataType::Text)];
         let mut out = String::new();
         format_table(
             &cols,

@@ -219,7 +219,8 @@ slt_tests!(
     uuid,
     catalog,
     catalog_writes,
-    maintenance
+    maintenance,
+    pg_compat
 );
 
 #[test]
