@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     pub sessions: Arc<crate::activity::Registry>,
     /// What new sessions start with (`Database::set_session_default`).
     pub defaults: parking_lot::Mutex<Limits>,
+    /// Statement counters of every session (`metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -172,6 +174,7 @@ impl Database {
                     statement_timeout: 0,
                     idle_timeout: 0,
                 }),
+                metrics: crate::metrics::Metrics::default(),
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -218,6 +221,11 @@ impl Database {
     /// The storage engine underneath (status, checkpoints).
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.shared.engine
+    }
+
+    /// Statement counters of all sessions, by interface (`metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
     }
 
     /// The transaction layer's counters (commits, rollbacks, serialization
@@ -305,7 +313,8 @@ impl Database {
     /// does not exist, 28000 if the role does not; the caller has
     /// authenticated it); it shows in `pg_stat_activity` until dropped.
     pub fn open_session(&self, options: SessionOptions) -> Result<Session> {
-        let SessionOptions { database: name, user, application_name, client, pid } = options;
+        let SessionOptions { database: name, user, application_name, client, pid, interface } =
+            options;
         let name = name.as_str();
         let user = user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string());
         let user = user.as_str();
@@ -328,6 +337,7 @@ impl Database {
             datetime::clock_now(),
         ));
         self.shared.sessions.register(activity.clone());
+        self.shared.metrics.session_opened(interface);
         let defaults = *self.shared.defaults.lock();
         Ok(Session {
             db: self.clone(),
@@ -360,6 +370,7 @@ impl Database {
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
             zone_saved: None,
+            interface,
         })
     }
 }
@@ -436,6 +447,8 @@ pub struct SessionOptions {
     pub client: Option<std::net::SocketAddr>,
     /// The process id (from `Database::next_pid`); a new one if None.
     pub pid: Option<i32>,
+    /// How the session's statements are counted (`metrics`).
+    pub interface: crate::metrics::Interface,
 }
 
 /// Parsed statements, ready to execute many times.
@@ -503,6 +516,7 @@ impl Drop for Session {
         // failure leaves is dropped at the next open).
         let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
         self.db.shared.sessions.unregister(self.activity.pid);
+        self.db.shared.metrics.session_closed(self.interface);
     }
 }
 
@@ -614,6 +628,8 @@ pub struct Session {
     /// The zone before the transaction block changed it, and whether the
     /// change was SET LOCAL (see `statement`).
     zone_saved: Option<((datetime::Zone, String), bool)>,
+    /// Where the session's statements are counted (`metrics`).
+    interface: crate::metrics::Interface,
 }
 
 impl Session {
@@ -655,6 +671,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
+                self.db.shared.metrics.error(self.interface, None);
                 return Err(crate::position::locate(e, sql, None));
             }
         };
@@ -670,9 +687,13 @@ impl Session {
     /// Parses once, for `execute_prepared` many times (the statements are
     /// bound at each execution, so they see the catalog as it is then).
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        let stmts = parse_stmts(sql).map_err(|e| {
+            self.db.shared.metrics.error(self.interface, None);
+            crate::position::locate(e, sql, None)
+        })?;
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts: parse_stmts(sql).map_err(|e| crate::position::locate(e, sql, None))?,
+            stmts,
             sql: Arc::from(sql),
         })
     }
@@ -949,7 +970,40 @@ impl Session {
         exec::interrupt::set_current(Some(&self.cancel), deadline);
     }
 
+    /// Runs one statement: its environment, pg_stat_activity, notices,
+    /// the end of a transaction block, and its counters (`metrics`).
     fn statement(
+        &mut self,
+        s: &Stmt,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
+        let started = std::time::Instant::now();
+        let mut returned = 0u64;
+        let mut counting;
+        let sink = match sink {
+            Some(f) => {
+                counting = |c: &[Column], row: Vec<Value>| {
+                    returned += 1;
+                    f(c, row)
+                };
+                Some(&mut counting as &mut RowSink)
+            }
+            None => None,
+        };
+        let res = self.statement_counted(s, params, sink);
+        let metrics = &self.db.shared.metrics;
+        match &res {
+            Ok(r) => {
+                let returned = returned + r.rows.len() as u64;
+                metrics.statement(self.interface, &r.tag, returned, started.elapsed());
+            }
+            Err(_) => metrics.error(self.interface, Some(started.elapsed())),
+        }
+        res
+    }
+
+    fn statement_counted(
         &mut self,
         s: &Stmt,
         params: &[Value],
@@ -1589,6 +1643,7 @@ impl Session {
         on: &mut dyn FnMut(crate::exec::copy::CopyOut<'_>) -> Result<()>,
     ) -> Result<QueryResult> {
         let c = Self::copy_stmt(p, index)?;
+        let started = std::time::Instant::now();
         self.enter_statement()?;
         let lookup = self.settings_lookup();
         let res = crate::system::with_settings(lookup, || {
@@ -1603,7 +1658,13 @@ impl Session {
             })
         });
         exec::interrupt::set_current(None, None);
-        let n = res.map_err(|e| crate::position::locate(e, &p.sql, None))?;
+        let metrics = &self.db.shared.metrics;
+        let n = res.map_err(|e| {
+            metrics.error(self.interface, Some(started.elapsed()));
+            crate::position::locate(e, &p.sql, None)
+        })?;
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(self.interface, kind, n, 0, started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1619,6 +1680,7 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        let begun = std::time::Instant::now();
         let (now, deadline) = self.enter_statement()?;
         let shared = self.db.shared.clone();
         if self.txn.is_none() && self.implicit_pending {
@@ -1648,9 +1710,12 @@ impl Session {
             None => Err(Error::Internal("COPY without a transaction".into())),
         };
         match started {
-            Ok(loader) => Ok(CopyIn { session: self, own, loader, now, deadline, open: true }),
+            Ok(loader) => {
+                Ok(CopyIn { session: self, own, loader, now, deadline, open: true, started: begun })
+            }
             Err(e) => {
                 exec::interrupt::set_current(None, None);
+                shared.metrics.error(self.interface, Some(begun.elapsed()));
                 match own {
                     Some(t) => t.rollback(),
                     None => self.failed = true,
@@ -1732,6 +1797,8 @@ pub struct CopyIn<'s> {
     now: i64,
     deadline: Option<std::time::Instant>,
     open: bool,
+    /// When the COPY began (its latency in `metrics`).
+    started: std::time::Instant,
 }
 
 impl CopyIn<'_> {
@@ -1786,6 +1853,9 @@ impl CopyIn<'_> {
         if let Some(t) = self.own.take() {
             t.commit()?;
         }
+        let (metrics, interface) = (&self.session.db.shared.metrics, self.session.interface);
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(interface, kind, 0, n, self.started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1798,6 +1868,8 @@ impl CopyIn<'_> {
 
     fn fail(&mut self) {
         self.open = false;
+        let s = &self.session;
+        s.db.shared.metrics.error(s.interface, Some(self.started.elapsed()));
         match self.own.take() {
             Some(t) => t.rollback(),
             None => self.session.fail(),
