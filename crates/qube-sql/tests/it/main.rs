@@ -1248,6 +1248,8 @@ fn sessions_are_registered_and_signalled() {
     use qube_sql::{SessionOptions, Value};
     let db = qube_sql::Database::memory().unwrap();
     let mut a = db.session().unwrap();
+    // A session's role must exist (28000 otherwise).
+    a.execute("CREATE ROLE alice LOGIN").unwrap();
     let mut b = db
         .open_session(SessionOptions {
             database: "qubedb".into(),
