@@ -449,6 +449,7 @@ impl Conn<'_> {
             application_name: params.get("application_name").cloned().unwrap_or_default(),
             client: Some(peer),
             pid: Some(pid),
+            interface: qube_sql::metrics::Interface::Pg,
         };
         let session = tokio::task::spawn_blocking(move || {
             let mut s = db.open_session(options)?;

@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     pub sessions: Arc<crate::activity::Registry>,
     /// What new sessions start with (`Database::set_session_default`).
     pub defaults: parking_lot::Mutex<Limits>,
+    /// Statement counters of every session (`metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -196,6 +198,7 @@ impl Database {
                     statement_timeout: 0,
                     idle_timeout: 0,
                 }),
+                metrics: crate::metrics::Metrics::default(),
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -242,6 +245,11 @@ impl Database {
     /// The storage engine underneath (status, checkpoints).
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.shared.engine
+    }
+
+    /// Statement counters of all sessions, by interface (`metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
     }
 
     /// The transaction layer's counters (commits, rollbacks, serialization
@@ -329,8 +337,9 @@ impl Database {
     /// does not exist, 28000 if the role does not; the caller has
     /// authenticated it); it shows in `pg_stat_activity` until dropped.
     pub fn open_session(&self, options: SessionOptions) -> Result<Session> {
-        let SessionOptions { database: name, user, application_name, client, pid } = options;
-        let name = name.as_str();
+        let SessionOptions { database: name, user, application_name, client, pid, interface } =
+            options;
+        let name = if name.is_empty() { qube_catalog::BOOTSTRAP_NAME } else { name.as_str() };
         let user = user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string());
         let user = user.as_str();
         let c = &self.shared.catalog;
@@ -352,6 +361,7 @@ impl Database {
             datetime::clock_now(),
         ));
         self.shared.sessions.register(activity.clone());
+        self.shared.metrics.session_opened(interface);
         let defaults = *self.shared.defaults.lock();
         Ok(Session {
             db: self.clone(),
@@ -384,6 +394,7 @@ impl Database {
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
             zone_saved: None,
+            interface,
         })
     }
 }
@@ -453,13 +464,15 @@ pub enum CopyKind {
 pub struct SessionOptions {
     /// The database to connect to (empty: `qubedb`).
     pub database: String,
-    /// The role name pg_stat_activity shows (default `qubedb`).
+    /// The role the session runs as, which must exist (None: `qubedb`).
     pub user: Option<String>,
     pub application_name: String,
     /// The client's address, for a session of a network connection.
     pub client: Option<std::net::SocketAddr>,
     /// The process id (from `Database::next_pid`); a new one if None.
     pub pid: Option<i32>,
+    /// How the session's statements are counted (`metrics`).
+    pub interface: crate::metrics::Interface,
 }
 
 /// Parsed statements, ready to execute many times.
@@ -527,6 +540,7 @@ impl Drop for Session {
         // failure leaves is dropped at the next open).
         let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
         self.db.shared.sessions.unregister(self.activity.pid);
+        self.db.shared.metrics.session_closed(self.interface);
     }
 }
 
@@ -638,6 +652,8 @@ pub struct Session {
     /// The zone before the transaction block changed it, and whether the
     /// change was SET LOCAL (see `statement`).
     zone_saved: Option<((datetime::Zone, String), bool)>,
+    /// Where the session's statements are counted (`metrics`).
+    interface: crate::metrics::Interface,
 }
 
 impl Session {
@@ -679,6 +695,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
+                self.db.shared.metrics.error(self.interface, None);
                 return Err(crate::position::locate(e, sql, None));
             }
         };
@@ -694,9 +711,13 @@ impl Session {
     /// Parses once, for `execute_prepared` many times (the statements are
     /// bound at each execution, so they see the catalog as it is then).
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        let stmts = parse_stmts(sql).map_err(|e| {
+            self.db.shared.metrics.error(self.interface, None);
+            crate::position::locate(e, sql, None)
+        })?;
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts: parse_stmts(sql).map_err(|e| crate::position::locate(e, sql, None))?,
+            stmts,
             sql: Arc::from(sql),
         })
     }
@@ -973,7 +994,40 @@ impl Session {
         exec::interrupt::set_current(Some(&self.cancel), deadline);
     }
 
+    /// Runs one statement: its environment, pg_stat_activity, notices,
+    /// the end of a transaction block, and its counters (`metrics`).
     fn statement(
+        &mut self,
+        s: &Stmt,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
+        let started = std::time::Instant::now();
+        let mut returned = 0u64;
+        let mut counting;
+        let sink = match sink {
+            Some(f) => {
+                counting = |c: &[Column], row: Vec<Value>| {
+                    returned += 1;
+                    f(c, row)
+                };
+                Some(&mut counting as &mut RowSink)
+            }
+            None => None,
+        };
+        let res = self.statement_counted(s, params, sink);
+        let metrics = &self.db.shared.metrics;
+        match &res {
+            Ok(r) => {
+                let returned = returned + r.rows.len() as u64;
+                metrics.statement(self.interface, &r.tag, returned, started.elapsed());
+            }
+            Err(_) => metrics.error(self.interface, Some(started.elapsed())),
+        }
+        res
+    }
+
+    fn statement_counted(
         &mut self,
         s: &Stmt,
         params: &[Value],
@@ -1613,6 +1667,7 @@ impl Session {
         on: &mut dyn FnMut(crate::exec::copy::CopyOut<'_>) -> Result<()>,
     ) -> Result<QueryResult> {
         let c = Self::copy_stmt(p, index)?;
+        let started = std::time::Instant::now();
         self.enter_statement()?;
         let lookup = self.settings_lookup();
         let res = crate::system::with_settings(lookup, || {
@@ -1627,7 +1682,13 @@ impl Session {
             })
         });
         exec::interrupt::set_current(None, None);
-        let n = res.map_err(|e| crate::position::locate(e, &p.sql, None))?;
+        let metrics = &self.db.shared.metrics;
+        let n = res.map_err(|e| {
+            metrics.error(self.interface, Some(started.elapsed()));
+            crate::position::locate(e, &p.sql, None)
+        })?;
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(self.interface, kind, n, 0, started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1643,6 +1704,7 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        let begun = std::time::Instant::now();
         let (now, deadline) = self.enter_statement()?;
         let shared = self.db.shared.clone();
         if self.txn.is_none() && self.implicit_pending {
@@ -1672,9 +1734,12 @@ impl Session {
             None => Err(Error::Internal("COPY without a transaction".into())),
         };
         match started {
-            Ok(loader) => Ok(CopyIn { session: self, own, loader, now, deadline, open: true }),
+            Ok(loader) => {
+                Ok(CopyIn { session: self, own, loader, now, deadline, open: true, started: begun })
+            }
             Err(e) => {
                 exec::interrupt::set_current(None, None);
+                shared.metrics.error(self.interface, Some(begun.elapsed()));
                 match own {
                     Some(t) => t.rollback(),
                     None => self.failed = true,
@@ -1756,6 +1821,8 @@ pub struct CopyIn<'s> {
     now: i64,
     deadline: Option<std::time::Instant>,
     open: bool,
+    /// When the COPY began (its latency in `metrics`).
+    started: std::time::Instant,
 }
 
 impl CopyIn<'_> {
@@ -1810,6 +1877,9 @@ impl CopyIn<'_> {
         if let Some(t) = self.own.take() {
             t.commit()?;
         }
+        let (metrics, interface) = (&self.session.db.shared.metrics, self.session.interface);
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(interface, kind, 0, n, self.started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1822,6 +1892,8 @@ impl CopyIn<'_> {
 
     fn fail(&mut self) {
         self.open = false;
+        let s = &self.session;
+        s.db.shared.metrics.error(s.interface, Some(self.started.elapsed()));
         match self.own.take() {
             Some(t) => t.rollback(),
             None => self.session.fail(),

@@ -1258,6 +1258,11 @@ fn sessions_are_registered_and_signalled() {
         .err()
         .unwrap();
     assert_eq!(e.sqlstate(), "28000", "{e}");
+    // No database and no role named: `qubedb` and `qubedb`.
+    let mut d = db.open_session(SessionOptions::default()).unwrap();
+    let r = d.execute("SELECT current_database(), current_user").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Text("qubedb".into()), Value::Text("qubedb".into())]]);
+    drop(d);
     a.execute("CREATE ROLE alice LOGIN").unwrap();
     let mut b = db
         .open_session(SessionOptions {
