@@ -34,6 +34,11 @@ pub enum DataType {
     /// SQL (`ANY`, `unnest`, subscripts), OID 22 on the wire with the text
     /// form `1 2`, so drivers read it as PostgreSQL sends it.
     Int2Vector,
+    /// An anonymous composite (PostgreSQL's `record`, OID 2249) with its
+    /// fields' names and types: what a function returning several columns
+    /// gives in an expression (`information_schema._pg_expandarray`). Not
+    /// a column type: it exists only while a query runs.
+    Record(Vec<(String, DataType)>),
 }
 
 impl DataType {
@@ -63,6 +68,7 @@ impl DataType {
             DataType::Jsonb => "jsonb".into(),
             DataType::Array(t) => format!("{}[]", t.sql_name()),
             DataType::Int2Vector => "int2vector".into(),
+            DataType::Record(_) => "record".into(),
         }
     }
 }
@@ -73,6 +79,8 @@ impl DataType {
 // and the SQL engine's system catalog (pg_type, format_type).
 
 pub const TEXT_OID: u32 = 25;
+/// The pseudo-type `record`.
+pub const RECORD_OID: u32 = 2249;
 
 /// The OID PostgreSQL gives a type (arrays: the array type's OID).
 pub fn oid(t: &DataType) -> u32 {
@@ -117,9 +125,11 @@ pub fn oid(t: &DataType) -> u32 {
             DataType::Uuid => 2951,
             DataType::Jsonb => 3807,
             // Nested arrays are not a type of their own in PostgreSQL.
+            DataType::Record(_) => 2287,
             DataType::Array(_) | DataType::Int2Vector => 1009,
         },
         DataType::Int2Vector => 22,
+        DataType::Record(_) => RECORD_OID,
     }
 }
 

@@ -37,7 +37,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -204,11 +203,14 @@ async fn query(State(st): State<Shared>, body: Result<Bytes, BytesRejection>) ->
 /// Runs a request's statements in a new session (on a blocking thread);
 /// the response body, or the error and the failing statement's index.
 fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize>)> {
-    let mut session = match &req.database {
-        Some(name) => st.db.session_in(name),
-        None => st.db.session(),
-    }
-    .map_err(|e| (e, None))?;
+    let mut session = st
+        .db
+        .open_session(qube_sql::SessionOptions {
+            database: req.database.clone().unwrap_or_else(|| "qubedb".into()),
+            interface: qube_sql::metrics::Interface::Http,
+            ..qube_sql::SessionOptions::default()
+        })
+        .map_err(|e| (e, None))?;
     let prepared = session.prepare(&req.sql).map_err(|e| (e, None))?;
     let params: Vec<_> = req.params.iter().map(param).collect();
     let mut out = String::from("{\"results\":[");
@@ -227,7 +229,6 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
         let mut rows = String::new();
         let mut count = 0u64;
         let mut cols: Option<Vec<Column>> = None;
-        let start = Instant::now();
         let r = session.execute_prepared_nth_streaming(
             &prepared,
             i,
@@ -241,18 +242,16 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
                 Ok(())
             },
         );
-        let elapsed = start.elapsed();
+        // The session counts the statement (`qube_sql::metrics`).
         let result = match r {
             Ok(r) => r,
             Err(e) => {
-                st.metrics.error(elapsed);
                 if implicit {
                     let _ = session.end_implicit(false);
                 }
                 return Err((e, Some(i)));
             }
         };
-        st.metrics.statement(&result.tag, count, elapsed);
         // A non-streamed result (a command) may still carry rows.
         let columns = cols.unwrap_or_else(|| result.columns.clone());
         for row in &result.rows {

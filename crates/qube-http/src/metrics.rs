@@ -1,106 +1,35 @@
-//! Counters and their Prometheus text exposition (format 0.0.4), rendered
-//! by hand: a few atomics and one fixed-bucket histogram need no metrics
-//! registry, and each server owns its own counters (no process-global
-//! recorder), which keeps tests that start several servers exact.
+//! The Prometheus text exposition (format 0.0.4) of `/metrics`, rendered
+//! by hand: the counters are plain atomics, so no metrics registry is
+//! needed, and each server owns its own (no process-global recorder),
+//! which keeps tests that start several servers exact.
 //!
 //! What is counted where:
-//! - queries by kind, their latency, rows returned and written, errors:
-//!   statements run through this HTTP API (`interface="http"`). The wire
-//!   protocol server does not report per-statement counters yet.
-//! - connections: HTTP connections counted by our listener; PostgreSQL
-//!   connections read from the wire server when one is attached
-//!   (`Config::pg_connections`).
+//! - queries by kind, their latency, rows returned and written, errors,
+//!   sessions: the engine's statement counters (`qube_sql::metrics`,
+//!   `Database::metrics`), recorded by every session whatever its way in,
+//!   and rendered with an `interface` label: `embedded`, `pg` (the wire
+//!   protocol) and `http` (this API).
+//! - connections: HTTP connections counted by our listener (here);
+//!   PostgreSQL connections read from the wire server when one is
+//!   attached (`Config::pg_connections`).
 //! - transactions, buffer pool and WAL: the engine's own counters
-//!   (`Database::mvcc_status`, `Engine::status`), so they cover every
-//!   interface.
+//!   (`Database::mvcc_status`, `Engine::status`), engine-wide.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use qube_sql::Database;
+use qube_sql::metrics::{Interface, Kind, LATENCY_BUCKETS};
 
-/// Statement kinds, by the first word of the command tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Select,
-    Insert,
-    Update,
-    Delete,
-    Ddl,
-    Other,
-}
-
-const KINDS: [(Kind, &str); 6] = [
-    (Kind::Select, "select"),
-    (Kind::Insert, "insert"),
-    (Kind::Update, "update"),
-    (Kind::Delete, "delete"),
-    (Kind::Ddl, "ddl"),
-    (Kind::Other, "other"),
-];
-
-impl Kind {
-    /// The kind of a statement from its PostgreSQL command tag, and the
-    /// rows it wrote (the tag's count for INSERT, UPDATE and DELETE).
-    pub fn of_tag(tag: &str) -> (Kind, u64) {
-        let first = tag.split(' ').next().unwrap_or("");
-        let count = || tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        match first {
-            "SELECT" => (Kind::Select, 0),
-            "INSERT" => (Kind::Insert, count()),
-            "UPDATE" => (Kind::Update, count()),
-            "DELETE" => (Kind::Delete, count()),
-            "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" => {
-                (Kind::Ddl, 0)
-            }
-            _ => (Kind::Other, 0),
-        }
-    }
-}
-
-/// Upper bounds of the latency histogram's buckets, in seconds.
-const BUCKETS: [f64; 12] =
-    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
+/// The counters only the HTTP server knows.
 #[derive(Default)]
 pub struct Metrics {
     pub http_connections_open: AtomicU64,
     pub http_connections_total: AtomicU64,
     pub http_requests_total: AtomicU64,
-    queries: [AtomicU64; 6],
-    query_errors: AtomicU64,
-    rows_returned: AtomicU64,
-    rows_written: AtomicU64,
-    /// Per bucket (not cumulative; summed when rendered), then +Inf.
-    latency_buckets: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
 }
 
 impl Metrics {
-    /// Records one statement that completed.
-    pub fn statement(&self, tag: &str, rows_returned: u64, elapsed: Duration) {
-        let (kind, written) = Kind::of_tag(tag);
-        let i = KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(5);
-        self.queries[i].fetch_add(1, Relaxed);
-        self.rows_returned.fetch_add(rows_returned, Relaxed);
-        self.rows_written.fetch_add(written, Relaxed);
-        self.latency(elapsed);
-    }
-
-    /// Records one statement that failed.
-    pub fn error(&self, elapsed: Duration) {
-        self.query_errors.fetch_add(1, Relaxed);
-        self.latency(elapsed);
-    }
-
-    fn latency(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let b = BUCKETS.iter().position(|&le| secs <= le).unwrap_or(BUCKETS.len());
-        self.latency_buckets[b].fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
-    }
-
     /// The exposition text. Reads the engine's counters (takes a short
     /// lock in the storage engine: call it off the async runtime).
     pub fn render(&self, db: &Database, pg_connections: Option<u64>) -> String {
@@ -136,65 +65,85 @@ impl Metrics {
             "HTTP requests to /v1/query.",
             format!("qubedb_http_requests_total {}\n", self.http_requests_total.load(Relaxed)),
         );
+        let stats: Vec<_> =
+            Interface::ALL.iter().map(|&i| (i.as_str(), db.metrics().snapshot(i))).collect();
         let mut body = String::new();
-        for (i, (_, name)) in KINDS.iter().enumerate() {
-            let _ = writeln!(
-                body,
-                "qubedb_queries_total{{interface=\"http\",kind=\"{name}\"}} {}",
-                self.queries[i].load(Relaxed)
-            );
+        for (iface, s) in &stats {
+            for (k, n) in Kind::ALL.iter().zip(s.queries) {
+                let kind = k.as_str();
+                let _ = writeln!(
+                    body,
+                    "qubedb_queries_total{{interface=\"{iface}\",kind=\"{kind}\"}} {n}"
+                );
+            }
         }
         line("qubedb_queries_total", "counter", "Statements completed, by kind.", body);
-        line(
-            "qubedb_query_errors_total",
-            "counter",
-            "Statements that failed.",
-            format!(
-                "qubedb_query_errors_total{{interface=\"http\"}} {}\n",
-                self.query_errors.load(Relaxed)
+        let per_interface = |name: &str, get: &dyn Fn(&qube_sql::metrics::Snapshot) -> u64| {
+            let mut body = String::new();
+            for (iface, s) in &stats {
+                let _ = writeln!(body, "{name}{{interface=\"{iface}\"}} {}", get(s));
+            }
+            body
+        };
+        let bodies = [
+            (
+                "qubedb_query_errors_total",
+                "counter",
+                "Statements that failed (in parsing or while running).",
+                per_interface("qubedb_query_errors_total", &|s| s.errors),
             ),
-        );
-        line(
-            "qubedb_rows_returned_total",
-            "counter",
-            "Rows returned to clients.",
-            format!(
-                "qubedb_rows_returned_total{{interface=\"http\"}} {}\n",
-                self.rows_returned.load(Relaxed)
+            (
+                "qubedb_rows_returned_total",
+                "counter",
+                "Rows returned to clients (by queries, RETURNING and COPY TO).",
+                per_interface("qubedb_rows_returned_total", &|s| s.rows_returned),
             ),
-        );
-        line(
-            "qubedb_rows_written_total",
-            "counter",
-            "Rows inserted, updated or deleted.",
-            format!(
-                "qubedb_rows_written_total{{interface=\"http\"}} {}\n",
-                self.rows_written.load(Relaxed)
+            (
+                "qubedb_rows_written_total",
+                "counter",
+                "Rows inserted, updated, deleted or copied in.",
+                per_interface("qubedb_rows_written_total", &|s| s.rows_written),
             ),
-        );
+            (
+                "qubedb_sessions",
+                "gauge",
+                "Sessions open now.",
+                per_interface("qubedb_sessions", &|s| s.sessions_open),
+            ),
+            (
+                "qubedb_sessions_total",
+                "counter",
+                "Sessions opened.",
+                per_interface("qubedb_sessions_total", &|s| s.sessions_total),
+            ),
+        ];
+        for (name, kind, help, body) in bodies {
+            line(name, kind, help, body);
+        }
         let mut body = String::new();
-        let mut cumulative = 0;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Relaxed);
+        for (iface, s) in &stats {
+            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    body,
+                    "qubedb_query_duration_seconds_bucket{{interface=\"{iface}\",le=\"{le}\"}} {}",
+                    s.latency_cumulative[i]
+                );
+            }
+            let count = s.latency_cumulative[LATENCY_BUCKETS.len()];
             let _ = writeln!(
                 body,
-                "qubedb_query_duration_seconds_bucket{{interface=\"http\",le=\"{le}\"}} {cumulative}"
+                "qubedb_query_duration_seconds_bucket{{interface=\"{iface}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                body,
+                "qubedb_query_duration_seconds_sum{{interface=\"{iface}\"}} {}",
+                s.latency_sum_seconds
+            );
+            let _ = writeln!(
+                body,
+                "qubedb_query_duration_seconds_count{{interface=\"{iface}\"}} {count}"
             );
         }
-        cumulative += self.latency_buckets[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(
-            body,
-            "qubedb_query_duration_seconds_bucket{{interface=\"http\",le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(
-            body,
-            "qubedb_query_duration_seconds_sum{{interface=\"http\"}} {}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            body,
-            "qubedb_query_duration_seconds_count{{interface=\"http\"}} {cumulative}"
-        );
         line(
             "qubedb_query_duration_seconds",
             "histogram",

@@ -74,10 +74,35 @@ struct Conn<'a> {
     portals: HashMap<String, Portal>,
     /// After an error in the extended protocol: discard until Sync.
     skip_to_sync: bool,
+    /// Where we are after a COPY FROM STDIN that failed before copy-in
+    /// started, in the extended protocol (see `StrayCopy`).
+    stray_copy: StrayCopy,
     zone_reported: String,
     /// Woken when another session terminates this one
     /// (`pg_terminate_backend`, `Session::on_terminate`).
     terminate: Arc<tokio::sync::Notify>,
+}
+
+/// tokio-postgres and a COPY FROM STDIN that fails before copy-in starts
+/// (`COPY nosuchtable FROM STDIN` through `Client::copy_in`): it sends
+/// Bind, Execute, Sync; the server answers BindComplete, ErrorResponse,
+/// ReadyForQuery, as PostgreSQL does. Its copy sink, dropped with the
+/// error, then sends CopyFail and a second Sync, whose ReadyForQuery it
+/// does not expect: it closes the connection as "unexpected message"
+/// (also against PostgreSQL 15 itself). So after such a failure, copy
+/// messages arriving outside copy mode and then a Sync get no
+/// ReadyForQuery: the client's copy ends as if the server had been in
+/// copy-in mode (where Sync is ignored), and the connection stays usable.
+/// Any other message in between ends this, and Syncs answer as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrayCopy {
+    No,
+    /// The COPY failed; its Sync has not come yet.
+    Failed,
+    /// Its Sync came (and was answered); copy messages may follow.
+    Synced,
+    /// A copy message came: the next Sync is the copy's and is not answered.
+    Swallow,
 }
 
 /// What ends a connection without a protocol reply beyond a final error.
@@ -246,6 +271,7 @@ pub async fn run(
         stmts: HashMap::new(),
         portals: HashMap::new(),
         skip_to_sync: false,
+        stray_copy: StrayCopy::No,
         zone_reported: String::new(),
         terminate: Arc::default(),
     };
@@ -423,6 +449,7 @@ impl Conn<'_> {
             application_name: params.get("application_name").cloned().unwrap_or_default(),
             client: Some(peer),
             pid: Some(pid),
+            interface: qube_sql::metrics::Interface::Pg,
         };
         let session = tokio::task::spawn_blocking(move || {
             let mut s = db.open_session(options)?;
@@ -596,6 +623,20 @@ impl Conn<'_> {
                     | F::Close(_)
                     | F::Flush(_)
             );
+            self.stray_copy = match (self.stray_copy, &msg) {
+                (StrayCopy::Failed, F::Sync(_)) => StrayCopy::Failed,
+                (StrayCopy::Failed, _) if extended => StrayCopy::Failed,
+                (StrayCopy::Synced, F::CopyData(_)) => StrayCopy::Synced,
+                (StrayCopy::Synced | StrayCopy::Swallow, F::CopyDone(_) | F::CopyFail(_)) => {
+                    StrayCopy::Swallow
+                }
+                (StrayCopy::Swallow, F::Sync(_)) => {
+                    // The copy's own Sync (see `StrayCopy`).
+                    self.stray_copy = StrayCopy::No;
+                    continue;
+                }
+                _ => StrayCopy::No,
+            };
             if extended && self.skip_to_sync {
                 continue;
             }
@@ -619,6 +660,9 @@ impl Conn<'_> {
                     Ok(())
                 }
                 F::Sync(_) => {
+                    if self.stray_copy == StrayCopy::Failed {
+                        self.stray_copy = StrayCopy::Synced;
+                    }
                     self.skip_to_sync = false;
                     if !self.session()?.transaction_status().0 {
                         // Portals live until the end of their transaction.
@@ -783,7 +827,7 @@ impl Conn<'_> {
             for i in 0..p.len() {
                 em.begin(true, Vec::new(), false);
                 let r = match p.copy_kind(i) {
-                    Some(kind) => run_copy(s, em, &p, i, kind, &[]),
+                    Some(kind) => run_copy(s, em, &p, i, kind, &[], &mut false),
                     None => s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r)),
                 };
                 em.report_zone(s);
@@ -954,26 +998,35 @@ impl Conn<'_> {
             }
             let params = portal.params.clone();
             let formats = portal.formats.clone();
-            let r = self
-                .blocking(move |s, em| -> Result<(Option<Vec<BytesMut>>, String)> {
-                    if let Some(kind) = stmt.prepared.copy_kind(0) {
-                        em.begin(false, formats, false);
-                        let r = run_copy(s, em, &stmt.prepared, 0, kind, &params);
-                        return Ok((None, em.complete(r?)?));
-                    }
-                    em.begin(false, formats, limit.is_some());
-                    let rs = s.execute_prepared_streaming(&stmt.prepared, &params, &mut |c, r| {
-                        em.row(c, r)
-                    });
-                    em.report_zone(s);
-                    em.notices(s);
-                    let mut tag = String::new();
-                    for r in rs? {
-                        tag = em.complete(r)?;
-                    }
-                    Ok((em.collected.take(), tag))
+            // `early`: a COPY FROM STDIN that failed before copy-in began.
+            let (r, early) = self
+                .blocking(move |s, em| {
+                    let mut early = false;
+                    let r = (|| -> Result<(Option<Vec<BytesMut>>, String)> {
+                        if let Some(kind) = stmt.prepared.copy_kind(0) {
+                            em.begin(false, formats, false);
+                            let r = run_copy(s, em, &stmt.prepared, 0, kind, &params, &mut early);
+                            return Ok((None, em.complete(r?)?));
+                        }
+                        em.begin(false, formats, limit.is_some());
+                        let rs =
+                            s.execute_prepared_streaming(&stmt.prepared, &params, &mut |c, r| {
+                                em.row(c, r)
+                            });
+                        em.report_zone(s);
+                        em.notices(s);
+                        let mut tag = String::new();
+                        for r in rs? {
+                            tag = em.complete(r)?;
+                        }
+                        Ok((em.collected.take(), tag))
+                    })();
+                    (r, early)
                 })
                 .await?;
+            if early && r.is_err() {
+                self.stray_copy = StrayCopy::Failed;
+            }
             let Some(portal) = self.portals.get_mut(&name) else { return Ok(Ok(())) };
             match r {
                 Err(e) => return Ok(Err(e)),
@@ -1064,6 +1117,7 @@ fn run_copy(
     index: usize,
     kind: CopyKind,
     params: &[Value],
+    early: &mut bool,
 ) -> Result<QueryResult> {
     match kind {
         CopyKind::Out => {
@@ -1078,7 +1132,7 @@ fn run_copy(
             Ok(r)
         }
         CopyKind::In => {
-            let mut c = s.copy_in(p, index)?;
+            let mut c = s.copy_in(p, index).inspect_err(|_| *early = true)?;
             em.copy_in_start(c.columns())?;
             loop {
                 let chunk = em.copy_in_next();

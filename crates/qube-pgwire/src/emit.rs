@@ -131,8 +131,8 @@ pub fn row_description(cols: &[Column], formats: &[i16]) -> RowDescription {
             .map(|(i, c)| {
                 FieldDescription::new(
                     c.name.clone(),
-                    0,
-                    0,
+                    c.table_oid as i32,
+                    c.column_id,
                     types::oid(&c.data_type),
                     types::type_size(&c.data_type),
                     types::type_modifier(&c.data_type),

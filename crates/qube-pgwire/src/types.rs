@@ -86,6 +86,23 @@ pub fn write_binary(v: &Value, t: &DataType, out: &mut BytesMut) -> Result<()> {
         (DataType::Int2Vector, Value::Array(items)) => {
             write_array(items, &DataType::SmallInt, 0, out)?
         }
+        // record_send: the field count, then each field's type OID,
+        // length (-1 for NULL) and binary form.
+        (DataType::Record(fields), Value::Record(items)) => {
+            out.put_i32(i32::try_from(items.len()).map_err(|_| out_of_range(t))?);
+            for (v, (_, ft)) in items.iter().zip(fields) {
+                out.put_u32(oid(ft));
+                if v.is_null() {
+                    out.put_i32(-1);
+                    continue;
+                }
+                let at = out.len();
+                out.put_i32(0);
+                write_binary(v, ft, out)?;
+                let len = (out.len() - at - 4) as i32;
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
         (t, v) => {
             let cast = qube_sql::types::cast::cast(v.clone(), t)?;
             if std::mem::discriminant(&cast) == std::mem::discriminant(v) {
@@ -235,6 +252,10 @@ fn decode_binary(b: &[u8], t: &DataType) -> Result<Value> {
         DataType::Uuid => Value::Uuid(exact(b, t)?),
         DataType::Array(e) => Value::Array(read_array(b, e)?),
         DataType::Int2Vector => Value::Array(read_array(b, &DataType::SmallInt)?),
+        // No parameter is declared a record (`from_oid` has no OID for it).
+        DataType::Record(_) => {
+            return Err(Error::user("0A000", "record parameters are not supported"));
+        }
     })
 }
 

@@ -19,6 +19,7 @@
 
 pub mod activity;
 pub mod exec;
+pub mod metrics;
 pub mod names;
 pub mod notice;
 pub mod plan;

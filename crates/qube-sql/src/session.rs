@@ -92,6 +92,30 @@ fn parse_statements(
 pub struct Column {
     pub name: String,
     pub data_type: DataType,
+    /// The table column it reads, as RowDescription reports it: the
+    /// relation's oid (`pg_class.oid`) and the column's `attnum`; both 0
+    /// for an expression (see `plan::ColumnOrigin`).
+    pub table_oid: u32,
+    pub column_id: i16,
+}
+
+impl Column {
+    /// A column computed by an expression (no table column).
+    pub fn new(name: impl Into<String>, data_type: DataType) -> Column {
+        Column { name: name.into(), data_type, table_oid: 0, column_id: 0 }
+    }
+
+    /// The columns of a bound query, with their origins.
+    pub fn of_query(q: &crate::plan::Query) -> Vec<Column> {
+        q.columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let (table_oid, column_id) = q.origin(i).unwrap_or((0, 0));
+                Column { name: name.clone(), data_type: t.clone(), table_oid, column_id }
+            })
+            .collect()
+    }
 }
 
 /// The result of one statement.
@@ -126,6 +150,8 @@ pub(crate) struct Shared {
     pub sessions: Arc<crate::activity::Registry>,
     /// What new sessions start with (`Database::set_session_default`).
     pub defaults: parking_lot::Mutex<Limits>,
+    /// Statement counters of every session (`metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -172,6 +198,7 @@ impl Database {
                     statement_timeout: 0,
                     idle_timeout: 0,
                 }),
+                metrics: crate::metrics::Metrics::default(),
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -218,6 +245,11 @@ impl Database {
     /// The storage engine underneath (status, checkpoints).
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.shared.engine
+    }
+
+    /// Statement counters of all sessions, by interface (`metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
     }
 
     /// The transaction layer's counters (commits, rollbacks, serialization
@@ -305,8 +337,9 @@ impl Database {
     /// does not exist, 28000 if the role does not; the caller has
     /// authenticated it); it shows in `pg_stat_activity` until dropped.
     pub fn open_session(&self, options: SessionOptions) -> Result<Session> {
-        let SessionOptions { database: name, user, application_name, client, pid } = options;
-        let name = name.as_str();
+        let SessionOptions { database: name, user, application_name, client, pid, interface } =
+            options;
+        let name = if name.is_empty() { qube_catalog::BOOTSTRAP_NAME } else { name.as_str() };
         let user = user.unwrap_or_else(|| qube_catalog::BOOTSTRAP_NAME.to_string());
         let user = user.as_str();
         let c = &self.shared.catalog;
@@ -328,6 +361,7 @@ impl Database {
             datetime::clock_now(),
         ));
         self.shared.sessions.register(activity.clone());
+        self.shared.metrics.session_opened(interface);
         let defaults = *self.shared.defaults.lock();
         Ok(Session {
             db: self.clone(),
@@ -360,6 +394,7 @@ impl Database {
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
             zone_saved: None,
+            interface,
         })
     }
 }
@@ -429,13 +464,15 @@ pub enum CopyKind {
 pub struct SessionOptions {
     /// The database to connect to (empty: `qubedb`).
     pub database: String,
-    /// The role name pg_stat_activity shows (default `qubedb`).
+    /// The role the session runs as, which must exist (None: `qubedb`).
     pub user: Option<String>,
     pub application_name: String,
     /// The client's address, for a session of a network connection.
     pub client: Option<std::net::SocketAddr>,
     /// The process id (from `Database::next_pid`); a new one if None.
     pub pid: Option<i32>,
+    /// How the session's statements are counted (`metrics`).
+    pub interface: crate::metrics::Interface,
 }
 
 /// Parsed statements, ready to execute many times.
@@ -503,6 +540,7 @@ impl Drop for Session {
         // failure leaves is dropped at the next open).
         let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
         self.db.shared.sessions.unregister(self.activity.pid);
+        self.db.shared.metrics.session_closed(self.interface);
     }
 }
 
@@ -614,6 +652,8 @@ pub struct Session {
     /// The zone before the transaction block changed it, and whether the
     /// change was SET LOCAL (see `statement`).
     zone_saved: Option<((datetime::Zone, String), bool)>,
+    /// Where the session's statements are counted (`metrics`).
+    interface: crate::metrics::Interface,
 }
 
 impl Session {
@@ -655,6 +695,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
+                self.db.shared.metrics.error(self.interface, None);
                 return Err(crate::position::locate(e, sql, None));
             }
         };
@@ -670,9 +711,13 @@ impl Session {
     /// Parses once, for `execute_prepared` many times (the statements are
     /// bound at each execution, so they see the catalog as it is then).
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        let stmts = parse_stmts(sql).map_err(|e| {
+            self.db.shared.metrics.error(self.interface, None);
+            crate::position::locate(e, sql, None)
+        })?;
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts: parse_stmts(sql).map_err(|e| crate::position::locate(e, sql, None))?,
+            stmts,
             sql: Arc::from(sql),
         })
     }
@@ -701,7 +746,7 @@ impl Session {
         s: &ast::Statement,
     ) -> Result<(Vec<Option<DataType>>, Vec<Column>)> {
         use ast::Statement as S;
-        let text = |name: String| vec![Column { name, data_type: DataType::Text }];
+        let text = |name: String| vec![Column::new(name, DataType::Text)];
         match s {
             S::ShowVariable { variable } => {
                 let name =
@@ -949,7 +994,40 @@ impl Session {
         exec::interrupt::set_current(Some(&self.cancel), deadline);
     }
 
+    /// Runs one statement: its environment, pg_stat_activity, notices,
+    /// the end of a transaction block, and its counters (`metrics`).
     fn statement(
+        &mut self,
+        s: &Stmt,
+        params: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
+        let started = std::time::Instant::now();
+        let mut returned = 0u64;
+        let mut counting;
+        let sink = match sink {
+            Some(f) => {
+                counting = |c: &[Column], row: Vec<Value>| {
+                    returned += 1;
+                    f(c, row)
+                };
+                Some(&mut counting as &mut RowSink)
+            }
+            None => None,
+        };
+        let res = self.statement_counted(s, params, sink);
+        let metrics = &self.db.shared.metrics;
+        match &res {
+            Ok(r) => {
+                let returned = returned + r.rows.len() as u64;
+                metrics.statement(self.interface, &r.tag, returned, started.elapsed());
+            }
+            Err(_) => metrics.error(self.interface, Some(started.elapsed())),
+        }
+        res
+    }
+
+    fn statement_counted(
         &mut self,
         s: &Stmt,
         params: &[Value],
@@ -1131,7 +1209,7 @@ impl Session {
                     variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
                 let value = self.setting(&name)?;
                 Ok(QueryResult {
-                    columns: vec![Column { name: name.clone(), data_type: DataType::Text }],
+                    columns: vec![Column::new(name.clone(), DataType::Text)],
                     rows: vec![vec![Value::Text(value)]],
                     tag: "SHOW".into(),
                 })
@@ -1589,6 +1667,7 @@ impl Session {
         on: &mut dyn FnMut(crate::exec::copy::CopyOut<'_>) -> Result<()>,
     ) -> Result<QueryResult> {
         let c = Self::copy_stmt(p, index)?;
+        let started = std::time::Instant::now();
         self.enter_statement()?;
         let lookup = self.settings_lookup();
         let res = crate::system::with_settings(lookup, || {
@@ -1603,7 +1682,13 @@ impl Session {
             })
         });
         exec::interrupt::set_current(None, None);
-        let n = res.map_err(|e| crate::position::locate(e, &p.sql, None))?;
+        let metrics = &self.db.shared.metrics;
+        let n = res.map_err(|e| {
+            metrics.error(self.interface, Some(started.elapsed()));
+            crate::position::locate(e, &p.sql, None)
+        })?;
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(self.interface, kind, n, 0, started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1619,6 +1704,7 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        let begun = std::time::Instant::now();
         let (now, deadline) = self.enter_statement()?;
         let shared = self.db.shared.clone();
         if self.txn.is_none() && self.implicit_pending {
@@ -1648,9 +1734,12 @@ impl Session {
             None => Err(Error::Internal("COPY without a transaction".into())),
         };
         match started {
-            Ok(loader) => Ok(CopyIn { session: self, own, loader, now, deadline, open: true }),
+            Ok(loader) => {
+                Ok(CopyIn { session: self, own, loader, now, deadline, open: true, started: begun })
+            }
             Err(e) => {
                 exec::interrupt::set_current(None, None);
+                shared.metrics.error(self.interface, Some(begun.elapsed()));
                 match own {
                     Some(t) => t.rollback(),
                     None => self.failed = true,
@@ -1732,6 +1821,8 @@ pub struct CopyIn<'s> {
     now: i64,
     deadline: Option<std::time::Instant>,
     open: bool,
+    /// When the COPY began (its latency in `metrics`).
+    started: std::time::Instant,
 }
 
 impl CopyIn<'_> {
@@ -1786,6 +1877,9 @@ impl CopyIn<'_> {
         if let Some(t) = self.own.take() {
             t.commit()?;
         }
+        let (metrics, interface) = (&self.session.db.shared.metrics, self.session.interface);
+        let kind = crate::metrics::Kind::Other;
+        metrics.record(interface, kind, 0, n, self.started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -1798,6 +1892,8 @@ impl CopyIn<'_> {
 
     fn fail(&mut self) {
         self.open = false;
+        let s = &self.session;
+        s.db.shared.metrics.error(s.interface, Some(self.started.elapsed()));
         match self.own.take() {
             Some(t) => t.rollback(),
             None => self.session.fail(),
@@ -1855,12 +1951,12 @@ fn describe_bound(
     s: &ast::Statement,
 ) -> Result<Vec<Column>> {
     let cols = |c: &[(String, DataType)]| {
-        c.iter().map(|(name, t)| Column { name: name.clone(), data_type: t.clone() }).collect()
+        c.iter().map(|(name, t)| Column::new(name.clone(), t.clone())).collect()
     };
     match s {
         ast::Statement::Query(q) => {
             let mut b = Binder::new(&shared.catalog, txn, schema);
-            Ok(cols(&b.query(q)?.columns))
+            Ok(Column::of_query(&b.query(q)?))
         }
         ast::Statement::Insert(i) => {
             Ok(cols(crate::exec::dml::bind_insert(shared, txn, schema, i)?.returning_columns()))
@@ -1956,7 +2052,12 @@ fn dml_as_query(s: &ast::Statement) -> (Option<String>, String) {
 }
 
 fn empty_query() -> crate::plan::Query {
-    crate::plan::Query { plan: crate::plan::Plan::unit(), columns: vec![], unknown: vec![] }
+    crate::plan::Query {
+        plan: crate::plan::Plan::unit(),
+        columns: vec![],
+        unknown: vec![],
+        origins: vec![],
+    }
 }
 
 fn run_statement(
@@ -1992,12 +2093,7 @@ fn run_statement(
             };
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
-            let columns: Vec<Column> = q
-                .columns
-                .iter()
-                .cloned()
-                .map(|(name, data_type)| Column { name, data_type })
-                .collect();
+            let columns = Column::of_query(&q);
             if let Some(sink) = sink {
                 // Rows go to the caller as the executor produces them.
                 let mut rows = exec::stream::open(&mut ctx, &q.plan, None)?;
@@ -2055,7 +2151,7 @@ fn run_statement(
             };
             let rows: Vec<Vec<Value>> = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
             Ok(QueryResult {
-                columns: vec![Column { name: "QUERY PLAN".into(), data_type: DataType::Text }],
+                columns: vec![Column::new("QUERY PLAN", DataType::Text)],
                 rows,
                 tag: "EXPLAIN".into(),
             })

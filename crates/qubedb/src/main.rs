@@ -1,8 +1,9 @@
 //! The `qubedb` command: `serve` runs the server (PostgreSQL protocol and
-//! HTTP API), `shell` and `sql` run SQL on an embedded database, `check`
-//! verifies a data directory.
+//! HTTP API), `shell` and `sql` run SQL on an embedded database or on a
+//! running server (`--url`), `check` verifies a data directory.
 
 mod config;
+mod remote;
 mod shell;
 
 use std::path::{Path, PathBuf};
@@ -25,12 +26,13 @@ enum Command {
     /// directory (or memory). SIGINT or SIGTERM stops it cleanly: running
     /// statements finish, connections close, the database is checkpointed.
     Serve(ServeArgs),
-    /// An interactive SQL shell on an embedded database (no server needed):
-    /// history, multi-line statements ending with ';', aligned output,
-    /// \timing, \q, \?.
+    /// An interactive SQL shell on an embedded database (no server needed)
+    /// or on a running server (--url): history, multi-line statements
+    /// ending with ';', aligned output, \timing, \q, \?.
     Shell(EmbedArgs),
-    /// Run SQL from -c or -f on an embedded database, print results as
-    /// psql does; stops at the first error (exit code 1).
+    /// Run SQL from -c or -f on an embedded database or a running server
+    /// (--url), print results as psql does; stops at the first error (exit
+    /// code 1; 2 if the database cannot be opened or the connection fails).
     Sql {
         #[command(flatten)]
         db: EmbedArgs,
@@ -69,12 +71,80 @@ struct EmbedArgs {
     /// Use an empty database in memory (nothing is written).
     #[arg(long, conflicts_with = "data")]
     memory: bool,
-    /// The database to connect to.
+    /// A running server instead of a data directory:
+    /// postgres://user[:password]@host[:port]/database, or libpq's
+    /// "host=… port=… user=… dbname=…". Port 5433 and user qubedb unless
+    /// given; the password may also come from PGPASSWORD. --data or
+    /// --memory on the command line win over QUBEDB_URL.
+    #[arg(long, env = "QUBEDB_URL")]
+    url: Option<String>,
+    /// The database to connect to (a database in --url wins).
     #[arg(long, short = 'd', default_value = "qubedb")]
     database: String,
 }
 
+/// An open backend for the shell, and what to call it in the banner.
+struct Opened {
+    backend: Box<dyn shell::Backend>,
+    target: String,
+    database: String,
+    /// The embedded database, dropped (checkpointed) after the session.
+    _db: Option<qube_sql::Database>,
+}
+
 impl EmbedArgs {
+    /// Settles --url against --data and --memory: both on the command
+    /// line is a usage error; otherwise the command line beats the
+    /// environment (`m` are the subcommand's matches).
+    fn settle(&mut self, m: Option<&clap::ArgMatches>) -> Result<(), String> {
+        use clap::parser::ValueSource::CommandLine;
+        let Some(m) = m else { return Ok(()) };
+        let local = self.memory || m.value_source("data") == Some(CommandLine);
+        match m.value_source("url") {
+            Some(CommandLine) if local => Err("give --url or --data/--memory, not both".into()),
+            Some(CommandLine) | None => Ok(()),
+            Some(_) => {
+                if local {
+                    self.url = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Connects to `--url`, or opens the data directory; errors are
+    /// printed.
+    fn connect(&self) -> Option<Opened> {
+        let Some(url) = &self.url else {
+            let (db, session, target) = self.open()?;
+            return Some(Opened {
+                backend: Box::new(shell::Embedded { session }),
+                target,
+                database: self.database.clone(),
+                _db: Some(db),
+            });
+        };
+        let target = match remote::Target::parse(url, &self.database) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("qubedb: {e}");
+                return None;
+            }
+        };
+        match remote::Remote::connect(&target) {
+            Ok(r) => Some(Opened {
+                backend: Box::new(r),
+                target: target.describe(),
+                database: target.database.clone(),
+                _db: None,
+            }),
+            Err(e) => {
+                eprintln!("qubedb: cannot connect to {}: {e}", target.describe());
+                None
+            }
+        }
+    }
+
     /// Opens the database and a session; errors are printed.
     fn open(&self) -> Option<(qube_sql::Database, qube_sql::Session, String)> {
         let (db, target) = if self.memory {
@@ -122,14 +192,22 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { data } => check(&data),
-        Command::Shell(args) => {
-            let Some((db, mut session, target)) = args.open() else { return ExitCode::from(2) };
-            let ok = shell::repl(&mut session, &target);
-            drop(session);
-            drop(db);
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        Command::Shell(mut args) => {
+            if let Err(e) = args.settle(matches.subcommand_matches("shell")) {
+                eprintln!("qubedb shell: {e}");
+                return ExitCode::from(2);
+            }
+            let Some(mut o) = args.connect() else { return ExitCode::from(2) };
+            let ok = shell::repl(o.backend.as_mut(), &o.target, &o.database);
+            // The session before its database.
+            drop(o.backend);
+            if ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
         }
-        Command::Sql { db: args, command, file, vars: _, timing } => {
+        Command::Sql { db: mut args, command, file, vars: _, timing } => {
+            if let Err(e) = args.settle(matches.subcommand_matches("sql")) {
+                eprintln!("qubedb sql: {e}");
+                return ExitCode::from(2);
+            }
             let sql = match (command, file) {
                 (Some(c), _) => c,
                 (None, Some(f)) if f.as_os_str() == "-" => {
@@ -152,11 +230,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let Some((db, mut session, _)) = args.open() else { return ExitCode::from(2) };
-            let ok = shell::run_script(&mut session, &sql, timing);
-            drop(session);
-            drop(db);
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            let Some(mut o) = args.connect() else { return ExitCode::from(2) };
+            let code = shell::run_script(o.backend.as_mut(), &sql, timing);
+            drop(o.backend);
+            ExitCode::from(code)
         }
     }
 }

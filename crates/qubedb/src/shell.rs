@@ -1,5 +1,22 @@
-//! `qubedb shell` and `qubedb sql`: SQL on an embedded database with
-//! psql's aligned output.
+//! `qubedb shell` and `qubedb sql`: SQL on an embedded database or on a
+//! running server, with psql's aligned output.
+//!
+//! ```text
+//! lines ──► split() at top-level ';' ──► one statement at a time
+//!                                         │
+//!            Backend::run(sql, out, notices)
+//!            ├── Embedded: Session::prepare + execute_prepared_nth_streaming,
+//!            │             values rendered with Value's Display
+//!            └── Remote (crate::remote): one simple Query message per
+//!                          statement, values as the server's text
+//!                                         │
+//!            format_table / command tag ──► stdout
+//!            format_report (errors, notices, SQLSTATE) ──► stderr
+//! ```
+//!
+//! Statements are split on the client, as psql does, so each gets its own
+//! result, timing and error, and a transaction block spans statements and
+//! lines because the backend keeps the session between them.
 
 use std::io::Write;
 use std::time::Instant;
@@ -75,21 +92,33 @@ pub fn split(sql: &str) -> (Vec<String>, String) {
     (out, rest)
 }
 
-fn right_aligned(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::SmallInt
-            | DataType::Integer
-            | DataType::BigInt
-            | DataType::Real
-            | DataType::Double
-            | DataType::Numeric(_)
-    )
+/// A result column as the shell prints it: its name, and whether its
+/// values are numbers (right-aligned, as psql aligns them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Col {
+    pub name: String,
+    pub right: bool,
+}
+
+impl Col {
+    /// A column of an embedded result.
+    pub fn of(c: &Column) -> Col {
+        let right = matches!(
+            c.data_type,
+            DataType::SmallInt
+                | DataType::Integer
+                | DataType::BigInt
+                | DataType::Real
+                | DataType::Double
+                | DataType::Numeric(_)
+        );
+        Col { name: c.name.clone(), right }
+    }
 }
 
 /// A result as psql prints it (aligned format): centred headers, a
 /// separator line, numbers right-aligned, NULL empty, then `(N rows)`.
-pub fn format_table(columns: &[Column], rows: &[Vec<String>], out: &mut String) {
+pub fn format_table(columns: &[Col], rows: &[Vec<String>], out: &mut String) {
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = columns.iter().map(|c| width(&c.name)).collect();
     for row in rows {
@@ -122,14 +151,14 @@ pub fn format_table(columns: &[Column], rows: &[Vec<String>], out: &mut String) 
     }
     out.push('\n');
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate().take(n) {
             let w = widths[i];
-            let pad = w - width(cell);
+            let pad = w.saturating_sub(width(cell));
             if i > 0 {
                 out.push('|');
             }
             out.push(' ');
-            if right_aligned(&columns[i].data_type) {
+            if columns[i].right {
                 out.push_str(&" ".repeat(pad));
                 out.push_str(cell);
                 out.push(' ');
@@ -142,7 +171,7 @@ pub fn format_table(columns: &[Column], rows: &[Vec<String>], out: &mut String) 
             }
         }
         // A right-aligned last column ends with its blank; psql drops it.
-        if out.ends_with(' ') && n > 0 && right_aligned(&columns[n - 1].data_type) {
+        if out.ends_with(' ') && n > 0 && columns[n - 1].right {
             out.pop();
         }
         out.push('\n');
@@ -151,18 +180,60 @@ pub fn format_table(columns: &[Column], rows: &[Vec<String>], out: &mut String) 
     out.push_str(&format!("({count} {})\n", if count == 1 { "row" } else { "rows" }));
 }
 
-/// An error as psql prints it with the SQLSTATE (VERBOSITY verbose
-/// style), with the LINE and caret when the error has a position.
-pub fn format_error(e: &qube_sql::Error, sql: &str) -> String {
-    let mut s = format!("ERROR:  {}: {}\n", e.sqlstate(), e);
-    if let Some(pos) = e.position() {
+/// An error or a notice, from either backend: PostgreSQL's fields S, C,
+/// M, D, H, P and W.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// 1-based character offset into the statement's text.
+    pub position: Option<u32>,
+    pub context: Option<String>,
+}
+
+impl Report {
+    /// An embedded session's error.
+    pub fn of_error(e: &qube_sql::Error) -> Report {
+        Report {
+            severity: "ERROR".into(),
+            code: e.sqlstate().into(),
+            message: e.to_string(),
+            detail: e.detail().map(str::to_string),
+            hint: e.hint().map(str::to_string),
+            position: e.position(),
+            context: e.context().map(str::to_string),
+        }
+    }
+
+    /// An embedded session's notice or warning.
+    pub fn of_notice(n: &qube_sql::Notice) -> Report {
+        Report {
+            severity: n.severity.as_str().into(),
+            code: n.sqlstate.into(),
+            message: n.message.clone(),
+            detail: n.detail.clone(),
+            hint: n.hint.clone(),
+            ..Report::default()
+        }
+    }
+}
+
+/// An error or notice as psql prints it with the SQLSTATE (VERBOSITY
+/// verbose style): the LINE and caret when it has a position, then
+/// DETAIL, HINT and CONTEXT.
+pub fn format_report(r: &Report, sql: &str) -> String {
+    let mut s = format!("{}:  {}: {}\n", r.severity, r.code, r.message);
+    if let Some(pos) = r.position {
         let pos = pos as usize;
         let mut seen = 0;
         for (n, line) in sql.split('\n').enumerate() {
             let len = line.chars().count() + 1;
             if pos <= seen + len {
                 let prefix = format!("LINE {}: ", n + 1);
-                let col = pos - seen - 1;
+                let col = pos.saturating_sub(seen + 1);
                 s.push_str(&format!("{prefix}{line}\n"));
                 s.push_str(&" ".repeat(prefix.len() + col));
                 s.push_str("^\n");
@@ -171,70 +242,168 @@ pub fn format_error(e: &qube_sql::Error, sql: &str) -> String {
             seen += len;
         }
     }
+    for (label, text) in [("DETAIL", &r.detail), ("HINT", &r.hint), ("CONTEXT", &r.context)] {
+        if let Some(t) = text {
+            s.push_str(&format!("{label}:  {t}\n"));
+        }
+    }
     s
 }
 
-/// Runs one statement and renders its result (a table, or the command
-/// tag). Values are rendered in the row callback, where the statement's
-/// time zone is in effect.
-pub fn run_statement(session: &mut Session, sql: &str) -> Result<String, qube_sql::Error> {
-    let prepared = session.prepare(sql)?;
-    let mut out = String::new();
-    for i in 0..prepared.len() {
-        let mut cols: Option<Vec<Column>> = None;
-        let mut rows: Vec<Vec<String>> = Vec::new();
-        let text = |v: &Value| if v.is_null() { String::new() } else { v.to_string() };
-        let r = session.execute_prepared_nth_streaming(
-            &prepared,
-            i,
-            &[],
-            &mut |columns: &[Column], row| {
-                if cols.is_none() {
-                    cols = Some(columns.to_vec());
-                }
-                rows.push(row.iter().map(text).collect());
-                Ok(())
-            },
-        )?;
-        rows.extend(r.rows.iter().map(|row| row.iter().map(text).collect()));
-        let columns = cols.unwrap_or(r.columns);
-        if columns.is_empty() {
-            out.push_str(&r.tag);
-            out.push('\n');
-        } else {
-            format_table(&columns, &rows, &mut out);
-            out.push('\n');
-        }
-    }
-    Ok(out)
+/// Why a statement did not complete.
+#[derive(Debug)]
+pub enum Failure {
+    /// The statement failed; the session goes on.
+    Sql(Box<Report>),
+    /// The connection to the server is gone; nothing more can run.
+    Lost(String),
 }
 
-/// Runs a script statement by statement; stops at the first error
-/// (psql's ON_ERROR_STOP), printing it to stderr. True if all succeeded.
-pub fn run_script(session: &mut Session, sql: &str, timing: bool) -> bool {
+/// Where the shell's transaction stands, for the prompt (psql's `%x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+/// What runs the shell's statements: an embedded session or a server
+/// over the PostgreSQL protocol (`crate::remote`). Both render results
+/// the same way (`format_table`, command tags) so the output does not
+/// depend on where the database is.
+pub trait Backend {
+    /// Runs one statement's text, appending its rendered result (a table
+    /// and a blank line, or the command tag) to `out` and any notices it
+    /// raised to `notices`.
+    fn run(
+        &mut self,
+        sql: &str,
+        out: &mut String,
+        notices: &mut Vec<Report>,
+    ) -> Result<(), Failure>;
+
+    /// The transaction state after the last statement.
+    fn status(&self) -> TxnStatus;
+}
+
+/// An embedded database's session.
+pub struct Embedded {
+    pub session: Session,
+}
+
+impl Backend for Embedded {
+    /// Values are rendered in the row callback, where the statement's time
+    /// zone is in effect.
+    fn run(
+        &mut self,
+        sql: &str,
+        out: &mut String,
+        notices: &mut Vec<Report>,
+    ) -> Result<(), Failure> {
+        let session = &mut self.session;
+        let prepared =
+            session.prepare(sql).map_err(|e| Failure::Sql(Box::new(Report::of_error(&e))))?;
+        for i in 0..prepared.len() {
+            let mut cols: Option<Vec<Column>> = None;
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            let text = |v: &Value| if v.is_null() { String::new() } else { v.to_string() };
+            let r = session.execute_prepared_nth_streaming(
+                &prepared,
+                i,
+                &[],
+                &mut |columns: &[Column], row| {
+                    if cols.is_none() {
+                        cols = Some(columns.to_vec());
+                    }
+                    rows.push(row.iter().map(text).collect());
+                    Ok(())
+                },
+            );
+            notices.extend(session.take_notices().iter().map(Report::of_notice));
+            let r = r.map_err(|e| Failure::Sql(Box::new(Report::of_error(&e))))?;
+            rows.extend(r.rows.iter().map(|row| row.iter().map(text).collect()));
+            let columns = cols.unwrap_or(r.columns);
+            if columns.is_empty() {
+                out.push_str(&r.tag);
+                out.push('\n');
+            } else {
+                let columns: Vec<Col> = columns.iter().map(Col::of).collect();
+                format_table(&columns, &rows, out);
+                out.push('\n');
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> TxnStatus {
+        match self.session.transaction_status() {
+            (false, _) => TxnStatus::Idle,
+            (true, false) => TxnStatus::InBlock,
+            (true, true) => TxnStatus::Failed,
+        }
+    }
+}
+
+/// Runs one statement and prints its result to stdout, its notices and
+/// error to stderr (after flushing stdout, so they interleave in order),
+/// and its time if `timing`.
+fn run_and_print(
+    backend: &mut dyn Backend,
+    sql: &str,
+    timing: bool,
+    out: &mut String,
+    notices: &mut Vec<Report>,
+) -> Result<(), Failure> {
+    out.clear();
+    notices.clear();
+    let start = Instant::now();
+    let r = backend.run(sql, out, notices);
+    let elapsed = start.elapsed();
+    let stdout = std::io::stdout();
+    let mut o = stdout.lock();
+    if !notices.is_empty() {
+        let _ = o.flush();
+        for n in notices.iter() {
+            eprint!("{}", format_report(n, sql));
+        }
+    }
+    let _ = o.write_all(out.as_bytes());
+    match &r {
+        Ok(()) => {
+            if timing {
+                let _ = writeln!(o, "Time: {:.3} ms", elapsed.as_secs_f64() * 1e3);
+            }
+        }
+        Err(Failure::Sql(e)) => {
+            let _ = o.flush();
+            eprint!("{}", format_report(e, sql));
+        }
+        Err(Failure::Lost(why)) => {
+            let _ = o.flush();
+            eprintln!("qubedb: the connection to the server was lost: {why}");
+        }
+    }
+    let _ = o.flush();
+    r
+}
+
+/// How a script ended, as psql's exit status: 0 all statements ran, 1 a
+/// statement failed (the script stopped there, as with ON_ERROR_STOP),
+/// 2 the connection to the server was lost.
+pub fn run_script(backend: &mut dyn Backend, sql: &str, timing: bool) -> u8 {
     let (mut stmts, rest) = split(sql);
     if !rest.trim().is_empty() {
         stmts.push(rest.trim().to_string());
     }
-    let stdout = std::io::stdout();
+    let (mut out, mut notices) = (String::new(), Vec::new());
     for s in stmts {
-        let start = Instant::now();
-        match run_statement(session, &s) {
-            Ok(text) => {
-                let mut o = stdout.lock();
-                let _ = o.write_all(text.as_bytes());
-                if timing {
-                    let _ = writeln!(o, "Time: {:.3} ms", start.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            Err(e) => {
-                let _ = std::io::stdout().flush();
-                eprint!("{}", format_error(&e, &s));
-                return false;
-            }
+        match run_and_print(backend, &s, timing, &mut out, &mut notices) {
+            Ok(()) => {}
+            Err(Failure::Sql(_)) => return 1,
+            Err(Failure::Lost(_)) => return 2,
         }
     }
-    true
+    0
 }
 
 const HELP: &str = "\
@@ -247,8 +416,10 @@ Statements end with ';' and may span lines. History is kept in
 ~/.qubedb_history.
 ";
 
-/// The interactive shell.
-pub fn repl(session: &mut Session, target: &str) -> bool {
+/// The interactive shell on `backend`; `target` names it in the banner,
+/// `database` in the prompt. True unless the line editor failed or the
+/// connection was lost.
+pub fn repl(backend: &mut dyn Backend, target: &str, database: &str) -> bool {
     use rustyline::error::ReadlineError;
     let mut rl = match rustyline::DefaultEditor::new() {
         Ok(r) => r,
@@ -268,9 +439,22 @@ pub fn repl(session: &mut Session, target: &str) -> bool {
     );
     let mut timing = false;
     let mut buf = String::new();
-    loop {
-        let prompt = if buf.is_empty() { "qubedb=> " } else { "qubedb-> " };
-        let line = match rl.readline(prompt) {
+    let (mut out, mut notices) = (String::new(), Vec::new());
+    let mut ok = true;
+    'lines: loop {
+        // psql's prompts: `db=>`, `db=*>` in a transaction block, `db=!>`
+        // in a failed one, `db->` on a continuation line.
+        let prompt = if buf.is_empty() {
+            let mark = match backend.status() {
+                TxnStatus::Idle => "",
+                TxnStatus::InBlock => "*",
+                TxnStatus::Failed => "!",
+            };
+            format!("{database}={mark}> ")
+        } else {
+            format!("{database}-> ")
+        };
+        let line = match rl.readline(&prompt) {
             Ok(l) => l,
             Err(ReadlineError::Interrupted) => {
                 buf.clear();
@@ -314,15 +498,11 @@ pub fn repl(session: &mut Session, target: &str) -> bool {
         }
         let _ = rl.add_history_entry(buf.trim());
         for s in stmts {
-            let start = Instant::now();
-            match run_statement(session, &s) {
-                Ok(text) => {
-                    print!("{text}");
-                    if timing {
-                        println!("Time: {:.3} ms", start.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                Err(e) => eprint!("{}", format_error(&e, &s)),
+            if let Err(Failure::Lost(_)) =
+                run_and_print(backend, &s, timing, &mut out, &mut notices)
+            {
+                ok = false;
+                break 'lines;
             }
         }
         buf = rest.trim_start().to_string();
@@ -330,7 +510,7 @@ pub fn repl(session: &mut Session, target: &str) -> bool {
     if let Some(h) = &history {
         let _ = rl.save_history(h);
     }
-    true
+    ok
 }
 
 #[cfg(test)]
@@ -350,8 +530,8 @@ mod tests {
     #[test]
     fn formats_like_psql() {
         let cols = vec![
-            Column { name: "id".into(), data_type: DataType::Integer },
-            Column { name: "name".into(), data_type: DataType::Text },
+            Col::of(&Column::new("id", DataType::Integer)),
+            Col::of(&Column::new("name", DataType::Text)),
         ];
         let mut out = String::new();
         format_table(

@@ -19,12 +19,16 @@ impl Server {
     }
 
     fn start_with(config: qube_http::Config) -> Server {
+        Self::start_on(qube_sql::Database::memory().unwrap(), config)
+    }
+
+    /// A server over `db`, which the test may also use directly.
+    fn start_on(db: qube_sql::Database, config: qube_http::Config) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let db = qube_sql::Database::memory().unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (addr, task) = runtime.block_on(async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -311,6 +315,80 @@ fn metrics_count_queries() {
         .unwrap();
     // Each of the two requests is one implicit transaction.
     assert!(committed >= 2, "{committed}");
+}
+
+/// The value of the exposition line that starts with `series `.
+fn value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_count_embedded_sessions_on_the_same_database() {
+    let db = qube_sql::Database::memory().unwrap();
+    let srv = Server::start_on(db.clone(), qube_http::Config::default());
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE e (a int); INSERT INTO e VALUES (1), (2), (3)").unwrap();
+    s.execute("SELECT * FROM e WHERE a > 1").unwrap();
+    // Streamed rows count as well as collected ones.
+    let mut n = 0;
+    s.execute_streaming("SELECT a FROM e", &[], &mut |_, _| {
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 3);
+    s.execute("UPDATE e SET a = a + 1; BEGIN; DELETE FROM e; ROLLBACK").unwrap();
+    // A parse error (no latency) and an error while running.
+    s.execute("SELEC 1").unwrap_err();
+    s.execute("SELECT 1 / 0").unwrap_err();
+    // A serialization failure: two blocks write the same row.
+    let mut t = db.session().unwrap();
+    s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM e").unwrap();
+    t.execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM e").unwrap();
+    s.execute("UPDATE e SET a = 10 WHERE a = 2; COMMIT").unwrap();
+    let e = t.execute("UPDATE e SET a = 20 WHERE a = 2").unwrap_err();
+    assert_eq!(e.sqlstate(), "40001", "{e}");
+    t.execute("ROLLBACK").unwrap();
+    srv.ok("SELECT 1", json!([]));
+    let (status, text) = srv.request("GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let e = |name: &str| value(&text, &format!("{name}{{interface=\"embedded\"}}"));
+    let kind = |k: &str| {
+        value(&text, &format!("qubedb_queries_total{{interface=\"embedded\",kind=\"{k}\"}}"))
+    };
+    assert_eq!(kind("select"), 4);
+    assert_eq!(kind("insert"), 1);
+    assert_eq!(kind("update"), 2);
+    assert_eq!(kind("delete"), 1);
+    assert_eq!(kind("ddl"), 1);
+    // BEGIN and ROLLBACK, BEGIN, COMMIT; BEGIN, ROLLBACK.
+    assert_eq!(kind("other"), 6);
+    assert_eq!(e("qubedb_query_errors_total"), 3);
+    // 3 inserted, 3 updated, 3 deleted (rolled back), 1 updated.
+    assert_eq!(e("qubedb_rows_written_total"), 10);
+    // 2 + 3 by the queries, 3 + 3 by the blocks' SELECTs.
+    assert_eq!(e("qubedb_rows_returned_total"), 11);
+    assert_eq!(e("qubedb_sessions"), 2);
+    assert_eq!(e("qubedb_sessions_total"), 2);
+    // Each statement has a latency but the one that did not parse.
+    assert_eq!(e("qubedb_query_duration_seconds_count"), 15 + 3 - 1);
+    assert_eq!(
+        value(&text, "qubedb_query_duration_seconds_bucket{interface=\"embedded\",le=\"+Inf\"}"),
+        17
+    );
+    // The HTTP request is counted apart, its session closed.
+    assert_eq!(value(&text, "qubedb_queries_total{interface=\"http\",kind=\"select\"}"), 1);
+    assert_eq!(value(&text, "qubedb_sessions{interface=\"http\"}"), 0);
+    assert_eq!(value(&text, "qubedb_sessions_total{interface=\"http\"}"), 1);
+    assert_eq!(value(&text, "qubedb_queries_total{interface=\"pg\",kind=\"select\"}"), 0);
+    assert_eq!(value(&text, "qubedb_transactions_total{outcome=\"conflicted\"}"), 1);
+    drop((s, t));
+    let (_, text) = srv.request("GET", "/metrics", b"");
+    assert_eq!(value(&text, "qubedb_sessions{interface=\"embedded\"}"), 0);
 }
 
 #[test]

@@ -121,13 +121,11 @@ async fn copy_in_errors_roll_back_and_name_the_line() {
         assert_eq!(db.where_(), Some(*context), "{data}");
         assert_eq!(count(&c, "t").await, 0, "{data}: nothing stays");
     }
-    // Errors before the copy starts. (tokio-postgres loses its connection
-    // after such an error in the extended protocol: each case gets its own.)
-    let c2 = srv.connect().await;
-    let e = copy_in(&c2, "COPY t (a, b, a) FROM STDIN", &[""]).await.expect_err("dup column");
+    // Errors before the copy starts: the same connection goes on (see
+    // `copy_in_failing_before_it_starts_keeps_the_connection`).
+    let e = copy_in(&c, "COPY t (a, b, a) FROM STDIN", &[""]).await.expect_err("dup column");
     assert_eq!(code(&e), "42701");
-    let c2 = srv.connect().await;
-    let e = copy_in(&c2, "COPY t FROM STDIN (FORMAT binary)", &[""]).await.expect_err("binary");
+    let e = copy_in(&c, "COPY t FROM STDIN (FORMAT binary)", &[""]).await.expect_err("binary");
     assert_eq!(code(&e), "0A000");
     let mut r = Raw::connect(srv.addr).await;
     assert_eq!(error_field(&r.query("COPY nope FROM STDIN").await, b'C').as_deref(), Some("42P01"));
@@ -145,6 +143,66 @@ async fn copy_in_errors_roll_back_and_name_the_line() {
     c.batch_execute("ROLLBACK").await.expect("rollback");
     copy_in(&c, "COPY t FROM STDIN", &["8\teight\n"]).await.expect("after rollback");
     assert_eq!(count(&c, "t").await, 1);
+    srv.stop().await;
+}
+
+/// tokio-postgres's `copy_in` of a COPY that fails before copy-in starts:
+/// the error arrives at once (as from PostgreSQL), then the dropped sink
+/// sends CopyFail and Sync, whose ReadyForQuery the client does not
+/// expect; the server leaves that Sync unanswered, so the connection stays
+/// usable (against PostgreSQL 15 tokio-postgres loses it here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_failing_before_it_starts_keeps_the_connection() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    c.batch_execute("CREATE TABLE t (a integer, b text)").await.expect("create");
+    for (sql, want) in [
+        ("COPY nosuchtable FROM STDIN", "42P01"),
+        ("COPY t (nope) FROM STDIN", "42703"),
+        ("COPY t FROM STDIN (FORMAT binary)", "0A000"),
+    ] {
+        let e = c.copy_in::<_, Bytes>(sql).await.err().expect(sql);
+        assert_eq!(code(&e), want, "{sql}");
+        assert_eq!(count(&c, "t").await, 0, "{sql}: the connection answers");
+    }
+    // Twice in a row, then a good COPY and a query on the same client.
+    for _ in 0..2 {
+        let e = c.copy_in::<_, Bytes>("COPY nosuchtable FROM STDIN").await.err().expect("fails");
+        assert_eq!(code(&e), "42P01");
+    }
+    assert_eq!(copy_in(&c, "COPY t FROM STDIN", &["1\tone\n"]).await.expect("copy"), 1);
+    assert_eq!(count(&c, "t").await, 1);
+    // In a transaction block the failure aborts it, as usual.
+    c.batch_execute("BEGIN").await.expect("begin");
+    let e = c.copy_in::<_, Bytes>("COPY nosuchtable FROM STDIN").await.err().expect("fails");
+    assert_eq!(code(&e), "42P01");
+    let e = c.simple_query("SELECT 1").await.expect_err("block failed");
+    assert_eq!(code(&e), "25P02");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(count(&c, "t").await, 1);
+
+    // Over a raw socket: without stray copy messages every Sync is
+    // answered; a stray CopyFail with no failed COPY before it is ignored
+    // and its Sync answered, as PostgreSQL does.
+    let mut r = Raw::connect(srv.addr).await;
+    let msgs = r.extended("COPY nosuchtable FROM STDIN", &[], &[], &[]).await;
+    assert_eq!(error_field(&msgs, b'C').as_deref(), Some("42P01"));
+    r.send(b'S', b"").await;
+    assert_eq!(r.until_ready().await.len(), 1, "a plain Sync is answered");
+    r.send(b'f', b"stray\0").await;
+    r.send(b'S', b"").await;
+    assert_eq!(r.until_ready().await.len(), 1, "no failed COPY: its Sync is answered");
+    assert_eq!(tags(&r.query("SELECT 1").await), vec!["SELECT 1"]);
+    // After a failed COPY, CopyData then CopyDone and Sync: the Sync is the
+    // copy's and gets no answer; the next query's does.
+    let msgs = r.extended("COPY nosuchtable FROM STDIN", &[], &[], &[]).await;
+    assert_eq!(error_field(&msgs, b'C').as_deref(), Some("42P01"));
+    r.send(b'd', b"1\tx\n").await;
+    r.send(b'c', b"").await;
+    r.send(b'S', b"").await;
+    let msgs = r.query("SELECT 2").await;
+    assert_eq!(tags(&msgs), vec!["SELECT 1"]);
+    assert_eq!(msgs.iter().filter(|m| m.0 == b'Z').count(), 1);
     srv.stop().await;
 }
 

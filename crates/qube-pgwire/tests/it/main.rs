@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod compat;
 mod copy;
 mod drivers;
 mod psql;

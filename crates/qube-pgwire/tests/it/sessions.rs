@@ -138,12 +138,12 @@ async fn pg_stat_activity_shows_every_session_and_signals_reach_them() {
     wait_for(&watcher, &of_worker, "idle in transaction:BEGIN; SELECT 1").await;
     let xact =
         format!("SELECT (xact_start IS NOT NULL)::text FROM pg_stat_activity WHERE pid = {pid}");
-    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("t")]]);
+    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("true")]]);
     assert!(worker.batch_execute("SELECT 1/0").await.is_err());
     wait_for(&watcher, &of_worker, "idle in transaction (aborted):SELECT 1/0").await;
     worker.batch_execute("ROLLBACK").await.unwrap();
     wait_for(&watcher, &of_worker, "idle:ROLLBACK").await;
-    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("f")]]);
+    assert_eq!(simple_rows(&watcher, &xact).await, vec![vec![s("false")]]);
 
     // An unknown pid: false and PostgreSQL's WARNING.
     drain(&mut notices);

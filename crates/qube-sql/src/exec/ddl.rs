@@ -58,6 +58,13 @@ pub fn ddl(
                     *col = ident(&c.name);
                 }
             }
+            // A record is a value of a query, never of a relation's column.
+            if let Some(i) = q.columns.iter().position(|c| matches!(c.1, DataType::Record(_))) {
+                return Err(Error::user(
+                    "42P16",
+                    format!("column \"{}\" has pseudo-type record", columns[i]),
+                ));
+            }
             if let Some(existing) = shared.catalog.lookup(txn, Namespace::Relation, sid, &name)? {
                 if cv.or_replace && matches!(existing.def, Def::View(_)) {
                     shared.catalog.drop(txn, existing.id, false)?;
@@ -217,6 +224,41 @@ fn constraint_index_kept(
     Ok(())
 }
 
+/// A CHECK constraint's name: the one given, else PostgreSQL's choice
+/// (`ChooseConstraintName` as `AddRelationNewConstraints` calls it):
+/// `<table>_<column>_check` when the expression reads exactly one column,
+/// else `<table>_check`, with the first free number appended (`1`, `2`, …)
+/// while `taken` says the name is in use. Binds the expression over the
+/// table's columns, so an unknown column is 42703 here, as in PostgreSQL.
+fn check_name(
+    b: &mut Binder,
+    table: &str,
+    cols: &[(String, DataType)],
+    expr: &ast::Expr,
+    given: Option<String>,
+    taken: &dyn Fn(&str) -> bool,
+) -> Result<String> {
+    let (bound, _) = b.with_columns(table, cols, |b| b.expr_typed(expr))?;
+    if let Some(n) = given {
+        return Ok(n);
+    }
+    let mut used = Vec::new();
+    bound.columns_used(&mut used);
+    used.sort_unstable();
+    used.dedup();
+    let base = match used.as_slice() {
+        [c] if *c < cols.len() => format!("{table}_{}_check", cols[*c].0),
+        _ => format!("{table}_check"),
+    };
+    let mut name = base.clone();
+    let mut k = 0u32;
+    while taken(&name) {
+        k += 1;
+        name = format!("{base}{k}");
+    }
+    Ok(name)
+}
+
 fn first_words(s: &ast::Statement) -> String {
     s.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
@@ -255,6 +297,8 @@ fn create_table(
     // (constraint name, columns, primary) for indexes to create.
     let mut keys: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
     let mut serials: Vec<(usize, DataType)> = Vec::new();
+    // CHECK constraints: (name given, expression), named once all columns are known.
+    let mut checks: Vec<(Option<String>, &ast::Expr)> = Vec::new();
     for cd in &ct.columns {
         let cname = ident(&cd.name);
         if columns.iter().any(|c| c.name == cname) {
@@ -304,10 +348,7 @@ fn create_table(
                     on_delete: ref_action(fk.on_delete),
                     on_update: ref_action(fk.on_update),
                 }),
-                ast::ColumnOption::Check(c) => constraints.push(Constraint {
-                    name: cons_name.unwrap_or_else(|| format!("{name}_{cname}_check")),
-                    kind: ConstraintKind::Check { expr: c.expr.to_string() },
-                }),
+                ast::ColumnOption::Check(c) => checks.push((cons_name, &c.expr)),
                 ast::ColumnOption::Generated { .. } => {
                     serials.push((columns.len(), data_type.clone()));
                     col.nullable = false;
@@ -346,11 +387,24 @@ fn create_table(
                 on_delete: ref_action(fk.on_delete),
                 on_update: ref_action(fk.on_update),
             }),
-            ast::TableConstraint::Check(ch) => constraints.push(Constraint {
-                name: ch.name.as_ref().map(ident).unwrap_or_else(|| format!("{name}_check")),
-                kind: ConstraintKind::Check { expr: ch.expr.to_string() },
-            }),
+            ast::TableConstraint::Check(ch) => checks.push((ch.name.as_ref().map(ident), &ch.expr)),
             other => return Err(unsupported(format!("table constraint {other}"))),
+        }
+    }
+    // CHECK constraints, column ones first (sqlparser keeps columns and
+    // table constraints apart, so a table constraint written before a
+    // column's own is named after it here).
+    {
+        let cols: Vec<(String, DataType)> =
+            columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
+        let mut b = Binder::new(&shared.catalog, txn, schema);
+        for (given, expr) in checks {
+            let taken = |n: &str| constraints.iter().any(|c| c.name == n);
+            let cname = check_name(&mut b, &name, &cols, expr, given, &taken)?;
+            constraints.push(Constraint {
+                name: cname,
+                kind: ConstraintKind::Check { expr: expr.to_string() },
+            });
         }
     }
     if keys.iter().filter(|k| k.2).count() > 1 {
@@ -1434,8 +1488,18 @@ fn alter_table(
                         }
                     }
                     ast::TableConstraint::Check(ch) => {
-                        let cname =
-                            ch.name.as_ref().map(ident).unwrap_or_else(|| format!("{tname}_check"));
+                        let cols: Vec<(String, DataType)> = def
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.data_type.clone()))
+                            .collect();
+                        let ncols = cols.len();
+                        let mut b = Binder::new(&shared.catalog, txn, schema);
+                        let given = ch.name.as_ref().map(ident);
+                        let explicit = given.is_some();
+                        let cname = check_name(&mut b, &tname, &cols, &ch.expr, given, &|n| {
+                            !explicit && taken(def, n)
+                        })?;
                         if taken(def, &cname) {
                             return Err(Error::user(
                                 "42710",
@@ -1444,13 +1508,6 @@ fn alter_table(
                                 ),
                             ));
                         }
-                        let cols: Vec<(String, DataType)> = def
-                            .columns
-                            .iter()
-                            .map(|c| (c.name.clone(), c.data_type.clone()))
-                            .collect();
-                        let ncols = cols.len();
-                        let mut b = Binder::new(&shared.catalog, txn, schema);
                         let check = b.with_columns(&tname, &cols, |b| b.expr_typed(&ch.expr))?;
                         drop(b);
                         if check.1 != DataType::Boolean {
@@ -1600,6 +1657,13 @@ fn create_table_as(
             return Err(Error::user(
                 "42701",
                 format!("column \"{}\" specified more than once", c.name),
+            ));
+        }
+        // A record is a value of a query, never of a column.
+        if matches!(c.data_type, DataType::Record(_)) {
+            return Err(Error::user(
+                "42P16",
+                format!("column \"{}\" has pseudo-type record", c.name),
             ));
         }
     }

@@ -714,7 +714,7 @@ impl Returned {
         let columns = returning
             .map(|(_, cols)| {
                 cols.into_iter()
-                    .map(|(name, data_type)| crate::session::Column { name, data_type })
+                    .map(|(name, data_type)| crate::session::Column::new(name, data_type))
                     .collect()
             })
             .unwrap_or_default();

@@ -305,7 +305,9 @@ pub fn binary(op: BinOp, l: Value, r: Value) -> Result<Value> {
         return Ok(compare(op, &l, &r));
     }
     if op == BinOp::Concat {
-        return Ok(Value::Text(format!("{}{}", cast::to_text(l), cast::to_text(r))));
+        // `text || anynonarray` casts the other side to text (PostgreSQL's
+        // textanycat), so a boolean reads `true` there.
+        return Ok(Value::Text(format!("{}{}", cast::cast_text(l), cast::cast_text(r))));
     }
     if let Some(v) = super::datetime::arith(op, &l, &r) {
         return v;

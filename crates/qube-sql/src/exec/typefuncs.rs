@@ -390,6 +390,10 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
                 return Err(invalid("cannot set path in scalar"));
             }
         }
+        Func::RecordField(k) => {
+            let Value::Record(fields) = next()? else { return Err(internal(func)) };
+            fields.into_iter().nth(k).unwrap_or(Value::Null)
+        }
         Func::Subscript => {
             let (a, i) = (next()?, next()?);
             let Value::Array(items) = a else { return Err(internal(func)) };
@@ -753,7 +757,13 @@ pub fn project_set(ctx: &mut super::Ctx, rows: Vec<Row>, exprs: &[Expr]) -> Resu
                     for a in args {
                         vals.push(eval(ctx, a, &r)?);
                     }
-                    let set = set_function(*f, vals)?;
+                    let mut set = set_function(*f, vals)?;
+                    if let SetFunc::ExpandArray { field: None } = f {
+                        // In an expression the pair is one record.
+                        for row in set.iter_mut() {
+                            *row = vec![Value::Record(std::mem::take(row))];
+                        }
+                    }
                     n = n.max(set.len());
                     sets.push(Some(set));
                     plain.push(Value::Null);
@@ -811,6 +821,18 @@ pub fn set_function(func: SetFunc, args: Vec<Value>) -> Result<Vec<Row>> {
     };
     Ok(match (func, v) {
         (SetFunc::Unnest, Value::Array(items)) => items.into_iter().map(|x| vec![x]).collect(),
+        (SetFunc::ExpandArray { field }, Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let n = Value::Int4(i32::try_from(i + 1).unwrap_or(i32::MAX));
+                match field {
+                    Some(0) => vec![x],
+                    Some(_) => vec![n],
+                    None => vec![x, n],
+                }
+            })
+            .collect(),
         (SetFunc::ArrayElements { text }, Value::Jsonb(j)) => match *j {
             Jsonb::Array(items) => items
                 .into_iter()

@@ -164,10 +164,20 @@ pub enum Func {
     /// A set-returning function in the select list: expanded by the
     /// Project above it (one row per element), an error anywhere else.
     SetReturning(super::SetFunc),
+    /// `(record).field`: field `k` of a record (NULL for a NULL record).
+    RecordField(usize),
     /// `(s1, e1) OVERLAPS (s2, e2)` (args: s1, e1, s2, e2).
     Overlaps,
     // String, math and system functions (exec::morefuncs).
     SplitPart,
+    /// Integer `&`, `|`, `#` (xor), `<<`, `>>`, and prefix `~`, in the
+    /// width of their (first) argument.
+    BitAnd,
+    BitOr,
+    BitXor,
+    ShiftLeft,
+    ShiftRight,
+    BitNot,
     Lpad,
     Rpad,
     ConcatWs,
@@ -218,6 +228,12 @@ impl Func {
         matches!(
             self,
             SplitPart
+                | BitAnd
+                | BitOr
+                | BitXor
+                | ShiftLeft
+                | ShiftRight
+                | BitNot
                 | Lpad
                 | Rpad
                 | ConcatWs
@@ -333,6 +349,7 @@ impl Func {
                 | ArrayToString
                 | StringToArray
                 | SetReturning(_)
+                | RecordField(_)
         )
     }
 }

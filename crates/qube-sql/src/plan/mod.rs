@@ -342,6 +342,14 @@ pub enum SetFunc {
     Subscripts {
         zero_based: bool,
     },
+    /// information_schema._pg_expandarray(array): one record `(x, n)` per
+    /// element (the element and its 1-based position, also for an
+    /// int2vector); `field` Some(0) or Some(1) gives just `x` or `n` (a
+    /// field selected from the call, `(_pg_expandarray(a)).n`, which
+    /// PostgreSQL expands in step with the other calls of the select list).
+    ExpandArray {
+        field: Option<u8>,
+    },
 }
 
 impl SetFunc {
@@ -354,6 +362,7 @@ impl SetFunc {
             SetFunc::Each { text: true } => "jsonb_each_text",
             SetFunc::ObjectKeys => "jsonb_object_keys",
             SetFunc::Subscripts { .. } => "generate_subscripts",
+            SetFunc::ExpandArray { .. } => "_pg_expandarray",
         }
     }
 }
@@ -437,4 +446,34 @@ pub struct Query {
     /// Columns that are untyped literals (`SELECT NULL`, `SELECT 'a'`),
     /// whose type a UNION partner decides.
     pub unknown: Vec<bool>,
+    /// Where each output column comes from (shorter, even empty, when the
+    /// rest come from nowhere): see `ColumnOrigin`.
+    pub origins: Vec<ColumnOrigin>,
+}
+
+impl Query {
+    /// Output column `i`'s origin.
+    pub fn origin(&self, i: usize) -> ColumnOrigin {
+        self.origins.get(i).copied().flatten()
+    }
+}
+
+/// The table column an output column reads, as RowDescription reports it
+/// (PostgreSQL's `resorigtbl`/`resorigcol`): the relation's oid (as
+/// `pg_class.oid` shows it) and the column's `attnum`. Set for a plain
+/// column reference of a table, view or system relation, and carried
+/// through subqueries and CTEs; a view's column is the view's own, as in
+/// PostgreSQL. None for expressions, set operations and VALUES.
+pub type ColumnOrigin = Option<(u32, i16)>;
+
+/// The oid a relation's catalog id shows as in `pg_class.oid`, for a
+/// `ColumnOrigin` (0 beyond the oid range, which no id reaches).
+pub fn relation_oid(id: u64) -> u32 {
+    i32::try_from(id).map_or(0, |v| v as u32)
+}
+
+/// The origin of the `k`th (0-based) column of relation `id`.
+pub fn attribute_origin(id: u64, k: usize) -> ColumnOrigin {
+    let attnum = i16::try_from(k + 1).ok()?;
+    Some((relation_oid(id), attnum))
 }

@@ -77,16 +77,16 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
             Value::Text(s) => parse_bool(&s)?,
             other => return Err(cannot_cast(&other, to)),
         }),
-        DataType::Text => Value::Text(to_text(v)),
+        DataType::Text => Value::Text(cast_text(v)),
         DataType::Varchar(n) => {
-            let s = to_text(v);
+            let s = cast_text(v);
             Value::Text(match n {
                 Some(n) => limit_length(s, *n as usize, explicit, "character varying")?,
                 None => s,
             })
         }
         DataType::Char(n) => {
-            let s = limit_length(to_text(v), *n as usize, explicit, "character")?;
+            let s = limit_length(cast_text(v), *n as usize, explicit, "character")?;
             let len = s.chars().count();
             Value::Text(if len < *n as usize {
                 format!("{s}{}", " ".repeat(*n as usize - len))
@@ -151,6 +151,16 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
                     out.push(convert(Value::Text(w.to_string()), &DataType::SmallInt, explicit)?);
                 }
                 Value::Array(out)
+            }
+            other => return Err(cannot_cast(&other, to)),
+        },
+        DataType::Record(fields) => match v {
+            Value::Record(items) if items.len() == fields.len() => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, (_, t)) in items.into_iter().zip(fields) {
+                    out.push(convert(i, t, explicit)?);
+                }
+                Value::Record(out)
             }
             other => return Err(cannot_cast(&other, to)),
         },
@@ -268,6 +278,17 @@ fn limit_length(s: String, n: usize, explicit: bool, name: &str) -> Result<Strin
     Err(Error::user("22001", format!("value too long for type {name}({n})")))
 }
 
+/// The cast to text (and varchar, char): as the output function, except
+/// for boolean, whose cast gives `true`/`false` where its output function
+/// gives `t`/`f` (PostgreSQL's `booltext`).
+pub fn cast_text(v: Value) -> String {
+    match v {
+        Value::Bool(b) => if b { "true" } else { "false" }.to_string(),
+        other => to_text(other),
+    }
+}
+
+/// A value's text output (PostgreSQL's output function).
 pub fn to_text(v: Value) -> String {
     match v {
         Value::Text(s) => s,

@@ -17,6 +17,8 @@
 //!   16 uuid (16 B) | 17 json (len:varint, its text)
 //!   18 jsonb (types::jsonb's binary node encoding)
 //!   19 array (count:varint, then each element as a value; one level)
+//!   20 record (as an array: its fields; only in spilled query rows,
+//!      never in a table: no column has the record type)
 //! ```
 //!
 //! A row shorter than the table (written before `ADD COLUMN`) reads its
@@ -46,6 +48,7 @@
 //!        | jsonb: types::jsonb's token-stream key (PostgreSQL's jsonb order)
 //!        | array: each element's part (0x01 body | 0x02), then 0x00 — so a
 //!          shorter array sorts first and NULL elements after values
+//!        | record: as an array, field by field
 //! ```
 //!
 //! Integers of different widths share one encoding so that an index on an
@@ -173,8 +176,8 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.push(18);
             super::jsonb::encode(j, out);
         }
-        Value::Array(items) => {
-            out.push(19);
+        Value::Array(items) | Value::Record(items) => {
+            out.push(if matches!(v, Value::Record(_)) { 20 } else { 19 });
             put_varint(out, items.len() as u64);
             for v in items {
                 encode_value(v, out);
@@ -269,13 +272,13 @@ fn decode_value(b: &[u8], pos: &mut usize, depth: usize) -> Result<Value> {
         }
         16 => Value::Uuid(take(pos, 16)?.try_into().unwrap_or([0; 16])),
         18 => Value::Jsonb(Box::new(super::jsonb::decode(b, pos)?)),
-        19 if depth == 0 => {
+        19 | 20 if depth == 0 => {
             let n = get_varint(b, pos)? as usize;
             let mut items = Vec::with_capacity(n.min(1 << 16));
             for _ in 0..n {
                 items.push(decode_value(b, pos, depth + 1)?);
             }
-            Value::Array(items)
+            if tag == 20 { Value::Record(items) } else { Value::Array(items) }
         }
         _ => return Err(corrupt("unknown value tag")),
     })
@@ -322,7 +325,7 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
         // json has no order (no btree operator class): its text.
         Value::Json(s) => encode_bytes(s.as_bytes(), out),
         Value::Jsonb(j) => j.key(out),
-        Value::Array(items) => {
+        Value::Array(items) | Value::Record(items) => {
             for v in items {
                 encode_key(v, out);
             }

@@ -41,6 +41,8 @@ pub enum Value {
     Jsonb(Box<Jsonb>),
     /// A one-dimensional array's elements (lower bound 1).
     Array(Vec<Value>),
+    /// An anonymous record's fields (`DataType::Record` names them).
+    Record(Vec<Value>),
 }
 
 impl Value {
@@ -73,6 +75,13 @@ impl Value {
             Value::Array(items) => DataType::Array(Box::new(
                 items.iter().find_map(Value::data_type).unwrap_or(DataType::Text),
             )),
+            Value::Record(fields) => DataType::Record(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("f{}", i + 1), v.data_type().unwrap_or(DataType::Text)))
+                    .collect(),
+            ),
         })
     }
 
@@ -134,7 +143,7 @@ impl Value {
             | (_, Date(_) | Time(_) | Timestamp(_) | TimestampTz(_) | Interval(_)) => return None,
             (Uuid(a), Uuid(b)) => a.cmp(b),
             (Jsonb(a), Jsonb(b)) => a.btree_cmp(b),
-            (Array(a), Array(b)) => return super::array::cmp(a, b),
+            (Array(a), Array(b)) | (Record(a), Record(b)) => return super::array::cmp(a, b),
             (Json(_), _) | (_, Json(_)) => return None,
             (a, b) => {
                 if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
@@ -190,7 +199,7 @@ fn rank(v: &Value) -> u8 {
         Value::Uuid(_) => 4,
         Value::Json(_) => 5,
         Value::Jsonb(_) => 6,
-        Value::Array(_) => 7,
+        Value::Array(_) | Value::Record(_) => 7,
     }
 }
 
@@ -231,6 +240,7 @@ impl fmt::Display for Value {
                 super::array::write(items, &mut s);
                 f.write_str(&s)
             }
+            Value::Record(fields) => f.write_str(&record_text(fields)),
         }
     }
 }
@@ -247,6 +257,38 @@ impl Value {
             _ => {}
         }
     }
+}
+
+/// PostgreSQL's `record_out`: `(a,b)`, a NULL field empty, a field that is
+/// empty or holds a quote, backslash, parenthesis, comma or space quoted
+/// with `"` (quotes and backslashes doubled inside).
+pub fn record_text(fields: &[Value]) -> String {
+    let mut s = String::from("(");
+    for (i, v) in fields.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        if v.is_null() {
+            continue;
+        }
+        let t = super::cast::to_text(v.clone());
+        let quote = t.is_empty()
+            || t.chars().any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace());
+        if !quote {
+            s.push_str(&t);
+            continue;
+        }
+        s.push('"');
+        for c in t.chars() {
+            if matches!(c, '"' | '\\') {
+                s.push(c);
+            }
+            s.push(c);
+        }
+        s.push('"');
+    }
+    s.push(')');
+    s
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lower case.

@@ -1248,6 +1248,22 @@ fn sessions_are_registered_and_signalled() {
     use qube_sql::{SessionOptions, Value};
     let db = qube_sql::Database::memory().unwrap();
     let mut a = db.session().unwrap();
+    // A role that does not exist cannot have a session.
+    let e = db
+        .open_session(SessionOptions {
+            database: "qubedb".into(),
+            user: Some("alice".into()),
+            ..SessionOptions::default()
+        })
+        .err()
+        .unwrap();
+    assert_eq!(e.sqlstate(), "28000", "{e}");
+    // No database and no role named: `qubedb` and `qubedb`.
+    let mut d = db.open_session(SessionOptions::default()).unwrap();
+    let r = d.execute("SELECT current_database(), current_user").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Text("qubedb".into()), Value::Text("qubedb".into())]]);
+    drop(d);
+    a.execute("CREATE ROLE alice LOGIN").unwrap();
     let mut b = db
         .open_session(SessionOptions {
             database: "qubedb".into(),

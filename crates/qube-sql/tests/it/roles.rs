@@ -12,8 +12,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A boolean column as 'yes'/'no': `::text` of a boolean gives 't'/'f' in
-/// this engine (PostgreSQL gives 'true'/'false'), a separate bug.
+/// A boolean column as 'yes'/'no', readable among the other attributes.
 fn yn(col: &str) -> String {
     format!("CASE WHEN {col} THEN 'yes' ELSE 'no' END")
 }

@@ -220,7 +220,8 @@ slt_tests!(
     uuid,
     catalog,
     catalog_writes,
-    maintenance
+    maintenance,
+    pg_compat
 );
 
 #[test]

@@ -3,6 +3,7 @@
 mod check;
 mod crash;
 mod pgbench;
+mod remote;
 mod serve;
 mod sql;
 
