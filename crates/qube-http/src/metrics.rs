@@ -78,46 +78,34 @@ impl Metrics {
             }
         }
         line("qubedb_queries_total", "counter", "Statements completed, by kind.", body);
-        let per_interface = |name: &str, get: &dyn Fn(&qube_sql::metrics::Snapshot) -> u64| {
-            let mut body = String::new();
-            for (iface, s) in &stats {
-                let _ = writeln!(body, "{name}{{interface=\"{iface}\"}} {}", get(s));
-            }
-            body
-        };
-        let bodies = [
+        type Get = fn(&qube_sql::metrics::Snapshot) -> u64;
+        let per_interface: [(&str, &str, &str, Get); 5] = [
             (
                 "qubedb_query_errors_total",
                 "counter",
                 "Statements that failed (in parsing or while running).",
-                per_interface("qubedb_query_errors_total", &|s| s.errors),
+                |s| s.errors,
             ),
             (
                 "qubedb_rows_returned_total",
                 "counter",
                 "Rows returned to clients (by queries, RETURNING and COPY TO).",
-                per_interface("qubedb_rows_returned_total", &|s| s.rows_returned),
+                |s| s.rows_returned,
             ),
             (
                 "qubedb_rows_written_total",
                 "counter",
                 "Rows inserted, updated, deleted or copied in.",
-                per_interface("qubedb_rows_written_total", &|s| s.rows_written),
+                |s| s.rows_written,
             ),
-            (
-                "qubedb_sessions",
-                "gauge",
-                "Sessions open now.",
-                per_interface("qubedb_sessions", &|s| s.sessions_open),
-            ),
-            (
-                "qubedb_sessions_total",
-                "counter",
-                "Sessions opened.",
-                per_interface("qubedb_sessions_total", &|s| s.sessions_total),
-            ),
+            ("qubedb_sessions", "gauge", "Sessions open now.", |s| s.sessions_open),
+            ("qubedb_sessions_total", "counter", "Sessions opened.", |s| s.sessions_total),
         ];
-        for (name, kind, help, body) in bodies {
+        for (name, kind, help, get) in per_interface {
+            let mut body = String::new();
+            for (iface, s) in &stats {
+                let _ = writeln!(body, "{name}{{interface=\"{iface}\"}} {}", get(s));
+            }
             line(name, kind, help, body);
         }
         let mut body = String::new();

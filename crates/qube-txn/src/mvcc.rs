@@ -611,6 +611,19 @@ fn read_version(
     Ok(found)
 }
 
+/// The bounds of every version of `key`, into reused buffers: `start` its
+/// version prefix (which ends 0x00 0x00), `end` the prefix's successor
+/// (which ends 0x00 0x01).
+fn version_bounds_into(key: &[u8], start: &mut Vec<u8>, end: &mut Vec<u8>) {
+    start.clear();
+    keys::version_prefix_into(key, start);
+    end.clear();
+    end.extend_from_slice(start);
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+}
+
 /// The newest committed version of `key`: its timestamp (0 if none) and
 /// value (`None`: absent or deleted).
 fn newest_version(
@@ -618,16 +631,8 @@ fn newest_version(
     key: &[u8],
     bufs: &mut ReadBufs,
 ) -> Result<(Ts, Option<Vec<u8>>)> {
-    // Every version of `key`: its version prefix (which ends 0x00 0x00) up
-    // to the prefix's successor (which ends 0x00 0x01).
     let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
-    start.clear();
-    keys::version_prefix_into(key, &mut start);
-    end.clear();
-    end.extend_from_slice(&start);
-    if let Some(last) = end.last_mut() {
-        *last = 1;
-    }
+    version_bounds_into(key, &mut start, &mut end);
     let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
     let found = engine.seek(&range, &mut bufs.key, &mut bufs.value);
     if let KeyRange { start: Bound::Included(s), end: Bound::Excluded(e) } = range {
@@ -767,15 +772,8 @@ impl Transaction {
         }
         let bufs = &mut self.read_bufs;
         let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
-        // (key, read_ts) up to the first version of the next user key: the
-        // version prefix ends with 0x00 0x00, so its successor ends 0x00 0x01.
-        start.clear();
-        keys::version_prefix_into(key, &mut start);
-        end.clear();
-        end.extend_from_slice(&start);
-        if let Some(last) = end.last_mut() {
-            *last = 1;
-        }
+        // (key, read_ts) up to the first version of the next user key.
+        version_bounds_into(key, &mut start, &mut end);
         start.extend_from_slice(&(!self.read_ts).to_be_bytes());
         let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
         let found = self.shared.engine.seek(&range, &mut bufs.key, out);

@@ -125,18 +125,9 @@ async fn trust_still_checks_the_role() {
     srv.stop().await;
 }
 
+/// A protocol 3.0 StartupMessage for `user` in database `qubedb`.
 fn startup_packet(user: &str) -> Vec<u8> {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", "qubedb")] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    m.extend_from_slice(&body);
-    m
+    crate::bad_input::startup_packet(3, 0, &[("user", user), ("database", "qubedb")])
 }
 
 fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -271,18 +262,6 @@ fn self_signed(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn find_psql() -> Option<PathBuf> {
-    let works =
-        |p: &PathBuf| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
-    let mut candidates = vec![PathBuf::from("psql")];
-    if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut found: Vec<PathBuf> = dirs.flatten().map(|d| d.path().join("bin/psql")).collect();
-        found.sort();
-        candidates.extend(found.into_iter().rev());
-    }
-    candidates.into_iter().find(works)
-}
-
 /// psql with a connection string and PGPASSWORD: (success, stdout, stderr).
 fn psql(
     bin: &PathBuf,
@@ -305,7 +284,7 @@ fn psql(
 }
 
 fn psql_or_skip(test: &str) -> Option<PathBuf> {
-    let found = find_psql();
+    let found = crate::psql::find_psql();
     if found.is_none() {
         assert!(std::env::var_os("CI").is_none(), "psql is missing in CI");
         eprintln!("skipped: psql missing ({test})");

@@ -10,7 +10,8 @@ use tokio::net::TcpStream;
 
 use crate::{TestServer, raw, simple_rows};
 
-fn startup_packet(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+/// A StartupMessage of protocol `major.minor` with `params`.
+pub fn startup_packet(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&major.to_be_bytes());
     body.extend_from_slice(&minor.to_be_bytes());
