@@ -223,6 +223,7 @@ impl Error {
 }
 
 pub mod types;
+pub mod wait;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pgwire::messages::data::{NoData, ParameterDescription};
@@ -26,6 +27,7 @@ use pgwire::messages::{
     DecodeContext, Message, PgWireBackendMessage as B, PgWireFrontendMessage as F, ProtocolVersion,
 };
 use qube_common::types::DataType;
+use qube_common::wait;
 use qube_common::{Error, Result};
 use qube_sql::{Column, CopyKind, CopyOut, Prepared, QueryResult, Session, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,6 +43,19 @@ const GSSENC_REQUEST: i32 = 80877104;
 const CANCEL_REQUEST: i32 = 80877102;
 /// How long a client may take from connecting to a completed startup.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A statement that computed for less than this runs inline next time
+/// (`Conn::run`).
+const SHORT: Duration = Duration::from_millis(1);
+/// Statement texts longer than this always run on a blocking thread.
+const INLINE_TEXT: usize = 16 * 1024;
+/// Shapes of statement texts remembered per connection (`Conn::shapes`).
+const SHAPES: usize = 512;
+
+/// The wait hook for statements run inline on a runtime thread: tokio
+/// moves the thread's other tasks to another thread while it waits.
+fn block_in_place(f: &mut dyn FnMut()) {
+    tokio::task::block_in_place(f)
+}
 
 /// A parsed statement (Parse).
 struct Stmt {
@@ -50,6 +65,8 @@ struct Stmt {
     /// What ParameterDescription reports.
     param_oids: Vec<u32>,
     columns: Vec<Column>,
+    /// Whether its last Execute was short (`Conn::run`).
+    short: AtomicBool,
 }
 
 /// A bound statement (Bind).
@@ -81,6 +98,12 @@ struct Conn<'a> {
     /// Woken when another session terminates this one
     /// (`pg_terminate_backend`, `Session::on_terminate`).
     terminate: Arc<tokio::sync::Notify>,
+    /// Statements may run inline: the runtime has several worker threads
+    /// (`tokio::task::block_in_place` needs that).
+    inline_ok: bool,
+    /// Whether the last simple query or Parse of each text shape (`shape`)
+    /// was short.
+    shapes: HashMap<u64, bool>,
 }
 
 /// tokio-postgres and a COPY FROM STDIN that fails before copy-in starts
@@ -274,6 +297,9 @@ pub async fn run(
         stray_copy: StrayCopy::No,
         zone_reported: String::new(),
         terminate: Arc::default(),
+        inline_ok: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread,
+        shapes: HashMap::new(),
     };
     let started = match tokio::time::timeout(STARTUP_TIMEOUT, c.startup(peer, pid, full)).await {
         Ok(r) => r,
@@ -695,20 +721,78 @@ impl Conn<'_> {
         }
     }
 
-    /// Runs `f` with the session on a blocking thread while the rows it
-    /// emits are written to the socket.
+    /// Runs a statement's work `f` with the session: inline, on this
+    /// task's thread, if `inline` (and the runtime can move its other work
+    /// away while the statement waits, see `qube_common::wait`), else on a
+    /// blocking thread while the rows it emits are written to the socket.
+    /// Returns f's result and whether it was short: computed for less than
+    /// `SHORT` (time spent waiting for locks or fsyncs not counted), which
+    /// is what `inline` should be next time for the same statement.
+    ///
+    /// Why: handing a point select to a blocking thread and its rows back
+    /// costs two thread switches, more than the select itself. A long
+    /// statement inline would hold one of the runtime's few threads, so
+    /// only statements that ran short the last time run inline.
+    async fn run<T: Send + 'static>(
+        &mut self,
+        inline: bool,
+        f: impl FnOnce(&mut Session, &mut Emitter) -> T + Send + 'static,
+    ) -> Step<(T, bool)> {
+        if inline && self.inline_ok {
+            return self.run_inline(f);
+        }
+        self.blocking(f).await
+    }
+
+    fn run_inline<T>(
+        &mut self,
+        f: impl FnOnce(&mut Session, &mut Emitter) -> T,
+    ) -> Step<(T, bool)> {
+        let session = self
+            .session
+            .as_deref_mut()
+            .ok_or_else(|| End::Fatal(Error::Internal("no session".into())))?;
+        let mut em = Emitter::new(
+            std::mem::take(&mut self.out),
+            None,
+            std::mem::take(&mut self.zone_reported),
+        );
+        let (start, waited) = (Instant::now(), wait::waited());
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            wait::with_hook(block_in_place, || f(session, &mut em))
+        }));
+        let short = start.elapsed().saturating_sub(wait::waited() - waited) < SHORT;
+        self.out = em.buf;
+        self.zone_reported = em.zone_reported;
+        let r = r.map_err(|_| {
+            tracing::error!("a statement panicked");
+            End::Fatal(Error::Internal("the statement failed unexpectedly".into()))
+        })?;
+        if session.is_terminated() {
+            return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
+        }
+        Ok((r, short))
+    }
+
+    /// `run` on a blocking thread.
     async fn blocking<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut Session, &mut Emitter) -> T + Send + 'static,
-    ) -> Step<T> {
+    ) -> Step<(T, bool)> {
         let mut session =
             self.session.take().ok_or_else(|| End::Fatal(Error::Internal("no session".into())))?;
         let (tx, mut rx) = mpsc::channel::<Outgoing>(4);
-        let mut em = Emitter::new(tx, std::mem::take(&mut self.zone_reported));
-        self.flush().await?;
+        // What is not written yet goes first, in the statement's first chunk.
+        let mut em = Emitter::new(
+            std::mem::take(&mut self.out),
+            Some(tx),
+            std::mem::take(&mut self.zone_reported),
+        );
         let handle = tokio::task::spawn_blocking(move || {
+            let (start, waited) = (Instant::now(), wait::waited());
             let r = f(&mut session, &mut em);
-            (session, std::mem::take(&mut em.buf), em.zone_reported.clone(), r)
+            let short = start.elapsed().saturating_sub(wait::waited() - waited) < SHORT;
+            (session, std::mem::take(&mut em.buf), em.zone_reported.clone(), (r, short))
         });
         let mut failed = None;
         // Set when the client went away (or broke the protocol) while a
@@ -807,44 +891,40 @@ impl Conn<'_> {
         if let Some(target) = deallocate_target(&sql) {
             return self.deallocate(target);
         }
-        self.blocking(move |s, em| {
-            let p = match s.prepare(&sql) {
-                Ok(p) => p,
-                Err(e) => {
-                    s.fail_transaction();
-                    return em.error(&e);
-                }
-            };
-            if p.is_empty() {
-                return em.empty_query();
-            }
-            // Several statements share an implicit transaction, as in
-            // PostgreSQL: an error rolls back what the message did.
-            let implicit = p.len() > 1;
-            if implicit {
-                s.begin_implicit();
-            }
-            for i in 0..p.len() {
-                em.begin(true, Vec::new(), false);
-                let r = match p.copy_kind(i) {
-                    Some(kind) => run_copy(s, em, &p, i, kind, &[], &mut false),
-                    None => s.execute_prepared_nth_streaming(&p, i, &[], &mut |c, r| em.row(c, r)),
-                };
-                em.report_zone(s);
-                em.notices(s);
-                if let Err(e) = r.and_then(|r| em.complete(r)) {
-                    if implicit {
-                        let _ = s.end_implicit(false);
+        let shape = shape(&sql);
+        let inline = self.shape_was_short(shape, &sql);
+        // The closure's result: whether it ran a COPY (which must not run
+        // inline next time).
+        let (copied, short) = self
+            .run(inline, move |s, em| {
+                let p = match s.prepare(&sql) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        s.fail_transaction();
+                        em.error(&e);
+                        return false;
                     }
-                    return em.error(&e);
-                }
-            }
-            if implicit && let Err(e) = s.end_implicit(true) {
-                em.error(&e);
-            }
-            em.notices(s);
-        })
-        .await
+                };
+                let copied = (0..p.len()).any(|i| p.copy_kind(i).is_some());
+                simple_statements(s, em, &p);
+                copied
+            })
+            .await?;
+        self.remember_shape(shape, short && !copied);
+        Ok(())
+    }
+
+    /// Whether statements of this shape may run inline: the last one did
+    /// and took less than `SHORT`.
+    fn shape_was_short(&self, shape: u64, sql: &str) -> bool {
+        sql.len() <= INLINE_TEXT && self.shapes.get(&shape) == Some(&true)
+    }
+
+    fn remember_shape(&mut self, shape: u64, short: bool) {
+        if self.shapes.len() >= SHAPES && !self.shapes.contains_key(&shape) {
+            self.shapes.clear();
+        }
+        self.shapes.insert(shape, short);
     }
 
     async fn parse(&mut self, p: Parse) -> Step<Result<()>> {
@@ -857,8 +937,10 @@ impl Conn<'_> {
         }
         let declared = p.type_oids;
         let sql = p.query;
-        let r = self
-            .blocking(move |s, _| -> Result<Stmt> {
+        let shape = shape(&sql);
+        let inline = self.shape_was_short(shape, &sql);
+        let (r, short) = self
+            .run(inline, move |s, _| -> Result<Stmt> {
                 let prepared = s.prepare(&sql)?;
                 if prepared.len() > 1 {
                     return Err(Error::user(
@@ -879,9 +961,16 @@ impl Conn<'_> {
                     );
                     params.push(t);
                 }
-                Ok(Stmt { prepared, params, param_oids, columns: d.columns })
+                Ok(Stmt {
+                    prepared,
+                    params,
+                    param_oids,
+                    columns: d.columns,
+                    short: AtomicBool::new(false),
+                })
             })
             .await?;
+        self.remember_shape(shape, short);
         Ok(r.map(|stmt| {
             self.stmts.insert(name, Arc::new(stmt));
             put(&mut self.out, B::ParseComplete(ParseComplete::new()));
@@ -998,9 +1087,12 @@ impl Conn<'_> {
             }
             let params = portal.params.clone();
             let formats = portal.formats.clone();
+            let copy = stmt.prepared.copy_kind(0).is_some();
+            let inline = !copy && stmt.short.load(Ordering::Relaxed);
+            let shared = stmt.clone();
             // `early`: a COPY FROM STDIN that failed before copy-in began.
-            let (r, early) = self
-                .blocking(move |s, em| {
+            let ((r, early), short) = self
+                .run(inline, move |s, em| {
                     let mut early = false;
                     let r = (|| -> Result<(Option<Vec<BytesMut>>, String)> {
                         if let Some(kind) = stmt.prepared.copy_kind(0) {
@@ -1024,6 +1116,7 @@ impl Conn<'_> {
                     (r, early)
                 })
                 .await?;
+            shared.short.store(short && !copy, Ordering::Relaxed);
             if early && r.is_err() {
                 self.stray_copy = StrayCopy::Failed;
             }
@@ -1158,6 +1251,83 @@ fn run_copy(
             }
         }
     }
+}
+
+/// The statements of a simple query, each answered before the next runs.
+fn simple_statements(s: &mut Session, em: &mut Emitter, p: &Prepared) {
+    if p.is_empty() {
+        return em.empty_query();
+    }
+    // Several statements share an implicit transaction, as in
+    // PostgreSQL: an error rolls back what the message did.
+    let implicit = p.len() > 1;
+    if implicit {
+        s.begin_implicit();
+    }
+    for i in 0..p.len() {
+        em.begin(true, Vec::new(), false);
+        let r = match p.copy_kind(i) {
+            Some(kind) => run_copy(s, em, p, i, kind, &[], &mut false),
+            None => s.execute_prepared_nth_streaming(p, i, &[], &mut |c, r| em.row(c, r)),
+        };
+        em.report_zone(s);
+        em.notices(s);
+        if let Err(e) = r.and_then(|r| em.complete(r)) {
+            if implicit {
+                let _ = s.end_implicit(false);
+            }
+            return em.error(&e);
+        }
+    }
+    if implicit && let Err(e) = s.end_implicit(true) {
+        em.error(&e);
+    }
+    em.notices(s);
+}
+
+/// A hash of a statement's text with its numbers and quoted strings left
+/// out: texts that differ only in their literals (pgbench's simple
+/// protocol, an ORM that inlines values) share a shape, and with it
+/// whether they ran short (`Conn::run`).
+fn shape(sql: &str) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let b = sql.as_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |c: u8| h = (h ^ u64::from(c)).wrapping_mul(PRIME);
+    let mut i = 0;
+    // Inside a word, digits are part of a name (t1), not a number.
+    let mut in_word = false;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() && !in_word {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+                i += 1;
+            }
+            mix(b'0');
+            continue;
+        }
+        if c == b'\'' {
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            mix(b'\'');
+            in_word = false;
+            continue;
+        }
+        mix(c);
+        in_word = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+        i += 1;
+    }
+    h
 }
 
 /// If `sql` is one `DEALLOCATE [PREPARE] { name | ALL }` statement: the

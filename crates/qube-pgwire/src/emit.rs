@@ -153,9 +153,11 @@ pub fn format_of(formats: &[i16], i: usize) -> i16 {
 }
 
 /// Writes one statement's messages; lives on the statement's thread.
+/// Without a channel (a statement run inline on the connection's task,
+/// see conn.rs) everything stays in `buf` for the task to write.
 pub struct Emitter {
     pub buf: BytesMut,
-    tx: mpsc::Sender<Outgoing>,
+    tx: Option<mpsc::Sender<Outgoing>>,
     /// The TimeZone the client was last told (ParameterStatus).
     pub zone_reported: String,
     /// Send RowDescription before the first row (simple query).
@@ -168,9 +170,19 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn new(tx: mpsc::Sender<Outgoing>, zone_reported: String) -> Emitter {
+    /// An emitter appending to `buf` (what the connection had not
+    /// written yet, so that it goes out first); `tx` None for a statement
+    /// run inline.
+    pub fn new(
+        mut buf: BytesMut,
+        tx: Option<mpsc::Sender<Outgoing>>,
+        zone_reported: String,
+    ) -> Emitter {
+        if tx.is_some() {
+            buf.reserve(CHUNK + 8192);
+        }
         Emitter {
-            buf: BytesMut::with_capacity(CHUNK + 8192),
+            buf,
             tx,
             zone_reported,
             describe: false,
@@ -197,17 +209,17 @@ impl Emitter {
     /// Sends what is gathered if it is a chunk's worth; fails when the
     /// client is gone.
     fn maybe_send(&mut self) -> Result<()> {
-        if self.buf.len() >= CHUNK {
+        if self.buf.len() >= CHUNK && self.tx.is_some() {
             self.send()?;
         }
         Ok(())
     }
 
-    /// Sends what is gathered now.
+    /// Sends what is gathered now (inline: keeps it).
     fn send(&mut self) -> Result<()> {
+        let Some(tx) = &self.tx else { return Ok(()) };
         let chunk = self.buf.split();
-        self.tx
-            .blocking_send(Outgoing::Bytes(chunk))
+        tx.blocking_send(Outgoing::Bytes(chunk))
             .map_err(|_| Error::user("08006", "connection to client lost"))
     }
 
@@ -258,8 +270,11 @@ impl Emitter {
         if !self.buf.is_empty() && self.send().is_err() {
             return gone();
         }
+        // Inline statements never copy (conn.rs runs COPY on a blocking
+        // thread): without a channel there is no client to read from.
+        let Some(out) = &self.tx else { return gone() };
         let (tx, rx) = oneshot::channel();
-        if self.tx.blocking_send(Outgoing::NeedCopyData(tx)).is_err() {
+        if out.blocking_send(Outgoing::NeedCopyData(tx)).is_err() {
             return gone();
         }
         rx.blocking_recv().unwrap_or_else(|_| gone())

@@ -1757,14 +1757,16 @@ fn sleep(seconds: f64) -> Result<Value> {
     if seconds.is_finite() && seconds > 0.0 {
         let until = std::time::Instant::now()
             + std::time::Duration::from_secs_f64(seconds.min(i32::MAX as f64));
-        loop {
-            check.check()?;
-            let now = std::time::Instant::now();
-            if now >= until {
-                break;
+        qube_common::wait::wait(|| -> Result<()> {
+            loop {
+                check.check()?;
+                let now = std::time::Instant::now();
+                if now >= until {
+                    return Ok(());
+                }
+                std::thread::sleep((until - now).min(std::time::Duration::from_millis(10)));
             }
-            std::thread::sleep((until - now).min(std::time::Duration::from_millis(10)));
-        }
+        })?;
     }
     check.check()?;
     Ok(Value::Null)

@@ -74,13 +74,13 @@ impl LockTable {
             }
             st.waits_for.insert(txn, owner);
             on_block(true);
-            let timed_out = match deadline {
+            let timed_out = qube_common::wait::wait(|| match deadline {
                 Some(d) => self.freed.wait_until(&mut st, d).timed_out(),
                 None => {
                     self.freed.wait(&mut st);
                     false
                 }
-            };
+            });
             on_block(false);
             st.waits_for.remove(&txn);
             if timed_out && st.owners.get(key).is_some_and(|&o| o != txn) {

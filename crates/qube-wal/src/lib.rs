@@ -769,7 +769,10 @@ impl Shared {
             )));
         }
         match self.opts.sync {
-            SyncMode::Always => self.group_sync(lsn),
+            // A wait for the fsync (ours or another committer's): through
+            // the thread's wait hook, unless there is nothing to wait for.
+            SyncMode::Always if self.durable_lsn.load(Ordering::Acquire) >= lsn => Ok(()),
+            SyncMode::Always => qube_common::wait::wait(|| self.group_sync(lsn)),
             SyncMode::Periodic(_) | SyncMode::Never => self.ensure_written(lsn),
         }
     }

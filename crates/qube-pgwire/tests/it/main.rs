@@ -8,6 +8,7 @@ mod bad_input;
 mod compat;
 mod copy;
 mod drivers;
+mod inline;
 mod psql;
 mod raw;
 mod sessions;
