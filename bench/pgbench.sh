@@ -119,16 +119,21 @@ for script in select-only tpcb-like; do
                 read -r name port user db <<<"$t"
                 threads=$(( c < 2 ? 1 : 2 ))
                 out="$work/run.log"
-                if ! "$pgbench" -b "$script" -M "$mode" -c "$c" -j "$threads" -T "$duration" \
-                    -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$out" 2>&1; then
+                # -l: one line per transaction (its latency in us is the
+                # third field), for the p99.
+                rm -rf "$work/txlog" && mkdir "$work/txlog"
+                if ! (cd "$work/txlog" && "$pgbench" -b "$script" -M "$mode" -c "$c" -j "$threads" \
+                    -T "$duration" -l -h 127.0.0.1 -p "$port" -U "$user" "$db") >"$out" 2>&1; then
                     log "$name $script $mode c=$c: pgbench failed"
                     tail -n 5 "$out" >&2
                 fi
                 tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n 1)
                 lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n 1)
                 failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n 1)
-                echo "$script $mode $c $name ${tps:--} ${lat:--} ${failed:--}" >>"$results"
-                log "$name $script $mode c=$c: tps ${tps:--}, latency ${lat:--} ms, failed ${failed:--}"
+                p99=$(cat "$work"/txlog/pgbench_log.* 2>/dev/null | awk '{print $3}' | sort -n \
+                    | awk '{v[NR] = $1} END { if (NR) { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 } }')
+                echo "$script $mode $c $name ${tps:--} ${lat:--} ${failed:--} ${p99:--}" >>"$results"
+                log "$name $script $mode c=$c: tps ${tps:--}, latency ${lat:--} ms, p99 ${p99:--} ms, failed ${failed:--}"
             done
         done
     done
@@ -140,10 +145,10 @@ echo
 printf 'init (pgbench -i -s %s): PostgreSQL %.1f s, QubeDB %.1f s\n' "$scale" \
     "$(cat "$work/init-PostgreSQL.secs")" "$(cat "$work/init-QubeDB.secs")"
 echo
-echo "| script | mode | clients | PostgreSQL TPS | QubeDB TPS | QubeDB/PostgreSQL | PostgreSQL latency ms | QubeDB latency ms | failed (PG/Qube) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+echo "| script | mode | clients | PostgreSQL TPS | QubeDB TPS | QubeDB/PostgreSQL | PostgreSQL latency ms | QubeDB latency ms | PostgreSQL p99 ms | QubeDB p99 ms | failed (PG/Qube) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 awk '
-    { key = $1 " " $2 " " $3; order[key] = NR; tps[key, $4] = $5; lat[key, $4] = $6; fail[key, $4] = $7 }
+    { key = $1 " " $2 " " $3; order[key] = NR; tps[key, $4] = $5; lat[key, $4] = $6; fail[key, $4] = $7; p99[key, $4] = $8 }
     END {
         n = 0
         for (k in order) keys[++n] = k
@@ -153,6 +158,6 @@ awk '
             k = keys[i]; split(k, f, " ")
             p = tps[k, "PostgreSQL"]; q = tps[k, "QubeDB"]
             ratio = (p + 0 > 0 && q != "-") ? sprintf("%.2f", q / p) : "-"
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n", f[1], f[2], f[3], p, q, ratio, lat[k, "PostgreSQL"], lat[k, "QubeDB"], fail[k, "PostgreSQL"], fail[k, "QubeDB"]
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n", f[1], f[2], f[3], p, q, ratio, lat[k, "PostgreSQL"], lat[k, "QubeDB"], p99[k, "PostgreSQL"], p99[k, "QubeDB"], fail[k, "PostgreSQL"], fail[k, "QubeDB"]
         }
     }' "$results"
