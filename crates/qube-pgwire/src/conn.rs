@@ -610,34 +610,12 @@ impl Conn<'_> {
     async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> Step {
         loop {
             let max = self.server.config.max_message_bytes;
-            // Idle inside a transaction block: at most the session's
-            // idle_in_transaction_session_timeout.
-            let idle_limit = self
-                .session
-                .as_deref()
-                .filter(|s| s.transaction_status().0)
-                .and_then(|s| s.idle_in_transaction_timeout());
-            let idle = async {
-                match idle_limit {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let frame = tokio::select! {
-                biased;
-                f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f?,
-                _ = crate::stopped(shutdown) => {
-                    return Err(fatal("57P01", "terminating connection due to administrator command"));
-                }
-                _ = self.terminate.notified() => {
-                    return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
-                }
-                _ = idle => {
-                    return Err(fatal(
-                        "25P03",
-                        "terminating connection due to idle-in-transaction timeout",
-                    ));
-                }
+            // Messages a client pipelined (Bind, Describe, Execute, Sync)
+            // are taken from the buffer without setting up the wait below.
+            let frame = if frame_buffered(&self.inbuf) {
+                read_frame(&mut self.stream, &mut self.inbuf, false, max).await?
+            } else {
+                self.next_frame(shutdown, max).await?
             };
             let msg = decode_message(frame)?;
             let extended = matches!(
@@ -717,6 +695,45 @@ impl Conn<'_> {
             }
             if self.out.len() >= emit::CHUNK {
                 self.flush().await?;
+            }
+        }
+    }
+
+    /// Waits for the next frame, or for what ends the connection while it
+    /// is idle: shutdown, pg_terminate_backend, the idle-in-transaction
+    /// timeout.
+    async fn next_frame(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        max: usize,
+    ) -> Step<BytesMut> {
+        // Idle inside a transaction block: at most the session's
+        // idle_in_transaction_session_timeout.
+        let idle_limit = self
+            .session
+            .as_deref()
+            .filter(|s| s.transaction_status().0)
+            .and_then(|s| s.idle_in_transaction_timeout());
+        let idle = async {
+            match idle_limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f,
+            _ = crate::stopped(shutdown) => {
+                return Err(fatal("57P01", "terminating connection due to administrator command"));
+            }
+            _ = self.terminate.notified() => {
+                return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
+            }
+            _ = idle => {
+                return Err(fatal(
+                    "25P03",
+                    "terminating connection due to idle-in-transaction timeout",
+                ));
             }
         }
     }
@@ -1044,7 +1061,7 @@ impl Conn<'_> {
 
     fn describe(&mut self, d: Describe) -> Result<()> {
         let name = d.name.unwrap_or_default();
-        let (cols, formats) = if d.target_type == b'S' {
+        let (cols, formats): (&[Column], &[i16]) = if d.target_type == b'S' {
             let stmt = self.stmts.get(&name).ok_or_else(|| {
                 Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
             })?;
@@ -1052,18 +1069,18 @@ impl Conn<'_> {
                 &mut self.out,
                 B::ParameterDescription(ParameterDescription::new(stmt.param_oids.clone())),
             );
-            (stmt.columns.clone(), Vec::new())
+            (&stmt.columns, &[])
         } else {
             let p = self
                 .portals
                 .get(&name)
                 .ok_or_else(|| Error::user("34000", format!("portal \"{name}\" does not exist")))?;
-            (p.stmt.columns.clone(), p.formats.clone())
+            (&p.stmt.columns, &p.formats)
         };
         if cols.is_empty() {
             put(&mut self.out, B::NoData(NoData::new()));
         } else {
-            put(&mut self.out, B::RowDescription(emit::row_description(&cols, &formats)));
+            put(&mut self.out, B::RowDescription(emit::row_description(cols, formats)));
         }
         Ok(())
     }
