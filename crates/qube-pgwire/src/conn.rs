@@ -724,16 +724,13 @@ impl Conn<'_> {
             biased;
             f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f,
             _ = crate::stopped(shutdown) => {
-                return Err(fatal("57P01", "terminating connection due to administrator command"));
+                Err(fatal("57P01", "terminating connection due to administrator command"))
             }
             _ = self.terminate.notified() => {
-                return Err(End::Fatal(qube_sql::exec::interrupt::terminated()));
+                Err(End::Fatal(qube_sql::exec::interrupt::terminated()))
             }
             _ = idle => {
-                return Err(fatal(
-                    "25P03",
-                    "terminating connection due to idle-in-transaction timeout",
-                ));
+                Err(fatal("25P03", "terminating connection due to idle-in-transaction timeout"))
             }
         }
     }
@@ -914,7 +911,7 @@ impl Conn<'_> {
         // inline next time).
         let (copied, short) = self
             .run(inline, move |s, em| {
-                let p = match s.prepare(&sql) {
+                let p = match s.prepare_simple(&sql) {
                     Ok(p) => p,
                     Err(e) => {
                         s.fail_transaction();

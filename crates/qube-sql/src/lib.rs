@@ -18,6 +18,7 @@
 //! transaction state and turns statements into results.
 
 pub mod activity;
+mod autoparam;
 pub mod exec;
 pub mod metrics;
 pub mod names;

@@ -390,6 +390,7 @@ impl Database {
             notices: Vec::new(),
             default_isolation: Isolation::ReadCommitted,
             plans: HashMap::new(),
+            simple: HashMap::new(),
             plan_key: None,
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
@@ -478,10 +479,49 @@ pub struct SessionOptions {
 /// Parsed statements, ready to execute many times.
 pub struct Prepared {
     id: u64,
-    stmts: Vec<Stmt>,
+    stmts: Arc<Stmts>,
     /// The text, for error positions and pg_stat_activity.
     sql: Arc<str>,
+    /// Values for the parameters `Session::prepare_simple` made of the
+    /// text's numbers (see `autoparam`); empty otherwise.
+    literals: Vec<Value>,
 }
+
+/// A text's statements, shared by the `Prepared`s of the texts that differ
+/// only in their numbers (`autoparam`).
+pub(crate) struct Stmts(Vec<Stmt>);
+
+impl std::ops::Deref for Stmts {
+    type Target = Vec<Stmt>;
+    fn deref(&self) -> &Vec<Stmt> {
+        &self.0
+    }
+}
+
+impl Drop for Stmts {
+    fn drop(&mut self) {
+        for s in std::mem::take(&mut self.0) {
+            if let Stmt::Sql(s) = s {
+                dismantle(s);
+            }
+        }
+    }
+}
+
+/// A statement text `prepare_simple` parsed, under its key (`autoparam`).
+struct SimpleEntry {
+    /// The prepared id its plans are cached under.
+    id: u64,
+    stmts: Arc<Stmts>,
+    /// For each number of the text: its parameter, or None if it stayed
+    /// literal (then a text matches only with the same number there).
+    params: Vec<Option<usize>>,
+    /// The numbers that stayed literal, in order.
+    fixed: Vec<Box<str>>,
+}
+
+/// Texts whose parsed statements a session keeps (`prepare_simple`).
+const SIMPLE_ENTRIES: usize = 256;
 
 impl Prepared {
     /// How many statements the text holds.
@@ -491,6 +531,18 @@ impl Prepared {
 
     pub fn is_empty(&self) -> bool {
         self.stmts.is_empty()
+    }
+
+    /// The parameter values to run with: the text's numbers for a
+    /// statement of `Session::prepare_simple`, else the caller's.
+    fn params<'a>(&'a self, given: &'a [Value]) -> &'a [Value] {
+        if self.literals.is_empty() { given } else { &self.literals }
+    }
+
+    /// The statement whose spans locate an error in `sql`: not a shared
+    /// one, whose spans are those of another text.
+    fn positioned<'a>(&self, s: &'a Stmt) -> Option<&'a ast::Statement> {
+        if self.literals.is_empty() { s.sql() } else { None }
     }
 
     /// Whether statement `index` is a COPY from or to the client.
@@ -519,16 +571,6 @@ type CachedPlan = (qube_txn::Ts, Bound);
 enum Bound {
     Query(Arc<crate::plan::Query>),
     Insert(Arc<crate::exec::dml::InsertPlan>),
-}
-
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        for s in std::mem::take(&mut self.stmts) {
-            if let Stmt::Sql(s) = s {
-                dismantle(s);
-            }
-        }
-    }
 }
 
 impl Drop for Session {
@@ -643,6 +685,8 @@ pub struct Session {
     default_isolation: Isolation,
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: HashMap<(u64, usize), CachedPlan>,
+    /// Statement texts of the simple protocol, by key (`prepare_simple`).
+    simple: HashMap<String, SimpleEntry>,
     /// The prepared statement being executed, if any.
     plan_key: Option<(u64, usize)>,
     /// The `TimeZone` setting and its name as SHOW gives it.
@@ -717,9 +761,62 @@ impl Session {
         })?;
         Ok(Prepared {
             id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            stmts,
+            stmts: Arc::new(Stmts(stmts)),
             sql: Arc::from(sql),
+            literals: Vec::new(),
         })
+    }
+
+    /// As `prepare`, for a text that comes without parameters and runs
+    /// once (the wire protocol's simple query): a text that differs from
+    /// one prepared before only in numbers in value positions reuses its
+    /// parsed statement and bound plan, with the numbers as parameter
+    /// values (`autoparam`). Execute it with no parameters.
+    pub fn prepare_simple(&mut self, sql: &str) -> Result<Prepared> {
+        let Some(scan) = crate::autoparam::scan(sql) else {
+            return self.prepare(sql);
+        };
+        if let Some(e) = self.simple.get(&scan.key)
+            && let Some(literals) = simple_values(sql, &scan, e)
+        {
+            return Ok(Prepared {
+                id: e.id,
+                stmts: e.stmts.clone(),
+                sql: Arc::from(sql),
+                literals,
+            });
+        }
+        let mut p = self.prepare(sql)?;
+        let Some(Stmt::Sql(stmt)) = p.stmts.first() else { return Ok(p) };
+        if p.stmts.len() != 1
+            || !matches!(
+                stmt,
+                ast::Statement::Query(_)
+                    | ast::Statement::Insert(_)
+                    | ast::Statement::Update(_)
+                    | ast::Statement::Delete(_)
+            )
+        {
+            return Ok(p);
+        }
+        let Some(Stmts(stmts)) = Arc::get_mut(&mut p.stmts) else { return Ok(p) };
+        let Some(Stmt::Sql(stmt)) = stmts.first_mut() else { return Ok(p) };
+        let params = crate::autoparam::parameterize(stmt, &scan.numbers);
+        if params.iter().all(Option::is_none) {
+            return Ok(p);
+        }
+        let fixed = (scan.numbers.iter().zip(&params))
+            .filter(|(_, k)| k.is_none())
+            .map(|(n, _)| Box::from(&sql[n.start..n.end]))
+            .collect();
+        let entry = SimpleEntry { id: p.id, stmts: p.stmts.clone(), params, fixed };
+        let Some(literals) = simple_values(sql, &scan, &entry) else { return self.prepare(sql) };
+        p.literals = literals;
+        if self.simple.len() >= SIMPLE_ENTRIES {
+            self.simple.clear();
+        }
+        self.simple.insert(scan.key, entry);
+        Ok(p)
     }
 
     /// What a prepared statement takes and returns, bound against the
@@ -820,9 +917,9 @@ impl Session {
         self.notices.clear();
         self.sql = p.sql.clone();
         self.plan_key = Some((p.id, index));
-        let r = self.statement(s, params, Some(on_row));
+        let r = self.statement(s, p.params(params), Some(on_row));
         self.plan_key = None;
-        r.map_err(|e| crate::position::locate(e, &p.sql, s.sql()))
+        r.map_err(|e| crate::position::locate(e, &p.sql, p.positioned(s)))
     }
 
     fn run_prepared(
@@ -836,9 +933,9 @@ impl Session {
         let mut out = Vec::with_capacity(p.stmts.len());
         for (i, s) in p.stmts.iter().enumerate() {
             self.plan_key = Some((p.id, i));
-            let r = self.statement(s, params, sink.as_deref_mut());
+            let r = self.statement(s, p.params(params), sink.as_deref_mut());
             self.plan_key = None;
-            out.push(r.map_err(|e| crate::position::locate(e, &p.sql, s.sql()))?);
+            out.push(r.map_err(|e| crate::position::locate(e, &p.sql, p.positioned(s)))?);
         }
         Ok(out)
     }
@@ -1926,6 +2023,36 @@ pub struct Description {
 }
 
 /// The highest `$n` in the text (0 without parameters).
+/// The parameter values of `sql` for `entry` (its key's entry), or None
+/// if a number that stayed literal in the entry differs in `sql`.
+fn simple_values(
+    sql: &str,
+    scan: &crate::autoparam::Scan,
+    entry: &SimpleEntry,
+) -> Option<Vec<Value>> {
+    use crate::autoparam::Class;
+    let mut values = vec![Value::Null; entry.params.len() - entry.fixed.len()];
+    let mut fixed = entry.fixed.iter();
+    for (n, k) in scan.numbers.iter().zip(&entry.params) {
+        let text = &sql[n.start..n.end];
+        match k {
+            None => {
+                if **fixed.next()? != *text {
+                    return None;
+                }
+            }
+            Some(k) => {
+                *values.get_mut(*k)? = match n.class {
+                    Class::Int4 => Value::Int4(text.parse().ok()?),
+                    Class::Int8 => Value::Int8(text.parse().ok()?),
+                    Class::Numeric => Value::Numeric(crate::types::cast::parse_numeric(text).ok()?),
+                };
+            }
+        }
+    }
+    Some(values)
+}
+
 fn placeholder_count(sql: &str) -> usize {
     let Ok(tokens) = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize()
     else {

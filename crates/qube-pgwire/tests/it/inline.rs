@@ -171,3 +171,50 @@ async fn statements_of_a_short_shape_that_run_long_give_full_answers() {
     assert_eq!(c.query_one(&bad, &[&1i32]).await.unwrap().get::<_, i32>(0), 1);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_of_one_shape_report_their_own_text_and_error_positions() {
+    let srv = TestServer::start().await;
+    let c = srv.connect().await;
+    let watcher = srv.connect().await;
+    c.batch_execute("CREATE TABLE sh (id int PRIMARY KEY, v int)").await.unwrap();
+    // Error positions: the name is found in the text that was sent, also
+    // when its shape was parsed from another text.
+    for (sql, at) in [
+        ("SELECT nosuch FROM sh WHERE id = 1", 8),
+        ("SELECT nosuch FROM sh WHERE id = 123456789", 8),
+        ("SELECT v FROM sh WHERE id = 123456789 AND nosuch = 5", 43),
+        ("SELECT v FROM sh WHERE id = 1 AND nosuch = 5", 35),
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        let db = e.as_db_error().expect("a database error");
+        assert_eq!(db.code().code(), "42703", "{sql}");
+        match db.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+                assert_eq!(*p, at, "{sql}")
+            }
+            other => panic!("{sql}: position {other:?}"),
+        }
+    }
+    // pg_stat_activity shows the text that runs, not the one its shape
+    // was parsed from.
+    c.batch_execute("INSERT INTO sh VALUES (1, 0), (2, 600)").await.unwrap();
+    let sleep = |id: i32| format!("SELECT id, pg_sleep(v) FROM sh WHERE id = {id}");
+    assert_eq!(simple_rows(&c, &sleep(1)).await[0][0].as_deref(), Some("1"));
+    let text = sleep(2);
+    let sleeper = tokio::spawn(async move {
+        let r = c.simple_query(&text).await;
+        (c, r)
+    });
+    until_active(&watcher, &sleep(2), 1).await;
+    watcher
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+             WHERE query LIKE 'SELECT id, pg_sleep%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    let (_c, r) = tokio::time::timeout(PATIENCE, sleeper).await.expect("sleeper hung").unwrap();
+    assert_eq!(r.unwrap_err().code().map(|c| c.code()), Some("57014"));
+    srv.stop().await;
+}

@@ -206,6 +206,7 @@ slt_tests!(
     returning,
     upsert,
     rowid_keys,
+    literal_shapes,
     alter,
     functions,
     window,
