@@ -67,6 +67,26 @@ struct Stmt {
     columns: Vec<Column>,
     /// Whether its last Execute was short (`Conn::run`).
     short: AtomicBool,
+    /// The last RowDescription sent for it, encoded, with its formats
+    /// (libpq describes the portal before every execution).
+    described: std::sync::Mutex<Option<(Vec<i16>, bytes::Bytes)>>,
+}
+
+impl Stmt {
+    /// RowDescription of its columns in `formats`, encoded.
+    fn row_description(&self, formats: &[i16]) -> bytes::Bytes {
+        let mut cached = self.described.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((f, bytes)) = cached.as_ref()
+            && f == formats
+        {
+            return bytes.clone();
+        }
+        let mut out = BytesMut::new();
+        put(&mut out, B::RowDescription(emit::row_description(&self.columns, formats)));
+        let bytes = out.freeze();
+        *cached = Some((formats.to_vec(), bytes.clone()));
+        bytes
+    }
 }
 
 /// A bound statement (Bind).
@@ -981,6 +1001,7 @@ impl Conn<'_> {
                     param_oids,
                     columns: d.columns,
                     short: AtomicBool::new(false),
+                    described: std::sync::Mutex::new(None),
                 })
             })
             .await?;
@@ -1058,7 +1079,7 @@ impl Conn<'_> {
 
     fn describe(&mut self, d: Describe) -> Result<()> {
         let name = d.name.unwrap_or_default();
-        let (cols, formats): (&[Column], &[i16]) = if d.target_type == b'S' {
+        let (stmt, formats): (&Stmt, &[i16]) = if d.target_type == b'S' {
             let stmt = self.stmts.get(&name).ok_or_else(|| {
                 Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
             })?;
@@ -1066,18 +1087,18 @@ impl Conn<'_> {
                 &mut self.out,
                 B::ParameterDescription(ParameterDescription::new(stmt.param_oids.clone())),
             );
-            (&stmt.columns, &[])
+            (stmt, &[])
         } else {
             let p = self
                 .portals
                 .get(&name)
                 .ok_or_else(|| Error::user("34000", format!("portal \"{name}\" does not exist")))?;
-            (&p.stmt.columns, &p.formats)
+            (&p.stmt, &p.formats)
         };
-        if cols.is_empty() {
+        if stmt.columns.is_empty() {
             put(&mut self.out, B::NoData(NoData::new()));
         } else {
-            put(&mut self.out, B::RowDescription(emit::row_description(cols, formats)));
+            self.out.extend_from_slice(&stmt.row_description(formats));
         }
         Ok(())
     }
