@@ -10,6 +10,14 @@
 //! chain "waits for" from the lock's owner; if the chain comes back to
 //! itself, it is the victim and gets `Error::Deadlock` (40P01) at once.
 //! Readers never take these locks.
+//!
+//! The table is a hash map from key to owner: taking a lock is a hash
+//! and an insert, whatever the number of locks held (a bulk load of a
+//! million rows holds a million). SERIALIZABLE scans ask which
+//! transactions hold locks in a key range (`owners_in`); for them an
+//! ordered copy of the table is built on the first such question and kept
+//! in step from then on, until the table is empty again, so that
+//! workloads without SERIALIZABLE scans never pay for ordering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -21,9 +29,48 @@ use qube_common::{Error, Result};
 /// Identifies a transaction while it runs (not a commit timestamp).
 pub type TxnId = u64;
 
+/// The keys a transaction has locked, in one buffer (a bulk load locks a
+/// million keys: no allocation per key).
+#[derive(Default)]
+pub struct KeyList {
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl KeyList {
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The key pushed last.
+    pub fn last(&self) -> Option<&[u8]> {
+        let end = *self.ends.last()?;
+        let start = self.ends.len().checked_sub(2).map_or(0, |i| self.ends[i]);
+        self.bytes.get(start..end)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(a, b)| &self.bytes[a..b])
+    }
+}
+
 #[derive(Default)]
 struct State {
-    owners: BTreeMap<Vec<u8>, TxnId>,
+    owners: HashMap<Vec<u8>, TxnId>,
+    /// The same locks in key order, while `owners_in` needs them (see the
+    /// module doc).
+    ordered: Option<BTreeMap<Vec<u8>, TxnId>>,
     /// Waiting transaction → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }
@@ -54,6 +101,9 @@ impl LockTable {
             let owner = match st.owners.get(key) {
                 None => {
                     st.owners.insert(key.to_vec(), txn);
+                    if let Some(o) = &mut st.ordered {
+                        o.insert(key.to_vec(), txn);
+                    }
                     return Ok(true);
                 }
                 Some(&o) if o == txn => return Ok(false),
@@ -110,9 +160,12 @@ impl LockTable {
         {
             return Vec::new();
         }
-        let st = self.state.lock();
-        let mut out: Vec<TxnId> = st
-            .owners
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let ordered = st
+            .ordered
+            .get_or_insert_with(|| st.owners.iter().map(|(k, o)| (k.clone(), *o)).collect());
+        let mut out: Vec<TxnId> = ordered
             .range::<Vec<u8>, _>((lo.clone(), hi.clone()))
             .map(|(_, o)| *o)
             .filter(|o| *o != txn)
@@ -124,7 +177,7 @@ impl LockTable {
 
     /// Releases the locks of `txn` — `keys` are all the locks it holds —
     /// and wakes the waiters.
-    pub fn release(&self, txn: TxnId, keys: &[Vec<u8>]) {
+    pub fn release(&self, txn: TxnId, keys: &KeyList) {
         if keys.is_empty() {
             return;
         }
@@ -133,12 +186,21 @@ impl LockTable {
             // Most of the table (a bulk load): one pass over it costs less
             // than a lookup per key.
             st.owners.retain(|_, o| *o != txn);
+            if let Some(o) = &mut st.ordered {
+                o.retain(|_, o| *o != txn);
+            }
         } else {
-            for k in keys {
+            for k in keys.iter() {
                 if st.owners.get(k) == Some(&txn) {
                     st.owners.remove(k);
+                    if let Some(o) = &mut st.ordered {
+                        o.remove(k);
+                    }
                 }
             }
+        }
+        if st.owners.is_empty() {
+            st.ordered = None;
         }
         drop(st);
         self.freed.notify_all();
@@ -155,6 +217,51 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn keys(ks: &[&[u8]]) -> KeyList {
+        let mut l = KeyList::default();
+        for k in ks {
+            l.push(k);
+        }
+        l
+    }
+
+    #[test]
+    fn owners_in_ranges_follow_locks_and_releases() {
+        let t = LockTable::default();
+        let range = |a: &[u8], b: &[u8]| (Bound::Included(a.to_vec()), Bound::Excluded(b.to_vec()));
+        t.lock(1, b"a1", None, |_| {}).unwrap();
+        t.lock(2, b"b1", None, |_| {}).unwrap();
+        let (lo, hi) = range(b"a", b"c");
+        assert_eq!(t.owners_in(9, &lo, &hi), [1, 2]);
+        assert_eq!(t.owners_in(1, &lo, &hi), [2]);
+        // Locks taken and released after the ordered copy exists.
+        t.lock(3, b"b2", None, |_| {}).unwrap();
+        let (lo, hi) = range(b"b", b"c");
+        assert_eq!(t.owners_in(9, &lo, &hi), [2, 3]);
+        t.release(2, &keys(&[b"b1"]));
+        assert_eq!(t.owners_in(9, &lo, &hi), [3]);
+        assert_eq!(t.owner(b"b1"), None);
+        // Emptied, then filled again: the copy is rebuilt when asked for.
+        t.release(1, &keys(&[b"a1"]));
+        t.release(3, &keys(&[b"b2"]));
+        assert_eq!(t.held(), 0);
+        t.lock(4, b"b3", None, |_| {}).unwrap();
+        assert_eq!(t.owners_in(9, &lo, &hi), [4]);
+        assert_eq!(t.owners_in(9, &Bound::Unbounded, &Bound::Excluded(b"b".to_vec())), []);
+    }
+
+    #[test]
+    fn key_lists_keep_their_keys_apart() {
+        let mut l = KeyList::default();
+        assert!(l.is_empty() && l.last().is_none());
+        l.push(b"ab");
+        l.push(b"");
+        l.push(b"c");
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.last(), Some(&b"c"[..]));
+        assert_eq!(l.iter().collect::<Vec<_>>(), [&b"ab"[..], b"", b"c"]);
+    }
+
     #[test]
     fn second_writer_waits_until_release() {
         let t = Arc::new(LockTable::default());
@@ -164,7 +271,7 @@ mod tests {
         let waiter = std::thread::spawn(move || t2.lock(2, b"k", None, |_| {}).unwrap());
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(t.owner(b"k"), Some(1));
-        t.release(1, &[b"k".to_vec()]);
+        t.release(1, &keys(&[b"k"]));
         assert!(waiter.join().unwrap());
         assert_eq!(t.owner(b"k"), Some(2));
     }
@@ -194,7 +301,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let err = t.lock(2, b"a", None, |_| {}).unwrap_err();
         assert!(matches!(err, Error::Deadlock(_)), "{err}");
-        t.release(2, &[b"b".to_vec()]);
+        t.release(2, &keys(&[b"b"]));
         assert!(first.join().unwrap().unwrap());
     }
 }
