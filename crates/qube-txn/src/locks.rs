@@ -11,13 +11,11 @@
 //! itself, it is the victim and gets `Error::Deadlock` (40P01) at once.
 //! Readers never take these locks.
 //!
-//! The table is a hash map from key to owner: taking a lock is a hash
-//! and an insert, whatever the number of locks held (a bulk load of a
-//! million rows holds a million). SERIALIZABLE scans ask which
-//! transactions hold locks in a key range (`owners_in`); for them an
-//! ordered copy of the table is built on the first such question and kept
-//! in step from then on, until the table is empty again, so that
-//! workloads without SERIALIZABLE scans never pay for ordering.
+//! The table is one ordered map from key to owner, since SERIALIZABLE
+//! scans ask which transactions hold locks in a key range (`owners_in`).
+//! (A hash map with an ordered copy built only for such scans was tried
+//! for bulk loads and measured slower: SipHash and the rehashing of a
+//! million keys cost more than the ordered inserts, see bench/README.md.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -67,10 +65,7 @@ impl KeyList {
 
 #[derive(Default)]
 struct State {
-    owners: HashMap<Vec<u8>, TxnId>,
-    /// The same locks in key order, while `owners_in` needs them (see the
-    /// module doc).
-    ordered: Option<BTreeMap<Vec<u8>, TxnId>>,
+    owners: BTreeMap<Vec<u8>, TxnId>,
     /// Waiting transaction → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }
@@ -101,9 +96,6 @@ impl LockTable {
             let owner = match st.owners.get(key) {
                 None => {
                     st.owners.insert(key.to_vec(), txn);
-                    if let Some(o) = &mut st.ordered {
-                        o.insert(key.to_vec(), txn);
-                    }
                     return Ok(true);
                 }
                 Some(&o) if o == txn => return Ok(false),
@@ -160,12 +152,9 @@ impl LockTable {
         {
             return Vec::new();
         }
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        let ordered = st
-            .ordered
-            .get_or_insert_with(|| st.owners.iter().map(|(k, o)| (k.clone(), *o)).collect());
-        let mut out: Vec<TxnId> = ordered
+        let st = self.state.lock();
+        let mut out: Vec<TxnId> = st
+            .owners
             .range::<Vec<u8>, _>((lo.clone(), hi.clone()))
             .map(|(_, o)| *o)
             .filter(|o| *o != txn)
@@ -186,21 +175,12 @@ impl LockTable {
             // Most of the table (a bulk load): one pass over it costs less
             // than a lookup per key.
             st.owners.retain(|_, o| *o != txn);
-            if let Some(o) = &mut st.ordered {
-                o.retain(|_, o| *o != txn);
-            }
         } else {
             for k in keys.iter() {
                 if st.owners.get(k) == Some(&txn) {
                     st.owners.remove(k);
-                    if let Some(o) = &mut st.ordered {
-                        o.remove(k);
-                    }
                 }
             }
-        }
-        if st.owners.is_empty() {
-            st.ordered = None;
         }
         drop(st);
         self.freed.notify_all();
@@ -234,14 +214,14 @@ mod tests {
         let (lo, hi) = range(b"a", b"c");
         assert_eq!(t.owners_in(9, &lo, &hi), [1, 2]);
         assert_eq!(t.owners_in(1, &lo, &hi), [2]);
-        // Locks taken and released after the ordered copy exists.
+        // Locks taken and released after a range question.
         t.lock(3, b"b2", None, |_| {}).unwrap();
         let (lo, hi) = range(b"b", b"c");
         assert_eq!(t.owners_in(9, &lo, &hi), [2, 3]);
         t.release(2, &keys(&[b"b1"]));
         assert_eq!(t.owners_in(9, &lo, &hi), [3]);
         assert_eq!(t.owner(b"b1"), None);
-        // Emptied, then filled again: the copy is rebuilt when asked for.
+        // Emptied, then filled again.
         t.release(1, &keys(&[b"a1"]));
         t.release(3, &keys(&[b"b2"]));
         assert_eq!(t.held(), 0);
