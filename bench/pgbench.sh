@@ -7,20 +7,25 @@
 # default), initialises pgbench's tables on both (`pgbench -i -s SCALE`),
 # then runs the built-in select-only and TPC-B-like scripts at 1, 4 and 16
 # clients in simple and prepared mode on each, and prints TPS, average
-# latency and the ratio QubeDB/PostgreSQL. Both servers are stopped on exit,
-# however the script ends.
+# latency and the ratio QubeDB/PostgreSQL; then one COPY of --copy-rows rows
+# into a table with a primary key on each (bench/copy.sh, which has more
+# options, runs that alone). Both servers are stopped on exit, however the
+# script ends (bench/servers.sh starts and stops them).
 #
 # Usage: bench/pgbench.sh [--quick] [--duration SECONDS] [--scale N]
-#                         [--clients "1 4 16"] [--pg-port P] [--qube-port P]
+#                         [--clients "1 4 16"] [--copy-rows N]
+#                         [--pg-port P] [--qube-port P]
 #   --quick        3 s per run (the whole run takes under two minutes)
 #   --duration N   seconds per pgbench run (default 20)
 #   --scale N      pgbench scale factor (default 1: 100,000 accounts)
+#   --copy-rows N  rows of the COPY line (default 1,000,000; 0 skips it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=20
 scale=1
 clients="1 4 16"
+copy_rows=1000000
 pg_port=54391
 qube_port=54392
 while [ $# -gt 0 ]; do
@@ -29,9 +34,10 @@ while [ $# -gt 0 ]; do
         --duration) duration="$2"; shift ;;
         --scale) scale="$2"; shift ;;
         --clients) clients="$2"; shift ;;
+        --copy-rows) copy_rows="$2"; shift ;;
         --pg-port) pg_port="$2"; shift ;;
         --qube-port) qube_port="$2"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -39,65 +45,10 @@ done
 
 log() { echo "[pgbench.sh] $*" >&2; }
 
-# PostgreSQL from Debian's packages, if no server is installed.
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/postgres" ] || [ ! -x "$pg_bin/pgbench" ]; then
-    log "installing PostgreSQL from Debian packages"
-    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq postgresql >/dev/null
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-fi
+# shellcheck source=servers.sh
+. bench/servers.sh
+servers_start
 pgbench="$pg_bin/pgbench"
-log "PostgreSQL: $("$pg_bin/postgres" --version)"
-
-work=$(mktemp -d /tmp/qube-pgbench.XXXXXX)
-chmod 755 "$work"
-pg_data="$work/pg"
-qube_data="$work/qube"
-qube_pid=""
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-    as_pg=(runuser -u postgres --)
-fi
-
-cleanup() {
-    set +e
-    if [ -n "$qube_pid" ]; then
-        kill -TERM "$qube_pid" 2>/dev/null
-        wait "$qube_pid" 2>/dev/null
-    fi
-    if [ -f "$pg_data/postmaster.pid" ]; then
-        "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null 2>&1
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-# PostgreSQL: trust on loopback, fsync and synchronous_commit on (defaults).
-mkdir -p "$pg_data"
-if [ "$(id -u)" = 0 ]; then chown postgres "$pg_data"; fi
-"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres -A trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -w -l "$pg_data/log" start \
-    -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=on -c synchronous_commit=on" >/dev/null
-log "PostgreSQL on 127.0.0.1:$pg_port"
-
-# QubeDB: release build, durability on (every commit fsynced).
-log "building qubedb (release)"
-cargo build --release -p qubedb >&2
-target_dir=${CARGO_TARGET_DIR:-target}
-"$target_dir/release/qubedb" serve --data "$qube_data" --pg-addr "127.0.0.1:$qube_port" \
-    --http-addr 127.0.0.1:0 --log-level warn >"$work/qube.log" 2>&1 &
-qube_pid=$!
-for _ in $(seq 1 200); do
-    if "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$qube_port"; then break; fi
-    sleep 0.1
-done
-"$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$qube_port" || { log "qubedb did not start"; cat "$work/qube.log" >&2; exit 1; }
-log "QubeDB on 127.0.0.1:$qube_port"
-
-# name port user database
-targets=("PostgreSQL $pg_port postgres postgres" "QubeDB $qube_port qubedb qubedb")
 
 for t in "${targets[@]}"; do
     read -r name port user db <<<"$t"
@@ -161,3 +112,7 @@ awk '
             printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n", f[1], f[2], f[3], p, q, ratio, lat[k, "PostgreSQL"], lat[k, "QubeDB"], p99[k, "PostgreSQL"], p99[k, "QubeDB"], fail[k, "PostgreSQL"], fail[k, "QubeDB"]
         }
     }' "$results"
+
+if [ "$copy_rows" -gt 0 ]; then
+    copy_bench "$copy_rows" 1
+fi

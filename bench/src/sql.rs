@@ -41,6 +41,16 @@ pub struct SqlArgs {
     /// Directory under which a fresh temporary directory is made (default /var/tmp).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// The lines to run, comma-separated (default all). Line 3's insert
+    /// always runs, since it loads the data the others read; it is timed
+    /// and reported only when chosen. `--lines 3` runs the insert alone.
+    #[arg(long, value_delimiter = ',')]
+    lines: Vec<u32>,
+    /// The engines to time, comma-separated: qubedb, sqlite (default
+    /// both). An engine left out still gets the schema, but no rows and
+    /// no queries (so choose `--lines 3` with it); its cells show `—`.
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("qubedb"), String::from("sqlite")])]
+    engines: Vec<String>,
 }
 
 const GROUPS: u64 = 1000;
@@ -49,8 +59,8 @@ const HS: u64 = 100;
 struct Line {
     label: &'static str,
     unit: &'static str,
-    sqlite: f64,
-    qubedb: f64,
+    sqlite: Option<f64>,
+    qubedb: Option<f64>,
 }
 
 fn rng(seed: &mut u64) -> u64 {
@@ -66,6 +76,16 @@ fn rate(n: u64, t: Instant) -> f64 {
 
 pub fn main(args: SqlArgs) -> Result<()> {
     ensure!(args.rows >= 1000, "--rows must be at least 1000");
+    for e in &args.engines {
+        ensure!(e == "qubedb" || e == "sqlite", "unknown engine {e} (qubedb, sqlite)");
+    }
+    let want = |n: u32| args.lines.is_empty() || args.lines.contains(&n);
+    let (use_lite, use_qube) =
+        (args.engines.iter().any(|e| e == "sqlite"), args.engines.iter().any(|e| e == "qubedb"));
+    ensure!(
+        (use_lite && use_qube) || args.lines == [3],
+        "--engines with one engine needs --lines 3 (the other lines read the inserted rows)"
+    );
     let base = args.dir.clone().unwrap_or_else(|| "/var/tmp".into());
     std::fs::create_dir_all(&base)?;
     let root = tempfile::Builder::new().prefix("qube-bench-sql-").tempdir_in(&base)?;
@@ -117,7 +137,7 @@ pub fn main(args: SqlArgs) -> Result<()> {
         (i as i64, (i % GROUPS) as i64, ((i * 7919) % args.rows) as i64, format!("name-{i}"))
     };
     let t = Instant::now();
-    {
+    if use_lite {
         let tx = lite.unchecked_transaction()?;
         {
             let mut st = tx.prepare("INSERT INTO t VALUES (?1, ?2, ?3, ?4)")?;
@@ -128,9 +148,9 @@ pub fn main(args: SqlArgs) -> Result<()> {
         }
         tx.commit()?;
     }
-    let sqlite_ins = rate(args.rows, t);
+    let sqlite_ins = use_lite.then(|| rate(args.rows, t));
     let t = Instant::now();
-    {
+    if use_qube {
         let st = q.prepare("INSERT INTO t VALUES ($1, $2, $3, $4)").map_err(|e| anyhow!("{e}"))?;
         qx(&mut q, "BEGIN")?;
         for i in 0..args.rows {
@@ -143,82 +163,93 @@ pub fn main(args: SqlArgs) -> Result<()> {
         }
         qx(&mut q, "COMMIT")?;
     }
-    let qube_ins = rate(args.rows, t);
-    eprintln!("[sql] insert: sqlite {sqlite_ins:.0} rows/s, qubedb {qube_ins:.0} rows/s");
+    let qube_ins = use_qube.then(|| rate(args.rows, t));
+    let shown = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.0}"));
+    eprintln!(
+        "[sql] insert: sqlite {} rows/s, qubedb {} rows/s",
+        shown(sqlite_ins),
+        shown(qube_ins)
+    );
+    if want(3) {
+        lines.push(Line {
+            label: "3. insert in one transaction",
+            unit: "rows/s",
+            sqlite: sqlite_ins,
+            qubedb: qube_ins,
+        });
+    }
 
     // 1. Point select by primary key.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let ids: Vec<i64> = (0..args.lookups).map(|_| (rng(&mut seed) % args.rows) as i64).collect();
-    let t = Instant::now();
-    {
-        let mut st = lite.prepare("SELECT name FROM t WHERE id = ?1")?;
-        for id in &ids {
-            let name: String = st.query_row(params![id], |r| r.get(0))?;
-            ensure!(name.len() > 5, "bad name");
+    if want(1) {
+        let t = Instant::now();
+        {
+            let mut st = lite.prepare("SELECT name FROM t WHERE id = ?1")?;
+            for id in &ids {
+                let name: String = st.query_row(params![id], |r| r.get(0))?;
+                ensure!(name.len() > 5, "bad name");
+            }
         }
-    }
-    let s1 = rate(args.lookups, t);
-    let t = Instant::now();
-    {
-        let st = q.prepare("SELECT name FROM t WHERE id = $1").map_err(|e| anyhow!("{e}"))?;
-        for id in &ids {
-            let r = q.execute_prepared(&st, &[Value::Int8(*id)]).map_err(|e| anyhow!("{e}"))?;
-            ensure!(r[0].rows.len() == 1, "point select found {} rows", r[0].rows.len());
+        let s1 = rate(args.lookups, t);
+        let t = Instant::now();
+        {
+            let st = q.prepare("SELECT name FROM t WHERE id = $1").map_err(|e| anyhow!("{e}"))?;
+            for id in &ids {
+                let r = q.execute_prepared(&st, &[Value::Int8(*id)]).map_err(|e| anyhow!("{e}"))?;
+                ensure!(r[0].rows.len() == 1, "point select found {} rows", r[0].rows.len());
+            }
         }
+        lines.push(Line {
+            label: "1. point select by primary key",
+            unit: "queries/s",
+            sqlite: Some(s1),
+            qubedb: Some(rate(args.lookups, t)),
+        });
+        eprintln!("[sql] line 1 done");
     }
-    lines.push(Line {
-        label: "1. point select by primary key",
-        unit: "queries/s",
-        sqlite: s1,
-        qubedb: rate(args.lookups, t),
-    });
-    eprintln!("[sql] line 1 done");
 
     // 2. Range of 100 rows through the index on val.
     let ranges = (args.lookups / 100).max(10);
     let starts: Vec<i64> =
         (0..ranges).map(|_| (rng(&mut seed) % (args.rows - 100)) as i64).collect();
-    let t = Instant::now();
-    {
-        let mut st = lite.prepare("SELECT id, name FROM t WHERE val BETWEEN ?1 AND ?2")?;
-        for s in &starts {
-            // Each row's values are read, as QubeDB's results hold them.
-            let mut n = 0;
-            let mut rows = st.query(params![s, s + 99])?;
-            while let Some(r) = rows.next()? {
-                let (_id, name): (i64, String) = (r.get(0)?, r.get(1)?);
-                ensure!(name.len() > 5, "bad name");
-                n += 1;
+    if want(2) {
+        let t = Instant::now();
+        {
+            let mut st = lite.prepare("SELECT id, name FROM t WHERE val BETWEEN ?1 AND ?2")?;
+            for s in &starts {
+                // Each row's values are read, as QubeDB's results hold them.
+                let mut n = 0;
+                let mut rows = st.query(params![s, s + 99])?;
+                while let Some(r) = rows.next()? {
+                    let (_id, name): (i64, String) = (r.get(0)?, r.get(1)?);
+                    ensure!(name.len() > 5, "bad name");
+                    n += 1;
+                }
+                ensure!(n == 100, "sqlite range found {n} rows");
             }
-            ensure!(n == 100, "sqlite range found {n} rows");
         }
-    }
-    let s2 = rate(ranges, t);
-    let t = Instant::now();
-    {
-        let st = q
-            .prepare("SELECT id, name FROM t WHERE val BETWEEN $1 AND $2")
-            .map_err(|e| anyhow!("{e}"))?;
-        for s in &starts {
-            let r = q
-                .execute_prepared(&st, &[Value::Int8(*s), Value::Int8(s + 99)])
+        let s2 = rate(ranges, t);
+        let t = Instant::now();
+        {
+            let st = q
+                .prepare("SELECT id, name FROM t WHERE val BETWEEN $1 AND $2")
                 .map_err(|e| anyhow!("{e}"))?;
-            ensure!(r[0].rows.len() == 100, "qubedb range found {} rows", r[0].rows.len());
+            for s in &starts {
+                let r = q
+                    .execute_prepared(&st, &[Value::Int8(*s), Value::Int8(s + 99)])
+                    .map_err(|e| anyhow!("{e}"))?;
+                ensure!(r[0].rows.len() == 100, "qubedb range found {} rows", r[0].rows.len());
+            }
         }
+        lines.push(Line {
+            label: "2. range of 100 rows through an index",
+            unit: "queries/s",
+            sqlite: Some(s2),
+            qubedb: Some(rate(ranges, t)),
+        });
+        eprintln!("[sql] line 2 done");
     }
-    lines.push(Line {
-        label: "2. range of 100 rows through an index",
-        unit: "queries/s",
-        sqlite: s2,
-        qubedb: rate(ranges, t),
-    });
-    lines.push(Line {
-        label: "3. insert in one transaction",
-        unit: "rows/s",
-        sqlite: sqlite_ins,
-        qubedb: qube_ins,
-    });
-    eprintln!("[sql] line 2 done");
 
     // 4–6: repeated queries. Lines 4 and 5 read every row and run
     // `--repeat` times; line 6 reads ten rows in well under a millisecond,
@@ -226,25 +257,31 @@ pub fn main(args: SqlArgs) -> Result<()> {
     // the first execution's planning and the clock).
     let queries = [
         (
+            4,
             "4. GROUP BY over all rows",
             "SELECT grp, count(*), sum(val) FROM t GROUP BY grp",
             GROUPS as usize,
             args.repeat,
         ),
         (
+            5,
             "5. three-table join with a filter",
             "SELECT count(*) FROM t JOIN g ON t.grp = g.id JOIN h ON g.hid = h.id WHERE h.label = 'h7'",
             1,
             args.repeat,
         ),
         (
+            6,
             "6. ORDER BY indexed column LIMIT 10",
             "SELECT id, val FROM t ORDER BY val DESC LIMIT 10",
             10,
             ranges.max(args.repeat),
         ),
     ];
-    for (label, sql, expect, runs) in queries {
+    for (n, label, sql, expect, runs) in queries {
+        if !want(n) {
+            continue;
+        }
         let t = Instant::now();
         for _ in 0..runs {
             let mut st = lite.prepare_cached(sql)?;
@@ -267,7 +304,7 @@ pub fn main(args: SqlArgs) -> Result<()> {
             let r = q.execute_prepared(&st, &[]).map_err(|e| anyhow!("{label}: {e}"))?;
             ensure!(r[0].rows.len() == expect, "qubedb {label}: {} rows", r[0].rows.len());
         }
-        lines.push(Line { label, unit: "queries/s", sqlite: s, qubedb: rate(runs, t) });
+        lines.push(Line { label, unit: "queries/s", sqlite: Some(s), qubedb: Some(rate(runs, t)) });
         eprintln!("[sql] {label} done");
     }
 
@@ -275,12 +312,22 @@ pub fn main(args: SqlArgs) -> Result<()> {
     println!("| line | unit | SQLite | QubeDB | QubeDB/SQLite | target |");
     println!("|---|---|---:|---:|---:|---|");
     lines.sort_by_key(|l| l.label);
+    let cell = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.1}"));
     for l in &lines {
-        let ratio = l.qubedb / l.sqlite;
-        let met = if ratio >= 1.0 { "≥ 1.0× met" } else { "≥ 1.0× **missed**" };
+        let (ratio, met) = match (l.qubedb, l.sqlite) {
+            (Some(q), Some(s)) => {
+                let ratio = q / s;
+                let met = if ratio >= 1.0 { "≥ 1.0× met" } else { "≥ 1.0× **missed**" };
+                (format!("{ratio:.2}×"), met)
+            }
+            _ => ("—".to_string(), "—"),
+        };
         println!(
-            "| {} | {} | {:.1} | {:.1} | {ratio:.2}× | {met} |",
-            l.label, l.unit, l.sqlite, l.qubedb
+            "| {} | {} | {} | {} | {ratio} | {met} |",
+            l.label,
+            l.unit,
+            cell(l.sqlite),
+            cell(l.qubedb)
         );
     }
     println!(

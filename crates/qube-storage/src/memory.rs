@@ -38,7 +38,7 @@ impl Engine for MemoryEngine {
         for op in batch.ops() {
             match op {
                 Op::Set(k, v) => {
-                    map.insert(k.clone(), v.clone());
+                    map.insert(k.to_vec(), v.to_vec());
                 }
                 Op::Delete(k) => {
                     map.remove(k);

@@ -66,7 +66,7 @@ use qube_common::{Error, Result};
 use qube_storage::{Direction, Engine, KeyRange, WriteBatch, prefix_successor};
 
 use crate::keys::{self, Key, Ts};
-use crate::locks::{LockTable, TxnId};
+use crate::locks::{KeyList, LockTable, TxnId};
 use crate::ssi::Ssi;
 
 /// Isolation levels with PostgreSQL's meaning.
@@ -129,6 +129,11 @@ struct CommitState {
     /// Wall time of the last commit-time record written.
     last_time_record: u64,
 }
+
+/// Bytes a write adds to its commit's batch beyond its key and value: the
+/// op's tag and lengths (9), the version key's tag, terminator and
+/// timestamp (11), the value's tag (1), and a few escaped zero bytes.
+const BATCH_OVERHEAD: usize = 24;
 
 /// Commit-time records are written at most this often (µs): `AS OF` a wall
 /// time resolves to this precision, without a key per commit.
@@ -271,9 +276,10 @@ impl Mvcc {
             read_only,
             read_ts,
             writes: BTreeMap::new(),
+            write_bytes: 0,
             undo: Vec::new(),
             savepoints: Vec::new(),
-            locked: Vec::new(),
+            locked: KeyList::default(),
             gc_candidates: Vec::new(),
             read_bufs: ReadBufs::default(),
             ddl: false,
@@ -511,10 +517,13 @@ pub struct Transaction {
     read_ts: Ts,
     /// Buffered writes: `None` deletes.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// About the bytes the commit's batch will take (each write counted,
+    /// overwrites too): its buffer is allocated once.
+    write_bytes: usize,
     /// For savepoints: (key, its previous write-set entry).
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
-    locked: Vec<Vec<u8>>,
+    locked: KeyList,
     /// Locked keys that had committed versions when locked: the ones a
     /// commit hands to the GC (with every key it deletes). A key written
     /// for the first time has one version after the commit, nothing to
@@ -1032,6 +1041,7 @@ impl Transaction {
             self.expected = true;
             self.shared.engine.expect_writers(1);
         }
+        self.write_bytes += BATCH_OVERHEAD + key.len() + value.len();
         let prev = self.writes.insert(key.to_vec(), Some(value.to_vec()));
         if !self.savepoints.is_empty() {
             self.undo.push((key.to_vec(), prev));
@@ -1118,7 +1128,7 @@ impl Transaction {
         let engine = &*self.shared.engine;
         let blocked = |b: bool| engine.expect_writers(if b { -1 } else { 1 });
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
-            self.locked.push(key.to_vec());
+            self.locked.push(key);
             let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
             if latest > 0 {
                 self.gc_candidates.push(key.to_vec());
@@ -1154,9 +1164,10 @@ impl Transaction {
         // The key locked last (a unique check's `get_for_update` just
         // before this write) is held: `lock_key` would find it so in the
         // lock table and do nothing else.
-        if self.locked.last().is_none_or(|k| k.as_slice() != key) {
+        if self.locked.last().is_none_or(|k| k != key) {
             self.lock_key(key)?;
         }
+        self.write_bytes += BATCH_OVERHEAD + key.len() + value.as_ref().map_or(0, Vec::len);
         let prev = self.writes.insert(key.to_vec(), value);
         if !self.savepoints.is_empty() {
             self.undo.push((key.to_vec(), prev));
@@ -1228,7 +1239,7 @@ impl Transaction {
             {
                 return Err(self.fail(e));
             }
-            let mut batch = WriteBatch::new();
+            let mut batch = WriteBatch::with_capacity(self.write_bytes + 64);
             let (mut k, mut v) = (Vec::new(), Vec::new());
             for (key, value) in &self.writes {
                 Key::Version(key, ts).encode_into(&mut k);

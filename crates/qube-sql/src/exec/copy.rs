@@ -563,9 +563,14 @@ impl Loader {
 }
 
 /// A field's text as a value of type `ty` (as a cast from text would
-/// make it); integers without an allocation.
+/// make it); numbers without an allocation.
 fn text_value(s: &str, ty: &DataType) -> Result<Value> {
     match ty {
+        DataType::SmallInt => {
+            if let Ok(v) = s.parse::<i16>() {
+                return Ok(Value::Int2(v));
+            }
+        }
         DataType::Integer => {
             if let Ok(v) = s.parse::<i32>() {
                 return Ok(Value::Int4(v));
@@ -576,6 +581,8 @@ fn text_value(s: &str, ty: &DataType) -> Result<Value> {
                 return Ok(Value::Int8(v));
             }
         }
+        // The cast's own parser (NaN, Infinity, range), on the borrowed text.
+        DataType::Double => return cast::parse_float(s, "double precision").map(Value::Float8),
         DataType::Text => return Ok(Value::Text(s.to_string())),
         _ => {}
     }

@@ -342,11 +342,19 @@ fn to_f64(v: Value, type_name: &str) -> Result<f64> {
 
 pub fn parse_float(s: &str, type_name: &str) -> Result<f64> {
     let t = s.trim();
-    match t.to_ascii_lowercase().as_str() {
-        "nan" => return Ok(f64::NAN),
-        "infinity" | "+infinity" | "inf" | "+inf" => return Ok(f64::INFINITY),
-        "-infinity" | "-inf" => return Ok(f64::NEG_INFINITY),
-        _ => {}
+    // Compared without lowercasing into a new string (COPY parses every
+    // field through here).
+    const WORDS: [(&str, f64); 7] = [
+        ("nan", f64::NAN),
+        ("infinity", f64::INFINITY),
+        ("+infinity", f64::INFINITY),
+        ("inf", f64::INFINITY),
+        ("+inf", f64::INFINITY),
+        ("-infinity", f64::NEG_INFINITY),
+        ("-inf", f64::NEG_INFINITY),
+    ];
+    if let Some((_, v)) = WORDS.iter().find(|(w, _)| t.eq_ignore_ascii_case(w)) {
+        return Ok(*v);
     }
     let f: f64 = t.parse().map_err(|_| invalid_text(type_name, s))?;
     if f.is_infinite() {

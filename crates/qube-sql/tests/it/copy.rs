@@ -144,3 +144,36 @@ fn copy_in_follows_the_transaction() {
         vec![Value::Int8(200_000), Value::Int8(19_999_900_000)]
     );
 }
+
+#[test]
+fn copy_numbers_parse_as_casts_do() {
+    let db = Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE n (id bigint PRIMARY KEY, s smallint, d double precision)").unwrap();
+    let data = b"1\t-7\t1.5\n2\t+3\tNaN\n3\t\\N\t-Infinity\n4\t0\t inf \n5\t32767\t-2.5e-3\n";
+    assert_eq!(load(&mut s, "COPY n FROM STDIN", &[data]).unwrap(), "COPY 5");
+    let got = s.execute("SELECT s, d FROM n ORDER BY id").unwrap();
+    let want = s
+        .execute(
+            "SELECT s::smallint, d::float8 FROM (VALUES (1, '-7', '1.5'), (2, '+3', 'NaN'), \
+             (3, NULL, '-Infinity'), (4, '0', ' inf '), (5, '32767', '-2.5e-3')) v(i, s, d) \
+             ORDER BY i",
+        )
+        .unwrap();
+    // Compared as text: NaN is not equal to itself.
+    assert_eq!(format!("{:?}", got[0].rows), format!("{:?}", want[0].rows));
+    assert_eq!(got[0].rows[0], [Value::Int2(-7), Value::Float8(1.5)]);
+    // Out of range and malformed numbers fail as the casts do, with the
+    // line and column.
+    for (line, state) in [
+        ("9\t32768\t1\n", "22003"),
+        ("9\t1\t1e400\n", "22003"),
+        ("9\tx\t1\n", "22P02"),
+        ("9\t1\t1.5x\n", "22P02"),
+    ] {
+        let e = load(&mut s, "COPY n FROM STDIN", &[line.as_bytes()]).unwrap_err();
+        assert_eq!(e.sqlstate(), state, "{line:?}: {e}");
+        assert!(e.context().is_some_and(|c| c.starts_with("COPY n, line 1, column ")), "{e:?}");
+    }
+    assert_eq!(s.execute("SELECT count(*) FROM n").unwrap()[0].rows[0][0], Value::Int8(5));
+}

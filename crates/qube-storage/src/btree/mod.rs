@@ -180,7 +180,6 @@ struct Writer {
     alloc: Allocator,
     meta: Meta,
     bufs: Buffers,
-    wal_buf: Vec<u8>,
     discard: Vec<PageId>,
     /// Checkpoint bookkeeping for the background thread.
     wal_bytes_at_checkpoint: u64,
@@ -432,7 +431,6 @@ impl Inner {
             alloc,
             meta,
             bufs: Buffers::default(),
-            wal_buf: Vec::new(),
             discard: Vec::new(),
             wal_bytes_at_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -616,14 +614,14 @@ impl Inner {
         }
     }
 
-    fn write(&self, batch: &WriteBatch) -> Result<()> {
+    fn write(&self, batch: &mut WriteBatch) -> Result<()> {
         let lsn = self.write_nowait(batch)?;
         self.wait_durable(lsn)
     }
 
     /// Applies and logs a batch; returns its LSN (0 for an empty batch)
     /// without waiting for the log to be durable. See `Engine::write_nowait`.
-    fn write_nowait(&self, batch: &WriteBatch) -> Result<u64> {
+    fn write_nowait(&self, batch: &mut WriteBatch) -> Result<u64> {
         batch.validate()?;
         if batch.is_empty() {
             return Ok(0);
@@ -634,7 +632,7 @@ impl Inner {
         res
     }
 
-    fn write_nowait_counted(&self, batch: &WriteBatch) -> Result<u64> {
+    fn write_nowait_counted(&self, batch: &mut WriteBatch) -> Result<u64> {
         self.check_writable()?;
         let lsn = {
             let mut w = self.writer.lock();
@@ -650,8 +648,7 @@ impl Inner {
                     return Err(e);
                 }
             };
-            batch.encode_into(&mut w.wal_buf);
-            match self.wal.append(&w.wal_buf) {
+            match self.wal.append(batch.payload()) {
                 Ok(l) if l == lsn => {}
                 Ok(l) => {
                     let e = Error::Internal(format!("WAL assigned LSN {l}, expected {lsn}"));
@@ -1016,12 +1013,12 @@ impl Engine for BTreeEngine {
             .map_err(|e| locate(e, self.inner.file.path()))
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(&batch).map_err(|e| locate(e, self.inner.file.path()))
+    fn write(&self, mut batch: WriteBatch) -> Result<()> {
+        self.inner.write(&mut batch).map_err(|e| locate(e, self.inner.file.path()))
     }
 
-    fn write_nowait(&self, batch: WriteBatch) -> Result<u64> {
-        self.inner.write_nowait(&batch).map_err(|e| locate(e, self.inner.file.path()))
+    fn write_nowait(&self, mut batch: WriteBatch) -> Result<u64> {
+        self.inner.write_nowait(&mut batch).map_err(|e| locate(e, self.inner.file.path()))
     }
 
     fn expect_writers(&self, delta: i64) {
