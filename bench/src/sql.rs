@@ -41,6 +41,11 @@ pub struct SqlArgs {
     /// Directory under which a fresh temporary directory is made (default /var/tmp).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Lines to run and report, comma-separated (default all). The table
+    /// is always loaded (by line 3's inserts), but line 3 is only reported
+    /// when chosen.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+    lines: Vec<u8>,
 }
 
 const GROUPS: u64 = 1000;
@@ -80,6 +85,7 @@ pub fn main(args: SqlArgs) -> Result<()> {
     let db = Database::with_engine(Arc::new(engine)).map_err(|e| anyhow!("{e}"))?;
     let mut q = db.session().map_err(|e| anyhow!("{e}"))?;
     let mut lines = Vec::new();
+    let want = |n: u8| args.lines.is_empty() || args.lines.contains(&n);
 
     // Schema (untimed).
     let schema = "CREATE TABLE t (id integer PRIMARY KEY, grp integer NOT NULL, val integer NOT NULL, name text);
@@ -149,76 +155,80 @@ pub fn main(args: SqlArgs) -> Result<()> {
     // 1. Point select by primary key.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let ids: Vec<i64> = (0..args.lookups).map(|_| (rng(&mut seed) % args.rows) as i64).collect();
-    let t = Instant::now();
-    {
-        let mut st = lite.prepare("SELECT name FROM t WHERE id = ?1")?;
-        for id in &ids {
-            let name: String = st.query_row(params![id], |r| r.get(0))?;
-            ensure!(name.len() > 5, "bad name");
+    if want(1) {
+        let t = Instant::now();
+        {
+            let mut st = lite.prepare("SELECT name FROM t WHERE id = ?1")?;
+            for id in &ids {
+                let name: String = st.query_row(params![id], |r| r.get(0))?;
+                ensure!(name.len() > 5, "bad name");
+            }
         }
-    }
-    let s1 = rate(args.lookups, t);
-    let t = Instant::now();
-    {
+        let s1 = rate(args.lookups, t);
         let st = q.prepare("SELECT name FROM t WHERE id = $1").map_err(|e| anyhow!("{e}"))?;
+        let t = Instant::now();
         for id in &ids {
             let r = q.execute_prepared(&st, &[Value::Int8(*id)]).map_err(|e| anyhow!("{e}"))?;
             ensure!(r[0].rows.len() == 1, "point select found {} rows", r[0].rows.len());
         }
+        let q1 = rate(args.lookups, t);
+        lines.push(Line {
+            label: "1. point select by primary key",
+            unit: "queries/s",
+            sqlite: s1,
+            qubedb: q1,
+        });
+        eprintln!("[sql] line 1 done");
     }
-    lines.push(Line {
-        label: "1. point select by primary key",
-        unit: "queries/s",
-        sqlite: s1,
-        qubedb: rate(args.lookups, t),
-    });
-    eprintln!("[sql] line 1 done");
 
     // 2. Range of 100 rows through the index on val.
     let ranges = (args.lookups / 100).max(10);
     let starts: Vec<i64> =
         (0..ranges).map(|_| (rng(&mut seed) % (args.rows - 100)) as i64).collect();
-    let t = Instant::now();
-    {
-        let mut st = lite.prepare("SELECT id, name FROM t WHERE val BETWEEN ?1 AND ?2")?;
-        for s in &starts {
-            // Each row's values are read, as QubeDB's results hold them.
-            let mut n = 0;
-            let mut rows = st.query(params![s, s + 99])?;
-            while let Some(r) = rows.next()? {
-                let (_id, name): (i64, String) = (r.get(0)?, r.get(1)?);
-                ensure!(name.len() > 5, "bad name");
-                n += 1;
+    if want(2) {
+        let t = Instant::now();
+        {
+            let mut st = lite.prepare("SELECT id, name FROM t WHERE val BETWEEN ?1 AND ?2")?;
+            for s in &starts {
+                // Each row's values are read, as QubeDB's results hold them.
+                let mut n = 0;
+                let mut rows = st.query(params![s, s + 99])?;
+                while let Some(r) = rows.next()? {
+                    let (_id, name): (i64, String) = (r.get(0)?, r.get(1)?);
+                    ensure!(name.len() > 5, "bad name");
+                    n += 1;
+                }
+                ensure!(n == 100, "sqlite range found {n} rows");
             }
-            ensure!(n == 100, "sqlite range found {n} rows");
         }
-    }
-    let s2 = rate(ranges, t);
-    let t = Instant::now();
-    {
+        let s2 = rate(ranges, t);
         let st = q
             .prepare("SELECT id, name FROM t WHERE val BETWEEN $1 AND $2")
             .map_err(|e| anyhow!("{e}"))?;
+        let t = Instant::now();
         for s in &starts {
             let r = q
                 .execute_prepared(&st, &[Value::Int8(*s), Value::Int8(s + 99)])
                 .map_err(|e| anyhow!("{e}"))?;
             ensure!(r[0].rows.len() == 100, "qubedb range found {} rows", r[0].rows.len());
         }
+        let q2 = rate(ranges, t);
+        lines.push(Line {
+            label: "2. range of 100 rows through an index",
+            unit: "queries/s",
+            sqlite: s2,
+            qubedb: q2,
+        });
+        eprintln!("[sql] line 2 done");
     }
-    lines.push(Line {
-        label: "2. range of 100 rows through an index",
-        unit: "queries/s",
-        sqlite: s2,
-        qubedb: rate(ranges, t),
-    });
-    lines.push(Line {
-        label: "3. insert in one transaction",
-        unit: "rows/s",
-        sqlite: sqlite_ins,
-        qubedb: qube_ins,
-    });
-    eprintln!("[sql] line 2 done");
+    if want(3) {
+        lines.push(Line {
+            label: "3. insert in one transaction",
+            unit: "rows/s",
+            sqlite: sqlite_ins,
+            qubedb: qube_ins,
+        });
+    }
 
     // 4–6: repeated queries. Lines 4 and 5 read every row and run
     // `--repeat` times; line 6 reads ten rows in well under a millisecond,
@@ -226,25 +236,31 @@ pub fn main(args: SqlArgs) -> Result<()> {
     // the first execution's planning and the clock).
     let queries = [
         (
+            4,
             "4. GROUP BY over all rows",
             "SELECT grp, count(*), sum(val) FROM t GROUP BY grp",
             GROUPS as usize,
             args.repeat,
         ),
         (
+            5,
             "5. three-table join with a filter",
             "SELECT count(*) FROM t JOIN g ON t.grp = g.id JOIN h ON g.hid = h.id WHERE h.label = 'h7'",
             1,
             args.repeat,
         ),
         (
+            6,
             "6. ORDER BY indexed column LIMIT 10",
             "SELECT id, val FROM t ORDER BY val DESC LIMIT 10",
             10,
             ranges.max(args.repeat),
         ),
     ];
-    for (label, sql, expect, runs) in queries {
+    for (n, label, sql, expect, runs) in queries {
+        if !want(n) {
+            continue;
+        }
         let t = Instant::now();
         for _ in 0..runs {
             let mut st = lite.prepare_cached(sql)?;
@@ -267,7 +283,8 @@ pub fn main(args: SqlArgs) -> Result<()> {
             let r = q.execute_prepared(&st, &[]).map_err(|e| anyhow!("{label}: {e}"))?;
             ensure!(r[0].rows.len() == expect, "qubedb {label}: {} rows", r[0].rows.len());
         }
-        lines.push(Line { label, unit: "queries/s", sqlite: s, qubedb: rate(runs, t) });
+        let qn = rate(runs, t);
+        lines.push(Line { label, unit: "queries/s", sqlite: s, qubedb: qn });
         eprintln!("[sql] {label} done");
     }
 
