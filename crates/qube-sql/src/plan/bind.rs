@@ -1291,6 +1291,9 @@ impl<'a> Binder<'a> {
         if inputs.len() == 1 {
             let mut plan = inputs.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
             for b in bound {
+                if index_decides(&plan, &b) {
+                    continue;
+                }
                 plan = Plan::Filter { input: Box::new(plan), predicate: b };
             }
             return Ok(plan);
@@ -4139,6 +4142,36 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
             reverse: false,
             index_only: false,
         };
+    }
+}
+
+/// Whether condition `cond` holds for every row `plan` yields, because
+/// `plan` is a lookup of a unique index on one integer column by a
+/// constant or parameter and `cond` is that equality: the lookup finds the
+/// row whose key equals the value exactly (`exec::index_value`: a value
+/// the column cannot hold, or NULL, finds nothing, as the comparison
+/// would), so a Filter above it would test what the key already decided.
+fn index_decides(plan: &Plan, cond: &Expr) -> bool {
+    let Plan::IndexScan { table, index, unique: true, columns, keys, range: None, .. } = plan
+    else {
+        return false;
+    };
+    let ([col], [key]) = (columns.as_slice(), keys.as_slice()) else { return false };
+    if table.expr_index(*index).is_some()
+        || !matches!(
+            table.columns.get(*col).map(|c| &c.1),
+            Some(DataType::SmallInt | DataType::Integer | DataType::BigInt)
+        )
+        || !matches!(key, Expr::Const(_) | Expr::Param(_))
+    {
+        return false;
+    }
+    match cond {
+        Expr::Binary { op: BinOp::Eq, left, right } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), k) | (k, Expr::Column(c)) => c == col && k == key,
+            _ => false,
+        },
+        _ => false,
     }
 }
 
