@@ -4147,7 +4147,7 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
 
 /// Whether condition `cond` holds for every row `plan` yields, because
 /// `plan` is a lookup of a unique index on one integer column by a
-/// constant or parameter and `cond` is that equality: the lookup finds the
+/// constant or parameter (`is_key_operand`) and `cond` is that equality: the lookup finds the
 /// row whose key equals the value exactly (`exec::index_value`: a value
 /// the column cannot hold, or NULL, finds nothing, as the comparison
 /// would), so a Filter above it would test what the key already decided.
@@ -4162,7 +4162,7 @@ fn index_decides(plan: &Plan, cond: &Expr) -> bool {
             table.columns.get(*col).map(|c| &c.1),
             Some(DataType::SmallInt | DataType::Integer | DataType::BigInt)
         )
-        || !matches!(key, Expr::Const(_) | Expr::Param(_))
+        || !is_key_operand(key, &table.columns[*col].1)
     {
         return false;
     }
@@ -4171,6 +4171,16 @@ fn index_decides(plan: &Plan, cond: &Expr) -> bool {
             (Expr::Column(c), k) | (k, Expr::Column(c)) => c == col && k == key,
             _ => false,
         },
+        _ => false,
+    }
+}
+
+/// A constant, a parameter, or a parameter cast to the key column's own
+/// type (how an untyped `$1` compared with the column is bound).
+fn is_key_operand(e: &Expr, ty: &DataType) -> bool {
+    match e {
+        Expr::Const(_) | Expr::Param(_) => true,
+        Expr::Cast { expr, to } => to == ty && matches!(expr.as_ref(), Expr::Param(_)),
         _ => false,
     }
 }

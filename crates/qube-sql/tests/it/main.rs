@@ -1594,6 +1594,8 @@ fn integer_key_lookup_has_no_redundant_filter() {
     assert!(p.contains("Index Scan") && !p.contains("Filter"), "{p}");
     let p = plan(&mut s, "SELECT v FROM k WHERE id = 2 AND v = 'x'");
     assert!(p.contains("Index Scan") && p.contains("Filter"), "{p}");
+    let p = plan(&mut s, "SELECT v FROM k WHERE id = $1");
+    assert!(p.contains("Index Scan") && !p.contains("Filter"), "{p}");
     let st = s.prepare("SELECT v FROM k WHERE id = $1").unwrap();
     let run = |s: &mut qube_sql::Session, v: Value| {
         s.execute_prepared(&st, &[v]).unwrap()[0].rows.clone()
@@ -1601,6 +1603,10 @@ fn integer_key_lookup_has_no_redundant_filter() {
     assert_eq!(run(&mut s, Value::Int8(2)), vec![vec![Value::Text("two".into())]]);
     assert!(run(&mut s, Value::Int8(7)).is_empty());
     assert!(run(&mut s, Value::Null).is_empty());
+    // A parameter the column's type cannot hold is an error, as the
+    // comparison with the parameter cast to that type is.
+    let e = s.execute_prepared(&st, &[Value::Int8(1 << 40)]).unwrap_err();
+    assert_eq!(e.sqlstate(), "22003");
     let q = |s: &mut qube_sql::Session, sql: &str| s.execute(sql).unwrap()[0].rows.len();
     assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 2.5"), 0);
     assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 1099511627778"), 0);
