@@ -371,6 +371,7 @@ impl Database {
             search_path: crate::names::parse_search_path(DEFAULT_SEARCH_PATH),
             seqs: Arc::default(),
             path_cache: None,
+            settings_cache: None,
             temp_name: format!(
                 "{}{}",
                 crate::names::TEMP_SCHEMA_PREFIX,
@@ -656,6 +657,8 @@ pub struct Session {
     temp_name: String,
     /// The last resolved search path (see `Names::cached`).
     path_cache: PathCache,
+    /// The settings snapshot statements share (`settings_lookup`).
+    settings_cache: Option<SettingsCache>,
     /// The explicit transaction (between BEGIN and COMMIT/ROLLBACK).
     txn: Option<Transaction>,
     failed: bool,
@@ -1330,16 +1333,35 @@ impl Session {
     }
 
     /// The session's settings as a running statement reads them
-    /// (`current_setting`, `pg_settings`): a copy, as of the statement's
-    /// start.
-    fn settings_lookup(&self) -> crate::system::SettingsLookup {
+    /// (`current_setting`, `pg_settings`): a snapshot, as of the
+    /// statement's start. The snapshot is kept and shared by the
+    /// statements that follow until a setting changes (`settings_cache`):
+    /// a SET replaces `settings` (copy on write: the cache holds the old
+    /// map) or the zone, limits or isolation, which the check below sees.
+    fn settings_lookup(&mut self) -> crate::system::SettingsLookup {
+        let (limits, iso) = (self.limits(), self.default_isolation);
+        if let Some(c) = &self.settings_cache
+            && Arc::ptr_eq(&c.settings, &self.settings)
+            && c.zone == self.zone.1
+            && c.limits == limits
+            && c.iso == iso
+        {
+            return c.lookup.clone();
+        }
         let settings = self.settings.clone();
         let zone = self.zone.1.clone();
-        let (limits, iso) = (self.limits(), self.default_isolation);
-        Box::new(move |name| {
+        let lookup: crate::system::SettingsLookup = Arc::new(move |name: &str| {
             let lower = name.to_lowercase();
             setting_of(&settings, &zone, limits, iso, &lower).ok()
-        })
+        });
+        self.settings_cache = Some(SettingsCache {
+            settings: self.settings.clone(),
+            zone: self.zone.1.clone(),
+            limits,
+            iso,
+            lookup: lookup.clone(),
+        });
+        lookup
     }
 
     fn limits(&self) -> Limits {
@@ -2187,6 +2209,26 @@ fn empty_query() -> crate::plan::Query {
     }
 }
 
+/// `SELECT n`, the tag of a query, written without the formatting
+/// machinery (it is made for every query).
+fn select_tag(n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut tag = String::with_capacity(7 + digits.len() - i);
+    tag.push_str("SELECT ");
+    tag.extend(digits[i..].iter().map(|&d| char::from(d)));
+    tag
+}
+
 fn run_statement(
     shared: &Shared,
     txn: &mut Transaction,
@@ -2229,11 +2271,11 @@ fn run_statement(
                     sink(&columns, r)?;
                     n += 1;
                 }
-                return Ok(QueryResult { columns, rows: Vec::new(), tag: format!("SELECT {n}") });
+                return Ok(QueryResult { columns, rows: Vec::new(), tag: select_tag(n) });
             }
             let rows = exec::run(&mut ctx, &q.plan)?;
             let n = rows.len();
-            Ok(QueryResult { columns, rows, tag: format!("SELECT {n}") })
+            Ok(QueryResult { columns, rows, tag: select_tag(n as u64) })
         }
         S::Explain { analyze, statement, .. } => {
             let ast::Statement::Query(q) = statement.as_ref() else {
@@ -2362,9 +2404,19 @@ fn queries_drop(q: ast::Query) {
 
 /// A setting's value (SHOW, current_setting): explicit settings, then
 /// the computed and default ones.
+/// The snapshot of the settings `Session::settings_lookup` last built,
+/// with what it was built from.
+struct SettingsCache {
+    settings: Arc<HashMap<String, String>>,
+    zone: String,
+    limits: Limits,
+    iso: Isolation,
+    lookup: crate::system::SettingsLookup,
+}
+
 /// The settings a session keeps as numbers: work_mem (bytes),
 /// statement_timeout and idle_in_transaction_session_timeout (ms).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     work_mem: usize,
     statement_timeout: u64,
@@ -2441,4 +2493,16 @@ fn setting_of(
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_tag;
+
+    #[test]
+    fn select_tag_writes_the_count_in_decimal() {
+        for n in [0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(select_tag(n), format!("SELECT {n}"));
+        }
+    }
 }

@@ -1692,7 +1692,9 @@ static SETTINGS: &[(&str, &str, Option<&str>, &str)] = &[
 ];
 
 /// How a running statement reads its session's settings.
-pub type SettingsLookup = Box<dyn Fn(&str) -> Option<String>>;
+/// Shared, so that a session builds one per change of its settings and
+/// each statement registers it by a reference count, not a copy.
+pub type SettingsLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 std::thread_local! {
     static SESSION_SETTINGS: std::cell::RefCell<Option<SettingsLookup>> =

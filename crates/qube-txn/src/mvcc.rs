@@ -281,7 +281,7 @@ impl Mvcc {
             savepoints: Vec::new(),
             locked: KeyList::default(),
             gc_candidates: Vec::new(),
-            read_bufs: ReadBufs::default(),
+            read_bufs: ReadBufs::take_spare(),
             ddl: false,
             expected: false,
             done: false,
@@ -547,6 +547,31 @@ struct ReadBufs {
     end: Vec<u8>,
     key: Vec<u8>,
     value: Vec<u8>,
+}
+
+/// The largest buffer `ReadBufs::put_spare` keeps for the thread's next
+/// transaction; a bigger one (a large value was read) is freed.
+const SPARE_BUF_MAX: usize = 64 << 10;
+
+std::thread_local! {
+    /// The read buffers of the last transaction this thread dropped: a
+    /// short transaction (an autocommit point select) reuses them instead
+    /// of allocating its own search range and found pair.
+    static SPARE_READ_BUFS: std::cell::RefCell<Option<ReadBufs>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl ReadBufs {
+    fn take_spare() -> ReadBufs {
+        SPARE_READ_BUFS.try_with(|s| s.borrow_mut().take()).ok().flatten().unwrap_or_default()
+    }
+
+    fn put_spare(self) {
+        let caps = [&self.start, &self.end, &self.key, &self.value].map(|b| b.capacity());
+        if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
+            let _ = SPARE_READ_BUFS.try_with(|s| *s.borrow_mut() = Some(self));
+        }
+    }
 }
 
 /// One entry of a write set, borrowed.
@@ -1309,5 +1334,6 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         self.finish(false);
+        std::mem::take(&mut self.read_bufs).put_spare();
     }
 }

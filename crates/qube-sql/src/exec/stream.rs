@@ -69,7 +69,18 @@ pub enum Stream<'p> {
     /// Rows read back from a temporary file.
     Spilled(super::spill::SpillReader),
     Filter(Box<Stream<'p>>, &'p Expr),
-    Project(Box<Stream<'p>>, &'p [Expr]),
+    /// The flag: every expression is a distinct column of the input row,
+    /// so the values are moved out of it (the row is recycled right
+    /// after) instead of cloned.
+    Project(Box<Stream<'p>>, &'p [Expr], bool),
+}
+
+/// Whether `exprs` are columns, each read once (`Stream::Project`'s flag).
+fn distinct_columns(exprs: &[Expr]) -> bool {
+    exprs.iter().enumerate().all(|(i, e)| match e {
+        Expr::Column(c) => !exprs[..i].iter().any(|p| matches!(p, Expr::Column(d) if d == c)),
+        _ => false,
+    })
 }
 
 fn first_batch(want: Option<usize>) -> usize {
@@ -136,7 +147,8 @@ pub fn open_cols<'p>(
         Plan::Project { input, exprs } if !super::typefuncs::has_set_function(exprs) => {
             let width = super::plan_width(input, None);
             let need = needing(&none_needed(width), width, exprs);
-            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs)
+            let moves = distinct_columns(exprs);
+            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs, moves)
         }
         Plan::MultiJoin { inputs, conds, width } => {
             Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
@@ -342,12 +354,17 @@ impl Stream<'_> {
                     }
                 }
             },
-            Stream::Project(input, exprs) => match input.next(ctx)? {
+            Stream::Project(input, exprs, moves) => match input.next(ctx)? {
                 None => Ok(None),
-                Some(r) => {
+                Some(mut r) => {
                     let mut o = Vec::with_capacity(exprs.len());
                     for e in exprs.iter() {
-                        o.push(eval(ctx, e, &r)?);
+                        match e {
+                            Expr::Column(c) if *moves && *c < r.len() => {
+                                o.push(std::mem::replace(&mut r[*c], Value::Null))
+                            }
+                            e => o.push(eval(ctx, e, &r)?),
+                        }
                     }
                     input.recycle(r);
                     Ok(Some(o))
@@ -366,7 +383,7 @@ impl Stream<'_> {
                     spare.push(row);
                 }
             }
-            Stream::Filter(input, _) | Stream::Project(input, _) => input.recycle(row),
+            Stream::Filter(input, _) | Stream::Project(input, _, _) => input.recycle(row),
             Stream::Rows(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
         }
     }

@@ -1291,6 +1291,9 @@ impl<'a> Binder<'a> {
         if inputs.len() == 1 {
             let mut plan = inputs.pop().map(|i| i.plan).unwrap_or_else(Plan::unit);
             for b in bound {
+                if index_decides(&plan, &b) {
+                    continue;
+                }
                 plan = Plan::Filter { input: Box::new(plan), predicate: b };
             }
             return Ok(plan);
@@ -4139,6 +4142,46 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
             reverse: false,
             index_only: false,
         };
+    }
+}
+
+/// Whether condition `cond` holds for every row `plan` yields, because
+/// `plan` is a lookup of a unique index on one integer column by a
+/// constant or parameter (`is_key_operand`) and `cond` is that equality: the lookup finds the
+/// row whose key equals the value exactly (`exec::index_value`: a value
+/// the column cannot hold, or NULL, finds nothing, as the comparison
+/// would), so a Filter above it would test what the key already decided.
+fn index_decides(plan: &Plan, cond: &Expr) -> bool {
+    let Plan::IndexScan { table, index, unique: true, columns, keys, range: None, .. } = plan
+    else {
+        return false;
+    };
+    let ([col], [key]) = (columns.as_slice(), keys.as_slice()) else { return false };
+    if table.expr_index(*index).is_some()
+        || !matches!(
+            table.columns.get(*col).map(|c| &c.1),
+            Some(DataType::SmallInt | DataType::Integer | DataType::BigInt)
+        )
+        || !is_key_operand(key, &table.columns[*col].1)
+    {
+        return false;
+    }
+    match cond {
+        Expr::Binary { op: BinOp::Eq, left, right } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), k) | (k, Expr::Column(c)) => c == col && k == key,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A constant, a parameter, or a parameter cast to the key column's own
+/// type (how an untyped `$1` compared with the column is bound).
+fn is_key_operand(e: &Expr, ty: &DataType) -> bool {
+    match e {
+        Expr::Const(_) | Expr::Param(_) => true,
+        Expr::Cast { expr, to } => to == ty && matches!(expr.as_ref(), Expr::Param(_)),
+        _ => false,
     }
 }
 

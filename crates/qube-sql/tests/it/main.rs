@@ -1521,3 +1521,102 @@ fn concurrent_inserts_of_one_integer_key_serialize() {
         }
     }
 }
+
+/// A prepared statement run again sees every change of the settings made
+/// between its runs (statements share one settings snapshot until a
+/// setting changes): SET, SET LOCAL and its end, SET inside a block that
+/// is rolled back, RESET, and the zone.
+#[test]
+fn current_setting_follows_set_between_prepared_runs() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    let p = s
+        .prepare(
+            "SELECT current_setting('work_mem'), current_setting('TimeZone'), \
+             current_setting('application_name'), current_setting('statement_timeout')",
+        )
+        .unwrap();
+    let get = |s: &mut qube_sql::Session| -> Vec<String> {
+        s.execute_prepared(&p, &[]).unwrap()[0].rows[0]
+            .iter()
+            .map(|v| match v {
+                qube_sql::Value::Text(t) => t.clone(),
+                other => panic!("not text: {other:?}"),
+            })
+            .collect()
+    };
+    let first = get(&mut s);
+    assert_eq!(get(&mut s), first, "unchanged settings read the same");
+    s.execute("SET work_mem = '8MB'").unwrap();
+    assert_eq!(get(&mut s)[0], "8MB");
+    s.execute("SET application_name = 'a1'").unwrap();
+    assert_eq!(get(&mut s)[2], "a1");
+    s.execute("SET application_name = 'a2'").unwrap();
+    assert_eq!(get(&mut s)[2], "a2");
+    s.execute("SET TimeZone = 'UTC'").unwrap();
+    assert_eq!(get(&mut s)[1], "UTC");
+    s.execute("BEGIN").unwrap();
+    s.execute("SET LOCAL TimeZone = 'Europe/Paris'").unwrap();
+    s.execute("SET statement_timeout = '5s'").unwrap();
+    let inside = get(&mut s);
+    assert_eq!((inside[1].as_str(), inside[3].as_str()), ("Europe/Paris", "5s"));
+    s.execute("COMMIT").unwrap();
+    // The zone set with LOCAL reverts at COMMIT; the other stays.
+    let after = get(&mut s);
+    assert_eq!((after[1].as_str(), after[3].as_str()), ("UTC", "5s"));
+    s.execute("BEGIN; SET TimeZone = 'Asia/Tokyo'").unwrap();
+    assert_eq!(get(&mut s)[1], "Asia/Tokyo");
+    s.execute("ROLLBACK").unwrap();
+    assert_eq!(get(&mut s)[1], "UTC");
+    s.execute("RESET ALL").unwrap();
+    assert_eq!(get(&mut s)[0], first[0]);
+    // An unknown name is still an error.
+    let e = s.execute("SELECT current_setting('no_such.setting')").unwrap_err();
+    assert_eq!(e.sqlstate(), "42704");
+}
+
+/// A point lookup by an integer primary key needs no Filter above its
+/// Index Scan (the key decides), and finds exactly what the comparison
+/// would: nothing for NULL, for a fraction or for a value out of the
+/// column's range; other conditions on the row stay as filters.
+#[test]
+fn integer_key_lookup_has_no_redundant_filter() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE k (id integer PRIMARY KEY, v text)").unwrap();
+    s.execute("INSERT INTO k VALUES (1, 'one'), (2, 'two'), (3, 'three')").unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let p = plan(&mut s, "SELECT v FROM k WHERE id = 2");
+    assert!(p.contains("Index Scan") && !p.contains("Filter"), "{p}");
+    let p = plan(&mut s, "SELECT v FROM k WHERE id = 2 AND v = 'x'");
+    assert!(p.contains("Index Scan") && p.contains("Filter"), "{p}");
+    let p = plan(&mut s, "SELECT v FROM k WHERE id = $1");
+    assert!(p.contains("Index Scan") && !p.contains("Filter"), "{p}");
+    let st = s.prepare("SELECT v FROM k WHERE id = $1").unwrap();
+    let run = |s: &mut qube_sql::Session, v: Value| {
+        s.execute_prepared(&st, &[v]).unwrap()[0].rows.clone()
+    };
+    assert_eq!(run(&mut s, Value::Int8(2)), vec![vec![Value::Text("two".into())]]);
+    assert!(run(&mut s, Value::Int8(7)).is_empty());
+    assert!(run(&mut s, Value::Null).is_empty());
+    // A parameter the column's type cannot hold is an error, as the
+    // comparison with the parameter cast to that type is.
+    let e = s.execute_prepared(&st, &[Value::Int8(1 << 40)]).unwrap_err();
+    assert_eq!(e.sqlstate(), "22003");
+    let q = |s: &mut qube_sql::Session, sql: &str| s.execute(sql).unwrap()[0].rows.len();
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 2.5"), 0);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 1099511627778"), 0);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 2.0"), 1);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE 3 = id"), 1);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 1 AND id = 2"), 0);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 2 AND v = 'two'"), 1);
+    assert_eq!(q(&mut s, "SELECT v FROM k WHERE id = 2 AND v = 'one'"), 0);
+    // The key's row seen after an update in the same transaction.
+    s.execute("BEGIN; UPDATE k SET v = 'deux' WHERE id = 2").unwrap();
+    assert_eq!(run(&mut s, Value::Int4(2)), vec![vec![Value::Text("deux".into())]]);
+    s.execute("ROLLBACK").unwrap();
+}
