@@ -100,6 +100,21 @@ fn ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
+/// Where the string or quoted name opening at `b[start]` ends (just past
+/// its closing quote; a doubled quote is one quote inside), None if open.
+fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
+    let q = b[start];
+    let mut i = start + 1;
+    loop {
+        match b.get(i) {
+            None => return None,
+            Some(&c) if c == q && b.get(i + 1) == Some(&q) => i += 2,
+            Some(&c) if c == q => return Some(i + 1),
+            Some(_) => i += 1,
+        }
+    }
+}
+
 /// Scans `sql` (see the module doc); None if it is not to be keyed.
 pub fn scan(sql: &str) -> Option<Scan> {
     let b = sql.as_bytes();
@@ -128,37 +143,12 @@ pub fn scan(sql: &str) -> Option<Scan> {
         let c = b[i];
         match c {
             b'$' | b'\\' => return None,
-            b'\'' => {
-                if i > 0 && ident_byte(b[i - 1]) {
+            b'\'' | b'"' => {
+                if c == b'\'' && i > 0 && ident_byte(b[i - 1]) {
                     // E'…', B'…', X'…', U&'…' and the like.
                     return None;
                 }
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
-                        Some(b'\'') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-            }
-            b'"' => {
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'"') if b.get(i + 1) == Some(&b'"') => i += 2,
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
+                i = quoted_end(b, i)?;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 while i < b.len() && b[i] != b'\n' {

@@ -38,6 +38,17 @@ async fn until_active(c: &Client, pattern: &str, n: i64) {
     panic!("{n} sessions never ran {pattern}");
 }
 
+/// Cancels the statements like `pattern` of the other sessions.
+async fn cancel_like(c: &Client, pattern: &str) {
+    c.execute(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+         WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+        &[&pattern],
+    )
+    .await
+    .expect("pg_cancel_backend");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_statements_waiting_for_a_lock_than_runtime_threads() {
     let srv = TestServer::start().await;
@@ -121,13 +132,7 @@ async fn sleeping_statements_that_ran_short_before_leave_the_server_serving() {
             .unwrap();
         assert_eq!(r.get::<_, i32>(0), 42);
     }
-    other
-        .batch_execute(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
-             WHERE query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()",
-        )
-        .await
-        .unwrap();
+    cancel_like(&other, "SELECT pg_sleep%").await;
     for s in sleepers {
         let r = tokio::time::timeout(PATIENCE, s).await.expect("a sleeper hung").unwrap();
         let e = r.expect_err("pg_sleep(600) was cancelled");
@@ -207,13 +212,7 @@ async fn texts_of_one_shape_report_their_own_text_and_error_positions() {
         (c, r)
     });
     until_active(&watcher, &sleep(2), 1).await;
-    watcher
-        .batch_execute(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
-             WHERE query LIKE 'SELECT id, pg_sleep%' AND pid <> pg_backend_pid()",
-        )
-        .await
-        .unwrap();
+    cancel_like(&watcher, "SELECT id, pg_sleep%").await;
     let (_c, r) = tokio::time::timeout(PATIENCE, sleeper).await.expect("sleeper hung").unwrap();
     assert_eq!(r.unwrap_err().code().map(|c| c.code()), Some("57014"));
     srv.stop().await;
