@@ -10,21 +10,32 @@
 //!                                            │ decoded by pgwire's message types
 //!                                            ▼
 //!                         startup → simple query / extended query state machine
-//!                                            │ every statement, Parse and Describe
+//!                                            │ every statement and Parse (Conn::run)
 //!                                            ▼
+//!        ran short last time?  ── yes ── inline on the connection task, output into
+//!                 │                      its buffer; waits (row locks, fsync,
+//!                 no                     pg_sleep) through qube_common::wait →
+//!                 ▼                      tokio::task::block_in_place
 //!                  tokio::task::spawn_blocking(Session + Emitter)   (emit.rs)
 //!                    rows are encoded on the blocking thread as the executor
 //!                    produces them and sent to the connection task in 64 KiB
 //!                    chunks over a bounded channel, which writes them out
 //! ```
 //!
-//! - **Sessions are synchronous.** The connection task owns its `Session`
-//!   between statements and moves it into a blocking-pool thread for each
-//!   one, so a long query holds a thread of the blocking pool, never the
-//!   network runtime: idle connections cost a task and a buffer, and other
-//!   sessions keep working. The bounded channel gives backpressure: a slow
-//!   client slows its own query; a client gone makes the row callback fail,
-//!   which stops the statement.
+//! - **Sessions are synchronous.** The connection task owns its `Session`.
+//!   A statement (a prepared statement, or the literal-masked shape of a
+//!   simple query or Parse text) that computed for under 1 ms the last
+//!   time runs inline on the task, on a multi-thread runtime only: two
+//!   thread hand-offs per statement would cost more than a point select.
+//!   Its waits go through `qube_common::wait`, which the task hooks to
+//!   `block_in_place`, so a waiting statement never holds a runtime thread.
+//!   Every other statement (first runs, COPY, long ones) moves the session
+//!   into a blocking-pool thread, so a long query holds a thread of the
+//!   blocking pool, never the network runtime: idle connections cost a task
+//!   and a buffer, and other sessions keep working. The bounded channel
+//!   gives backpressure: a slow client slows its own query; a client gone
+//!   makes the row callback fail, which stops the statement. Output goes
+//!   out in one write per Sync (or per 64 KiB).
 //! - **Framing is ours, message decoding is pgwire's.** pgwire 0.42's
 //!   decoders read past a message's declared length and panic on short
 //!   bodies (`Buf::get_*`), so each frame is cut from the stream by its
