@@ -21,7 +21,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use qube_sql::{Column, DataType, Session, Value};
+use qube_sql::{Column, Session, Value};
 
 /// Splits SQL text into statements at top-level semicolons (outside
 /// quotes, comments and dollar quotes). Each statement keeps its text
@@ -103,15 +103,7 @@ pub struct Col {
 impl Col {
     /// A column of an embedded result.
     pub fn of(c: &Column) -> Col {
-        let right = matches!(
-            c.data_type,
-            DataType::SmallInt
-                | DataType::Integer
-                | DataType::BigInt
-                | DataType::Real
-                | DataType::Double
-                | DataType::Numeric(_)
-        );
+        let right = qube_sql::plan::bind::is_numeric(&c.data_type);
         Col { name: c.name.clone(), right }
     }
 }
@@ -516,6 +508,7 @@ pub fn repl(backend: &mut dyn Backend, target: &str, database: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qube_sql::DataType;
 
     #[test]
     fn splits_at_top_level_semicolons() {
