@@ -572,6 +572,37 @@ type CachedPlan = (qube_txn::Ts, Bound);
 enum Bound {
     Query(Arc<crate::plan::Query>),
     Insert(Arc<crate::exec::dml::InsertPlan>),
+    Update(Arc<crate::exec::dml::UpdatePlan>),
+    Delete(Arc<crate::exec::dml::DeletePlan>),
+}
+
+/// The plan in `slot` if it was bound against the catalog this
+/// transaction sees (`get` picks the kind), else a new one from `bind`,
+/// kept in `slot` when it may be reused.
+fn cached_plan<P>(
+    shared: &Shared,
+    txn: &mut Transaction,
+    slot: Option<&mut CachedPlan>,
+    get: impl FnOnce(&Bound) -> Option<&Arc<P>>,
+    wrap: impl FnOnce(Arc<P>) -> Bound,
+    bind: impl FnOnce(&mut Transaction) -> Result<P>,
+) -> Result<Arc<P>> {
+    let version = shared.mvcc.ddl_version();
+    let usable = !txn.has_ddl() && txn.read_ts() >= version && version > 0;
+    if usable
+        && let Some((v, b)) = slot.as_deref()
+        && *v == version
+        && let Some(p) = get(b)
+    {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(bind(txn)?);
+    if let Some(slot) = slot
+        && usable
+    {
+        *slot = (version, wrap(p.clone()));
+    }
+    Ok(p)
 }
 
 impl Drop for Session {
@@ -2110,8 +2141,14 @@ fn describe_bound(
         ast::Statement::Insert(i) => {
             Ok(cols(crate::exec::dml::bind_insert(shared, txn, schema, i)?.returning_columns()))
         }
+        ast::Statement::Update(u) if crate::exec::dml::is_single_update(u) => {
+            Ok(cols(crate::exec::dml::bind_update(shared, txn, schema, u)?.returning_columns()))
+        }
+        ast::Statement::Delete(d) if crate::exec::dml::is_single_delete(d) => {
+            Ok(cols(crate::exec::dml::bind_delete(shared, txn, schema, d)?.returning_columns()))
+        }
         ast::Statement::Update(_) | ast::Statement::Delete(_) => {
-            // UPDATE and DELETE bind as they run; the same table, WHERE
+            // UPDATE … FROM and DELETE … USING bind as they run; the same table, WHERE
             // and RETURNING as a query give the columns, and `col = (value)`
             // for each assignment the parameters' types. If the
             // comparisons do not bind (json has no `=`), the types of the
@@ -2243,23 +2280,17 @@ fn run_statement(
         S::Query(q) => {
             // A prepared query's plan is reused while the catalog it was
             // bound against is the one this transaction sees.
-            let version = shared.mvcc.ddl_version();
-            let usable = !txn.has_ddl() && txn.read_ts() >= version;
-            let q: Arc<crate::plan::Query> = match plan_slot {
-                Some((v, Bound::Query(q))) if usable && *v == version && version > 0 => q.clone(),
-                slot => {
-                    let mut b = Binder::new(&shared.catalog, txn, schema);
-                    let bound = Arc::new(b.query(q)?);
-                    drop(b);
-                    if let Some(slot) = slot
-                        && usable
-                        && version > 0
-                    {
-                        *slot = (version, Bound::Query(bound.clone()));
-                    }
-                    bound
-                }
-            };
+            let q = cached_plan(
+                shared,
+                txn,
+                plan_slot,
+                |b| match b {
+                    Bound::Query(q) => Some(q),
+                    _ => None,
+                },
+                Bound::Query,
+                |txn| Binder::new(&shared.catalog, txn, schema).query(q),
+            )?;
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
             let columns = Column::of_query(&q);
@@ -2325,23 +2356,49 @@ fn run_statement(
                 tag: "EXPLAIN".into(),
             })
         }
+        // As for queries: a prepared INSERT, UPDATE or DELETE binds once
+        // per catalog version.
         S::Insert(i) => {
-            // As for queries: a prepared INSERT binds once per catalog version.
-            let version = shared.mvcc.ddl_version();
-            let usable = !txn.has_ddl() && txn.read_ts() >= version && version > 0;
-            let plan = match plan_slot {
-                Some((v, Bound::Insert(p))) if usable && *v == version => p.clone(),
-                slot => {
-                    let p = Arc::new(crate::exec::dml::bind_insert(shared, txn, schema, i)?);
-                    if let Some(slot) = slot
-                        && usable
-                    {
-                        *slot = (version, Bound::Insert(p.clone()));
-                    }
-                    p
-                }
-            };
+            let plan = cached_plan(
+                shared,
+                txn,
+                plan_slot,
+                |b| match b {
+                    Bound::Insert(p) => Some(p),
+                    _ => None,
+                },
+                Bound::Insert,
+                |txn| crate::exec::dml::bind_insert(shared, txn, schema, i),
+            )?;
             crate::exec::dml::run_insert(shared, txn, schema, &plan, params)
+        }
+        S::Update(u) if crate::exec::dml::is_single_update(u) => {
+            let plan = cached_plan(
+                shared,
+                txn,
+                plan_slot,
+                |b| match b {
+                    Bound::Update(p) => Some(p),
+                    _ => None,
+                },
+                Bound::Update,
+                |txn| crate::exec::dml::bind_update(shared, txn, schema, u),
+            )?;
+            crate::exec::dml::run_update(shared, txn, schema, &plan, params)
+        }
+        S::Delete(d) if crate::exec::dml::is_single_delete(d) => {
+            let plan = cached_plan(
+                shared,
+                txn,
+                plan_slot,
+                |b| match b {
+                    Bound::Delete(p) => Some(p),
+                    _ => None,
+                },
+                Bound::Delete,
+                |txn| crate::exec::dml::bind_delete(shared, txn, schema, d),
+            )?;
+            crate::exec::dml::run_delete(shared, txn, schema, &plan, params)
         }
         S::Update(u) => crate::exec::dml::update(shared, txn, schema, u, params),
         S::Delete(d) => crate::exec::dml::delete(shared, txn, schema, d, params),

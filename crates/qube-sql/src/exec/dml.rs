@@ -501,8 +501,9 @@ fn apply_in_fks(
                 }
             });
         }
+        let access = child.access(filter.as_ref());
         let rows: Vec<(u64, Row)> = child
-            .candidates(ctx, filter.as_ref())?
+            .candidates(ctx, &access)?
             .into_iter()
             .filter(|(_, r)| {
                 fk.child_cols
@@ -806,44 +807,52 @@ impl Target {
 
     /// The rows a WHERE may match: through an index its equalities cover,
     /// else every row. The caller still applies the WHERE.
-    fn candidates(&self, ctx: &mut Ctx, filter: Option<&Expr>) -> Result<Vec<(u64, Row)>> {
-        if let Some(f) = filter {
-            let (eqs, ranges) = crate::plan::bind::equalities(f, self.types.len());
-            let mut best = crate::plan::bind::choose_index(&self.indexes, &eqs, &ranges);
-            let mut key_types = None;
-            if !self.expr_indexes.is_empty() {
-                let mut conds = Vec::new();
-                crate::plan::bind::split_and(f.clone(), &mut conds);
-                let inp = crate::plan::JoinInput {
-                    plan: crate::plan::Plan::unit(),
-                    offset: 0,
-                    width: self.types.len(),
-                };
-                for x in &self.expr_indexes {
-                    if let Some(c) = crate::plan::bind::choose_expr_index(x, &conds, &inp)
-                        && best.as_ref().is_none_or(|b| c.score > b.score)
-                    {
-                        best = Some(c);
-                        key_types = Some(&x.types);
-                    }
+    /// The access path to the rows `filter` may select (see `Access`).
+    fn access(&self, filter: Option<&Expr>) -> Access {
+        let Some(f) = filter else { return Access::Scan };
+        let (eqs, ranges) = crate::plan::bind::equalities(f, self.types.len());
+        let mut best = crate::plan::bind::choose_index(&self.indexes, &eqs, &ranges);
+        let mut key_types = None;
+        if !self.expr_indexes.is_empty() {
+            let mut conds = Vec::new();
+            crate::plan::bind::split_and(f.clone(), &mut conds);
+            let inp = crate::plan::JoinInput {
+                plan: crate::plan::Plan::unit(),
+                offset: 0,
+                width: self.types.len(),
+            };
+            for x in &self.expr_indexes {
+                if let Some(c) = crate::plan::bind::choose_expr_index(x, &conds, &inp)
+                    && best.as_ref().is_none_or(|b| c.score > b.score)
+                {
+                    best = Some(c);
+                    key_types = Some(x.types.clone());
                 }
             }
-            if let Some(c) = best {
-                return super::index_rows(
-                    ctx,
-                    self.table.id,
-                    key_types.unwrap_or(&self.types),
-                    self.types.len(),
-                    c.index,
-                    c.unique,
-                    &c.columns,
-                    &c.keys,
-                    c.range.as_ref(),
-                    key_types.is_none() && self.rowid_key.is_some_and(|k| k.index == c.index),
-                );
-            }
         }
-        storage::scan(ctx.txn, self.table.id, self.types.len())
+        match best {
+            Some(choice) => Access::Index { choice: Box::new(choice), key_types },
+            None => Access::Scan,
+        }
+    }
+
+    /// The rows `access` reaches (a superset of those the filter selects).
+    fn candidates(&self, ctx: &mut Ctx, access: &Access) -> Result<Vec<(u64, Row)>> {
+        let Access::Index { choice: c, key_types } = access else {
+            return storage::scan(ctx.txn, self.table.id, self.types.len());
+        };
+        super::index_rows(
+            ctx,
+            self.table.id,
+            key_types.as_deref().unwrap_or(&self.types),
+            self.types.len(),
+            c.index,
+            c.unique,
+            &c.columns,
+            &c.keys,
+            c.range.as_ref(),
+            key_types.is_none() && self.rowid_key.is_some_and(|k| k.index == c.index),
+        )
     }
 
     /// The value of column `i` when none is given.
@@ -1256,6 +1265,65 @@ fn dml_table(f: &ast::TableFactor) -> Result<(ast::ObjectName, Option<String>)> 
     }
 }
 
+/// A bound single-table UPDATE (no FROM): what `run_update` needs,
+/// independent of the parameter values, so that a prepared UPDATE binds
+/// once per catalog version (`Session` caches it as it does INSERT plans).
+pub struct UpdatePlan {
+    t: Target,
+    /// (column position, new value; None for DEFAULT).
+    sets: Vec<(usize, Option<Expr>)>,
+    filter: Option<Expr>,
+    access: Access,
+    returning: Returning,
+}
+
+/// A bound single-table DELETE (no USING), cached like `UpdatePlan`.
+pub struct DeletePlan {
+    t: Target,
+    filter: Option<Expr>,
+    access: Access,
+    returning: Returning,
+}
+
+impl UpdatePlan {
+    pub fn returning_columns(&self) -> &[(String, DataType)] {
+        self.returning.as_ref().map_or(&[], |r| &r.1)
+    }
+}
+
+impl DeletePlan {
+    pub fn returning_columns(&self) -> &[(String, DataType)] {
+        self.returning.as_ref().map_or(&[], |r| &r.1)
+    }
+}
+
+/// How UPDATE and DELETE find their candidate rows: through the index
+/// that serves the WHERE best (chosen when the statement is bound), or
+/// by scanning the table.
+enum Access {
+    Scan,
+    Index {
+        choice: Box<crate::plan::bind::IndexChoice>,
+        /// The key types of an expression index (else the table's types).
+        key_types: Option<Vec<DataType>>,
+    },
+}
+
+/// Whether `u` is an UPDATE of one table without FROM (the form
+/// `bind_update` handles; the others go through `update`).
+pub fn is_single_update(u: &ast::Update) -> bool {
+    u.table.joins.is_empty() && u.from.is_none()
+}
+
+/// Whether `d` is a DELETE from one table without USING (the form
+/// `bind_delete` handles).
+pub fn is_single_delete(d: &ast::Delete) -> bool {
+    let from = match &d.from {
+        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+    };
+    d.tables.is_empty() && d.using.is_none() && matches!(from.as_slice(), [t] if t.joins.is_empty())
+}
+
 pub fn update(
     shared: &Shared,
     txn: &mut Transaction,
@@ -1271,6 +1339,20 @@ pub fn update(
     ) = &u.from
     {
         return update_joined(shared, txn, schema, u, from, params);
+    }
+    let plan = bind_update(shared, txn, schema, u)?;
+    run_update(shared, txn, schema, &plan, params)
+}
+
+/// Binds a single-table UPDATE (see `is_single_update`).
+pub fn bind_update(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    u: &ast::Update,
+) -> Result<UpdatePlan> {
+    if !is_single_update(u) {
+        return Err(Error::Internal("bind_update of an UPDATE with FROM or joins".into()));
     }
     let (name, alias) = dml_table(&u.table.relation)?;
     let mut b = Binder::new(&shared.catalog, txn, schema);
@@ -1291,33 +1373,45 @@ pub fn update(
         Ok((sets, filter))
     })?;
     drop(b);
+    let access = t.access(filter.as_ref());
+    Ok(UpdatePlan { t, sets, filter, access, returning })
+}
+
+pub fn run_update(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    plan: &UpdatePlan,
+    params: &[Value],
+) -> Result<QueryResult> {
+    let UpdatePlan { t, sets, filter, access, returning } = plan;
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let rows = t.candidates(&mut ctx, filter.as_ref())?;
+    let rows = t.candidates(&mut ctx, access)?;
     let mut n = 0u64;
     let mut buf = Vec::new();
     let mut returned = Returned::default();
     for (rowid, row) in rows {
         ctx.tick()?;
-        if let Some(f) = &filter
+        if let Some(f) = filter
             && !truthy(&eval(&mut ctx, f, &row)?)
         {
             continue;
         }
-        let Some(row) = current_version(&mut ctx, &t, rowid, row, filter.as_ref())? else {
+        let Some(row) = current_version(&mut ctx, t, rowid, row, filter.as_ref())? else {
             continue;
         };
         let mut new = row.clone();
-        for (pos, e) in &sets {
+        for (pos, e) in sets {
             new[*pos] = match e {
                 Some(e) => eval(&mut ctx, e, &row)?,
                 None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
             };
         }
-        update_row(shared, schema, &mut ctx, &t, rowid, &row, &mut new, &mut buf)?;
-        returned.push(&mut ctx, &returning, &new)?;
+        update_row(shared, schema, &mut ctx, t, rowid, &row, &mut new, &mut buf)?;
+        returned.push(&mut ctx, returning, &new)?;
         n += 1;
     }
-    Ok(returned.result(returning, format!("UPDATE {n}")))
+    Ok(returned.result(returning.clone(), format!("UPDATE {n}")))
 }
 
 /// The row UPDATE or DELETE changes, locked: `row` as the statement's
@@ -1522,10 +1616,28 @@ pub fn delete(
     if !twj.joins.is_empty() {
         return Err(unsupported("DELETE with joins"));
     }
-    let (name, alias) = dml_table(&twj.relation)?;
     if let Some(using) = &d.using {
+        let (name, alias) = dml_table(&twj.relation)?;
         return delete_joined(shared, txn, schema, d, &name, alias, using, params);
     }
+    let plan = bind_delete(shared, txn, schema, d)?;
+    run_delete(shared, txn, schema, &plan, params)
+}
+
+/// Binds a single-table DELETE (see `is_single_delete`).
+pub fn bind_delete(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    d: &ast::Delete,
+) -> Result<DeletePlan> {
+    let from = match &d.from {
+        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+    };
+    let ([twj], true) = (from.as_slice(), is_single_delete(d)) else {
+        return Err(Error::Internal("bind_delete of a DELETE with USING or joins".into()));
+    };
+    let (name, alias) = dml_table(&twj.relation)?;
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = target(&mut b, &name)?;
     let cols: Vec<(String, DataType)> =
@@ -1540,23 +1652,35 @@ pub fn delete(
         None => Ok(None),
     })?;
     drop(b);
+    let access = t.access(filter.as_ref());
+    Ok(DeletePlan { t, filter, access, returning })
+}
+
+pub fn run_delete(
+    shared: &Shared,
+    txn: &mut Transaction,
+    schema: &SearchPath,
+    plan: &DeletePlan,
+    params: &[Value],
+) -> Result<QueryResult> {
+    let DeletePlan { t, filter, access, returning } = plan;
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let rows = t.candidates(&mut ctx, filter.as_ref())?;
+    let rows = t.candidates(&mut ctx, access)?;
     let mut n = 0u64;
     let mut returned = Returned::default();
     for (rowid, row) in rows {
         ctx.tick()?;
-        if let Some(f) = &filter
+        if let Some(f) = filter
             && !truthy(&eval(&mut ctx, f, &row)?)
         {
             continue;
         }
-        let Some(row) = current_version(&mut ctx, &t, rowid, row, filter.as_ref())? else {
+        let Some(row) = current_version(&mut ctx, t, rowid, row, filter.as_ref())? else {
             continue;
         };
-        remove_row(shared, schema, &mut ctx, &t, rowid, &row)?;
-        returned.push(&mut ctx, &returning, &row)?;
+        remove_row(shared, schema, &mut ctx, t, rowid, &row)?;
+        returned.push(&mut ctx, returning, &row)?;
         n += 1;
     }
-    Ok(returned.result(returning, format!("DELETE {n}")))
+    Ok(returned.result(returning.clone(), format!("DELETE {n}")))
 }

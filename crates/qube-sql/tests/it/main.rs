@@ -706,6 +706,62 @@ fn prepared_insert_rebinds_after_ddl() {
     assert_eq!(r[0].rows, vec![vec![Value::Int8(1), Value::Text("v".into())]]);
 }
 
+/// A prepared UPDATE or DELETE binds once, and again after any DDL: a new
+/// CHECK, a new index (used, and kept up to date), a new foreign key and a
+/// dropped or recreated table apply to the next execution; a search path
+/// that now finds another table does too.
+#[test]
+fn prepared_update_and_delete_rebind_after_ddl() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int PRIMARY KEY, b int, c text); INSERT INTO t SELECT g, g * 10, 'x' FROM generate_series(1, 5) g")
+        .unwrap();
+    let upd = s.prepare("UPDATE t SET b = b + $2 WHERE a = $1 RETURNING b").unwrap();
+    let del = s.prepare("DELETE FROM t WHERE b = $1 RETURNING a").unwrap();
+    let up = |s: &mut qube_sql::Session, a: i32, d: i32| {
+        s.execute_prepared(&upd, &[Value::Int4(a), Value::Int4(d)])
+    };
+    for _ in 0..3 {
+        up(&mut s, 1, 1).unwrap();
+    }
+    assert_eq!(up(&mut s, 1, 1).unwrap()[0].rows, vec![vec![Value::Int4(14)]]);
+    assert_eq!(up(&mut s, 99, 1).unwrap()[0].tag, "UPDATE 0");
+    s.execute("ALTER TABLE t ADD CONSTRAINT small CHECK (b < 100)").unwrap();
+    assert_eq!(up(&mut s, 2, 100).unwrap_err().sqlstate(), "23514");
+    // An index created after the first runs is used and maintained.
+    s.execute("CREATE INDEX t_b ON t (b)").unwrap();
+    up(&mut s, 2, 5).unwrap();
+    let r = s.execute("SELECT a FROM t WHERE b = 25").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Int4(2)]]);
+    assert_eq!(
+        s.execute_prepared(&del, &[Value::Int4(25)]).unwrap()[0].rows,
+        vec![vec![Value::Int4(2)]]
+    );
+    assert_eq!(s.execute_prepared(&del, &[Value::Int4(25)]).unwrap()[0].tag, "DELETE 0");
+    // A foreign key added later restricts the DELETE.
+    s.execute("CREATE TABLE child (r int REFERENCES t (a)); INSERT INTO child VALUES (3)").unwrap();
+    assert_eq!(s.execute_prepared(&del, &[Value::Int4(30)]).unwrap_err().sqlstate(), "23503");
+    // Inside a transaction that changes the catalog, the statement is bound afresh.
+    s.execute("BEGIN; ALTER TABLE t DROP CONSTRAINT small").unwrap();
+    assert_eq!(up(&mut s, 4, 500).unwrap()[0].rows, vec![vec![Value::Int4(540)]]);
+    s.execute("ROLLBACK").unwrap();
+    assert_eq!(up(&mut s, 4, 500).unwrap_err().sqlstate(), "23514");
+    s.execute("DROP TABLE child; DROP TABLE t").unwrap();
+    assert_eq!(up(&mut s, 1, 1).unwrap_err().sqlstate(), "42P01");
+    assert_eq!(s.execute_prepared(&del, &[Value::Int4(1)]).unwrap_err().sqlstate(), "42P01");
+    s.execute("CREATE TABLE t (a int, b int); INSERT INTO t VALUES (7, 1), (7, 2)").unwrap();
+    assert_eq!(up(&mut s, 7, 1).unwrap()[0].tag, "UPDATE 2");
+    s.execute("ALTER TABLE t RENAME COLUMN b TO bb").unwrap();
+    assert_eq!(up(&mut s, 7, 1).unwrap_err().sqlstate(), "42703");
+    // A table earlier on the search path, created later, is the target now.
+    s.execute("ALTER TABLE t RENAME COLUMN bb TO b; CREATE SCHEMA s1; CREATE TABLE s1.t (a int, b int); INSERT INTO s1.t VALUES (7, 0); SET search_path TO s1, public")
+        .unwrap();
+    assert_eq!(up(&mut s, 7, 1).unwrap()[0].rows, vec![vec![Value::Int4(1)]]);
+    let r = s.execute("SELECT b FROM public.t ORDER BY b").unwrap();
+    assert_eq!(r[0].rows, vec![vec![Value::Int4(2)], vec![Value::Int4(3)]]);
+}
+
 /// The session keeps its resolved search_path between statements; a
 /// schema another session creates later still joins the path.
 #[test]
