@@ -236,6 +236,20 @@ pub trait Engine: Send + Sync {
     fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
         copy_next(&mut *self.scan(range.clone(), Direction::Forward)?, key, value)
     }
+    /// `seek` over the newest applied batch, durable or not: the batches
+    /// `write_nowait` has ordered in the log but `wait_durable` has not yet
+    /// published are included. Only for a caller that holds a lock which
+    /// orders its own later batch after those (MVCC's row-lock holders,
+    /// which write over the newest version): whatever it writes is durable
+    /// only if they are. Engines that publish at once need not override it.
+    fn seek_latest(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool> {
+        self.seek(range, key, value)
+    }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;
     /// Writes a consistent tree to disk and recycles the WAL before it (no-op in memory).

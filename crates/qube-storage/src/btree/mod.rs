@@ -1041,6 +1041,32 @@ impl Engine for BTreeEngine {
         crate::copy_next(&mut c, key, value)
     }
 
+    fn seek_latest(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool> {
+        // The newest version not yet published, if any, else the current
+        // one (`publish` moves versions from `pending` to `current` under
+        // the same lock, so one of the two is the newest applied batch).
+        // Its pages are immutable: a later batch shadows what it changes.
+        let v = {
+            let pending = self.inner.pending.lock();
+            match pending.back() {
+                Some(v) => v.clone(),
+                None => self.inner.current.load_full(),
+            }
+        };
+        let fast = read::seek(&self.inner.pool, &v, range, key, value)
+            .map_err(|e| locate(e, self.inner.file.path()))?;
+        if let Some(found) = fast {
+            return Ok(found);
+        }
+        let mut c = read::BTreeCursor::new(&self.inner.pool, v, range.clone(), Direction::Forward);
+        crate::copy_next(&mut c, key, value)
+    }
+
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
         let v = self.inner.current.load_full();
         Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))
