@@ -289,6 +289,7 @@ impl Mvcc {
             read_bufs: ReadBufs::take_spare(),
             ddl: false,
             expected: false,
+            depends_on: 0,
             done: false,
         })
     }
@@ -541,6 +542,10 @@ pub struct Transaction {
     /// Counted in the engine's expected writers (`Engine::expect_writers`):
     /// from its first row lock until its commit is logged or it ends.
     expected: bool,
+    /// The newest commit a locked read of this transaction built on: it
+    /// may not be durable yet (early lock release, see `commit`), and this
+    /// transaction's commit is not acknowledged before it is.
+    depends_on: Ts,
     done: bool,
 }
 
@@ -1135,7 +1140,9 @@ impl Transaction {
         if self.iso == Isolation::ReadCommitted {
             // What we write over: the newest version, even one whose commit
             // released its locks early and is not durable yet.
-            return Ok(newest_version(&*self.shared.engine, key, &mut self.read_bufs)?.1);
+            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+            self.depends_on = self.depends_on.max(latest);
+            return Ok(newest);
         }
         read_version(&*self.shared.engine, key, self.read_ts, None)
     }
@@ -1166,6 +1173,7 @@ impl Transaction {
         if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
             self.locked.push(key);
             let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+            self.depends_on = self.depends_on.max(latest);
             if latest > 0 {
                 self.gc_candidates.push(key.to_vec());
             }
@@ -1264,6 +1272,12 @@ impl Transaction {
                 if let Err(e) = s.ssi.commit(self.id, self.read_ts, std::iter::empty()) {
                     return Err(self.fail(e));
                 }
+            }
+            if self.depends_on > s.visible.load(Ordering::Acquire) {
+                // A locked read saw a commit that is not durable yet: this
+                // commit, which writes nothing to order after it, waits
+                // for it by making the log durable.
+                s.engine.flush()?;
             }
             return Ok(self.read_ts);
         }
