@@ -29,7 +29,11 @@
 //! separators met on the way down: `low ≤ key < high`). The next insert
 //! whose key lies in that range, is new, and fits goes straight into the
 //! leaf: its ancestors already point at it, and nothing about them changes.
-//! Anything else (a replaced key, a split, a delete, a spill) takes the
+//! Deletes use the same leaf (the garbage collector deletes a key's old
+//! versions, which lie side by side): a delete whose key lies in the range
+//! and whose leaf stays at least a quarter full removes the cell in place,
+//! and a delete that descends and leaves its leaf that full remembers it.
+//! Anything else (a replaced key, a split, a merge, a spill) takes the
 //! descent from the root, which forgets or renews the remembered leaf.
 
 use std::collections::{HashMap, HashSet};
@@ -333,6 +337,34 @@ impl<'a> Txn<'a> {
         Ok(true)
     }
 
+    /// Deletes from the remembered leaf if the key belongs there, its value
+    /// is inline and the leaf stays at least `UNDERFULL` (so that nothing
+    /// above it changes); false if the caller must descend. A key in the
+    /// leaf's range that the leaf lacks is in no leaf: nothing to delete.
+    /// (GC deletes the old versions of a key, which lie side by side.)
+    fn delete_at_hint(&mut self, key: &[u8]) -> Result<bool> {
+        let Some(id) = self.hint.leaf else { return Ok(false) };
+        if !self.hint.covers(key) {
+            return Ok(false);
+        }
+        let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
+        let node = Node::new(arc, id)?;
+        let pos = match node.search(key)? {
+            Ok(pos) => pos,
+            Err(_) => return Ok(true),
+        };
+        if matches!(node.leaf_cell(pos)?.value, LeafValue::Overflow { .. }) {
+            return Ok(false);
+        }
+        let len = node.cell_bytes(pos)?.len();
+        if node.used().saturating_sub(SLOT_SIZE + len) < UNDERFULL {
+            return Ok(false);
+        }
+        NodeMut { p: Arc::make_mut(arc) }.remove(pos, len);
+        self.keys = self.keys.saturating_sub(1);
+        Ok(true)
+    }
+
     /// The root split: a new root holds the two halves.
     fn grow_root(&mut self, left: PageId, sep: &[u8], right: PageId) -> Result<()> {
         let id = self.new_page(PageType::Internal);
@@ -574,9 +606,16 @@ impl<'a> Txn<'a> {
     // ----- delete --------------------------------------------------------
 
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        // Merges and moves between siblings change leaves' ranges.
-        self.hint.leaf = None;
         self.maybe_spill()?;
+        if self.delete_at_hint(key)? {
+            return Ok(());
+        }
+        // The descent narrows the remembered range afresh, and remembers
+        // the leaf only if nothing above it changes (no merge, no move
+        // between siblings, which change leaves' ranges).
+        self.hint.leaf = None;
+        self.hint.low = None;
+        self.hint.high = None;
         if self.root == 0 {
             return Ok(());
         }
@@ -711,11 +750,17 @@ impl<'a> Txn<'a> {
                 let p = self.page_mut(nid)?;
                 NodeMut { p: &mut *p }.remove(pos, len);
                 let used = Node::new(p, nid)?.used();
-                Ok(if used < UNDERFULL { Change::Underfull(nid) } else { Change::Done(nid) })
+                if used < UNDERFULL {
+                    return Ok(Change::Underfull(nid));
+                }
+                // Its ancestors only relink: its range stays (`delete_at_hint`).
+                self.hint.leaf = Some(nid);
+                Ok(Change::Done(nid))
             }
             Some(PageType::Internal) => {
                 let idx = node.child_index(key)?;
                 let child = node.child(idx)?;
+                self.hint.narrow(&node, idx)?;
                 drop(page);
                 match self.delete_rec(child, key, depth + 1)? {
                     Change::None => Ok(Change::None),
