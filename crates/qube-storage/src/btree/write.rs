@@ -184,10 +184,10 @@ impl<'a> Txn<'a> {
         // Node layout was validated when the page was read from disk.
         let shared = self.pool.get(id)?;
         let new_id = self.alloc.allocate();
-        let mut copy = Arc::new(*shared);
-        if let Some(p) = Arc::get_mut(&mut copy) {
-            set_page_id(p, new_id);
-        }
+        // `make_mut` of a shared `Arc` copies the page straight into the
+        // new allocation (`Arc::new(*shared)` went through the stack).
+        let mut copy = shared;
+        set_page_id(Arc::make_mut(&mut copy), new_id);
         self.private.insert(new_id, copy);
         self.garbage.push(self.alloc.garbage_tag(id));
         Ok(new_id)
