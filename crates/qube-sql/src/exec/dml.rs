@@ -1205,8 +1205,27 @@ pub fn run_insert(
             }
         }
         t.check(&mut ctx, &mut full)?;
+        // The conflicting row, locked, in its newest version (as
+        // PostgreSQL's ON CONFLICT DO UPDATE): not the statement's snapshot
+        // of it, or concurrent upserts of one key would lose updates. If a
+        // concurrent DELETE removed it meanwhile, look again (the row may
+        // now be inserted).
+        let mut found = None;
+        if let Some(c) = &conflict {
+            while let Some(existing) = c.find(t, ctx.txn, &full)? {
+                if c.update.is_none() {
+                    found = Some((existing, Vec::new()));
+                    break;
+                }
+                if let Some(old) = storage::lock_row(ctx.txn, t.table.id, existing, ncols)? {
+                    found = Some((existing, old));
+                    break;
+                }
+                ctx.tick()?;
+            }
+        }
         if let Some(c) = &conflict
-            && let Some(existing) = c.find(t, ctx.txn, &full)?
+            && let Some((existing, old)) = found
         {
             let Some(sets) = &c.update else { continue };
             if !updated.insert(existing) {
@@ -1215,9 +1234,6 @@ pub fn run_insert(
                     "ON CONFLICT DO UPDATE command cannot affect row a second time",
                 ));
             }
-            let Some(old) = storage::get_row(ctx.txn, t.table.id, existing, ncols)? else {
-                continue;
-            };
             let mut both = old.clone();
             both.extend(full.iter().cloned());
             if let Some(f) = &c.filter
