@@ -518,6 +518,20 @@ fn apply_in_fks(
         let action = if new.is_some() { fk.on_update } else { fk.on_delete };
         let mut buf = Vec::new();
         for (rowid, row) in rows {
+            // The referencing row locked, in its newest version: a
+            // concurrent change to it is kept, and one that no longer
+            // references the key (or removed the row) is left alone.
+            let Some(row) = current_version(ctx, &child, rowid, row, None)? else {
+                continue;
+            };
+            if !fk
+                .child_cols
+                .iter()
+                .zip(&pvals)
+                .all(|(&c, v)| row[c].sql_cmp(v) == Some(std::cmp::Ordering::Equal))
+            {
+                continue;
+            }
             match (action, new) {
                 (RefAction::NoAction | RefAction::Restrict, _) => {
                     let names: Vec<&str> = fk
