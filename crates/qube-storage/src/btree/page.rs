@@ -363,8 +363,13 @@ impl<'a> Node<'a> {
         if i == 0 {
             return Ok(self.leftmost());
         }
-        let c = self.cell_bytes(i - 1)?;
-        Ok(get_u64(c, 2))
+        // Only the pointer is read (every descent reads one per level):
+        // `cell_offset` checks the slot, `get` the pointer's bytes.
+        let off = self.cell_offset(i - 1)?;
+        match self.p.get(off + 2..off + INTERNAL_CELL_HEADER) {
+            Some(b) => Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+            None => Err(corrupt(self.id, "internal cell header out of bounds")),
+        }
     }
 
     /// Binary search: Ok(i) if key i equals `key`, Err(i) for the insertion point.
@@ -405,29 +410,33 @@ impl<'a> Node<'a> {
             }
         }
         let rest = &key[plen..];
-        let want = key_prefix(rest);
+        // Hints compare as big-endian integers: the same order as the bytes.
+        let want = u32::from_be_bytes(key_prefix(rest));
         // Where equal hints leave the comparison: they cover 4 bytes only
         // if neither side was padded.
         let skip = if rest.len() >= 4 { 4 } else { 0 };
-        let (mut lo, mut hi) = (0usize, n);
+        // The slot array as 6-byte slots: one bounds check here rather than
+        // one per byte per probe (`Node::new` checked it ends before `start`).
+        let Some(slots) = self.p.get(NODE_HEADER_LEN..cells_from) else {
+            return Err(corrupt(self.id, "slot array out of bounds"));
+        };
+        let slots = slots.as_chunks::<SLOT_SIZE>().0;
+        let (mut lo, mut hi) = (0usize, slots.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let at = NODE_HEADER_LEN + SLOT_SIZE * mid;
+            let slot = &slots[mid];
             // The hints decide unless they are equal (padding keeps their
             // order the keys' order); only then is the cell read.
-            let have = [self.p[at + 2], self.p[at + 3], self.p[at + 4], self.p[at + 5]];
-            match have.cmp(&want) {
-                std::cmp::Ordering::Less => {
-                    lo = mid + 1;
-                    continue;
-                }
-                std::cmp::Ordering::Greater => {
-                    hi = mid;
-                    continue;
-                }
-                std::cmp::Ordering::Equal => {}
+            let have = u32::from_be_bytes([slot[2], slot[3], slot[4], slot[5]]);
+            if have < want {
+                lo = mid + 1;
+                continue;
             }
-            let off = u16::from_le_bytes([self.p[at], self.p[at + 1]]) as usize;
+            if have > want {
+                hi = mid;
+                continue;
+            }
+            let off = u16::from_le_bytes([slot[0], slot[1]]) as usize;
             let probe = if off >= cells_from && off + 2 <= PAGE_SIZE {
                 let klen = u16::from_le_bytes([self.p[off], self.p[off + 1]]) as usize;
                 self.p.get(off + h + plen..off + h + klen)
