@@ -61,8 +61,8 @@ pub enum Stream<'p> {
         rowids: Vec<u64>,
         val: Vec<u8>,
         /// An index-only scan's columns (`plan::indexonly`): rows are
-        /// decoded from the entries' keys.
-        only: Option<Vec<(usize, DataType)>>,
+        /// decoded from the entries.
+        only: Option<KeyCols>,
     },
     /// A sort's output (in memory, or merged from spilled runs).
     Sorted(super::spill::Sorted<'p>),
@@ -185,13 +185,16 @@ pub fn open_scan<'p>(
         }),
         Plan::IndexScan { table, index, unique, columns, keys, range, reverse, index_only } => {
             let ncols = table.columns.len();
-            // An index-only scan's columns, in key order, with their types.
-            let only: Option<Vec<(usize, DataType)>> = match index_only {
-                true => table
-                    .indexes
-                    .iter()
-                    .find(|i| i.0 == *index)
-                    .map(|i| i.1.iter().map(|&c| (c, table.columns[c].1.clone())).collect()),
+            // An index-only scan's columns, in key order, with their types,
+            // and the key-rowid column if the index does not hold it.
+            let only: Option<KeyCols> = match index_only {
+                true => table.indexes.iter().find(|i| i.0 == *index).map(|i| KeyCols {
+                    cols: i.1.iter().map(|&c| (c, table.columns[c].1.clone())).collect(),
+                    rowid: table
+                        .rowid_key
+                        .filter(|k| !i.1.contains(&k.column))
+                        .map(|k| (k.column, table.columns[k.column].1.clone())),
+                }),
                 false => None,
             };
             // The key types: the columns', or an expression index's own.
@@ -240,7 +243,7 @@ pub fn open_scan<'p>(
                     if let Some(only) = &only {
                         if ctx.txn.get_into(&key, &mut v)? {
                             let mut row = Vec::with_capacity(ncols);
-                            key_row(&key, only, ncols, &mut row)?;
+                            key_row(&key, &v, only, ncols, &mut row)?;
                             rows.push(row);
                         }
                     } else if ctx.txn.get_into(&key, &mut v)? {
@@ -292,6 +295,17 @@ pub fn open_scan<'p>(
     }
 }
 
+/// What an index-only scan returns (`plan::indexonly`): the index's
+/// columns, in key order with their types, decoded from each entry's key;
+/// and, for a table with key rowids (`storage::RowidKey`) whose index does
+/// not hold that column, the column and its type, read from the entry's
+/// value (every entry's value is its row's rowid, and a key rowid is the
+/// key's value, order-preservingly flipped).
+pub struct KeyCols {
+    cols: Vec<(usize, DataType)>,
+    rowid: Option<(usize, DataType)>,
+}
+
 impl Stream<'_> {
     pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
         ctx.tick()?;
@@ -315,9 +329,9 @@ impl Stream<'_> {
                 if let Some(only) = only {
                     if buf.is_empty() && !cursor.is_done() {
                         let ncols = *ncols;
-                        cursor.next_batch_keyed(ctx.txn, *batch, val, |k, _| {
+                        cursor.next_batch_keyed(ctx.txn, *batch, val, |k, v| {
                             let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
-                            key_row(k, only, ncols, &mut row)?;
+                            key_row(k, v, only, ncols, &mut row)?;
                             buf.push_back(row);
                             Ok(())
                         })?;
@@ -679,19 +693,37 @@ fn lookup_combinations(
 }
 
 /// A row of `ncols` columns from an index entry's key (cleared first): the
-/// index columns `only` decoded from it, the others NULL.
-fn key_row(key: &[u8], only: &[(usize, DataType)], ncols: usize, row: &mut Row) -> Result<()> {
+/// index columns `only` decoded from it, the others NULL; the key-rowid
+/// column, if `only` names one, from the entry's value (its row's rowid).
+fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row) -> Result<()> {
     row.clear();
     row.resize(ncols, Value::Null);
     // After the index prefix (tag and index id).
     let mut pos = storage::index_prefix(0).len();
-    for (c, ty) in only {
+    for (c, ty) in &only.cols {
         let v = decode_key(key, &mut pos, ty)?;
         if let Some(slot) = row.get_mut(*c) {
             *slot = v;
         }
     }
+    if let Some((c, ty)) = &only.rowid
+        && let Some(slot) = row.get_mut(*c)
+    {
+        *slot = rowid_value(be_rowid(value)?, ty)?;
+    }
     Ok(())
+}
+
+/// The value of a key-rowid column (`storage::key_rowid` inverted).
+fn rowid_value(rowid: u64, ty: &DataType) -> Result<Value> {
+    let i = (rowid ^ (1 << 63)) as i64;
+    let bad = || Error::Internal(format!("rowid {rowid} does not fit a {ty:?} key column"));
+    Ok(match ty {
+        DataType::SmallInt => Value::Int2(i16::try_from(i).map_err(|_| bad())?),
+        DataType::Integer => Value::Int4(i32::try_from(i).map_err(|_| bad())?),
+        DataType::BigInt => Value::Int8(i),
+        _ => return Err(bad()),
+    })
 }
 
 pub fn be_rowid(b: &[u8]) -> Result<u64> {

@@ -19,11 +19,18 @@
 //! ```
 //!
 //! when the lowest projection and the filters read only columns of the
-//! index, none holds a subquery (whose outer references could read any
-//! column), and every column of the index has a type whose key encoding
-//! gives the value back exactly (`encoding::key_decodable`). The executor
-//! (`exec::stream`) then decodes the index columns from each entry's key
-//! and leaves the others NULL; EXPLAIN shows `Index Only Scan`.
+//! index (and the table's key-rowid column, see below), none holds a
+//! subquery (whose outer references could read any column), and every
+//! column of the index has a type whose key encoding gives the value back
+//! exactly (`encoding::key_decodable`). The executor (`exec::stream`) then
+//! decodes the index columns from each entry's key and leaves the others
+//! NULL; EXPLAIN shows `Index Only Scan`.
+//!
+//! A table with key rowids (`storage.rs`: an integer primary key is the
+//! rowid, as SQLite's `INTEGER PRIMARY KEY`) has that column in every
+//! index for free: each entry's value is its row's rowid, which is the
+//! key's value flipped order-preservingly. So `SELECT id, val FROM t ORDER
+//! BY val` over an index on `val` reads no row, as in SQLite.
 
 use super::{Expr, Plan};
 use crate::types::encoding::key_decodable;
@@ -57,7 +64,10 @@ pub fn use_index_only(plan: &mut Plan) {
                         let decodable = icols
                             .iter()
                             .all(|&c| table.columns.get(c).is_some_and(|t| key_decodable(&t.1)));
-                        if decodable && cols.iter().all(|c| icols.contains(c)) {
+                        // A key-rowid column comes from the entry's value.
+                        let rowid = table.rowid_key.map(|k| k.column);
+                        if decodable && cols.iter().all(|c| icols.contains(c) || Some(*c) == rowid)
+                        {
                             *index_only = true;
                         }
                         return;

@@ -367,10 +367,13 @@ fn ordered_index_scans() {
         let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
         r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
     };
-    let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b DESC LIMIT 10");
+    let p = plan(&mut s, "SELECT a, b, d FROM t ORDER BY b DESC LIMIT 10");
     assert!(p.contains("Index Scan Backward on t") && !p.contains("Sort"), "{p}");
-    let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b LIMIT 10");
+    let p = plan(&mut s, "SELECT a, b, d FROM t ORDER BY b LIMIT 10");
     assert!(p.contains("Index Scan on t") && !p.contains("Sort"), "{p}");
+    // (`a` is the key rowid, which every index entry holds: index-only.)
+    let p = plan(&mut s, "SELECT a, b FROM t ORDER BY b DESC LIMIT 10");
+    assert!(p.contains("Index Only Scan Backward on t") && !p.contains("Sort"), "{p}");
     // (Reading only the index's columns: index-only, see index_only_scans.)
     let p = plan(&mut s, "SELECT a FROM t ORDER BY a DESC LIMIT 3");
     assert!(p.contains("Index Only Scan Backward on t") && !p.contains("Sort"), "{p}");
@@ -504,6 +507,120 @@ fn index_only_scans() {
     let st = s.prepare("SELECT b FROM t WHERE b >= $1 ORDER BY b LIMIT $2").unwrap();
     let r = s.execute_prepared(&st, &[Value::Int8(1004), Value::Int8(5)]).unwrap();
     assert_eq!(r[0].rows, ints(&[1005]));
+}
+
+/// A table keyed by an integer primary key (key rowids) has that column in
+/// every index entry (the entry's value is the rowid): a query reading an
+/// index's columns and the key is index-only, for smallint, integer and
+/// bigint keys down to their extremes, and sees key changes, deletes and
+/// its own uncommitted writes; without key rowids it reads the rows.
+#[test]
+fn index_only_scans_read_the_key_rowid_from_entries() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let rows = |s: &mut qube_sql::Session, q: &str| s.execute(q).unwrap().remove(0).rows;
+    for (ty, lo, hi) in [
+        ("smallint", i64::from(i16::MIN), i64::from(i16::MAX)),
+        ("integer", i64::from(i32::MIN), i64::from(i32::MAX)),
+        ("bigint", i64::MIN, i64::MAX),
+    ] {
+        s.execute(&format!(
+            "DROP TABLE IF EXISTS k; CREATE TABLE k (id {ty} PRIMARY KEY, v int, w text); \
+             CREATE INDEX k_v ON k (v)"
+        ))
+        .unwrap();
+        let mut ids: Vec<i64> = (-50..50).map(|i| i * 7).collect();
+        ids.extend([lo, lo + 1, hi - 1, hi]);
+        let values: Vec<String> =
+            ids.iter().enumerate().map(|(n, id)| format!("({id}, {}, 'w{n}')", n % 17)).collect();
+        s.execute(&format!("INSERT INTO k VALUES {}", values.join(", "))).unwrap();
+        for (only, full) in [
+            (
+                "SELECT id, v FROM k ORDER BY v DESC LIMIT 9",
+                "SELECT id, v, w FROM k ORDER BY v DESC LIMIT 9",
+            ),
+            (
+                "SELECT v, id FROM k WHERE v BETWEEN 3 AND 5 ORDER BY v, id",
+                "SELECT v, id, w FROM k WHERE v BETWEEN 3 AND 5 ORDER BY v, id",
+            ),
+            (
+                "SELECT id FROM k WHERE v = 0 AND id < 0 ORDER BY id",
+                "SELECT id, w FROM k WHERE v = 0 AND id < 0 ORDER BY id",
+            ),
+        ] {
+            assert!(
+                plan(&mut s, only).contains("Index Only Scan"),
+                "{ty}: {only}: {}",
+                plan(&mut s, only)
+            );
+            assert!(!plan(&mut s, full).contains("Index Only Scan"), "{ty}: {full}");
+            let want: Vec<Vec<Value>> = rows(&mut s, full)
+                .into_iter()
+                .map(|mut r| {
+                    r.pop();
+                    r
+                })
+                .collect();
+            assert!(!want.is_empty(), "{ty}: {full}");
+            assert_eq!(rows(&mut s, only), want, "{ty}: {only}");
+        }
+        // The extremes come back exactly, typed as the column.
+        let r = rows(
+            &mut s,
+            &format!("SELECT id FROM k WHERE v >= 0 AND id IN ({lo}, {hi}) ORDER BY v, id"),
+        );
+        assert_eq!(r.len(), 2, "{ty}");
+        let as_i64 = |v: &Value| match v {
+            Value::Int2(x) => (i64::from(*x), "smallint"),
+            Value::Int4(x) => (i64::from(*x), "integer"),
+            Value::Int8(x) => (*x, "bigint"),
+            other => panic!("{other:?}"),
+        };
+        let mut got: Vec<i64> = r.iter().map(|r| as_i64(&r[0]).0).collect();
+        got.sort();
+        assert_eq!(got, vec![lo, hi], "{ty}");
+        assert!(r.iter().all(|r| as_i64(&r[0]).1 == ty), "{ty}: {r:?}");
+    }
+    // Key changes, deletes and own uncommitted writes (bigint table).
+    let q = "SELECT id, v FROM k WHERE v = 16 ORDER BY id";
+    assert!(plan(&mut s, q).contains("Index Only Scan"));
+    let before = rows(&mut s, q);
+    s.execute("BEGIN").unwrap();
+    s.execute("UPDATE k SET id = id + 1000000 WHERE v = 16 AND id < 0").unwrap();
+    s.execute("INSERT INTO k VALUES (123456789, 16, 'new')").unwrap();
+    s.execute("DELETE FROM k WHERE v = 16 AND id = 0").unwrap();
+    let mut other = db.session().unwrap();
+    assert_eq!(rows(&mut other, q), before);
+    let mine = rows(&mut s, q);
+    let full: Vec<Vec<Value>> = rows(&mut s, "SELECT id, v, w FROM k WHERE v = 16 ORDER BY id")
+        .into_iter()
+        .map(|mut r| {
+            r.pop();
+            r
+        })
+        .collect();
+    assert_eq!(mine, full);
+    assert!(mine.contains(&vec![Value::Int8(123456789), Value::Int4(16)]));
+    s.execute("COMMIT").unwrap();
+    assert_eq!(rows(&mut other, q), mine);
+    // Without key rowids (the key dropped, or not an integer) the key
+    // column is not in the entries: the rows are read.
+    s.execute("ALTER TABLE k DROP CONSTRAINT k_pkey").unwrap();
+    assert!(!plan(&mut s, q).contains("Index Only Scan"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q), mine);
+    s.execute(
+        "CREATE TABLE n (id numeric PRIMARY KEY, v int); CREATE INDEX n_v ON n (v); \
+               INSERT INTO n VALUES (1.5, 1), (2.5, 2)",
+    )
+    .unwrap();
+    let q = "SELECT id, v FROM n WHERE v = 2";
+    assert!(!plan(&mut s, q).contains("Index Only Scan"), "{}", plan(&mut s, q));
+    assert_eq!(rows(&mut s, q).len(), 1);
 }
 
 /// Rough figures for jsonb, arrays and uuid (run with `--ignored --nocapture`).

@@ -20,10 +20,10 @@
 //! 32  2  slot count n
 //! 34  2  cell start: offset of the lowest cell byte (cells fill [start, 8192))
 //! 36  2  fragmented bytes (dead cells inside the cell area)
-//! 38  2  reserved
+//! 38  2  common prefix length p (see below)
 //! 40  8  leftmost child (internal pages; 0 in leaves)
-//! 48  6n slot array, in key order: cell offset u16 | first 4 key bytes
-//!        (zero-padded), so most binary-search probes never touch a cell
+//! 48  6n slot array, in key order: cell offset u16 | hint: the 4 key bytes
+//!        after the common prefix, key[p..p+4] (zero-padded)
 //! ...    free space
 //! start  cells, packed from the end of the page downwards
 //!
@@ -35,6 +35,37 @@
 //!                (child holds the keys >= key and < the next cell's key)
 //! ```
 //!
+//! ## Common prefix and slot hints
+//!
+//! Every key of a node is at least `p` bytes long and starts with the same
+//! `p` bytes (those of key 0). The MVCC layer gives every version of a row
+//! the same long start (tag, escaped table id, escaped high rowid bytes,
+//! see `qube_txn::keys`), so hints taken at offset 0 would be equal in
+//! almost every slot. A search therefore compares the search key's first
+//! `p` bytes with key 0's once (less: position 0; greater: position n), and
+//! then binary-searches on the hints at offset `p`; only a probe whose hint
+//! equals the search key's reads its cell, and compares from `p` on.
+//! Zero-padding keeps the hints' order the keys' order, so unequal hints
+//! decide.
+//!
+//! `p` need not be the longest common prefix, only a common one. Since keys
+//! are sorted, the longest is the common prefix of the first and last keys.
+//! The writer keeps the invariant as follows:
+//!
+//! * a rebuilt node (split, merge, redistribution: `write::fill`) gets the
+//!   longest, set before its cells are appended;
+//! * an insert whose key does not start with key 0's first `p` bytes (only
+//!   possible at either end) shortens `p` to their common length and
+//!   rewrites every hint (rare: a node's key range only widens that way);
+//! * a delete keeps `p` (still common to the keys that are left);
+//! * an empty node's `p` means nothing: readers ignore it, and the first
+//!   insert sets it to that key's length (fresh pages and emptied nodes
+//!   hold `u16::MAX`).
+//!
+//! A node read from disk is checked (`validate_layout`): `p` no longer than
+//! key 0, every key starting with key 0's first `p` bytes, every hint equal
+//! to its key's; a page that fails is a corruption error, never misread.
+//!
 //! Overflow pages: `32 next u64 | 40 length u32 | 44 reserved | 48 data`.
 //! Free-list pages: `32 next u64 | 40 count u32 | 44 reserved | 48 ids u64 ×count`.
 //!
@@ -45,11 +76,18 @@ use qube_common::{Error, Result};
 
 pub const PAGE_SIZE: usize = 8192;
 pub const PAGE_MAGIC: [u8; 4] = *b"QBPG";
-/// Version 2: the layout above. (Version 1, never released, had 2-byte
-/// slots without key prefixes; it is refused, not read.)
-pub const PAGE_FORMAT_VERSION: u16 = 2;
+/// Version 3: the layout above. Version 2 (never released) took the slot
+/// hints at offset 0 and kept bytes 38..40 reserved; version 1 had 2-byte
+/// slots without hints. Both are refused, not read (as is a file whose
+/// meta page says file format 1 or 2).
+pub const PAGE_FORMAT_VERSION: u16 = 3;
 pub const NODE_HEADER_LEN: usize = 48;
-/// A slot: cell offset (u16) and the key's first 4 bytes, zero-padded.
+/// Where a node keeps the length of its keys' common prefix (u16).
+const PREFIX_LEN_AT: usize = 38;
+/// The common prefix length of a node that holds no keys yet.
+const NO_KEYS: u16 = u16::MAX;
+/// A slot: cell offset (u16) and the key's hint, 4 bytes after the node's
+/// common prefix, zero-padded.
 pub const SLOT_SIZE: usize = 6;
 /// Bytes available to slots and cells in a node page.
 pub const NODE_USABLE: usize = PAGE_SIZE - NODE_HEADER_LEN;
@@ -122,6 +160,7 @@ pub fn init_page(p: &mut Page, id: PageId, ty: PageType) {
     put_u64(p, 8, id);
     if matches!(ty, PageType::Leaf | PageType::Internal) {
         put_u16(p, 34, PAGE_SIZE as u16);
+        put_u16(p, PREFIX_LEN_AT, NO_KEYS);
     }
 }
 
@@ -307,8 +346,14 @@ impl<'a> Node<'a> {
         Ok(LeafCell { key, value })
     }
 
-    /// The key prefix stored in slot `i`.
-    pub fn slot_prefix(&self, i: usize) -> [u8; 4] {
+    /// Length of the prefix every key of the node shares (meaningless in
+    /// an empty node). Not checked here: `search` and `validate_layout` do.
+    pub fn prefix_len(&self) -> usize {
+        get_u16(self.p, PREFIX_LEN_AT) as usize
+    }
+
+    /// The hint stored in slot `i`: `key_hint(key, prefix_len())`.
+    pub fn slot_hint(&self, i: usize) -> [u8; 4] {
         let at = NODE_HEADER_LEN + SLOT_SIZE * i;
         [self.p[at + 2], self.p[at + 3], self.p[at + 4], self.p[at + 5]]
     }
@@ -318,16 +363,27 @@ impl<'a> Node<'a> {
         if i == 0 {
             return Ok(self.leftmost());
         }
-        let c = self.cell_bytes(i - 1)?;
-        Ok(get_u64(c, 2))
+        // Only the pointer is read (every descent reads one per level):
+        // `cell_offset` checks the slot, `get` the pointer's bytes.
+        let off = self.cell_offset(i - 1)?;
+        match self.p.get(off + 2..off + INTERNAL_CELL_HEADER) {
+            Some(b) => Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+            None => Err(corrupt(self.id, "internal cell header out of bounds")),
+        }
     }
 
     /// Binary search: Ok(i) if key i equals `key`, Err(i) for the insertion point.
+    ///
+    /// The search key is compared with the node's common prefix once; the
+    /// probes then compare hints, and read a cell (from the prefix on)
+    /// only when its hint equals the search key's (see the module docs).
     pub fn search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
-        let (mut lo, mut hi) = (0usize, self.n);
+        let n = self.n;
+        if n == 0 {
+            return Ok(Err(0));
+        }
         let h = if self.leaf { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
-        let cells_from = NODE_HEADER_LEN + SLOT_SIZE * self.n;
-        let want = key_prefix(key);
+        let cells_from = NODE_HEADER_LEN + SLOT_SIZE * n;
         // A binary search's probes depend on each other, so their cache
         // misses would come one after another. Loading one byte of every
         // cache line of a small slot array first lets the CPU fetch those
@@ -339,34 +395,63 @@ impl<'a> Node<'a> {
             }
             std::hint::black_box(touch);
         }
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let at = NODE_HEADER_LEN + SLOT_SIZE * mid;
-            // The prefixes decide unless they are equal (padding keeps their
-            // order the keys' order); only then is the cell read.
-            let have = [self.p[at + 2], self.p[at + 3], self.p[at + 4], self.p[at + 5]];
-            match have.cmp(&want) {
-                std::cmp::Ordering::Less => {
-                    lo = mid + 1;
-                    continue;
-                }
-                std::cmp::Ordering::Greater => {
-                    hi = mid;
-                    continue;
-                }
+        let plen = self.prefix_len();
+        if plen > 0 {
+            let Some(common) = self.key(0)?.get(..plen) else {
+                return Err(corrupt(self.id, "common prefix longer than the first key"));
+            };
+            let m = plen.min(key.len());
+            match key[..m].cmp(&common[..m]) {
+                std::cmp::Ordering::Less => return Ok(Err(0)),
+                std::cmp::Ordering::Greater => return Ok(Err(n)),
+                // A proper prefix of the common prefix sorts before every key.
+                std::cmp::Ordering::Equal if key.len() < plen => return Ok(Err(0)),
                 std::cmp::Ordering::Equal => {}
             }
-            let off = u16::from_le_bytes([self.p[at], self.p[at + 1]]) as usize;
+        }
+        let rest = &key[plen..];
+        // Hints compare as big-endian integers: the same order as the bytes.
+        let want = u32::from_be_bytes(key_prefix(rest));
+        // Where equal hints leave the comparison: they cover 4 bytes only
+        // if neither side was padded.
+        let skip = if rest.len() >= 4 { 4 } else { 0 };
+        // The slot array as 6-byte slots: one bounds check here rather than
+        // one per byte per probe (`Node::new` checked it ends before `start`).
+        let Some(slots) = self.p.get(NODE_HEADER_LEN..cells_from) else {
+            return Err(corrupt(self.id, "slot array out of bounds"));
+        };
+        let slots = slots.as_chunks::<SLOT_SIZE>().0;
+        let (mut lo, mut hi) = (0usize, slots.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let slot = &slots[mid];
+            // The hints decide unless they are equal (padding keeps their
+            // order the keys' order); only then is the cell read.
+            let have = u32::from_be_bytes([slot[2], slot[3], slot[4], slot[5]]);
+            if have < want {
+                lo = mid + 1;
+                continue;
+            }
+            if have > want {
+                hi = mid;
+                continue;
+            }
+            let off = u16::from_le_bytes([slot[0], slot[1]]) as usize;
             let probe = if off >= cells_from && off + 2 <= PAGE_SIZE {
                 let klen = u16::from_le_bytes([self.p[off], self.p[off + 1]]) as usize;
-                self.p.get(off + h..off + h + klen)
+                self.p.get(off + h + plen..off + h + klen)
             } else {
                 None
             };
             let Some(probe) = probe else {
                 return Err(corrupt(self.id, "cell out of bounds"));
             };
-            match probe.cmp(key) {
+            let ord = if skip == 4 && probe.len() >= 4 {
+                probe[4..].cmp(&rest[4..])
+            } else {
+                probe.cmp(rest)
+            };
+            match ord {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Ok(mid)),
@@ -400,6 +485,28 @@ impl<'a> Node<'a> {
         }
         if total + frag != PAGE_SIZE - start {
             return Err(corrupt(self.id, "cell sizes do not add up to the cell area"));
+        }
+        self.validate_hints()
+    }
+
+    /// Checks the common prefix and the slot hints (module docs): a wrong
+    /// one would make `search` miss keys silently.
+    pub fn validate_hints(&self) -> Result<()> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        let plen = self.prefix_len();
+        let Some(common) = self.key(0)?.get(..plen) else {
+            return Err(corrupt(self.id, "common prefix longer than the first key"));
+        };
+        for i in 0..self.n {
+            let k = self.key(i)?;
+            if !k.starts_with(common) {
+                return Err(corrupt(self.id, "key does not start with the node's common prefix"));
+            }
+            if self.slot_hint(i) != key_hint(k, plen) {
+                return Err(corrupt(self.id, "slot holds the wrong key hint"));
+            }
         }
         Ok(())
     }
@@ -452,11 +559,56 @@ impl NodeMut<'_> {
         put_u64(self.p, 40, id);
     }
 
+    fn is_leaf(&self) -> bool {
+        self.p[6] == PageType::Leaf as u8
+    }
+
+    fn prefix_len(&self) -> usize {
+        get_u16(self.p, PREFIX_LEN_AT) as usize
+    }
+
+    /// A read-only view of the page (trusted, see the type's docs).
+    fn view(&self) -> Node<'_> {
+        Node { p: self.p, id: page_id(self.p), n: self.len(), leaf: self.is_leaf() }
+    }
+
+    /// Sets the common prefix length to `plen` and rewrites every slot's
+    /// hint. The caller guarantees every key is at least `plen` long and
+    /// starts with the same `plen` bytes (or the node is empty).
+    pub fn set_prefix_len(&mut self, plen: usize) {
+        put_u16(self.p, PREFIX_LEN_AT, plen.min(NO_KEYS as usize) as u16);
+        for i in 0..self.len() {
+            let hint = self.view().key(i).map(|k| key_hint(k, plen)).unwrap_or_default();
+            let at = NODE_HEADER_LEN + SLOT_SIZE * i;
+            self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&hint);
+        }
+    }
+
+    /// Keeps the common prefix common to `key`, which is about to be
+    /// added: the first key sets it, a key that does not share it all
+    /// shortens it (and so rewrites the hints).
+    fn admit(&mut self, key: &[u8]) {
+        let plen = self.prefix_len();
+        if self.len() == 0 {
+            put_u16(self.p, PREFIX_LEN_AT, plen.min(key.len()) as u16);
+            return;
+        }
+        let view = self.view();
+        let first = view.key(0).unwrap_or_default();
+        let common = first.get(..plen).unwrap_or(first);
+        if key.starts_with(common) {
+            return;
+        }
+        let shorter = common_len(key, common);
+        self.set_prefix_len(shorter);
+    }
+
     /// Inserts a cell at slot `i`. The caller checked `fits`.
     pub fn insert(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
         if self.gap() < cell.len() + SLOT_SIZE {
             self.compact(scratch);
         }
+        self.admit(cell_key(cell, self.is_leaf()));
         let n = self.len();
         let start = self.start() - cell.len();
         self.p[start..start + cell.len()].copy_from_slice(cell);
@@ -478,6 +630,7 @@ impl NodeMut<'_> {
         if n == 1 {
             put_u16(self.p, 34, PAGE_SIZE as u16);
             put_u16(self.p, 36, 0);
+            put_u16(self.p, PREFIX_LEN_AT, NO_KEYS);
         }
     }
 
@@ -499,15 +652,12 @@ impl NodeMut<'_> {
         put_u16(self.p, 36, 0);
     }
 
-    /// Writes slot `i`: the cell's offset and its key's prefix.
+    /// Writes slot `i`: the cell's offset and its key's hint.
     fn write_slot(&mut self, i: usize, offset: usize, cell: &[u8]) {
         let at = NODE_HEADER_LEN + SLOT_SIZE * i;
         put_u16(self.p, at, offset as u16);
-        let h =
-            if self.p[6] == PageType::Leaf as u8 { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
-        let klen = get_u16(cell, 0) as usize;
-        let prefix = key_prefix(&cell[h..h + klen]);
-        self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&prefix);
+        let hint = key_hint(cell_key(cell, self.is_leaf()), self.prefix_len());
+        self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&hint);
     }
 
     /// Replaces the child pointer `i` (0 = leftmost) of an internal node.
@@ -525,10 +675,14 @@ impl NodeMut<'_> {
         put_u16(self.p, 32, 0);
         put_u16(self.p, 34, PAGE_SIZE as u16);
         put_u16(self.p, 36, 0);
+        put_u16(self.p, PREFIX_LEN_AT, NO_KEYS);
     }
 
-    /// Appends a cell after the last slot (used when rebuilding a node).
+    /// Appends a cell after the last slot (used when rebuilding a node:
+    /// set the common prefix first with `set_prefix_len`, so that no push
+    /// has to shorten it).
     pub fn push(&mut self, cell: &[u8]) {
+        self.admit(cell_key(cell, self.is_leaf()));
         let n = self.len();
         let start = self.start() - cell.len();
         self.p[start..start + cell.len()].copy_from_slice(cell);
@@ -543,13 +697,33 @@ fn as_page(v: &[u8]) -> &Page {
     v.try_into().unwrap_or(&[0u8; PAGE_SIZE])
 }
 
-/// The first 4 bytes of a key, zero-padded: stored in its slot.
+/// The first 4 bytes of a key, zero-padded.
 #[inline]
-pub fn key_prefix(key: &[u8]) -> [u8; 4] {
+fn key_prefix(key: &[u8]) -> [u8; 4] {
     let mut p = [0u8; 4];
     let n = key.len().min(4);
     p[..n].copy_from_slice(&key[..n]);
     p
+}
+
+/// The hint of `key` in a node whose common prefix is `plen` bytes long:
+/// the 4 bytes after the prefix, zero-padded.
+#[inline]
+pub fn key_hint(key: &[u8], plen: usize) -> [u8; 4] {
+    key_prefix(key.get(plen..).unwrap_or_default())
+}
+
+/// Length of the longest common prefix of `a` and `b`.
+pub fn common_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The key of a cell built by `leaf_cell`, `leaf_overflow_cell` or
+/// `internal_cell` (empty if the cell is too short to hold it).
+fn cell_key(cell: &[u8], leaf: bool) -> &[u8] {
+    let h = if leaf { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
+    let klen = cell.get(..2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    cell.get(h..h + klen).unwrap_or_default()
 }
 
 /// Builds a leaf cell into `out`.
@@ -608,9 +782,10 @@ pub struct Meta {
 }
 
 pub const META_MAGIC: [u8; 8] = *b"QUBEDB\x00\x01";
-/// Version 2: the layouts in this file (version 1, a development format
-/// with 2-byte slots, is refused).
-pub const FILE_FORMAT_VERSION: u32 = 2;
+/// Version 3: the layouts in this file, with node slot hints taken after
+/// the node's common prefix. Versions 1 (2-byte slots) and 2 (hints at
+/// offset 0) were development formats and are refused with a clear error.
+pub const FILE_FORMAT_VERSION: u32 = 3;
 
 /// What reading one meta slot found.
 pub enum MetaRead {
@@ -747,6 +922,192 @@ mod tests {
         p[20] ^= 1;
         assert!(matches!(Meta::decode(&p), MetaRead::Damaged(_)));
         assert!(matches!(Meta::decode(&[0u8; PAGE_SIZE]), MetaRead::Foreign));
+    }
+
+    /// Keys shaped like MVCC version keys: a long shared start, then a
+    /// few varying bytes (zeros included), some keys prefixes of others.
+    fn versionish(tail: &[u8]) -> Vec<u8> {
+        let mut k = vec![0x02, 0x10];
+        k.extend_from_slice(&[0x00, 0xFF].repeat(7));
+        k.extend_from_slice(&[0x05, 0x80, 0x00, 0xFF, 0x00, 0xFF]);
+        k.extend_from_slice(tail);
+        k
+    }
+
+    /// Inserts `key` where `search` says; true if it was new.
+    fn put(p: &mut Page, key: &[u8]) -> bool {
+        let mut cell = Vec::new();
+        leaf_cell(&mut cell, key, b"v");
+        let id = page_id(p);
+        match Node::new(p, id).unwrap().search(key).unwrap() {
+            Ok(_) => false,
+            Err(pos) => {
+                NodeMut { p }.insert(pos, &cell, &mut Vec::new());
+                true
+            }
+        }
+    }
+
+    /// Every key and every probe between and around them is found where a
+    /// sorted list says, and the node passes its checks.
+    fn check_against(p: &Page, model: &std::collections::BTreeSet<Vec<u8>>, probes: &[Vec<u8>]) {
+        let n = Node::new(p, page_id(p)).unwrap();
+        n.validate_layout().unwrap();
+        let keys: Vec<&Vec<u8>> = model.iter().collect();
+        assert_eq!(n.len(), keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(n.key(i).unwrap(), &k[..]);
+            assert_eq!(n.search(k).unwrap(), Ok(i));
+        }
+        for q in probes {
+            let want = keys.binary_search(&q);
+            assert_eq!(n.search(q).unwrap(), want, "probe {q:02x?}");
+        }
+    }
+
+    fn probes() -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x01],
+            vec![0x02],
+            vec![0x02, 0x10, 0x00],
+            vec![0x02, 0x11],
+            vec![0x03],
+            versionish(&[]),
+            versionish(&[0x00]),
+            versionish(&[0xFF; 12]),
+        ];
+        for a in [0u8, 1, 0x7F, 0xFF] {
+            for b in [0u8, 2, 0xFF] {
+                v.push(versionish(&[a, b]));
+                v.push(versionish(&[a, b, 0, 0, 9]));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn long_common_prefix_hints_and_search() {
+        let mut p = leaf(3);
+        let mut model = std::collections::BTreeSet::new();
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for _ in 0..300 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let len = (rng % 7) as usize;
+            let tail: Vec<u8> =
+                (0..len).map(|j| [0u8, 1, 0xFF, 0x42][(rng >> (8 + 2 * j)) as usize % 4]).collect();
+            let k = versionish(&tail);
+            let cell_len = LEAF_CELL_HEADER + k.len() + 1;
+            if !(NodeMut { p: &mut p }).fits(cell_len) {
+                break;
+            }
+            assert_eq!(put(&mut p, &k), model.insert(k));
+        }
+        assert!(model.len() > 50);
+        let n = Node::new(&p, 3).unwrap();
+        // Every key starts with the shared part: the hints come after it.
+        assert!(n.prefix_len() >= versionish(&[]).len(), "prefix {}", n.prefix_len());
+        check_against(&p, &model, &probes());
+    }
+
+    #[test]
+    fn insert_that_shortens_the_common_prefix_rewrites_the_hints() {
+        let mut p = leaf(4);
+        let mut model = std::collections::BTreeSet::new();
+        // The first key alone: the prefix is all of it.
+        let first = versionish(&[7, 7, 7]);
+        put(&mut p, &first);
+        model.insert(first.clone());
+        assert_eq!(Node::new(&p, 4).unwrap().prefix_len(), first.len());
+        for t in 0..40u8 {
+            let k = versionish(&[7, 7, 7, t]);
+            put(&mut p, &k);
+            model.insert(k);
+        }
+        assert_eq!(Node::new(&p, 4).unwrap().prefix_len(), first.len());
+        check_against(&p, &model, &probes());
+        // Below every key, sharing only 3 bytes: the prefix shrinks at the front.
+        let low = vec![0x02, 0x10, 0x00, 0x00];
+        put(&mut p, &low);
+        model.insert(low);
+        assert_eq!(Node::new(&p, 4).unwrap().prefix_len(), 3);
+        check_against(&p, &model, &probes());
+        // Above every key, sharing nothing: at the end.
+        let high = vec![0x03];
+        put(&mut p, &high);
+        model.insert(high);
+        assert_eq!(Node::new(&p, 4).unwrap().prefix_len(), 0);
+        check_against(&p, &model, &probes());
+        // Deleting keeps a prefix that is still common; emptying resets it.
+        while !Node::new(&p, 4).unwrap().is_empty() {
+            let n = Node::new(&p, 4).unwrap();
+            let k = n.key(0).unwrap().to_vec();
+            let len = n.cell_bytes(0).unwrap().len();
+            NodeMut { p: &mut p }.remove(0, len);
+            model.remove(&k);
+            check_against(&p, &model, &probes());
+        }
+        put(&mut p, b"solo");
+        assert_eq!(Node::new(&p, 4).unwrap().prefix_len(), 4);
+    }
+
+    #[test]
+    fn rebuilt_node_gets_the_longest_prefix() {
+        let mut p = leaf(6);
+        let keys: Vec<Vec<u8>> = (0..20u8).map(|i| versionish(&[1, i])).collect();
+        let mut m = NodeMut { p: &mut p };
+        m.clear();
+        m.set_prefix_len(common_len(&keys[0], &keys[19]));
+        let mut cell = Vec::new();
+        for k in &keys {
+            leaf_cell(&mut cell, k, b"x");
+            m.push(&cell);
+        }
+        let n = Node::new(&p, 6).unwrap();
+        assert_eq!(n.prefix_len(), versionish(&[1]).len());
+        let model = keys.into_iter().collect();
+        check_against(&p, &model, &probes());
+    }
+
+    #[test]
+    fn damaged_common_prefix_or_hint_is_a_corruption_error() {
+        let mut p = leaf(7);
+        for t in 0..10u8 {
+            put(&mut p, &versionish(&[t, 1]));
+        }
+        let plen = Node::new(&p, 7).unwrap().prefix_len();
+        let path = std::path::Path::new("x");
+        seal(&mut p);
+        check_page(&p, 7, path).unwrap();
+        // Longer than the keys: every search and the page check fail.
+        let mut q = p.clone();
+        put_u16(&mut q[..], PREFIX_LEN_AT, 9000);
+        seal(&mut q);
+        let err = check_page(&q, 7, path).unwrap_err();
+        assert!(err.is_corruption() && err.to_string().contains("common prefix"), "{err}");
+        assert!(
+            Node::new(&q, 7).unwrap().search(&versionish(&[3, 1])).unwrap_err().is_corruption()
+        );
+        // Shorter than it was: still a common prefix, but the hints were
+        // taken elsewhere, so searches could miss keys.
+        let mut q = p.clone();
+        put_u16(&mut q[..], PREFIX_LEN_AT, plen as u16 - 1);
+        seal(&mut q);
+        let err = check_page(&q, 7, path).unwrap_err();
+        assert!(err.to_string().contains("hint"), "{err}");
+        // One hint byte changed.
+        let mut q = p.clone();
+        q[NODE_HEADER_LEN + SLOT_SIZE * 4 + 3] ^= 0x20;
+        seal(&mut q);
+        assert!(check_page(&q, 7, path).unwrap_err().to_string().contains("hint"));
+        // A key that does not share the prefix (its first byte changed).
+        let mut q = p.clone();
+        let off = get_u16(&q[..], NODE_HEADER_LEN + SLOT_SIZE * 2) as usize;
+        q[off + LEAF_CELL_HEADER] = 0x09;
+        seal(&mut q);
+        assert!(check_page(&q, 7, path).unwrap_err().to_string().contains("common prefix"));
     }
 
     #[test]

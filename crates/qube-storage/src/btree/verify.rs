@@ -145,11 +145,11 @@ impl Walk<'_> {
                     format!("key at slot {i} outside its parent's range"),
                 ));
             }
-            if node.slot_prefix(i) != key_prefix(k) {
-                return Err(bad(self.file, id, format!("slot {i} holds the wrong key prefix")));
-            }
             prev = Some(k);
         }
+        // The common prefix and the slot hints (checked as the page was
+        // read too, but reported here with the file's name).
+        node.validate_hints().map_err(|e| super::locate(e, self.file.path()))?;
         match page_type(&page) {
             Some(PageType::Leaf) => {
                 self.report.leaf_pages += 1;

@@ -560,8 +560,23 @@ impl<'a> Txn<'a> {
     fn fill(&mut self, id: PageId, from: usize, to: usize, leftmost: Option<PageId>) -> Result<()> {
         let arc = self.private.get_mut(&id).ok_or_else(|| Error::Internal("lost page".into()))?;
         let p = Arc::make_mut(arc);
+        // The cells are sorted: the keys' common prefix is the first's and
+        // the last's (see `page.rs`), set before the pushes so none of them
+        // has to shorten it.
+        let key = if page_type(p) == Some(PageType::Leaf) { leaf_key } else { internal_key };
+        let plen = match (
+            self.bufs.spans.get(from),
+            to.checked_sub(1).and_then(|l| self.bufs.spans.get(l)),
+        ) {
+            (Some(&(fo, fl)), Some(&(lo, ll))) if from < to => {
+                common_len(key(&self.bufs.cells[fo..fo + fl]), key(&self.bufs.cells[lo..lo + ll]))
+            }
+            // No cells: an empty node's prefix is set by its first insert.
+            _ => usize::MAX,
+        };
         let mut m = NodeMut { p };
         m.clear();
+        m.set_prefix_len(plen);
         if let Some(l) = leftmost {
             m.set_leftmost(l);
         }
