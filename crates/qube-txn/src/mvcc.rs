@@ -1124,6 +1124,7 @@ impl Transaction {
         if let Some(w) = self.writes.get(key, || hash) {
             return Ok(w.map(<[u8]>::to_vec));
         }
+        self.writes.note_absent(key);
         if let Some(newest) = fresh {
             // Just locked: the newest version is the one to return (at
             // snapshot levels `lock_key` checked it is not past the snapshot).

@@ -30,7 +30,9 @@
 //!
 //! Lookups (own writes are read first): for each run, one compare with its
 //! last key and one with its first rejects a key outside it, else a binary
-//! search; then one hash probe if anything is loose.
+//! search; then one hash probe if anything is loose. An INSERT looks its
+//! key up (the unique check) just before it writes it: the key found
+//! absent is remembered until the next write, which then skips the lookup.
 //!
 //! Ordered views (a scan merged with own writes, the commit's batch) first
 //! sort `loose_new` — by the 8 bytes that follow the loose keys' common
@@ -89,6 +91,11 @@ pub struct WriteSet {
     loose_new: Vec<u32>,
     /// Scratch for sorting `loose_new`: (8 key bytes after the common prefix, id).
     sort_buf: Vec<(u64, u32)>,
+    /// A key just looked up and found absent, with nothing put since
+    /// (`absent_valid`): the unique check's lookup before an INSERT's
+    /// write of the same key, which then skips its own lookup.
+    absent: Vec<u8>,
+    absent_valid: bool,
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -149,6 +156,14 @@ impl WriteSet {
         self.find(key, hash).map(|id| self.value(id))
     }
 
+    /// Remembers that `key` was just looked up and is absent, so that a
+    /// `put` of it next need not look again.
+    pub fn note_absent(&mut self, key: &[u8]) {
+        self.absent.clear();
+        self.absent.extend_from_slice(key);
+        self.absent_valid = true;
+    }
+
     /// True if this transaction wrote (or deleted) `key`.
     pub fn contains(&self, key: &[u8], hash: impl FnOnce() -> u64) -> bool {
         !self.entries.is_empty() && self.find(key, hash).is_some()
@@ -170,7 +185,10 @@ impl WriteSet {
                 .ok_or_else(|| Error::InvalidInput(format!("value of {} bytes", v.len())))?,
             None => TOMBSTONE,
         };
-        if let Some(id) = self.find(key, || hash) {
+        let known_absent = self.absent_valid && self.absent == key;
+        self.absent_valid = false;
+        let found = if known_absent { None } else { self.find(key, || hash) };
+        if let Some(id) = found {
             let e = self.entries[id as usize];
             let undo = Undo::Replaced { id, val_at: e.val_at, val_len: e.val_len };
             let val_at = match value {
@@ -233,6 +251,7 @@ impl WriteSet {
 
     /// Reverses one `put` (the newest not yet reversed).
     pub fn undo(&mut self, u: Undo) {
+        self.absent_valid = false;
         match u {
             Undo::Replaced { id, val_at, val_len } => {
                 if let Some(e) = self.entries.get_mut(id as usize) {
