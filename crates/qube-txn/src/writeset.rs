@@ -358,7 +358,7 @@ impl WriteSet {
             };
             ids.get(start..end.max(start)).unwrap_or(&[])
         };
-        let mut m = Merge { ws, seqs: [&[]; MAX_RUNS + 1], n: 0, reverse };
+        let mut m = Merge { ws, seqs: [&[]; MAX_RUNS + 1], n: 0, reverse, lead: None, rival: None };
         for s in ws.runs.iter().map(|r| cut(r)).chain([cut(&ws.loose_sorted)]) {
             if !s.is_empty() && m.n < m.seqs.len() {
                 m.seqs[m.n] = s;
@@ -392,36 +392,71 @@ pub struct Merge<'a> {
     seqs: [&'a [u32]; MAX_RUNS + 1],
     n: usize,
     reverse: bool,
+    /// The sequence that gave the last entry, and the best head among the
+    /// others then: while the lead's next key still comes before that
+    /// rival, it is taken with one compare (runs of one table or index
+    /// rarely interleave with another's).
+    lead: Option<usize>,
+    rival: Option<u32>,
+}
+
+impl<'a> Merge<'a> {
+    fn head(&self, i: usize) -> Option<u32> {
+        let s = self.seqs[i];
+        if self.reverse { s.last().copied() } else { s.first().copied() }
+    }
+
+    /// True if key `a` comes before key `b` in the merge's direction.
+    fn before(&self, a: u32, b: u32) -> bool {
+        let o = self.ws.key(a).cmp(self.ws.key(b));
+        if self.reverse { o == Ordering::Greater } else { o == Ordering::Less }
+    }
+
+    /// Takes the head of sequence `i`; drops the sequence when emptied.
+    fn take(&mut self, i: usize) -> (&'a [u8], Option<&'a [u8]>) {
+        let s = self.seqs[i];
+        let id = if self.reverse { s[s.len() - 1] } else { s[0] };
+        self.seqs[i] = if self.reverse { &s[..s.len() - 1] } else { &s[1..] };
+        if self.seqs[i].is_empty() {
+            self.n -= 1;
+            self.seqs.swap(i, self.n);
+            self.lead = None;
+        }
+        (self.ws.key(id), self.ws.value(id))
+    }
 }
 
 impl<'a> Iterator for Merge<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let ws = self.ws;
-        let head = |s: &[u32]| if self.reverse { s.last().copied() } else { s.first().copied() };
-        let mut pick: Option<(usize, u32)> = None;
-        for (i, s) in self.seqs[..self.n].iter().enumerate() {
-            let Some(id) = head(s) else { continue };
-            let better = match pick {
-                None => true,
-                Some((_, p)) => {
-                    let o = ws.key(id).cmp(ws.key(p));
-                    if self.reverse { o == Ordering::Greater } else { o == Ordering::Less }
+        if let Some(i) = self.lead
+            && i < self.n
+            && let Some(id) = self.head(i)
+            && self.rival.is_none_or(|r| self.before(id, r))
+        {
+            return Some(self.take(i));
+        }
+        // The best head, and the best of the rest.
+        let (mut best, mut rival): (Option<(usize, u32)>, Option<u32>) = (None, None);
+        for i in 0..self.n {
+            let Some(id) = self.head(i) else { continue };
+            match best {
+                Some((_, b)) if !self.before(id, b) => {
+                    if rival.is_none_or(|r| self.before(id, r)) {
+                        rival = Some(id);
+                    }
                 }
-            };
-            if better {
-                pick = Some((i, id));
+                _ => {
+                    rival = best.map(|(_, b)| b);
+                    best = Some((i, id));
+                }
             }
         }
-        let (i, id) = pick?;
-        let s = self.seqs[i];
-        self.seqs[i] = if self.reverse { &s[..s.len() - 1] } else { &s[1..] };
-        if self.seqs[i].is_empty() {
-            self.n -= 1;
-            self.seqs.swap(i, self.n);
-        }
-        Some((ws.key(id), ws.value(id)))
+        let (i, _) = best?;
+        self.lead = Some(i);
+        self.rival = rival;
+        Some(self.take(i))
     }
 }
 
