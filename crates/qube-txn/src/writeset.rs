@@ -43,8 +43,11 @@
 //!
 //! Savepoints: `put` returns an `Undo` that the transaction keeps while a
 //! savepoint exists. Undo runs newest first, so an entry it removes is
-//! always the newest entry (and the last of its run, or the newest loose
-//! one): removal pops it and truncates the arena. An overwrite made under a
+//! always the newest entry (and the last of its run, or a loose one):
+//! removal pops it and truncates the arena. A removed loose entry that was
+//! already sorted leaves its id in `loose_sorted`; such ids are dropped in
+//! one pass before the next write or ordered view (a search per undo would
+//! make rolling back many loose writes quadratic). An overwrite made under a
 //! savepoint appends the new value and its undo points back at the old one;
 //! without a savepoint, a value no longer than the old one is written in
 //! place. Values overwritten with longer ones stay in the arena until the
@@ -96,10 +99,23 @@ pub struct WriteSet {
     /// write of the same key, which then skips its own lookup.
     absent: Vec<u8>,
     absent_valid: bool,
+    /// `loose_sorted` or `loose_new` may hold ids of entries `undo`
+    /// removed (always the newest, so ids ≥ `entries.len()`): purged before
+    /// an id is given out again or an ordered view is made.
+    loose_stale: bool,
 }
 
+/// Length of the common prefix of two keys, compared 8 bytes at a time.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 impl WriteSet {
@@ -207,6 +223,7 @@ impl WriteSet {
             (e.val_at, e.val_len) = (val_at, val_len);
             return Ok(undo);
         }
+        self.purge_loose();
         let id = u32::try_from(self.entries.len())
             .ok()
             .filter(|&n| n < u32::MAX)
@@ -273,8 +290,10 @@ impl WriteSet {
                     }
                     if self.loose_new.last() == Some(&id) {
                         self.loose_new.pop();
-                    } else if let Some(p) = self.loose_sorted.iter().rposition(|&i| i == id) {
-                        self.loose_sorted.remove(p);
+                    } else {
+                        // Somewhere in the sorted part: removing it there
+                        // costs a search per undo; drop all at once later.
+                        self.loose_stale = true;
                     }
                 }
                 let e = self.entries.pop();
@@ -287,7 +306,18 @@ impl WriteSet {
 
     /// Sorts the loose entries written since the last ordered view into
     /// `loose_sorted`.
+    /// Drops ids of removed entries from the loose lists.
+    fn purge_loose(&mut self) {
+        if self.loose_stale {
+            let live = self.entries.len() as u32;
+            self.loose_new.retain(|&i| i < live);
+            self.loose_sorted.retain(|&i| i < live);
+            self.loose_stale = false;
+        }
+    }
+
     fn sort_loose(&mut self) {
+        self.purge_loose();
         if self.loose_new.is_empty() {
             return;
         }
@@ -531,6 +561,39 @@ mod tests {
     }
 
     type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+    #[test]
+    fn rolling_back_sorted_loose_writes_then_writing_again() {
+        // Scrambled keys go loose; a scan sorts them; undoing them leaves
+        // stale ids that must not survive into the ids given out next.
+        let mut ws = WriteSet::default();
+        let scrambled =
+            |i: u32| [b"x".as_slice(), &(i.wrapping_mul(7919) % 4001).to_be_bytes()].concat();
+        for i in 0..100 {
+            put(&mut ws, &scrambled(i), Some(b"kept"), false);
+        }
+        let mut undo = Vec::new();
+        for i in 100..3000 {
+            undo.push(put(&mut ws, &scrambled(i), Some(b"undone"), true));
+        }
+        assert!(!ws.loose.is_empty());
+        assert_eq!(ws.sorted().count(), 3000);
+        while let Some(u) = undo.pop() {
+            ws.undo(u);
+        }
+        assert_eq!(ws.len(), 100);
+        for i in 3000..3050 {
+            put(&mut ws, &scrambled(i), Some(b"new"), false);
+        }
+        let got = all(&mut ws);
+        assert_eq!(got.len(), 150);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(got.iter().filter(|(_, v)| v.as_deref() == Some(b"undone")).count(), 0);
+        for i in (0..100).chain(3000..3050) {
+            assert!(ws.get(&scrambled(i), || key_hash(&scrambled(i))).is_some(), "{i}");
+        }
+        assert!(ws.get(&scrambled(500), || key_hash(&scrambled(500))).is_none());
+    }
 
     #[derive(Debug, Clone)]
     enum Op {
