@@ -85,16 +85,21 @@ pub fn commit_time_prefix() -> Vec<u8> {
 }
 
 fn escape_into(key: &[u8], out: &mut Vec<u8>) {
-    // Runs between zero bytes are copied whole (SQL keys are mostly runs
-    // of non-zero bytes between the zeros of big-endian integers).
-    out.reserve(key.len() + 8);
-    let mut rest = key;
-    while let Some(z) = rest.iter().position(|&b| b == 0) {
-        out.extend_from_slice(&rest[..z]);
-        out.extend_from_slice(&[0x00, 0xFF]);
-        rest = &rest[z + 1..];
+    // SQL keys hold many zero bytes (the high bytes of big-endian ids): a
+    // byte loop into reserved space costs less than copying the runs
+    // between them one call at a time.
+    let zeros = key.iter().filter(|&&b| b == 0).count();
+    out.reserve(key.len() + zeros + 10);
+    if zeros == 0 {
+        out.extend_from_slice(key);
+        return;
     }
-    out.extend_from_slice(rest);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
 }
 
 /// Splits an encoded version key into the user key and timestamp.
