@@ -82,8 +82,10 @@ impl Kind {
     /// rows it wrote (the tag's count for INSERT, UPDATE, DELETE and
     /// MERGE).
     pub fn of_tag(tag: &str) -> (Kind, u64) {
-        let first = tag.split(' ').next().unwrap_or("");
-        let count = || tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        // `split_once` with a char (memchr), not `split(' ')`'s pattern
+        // searcher: this runs for every statement.
+        let first = tag.split_once(' ').map_or(tag, |(w, _)| w);
+        let count = || tag.rsplit_once(' ').map_or(tag, |(_, n)| n).parse().unwrap_or(0);
         match first {
             "SELECT" => (Kind::Select, 0),
             "INSERT" => (Kind::Insert, count()),

@@ -4,12 +4,14 @@
 //! * [`keys`]: how versions and metadata sit in the engine's keyspace;
 //! * [`mvcc`]: snapshots, buffered writes, commit, time travel, GC;
 //! * [`locks`]: row locks and deadlock detection;
-//! * [`ssi`]: serializable snapshot isolation.
+//! * [`ssi`]: serializable snapshot isolation;
+//! * [`writeset`]: a transaction's buffered writes.
 
 pub mod keys;
 pub mod locks;
 pub mod mvcc;
 pub mod ssi;
+pub mod writeset;
 
 pub use keys::Ts;
 pub use mvcc::{Isolation, Mode, Mvcc, MvccOptions, MvccStatus, ScanKey, Transaction};

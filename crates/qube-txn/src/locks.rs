@@ -11,21 +11,81 @@
 //! itself, it is the victim and gets `Error::Deadlock` (40P01) at once.
 //! Readers never take these locks.
 //!
-//! The table is one ordered map from key to owner, since SERIALIZABLE
-//! scans ask which transactions hold locks in a key range (`owners_in`).
-//! (A hash map with an ordered copy built only for such scans was tried
-//! for bulk loads and measured slower: SipHash and the rehashing of a
-//! million keys cost more than the ordered inserts, see bench/README.md.)
+//! # The table
+//!
+//! ```text
+//! State
+//!   table:   HashTable<Slot>            every lock: Slot { hash, owner, at, len }
+//!   arena:   Vec<u8>                    the locked keys' bytes, back to back
+//!            [ key a | key b | (freed) | key d | ... ]
+//!              ^at,len of a slot
+//!   ordered: BTreeMap<Vec<u8>, TxnId>   the locks of SERIALIZABLE owners only
+//!   waits_for: HashMap<TxnId, TxnId>    who waits for whom (deadlocks)
+//! ```
+//!
+//! A lock is found by the key's hash (`key_hash`, a multiply-rotate hash
+//! of a few cycles, computed once per key by the caller and shared with the
+//! write set) and one compare of the key's bytes in the arena: no
+//! allocation per key and no ordered insert with whole-key compares (a
+//! bulk load of a million rows took a million `Vec` keys in a `BTreeMap`,
+//! the single biggest cost of COPY). Released keys leave holes in the
+//! arena; it is emptied when the table is, and compacted when the holes
+//! outweigh the live keys.
+//!
+//! SERIALIZABLE scans ask which transactions hold locks in a key range
+//! (`owners_in`), which a hash table cannot answer. Only SERIALIZABLE
+//! writers matter there (SSI tracks no other transaction, `ssi.rs`), so
+//! only their locks are also kept in the ordered map. (An earlier attempt
+//! replaced the ordered map by a SipHash `HashMap<Vec<u8>, _>` for
+//! everyone and measured slower: SipHash and a `Vec` per key, see
+//! bench/README.md.)
+//!
+//! A transaction remembers what it holds in `Held`: the hashes of its keys
+//! (a release finds each slot by hash and owner) and, at SERIALIZABLE, the
+//! keys themselves for the ordered map.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
 use parking_lot::{Condvar, Mutex};
 use qube_common::{Error, Result};
 
 /// Identifies a transaction while it runs (not a commit timestamp).
 pub type TxnId = u64;
+
+/// The hash of a key for the lock table and the write set: 8 bytes at a
+/// time, each folded in by a 64×64→128-bit multiply whose halves are
+/// XORed (as foldhash and wyhash do), so every input bit reaches every
+/// output bit. (A plain multiply only carries bits upward: with it, keys
+/// that differ in their high-order bytes — big-endian rowids — collided by
+/// the thousand.) Not collision-resistant against chosen keys; a collision
+/// only costs a key compare.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x243f_6a88_85a3_08d3;
+    const SEED: u64 = 0x1319_8a2e_0370_7344;
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let r = u128::from(a) * u128::from(b);
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    let mut h = SEED ^ key.len() as u64;
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        h = fold(h ^ u64::from_le_bytes(b), K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = fold(h ^ u64::from_le_bytes(b), K);
+    }
+    fold(h, SEED)
+}
 
 /// The keys a transaction has locked, in one buffer (a bulk load locks a
 /// million keys: no allocation per key).
@@ -63,11 +123,79 @@ impl KeyList {
     }
 }
 
+/// The locks one transaction holds, for `LockTable::release`.
+#[derive(Default)]
+pub struct Held {
+    /// `key_hash` of every key locked.
+    hashes: Vec<u64>,
+    /// The keys locked in the ordered map (SERIALIZABLE owners).
+    ordered: KeyList,
+}
+
+impl Held {
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+}
+
+/// One lock: the key's hash, its owner, and where its bytes are in the arena.
+struct Slot {
+    hash: u64,
+    owner: TxnId,
+    at: usize,
+    len: usize,
+}
+
+/// Arena bytes of released keys are reclaimed once there are more of them
+/// than this and than live key bytes.
+const COMPACT_MIN_GARBAGE: usize = 1 << 20;
+
 #[derive(Default)]
 struct State {
-    owners: BTreeMap<Vec<u8>, TxnId>,
+    table: HashTable<Slot>,
+    arena: Vec<u8>,
+    /// Bytes of `arena` no slot points at any more.
+    garbage: usize,
+    ordered: BTreeMap<Vec<u8>, TxnId>,
     /// Waiting transaction → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
+}
+
+impl State {
+    fn owner(&self, key: &[u8], hash: u64) -> Option<TxnId> {
+        let arena = &self.arena;
+        self.table
+            .find(hash, |s| s.hash == hash && arena.get(s.at..s.at + s.len) == Some(key))
+            .map(|s| s.owner)
+    }
+
+    fn insert(&mut self, txn: TxnId, key: &[u8], hash: u64) {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.table.insert_unique(hash, Slot { hash, owner: txn, at, len: key.len() }, |s| s.hash);
+    }
+
+    /// Empties the arena with the table, or moves the live keys together
+    /// when released ones dominate.
+    fn reclaim(&mut self) {
+        if self.table.is_empty() {
+            self.arena.clear();
+            self.garbage = 0;
+        } else if self.garbage > COMPACT_MIN_GARBAGE && self.garbage * 2 > self.arena.len() {
+            let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+            for s in self.table.iter_mut() {
+                let at = arena.len();
+                arena.extend_from_slice(&self.arena[s.at..s.at + s.len]);
+                s.at = at;
+            }
+            self.arena = arena;
+            self.garbage = 0;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -77,29 +205,41 @@ pub struct LockTable {
 }
 
 impl LockTable {
-    /// Takes the lock of `key` for `txn`, waiting while another transaction
-    /// holds it (at most `timeout`, if given). Returns true if newly taken,
-    /// false if `txn` already held it. `on_block(true)` is called before the
-    /// caller blocks and `on_block(false)` after it wakes (MVCC tells the
-    /// engine's group commit not to wait for a blocked writer). A timeout is
-    /// SQLSTATE 55P03 (lock_not_available), as PostgreSQL's `lock_timeout`.
+    /// Takes the lock of `key` (whose `key_hash` is `hash`) for `txn`,
+    /// waiting while another transaction holds it (at most `timeout`, if
+    /// given). Returns true if newly taken (and recorded in `held`), false
+    /// if `txn` already held it. `ordered`: the owner is SERIALIZABLE, and
+    /// the lock must show in `owners_in`. `on_block(true)` is called before
+    /// the caller blocks and `on_block(false)` after it wakes (MVCC tells
+    /// the engine's group commit not to wait for a blocked writer). A
+    /// timeout is SQLSTATE 55P03 (lock_not_available), as PostgreSQL's
+    /// `lock_timeout`.
+    #[allow(clippy::too_many_arguments)]
     pub fn lock(
         &self,
         txn: TxnId,
         key: &[u8],
+        hash: u64,
+        ordered: bool,
+        held: &mut Held,
         timeout: Option<Duration>,
         mut on_block: impl FnMut(bool),
     ) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut deadline = None;
         let mut st = self.state.lock();
         loop {
-            let owner = match st.owners.get(key) {
+            let owner = match st.owner(key, hash) {
                 None => {
-                    st.owners.insert(key.to_vec(), txn);
+                    st.insert(txn, key, hash);
+                    if ordered {
+                        st.ordered.insert(key.to_vec(), txn);
+                        held.ordered.push(key);
+                    }
+                    held.hashes.push(hash);
                     return Ok(true);
                 }
-                Some(&o) if o == txn => return Ok(false),
-                Some(&o) => o,
+                Some(o) if o == txn => return Ok(false),
+                Some(o) => o,
             };
             // Would waiting close a cycle?
             let mut cur = owner;
@@ -114,6 +254,9 @@ impl LockTable {
                     None => break,
                 }
             }
+            if deadline.is_none() {
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
             st.waits_for.insert(txn, owner);
             on_block(true);
             let timed_out = qube_common::wait::wait(|| match deadline {
@@ -125,7 +268,7 @@ impl LockTable {
             });
             on_block(false);
             st.waits_for.remove(&txn);
-            if timed_out && st.owners.get(key).is_some_and(|&o| o != txn) {
+            if timed_out && st.owner(key, hash).is_some_and(|o| o != txn) {
                 return Err(Error::user(
                     "55P03",
                     format!(
@@ -139,10 +282,11 @@ impl LockTable {
 
     /// The transaction holding `key`'s lock, if any.
     pub fn owner(&self, key: &[u8]) -> Option<TxnId> {
-        self.state.lock().owners.get(key).copied()
+        self.state.lock().owner(key, key_hash(key))
     }
 
-    /// The transactions holding locks on keys in a range (other than `txn`).
+    /// The SERIALIZABLE transactions holding locks on keys in a range
+    /// (other than `txn`); locks of other owners are not listed.
     pub fn owners_in(&self, txn: TxnId, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<TxnId> {
         if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
             (lo, hi)
@@ -154,7 +298,7 @@ impl LockTable {
         }
         let st = self.state.lock();
         let mut out: Vec<TxnId> = st
-            .owners
+            .ordered
             .range::<Vec<u8>, _>((lo.clone(), hi.clone()))
             .map(|(_, o)| *o)
             .filter(|o| *o != txn)
@@ -164,31 +308,47 @@ impl LockTable {
         out
     }
 
-    /// Releases the locks of `txn` — `keys` are all the locks it holds —
-    /// and wakes the waiters.
-    pub fn release(&self, txn: TxnId, keys: &KeyList) {
-        if keys.is_empty() {
+    /// Releases the locks of `txn` — `held` lists all the locks it holds —
+    /// and wakes the waiters. `held` is emptied.
+    pub fn release(&self, txn: TxnId, held: &mut Held) {
+        if held.is_empty() {
             return;
         }
-        let mut st = self.state.lock();
-        if keys.len() >= st.owners.len() / 4 {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if held.hashes.len() >= st.table.len() / 4 {
             // Most of the table (a bulk load): one pass over it costs less
             // than a lookup per key.
-            st.owners.retain(|_, o| *o != txn);
+            let garbage = &mut st.garbage;
+            st.table.retain(|s| {
+                if s.owner == txn {
+                    *garbage += s.len;
+                }
+                s.owner != txn
+            });
         } else {
-            for k in keys.iter() {
-                if st.owners.get(k) == Some(&txn) {
-                    st.owners.remove(k);
+            for &h in &held.hashes {
+                // Two keys of one owner with the same hash are both listed:
+                // each removal takes one of them.
+                if let Ok(e) = st.table.find_entry(h, |s| s.hash == h && s.owner == txn) {
+                    st.garbage += e.remove().0.len;
                 }
             }
         }
-        drop(st);
+        for k in held.ordered.iter() {
+            if st.ordered.get(k) == Some(&txn) {
+                st.ordered.remove(k);
+            }
+        }
+        st.reclaim();
+        drop(guard);
+        *held = Held::default();
         self.freed.notify_all();
     }
 
     /// Number of locks held (for status and tests).
     pub fn held(&self) -> usize {
-        self.state.lock().owners.len()
+        self.state.lock().table.len()
     }
 }
 
@@ -197,35 +357,37 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn keys(ks: &[&[u8]]) -> KeyList {
-        let mut l = KeyList::default();
-        for k in ks {
-            l.push(k);
-        }
-        l
+    /// Takes `key` for `txn` with no timeout, recording it in `held`.
+    fn take(t: &LockTable, txn: TxnId, key: &[u8], ser: bool, held: &mut Held) -> Result<bool> {
+        t.lock(txn, key, key_hash(key), ser, held, None, |_| {})
     }
 
     #[test]
-    fn owners_in_ranges_follow_locks_and_releases() {
+    fn owners_in_ranges_follow_serializable_locks_and_releases() {
         let t = LockTable::default();
+        let (mut h1, mut h2, mut h3, mut h4, mut h5) = Default::default();
         let range = |a: &[u8], b: &[u8]| (Bound::Included(a.to_vec()), Bound::Excluded(b.to_vec()));
-        t.lock(1, b"a1", None, |_| {}).unwrap();
-        t.lock(2, b"b1", None, |_| {}).unwrap();
+        take(&t, 1, b"a1", true, &mut h1).unwrap();
+        take(&t, 2, b"b1", true, &mut h2).unwrap();
+        // Not SERIALIZABLE: held, but not listed in ranges.
+        take(&t, 5, b"b5", false, &mut h5).unwrap();
+        assert_eq!(t.owner(b"b5"), Some(5));
         let (lo, hi) = range(b"a", b"c");
         assert_eq!(t.owners_in(9, &lo, &hi), [1, 2]);
         assert_eq!(t.owners_in(1, &lo, &hi), [2]);
         // Locks taken and released after a range question.
-        t.lock(3, b"b2", None, |_| {}).unwrap();
+        take(&t, 3, b"b2", true, &mut h3).unwrap();
         let (lo, hi) = range(b"b", b"c");
         assert_eq!(t.owners_in(9, &lo, &hi), [2, 3]);
-        t.release(2, &keys(&[b"b1"]));
+        t.release(2, &mut h2);
         assert_eq!(t.owners_in(9, &lo, &hi), [3]);
         assert_eq!(t.owner(b"b1"), None);
         // Emptied, then filled again.
-        t.release(1, &keys(&[b"a1"]));
-        t.release(3, &keys(&[b"b2"]));
+        t.release(1, &mut h1);
+        t.release(3, &mut h3);
+        t.release(5, &mut h5);
         assert_eq!(t.held(), 0);
-        t.lock(4, b"b3", None, |_| {}).unwrap();
+        take(&t, 4, b"b3", true, &mut h4).unwrap();
         assert_eq!(t.owners_in(9, &lo, &hi), [4]);
         assert_eq!(t.owners_in(9, &Bound::Unbounded, &Bound::Excluded(b"b".to_vec())), []);
     }
@@ -243,15 +405,46 @@ mod tests {
     }
 
     #[test]
+    fn many_locks_released_in_part_and_whole_keep_the_rest() {
+        // Two owners interleaved; one releases (a lookup per key, then the
+        // arena compacts), the other keeps every lock and its key bytes.
+        let t = LockTable::default();
+        let (mut a, mut b) = (Held::default(), Held::default());
+        let key = |i: u32| format!("key-{i:08}-{}", "x".repeat(40)).into_bytes();
+        for i in 0..60_000u32 {
+            let (txn, held) = if i % 3 == 0 { (1, &mut a) } else { (2, &mut b) };
+            assert!(take(&t, txn, &key(i), false, held).unwrap());
+        }
+        assert_eq!(t.held(), 60_000);
+        assert!(!take(&t, 2, &key(1), false, &mut b).unwrap(), "already held");
+        t.release(1, &mut a);
+        assert_eq!(t.held(), 40_000);
+        for i in 0..60_000u32 {
+            assert_eq!(t.owner(&key(i)), (i % 3 != 0).then_some(2), "key {i}");
+        }
+        // A third owner takes a released key.
+        let mut c = Held::default();
+        assert!(take(&t, 3, &key(0), false, &mut c).unwrap());
+        t.release(2, &mut b);
+        t.release(3, &mut c);
+        assert_eq!(t.held(), 0);
+        assert_eq!(t.owner(&key(1)), None);
+    }
+
+    #[test]
     fn second_writer_waits_until_release() {
         let t = Arc::new(LockTable::default());
-        assert!(t.lock(1, b"k", None, |_| {}).unwrap());
-        assert!(!t.lock(1, b"k", None, |_| {}).unwrap());
+        let mut h1 = Held::default();
+        assert!(take(&t, 1, b"k", false, &mut h1).unwrap());
+        assert!(!take(&t, 1, b"k", false, &mut h1).unwrap());
         let t2 = t.clone();
-        let waiter = std::thread::spawn(move || t2.lock(2, b"k", None, |_| {}).unwrap());
+        let waiter = std::thread::spawn(move || {
+            let mut h2 = Held::default();
+            take(&t2, 2, b"k", false, &mut h2).unwrap()
+        });
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(t.owner(b"k"), Some(1));
-        t.release(1, &keys(&[b"k"]));
+        t.release(1, &mut h1);
         assert!(waiter.join().unwrap());
         assert_eq!(t.owner(b"k"), Some(2));
     }
@@ -259,29 +452,75 @@ mod tests {
     #[test]
     fn a_blocked_waiter_is_announced_and_a_timeout_is_55p03() {
         let t = LockTable::default();
-        t.lock(1, b"k", None, |_| {}).unwrap();
+        let (mut h1, mut h2) = (Held::default(), Held::default());
+        take(&t, 1, b"k", false, &mut h1).unwrap();
         let mut calls = Vec::new();
-        let err = t.lock(2, b"k", Some(Duration::from_millis(20)), |b| calls.push(b)).unwrap_err();
+        let err = t
+            .lock(2, b"k", key_hash(b"k"), false, &mut h2, Some(Duration::from_millis(20)), |b| {
+                calls.push(b)
+            })
+            .unwrap_err();
         assert_eq!(err.sqlstate(), "55P03", "{err}");
         assert!(!err.is_retryable());
         assert_eq!(calls, [true, false], "blocked, then woke");
+        assert!(h2.is_empty(), "a lock not taken is not recorded");
         // Not blocked: no calls.
         let mut calls = Vec::new();
-        assert!(t.lock(2, b"free", None, |b| calls.push(b)).unwrap());
+        assert!(
+            t.lock(2, b"free", key_hash(b"free"), false, &mut h2, None, |b| calls.push(b)).unwrap()
+        );
         assert!(calls.is_empty());
     }
 
     #[test]
     fn deadlock_is_detected_for_the_second_waiter() {
         let t = Arc::new(LockTable::default());
-        t.lock(1, b"a", None, |_| {}).unwrap();
-        t.lock(2, b"b", None, |_| {}).unwrap();
+        let (mut h1, mut h2) = (Held::default(), Held::default());
+        take(&t, 1, b"a", false, &mut h1).unwrap();
+        take(&t, 2, b"b", false, &mut h2).unwrap();
         let t1 = t.clone();
-        let first = std::thread::spawn(move || t1.lock(1, b"b", None, |_| {}));
+        let first = std::thread::spawn(move || take(&t1, 1, b"b", false, &mut h1));
         std::thread::sleep(Duration::from_millis(50));
-        let err = t.lock(2, b"a", None, |_| {}).unwrap_err();
+        let err = take(&t, 2, b"a", false, &mut h2).unwrap_err();
         assert!(matches!(err, Error::Deadlock(_)), "{err}");
-        t.release(2, &keys(&[b"b"]));
+        t.release(2, &mut h2);
         assert!(first.join().unwrap().unwrap());
+    }
+
+    #[test]
+    fn hashes_of_serial_row_keys_spread_over_every_bit() {
+        // Row keys: tag, table id, big-endian rowid.
+        let n = 200_000u64;
+        let mut full = std::collections::HashSet::new();
+        let (mut low, mut top) = (std::collections::HashSet::new(), [0u32; 128]);
+        for r in 1..=n {
+            let mut k = [0u8; 17];
+            k[0] = 0x10;
+            k[1..9].copy_from_slice(&20u64.to_be_bytes());
+            k[9..].copy_from_slice(&r.to_be_bytes());
+            let h = key_hash(&k);
+            full.insert(h);
+            low.insert(h & ((1 << 20) - 1));
+            top[(h >> 57) as usize] += 1;
+        }
+        assert_eq!(full.len() as u64, n, "no full collisions");
+        // 200,000 keys in 2^20 low-bit buckets: about 8.7% share one.
+        assert!(low.len() as u64 > n * 85 / 100, "{} distinct low 20 bits", low.len());
+        let expect = n / 128;
+        assert!(top.iter().all(|&c| u64::from(c) > expect / 2 && u64::from(c) < expect * 2));
+    }
+
+    #[test]
+    fn hashes_differ_for_keys_differing_anywhere() {
+        let base = b"\x10\x00\x00\x00\x00\x00\x00\x00\x07rowid-key".to_vec();
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(key_hash(&base)));
+        for i in 0..base.len() {
+            let mut k = base.clone();
+            k[i] ^= 1;
+            assert!(seen.insert(key_hash(&k)), "byte {i}");
+        }
+        assert!(seen.insert(key_hash(&base[..base.len() - 1])));
+        assert!(seen.insert(key_hash(b"")));
     }
 }

@@ -19,8 +19,10 @@
 //!
 //! # Writes
 //!
-//! A transaction buffers its writes in memory (its *write set*) and takes
-//! the row lock of each key it writes (`locks.rs`), as PostgreSQL does: a
+//! A transaction buffers its writes in memory (its *write set*: keys and
+//! values in one arena, kept sorted in runs as bulk loads write them, see
+//! `writeset.rs`) and takes the row lock of each key it writes
+//! (`locks.rs`), as PostgreSQL does: a
 //! second writer of a key waits for the first to finish. At REPEATABLE READ
 //! and SERIALIZABLE, a writer that finds a version newer than its snapshot
 //! (written by a transaction that committed meanwhile) fails with
@@ -71,8 +73,9 @@ use qube_common::{Error, Result};
 use qube_storage::{Direction, Engine, KeyRange, WriteBatch, prefix_successor};
 
 use crate::keys::{self, Key, Ts};
-use crate::locks::{KeyList, LockTable, TxnId};
+use crate::locks::{Held, LockTable, TxnId, key_hash};
 use crate::ssi::Ssi;
+use crate::writeset::{self, WriteSet};
 
 /// Isolation levels with PostgreSQL's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,9 +184,6 @@ struct GcKeys {
 /// Tells the GC thread to stop: a flag and a condvar to wake it.
 type StopSignal = (Mutex<bool>, Condvar);
 
-/// A write-set entry as it was before a write: absent, or set/deleted.
-type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
-
 /// The MVCC layer over one engine. Cheap to share: clone the `Arc`.
 pub struct Mvcc {
     shared: Arc<Shared>,
@@ -283,11 +283,12 @@ impl Mvcc {
             iso,
             read_only,
             read_ts,
-            writes: BTreeMap::new(),
+            writes: WriteSet::default(),
             write_bytes: 0,
             undo: Vec::new(),
             savepoints: Vec::new(),
-            locked: KeyList::default(),
+            locked: Held::default(),
+            last_locked: Vec::new(),
             gc_candidates: Vec::new(),
             read_bufs: ReadBufs::take_spare(),
             ddl: false,
@@ -527,15 +528,19 @@ pub struct Transaction {
     iso: Isolation,
     read_only: bool,
     read_ts: Ts,
-    /// Buffered writes: `None` deletes.
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Buffered writes (`writeset.rs`).
+    writes: WriteSet,
     /// About the bytes the commit's batch will take (each write counted,
     /// overwrites too): its buffer is allocated once.
     write_bytes: usize,
-    /// For savepoints: (key, its previous write-set entry).
-    undo: Vec<Undo>,
+    /// For savepoints: how to reverse each write made since the first.
+    undo: Vec<writeset::Undo>,
     savepoints: Vec<(String, usize)>,
-    locked: KeyList,
+    /// The row locks held (`locks.rs`).
+    locked: Held,
+    /// The key whose row lock was taken last (a write right after the
+    /// unique check's `get_for_update` of the same key skips the lock table).
+    last_locked: Vec<u8>,
     /// Locked keys that had committed versions when locked: the ones a
     /// commit hands to the GC (with every key it deletes). A key written
     /// for the first time has one version after the commit, nothing to
@@ -590,8 +595,6 @@ impl ReadBufs {
     }
 }
 
-/// One entry of a write set, borrowed.
-type WriteEntry<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
 /// What `Transaction::scan_each` calls per pair.
 type Visit<'f> = dyn FnMut(ScanKey, &[u8]) -> Result<bool> + 'f;
 
@@ -781,8 +784,8 @@ impl Transaction {
 
     /// Reads a key: this transaction's own write, else the snapshot.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(w) = self.writes.get(key) {
-            return Ok(w.clone());
+        if let Some(w) = self.writes.get(key, || key_hash(key)) {
+            return Ok(w.map(<[u8]>::to_vec));
         }
         let engine = &*self.shared.engine;
         if self.serializable() {
@@ -812,7 +815,7 @@ impl Transaction {
     /// with the search buffers reused from one call to the next: a point
     /// read allocates nothing once the buffers have grown.
     pub fn get_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        if self.serializable() || self.writes.contains_key(key) {
+        if self.serializable() || self.writes.contains(key, || key_hash(key)) {
             out.clear();
             return Ok(match self.get(key)? {
                 Some(v) => {
@@ -930,16 +933,10 @@ impl Transaction {
         let read_ts = self.read_ts;
         let mut newer = Vec::new();
         {
-            // The write set's entries in the range, in scan order (`BTreeMap::range`
-            // panics on an inverted or empty-exclusive range, which has nothing anyway).
-            let mine: Box<dyn Iterator<Item = WriteEntry>> =
-                if range_is_empty(&range) || self.writes.is_empty() {
-                    Box::new(std::iter::empty())
-                } else {
-                    let r = self.writes.range::<Vec<u8>, _>((range.start.clone(), range.end));
-                    if reverse { Box::new(r.rev()) } else { Box::new(r) }
-                };
-            let mut mine = mine.peekable();
+            // The write set's entries in the range, in scan order.
+            let mine = (!range_is_empty(&range) && !self.writes.is_empty())
+                .then(|| self.writes.range(&range.start, &range.end, reverse));
+            let mut mine = mine.into_iter().flatten().peekable();
             // Without own writes to merge, keys need not be decoded to be
             // compared with them.
             let lazy = lazy && mine.peek().is_none();
@@ -947,7 +944,7 @@ impl Transaction {
             // it; an own write of the same key replaces it.
             let mut emit = |k: &[u8], v: &[u8], f: &mut Visit| {
                 while let Some((wk, wv)) = mine.peek() {
-                    let before = if reverse { wk.as_slice() > k } else { wk.as_slice() < k };
+                    let before = if reverse { *wk > k } else { *wk < k };
                     if before {
                         if let Some(wv) = wv
                             && !f(ScanKey::User(wk), wv)?
@@ -955,8 +952,8 @@ impl Transaction {
                             return Ok(false);
                         }
                         mine.next();
-                    } else if wk.as_slice() == k {
-                        let w = wv.as_ref();
+                    } else if *wk == k {
+                        let w = *wv;
                         mine.next();
                         return match w {
                             Some(wv) => f(ScanKey::User(k), wv),
@@ -1066,7 +1063,7 @@ impl Transaction {
 
     /// Sets a key.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(key, Some(value.to_vec()))
+        self.write(key, Some(value))
     }
 
     /// Sets a key that no other transaction can have written or be
@@ -1084,10 +1081,16 @@ impl Transaction {
             self.expected = true;
             self.shared.engine.expect_writers(1);
         }
-        self.write_bytes += BATCH_OVERHEAD + key.len() + value.len();
-        let prev = self.writes.insert(key.to_vec(), Some(value.to_vec()));
-        if !self.savepoints.is_empty() {
-            self.undo.push((key.to_vec(), prev));
+        self.put(key, key_hash(key), Some(value))
+    }
+
+    /// Puts a write into the write set (the key is locked, or fresh).
+    fn put(&mut self, key: &[u8], hash: u64, value: Option<&[u8]>) -> Result<()> {
+        let keep_old = !self.savepoints.is_empty();
+        let undo = self.writes.put(key, hash, value, keep_old)?;
+        self.write_bytes += BATCH_OVERHEAD + key.len() + value.map_or(0, <[u8]>::len);
+        if keep_old {
+            self.undo.push(undo);
         }
         Ok(())
     }
@@ -1132,12 +1135,14 @@ impl Transaction {
             // commit is an rw-dependency.
             self.shared.ssi.mark_read(self.id, key);
         }
-        let fresh = self.lock_key(key)?;
+        let hash = key_hash(key);
+        let fresh = self.lock_key(key, hash)?;
         // Our own write comes first: a key written by `set_fresh` took no
         // lock, so the lock may be new although we wrote the key.
-        if let Some(w) = self.writes.get(key) {
-            return Ok(w.clone());
+        if let Some(w) = self.writes.get(key, || hash) {
+            return Ok(w.map(<[u8]>::to_vec));
         }
+        self.writes.note_absent(key);
         if let Some(newest) = fresh {
             // Just locked: the newest version is the one to return (at
             // snapshot levels `lock_key` checked it is not past the snapshot).
@@ -1156,7 +1161,7 @@ impl Transaction {
     /// Takes the row lock; if it was not held yet, returns the newest
     /// committed value of the key (checked against the snapshot at
     /// REPEATABLE READ and SERIALIZABLE).
-    fn lock_key(&mut self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+    fn lock_key(&mut self, key: &[u8], hash: u64) -> Result<Option<Option<Vec<u8>>>> {
         if self.read_only {
             return Err(Error::ReadOnly(format!(
                 "transaction {} is read-only (a write to a key was attempted)",
@@ -1176,8 +1181,11 @@ impl Transaction {
         }
         let engine = &*self.shared.engine;
         let blocked = |b: bool| engine.expect_writers(if b { -1 } else { 1 });
-        if self.shared.locks.lock(self.id, key, self.shared.opts.lock_timeout, blocked)? {
-            self.locked.push(key);
+        let ser = self.serializable();
+        let (locks, timeout) = (&self.shared.locks, self.shared.opts.lock_timeout);
+        if locks.lock(self.id, key, hash, ser, &mut self.locked, timeout, blocked)? {
+            self.last_locked.clear();
+            self.last_locked.extend_from_slice(key);
             let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
             self.depends_on = self.depends_on.max(latest);
             if latest > 0 {
@@ -1201,8 +1209,8 @@ impl Transaction {
         Ok(None)
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Result<()> {
-        if let Some(v) = &value
+    fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if let Some(v) = value
             && v.len() > qube_storage::MAX_VALUE_LEN - 1
         {
             return Err(Error::InvalidInput(format!(
@@ -1214,15 +1222,11 @@ impl Transaction {
         // The key locked last (a unique check's `get_for_update` just
         // before this write) is held: `lock_key` would find it so in the
         // lock table and do nothing else.
-        if self.locked.last().is_none_or(|k| k != key) {
-            self.lock_key(key)?;
+        let hash = key_hash(key);
+        if self.locked.is_empty() || self.last_locked != key {
+            self.lock_key(key, hash)?;
         }
-        self.write_bytes += BATCH_OVERHEAD + key.len() + value.as_ref().map_or(0, Vec::len);
-        let prev = self.writes.insert(key.to_vec(), value);
-        if !self.savepoints.is_empty() {
-            self.undo.push((key.to_vec(), prev));
-        }
-        Ok(())
+        self.put(key, hash, value)
     }
 
     /// SAVEPOINT name.
@@ -1239,11 +1243,8 @@ impl Transaction {
         let mark = self.savepoints[i].1;
         self.savepoints.truncate(i + 1);
         while self.undo.len() > mark {
-            if let Some((k, prev)) = self.undo.pop() {
-                match prev {
-                    Some(p) => self.writes.insert(k, p),
-                    None => self.writes.remove(&k),
-                };
+            if let Some(u) = self.undo.pop() {
+                self.writes.undo(u);
             }
         }
         Ok(())
@@ -1297,9 +1298,9 @@ impl Transaction {
             }
             let mut batch = WriteBatch::with_capacity(self.write_bytes + 64);
             let (mut k, mut v) = (Vec::new(), Vec::new());
-            for (key, value) in &self.writes {
+            for (key, value) in self.writes.sorted() {
                 Key::Version(key, ts).encode_into(&mut k);
-                keys::encode_value_into(value.as_deref(), &mut v);
+                keys::encode_value_into(value, &mut v);
                 batch.set(&k, &v);
             }
             batch.set(&Key::LastCommit.encode(), &ts.to_be_bytes());
@@ -1323,7 +1324,7 @@ impl Transaction {
             // sync per update). Readers still see the commit only once it
             // is durable (`visible`). SERIALIZABLE keeps its locks until
             // the end, for the SSI checks that look at lock owners.
-            s.locks.release(self.id, &std::mem::take(&mut self.locked));
+            s.locks.release(self.id, &mut self.locked);
         }
         s.engine.wait_durable(lsn)?;
         // Before `visible`: whoever sees this commit sees its DDL version.
@@ -1333,7 +1334,7 @@ impl Transaction {
         // Every commit up to `ts` is durable and visible in the engine now
         // (batches become visible in log order).
         s.visible.fetch_max(ts, Ordering::AcqRel);
-        let deleted = self.writes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone());
+        let deleted = self.writes.deleted().map(<[u8]>::to_vec);
         let mut g = s.gc_keys.lock();
         if !g.full {
             g.keys.extend(deleted);
@@ -1361,7 +1362,7 @@ impl Transaction {
         self.done = true;
         self.stop_expecting();
         let s = &self.shared;
-        s.locks.release(self.id, &self.locked);
+        s.locks.release(self.id, &mut self.locked);
         if self.serializable() && !committed {
             s.ssi.abort(self.id);
         }

@@ -169,7 +169,7 @@ impl Ssi {
         &self,
         txn: TxnId,
         commit_ts: Ts,
-        written: impl Iterator<Item = &'k Vec<u8>>,
+        written: impl Iterator<Item = &'k [u8]>,
     ) -> Result<()> {
         let mut st = self.state.lock();
         let mut wrote = false;

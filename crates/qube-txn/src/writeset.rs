@@ -1,0 +1,689 @@
+//! A transaction's write set: the keys it wrote, each with its new value
+//! or a deletion, buffered in memory until commit.
+//!
+//! # Layout
+//!
+//! ```text
+//! arena:   [ key 0 | value 0 | key 1 | value 1 | value 0' | key 2 | ... ]
+//! entries: Entry { key_at, key_len, val_at, val_len (TOMBSTONE: deleted), hash }
+//!          entry ids are positions in `entries`, in creation order
+//! runs:    up to MAX_RUNS lists of entry ids, each in ascending key order
+//! loose:   HashTable<entry id> by key hash   — every entry not in a run
+//!          loose_sorted (ids by key) + loose_new (ids added since, unsorted)
+//! ```
+//!
+//! Keys and values are appended to one arena: a write allocates nothing of
+//! its own (the `BTreeMap<Vec<u8>, Option<Vec<u8>>>` this replaces made two
+//! allocations and an ordered insert with whole-key compares per write).
+//!
+//! Most bulk writes arrive in key order within their table or index: rows
+//! by a serial or identity key, COPY of sorted data. A new key joins the run
+//! whose last key shares the longest prefix with it (its own table's or
+//! index's run, since keys of one table or index share their first bytes),
+//! at the end, if it sorts after that last key: one or two key compares,
+//! and the run stays sorted with no work. A key that fits no run starts a
+//! new one while there are fewer than `MAX_RUNS`; otherwise it is *loose*:
+//! indexed by its hash (the same `locks::key_hash` the lock table uses, so
+//! it is computed once per key) and sorted only when an ordered view is
+//! needed. An INSERT into a table keyed by a serial with a secondary index
+//! on a random column puts its rows in one run and most index entries loose.
+//!
+//! Lookups (own writes are read first): for each run, one compare with its
+//! last key and one with its first rejects a key outside it, else a binary
+//! search; then one hash probe if anything is loose. An INSERT looks its
+//! key up (the unique check) just before it writes it: the key found
+//! absent is remembered until the next write, which then skips the lookup.
+//!
+//! Ordered views (a scan merged with own writes, the commit's batch) first
+//! sort `loose_new` — by the 8 bytes that follow the loose keys' common
+//! prefix, then by whole keys on ties, so most compares stay in one small
+//! array — and merge it into `loose_sorted`; then they merge the runs and
+//! `loose_sorted`, each cut to the range by binary search. A later scan
+//! sorts only what was written since.
+//!
+//! Savepoints: `put` returns an `Undo` that the transaction keeps while a
+//! savepoint exists. Undo runs newest first, so an entry it removes is
+//! always the newest entry (and the last of its run, or a loose one):
+//! removal pops it and truncates the arena. A removed loose entry that was
+//! already sorted leaves its id in `loose_sorted`; such ids are dropped in
+//! one pass before the next write or ordered view (a search per undo would
+//! make rolling back many loose writes quadratic). An overwrite made under a
+//! savepoint appends the new value and its undo points back at the old one;
+//! without a savepoint, a value no longer than the old one is written in
+//! place. Values overwritten with longer ones stay in the arena until the
+//! transaction ends.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use hashbrown::HashTable;
+use qube_common::{Error, Result};
+
+/// `Entry::val_len` of a deletion.
+const TOMBSTONE: u32 = u32::MAX;
+
+/// Runs kept sorted as they grow; keys fitting none are loose.
+const MAX_RUNS: usize = 4;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    key_at: usize,
+    val_at: usize,
+    key_len: u32,
+    val_len: u32,
+    hash: u64,
+}
+
+/// How to reverse one `WriteSet::put`.
+#[derive(Clone, Copy, Debug)]
+pub enum Undo {
+    /// The key was new: remove its entry (the newest).
+    Created,
+    /// The key had an entry: restore its earlier value.
+    Replaced { id: u32, val_at: usize, val_len: u32 },
+}
+
+/// The write set (see the module doc).
+#[derive(Default)]
+pub struct WriteSet {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    runs: Vec<Vec<u32>>,
+    loose: HashTable<u32>,
+    loose_sorted: Vec<u32>,
+    loose_new: Vec<u32>,
+    /// Scratch for sorting `loose_new`: (8 key bytes after the common prefix, id).
+    sort_buf: Vec<(u64, u32)>,
+    /// A key just looked up and found absent, with nothing put since
+    /// (`absent_valid`): the unique check's lookup before an INSERT's
+    /// write of the same key, which then skips its own lookup.
+    absent: Vec<u8>,
+    absent_valid: bool,
+    /// `loose_sorted` or `loose_new` may hold ids of entries `undo`
+    /// removed (always the newest, so ids ≥ `entries.len()`): purged before
+    /// an id is given out again or an ordered view is made.
+    loose_stale: bool,
+}
+
+/// Length of the common prefix of two keys, compared 8 bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+impl WriteSet {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn key(&self, id: u32) -> &[u8] {
+        let e = &self.entries[id as usize];
+        &self.arena[e.key_at..e.key_at + e.key_len as usize]
+    }
+
+    fn value(&self, id: u32) -> Option<&[u8]> {
+        let e = &self.entries[id as usize];
+        (e.val_len != TOMBSTONE).then(|| &self.arena[e.val_at..e.val_at + e.val_len as usize])
+    }
+
+    /// The entry of `key`, whose `key_hash` `hash()` gives (computed only
+    /// if a hash probe is needed).
+    fn find(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<u32> {
+        for run in &self.runs {
+            let (Some(&first), Some(&last)) = (run.first(), run.last()) else { continue };
+            match key.cmp(self.key(last)) {
+                Ordering::Greater => continue,
+                Ordering::Equal => return Some(last),
+                Ordering::Less => {}
+            }
+            if key < self.key(first) {
+                continue;
+            }
+            if let Ok(i) = run.binary_search_by(|&id| self.key(id).cmp(key)) {
+                return Some(run[i]);
+            }
+        }
+        if self.loose.is_empty() {
+            return None;
+        }
+        let h = hash();
+        self.loose
+            .find(h, |&id| self.entries[id as usize].hash == h && self.key(id) == key)
+            .copied()
+    }
+
+    /// This transaction's write of `key`: `None` if it wrote none,
+    /// `Some(None)` if it deleted the key.
+    pub fn get(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<Option<&[u8]>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        self.find(key, hash).map(|id| self.value(id))
+    }
+
+    /// Remembers that `key` was just looked up and is absent, so that a
+    /// `put` of it next need not look again.
+    pub fn note_absent(&mut self, key: &[u8]) {
+        self.absent.clear();
+        self.absent.extend_from_slice(key);
+        self.absent_valid = true;
+    }
+
+    /// True if this transaction wrote (or deleted) `key`.
+    pub fn contains(&self, key: &[u8], hash: impl FnOnce() -> u64) -> bool {
+        !self.entries.is_empty() && self.find(key, hash).is_some()
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `key`. `keep_old`: a savepoint
+    /// may roll this back, so an earlier value is not overwritten in place.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        value: Option<&[u8]>,
+        keep_old: bool,
+    ) -> Result<Undo> {
+        let val_len = match value {
+            Some(v) => u32::try_from(v.len())
+                .ok()
+                .filter(|&n| n != TOMBSTONE)
+                .ok_or_else(|| Error::InvalidInput(format!("value of {} bytes", v.len())))?,
+            None => TOMBSTONE,
+        };
+        let known_absent = self.absent_valid && self.absent == key;
+        self.absent_valid = false;
+        let found = if known_absent { None } else { self.find(key, || hash) };
+        if let Some(id) = found {
+            let e = self.entries[id as usize];
+            let undo = Undo::Replaced { id, val_at: e.val_at, val_len: e.val_len };
+            let val_at = match value {
+                Some(v) if !keep_old && e.val_len != TOMBSTONE && val_len <= e.val_len => {
+                    self.arena[e.val_at..e.val_at + v.len()].copy_from_slice(v);
+                    e.val_at
+                }
+                Some(v) => {
+                    let at = self.arena.len();
+                    self.arena.extend_from_slice(v);
+                    at
+                }
+                None => e.val_at,
+            };
+            let e = &mut self.entries[id as usize];
+            (e.val_at, e.val_len) = (val_at, val_len);
+            return Ok(undo);
+        }
+        self.purge_loose();
+        let id = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|&n| n < u32::MAX)
+            .ok_or_else(|| Error::InvalidInput("too many writes in one transaction".into()))?;
+        let key_at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        let val_at = self.arena.len();
+        if let Some(v) = value {
+            self.arena.extend_from_slice(v);
+        }
+        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len, hash });
+        self.place(id, hash);
+        Ok(Undo::Created)
+    }
+
+    /// Puts a new entry at the end of a run, or in a new run, or loose.
+    fn place(&mut self, id: u32, hash: u64) {
+        let key = self.key(id);
+        let mut best: Option<(usize, usize)> = None;
+        for (r, run) in self.runs.iter().enumerate() {
+            let Some(&last) = run.last() else { continue };
+            let cp = common_prefix(key, self.key(last));
+            if best.is_none_or(|(_, b)| cp > b) {
+                best = Some((r, cp));
+            }
+        }
+        if let Some((r, _)) = best
+            && let Some(&last) = self.runs[r].last()
+            && key > self.key(last)
+        {
+            self.runs[r].push(id);
+            return;
+        }
+        if self.runs.len() < MAX_RUNS {
+            self.runs.push(vec![id]);
+            return;
+        }
+        let entries = &self.entries;
+        self.loose.insert_unique(hash, id, |&i| entries[i as usize].hash);
+        self.loose_new.push(id);
+    }
+
+    /// Reverses one `put` (the newest not yet reversed).
+    pub fn undo(&mut self, u: Undo) {
+        self.absent_valid = false;
+        match u {
+            Undo::Replaced { id, val_at, val_len } => {
+                if let Some(e) = self.entries.get_mut(id as usize) {
+                    (e.val_at, e.val_len) = (val_at, val_len);
+                }
+            }
+            Undo::Created => {
+                let Some(id) = self.entries.len().checked_sub(1) else { return };
+                let id = id as u32;
+                if let Some(r) = self.runs.iter().position(|run| run.last() == Some(&id)) {
+                    self.runs[r].pop();
+                    if self.runs[r].is_empty() {
+                        self.runs.remove(r);
+                    }
+                } else {
+                    let h = self.entries[id as usize].hash;
+                    if let Ok(e) = self.loose.find_entry(h, |&i| i == id) {
+                        e.remove();
+                    }
+                    if self.loose_new.last() == Some(&id) {
+                        self.loose_new.pop();
+                    } else {
+                        // Somewhere in the sorted part: removing it there
+                        // costs a search per undo; drop all at once later.
+                        self.loose_stale = true;
+                    }
+                }
+                let e = self.entries.pop();
+                if let Some(e) = e {
+                    self.arena.truncate(e.key_at);
+                }
+            }
+        }
+    }
+
+    /// Sorts the loose entries written since the last ordered view into
+    /// `loose_sorted`.
+    /// Drops ids of removed entries from the loose lists.
+    fn purge_loose(&mut self) {
+        if self.loose_stale {
+            let live = self.entries.len() as u32;
+            self.loose_new.retain(|&i| i < live);
+            self.loose_sorted.retain(|&i| i < live);
+            self.loose_stale = false;
+        }
+    }
+
+    fn sort_loose(&mut self) {
+        self.purge_loose();
+        if self.loose_new.is_empty() {
+            return;
+        }
+        let mut new = std::mem::take(&mut self.loose_new);
+        let first = self.key(new[0]);
+        let cp = new.iter().fold(first.len(), |cp, &id| cp.min(common_prefix(first, self.key(id))));
+        let mut buf = std::mem::take(&mut self.sort_buf);
+        buf.clear();
+        buf.extend(new.iter().map(|&id| {
+            let k = self.key(id);
+            let mut b = [0u8; 8];
+            let tail = &k[cp.min(k.len())..];
+            let n = tail.len().min(8);
+            b[..n].copy_from_slice(&tail[..n]);
+            (u64::from_be_bytes(b), id)
+        }));
+        // Equal words (keys equal for 8 bytes, or shorter and zero-padded)
+        // are ordered by their whole keys.
+        buf.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1))));
+        new.clear();
+        new.extend(buf.iter().map(|&(_, id)| id));
+        self.sort_buf = buf;
+        if self.loose_sorted.is_empty() {
+            self.loose_sorted = new;
+            return;
+        }
+        {
+            let old = std::mem::take(&mut self.loose_sorted);
+            let mut merged = Vec::with_capacity(old.len() + new.len());
+            let (mut i, mut j) = (0, 0);
+            while i < old.len() && j < new.len() {
+                if self.key(old[i]) < self.key(new[j]) {
+                    merged.push(old[i]);
+                    i += 1;
+                } else {
+                    merged.push(new[j]);
+                    j += 1;
+                }
+            }
+            merged.extend_from_slice(&old[i..]);
+            merged.extend_from_slice(&new[j..]);
+            self.loose_sorted = merged;
+            new.clear();
+        }
+        self.loose_new = new;
+    }
+
+    /// The entries with keys in a range, in key order (descending if
+    /// `reverse`), as (key, value or `None` for a deletion).
+    pub fn range<'a>(
+        &'a mut self,
+        lo: &Bound<Vec<u8>>,
+        hi: &Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Merge<'a> {
+        self.sort_loose();
+        let ws: &'a WriteSet = self;
+        let cut = |ids: &'a [u32]| -> &'a [u32] {
+            let start = match lo {
+                Bound::Unbounded => 0,
+                Bound::Included(k) => ids.partition_point(|&id| ws.key(id) < k.as_slice()),
+                Bound::Excluded(k) => ids.partition_point(|&id| ws.key(id) <= k.as_slice()),
+            };
+            let end = match hi {
+                Bound::Unbounded => ids.len(),
+                Bound::Included(k) => ids.partition_point(|&id| ws.key(id) <= k.as_slice()),
+                Bound::Excluded(k) => ids.partition_point(|&id| ws.key(id) < k.as_slice()),
+            };
+            ids.get(start..end.max(start)).unwrap_or(&[])
+        };
+        let mut m = Merge { ws, seqs: [&[]; MAX_RUNS + 1], n: 0, reverse, lead: None, rival: None };
+        for s in ws.runs.iter().map(|r| cut(r)).chain([cut(&ws.loose_sorted)]) {
+            if !s.is_empty() && m.n < m.seqs.len() {
+                m.seqs[m.n] = s;
+                m.n += 1;
+            }
+        }
+        m
+    }
+
+    /// Every entry in key order.
+    pub fn sorted(&mut self) -> Merge<'_> {
+        self.range(&Bound::Unbounded, &Bound::Unbounded, false)
+    }
+
+    /// Every key written, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.entries.len() as u32).map(|id| self.key(id))
+    }
+
+    /// Every key deleted, in no particular order.
+    pub fn deleted(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.entries.len() as u32).filter(|&id| self.value(id).is_none()).map(|id| self.key(id))
+    }
+}
+
+/// Sorted sequences of entries merged into one ordered stream.
+pub struct Merge<'a> {
+    ws: &'a WriteSet,
+    /// `seqs[..n]`: each non-empty, ascending; consumed from the front
+    /// (forward) or the back (reverse).
+    seqs: [&'a [u32]; MAX_RUNS + 1],
+    n: usize,
+    reverse: bool,
+    /// The sequence that gave the last entry, and the best head among the
+    /// others then: while the lead's next key still comes before that
+    /// rival, it is taken with one compare (runs of one table or index
+    /// rarely interleave with another's).
+    lead: Option<usize>,
+    rival: Option<u32>,
+}
+
+impl<'a> Merge<'a> {
+    fn head(&self, i: usize) -> Option<u32> {
+        let s = self.seqs[i];
+        if self.reverse { s.last().copied() } else { s.first().copied() }
+    }
+
+    /// True if key `a` comes before key `b` in the merge's direction.
+    fn before(&self, a: u32, b: u32) -> bool {
+        let o = self.ws.key(a).cmp(self.ws.key(b));
+        if self.reverse { o == Ordering::Greater } else { o == Ordering::Less }
+    }
+
+    /// Takes the head of sequence `i`; drops the sequence when emptied.
+    fn take(&mut self, i: usize) -> (&'a [u8], Option<&'a [u8]>) {
+        let s = self.seqs[i];
+        let id = if self.reverse { s[s.len() - 1] } else { s[0] };
+        self.seqs[i] = if self.reverse { &s[..s.len() - 1] } else { &s[1..] };
+        if self.seqs[i].is_empty() {
+            self.n -= 1;
+            self.seqs.swap(i, self.n);
+            self.lead = None;
+        }
+        (self.ws.key(id), self.ws.value(id))
+    }
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(i) = self.lead
+            && i < self.n
+            && let Some(id) = self.head(i)
+            && self.rival.is_none_or(|r| self.before(id, r))
+        {
+            return Some(self.take(i));
+        }
+        // The best head, and the best of the rest.
+        let (mut best, mut rival): (Option<(usize, u32)>, Option<u32>) = (None, None);
+        for i in 0..self.n {
+            let Some(id) = self.head(i) else { continue };
+            match best {
+                Some((_, b)) if !self.before(id, b) => {
+                    if rival.is_none_or(|r| self.before(id, r)) {
+                        rival = Some(id);
+                    }
+                }
+                _ => {
+                    rival = best.map(|(_, b)| b);
+                    best = Some((i, id));
+                }
+            }
+        }
+        let (i, _) = best?;
+        self.lead = Some(i);
+        self.rival = rival;
+        Some(self.take(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::key_hash;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn put(ws: &mut WriteSet, k: &[u8], v: Option<&[u8]>, keep: bool) -> Undo {
+        ws.put(k, key_hash(k), v, keep).unwrap()
+    }
+
+    fn all(ws: &mut WriteSet) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        ws.sorted().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+    }
+
+    #[test]
+    fn ascending_keys_stay_in_one_run_and_read_back() {
+        let mut ws = WriteSet::default();
+        for i in 0u32..10_000 {
+            let k = [b"t1".as_slice(), &i.to_be_bytes()].concat();
+            assert!(ws.get(&k, || key_hash(&k)).is_none());
+            put(&mut ws, &k, Some(&i.to_le_bytes()), false);
+        }
+        assert_eq!(ws.runs.len(), 1);
+        assert!(ws.loose.is_empty());
+        for i in (0u32..10_000).step_by(7) {
+            let k = [b"t1".as_slice(), &i.to_be_bytes()].concat();
+            assert_eq!(ws.get(&k, || key_hash(&k)), Some(Some(&i.to_le_bytes()[..])));
+        }
+        let got = all(&mut ws);
+        assert_eq!(got.len(), 10_000);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn interleaved_row_and_random_index_keys_sort_at_the_end() {
+        // Rows by serial key, index entries by a permutation of values.
+        let mut ws = WriteSet::default();
+        let mut model = BTreeMap::new();
+        for i in 0u32..5_000 {
+            let row = [b"r".as_slice(), &i.to_be_bytes()].concat();
+            let ix =
+                [b"x".as_slice(), &(i.wrapping_mul(7919) % 5_000).to_be_bytes(), &i.to_be_bytes()]
+                    .concat();
+            for k in [row, ix] {
+                put(&mut ws, &k, Some(b"v"), false);
+                model.insert(k, Some(b"v".to_vec()));
+            }
+        }
+        assert!(!ws.loose.is_empty(), "random index keys went loose");
+        assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn overwrites_in_place_and_under_savepoints() {
+        let mut ws = WriteSet::default();
+        put(&mut ws, b"a", Some(b"long value"), false);
+        let before = ws.arena.len();
+        put(&mut ws, b"a", Some(b"short"), false);
+        assert_eq!(ws.arena.len(), before, "no savepoint: written in place");
+        assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"short"[..])));
+        let u1 = put(&mut ws, b"a", Some(b"x"), true);
+        let u2 = put(&mut ws, b"a", None, true);
+        assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(None));
+        ws.undo(u2);
+        assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"x"[..])));
+        ws.undo(u1);
+        assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"short"[..])));
+    }
+
+    type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+    #[test]
+    fn rolling_back_sorted_loose_writes_then_writing_again() {
+        // Scrambled keys go loose; a scan sorts them; undoing them leaves
+        // stale ids that must not survive into the ids given out next.
+        let mut ws = WriteSet::default();
+        let scrambled =
+            |i: u32| [b"x".as_slice(), &(i.wrapping_mul(7919) % 4001).to_be_bytes()].concat();
+        for i in 0..100 {
+            put(&mut ws, &scrambled(i), Some(b"kept"), false);
+        }
+        let mut undo = Vec::new();
+        for i in 100..3000 {
+            undo.push(put(&mut ws, &scrambled(i), Some(b"undone"), true));
+        }
+        assert!(!ws.loose.is_empty());
+        assert_eq!(ws.sorted().count(), 3000);
+        while let Some(u) = undo.pop() {
+            ws.undo(u);
+        }
+        assert_eq!(ws.len(), 100);
+        for i in 3000..3050 {
+            put(&mut ws, &scrambled(i), Some(b"new"), false);
+        }
+        let got = all(&mut ws);
+        assert_eq!(got.len(), 150);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(got.iter().filter(|(_, v)| v.as_deref() == Some(b"undone")).count(), 0);
+        for i in (0..100).chain(3000..3050) {
+            assert!(ws.get(&scrambled(i), || key_hash(&scrambled(i))).is_some(), "{i}");
+        }
+        assert!(ws.get(&scrambled(500), || key_hash(&scrambled(500))).is_none());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(Vec<u8>, Option<Vec<u8>>),
+        Savepoint,
+        RollbackTo,
+        Release,
+        Scan(Vec<u8>, Vec<u8>, bool, bool),
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            // Ascending-ish serial keys of two "tables", and short random ones.
+            (0u8..2, 0u16..300)
+                .prop_map(|(t, n)| [[b'a' + t].as_slice(), &n.to_be_bytes()].concat()),
+            prop::collection::vec(0u8..4, 0..4),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (key(), prop::option::of(prop::collection::vec(any::<u8>(), 0..6))).prop_map(|(k, v)| Op::Put(k, v)),
+            1 => Just(Op::Savepoint),
+            1 => Just(Op::RollbackTo),
+            1 => Just(Op::Release),
+            2 => (key(), key(), any::<bool>(), any::<bool>()).prop_map(|(a, b, r, i)| Op::Scan(a, b, r, i)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The write set against a `BTreeMap` with savepoints as snapshots.
+        #[test]
+        fn matches_a_btreemap(ops in prop::collection::vec(op(), 1..400)) {
+            let mut ws = WriteSet::default();
+            let mut model: Model = BTreeMap::new();
+            // Savepoints: (undo length, model then).
+            let mut saves: Vec<(usize, Model)> = Vec::new();
+            let mut undo: Vec<Undo> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let u = ws.put(&k, key_hash(&k), v.as_deref(), !saves.is_empty()).unwrap();
+                        if !saves.is_empty() {
+                            undo.push(u);
+                        }
+                        model.insert(k, v);
+                    }
+                    Op::Savepoint => saves.push((undo.len(), model.clone())),
+                    Op::RollbackTo => {
+                        if let Some((mark, m)) = saves.last() {
+                            while undo.len() > *mark {
+                                ws.undo(undo.pop().unwrap());
+                            }
+                            model = m.clone();
+                        }
+                    }
+                    Op::Release => {
+                        saves.pop();
+                        if saves.is_empty() {
+                            undo.clear();
+                        }
+                    }
+                    Op::Scan(a, b, reverse, incl) => {
+                        let hi = if incl { Bound::Included(b) } else { Bound::Excluded(b) };
+                        let lo = Bound::Included(a);
+                        let empty = match (&lo, &hi) {
+                            (Bound::Included(a), Bound::Included(b)) => a > b,
+                            (Bound::Included(a), Bound::Excluded(b)) => a >= b,
+                            _ => false,
+                        };
+                        let mut want: Vec<_> = if empty {
+                            Vec::new()
+                        } else {
+                            model.range((lo.clone(), hi.clone())).map(|(k, v)| (k.clone(), v.clone())).collect()
+                        };
+                        if reverse {
+                            want.reverse();
+                        }
+                        let got: Vec<_> = ws.range(&lo, &hi, reverse)
+                            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(ws.len(), model.len());
+                for (k, v) in &model {
+                    prop_assert_eq!(ws.get(k, || key_hash(k)), Some(v.as_deref()));
+                }
+            }
+            prop_assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Bulk writes in one transaction (the write set's runs and loose keys,
+//! the lock table's arena): reads of own writes in every order, overwrites,
+//! deletes and re-inserts, savepoints over many writes, and the row-lock
+//! behaviour bulk inserters rely on (a second inserter of a key waits;
+//! deadlocks; lock_timeout).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qube_common::Error;
+use qube_storage::{Direction, Engine, KeyRange, MemoryEngine};
+use qube_txn::{Isolation, Mode, Mvcc, MvccOptions, ScanKey, Transaction};
+
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn open(lock_timeout: Option<Duration>) -> Mvcc {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+    Mvcc::open(engine, MvccOptions { gc_interval: None, lock_timeout, ..MvccOptions::default() })
+        .unwrap()
+}
+
+fn rw(iso: Isolation) -> Mode {
+    Mode::ReadWrite(iso)
+}
+
+/// A row key of "table" `t`: serial keys arrive in ascending order.
+fn row(t: u8, i: u32) -> Vec<u8> {
+    [&[0x10, t][..], &i.to_be_bytes()].concat()
+}
+
+/// An index entry on a column holding a permutation of the row numbers:
+/// these arrive in random order.
+fn entry(i: u32, n: u32) -> Vec<u8> {
+    [&[0x20][..], &(i.wrapping_mul(7919) % n).to_be_bytes(), &i.to_be_bytes()].concat()
+}
+
+fn val(i: u32, version: u8) -> Vec<u8> {
+    [&[version][..], &i.to_le_bytes(), b"payload"].concat()
+}
+
+/// Everything `t` sees, by every read path, checked against `want`.
+fn check_reads(t: &mut Transaction, want: &State) {
+    let fwd: State = t.scan(KeyRange::all(), Direction::Forward).unwrap().into_iter().collect();
+    assert_eq!(fwd.len(), want.len());
+    assert!(fwd == *want, "forward scan differs");
+    let mut rev = t.scan(KeyRange::all(), Direction::Reverse).unwrap();
+    rev.reverse();
+    assert!(rev.into_iter().collect::<State>() == *want, "reverse scan differs");
+    let mut lazy = State::new();
+    let mut k = Vec::new();
+    t.scan_each_lazy(KeyRange::all(), Direction::Forward, |key: ScanKey, v| {
+        key.user_key_into(&mut k)?;
+        lazy.insert(k.clone(), v.to_vec());
+        Ok(true)
+    })
+    .unwrap();
+    assert!(lazy == *want, "lazy scan differs");
+    // A range in the middle of the index entries, both ways.
+    let (lo, hi) = (vec![0x20, 0, 0, 0, 50], vec![0x20, 0, 0, 1, 0]);
+    let range = || KeyRange {
+        start: std::ops::Bound::Included(lo.clone()),
+        end: std::ops::Bound::Excluded(hi.clone()),
+    };
+    let part: Vec<_> =
+        want.range(lo.clone()..hi.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(t.scan(range(), Direction::Forward).unwrap(), part);
+    let mut back = t.scan(range(), Direction::Reverse).unwrap();
+    back.reverse();
+    assert_eq!(back, part);
+    let mut out = Vec::new();
+    for (key, v) in want.iter().step_by(13) {
+        assert_eq!(t.get(key).unwrap().as_ref(), Some(v));
+        assert!(t.get_into(key, &mut out).unwrap());
+        assert_eq!(&out, v);
+    }
+}
+
+#[test]
+fn own_writes_read_back_in_ascending_and_random_order() {
+    let mvcc = open(Some(Duration::from_secs(5)));
+    let n = 3_000;
+    // Committed rows that the transaction's writes are merged with.
+    let mut setup = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    let mut want = State::new();
+    for i in (0..n).step_by(10) {
+        setup.set(&row(2, i), &val(i, 0)).unwrap();
+        want.insert(row(2, i), val(i, 0));
+    }
+    setup.commit().unwrap();
+    for iso in [Isolation::ReadCommitted, Isolation::RepeatableRead, Isolation::Serializable] {
+        let mut t = mvcc.begin(rw(iso)).unwrap();
+        let mut want = want.clone();
+        for i in 0..n {
+            // The unique check, then the row (fresh) and its index entry.
+            assert_eq!(t.get_for_update(&row(1, i)).unwrap(), None);
+            t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
+            t.set_fresh(&entry(i, n), &i.to_be_bytes()).unwrap();
+            want.insert(row(1, i), val(i, 1));
+            want.insert(entry(i, n), i.to_be_bytes().to_vec());
+            if i % 500 == 0 {
+                // Scans in the middle sort what was written so far.
+                check_reads(&mut t, &want);
+            }
+        }
+        // Keys in random order into a third table.
+        for i in 0..n {
+            let j = i.wrapping_mul(2_654_435_761) % n;
+            t.set(&row(3, j), &val(j, 3)).unwrap();
+            want.insert(row(3, j), val(j, 3));
+        }
+        check_reads(&mut t, &want);
+        // A committed row overwritten, one deleted.
+        t.set(&row(2, 10), b"changed").unwrap();
+        t.delete(&row(2, 20)).unwrap();
+        want.insert(row(2, 10), b"changed".to_vec());
+        want.remove(&row(2, 20));
+        check_reads(&mut t, &want);
+        drop(t);
+    }
+    let mut t = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    check_reads(&mut t, &want);
+}
+
+#[test]
+fn overwrites_deletes_and_reinserts_of_bulk_keys() {
+    let mvcc = open(Some(Duration::from_secs(5)));
+    let n = 2_000;
+    let mut t = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    let mut want = State::new();
+    for i in 0..n {
+        t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
+        t.set_fresh(&entry(i, n), b"e").unwrap();
+        want.insert(row(1, i), val(i, 1));
+        want.insert(entry(i, n), b"e".to_vec());
+    }
+    // Overwrite earlier keys: shorter (in place), longer (appended).
+    for i in (0..n).step_by(3) {
+        let v = if i % 2 == 0 { b"s".to_vec() } else { [val(i, 2), val(i, 2)].concat() };
+        t.set(&row(1, i), &v).unwrap();
+        want.insert(row(1, i), v);
+    }
+    // Delete some, then insert a few of them again.
+    for i in (0..n).step_by(5) {
+        t.delete(&row(1, i)).unwrap();
+        t.delete(&entry(i, n)).unwrap();
+        want.remove(&row(1, i));
+        want.remove(&entry(i, n));
+        assert_eq!(t.get(&row(1, i)).unwrap(), None);
+        assert_eq!(t.get_for_update(&entry(i, n)).unwrap(), None);
+    }
+    for i in (0..n).step_by(10) {
+        t.set(&row(1, i), &val(i, 4)).unwrap();
+        want.insert(row(1, i), val(i, 4));
+    }
+    check_reads(&mut t, &want);
+    t.commit().unwrap();
+    let mut r = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    check_reads(&mut r, &want);
+    assert_eq!(mvcc.status().row_locks, 0, "every lock released at commit");
+}
+
+#[test]
+fn savepoint_rollback_after_bulk_writes() {
+    let mvcc = open(Some(Duration::from_secs(5)));
+    let n = 2_000;
+    let mut t = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    let mut want = State::new();
+    for i in 0..n {
+        t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
+        t.set_fresh(&entry(i, n), b"e").unwrap();
+        want.insert(row(1, i), val(i, 1));
+        want.insert(entry(i, n), b"e".to_vec());
+    }
+    t.savepoint("a");
+    let at_a = want.clone();
+    // Under the savepoint: more rows, overwrites, deletes, re-inserts.
+    for i in n..2 * n {
+        t.set_fresh(&row(1, i), &val(i, 2)).unwrap();
+        t.set_fresh(&entry(i, 2 * n), b"f").unwrap();
+        want.insert(row(1, i), val(i, 2));
+        want.insert(entry(i, 2 * n), b"f".to_vec());
+    }
+    for i in (0..n).step_by(4) {
+        t.set(&row(1, i), b"x").unwrap();
+        t.delete(&entry(i, n)).unwrap();
+        want.insert(row(1, i), b"x".to_vec());
+        want.remove(&entry(i, n));
+    }
+    t.savepoint("b");
+    let at_b = want.clone();
+    for i in (0..n).step_by(8) {
+        t.set(&entry(i, n), b"back").unwrap();
+        t.set(&row(1, i), &[val(i, 5), val(i, 5)].concat()).unwrap();
+    }
+    check_reads(&mut t, &{
+        let mut w = want.clone();
+        for i in (0..n).step_by(8) {
+            w.insert(entry(i, n), b"back".to_vec());
+            w.insert(row(1, i), [val(i, 5), val(i, 5)].concat());
+        }
+        w
+    });
+    t.rollback_to("b").unwrap();
+    check_reads(&mut t, &at_b);
+    t.rollback_to("a").unwrap();
+    check_reads(&mut t, &at_a);
+    // Writes after rolling back, then commit.
+    t.set(&row(1, 7), b"after").unwrap();
+    let mut want = at_a;
+    want.insert(row(1, 7), b"after".to_vec());
+    t.commit().unwrap();
+    let mut r = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    check_reads(&mut r, &want);
+}
+
+#[test]
+fn a_second_inserter_of_a_key_waits_then_sees_the_first_ones_outcome() {
+    let mvcc = Arc::new(open(Some(Duration::from_secs(10))));
+    for commit_first in [true, false] {
+        let key = row(9, u32::from(commit_first));
+        let mut a = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+        for i in 0..1_000 {
+            a.get_for_update(&row(8, i + 1_000 * u32::from(commit_first))).unwrap();
+        }
+        assert_eq!(a.get_for_update(&key).unwrap(), None);
+        a.set(&key, b"first").unwrap();
+        let m = mvcc.clone();
+        let k2 = key.clone();
+        let b = std::thread::spawn(move || {
+            let mut b = m.begin(rw(Isolation::ReadCommitted)).unwrap();
+            // The unique check: waits for `a`.
+            let seen = b.get_for_update(&k2).unwrap();
+            if seen.is_none() {
+                b.set(&k2, b"second").unwrap();
+                b.commit().unwrap();
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        if commit_first {
+            a.commit().unwrap();
+            // A duplicate (the SQL layer's 23505).
+            assert_eq!(b.join().unwrap(), Some(b"first".to_vec()));
+        } else {
+            a.rollback();
+            assert_eq!(b.join().unwrap(), None);
+        }
+        let mut r = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+        let want: &[u8] = if commit_first { b"first" } else { b"second" };
+        assert_eq!(r.get(&key).unwrap().as_deref(), Some(want));
+    }
+    assert_eq!(mvcc.status().row_locks, 0);
+}
+
+#[test]
+fn deadlock_between_bulk_writers_is_detected() {
+    let mvcc = Arc::new(open(None));
+    let mut a = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    let mut b = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    for i in 0..500 {
+        a.set(&row(1, i), b"a").unwrap();
+        b.set(&row(2, i), b"b").unwrap();
+    }
+    let waiter = std::thread::spawn(move || {
+        // Waits for b's lock.
+        let r = a.set(&row(2, 7), b"a");
+        (r, a)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let err = b.set(&row(1, 7), b"b").unwrap_err();
+    assert!(matches!(err, Error::Deadlock(_)), "{err}");
+    assert_eq!(err.sqlstate(), "40P01");
+    b.rollback();
+    let (r, a) = waiter.join().unwrap();
+    r.unwrap();
+    a.commit().unwrap();
+    let mut r = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    assert_eq!(r.get(&row(2, 7)).unwrap().as_deref(), Some(&b"a"[..]));
+    assert_eq!(r.get(&row(2, 8)).unwrap(), None, "b's writes are gone");
+}
+
+#[test]
+fn lock_timeout_is_55p03_and_leaves_the_holder_alone() {
+    let mvcc = open(Some(Duration::from_millis(30)));
+    let mut a = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    for i in 0..1_000 {
+        a.set(&row(1, i), b"a").unwrap();
+    }
+    let mut b = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    let err = b.get_for_update(&row(1, 999)).unwrap_err();
+    assert_eq!(err.sqlstate(), "55P03", "{err}");
+    let err = b.set(&row(1, 0), b"b").unwrap_err();
+    assert_eq!(err.sqlstate(), "55P03", "{err}");
+    // A free key is still taken at once.
+    b.set(&row(1, 5_000), b"b").unwrap();
+    b.rollback();
+    a.commit().unwrap();
+    assert_eq!(mvcc.status().row_locks, 0);
+}
