@@ -128,21 +128,26 @@ fn commit_blocked(mvcc: &Arc<Mvcc>, iso: Isolation, value: &[u8]) -> mpsc::Recei
     rx
 }
 
+/// A READ COMMITTED transaction holding the lock of `k`, taken once the
+/// blocked commit of `k = 2` has released it (ordered, not yet durable).
+fn lock_once_released(mvcc: &Mvcc) -> qube_txn::Transaction {
+    loop {
+        let mut t = mvcc.begin(Mode::ReadWrite(Isolation::ReadCommitted)).unwrap();
+        if t.get_for_update(b"k").unwrap().as_deref() == Some(b"2".as_slice()) {
+            return t;
+        }
+        drop(t);
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn the_next_lock_holder_builds_on_a_commit_that_is_not_durable_yet() {
     for iso in [Isolation::ReadCommitted, Isolation::RepeatableRead] {
         let (engine, mvcc) = setup(None);
         engine.set_open(false);
         let first = commit_blocked(&mvcc, Isolation::ReadCommitted, b"2");
-        // Wait until the first commit is ordered (its lock released).
-        let mut t2 = loop {
-            let mut t = mvcc.begin(Mode::ReadWrite(Isolation::ReadCommitted)).unwrap();
-            if t.get_for_update(b"k").unwrap().as_deref() == Some(b"2".as_slice()) {
-                break t;
-            }
-            drop(t);
-            std::thread::yield_now();
-        };
+        let mut t2 = lock_once_released(&mvcc);
         assert!(first.try_recv().is_err(), "the first commit is acknowledged before its fsync");
         // A snapshot still sees only what is durable.
         let mut r = mvcc.begin(Mode::ReadOnly(Isolation::RepeatableRead)).unwrap();
@@ -178,14 +183,7 @@ fn a_locked_read_of_a_commit_not_yet_durable_waits_for_it_at_commit() {
     let (engine, mvcc) = setup(None);
     engine.set_open(false);
     let first = commit_blocked(&mvcc, Isolation::ReadCommitted, b"2");
-    let mut t2 = loop {
-        let mut t = mvcc.begin(Mode::ReadWrite(Isolation::ReadCommitted)).unwrap();
-        if t.get_for_update(b"k").unwrap().as_deref() == Some(b"2".as_slice()) {
-            break t;
-        }
-        drop(t);
-        std::thread::yield_now();
-    };
+    let mut t2 = lock_once_released(&mvcc);
     // t2 writes nothing, but what it read must be durable before its
     // commit is acknowledged.
     let (tx, second) = mpsc::channel();
