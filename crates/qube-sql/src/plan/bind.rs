@@ -4152,6 +4152,9 @@ fn use_index(inp: &mut JoinInput, conds: &[Expr]) {
 /// the column cannot hold, or NULL, finds nothing, as the comparison
 /// would), so a Filter above it would test what the key already decided.
 fn index_decides(plan: &Plan, cond: &Expr) -> bool {
+    if range_decides(plan, cond) {
+        return true;
+    }
     let Plan::IndexScan { table, index, unique: true, columns, keys, range: None, .. } = plan
     else {
         return false;
@@ -4173,6 +4176,48 @@ fn index_decides(plan: &Plan, cond: &Expr) -> bool {
         },
         _ => false,
     }
+}
+
+/// Whether condition `cond` holds for every row `plan` yields because
+/// `plan` scans an integer column's index over exactly the range `cond`
+/// states: `col BETWEEN a AND b`, `col >= a` or `col <= b` (inclusive, as
+/// the scan's bounds are), with bounds that are constants the column can
+/// hold (or NULL) or parameters cast to the column's type. The scan finds
+/// nothing for a NULL bound, as the comparison would; a bound the column
+/// cannot hold would leave the range open on that side (`stream::lookup`),
+/// so such bounds, and bare parameters whose values could be any number,
+/// keep the Filter. `<` and `>` keep it too.
+fn range_decides(plan: &Plan, cond: &Expr) -> bool {
+    let Plan::IndexScan { table, index, range: Some(r), .. } = plan else { return false };
+    let Some(ty) = table.columns.get(r.column).map(|c| &c.1) else { return false };
+    if table.expr_index(*index).is_some()
+        || !matches!(ty, DataType::SmallInt | DataType::Integer | DataType::BigInt)
+    {
+        return false;
+    }
+    let exact = |e: &Expr| match e {
+        Expr::Const(v) => v.is_null() || crate::exec::index_value(v.clone(), ty).is_some(),
+        Expr::Cast { expr, to } => to == ty && matches!(expr.as_ref(), Expr::Param(_)),
+        _ => false,
+    };
+    let same = |bound: &Option<Expr>, e: Option<&Expr>| match (bound, e) {
+        (Some(b), Some(e)) => b == e && exact(e),
+        (None, None) => true,
+        _ => false,
+    };
+    let (col, low, high) = match cond {
+        Expr::Between { expr, low, high, negated: false } => {
+            (expr.as_ref(), Some(low.as_ref()), Some(high.as_ref()))
+        }
+        Expr::Binary { op: BinOp::GtEq, left, right } => {
+            (left.as_ref(), Some(right.as_ref()), None)
+        }
+        Expr::Binary { op: BinOp::LtEq, left, right } => {
+            (left.as_ref(), None, Some(right.as_ref()))
+        }
+        _ => return false,
+    };
+    matches!(col, Expr::Column(c) if *c == r.column) && same(&r.low, low) && same(&r.high, high)
 }
 
 /// A constant, a parameter, or a parameter cast to the key column's own

@@ -1889,3 +1889,63 @@ fn integer_key_lookup_has_no_redundant_filter() {
     assert_eq!(run(&mut s, Value::Int4(2)), vec![vec![Value::Text("deux".into())]]);
     s.execute("ROLLBACK").unwrap();
 }
+
+/// An index range on an integer column that states the whole condition
+/// (`BETWEEN`, `>=`, `<=` with constants the column can hold or parameters
+/// cast to its type) needs no Filter above it; bounds the column cannot
+/// hold, `<` and `>` keep it. Every edge gives PostgreSQL's rows.
+#[test]
+fn integer_index_ranges_have_no_redundant_filter() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE r (id int PRIMARY KEY, v int, w text); CREATE INDEX r_v ON r (v);
+         INSERT INTO r SELECT g, g % 100, 'x' FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+    };
+    for q in [
+        "SELECT w FROM r WHERE v BETWEEN 3 AND 5",
+        "SELECT w FROM r WHERE v >= 98",
+        "SELECT w FROM r WHERE v <= 1",
+        "SELECT w FROM r WHERE v BETWEEN $1 AND $2",
+        "SELECT w FROM r WHERE id BETWEEN 3 AND 5",
+    ] {
+        let p = plan(&mut s, q);
+        assert!(p.contains("Index") && !p.contains("Filter"), "{q}: {p}");
+    }
+    for q in [
+        "SELECT w FROM r WHERE v > 98",
+        "SELECT w FROM r WHERE v BETWEEN 3 AND 5000000000",
+        "SELECT w FROM r WHERE v BETWEEN 3 AND 4.5",
+        "SELECT w FROM r WHERE v BETWEEN 3 AND 5 AND w = 'y'",
+    ] {
+        let p = plan(&mut s, q);
+        assert!(p.contains("Filter"), "{q}: {p}");
+    }
+    let n = |s: &mut qube_sql::Session, q: &str| match &s.execute(q).unwrap()[0].rows[0][0] {
+        Value::Int8(n) => *n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN 3 AND 5"), 30);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN 5 AND 3"), 0);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN NULL AND 5"), 0);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v >= 98"), 20);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v <= 1"), 20);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN 3 AND 5000000000"), 970);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN -5000000000 AND 2"), 30);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE v BETWEEN 3 AND 4.5"), 20);
+    assert_eq!(n(&mut s, "SELECT count(*) FROM r WHERE id BETWEEN 998 AND 5000000000"), 3);
+    let st = s.prepare("SELECT count(*) FROM r WHERE v BETWEEN $1 AND $2").unwrap();
+    let mut run = |a: Value, b: Value| s.execute_prepared(&st, &[a, b]);
+    assert_eq!(run(Value::Int4(3), Value::Int4(5)).unwrap()[0].rows[0][0], Value::Int8(30));
+    assert_eq!(run(Value::Int8(99), Value::Int8(99)).unwrap()[0].rows[0][0], Value::Int8(10));
+    assert_eq!(run(Value::Null, Value::Int4(5)).unwrap()[0].rows[0][0], Value::Int8(0));
+    assert_eq!(run(Value::Int4(5), Value::Int4(3)).unwrap()[0].rows[0][0], Value::Int8(0));
+    // A parameter the column cannot hold: 22003, as its cast to int is.
+    assert_eq!(run(Value::Int4(3), Value::Int8(1 << 40)).unwrap_err().sqlstate(), "22003");
+}
