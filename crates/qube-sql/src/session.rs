@@ -576,15 +576,42 @@ enum Bound {
     Delete(Arc<crate::exec::dml::DeletePlan>),
 }
 
-/// The plan in `slot` if it was bound against the catalog this
-/// transaction sees (`get` picks the kind), else a new one from `bind`,
-/// kept in `slot` when it may be reused.
-fn cached_plan<P>(
+/// A kind of plan a prepared statement keeps in its `Bound` slot.
+trait Cacheable: Sized {
+    fn get(b: &Bound) -> Option<&Arc<Self>>;
+    fn wrap(p: Arc<Self>) -> Bound;
+}
+
+macro_rules! cacheable {
+    ($($variant:ident => $plan:ty),* $(,)?) => {$(
+        impl Cacheable for $plan {
+            fn get(b: &Bound) -> Option<&Arc<Self>> {
+                match b {
+                    Bound::$variant(p) => Some(p),
+                    _ => None,
+                }
+            }
+            fn wrap(p: Arc<Self>) -> Bound {
+                Bound::$variant(p)
+            }
+        }
+    )*};
+}
+
+cacheable! {
+    Query => crate::plan::Query,
+    Insert => crate::exec::dml::InsertPlan,
+    Update => crate::exec::dml::UpdatePlan,
+    Delete => crate::exec::dml::DeletePlan,
+}
+
+/// The plan in `slot` if it is of kind `P` and was bound against the
+/// catalog this transaction sees, else a new one from `bind`, kept in
+/// `slot` when it may be reused.
+fn cached_plan<P: Cacheable>(
     shared: &Shared,
     txn: &mut Transaction,
     slot: Option<&mut CachedPlan>,
-    get: impl FnOnce(&Bound) -> Option<&Arc<P>>,
-    wrap: impl FnOnce(Arc<P>) -> Bound,
     bind: impl FnOnce(&mut Transaction) -> Result<P>,
 ) -> Result<Arc<P>> {
     let version = shared.mvcc.ddl_version();
@@ -592,7 +619,7 @@ fn cached_plan<P>(
     if usable
         && let Some((v, b)) = slot.as_deref()
         && *v == version
-        && let Some(p) = get(b)
+        && let Some(p) = P::get(b)
     {
         return Ok(p.clone());
     }
@@ -600,7 +627,7 @@ fn cached_plan<P>(
     if let Some(slot) = slot
         && usable
     {
-        *slot = (version, wrap(p.clone()));
+        *slot = (version, P::wrap(p.clone()));
     }
     Ok(p)
 }
@@ -2280,17 +2307,9 @@ fn run_statement(
         S::Query(q) => {
             // A prepared query's plan is reused while the catalog it was
             // bound against is the one this transaction sees.
-            let q = cached_plan(
-                shared,
-                txn,
-                plan_slot,
-                |b| match b {
-                    Bound::Query(q) => Some(q),
-                    _ => None,
-                },
-                Bound::Query,
-                |txn| Binder::new(&shared.catalog, txn, schema).query(q),
-            )?;
+            let q = cached_plan(shared, txn, plan_slot, |txn| {
+                Binder::new(&shared.catalog, txn, schema).query(q)
+            })?;
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
             let columns = Column::of_query(&q);
@@ -2359,45 +2378,21 @@ fn run_statement(
         // As for queries: a prepared INSERT, UPDATE or DELETE binds once
         // per catalog version.
         S::Insert(i) => {
-            let plan = cached_plan(
-                shared,
-                txn,
-                plan_slot,
-                |b| match b {
-                    Bound::Insert(p) => Some(p),
-                    _ => None,
-                },
-                Bound::Insert,
-                |txn| crate::exec::dml::bind_insert(shared, txn, schema, i),
-            )?;
+            let plan = cached_plan(shared, txn, plan_slot, |txn| {
+                crate::exec::dml::bind_insert(shared, txn, schema, i)
+            })?;
             crate::exec::dml::run_insert(shared, txn, schema, &plan, params)
         }
         S::Update(u) if crate::exec::dml::is_single_update(u) => {
-            let plan = cached_plan(
-                shared,
-                txn,
-                plan_slot,
-                |b| match b {
-                    Bound::Update(p) => Some(p),
-                    _ => None,
-                },
-                Bound::Update,
-                |txn| crate::exec::dml::bind_update(shared, txn, schema, u),
-            )?;
+            let plan = cached_plan(shared, txn, plan_slot, |txn| {
+                crate::exec::dml::bind_update(shared, txn, schema, u)
+            })?;
             crate::exec::dml::run_update(shared, txn, schema, &plan, params)
         }
         S::Delete(d) if crate::exec::dml::is_single_delete(d) => {
-            let plan = cached_plan(
-                shared,
-                txn,
-                plan_slot,
-                |b| match b {
-                    Bound::Delete(p) => Some(p),
-                    _ => None,
-                },
-                Bound::Delete,
-                |txn| crate::exec::dml::bind_delete(shared, txn, schema, d),
-            )?;
+            let plan = cached_plan(shared, txn, plan_slot, |txn| {
+                crate::exec::dml::bind_delete(shared, txn, schema, d)
+            })?;
             crate::exec::dml::run_delete(shared, txn, schema, &plan, params)
         }
         S::Update(u) => crate::exec::dml::update(shared, txn, schema, u, params),

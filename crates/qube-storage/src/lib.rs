@@ -187,7 +187,8 @@ pub struct Status {
 /// All methods take `&self`: engines are shared between threads. A batch is
 /// atomic (all of it or none of it survives a crash) and, with the default
 /// durability, durable when `write` returns. Readers never see a batch
-/// partially, and never see one before it is durable.
+/// partially, and never see one before it is durable (but for
+/// `seek_latest`, which lock holders use).
 pub trait Engine: Send + Sync {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;

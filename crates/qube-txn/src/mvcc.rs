@@ -1151,11 +1151,18 @@ impl Transaction {
         if self.iso == Isolation::ReadCommitted {
             // What we write over: the newest version, even one whose commit
             // released its locks early and is not durable yet.
-            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
-            self.depends_on = self.depends_on.max(latest);
-            return Ok(newest);
+            return Ok(self.newest_locked(key)?.1);
         }
         read_version(&*self.shared.engine, key, self.read_ts, None)
+    }
+
+    /// The newest committed version of `key`, whose lock this transaction
+    /// holds (`newest_version`); noted in `depends_on`, since that commit
+    /// may have released its locks before it was durable.
+    fn newest_locked(&mut self, key: &[u8]) -> Result<(Ts, Option<Vec<u8>>)> {
+        let found = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+        self.depends_on = self.depends_on.max(found.0);
+        Ok(found)
     }
 
     /// Takes the row lock; if it was not held yet, returns the newest
@@ -1186,8 +1193,7 @@ impl Transaction {
         if locks.lock(self.id, key, hash, ser, &mut self.locked, timeout, blocked)? {
             self.last_locked.clear();
             self.last_locked.extend_from_slice(key);
-            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
-            self.depends_on = self.depends_on.max(latest);
+            let (latest, newest) = self.newest_locked(key)?;
             if latest > 0 {
                 self.gc_candidates.push(key.to_vec());
             }

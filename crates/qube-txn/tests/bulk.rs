@@ -40,6 +40,19 @@ fn val(i: u32, version: u8) -> Vec<u8> {
 }
 
 /// Everything `t` sees, by every read path, checked against `want`.
+/// Writes rows 0..n of table 1 and an index entry for each, as a bulk
+/// insert does (fresh keys); returns what the transaction should read.
+fn load_rows_and_entries(t: &mut Transaction, n: u32) -> State {
+    let mut want = State::new();
+    for i in 0..n {
+        t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
+        t.set_fresh(&entry(i, n), b"e").unwrap();
+        want.insert(row(1, i), val(i, 1));
+        want.insert(entry(i, n), b"e".to_vec());
+    }
+    want
+}
+
 fn check_reads(t: &mut Transaction, want: &State) {
     let fwd: State = t.scan(KeyRange::all(), Direction::Forward).unwrap().into_iter().collect();
     assert_eq!(fwd.len(), want.len());
@@ -127,13 +140,7 @@ fn overwrites_deletes_and_reinserts_of_bulk_keys() {
     let mvcc = open(Some(Duration::from_secs(5)));
     let n = 2_000;
     let mut t = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
-    let mut want = State::new();
-    for i in 0..n {
-        t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
-        t.set_fresh(&entry(i, n), b"e").unwrap();
-        want.insert(row(1, i), val(i, 1));
-        want.insert(entry(i, n), b"e".to_vec());
-    }
+    let mut want = load_rows_and_entries(&mut t, n);
     // Overwrite earlier keys: shorter (in place), longer (appended).
     for i in (0..n).step_by(3) {
         let v = if i % 2 == 0 { b"s".to_vec() } else { [val(i, 2), val(i, 2)].concat() };
@@ -165,13 +172,7 @@ fn savepoint_rollback_after_bulk_writes() {
     let mvcc = open(Some(Duration::from_secs(5)));
     let n = 2_000;
     let mut t = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
-    let mut want = State::new();
-    for i in 0..n {
-        t.set_fresh(&row(1, i), &val(i, 1)).unwrap();
-        t.set_fresh(&entry(i, n), b"e").unwrap();
-        want.insert(row(1, i), val(i, 1));
-        want.insert(entry(i, n), b"e".to_vec());
-    }
+    let mut want = load_rows_and_entries(&mut t, n);
     t.savepoint("a");
     let at_a = want.clone();
     // Under the savepoint: more rows, overwrites, deletes, re-inserts.

@@ -502,16 +502,14 @@ fn apply_in_fks(
             });
         }
         let access = child.access(filter.as_ref());
-        let rows: Vec<(u64, Row)> = child
-            .candidates(ctx, &access)?
-            .into_iter()
-            .filter(|(_, r)| {
-                fk.child_cols
-                    .iter()
-                    .zip(&pvals)
-                    .all(|(&c, v)| r[c].sql_cmp(v) == Some(std::cmp::Ordering::Equal))
-            })
-            .collect();
+        let refers = |r: &Row| {
+            fk.child_cols
+                .iter()
+                .zip(&pvals)
+                .all(|(&c, v)| r[c].sql_cmp(v) == Some(std::cmp::Ordering::Equal))
+        };
+        let rows: Vec<(u64, Row)> =
+            child.candidates(ctx, &access)?.into_iter().filter(|(_, r)| refers(r)).collect();
         if rows.is_empty() {
             continue;
         }
@@ -524,12 +522,7 @@ fn apply_in_fks(
             let Some(row) = current_version(ctx, &child, rowid, row, None)? else {
                 continue;
             };
-            if !fk
-                .child_cols
-                .iter()
-                .zip(&pvals)
-                .all(|(&c, v)| row[c].sql_cmp(v) == Some(std::cmp::Ordering::Equal))
-            {
+            if !refers(&row) {
                 continue;
             }
             match (action, new) {
@@ -590,6 +583,25 @@ struct Conflict {
 }
 
 impl Conflict {
+    /// The rowid of an existing row that `row` conflicts with, and for DO
+    /// UPDATE that row, locked, in its newest version (as PostgreSQL's ON
+    /// CONFLICT DO UPDATE): not the statement's snapshot of it, or
+    /// concurrent upserts of one key would lose updates. If a concurrent
+    /// DELETE removed it meanwhile, looks again (the row may now be
+    /// inserted).
+    fn existing(&self, t: &Target, ctx: &mut Ctx, row: &Row) -> Result<Option<(u64, Option<Row>)>> {
+        while let Some(rowid) = self.find(t, ctx.txn, row)? {
+            if self.update.is_none() {
+                return Ok(Some((rowid, None)));
+            }
+            if let Some(old) = storage::lock_row(ctx.txn, t.table.id, rowid, t.types.len())? {
+                return Ok(Some((rowid, Some(old))));
+            }
+            ctx.tick()?;
+        }
+        Ok(None)
+    }
+
     /// The rowid of an existing row that `row` conflicts with on an arbiter.
     fn find(&self, t: &Target, txn: &mut Transaction, row: &Row) -> Result<Option<u64>> {
         for &a in &self.arbiters {
@@ -725,11 +737,14 @@ impl Returned {
         Ok(())
     }
 
-    fn result(self, returning: Returning, tag: String) -> QueryResult {
+    fn result(self, returning: &Returning, tag: String) -> QueryResult {
         let columns = returning
+            .as_ref()
             .map(|(_, cols)| {
-                cols.into_iter()
-                    .map(|(name, data_type)| crate::session::Column::new(name, data_type))
+                cols.iter()
+                    .map(|(name, data_type)| {
+                        crate::session::Column::new(name.clone(), data_type.clone())
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -819,9 +834,9 @@ impl Target {
         self.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect()
     }
 
-    /// The rows a WHERE may match: through an index its equalities cover,
-    /// else every row. The caller still applies the WHERE.
-    /// The access path to the rows `filter` may select (see `Access`).
+    /// The way to the rows `filter` may match (see `Access`): through the
+    /// index its conditions serve best, else every row. The caller still
+    /// applies the filter.
     fn access(&self, filter: Option<&Expr>) -> Access {
         let Some(f) = filter else { return Access::Scan };
         let (eqs, ranges) = crate::plan::bind::equalities(f, self.types.len());
@@ -1219,29 +1234,10 @@ pub fn run_insert(
             }
         }
         t.check(&mut ctx, &mut full)?;
-        // The conflicting row, locked, in its newest version (as
-        // PostgreSQL's ON CONFLICT DO UPDATE): not the statement's snapshot
-        // of it, or concurrent upserts of one key would lose updates. If a
-        // concurrent DELETE removed it meanwhile, look again (the row may
-        // now be inserted).
-        let mut found = None;
-        if let Some(c) = &conflict {
-            while let Some(existing) = c.find(t, ctx.txn, &full)? {
-                if c.update.is_none() {
-                    found = Some((existing, Vec::new()));
-                    break;
-                }
-                if let Some(old) = storage::lock_row(ctx.txn, t.table.id, existing, ncols)? {
-                    found = Some((existing, old));
-                    break;
-                }
-                ctx.tick()?;
-            }
-        }
         if let Some(c) = &conflict
-            && let Some((existing, old)) = found
+            && let Some((existing, old)) = c.existing(t, &mut ctx, &full)?
         {
-            let Some(sets) = &c.update else { continue };
+            let (Some(sets), Some(old)) = (&c.update, old) else { continue };
             if !updated.insert(existing) {
                 return Err(Error::user(
                     "21000",
@@ -1282,7 +1278,7 @@ pub fn run_insert(
         }
         done += 1;
     }
-    Ok(returned.result(returning.clone(), format!("INSERT 0 {done}")))
+    Ok(returned.result(returning, format!("INSERT 0 {done}")))
 }
 
 /// The table of UPDATE/DELETE and its alias.
@@ -1299,31 +1295,100 @@ fn dml_table(f: &ast::TableFactor) -> Result<(ast::ObjectName, Option<String>)> 
 /// independent of the parameter values, so that a prepared UPDATE binds
 /// once per catalog version (`Session` caches it as it does INSERT plans).
 pub struct UpdatePlan {
-    t: Target,
+    on: Targeted,
     /// (column position, new value; None for DEFAULT).
     sets: Vec<(usize, Option<Expr>)>,
-    filter: Option<Expr>,
-    access: Access,
-    returning: Returning,
 }
 
 /// A bound single-table DELETE (no USING), cached like `UpdatePlan`.
 pub struct DeletePlan {
-    t: Target,
-    filter: Option<Expr>,
-    access: Access,
-    returning: Returning,
+    on: Targeted,
 }
 
 impl UpdatePlan {
     pub fn returning_columns(&self) -> &[(String, DataType)] {
-        self.returning.as_ref().map_or(&[], |r| &r.1)
+        self.on.returning_columns()
     }
 }
 
 impl DeletePlan {
     pub fn returning_columns(&self) -> &[(String, DataType)] {
+        self.on.returning_columns()
+    }
+}
+
+/// What a single-table UPDATE and DELETE share: the target, the WHERE,
+/// the way to its candidate rows, and RETURNING.
+struct Targeted {
+    t: Target,
+    filter: Option<Expr>,
+    access: Access,
+    returning: Returning,
+}
+
+impl Targeted {
+    /// Binds the target `relation` with its WHERE and RETURNING; `extra`
+    /// binds more in the row's scope before the WHERE (UPDATE's SET list).
+    #[allow(clippy::too_many_arguments)]
+    fn bind<X>(
+        shared: &Shared,
+        txn: &mut Transaction,
+        schema: &SearchPath,
+        relation: &ast::TableFactor,
+        selection: Option<&ast::Expr>,
+        returning: Option<&[ast::SelectItem]>,
+        extra: impl FnOnce(&mut Binder, &Target, &[(String, DataType)]) -> Result<X>,
+    ) -> Result<(Targeted, X)> {
+        let (name, alias) = dml_table(relation)?;
+        let mut b = Binder::new(&shared.catalog, txn, schema);
+        let t = target(&mut b, &name)?;
+        let cols = t.columns();
+        let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
+        let returning = match returning {
+            Some(items) => Some(b.returning(&scope_name, &cols, items)?),
+            None => None,
+        };
+        let (x, filter) = b.with_columns(&scope_name, &cols, |b| {
+            let x = extra(b, &t, &cols)?;
+            let filter = match selection {
+                Some(w) => Some(b.expr_typed(w)?.0),
+                None => None,
+            };
+            Ok((x, filter))
+        })?;
+        drop(b);
+        let access = t.access(filter.as_ref());
+        Ok((Targeted { t, filter, access, returning }, x))
+    }
+
+    fn returning_columns(&self) -> &[(String, DataType)] {
         self.returning.as_ref().map_or(&[], |r| &r.1)
+    }
+
+    /// Calls `f` with each row the statement changes: a candidate that
+    /// passes the WHERE, locked, in its newest version (`current_version`).
+    /// Returns how many there were.
+    fn each_row(
+        &self,
+        ctx: &mut Ctx,
+        mut f: impl FnMut(&mut Ctx, u64, Row) -> Result<()>,
+    ) -> Result<u64> {
+        let rows = self.t.candidates(ctx, &self.access)?;
+        let mut n = 0u64;
+        for (rowid, row) in rows {
+            ctx.tick()?;
+            if let Some(w) = &self.filter
+                && !truthy(&eval(ctx, w, &row)?)
+            {
+                continue;
+            }
+            let Some(row) = current_version(ctx, &self.t, rowid, row, self.filter.as_ref())? else {
+                continue;
+            };
+            f(ctx, rowid, row)?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -1384,27 +1449,16 @@ pub fn bind_update(
     if !is_single_update(u) {
         return Err(Error::Internal("bind_update of an UPDATE with FROM or joins".into()));
     }
-    let (name, alias) = dml_table(&u.table.relation)?;
-    let mut b = Binder::new(&shared.catalog, txn, schema);
-    let t = target(&mut b, &name)?;
-    let cols: Vec<(String, DataType)> =
-        t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
-    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
-    let returning = match &u.returning {
-        Some(items) => Some(b.returning(&scope_name, &cols, items)?),
-        None => None,
-    };
-    let (sets, filter) = b.with_columns(&scope_name, &cols, |b| {
-        let sets = bind_assignments(b, &cols, &t.table.name, &u.assignments)?;
-        let filter = match &u.selection {
-            Some(w) => Some(b.expr_typed(w)?.0),
-            None => None,
-        };
-        Ok((sets, filter))
-    })?;
-    drop(b);
-    let access = t.access(filter.as_ref());
-    Ok(UpdatePlan { t, sets, filter, access, returning })
+    let (on, sets) = Targeted::bind(
+        shared,
+        txn,
+        schema,
+        &u.table.relation,
+        u.selection.as_ref(),
+        u.returning.as_deref(),
+        |b, t, cols| bind_assignments(b, cols, &t.table.name, &u.assignments),
+    )?;
+    Ok(UpdatePlan { on, sets })
 }
 
 pub fn run_update(
@@ -1414,34 +1468,23 @@ pub fn run_update(
     plan: &UpdatePlan,
     params: &[Value],
 ) -> Result<QueryResult> {
-    let UpdatePlan { t, sets, filter, access, returning } = plan;
+    let UpdatePlan { on, sets } = plan;
+    let t = &on.t;
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let rows = t.candidates(&mut ctx, access)?;
-    let mut n = 0u64;
     let mut buf = Vec::new();
     let mut returned = Returned::default();
-    for (rowid, row) in rows {
-        ctx.tick()?;
-        if let Some(f) = filter
-            && !truthy(&eval(&mut ctx, f, &row)?)
-        {
-            continue;
-        }
-        let Some(row) = current_version(&mut ctx, t, rowid, row, filter.as_ref())? else {
-            continue;
-        };
+    let n = on.each_row(&mut ctx, |ctx, rowid, row| {
         let mut new = row.clone();
         for (pos, e) in sets {
             new[*pos] = match e {
-                Some(e) => eval(&mut ctx, e, &row)?,
-                None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
+                Some(e) => eval(ctx, e, &row)?,
+                None => t.default_value(ctx, &shared.catalog, *pos)?,
             };
         }
-        update_row(shared, schema, &mut ctx, t, rowid, &row, &mut new, &mut buf)?;
-        returned.push(&mut ctx, returning, &new)?;
-        n += 1;
-    }
-    Ok(returned.result(returning.clone(), format!("UPDATE {n}")))
+        update_row(shared, schema, ctx, t, rowid, &row, &mut new, &mut buf)?;
+        returned.push(ctx, &on.returning, &new)
+    })?;
+    Ok(returned.result(&on.returning, format!("UPDATE {n}")))
 }
 
 /// The row UPDATE or DELETE changes, locked: `row` as the statement's
@@ -1562,7 +1605,7 @@ fn update_joined(
         }
         n += 1;
     }
-    Ok(returned.result(returning, format!("UPDATE {n}")))
+    Ok(returned.result(&returning, format!("UPDATE {n}")))
 }
 
 /// Deletes the stored row `row` at `rowid`: the referencing rows' ON
@@ -1624,7 +1667,7 @@ fn delete_joined(
         returned.push(&mut ctx, &returning, &joined)?;
         n += 1;
     }
-    Ok(returned.result(returning, format!("DELETE {n}")))
+    Ok(returned.result(&returning, format!("DELETE {n}")))
 }
 
 pub fn delete(
@@ -1667,23 +1710,16 @@ pub fn bind_delete(
     let ([twj], true) = (from.as_slice(), is_single_delete(d)) else {
         return Err(Error::Internal("bind_delete of a DELETE with USING or joins".into()));
     };
-    let (name, alias) = dml_table(&twj.relation)?;
-    let mut b = Binder::new(&shared.catalog, txn, schema);
-    let t = target(&mut b, &name)?;
-    let cols: Vec<(String, DataType)> =
-        t.table.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect();
-    let scope_name = alias.unwrap_or_else(|| t.table.name.clone());
-    let returning = match &d.returning {
-        Some(items) => Some(b.returning(&scope_name, &cols, items)?),
-        None => None,
-    };
-    let filter = b.with_columns(&scope_name, &cols, |b| match &d.selection {
-        Some(w) => Ok(Some(b.expr_typed(w)?.0)),
-        None => Ok(None),
-    })?;
-    drop(b);
-    let access = t.access(filter.as_ref());
-    Ok(DeletePlan { t, filter, access, returning })
+    let (on, ()) = Targeted::bind(
+        shared,
+        txn,
+        schema,
+        &twj.relation,
+        d.selection.as_ref(),
+        d.returning.as_deref(),
+        |_, _, _| Ok(()),
+    )?;
+    Ok(DeletePlan { on })
 }
 
 pub fn run_delete(
@@ -1693,24 +1729,12 @@ pub fn run_delete(
     plan: &DeletePlan,
     params: &[Value],
 ) -> Result<QueryResult> {
-    let DeletePlan { t, filter, access, returning } = plan;
+    let on = &plan.on;
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let rows = t.candidates(&mut ctx, access)?;
-    let mut n = 0u64;
     let mut returned = Returned::default();
-    for (rowid, row) in rows {
-        ctx.tick()?;
-        if let Some(f) = filter
-            && !truthy(&eval(&mut ctx, f, &row)?)
-        {
-            continue;
-        }
-        let Some(row) = current_version(&mut ctx, t, rowid, row, filter.as_ref())? else {
-            continue;
-        };
-        remove_row(shared, schema, &mut ctx, t, rowid, &row)?;
-        returned.push(&mut ctx, returning, &row)?;
-        n += 1;
-    }
-    Ok(returned.result(returning.clone(), format!("DELETE {n}")))
+    let n = on.each_row(&mut ctx, |ctx, rowid, row| {
+        remove_row(shared, schema, ctx, &on.t, rowid, &row)?;
+        returned.push(ctx, &on.returning, &row)
+    })?;
+    Ok(returned.result(&on.returning, format!("DELETE {n}")))
 }

@@ -35,7 +35,8 @@
 //! now holds a batch the log does not); release the lock; wait for the WAL
 //! to be durable (group commit: other writers proceed and share the fsync);
 //! then publish every version up to this one to readers. A reader never
-//! sees a batch before it is durable.
+//! sees a batch before it is durable, except through `seek_latest`, which
+//! MVCC's row-lock holders use to build on the newest applied batch.
 //!
 //! # Garbage
 //!
@@ -225,6 +226,27 @@ pub struct BTreeEngine {
 }
 
 impl BTreeEngine {
+    /// `Engine::seek` in version `v`. Most seeks end in the first leaf they
+    /// reach; one whose first pair lies in a later leaf walks there with a
+    /// cursor, which holds the version `owned` gives it.
+    fn seek_in(
+        &self,
+        v: &Version,
+        owned: impl FnOnce() -> Arc<Version>,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let fast = read::seek(&self.inner.pool, v, range, key, value)
+            .map_err(|e| locate(e, self.inner.file.path()))?;
+        if let Some(found) = fast {
+            return Ok(found);
+        }
+        let mut c =
+            read::BTreeCursor::new(&self.inner.pool, owned(), range.clone(), Direction::Forward);
+        crate::copy_next(&mut c, key, value)
+    }
+
     /// Opens a data directory, creating it if it does not exist or is empty.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
         let inner = Arc::new(Inner::open(dir.as_ref(), opts)?);
@@ -1030,15 +1052,8 @@ impl Engine for BTreeEngine {
     }
 
     fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
-        let fast = read::seek(&self.inner.pool, &self.inner.current.load(), range, key, value)
-            .map_err(|e| locate(e, self.inner.file.path()))?;
-        if let Some(found) = fast {
-            return Ok(found);
-        }
-        // The first pair is in a later leaf: walk there with a cursor.
-        let v = self.inner.current.load_full();
-        let mut c = read::BTreeCursor::new(&self.inner.pool, v, range.clone(), Direction::Forward);
-        crate::copy_next(&mut c, key, value)
+        let current = &self.inner.current;
+        self.seek_in(&current.load(), || current.load_full(), range, key, value)
     }
 
     fn seek_latest(
@@ -1058,13 +1073,7 @@ impl Engine for BTreeEngine {
                 None => self.inner.current.load_full(),
             }
         };
-        let fast = read::seek(&self.inner.pool, &v, range, key, value)
-            .map_err(|e| locate(e, self.inner.file.path()))?;
-        if let Some(found) = fast {
-            return Ok(found);
-        }
-        let mut c = read::BTreeCursor::new(&self.inner.pool, v, range.clone(), Direction::Forward);
-        crate::copy_next(&mut c, key, value)
+        self.seek_in(&v, || v.clone(), range, key, value)
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
