@@ -154,6 +154,11 @@ struct Slot {
 /// than this and than live key bytes.
 const COMPACT_MIN_GARBAGE: usize = 1 << 20;
 
+/// Past these sizes an emptied arena or a mostly empty table gives its
+/// memory back (`State::reclaim`).
+const SHRINK_ABOVE_BYTES: usize = 1 << 20;
+const SHRINK_ABOVE_SLOTS: usize = 4096;
+
 #[derive(Default)]
 struct State {
     table: HashTable<Slot>,
@@ -180,11 +185,15 @@ impl State {
     }
 
     /// Empties the arena with the table, or moves the live keys together
-    /// when released ones dominate.
+    /// when released ones dominate; gives memory back after a bulk load.
     fn reclaim(&mut self) {
         if self.table.is_empty() {
             self.arena.clear();
             self.garbage = 0;
+            // A bulk load's million keys leave no lasting allocation.
+            if self.arena.capacity() > SHRINK_ABOVE_BYTES {
+                self.arena.shrink_to(SHRINK_ABOVE_BYTES / 16);
+            }
         } else if self.garbage > COMPACT_MIN_GARBAGE && self.garbage * 2 > self.arena.len() {
             let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
             for s in self.table.iter_mut() {
@@ -194,6 +203,13 @@ impl State {
             }
             self.arena = arena;
             self.garbage = 0;
+        }
+        // The table shrinks once mostly empty, so that neither memory nor
+        // a release's pass over its buckets stays at a bulk load's size.
+        if self.table.capacity() > SHRINK_ABOVE_SLOTS
+            && self.table.len() * 8 < self.table.capacity()
+        {
+            self.table.shrink_to(self.table.len() * 2, |s| s.hash);
         }
     }
 }
@@ -316,9 +332,13 @@ impl LockTable {
         }
         let mut guard = self.state.lock();
         let st = &mut *guard;
-        if held.hashes.len() >= st.table.len() / 4 {
-            // Most of the table (a bulk load): one pass over it costs less
-            // than a lookup per key.
+        if held.hashes.len() >= st.table.capacity() / 4 {
+            // Most of the table (a bulk load): one pass over its buckets
+            // costs less than a lookup per key. (The pass visits every
+            // bucket, so it is judged by the capacity, not by the locks
+            // held: a table grown by an earlier bulk load and mostly empty
+            // now would make a pass per small commit cost thousands of
+            // bucket visits.)
             let garbage = &mut st.garbage;
             st.table.retain(|s| {
                 if s.owner == txn {
@@ -360,6 +380,33 @@ mod tests {
     /// Takes `key` for `txn` with no timeout, recording it in `held`.
     fn take(t: &LockTable, txn: TxnId, key: &[u8], ser: bool, held: &mut Held) -> Result<bool> {
         t.lock(txn, key, key_hash(key), ser, held, None, |_| {})
+    }
+
+    #[test]
+    fn a_bulk_loads_locks_leave_no_lasting_size() {
+        let t = LockTable::default();
+        let (mut bulk, mut small, mut other) = Default::default();
+        take(&t, 2, b"small-1", false, &mut small).unwrap();
+        for i in 0..100_000u32 {
+            take(&t, 1, &i.to_be_bytes(), false, &mut bulk).unwrap();
+        }
+        take(&t, 2, b"small-2", false, &mut small).unwrap();
+        t.release(1, &mut bulk);
+        {
+            let st = t.state.lock();
+            assert_eq!(st.table.len(), 2);
+            assert!(st.table.capacity() <= SHRINK_ABOVE_SLOTS, "{}", st.table.capacity());
+        }
+        // The small owner's locks survived the shrink and are still found.
+        assert_eq!(t.owner(b"small-1"), Some(2));
+        assert_eq!(t.owner(b"small-2"), Some(2));
+        assert!(!take(&t, 2, b"small-1", false, &mut small).unwrap());
+        take(&t, 3, &7u32.to_be_bytes(), false, &mut other).unwrap();
+        t.release(2, &mut small);
+        t.release(3, &mut other);
+        let st = t.state.lock();
+        assert_eq!(st.table.len(), 0);
+        assert!(st.arena.capacity() <= SHRINK_ABOVE_BYTES);
     }
 
     #[test]
