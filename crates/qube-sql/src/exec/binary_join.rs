@@ -33,7 +33,7 @@ use qube_common::Result;
 use super::eval::{eval, truthy};
 use super::spill::{self, Sorted, Sorter};
 use super::stream;
-use super::{Ctx, FastMap, Row, join_keys, key_bytes, width_hint};
+use super::{Ctx, FastMap, Row, join_keys, row_key, width_hint};
 use crate::plan::{Expr, JoinKind, Plan, SortKey};
 use crate::types::Value;
 
@@ -150,10 +150,9 @@ fn hash_join(
     (lw, rw): (usize, usize),
 ) -> Result<Vec<Row>> {
     let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
-    let (mut kv, mut buf) = (Vec::with_capacity(rkeys.len()), Vec::new());
+    let mut buf = Vec::new();
     for (j, rr) in r.iter().enumerate() {
-        if eval_key(ctx, rkeys, rr, &mut kv)? {
-            key_bytes(&kv, &mut buf);
+        if row_key(ctx, rkeys.iter(), rr, &mut buf)? {
             table.entry(buf.clone()).or_default().push(j);
         }
     }
@@ -163,8 +162,7 @@ fn hash_join(
     let mut ls = stream::open(ctx, left, None)?;
     while let Some(lr) = ls.next(ctx)? {
         let mut matched = false;
-        let candidates: &[usize] = if eval_key(ctx, lkeys, &lr, &mut kv)? {
-            key_bytes(&kv, &mut buf);
+        let candidates: &[usize] = if row_key(ctx, lkeys.iter(), &lr, &mut buf)? {
             table.get(&buf).map_or(&[], |v| v.as_slice())
         } else {
             &[]

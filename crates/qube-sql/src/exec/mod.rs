@@ -329,16 +329,47 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fast
 fn key_bytes(values: &[Value], out: &mut Vec<u8>) {
     out.clear();
     for v in values {
-        let norm = match v {
-            Value::Numeric(d) if d.fract().is_zero() => d.to_i64().map(Value::Int8),
-            Value::Float4(_) | Value::Float8(_) => {
-                let f = v.as_f64().unwrap_or(0.0);
-                if f.fract() == 0.0 && f.abs() < 9e15 { Some(Value::Int8(f as i64)) } else { None }
-            }
-            _ => None,
-        };
-        encode_key(norm.as_ref().unwrap_or(v), out);
+        push_key(v, out);
     }
+}
+
+/// Appends one value's part of `key_bytes`.
+fn push_key(v: &Value, out: &mut Vec<u8>) {
+    let norm = match v {
+        Value::Numeric(d) if d.fract().is_zero() => d.to_i64().map(Value::Int8),
+        Value::Float4(_) | Value::Float8(_) => {
+            let f = v.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < 9e15 { Some(Value::Int8(f as i64)) } else { None }
+        }
+        _ => None,
+    };
+    encode_key(norm.as_ref().unwrap_or(v), out);
+}
+
+/// `key_bytes` of `exprs` over `row`; false if one is NULL (it joins with
+/// nothing). A plain column is read in place, not evaluated into a copy.
+fn row_key<'e>(
+    ctx: &mut Ctx,
+    exprs: impl Iterator<Item = &'e Expr>,
+    row: &[Value],
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    out.clear();
+    for e in exprs {
+        let owned;
+        let v = match e {
+            Expr::Column(c) if *c < row.len() => &row[*c],
+            e => {
+                owned = eval(ctx, e, row)?;
+                &owned
+            }
+        };
+        if v.is_null() {
+            return Ok(false);
+        }
+        push_key(v, out);
+    }
+    Ok(true)
 }
 
 pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
@@ -944,18 +975,9 @@ fn probe_stream(
     rest: &[&Expr],
     width: usize,
 ) -> Result<Vec<Row>> {
-    let (mut vals, mut key_buf) = (Vec::new(), Vec::new());
-    let mut key = |ctx: &mut Ctx, probe: bool, row: &Row, key_buf: &mut Vec<u8>| -> Result<bool> {
-        vals.clear();
-        for (a, b) in side.eq {
-            let v = eval(ctx, if probe { b } else { a }, row)?;
-            if v.is_null() {
-                return Ok(false);
-            }
-            vals.push(v);
-        }
-        key_bytes(&vals, key_buf);
-        Ok(true)
+    let mut key_buf = Vec::new();
+    let key = |ctx: &mut Ctx, probe: bool, row: &Row, key_buf: &mut Vec<u8>| -> Result<bool> {
+        row_key(ctx, side.eq.iter().map(|(a, b)| if probe { b } else { *a }), row, key_buf)
     };
     let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
     for (i, cur) in current.iter().enumerate() {
@@ -1187,7 +1209,6 @@ fn multi_join(
         .map(|r| widen(r, &inputs[first], width))
         .collect();
     let mut key_buf = Vec::new();
-    let mut vals = Vec::new();
     while joined.len() < n {
         // Next: an input linked by an equality, the smallest such; else the smallest.
         let mut candidates: Vec<usize> = (0..n).filter(|i| !joined.contains(*i)).collect();
@@ -1283,24 +1304,6 @@ fn multi_join(
             o[inp.offset..inp.offset + inp.width].clone_from_slice(&r[..inp.width]);
             o
         };
-        // Evaluates one side's key into `key_buf`; false if a part is NULL.
-        let key = |ctx: &mut Ctx,
-                   exprs: &mut dyn Iterator<Item = &Expr>,
-                   row: &Row,
-                   vals: &mut Vec<Value>,
-                   key_buf: &mut Vec<u8>|
-         -> Result<bool> {
-            vals.clear();
-            for e in exprs {
-                let v = eval(ctx, e, row)?;
-                if v.is_null() {
-                    return Ok(false);
-                }
-                vals.push(v);
-            }
-            key_bytes(vals, key_buf);
-            Ok(true)
-        };
         let emit = |ctx: &mut Ctx, o: Row, out: &mut Vec<Row>| -> Result<()> {
             ctx.tick()?;
             for &c in &rest {
@@ -1322,12 +1325,12 @@ fn multi_join(
             // Build on the joined rows (the smaller side), probe with the input's.
             let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
             for (i, cur) in current.iter().enumerate() {
-                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)? {
+                if row_key(ctx, eq.iter().map(|e| e.0), cur, &mut key_buf)? {
                     table.entry(key_buf.clone()).or_default().push(i);
                 }
             }
             for r in &right {
-                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)?
+                if row_key(ctx, eq.iter().map(|e| &e.1), r, &mut key_buf)?
                     && let Some(hits) = table.get(&key_buf)
                 {
                     for &i in hits {
@@ -1338,12 +1341,12 @@ fn multi_join(
         } else {
             let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
             for (i, r) in right.iter().enumerate() {
-                if key(ctx, &mut eq.iter().map(|e| &e.1), r, &mut vals, &mut key_buf)? {
+                if row_key(ctx, eq.iter().map(|e| &e.1), r, &mut key_buf)? {
                     table.entry(key_buf.clone()).or_default().push(i);
                 }
             }
             for cur in &current {
-                if key(ctx, &mut eq.iter().map(|e| e.0), cur, &mut vals, &mut key_buf)?
+                if row_key(ctx, eq.iter().map(|e| e.0), cur, &mut key_buf)?
                     && let Some(hits) = table.get(&key_buf)
                 {
                     for &i in hits {

@@ -191,8 +191,10 @@ pub fn decode_row(b: &[u8], ncols: usize, out: &mut Vec<Value>) -> Result<()> {
     decode_row_cols(b, ncols, None, out)
 }
 
-/// As `decode_row`; the text, bytea and json columns that `need` (if
-/// given) marks false are left NULL without being copied out.
+/// As `decode_row`; the columns that `need` (if given) marks false are
+/// left NULL without being decoded (a variable-length one without being
+/// copied out), and decoding stops after the last column needed: a join or
+/// GROUP BY over one integer column of a wide row reads just that column.
 pub fn decode_row_cols(
     b: &[u8],
     ncols: usize,
@@ -205,17 +207,19 @@ pub fn decode_row_cols(
     }
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
-    for _ in 0..n.min(ncols) {
-        let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
-        if matches!(tag, 9 | 10 | 17)
-            && need.is_some_and(|n| !n.get(out.len()).copied().unwrap_or(true))
-        {
-            pos += 1;
-            let len = get_varint(b, &mut pos)? as usize;
-            if b.len() < pos + len {
-                return Err(corrupt("truncated value"));
+    // Columns past `need`'s end are needed (as before: a shorter mask only
+    // speaks for the columns it lists).
+    let last = match need {
+        Some(need) if need.len() >= ncols => {
+            need[..ncols].iter().rposition(|x| *x).map_or(0, |i| i + 1)
+        }
+        _ => ncols,
+    };
+    for i in 0..n.min(last) {
+        if need.is_some_and(|n| !n.get(i).copied().unwrap_or(true)) {
+            if !skip_value(b, &mut pos)? {
+                decode_value(b, &mut pos, 0)?;
             }
-            pos += len;
             out.push(Value::Null);
             continue;
         }
@@ -223,6 +227,35 @@ pub fn decode_row_cols(
     }
     out.resize(ncols, Value::Null);
     Ok(())
+}
+
+/// Steps over the value at `pos` without building it, for the plain
+/// types; false (and `pos` unmoved) for the nested ones (jsonb, arrays,
+/// records), which the caller decodes and drops instead.
+fn skip_value(b: &[u8], pos: &mut usize) -> Result<bool> {
+    let tag = *b.get(*pos).ok_or_else(|| corrupt("truncated row"))?;
+    let len = match tag {
+        0..=2 => 0,
+        3 => 2,
+        4 | 6 | 11 => 4,
+        5 | 7 | 12..=14 => 8,
+        8 | 15 | 16 => 16,
+        9 | 10 | 17 => {
+            let mut p = *pos + 1;
+            let len = get_varint(b, &mut p)? as usize;
+            if b.len() < p + len {
+                return Err(corrupt("truncated value"));
+            }
+            *pos = p + len;
+            return Ok(true);
+        }
+        _ => return Ok(false),
+    };
+    if b.len() < *pos + 1 + len {
+        return Err(corrupt("truncated value"));
+    }
+    *pos += 1 + len;
+    Ok(true)
 }
 
 fn decode_value(b: &[u8], pos: &mut usize, depth: usize) -> Result<Value> {
@@ -466,6 +499,63 @@ mod tests {
         let mut k = Vec::new();
         encode_key(v, &mut k);
         k
+    }
+
+    #[test]
+    fn needed_columns_decode_alone_and_the_rest_stay_null() {
+        let row = vec![
+            Value::Null,
+            Value::Bool(false),
+            Value::Int2(-3),
+            Value::Int4(7),
+            Value::Int8(i64::MIN),
+            Value::Float4(1.5),
+            Value::Float8(-0.25),
+            Value::Numeric(Decimal::new(-12345, 3)),
+            Value::Text("héllo".into()),
+            Value::Bytea(vec![0, 1, 255]),
+            Value::Date(-5),
+            Value::Time(1),
+            Value::Timestamp(-2),
+            Value::TimestampTz(3),
+            Value::Interval(Interval { months: 1, days: -2, micros: 3 }),
+            Value::Uuid([7; 16]),
+            Value::Json("{}".into()),
+            Value::Array(vec![Value::Int4(1), Value::Null]),
+            Value::Int4(42),
+        ];
+        let mut b = Vec::new();
+        encode_row(&row, &mut b);
+        let n = row.len();
+        let mut out = Vec::new();
+        // Each column alone, each column left out, and masks of both
+        // lengths: what is needed decodes as in the full row, the rest is
+        // NULL, and a mask shorter than the row needs the columns it omits.
+        for i in 0..n {
+            for mask in [
+                (0..n).map(|j| j == i).collect::<Vec<_>>(),
+                (0..n).map(|j| j != i).collect(),
+                (0..i).map(|_| false).collect(),
+            ] {
+                decode_row_cols(&b, n + 1, Some(&mask), &mut out).unwrap();
+                assert_eq!(out.len(), n + 1);
+                for j in 0..n {
+                    let want =
+                        if mask.get(j).copied().unwrap_or(true) { &row[j] } else { &Value::Null };
+                    assert_eq!(&out[j], want, "column {j}, mask {mask:?}");
+                }
+                assert_eq!(out[n], Value::Null);
+            }
+        }
+        decode_row_cols(&b, n, Some(&vec![false; n]), &mut out).unwrap();
+        assert!(out.iter().all(Value::is_null));
+        // A truncated row is an error when a column up to its end is
+        // needed, skipped or not (decoding stops after the last needed one).
+        let mut last_only = vec![false; n];
+        last_only[n - 1] = true;
+        for mask in [last_only, vec![true; n]] {
+            assert!(decode_row_cols(&b[..b.len() - 1], n, Some(&mask), &mut out).is_err());
+        }
     }
 
     #[test]
