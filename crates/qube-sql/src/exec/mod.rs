@@ -942,8 +942,10 @@ fn own_row(
     width: usize,
     mut r: Row,
 ) -> Result<Option<Row>> {
-    r.truncate(inp.width);
-    r.resize(inp.width, Value::Null);
+    if r.len() != inp.width {
+        r.truncate(inp.width);
+        r.resize_with(inp.width, || Value::Null);
+    }
     for (local, full) in own {
         let ok = match local {
             Some(e) => truthy(&eval(ctx, e, &r)?),

@@ -201,7 +201,6 @@ pub fn decode_row_cols(
     need: Option<&[bool]>,
     out: &mut Vec<Value>,
 ) -> Result<()> {
-    out.clear();
     if b.first() != Some(&1) {
         return Err(corrupt("unknown row version"));
     }
@@ -215,17 +214,28 @@ pub fn decode_row_cols(
         }
         _ => ncols,
     };
-    for i in 0..n.min(last) {
-        if need.is_some_and(|n| !n.get(i).copied().unwrap_or(true)) {
+    // A row buffer handed back for reuse keeps its slots: a needed column
+    // is overwritten, any other one only cleared if it holds something (no
+    // drop and re-push of every value per row).
+    if out.len() != ncols {
+        out.clear();
+        out.resize_with(ncols, || Value::Null);
+    }
+    let stored = n.min(last);
+    for (i, slot) in out.iter_mut().enumerate() {
+        if i < stored {
+            if need.is_none_or(|n| n.get(i).copied().unwrap_or(true)) {
+                *slot = decode_value(b, &mut pos, 0)?;
+                continue;
+            }
             if !skip_value(b, &mut pos)? {
                 decode_value(b, &mut pos, 0)?;
             }
-            out.push(Value::Null);
-            continue;
         }
-        out.push(decode_value(b, &mut pos, 0)?);
+        if !slot.is_null() {
+            *slot = Value::Null;
+        }
     }
-    out.resize(ncols, Value::Null);
     Ok(())
 }
 
