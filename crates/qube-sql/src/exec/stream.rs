@@ -371,6 +371,21 @@ impl Stream<'_> {
             Stream::Project(input, exprs, moves) => match input.next(ctx)? {
                 None => Ok(None),
                 Some(mut r) => {
+                    if *moves && exprs.len() * 2 >= r.len() && in_place(exprs, r.len()) {
+                        // Plain columns in ascending order (`SELECT id,
+                        // name`): moved down within the row itself, which
+                        // then goes up as the output (no row allocated).
+                        // Only when they are at least half the row: a
+                        // sort or hash over the output holds every row,
+                        // and its memory is counted by the values kept.
+                        for (i, e) in exprs.iter().enumerate() {
+                            if let Expr::Column(c) = e {
+                                r.swap(i, *c);
+                            }
+                        }
+                        r.truncate(exprs.len());
+                        return Ok(Some(r));
+                    }
                     let mut o = Vec::with_capacity(exprs.len());
                     for e in exprs.iter() {
                         match e {
@@ -413,6 +428,21 @@ impl Stream<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether a projection is plain columns in strictly ascending order, all
+/// within a row of `width`: then swapping each into its place in turn never
+/// disturbs one still to come (column `c` of the `i`th is at least `i` and
+/// above every earlier one's), and the row can become the output.
+fn in_place(exprs: &[Expr], width: usize) -> bool {
+    let mut next = 0;
+    for e in exprs {
+        match e {
+            Expr::Column(c) if *c >= next && *c < width => next = c + 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Appends the rowids of the index entries `l` finds, in key order.
