@@ -715,7 +715,7 @@ impl<'a> Binder<'a> {
         let mut keys = Vec::new();
         for o in order_by {
             let (desc, nulls_first) = order_opts(o);
-            let idx = match self.output_ref(&o.expr, &columns)? {
+            let idx = match self.output_ref(&o.expr, &columns, &exprs)? {
                 Some(i) => i,
                 None => {
                     let b = finish_unknown(self.expr(&o.expr)?)?;
@@ -738,7 +738,7 @@ impl<'a> Binder<'a> {
         if let Some(ast::Distinct::On(on)) = &sel.distinct {
             let mut idx = Vec::new();
             for e in on {
-                let i = match self.output_ref(e, &columns)? {
+                let i = match self.output_ref(e, &columns, &exprs)? {
                     Some(i) => i,
                     None => {
                         let b = finish_unknown(self.expr(e)?)?;
@@ -898,8 +898,17 @@ impl<'a> Binder<'a> {
         Ok(g.clone())
     }
 
-    /// ORDER BY 2 / ORDER BY alias → output column index.
-    fn output_ref(&self, e: &ast::Expr, columns: &[(String, DataType)]) -> Result<Option<usize>> {
+    /// ORDER BY 2 / ORDER BY alias → output column index. A name several
+    /// output columns carry is ambiguous unless they are one expression
+    /// (`SELECT a, a … ORDER BY a`), as in PostgreSQL; `exprs` are the
+    /// output columns' expressions (empty where there are none to compare:
+    /// a set operation's columns are all different).
+    fn output_ref(
+        &self,
+        e: &ast::Expr,
+        columns: &[(String, DataType)],
+        exprs: &[Expr],
+    ) -> Result<Option<usize>> {
         match e {
             ast::Expr::Value(v) => {
                 if let ast::Value::Number(n, _) = &v.value {
@@ -922,9 +931,11 @@ impl<'a> Binder<'a> {
                     .filter(|(_, c)| c.0 == name)
                     .map(|(i, _)| i)
                     .collect();
+                let same = |i: usize| exprs.get(i).is_some_and(|x| Some(x) == exprs.get(hits[0]));
                 match hits.len() {
                     0 => Ok(None),
                     1 => Ok(Some(hits[0])),
+                    _ if hits.iter().all(|&i| same(i)) => Ok(Some(hits[0])),
                     _ => Err(err("42702", format!("ORDER BY \"{name}\" is ambiguous"))),
                 }
             }
@@ -941,7 +952,7 @@ impl<'a> Binder<'a> {
         let mut keys = Vec::new();
         for o in order_by {
             let (desc, nulls_first) = order_opts(o);
-            let idx = self.output_ref(&o.expr, columns)?.ok_or_else(|| {
+            let idx = self.output_ref(&o.expr, columns, &[])?.ok_or_else(|| {
                 if let ast::Expr::Identifier(id) = &o.expr {
                     return err("42703", format!("column \"{}\" does not exist", ident(id)));
                 }
