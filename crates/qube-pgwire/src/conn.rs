@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,12 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
-    PortalSuspended,
+    Close, CloseComplete, Parse, ParseComplete, PortalSuspended,
 };
-use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
-};
+use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey, Startup,
 };
@@ -35,6 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::emit::{self, CopyChunk, CopyEnd, Emitter, Outgoing, put};
+use crate::hot::{self, BindMsg, Hot};
 use crate::tls::Stream;
 use crate::{Auth, SERVER_VERSION, Server, types};
 
@@ -82,10 +81,38 @@ impl Stmt {
             return bytes.clone();
         }
         let mut out = BytesMut::new();
-        put(&mut out, B::RowDescription(emit::row_description(&self.columns, formats)));
+        emit::row_description(&mut out, &self.columns, formats);
         let bytes = out.freeze();
         *cached = Some((formats.to_vec(), bytes.clone()));
         bytes
+    }
+}
+
+/// The hasher of the maps of statement and portal names: FNV-1a, much
+/// cheaper than the default SipHash for names of a few bytes that are
+/// looked up several times per execution. The names come from the
+/// connection's own client, so a flood of colliding names slows only
+/// that connection.
+#[derive(Default, Clone, Copy)]
+struct Names;
+
+impl std::hash::BuildHasher for Names {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -107,8 +134,8 @@ struct Conn<'a> {
     out: BytesMut,
     /// Out of the struct while a statement runs on a blocking thread.
     session: Option<Box<Session>>,
-    stmts: HashMap<String, Arc<Stmt>>,
-    portals: HashMap<String, Portal>,
+    stmts: HashMap<String, Arc<Stmt>, Names>,
+    portals: HashMap<String, Portal, Names>,
     /// After an error in the extended protocol: discard until Sync.
     skip_to_sync: bool,
     /// Where we are after a COPY FROM STDIN that failed before copy-in
@@ -146,6 +173,16 @@ enum StrayCopy {
     Synced,
     /// A copy message came: the next Sync is the copy's and is not answered.
     Swallow,
+}
+
+/// The waits that end an idle connection (`Conn::next_frame`), kept
+/// across messages: a pending future stays registered with its channel.
+/// Either one finishing ends the connection, so neither is polled after.
+struct Ends<'a> {
+    /// The server shuts down.
+    stopped: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    /// Another session terminated this one (`Conn::terminate`).
+    terminated: Pin<Box<tokio::sync::futures::Notified<'a>>>,
 }
 
 /// What ends a connection without a protocol reply beyond a final error.
@@ -276,12 +313,21 @@ fn well_formed(kind: u8, body: &[u8]) -> bool {
     ok.is_some() && r.0.is_empty()
 }
 
+/// A frame whose body does not have its type's layout.
+fn malformed(kind: u8) -> End {
+    fatal("08P01", format!("invalid message format (message type {})", kind as char))
+}
+
+/// A frontend message: one of the per-execution messages read in place
+/// (`hot`), or any message as pgwire decodes it.
+enum Msg<'a> {
+    Hot(Hot<'a>),
+    Other(F),
+}
+
 fn decode_message(mut frame: BytesMut) -> Step<F> {
     if frame.len() >= 5 && !well_formed(frame[0], &frame[5..]) {
-        return Err(fatal(
-            "08P01",
-            format!("invalid message format (message type {})", frame[0] as char),
-        ));
+        return Err(malformed(frame[0]));
     }
     let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     ctx.awaiting_frontend_ssl = false;
@@ -311,8 +357,8 @@ pub async fn run(
         inbuf: BytesMut::with_capacity(8192),
         out: BytesMut::with_capacity(8192),
         session: None,
-        stmts: HashMap::new(),
-        portals: HashMap::new(),
+        stmts: HashMap::default(),
+        portals: HashMap::default(),
         skip_to_sync: false,
         stray_copy: StrayCopy::No,
         zone_reported: String::new(),
@@ -618,16 +664,25 @@ impl Conn<'_> {
     }
 
     fn ready_for_query(&mut self) -> Step {
+        // ReadyForQuery: 'Z', length 5, the status.
         let status = match self.session()?.transaction_status() {
-            (false, _) => TransactionStatus::Idle,
-            (true, false) => TransactionStatus::Transaction,
-            (true, true) => TransactionStatus::Error,
+            (false, _) => b'I',
+            (true, false) => b'T',
+            (true, true) => b'E',
         };
-        put(&mut self.out, B::ReadyForQuery(ReadyForQuery::new(status)));
+        self.out.extend_from_slice(&[b'Z', 0, 0, 0, 5, status]);
         Ok(())
     }
 
     async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> Step {
+        // What ends the connection while it waits for its client: made
+        // once, so that waiting between messages does not register with
+        // (and leave) the shutdown channel and the Notify every time.
+        let terminate = self.terminate.clone();
+        let mut ends = Ends {
+            stopped: Box::pin(crate::stopped(shutdown)),
+            terminated: Box::pin(terminate.notified()),
+        };
         loop {
             let max = self.server.config.max_message_bytes;
             // Messages a client pipelined (Bind, Describe, Execute, Sync)
@@ -635,26 +690,29 @@ impl Conn<'_> {
             let frame = if frame_buffered(&self.inbuf) {
                 read_frame(&mut self.stream, &mut self.inbuf, false, max).await?
             } else {
-                self.next_frame(shutdown, max).await?
+                self.next_frame(&mut ends, max).await?
             };
-            let msg = decode_message(frame)?;
-            let extended = matches!(
-                msg,
-                F::Parse(_)
-                    | F::Bind(_)
-                    | F::Describe(_)
-                    | F::Execute(_)
-                    | F::Close(_)
-                    | F::Flush(_)
-            );
-            self.stray_copy = match (self.stray_copy, &msg) {
-                (StrayCopy::Failed, F::Sync(_)) => StrayCopy::Failed,
-                (StrayCopy::Failed, _) if extended => StrayCopy::Failed,
-                (StrayCopy::Synced, F::CopyData(_)) => StrayCopy::Synced,
-                (StrayCopy::Synced | StrayCopy::Swallow, F::CopyDone(_) | F::CopyFail(_)) => {
-                    StrayCopy::Swallow
+            // Bind, Describe, Execute, Sync and Query are read in place
+            // (`hot`).
+            let kind = frame[0];
+            let held;
+            let msg = if hot::is_hot(&frame) {
+                if !well_formed(kind, &frame[5..]) {
+                    return Err(malformed(kind));
                 }
-                (StrayCopy::Swallow, F::Sync(_)) => {
+                held = frame;
+                Msg::Hot(hot::read(&held))
+            } else {
+                Msg::Other(decode_message(frame)?)
+            };
+            // Parse, Bind, Describe, Execute, Close, Flush.
+            let extended = matches!(kind, b'P' | b'B' | b'D' | b'E' | b'C' | b'H');
+            self.stray_copy = match (self.stray_copy, kind) {
+                (StrayCopy::Failed, b'S') => StrayCopy::Failed,
+                (StrayCopy::Failed, _) if extended => StrayCopy::Failed,
+                (StrayCopy::Synced, b'd') => StrayCopy::Synced,
+                (StrayCopy::Synced | StrayCopy::Swallow, b'c' | b'f') => StrayCopy::Swallow,
+                (StrayCopy::Swallow, b'S') => {
                     // The copy's own Sync (see `StrayCopy`).
                     self.stray_copy = StrayCopy::No;
                     continue;
@@ -665,41 +723,42 @@ impl Conn<'_> {
                 continue;
             }
             let r = match msg {
-                F::Query(q) => {
-                    self.simple_query(q.query).await?;
+                Msg::Hot(Hot::Bind(b)) => self.bind(b),
+                Msg::Hot(Hot::Describe { target, name }) => self.describe(target, &name),
+                Msg::Hot(Hot::Execute { portal, max_rows }) => {
+                    self.execute(&portal, max_rows).await?
+                }
+                Msg::Hot(Hot::Sync) | Msg::Other(F::Sync(_)) => {
+                    self.sync().await?;
+                    Ok(())
+                }
+                Msg::Hot(Hot::Query(q)) => {
+                    self.simple_query(q.into_owned()).await?;
                     self.ready_for_query()?;
                     self.flush().await?;
                     Ok(())
                 }
-                F::Parse(p) => self.parse(p).await?,
-                F::Bind(b) => self.bind(b),
-                F::Describe(d) => self.describe(d),
-                F::Execute(e) => self.execute(e).await?,
-                F::Close(c) => {
+                Msg::Other(F::Parse(p)) => self.parse(p).await?,
+                // Longer than pgwire accepts: it fails to decode them.
+                Msg::Other(F::Query(_) | F::Bind(_)) => return Err(malformed(kind)),
+                Msg::Other(F::Describe(d)) => {
+                    self.describe(d.target_type, d.name.as_deref().unwrap_or_default())
+                }
+                Msg::Other(F::Execute(e)) => {
+                    self.execute(e.name.as_deref().unwrap_or_default(), e.max_rows).await?
+                }
+                Msg::Other(F::Close(c)) => {
                     self.close(c);
                     Ok(())
                 }
-                F::Flush(_) => {
+                Msg::Other(F::Flush(_)) => {
                     self.flush().await?;
                     Ok(())
                 }
-                F::Sync(_) => {
-                    if self.stray_copy == StrayCopy::Failed {
-                        self.stray_copy = StrayCopy::Synced;
-                    }
-                    self.skip_to_sync = false;
-                    if !self.session()?.transaction_status().0 {
-                        // Portals live until the end of their transaction.
-                        self.portals.clear();
-                    }
-                    self.ready_for_query()?;
-                    self.flush().await?;
-                    Ok(())
-                }
-                F::Terminate(_) => return Err(End::Closed),
+                Msg::Other(F::Terminate(_)) => return Err(End::Closed),
                 // Stray COPY messages are ignored, as PostgreSQL does.
-                F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
-                other => {
+                Msg::Other(F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_)) => Ok(()),
+                Msg::Other(other) => {
                     return Err(fatal(
                         "08P01",
                         format!("unexpected message {}", message_name(&other)),
@@ -719,14 +778,25 @@ impl Conn<'_> {
         }
     }
 
+    /// Sync: the end of an extended-protocol message sequence.
+    async fn sync(&mut self) -> Step {
+        if self.stray_copy == StrayCopy::Failed {
+            self.stray_copy = StrayCopy::Synced;
+        }
+        self.skip_to_sync = false;
+        if !self.session()?.transaction_status().0 {
+            // Portals live until the end of their transaction.
+            self.portals.clear();
+        }
+        self.ready_for_query()?;
+        self.flush().await?;
+        Ok(())
+    }
+
     /// Waits for the next frame, or for what ends the connection while it
     /// is idle: shutdown, pg_terminate_backend, the idle-in-transaction
     /// timeout.
-    async fn next_frame(
-        &mut self,
-        shutdown: &mut watch::Receiver<bool>,
-        max: usize,
-    ) -> Step<BytesMut> {
+    async fn next_frame(&mut self, ends: &mut Ends<'_>, max: usize) -> Step<BytesMut> {
         // Idle inside a transaction block: at most the session's
         // idle_in_transaction_session_timeout.
         let idle_limit = self
@@ -743,10 +813,10 @@ impl Conn<'_> {
         tokio::select! {
             biased;
             f = read_frame(&mut self.stream, &mut self.inbuf, false, max) => f,
-            _ = crate::stopped(shutdown) => {
+            _ = &mut ends.stopped => {
                 Err(fatal("57P01", "terminating connection due to administrator command"))
             }
-            _ = self.terminate.notified() => {
+            _ = &mut ends.terminated => {
                 Err(End::Fatal(qube_sql::exec::interrupt::terminated()))
             }
             _ = idle => {
@@ -1012,75 +1082,78 @@ impl Conn<'_> {
         }))
     }
 
-    fn bind(&mut self, b: Bind) -> Result<()> {
-        let name = b.statement_name.unwrap_or_default();
-        let portal = b.portal_name.unwrap_or_default();
-        let stmt = self.stmts.get(&name).cloned().ok_or_else(|| {
+    fn bind(&mut self, b: BindMsg<'_>) -> Result<()> {
+        let name = b.statement.as_ref();
+        let stmt = self.stmts.get(name).cloned().ok_or_else(|| {
             Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
         })?;
-        if !portal.is_empty() && self.portals.contains_key(&portal) {
-            return Err(Error::user("42P03", format!("cursor \"{portal}\" already exists")));
+        if !b.portal.is_empty() && self.portals.contains_key(b.portal.as_ref()) {
+            return Err(Error::user("42P03", format!("cursor \"{}\" already exists", b.portal)));
         }
-        if b.parameters.len() != stmt.params.len() {
+        if b.param_count() != stmt.params.len() {
             return Err(Error::user(
                 "08P01",
                 format!(
                     "bind message supplies {} parameters, but prepared statement \"{name}\" requires {}",
-                    b.parameters.len(),
+                    b.param_count(),
                     stmt.params.len()
                 ),
             ));
         }
-        let pf = &b.parameter_format_codes;
-        if pf.len() > 1 && pf.len() != b.parameters.len() {
+        let pf = b.param_format_count();
+        if pf > 1 && pf != b.param_count() {
             return Err(Error::user(
                 "08P01",
                 format!(
-                    "bind message has {} parameter formats but {} parameters",
-                    pf.len(),
-                    b.parameters.len()
+                    "bind message has {pf} parameter formats but {} parameters",
+                    b.param_count()
                 ),
             ));
         }
-        let rf = b.result_column_format_codes;
-        if rf.len() > 1 && rf.len() != stmt.columns.len() {
+        let rf = b.result_format_count();
+        if rf > 1 && rf != stmt.columns.len() {
             return Err(Error::user(
                 "08P01",
                 format!(
-                    "bind message has {} result formats but query has {} columns",
-                    rf.len(),
+                    "bind message has {rf} result formats but query has {} columns",
                     stmt.columns.len()
                 ),
             ));
         }
-        if pf.iter().chain(&rf).any(|f| !matches!(f, 0 | 1)) {
+        if b.all_formats().any(|f| !matches!(f, 0 | 1)) {
             return Err(Error::user("22023", "unsupported format code"));
         }
-        let mut params = Vec::with_capacity(b.parameters.len());
-        for (i, p) in b.parameters.iter().enumerate() {
-            let binary = emit::format_of(pf, i) == 1;
-            let v = types::decode_param(p.as_deref(), binary, stmt.params[i].as_ref()).map_err(
-                |e| match e {
+        let mut params = Vec::with_capacity(b.param_count());
+        for (i, p) in b.params().enumerate() {
+            let binary = b.param_format(i) == 1;
+            let v =
+                types::decode_param(p, binary, stmt.params[i].as_ref()).map_err(|e| match e {
                     Error::User { sqlstate, message, .. } => {
                         Error::user(sqlstate, format!("{message} (parameter ${})", i + 1))
                     }
                     e => e,
-                },
-            )?;
+                })?;
             params.push(v);
         }
+        // All text is no codes at all (`emit::format_of`): drivers send one
+        // 0, which then costs no allocation.
+        let formats = if b.result_formats().all(|f| f == 0) {
+            Vec::new()
+        } else {
+            b.result_formats().collect()
+        };
         self.portals.insert(
-            portal,
-            Portal { stmt, params: Arc::new(params), formats: rf, pending: None, done: None },
+            b.portal.into_owned(),
+            Portal { stmt, params: Arc::new(params), formats, pending: None, done: None },
         );
-        put(&mut self.out, B::BindComplete(BindComplete::new()));
+        // BindComplete: '2', length 4.
+        self.out.extend_from_slice(&[b'2', 0, 0, 0, 4]);
         Ok(())
     }
 
-    fn describe(&mut self, d: Describe) -> Result<()> {
-        let name = d.name.unwrap_or_default();
-        let (stmt, formats): (&Stmt, &[i16]) = if d.target_type == b'S' {
-            let stmt = self.stmts.get(&name).ok_or_else(|| {
+    fn describe(&mut self, target: u8, name: &str) -> Result<()> {
+        let (stmt, formats): (&Stmt, &[i16]) = if target == b'S' {
+            let stmt = self.stmts.get(name).ok_or_else(|| {
                 Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
             })?;
             put(
@@ -1091,7 +1164,7 @@ impl Conn<'_> {
         } else {
             let p = self
                 .portals
-                .get(&name)
+                .get(name)
                 .ok_or_else(|| Error::user("34000", format!("portal \"{name}\" does not exist")))?;
             (&p.stmt, &p.formats)
         };
@@ -1103,15 +1176,14 @@ impl Conn<'_> {
         Ok(())
     }
 
-    async fn execute(&mut self, e: Execute) -> Step<Result<()>> {
-        let name = e.name.unwrap_or_default();
-        let Some(portal) = self.portals.get_mut(&name) else {
+    async fn execute(&mut self, name: &str, max_rows: i32) -> Step<Result<()>> {
+        let Some(portal) = self.portals.get_mut(name) else {
             return Ok(Err(Error::user("34000", format!("portal \"{name}\" does not exist"))));
         };
-        let limit = usize::try_from(e.max_rows).ok().filter(|n| *n > 0);
+        let limit = usize::try_from(max_rows).ok().filter(|n| *n > 0);
         if let Some(tag) = &portal.done {
             // Run to completion before: nothing more to return.
-            put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.clone())));
+            emit::command_complete(&mut self.out, tag);
             return Ok(Ok(()));
         }
         if portal.pending.is_none() {
@@ -1155,7 +1227,7 @@ impl Conn<'_> {
             if early && r.is_err() {
                 self.stray_copy = StrayCopy::Failed;
             }
-            let Some(portal) = self.portals.get_mut(&name) else { return Ok(Ok(())) };
+            let Some(portal) = self.portals.get_mut(name) else { return Ok(Ok(())) };
             match r {
                 Err(e) => return Ok(Err(e)),
                 Ok((None, tag)) => {
@@ -1165,14 +1237,14 @@ impl Conn<'_> {
                 Ok((Some(rows), tag)) => portal.pending = Some((rows.into(), tag)),
             }
         }
-        let Some(portal) = self.portals.get_mut(&name) else { return Ok(Ok(())) };
+        let Some(portal) = self.portals.get_mut(name) else { return Ok(Ok(())) };
         if let Some((rows, tag)) = &mut portal.pending {
             let n = limit.unwrap_or(usize::MAX).min(rows.len());
             for r in rows.drain(..n) {
                 self.out.extend_from_slice(&r);
             }
             if rows.is_empty() {
-                put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.clone())));
+                emit::command_complete(&mut self.out, tag);
                 portal.done = Some(std::mem::take(tag));
                 portal.pending = None;
             } else {
@@ -1209,7 +1281,7 @@ impl Conn<'_> {
             }
         };
         match r {
-            Ok(tag) => put(&mut self.out, B::CommandComplete(CommandComplete::new(tag.into()))),
+            Ok(tag) => emit::command_complete(&mut self.out, tag),
             Err(e) => {
                 self.session()?.fail_transaction();
                 put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
@@ -1375,6 +1447,11 @@ fn deallocate_target(sql: &str) -> Option<Option<String>> {
         let end = s.find(|c: char| c.is_ascii_whitespace()).unwrap_or(s.len());
         (&s[..end], &s[end..])
     }
+    // Most texts are not: their first letter says so.
+    let start = sql.trim_start().as_bytes().first();
+    if !start.is_some_and(|b| b.eq_ignore_ascii_case(&b'd')) {
+        return None;
+    }
     let body = sql.trim().trim_end_matches(';').trim_end();
     let (first, rest) = word(body);
     if !first.eq_ignore_ascii_case("deallocate") {
@@ -1418,5 +1495,35 @@ fn message_name(m: &F) -> &'static str {
         F::PasswordMessageFamily(_) => "PasswordMessage",
         F::PortalSuspended(_) => "PortalSuspended",
         _ => "in this state",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deallocate_is_recognised_whatever_its_case_and_spacing() {
+        assert_eq!(deallocate_target("DEALLOCATE ALL"), Some(None));
+        assert_eq!(deallocate_target("  \n deallocate prepare s1;"), Some(Some("s1".into())));
+        assert_eq!(deallocate_target("Deallocate \"Q\"\"x\""), Some(Some("Q\"x".into())));
+        assert_eq!(deallocate_target("drop table t"), None);
+        assert_eq!(deallocate_target("select 1"), None);
+        assert_eq!(deallocate_target(""), None);
+        assert_eq!(deallocate_target("   "), None);
+        assert_eq!(deallocate_target("deallocate 1x"), None);
+    }
+
+    #[test]
+    fn name_maps_find_what_was_put_in() {
+        let mut m: HashMap<String, u32, Names> = HashMap::default();
+        for i in 0..1000u32 {
+            m.insert(format!("P0_{i}"), i);
+        }
+        m.insert(String::new(), 7);
+        assert_eq!(m.len(), 1001);
+        assert!((0..1000u32).all(|i| m.get(format!("P0_{i}").as_str()) == Some(&i)));
+        assert_eq!(m.get(""), Some(&7));
+        assert_eq!(m.get("P0_1000"), None);
     }
 }

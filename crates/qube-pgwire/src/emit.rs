@@ -16,10 +16,7 @@
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::PgWireBackendMessage as B;
-use pgwire::messages::data::{FieldDescription, RowDescription};
-use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse,
-};
+use pgwire::messages::response::{EmptyQueryResponse, ErrorResponse, NoticeResponse};
 use pgwire::messages::startup::ParameterStatus;
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
@@ -73,6 +70,15 @@ pub fn put(out: &mut BytesMut, m: B) {
     }
 }
 
+/// Appends CommandComplete with `tag`, written directly: it ends every
+/// statement, and pgwire's message takes an owned copy of the tag.
+pub fn command_complete(out: &mut BytesMut, tag: &str) {
+    out.put_u8(b'C');
+    out.put_i32((4 + tag.len() + 1) as i32);
+    out.put_slice(tag.as_bytes());
+    out.put_u8(0);
+}
+
 /// An ErrorResponse's fields for an engine error.
 pub fn error_response(e: &Error, severity: &str) -> ErrorResponse {
     let mut message = e.to_string();
@@ -123,24 +129,30 @@ pub fn notice_response(n: &qube_sql::Notice) -> NoticeResponse {
     NoticeResponse::new(fields)
 }
 
-/// A result description: one field per column, each in its format.
-pub fn row_description(cols: &[Column], formats: &[i16]) -> RowDescription {
-    RowDescription::new(
-        cols.iter()
-            .enumerate()
-            .map(|(i, c)| {
-                FieldDescription::new(
-                    c.name.clone(),
-                    c.table_oid as i32,
-                    c.column_id,
-                    types::oid(&c.data_type),
-                    types::type_size(&c.data_type),
-                    types::type_modifier(&c.data_type),
-                    format_of(formats, i),
-                )
-            })
-            .collect(),
-    )
+/// Appends RowDescription: one field per column, each in its format.
+/// Written directly (pgwire's message would take a copy of every name):
+/// the count, then per field its name, table oid, column number, type
+/// oid, size, modifier and format code.
+pub fn row_description(out: &mut BytesMut, cols: &[Column], formats: &[i16]) {
+    let len = 4 + 2 + cols.iter().map(|c| c.name.len() + 1 + 18).sum::<usize>();
+    let Ok(len) = i32::try_from(len) else {
+        tracing::warn!("could not encode a backend message: RowDescription of {len} bytes");
+        return;
+    };
+    out.reserve(len as usize + 1);
+    out.put_u8(b'T');
+    out.put_i32(len);
+    out.put_i16(cols.len() as i16);
+    for (i, c) in cols.iter().enumerate() {
+        out.put_slice(c.name.as_bytes());
+        out.put_u8(0);
+        out.put_i32(c.table_oid as i32);
+        out.put_i16(c.column_id);
+        out.put_u32(types::oid(&c.data_type));
+        out.put_i16(types::type_size(&c.data_type));
+        out.put_i32(types::type_modifier(&c.data_type));
+        out.put_i16(format_of(formats, i));
+    }
 }
 
 /// Bind's result format codes: none (all text), one for all, or one each.
@@ -284,8 +296,7 @@ impl Emitter {
     pub fn row(&mut self, cols: &[Column], row: Vec<Value>) -> Result<()> {
         if self.describe && !self.described {
             self.described = true;
-            let d = row_description(cols, &self.formats);
-            self.put(B::RowDescription(d));
+            row_description(&mut self.buf, cols, &self.formats);
         }
         match &mut self.collected {
             Some(c) => {
@@ -306,14 +317,13 @@ impl Emitter {
         let QueryResult { columns, rows, tag } = r;
         if self.describe && !self.described && !columns.is_empty() {
             self.described = true;
-            let d = row_description(&columns, &self.formats);
-            self.put(B::RowDescription(d));
+            row_description(&mut self.buf, &columns, &self.formats);
         }
         for row in rows {
             self.row(&columns, row)?;
         }
         if self.collected.is_none() {
-            self.put(B::CommandComplete(CommandComplete::new(tag.clone())));
+            command_complete(&mut self.buf, &tag);
         }
         Ok(tag)
     }

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! Server::serve ── accept loop (tokio) ── one task per connection (conn.rs)
-//!                                            │ frames read into a buffer,
-//!                                            │ decoded by pgwire's message types
+//!                                            │ frames read into a buffer; Query,
+//!                                            │ Bind, Describe, Execute, Sync read
+//!                                            │ in place (hot.rs), the rest decoded
+//!                                            │ by pgwire's message types
 //!                                            ▼
 //!                         startup → simple query / extended query state machine
 //!                                            │ every statement and Parse (Conn::run)
@@ -41,9 +43,13 @@
 //!   bodies (`Buf::get_*`), so each frame is cut from the stream by its
 //!   length first, decoded on its own under `catch_unwind`, and must be
 //!   consumed exactly; anything else is a protocol violation (08P01, FATAL),
-//!   never a panic that takes more than this connection down. Backend
-//!   messages are pgwire's types, except `DataRow`, which is encoded in
-//!   place (one per row, no intermediate buffer).
+//!   never a panic that takes more than this connection down. The messages
+//!   every execution sends (Query; Bind, Describe, Execute, Sync) are read
+//!   in place instead, after the same layout check (`hot.rs`): names and
+//!   values borrowed from the frame, no copies. Backend messages are
+//!   pgwire's types, except those every statement sends, which are encoded
+//!   in place: `DataRow` (one per row, no intermediate buffer),
+//!   `RowDescription`, `CommandComplete`, `BindComplete`, `ReadyForQuery`.
 //! - **pgwire's handler layer is not used.** Its `SimpleQueryHandler` /
 //!   `ExtendedQueryHandler` API is async and owns the portal store; our
 //!   engine is synchronous, decides ReadyForQuery's status itself
@@ -98,6 +104,7 @@
 
 mod conn;
 mod emit;
+mod hot;
 pub mod tls;
 pub mod types;
 

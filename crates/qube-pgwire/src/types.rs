@@ -24,11 +24,34 @@ pub fn write_text(v: &Value, out: &mut BytesMut) {
     use std::fmt::Write;
     match v {
         Value::Text(s) | Value::Json(s) => out.put_slice(s.as_bytes()),
+        Value::Int2(n) => write_int(i64::from(*n), out),
+        Value::Int4(n) => write_int(i64::from(*n), out),
+        Value::Int8(n) => write_int(*n, out),
         // Writing to a BytesMut cannot fail.
         v => {
             let _ = write!(out, "{v}");
         }
     }
+}
+
+/// Appends an integer in decimal, as its `Display` does, without going
+/// through the formatter.
+fn write_int(n: i64, out: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[i..]);
 }
 
 /// Appends an int2vector's text form: the numbers separated by spaces.
@@ -382,6 +405,25 @@ mod tests {
         write_numeric(&d, &mut b);
         let back = read_numeric(&b).unwrap();
         assert_eq!(back.to_string(), d.to_string(), "{s}");
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        let values = [
+            Value::Int2(i16::MIN),
+            Value::Int2(0),
+            Value::Int4(-7),
+            Value::Int4(i32::MAX),
+            Value::Int8(i64::MIN),
+            Value::Int8(i64::MAX),
+            Value::Int8(10),
+            Value::Int8(-100),
+        ];
+        for v in values {
+            let mut b = BytesMut::new();
+            write_text(&v, &mut b);
+            assert_eq!(std::str::from_utf8(&b).unwrap(), v.to_string());
+        }
     }
 
     #[test]

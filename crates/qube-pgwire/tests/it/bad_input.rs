@@ -247,3 +247,41 @@ async fn a_client_leaving_in_the_middle_of_a_large_result() {
     drop(watcher);
     srv.stop().await;
 }
+
+/// One frontend message: type, length, body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_or_oversized_execution_messages_are_protocol_violations() {
+    let srv = TestServer::start().await;
+    let long_name = [vec![b'p'; 10_001], vec![0, 0, 0, 0, 0]].concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("Describe of neither S nor P", message(b'D', b"Xname\0")),
+        ("Execute without its row limit", message(b'E', b"\0")),
+        ("Execute longer than 10,000 bytes", message(b'E', &long_name)),
+        ("Query without its terminator", message(b'Q', b"SELECT 1")),
+        ("Query with bytes after the terminator", message(b'Q', b"SELECT 1\0x")),
+        ("Sync with a body", message(b'S', b"x")),
+        ("Bind cut short", message(b'B', b"\0\0\0\x01")),
+    ];
+    for (what, bytes) in cases {
+        let mut r = raw::Raw::connect(srv.addr).await;
+        r.stream.write_all(&bytes).await.unwrap();
+        let m = read_all(&mut r.stream).await;
+        assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("08P01"), "{what}: {m:?}");
+        assert_eq!(raw::error_field(&m, b'S').as_deref(), Some("FATAL"), "{what}: {m:?}");
+        let text = raw::error_field(&m, b'M').unwrap_or_default();
+        assert!(text.starts_with("invalid message format"), "{what}: {text}");
+        srv.assert_serving().await;
+    }
+    // Well-formed, they are answered.
+    let mut r = raw::Raw::connect(srv.addr).await;
+    let m = r.query("SELECT 41 + 1").await;
+    assert_eq!(raw::data_rows(&m), vec![vec![Some("42".into())]]);
+    srv.stop().await;
+}

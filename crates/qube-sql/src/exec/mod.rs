@@ -1890,6 +1890,7 @@ pub fn index_rows(
     rowid_key: bool,
 ) -> Result<Vec<(u64, Row)>> {
     let rows_of = rowid_key.then_some(table);
+    let types = stream::KeyTypes::Types(types);
     let found = stream::lookup(ctx, types, index, unique, columns, keys, range, rows_of)?;
     if rowid_key {
         let mut out = Vec::new();

@@ -198,13 +198,13 @@ pub fn open_scan<'p>(
                 false => None,
             };
             // The key types: the columns', or an expression index's own.
-            let types: Vec<DataType> = match table.expr_index(*index) {
-                Some(x) => x.types.clone(),
-                None => table.columns.iter().map(|c| c.1.clone()).collect(),
+            let types = match table.expr_index(*index) {
+                Some(x) => KeyTypes::Types(&x.types),
+                None => KeyTypes::Columns(&table.columns),
             };
             let rows_of = table.rows_of(*index);
             let found =
-                lookup(ctx, &types, *index, *unique, columns, keys, range.as_ref(), rows_of)?;
+                lookup(ctx, types, *index, *unique, columns, keys, range.as_ref(), rows_of)?;
             if rows_of.is_some() {
                 // The key of key rowids: the lookup found row keys.
                 return Ok(match found {
@@ -501,6 +501,24 @@ pub fn lookup_rows(
     Ok(())
 }
 
+/// The types of an index's key columns by column position (`lookup`'s
+/// `columns`): an expression index's own types, or a table's columns,
+/// read where they are (a point lookup copies no type).
+#[derive(Clone, Copy)]
+pub enum KeyTypes<'a> {
+    Types(&'a [DataType]),
+    Columns(&'a [(String, DataType)]),
+}
+
+impl<'a> KeyTypes<'a> {
+    fn of(self, column: usize) -> &'a DataType {
+        match self {
+            KeyTypes::Types(t) => &t[column],
+            KeyTypes::Columns(c) => &c[column].1,
+        }
+    }
+}
+
 /// What an index scan reads.
 pub enum Lookup {
     /// No row can match (a NULL key, a value the column cannot hold).
@@ -521,7 +539,7 @@ pub enum Lookup {
 #[allow(clippy::too_many_arguments)]
 pub fn lookup(
     ctx: &mut Ctx,
-    types: &[DataType],
+    types: KeyTypes<'_>,
     index: u64,
     unique: bool,
     columns: &[usize],
@@ -538,7 +556,7 @@ pub fn lookup(
         // The key must be encoded as the column's values are: a value that
         // the column's type cannot hold exactly (5.5 for an integer column)
         // or NULL matches nothing.
-        match super::index_value(v, &types[c]) {
+        match super::index_value(v, types.of(c)) {
             Some(v) => vals.push(v),
             None => return Ok(Lookup::Nothing),
         }
@@ -557,7 +575,7 @@ pub fn lookup(
     // Values only (0x01 …), not NULLs (0x02), which no range matches.
     let mut start = prefix.clone();
     let mut end = prefix;
-    let ty = &types[r.column];
+    let ty = types.of(r.column);
     let bound = |ctx: &mut Ctx, e: &Option<Expr>| -> Result<Option<Option<Value>>> {
         match e {
             None => Ok(Some(None)),
@@ -591,7 +609,7 @@ pub fn lookup(
 fn row_lookup(
     ctx: &mut Ctx,
     table: u64,
-    types: &[DataType],
+    types: KeyTypes<'_>,
     vals: &[Value],
     range: Option<&IndexRange>,
 ) -> Result<Lookup> {
@@ -601,7 +619,7 @@ fn row_lookup(
     let Some(r) = range else {
         return Ok(Lookup::Range(KeyRange::prefix(&storage::table_prefix(table))));
     };
-    let ty = &types[r.column];
+    let ty = types.of(r.column);
     // As for entries: NULL bounds match nothing, a bound the column cannot
     // hold stays open (the condition above decides).
     let mut bound = |e: &Option<Expr>, open: u64| -> Result<Option<Vec<u8>>> {
@@ -631,7 +649,7 @@ fn row_lookup(
 #[allow(clippy::too_many_arguments)]
 fn lookup_set(
     ctx: &mut Ctx,
-    types: &[DataType],
+    types: KeyTypes<'_>,
     index: u64,
     unique: bool,
     columns: &[usize],
@@ -648,7 +666,7 @@ fn lookup_set(
             Some(array) => match eval(ctx, array, &[])? {
                 Value::Array(items) => {
                     for v in items {
-                        if let Some(v) = super::index_value(v, &types[c]) {
+                        if let Some(v) = super::index_value(v, types.of(c)) {
                             vals.push(v);
                         }
                     }
@@ -661,7 +679,7 @@ fn lookup_set(
                 }
             },
             None => {
-                if let Some(v) = super::index_value(eval(ctx, k, &[])?, &types[c]) {
+                if let Some(v) = super::index_value(eval(ctx, k, &[])?, types.of(c)) {
                     vals.push(v);
                 }
             }
@@ -691,7 +709,7 @@ fn lookup_combinations(
     choices: &[Vec<Value>],
     range: Option<&IndexRange>,
     ctx: &mut Ctx,
-    types: &[DataType],
+    types: KeyTypes<'_>,
     columns: &[usize],
     rows_of: Option<u64>,
 ) -> Result<Lookup> {
