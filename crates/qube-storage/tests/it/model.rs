@@ -369,3 +369,64 @@ fn hinted_seeks_match_the_model() {
         }
     }
 }
+
+/// Batches that append past the tree's last key (a sequential load: full
+/// leaves stay as they are and the key starts a new right sibling, which
+/// the batch's next key finds through the remembered leaf) and ascending
+/// runs into the gap before other keys (the leaf is cut after the new key),
+/// mixed with keys replaced at a leaf's end with longer values, inserts
+/// between existing keys, values on overflow pages and deletes: the tree
+/// must match the model and verify after every batch.
+#[test]
+fn appends_past_the_last_key_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 256 << 10);
+    let model = MemoryEngine::new();
+    let key = |t: u8, i: u64| {
+        let mut k = vec![t];
+        k.extend_from_slice(&i.to_be_bytes());
+        k
+    };
+    // Keys after the gap the 'r' run fills.
+    let mut b = WriteBatch::new();
+    for i in 0..300u64 {
+        b.set(&key(b's', i), &value(30, i as usize));
+    }
+    e.write(b.clone()).unwrap();
+    model.write(b).unwrap();
+    let (mut next, mut tail) = (0u64, 0u64);
+    for round in 0..5u64 {
+        let mut b = WriteBatch::new();
+        if round > 0 {
+            // The current last key again, longer: its leaf may not fit it.
+            b.set(&key(b'r', next - 1), &value(3_000, round as usize));
+            b.set(&key(b't', tail - 1), &value(3_000, round as usize));
+            // Between existing keys.
+            for i in (round..next).step_by(97) {
+                b.set(&key(b'r', i), &value(60, i as usize));
+            }
+            b.delete(&key(b'r', next / 2));
+        }
+        for _ in 0..4_000 {
+            let len = match next % 211 {
+                0 => 9_000,
+                1 => 1_500,
+                _ => 20 + (next % 50) as usize,
+            };
+            b.set(&key(b'r', next), &value(len, next as usize));
+            next += 1;
+            if next % 1_000 == 999 {
+                // A replaced key right after it was appended.
+                b.set(&key(b'r', next - 1), &value(2_500, 7));
+            }
+        }
+        for _ in 0..2_000 {
+            // Past every key of the tree.
+            b.set(&key(b't', tail), &value(20 + (tail % 70) as usize, tail as usize));
+            tail += 1;
+        }
+        e.write(b.clone()).unwrap();
+        model.write(b).unwrap();
+        same_as_model(&e, &model, round);
+    }
+}
