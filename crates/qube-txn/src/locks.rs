@@ -271,7 +271,10 @@ impl State {
         // last key shares the longest prefix with the key (its own table's
         // or index's), if the key sorts after it.
         let mut best: Option<(usize, usize)> = None;
-        if held.runs > 0 {
+        if held.runs == 1 {
+            // One run (a table with no other index): no prefixes to compare.
+            best = self.runs.iter().position(|r| r.owner == txn).map(|i| (i, 0));
+        } else if held.runs > 1 {
             for (i, r) in self.runs.iter().enumerate() {
                 if r.owner != txn {
                     continue;
