@@ -37,6 +37,15 @@ pub const MAX_VALUE_LEN: usize = 64 << 20;
 /// Largest encoded write batch: one batch is one WAL record.
 pub const MAX_BATCH_BYTES: usize = qube_wal::MAX_RECORD_BYTES;
 
+/// Where an `Engine::seek_latest_hinted` ended, for the next one (opaque;
+/// `Default` is an empty hint). It holds no lock and keeps nothing from
+/// being freed: it is only used while the tree is still the one it was
+/// made in.
+#[derive(Default)]
+pub struct SeekHint {
+    leaf: Option<btree::LeafMemo>,
+}
+
 /// Scan direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -250,6 +259,21 @@ pub trait Engine: Send + Sync {
         value: &mut Vec<u8>,
     ) -> Result<bool> {
         self.seek(range, key, value)
+    }
+    /// `seek_latest` for a caller that seeks again and again near where it
+    /// sought last (a bulk load's unique checks, in key order): `hint`
+    /// remembers where this seek ended, for the next one to start there if
+    /// the tree has not changed meanwhile. Same result as `seek_latest`;
+    /// engines without such a shortcut ignore the hint.
+    fn seek_latest_hinted(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+        hint: &mut SeekHint,
+    ) -> Result<bool> {
+        let _ = hint;
+        self.seek_latest(range, key, value)
     }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;

@@ -20,6 +20,8 @@
 //!            [ key a | key b | (freed) | key d | ... ]
 //!              ^at,len of a slot
 //!   ordered: BTreeMap<Vec<u8>, TxnId>   the locks of SERIALIZABLE owners only
+//!   runs:    Vec<Run>                   bulk writers' ascending keys
+//!            Run { owner, keys: KeyList }  [ k1 < k2 < k3 < ... ]
 //!   waits_for: HashMap<TxnId, TxnId>    who waits for whom (deadlocks)
 //! ```
 //!
@@ -40,9 +42,33 @@
 //! everyone and measured slower: SipHash and a `Vec` per key, see
 //! bench/README.md.)
 //!
+//! # Runs
+//!
+//! A bulk load (COPY, a large INSERT) locks its keys mostly in ascending
+//! order: rows by a serial or a sorted key, their index entries in the
+//! index's order. Put in the hash table, a million such keys cost a
+//! random probe and a slot write each in a table of tens of megabytes:
+//! cache misses that were the largest single cost of COPY into a table
+//! with a primary key. So once a transaction holds `RUN_AFTER` locks in
+//! the table, a key it locks that sorts after the last key of one of its
+//! runs is appended to that run instead (the run whose last key shares the
+//! longest prefix with it, as in the write set; a key that fits none
+//! starts a new run while the owner has fewer than `MAX_RUNS`, else goes
+//! to the table). A run is a `KeyList`: bytes back to back, sorted, memory
+//! touched in order.
+//!
+//! Finding a key's owner looks in the table (by hash), then in every run
+//! whose first and last keys enclose the key (a binary search). Runs are
+//! few (at most `MAX_RUNS` per bulk writer), and a small transaction never
+//! makes one, so point writers pay one or two compares per run. Semantics
+//! are unchanged: a key is held by at most one transaction, whether in the
+//! table or a run; a second writer of it waits, deadlocks are found the
+//! same way, and a release drops the owner's runs with its slots.
+//! SERIALIZABLE owners' keys always go to the table (and the ordered map).
+//!
 //! A transaction remembers what it holds in `Held`: the hashes of its keys
-//! (a release finds each slot by hash and owner) and, at SERIALIZABLE, the
-//! keys themselves for the ordered map.
+//! in the table (a release finds each slot by hash and owner), how many are
+//! in runs, and, at SERIALIZABLE, the keys themselves for the ordered map.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -109,6 +135,32 @@ impl KeyList {
         self.bytes.get(start..end)
     }
 
+    /// The key pushed first.
+    pub fn first(&self) -> Option<&[u8]> {
+        self.bytes.get(..*self.ends.first()?)
+    }
+
+    /// Key `i`.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let start = if i == 0 { 0 } else { *self.ends.get(i - 1)? };
+        self.bytes.get(start..*self.ends.get(i)?)
+    }
+
+    /// Whether `key` is in the list, whose keys must be pushed in ascending order.
+    fn binary_search(&self, key: &[u8]) -> bool {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid).map(|k| k.cmp(key)) {
+                Some(std::cmp::Ordering::Less) => lo = mid + 1,
+                Some(std::cmp::Ordering::Greater) => hi = mid,
+                Some(std::cmp::Ordering::Equal) => return true,
+                None => return false,
+            }
+        }
+        false
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -130,17 +182,50 @@ pub struct Held {
     hashes: Vec<u64>,
     /// The keys locked in the ordered map (SERIALIZABLE owners).
     ordered: KeyList,
+    /// Keys locked in runs (see the module doc).
+    in_runs: usize,
+    /// Runs the owner has in the table's `runs`.
+    runs: usize,
 }
 
 impl Held {
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.hashes.len() + self.in_runs
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.hashes.is_empty() && self.in_runs == 0
     }
 }
+
+/// Ascending keys one transaction locked (see the module doc).
+struct Run {
+    owner: TxnId,
+    keys: KeyList,
+}
+
+impl Run {
+    fn contains(&self, key: &[u8]) -> bool {
+        let (Some(first), Some(last)) = (self.keys.first(), self.keys.last()) else {
+            return false;
+        };
+        if key < first || key > last {
+            return false;
+        }
+        self.keys.binary_search(key)
+    }
+}
+
+/// Length of the common prefix of two keys.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Locks a transaction holds in the table before its ascending keys start
+/// going to runs.
+const RUN_AFTER: usize = 64;
+/// Runs one transaction may have.
+const MAX_RUNS: usize = 4;
 
 /// One lock: the key's hash, its owner, and where its bytes are in the arena.
 struct Slot {
@@ -166,6 +251,7 @@ struct State {
     /// Bytes of `arena` no slot points at any more.
     garbage: usize,
     ordered: BTreeMap<Vec<u8>, TxnId>,
+    runs: Vec<Run>,
     /// Waiting transaction → the owner it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }
@@ -176,6 +262,47 @@ impl State {
         self.table
             .find(hash, |s| s.hash == hash && arena.get(s.at..s.at + s.len) == Some(key))
             .map(|s| s.owner)
+            .or_else(|| self.runs.iter().find(|r| r.contains(key)).map(|r| r.owner))
+    }
+
+    /// Appends `key`, which no one holds, to one of `txn`'s runs if it
+    /// sorts after that run's last key, or starts a run for it; false if
+    /// it belongs in the table (see the module doc).
+    fn push_to_run(&mut self, txn: TxnId, key: &[u8], held: &mut Held) -> bool {
+        if held.hashes.len() < RUN_AFTER {
+            return false;
+        }
+        // As the write set places its keys (`writeset.rs`): the run whose
+        // last key shares the longest prefix with the key (its own table's
+        // or index's), if the key sorts after it.
+        let mut best: Option<(usize, usize)> = None;
+        if held.runs == 1 {
+            // One run (a table with no other index): no prefixes to compare.
+            best = self.runs.iter().position(|r| r.owner == txn).map(|i| (i, 0));
+        } else if held.runs > 1 {
+            for (i, r) in self.runs.iter().enumerate() {
+                if r.owner != txn {
+                    continue;
+                }
+                let cp = r.keys.last().map_or(0, |l| common_prefix(l, key));
+                if best.is_none_or(|(_, b)| cp > b) {
+                    best = Some((i, cp));
+                }
+            }
+        }
+        let best = best.map(|(i, _)| i).filter(|&i| self.runs[i].keys.last() < Some(key));
+        let i = match best {
+            Some(i) => i,
+            None if held.runs < MAX_RUNS => {
+                self.runs.push(Run { owner: txn, keys: KeyList::default() });
+                held.runs += 1;
+                self.runs.len() - 1
+            }
+            None => return false,
+        };
+        self.runs[i].keys.push(key);
+        held.in_runs += 1;
+        true
     }
 
     fn insert(&mut self, txn: TxnId, key: &[u8], hash: u64) {
@@ -246,11 +373,13 @@ impl LockTable {
         loop {
             let owner = match st.owner(key, hash) {
                 None => {
-                    st.insert(txn, key, hash);
                     if ordered {
                         st.ordered.insert(key.to_vec(), txn);
                         held.ordered.push(key);
+                    } else if st.push_to_run(txn, key, held) {
+                        return Ok(true);
                     }
+                    st.insert(txn, key, hash);
                     held.hashes.push(hash);
                     return Ok(true);
                 }
@@ -332,6 +461,9 @@ impl LockTable {
         }
         let mut guard = self.state.lock();
         let st = &mut *guard;
+        if held.runs > 0 {
+            st.runs.retain(|r| r.owner != txn);
+        }
         if held.hashes.len() >= st.table.capacity() / 4 {
             // Most of the table (a bulk load): one pass over its buckets
             // costs less than a lookup per key. (The pass visits every
@@ -368,7 +500,8 @@ impl LockTable {
 
     /// Number of locks held (for status and tests).
     pub fn held(&self) -> usize {
-        self.state.lock().table.len()
+        let st = self.state.lock();
+        st.table.len() + st.runs.iter().map(|r| r.keys.len()).sum::<usize>()
     }
 }
 
@@ -387,9 +520,11 @@ mod tests {
         let t = LockTable::default();
         let (mut bulk, mut small, mut other) = Default::default();
         take(&t, 2, b"small-1", false, &mut small).unwrap();
+        // In no order (ascending keys would go to runs, not the table).
         for i in 0..100_000u32 {
-            take(&t, 1, &i.to_be_bytes(), false, &mut bulk).unwrap();
+            take(&t, 1, &i.wrapping_mul(2_654_435_761).to_be_bytes(), false, &mut bulk).unwrap();
         }
+        assert!(t.state.lock().table.capacity() > SHRINK_ABOVE_SLOTS);
         take(&t, 2, b"small-2", false, &mut small).unwrap();
         t.release(1, &mut bulk);
         {
@@ -476,6 +611,119 @@ mod tests {
         t.release(3, &mut c);
         assert_eq!(t.held(), 0);
         assert_eq!(t.owner(&key(1)), None);
+    }
+
+    #[test]
+    fn keys_in_runs_are_held_like_keys_in_the_table() {
+        // Owner 1 locks two interleaved ascending sequences (a table's rows
+        // and an index's entries), a few keys out of order, and more
+        // sequences than it may have runs; owner 2 locks keys in the gaps.
+        let t = LockTable::default();
+        let (mut a, mut b) = (Held::default(), Held::default());
+        let row = |i: u32| [&[0x10u8][..], &i.to_be_bytes()].concat();
+        let ent = |i: u32| [&[0x11u8][..], &(i * 2).to_be_bytes()].concat();
+        let mut mine = Vec::new();
+        for i in 0..3_000u32 {
+            for k in [row(i * 2), ent(i)] {
+                assert!(take(&t, 1, &k, false, &mut a).unwrap());
+                mine.push(k);
+            }
+            if i % 500 == 7 {
+                // Descending: not after any run's last key.
+                let k = [&[0x12u8][..], &(10_000 - i).to_be_bytes()].concat();
+                assert!(take(&t, 1, &k, false, &mut a).unwrap());
+                mine.push(k);
+            }
+        }
+        for s in 0x13..0x19u8 {
+            // More ascending sequences than runs: the rest go to the table.
+            for i in 0..10u32 {
+                let k = [&[s][..], &i.to_be_bytes()].concat();
+                assert!(take(&t, 1, &k, false, &mut a).unwrap());
+                mine.push(k);
+            }
+        }
+        assert!(a.runs > 0 && a.runs <= MAX_RUNS, "{} runs", a.runs);
+        assert!(a.in_runs > 3_000, "{} keys in runs", a.in_runs);
+        assert_eq!(a.len(), mine.len());
+        assert_eq!(t.held(), mine.len());
+        // Every key is found, owned by 1, and not taken again.
+        for k in &mine {
+            assert_eq!(t.owner(k), Some(1), "{k:?}");
+            assert!(!take(&t, 1, k, false, &mut a).unwrap(), "{k:?} already held");
+        }
+        assert_eq!(t.held(), mine.len());
+        // Keys in the runs' ranges that 1 does not hold are free for 2.
+        for i in (1..6_000u32).step_by(2) {
+            assert_eq!(t.owner(&row(i)), None);
+            assert!(take(&t, 2, &row(i), false, &mut b).unwrap());
+        }
+        assert_eq!(t.owner(&row(1)), Some(2));
+        t.release(1, &mut a);
+        assert!(a.is_empty());
+        assert_eq!(t.held(), 3_000);
+        for k in &mine {
+            assert_eq!(t.owner(k), None, "{k:?} released");
+        }
+        // 2 now takes one of 1's former keys; its own runs went with it.
+        assert!(take(&t, 2, &row(0), false, &mut b).unwrap());
+        t.release(2, &mut b);
+        assert_eq!(t.held(), 0);
+        assert_eq!(t.owner(&row(1)), None);
+    }
+
+    #[test]
+    fn serializable_keys_never_go_to_runs() {
+        let t = LockTable::default();
+        let mut h = Held::default();
+        for i in 0..500u32 {
+            take(&t, 1, &i.to_be_bytes(), true, &mut h).unwrap();
+        }
+        assert_eq!((h.runs, h.in_runs), (0, 0));
+        let (lo, hi) = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(t.owners_in(9, &lo, &hi), [1]);
+        assert_eq!(t.owner(&499u32.to_be_bytes()), Some(1));
+        t.release(1, &mut h);
+        assert_eq!(t.held(), 0);
+    }
+
+    #[test]
+    fn a_waiter_on_a_run_key_goes_on_at_release() {
+        let t = Arc::new(LockTable::default());
+        let mut h1 = Held::default();
+        for i in 0..1_000u32 {
+            take(&t, 1, &i.to_be_bytes(), false, &mut h1).unwrap();
+        }
+        assert!(h1.in_runs > 900);
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || {
+            let mut h2 = Held::default();
+            take(&t2, 2, &700u32.to_be_bytes(), false, &mut h2).unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(t.owner(&700u32.to_be_bytes()), Some(1));
+        t.release(1, &mut h1);
+        assert!(waiter.join().unwrap());
+        assert_eq!(t.owner(&700u32.to_be_bytes()), Some(2));
+    }
+
+    #[test]
+    fn deadlock_over_run_keys_is_detected() {
+        let t = Arc::new(LockTable::default());
+        let (mut h1, mut h2) = (Held::default(), Held::default());
+        let k = |t: u8, i: u32| [&[t][..], &i.to_be_bytes()].concat();
+        for i in 0..500u32 {
+            take(&t, 1, &k(1, i), false, &mut h1).unwrap();
+            take(&t, 2, &k(2, i), false, &mut h2).unwrap();
+        }
+        assert!(h1.in_runs > 0 && h2.in_runs > 0);
+        let t1 = t.clone();
+        let first = std::thread::spawn(move || take(&t1, 1, &k(2, 300), false, &mut h1));
+        std::thread::sleep(Duration::from_millis(50));
+        let err = take(&t, 2, &k(1, 400), false, &mut h2).unwrap_err();
+        assert!(matches!(err, Error::Deadlock(_)), "{err}");
+        t.release(2, &mut h2);
+        assert!(first.join().unwrap().unwrap());
     }
 
     #[test]

@@ -70,7 +70,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use qube_common::{Error, Result};
-use qube_storage::{Direction, Engine, KeyRange, WriteBatch, prefix_successor};
+use qube_storage::{Direction, Engine, KeyRange, SeekHint, WriteBatch, prefix_successor};
 
 use crate::keys::{self, Key, Ts};
 use crate::locks::{Held, LockTable, TxnId, key_hash};
@@ -561,13 +561,16 @@ pub struct Transaction {
 }
 
 /// The search range and found pair of `Transaction::get_into` and of the
-/// newest-version check when a row lock is taken, kept between calls.
+/// newest-version check when a row lock is taken, kept between calls, and
+/// where that check's last seek ended (a bulk load's checks come in key
+/// order: the next one starts in the same leaf).
 #[derive(Default)]
 struct ReadBufs {
     start: Vec<u8>,
     end: Vec<u8>,
     key: Vec<u8>,
     value: Vec<u8>,
+    hint: SeekHint,
 }
 
 /// The largest buffer `ReadBufs::put_spare` keeps for the thread's next
@@ -587,7 +590,8 @@ impl ReadBufs {
         SPARE_READ_BUFS.try_with(|s| s.borrow_mut().take()).ok().flatten().unwrap_or_default()
     }
 
-    fn put_spare(self) {
+    fn put_spare(mut self) {
+        self.hint = SeekHint::default();
         let caps = [&self.start, &self.end, &self.key, &self.value].map(|b| b.capacity());
         if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
             let _ = SPARE_READ_BUFS.try_with(|s| *s.borrow_mut() = Some(self));
@@ -689,7 +693,7 @@ fn newest_version(
     let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
     version_bounds_into(key, &mut start, &mut end);
     let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
-    let found = engine.seek_latest(&range, &mut bufs.key, &mut bufs.value);
+    let found = engine.seek_latest_hinted(&range, &mut bufs.key, &mut bufs.value, &mut bufs.hint);
     if let KeyRange { start: Bound::Included(s), end: Bound::Excluded(e) } = range {
         (bufs.start, bufs.end) = (s, e);
     }

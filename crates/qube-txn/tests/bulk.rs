@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qube_common::Error;
-use qube_storage::{Direction, Engine, KeyRange, MemoryEngine};
+use qube_storage::{BTreeEngine, Direction, Durability, Engine, KeyRange, MemoryEngine, Options};
 use qube_txn::{Isolation, Mode, Mvcc, MvccOptions, ScanKey, Transaction};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -297,5 +297,74 @@ fn lock_timeout_is_55p03_and_leaves_the_holder_alone() {
     b.set(&row(1, 5_000), b"b").unwrap();
     b.rollback();
     a.commit().unwrap();
+    assert_eq!(mvcc.status().row_locks, 0);
+}
+
+/// On the B+Tree engine, a bulk inserter's unique checks start at the leaf
+/// of the previous one (`Engine::seek_latest_hinted`): a key another
+/// transaction committed meanwhile — near the keys just checked, in the
+/// leaf the hint remembers — must still be found (a duplicate at READ
+/// COMMITTED, a serialization failure at REPEATABLE READ), and the keys of
+/// earlier commits between the checked ones too.
+#[test]
+fn unique_checks_in_key_order_see_commits_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        Options { durability: Durability::Never, checkpoint_interval: None, ..Options::default() };
+    let engine: Arc<dyn Engine> = Arc::new(BTreeEngine::open(dir.path(), opts).unwrap());
+    let mvcc =
+        Mvcc::open(engine, MvccOptions { gc_interval: None, ..MvccOptions::default() }).unwrap();
+    // Every tenth row exists already.
+    let mut t = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+    for i in (0..20_000).step_by(10) {
+        t.set(&row(1, i), &val(i, 0)).unwrap();
+    }
+    t.commit().unwrap();
+    for iso in [Isolation::ReadCommitted, Isolation::RepeatableRead] {
+        let base = if iso == Isolation::ReadCommitted { 0 } else { 10_000 };
+        let mut a = mvcc.begin(rw(iso)).unwrap();
+        for i in base..base + 5_000 {
+            let seen = a.get_for_update(&row(1, i)).unwrap();
+            assert_eq!(seen.is_some(), i % 10 == 0, "row {i}");
+            if seen.is_none() {
+                a.set(&row(1, i), &val(i, 1)).unwrap();
+            }
+        }
+        // Another transaction commits the next keys but one (5,000 exists).
+        let mut b = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+        for i in [base + 5_001, base + 5_003] {
+            assert_eq!(b.get_for_update(&row(1, i)).unwrap(), None);
+            b.set(&row(1, i), &val(i, 2)).unwrap();
+        }
+        b.commit().unwrap();
+        match iso {
+            Isolation::ReadCommitted => {
+                assert_eq!(
+                    a.get_for_update(&row(1, base + 5_000)).unwrap(),
+                    Some(val(base + 5_000, 0))
+                );
+                assert_eq!(
+                    a.get_for_update(&row(1, base + 5_001)).unwrap(),
+                    Some(val(base + 5_001, 2))
+                );
+                assert_eq!(a.get_for_update(&row(1, base + 5_002)).unwrap(), None);
+                assert_eq!(
+                    a.get_for_update(&row(1, base + 5_003)).unwrap(),
+                    Some(val(base + 5_003, 2))
+                );
+                a.commit().unwrap();
+            }
+            _ => {
+                let err = a.get_for_update(&row(1, base + 5_001)).unwrap_err();
+                assert_eq!(err.sqlstate(), "40001", "{err}");
+                a.rollback();
+            }
+        }
+    }
+    let mut r = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+    assert_eq!(r.get(&row(1, 4_999)).unwrap(), Some(val(4_999, 1)));
+    assert_eq!(r.get(&row(1, 5_001)).unwrap(), Some(val(5_001, 2)));
+    assert_eq!(r.get(&row(1, 14_999)).unwrap(), None, "rolled back");
+    assert_eq!(r.get(&row(1, 15_003)).unwrap(), Some(val(15_003, 2)));
     assert_eq!(mvcc.status().row_locks, 0);
 }

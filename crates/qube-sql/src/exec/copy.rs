@@ -351,6 +351,14 @@ impl Loader {
                 start = self.decoded.len();
                 continue;
             }
+            // The plain bytes up to the next delimiter, backslash or
+            // carriage return, copied in one go.
+            let plain = memchr::memchr3(delim, b'\\', b'\r', &rec[i..]).unwrap_or(rec.len() - i);
+            if plain > 0 {
+                self.decoded.extend_from_slice(&rec[i..i + plain]);
+                i += plain;
+                continue;
+            }
             let c = rec[i];
             i += 1;
             if c == b'\r' {

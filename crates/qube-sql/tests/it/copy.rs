@@ -177,3 +177,34 @@ fn copy_numbers_parse_as_casts_do() {
     }
     assert_eq!(s.execute("SELECT count(*) FROM n").unwrap()[0].rows[0][0], Value::Int8(5));
 }
+
+/// Text format with a delimiter and a NULL string of its own: plain bytes
+/// between delimiters are copied whole, an escaped delimiter is data, a
+/// field equal to the NULL string (before unescaping) is NULL, and a
+/// carriage return inside a field is still rejected.
+#[test]
+fn copy_text_with_its_own_delimiter_and_null() {
+    let db = Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int PRIMARY KEY, b text, c text)").unwrap();
+    let data: &[u8] = b"1|long plain field of some length|nil\n2|a\\|b\\\\|\\N\n3||x\\tz\n";
+    for size in [1, 4, 100] {
+        s.execute("TRUNCATE t").unwrap();
+        let chunks: Vec<&[u8]> = data.chunks(size).collect();
+        let sql = "COPY t FROM STDIN (DELIMITER '|', NULL 'nil')";
+        assert_eq!(load(&mut s, sql, &chunks).unwrap(), "COPY 3");
+        let r = s.execute("SELECT b, c FROM t ORDER BY a").unwrap();
+        let rows: Vec<Vec<Value>> = r[0].rows.clone();
+        assert_eq!(
+            rows,
+            [
+                vec![Value::Text("long plain field of some length".into()), Value::Null],
+                vec![Value::Text("a|b\\".into()), Value::Text("N".into())],
+                vec![Value::Text("".into()), Value::Text("x\tz".into())],
+            ],
+            "chunks of {size}"
+        );
+    }
+    let e = load(&mut s, "COPY t FROM STDIN (DELIMITER '|')", &[b"9|ab\rc|d\n"]).unwrap_err();
+    assert_eq!(e.sqlstate(), "22P04");
+}

@@ -80,6 +80,7 @@ use page::*;
 use pool::BufferPool;
 use write::{Buffers, Txn};
 
+pub(crate) use read::LeafMemo;
 pub use verify::VerifyReport;
 
 /// Compaction runs only on files of at least this many pages, and moves
@@ -229,6 +230,19 @@ impl BTreeEngine {
     /// `Engine::seek` in version `v`. Most seeks end in the first leaf they
     /// reach; one whose first pair lies in a later leaf walks there with a
     /// cursor, which holds the version `owned` gives it.
+    /// The newest applied version: the newest not yet published, if any,
+    /// else the current one (`publish` moves versions from `pending` to
+    /// `current` under the same lock, so one of the two is the newest
+    /// applied batch). Its pages are immutable: a later batch shadows what
+    /// it changes.
+    fn latest(&self) -> Arc<Version> {
+        let pending = self.inner.pending.lock();
+        match pending.back() {
+            Some(v) => v.clone(),
+            None => self.inner.current.load_full(),
+        }
+    }
+
     fn seek_in(
         &self,
         v: &Version,
@@ -1062,18 +1076,26 @@ impl Engine for BTreeEngine {
         key: &mut Vec<u8>,
         value: &mut Vec<u8>,
     ) -> Result<bool> {
-        // The newest version not yet published, if any, else the current
-        // one (`publish` moves versions from `pending` to `current` under
-        // the same lock, so one of the two is the newest applied batch).
-        // Its pages are immutable: a later batch shadows what it changes.
-        let v = {
-            let pending = self.inner.pending.lock();
-            match pending.back() {
-                Some(v) => v.clone(),
-                None => self.inner.current.load_full(),
-            }
-        };
+        let v = self.latest();
         self.seek_in(&v, || v.clone(), range, key, value)
+    }
+
+    fn seek_latest_hinted(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+        hint: &mut crate::SeekHint,
+    ) -> Result<bool> {
+        let v = self.latest();
+        let pool = &self.inner.pool;
+        let fast = read::seek_hinted(pool, &v, range, key, value, &mut hint.leaf)
+            .map_err(|e| locate(e, self.inner.file.path()))?;
+        if let Some(found) = fast {
+            return Ok(found);
+        }
+        let mut c = read::BTreeCursor::new(pool, v, range.clone(), Direction::Forward);
+        crate::copy_next(&mut c, key, value)
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {

@@ -7,7 +7,8 @@
 //! (pages pinned by `Arc`) and moves leaf to leaf through it; there are no
 //! sibling links, because copy-on-write would have to rewrite them.
 
-use std::sync::Arc;
+use std::ops::Bound;
+use std::sync::{Arc, Weak};
 
 use qube_common::{Error, Result};
 
@@ -219,6 +220,129 @@ pub(super) fn seek(
         }
     }
     Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+}
+
+/// The leaf a hinted seek ended in (`Engine::seek_latest_hinted`): the
+/// version it was found in, held weakly (the memo keeps no page from
+/// being reused, only the version's allocation, so a version at the same
+/// address is that version), the page, and the key range its ancestors'
+/// separators give it, `low ≤ key < high` (None: unbounded), as the
+/// writer's insert hint has (`write.rs`).
+pub(crate) struct LeafMemo {
+    version: Weak<Version>,
+    id: PageId,
+    page: Arc<Page>,
+    low: Option<Vec<u8>>,
+    high: Option<Vec<u8>>,
+}
+
+impl LeafMemo {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.low.as_deref().is_none_or(|l| l <= key) && self.high.as_deref().is_none_or(|h| key < h)
+    }
+}
+
+/// `seek` that starts at the leaf `memo` remembers when the range's start
+/// lies in it and `version` is the one it was found in, and otherwise
+/// descends and remembers the leaf it reaches. A bulk load's unique checks
+/// come in key order: they mostly land in the leaf of the previous one (a
+/// new table's keys all in the gap after the last leaf's keys), where one
+/// binary search answers instead of a descent through the pool. Returns
+/// `None` when the first pair lies in a later leaf, for the caller to use
+/// a cursor.
+pub(super) fn seek_hinted(
+    pool: &BufferPool,
+    version: &Arc<Version>,
+    range: &KeyRange,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+    memo: &mut Option<LeafMemo>,
+) -> Result<Option<bool>> {
+    let Bound::Included(start) = &range.start else {
+        return seek(pool, version, range, key, value);
+    };
+    if let Some(m) = memo
+        && Weak::as_ptr(&m.version) == Arc::as_ptr(version)
+        && m.covers(start)
+    {
+        return leaf_seek(pool, &m.page, m.id, m.high.as_deref(), start, range, key, value);
+    }
+    *memo = None;
+    let mut id = version.root;
+    if id == 0 {
+        return Ok(Some(false));
+    }
+    let mut page = match &version.root_page {
+        Some(p) => p.clone(),
+        None => pool.get(id)?,
+    };
+    let (mut low, mut high) = (None, None);
+    for _ in 0..MAX_DEPTH {
+        match page_type(&page) {
+            Some(PageType::Internal) => {
+                let node = Node::new(&page, id)?;
+                let idx = node.child_index(start)?;
+                if idx > 0 {
+                    low = Some(node.key(idx - 1)?.to_vec());
+                }
+                if idx < node.len() {
+                    high = Some(node.key(idx)?.to_vec());
+                }
+                id = node.child(idx)?;
+                page = pool.get(id)?;
+            }
+            Some(PageType::Leaf) => {
+                let found = leaf_seek(pool, &page, id, high.as_deref(), start, range, key, value);
+                *memo = Some(LeafMemo { version: Arc::downgrade(version), id, page, low, high });
+                return found;
+            }
+            _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+        }
+    }
+    Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+}
+
+/// The first pair of `range` (which starts at `start`, inclusive) as leaf
+/// `page`, whose keys below `high` are all the tree's from `start` on,
+/// tells it; `None` if it may lie in a later leaf.
+#[allow(clippy::too_many_arguments)]
+fn leaf_seek(
+    pool: &BufferPool,
+    page: &Page,
+    id: PageId,
+    high: Option<&[u8]>,
+    start: &[u8],
+    range: &KeyRange,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<Option<bool>> {
+    if page_type(page) != Some(PageType::Leaf) {
+        return Err(Error::corrupt_page(DATA_FILE, id, "expected a leaf"));
+    }
+    let node = Node::new(page, id)?;
+    let (Ok(pos) | Err(pos)) = node.search(start)?;
+    if pos < node.len() {
+        let cell = node.leaf_cell(pos)?;
+        if !range.before_end(cell.key) {
+            return Ok(Some(false));
+        }
+        key.clear();
+        key.extend_from_slice(cell.key);
+        match cell.value {
+            LeafValue::Inline(v) => {
+                value.clear();
+                value.extend_from_slice(v);
+            }
+            LeafValue::Overflow { first, len } => read_overflow(pool, first, len, value)?,
+        }
+        return Ok(Some(true));
+    }
+    // Past the leaf's last key: the tree's next key is at least `high`.
+    match high {
+        None => Ok(Some(false)),
+        Some(h) if !range.before_end(h) => Ok(Some(false)),
+        Some(_) => Ok(None),
+    }
 }
 
 /// A cursor over one version. See the module docs.

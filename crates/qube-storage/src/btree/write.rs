@@ -35,6 +35,15 @@
 //! and a delete that descends and leaves its leaf that full remembers it.
 //! Anything else (a replaced key, a split, a merge, a spill) takes the
 //! descent from the root, which forgets or renews the remembered leaf.
+//!
+//! A leaf that overflows with a key past its last one (a sequential load,
+//! every ~100 keys) is not rebuilt: the new key starts a new right sibling
+//! and the full leaf stays as it is, and the sibling becomes the
+//! remembered leaf, from the new separator to the old leaf's upper bound.
+//! A leaf that overflows with a key right after the previous insert's
+//! position, before other keys (a sequential load into the gap between
+//! two tables' keys), is cut just after the new key, so that the load
+//! goes on at the left page's end and from then on appends.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -115,6 +124,8 @@ pub(super) struct Txn<'a> {
     pub keys: u64,
     pub lsn: u64,
     hint: LeafHint,
+    /// The leaf and slot of the last insert (see `split_leaf`).
+    last_insert: Option<(PageId, usize)>,
 }
 
 impl<'a> Txn<'a> {
@@ -142,6 +153,7 @@ impl<'a> Txn<'a> {
             keys,
             lsn,
             hint: LeafHint::default(),
+            last_insert: None,
         }
     }
 
@@ -334,6 +346,7 @@ impl<'a> Txn<'a> {
         }
         m.insert(pos, cell, &mut self.bufs.scratch);
         self.keys += 1;
+        self.last_insert = Some((id, pos));
         Ok(true)
     }
 
@@ -419,6 +432,7 @@ impl<'a> Txn<'a> {
                 if m.fits(cell.len()) {
                     m.insert(pos, cell, &mut bufs.scratch);
                     self.hint.leaf = Some(nid);
+                    self.last_insert = Some((nid, pos));
                     return Ok(Change::Done(nid));
                 }
                 self.split_leaf(nid, pos, cell)
@@ -588,11 +602,39 @@ impl<'a> Txn<'a> {
     }
 
     fn split_leaf(&mut self, nid: PageId, pos: usize, cell: &[u8]) -> Result<Change> {
+        let len = Node::new(&*self.read(nid)?, nid)?.len();
+        if pos == len && len > 0 {
+            // Past the last key (a sequential load): the full leaf stays as
+            // it is and the cell starts a new right sibling — the split the
+            // general path below makes for an append, without rebuilding
+            // the left page. The next key of the load likely follows it
+            // there: remember the new leaf, whose range starts at the
+            // separator (the high bound is the old leaf's).
+            let right = self.new_page(PageType::Leaf);
+            NodeMut { p: self.page_mut(right)? }.push(cell);
+            let sep = leaf_key(cell).to_vec();
+            self.hint.leaf = Some(right);
+            self.last_insert = Some((right, 0));
+            let low = self.hint.low.get_or_insert_with(Vec::new);
+            low.clear();
+            low.extend_from_slice(&sep);
+            return Ok(Change::Split(nid, sep, right));
+        }
+        let sequential = pos > 0 && self.last_insert == Some((nid, pos - 1));
+        self.last_insert = None;
         self.gather(nid, Some((pos, cell)), false)?;
         let n = self.bufs.spans.len();
         // Appending at the end (sequential loads) keeps the left page full.
+        // So does a run of ascending keys arriving in the middle (the gap
+        // between the last keys of one table and the first of the next, the
+        // previous insert just before this one): the left page keeps them
+        // and the new one, the right one the keys after the gap, and the
+        // run's next key lands at the end of the left page, where it takes
+        // the append path above.
         let hint = if pos == n - 1 {
             Some(n - 1)
+        } else if sequential {
+            Some(pos + 1)
         } else if pos == 0 {
             Some(1)
         } else {
