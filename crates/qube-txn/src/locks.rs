@@ -32,7 +32,9 @@
 //! bulk load of a million rows took a million `Vec` keys in a `BTreeMap`,
 //! the single biggest cost of COPY). Released keys leave holes in the
 //! arena; it is emptied when the table is, and compacted when the holes
-//! outweigh the live keys.
+//! outweigh the live keys. After a bulk load both give their memory back
+//! (`State::reclaim`), and a release's one pass over the table is chosen by
+//! its capacity, since a pass visits every bucket.
 //!
 //! SERIALIZABLE scans ask which transactions hold locks in a key range
 //! (`owners_in`), which a hash table cannot answer. Only SERIALIZABLE

@@ -511,11 +511,12 @@ mod tests {
         k
     }
 
-    #[test]
-    fn needed_columns_decode_alone_and_the_rest_stay_null() {
-        let row = vec![
+    /// A row with a value of every stored type (nested ones too).
+    fn every_type_row() -> Vec<Value> {
+        vec![
             Value::Null,
             Value::Bool(false),
+            Value::Bool(true),
             Value::Int2(-3),
             Value::Int4(7),
             Value::Int8(i64::MIN),
@@ -533,7 +534,12 @@ mod tests {
             Value::Json("{}".into()),
             Value::Array(vec![Value::Int4(1), Value::Null]),
             Value::Int4(42),
-        ];
+        ]
+    }
+
+    #[test]
+    fn needed_columns_decode_alone_and_the_rest_stay_null() {
+        let row = every_type_row();
         let mut b = Vec::new();
         encode_row(&row, &mut b);
         let n = row.len();
@@ -570,18 +576,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_short_rows_pad_with_null() {
-        let row = vec![
-            Value::Null,
-            Value::Bool(true),
-            Value::Int2(-3),
-            Value::Int4(7),
-            Value::Int8(i64::MIN),
-            Value::Float4(1.5),
-            Value::Float8(-0.25),
-            Value::Numeric(Decimal::new(-12345, 3)),
-            Value::Text("héllo".into()),
-            Value::Bytea(vec![0, 1, 255]),
-        ];
+        let row = every_type_row();
         let mut b = Vec::new();
         encode_row(&row, &mut b);
         let mut out = Vec::new();
