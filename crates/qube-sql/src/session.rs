@@ -390,7 +390,7 @@ impl Database {
             sql: Arc::from(""),
             notices: Vec::new(),
             default_isolation: Isolation::ReadCommitted,
-            plans: HashMap::new(),
+            plans: crate::exec::FastMap::default(),
             simple: HashMap::new(),
             plan_key: None,
             zone: (datetime::Zone::UTC, "UTC".into()),
@@ -745,7 +745,7 @@ pub struct Session {
     notices: Vec<crate::notice::Notice>,
     default_isolation: Isolation,
     /// Bound plans of prepared statements, by (prepared id, statement).
-    plans: HashMap<(u64, usize), CachedPlan>,
+    plans: crate::exec::FastMap<(u64, usize), CachedPlan>,
     /// Statement texts of the simple protocol, by key (`prepare_simple`).
     simple: HashMap<String, SimpleEntry>,
     /// The prepared statement being executed, if any.
@@ -1173,23 +1173,30 @@ impl Session {
             }
             None => None,
         };
-        let res = self.statement_counted(s, params, sink);
+        let mut took = None;
+        let res = self.statement_counted(s, params, sink, started, &mut took);
+        let took = took.unwrap_or_else(|| started.elapsed());
         let metrics = &self.db.shared.metrics;
         match &res {
             Ok(r) => {
                 let returned = returned + r.rows.len() as u64;
-                metrics.statement(self.interface, &r.tag, returned, started.elapsed());
+                metrics.statement(self.interface, &r.tag, returned, took);
             }
-            Err(_) => metrics.error(self.interface, Some(started.elapsed())),
+            Err(_) => metrics.error(self.interface, Some(took)),
         }
         res
     }
 
+    /// `took` gets the statement's duration (measured from `started`) once
+    /// it has run; its end time in pg_stat_activity is derived from it
+    /// rather than read from the clock again.
     fn statement_counted(
         &mut self,
         s: &Stmt,
         params: &[Value],
         sink: Option<&mut RowSink>,
+        started: std::time::Instant,
+        took: &mut Option<Duration>,
     ) -> Result<QueryResult> {
         let in_block = self.txn.is_some();
         let (now, _) = self.enter_statement()?;
@@ -1215,7 +1222,10 @@ impl Session {
             (true, true) => crate::activity::SessionState::IdleInTransactionAborted,
         };
         let xact_start = self.txn.is_some().then_some(self.txn_ts);
-        self.activity.finish(state, xact_start, datetime::clock_now());
+        let elapsed = started.elapsed();
+        *took = Some(elapsed);
+        let end = now.saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        self.activity.finish(state, xact_start, end);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
         if in_block

@@ -62,7 +62,8 @@
 //! spilling of huge transactions); row locks taken after a savepoint are
 //! kept when rolling back to it; lock waits have no queue fairness.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -157,7 +158,7 @@ struct Shared {
     commit: Mutex<CommitState>,
     visible: AtomicU64,
     /// Running transactions and their snapshots (GC horizon, SSI pruning).
-    active: Mutex<BTreeMap<TxnId, Ts>>,
+    active: Mutex<ActiveMap>,
     locks: LockTable,
     ssi: Ssi,
     /// User keys given a new version since the last GC pass.
@@ -213,7 +214,7 @@ impl Mvcc {
             next_txn: AtomicU64::new(1),
             commit: Mutex::new(CommitState { last, last_time_record: 0 }),
             visible: AtomicU64::new(last),
-            active: Mutex::new(BTreeMap::new()),
+            active: Mutex::new(ActiveMap::default()),
             locks: LockTable::default(),
             ssi: Ssi::default(),
             gc_keys: Mutex::new(GcKeys { keys: HashSet::new(), full: true }),
@@ -375,6 +376,33 @@ fn gc_loop(shared: Weak<Shared>, stop: Arc<StopSignal>, every: Duration) {
         let Some(s) = shared.upgrade() else { return };
         // Errors (a poisoned engine) surface to writers; GC just stops.
         let _ = gc_pass(&s);
+    }
+}
+
+/// The running transactions and the snapshot each reads at. A hash map
+/// keeps its room when it empties, so a lone autocommit statement's begin
+/// and end allocate nothing (a `BTreeMap` frees its last node and makes a
+/// new one); the GC horizon takes the minimum over all of them either way.
+type ActiveMap = HashMap<TxnId, Ts, BuildHasherDefault<TxnIdHasher>>;
+
+/// Hashes a `TxnId` by one multiplication (ids are dense counters; the
+/// high bits, which the table reads first, come out well mixed).
+#[derive(Default)]
+struct TxnIdHasher(u64);
+
+impl Hasher for TxnIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -1281,23 +1309,23 @@ impl Transaction {
     }
 
     fn commit_inner(&mut self) -> Result<Ts> {
-        let s = self.shared.clone();
         if self.writes.is_empty() {
             if self.serializable() {
                 // A pivot with nothing written cannot break serializability
                 // by committing, but a doomed T_in must still go.
-                if let Err(e) = s.ssi.commit(self.id, self.read_ts, std::iter::empty()) {
+                if let Err(e) = self.shared.ssi.commit(self.id, self.read_ts, std::iter::empty()) {
                     return Err(self.fail(e));
                 }
             }
-            if self.depends_on > s.visible.load(Ordering::Acquire) {
+            if self.depends_on > self.shared.visible.load(Ordering::Acquire) {
                 // A locked read saw a commit that is not durable yet: this
                 // commit, which writes nothing to order after it, waits
                 // for it by making the log durable.
-                s.engine.flush()?;
+                self.shared.engine.flush()?;
             }
             return Ok(self.read_ts);
         }
+        let s = self.shared.clone();
         let (ts, lsn) = {
             let mut c = s.commit.lock();
             let ts = c.last + 1;

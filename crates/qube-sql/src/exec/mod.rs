@@ -69,12 +69,12 @@ pub struct Ctx<'a> {
     /// Current rows of the enclosing queries (innermost last).
     pub outer: Vec<Row>,
     /// Work tables of running recursive CTEs.
-    worktables: HashMap<usize, Rc<Vec<Row>>>,
-    cache: HashMap<usize, Rc<Vec<Row>>>,
+    worktables: FastMap<usize, Rc<Vec<Row>>>,
+    cache: FastMap<usize, Rc<Vec<Row>>>,
     /// Hashed values of uncorrelated `IN (subquery)`s (None: not hashable).
-    in_sets: HashMap<usize, Option<Rc<InSet>>>,
+    in_sets: FastMap<usize, Option<Rc<InSet>>>,
     /// Decorrelated EXISTS subqueries (None: not decorrelatable).
-    exists_sets: HashMap<usize, Option<Rc<decorrelate::ExistsSet>>>,
+    exists_sets: FastMap<usize, Option<Rc<decorrelate::ExistsSet>>>,
     /// Per-node statistics, when running for EXPLAIN ANALYZE (by node address).
     pub stats: Option<HashMap<usize, NodeStats>>,
     /// Values materialised by join outputs so far, and the limit.
@@ -100,10 +100,12 @@ impl<'a> Ctx<'a> {
             txn,
             params,
             outer: Vec::new(),
-            cache: HashMap::new(),
-            in_sets: HashMap::new(),
-            exists_sets: HashMap::new(),
-            worktables: HashMap::new(),
+            // Keyed by plan addresses: the fast hasher needs no per-map
+            // random state (four `RandomState::new` per statement).
+            cache: FastMap::default(),
+            in_sets: FastMap::default(),
+            exists_sets: FastMap::default(),
+            worktables: FastMap::default(),
             values: 0,
             limit: MAX_QUERY_VALUES,
             stats: None,
@@ -1147,7 +1149,7 @@ fn multi_join(
 ) -> Result<Vec<Row>> {
     let n = inputs.len();
     let mut used = vec![false; conds.len()];
-    let need = stream::needing(&need, width, conds.iter().map(|c| &c.expr));
+    let need = stream::needing(need, width, conds.iter().map(|c| &c.expr));
     // Each input's own conditions (on it alone): (over its own row, over
     // the joined row).
     let mut own: Vec<Vec<(Option<Expr>, &Expr)>> = Vec::with_capacity(n);
@@ -1689,7 +1691,7 @@ pub(crate) fn aggregate_plan(
         exprs.extend(arg.iter().chain(extra).chain(filter));
         exprs.extend(order_by.iter().map(|k| &k.expr));
     }
-    let need = stream::needing(&stream::none_needed(width), width, exprs);
+    let need = stream::needing(stream::none_needed(width), width, exprs);
     let rows = stream::open_cols(ctx, input, None, need)?;
     aggregate(ctx, rows, group_by, aggs, group_by.is_empty())
 }
@@ -1917,6 +1919,17 @@ pub fn index_rows(
 /// `v` as a value of a column of type `ty`, for an index key; None if no
 /// value of the column can equal it.
 pub(crate) fn index_value(v: Value, ty: &DataType) -> Option<Value> {
+    // An integer key of an integer column (a primary-key lookup): exact
+    // if it is in the column's range, without a cast and a comparison.
+    if let Value::Int2(_) | Value::Int4(_) | Value::Int8(_) = v {
+        let i = v.as_i64()?;
+        match ty {
+            DataType::SmallInt => return i16::try_from(i).ok().map(Value::Int2),
+            DataType::Integer => return i32::try_from(i).ok().map(Value::Int4),
+            DataType::BigInt => return Some(Value::Int8(i)),
+            _ => {}
+        }
+    }
     if v.is_null() {
         return None;
     }

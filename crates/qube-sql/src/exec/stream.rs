@@ -36,9 +36,45 @@ use crate::types::encoding::{decode_key, decode_row_cols, encode_key};
 /// The most rows one scan batch reads.
 const MAX_BATCH: usize = 1024;
 
+std::thread_local! {
+    /// The value buffer of the thread's point lookups (`open_scan`): taken
+    /// for one read and put back, so a point select allocates none.
+    static SPARE_VAL: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest value buffer kept in `SPARE_VAL` (a bigger one, from a
+/// large row, is freed).
+const SPARE_VAL_MAX: usize = 64 << 10;
+
+/// Reads the row at row key `key` into a new row of `ncols` (the columns
+/// in `need`), through the thread's spare value buffer.
+fn point_row(
+    ctx: &mut Ctx,
+    key: &[u8],
+    ncols: usize,
+    need: Option<&[bool]>,
+) -> Result<Option<Row>> {
+    let mut val = SPARE_VAL.with(std::cell::Cell::take);
+    let res = match ctx.txn.get_into(key, &mut val) {
+        Ok(true) => {
+            let mut row = Vec::with_capacity(ncols);
+            decode_row_cols(&val, ncols, need, &mut row).map(|()| Some(row))
+        }
+        Ok(false) => Ok(None),
+        Err(e) => Err(e),
+    };
+    if val.capacity() <= SPARE_VAL_MAX {
+        val.clear();
+        SPARE_VAL.with(|c| c.set(val));
+    }
+    res
+}
+
 /// Rows pulled one at a time.
 pub enum Stream<'p> {
     Rows(std::vec::IntoIter<Row>),
+    /// At most one row (a point lookup), held without a vector.
+    One(Option<Row>),
     Table {
         cursor: RangeCursor,
         ncols: usize,
@@ -94,24 +130,29 @@ pub type Need = Option<Vec<bool>>;
 
 /// `need` plus the columns `exprs` read; all of them (None) if one holds a
 /// subquery, whose outer references may read any column of the row.
-pub fn needing<'e>(need: &Need, width: usize, exprs: impl IntoIterator<Item = &'e Expr>) -> Need {
-    let mut out = match need {
-        Some(n) => n.clone(),
-        None => return None,
-    };
-    out.resize(width.max(out.len()), false);
-    let mut cols = Vec::new();
-    for e in exprs {
-        if e.has_subquery() {
-            return None;
-        }
-        e.columns_used(&mut cols);
+/// One walk per expression, into `need`'s own vector.
+pub fn needing<'e>(need: Need, width: usize, exprs: impl IntoIterator<Item = &'e Expr>) -> Need {
+    let mut out = need?;
+    if out.len() < width {
+        out.resize(width, false);
     }
-    for c in cols {
-        if c >= out.len() {
+    let mut all = false;
+    for e in exprs {
+        e.walk(&mut |x| match x {
+            Expr::Column(c) => match out.get_mut(*c) {
+                Some(b) => *b = true,
+                None => all = true,
+            },
+            Expr::ScalarSubquery { .. }
+            | Expr::Exists { .. }
+            | Expr::ArraySubquery { .. }
+            | Expr::InSubquery { .. }
+            | Expr::Quantified { .. } => all = true,
+            _ => {}
+        });
+        if all {
             return None;
         }
-        out[c] = true;
     }
     Some(out)
 }
@@ -141,12 +182,12 @@ pub fn open_cols<'p>(
         Plan::Scan { .. } | Plan::IndexScan { .. } => open_scan(ctx, plan, want, need)?,
         Plan::Filter { input, predicate } => {
             let width = super::plan_width(input, None);
-            let need = needing(&need, width, [predicate]);
+            let need = needing(need, width, [predicate]);
             Stream::Filter(Box::new(open_cols(ctx, input, want, need)?), predicate)
         }
         Plan::Project { input, exprs } if !super::typefuncs::has_set_function(exprs) => {
             let width = super::plan_width(input, None);
-            let need = needing(&none_needed(width), width, exprs);
+            let need = needing(none_needed(width), width, exprs);
             let moves = distinct_columns(exprs);
             Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs, moves)
         }
@@ -159,7 +200,7 @@ pub fn open_cols<'p>(
         Plan::Sort { input, keys } => {
             // The sort reads the caller's columns and its keys' columns.
             let width = super::plan_width(input, None);
-            let need = needing(&need, width, keys.iter().map(|k| &k.expr));
+            let need = needing(need, width, keys.iter().map(|k| &k.expr));
             let rows = open_cols(ctx, input, None, need)?;
             Stream::Sorted(super::spill::sort_stream(ctx, rows, keys, None)?)
         }
@@ -208,6 +249,9 @@ pub fn open_scan<'p>(
             if rows_of.is_some() {
                 // The key of key rowids: the lookup found row keys.
                 return Ok(match found {
+                    Lookup::Point(key) => {
+                        Stream::One(point_row(ctx, &key, ncols, need.as_deref())?)
+                    }
                     Lookup::Range(range) => {
                         let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
                         Stream::Table {
@@ -311,6 +355,7 @@ impl Stream<'_> {
         ctx.tick()?;
         match self {
             Stream::Rows(it) => Ok(it.next()),
+            Stream::One(r) => Ok(r.take()),
             Stream::Table { cursor, ncols, buf, batch, need, spare } => {
                 if buf.is_empty() && !cursor.is_done() {
                     let ncols = *ncols;
@@ -413,14 +458,16 @@ impl Stream<'_> {
                 }
             }
             Stream::Filter(input, _) | Stream::Project(input, _, _) => input.recycle(row),
-            Stream::Rows(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
+            Stream::Rows(_) | Stream::One(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
         }
     }
 
     /// Every remaining row.
     pub fn collect(mut self, ctx: &mut Ctx) -> Result<Vec<Row>> {
-        if let Stream::Rows(it) = self {
-            return Ok(it.collect());
+        match self {
+            Stream::Rows(it) => return Ok(it.collect()),
+            Stream::One(r) => return Ok(r.into_iter().collect()),
+            _ => {}
         }
         let mut out = Vec::new();
         while let Some(r) = self.next(ctx)? {
@@ -549,6 +596,13 @@ pub fn lookup(
 ) -> Result<Lookup> {
     if keys.iter().any(|k| crate::plan::bind::as_key_set(k).is_some()) {
         return lookup_set(ctx, types, index, unique, columns, keys, range, rows_of);
+    }
+    if let (Some(table), [k], [c], None) = (rows_of, keys, columns, range) {
+        // A point on the key of key rowids (a primary-key lookup).
+        return Ok(match super::index_value(eval(ctx, k, &[])?, types.of(*c)) {
+            Some(v) => Lookup::Point(storage::key_row_key(table, &v)?.to_vec()),
+            None => Lookup::Nothing,
+        });
     }
     let mut vals = Vec::with_capacity(keys.len());
     for (k, &c) in keys.iter().zip(columns) {
