@@ -215,11 +215,15 @@ pub struct RangeCursor {
     direction: Direction,
     last: Vec<u8>,
     done: bool,
+    /// A batch ended at `last` and the range does not yet start after it:
+    /// moved at the next batch, so that a LIMIT whose batch was all it
+    /// wanted never pays for it.
+    resume: bool,
 }
 
 impl RangeCursor {
     pub fn new(range: KeyRange, direction: Direction) -> RangeCursor {
-        RangeCursor { range, direction, last: Vec::new(), done: false }
+        RangeCursor { range, direction, last: Vec::new(), done: false, resume: false }
     }
 
     /// Every row of a table, in rowid order.
@@ -243,10 +247,11 @@ impl RangeCursor {
         if self.done {
             return Ok(0);
         }
+        self.resume_after_last();
         let n = n.max(1);
         let mut count = 0;
         let last = &mut self.last;
-        txn.scan_each_lazy(self.range.clone(), self.direction, |k, v| {
+        txn.scan_each_lazy(&self.range, self.direction, |k, v| {
             f(v)?;
             count += 1;
             if count < n {
@@ -255,14 +260,31 @@ impl RangeCursor {
             k.user_key_into(last)?;
             Ok(false)
         })?;
-        if count < n {
-            self.done = true;
-        } else if self.direction == Direction::Forward {
-            self.range.start = Bound::Excluded(self.last.clone());
-        } else {
-            self.range.end = Bound::Excluded(self.last.clone());
-        }
+        self.done = count < n;
+        self.resume = !self.done;
         Ok(count)
+    }
+
+    /// After a batch that ended at `last`: moves the bound the scan
+    /// resumes from (the start forward, the end in reverse) to just past
+    /// it, into the bound's own buffer.
+    fn resume_after_last(&mut self) {
+        if !std::mem::take(&mut self.resume) {
+            return;
+        }
+        let bound = match self.direction {
+            Direction::Forward => &mut self.range.start,
+            Direction::Reverse => &mut self.range.end,
+        };
+        let key = match std::mem::replace(bound, Bound::Unbounded) {
+            Bound::Included(mut k) | Bound::Excluded(mut k) => {
+                k.clear();
+                k.extend_from_slice(&self.last);
+                k
+            }
+            Bound::Unbounded => self.last.clone(),
+        };
+        *bound = Bound::Excluded(key);
     }
 }
 
@@ -278,25 +300,30 @@ impl RangeCursor {
         if self.done {
             return Ok(0);
         }
+        self.resume_after_last();
         let n = n.max(1);
         let mut count = 0;
-        txn.scan_each_lazy(self.range.clone(), self.direction, |k, v| {
-            k.user_key_into(key)?;
-            f(key, v)?;
+        let last = &mut self.last;
+        txn.scan_each_lazy(&self.range, self.direction, |k, v| {
+            // A key the scan has decoded already is used where it is.
+            let k = match k {
+                qube_txn::ScanKey::User(k) => k,
+                k @ qube_txn::ScanKey::Version(_) => {
+                    k.user_key_into(key)?;
+                    key.as_slice()
+                }
+            };
+            f(k, v)?;
             count += 1;
-            Ok(count < n)
-        })?;
-        if count < n {
-            self.done = true;
-        } else {
-            self.last.clear();
-            self.last.extend_from_slice(key);
-            if self.direction == Direction::Forward {
-                self.range.start = Bound::Excluded(self.last.clone());
-            } else {
-                self.range.end = Bound::Excluded(self.last.clone());
+            if count < n {
+                return Ok(true);
             }
-        }
+            last.clear();
+            last.extend_from_slice(k);
+            Ok(false)
+        })?;
+        self.done = count < n;
+        self.resume = !self.done;
         Ok(count)
     }
 }

@@ -257,6 +257,11 @@ mod tests {
         // No terminator, or half of one.
         assert!(with(b"abc").is_err());
         assert!(with(b"abc\x00").is_err());
+        // A zero that escapes nothing just before the end.
+        assert!(with(b"a\x00\x00\x00").is_err());
+        assert!(with(b"a\x00").is_err());
+        assert_eq!(with(b"\x00\x00").unwrap(), (Vec::new(), 0));
+        assert_eq!(with(b"\x00\xFF\x00\x00").unwrap(), (vec![0], 0));
     }
 
     #[test]

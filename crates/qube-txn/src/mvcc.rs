@@ -916,7 +916,7 @@ impl Transaction {
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let mut key = Vec::new();
-        self.scan_inner(range, direction, false, &mut |k, v| match k {
+        self.scan_inner(&range, direction, false, &mut |k, v| match k {
             ScanKey::User(k) => f(k, v),
             ScanKey::Version(raw) => {
                 keys::decode_version_into(raw, &mut key)?;
@@ -932,7 +932,7 @@ impl Transaction {
     /// `ScanKey::User`.
     pub fn scan_each_lazy(
         &mut self,
-        range: KeyRange,
+        range: &KeyRange,
         direction: Direction,
         mut f: impl FnMut(ScanKey, &[u8]) -> Result<bool>,
     ) -> Result<()> {
@@ -941,7 +941,7 @@ impl Transaction {
 
     fn scan_inner(
         &mut self,
-        range: KeyRange,
+        range: &KeyRange,
         direction: Direction,
         lazy: bool,
         f: &mut Visit,
@@ -966,7 +966,7 @@ impl Transaction {
         let mut newer = Vec::new();
         {
             // The write set's entries in the range, in scan order.
-            let mine = (!range_is_empty(&range) && !self.writes.is_empty())
+            let mine = (!range_is_empty(range) && !self.writes.is_empty())
                 .then(|| self.writes.range(&range.start, &range.end, reverse));
             let mut mine = mine.into_iter().flatten().peekable();
             // Without own writes to merge, keys need not be decoded to be

@@ -62,7 +62,7 @@ fn check_reads(t: &mut Transaction, want: &State) {
     assert!(rev.into_iter().collect::<State>() == *want, "reverse scan differs");
     let mut lazy = State::new();
     let mut k = Vec::new();
-    t.scan_each_lazy(KeyRange::all(), Direction::Forward, |key: ScanKey, v| {
+    t.scan_each_lazy(&KeyRange::all(), Direction::Forward, |key: ScanKey, v| {
         key.user_key_into(&mut k)?;
         lazy.insert(k.clone(), v.to_vec());
         Ok(true)

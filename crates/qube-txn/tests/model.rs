@@ -809,7 +809,7 @@ fn lazy_scans_see_what_scans_see() {
     t.commit().unwrap();
     let lazy = |t: &mut Transaction, dir| {
         let mut out = Vec::new();
-        t.scan_each_lazy(KeyRange::all(), dir, |k, v| {
+        t.scan_each_lazy(&KeyRange::all(), dir, |k, v| {
             let mut key = Vec::new();
             k.user_key_into(&mut key)?;
             out.push((key, v.to_vec()));

@@ -583,7 +583,9 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             if !sorted_below(input) {
                 // Pull only the rows needed from the input.
                 let mut s = stream::open(ctx, input, need)?;
-                let (mut seen, mut out) = (0usize, Vec::new());
+                // Room for the rows a small LIMIT keeps, up front.
+                let room = lim.unwrap_or(0).min(stream::MAX_BATCH);
+                let (mut seen, mut out) = (0usize, Vec::with_capacity(room));
                 while need.is_none_or(|n| seen < n) {
                     let Some(r) = s.next(ctx)? else { break };
                     seen += 1;

@@ -34,7 +34,7 @@ use crate::types::Value;
 use crate::types::encoding::{decode_key, decode_row_cols, encode_key};
 
 /// The most rows one scan batch reads.
-const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 1024;
 
 std::thread_local! {
     /// The value buffer of the thread's point lookups (`open_scan`): taken
@@ -119,8 +119,11 @@ fn distinct_columns(exprs: &[Expr]) -> bool {
     })
 }
 
+/// The first batch: what the consumer wants, exactly (LIMIT, the one
+/// consumer that says, stops pulling at its count; a row more was read,
+/// decoded and dropped), or a full batch.
 fn first_batch(want: Option<usize>) -> usize {
-    want.map_or(MAX_BATCH, |n| n.saturating_add(1)).clamp(1, MAX_BATCH)
+    want.unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH)
 }
 
 /// The columns of a row that its consumer reads (None: all of them); a
@@ -374,6 +377,8 @@ impl Stream<'_> {
                 if let Some(only) = only {
                     if buf.is_empty() && !cursor.is_done() {
                         let ncols = *ncols;
+                        // Room for the batch at once (LIMIT 10 grew it 3 times).
+                        buf.reserve(*batch);
                         cursor.next_batch_keyed(ctx.txn, *batch, val, |k, v| {
                             let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                             key_row(k, v, only, ncols, &mut row)?;
@@ -655,7 +660,11 @@ pub fn lookup(
         }
         None => end.push(2),
     }
-    Ok(Lookup::Range(KeyRange::between(&start, &end)))
+    // `KeyRange::between` without copying the bounds again.
+    Ok(Lookup::Range(KeyRange {
+        start: std::ops::Bound::Included(start),
+        end: std::ops::Bound::Excluded(end),
+    }))
 }
 
 /// `lookup` on the key of a table with key rowids: `vals` is empty or the
@@ -798,8 +807,14 @@ fn lookup_combinations(
 /// index columns `only` decoded from it, the others NULL; the key-rowid
 /// column, if `only` names one, from the entry's value (its row's rowid).
 fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row) -> Result<()> {
-    row.clear();
-    row.resize(ncols, Value::Null);
+    // Emptied and refilled without cloning NULLs (`resize` clones its
+    // value into every slot; a row handed back keeps its slots).
+    if row.len() == ncols {
+        row.iter_mut().for_each(|v| *v = Value::Null);
+    } else {
+        row.clear();
+        row.resize_with(ncols, || Value::Null);
+    }
     // After the index prefix (tag and index id).
     let mut pos = storage::index_prefix(0).len();
     for (c, ty) in &only.cols {

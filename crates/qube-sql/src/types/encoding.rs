@@ -214,6 +214,26 @@ pub fn decode_row_cols(
         }
         _ => ncols,
     };
+    let stored = n.min(last);
+    let needed = |i: usize| need.is_none_or(|n| n.get(i).copied().unwrap_or(true));
+    if out.is_empty() {
+        // A fresh row: each value pushed, with no NULL slot to fill and
+        // drop first.
+        out.reserve(ncols);
+        for i in 0..ncols {
+            if i < stored {
+                if needed(i) {
+                    out.push(decode_value(b, &mut pos, 0)?);
+                    continue;
+                }
+                if !skip_value(b, &mut pos)? {
+                    decode_value(b, &mut pos, 0)?;
+                }
+            }
+            out.push(Value::Null);
+        }
+        return Ok(());
+    }
     // A row buffer handed back for reuse keeps its slots: a needed column
     // is overwritten, any other one only cleared if it holds something (no
     // drop and re-push of every value per row).
@@ -221,10 +241,9 @@ pub fn decode_row_cols(
         out.clear();
         out.resize_with(ncols, || Value::Null);
     }
-    let stored = n.min(last);
     for (i, slot) in out.iter_mut().enumerate() {
         if i < stored {
-            if need.is_none_or(|n| n.get(i).copied().unwrap_or(true)) {
+            if needed(i) {
                 *slot = decode_value(b, &mut pos, 0)?;
                 continue;
             }
@@ -242,6 +261,9 @@ pub fn decode_row_cols(
 /// Steps over the value at `pos` without building it, for the plain
 /// types; false (and `pos` unmoved) for the nested ones (jsonb, arrays,
 /// records), which the caller decodes and drops instead.
+// Always inlined: `decode_row_cols` steps over every unneeded column of
+// every row with it (outlined, the call cost more than the step).
+#[inline(always)]
 fn skip_value(b: &[u8], pos: &mut usize) -> Result<bool> {
     let tag = *b.get(*pos).ok_or_else(|| corrupt("truncated row"))?;
     let len = match tag {
