@@ -1510,6 +1510,55 @@ fn concurrent_read_committed_updates_lose_nothing() {
     assert_eq!(h.join().unwrap(), "UPDATE 0");
 }
 
+/// Simple-protocol texts that differ only in their numbers share one
+/// parsed statement (`Session::prepare_simple`), negative numbers too (as
+/// pgbench writes `abalance + -2637`): each text computes what it would
+/// alone, including a negative number whose class differs from the one
+/// the shared statement was made with (`-2147483648` is an integer,
+/// `-2147483649` a bigint).
+#[test]
+fn simple_texts_with_negative_numbers_compute_as_written() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE acc (id int PRIMARY KEY, n bigint NOT NULL, d numeric)").unwrap();
+    s.execute("INSERT INTO acc VALUES (-1, 0, 0), (1, 0, 0), (2, 0, 0)").unwrap();
+    let simple = |s: &mut qube_sql::Session, sql: &str| -> Result<Vec<Vec<Value>>, String> {
+        let p = s.prepare_simple(sql).map_err(|e| e.sqlstate().to_string())?;
+        let mut r = s.execute_prepared(&p, &[]).map_err(|e| e.sqlstate().to_string())?;
+        Ok(r.pop().map(|r| r.rows).unwrap_or_default())
+    };
+    for (delta, id) in [(5, 1), (-7, 1), (-2147483648i64, 2), (-2147483649, 2), (3, -1), (-4, -1)] {
+        simple(
+            &mut s,
+            &format!("UPDATE acc SET n = n + {delta}, d = d - -{} WHERE id = {id}", delta.abs()),
+        )
+        .unwrap();
+    }
+    let r = s.execute("SELECT id, n, d FROM acc ORDER BY id").unwrap();
+    let got: Vec<String> =
+        r[0].rows.iter().map(|r| format!("{}:{}:{}", r[0], r[1], r[2])).collect();
+    assert_eq!(got, ["-1:-1:7", "1:-2:12", "2:-4294967297:4294967297"]);
+    // The same text shapes as a query: the negative int4 bound and the
+    // int8 one, each as written.
+    for (bound, want) in [("-2147483648", 1), ("-2147483649", 1), ("-1.5", 2), ("-1", 2), ("-0", 3)]
+    {
+        let rows = simple(&mut s, &format!("SELECT count(*) FROM acc WHERE n < {bound}")).unwrap();
+        let alone = s.execute(&format!("SELECT count(*) FROM acc WHERE n < {bound}")).unwrap();
+        assert_eq!(rows, alone[0].rows, "{bound}");
+        assert_eq!(rows[0][0], Value::Int8(want), "{bound}");
+    }
+    // An int4 column compared with a negative number out of its range.
+    assert_eq!(simple(&mut s, "SELECT id FROM acc WHERE id = -1").unwrap(), [[Value::Int4(-1)]]);
+    assert_eq!(simple(&mut s, "SELECT id FROM acc WHERE id = -3000000000").unwrap().len(), 0);
+    // Errors stay errors: -2147483648 * 2 overflows an integer, as alone.
+    let e = simple(&mut s, "SELECT 1 FROM acc WHERE id = -2147483648 * 2").unwrap_err();
+    assert_eq!(
+        e,
+        s.execute("SELECT 1 FROM acc WHERE id = -2147483648 * 2").unwrap_err().sqlstate()
+    );
+}
+
 /// The tag of one statement, or its SQLSTATE if it fails.
 fn outcome(s: &mut qube_sql::Session, sql: &str) -> String {
     match s.execute(sql) {
