@@ -21,11 +21,16 @@
 //!    *value positions* — operands of operators, BETWEEN bounds and IN
 //!    lists in WHERE, HAVING and JOIN … ON conditions, UPDATE's SET values
 //!    and the rows of VALUES — by `CAST($k AS <class>)`, which binds and
-//!    computes exactly as the literal would. Numbers anywhere else (ORDER
-//!    BY 1, LIMIT 10, type modifiers, function arguments, a number under
-//!    unary minus, which the binder folds) stay literal, and the entry
-//!    remembers their text: a later text with the same key reuses the
-//!    entry only if those numbers are the same.
+//!    computes exactly as the literal would. A number under unary minus
+//!    there (`abalance + -2637`, as pgbench writes a negative value) is
+//!    one too, with the negative value: the binder folds `-literal` into
+//!    one constant, whose class is that of the negative text (`-2147483648`
+//!    is an int4, as in PostgreSQL), so the entry remembers that class and
+//!    a later text whose negative number has another class is a miss.
+//!    Numbers anywhere else (ORDER BY 1, LIMIT 10, type modifiers, function
+//!    arguments) stay literal, and the entry remembers their text: a later
+//!    text with the same key reuses the entry only if those numbers are
+//!    the same.
 //! 3. On a hit nothing is parsed: the entry's statement runs with the
 //!    text's numbers as parameter values, under the entry's prepared id,
 //!    so its bound plan (the session's plan cache) is reused too.
@@ -67,7 +72,7 @@ pub enum Class {
 }
 
 impl Class {
-    fn of(text: &str) -> Class {
+    pub fn of(text: &str) -> Class {
         if !text.contains(['.', 'e', 'E']) {
             if text.parse::<i32>().is_ok() {
                 return Class::Int4;
@@ -237,8 +242,23 @@ pub fn scan(sql: &str) -> Option<Scan> {
 /// Replaces the numbers of `stmt` in value positions by parameters (see
 /// the module doc). Returns, for each of `numbers` (the text's, in order),
 /// its parameter's index if it became one.
-pub fn parameterize(stmt: &mut ast::Statement, numbers: &[Number]) -> Vec<Option<usize>> {
-    let mut w = Walker { numbers, params: vec![None; numbers.len()], next: 0 };
+/// Which numbers of the text became parameters (`parameterize`).
+pub struct Params {
+    /// For each number of the text: its parameter, or None if it stayed
+    /// literal.
+    pub params: Vec<Option<usize>>,
+    /// For each number: the class of its negative value if it became a
+    /// parameter under unary minus (the parameter's value is then `-N`).
+    pub negated: Vec<Option<Class>>,
+}
+
+pub fn parameterize(stmt: &mut ast::Statement, numbers: &[Number]) -> Params {
+    let mut w = Walker {
+        numbers,
+        params: vec![None; numbers.len()],
+        negated: vec![None; numbers.len()],
+        next: 0,
+    };
     match stmt {
         ast::Statement::Query(q) => w.query(q),
         ast::Statement::Insert(ins) => {
@@ -261,12 +281,13 @@ pub fn parameterize(stmt: &mut ast::Statement, numbers: &[Number]) -> Vec<Option
         }
         _ => {}
     }
-    w.params
+    Params { params: w.params, negated: w.negated }
 }
 
 struct Walker<'a> {
     numbers: &'a [Number],
     params: Vec<Option<usize>>,
+    negated: Vec<Option<Class>>,
     next: usize,
 }
 
@@ -327,6 +348,13 @@ impl Walker<'_> {
             }
             E::Nested(inner) => self.expr(inner),
             E::UnaryOp { op: ast::UnaryOperator::Not, expr } => self.expr(expr),
+            E::UnaryOp { op: ast::UnaryOperator::Minus, expr } => {
+                if let E::Value(v) = expr.as_ref()
+                    && let ast::Value::Number(..) = v.value
+                {
+                    self.negative_number(e);
+                }
+            }
             E::Between { expr, low, high, .. } => {
                 self.expr(expr);
                 self.expr(low);
@@ -349,22 +377,41 @@ impl Walker<'_> {
     /// `e` is a number literal: a parameter, if the scanner saw it.
     fn number(&mut self, e: &mut ast::Expr) {
         let ast::Expr::Value(v) = e else { return };
+        let Some(i) = self.seen(v) else { return };
+        let class = self.numbers[i].class;
+        self.replace(e, i, class);
+    }
+
+    /// `e` is `-literal`: a parameter of the negative value, if the
+    /// scanner saw the number, of the class the binder's folding gives it.
+    fn negative_number(&mut self, e: &mut ast::Expr) {
+        let ast::Expr::UnaryOp { expr, .. } = e else { return };
+        let ast::Expr::Value(v) = expr.as_ref() else { return };
+        let ast::Value::Number(text, _) = &v.value else { return };
+        let class = Class::of(&format!("-{text}"));
+        let Some(i) = self.seen(v) else { return };
+        self.negated[i] = Some(class);
+        self.replace(e, i, class);
+    }
+
+    /// The index of the scanner's number at `v`, if it is not a
+    /// parameter yet.
+    fn seen(&self, v: &ast::ValueWithSpan) -> Option<usize> {
         let start = v.span.start;
-        let Some(i) =
-            self.numbers.iter().position(|n| n.line == start.line && n.column == start.column)
-        else {
-            return;
-        };
-        if self.params[i].is_some() {
-            return;
-        }
+        let i =
+            self.numbers.iter().position(|n| n.line == start.line && n.column == start.column)?;
+        self.params[i].is_none().then_some(i)
+    }
+
+    /// Replaces `e` by the next parameter, for number `i`.
+    fn replace(&mut self, e: &mut ast::Expr, i: usize, class: Class) {
         let k = self.next;
         self.next += 1;
         self.params[i] = Some(k);
         *e = ast::Expr::Cast {
             kind: ast::CastKind::Cast,
             expr: Box::new(ast::Expr::value(ast::Value::Placeholder(format!("${}", k + 1)))),
-            data_type: self.numbers[i].class.data_type(),
+            data_type: class.data_type(),
             format: None,
         };
     }
@@ -431,7 +478,26 @@ mod tests {
         let s = scan(sql).unwrap();
         let mut stmts = crate::session::parse(sql).unwrap();
         let p = parameterize(&mut stmts[0], &s.numbers);
-        (p, stmts[0].to_string())
+        (p.params, stmts[0].to_string())
+    }
+
+    #[test]
+    fn negative_numbers_take_the_class_of_their_negative_text() {
+        let s =
+            scan("SELECT 1 FROM t WHERE a = -2147483648 AND b = -2147483649 AND c > -2.5").unwrap();
+        let mut stmts = crate::session::parse(
+            "SELECT 1 FROM t WHERE a = -2147483648 AND b = -2147483649 AND c > -2.5",
+        )
+        .unwrap();
+        let p = parameterize(&mut stmts[0], &s.numbers);
+        // `SELECT 1`: not a value position.
+        assert_eq!(p.params, [None, Some(0), Some(1), Some(2)]);
+        assert_eq!(p.negated, [None, Some(Class::Int4), Some(Class::Int8), Some(Class::Numeric)]);
+        // The scanner's class is the unsigned text's.
+        let classes: Vec<_> = s.numbers.iter().map(|n| n.class).collect();
+        assert_eq!(classes, [Class::Int4, Class::Int8, Class::Int8, Class::Numeric]);
+        let text = stmts[0].to_string();
+        assert!(text.contains("a = CAST($1 AS INTEGER) AND b = CAST($2 AS BIGINT)"), "{text}");
     }
 
     #[test]
@@ -440,8 +506,13 @@ mod tests {
             params_of("SELECT a, 1 FROM t WHERE id = 5 AND b IN (6, 7) ORDER BY 1 LIMIT 8");
         assert_eq!(p, [None, Some(0), Some(1), Some(2), None, None]);
         assert!(text.contains("id = CAST($1 AS INTEGER)"), "{text}");
-        let (p, _) = params_of("UPDATE t SET v = v + 3 WHERE id = -4 AND w = 9");
-        assert_eq!(p, [Some(0), None, Some(1)]);
+        let (p, text) = params_of("UPDATE t SET v = v + 3 WHERE id = -4 AND w = 9");
+        assert_eq!(p, [Some(0), Some(1), Some(2)]);
+        assert!(text.contains("id = CAST($2 AS INTEGER)"), "{text}");
+        // Under a minus that is not the number's own (`-(5)`, `- -6`), or
+        // outside value positions, a number stays literal.
+        let (p, _) = params_of("SELECT 1 FROM t WHERE a = -(5) AND b = - -6 AND c = abs(-7)");
+        assert_eq!(p, [None, None, None, None]);
         let (p, _) = params_of("INSERT INTO t VALUES (1, 2.5, 3000000000, abs(4))");
         assert_eq!(p, [Some(0), Some(1), Some(2), None]);
         let (p, _) = params_of("DELETE FROM t WHERE id BETWEEN 1 AND 2");

@@ -517,6 +517,10 @@ struct SimpleEntry {
     /// For each number of the text: its parameter, or None if it stayed
     /// literal (then a text matches only with the same number there).
     params: Vec<Option<usize>>,
+    /// For each number that is a parameter under unary minus: the class
+    /// of its negative value (a text whose number there has another is a
+    /// miss).
+    negated: Vec<Option<crate::autoparam::Class>>,
     /// The numbers that stayed literal, in order.
     fixed: Vec<Box<str>>,
 }
@@ -862,7 +866,8 @@ impl Session {
         }
         let Some(Stmts(stmts)) = Arc::get_mut(&mut p.stmts) else { return Ok(p) };
         let Some(Stmt::Sql(stmt)) = stmts.first_mut() else { return Ok(p) };
-        let params = crate::autoparam::parameterize(stmt, &scan.numbers);
+        let crate::autoparam::Params { params, negated } =
+            crate::autoparam::parameterize(stmt, &scan.numbers);
         if params.iter().all(Option::is_none) {
             return Ok(p);
         }
@@ -870,7 +875,7 @@ impl Session {
             .filter(|(_, k)| k.is_none())
             .map(|(n, _)| Box::from(&sql[n.start..n.end]))
             .collect();
-        let entry = SimpleEntry { id: p.id, stmts: p.stmts.clone(), params, fixed };
+        let entry = SimpleEntry { id: p.id, stmts: p.stmts.clone(), params, negated, fixed };
         let Some(literals) = simple_values(sql, &scan, &entry) else { return self.prepare(sql) };
         p.literals = literals;
         if self.simple.len() >= SIMPLE_ENTRIES {
@@ -2123,8 +2128,20 @@ fn simple_values(
     use crate::autoparam::Class;
     let mut values = vec![Value::Null; entry.params.len() - entry.fixed.len()];
     let mut fixed = entry.fixed.iter();
-    for (n, k) in scan.numbers.iter().zip(&entry.params) {
-        let text = &sql[n.start..n.end];
+    let mut negative = String::new();
+    for ((n, k), neg) in scan.numbers.iter().zip(&entry.params).zip(&entry.negated) {
+        let mut text = &sql[n.start..n.end];
+        let mut class = n.class;
+        if let Some(c) = neg {
+            negative.clear();
+            negative.push('-');
+            negative.push_str(text);
+            text = &negative;
+            class = Class::of(text);
+            if class != *c {
+                return None;
+            }
+        }
         match k {
             None => {
                 if **fixed.next()? != *text {
@@ -2132,7 +2149,7 @@ fn simple_values(
                 }
             }
             Some(k) => {
-                *values.get_mut(*k)? = match n.class {
+                *values.get_mut(*k)? = match class {
                     Class::Int4 => Value::Int4(text.parse().ok()?),
                     Class::Int8 => Value::Int8(text.parse().ok()?),
                     Class::Numeric => Value::Numeric(crate::types::cast::parse_numeric(text).ok()?),

@@ -427,6 +427,38 @@ impl LockTable {
         }
     }
 
+    /// Takes the lock of `key` for `txn` if no one holds it, without
+    /// waiting: true if newly taken (always in the table, never in a run,
+    /// so that `unlock` can give it back), false if anyone holds it,
+    /// `txn` included. Not for SERIALIZABLE owners (no ordered map entry).
+    pub fn try_lock(&self, txn: TxnId, key: &[u8], hash: u64, held: &mut Held) -> bool {
+        let mut st = self.state.lock();
+        if st.owner(key, hash).is_some() {
+            return false;
+        }
+        st.insert(txn, key, hash);
+        held.hashes.push(hash);
+        true
+    }
+
+    /// Gives back the lock of `key` that `txn` took with `try_lock` (in
+    /// the table), and wakes the waiters.
+    pub fn unlock(&self, txn: TxnId, key: &[u8], hash: u64, held: &mut Held) {
+        let Some(i) = held.hashes.iter().rposition(|&h| h == hash) else { return };
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let arena = &st.arena;
+        if let Ok(e) = st.table.find_entry(hash, |s| {
+            s.hash == hash && s.owner == txn && arena.get(s.at..s.at + s.len) == Some(key)
+        }) {
+            st.garbage += e.remove().0.len;
+            held.hashes.remove(i);
+        }
+        st.reclaim();
+        drop(guard);
+        self.freed.notify_all();
+    }
+
     /// The transaction holding `key`'s lock, if any.
     pub fn owner(&self, key: &[u8]) -> Option<TxnId> {
         self.state.lock().owner(key, key_hash(key))
@@ -574,6 +606,51 @@ mod tests {
         take(&t, 4, b"b3", true, &mut h4).unwrap();
         assert_eq!(t.owners_in(9, &lo, &hi), [4]);
         assert_eq!(t.owners_in(9, &Bound::Unbounded, &Bound::Excluded(b"b".to_vec())), []);
+    }
+
+    #[test]
+    fn try_lock_takes_only_free_keys_and_unlock_gives_them_back() {
+        let t = LockTable::default();
+        let (mut a, mut b) = (Held::default(), Held::default());
+        take(&t, 1, b"x", false, &mut a).unwrap();
+        // Held by another, or by itself: not taken.
+        assert!(!t.try_lock(2, b"x", key_hash(b"x"), &mut b));
+        assert!(!t.try_lock(1, b"x", key_hash(b"x"), &mut a));
+        assert!(t.try_lock(2, b"y", key_hash(b"y"), &mut b));
+        assert_eq!(t.owner(b"y"), Some(2));
+        // Only a key the owner holds is given back.
+        t.unlock(1, b"x", key_hash(b"x"), &mut b);
+        assert_eq!(t.owner(b"x"), Some(1));
+        t.unlock(2, b"x", key_hash(b"x"), &mut b);
+        assert_eq!(t.owner(b"x"), Some(1));
+        t.unlock(2, b"y", key_hash(b"y"), &mut b);
+        assert_eq!(t.owner(b"y"), None);
+        assert!(b.is_empty());
+        // A waiter for a key taken by try_lock goes on once it is given back.
+        let t = Arc::new(t);
+        assert!(t.try_lock(2, b"z", key_hash(b"z"), &mut b));
+        let t2 = t.clone();
+        let waiter = std::thread::spawn(move || {
+            let mut c = Held::default();
+            take(&t2, 3, b"z", false, &mut c).unwrap();
+            c.len()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        t.unlock(2, b"z", key_hash(b"z"), &mut b);
+        assert_eq!(waiter.join().unwrap(), 1);
+        assert_eq!(t.owner(b"z"), Some(3));
+        // With many locks held (past the point where keys go to runs), a
+        // try_lock still goes to the table and can be given back.
+        let mut d = Held::default();
+        for i in 0..200u32 {
+            take(&t, 4, &i.to_be_bytes(), false, &mut d).unwrap();
+        }
+        assert!(t.try_lock(4, &1000u32.to_be_bytes(), key_hash(&1000u32.to_be_bytes()), &mut d));
+        t.unlock(4, &1000u32.to_be_bytes(), key_hash(&1000u32.to_be_bytes()), &mut d);
+        assert_eq!(t.owner(&1000u32.to_be_bytes()), None);
+        assert_eq!(d.len(), 200);
+        t.release(4, &mut d);
+        assert_eq!(t.owner(&5u32.to_be_bytes()), None);
     }
 
     #[test]

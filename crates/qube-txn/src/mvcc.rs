@@ -1188,6 +1188,78 @@ impl Transaction {
         read_version(&*self.shared.engine, key, self.read_ts, None)
     }
 
+    /// The row lock of an UPDATE or DELETE by key, taken before the row is
+    /// read, so that one look at the key serves both: if the lock is free
+    /// (no waiting), this transaction neither holds nor wrote the key, and
+    /// it is not SERIALIZABLE or read-only, the lock is taken
+    /// *tentatively* and the newest committed version is returned with its
+    /// timestamp (0 if none). It is the snapshot's version too if that
+    /// timestamp is not past `read_ts`. The caller then does what reading
+    /// the snapshot and `get_for_update` would have done: where that way
+    /// would not have locked the row (absent from the snapshot, or failing
+    /// the statement's conditions there), it gives the lock back
+    /// (`unlock_tentative`); else it keeps it (`keep_lock`, which at
+    /// REPEATABLE READ fails with 40001 if a commit changed the key since
+    /// the snapshot). Otherwise (`None`) nothing is taken: the usual way.
+    pub fn lock_if_free(&mut self, key: &[u8]) -> Result<Option<(Ts, Option<Vec<u8>>)>> {
+        if self.serializable() || self.read_only || crate::MAX_KEY_LEN < key.len() {
+            return Ok(None);
+        }
+        let hash = key_hash(key);
+        if self.writes.contains(key, || hash) {
+            return Ok(None);
+        }
+        let s = &*self.shared;
+        if !s.locks.try_lock(self.id, key, hash, &mut self.locked) {
+            return Ok(None);
+        }
+        match newest_version(&*s.engine, key, &mut self.read_bufs) {
+            Ok(found) => Ok(Some(found)),
+            Err(e) => {
+                s.locks.unlock(self.id, key, hash, &mut self.locked);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps the lock `lock_if_free` took tentatively; `latest` is the
+    /// timestamp it returned. As `get_for_update` at REPEATABLE READ, a
+    /// newer commit than the snapshot is a serialization failure (the lock
+    /// stays held, as it does there).
+    pub fn keep_lock(&mut self, key: &[u8], latest: Ts) -> Result<()> {
+        if !self.expected {
+            self.expected = true;
+            self.shared.engine.expect_writers(1);
+        }
+        self.last_locked.clear();
+        self.last_locked.extend_from_slice(key);
+        if latest > 0 {
+            self.gc_candidates.push(key.to_vec());
+        }
+        self.depends_on = self.depends_on.max(latest);
+        self.writes.note_absent(key);
+        if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
+            return Err(self.changed_since_snapshot(latest));
+        }
+        Ok(())
+    }
+
+    /// Gives back a lock `lock_if_free` took tentatively (not kept).
+    pub fn unlock_tentative(&mut self, key: &[u8]) {
+        self.shared.locks.unlock(self.id, key, key_hash(key), &mut self.locked);
+    }
+
+    /// The serialization failure of a write to a key that a commit newer
+    /// than the snapshot changed.
+    fn changed_since_snapshot(&mut self, latest: Ts) -> Error {
+        let e = Error::Serialization(format!(
+            "could not serialize access due to concurrent update (key written by commit \
+             {latest}, after this transaction's snapshot {})",
+            self.read_ts
+        ));
+        self.fail(e)
+    }
+
     /// The newest committed version of `key`, whose lock this transaction
     /// holds (`newest_version`); noted in `depends_on`, since that commit
     /// may have released its locks before it was durable.
@@ -1230,12 +1302,7 @@ impl Transaction {
                 self.gc_candidates.push(key.to_vec());
             }
             if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
-                let e = Error::Serialization(format!(
-                    "could not serialize access due to concurrent update (key written by \
-                     commit {latest}, after this transaction's snapshot {})",
-                    self.read_ts
-                ));
-                return Err(self.fail(e));
+                return Err(self.changed_since_snapshot(latest));
             }
             if self.serializable()
                 && let Err(e) = self.shared.ssi.on_write(self.id, key)

@@ -865,6 +865,41 @@ impl Target {
         }
     }
 
+    /// What `access` reads when it is the primary key of a table with key
+    /// rowids (None otherwise): the row key of an equality (`Point`), or
+    /// the keys of a key set or range.
+    fn key_lookup(&self, ctx: &mut Ctx, access: &Access) -> Result<Option<super::stream::Lookup>> {
+        let Access::Index { choice: c, key_types: None } = access else { return Ok(None) };
+        if self.rowid_key.is_none_or(|k| k.index != c.index) {
+            return Ok(None);
+        }
+        super::stream::lookup(
+            ctx,
+            super::stream::KeyTypes::Types(&self.types),
+            c.index,
+            c.unique,
+            &c.columns,
+            &c.keys,
+            c.range.as_ref(),
+            Some(self.table.id),
+        )
+        .map(Some)
+    }
+
+    /// The rows a `key_lookup` finds, in key order.
+    fn key_rows(&self, ctx: &mut Ctx, found: super::stream::Lookup) -> Result<Vec<(u64, Row)>> {
+        let ncols = self.types.len();
+        let mut out = Vec::new();
+        let mut val = Vec::new();
+        super::stream::lookup_rows(ctx, found, &mut val, &mut |rowid, v| {
+            let mut row = Vec::with_capacity(ncols);
+            crate::types::encoding::decode_row(v, ncols, &mut row)?;
+            out.push((rowid, row));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// The rows `access` reaches (a superset of those the filter selects).
     fn candidates(&self, ctx: &mut Ctx, access: &Access) -> Result<Vec<(u64, Row)>> {
         let Access::Index { choice: c, key_types } = access else {
@@ -1387,7 +1422,11 @@ impl Targeted {
         ctx: &mut Ctx,
         mut f: impl FnMut(&mut Ctx, u64, Row) -> Result<()>,
     ) -> Result<u64> {
-        let rows = self.t.candidates(ctx, &self.access)?;
+        let rows = match self.t.key_lookup(ctx, &self.access)? {
+            Some(super::stream::Lookup::Point(key)) => return self.at_key(ctx, &key, f),
+            Some(found) => self.t.key_rows(ctx, found)?,
+            None => self.t.candidates(ctx, &self.access)?,
+        };
         let mut n = 0u64;
         for (rowid, row) in rows {
             ctx.tick()?;
@@ -1403,6 +1442,84 @@ impl Targeted {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// `each_row` for the one row a key rowid names (`WHERE id = $1`):
+    /// the row lock is taken first when it is free
+    /// (`Transaction::lock_if_free`), so that one look at the key finds
+    /// both the snapshot's version and the newest one (the same when no
+    /// commit changed the key since the snapshot, the usual case). The
+    /// outcome is `each_row`'s, PostgreSQL's: the snapshot's version
+    /// decides whether the row is the statement's at all (a row inserted
+    /// after the snapshot stays invisible, a row failing the WHERE there
+    /// is left alone, and neither keeps the lock); then at READ COMMITTED
+    /// the newest version is checked against the WHERE again, and at
+    /// REPEATABLE READ a row a later commit changed is 40001. A lock held
+    /// by another transaction: `each_row`'s way (read, then wait).
+    fn at_key(
+        &self,
+        ctx: &mut Ctx,
+        key: &[u8],
+        mut f: impl FnMut(&mut Ctx, u64, Row) -> Result<()>,
+    ) -> Result<u64> {
+        ctx.tick()?;
+        let rowid = storage::rowid_of(key)?;
+        let Some((latest, newest)) = ctx.txn.lock_if_free(key)? else {
+            let mut val = Vec::new();
+            if !ctx.txn.get_into(key, &mut val)? {
+                return Ok(0);
+            }
+            let Some(row) = self.qualifying(ctx, &val)? else { return Ok(0) };
+            let Some(row) = current_version(ctx, &self.t, rowid, row, self.filter.as_ref())? else {
+                return Ok(0);
+            };
+            f(ctx, rowid, row)?;
+            return Ok(1);
+        };
+        let unchanged = latest <= ctx.txn.read_ts();
+        // The snapshot's version, and whether it is the statement's row.
+        let (snapshot, newest) = match unchanged {
+            true => (Ok(newest), None),
+            false => (ctx.txn.get(key), newest),
+        };
+        let row = match snapshot.and_then(|v| match v {
+            Some(v) => self.qualifying(ctx, &v),
+            None => Ok(None),
+        }) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                ctx.txn.unlock_tentative(key);
+                return Ok(0);
+            }
+            Err(e) => {
+                ctx.txn.unlock_tentative(key);
+                return Err(e);
+            }
+        };
+        ctx.txn.keep_lock(key, latest)?;
+        if unchanged {
+            f(ctx, rowid, row)?;
+            return Ok(1);
+        }
+        // READ COMMITTED, changed since the snapshot: the newest version,
+        // if it still passes the WHERE.
+        let Some(row) = newest.map(|v| self.qualifying(ctx, &v)).transpose()?.flatten() else {
+            return Ok(0);
+        };
+        f(ctx, rowid, row)?;
+        Ok(1)
+    }
+
+    /// The row stored as `value`, if it passes the WHERE.
+    fn qualifying(&self, ctx: &mut Ctx, value: &[u8]) -> Result<Option<Row>> {
+        let mut row = Vec::with_capacity(self.t.types.len());
+        crate::types::encoding::decode_row(value, self.t.types.len(), &mut row)?;
+        if let Some(w) = &self.filter
+            && !truthy(&eval(ctx, w, &row)?)
+        {
+            return Ok(None);
+        }
+        Ok(Some(row))
     }
 }
 

@@ -1510,6 +1510,205 @@ fn concurrent_read_committed_updates_lose_nothing() {
     assert_eq!(h.join().unwrap(), "UPDATE 0");
 }
 
+/// Simple-protocol texts that differ only in their numbers share one
+/// parsed statement (`Session::prepare_simple`), negative numbers too (as
+/// pgbench writes `abalance + -2637`): each text computes what it would
+/// alone, including a negative number whose class differs from the one
+/// the shared statement was made with (`-2147483648` is an integer,
+/// `-2147483649` a bigint).
+#[test]
+fn simple_texts_with_negative_numbers_compute_as_written() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE acc (id int PRIMARY KEY, n bigint NOT NULL, d numeric)").unwrap();
+    s.execute("INSERT INTO acc VALUES (-1, 0, 0), (1, 0, 0), (2, 0, 0)").unwrap();
+    let simple = |s: &mut qube_sql::Session, sql: &str| -> Result<Vec<Vec<Value>>, String> {
+        let p = s.prepare_simple(sql).map_err(|e| e.sqlstate().to_string())?;
+        let mut r = s.execute_prepared(&p, &[]).map_err(|e| e.sqlstate().to_string())?;
+        Ok(r.pop().map(|r| r.rows).unwrap_or_default())
+    };
+    for (delta, id) in [(5, 1), (-7, 1), (-2147483648i64, 2), (-2147483649, 2), (3, -1), (-4, -1)] {
+        simple(
+            &mut s,
+            &format!("UPDATE acc SET n = n + {delta}, d = d - -{} WHERE id = {id}", delta.abs()),
+        )
+        .unwrap();
+    }
+    let r = s.execute("SELECT id, n, d FROM acc ORDER BY id").unwrap();
+    let got: Vec<String> =
+        r[0].rows.iter().map(|r| format!("{}:{}:{}", r[0], r[1], r[2])).collect();
+    assert_eq!(got, ["-1:-1:7", "1:-2:12", "2:-4294967297:4294967297"]);
+    // The same text shapes as a query: the negative int4 bound and the
+    // int8 one, each as written.
+    for (bound, want) in [("-2147483648", 1), ("-2147483649", 1), ("-1.5", 2), ("-1", 2), ("-0", 3)]
+    {
+        let rows = simple(&mut s, &format!("SELECT count(*) FROM acc WHERE n < {bound}")).unwrap();
+        let alone = s.execute(&format!("SELECT count(*) FROM acc WHERE n < {bound}")).unwrap();
+        assert_eq!(rows, alone[0].rows, "{bound}");
+        assert_eq!(rows[0][0], Value::Int8(want), "{bound}");
+    }
+    // An int4 column compared with a negative number out of its range.
+    assert_eq!(simple(&mut s, "SELECT id FROM acc WHERE id = -1").unwrap(), [[Value::Int4(-1)]]);
+    assert_eq!(simple(&mut s, "SELECT id FROM acc WHERE id = -3000000000").unwrap().len(), 0);
+    // Errors stay errors: -2147483648 * 2 overflows an integer, as alone.
+    let e = simple(&mut s, "SELECT 1 FROM acc WHERE id = -2147483648 * 2").unwrap_err();
+    assert_eq!(
+        e,
+        s.execute("SELECT 1 FROM acc WHERE id = -2147483648 * 2").unwrap_err().sqlstate()
+    );
+}
+
+/// The tag of one statement, or its SQLSTATE if it fails.
+fn outcome(s: &mut qube_sql::Session, sql: &str) -> String {
+    match s.execute(sql) {
+        Ok(mut r) => r.pop().map(|r| r.tag).unwrap_or_default(),
+        Err(e) => e.sqlstate().to_string(),
+    }
+}
+
+/// UPDATE and DELETE by primary key at REPEATABLE READ and SERIALIZABLE,
+/// as in PostgreSQL: a row unchanged since the snapshot is changed; one a
+/// later commit updated or deleted is 40001 (also when the WHERE is true
+/// of the snapshot's version only); a row inserted after the snapshot
+/// stays invisible (0 rows, no error, no lock kept), also when a row with
+/// that key was deleted before the snapshot; a row whose snapshot
+/// version fails the WHERE is left alone, unlocked, whatever committed
+/// since. (These statements read the row and take its lock in one look
+/// when nothing committed since the snapshot: `Targeted::at_key`.)
+#[test]
+fn key_updates_at_snapshot_levels_follow_postgres() {
+    for level in ["REPEATABLE READ", "SERIALIZABLE"] {
+        let db = qube_sql::Database::memory().unwrap();
+        let mut a = db.session().unwrap();
+        let mut b = db.session().unwrap();
+        a.execute(
+            "CREATE TABLE acc (id int PRIMARY KEY, n int NOT NULL);
+             INSERT INTO acc SELECT g, 0 FROM generate_series(1, 9) g;
+             DELETE FROM acc WHERE id = 9",
+        )
+        .unwrap();
+        let locks = |db: &qube_sql::Database| db.mvcc_status().row_locks;
+        // (b's statement, a's change after b's snapshot, b's outcome, locks b holds after)
+        let cases: &[(&str, &str, &str, u64)] = &[
+            (
+                "UPDATE acc SET n = n + 1 WHERE id = 1",
+                "UPDATE acc SET n = 1 WHERE id = 2",
+                "UPDATE 1",
+                1,
+            ),
+            ("DELETE FROM acc WHERE id = 1", "UPDATE acc SET n = 1 WHERE id = 2", "DELETE 1", 1),
+            (
+                "UPDATE acc SET n = n + 1 WHERE id = 3",
+                "UPDATE acc SET n = 5 WHERE id = 3",
+                "40001",
+                1,
+            ),
+            (
+                "UPDATE acc SET n = n + 1 WHERE id = 4 AND n = 0",
+                "UPDATE acc SET n = 5 WHERE id = 4",
+                "40001",
+                1,
+            ),
+            (
+                "UPDATE acc SET n = n + 1 WHERE id = 5 AND n = 5",
+                "UPDATE acc SET n = 5 WHERE id = 5",
+                "UPDATE 0",
+                0,
+            ),
+            ("DELETE FROM acc WHERE id = 6", "DELETE FROM acc WHERE id = 6", "40001", 1),
+            ("UPDATE acc SET n = 1 WHERE id = 20", "INSERT INTO acc VALUES (20, 0)", "UPDATE 0", 0),
+            ("DELETE FROM acc WHERE id = 21", "INSERT INTO acc VALUES (21, 0)", "DELETE 0", 0),
+            ("UPDATE acc SET n = 1 WHERE id = 9", "INSERT INTO acc VALUES (9, 0)", "UPDATE 0", 0),
+            (
+                "UPDATE acc SET n = 1 WHERE id = 7 AND n = 3",
+                "UPDATE acc SET n = 1 WHERE id = 2",
+                "UPDATE 0",
+                0,
+            ),
+            (
+                "UPDATE acc SET n = 1 WHERE id = 30",
+                "UPDATE acc SET n = 1 WHERE id = 2",
+                "UPDATE 0",
+                0,
+            ),
+        ];
+        for (stmt, change, want, held) in cases {
+            b.execute(&format!("BEGIN ISOLATION LEVEL {level}; SELECT count(*) FROM acc")).unwrap();
+            a.execute(change).unwrap();
+            assert_eq!(outcome(&mut b, stmt), *want, "{level}: {stmt} after {change}");
+            assert_eq!(locks(&db), *held, "{level}: locks held after {stmt}");
+            b.execute("ROLLBACK").unwrap();
+        }
+        // Nothing b did stayed; a's changes did.
+        let r = a.execute("SELECT id, n FROM acc ORDER BY id").unwrap();
+        let got: Vec<String> = r[0].rows.iter().map(|r| format!("{}={}", r[0], r[1])).collect();
+        assert_eq!(got.join(" "), "1=0 2=1 3=5 4=5 5=5 7=0 8=0 9=0 20=0 21=0", "{level}");
+    }
+}
+
+/// The same statements at READ COMMITTED, where a row's newest version
+/// counts: a row inserted by a transaction still open is not seen (and
+/// not waited for); a row locked by another writer is waited for, then
+/// its newest version is checked against the WHERE again; a row whose
+/// WHERE fails is left unlocked.
+#[test]
+fn key_updates_at_read_committed_follow_postgres() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut a = db.session().unwrap();
+    let mut b = db.session().unwrap();
+    a.execute(
+        "CREATE TABLE acc (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO acc SELECT g, 0 FROM generate_series(1, 4) g",
+    )
+    .unwrap();
+    // Not matching: no lock kept, in or out of a block.
+    assert_eq!(outcome(&mut b, "UPDATE acc SET n = 1 WHERE id = 1 AND n = 7"), "UPDATE 0");
+    assert_eq!(db.mvcc_status().row_locks, 0);
+    b.execute("BEGIN").unwrap();
+    assert_eq!(outcome(&mut b, "DELETE FROM acc WHERE id = 1 AND n = 7"), "DELETE 0");
+    assert_eq!(db.mvcc_status().row_locks, 0);
+    assert_eq!(outcome(&mut b, "UPDATE acc SET n = n + 1 WHERE id = 4"), "UPDATE 1");
+    assert_eq!(db.mvcc_status().row_locks, 1);
+    // An error in the WHERE gives the lock back too (the one just taken,
+    // not the one held before).
+    assert_eq!(outcome(&mut b, "UPDATE acc SET n = 1 WHERE id = 1 AND n / 0 = 1"), "22012");
+    assert_eq!(db.mvcc_status().row_locks, 1);
+    b.execute("ROLLBACK").unwrap();
+    assert_eq!(db.mvcc_status().row_locks, 0);
+    // Inserted by an open transaction: invisible, and not waited for.
+    a.execute("BEGIN; INSERT INTO acc VALUES (10, 0)").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let r = outcome(&mut b, "UPDATE acc SET n = 1 WHERE id = 10");
+        tx.send(r).unwrap();
+        b
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+    a.execute("COMMIT").unwrap();
+    assert_eq!(got.as_deref(), Ok("UPDATE 0"));
+    let mut b = h.join().unwrap();
+    // Locked by a writer: b waits, then applies itself to the newest
+    // version if it still matches.
+    a.execute(
+        "BEGIN; UPDATE acc SET n = n + 1 WHERE id = 2; UPDATE acc SET n = n + 1 WHERE id = 3",
+    )
+    .unwrap();
+    let mut c = db.session().unwrap();
+    let hb = std::thread::spawn(move || outcome(&mut b, "UPDATE acc SET n = n + 10 WHERE id = 2"));
+    let hc = std::thread::spawn(move || {
+        outcome(&mut c, "UPDATE acc SET n = n + 10 WHERE id = 3 AND n = 0")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    a.execute("COMMIT").unwrap();
+    assert_eq!(hb.join().unwrap(), "UPDATE 1");
+    assert_eq!(hc.join().unwrap(), "UPDATE 0");
+    let r = a.execute("SELECT id, n FROM acc ORDER BY id").unwrap();
+    let got: Vec<String> = r[0].rows.iter().map(|r| format!("{}={}", r[0], r[1])).collect();
+    assert_eq!(got.join(" "), "1=0 2=11 3=1 4=0 10=0");
+    assert_eq!(db.mvcc_status().row_locks, 0);
+}
+
 /// Embedded sessions of one `Database` see each other in
 /// pg_stat_activity, with distinct pids, and leave it when dropped.
 #[test]

@@ -16,12 +16,12 @@
 //! A checkpoint persists `free ∪ deferred ∪ limbo` as the free list: after a
 //! restart no reader exists, so all of them are free.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::page::PageId;
+use super::page::{IdSet, PageId};
 
 /// A page a bag hands back: its id and, if it belonged to a checkpoint, that
 /// checkpoint's sequence number.
@@ -33,11 +33,11 @@ pub struct Allocator {
     /// Free now.
     pub free: BTreeSet<PageId>,
     /// Allocated since the last checkpoint: not part of the durable tree.
-    pub since_checkpoint: HashSet<PageId>,
+    pub since_checkpoint: IdSet,
     /// Released, but the durable checkpoint still uses them.
     pub deferred: Vec<PageId>,
     /// Freed by a commit; some reader may still see them.
-    pub limbo: HashSet<PageId>,
+    pub limbo: IdSet,
     /// The pages holding the durable free list (reusable after the next checkpoint).
     pub freelist_pages: Vec<PageId>,
     /// Sequence number of the durable checkpoint.

@@ -60,7 +60,7 @@ mod read;
 mod verify;
 mod write;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -455,9 +455,9 @@ impl Inner {
         let alloc = Allocator {
             page_count: meta.page_count,
             free,
-            since_checkpoint: HashSet::new(),
+            since_checkpoint: IdSet::default(),
             deferred: Vec::new(),
-            limbo: HashSet::new(),
+            limbo: IdSet::default(),
             freelist_pages,
             checkpoint_seq: meta.seq,
             released: sink,
@@ -564,7 +564,7 @@ impl Inner {
         &self,
         head: &mut Arc<Version>,
         alloc: &mut alloc::Allocator,
-        private: HashMap<PageId, Arc<Page>>,
+        private: IdMap<Arc<Page>>,
         garbage: Vec<alloc::Released>,
         root: PageId,
         keys: u64,

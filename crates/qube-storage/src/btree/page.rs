@@ -103,6 +103,31 @@ pub const FREELIST_IDS: usize = (PAGE_SIZE - 48) / 8;
 pub type PageId = u64;
 pub type Page = [u8; PAGE_SIZE];
 
+/// Hashes page ids, small dense integers: one multiply spreads them well
+/// enough, and SipHash would cost more than the rest of a cache hit (the
+/// buffer pool's map) or of recording a page a batch copied (`IdMap`).
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+/// A map keyed by page id (`IdHasher`).
+pub type IdMap<V> = std::collections::HashMap<PageId, V, std::hash::BuildHasherDefault<IdHasher>>;
+/// A set of page ids (`IdHasher`).
+pub type IdSet = std::collections::HashSet<PageId, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PageType {

@@ -16,15 +16,13 @@
 //! the shard's lock, so no reader can miss the page and read the stale disk
 //! copy meanwhile; it is one 8 KiB `pwrite` into the OS cache.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use qube_common::Result;
 
 use super::file::PageFile;
-use super::page::{PAGE_SIZE, Page, PageId};
+use super::page::{IdMap, PAGE_SIZE, Page, PageId};
 
 struct Slot {
     page: Arc<Page>,
@@ -34,30 +32,11 @@ struct Slot {
     ring_at: usize,
 }
 
-/// Page ids are small dense integers: one multiply spreads them well
-/// enough, and SipHash would cost more than the rest of a cache hit.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    }
-}
-
 /// The slots live in the map itself (a hit is one probe, no second
 /// indirection); the ring lists the ids in clock order.
 #[derive(Default)]
 struct Shard {
-    map: HashMap<PageId, Slot, BuildHasherDefault<IdHasher>>,
+    map: IdMap<Slot>,
     ring: Vec<PageId>,
     hand: usize,
     hits: u64,

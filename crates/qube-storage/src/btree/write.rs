@@ -45,7 +45,7 @@
 //! two tables' keys), is cut just after the new key, so that the load
 //! goes on at the left page's end and from then on appends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use qube_common::{Error, Result};
@@ -116,8 +116,8 @@ pub(super) struct Txn<'a> {
     pub file: &'a PageFile,
     pub alloc: &'a mut Allocator,
     pub bufs: &'a mut Buffers,
-    pub private: HashMap<PageId, Arc<Page>>,
-    pub spilled: HashSet<PageId>,
+    pub private: IdMap<Arc<Page>>,
+    pub spilled: IdSet,
     pub garbage: Vec<Released>,
     pub private_limit: usize,
     pub root: PageId,
@@ -145,8 +145,9 @@ impl<'a> Txn<'a> {
             file,
             alloc,
             bufs,
-            private: HashMap::new(),
-            spilled: HashSet::new(),
+            // A commit's batch copies a dozen pages or so.
+            private: IdMap::with_capacity_and_hasher(16, Default::default()),
+            spilled: IdSet::default(),
             garbage: Vec::new(),
             private_limit,
             root,
