@@ -219,6 +219,24 @@ fn conformance_dir() -> Option<PathBuf> {
         .find(|c| c.join("sqlite").join("t0").is_dir())
 }
 
+/// A Python that can import psycopg: the driver tests' venv (which
+/// `tests/clients/setup.sh`, run by `.ci/run`, fills with a pinned
+/// psycopg), else `python3` on the PATH, else the system's
+/// `/usr/bin/python3` (where Debian's python3-psycopg goes; a PATH that
+/// leads to another Python, such as pyenv's, does not see it).
+fn python_with_psycopg() -> Option<PathBuf> {
+    let venv = std::env::var_os("QUBEDB_CLIENTS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci-cache/clients"))
+        .join("venv/bin/python");
+    [venv, PathBuf::from("python3"), PathBuf::from("/usr/bin/python3")].into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import psycopg"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Skips (or fails in CI) when something the test needs is missing.
 fn missing(what: &str) {
     if std::env::var_os("CI").is_some() {
@@ -232,13 +250,9 @@ async fn sqlite_t0_through_the_wire_with_slt_runner_py() {
     let Some(dir) = conformance_dir() else {
         return missing("../shared/conformance (the SQLite corpus)");
     };
-    let python_ok = std::process::Command::new("python3")
-        .args(["-c", "import psycopg"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_ok {
+    let Some(python) = python_with_psycopg() else {
         return missing("python3 with psycopg");
-    }
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("sqlite").join("t0"))
         .expect("t0")
         .flatten()
@@ -248,7 +262,7 @@ async fn sqlite_t0_through_the_wire_with_slt_runner_py() {
     files.sort();
     let srv = TestServer::start().await;
     let fail_log = std::env::temp_dir().join(format!("qube-t0-wire-{}.txt", std::process::id()));
-    let mut cmd = std::process::Command::new("python3");
+    let mut cmd = std::process::Command::new(&python);
     cmd.arg(dir.join("slt_runner.py"))
         .arg("--dsn")
         .arg(format!("host=127.0.0.1 port={} user=qubedb dbname=qubedb", srv.addr.port()))
