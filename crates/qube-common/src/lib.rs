@@ -225,9 +225,34 @@ impl Error {
 pub mod types;
 pub mod wait;
 
+/// The decimal digits of `n`, written into the end of `buf`, as its
+/// `Display` gives them, without the formatting machinery (command tags
+/// and wire-protocol integers are written this way for every statement).
+pub fn decimal_digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_digits_are_display() {
+        let mut buf = [0u8; 20];
+        for n in [0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(decimal_digits(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn user_errors_carry_detail_hint_and_position() {

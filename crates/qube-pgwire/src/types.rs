@@ -37,21 +37,10 @@ pub fn write_text(v: &Value, out: &mut BytesMut) {
 /// Appends an integer in decimal, as its `Display` does, without going
 /// through the formatter.
 fn write_int(n: i64, out: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
     if n < 0 {
         out.put_u8(b'-');
     }
-    out.put_slice(&digits[i..]);
+    out.put_slice(qube_common::decimal_digits(n.unsigned_abs(), &mut [0u8; 20]));
 }
 
 /// Appends an int2vector's text form: the numbers separated by spaces.

@@ -82,9 +82,7 @@ impl Kind {
     /// rows it wrote (the tag's count for INSERT, UPDATE, DELETE and
     /// MERGE).
     pub fn of_tag(tag: &str) -> (Kind, u64) {
-        // `split_once` with a char (memchr), not `split(' ')`'s pattern
-        // searcher: this runs for every statement.
-        // Byte searches: `split_once(' ')` runs a char searcher, several
+        // This runs for every statement. Byte searches: `split_once(' ')` runs a char searcher, several
         // hundred instructions per statement.
         let b = tag.as_bytes();
         let first = &tag[..b.iter().position(|&c| c == b' ').unwrap_or(b.len())];

@@ -2303,20 +2303,11 @@ fn empty_query() -> crate::plan::Query {
 /// `SELECT n`, the tag of a query, written without the formatting
 /// machinery (it is made for every query).
 fn select_tag(n: u64) -> String {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut tag = String::with_capacity(7 + digits.len() - i);
+    let mut buf = [0u8; 20];
+    let digits = qube_common::decimal_digits(n, &mut buf);
+    let mut tag = String::with_capacity(7 + digits.len());
     tag.push_str("SELECT ");
-    tag.extend(digits[i..].iter().map(|&d| char::from(d)));
+    tag.extend(digits.iter().map(|&d| char::from(d)));
     tag
 }
 

@@ -883,6 +883,24 @@ impl Transaction {
         }
     }
 
+    /// As `get_into`, into the transaction's own read buffer, which the
+    /// thread's next transaction reuses (`ReadBufs`): `f` gets the value,
+    /// if the key is visible. A point read allocates no buffer of its own.
+    pub fn get_with<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let mut value = std::mem::take(&mut self.read_bufs.value);
+        let res = match self.get_into(key, &mut value) {
+            Ok(true) => f(&value).map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.read_bufs.value = value;
+        res
+    }
+
     /// Scans a range of user keys in either direction: the snapshot merged
     /// with this transaction's own writes.
     pub fn scan(
@@ -1231,13 +1249,23 @@ impl Transaction {
             self.expected = true;
             self.shared.engine.expect_writers(1);
         }
+        self.writes.note_absent(key);
+        self.newly_locked(key, latest)
+    }
+
+    /// What taking `key`'s lock anew entails, once its newest version
+    /// (committed at `latest`) is read: the key is the last locked, a GC
+    /// candidate if it has versions, a commit this one depends on (which
+    /// may have released its locks before it was durable), and at
+    /// REPEATABLE READ and SERIALIZABLE a serialization failure if that
+    /// commit is newer than the snapshot (the lock stays held).
+    fn newly_locked(&mut self, key: &[u8], latest: Ts) -> Result<()> {
         self.last_locked.clear();
         self.last_locked.extend_from_slice(key);
         if latest > 0 {
             self.gc_candidates.push(key.to_vec());
         }
         self.depends_on = self.depends_on.max(latest);
-        self.writes.note_absent(key);
         if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
             return Err(self.changed_since_snapshot(latest));
         }
@@ -1295,15 +1323,8 @@ impl Transaction {
         let ser = self.serializable();
         let (locks, timeout) = (&self.shared.locks, self.shared.opts.lock_timeout);
         if locks.lock(self.id, key, hash, ser, &mut self.locked, timeout, blocked)? {
-            self.last_locked.clear();
-            self.last_locked.extend_from_slice(key);
-            let (latest, newest) = self.newest_locked(key)?;
-            if latest > 0 {
-                self.gc_candidates.push(key.to_vec());
-            }
-            if self.iso != Isolation::ReadCommitted && latest > self.read_ts {
-                return Err(self.changed_since_snapshot(latest));
-            }
+            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+            self.newly_locked(key, latest)?;
             if self.serializable()
                 && let Err(e) = self.shared.ssi.on_write(self.id, key)
             {

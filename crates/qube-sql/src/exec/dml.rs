@@ -886,20 +886,6 @@ impl Target {
         .map(Some)
     }
 
-    /// The rows a `key_lookup` finds, in key order.
-    fn key_rows(&self, ctx: &mut Ctx, found: super::stream::Lookup) -> Result<Vec<(u64, Row)>> {
-        let ncols = self.types.len();
-        let mut out = Vec::new();
-        let mut val = Vec::new();
-        super::stream::lookup_rows(ctx, found, &mut val, &mut |rowid, v| {
-            let mut row = Vec::with_capacity(ncols);
-            crate::types::encoding::decode_row(v, ncols, &mut row)?;
-            out.push((rowid, row));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// The rows `access` reaches (a superset of those the filter selects).
     fn candidates(&self, ctx: &mut Ctx, access: &Access) -> Result<Vec<(u64, Row)>> {
         let Access::Index { choice: c, key_types } = access else {
@@ -1424,7 +1410,7 @@ impl Targeted {
     ) -> Result<u64> {
         let rows = match self.t.key_lookup(ctx, &self.access)? {
             Some(super::stream::Lookup::Point(key)) => return self.at_key(ctx, &key, f),
-            Some(found) => self.t.key_rows(ctx, found)?,
+            Some(found) => super::key_rowid_rows(ctx, found, self.t.types.len())?,
             None => self.t.candidates(ctx, &self.access)?,
         };
         let mut n = 0u64;

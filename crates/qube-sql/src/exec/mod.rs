@@ -1897,15 +1897,7 @@ pub fn index_rows(
     let types = stream::KeyTypes::Types(types);
     let found = stream::lookup(ctx, types, index, unique, columns, keys, range, rows_of)?;
     if rowid_key {
-        let mut out = Vec::new();
-        let mut val = Vec::new();
-        stream::lookup_rows(ctx, found, &mut val, &mut |rowid, v| {
-            let mut row = Vec::with_capacity(ncols);
-            crate::types::encoding::decode_row(v, ncols, &mut row)?;
-            out.push((rowid, row));
-            Ok(())
-        })?;
-        return Ok(out);
+        return key_rowid_rows(ctx, found, ncols);
     }
     let mut rowids = Vec::new();
     stream::lookup_rowids(ctx, found, &mut rowids)?;
@@ -1915,6 +1907,24 @@ pub fn index_rows(
             out.push((rowid, row));
         }
     }
+    Ok(out)
+}
+
+/// The rows (rowid, row of `ncols`) a lookup on the key of a table's key
+/// rowids finds (`stream::lookup` with `rows_of`), in key order.
+pub(crate) fn key_rowid_rows(
+    ctx: &mut Ctx,
+    found: stream::Lookup,
+    ncols: usize,
+) -> Result<Vec<(u64, Row)>> {
+    let mut out = Vec::new();
+    let mut val = Vec::new();
+    stream::lookup_rows(ctx, found, &mut val, &mut |rowid, v| {
+        let mut row = Vec::with_capacity(ncols);
+        crate::types::encoding::decode_row(v, ncols, &mut row)?;
+        out.push((rowid, row));
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -36,38 +36,19 @@ use crate::types::encoding::{decode_key, decode_row_cols, encode_key};
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
 
-std::thread_local! {
-    /// The value buffer of the thread's point lookups (`open_scan`): taken
-    /// for one read and put back, so a point select allocates none.
-    static SPARE_VAL: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// The largest value buffer kept in `SPARE_VAL` (a bigger one, from a
-/// large row, is freed).
-const SPARE_VAL_MAX: usize = 64 << 10;
-
 /// Reads the row at row key `key` into a new row of `ncols` (the columns
-/// in `need`), through the thread's spare value buffer.
+/// in `need`), through the transaction's reused read buffer.
 fn point_row(
     ctx: &mut Ctx,
     key: &[u8],
     ncols: usize,
     need: Option<&[bool]>,
 ) -> Result<Option<Row>> {
-    let mut val = SPARE_VAL.with(std::cell::Cell::take);
-    let res = match ctx.txn.get_into(key, &mut val) {
-        Ok(true) => {
-            let mut row = Vec::with_capacity(ncols);
-            decode_row_cols(&val, ncols, need, &mut row).map(|()| Some(row))
-        }
-        Ok(false) => Ok(None),
-        Err(e) => Err(e),
-    };
-    if val.capacity() <= SPARE_VAL_MAX {
-        val.clear();
-        SPARE_VAL.with(|c| c.set(val));
-    }
-    res
+    ctx.txn.get_with(key, |v| {
+        let mut row = Vec::with_capacity(ncols);
+        decode_row_cols(v, ncols, need, &mut row)?;
+        Ok(row)
+    })
 }
 
 /// Rows pulled one at a time.
@@ -146,11 +127,7 @@ pub fn needing<'e>(need: Need, width: usize, exprs: impl IntoIterator<Item = &'e
                 Some(b) => *b = true,
                 None => all = true,
             },
-            Expr::ScalarSubquery { .. }
-            | Expr::Exists { .. }
-            | Expr::ArraySubquery { .. }
-            | Expr::InSubquery { .. }
-            | Expr::Quantified { .. } => all = true,
+            x if x.is_subquery() => all = true,
             _ => {}
         });
         if all {
@@ -603,11 +580,12 @@ pub fn lookup(
         return lookup_set(ctx, types, index, unique, columns, keys, range, rows_of);
     }
     if let (Some(table), [k], [c], None) = (rows_of, keys, columns, range) {
-        // A point on the key of key rowids (a primary-key lookup).
-        return Ok(match super::index_value(eval(ctx, k, &[])?, types.of(*c)) {
-            Some(v) => Lookup::Point(storage::key_row_key(table, &v)?.to_vec()),
-            None => Lookup::Nothing,
-        });
+        // A point on the key of key rowids (a primary-key lookup), without
+        // a vector of values.
+        return match super::index_value(eval(ctx, k, &[])?, types.of(*c)) {
+            Some(v) => row_lookup(ctx, table, types, std::slice::from_ref(&v), None),
+            None => Ok(Lookup::Nothing),
+        };
     }
     let mut vals = Vec::with_capacity(keys.len());
     for (k, &c) in keys.iter().zip(columns) {

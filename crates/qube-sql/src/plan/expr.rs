@@ -527,24 +527,27 @@ impl Expr {
         });
     }
 
-    /// Visits every node of this expression (not inside subqueries).
     /// Whether a subquery appears in the expression (its outer references
     /// read rows beyond the expression's own).
     pub fn has_subquery(&self) -> bool {
         let mut sub = false;
-        self.walk(&mut |x| {
-            sub |= matches!(
-                x,
-                Expr::ScalarSubquery { .. }
-                    | Expr::Exists { .. }
-                    | Expr::ArraySubquery { .. }
-                    | Expr::InSubquery { .. }
-                    | Expr::Quantified { .. }
-            )
-        });
+        self.walk(&mut |x| sub |= x.is_subquery());
         sub
     }
 
+    /// Whether this node itself is a subquery (not looking inside).
+    pub fn is_subquery(&self) -> bool {
+        matches!(
+            self,
+            Expr::ScalarSubquery { .. }
+                | Expr::Exists { .. }
+                | Expr::ArraySubquery { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Quantified { .. }
+        )
+    }
+
+    /// Visits every node of this expression (not inside subqueries).
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {

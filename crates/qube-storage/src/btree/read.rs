@@ -160,22 +160,35 @@ fn seek_step(
             if pos >= node.len() {
                 return Ok(SeekStep::LeafEnd);
             }
-            let cell = node.leaf_cell(pos)?;
-            if !range.before_end(cell.key) {
-                return Ok(SeekStep::Empty);
-            }
-            key.clear();
-            key.extend_from_slice(cell.key);
-            match cell.value {
-                LeafValue::Inline(v) => {
-                    value.clear();
-                    value.extend_from_slice(v);
-                    Ok(SeekStep::Found)
-                }
-                LeafValue::Overflow { first, len } => Ok(SeekStep::FoundOverflow(first, len)),
-            }
+            take_cell(&node, pos, range, key, value)
         }
         _ => Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+    }
+}
+
+/// The pair at `pos` of leaf `node` (which exists), if it lies before
+/// `range`'s end: its key and inline value copied (`Found`), or its key and
+/// where its value's overflow pages are (`FoundOverflow`); else `Empty`.
+fn take_cell(
+    node: &Node<'_>,
+    pos: usize,
+    range: &KeyRange,
+    key: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<SeekStep> {
+    let cell = node.leaf_cell(pos)?;
+    if !range.before_end(cell.key) {
+        return Ok(SeekStep::Empty);
+    }
+    key.clear();
+    key.extend_from_slice(cell.key);
+    match cell.value {
+        LeafValue::Inline(v) => {
+            value.clear();
+            value.extend_from_slice(v);
+            Ok(SeekStep::Found)
+        }
+        LeafValue::Overflow { first, len } => Ok(SeekStep::FoundOverflow(first, len)),
     }
 }
 
@@ -238,7 +251,7 @@ pub(crate) struct LeafMemo {
 
 impl LeafMemo {
     fn covers(&self, key: &[u8]) -> bool {
-        self.low.as_deref().is_none_or(|l| l <= key) && self.high.as_deref().is_none_or(|h| key < h)
+        super::write::in_bounds(self.low.as_deref(), self.high.as_deref(), key)
     }
 }
 
@@ -322,20 +335,15 @@ fn leaf_seek(
     let node = Node::new(page, id)?;
     let (Ok(pos) | Err(pos)) = node.search(start)?;
     if pos < node.len() {
-        let cell = node.leaf_cell(pos)?;
-        if !range.before_end(cell.key) {
-            return Ok(Some(false));
-        }
-        key.clear();
-        key.extend_from_slice(cell.key);
-        match cell.value {
-            LeafValue::Inline(v) => {
-                value.clear();
-                value.extend_from_slice(v);
+        return match take_cell(&node, pos, range, key, value)? {
+            SeekStep::Found => Ok(Some(true)),
+            SeekStep::FoundOverflow(first, len) => {
+                read_overflow(pool, first, len, value)?;
+                Ok(Some(true))
             }
-            LeafValue::Overflow { first, len } => read_overflow(pool, first, len, value)?,
-        }
-        return Ok(Some(true));
+            // `Empty` (`take_cell` gives nothing else).
+            _ => Ok(Some(false)),
+        };
     }
     // Past the leaf's last key: the tree's next key is at least `high`.
     match high {

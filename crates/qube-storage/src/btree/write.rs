@@ -89,9 +89,16 @@ struct LeafHint {
     high: Option<Vec<u8>>,
 }
 
+/// Whether `key` lies in `low ≤ key < high` (None: unbounded), the key
+/// range a leaf's ancestors give it (`LeafHint`, and the reader's
+/// `LeafMemo`).
+pub(super) fn in_bounds(low: Option<&[u8]>, high: Option<&[u8]>, key: &[u8]) -> bool {
+    low.is_none_or(|l| l <= key) && high.is_none_or(|h| key < h)
+}
+
 impl LeafHint {
     fn covers(&self, key: &[u8]) -> bool {
-        self.low.as_deref().is_none_or(|l| l <= key) && self.high.as_deref().is_none_or(|h| key < h)
+        in_bounds(self.low.as_deref(), self.high.as_deref(), key)
     }
 
     /// Narrows the range to child `idx` of an internal node (see `Node::child`).
