@@ -147,6 +147,24 @@ pub fn version_key_prefix(raw: &[u8]) -> &[u8] {
     &raw[..raw.len().saturating_sub(8)]
 }
 
+/// Whether two version key prefixes (`version_key_prefix`) are equal,
+/// compared from their ends first: the keys a scan meets share a long
+/// table prefix and differ in their last bytes (the rowid, the index
+/// entry's tail), so a different key is usually told after one word.
+#[inline]
+pub fn same_prefix(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    // The last word as one integer comparison, not a `memcmp` call.
+    let word = |k: &[u8]| u64::from_ne_bytes(k[n - 8..].try_into().unwrap_or([0; 8]));
+    word(a) == word(b) && a[..n - 8] == b[..n - 8]
+}
+
 /// Timestamp of an encoded version key (no allocation).
 pub fn version_ts(raw: &[u8]) -> Ts {
     let n = raw.len();
@@ -237,6 +255,12 @@ mod tests {
             prop_assert_eq!(version_key_prefix(&enc), &vp[..]);
             prop_assert_eq!(version_ts(&enc), ts);
             prop_assert!(enc < versions_end());
+        }
+
+        #[test]
+        fn same_prefix_is_equality(a in prop::collection::vec(0u8..3, 0..20), b in prop::collection::vec(0u8..3, 0..20)) {
+            prop_assert_eq!(same_prefix(&a, &b), a == b);
+            prop_assert!(same_prefix(&a, &a.clone()));
         }
     }
 

@@ -1024,7 +1024,7 @@ impl Transaction {
                 while c.advance()? {
                     let raw = c.key();
                     let p = keys::version_key_prefix(raw);
-                    if p != current.as_slice() {
+                    if !keys::same_prefix(p, &current) {
                         current.clear();
                         current.extend_from_slice(p);
                         done_key = false;
@@ -1059,7 +1059,7 @@ impl Transaction {
                 loop {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
-                    if p != Some(current.as_slice()) {
+                    if !p.is_some_and(|p| keys::same_prefix(p, &current)) {
                         if seen && !tomb && !emit(&key, &val, f)? {
                             stopped = true;
                             break;

@@ -325,6 +325,7 @@ impl std::hash::Hasher for FastHasher {
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+pub(crate) type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// Hashable form of values (memcomparable bytes); integral numbers of any
 /// type hash alike, so `int = numeric` joins and groups work.
@@ -996,7 +997,11 @@ fn probe_stream(
         return Ok(out);
     }
     let inp = side.inp;
+    let keys = int_keys(ctx, &side, current)?;
     let mut rows = stream::open_cols(ctx, &inp.plan, None, side.need)?;
+    if let Some(keys) = keys {
+        rows.keep_int_keys(keys);
+    }
     while let Some(r) = rows.next(ctx)? {
         let Some(r) = own_row(ctx, inp, side.own, width, r)? else { continue };
         if key(ctx, true, &r, &mut key_buf)?
@@ -1017,6 +1022,35 @@ fn probe_stream(
         rows.recycle(r);
     }
     Ok(out)
+}
+
+/// A probe side joined by one equality of a plain column with the joined
+/// rows, all of whose keys are integers: those keys, for its scan to turn
+/// away the rows that cannot join before decoding them (`Stream::keep_int_keys`).
+/// None when a key is of another type (an integral numeric joins with an
+/// integer too, and is left to the hash table).
+fn int_keys(ctx: &mut Ctx, side: &ProbeSide, current: &[Row]) -> Result<Option<stream::IntKeys>> {
+    let [(a, Expr::Column(column))] = side.eq else { return Ok(None) };
+    let mut keys = FastSet::default();
+    keys.reserve(current.len());
+    for cur in current {
+        let owned;
+        let v = match a {
+            Expr::Column(c) if *c < cur.len() => &cur[*c],
+            e => {
+                owned = eval(ctx, e, cur)?;
+                &owned
+            }
+        };
+        match v {
+            Value::Null => {}
+            Value::Int2(i) => _ = keys.insert(*i as i64),
+            Value::Int4(i) => _ = keys.insert(*i as i64),
+            Value::Int8(i) => _ = keys.insert(*i),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(stream::IntKeys { column: *column, keys }))
 }
 
 /// The last join of a `MultiJoin` by index lookups: when few rows are

@@ -31,7 +31,7 @@ use super::{Ctx, Row};
 use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
-use crate::types::encoding::{decode_key, decode_row_cols, encode_key};
+use crate::types::encoding::{IntCell, decode_key, decode_row_cols, encode_key, peek_int};
 
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
@@ -65,6 +65,9 @@ pub enum Stream<'p> {
         /// Rows handed back by the consumer (`Stream::recycle`), decoded
         /// into again instead of allocating a row per row.
         spare: Vec<Row>,
+        /// Only rows whose integer column is one of these keys (a hash
+        /// join's probe side: `Stream::keep_int_keys`).
+        keep: Option<IntKeys>,
     },
     Index {
         cursor: RangeCursor,
@@ -90,6 +93,29 @@ pub enum Stream<'p> {
     /// so the values are moved out of it (the row is recycled right
     /// after) instead of cloned.
     Project(Box<Stream<'p>>, &'p [Expr], bool),
+}
+
+/// A table scan's row filter for a hash join's probe side: only rows whose
+/// `column` holds one of `keys` can join. Rows with NULL there are dropped
+/// (they join with nothing), and rows holding a value that is not an
+/// integer are kept for the join's own comparison.
+pub struct IntKeys {
+    pub(crate) column: usize,
+    pub(crate) keys: super::FastSet<i64>,
+}
+
+impl Stream<'_> {
+    /// Makes a table scan keep only the rows `keys` admits (before they are
+    /// decoded); false (and nothing changes) for any other stream.
+    pub(crate) fn keep_int_keys(&mut self, keys: IntKeys) -> bool {
+        match self {
+            Stream::Table { keep, .. } => {
+                *keep = Some(keys);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether `exprs` are columns, each read once (`Stream::Project`'s flag).
@@ -203,6 +229,7 @@ pub fn open_scan<'p>(
             batch: first_batch(want),
             need,
             spare: Vec::new(),
+            keep: None,
         }),
         Plan::IndexScan { table, index, unique, columns, keys, range, reverse, index_only } => {
             let ncols = table.columns.len();
@@ -241,6 +268,7 @@ pub fn open_scan<'p>(
                             batch: first_batch(want),
                             need,
                             spare: Vec::new(),
+                            keep: None,
                         }
                     }
                     found => {
@@ -336,11 +364,23 @@ impl Stream<'_> {
         match self {
             Stream::Rows(it) => Ok(it.next()),
             Stream::One(r) => Ok(r.take()),
-            Stream::Table { cursor, ncols, buf, batch, need, spare } => {
-                if buf.is_empty() && !cursor.is_done() {
+            Stream::Table { cursor, ncols, buf, batch, need, spare, keep } => {
+                // A batch whose rows `keep` all turned away is followed by the next.
+                while buf.is_empty() && !cursor.is_done() {
+                    if keep.is_some() {
+                        ctx.tick()?;
+                    }
                     let ncols = *ncols;
                     let need = need.as_deref();
+                    let keep = keep.as_ref();
                     cursor.next_batch(ctx.txn, *batch, |v| {
+                        if let Some(k) = keep {
+                            match peek_int(v, k.column)? {
+                                IntCell::Int(i) if !k.keys.contains(&i) => return Ok(()),
+                                IntCell::Null => return Ok(()),
+                                _ => {}
+                            }
+                        }
                         let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                         decode_row_cols(v, ncols, need, &mut row)?;
                         buf.push_back(row);

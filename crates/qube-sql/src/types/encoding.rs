@@ -258,6 +258,54 @@ pub fn decode_row_cols(
     Ok(())
 }
 
+/// What one column of an encoded row holds, when only an integer matters
+/// (`peek_int`).
+#[derive(Debug, PartialEq)]
+pub enum IntCell {
+    /// smallint, integer or bigint.
+    Int(i64),
+    /// NULL, or a column past the row's stored ones (read as NULL).
+    Null,
+    /// Any other value.
+    Other,
+}
+
+/// Column `col` of the encoded row `b`, read without decoding the row:
+/// the columns before it are skipped.
+pub fn peek_int(b: &[u8], col: usize) -> Result<IntCell> {
+    if b.first() != Some(&1) {
+        return Err(corrupt("unknown row version"));
+    }
+    let mut pos = 1;
+    let n = get_varint(b, &mut pos)? as usize;
+    if col >= n {
+        return Ok(IntCell::Null);
+    }
+    for _ in 0..col {
+        // Integers (the usual columns before a key) by their fixed widths.
+        match b.get(pos) {
+            Some(3) => pos += 3,
+            Some(4) => pos += 5,
+            Some(5) => pos += 9,
+            _ => {
+                if !skip_value(b, &mut pos)? {
+                    decode_value(b, &mut pos, 0)?;
+                }
+            }
+        }
+    }
+    let tag = *b.get(pos).ok_or_else(|| corrupt("truncated row"))?;
+    let bytes =
+        |len: usize| b.get(pos + 1..pos + 1 + len).ok_or_else(|| corrupt("truncated value"));
+    match tag {
+        0 => Ok(IntCell::Null),
+        3 => Ok(IntCell::Int(i16::from_le_bytes(bytes(2)?.try_into().unwrap_or([0; 2])) as i64)),
+        4 => Ok(IntCell::Int(i32::from_le_bytes(bytes(4)?.try_into().unwrap_or([0; 4])) as i64)),
+        5 => Ok(IntCell::Int(i64::from_le_bytes(bytes(8)?.try_into().unwrap_or([0; 8])))),
+        _ => Ok(IntCell::Other),
+    }
+}
+
 /// Steps over the value at `pos` without building it, for the plain
 /// types; false (and `pos` unmoved) for the nested ones (jsonb, arrays,
 /// records), which the caller decodes and drops instead.
@@ -531,6 +579,40 @@ mod tests {
         let mut k = Vec::new();
         encode_key(v, &mut k);
         k
+    }
+
+    #[test]
+    fn peek_int_reads_one_column_as_decoding_would() {
+        let row = every_type_row();
+        let mut b = Vec::new();
+        encode_row(&row, &mut b);
+        for (i, v) in row.iter().enumerate() {
+            let want = match v {
+                Value::Null => IntCell::Null,
+                Value::Int2(x) => IntCell::Int(*x as i64),
+                Value::Int4(x) => IntCell::Int(*x as i64),
+                Value::Int8(x) => IntCell::Int(*x),
+                _ => IntCell::Other,
+            };
+            assert_eq!(peek_int(&b, i).unwrap(), want, "column {i}: {v:?}");
+        }
+        // Past the stored columns (a column added later): NULL.
+        assert_eq!(peek_int(&b, row.len()).unwrap(), IntCell::Null);
+        // Extremes keep their sign.
+        for v in
+            [Value::Int2(i16::MIN), Value::Int4(i32::MIN), Value::Int4(-1), Value::Int2(i16::MAX)]
+        {
+            let mut b = Vec::new();
+            encode_row(std::slice::from_ref(&v), &mut b);
+            assert_eq!(peek_int(&b, 0).unwrap(), IntCell::Int(v.as_i64().unwrap()));
+        }
+        // Truncated and foreign bytes are errors, not panics.
+        let mut b = Vec::new();
+        encode_row(&[Value::Text("x".into()), Value::Int8(5)], &mut b);
+        assert!(peek_int(&b[..b.len() - 1], 1).is_err());
+        assert!(peek_int(&b[..3], 1).is_err());
+        assert!(peek_int(&[2, 1, 4], 0).is_err());
+        assert!(peek_int(&[1, 1, 4, 0], 0).is_err());
     }
 
     /// A row with a value of every stored type (nested ones too).
