@@ -36,10 +36,17 @@
 //! Anything else (a replaced key, a split, a merge, a spill) takes the
 //! descent from the root, which forgets or renews the remembered leaf.
 //!
-//! A leaf that overflows with a key past its last one (a sequential load,
-//! every ~100 keys) is not rebuilt: the new key starts a new right sibling
-//! and the full leaf stays as it is, and the sibling becomes the
-//! remembered leaf, from the new separator to the old leaf's upper bound.
+//! A leaf that a sequential load (each key past the last one, which the
+//! previous insert put at the leaf's end) has filled to `APPEND_FILL` (90%
+//! of its bytes), or that overflows with a key past its last one, is not
+//! rebuilt: the new key starts a new right sibling and the leaf stays as it
+//! is, and the sibling becomes the remembered leaf, from the new separator
+//! to the old leaf's upper bound. The 10% left free is room for the new
+//! versions of the leaf's rows: an UPDATE adds a version next to the old
+//! one, and a table loaded in key order (COPY, CREATE INDEX, ADD PRIMARY
+//! KEY's rewrite) with full leaves split one of them at nearly every first
+//! update (PostgreSQL's B-tree leaves its rightmost pages 90% full for the
+//! same reason).
 //! A leaf that overflows with a key right after the previous insert's
 //! position, before other keys (a sequential load into the gap between
 //! two tables' keys), is cut just after the new key, so that the load
@@ -59,6 +66,9 @@ use super::pool::BufferPool;
 pub const MAX_DEPTH: usize = 40;
 /// Below this many used bytes a non-root node is underfull.
 const UNDERFULL: usize = NODE_USABLE / 4;
+/// A sequential load fills a leaf up to this many used bytes, then starts
+/// the next one (module docs): PostgreSQL's B-tree leaf fill factor, 90%.
+const APPEND_FILL: usize = NODE_USABLE * 9 / 10;
 
 pub(super) enum Change {
     /// Nothing changed (delete of a missing key).
@@ -344,10 +354,14 @@ impl<'a> Txn<'a> {
             return Ok(false);
         }
         let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
-        let pos = match Node::new(arc, id)?.search(key)? {
+        let node = Node::new(arc, id)?;
+        let pos = match node.search(key)? {
             Ok(_) => return Ok(false),
             Err(pos) => pos,
         };
+        if appends_past_fill(&node, pos, cell.len(), self.last_insert, id) {
+            return Ok(false);
+        }
         let mut m = NodeMut { p: Arc::make_mut(arc) };
         if !m.fits(cell.len()) {
             return Ok(false);
@@ -419,6 +433,8 @@ impl<'a> Txn<'a> {
                     }
                     Err(i) => (i, None),
                 };
+                let full = old.is_none()
+                    && appends_past_fill(&node, pos, cell.len(), self.last_insert, id);
                 drop(page);
                 if let Some((_, Some((first, len)))) = old {
                     self.free_overflow(first, len)?;
@@ -437,7 +453,7 @@ impl<'a> Txn<'a> {
                 if let Some((len, _)) = old {
                     m.remove(pos, len);
                 }
-                if m.fits(cell.len()) {
+                if !full && m.fits(cell.len()) {
                     m.insert(pos, cell, &mut bufs.scratch);
                     self.hint.leaf = Some(nid);
                     self.last_insert = Some((nid, pos));
@@ -609,6 +625,8 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Splits leaf `nid` for `cell` at `pos`: it overflows, or a
+    /// sequential load filled it to `APPEND_FILL` (`pos` is then its end).
     fn split_leaf(&mut self, nid: PageId, pos: usize, cell: &[u8]) -> Result<Change> {
         let len = Node::new(&*self.read(nid)?, nid)?.len();
         if pos == len && len > 0 {
@@ -937,4 +955,21 @@ fn leaf_key(cell: &[u8]) -> &[u8] {
 fn internal_key(cell: &[u8]) -> &[u8] {
     let klen = get_u16(cell, 0) as usize;
     &cell[INTERNAL_CELL_HEADER..INTERNAL_CELL_HEADER + klen]
+}
+
+/// Whether inserting a cell of `cell_len` at `pos` of leaf `node` (page
+/// `id`) continues a sequential load into it — `pos` is its end and the
+/// previous insert put the key before it there — past `APPEND_FILL`: the
+/// key then starts a new right sibling (module docs).
+fn appends_past_fill(
+    node: &Node,
+    pos: usize,
+    cell_len: usize,
+    last_insert: Option<(PageId, usize)>,
+    id: PageId,
+) -> bool {
+    pos > 0
+        && pos == node.len()
+        && last_insert == Some((id, pos - 1))
+        && node.used() + SLOT_SIZE + cell_len > APPEND_FILL
 }
