@@ -30,6 +30,7 @@ pub mod stream;
 pub mod typefuncs;
 mod window;
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -359,20 +360,21 @@ fn row_key<'e>(
 ) -> Result<bool> {
     out.clear();
     for e in exprs {
-        let owned;
-        let v = match e {
-            Expr::Column(c) if *c < row.len() => &row[*c],
-            e => {
-                owned = eval(ctx, e, row)?;
-                &owned
-            }
-        };
+        let v = value_over(ctx, e, row)?;
         if v.is_null() {
             return Ok(false);
         }
-        push_key(v, out);
+        push_key(&v, out);
     }
     Ok(true)
+}
+
+/// `e` over `row`: a plain column read in place, anything else evaluated.
+fn value_over<'r>(ctx: &mut Ctx, e: &Expr, row: &'r [Value]) -> Result<Cow<'r, Value>> {
+    Ok(match e {
+        Expr::Column(c) if *c < row.len() => Cow::Borrowed(&row[*c]),
+        e => Cow::Owned(eval(ctx, e, row)?),
+    })
 }
 
 pub fn run(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
@@ -1034,19 +1036,11 @@ fn int_keys(ctx: &mut Ctx, side: &ProbeSide, current: &[Row]) -> Result<Option<s
     let mut keys = FastSet::default();
     keys.reserve(current.len());
     for cur in current {
-        let owned;
-        let v = match a {
-            Expr::Column(c) if *c < cur.len() => &cur[*c],
-            e => {
-                owned = eval(ctx, e, cur)?;
-                &owned
-            }
-        };
-        match v {
+        match *value_over(ctx, a, cur)? {
             Value::Null => {}
-            Value::Int2(i) => _ = keys.insert(*i as i64),
-            Value::Int4(i) => _ = keys.insert(*i as i64),
-            Value::Int8(i) => _ = keys.insert(*i),
+            Value::Int2(i) => _ = keys.insert(i as i64),
+            Value::Int4(i) => _ = keys.insert(i as i64),
+            Value::Int8(i) => _ = keys.insert(i),
             _ => return Ok(None),
         }
     }
