@@ -83,8 +83,6 @@ pub enum Stream<'p> {
         /// The batch's rowids and rows (`Fetch::out`, which an index-only
         /// scan fills too), and the buffers of their fetch, reused.
         fetch: Fetch,
-        /// An index-only scan's entry key, decoded.
-        val: Vec<u8>,
         /// An index-only scan's columns (`plan::indexonly`): rows are
         /// decoded from the entries.
         only: Option<KeyCols>,
@@ -290,14 +288,15 @@ pub fn open_scan<'p>(
                 }
                 Lookup::Many(parts) => {
                     let mut fetch = Fetch::new();
+                    let f = fetch.bufs();
                     for part in parts {
-                        lookup_rowids(ctx, part, &mut fetch.rowids)?;
+                        lookup_rowids(ctx, part, &mut f.rowids)?;
                     }
                     if *reverse {
-                        fetch.rowids.reverse();
+                        f.rowids.reverse();
                     }
-                    fetch.rows(ctx.txn, table.id, ncols, need.as_deref(), &mut Vec::new())?;
-                    Stream::Rows(Vec::from(std::mem::take(&mut fetch.out)).into_iter())
+                    f.rows(ctx.txn, table.id, ncols, need.as_deref(), &mut Vec::new())?;
+                    Stream::Rows(Vec::from(std::mem::take(&mut f.out)).into_iter())
                 }
                 Lookup::Range(range) => {
                     let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
@@ -309,7 +308,6 @@ pub fn open_scan<'p>(
                         need,
                         spare: Vec::new(),
                         fetch: Fetch::new(),
-                        val: Vec::new(),
                         only,
                     }
                 }
@@ -350,14 +348,14 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, batch, need, spare, fetch, val, only } => {
+            Stream::Index { cursor, table, ncols, batch, need, spare, fetch, only } => {
                 if let Some(only) = only {
-                    let buf = &mut fetch.out;
+                    let FetchBufs { out: buf, entry_key, .. } = fetch.bufs();
                     if buf.is_empty() && !cursor.is_done() {
                         let ncols = *ncols;
                         // Room for the batch at once (LIMIT 10 grew it 3 times).
                         buf.reserve(*batch);
-                        cursor.next_batch_keyed(ctx.txn, *batch, val, |k, v| {
+                        cursor.next_batch_keyed(ctx.txn, *batch, entry_key, |k, v| {
                             let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                             key_row(k, v, only, ncols, &mut row)?;
                             buf.push_back(row);
@@ -367,17 +365,18 @@ impl Stream<'_> {
                     }
                     return Ok(buf.pop_front());
                 }
-                while fetch.out.is_empty() && !cursor.is_done() {
-                    let rowids = &mut fetch.rowids;
+                let f = fetch.bufs();
+                while f.out.is_empty() && !cursor.is_done() {
+                    let rowids = &mut f.rowids;
                     rowids.clear();
                     cursor.next_batch(ctx.txn, *batch, |v| {
                         rowids.push(be_rowid(v)?);
                         Ok(())
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
-                    fetch.rows(ctx.txn, *table, *ncols, need.as_deref(), spare)?;
+                    f.rows(ctx.txn, *table, *ncols, need.as_deref(), spare)?;
                 }
-                Ok(fetch.out.pop_front())
+                Ok(f.out.pop_front())
             }
             Stream::Sorted(s) => s.next_row(),
             Stream::Spilled(r) => r.next_row(),
@@ -455,16 +454,24 @@ impl Stream<'_> {
     }
 }
 
-/// A batch of rowids to fetch (an index range's, `Fetch::rows`), and the
-/// buffers of the fetch, kept from one batch to the next and, when the
-/// scan is dropped, for the thread's next one: a query's first batch
-/// then allocates none of them (each would be a large allocation, glibc's
-/// slow path).
+/// The buffers of an index scan's row fetches (`FetchBufs`), boxed so
+/// that a `Stream` stays small (it is moved around by value), and kept
+/// from one batch to the next and, when the scan is dropped, for the
+/// thread's next one: a query's first batch then allocates none of them
+/// (each would be a large allocation, glibc's slow path), nor the box.
 #[derive(Default)]
-pub struct Fetch {
+pub struct Fetch(Option<Box<FetchBufs>>);
+
+/// A batch of rowids to fetch (an index range's, `FetchBufs::rows`), the
+/// rows found, and the fetch's own buffers.
+#[derive(Default)]
+pub struct FetchBufs {
     pub rowids: Vec<u64>,
-    /// The rows found, in the batch's order, for the scan to hand on.
+    /// The rows found, in the batch's order, for the scan to hand on (an
+    /// index-only scan's rows too).
     pub out: VecDeque<Row>,
+    /// An index-only scan's entry key, decoded.
+    entry_key: Vec<u8>,
     /// The batch's rowids in key order, each with its place in the batch.
     order: Vec<(u64, usize)>,
     /// The rowids' bytes in the order read.
@@ -473,33 +480,43 @@ pub struct Fetch {
     slots: Vec<Option<Row>>,
 }
 
-/// A dropped `Fetch`'s buffers, empty (no `Drop` of their own).
-struct Spare {
-    rowids: Vec<u64>,
-    out: VecDeque<Row>,
-    order: Vec<(u64, usize)>,
-    keys: Vec<[u8; 8]>,
-    slots: Vec<Option<Row>>,
-}
-
 std::thread_local! {
-    /// The buffers of the last `Fetch` this thread dropped.
-    static SPARE_FETCH: std::cell::RefCell<Option<Spare>> =
+    /// The buffers of the last `Fetch` this thread dropped, empty.
+    static SPARE_FETCH: std::cell::RefCell<Option<Box<FetchBufs>>> =
         const { std::cell::RefCell::new(None) };
 }
 
 impl Fetch {
     /// A fetch with the thread's spare buffers, if it has them.
     pub fn new() -> Fetch {
-        let spare = SPARE_FETCH.try_with(|s| s.try_borrow_mut().ok()?.take()).ok().flatten();
-        match spare {
-            Some(Spare { rowids, out, order, keys, slots }) => {
-                Fetch { rowids, out, order, keys, slots }
-            }
-            None => Fetch::default(),
-        }
+        Fetch(SPARE_FETCH.try_with(|s| s.try_borrow_mut().ok()?.take()).ok().flatten())
     }
 
+    pub fn bufs(&mut self) -> &mut FetchBufs {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        let Some(mut b) = self.0.take() else { return };
+        // Kept if no larger than a full batch's.
+        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity()];
+        if caps.iter().any(|&c| c > MAX_BATCH) {
+            return;
+        }
+        b.rowids.clear();
+        b.out.clear();
+        b.slots.clear();
+        let _ = SPARE_FETCH.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = Some(b);
+            }
+        });
+    }
+}
+
+impl FetchBufs {
     /// Appends to `self.out` the visible rows of `table` that `self.rowids`
     /// name, in their order, each decoded into a row from `spare` if there
     /// is one. The rows are read in rowid (key) order through one
@@ -548,31 +565,6 @@ impl Fetch {
         })?;
         out.extend(self.slots.drain(..).flatten());
         Ok(())
-    }
-}
-
-impl Drop for Fetch {
-    fn drop(&mut self) {
-        // Kept if no larger than a full batch's.
-        let caps = [self.rowids.capacity(), self.slots.capacity(), self.out.capacity()];
-        if caps.iter().any(|&c| c > MAX_BATCH) {
-            return;
-        }
-        self.rowids.clear();
-        self.out.clear();
-        self.slots.clear();
-        let kept = Spare {
-            rowids: std::mem::take(&mut self.rowids),
-            out: std::mem::take(&mut self.out),
-            order: std::mem::take(&mut self.order),
-            keys: std::mem::take(&mut self.keys),
-            slots: std::mem::take(&mut self.slots),
-        };
-        let _ = SPARE_FETCH.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                *s = Some(kept);
-            }
-        });
     }
 }
 
@@ -955,20 +947,20 @@ mod tests {
     fn fetches_dropped_together_keep_one_spare() {
         let mut a = Fetch::new();
         let mut b = Fetch::new();
-        a.rowids.extend([1, 2, 3]);
-        a.out.push_back(vec![Value::Int4(1)]);
-        b.rowids.reserve(500);
+        a.bufs().rowids.extend([1, 2, 3]);
+        a.bufs().out.push_back(vec![Value::Int4(1)]);
+        b.bufs().rowids.reserve(500);
         drop(a);
         drop(b);
-        let c = Fetch::new();
-        assert!(c.rowids.is_empty() && c.out.is_empty());
-        assert!(c.rowids.capacity() >= 500);
-        let d = Fetch::new();
-        assert_eq!(d.rowids.capacity(), 0);
+        let mut c = Fetch::new();
+        assert!(c.bufs().rowids.is_empty() && c.bufs().out.is_empty());
+        assert!(c.bufs().rowids.capacity() >= 500);
+        let mut d = Fetch::new();
+        assert_eq!(d.bufs().rowids.capacity(), 0);
         // A fetch larger than a batch is not kept.
         let mut e = Fetch::new();
-        e.rowids.reserve(MAX_BATCH + 1);
+        e.bufs().rowids.reserve(MAX_BATCH + 1);
         drop((c, d, e));
-        assert!(Fetch::new().rowids.capacity() <= MAX_BATCH);
+        assert!(Fetch::new().bufs().rowids.capacity() <= MAX_BATCH);
     }
 }
