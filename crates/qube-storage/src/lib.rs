@@ -191,6 +191,46 @@ pub struct Status {
     pub pages_relocated: u64,
 }
 
+/// Point seeks over one snapshot of an engine (`Engine::seeker`), for a
+/// caller with many of them at once (MVCC's batched row fetch): each
+/// `seek` finds the first pair at or after `start` whose key begins with
+/// `start[..plen]` (the newest version of a key at a snapshot), and lends
+/// its value until the next call. An engine may keep where the last seek
+/// ended (the B+Tree keeps its path from the root), so seeks whose starts
+/// ascend cost less than separate `Engine::seek`s; any order gives the
+/// same answers.
+pub trait Seeker {
+    fn seek(&mut self, start: &[u8], plen: usize) -> Result<Option<&[u8]>>;
+}
+
+/// The `Seeker` of an engine without one of its own: one `Engine::seek`
+/// per call, the range's end the successor of the prefix.
+pub struct EngineSeeker<'a, E: ?Sized> {
+    engine: &'a E,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<'a, E: Engine + ?Sized> EngineSeeker<'a, E> {
+    pub fn new(engine: &'a E) -> Self {
+        EngineSeeker { engine, key: Vec::new(), value: Vec::new() }
+    }
+}
+
+impl<E: Engine + ?Sized> Seeker for EngineSeeker<'_, E> {
+    fn seek(&mut self, start: &[u8], plen: usize) -> Result<Option<&[u8]>> {
+        let Some(prefix) = start.get(..plen) else {
+            return Err(Error::Internal("seek prefix longer than its start".into()));
+        };
+        let end = match prefix_successor(prefix) {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        let range = KeyRange { start: Bound::Included(start.to_vec()), end };
+        Ok(self.engine.seek(&range, &mut self.key, &mut self.value)?.then_some(&self.value[..]))
+    }
+}
+
 /// An ordered byte key-value store with atomic write batches.
 ///
 /// All methods take `&self`: engines are shared between threads. A batch is
@@ -274,6 +314,11 @@ pub trait Engine: Send + Sync {
     ) -> Result<bool> {
         let _ = hint;
         self.seek_latest(range, key, value)
+    }
+    /// A `Seeker` over the current snapshot (as `seek` sees it), for many
+    /// point seeks in a row. The default seeks one by one.
+    fn seeker(&self) -> Result<Box<dyn Seeker + '_>> {
+        Ok(Box::new(EngineSeeker::new(self)))
     }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;

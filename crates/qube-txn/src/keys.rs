@@ -74,6 +74,12 @@ pub fn user_prefix(prefix: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `user_prefix` into `out` (appended).
+pub fn user_prefix_into(prefix: &[u8], out: &mut Vec<u8>) {
+    out.push(VERSION);
+    escape_into(prefix, out);
+}
+
 /// The first byte after every version key.
 pub fn versions_end() -> Vec<u8> {
     vec![VERSION + 1]
@@ -84,7 +90,7 @@ pub fn commit_time_prefix() -> Vec<u8> {
     vec![META, b't']
 }
 
-fn escape_into(key: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape_into(key: &[u8], out: &mut Vec<u8>) {
     // Into room made once, two bytes written per input byte and the
     // position moved by one or two: no capacity check or branch per byte.
     // SQL keys are short and full of zeros (the high bytes of big-endian

@@ -599,6 +599,8 @@ struct ReadBufs {
     key: Vec<u8>,
     value: Vec<u8>,
     hint: SeekHint,
+    /// `scan_inner`'s current version prefix, user key and value.
+    scan: (Vec<u8>, Vec<u8>, Vec<u8>),
 }
 
 /// The largest buffer `ReadBufs::put_spare` keeps for the thread's next
@@ -620,7 +622,8 @@ impl ReadBufs {
 
     fn put_spare(mut self) {
         self.hint = SeekHint::default();
-        let caps = [&self.start, &self.end, &self.key, &self.value].map(|b| b.capacity());
+        let (a, b, c) = &self.scan;
+        let caps = [&self.start, &self.end, &self.key, &self.value, a, b, c].map(|b| b.capacity());
         if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
             let _ = SPARE_READ_BUFS.try_with(|s| *s.borrow_mut() = Some(self));
         }
@@ -744,7 +747,8 @@ fn range_is_empty(r: &KeyRange) -> bool {
 
 fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool) -> Bound<Vec<u8>> {
     let vp = |k: &[u8]| {
-        let mut v = Vec::new();
+        // Room for the escaped key at once (it grew three times).
+        let mut v = Vec::with_capacity(2 * k.len() + 3);
         keys::version_prefix_into(k, &mut v);
         v
     };
@@ -901,6 +905,72 @@ impl Transaction {
         res
     }
 
+    /// Reads many keys that share a prefix, `prefix ‖ keys[i]`, each as
+    /// `get` reads it (this transaction's own write, else the snapshot):
+    /// calls `f(i, value)` for each one that is visible, in the order
+    /// given. The snapshot's versions are found by one `Engine::seeker`,
+    /// which keeps where the last seek ended: keys in ascending order (a
+    /// batch of rowids, sorted) share most of their descents. The prefix
+    /// is escaped once. SERIALIZABLE reads key by key through `get`, which
+    /// records each read for SSI.
+    pub fn get_each<K: AsRef<[u8]>>(
+        &mut self,
+        prefix: &[u8],
+        keys: &[K],
+        mut f: impl FnMut(usize, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        /// `prefix ‖ key`, into `full`.
+        fn whole<'b>(full: &'b mut Vec<u8>, prefix: &[u8], key: &[u8]) -> &'b [u8] {
+            full.clear();
+            full.extend_from_slice(prefix);
+            full.extend_from_slice(key);
+            full
+        }
+        let mut full = Vec::new();
+        if self.serializable() {
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(v) = self.get(whole(&mut full, prefix, k.as_ref()))? {
+                    f(i, &v)?;
+                }
+            }
+            return Ok(());
+        }
+        let suffix = (!self.read_ts).to_be_bytes();
+        let writes = &self.writes;
+        // `start` is 0x02 escape(prefix), then per key escape(key) 0x00
+        // 0x00 !read_ts (`keys::version_prefix_into`, escaping byte-wise).
+        let start = &mut self.read_bufs.start;
+        start.clear();
+        keys::user_prefix_into(prefix, start);
+        let base = start.len();
+        let mut seeker = self.shared.engine.seeker()?;
+        for (i, k) in keys.iter().enumerate() {
+            let k = k.as_ref();
+            if !writes.is_empty() {
+                let key = whole(&mut full, prefix, k);
+                if let Some(w) = writes.get(key, || key_hash(key)) {
+                    if let Some(v) = w {
+                        f(i, v)?;
+                    }
+                    continue;
+                }
+            }
+            // (key, read_ts): the first version there, if it is one of
+            // this key's, is the one the snapshot sees.
+            start.truncate(base);
+            keys::escape_into(k, start);
+            start.extend_from_slice(&[0, 0]);
+            let plen = start.len();
+            start.extend_from_slice(&suffix);
+            if let Some(v) = seeker.seek(start, plen)?
+                && let Some(v) = keys::decode_value(v)?
+            {
+                f(i, v)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Scans a range of user keys in either direction: the snapshot merged
     /// with this transaction's own writes.
     pub fn scan(
@@ -982,6 +1052,9 @@ impl Transaction {
         let reverse = direction == Direction::Reverse;
         let read_ts = self.read_ts;
         let mut newer = Vec::new();
+        // Reused from scan to scan (a scan that fails drops them).
+        let mut bufs = std::mem::take(&mut self.read_bufs.scan);
+        bufs.0.clear();
         {
             // The write set's entries in the range, in scan order.
             let mine = (!range_is_empty(range) && !self.writes.is_empty())
@@ -1016,8 +1089,7 @@ impl Transaction {
                 f(ScanKey::User(k), v)
             };
             let mut c = self.shared.engine.scan(vrange, direction)?;
-            let mut current: Vec<u8> = Vec::new();
-            let mut key = Vec::new();
+            let (current, key, val) = (&mut bufs.0, &mut bufs.1, &mut bufs.2);
             let mut stopped = false;
             if !reverse {
                 let mut done_key = false;
@@ -1044,8 +1116,8 @@ impl Transaction {
                         let more = if lazy {
                             f(ScanKey::Version(raw), v)?
                         } else {
-                            keys::decode_version_into(raw, &mut key)?;
-                            emit(&key, v, f)?
+                            keys::decode_version_into(raw, key)?;
+                            emit(key, v, f)?
                         };
                         if !more {
                             stopped = true;
@@ -1055,12 +1127,12 @@ impl Transaction {
                 }
             } else {
                 // The candidate of the current key: (seen, tombstone, value).
-                let (mut seen, mut tomb, mut val) = (false, false, Vec::new());
+                let (mut seen, mut tomb) = (false, false);
                 loop {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
-                    if !p.is_some_and(|p| keys::same_prefix(p, &current)) {
-                        if seen && !tomb && !emit(&key, &val, f)? {
+                    if !p.is_some_and(|p| keys::same_prefix(p, current)) {
+                        if seen && !tomb && !emit(key, val, f)? {
                             stopped = true;
                             break;
                         }
@@ -1082,7 +1154,7 @@ impl Transaction {
                         continue;
                     }
                     if !seen {
-                        keys::decode_version_into(raw, &mut key)?;
+                        keys::decode_version_into(raw, key)?;
                         seen = true;
                     }
                     match keys::decode_value(c.value())? {
@@ -1105,6 +1177,7 @@ impl Transaction {
                 }
             }
         }
+        self.read_bufs.scan = bufs;
         if ser && let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
             return Err(self.fail(e));
         }

@@ -5,7 +5,7 @@
 //!
 //! Asserted for every history:
 //!
-//! * every read (get, get_into, get_for_update, scan in either direction) returns
+//! * every read (get, get_into, get_each, get_for_update, scan in either direction) returns
 //!   exactly the model's snapshot at the transaction's `read_ts` merged with
 //!   its own writes, before and after savepoints are rolled back;
 //! * a new transaction's snapshot is the last commit; a commit that wrote
@@ -448,6 +448,23 @@ impl Run {
                             let mut buf = b"stale".to_vec();
                             let found = o.txn.get_into(key, &mut buf).unwrap();
                             assert_eq!(found.then_some(buf), v, "get_into {key:?}");
+                            // The batched read answers every key as `get`
+                            // does: all keys, and the ones under a prefix.
+                            for (prefix, rest) in [(&b""[..], &KEYS[..]), (b"a", &[b"", b"\x00b"])]
+                            {
+                                let mut got = vec![None; rest.len()];
+                                o.txn
+                                    .get_each(prefix, rest, |i, v| {
+                                        got[i] = Some(v.to_vec());
+                                        Ok(())
+                                    })
+                                    .unwrap();
+                                let want: Vec<_> = rest
+                                    .iter()
+                                    .map(|k| o.expect_value(model, &[prefix, k].concat()))
+                                    .collect();
+                                assert_eq!(got, want, "get_each {prefix:?} {rest:?}");
+                            }
                         }
                     }
                     Err(e) => {

@@ -13,8 +13,15 @@
 //! ```text
 //! Limit ── pulls n ──▶ Project ──▶ Filter ──▶ IndexScan (reverse)
 //!                                              │ batch of index entries → rowids
-//!                                              └ get each row
+//!                                              └ rows fetched in rowid order,
+//!                                                handed on in index order
 //! ```
+//!
+//! An index scan that is not index-only fetches each batch's rows through
+//! `Fetch::rows`: the rowids sorted, read by one `Transaction::get_each`
+//! (whose B+Tree seeker keeps its path from one key to the next, so sorted
+//! rowids share the upper levels of their descents), and put back in the
+//! order of the index entries.
 //!
 //! Anything else (sorts, joins, …) is run as before and its rows streamed
 //! from memory. Under EXPLAIN ANALYZE every node is run by `exec::run`, so
@@ -73,13 +80,12 @@ pub enum Stream<'p> {
         cursor: RangeCursor,
         table: u64,
         ncols: usize,
-        buf: VecDeque<Row>,
         batch: usize,
         need: Need,
         spare: Vec<Row>,
-        /// The batch's rowids and the row being read, reused.
-        rowids: Vec<u64>,
-        val: Vec<u8>,
+        /// The batch's rowids and rows (`Fetch::out`, which an index-only
+        /// scan fills too), and the buffers of their fetch, reused.
+        fetch: Fetch,
         /// An index-only scan's columns (`plan::indexonly`): rows are
         /// decoded from the entries.
         only: Option<KeyCols>,
@@ -309,22 +315,16 @@ pub fn open_scan<'p>(
                     Stream::Rows(rows.into_iter())
                 }
                 Lookup::Many(parts) => {
-                    let mut rowids = Vec::new();
+                    let mut fetch = Fetch::new();
+                    let f = fetch.bufs();
                     for part in parts {
-                        lookup_rowids(ctx, part, &mut rowids)?;
+                        lookup_rowids(ctx, part, &mut f.rowids)?;
                     }
                     if *reverse {
-                        rowids.reverse();
+                        f.rowids.reverse();
                     }
-                    let mut rows = Vec::with_capacity(rowids.len());
-                    for rowid in rowids {
-                        if let Some(v) = ctx.txn.get(&storage::row_key(table.id, rowid))? {
-                            let mut row = Vec::with_capacity(ncols);
-                            decode_row_cols(&v, ncols, need.as_deref(), &mut row)?;
-                            rows.push(row);
-                        }
-                    }
-                    Stream::Rows(rows.into_iter())
+                    f.rows(ctx.txn, table.id, ncols, need.as_deref(), &mut Vec::new())?;
+                    Stream::Rows(Vec::from(std::mem::take(&mut f.out)).into_iter())
                 }
                 Lookup::Range(range) => {
                     let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
@@ -332,12 +332,10 @@ pub fn open_scan<'p>(
                         cursor: RangeCursor::new(range, dir),
                         table: table.id,
                         ncols,
-                        buf: VecDeque::new(),
                         batch: first_batch(want),
                         need,
                         spare: Vec::new(),
-                        rowids: Vec::new(),
-                        val: Vec::new(),
+                        fetch: Fetch::new(),
                         only,
                     }
                 }
@@ -390,13 +388,14 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, buf, batch, need, spare, rowids, val, only } => {
+            Stream::Index { cursor, table, ncols, batch, need, spare, fetch, only } => {
                 if let Some(only) = only {
+                    let FetchBufs { out: buf, entry_key, .. } = fetch.bufs();
                     if buf.is_empty() && !cursor.is_done() {
                         let ncols = *ncols;
                         // Room for the batch at once (LIMIT 10 grew it 3 times).
                         buf.reserve(*batch);
-                        cursor.next_batch_keyed(ctx.txn, *batch, val, |k, v| {
+                        cursor.next_batch_keyed(ctx.txn, *batch, entry_key, |k, v| {
                             let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
                             key_row(k, v, only, ncols, &mut row)?;
                             buf.push_back(row);
@@ -406,22 +405,18 @@ impl Stream<'_> {
                     }
                     return Ok(buf.pop_front());
                 }
-                while buf.is_empty() && !cursor.is_done() {
+                let f = fetch.bufs();
+                while f.out.is_empty() && !cursor.is_done() {
+                    let rowids = &mut f.rowids;
                     rowids.clear();
                     cursor.next_batch(ctx.txn, *batch, |v| {
                         rowids.push(be_rowid(v)?);
                         Ok(())
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
-                    for &rowid in rowids.iter() {
-                        if ctx.txn.get_into(&storage::row_key(*table, rowid), val)? {
-                            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(*ncols));
-                            decode_row_cols(val, *ncols, need.as_deref(), &mut row)?;
-                            buf.push_back(row);
-                        }
-                    }
+                    f.rows(ctx.txn, *table, *ncols, need.as_deref(), spare)?;
                 }
-                Ok(buf.pop_front())
+                Ok(f.out.pop_front())
             }
             Stream::Sorted(s) => s.next_row(),
             Stream::Spilled(r) => r.next_row(),
@@ -496,6 +491,120 @@ impl Stream<'_> {
             out.push(r);
         }
         Ok(out)
+    }
+}
+
+/// The buffers of an index scan's row fetches (`FetchBufs`), boxed so
+/// that a `Stream` stays small (it is moved around by value), and kept
+/// from one batch to the next and, when the scan is dropped, for the
+/// thread's next one: a query's first batch then allocates none of them
+/// (each would be a large allocation, glibc's slow path), nor the box.
+#[derive(Default)]
+pub struct Fetch(Option<Box<FetchBufs>>);
+
+/// A batch of rowids to fetch (an index range's, `FetchBufs::rows`), the
+/// rows found, and the fetch's own buffers.
+#[derive(Default)]
+pub struct FetchBufs {
+    pub rowids: Vec<u64>,
+    /// The rows found, in the batch's order, for the scan to hand on (an
+    /// index-only scan's rows too).
+    pub out: VecDeque<Row>,
+    /// An index-only scan's entry key, decoded.
+    entry_key: Vec<u8>,
+    /// The batch's rowids in key order, each with its place in the batch.
+    order: Vec<(u64, usize)>,
+    /// The rowids' bytes in the order read.
+    keys: Vec<[u8; 8]>,
+    /// The rows found, by place in the batch.
+    slots: Vec<Option<Row>>,
+}
+
+std::thread_local! {
+    /// The buffers of the last `Fetch` this thread dropped, empty.
+    static SPARE_FETCH: std::cell::RefCell<Option<Box<FetchBufs>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Fetch {
+    /// A fetch with the thread's spare buffers, if it has them.
+    pub fn new() -> Fetch {
+        Fetch(SPARE_FETCH.try_with(|s| s.try_borrow_mut().ok()?.take()).ok().flatten())
+    }
+
+    pub fn bufs(&mut self) -> &mut FetchBufs {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        let Some(mut b) = self.0.take() else { return };
+        // Kept if no larger than a full batch's.
+        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity()];
+        if caps.iter().any(|&c| c > MAX_BATCH) {
+            return;
+        }
+        b.rowids.clear();
+        b.out.clear();
+        b.slots.clear();
+        let _ = SPARE_FETCH.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = Some(b);
+            }
+        });
+    }
+}
+
+impl FetchBufs {
+    /// Appends to `self.out` the visible rows of `table` that `self.rowids`
+    /// name, in their order, each decoded into a row from `spare` if there
+    /// is one. The rows are read in rowid (key) order through one
+    /// `Transaction::get_each`, whose seeks then share their way down the
+    /// tree, and put back in the batch's order: the index's order, which
+    /// ORDER BY, merge joins and LIMIT rely on.
+    pub fn rows(
+        &mut self,
+        txn: &mut qube_txn::Transaction,
+        table: u64,
+        ncols: usize,
+        need: Option<&[bool]>,
+        spare: &mut Vec<Row>,
+    ) -> Result<()> {
+        let decode = |v: &[u8], spare: &mut Vec<Row>| -> Result<Row> {
+            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
+            decode_row_cols(v, ncols, need, &mut row)?;
+            Ok(row)
+        };
+        let prefix = storage::table_prefix(table);
+        let (rowids, out) = (&self.rowids, &mut self.out);
+        self.keys.clear();
+        if rowids.is_sorted() {
+            // Already in key order (one row, or an index that follows the
+            // rowids): read straight into the output.
+            self.keys.extend(rowids.iter().map(|r| r.to_be_bytes()));
+            return txn.get_each(&prefix, &self.keys, |_, v| {
+                out.push_back(decode(v, spare)?);
+                Ok(())
+            });
+        }
+        self.order.clear();
+        self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
+        // Equal rowids (if an index had two entries for one row) read the
+        // same row for each place, in whatever order.
+        self.order.sort_unstable_by_key(|&(r, _)| r);
+        self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+        self.slots.clear();
+        self.slots.resize_with(rowids.len(), || None);
+        let (order, slots) = (&self.order, &mut self.slots);
+        txn.get_each(&prefix, &self.keys, |i, v| {
+            if let Some(slot) = order.get(i).and_then(|&(_, at)| slots.get_mut(at)) {
+                *slot = Some(decode(v, spare)?);
+            }
+            Ok(())
+        })?;
+        out.extend(self.slots.drain(..).flatten());
+        Ok(())
     }
 }
 
@@ -863,4 +972,35 @@ fn rowid_value(rowid: u64, ty: &DataType) -> Result<Value> {
 
 pub fn be_rowid(b: &[u8]) -> Result<u64> {
     b.try_into().map(u64::from_be_bytes).map_err(|_| Error::Internal("bad index entry".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several fetches alive at once (a join of two index scans), dropped
+    /// in turn: the thread keeps one set of spare buffers, whichever came
+    /// last, and the next fetch starts with them, empty. (Dropping the
+    /// spare that a later drop replaced once ran `Drop` on it again, and
+    /// so on without end.)
+    #[test]
+    fn fetches_dropped_together_keep_one_spare() {
+        let mut a = Fetch::new();
+        let mut b = Fetch::new();
+        a.bufs().rowids.extend([1, 2, 3]);
+        a.bufs().out.push_back(vec![Value::Int4(1)]);
+        b.bufs().rowids.reserve(500);
+        drop(a);
+        drop(b);
+        let mut c = Fetch::new();
+        assert!(c.bufs().rowids.is_empty() && c.bufs().out.is_empty());
+        assert!(c.bufs().rowids.capacity() >= 500);
+        let mut d = Fetch::new();
+        assert_eq!(d.bufs().rowids.capacity(), 0);
+        // A fetch larger than a batch is not kept.
+        let mut e = Fetch::new();
+        e.bufs().rowids.reserve(MAX_BATCH + 1);
+        drop((c, d, e));
+        assert!(Fetch::new().bufs().rowids.capacity() <= MAX_BATCH);
+    }
 }

@@ -2220,15 +2220,20 @@ fn column_projections_give_the_columns_asked_for() {
     assert_eq!(rows(&mut s, "SELECT a, c + 1, d FROM p WHERE a = 2"), ["2,21,d2"]);
 }
 
-/// Index range scans (rowid fetch per entry) and index-only scans, forward
-/// and reverse, over more entries than one scan batch, with several
-/// versions per key (updates), deleted rows and the transaction's own
-/// uncommitted writes, give the rows a full scan gives (`v + 0` keeps the
-/// index out), in the same order where the index decides it.
+/// Index range scans (rowid fetch per entry, batched: `Fetch::rows`) and
+/// index-only scans, forward and reverse, over more entries than one scan
+/// batch, with several versions per key (updates), deleted rows and the
+/// transaction's own uncommitted writes, give the rows a full scan gives
+/// (`v + 0` keeps the index out), in the same order where the index decides
+/// it; in memory and on disk (the B+Tree's seeker).
 #[test]
 fn index_scans_agree_with_full_scans() {
-    use qube_sql::Value;
-    let db = qube_sql::Database::memory().unwrap();
+    index_scans_agree(qube_sql::Database::memory().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    index_scans_agree(qube_sql::Database::open(dir.path()).unwrap());
+}
+
+fn index_scans_agree(db: qube_sql::Database) {
     let mut s = db.session().unwrap();
     s.execute(
         "CREATE TABLE r (id int PRIMARY KEY, v int NOT NULL, w text); CREATE INDEX r_v ON r (v);
@@ -2238,47 +2243,7 @@ fn index_scans_agree_with_full_scans() {
          DELETE FROM r WHERE id % 7 = 0",
     )
     .unwrap();
-    let rows = |s: &mut qube_sql::Session, q: &str| -> Vec<Vec<Value>> {
-        s.execute(q).unwrap().pop().unwrap().rows
-    };
-    let plan = |s: &mut qube_sql::Session, q: &str| -> String {
-        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
-        r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
-    };
-    let check = |s: &mut qube_sql::Session| {
-        for (lo, hi) in [(0, 2999), (100, 1400), (5, 5), (2990, 4000), (-10, 3), (7, 2)] {
-            for q in [
-                format!("SELECT id, w FROM r WHERE v BETWEEN {lo} AND {hi} ORDER BY v, id"),
-                format!(
-                    "SELECT v, id FROM r WHERE v BETWEEN {lo} AND {hi} ORDER BY v DESC, id DESC"
-                ),
-                format!("SELECT count(*), sum(id), max(w) FROM r WHERE v BETWEEN {lo} AND {hi}"),
-                format!(
-                    "SELECT v + 1, id FROM r WHERE v >= {lo} ORDER BY v DESC, id DESC LIMIT 1500"
-                ),
-            ] {
-                let full = q.replace("WHERE v ", "WHERE v + 0 ");
-                assert!(plan(s, &q).contains("Index"), "{q}: {}", plan(s, &q));
-                assert!(!plan(s, &full).contains("Index"), "{full}");
-                assert_eq!(rows(s, &q), rows(s, &full), "{q}");
-            }
-        }
-        // Unordered: the same rows, in index order.
-        let q = "SELECT id, v, w FROM r WHERE v BETWEEN 200 AND 1800";
-        let got = rows(s, q);
-        let mut want = rows(s, &q.replace("WHERE v ", "WHERE v + 0 "));
-        want.sort_by(|a, b| a[1].total_cmp(&b[1]).then(a[0].total_cmp(&b[0])));
-        assert_eq!(got, want);
-        // Index-only, reverse, LIMIT: the largest values first.
-        let top = rows(s, "SELECT id, v FROM r ORDER BY v DESC LIMIT 10");
-        let mut all = rows(s, "SELECT id, v FROM r WHERE v + 0 >= 0");
-        all.sort_by(|a, b| b[1].total_cmp(&a[1]).then(b[0].total_cmp(&a[0])));
-        assert_eq!(
-            top.iter().map(|r| r[1].clone()).collect::<Vec<_>>(),
-            all[..10].iter().map(|r| r[1].clone()).collect::<Vec<_>>()
-        );
-    };
-    check(&mut s);
+    check_index_scans(&mut s);
     // The transaction's own writes merged into the scans and fetches.
     s.execute("BEGIN").unwrap();
     s.execute(
@@ -2287,7 +2252,114 @@ fn index_scans_agree_with_full_scans() {
          INSERT INTO r SELECT g, g % 3000, 'new' FROM generate_series(3000, 3400) g",
     )
     .unwrap();
-    check(&mut s);
+    check_index_scans(&mut s);
     s.execute("ROLLBACK").unwrap();
-    check(&mut s);
+    check_index_scans(&mut s);
+}
+
+fn scan_rows(s: &mut qube_sql::Session, q: &str) -> Vec<Vec<qube_sql::Value>> {
+    s.execute(q).unwrap().pop().unwrap().rows
+}
+
+fn plan_of(s: &mut qube_sql::Session, q: &str) -> String {
+    let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+    r[0].rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// `q` (which must use an index on `r.v`) against the same query with
+/// `WHERE v + 0` (a full scan): the same rows in the same order.
+fn agrees_with_full_scan(s: &mut qube_sql::Session, q: &str) -> Vec<Vec<qube_sql::Value>> {
+    let full = q.replace("WHERE v ", "WHERE v + 0 ");
+    assert!(plan_of(s, q).contains("Index"), "{q}: {}", plan_of(s, q));
+    assert!(!plan_of(s, &full).contains("Index"), "{full}");
+    let got = scan_rows(s, q);
+    assert_eq!(got, scan_rows(s, &full), "{q}");
+    got
+}
+
+/// The queries of `index_scans_agree` on table `r`.
+fn check_index_scans(s: &mut qube_sql::Session) {
+    let rows = scan_rows;
+    for (lo, hi) in [(0, 2999), (100, 1400), (5, 5), (2990, 4000), (-10, 3), (7, 2)] {
+        for q in [
+            format!("SELECT id, w FROM r WHERE v BETWEEN {lo} AND {hi} ORDER BY v, id"),
+            format!("SELECT v, id FROM r WHERE v BETWEEN {lo} AND {hi} ORDER BY v DESC, id DESC"),
+            format!("SELECT count(*), sum(id), max(w) FROM r WHERE v BETWEEN {lo} AND {hi}"),
+            format!("SELECT v + 1, id FROM r WHERE v >= {lo} ORDER BY v DESC, id DESC LIMIT 1500"),
+            format!("SELECT id, w FROM r WHERE v >= {lo} ORDER BY v DESC, id DESC LIMIT 7"),
+            format!("SELECT w, id FROM r WHERE v <= {hi} ORDER BY v DESC, id DESC LIMIT 1100"),
+        ] {
+            agrees_with_full_scan(s, &q);
+        }
+    }
+    // A key set (IN list): one fetch for all its entries, forward and reverse.
+    let list = "(2999, 5, 1500, 17, 2, 2998, 640, 1)";
+    agrees_with_full_scan(s, &format!("SELECT id, w FROM r WHERE v IN {list} ORDER BY v, id"));
+    agrees_with_full_scan(
+        s,
+        &format!("SELECT id, w FROM r WHERE v IN {list} ORDER BY v DESC, id DESC"),
+    );
+    // Unordered: the same rows, in index order.
+    let q = "SELECT id, v, w FROM r WHERE v BETWEEN 200 AND 1800";
+    let got = rows(s, q);
+    let mut want = rows(s, &q.replace("WHERE v ", "WHERE v + 0 "));
+    want.sort_by(|a, b| a[1].total_cmp(&b[1]).then(a[0].total_cmp(&b[0])));
+    assert_eq!(got, want);
+    // Index-only, reverse, LIMIT: the largest values first.
+    let top = rows(s, "SELECT id, v FROM r ORDER BY v DESC LIMIT 10");
+    let mut all = rows(s, "SELECT id, v FROM r WHERE v + 0 >= 0");
+    all.sort_by(|a, b| b[1].total_cmp(&a[1]).then(b[0].total_cmp(&a[0])));
+    assert_eq!(
+        top.iter().map(|r| r[1].clone()).collect::<Vec<_>>(),
+        all[..10].iter().map(|r| r[1].clone()).collect::<Vec<_>>()
+    );
+}
+
+/// Index scans whose rows are fetched in batches see their transaction's
+/// snapshot: a REPEATABLE READ transaction keeps seeing the rows as they
+/// were while another session updates, deletes and inserts rows in the
+/// range and commits (and its index scans still agree with its full
+/// scans); READ COMMITTED sees the commit at its next statement.
+#[test]
+fn batched_row_fetches_see_their_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = qube_sql::Database::open(dir.path()).unwrap();
+    let mut a = db.session().unwrap();
+    let mut b = db.session().unwrap();
+    a.execute(
+        "CREATE TABLE r (id int PRIMARY KEY, v int NOT NULL, w text); CREATE INDEX r_v ON r (v);
+         INSERT INTO r SELECT g, (g * 7919) % 3000, 'w' || g FROM generate_series(0, 2999) g",
+    )
+    .unwrap();
+    let queries = [
+        "SELECT id, w FROM r WHERE v BETWEEN 0 AND 2999 ORDER BY v, id",
+        "SELECT id, w FROM r WHERE v BETWEEN 100 AND 220 ORDER BY v DESC, id DESC",
+        "SELECT id, w FROM r WHERE v >= 40 ORDER BY v DESC, id DESC LIMIT 1200",
+        "SELECT id, w FROM r WHERE v IN (3, 2000, 2999, 4) ORDER BY v, id",
+    ];
+    let snapshot = |s: &mut qube_sql::Session| -> Vec<Vec<Vec<qube_sql::Value>>> {
+        queries.iter().map(|q| agrees_with_full_scan(s, q)).collect()
+    };
+    a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    let before = snapshot(&mut a);
+    b.execute(
+        "UPDATE r SET w = 'changed' WHERE id % 4 = 0;
+         UPDATE r SET v = 3000 - v WHERE id % 9 = 0;
+         DELETE FROM r WHERE id % 10 = 3;
+         INSERT INTO r SELECT g, g % 3000, 'inserted' FROM generate_series(3000, 3500) g",
+    )
+    .unwrap();
+    assert_eq!(snapshot(&mut a), before);
+    a.execute("COMMIT").unwrap();
+    let after = snapshot(&mut a);
+    assert_ne!(after, before);
+    assert_eq!(after, snapshot(&mut b));
+    // READ COMMITTED, inside one transaction: the next statement sees a commit.
+    a.execute("BEGIN ISOLATION LEVEL READ COMMITTED").unwrap();
+    assert_eq!(snapshot(&mut a), after);
+    b.execute("DELETE FROM r WHERE v BETWEEN 100 AND 220").unwrap();
+    let now = snapshot(&mut a);
+    assert_ne!(now, after);
+    assert!(now[1].is_empty());
+    a.execute("COMMIT").unwrap();
 }

@@ -1098,6 +1098,11 @@ impl Engine for BTreeEngine {
         crate::copy_next(&mut c, key, value)
     }
 
+    fn seeker(&self) -> Result<Box<dyn crate::Seeker + '_>> {
+        let v = self.inner.current.load_full();
+        Ok(Box::new(read::BTreeSeeker::new(&self.inner.pool, v)))
+    }
+
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
         let v = self.inner.current.load_full();
         Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))

@@ -6,6 +6,12 @@
 //! and whatever writers do meanwhile. A cursor keeps the path from the root
 //! (pages pinned by `Arc`) and moves leaf to leaf through it; there are no
 //! sibling links, because copy-on-write would have to rewrite them.
+//!
+//! A seeker (`BTreeSeeker`, `Engine::seeker`) answers many point seeks
+//! over one version the same way: it keeps the path of its last seek and
+//! climbs only as far as the first node whose key range holds the next
+//! start, so ascending seeks (MVCC's batched row fetch) share most of
+//! their descents.
 
 use std::ops::Bound;
 use std::sync::{Arc, Weak};
@@ -395,14 +401,19 @@ impl<'a> BTreeCursor<'a> {
         }
     }
 
-    /// Descends from `id` to a leaf: by `key` if given, else to the
+    /// Descends from `id` to a leaf: by `key` if given (`inclusive`: the
+    /// position may be the key itself, `seek_inclusive`), else to the
     /// leftmost (forward) or rightmost (reverse) leaf.
-    fn descend(&mut self, mut id: PageId, key: Option<&[u8]>) -> Result<()> {
+    fn descend(&mut self, mut id: PageId, key: Option<&[u8]>, inclusive: bool) -> Result<()> {
         for _ in 0..MAX_DEPTH {
             if self.stack.len() > MAX_DEPTH {
                 break;
             }
-            let page = self.pool.get(id)?;
+            // The root comes pinned with the version.
+            let page = match &self.version.root_page {
+                Some(p) if id == self.version.root => p.clone(),
+                _ => self.pool.get(id)?,
+            };
             let node = Node::new(&page, id)?;
             match page_type(&page) {
                 Some(PageType::Internal) => {
@@ -422,7 +433,7 @@ impl<'a> BTreeCursor<'a> {
                         (None, Direction::Reverse) => len - 1,
                         (Some(k), dir) => {
                             let found = node.search(k)?;
-                            match (found, dir, self.seek_inclusive()) {
+                            match (found, dir, inclusive) {
                                 (Ok(i), Direction::Forward, true) => i as isize,
                                 (Ok(i), Direction::Forward, false) => i as isize + 1,
                                 (Err(i), Direction::Forward, _) => i as isize,
@@ -460,7 +471,7 @@ impl<'a> BTreeCursor<'a> {
             };
             let child = node.child(next)?;
             self.stack.push((page.clone(), id, next));
-            self.descend(child, None)?;
+            self.descend(child, None, false)?;
             return Ok(true);
         }
         Ok(false)
@@ -473,11 +484,17 @@ impl<'a> BTreeCursor<'a> {
             if root == 0 {
                 return Ok(false);
             }
+            // The range is set aside while the descent reads its bound in
+            // place (it was cloned: an allocation per scan).
+            let inclusive = self.seek_inclusive();
+            let range = std::mem::replace(&mut self.range, KeyRange::all());
             let key = match self.direction {
-                Direction::Forward => bound_key(&self.range.start),
-                Direction::Reverse => bound_key(&self.range.end),
+                Direction::Forward => bound_key_ref(&range.start),
+                Direction::Reverse => bound_key_ref(&range.end),
             };
-            self.descend(root, key.as_deref())?;
+            let res = self.descend(root, key, inclusive);
+            self.range = range;
+            res?;
         } else {
             self.pos += match self.direction {
                 Direction::Forward => 1,
@@ -521,13 +538,6 @@ impl<'a> BTreeCursor<'a> {
             }
         }
         Ok(())
-    }
-}
-
-fn bound_key(b: &std::ops::Bound<Vec<u8>>) -> Option<Vec<u8>> {
-    match b {
-        std::ops::Bound::Included(k) | std::ops::Bound::Excluded(k) => Some(k.clone()),
-        std::ops::Bound::Unbounded => None,
     }
 }
 
@@ -576,6 +586,185 @@ impl Cursor for BTreeCursor<'_> {
         match &self.leaf {
             Some((p, _)) => &p[self.value.0..self.value.1],
             None => &[],
+        }
+    }
+}
+
+/// One node of a `BTreeSeeker`'s path: the page, and the separators
+/// bounding the node's keys, `low ≤ key < high`, each as (level of the
+/// path, byte range) of an ancestor's key, read where it is (None:
+/// unbounded on that side).
+struct Level {
+    page: Arc<Page>,
+    id: PageId,
+    low: Option<Sep>,
+    high: Option<Sep>,
+}
+
+/// Where a separator key lies: the level of the path whose page holds it,
+/// and its bytes' range in that page.
+#[derive(Clone, Copy)]
+struct Sep {
+    level: usize,
+    at: (usize, usize),
+}
+
+/// `Engine::seeker` of the B+Tree: point seeks over one version that keep
+/// the path from the root to the last seek's leaf (pages pinned by `Arc`,
+/// like a cursor's). A seek climbs only as far as the first node whose key
+/// range holds its start and descends from there: seeks in ascending order
+/// (a batch of rowids, sorted) share the root and most internal nodes, and
+/// the leaf too when they land in it, instead of a descent through the
+/// pool each.
+pub struct BTreeSeeker<'a> {
+    pool: &'a BufferPool,
+    version: Arc<Version>,
+    path: Vec<Level>,
+    /// The found value when it is not in the leaf (overflow pages, or the
+    /// cursor fallback).
+    buf: Vec<u8>,
+}
+
+/// What a `BTreeSeeker` step found.
+enum Found {
+    None,
+    Inline(usize, usize),
+    Buffered,
+}
+
+/// The byte range of `part` within `page` (`part` is a slice of it).
+fn offsets(page: &Page, part: &[u8]) -> (usize, usize) {
+    let at = part.as_ptr() as usize - page.as_ptr() as usize;
+    (at, at + part.len())
+}
+
+impl<'a> BTreeSeeker<'a> {
+    pub(super) fn new(pool: &'a BufferPool, version: Arc<Version>) -> Self {
+        BTreeSeeker { pool, version, path: Vec::new(), buf: Vec::new() }
+    }
+
+    fn separator(&self, sep: Sep) -> &[u8] {
+        match self.path.get(sep.level) {
+            Some(l) => l.page.get(sep.at.0..sep.at.1).unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// Whether the node at the top of the path may hold `key`.
+    fn covers(&self, key: &[u8]) -> bool {
+        let Some(top) = self.path.last() else { return false };
+        // High first: ascending seeks leave a node past its end.
+        if let Some(h) = top.high
+            && key >= self.separator(h)
+        {
+            return false;
+        }
+        if let Some(l) = top.low
+            && key < self.separator(l)
+        {
+            return false;
+        }
+        true
+    }
+
+    fn find(&mut self, start: &[u8], plen: usize) -> Result<Found> {
+        let Some(prefix) = start.get(..plen) else {
+            return Err(Error::Internal("seek prefix longer than its start".into()));
+        };
+        // A separator's level lies above the node it bounds, so popping
+        // never leaves one pointing at a page that is gone.
+        while !self.path.is_empty() && !self.covers(start) {
+            self.path.pop();
+        }
+        if self.path.is_empty() {
+            let id = self.version.root;
+            if id == 0 {
+                return Ok(Found::None);
+            }
+            let page = match &self.version.root_page {
+                Some(p) => p.clone(),
+                None => self.pool.get(id)?,
+            };
+            self.path.push(Level { page, id, low: None, high: None });
+        }
+        for _ in 0..=MAX_DEPTH {
+            let depth = self.path.len() - 1;
+            let top = &self.path[depth];
+            let (page, id) = (&top.page, top.id);
+            let node = Node::new(page, id)?;
+            match page_type(page) {
+                Some(PageType::Internal) => {
+                    if depth >= MAX_DEPTH {
+                        break;
+                    }
+                    let idx = node.child_index(start)?;
+                    let child = node.child(idx)?;
+                    let sep = |i| -> Result<Sep> {
+                        Ok(Sep { level: depth, at: offsets(page, node.key(i)?) })
+                    };
+                    let low = if idx > 0 { Some(sep(idx - 1)?) } else { top.low };
+                    let high = if idx < node.len() { Some(sep(idx)?) } else { top.high };
+                    let page = self.pool.get(child)?;
+                    self.path.push(Level { page, id: child, low, high });
+                }
+                Some(PageType::Leaf) => {
+                    let (Ok(pos) | Err(pos)) = node.search(start)?;
+                    if pos < node.len() {
+                        let cell = node.leaf_cell(pos)?;
+                        if !cell.key.starts_with(prefix) {
+                            return Ok(Found::None);
+                        }
+                        return match cell.value {
+                            LeafValue::Inline(v) => {
+                                let (a, b) = offsets(page, v);
+                                Ok(Found::Inline(a, b))
+                            }
+                            LeafValue::Overflow { first, len } => {
+                                read_overflow(self.pool, first, len, &mut self.buf)?;
+                                Ok(Found::Buffered)
+                            }
+                        };
+                    }
+                    // Past the leaf's last key: the tree's next key is at
+                    // least the leaf's upper bound, which a key with the
+                    // prefix can reach only if the bound has it too.
+                    let Some(h) = top.high else { return Ok(Found::None) };
+                    if !self.separator(h).starts_with(prefix) {
+                        return Ok(Found::None);
+                    }
+                    let range =
+                        KeyRange { start: Bound::Included(start.to_vec()), end: Bound::Unbounded };
+                    let v = self.version.clone();
+                    let mut c = BTreeCursor::new(self.pool, v, range, Direction::Forward);
+                    if c.advance()? && c.key().starts_with(prefix) {
+                        self.buf.clear();
+                        self.buf.extend_from_slice(c.value());
+                        return Ok(Found::Buffered);
+                    }
+                    return Ok(Found::None);
+                }
+                _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
+            }
+        }
+        let id = self.path.last().map_or(0, |l| l.id);
+        Err(Error::corrupt_page(DATA_FILE, id, "tree deeper than possible"))
+    }
+}
+
+impl crate::Seeker for BTreeSeeker<'_> {
+    fn seek(&mut self, start: &[u8], plen: usize) -> Result<Option<&[u8]>> {
+        match self.find(start, plen) {
+            Ok(Found::None) => Ok(None),
+            Ok(Found::Inline(a, b)) => {
+                let page = self.path.last().map(|l| &l.page[..]).unwrap_or(&[]);
+                Ok(page.get(a..b))
+            }
+            Ok(Found::Buffered) => Ok(Some(&self.buf)),
+            Err(e) => {
+                // Forget the path: the next seek starts from the root.
+                self.path.clear();
+                Err(super::locate(e, self.pool.file_path()))
+            }
         }
     }
 }
