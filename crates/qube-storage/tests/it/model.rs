@@ -492,6 +492,7 @@ fn sequential_loads_leave_room_in_their_leaves() {
         k2.extend_from_slice(c2.key());
         assert_eq!((&k1, c1.value()), (&k2, c2.value()));
     }
+}
 
 /// `Engine::seeker` as MVCC's batched row fetch uses it: seeks of
 /// `prefix ‖ suffix` that must find a key with the prefix, in ascending,
