@@ -36,6 +36,9 @@
 //! Anything else (a replaced key, a split, a merge, a spill) takes the
 //! descent from the root, which forgets or renews the remembered leaf.
 //!
+//! A key past the remembered leaf's last key (every key of a load past the
+//! end of a table or index) is appended after one compare, with no search.
+//!
 //! A leaf that overflows with a key past its last one (a sequential load,
 //! every ~100 keys) is not rebuilt: the new key starts a new right sibling
 //! and the full leaf stays as it is, and the sibling becomes the
@@ -344,9 +347,18 @@ impl<'a> Txn<'a> {
             return Ok(false);
         }
         let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
-        let pos = match Node::new(arc, id)?.search(key)? {
-            Ok(_) => return Ok(false),
-            Err(pos) => pos,
+        let node = Node::new(arc, id)?;
+        // A batch comes sorted: its keys mostly land after the last key of
+        // the leaf the previous one went to (a load past the end of a
+        // table or index), which one compare shows, without the search.
+        let n = node.len();
+        let pos = if n > 0 && node.key(n - 1)? < key {
+            n
+        } else {
+            match node.search(key)? {
+                Ok(_) => return Ok(false),
+                Err(pos) => pos,
+            }
         };
         let mut m = NodeMut { p: Arc::make_mut(arc) };
         if !m.fits(cell.len()) {

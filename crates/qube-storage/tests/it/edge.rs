@@ -365,3 +365,34 @@ fn periodic_and_never_durability_work_and_flush_makes_durable() {
         assert_eq!(e.status().unwrap().keys, 100, "{durability:?}");
     }
 }
+
+/// `applied_batches` grows with every batch a seek of the newest version
+/// can see (so a caller may trust what it remembered while the count stays),
+/// and not with a refused batch, a read or a checkpoint.
+#[test]
+fn applied_batches_counts_every_applied_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let engines: [&dyn Engine; 2] = [&e, &qube_storage::MemoryEngine::default()];
+    for e in engines {
+        let n0 = e.applied_batches().unwrap();
+        e.set(b"a", b"1").unwrap();
+        let n1 = e.applied_batches().unwrap();
+        assert!(n1 > n0);
+        let mut b = WriteBatch::new();
+        b.set(b"b", b"2").delete(b"a");
+        let lsn = e.write_nowait(b).unwrap();
+        // Counted before it is durable: the newest version already has it.
+        let n2 = e.applied_batches().unwrap();
+        assert!(n2 > n1);
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        assert!(e.seek_latest(&KeyRange::prefix(b"b"), &mut k, &mut v).unwrap());
+        e.wait_durable(lsn).unwrap();
+        assert_eq!(e.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        e.checkpoint().unwrap();
+        let mut too_big = WriteBatch::new();
+        too_big.set(&vec![1u8; MAX_KEY_LEN + 1], b"x");
+        assert!(e.write(too_big).is_err());
+        assert_eq!(e.applied_batches().unwrap(), n2, "reads, checkpoints and refusals");
+    }
+}
