@@ -70,7 +70,7 @@ pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<
         Key::Version(key, ts).encode_into(out);
         return;
     };
-    let cp = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
+    let cp = crate::writeset::common_prefix(prev, key);
     // The tag, then the shared bytes escaped: one more per zero byte.
     let keep = 1 + cp + key[..cp].iter().filter(|&&b| b == 0).count();
     out.truncate(keep);

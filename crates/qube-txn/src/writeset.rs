@@ -120,10 +120,19 @@ pub struct WriteSet {
 }
 
 /// Length of the common prefix of two keys, compared 8 bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+    while i + 8 <= n {
+        let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+        x.copy_from_slice(&a[i..i + 8]);
+        y.copy_from_slice(&b[i..i + 8]);
+        // The lowest set bit of the difference (little-endian: the first
+        // byte in memory) is in the first unequal byte.
+        let d = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
         i += 8;
     }
     while i < n && a[i] == b[i] {
@@ -584,6 +593,18 @@ mod tests {
 
     fn all(ws: &mut WriteSet) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         ws.sorted().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn common_prefix_is_the_first_difference(
+            a in prop::collection::vec(0u8..3, 0..30),
+            b in prop::collection::vec(0u8..3, 0..30),
+        ) {
+            let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), want);
+            prop_assert_eq!(common_prefix(&a, &a), a.len());
+        }
     }
 
     #[test]

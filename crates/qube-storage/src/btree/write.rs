@@ -229,7 +229,7 @@ impl<'a> Txn<'a> {
         let id = self.alloc.allocate();
         let mut p = Arc::new([0u8; PAGE_SIZE]);
         if let Some(pm) = Arc::get_mut(&mut p) {
-            init_page(pm, id, ty);
+            init_zeroed_page(pm, id, ty);
         }
         self.private.insert(id, p);
         id
@@ -266,7 +266,7 @@ impl<'a> Txn<'a> {
             let id = ids[i];
             let mut p = Arc::new([0u8; PAGE_SIZE]);
             if let Some(pm) = Arc::get_mut(&mut p) {
-                init_page(pm, id, PageType::Overflow);
+                init_zeroed_page(pm, id, PageType::Overflow);
                 put_u64(pm, 32, ids.get(i + 1).copied().unwrap_or(0));
                 put_u32(pm, 40, chunk.len() as u32);
                 pm[48..48 + chunk.len()].copy_from_slice(chunk);
