@@ -609,9 +609,11 @@ struct ReadBufs {
 /// them: every key `k` with `lo ≤ k < hi` (`hi` None: no end) while the
 /// engine's `applied_batches` is still `seq`. A bulk load's unique checks
 /// (keys in order past the table's end) then take one look at the engine
-/// in all, not one seek each. Sound because every writer of a key holds
-/// its row lock until its batch is applied (which raises the count), and
-/// the checks run with the key's lock held.
+/// in all, not one seek each. Sound because the count was read before
+/// the seek that found the gap and is unchanged: no batch became visible
+/// to `seek_latest` since, so a seek now would find the same nothing. (The
+/// checks also run with the key's row lock held, so a writer of the key
+/// that committed before has raised the count.)
 #[derive(Default)]
 struct Gap {
     valid: bool,
