@@ -84,6 +84,29 @@ struct Entry {
     hash: u64,
 }
 
+/// An entry of the hash index `WriteSet::all`: its id and 32 bits of its
+/// key's hash, from which the table's hash is made (`Slot::table_hash`),
+/// so that growing the table rehashes without reading `entries` (a random
+/// access per entry) and a probe rejects most other keys without either.
+#[derive(Clone, Copy)]
+struct Slot {
+    id: u32,
+    hash: u32,
+}
+
+impl Slot {
+    fn new(id: u32, key_hash: u64) -> Slot {
+        Slot { id, hash: key_hash as u32 }
+    }
+
+    /// The hash the table files a slot under: a function of the 32 bits
+    /// kept, spread to the high bits the table takes its tags from.
+    fn table_hash(hash: u32) -> u64 {
+        let h = u64::from(hash);
+        h | h << 32
+    }
+}
+
 /// How to reverse one `WriteSet::put`.
 #[derive(Clone, Copy, Debug)]
 pub enum Undo {
@@ -102,7 +125,7 @@ pub struct WriteSet {
     loose: HashTable<u32>,
     /// Every entry by key hash, once there are `INDEX_FROM` entries
     /// (`indexed`); `loose` is then left empty.
-    all: HashTable<u32>,
+    all: HashTable<Slot>,
     indexed: bool,
     loose_sorted: Vec<u32>,
     loose_new: Vec<u32>,
@@ -168,11 +191,11 @@ impl WriteSet {
             // for a key inside their range: the random entries of a
             // secondary index start short runs that span most of the key
             // space, and every later lookup searched them all.
-            let h = hash();
+            let h = Slot::new(0, hash()).hash;
             return self
                 .all
-                .find(h, |&id| self.entries[id as usize].hash == h && self.key(id) == key)
-                .copied();
+                .find(Slot::table_hash(h), |s| s.hash == h && self.key(s.id) == key)
+                .map(|s| s.id);
         }
         for run in &self.runs {
             let (Some(&first), Some(&last)) = (run.first(), run.last()) else { continue };
@@ -271,8 +294,8 @@ impl WriteSet {
         self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len, hash });
         self.place(id, hash);
         if self.indexed {
-            let entries = &self.entries;
-            self.all.insert_unique(hash, id, |&i| entries[i as usize].hash);
+            let slot = Slot::new(id, hash);
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
         } else if self.entries.len() >= INDEX_FROM {
             self.build_index();
         }
@@ -282,10 +305,10 @@ impl WriteSet {
     /// Puts every entry in `all` (see `INDEX_FROM`); `loose` is no longer
     /// needed.
     fn build_index(&mut self) {
-        let entries = &self.entries;
-        self.all.reserve(entries.len() * 2, |&i| entries[i as usize].hash);
-        for (id, e) in entries.iter().enumerate() {
-            self.all.insert_unique(e.hash, id as u32, |&i| entries[i as usize].hash);
+        self.all.reserve(self.entries.len() * 2, |s| Slot::table_hash(s.hash));
+        for (id, e) in self.entries.iter().enumerate() {
+            let slot = Slot::new(id as u32, e.hash);
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
         }
         self.loose = HashTable::new();
         self.indexed = true;
@@ -333,8 +356,8 @@ impl WriteSet {
                 let Some(id) = self.entries.len().checked_sub(1) else { return };
                 let id = id as u32;
                 if self.indexed {
-                    let h = self.entries[id as usize].hash;
-                    if let Ok(e) = self.all.find_entry(h, |&i| i == id) {
+                    let h = Slot::new(id, self.entries[id as usize].hash).hash;
+                    if let Ok(e) = self.all.find_entry(Slot::table_hash(h), |s| s.id == id) {
                         e.remove();
                     }
                 }
