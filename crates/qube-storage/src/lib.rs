@@ -320,6 +320,16 @@ pub trait Engine: Send + Sync {
     fn seeker(&self) -> Result<Box<dyn Seeker + '_>> {
         Ok(Box::new(EngineSeeker::new(self)))
     }
+    /// A count of the batches applied so far, which grows (by the time
+    /// `seek_latest` can see a batch, never before) with every batch:
+    /// while it stays the same, what `seek_latest` found is still so, and
+    /// a caller may remember it (MVCC remembers a key range it found
+    /// empty, so a bulk load's unique checks need not seek). Read it
+    /// before the seek whose result it vouches for. `None` (the default):
+    /// the engine does not count, and nothing may be remembered.
+    fn applied_batches(&self) -> Option<u64> {
+        None
+    }
     /// Makes every acknowledged write durable now, whatever the durability setting.
     fn flush(&self) -> Result<()>;
     /// Writes a consistent tree to disk and recycles the WAL before it (no-op in memory).

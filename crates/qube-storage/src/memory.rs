@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use qube_common::Result;
@@ -18,6 +19,8 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 #[derive(Default)]
 pub struct MemoryEngine {
     map: RwLock<Arc<Map>>,
+    /// Batches applied (`Engine::applied_batches`).
+    applied: AtomicU64,
 }
 
 impl MemoryEngine {
@@ -45,7 +48,14 @@ impl Engine for MemoryEngine {
                 }
             }
         }
+        // Under the lock: a reader that saw the old count before seeking
+        // may have seen the new map, never the reverse.
+        self.applied.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    fn applied_batches(&self) -> Option<u64> {
+        Some(self.applied.load(Ordering::Acquire))
     }
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {

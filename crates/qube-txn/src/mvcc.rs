@@ -601,6 +601,36 @@ struct ReadBufs {
     hint: SeekHint,
     /// `scan_inner`'s current version prefix, user key and value.
     scan: (Vec<u8>, Vec<u8>, Vec<u8>),
+    /// Keys the newest-version check found absent (after two, it seeks
+    /// past the key, to learn the gap around it).
+    misses: u32,
+    gap: Gap,
+}
+
+/// User keys with no committed version at all, as `newest_version` found
+/// them: every key `k` with `lo ≤ k < hi` (`hi` None: no end) while the
+/// engine's `applied_batches` is still `seq`. A bulk load's unique checks
+/// (keys in order past the table's end) then take one look at the engine
+/// in all, not one seek each. Sound because the count was read before
+/// the seek that found the gap and is unchanged: no batch became visible
+/// to `seek_latest` since, so a seek now would find the same nothing. (The
+/// checks also run with the key's row lock held, so a writer of the key
+/// that committed before has raised the count.)
+#[derive(Default)]
+struct Gap {
+    valid: bool,
+    seq: u64,
+    lo: Vec<u8>,
+    hi: Option<Vec<u8>>,
+}
+
+impl Gap {
+    fn covers(&self, key: &[u8], seq: Option<u64>) -> bool {
+        self.valid
+            && seq == Some(self.seq)
+            && self.lo.as_slice() <= key
+            && self.hi.as_deref().is_none_or(|h| key < h)
+    }
 }
 
 /// The largest buffer `ReadBufs::put_spare` keeps for the thread's next
@@ -622,6 +652,8 @@ impl ReadBufs {
 
     fn put_spare(mut self) {
         self.hint = SeekHint::default();
+        self.misses = 0;
+        self.gap.valid = false;
         let (a, b, c) = &self.scan;
         let caps = [&self.start, &self.end, &self.key, &self.value, a, b, c].map(|b| b.capacity());
         if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
@@ -716,19 +748,57 @@ fn version_bounds_into(key: &[u8], start: &mut Vec<u8>, end: &mut Vec<u8>) {
 /// value (`None`: absent or deleted). Committed means ordered in the log:
 /// a commit that released its row locks before its fsync (see `commit`)
 /// counts, since only a lock holder asks.
+///
+/// After two keys found absent, the seek runs on past the key's versions
+/// to the next key the engine holds, and the gap between them is
+/// remembered (`Gap`): later keys inside it, while no batch was applied,
+/// are absent without a seek.
 fn newest_version(
     engine: &dyn Engine,
     key: &[u8],
     bufs: &mut ReadBufs,
 ) -> Result<(Ts, Option<Vec<u8>>)> {
+    // Read before the seek it stamps (see `Engine::applied_batches`).
+    let seq = engine.applied_batches();
+    if bufs.gap.covers(key, seq) {
+        return Ok((0, None));
+    }
+    let wide = seq.is_some() && bufs.misses >= 2;
     let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
     version_bounds_into(key, &mut start, &mut end);
+    if wide {
+        end.clear();
+        end.extend_from_slice(&keys::versions_end());
+    }
     let range = KeyRange { start: Bound::Included(start), end: Bound::Excluded(end) };
     let found = engine.seek_latest_hinted(&range, &mut bufs.key, &mut bufs.value, &mut bufs.hint);
     if let KeyRange { start: Bound::Included(s), end: Bound::Excluded(e) } = range {
         (bufs.start, bufs.end) = (s, e);
     }
-    if !found? {
+    let found = found?;
+    // A version of `key`: its version prefix and 8 bytes of timestamp.
+    let own = found && bufs.key.len() == bufs.start.len() + 8 && bufs.key.starts_with(&bufs.start);
+    if !own {
+        bufs.misses = bufs.misses.saturating_add(1);
+        if let (true, Some(seq)) = (wide, seq) {
+            let gap = &mut bufs.gap;
+            gap.valid = false;
+            gap.hi = match found {
+                // The next key there is: its user key bounds the gap.
+                true => {
+                    let mut hi = gap.hi.take().unwrap_or_default();
+                    if keys::decode_version_into(&bufs.key, &mut hi).is_err() {
+                        return Ok((0, None));
+                    }
+                    Some(hi)
+                }
+                false => None,
+            };
+            gap.lo.clear();
+            gap.lo.extend_from_slice(key);
+            gap.seq = seq;
+            gap.valid = true;
+        }
         return Ok((0, None));
     }
     Ok((keys::version_ts(&bufs.key), keys::decode_value(&bufs.value)?.map(|v| v.to_vec())))
@@ -1496,11 +1566,13 @@ impl Transaction {
                 return Err(self.fail(e));
             }
             let mut batch = WriteBatch::with_capacity(self.write_bytes + 64);
-            let (mut k, mut v) = (Vec::new(), Vec::new());
+            let mut k = Vec::new();
+            let mut prev = None;
             for (key, value) in self.writes.sorted() {
-                Key::Version(key, ts).encode_into(&mut k);
-                keys::encode_value_into(value, &mut v);
-                batch.set(&k, &v);
+                keys::version_key_after(prev, key, ts, &mut k);
+                prev = Some(key);
+                let (tag, rest) = keys::value_tag(value);
+                batch.set_tagged(&k, tag, rest);
             }
             batch.set(&Key::LastCommit.encode(), &ts.to_be_bytes());
             let now = now_micros();

@@ -9,6 +9,7 @@
 //!          entry ids are positions in `entries`, in creation order
 //! runs:    up to MAX_RUNS lists of entry ids, each in ascending key order
 //! loose:   HashTable<entry id> by key hash   — every entry not in a run
+//!          (small sets; from INDEX_FROM entries on, `all` holds every entry)
 //!          loose_sorted (ids by key) + loose_new (ids added since, unsorted)
 //! ```
 //!
@@ -28,9 +29,14 @@
 //! needed. An INSERT into a table keyed by a serial with a secondary index
 //! on a random column puts its rows in one run and most index entries loose.
 //!
-//! Lookups (own writes are read first): for each run, one compare with its
-//! last key and one with its first rejects a key outside it, else a binary
-//! search; then one hash probe if anything is loose. An INSERT looks its
+//! Lookups (own writes are read first): in a small write set, for each
+//! run one compare with its last key and one with its first rejects a key
+//! outside it, else a binary search; then one hash probe if anything is
+//! loose. From `INDEX_FROM` entries on, every entry (in a run or loose) is
+//! also in the hash index `all`, and a lookup is one probe there: the
+//! random entries of a secondary index start short runs that span most of
+//! the key space, and every lookup binary-searched each of them (some 20
+//! key compares per write in a bulk INSERT). An INSERT looks its
 //! key up (the unique check) just before it writes it: the key found
 //! absent is remembered until the next write, which then skips the lookup.
 //!
@@ -65,6 +71,10 @@ const TOMBSTONE: u32 = u32::MAX;
 /// Runs kept sorted as they grow; keys fitting none are loose.
 const MAX_RUNS: usize = 4;
 
+/// From this many entries on, every entry is in the hash index `all` and
+/// a lookup is one probe there (see `find`).
+const INDEX_FROM: usize = 64;
+
 #[derive(Clone, Copy)]
 struct Entry {
     key_at: usize,
@@ -72,6 +82,29 @@ struct Entry {
     key_len: u32,
     val_len: u32,
     hash: u64,
+}
+
+/// An entry of the hash index `WriteSet::all`: its id and 32 bits of its
+/// key's hash, from which the table's hash is made (`Slot::table_hash`),
+/// so that growing the table rehashes without reading `entries` (a random
+/// access per entry) and a probe rejects most other keys without either.
+#[derive(Clone, Copy)]
+struct Slot {
+    id: u32,
+    hash: u32,
+}
+
+impl Slot {
+    fn new(id: u32, key_hash: u64) -> Slot {
+        Slot { id, hash: key_hash as u32 }
+    }
+
+    /// The hash the table files a slot under: a function of the 32 bits
+    /// kept, spread to the high bits the table takes its tags from.
+    fn table_hash(hash: u32) -> u64 {
+        let h = u64::from(hash);
+        h | h << 32
+    }
 }
 
 /// How to reverse one `WriteSet::put`.
@@ -90,6 +123,10 @@ pub struct WriteSet {
     entries: Vec<Entry>,
     runs: Vec<Vec<u32>>,
     loose: HashTable<u32>,
+    /// Every entry by key hash, once there are `INDEX_FROM` entries
+    /// (`indexed`); `loose` is then left empty.
+    all: HashTable<Slot>,
+    indexed: bool,
     loose_sorted: Vec<u32>,
     loose_new: Vec<u32>,
     /// Scratch for sorting `loose_new`: (8 key bytes after the common prefix, id).
@@ -106,10 +143,19 @@ pub struct WriteSet {
 }
 
 /// Length of the common prefix of two keys, compared 8 bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+    while i + 8 <= n {
+        let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+        x.copy_from_slice(&a[i..i + 8]);
+        y.copy_from_slice(&b[i..i + 8]);
+        // The lowest set bit of the difference (little-endian: the first
+        // byte in memory) is in the first unequal byte.
+        let d = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
         i += 8;
     }
     while i < n && a[i] == b[i] {
@@ -140,6 +186,17 @@ impl WriteSet {
     /// The entry of `key`, whose `key_hash` `hash()` gives (computed only
     /// if a hash probe is needed).
     fn find(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<u32> {
+        if self.indexed {
+            // One probe, where the runs would cost a binary search each
+            // for a key inside their range: the random entries of a
+            // secondary index start short runs that span most of the key
+            // space, and every later lookup searched them all.
+            let h = Slot::new(0, hash()).hash;
+            return self
+                .all
+                .find(Slot::table_hash(h), |s| s.hash == h && self.key(s.id) == key)
+                .map(|s| s.id);
+        }
         for run in &self.runs {
             let (Some(&first), Some(&last)) = (run.first(), run.last()) else { continue };
             match key.cmp(self.key(last)) {
@@ -236,7 +293,25 @@ impl WriteSet {
         }
         self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len, hash });
         self.place(id, hash);
+        if self.indexed {
+            let slot = Slot::new(id, hash);
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
+        } else if self.entries.len() >= INDEX_FROM {
+            self.build_index();
+        }
         Ok(Undo::Created)
+    }
+
+    /// Puts every entry in `all` (see `INDEX_FROM`); `loose` is no longer
+    /// needed.
+    fn build_index(&mut self) {
+        self.all.reserve(self.entries.len() * 2, |s| Slot::table_hash(s.hash));
+        for (id, e) in self.entries.iter().enumerate() {
+            let slot = Slot::new(id as u32, e.hash);
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
+        }
+        self.loose = HashTable::new();
+        self.indexed = true;
     }
 
     /// Puts a new entry at the end of a run, or in a new run, or loose.
@@ -261,8 +336,10 @@ impl WriteSet {
             self.runs.push(vec![id]);
             return;
         }
-        let entries = &self.entries;
-        self.loose.insert_unique(hash, id, |&i| entries[i as usize].hash);
+        if !self.indexed {
+            let entries = &self.entries;
+            self.loose.insert_unique(hash, id, |&i| entries[i as usize].hash);
+        }
         self.loose_new.push(id);
     }
 
@@ -278,6 +355,12 @@ impl WriteSet {
             Undo::Created => {
                 let Some(id) = self.entries.len().checked_sub(1) else { return };
                 let id = id as u32;
+                if self.indexed {
+                    let h = Slot::new(id, self.entries[id as usize].hash).hash;
+                    if let Ok(e) = self.all.find_entry(Slot::table_hash(h), |s| s.id == id) {
+                        e.remove();
+                    }
+                }
                 if let Some(r) = self.runs.iter().position(|run| run.last() == Some(&id)) {
                     self.runs[r].pop();
                     if self.runs[r].is_empty() {
@@ -388,7 +471,15 @@ impl WriteSet {
             };
             ids.get(start..end.max(start)).unwrap_or(&[])
         };
-        let mut m = Merge { ws, seqs: [&[]; MAX_RUNS + 1], n: 0, reverse, lead: None, rival: None };
+        let mut m = Merge {
+            ws,
+            seqs: [&[]; MAX_RUNS + 1],
+            n: 0,
+            reverse,
+            lead: None,
+            rival: None,
+            free: 0,
+        };
         for s in ws.runs.iter().map(|r| cut(r)).chain([cut(&ws.loose_sorted)]) {
             if !s.is_empty() && m.n < m.seqs.len() {
                 m.seqs[m.n] = s;
@@ -428,6 +519,11 @@ pub struct Merge<'a> {
     /// rarely interleave with another's).
     lead: Option<usize>,
     rival: Option<u32>,
+    /// How many of the lead's next entries are known to come before the
+    /// rival: taken with no compare at all (a run of one table's rows
+    /// before the next table's or an index's entries: one binary search
+    /// per switch of sequence, not one key compare per entry).
+    free: usize,
 }
 
 impl<'a> Merge<'a> {
@@ -451,6 +547,7 @@ impl<'a> Merge<'a> {
             self.n -= 1;
             self.seqs.swap(i, self.n);
             self.lead = None;
+            self.free = 0;
         }
         (self.ws.key(id), self.ws.value(id))
     }
@@ -462,9 +559,9 @@ impl<'a> Iterator for Merge<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(i) = self.lead
             && i < self.n
-            && let Some(id) = self.head(i)
-            && self.rival.is_none_or(|r| self.before(id, r))
+            && self.free > 0
         {
+            self.free -= 1;
             return Some(self.take(i));
         }
         // The best head, and the best of the rest.
@@ -486,6 +583,16 @@ impl<'a> Iterator for Merge<'a> {
         let (i, _) = best?;
         self.lead = Some(i);
         self.rival = rival;
+        // The lead's entries before the rival (all of them without one):
+        // the head is one, and the sequence is sorted.
+        let s = self.seqs[i];
+        self.free = match rival {
+            None => s.len(),
+            Some(r) if self.reverse => s.len() - s.partition_point(|&id| !self.before(id, r)),
+            Some(r) => s.partition_point(|&id| self.before(id, r)),
+        };
+        // Taking the head now.
+        self.free = self.free.saturating_sub(1);
         Some(self.take(i))
     }
 }
@@ -501,8 +608,26 @@ mod tests {
         ws.put(k, key_hash(k), v, keep).unwrap()
     }
 
+    impl WriteSet {
+        fn has_loose(&self) -> bool {
+            !self.loose_new.is_empty() || !self.loose_sorted.is_empty()
+        }
+    }
+
     fn all(ws: &mut WriteSet) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         ws.sorted().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn common_prefix_is_the_first_difference(
+            a in prop::collection::vec(0u8..3, 0..30),
+            b in prop::collection::vec(0u8..3, 0..30),
+        ) {
+            let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), want);
+            prop_assert_eq!(common_prefix(&a, &a), a.len());
+        }
     }
 
     #[test]
@@ -514,7 +639,7 @@ mod tests {
             put(&mut ws, &k, Some(&i.to_le_bytes()), false);
         }
         assert_eq!(ws.runs.len(), 1);
-        assert!(ws.loose.is_empty());
+        assert!(!ws.has_loose());
         for i in (0u32..10_000).step_by(7) {
             let k = [b"t1".as_slice(), &i.to_be_bytes()].concat();
             assert_eq!(ws.get(&k, || key_hash(&k)), Some(Some(&i.to_le_bytes()[..])));
@@ -539,7 +664,7 @@ mod tests {
                 model.insert(k, Some(b"v".to_vec()));
             }
         }
-        assert!(!ws.loose.is_empty(), "random index keys went loose");
+        assert!(ws.has_loose(), "random index keys went loose");
         assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
     }
 
@@ -560,6 +685,47 @@ mod tests {
         assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"short"[..])));
     }
 
+    #[test]
+    fn the_hash_index_finds_run_and_loose_entries_and_follows_undo() {
+        // Rows in a run, scrambled index entries loose; past INDEX_FROM
+        // every lookup is a probe of `all`, which undo must keep exact.
+        let mut ws = WriteSet::default();
+        let row = |i: u32| [b"r".as_slice(), &i.to_be_bytes()].concat();
+        let ix = |i: u32| [b"x".as_slice(), &(i.wrapping_mul(7919) % 3001).to_be_bytes()].concat();
+        for i in 0..2000 {
+            put(&mut ws, &row(i), Some(b"row"), false);
+            put(&mut ws, &ix(i), Some(b"ix"), false);
+        }
+        assert!(ws.indexed);
+        let mut undo = Vec::new();
+        for i in 2000..2500 {
+            undo.push(put(&mut ws, &row(i), Some(b"row"), true));
+            undo.push(put(&mut ws, &ix(i), Some(b"ix"), true));
+            // An overwrite under the savepoint.
+            undo.push(put(&mut ws, &row(i - 1000), Some(b"new"), true));
+        }
+        while let Some(u) = undo.pop() {
+            ws.undo(u);
+        }
+        assert_eq!(ws.len(), 4000);
+        for i in 0..2000 {
+            assert_eq!(ws.get(&row(i), || key_hash(&row(i))), Some(Some(&b"row"[..])), "{i}");
+            assert_eq!(ws.get(&ix(i), || key_hash(&ix(i))), Some(Some(&b"ix"[..])), "{i}");
+        }
+        for i in 2000..2500 {
+            assert_eq!(ws.get(&row(i), || key_hash(&row(i))), None);
+            assert!(!ws.contains(&ix(i), || key_hash(&ix(i))));
+        }
+        // Writing again after the undo: new ids, found by the index.
+        for i in 2000..2100 {
+            put(&mut ws, &row(i), Some(b"again"), false);
+        }
+        assert_eq!(ws.get(&row(2050), || key_hash(&row(2050))), Some(Some(&b"again"[..])));
+        let got = all(&mut ws);
+        assert_eq!(got.len(), 4100);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
     type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
     #[test]
@@ -576,7 +742,7 @@ mod tests {
         for i in 100..3000 {
             undo.push(put(&mut ws, &scrambled(i), Some(b"undone"), true));
         }
-        assert!(!ws.loose.is_empty());
+        assert!(ws.has_loose());
         assert_eq!(ws.sorted().count(), 3000);
         while let Some(u) = undo.pop() {
             ws.undo(u);

@@ -368,3 +368,134 @@ fn unique_checks_in_key_order_see_commits_made_meanwhile() {
     assert_eq!(r.get(&row(1, 15_003)).unwrap(), Some(val(15_003, 2)));
     assert_eq!(mvcc.status().row_locks, 0);
 }
+
+/// An engine that counts the newest-version seeks MVCC makes (and passes
+/// everything else through), to see when the unique checks skip them.
+struct CountingEngine {
+    inner: Arc<dyn Engine>,
+    seeks: std::sync::atomic::AtomicU64,
+}
+
+impl CountingEngine {
+    fn seeks(&self) -> u64 {
+        self.seeks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Engine for CountingEngine {
+    fn get(&self, key: &[u8]) -> qube_common::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn write(&self, batch: qube_storage::WriteBatch) -> qube_common::Result<()> {
+        self.inner.write(batch)
+    }
+    fn write_nowait(&self, batch: qube_storage::WriteBatch) -> qube_common::Result<u64> {
+        self.inner.write_nowait(batch)
+    }
+    fn wait_durable(&self, lsn: u64) -> qube_common::Result<()> {
+        self.inner.wait_durable(lsn)
+    }
+    fn scan(
+        &self,
+        range: KeyRange,
+        direction: Direction,
+    ) -> qube_common::Result<Box<dyn qube_storage::Cursor + '_>> {
+        self.inner.scan(range, direction)
+    }
+    fn seek(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> qube_common::Result<bool> {
+        self.inner.seek(range, key, value)
+    }
+    fn seek_latest_hinted(
+        &self,
+        range: &KeyRange,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+        hint: &mut qube_storage::SeekHint,
+    ) -> qube_common::Result<bool> {
+        self.seeks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.seek_latest_hinted(range, key, value, hint)
+    }
+    fn applied_batches(&self) -> Option<u64> {
+        self.inner.applied_batches()
+    }
+    fn flush(&self) -> qube_common::Result<()> {
+        self.inner.flush()
+    }
+    fn status(&self) -> qube_common::Result<qube_storage::Status> {
+        self.inner.status()
+    }
+}
+
+/// A bulk load's unique checks past the end of everything committed take
+/// one look at the engine for the whole gap, not a seek per key: but a
+/// commit made meanwhile (any batch) makes the next check seek again and
+/// find the keys it wrote, a key below the gap seeks, an own write is
+/// found first, and a rollback leaves nothing behind. Both engines.
+#[test]
+fn unique_checks_past_the_end_remember_the_gap_until_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        Options { durability: Durability::Never, checkpoint_interval: None, ..Options::default() };
+    let engines: [Arc<dyn Engine>; 2] =
+        [Arc::new(MemoryEngine::default()), Arc::new(BTreeEngine::open(dir.path(), opts).unwrap())];
+    for inner in engines {
+        let counting =
+            Arc::new(CountingEngine { inner, seeks: std::sync::atomic::AtomicU64::new(0) });
+        let engine: Arc<dyn Engine> = counting.clone();
+        let mvcc = Mvcc::open(engine, MvccOptions { gc_interval: None, ..MvccOptions::default() })
+            .unwrap();
+        // Committed already: a row of table 1 below the load, and table 2.
+        let mut t = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+        t.set(&row(1, 5), &val(5, 0)).unwrap();
+        t.set(&row(2, 0), &val(0, 0)).unwrap();
+        t.commit().unwrap();
+
+        let mut a = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+        let before = counting.seeks();
+        for i in 100..1_100 {
+            assert_eq!(a.get_for_update(&row(1, i)).unwrap(), None, "row {i}");
+            a.set(&row(1, i), &val(i, 1)).unwrap();
+        }
+        let seeks = counting.seeks() - before;
+        assert!(seeks <= 4, "1,000 checks in a gap took {seeks} seeks");
+        // Its own write comes first.
+        assert_eq!(a.get_for_update(&row(1, 500)).unwrap(), Some(val(500, 1)));
+        // Below the gap: the engine is asked, and has the row.
+        let before = counting.seeks();
+        assert_eq!(a.get_for_update(&row(1, 5)).unwrap(), Some(val(5, 0)));
+        assert!(counting.seeks() > before, "a key below the gap must seek");
+
+        // Another transaction commits keys ahead of the load.
+        let mut b = mvcc.begin(rw(Isolation::ReadCommitted)).unwrap();
+        for i in [1_101, 1_500] {
+            assert_eq!(b.get_for_update(&row(1, i)).unwrap(), None);
+            b.set(&row(1, i), &val(i, 2)).unwrap();
+        }
+        b.commit().unwrap();
+        for i in 1_100..1_600 {
+            let seen = a.get_for_update(&row(1, i)).unwrap();
+            let want = [1_101, 1_500].contains(&i).then(|| val(i, 2));
+            assert_eq!(seen, want, "row {i} after the other commit");
+            if seen.is_none() {
+                a.set(&row(1, i), &val(i, 1)).unwrap();
+            }
+        }
+        // The next table's row bounds the gap.
+        assert_eq!(a.get_for_update(&row(2, 0)).unwrap(), Some(val(0, 0)));
+        a.rollback();
+
+        // After the rollback the same load finds only what was committed.
+        let mut c = mvcc.begin(rw(Isolation::RepeatableRead)).unwrap();
+        for i in 100..1_600 {
+            let seen = c.get_for_update(&row(1, i)).unwrap();
+            assert_eq!(seen.is_some(), [1_101, 1_500].contains(&i), "row {i} after rollback");
+        }
+        c.commit().unwrap();
+        assert_eq!(mvcc.status().row_locks, 0);
+    }
+}

@@ -562,7 +562,7 @@ impl Loader {
             }
         };
         self.t.check_out_fks(ctx.txn, &self.row, None)?;
-        self.t.add_entries(ctx.txn, rowid, &self.row, None, true)?;
+        self.t.add_entries(ctx.txn, rowid, &self.row, None, true, &mut self.buf)?;
         self.t.insert_at(ctx.txn, rowid, &self.row, &mut self.buf)?;
         self.count += 1;
         ctx.tick()?;

@@ -787,7 +787,7 @@ impl Target {
             if to != rowid {
                 self.remove_entries(txn, rowid, old, None)?;
                 storage::delete_row(txn, self.table.id, rowid)?;
-                self.add_entries(txn, to, new, None, false)?;
+                self.add_entries(txn, to, new, None, false, buf)?;
                 storage::put_row(txn, self.table.id, to, new, buf)?;
                 return Ok(to);
             }
@@ -799,7 +799,7 @@ impl Target {
             }
         }
         self.remove_entries(txn, rowid, old, Some(&changed))?;
-        self.add_entries(txn, rowid, new, Some(&changed), false)?;
+        self.add_entries(txn, rowid, new, Some(&changed), false, buf)?;
         storage::put_row(txn, self.table.id, rowid, new, buf)?;
         Ok(rowid)
     }
@@ -977,7 +977,8 @@ impl Target {
     /// Adds the index entries of a new row, failing on a duplicate key.
     /// `fresh`: the rowid was just taken from the counters (an INSERT), so
     /// an entry that carries it is a key nobody else can hold
-    /// (`Transaction::set_fresh`).
+    /// (`Transaction::set_fresh`). `key`: scratch for the entries' keys
+    /// (the caller's row buffer, free until the row is encoded).
     pub(crate) fn add_entries(
         &self,
         txn: &mut Transaction,
@@ -985,8 +986,8 @@ impl Target {
         row: &Row,
         only: Option<&[bool]>,
         fresh: bool,
+        key: &mut Vec<u8>,
     ) -> Result<()> {
-        let mut key = Vec::new();
         if let Some(k) = self.rowid_key
             && let Some(n) = self.indexes.iter().position(|ix| ix.0 == k.index)
             && only.is_none_or(|o| o[n])
@@ -1004,17 +1005,17 @@ impl Target {
                 continue;
             }
             let has_null = cols.iter().any(|&c| row[c].is_null());
-            storage::index_key_into(*id, cols.iter().map(|&c| &row[c]), rowid, *unique, &mut key);
+            storage::index_key_into(*id, cols.iter().map(|&c| &row[c]), rowid, *unique, key);
             if *unique && !has_null {
-                if txn.get_for_update(&key)?.is_some() {
+                if txn.get_for_update(key)?.is_some() {
                     return Err(self.duplicate(n, cols, row));
                 }
-                txn.set(&key, &rowid.to_be_bytes())?;
+                txn.set(key, &rowid.to_be_bytes())?;
             } else if fresh {
                 // The key ends with the new rowid.
-                txn.set_fresh(&key, &rowid.to_be_bytes())?;
+                txn.set_fresh(key, &rowid.to_be_bytes())?;
             } else {
-                txn.set(&key, &rowid.to_be_bytes())?;
+                txn.set(key, &rowid.to_be_bytes())?;
             }
         }
         for ix in &self.expr_indexes {
@@ -1220,60 +1221,143 @@ pub fn run_insert(
     plan: &InsertPlan,
     params: &[Value],
 ) -> Result<QueryResult> {
-    let InsertPlan { t, returning, conflict, targets, source } = plan;
+    let InsertPlan { t, returning, targets, source, .. } = plan;
     let ncols = t.types.len();
     let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, schema);
-    let given: Vec<Vec<Option<Value>>> = match source {
-        InsertSource::Rows(rows) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let mut vals = Vec::with_capacity(r.len());
-                for e in r {
-                    vals.push(match e {
-                        Some(e) => Some(eval(&mut ctx, e, &[])?),
-                        None => None,
-                    });
+    let mut run = InsertRun {
+        returned: Returned::default(),
+        done: 0,
+        updated: std::collections::HashSet::new(),
+        buf: ROW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut())),
+    };
+    let res = match source {
+        InsertSource::Rows(rows) if rows.len() == 1 => {
+            // One row (a prepared INSERT's shape): its values go straight
+            // into the row, with no list of given rows to build and drop.
+            let exprs = &rows[0];
+            let mut full: Row = std::iter::repeat_with(|| Value::Null).take(ncols).collect();
+            let mut given_cols = None;
+            if exprs.len() < ncols || exprs.iter().any(Option::is_none) {
+                given_cols = Some(vec![false; ncols]);
+            }
+            (|| {
+                for (j, e) in exprs.iter().enumerate() {
+                    if let Some(e) = e {
+                        full[targets[j]] = eval(&mut ctx, e, &[])?;
+                        if let Some(g) = &mut given_cols {
+                            g[targets[j]] = true;
+                        }
+                    }
                 }
-                out.push(vals);
-            }
-            out
+                let first = match t.rowid_key {
+                    Some(_) => 0,
+                    None => shared.rowids.take(ctx.txn, t.table.id, 1)?,
+                };
+                if let Some(given) = &given_cols {
+                    for (c, given) in given.iter().enumerate() {
+                        if !given {
+                            full[c] = t.default_value(&mut ctx, &shared.catalog, c)?;
+                        }
+                    }
+                }
+                run.row(shared, schema, &mut ctx, plan, full, first)
+            })()
         }
-        InsertSource::Query(plan) => super::run(&mut ctx, plan)?
-            .into_iter()
-            .map(|r| r.into_iter().map(Some).collect())
-            .collect(),
+        _ => (|| {
+            let given: Vec<Vec<Option<Value>>> = match source {
+                InsertSource::Rows(rows) => {
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        let mut vals = Vec::with_capacity(r.len());
+                        for e in r {
+                            vals.push(match e {
+                                Some(e) => Some(eval(&mut ctx, e, &[])?),
+                                None => None,
+                            });
+                        }
+                        out.push(vals);
+                    }
+                    out
+                }
+                InsertSource::Query(plan) => super::run(&mut ctx, plan)?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(Some).collect())
+                    .collect(),
+            };
+            let n = given.len() as u64;
+            // Key rowids come from the rows themselves.
+            let first = match t.rowid_key {
+                Some(_) => 0,
+                None => shared.rowids.take(ctx.txn, t.table.id, n)?,
+            };
+            let mut given_cols = vec![false; ncols];
+            for (k, vals) in given.into_iter().enumerate() {
+                let mut full = vec![Value::Null; ncols];
+                given_cols.fill(false);
+                for (j, v) in vals.into_iter().enumerate() {
+                    if let Some(v) = v {
+                        full[targets[j]] = v;
+                        given_cols[targets[j]] = true;
+                    }
+                }
+                for (c, given) in given_cols.iter().enumerate() {
+                    if !given {
+                        full[c] = t.default_value(&mut ctx, &shared.catalog, c)?;
+                    }
+                }
+                run.row(shared, schema, &mut ctx, plan, full, first + k as u64)?;
+            }
+            Ok(())
+        })(),
     };
-    let n = given.len() as u64;
-    // Key rowids come from the rows themselves.
-    let first = match t.rowid_key {
-        Some(_) => 0,
-        None => shared.rowids.take(ctx.txn, t.table.id, n)?,
-    };
-    let mut returned = Returned::default();
-    let mut done = 0u64;
-    let mut updated = std::collections::HashSet::new();
-    let mut buf = Vec::new();
-    let mut given_cols = vec![false; ncols];
-    for (k, vals) in given.into_iter().enumerate() {
-        let mut full = vec![Value::Null; ncols];
-        given_cols.fill(false);
-        for (j, v) in vals.into_iter().enumerate() {
-            if let Some(v) = v {
-                full[targets[j]] = v;
-                given_cols[targets[j]] = true;
-            }
-        }
-        for (c, given) in given_cols.iter().enumerate() {
-            if !given {
-                full[c] = t.default_value(&mut ctx, &shared.catalog, c)?;
-            }
-        }
-        t.check(&mut ctx, &mut full)?;
+    let InsertRun { returned, done, buf, .. } = run;
+    if buf.capacity() <= ROW_BUF_KEEP {
+        ROW_BUF.with(|b| *b.borrow_mut() = buf);
+    }
+    res?;
+    let tag = if done == 1 { "INSERT 0 1".to_string() } else { format!("INSERT 0 {done}") };
+    Ok(returned.result(returning, tag))
+}
+
+std::thread_local! {
+    /// The row and key buffer of the thread's last INSERT, reused by the
+    /// next (a prepared INSERT per row would otherwise grow a new one).
+    static ROW_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest `ROW_BUF` kept for the next INSERT.
+const ROW_BUF_KEEP: usize = 64 << 10;
+
+/// What an INSERT carries from row to row.
+struct InsertRun {
+    returned: Returned,
+    done: u64,
+    /// Rows this command inserted or updated (ON CONFLICT DO UPDATE may
+    /// not touch one twice).
+    updated: std::collections::HashSet<u64>,
+    buf: Vec<u8>,
+}
+
+impl InsertRun {
+    /// Checks and writes one row (`full`: every column's value), or
+    /// resolves its conflict; `counter_rowid` is its rowid if the table
+    /// has counter rowids.
+    fn row(
+        &mut self,
+        shared: &Shared,
+        schema: &SearchPath,
+        ctx: &mut Ctx,
+        plan: &InsertPlan,
+        mut full: Row,
+        counter_rowid: u64,
+    ) -> Result<()> {
+        let InsertPlan { t, returning, conflict, .. } = plan;
+        t.check(ctx, &mut full)?;
         if let Some(c) = &conflict
-            && let Some((existing, old)) = c.existing(t, &mut ctx, &full)?
+            && let Some((existing, old)) = c.existing(t, ctx, &full)?
         {
-            let (Some(sets), Some(old)) = (&c.update, old) else { continue };
-            if !updated.insert(existing) {
+            let (Some(sets), Some(old)) = (&c.update, old) else { return Ok(()) };
+            if !self.updated.insert(existing) {
                 return Err(Error::user(
                     "21000",
                     "ON CONFLICT DO UPDATE command cannot affect row a second time",
@@ -1282,38 +1366,38 @@ pub fn run_insert(
             let mut both = old.clone();
             both.extend(full.iter().cloned());
             if let Some(f) = &c.filter
-                && !truthy(&eval(&mut ctx, f, &both)?)
+                && !truthy(&eval(ctx, f, &both)?)
             {
-                continue;
+                return Ok(());
             }
             let mut new = old.clone();
             for (pos, e) in sets {
                 new[*pos] = match e {
-                    Some(e) => eval(&mut ctx, e, &both)?,
-                    None => t.default_value(&mut ctx, &shared.catalog, *pos)?,
+                    Some(e) => eval(ctx, e, &both)?,
+                    None => t.default_value(ctx, &shared.catalog, *pos)?,
                 };
             }
-            t.check(&mut ctx, &mut new)?;
+            t.check(ctx, &mut new)?;
             t.check_out_fks(ctx.txn, &new, Some(&old))?;
-            apply_in_fks(shared, schema, &mut ctx, t, &old, Some(&new), 0)?;
-            let moved = t.rewrite(ctx.txn, existing, &old, &new, &mut buf)?;
-            updated.insert(moved);
-            returned.push(&mut ctx, returning, &new)?;
-            done += 1;
-            continue;
+            apply_in_fks(shared, schema, ctx, t, &old, Some(&new), 0)?;
+            let moved = t.rewrite(ctx.txn, existing, &old, &new, &mut self.buf)?;
+            self.updated.insert(moved);
+            self.returned.push(ctx, returning, &new)?;
+            self.done += 1;
+            return Ok(());
         }
-        let rowid = t.key_rowid(&full)?.unwrap_or(first + k as u64);
+        let rowid = t.key_rowid(&full)?.unwrap_or(counter_rowid);
         t.check_out_fks(ctx.txn, &full, None)?;
-        t.add_entries(ctx.txn, rowid, &full, None, true)?;
-        t.insert_at(ctx.txn, rowid, &full, &mut buf)?;
-        returned.push(&mut ctx, returning, &full)?;
+        t.add_entries(ctx.txn, rowid, &full, None, true, &mut self.buf)?;
+        t.insert_at(ctx.txn, rowid, &full, &mut self.buf)?;
+        self.returned.push(ctx, returning, &full)?;
         // A row this command inserted cannot be updated by it either.
         if conflict.is_some() {
-            updated.insert(rowid);
+            self.updated.insert(rowid);
         }
-        done += 1;
+        self.done += 1;
+        Ok(())
     }
-    Ok(returned.result(returning, format!("INSERT 0 {done}")))
 }
 
 /// The table of UPDATE/DELETE and its alias.

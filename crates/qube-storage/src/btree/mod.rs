@@ -206,6 +206,9 @@ struct Inner {
     /// Writers announced by `Engine::expect_writers` that have not yet
     /// reached `write_nowait`.
     expected: AtomicI64,
+    /// Batches applied and seen by `seek_latest` (`Engine::applied_batches`):
+    /// raised after the version is in `pending`.
+    applied_batches: AtomicU64,
     private_limit: usize,
     checkpoints: AtomicU64,
     /// Pages moved by compaction since open.
@@ -483,6 +486,7 @@ impl Inner {
             poison: Mutex::new(None),
             applying: AtomicU64::new(0),
             expected: AtomicI64::new(0),
+            applied_batches: AtomicU64::new(0),
             private_limit,
             checkpoints: AtomicU64::new(0),
             relocated: AtomicU64::new(0),
@@ -699,6 +703,9 @@ impl Inner {
                 }
             }
             self.pending.lock().push_back(version);
+            // After the push: whoever read the count before seeking and
+            // finds it unchanged after did not miss this batch.
+            self.applied_batches.fetch_add(1, Ordering::Release);
             lsn
         };
         Ok(lsn)
@@ -1063,6 +1070,10 @@ impl Engine for BTreeEngine {
 
     fn wait_durable(&self, lsn: u64) -> Result<()> {
         self.inner.wait_durable(lsn)
+    }
+
+    fn applied_batches(&self) -> Option<u64> {
+        Some(self.inner.applied_batches.load(Ordering::Acquire))
     }
 
     fn seek(&self, range: &KeyRange, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {

@@ -179,6 +179,12 @@ pub fn put_u64(p: &mut [u8], at: usize, v: u64) {
 /// Writes a fresh header for a page of `ty` and clears the rest.
 pub fn init_page(p: &mut Page, id: PageId, ty: PageType) {
     p.fill(0);
+    init_zeroed_page(p, id, ty);
+}
+
+/// `init_page` of a page that is all zeroes already (a new allocation):
+/// the header only, not a second pass over 8 KiB.
+pub fn init_zeroed_page(p: &mut Page, id: PageId, ty: PageType) {
     p[0..4].copy_from_slice(&PAGE_MAGIC);
     put_u16(p, 4, PAGE_FORMAT_VERSION);
     p[6] = ty as u8;

@@ -36,6 +36,9 @@
 //! Anything else (a replaced key, a split, a merge, a spill) takes the
 //! descent from the root, which forgets or renews the remembered leaf.
 //!
+//! A key past the remembered leaf's last key (every key of a load past the
+//! end of a table or index) is appended after one compare, with no search.
+//!
 //! A leaf that a sequential load (each key past the last one, which the
 //! previous insert put at the leaf's end) has filled to `APPEND_FILL` (90%
 //! of its bytes), or that overflows with a key past its last one, is not
@@ -236,7 +239,7 @@ impl<'a> Txn<'a> {
         let id = self.alloc.allocate();
         let mut p = Arc::new([0u8; PAGE_SIZE]);
         if let Some(pm) = Arc::get_mut(&mut p) {
-            init_page(pm, id, ty);
+            init_zeroed_page(pm, id, ty);
         }
         self.private.insert(id, p);
         id
@@ -273,7 +276,7 @@ impl<'a> Txn<'a> {
             let id = ids[i];
             let mut p = Arc::new([0u8; PAGE_SIZE]);
             if let Some(pm) = Arc::get_mut(&mut p) {
-                init_page(pm, id, PageType::Overflow);
+                init_zeroed_page(pm, id, PageType::Overflow);
                 put_u64(pm, 32, ids.get(i + 1).copied().unwrap_or(0));
                 put_u32(pm, 40, chunk.len() as u32);
                 pm[48..48 + chunk.len()].copy_from_slice(chunk);
@@ -355,9 +358,17 @@ impl<'a> Txn<'a> {
         }
         let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
         let node = Node::new(arc, id)?;
-        let pos = match node.search(key)? {
-            Ok(_) => return Ok(false),
-            Err(pos) => pos,
+        // A batch comes sorted: its keys mostly land after the last key of
+        // the leaf the previous one went to (a load past the end of a
+        // table or index), which one compare shows, without the search.
+        let n = node.len();
+        let pos = if n > 0 && node.key(n - 1)? < key {
+            n
+        } else {
+            match node.search(key)? {
+                Ok(_) => return Ok(false),
+                Err(pos) => pos,
+            }
         };
         if appends_past_fill(&node, pos, cell.len(), self.last_insert, id) {
             return Ok(false);

@@ -365,3 +365,76 @@ fn periodic_and_never_durability_work_and_flush_makes_durable() {
         assert_eq!(e.status().unwrap().keys, 100, "{durability:?}");
     }
 }
+
+/// `applied_batches` grows with every batch a seek of the newest version
+/// can see (so a caller may trust what it remembered while the count stays),
+/// and not with a refused batch, a read or a checkpoint.
+#[test]
+fn applied_batches_counts_every_applied_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let engines: [&dyn Engine; 2] = [&e, &qube_storage::MemoryEngine::default()];
+    for e in engines {
+        let n0 = e.applied_batches().unwrap();
+        e.set(b"a", b"1").unwrap();
+        let n1 = e.applied_batches().unwrap();
+        assert!(n1 > n0);
+        let mut b = WriteBatch::new();
+        b.set(b"b", b"2").delete(b"a");
+        let lsn = e.write_nowait(b).unwrap();
+        // Counted before it is durable: the newest version already has it.
+        let n2 = e.applied_batches().unwrap();
+        assert!(n2 > n1);
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        assert!(e.seek_latest(&KeyRange::prefix(b"b"), &mut k, &mut v).unwrap());
+        e.wait_durable(lsn).unwrap();
+        assert_eq!(e.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        e.checkpoint().unwrap();
+        let mut too_big = WriteBatch::new();
+        too_big.set(&vec![1u8; MAX_KEY_LEN + 1], b"x");
+        assert!(e.write(too_big).is_err());
+        assert_eq!(e.applied_batches().unwrap(), n2, "reads, checkpoints and refusals");
+    }
+}
+
+/// A sorted batch appends each key past the remembered leaf's last one
+/// without searching the leaf; a key equal to the last (replaced), before
+/// it, or beyond the leaf's range takes the ordinary way. Batches that mix
+/// all of them leave the tree the model says, valid.
+#[test]
+fn sorted_batches_append_replace_and_insert_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    let mut model = std::collections::BTreeMap::new();
+    let key = |t: u8, i: u32| [&[t][..], &i.to_be_bytes()].concat();
+    let mut put = |b: &mut WriteBatch, k: Vec<u8>, v: Vec<u8>| {
+        b.set(&k, &v);
+        model.insert(k, v);
+    };
+    // A load past the end: appends, and leaves split as they fill.
+    let mut b = WriteBatch::new();
+    for i in 0..3000 {
+        put(&mut b, key(1, i * 2), vec![1; 40]);
+    }
+    e.write(b).unwrap();
+    // Sorted again: keys before the table, every tenth key replaced with
+    // the odd keys between them inserted, and more past the end.
+    let mut b = WriteBatch::new();
+    for i in 0..50 {
+        put(&mut b, key(0, i), vec![0; 30]);
+    }
+    for i in 0..6000 {
+        if i % 2 == 1 || i % 20 == 0 {
+            put(&mut b, key(1, i), vec![2; 20 + (i % 7) as usize]);
+        }
+    }
+    for i in 6000..6500 {
+        put(&mut b, key(1, i), vec![3; 50]);
+    }
+    put(&mut b, key(2, 0), vec![4; 10]);
+    e.write(b).unwrap();
+    let got = e.scan(KeyRange::all(), Direction::Forward).unwrap().collect_pairs().unwrap();
+    assert_eq!(got.len(), model.len());
+    assert!(got.into_iter().eq(model.into_iter()), "the tree differs from the model");
+    e.verify().unwrap();
+}
