@@ -1166,7 +1166,7 @@ impl Transaction {
                 while c.advance()? {
                     let raw = c.key();
                     let p = keys::version_key_prefix(raw);
-                    if !keys::same_prefix(p, &current) {
+                    if !keys::same_prefix(p, current) {
                         current.clear();
                         current.extend_from_slice(p);
                         done_key = false;
