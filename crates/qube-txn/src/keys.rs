@@ -89,8 +89,8 @@ pub fn version_prefix_into(key: &[u8], out: &mut Vec<u8>) {
 /// `0x02 escape(prefix)`: a byte prefix of the versions of every user key
 /// that starts with `prefix`.
 pub fn user_prefix(prefix: &[u8]) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    escape_into(prefix, &mut out);
+    let mut out = Vec::new();
+    user_prefix_into(prefix, &mut out);
     out
 }
 
@@ -215,18 +215,6 @@ pub fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
             out.push(1);
             out.extend_from_slice(v);
             out
-        }
-    }
-}
-
-/// As `encode_value`, into `out` (cleared first).
-pub fn encode_value_into(value: Option<&[u8]>, out: &mut Vec<u8>) {
-    out.clear();
-    match value {
-        None => out.push(0),
-        Some(v) => {
-            out.push(1);
-            out.extend_from_slice(v);
         }
     }
 }

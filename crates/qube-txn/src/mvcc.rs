@@ -778,6 +778,11 @@ fn newest_version(
     let found = found?;
     // A version of `key`: its version prefix and 8 bytes of timestamp.
     let own = found && bufs.key.len() == bufs.start.len() + 8 && bufs.key.starts_with(&bufs.start);
+    // Misses in a row: a key that exists ends the run (random keys do not
+    // take the wider seek for good after two misses).
+    if own {
+        bufs.misses = 0;
+    }
     if !own {
         bufs.misses = bufs.misses.saturating_add(1);
         if let (true, Some(seq)) = (wide, seq) {

@@ -989,8 +989,40 @@ fn probe_stream(
         row_key(ctx, side.eq.iter().map(|(a, b)| if probe { b } else { *a }), row, key_buf)
     };
     let mut table: FastMap<Vec<u8>, Vec<usize>> = FastMap::default();
+    // One equality of a plain column of the probe side, all of whose keys
+    // here are integers: the keys go to its scan too, which turns away the
+    // rows that cannot join before decoding them (`Stream::keep_int_keys`).
+    // Any other key (an integral numeric joins with an integer too) leaves
+    // the comparison to the hash table alone.
+    let mut ints = match side.eq {
+        [(_, Expr::Column(column))] => {
+            Some(Box::new(stream::IntKeys { column: *column, keys: FastSet::default() }))
+        }
+        _ => None,
+    };
     for (i, cur) in current.iter().enumerate() {
-        if key(ctx, false, cur, &mut key_buf)? {
+        let joins = match side.eq {
+            // `row_key` of one expression, its value kept for `ints`.
+            [(a, _)] => {
+                let v = value_over(ctx, a, cur)?;
+                if let Some(k) = &mut ints {
+                    match *v {
+                        Value::Null => {}
+                        Value::Int2(x) => _ = k.keys.insert(x as i64),
+                        Value::Int4(x) => _ = k.keys.insert(x as i64),
+                        Value::Int8(x) => _ = k.keys.insert(x),
+                        _ => ints = None,
+                    }
+                }
+                key_buf.clear();
+                if !v.is_null() {
+                    push_key(&v, &mut key_buf);
+                }
+                !v.is_null()
+            }
+            _ => key(ctx, false, cur, &mut key_buf)?,
+        };
+        if joins {
             table.entry(key_buf.clone()).or_default().push(i);
         }
     }
@@ -999,9 +1031,8 @@ fn probe_stream(
         return Ok(out);
     }
     let inp = side.inp;
-    let keys = int_keys(ctx, &side, current)?;
     let mut rows = stream::open_cols(ctx, &inp.plan, None, side.need)?;
-    if let Some(keys) = keys {
+    if let Some(keys) = ints {
         rows.keep_int_keys(keys);
     }
     while let Some(r) = rows.next(ctx)? {
@@ -1024,27 +1055,6 @@ fn probe_stream(
         rows.recycle(r);
     }
     Ok(out)
-}
-
-/// A probe side joined by one equality of a plain column with the joined
-/// rows, all of whose keys are integers: those keys, for its scan to turn
-/// away the rows that cannot join before decoding them (`Stream::keep_int_keys`).
-/// None when a key is of another type (an integral numeric joins with an
-/// integer too, and is left to the hash table).
-fn int_keys(ctx: &mut Ctx, side: &ProbeSide, current: &[Row]) -> Result<Option<stream::IntKeys>> {
-    let [(a, Expr::Column(column))] = side.eq else { return Ok(None) };
-    let mut keys = FastSet::default();
-    keys.reserve(current.len());
-    for cur in current {
-        match *value_over(ctx, a, cur)? {
-            Value::Null => {}
-            Value::Int2(i) => _ = keys.insert(i as i64),
-            Value::Int4(i) => _ = keys.insert(i as i64),
-            Value::Int8(i) => _ = keys.insert(i),
-            _ => return Ok(None),
-        }
-    }
-    Ok(Some(stream::IntKeys { column: *column, keys }))
 }
 
 /// The last join of a `MultiJoin` by index lookups: when few rows are

@@ -74,7 +74,7 @@ pub enum Stream<'p> {
         spare: Vec<Row>,
         /// Only rows whose integer column is one of these keys (a hash
         /// join's probe side: `Stream::keep_int_keys`).
-        keep: Option<IntKeys>,
+        keep: Option<Box<IntKeys>>,
     },
     Index {
         cursor: RangeCursor,
@@ -113,7 +113,7 @@ pub struct IntKeys {
 impl Stream<'_> {
     /// Makes a table scan keep only the rows `keys` admits (before they are
     /// decoded); false (and nothing changes) for any other stream.
-    pub(crate) fn keep_int_keys(&mut self, keys: IntKeys) -> bool {
+    pub(crate) fn keep_int_keys(&mut self, keys: Box<IntKeys>) -> bool {
         match self {
             Stream::Table { keep, .. } => {
                 *keep = Some(keys);
