@@ -191,8 +191,18 @@ enum End {
     Closed,
     /// Tell the client, then close.
     Fatal(Error),
+    /// A message refused while the client may still be sending it (too
+    /// large, or a length that cannot be): tell the client, then read and
+    /// discard what it still sends for up to [`LINGER`] before closing.
+    /// Closing a socket with unread bytes makes the kernel send a reset,
+    /// and a reset can reach the client before it has read the error.
+    Refused(Error),
     Io(io::Error),
 }
+
+/// How long a refused client may go on sending before the socket closes
+/// (less if the server is stopping).
+const LINGER: Duration = Duration::from_secs(2);
 
 impl From<io::Error> for End {
     fn from(e: io::Error) -> End {
@@ -225,11 +235,12 @@ async fn read_frame(
             ]);
             let min = if startup { 8 } else { 4 };
             if len < min {
-                return Err(fatal("08P01", "invalid message length"));
+                return Err(End::Refused(Error::user("08P01", "invalid message length")));
             }
             let len = len as usize;
             if len > max {
-                return Err(fatal("54000", format!("message of {len} bytes is too large")));
+                let msg = format!("message of {len} bytes is too large");
+                return Err(End::Refused(Error::user("54000", msg)));
             }
             let total = len + head - 4;
             if inbuf.len() >= total {
@@ -382,6 +393,19 @@ pub async fn run(
         Err(End::Fatal(e)) => {
             put(&mut c.out, B::ErrorResponse(emit::error_response(&e, "FATAL")));
             let _ = c.flush().await;
+            Ok(())
+        }
+        Err(End::Refused(e)) => {
+            put(&mut c.out, B::ErrorResponse(emit::error_response(&e, "FATAL")));
+            if c.flush().await.is_ok() && c.stream.shutdown().await.is_ok() {
+                let mut sink = vec![0u8; 64 << 10];
+                let drain =
+                    async { while matches!(c.stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+                tokio::select! {
+                    _ = tokio::time::timeout(LINGER, drain) => {}
+                    _ = crate::stopped(&mut shutdown) => {}
+                }
+            }
             Ok(())
         }
     };
