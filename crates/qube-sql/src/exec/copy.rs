@@ -273,7 +273,7 @@ impl Loader {
     /// CSV quote state at `data[0]`; else the state at the end.
     fn record_end(&self, data: &[u8], mut in_quote: bool) -> (Option<usize>, bool) {
         if self.opts.format != CopyFormat::Csv {
-            return (data.iter().position(|&c| c == b'\n'), false);
+            return (memchr::memchr(b'\n', data), false);
         }
         let (q, e) = (self.opts.quote, self.opts.escape);
         let mut i = 0;
@@ -515,26 +515,35 @@ impl Loader {
             );
         }
         let ncols = self.t.types.len();
-        self.row.clear();
+        // The row of the previous record is overwritten in place: a text
+        // column keeps its string's buffer from row to row.
         self.row.resize(ncols, Value::Null);
         self.given.fill(false);
+        // One UTF-8 check for the whole record; a field is then valid when
+        // it starts and ends on character boundaries (an escape such as
+        // `\xc3` can end a field in the middle of a character).
+        let all = std::str::from_utf8(&self.decoded).ok();
         for k in 0..n {
             let col = self.targets[k];
             self.given[col] = true;
-            let Field::Value(a, b) = self.fields[k] else { continue };
+            let Field::Value(a, b) = self.fields[k] else {
+                self.row[col] = Value::Null;
+                continue;
+            };
             let ty = &self.t.types[col];
-            let v = std::str::from_utf8(&self.decoded[a..b])
-                .map_err(|_| Error::user("22021", "invalid byte sequence for encoding \"UTF8\""))
-                .and_then(|s| text_value(s, ty));
-            match v {
-                Ok(v) => self.row[col] = v,
-                Err(e) => {
-                    let shown = String::from_utf8_lossy(&self.decoded[a..b]);
-                    let name = &self.t.table.def.columns[col].name;
-                    return Err(
-                        e.with_context(format!("{}, column {name}: \"{shown}\"", self.context()))
-                    );
-                }
+            let text = match all.and_then(|all| all.get(a..b)) {
+                Some(s) => Ok(s),
+                None => std::str::from_utf8(&self.decoded[a..b]).map_err(|_| {
+                    Error::user("22021", "invalid byte sequence for encoding \"UTF8\"")
+                }),
+            };
+            let v = text.and_then(|s| text_value_into(s, ty, &mut self.row[col]));
+            if let Err(e) = v {
+                let shown = String::from_utf8_lossy(&self.decoded[a..b]);
+                let name = &self.t.table.def.columns[col].name;
+                return Err(
+                    e.with_context(format!("{}, column {name}: \"{shown}\"", self.context()))
+                );
             }
         }
         let r = self.write_row(ctx);
@@ -571,30 +580,33 @@ impl Loader {
 }
 
 /// A field's text as a value of type `ty` (as a cast from text would
-/// make it); numbers without an allocation.
-fn text_value(s: &str, ty: &DataType) -> Result<Value> {
-    match ty {
-        DataType::SmallInt => {
-            if let Ok(v) = s.parse::<i16>() {
-                return Ok(Value::Int2(v));
-            }
-        }
-        DataType::Integer => {
-            if let Ok(v) = s.parse::<i32>() {
-                return Ok(Value::Int4(v));
-            }
-        }
-        DataType::BigInt => {
-            if let Ok(v) = s.parse::<i64>() {
-                return Ok(Value::Int8(v));
-            }
-        }
+/// make it), stored into `slot`: numbers without an allocation, and text
+/// into the string `slot` already holds.
+fn text_value_into(s: &str, ty: &DataType, slot: &mut Value) -> Result<()> {
+    let v = match ty {
+        DataType::SmallInt => s.parse::<i16>().ok().map(Value::Int2),
+        DataType::Integer => s.parse::<i32>().ok().map(Value::Int4),
+        DataType::BigInt => s.parse::<i64>().ok().map(Value::Int8),
         // The cast's own parser (NaN, Infinity, range), on the borrowed text.
-        DataType::Double => return cast::parse_float(s, "double precision").map(Value::Float8),
-        DataType::Text => return Ok(Value::Text(s.to_string())),
-        _ => {}
-    }
-    cast::cast(Value::Text(s.to_string()), ty)
+        DataType::Double => Some(Value::Float8(cast::parse_float(s, "double precision")?)),
+        DataType::Text => {
+            if let Value::Text(t) = slot {
+                t.clear();
+                t.push_str(s);
+            } else {
+                *slot = Value::Text(s.to_string());
+            }
+            return Ok(());
+        }
+        _ => None,
+    };
+    *slot = match v {
+        Some(v) => v,
+        // Whatever the fast paths refused goes through the cast, which
+        // gives the error or the value PostgreSQL's input function would.
+        None => cast::cast(Value::Text(s.to_string()), ty)?,
+    };
+    Ok(())
 }
 
 /// What `copy_out` hands its caller.

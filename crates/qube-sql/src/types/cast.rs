@@ -353,7 +353,8 @@ pub fn parse_float(s: &str, type_name: &str) -> Result<f64> {
         ("-infinity", f64::NEG_INFINITY),
         ("-inf", f64::NEG_INFINITY),
     ];
-    if let Some((_, v)) = WORDS.iter().find(|(w, _)| t.eq_ignore_ascii_case(w)) {
+    let word = !t.as_bytes().first().is_some_and(|c| c.is_ascii_digit() || *c == b'.');
+    if word && let Some((_, v)) = WORDS.iter().find(|(w, _)| t.eq_ignore_ascii_case(w)) {
         return Ok(*v);
     }
     let f: f64 = t.parse().map_err(|_| invalid_text(type_name, s))?;

@@ -208,3 +208,51 @@ fn copy_text_with_its_own_delimiter_and_null() {
     let e = load(&mut s, "COPY t FROM STDIN (DELIMITER '|')", &[b"9|ab\rc|d\n"]).unwrap_err();
     assert_eq!(e.sqlstate(), "22P04");
 }
+
+/// UTF-8 is checked per field, as PostgreSQL does: multibyte text passes,
+/// escapes may spell a character within one field, but a character whose
+/// bytes an escape splits across two fields is invalid in both (even
+/// though the record's bytes together are valid), and an invalid byte is
+/// 22021 with the line and column. Rows overwrite the previous row's
+/// values: text after a longer text, NULL after text and text after NULL
+/// come out as given, and omitted columns get their defaults every row.
+#[test]
+fn copy_checks_utf8_per_field_and_reuses_no_stale_values() {
+    let db = Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE u (a int PRIMARY KEY, b text, c text, d serial, e text DEFAULT 'dflt')",
+    )
+    .unwrap();
+    let data = "1\tgrüße 東京 🦀\tx\n2\t\\xc3\\xa9t\\303\\251\tlonger text here\n3\tab\t\\N\n4\t\\N\tz\n5\t\t\n";
+    assert_eq!(load(&mut s, "COPY u (a, b, c) FROM STDIN", &[data.as_bytes()]).unwrap(), "COPY 5");
+    let r = s.execute("SELECT b, c, d, e FROM u ORDER BY a").unwrap();
+    let t = |x: &str| Value::Text(x.into());
+    assert_eq!(
+        r[0].rows,
+        [
+            vec![t("grüße 東京 🦀"), t("x"), Value::Int4(1), t("dflt")],
+            vec![t("été"), t("longer text here"), Value::Int4(2), t("dflt")],
+            vec![t("ab"), Value::Null, Value::Int4(3), t("dflt")],
+            vec![Value::Null, t("z"), Value::Int4(4), t("dflt")],
+            vec![t(""), t(""), Value::Int4(5), t("dflt")],
+        ]
+    );
+    for (line, column) in [
+        // é's two bytes, one at the end of b and one at the start of c.
+        (&b"9\tx\\xc3\t\\xa9y\n"[..], "b"),
+        (&b"9\tok\t\xff\n"[..], "c"),
+        (&b"9\t\xc3\tok\n"[..], "b"),
+        (&b"9\tok\t\xe6\x9d\n"[..], "c"),
+    ] {
+        let e = load(&mut s, "COPY u (a, b, c) FROM STDIN", &[line]).unwrap_err();
+        assert_eq!(e.sqlstate(), "22021", "{line:?}: {e}");
+        assert!(
+            e.context()
+                .is_some_and(|c| c.starts_with(&format!("COPY u, line 1, column {column}: "))),
+            "{line:?}: {e:?}"
+        );
+    }
+    // Nothing of the failed loads was kept.
+    assert_eq!(s.execute("SELECT count(*) FROM u").unwrap()[0].rows[0][0], Value::Int8(5));
+}
