@@ -27,6 +27,27 @@
 //! context line (`COPY t, line 3, column a: "x"`); a wrong number of fields
 //! is 22P04. BINARY is not built (0A000).
 //!
+//! **Two threads for a large COPY FROM.** Parsing (`Parser`: records,
+//! fields, escapes, UTF-8, numbers) needs no transaction; inserting
+//! (`Loader`: defaults, checks, indexes, the write set) does. Once a COPY
+//! has parsed 1 MiB on the statement's thread, and the machine has a
+//! second core, the parser moves to a thread of its own (`Pipe`):
+//!
+//! ```text
+//! statement thread: write(chunk) ──chunks (≤ 4 waiting)──▶ parser thread
+//!                   inserts rows ◀──batches of 256 rows── parses records
+//!                   emptied batches ──────spare──────────▶ refilled in place
+//! ```
+//!
+//! Batches come back in the order of the data and carry each row's line
+//! number, so the rows are inserted, and their errors met, exactly as on
+//! one thread: a parse error reaches the statement's thread in the batch
+//! after the rows before it, and an insert error in an earlier row comes
+//! first. Emptied batches go back to the parser with their values, so a
+//! text column's strings are overwritten rather than allocated per row.
+//! Dropping the `Loader` (an error, a cancel, a lost client) drops the
+//! channel, and the parser's thread ends at its next chunk.
+//!
 //! **TO** (`copy_out`): the table's columns (or the query) run as a
 //! streaming query; each row is encoded into one reused line buffer and
 //! handed to the caller, so the table is never held in memory.
@@ -58,17 +79,19 @@ enum Field {
     Value(usize, usize),
 }
 
-/// A COPY FROM in progress (see the module doc).
-pub struct Loader {
-    shared: Arc<Shared>,
-    path: Arc<SearchPath>,
-    t: Target,
+/// The parsing half of a COPY FROM: bytes to rows of values, with no
+/// transaction, so that it can run on a thread of its own (`Pipe`).
+struct Parser {
+    opts: CopyOptions,
     /// The column each field goes to.
     targets: Vec<usize>,
+    /// Every column's type and name (the row is the table's width).
+    types: Vec<DataType>,
+    names: Vec<String>,
+    table: String,
     /// Per field: FORCE_NOT_NULL, FORCE_NULL.
     force_not_null: Vec<bool>,
     force_null: Vec<bool>,
-    opts: CopyOptions,
     /// An incomplete last record, and the CSV quote state at its end.
     pending: Vec<u8>,
     pending_in_quote: bool,
@@ -80,7 +103,22 @@ pub struct Loader {
     ended: bool,
     decoded: Vec<u8>,
     fields: Vec<Field>,
+}
+
+/// A COPY FROM in progress (see the module doc).
+pub struct Loader {
+    shared: Arc<Shared>,
+    path: Arc<SearchPath>,
+    t: Target,
+    /// The parser, while it runs on the statement's thread.
+    parser: Option<Box<Parser>>,
+    /// The parser's thread, once the data proved large (`PIPE_AFTER`).
+    pipe: Option<Pipe>,
+    /// Bytes parsed on the statement's thread so far.
+    fed: usize,
+    /// The row being inserted, reused from row to row.
     row: Vec<Value>,
+    /// Per column: a field of each line goes to it (else its default).
     given: Vec<bool>,
     buf: Vec<u8>,
     /// Rowids taken and not yet used: next, and how many are left.
@@ -88,6 +126,58 @@ pub struct Loader {
     rowids_left: u64,
     /// Rows inserted.
     pub count: u64,
+}
+
+/// Data parsed on the statement's thread before the rest goes to a
+/// parser thread of its own: a COPY this small is over before a thread
+/// would pay for itself.
+const PIPE_AFTER: usize = 1 << 20;
+/// Rows per batch handed from the parser's thread to the statement's.
+const BATCH_ROWS: usize = 256;
+/// Chunks that may wait for the parser's thread (each up to the wire's
+/// 256 KiB): the bound on the memory a fast client can make it hold.
+const PIPE_CHUNKS: usize = 4;
+
+/// What the statement's thread sends the parser's.
+enum ToParser {
+    Chunk(Vec<u8>),
+    /// The end of the data: parse the last line, then stop.
+    Finish,
+}
+
+/// Parsed rows, `n` of them, each `width` values wide in `rows`, with
+/// their line numbers. `end`: the parser stopped after these rows, at the
+/// end of the data (`Ok`) or at a record it could not parse (`Err`).
+/// Emptied batches go back to the parser with their values, so that text
+/// values keep their buffers.
+struct Batch {
+    rows: Vec<Value>,
+    lines: Vec<u64>,
+    n: usize,
+    end: Option<Result<()>>,
+}
+
+/// The parser's thread and its channels. Rows come back in the order of
+/// the data, so the statement's thread inserts them, and meets their
+/// errors, exactly as if it had parsed them itself; it meets a parse error
+/// after the rows before it, as it would have.
+struct Pipe {
+    chunks: Option<std::sync::mpsc::SyncSender<ToParser>>,
+    batches: std::sync::mpsc::Receiver<Batch>,
+    spare: std::sync::mpsc::Sender<Batch>,
+    /// Emptied chunk buffers, back from the parser's thread.
+    spare_chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // Without its sender the parser's thread ends at its next chunk.
+        self.chunks = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn bad_data(msg: impl Into<String>) -> Error {
@@ -179,14 +269,18 @@ impl Loader {
             force_flags(&stmt.options.force_not_null, "FORCE_NOT_NULL", &names, &targets, &t)?;
         let force_null = force_flags(&stmt.options.force_null, "FORCE_NULL", &names, &targets, &t)?;
         let ncols = t.types.len();
-        Ok(Loader {
-            shared,
-            path,
-            t,
+        let mut given = vec![false; ncols];
+        for &c in &targets {
+            given[c] = true;
+        }
+        let parser = Parser {
+            opts: stmt.options.clone(),
             targets,
+            types: t.types.to_vec(),
+            names,
+            table: t.table.name.clone(),
             force_not_null,
             force_null,
-            opts: stmt.options.clone(),
             pending: Vec::new(),
             pending_in_quote: false,
             line: 0,
@@ -194,8 +288,16 @@ impl Loader {
             ended: false,
             decoded: Vec::new(),
             fields: Vec::new(),
-            row: Vec::with_capacity(ncols),
-            given: vec![false; ncols],
+        };
+        Ok(Loader {
+            shared,
+            path,
+            t,
+            parser: Some(Box::new(parser)),
+            pipe: None,
+            fed: 0,
+            row: vec![Value::Null; ncols],
+            given,
             buf: Vec::new(),
             next_rowid: 0,
             rowids_left: 0,
@@ -205,17 +307,283 @@ impl Loader {
 
     /// How many columns each line carries.
     pub fn columns(&self) -> usize {
-        self.targets.len()
+        self.given.iter().filter(|g| **g).count()
     }
 
-    /// Takes a chunk of the data; complete records are inserted now.
+    /// Takes a chunk of the data; the complete records in it are inserted
+    /// now, or, once a parser thread runs, as soon as it has parsed them.
     pub fn write(&mut self, txn: &mut Transaction, params: &[Value], data: &[u8]) -> Result<()> {
         let shared = self.shared.clone();
         let path = self.path.clone();
         let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, &path);
-        let mut data = data;
-        if self.ended {
+        if self.pipe.is_none() && self.fed >= PIPE_AFTER {
+            self.start_pipe();
+        }
+        if let Some(pipe) = &self.pipe {
+            let mut chunk = pipe.spare_chunks.try_recv().unwrap_or_default();
+            chunk.clear();
+            chunk.extend_from_slice(data);
+            let sent = pipe.chunks.as_ref().is_some_and(|c| c.send(ToParser::Chunk(chunk)).is_ok());
+            if !sent {
+                // The parser stopped at an error: its last batch says which.
+                return Err(self.drain_pipe(&mut ctx).err().unwrap_or_else(|| self.pipe_lost()));
+            }
+            // The rows parsed meanwhile; the rest come with the next chunk.
+            while let Ok(batch) = self
+                .pipe
+                .as_ref()
+                .map_or(Err(std::sync::mpsc::TryRecvError::Disconnected), |p| p.batches.try_recv())
+            {
+                self.insert_batch(&mut ctx, batch)?;
+            }
             return Ok(());
+        }
+        self.fed += data.len();
+        let Some(mut parser) = self.parser.take() else {
+            return Err(Error::Internal("COPY parser missing".into()));
+        };
+        let r = parser.feed(data, &mut |p, rec| self.parse_and_insert(&mut ctx, p, rec));
+        self.parser = Some(parser);
+        r
+    }
+
+    /// The end of the data: a last line without a newline is a record.
+    pub fn finish(&mut self, txn: &mut Transaction, params: &[Value]) -> Result<u64> {
+        let shared = self.shared.clone();
+        let path = self.path.clone();
+        let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, &path);
+        if let Some(pipe) = &self.pipe {
+            // If the parser already stopped at an error, the send fails and
+            // its last batch says which.
+            if let Some(c) = &pipe.chunks {
+                let _ = c.send(ToParser::Finish);
+            }
+            return self.drain_pipe(&mut ctx).map(|()| self.count);
+        }
+        let Some(mut parser) = self.parser.take() else {
+            return Err(Error::Internal("COPY parser missing".into()));
+        };
+        let r = parser.finish(&mut |p, rec| self.parse_and_insert(&mut ctx, p, rec));
+        self.parser = Some(parser);
+        r.map(|()| self.count)
+    }
+
+    /// One record parsed into the row and, if it is a data line, inserted.
+    fn parse_and_insert(&mut self, ctx: &mut Ctx, p: &mut Parser, rec: &[u8]) -> Result<()> {
+        if p.record(rec, &mut self.row)? {
+            self.write_row(ctx).map_err(|e| e.with_context(p.context()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the parser to a thread of its own, if the machine has a
+    /// second core and a thread can be had; else parsing stays here.
+    fn start_pipe(&mut self) {
+        if std::thread::available_parallelism().map_or(true, |n| n.get() < 2) {
+            self.fed = 0;
+            return;
+        }
+        let Some(parser) = self.parser.take() else { return };
+        let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel(PIPE_CHUNKS);
+        let (batches_tx, batches_rx) = std::sync::mpsc::channel();
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel();
+        let (spare_chunks_tx, spare_chunks_rx) = std::sync::mpsc::channel();
+        let width = self.row.len();
+        // The parser comes back through the thread's result if the
+        // thread cannot start; `Builder::spawn` drops the closure then,
+        // so it is handed over through a slot the closure takes it from.
+        let slot = Arc::new(parking_lot::Mutex::new(Some(parser)));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new().name("qube-copy-parse".into()).spawn(move || {
+            let Some(parser) = theirs.lock().take() else { return };
+            parse_thread(parser, width, chunks_rx, batches_tx, spare_rx, spare_chunks_tx);
+        });
+        match spawned {
+            Ok(thread) => {
+                self.pipe = Some(Pipe {
+                    chunks: Some(chunks_tx),
+                    batches: batches_rx,
+                    spare: spare_tx,
+                    spare_chunks: spare_chunks_rx,
+                    thread: Some(thread),
+                });
+            }
+            Err(_) => {
+                self.parser = slot.lock().take();
+                self.fed = 0;
+            }
+        }
+    }
+
+    /// Inserts every batch still to come, up to the parser's last one:
+    /// Ok at the end of the data, else the error that stopped it.
+    fn drain_pipe(&mut self, ctx: &mut Ctx) -> Result<()> {
+        loop {
+            let batch = match self.pipe.as_ref().map(|p| p.batches.recv()) {
+                Some(Ok(b)) => b,
+                _ => return Err(self.pipe_lost()),
+            };
+            if self.insert_batch(ctx, batch)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The parser's thread ended without a batch that says why.
+    fn pipe_lost(&mut self) -> Error {
+        self.pipe = None;
+        Error::Internal("the COPY parser thread stopped".into())
+    }
+
+    /// Inserts a batch's rows in order, then meets the error that stopped
+    /// the parser after them, if any; true if the batch was the last.
+    fn insert_batch(&mut self, ctx: &mut Ctx, mut batch: Batch) -> Result<bool> {
+        let width = self.row.len();
+        for k in 0..batch.n {
+            // Swapped, not copied: the batch gets this row's values back,
+            // and their buffers, for the parser to overwrite.
+            self.row.swap_with_slice(&mut batch.rows[k * width..(k + 1) * width]);
+            let line = batch.lines[k];
+            self.write_row(ctx)
+                .map_err(|e| e.with_context(format!("COPY {}, line {line}", self.t.table.name)))?;
+        }
+        let end = batch.end.take();
+        batch.n = 0;
+        batch.lines.clear();
+        if let Some(p) = &self.pipe {
+            let _ = p.spare.send(batch);
+        }
+        match end {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    fn write_row(&mut self, ctx: &mut Ctx) -> Result<()> {
+        for c in 0..self.given.len() {
+            if !self.given[c] {
+                self.row[c] = self.t.default_value(ctx, &self.shared.catalog, c)?;
+            }
+        }
+        self.t.check(ctx, &mut self.row)?;
+        let rowid = match self.t.key_rowid(&self.row)? {
+            Some(rowid) => rowid,
+            None => {
+                if self.rowids_left == 0 {
+                    self.next_rowid =
+                        self.shared.rowids.take(ctx.txn, self.t.table.id, ROWID_BATCH)?;
+                    self.rowids_left = ROWID_BATCH;
+                }
+                self.next_rowid += 1;
+                self.rowids_left -= 1;
+                self.next_rowid - 1
+            }
+        };
+        self.t.check_out_fks(ctx.txn, &self.row, None)?;
+        self.t.add_entries(ctx.txn, rowid, &self.row, None, true, &mut self.buf)?;
+        self.t.insert_at(ctx.txn, rowid, &self.row, &mut self.buf)?;
+        self.count += 1;
+        ctx.tick()?;
+        Ok(())
+    }
+}
+
+/// The parser's thread: chunks in, batches of rows out, until the end of
+/// the data, an error, or the statement's thread letting go of the pipe.
+fn parse_thread(
+    mut parser: Box<Parser>,
+    width: usize,
+    chunks: std::sync::mpsc::Receiver<ToParser>,
+    batches: std::sync::mpsc::Sender<Batch>,
+    spare: std::sync::mpsc::Receiver<Batch>,
+    spare_chunks: std::sync::mpsc::Sender<Vec<u8>>,
+) {
+    let fresh = || Batch {
+        rows: Vec::with_capacity(BATCH_ROWS * width),
+        lines: Vec::with_capacity(BATCH_ROWS),
+        n: 0,
+        end: None,
+    };
+    let mut batch = fresh();
+    // A parsed record goes straight into its slot of the batch.
+    let each = |p: &mut Parser, rec: &[u8], batch: &mut Batch| -> Result<()> {
+        let k = batch.n;
+        if batch.rows.len() < (k + 1) * width {
+            batch.rows.resize((k + 1) * width, Value::Null);
+        }
+        if p.record(rec, &mut batch.rows[k * width..(k + 1) * width])? {
+            batch.lines.push(p.line);
+            batch.n += 1;
+        }
+        Ok(())
+    };
+    while let Ok(msg) = chunks.recv() {
+        let r = match &msg {
+            ToParser::Chunk(data) => {
+                let mut r = Ok(());
+                // Whole batches are sent as they fill.
+                let mut rest: &[u8] = data;
+                while r.is_ok() && !rest.is_empty() {
+                    let (used, res) =
+                        parser.feed_some(rest, BATCH_ROWS - batch.n, &mut |p, rec| {
+                            each(p, rec, &mut batch)
+                        });
+                    rest = &rest[used..];
+                    r = res;
+                    if batch.n == BATCH_ROWS {
+                        let full = std::mem::replace(
+                            &mut batch,
+                            spare.try_recv().unwrap_or_else(|_| fresh()),
+                        );
+                        if batches.send(full).is_err() {
+                            return;
+                        }
+                    }
+                }
+                r
+            }
+            ToParser::Finish => parser.finish(&mut |p, rec| each(p, rec, &mut batch)),
+        };
+        let last = matches!(msg, ToParser::Finish);
+        if let ToParser::Chunk(data) = msg {
+            let _ = spare_chunks.send(data);
+        }
+        if r.is_err() || last {
+            batch.end = Some(r);
+            let _ = batches.send(batch);
+            return;
+        }
+    }
+}
+
+impl Parser {
+    fn context(&self) -> String {
+        format!("COPY {}, line {}", self.table, self.line)
+    }
+
+    /// Hands each complete record of `data` (without its `\n`) to `each`;
+    /// an incomplete last one waits for the next chunk.
+    fn feed(
+        &mut self,
+        data: &[u8],
+        each: &mut dyn FnMut(&mut Parser, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (_, r) = self.feed_some(data, usize::MAX, each);
+        r
+    }
+
+    /// `feed` for at most `max` records: how many bytes of `data` it used.
+    fn feed_some(
+        &mut self,
+        mut data: &[u8],
+        max: usize,
+        each: &mut dyn FnMut(&mut Parser, &[u8]) -> Result<()>,
+    ) -> (usize, Result<()>) {
+        let len = data.len();
+        let mut taken = 0;
+        if self.ended {
+            return (len, Ok(()));
         }
         if !self.pending.is_empty() || self.pending_in_quote {
             match self.record_end(data, self.pending_in_quote) {
@@ -223,50 +591,56 @@ impl Loader {
                     let mut rec = std::mem::take(&mut self.pending);
                     rec.extend_from_slice(&data[..end]);
                     self.pending_in_quote = false;
-                    let r = self.record(&mut ctx, &rec);
+                    let r = each(self, &rec);
                     rec.clear();
                     self.pending = rec;
-                    r?;
                     data = &data[end + 1..];
+                    taken += 1;
+                    if r.is_err() {
+                        return (len - data.len(), r);
+                    }
                 }
                 (None, q) => {
                     self.pending.extend_from_slice(data);
                     self.pending_in_quote = q;
-                    return Ok(());
+                    return (len, Ok(()));
                 }
             }
         }
         while !data.is_empty() && !self.ended {
+            if taken == max {
+                return (len - data.len(), Ok(()));
+            }
             match self.record_end(data, false) {
                 (Some(end), _) => {
-                    self.record(&mut ctx, &data[..end])?;
+                    let r = each(self, &data[..end]);
                     data = &data[end + 1..];
+                    taken += 1;
+                    if r.is_err() {
+                        return (len - data.len(), r);
+                    }
                 }
                 (None, q) => {
                     self.pending.extend_from_slice(data);
                     self.pending_in_quote = q;
-                    break;
+                    return (len, Ok(()));
                 }
             }
         }
-        Ok(())
+        (len, Ok(()))
     }
 
     /// The end of the data: a last line without a newline is a record.
-    pub fn finish(&mut self, txn: &mut Transaction, params: &[Value]) -> Result<u64> {
+    fn finish(&mut self, each: &mut dyn FnMut(&mut Parser, &[u8]) -> Result<()>) -> Result<()> {
         if !self.ended && (!self.pending.is_empty() || self.pending_in_quote) {
             if self.pending_in_quote {
                 self.line += 1;
-                return Err(bad_data("unterminated CSV quoted field")
-                    .with_context(format!("COPY {}, line {}", self.t.table.name, self.line)));
+                return Err(bad_data("unterminated CSV quoted field").with_context(self.context()));
             }
-            let shared = self.shared.clone();
-            let path = self.path.clone();
-            let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, &path);
             let rec = std::mem::take(&mut self.pending);
-            self.record(&mut ctx, &rec)?;
+            return each(self, &rec);
         }
-        Ok(self.count)
+        Ok(())
     }
 
     /// Where the record starting at `data[0]` ends (its `\n`), given the
@@ -297,12 +671,10 @@ impl Loader {
         (None, in_quote)
     }
 
-    fn context(&self) -> String {
-        format!("COPY {}, line {}", self.t.table.name, self.line)
-    }
-
-    /// One record (without its `\n`).
-    fn record(&mut self, ctx: &mut Ctx, rec: &[u8]) -> Result<()> {
+    /// One record (without its `\n`) into `row` (the target columns'
+    /// values; the others are left as they are): true for a line of data,
+    /// false for the header and the end marker.
+    fn record(&mut self, rec: &[u8], row: &mut [Value]) -> Result<bool> {
         self.line += 1;
         let mut rec = rec;
         let csv = self.opts.format == CopyFormat::Csv;
@@ -318,19 +690,21 @@ impl Loader {
         }
         if rec == b"\\." {
             self.ended = true;
-            return Ok(());
+            return Ok(false);
         }
-        let split = if csv { self.split_csv(rec) } else { self.split_text(rec) };
+        let split = if csv {
+            self.split_csv(rec)
+        } else {
+            let (delim, null) = (self.opts.delimiter, self.opts.null.as_bytes());
+            split_text(rec, delim, null, &mut self.decoded, &mut self.fields)
+        };
         split.map_err(|e| e.with_context(self.context()))?;
         if self.line == 1 && self.opts.header {
-            return self.header_line().map_err(|e| e.with_context(self.context()));
+            self.header_line().map_err(|e| e.with_context(self.context()))?;
+            return Ok(false);
         }
-        self.insert(ctx)
-    }
-
-    fn split_text(&mut self, rec: &[u8]) -> Result<()> {
-        let (delim, null) = (self.opts.delimiter, self.opts.null.as_bytes());
-        split_text(rec, delim, null, &mut self.decoded, &mut self.fields)
+        self.values(row)?;
+        Ok(true)
     }
 
     fn split_csv(&mut self, rec: &[u8]) -> Result<()> {
@@ -404,7 +778,7 @@ impl Loader {
             )));
         }
         for (k, f) in self.fields.iter().enumerate() {
-            let want = &self.t.table.def.columns[self.targets[k]].name;
+            let want = &self.names[self.targets[k]];
             let got = match f {
                 Field::Null => None,
                 Field::Value(a, b) => std::str::from_utf8(&self.decoded[*a..*b]).ok(),
@@ -420,8 +794,9 @@ impl Loader {
         Ok(())
     }
 
-    /// The decoded fields as a row of the table, checked and written.
-    fn insert(&mut self, ctx: &mut Ctx) -> Result<()> {
+    /// The decoded fields as the target columns' values of `row`,
+    /// overwritten in place: a text column keeps its string's buffer.
+    fn values(&mut self, row: &mut [Value]) -> Result<()> {
         let n = self.targets.len();
         if self.fields.len() > n {
             return Err(
@@ -429,72 +804,36 @@ impl Loader {
             );
         }
         if self.fields.len() < n {
-            let col = &self.t.table.def.columns[self.targets[self.fields.len()]].name;
+            let col = &self.names[self.targets[self.fields.len()]];
             return Err(
                 bad_data(format!("missing data for column \"{col}\"")).with_context(self.context())
             );
         }
-        let ncols = self.t.types.len();
-        // The row of the previous record is overwritten in place: a text
-        // column keeps its string's buffer from row to row.
-        self.row.resize(ncols, Value::Null);
-        self.given.fill(false);
         // One UTF-8 check for the whole record; a field is then valid when
         // it starts and ends on character boundaries (an escape such as
         // `\xc3` can end a field in the middle of a character).
         let all = std::str::from_utf8(&self.decoded).ok();
         for k in 0..n {
             let col = self.targets[k];
-            self.given[col] = true;
             let Field::Value(a, b) = self.fields[k] else {
-                self.row[col] = Value::Null;
+                row[col] = Value::Null;
                 continue;
             };
-            let ty = &self.t.types[col];
             let text = match all.and_then(|all| all.get(a..b)) {
                 Some(s) => Ok(s),
                 None => std::str::from_utf8(&self.decoded[a..b]).map_err(|_| {
                     Error::user("22021", "invalid byte sequence for encoding \"UTF8\"")
                 }),
             };
-            let v = text.and_then(|s| text_value_into(s, ty, &mut self.row[col]));
+            let v = text.and_then(|s| text_value_into(s, &self.types[col], &mut row[col]));
             if let Err(e) = v {
                 let shown = String::from_utf8_lossy(&self.decoded[a..b]);
-                let name = &self.t.table.def.columns[col].name;
+                let name = &self.names[col];
                 return Err(
                     e.with_context(format!("{}, column {name}: \"{shown}\"", self.context()))
                 );
             }
         }
-        let r = self.write_row(ctx);
-        r.map_err(|e| e.with_context(self.context()))
-    }
-
-    fn write_row(&mut self, ctx: &mut Ctx) -> Result<()> {
-        for c in 0..self.given.len() {
-            if !self.given[c] {
-                self.row[c] = self.t.default_value(ctx, &self.shared.catalog, c)?;
-            }
-        }
-        self.t.check(ctx, &mut self.row)?;
-        let rowid = match self.t.key_rowid(&self.row)? {
-            Some(rowid) => rowid,
-            None => {
-                if self.rowids_left == 0 {
-                    self.next_rowid =
-                        self.shared.rowids.take(ctx.txn, self.t.table.id, ROWID_BATCH)?;
-                    self.rowids_left = ROWID_BATCH;
-                }
-                self.next_rowid += 1;
-                self.rowids_left -= 1;
-                self.next_rowid - 1
-            }
-        };
-        self.t.check_out_fks(ctx.txn, &self.row, None)?;
-        self.t.add_entries(ctx.txn, rowid, &self.row, None, true, &mut self.buf)?;
-        self.t.insert_at(ctx.txn, rowid, &self.row, &mut self.buf)?;
-        self.count += 1;
-        ctx.tick()?;
         Ok(())
     }
 }

@@ -256,3 +256,165 @@ fn copy_checks_utf8_per_field_and_reuses_no_stale_values() {
     // Nothing of the failed loads was kept.
     assert_eq!(s.execute("SELECT count(*) FROM u").unwrap()[0].rows[0][0], Value::Int8(5));
 }
+
+/// A line of the large loads below: escapes, NULLs and multibyte text,
+/// so the parser's thread sees all of them.
+fn big_line(i: u64) -> String {
+    let b = match i % 5 {
+        0 => "\\N".to_string(),
+        1 => format!("tab\\there {i}"),
+        2 => format!("été-{i}"),
+        3 => format!("back\\\\slash {i}"),
+        _ => format!("plain text number {i} with some length to it"),
+    };
+    format!("{i}\t{b}\t{}\n", i % 1000)
+}
+
+fn big_data(rows: u64) -> Vec<u8> {
+    (1..=rows).flat_map(|i| big_line(i).into_bytes()).collect()
+}
+
+/// Loads far past the point where COPY moves its parsing to a thread of
+/// its own (1 MiB): every row arrives, in order, with its defaults, and
+/// an error anywhere — a bad field, a duplicate key, or both in one batch
+/// — is the one the first bad line gives, with that line's number, and
+/// keeps nothing.
+#[test]
+fn large_copies_parse_on_a_thread_of_their_own_with_the_same_results() {
+    let db = Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE big (a bigint PRIMARY KEY, b text, c integer, d serial, e text DEFAULT 'e')",
+    )
+    .unwrap();
+    const ROWS: u64 = 60_000;
+    let data = big_data(ROWS);
+    assert!(data.len() > (3 << 20) / 2, "{} bytes", data.len());
+    for chunk in [65_536, 262_144, 1_000_003] {
+        s.execute("TRUNCATE big").unwrap();
+        let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
+        let tag = load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap();
+        assert_eq!(tag, format!("COPY {ROWS}"));
+        let r = s
+            .execute("SELECT count(*), sum(a), sum(c), count(b), count(DISTINCT d), min(e), max(e) FROM big")
+            .unwrap();
+        let sum_c: i64 = (1..=ROWS as i64).map(|i| i % 1000).sum();
+        assert_eq!(
+            r[0].rows[0],
+            [
+                Value::Int8(ROWS as i64),
+                Value::Numeric((ROWS * (ROWS + 1) / 2).into()),
+                Value::Int8(sum_c),
+                Value::Int8((ROWS - ROWS / 5) as i64),
+                Value::Int8(ROWS as i64),
+                Value::Text("e".into()),
+                Value::Text("e".into()),
+            ],
+            "chunks of {chunk}"
+        );
+        let r = s
+            .execute("SELECT a, b, c FROM big WHERE a IN (1, 2, 3, 4, 5, 59999, 60000) ORDER BY a")
+            .unwrap();
+        let t = |x: &str| Value::Text(x.into());
+        assert_eq!(
+            r[0].rows,
+            [
+                vec![Value::Int8(1), t("tab\there 1"), Value::Int4(1)],
+                vec![Value::Int8(2), t("été-2"), Value::Int4(2)],
+                vec![Value::Int8(3), t("back\\slash 3"), Value::Int4(3)],
+                vec![
+                    Value::Int8(4),
+                    t("plain text number 4 with some length to it"),
+                    Value::Int4(4)
+                ],
+                vec![Value::Int8(5), Value::Null, Value::Int4(5)],
+                vec![
+                    Value::Int8(59999),
+                    t("plain text number 59999 with some length to it"),
+                    Value::Int4(999)
+                ],
+                vec![Value::Int8(60000), Value::Null, Value::Int4(0)],
+            ],
+            "chunks of {chunk}"
+        );
+    }
+    s.execute("TRUNCATE big").unwrap();
+
+    // Errors past the first MiB, found by the parser's thread or by the
+    // inserts behind it; the earliest bad line wins either way.
+    let with = |edits: &[(u64, String)]| -> Vec<u8> {
+        (1..=ROWS)
+            .flat_map(|i| {
+                edits
+                    .iter()
+                    .find(|(l, _)| *l == i)
+                    .map_or_else(|| big_line(i), |(_, t)| t.clone())
+                    .into_bytes()
+            })
+            .collect()
+    };
+    // (the replaced lines, the SQLSTATE, the error's context)
+    type Case = (Vec<(u64, String)>, &'static str, String);
+    let cases: Vec<Case> = vec![
+        (
+            vec![(50_000, "50000\tx\tnot a number\n".into())],
+            "22P02",
+            "COPY big, line 50000, column c: \"not a number\"".into(),
+        ),
+        (vec![(50_000, "7\tdup\t1\n".into())], "23505", "COPY big, line 50000".into()),
+        (
+            vec![(50_001, "7\tdup\t1\n".into()), (50_003, "50003\tx\n".into())],
+            "23505",
+            "COPY big, line 50001".into(),
+        ),
+        (
+            vec![(50_001, "50001\tx\n".into()), (50_003, "7\tdup\t1\n".into())],
+            "22P04",
+            "COPY big, line 50001".into(),
+        ),
+        (
+            vec![(59_999, "59999\t\\xff\t1\n".into())],
+            "22021",
+            "COPY big, line 59999, column b: \"\u{fffd}\"".into(),
+        ),
+    ];
+    for (edits, state, context) in cases {
+        let bad = with(&edits);
+        let chunks: Vec<&[u8]> = bad.chunks(100_000).collect();
+        let e = load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap_err();
+        assert_eq!((e.sqlstate(), e.context()), (state, Some(context.as_str())), "{edits:?}: {e}");
+        assert_eq!(s.execute("SELECT count(*) FROM big").unwrap()[0].rows[0][0], Value::Int8(0));
+    }
+
+    // The end marker past the first MiB: what follows it is ignored.
+    let mut ended = big_data(40_000);
+    ended.extend_from_slice(b"\\.\nthis is not a row\n");
+    let chunks: Vec<&[u8]> = ended.chunks(65_536).collect();
+    assert_eq!(load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap(), "COPY 40000");
+
+    // Inside a transaction block: an error fails the block, ROLLBACK undoes
+    // the COPY that succeeded before it.
+    s.execute("BEGIN").unwrap();
+    let more: Vec<u8> = (40_001..=90_000).flat_map(|i| big_line(i).into_bytes()).collect();
+    let chunks: Vec<&[u8]> = more.chunks(262_144).collect();
+    assert_eq!(load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap(), "COPY 50000");
+    let again = load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap_err();
+    assert_eq!(again.sqlstate(), "23505");
+    assert_eq!(s.execute("SELECT 1").unwrap_err().sqlstate(), "25P02");
+    s.execute("ROLLBACK").unwrap();
+    assert_eq!(s.execute("SELECT count(*) FROM big").unwrap()[0].rows[0][0], Value::Int8(40_000));
+
+    // CSV with a header, past the first MiB.
+    s.execute("TRUNCATE big").unwrap();
+    let mut csv = b"a,b,c\n".to_vec();
+    for i in 1..=50_000u64 {
+        csv.extend_from_slice(
+            format!("{i},\"quoted, with \"\"quotes\"\" {i}\",{}\n", i % 7).as_bytes(),
+        );
+    }
+    let chunks: Vec<&[u8]> = csv.chunks(65_536).collect();
+    let sql = "COPY big (a, b, c) FROM STDIN (FORMAT csv, HEADER MATCH)";
+    assert_eq!(load(&mut s, sql, &chunks).unwrap(), "COPY 50000");
+    let r = s.execute("SELECT b, c FROM big WHERE a = 49999").unwrap();
+    assert_eq!(r[0].rows[0], [Value::Text("quoted, with \"quotes\" 49999".into()), Value::Int4(5)]);
+}
