@@ -137,6 +137,8 @@ const BATCH_ROWS: usize = 256;
 /// Chunks that may wait for the parser's thread (each up to the wire's
 /// 256 KiB): the bound on the memory a fast client can make it hold.
 const PIPE_CHUNKS: usize = 4;
+/// The largest chunk sent to the parser's thread (a larger write is cut).
+const PIPE_PIECE: usize = 256 << 10;
 
 /// What the statement's thread sends the parser's.
 enum ToParser {
@@ -316,6 +318,15 @@ impl Loader {
         let shared = self.shared.clone();
         let path = self.path.clone();
         let mut ctx = Ctx::new(txn, params).with_env(&shared.catalog, &path);
+        // In pieces, so that one large write also reaches the switch to the
+        // parser's thread, and the chunks it is sent stay small.
+        for piece in data.chunks(PIPE_PIECE) {
+            self.write_piece(&mut ctx, piece)?;
+        }
+        Ok(())
+    }
+
+    fn write_piece(&mut self, ctx: &mut Ctx, data: &[u8]) -> Result<()> {
         if self.pipe.is_none() && self.fed >= PIPE_AFTER {
             self.start_pipe();
         }
@@ -326,7 +337,7 @@ impl Loader {
             let sent = pipe.chunks.as_ref().is_some_and(|c| c.send(ToParser::Chunk(chunk)).is_ok());
             if !sent {
                 // The parser stopped at an error: its last batch says which.
-                return Err(self.drain_pipe(&mut ctx).err().unwrap_or_else(|| self.pipe_lost()));
+                return Err(self.drain_pipe(ctx).err().unwrap_or_else(|| self.pipe_lost()));
             }
             // The rows parsed meanwhile; the rest come with the next chunk.
             while let Ok(batch) = self
@@ -334,7 +345,7 @@ impl Loader {
                 .as_ref()
                 .map_or(Err(std::sync::mpsc::TryRecvError::Disconnected), |p| p.batches.try_recv())
             {
-                self.insert_batch(&mut ctx, batch)?;
+                self.insert_batch(ctx, batch)?;
             }
             return Ok(());
         }
@@ -342,7 +353,7 @@ impl Loader {
         let Some(mut parser) = self.parser.take() else {
             return Err(Error::Internal("COPY parser missing".into()));
         };
-        let r = parser.feed(data, &mut |p, rec| self.parse_and_insert(&mut ctx, p, rec));
+        let r = parser.feed(data, &mut |p, rec| self.parse_and_insert(ctx, p, rec));
         self.parser = Some(parser);
         r
     }

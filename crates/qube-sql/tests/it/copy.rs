@@ -290,7 +290,7 @@ fn large_copies_parse_on_a_thread_of_their_own_with_the_same_results() {
     const ROWS: u64 = 60_000;
     let data = big_data(ROWS);
     assert!(data.len() > (3 << 20) / 2, "{} bytes", data.len());
-    for chunk in [65_536, 262_144, 1_000_003] {
+    for chunk in [65_536, 262_144, 1_000_003, usize::MAX] {
         s.execute("TRUNCATE big").unwrap();
         let chunks: Vec<&[u8]> = data.chunks(chunk).collect();
         let tag = load(&mut s, "COPY big (a, b, c) FROM STDIN", &chunks).unwrap();
