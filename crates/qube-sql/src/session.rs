@@ -152,6 +152,9 @@ pub(crate) struct Shared {
     pub defaults: parking_lot::Mutex<Limits>,
     /// Statement counters of every session (`metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The buffer pool's size (`shared_buffers`; the memory engine has none
+    /// and reports the default).
+    pub buffer_pool_bytes: usize,
 }
 
 /// An open database; cheap to clone, shared by its sessions.
@@ -163,9 +166,24 @@ pub struct Database {
 impl Database {
     /// Opens (or creates) a database in a directory.
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
-        let engine: Arc<dyn Engine> =
-            Arc::new(BTreeEngine::open(dir.as_ref(), Options::default())?);
-        Self::build(engine, Some(dir.as_ref().join("tmp").into()))
+        Self::open_with_buffer_pool(dir, Options::default().pool_bytes)
+    }
+
+    /// Opens (or creates) a database in a directory, with a buffer pool of
+    /// `bytes` (PostgreSQL's `shared_buffers`; at least 192 kB).
+    pub fn open_with_buffer_pool(dir: impl AsRef<Path>, bytes: usize) -> Result<Database> {
+        if bytes < MIN_BUFFER_POOL {
+            return Err(Error::user(
+                "22023",
+                format!(
+                    "{bytes} bytes is outside the valid range for parameter \"shared_buffers\" \
+                     (at least {MIN_BUFFER_POOL} bytes)"
+                ),
+            ));
+        }
+        let opts = Options { pool_bytes: bytes, ..Options::default() };
+        let engine: Arc<dyn Engine> = Arc::new(BTreeEngine::open(dir.as_ref(), opts)?);
+        Self::build(engine, Some(dir.as_ref().join("tmp").into()), bytes)
     }
 
     /// A database in memory, gone when dropped.
@@ -174,10 +192,14 @@ impl Database {
     }
 
     pub fn with_engine(engine: Arc<dyn Engine>) -> Result<Database> {
-        Self::build(engine, None)
+        Self::build(engine, None, Options::default().pool_bytes)
     }
 
-    fn build(engine: Arc<dyn Engine>, temp_dir: Option<Arc<Path>>) -> Result<Database> {
+    fn build(
+        engine: Arc<dyn Engine>,
+        temp_dir: Option<Arc<Path>>,
+        buffer_pool_bytes: usize,
+    ) -> Result<Database> {
         let mvcc = Arc::new(Mvcc::open(
             engine.clone(),
             MvccOptions { gc_interval: Some(Duration::from_secs(1)), ..MvccOptions::default() },
@@ -197,8 +219,10 @@ impl Database {
                     work_mem: exec::spill::DEFAULT_WORK_MEM,
                     statement_timeout: 0,
                     idle_timeout: 0,
+                    shared_buffers: buffer_pool_bytes,
                 }),
                 metrics: crate::metrics::Metrics::default(),
+                buffer_pool_bytes,
             }),
         };
         db.drop_temp_schemas(None)?;
@@ -1442,6 +1466,7 @@ impl Session {
             work_mem: self.work_mem,
             statement_timeout: self.statement_timeout,
             idle_timeout: self.idle_timeout,
+            shared_buffers: self.db.shared.buffer_pool_bytes,
         }
     }
 
@@ -1669,6 +1694,12 @@ impl Session {
                     };
                     Arc::make_mut(&mut self.settings).insert(lower, v.to_string());
                     return Ok(QueryResult::command("SET"));
+                }
+                if name.eq_ignore_ascii_case("shared_buffers") {
+                    return Err(Error::user(
+                        "55P02",
+                        "parameter \"shared_buffers\" cannot be changed without restarting the server",
+                    ));
                 }
                 if name.eq_ignore_ascii_case("work_mem") {
                     self.work_mem = if value.eq_ignore_ascii_case("default") {
@@ -2491,7 +2522,12 @@ pub(crate) struct Limits {
     work_mem: usize,
     statement_timeout: u64,
     idle_timeout: u64,
+    /// Not a session's to change: the database's buffer pool.
+    shared_buffers: usize,
 }
+
+/// The smallest buffer pool the B+Tree engine takes (24 pages).
+const MIN_BUFFER_POOL: usize = 24 * 8192;
 
 /// PostgreSQL's planner switches, all on by default. `enable_hashjoin`
 /// and `enable_mergejoin` choose how binary joins run
@@ -2548,6 +2584,7 @@ fn setting_of(
         "server_version" => "16.0".into(),
         "search_path" => DEFAULT_SEARCH_PATH.into(),
         "work_mem" => exec::spill::format_memory(limits.work_mem),
+        "shared_buffers" => exec::spill::format_memory(limits.shared_buffers),
         "statement_timeout" => exec::interrupt::format_duration_ms(limits.statement_timeout),
         "idle_in_transaction_session_timeout" => {
             exec::interrupt::format_duration_ms(limits.idle_timeout)

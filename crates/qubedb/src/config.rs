@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Default work_mem of new sessions (e.g. 4MB).
     #[arg(long, env = "QUBEDB_WORK_MEM")]
     pub work_mem: Option<String>,
+    /// Buffer pool size, PostgreSQL's shared_buffers (e.g. 128MB, 1GB; at
+    /// least 192kB). Pages are cached in it as they are used.
+    #[arg(long, env = "QUBEDB_SHARED_BUFFERS", default_value = DEFAULT_SHARED_BUFFERS)]
+    pub shared_buffers: String,
     /// Print the settings in effect (after flags, environment and file)
     /// as TOML and exit.
     #[arg(long)]
@@ -127,6 +131,7 @@ struct FileConfig {
     statement_timeout: Option<Text>,
     idle_in_transaction_session_timeout: Option<Text>,
     work_mem: Option<Text>,
+    shared_buffers: Option<Text>,
 }
 
 /// The settings in effect.
@@ -146,7 +151,12 @@ pub struct Settings {
     pub require_tls: bool,
     /// (setting, value) for `Database::set_session_default`.
     pub session_defaults: Vec<(&'static str, String)>,
+    /// The buffer pool's size in bytes.
+    pub shared_buffers: usize,
 }
+
+/// PostgreSQL's default shared_buffers.
+const DEFAULT_SHARED_BUFFERS: &str = "128MB";
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
@@ -167,6 +177,16 @@ pub fn resolve(args: ServeArgs, m: &ArgMatches) -> Result<Settings, String> {
         if given { flag } else { file.unwrap_or(flag) }
     }
     let opt = |flag: Option<String>, file: Option<Text>| flag.or(file.map(Text::into_string));
+    let shared_buffers = pick(
+        given("shared_buffers"),
+        args.shared_buffers,
+        file.shared_buffers.map(Text::into_string),
+    );
+    // In kB as PostgreSQL takes it (a bare number is kB here, not 8 kB
+    // pages as in postgresql.conf); 192 kB is the engine's least.
+    let shared_buffers =
+        qube_sql::exec::spill::parse_memory("shared_buffers", &shared_buffers, 192, 1 << 40)
+            .map_err(|e| e.to_string())?;
     let auth_text = pick(given("auth"), args.auth, file.auth);
     let auth: qube_pgwire::Auth = auth_text.parse()?;
     let log_format = pick(given("log_format"), args.log_format, file.log_format);
@@ -204,6 +224,7 @@ pub fn resolve(args: ServeArgs, m: &ArgMatches) -> Result<Settings, String> {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect(),
+        shared_buffers,
     };
     if s.tls_cert.is_some() != s.tls_key.is_some() {
         return Err("TLS needs both tls_cert and tls_key".into());
@@ -255,6 +276,10 @@ impl Settings {
             }
         }
         lines.push(format!("require_tls = {}", self.require_tls));
+        lines.push(format!(
+            "shared_buffers = {}",
+            quoted(&qube_sql::exec::spill::format_memory(self.shared_buffers))
+        ));
         for (k, v) in &self.session_defaults {
             lines.push(format!("{k} = {}", quoted(v)));
         }

@@ -265,7 +265,7 @@ fn serve(args: config::Settings) -> ExitCode {
     let db = if args.memory {
         qube_sql::Database::memory()
     } else {
-        qube_sql::Database::open(&args.data)
+        qube_sql::Database::open_with_buffer_pool(&args.data, args.shared_buffers)
     };
     let db = match db {
         Ok(db) => db,

@@ -123,10 +123,19 @@ fn bad_settings_are_errors_that_name_them() {
 /// A started server: the child and the PostgreSQL port it printed. Its
 /// standard error is drained by a thread (into the returned handle).
 fn start(data: &std::path::Path) -> (Child, u16, std::thread::JoinHandle<String>) {
+    start_with(data, &[])
+}
+
+/// `start` with more flags.
+fn start_with(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (Child, u16, std::thread::JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_qubedb"))
         .args(["serve", "--data"])
         .arg(data)
         .args(["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "info"])
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -210,4 +219,54 @@ async fn sigterm_stops_cleanly_and_committed_data_survives() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     let log = drain.join().unwrap();
     assert!(status.success(), "{log}");
+}
+
+/// shared_buffers sizes the buffer pool: flag > environment > file >
+/// PostgreSQL's default of 128MB; a bad or too small size is an error at
+/// start; a session can SHOW it but not SET it (55P02), and a server with
+/// a small pool still loads and reads back more data than fits in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_buffers_sizes_the_buffer_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.toml");
+    std::fs::write(&file, "shared_buffers = \"256MB\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    let (_, out, _) = print_config(&[], &[]);
+    assert!(out.lines().any(|l| l == "shared_buffers = \"128MB\""), "{out}");
+    let (_, out, _) = print_config(&["--config", f], &[]);
+    assert!(out.lines().any(|l| l == "shared_buffers = \"256MB\""), "{out}");
+    let env = [("QUBEDB_SHARED_BUFFERS", "1GB")];
+    let (_, out, _) = print_config(&["--config", f], &env);
+    assert!(out.lines().any(|l| l == "shared_buffers = \"1GB\""), "{out}");
+    let (_, out, _) = print_config(&["--config", f, "--shared-buffers", "512kB"], &env);
+    assert!(out.lines().any(|l| l == "shared_buffers = \"512kB\""), "{out}");
+    for bad in ["lots", "100kB", "-1MB", "12XB"] {
+        let (code, _, err) = print_config(&[&format!("--shared-buffers={bad}")], &[]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("shared_buffers"), "{bad}: {err}");
+    }
+
+    let data = dir.path().join("data");
+    let (mut child, port, drain) = start_with(&data, &["--shared-buffers", "1MB"]);
+    let c = connect(port).await;
+    let shown: String = c.query_one("SHOW shared_buffers", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "1MB");
+    let e = c.batch_execute("SET shared_buffers = '1GB'").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("55P02"), "{e}");
+    let shown: String =
+        c.query_one("SELECT current_setting('shared_buffers')", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "1MB");
+    // About 4 MB of rows through a 1 MB pool.
+    c.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, pad text); \
+         INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
+    )
+    .await
+    .unwrap();
+    let r = c.query_one("SELECT count(*), sum(length(pad)) FROM big", &[]).await.unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (20_000, 4_000_000));
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let log = drain.join().unwrap();
+    assert!(status.success(), "exit status {status:?}\n{log}");
 }
