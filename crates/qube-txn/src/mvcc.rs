@@ -1239,6 +1239,10 @@ impl Transaction {
             } else {
                 // The candidate of the current key: (seen, tombstone, value).
                 let (mut seen, mut tomb) = (false, false);
+                // Whether `key` holds the user key of `current` (else of
+                // `from`, as `decode` left it): at the next key, `current`
+                // then becomes `from` by a swap rather than a copy.
+                let mut decoded = false;
                 loop {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
@@ -1249,6 +1253,9 @@ impl Transaction {
                         }
                         seen = false;
                         if let Some(p) = p {
+                            if std::mem::take(&mut decoded) {
+                                std::mem::swap(current, from);
+                            }
                             current.clear();
                             current.extend_from_slice(p);
                         }
@@ -1265,7 +1272,9 @@ impl Transaction {
                         continue;
                     }
                     if !seen {
-                        decode(raw, key, from)?;
+                        // `current` is this key's version prefix.
+                        keys::decode_version_after(from, raw, key)?;
+                        decoded = true;
                         seen = true;
                     }
                     match keys::decode_value(c.value())? {

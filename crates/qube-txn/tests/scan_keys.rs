@@ -25,6 +25,9 @@ fn entry(val: i64, rowid: u64) -> Vec<u8> {
 fn vals() -> Vec<i64> {
     let mut v: Vec<i64> = (-40..40).collect();
     v.extend([i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, 255, 256, 65535, 65536, -256]);
+    // Pairs around a value only a later commit writes (`check`): the
+    // key between them differs from the upper one in a higher byte.
+    v.extend([510, 512, 1022, 1024, 0x1_0000 - 2, 0x1_0000]);
     v.extend((0..40).map(|i| i * 0x0101_0101));
     v
 }
@@ -136,6 +139,12 @@ fn check(engine: Arc<dyn Engine>) {
         }
     }
     t.set(&entry(0, 5), b"later insert").unwrap();
+    // Keys the reader never sees between neighbours it does, which share
+    // more bytes with the key after them than with the key before: a
+    // scan must decode the key after from the last key it decoded.
+    for v in [511, 1023, 0xFFFF] {
+        t.set(&entry(v, 3), b"later insert").unwrap();
+    }
     t.commit().unwrap();
     // The reader's own uncommitted writes: an insert between neighbours,
     // an overwrite, a delete, keys at the extremes.
