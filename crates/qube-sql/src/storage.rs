@@ -289,18 +289,21 @@ impl RangeCursor {
 }
 
 impl RangeCursor {
-    /// As `next_batch`, with each pair's user key: `f(key, value)`.
+    /// As `next_batch`, with each pair's user key: `f(key, value)`. `key`
+    /// and `from` are buffers for the keys (each key is decoded from the
+    /// one before, `ScanKey::user_key_after`).
     pub fn next_batch_keyed(
         &mut self,
         txn: &mut Transaction,
         n: usize,
-        key: &mut Vec<u8>,
+        (key, from): (&mut Vec<u8>, &mut Vec<u8>),
         mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<usize> {
         if self.done {
             return Ok(0);
         }
         self.resume_after_last();
+        from.clear();
         let n = n.max(1);
         let mut count = 0;
         let last = &mut self.last;
@@ -309,7 +312,7 @@ impl RangeCursor {
             let k = match k {
                 qube_txn::ScanKey::User(k) => k,
                 k @ qube_txn::ScanKey::Version(_) => {
-                    k.user_key_into(key)?;
+                    k.user_key_after(from, key)?;
                     key.as_slice()
                 }
             };

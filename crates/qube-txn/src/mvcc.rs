@@ -599,8 +599,10 @@ struct ReadBufs {
     key: Vec<u8>,
     value: Vec<u8>,
     hint: SeekHint,
-    /// `scan_inner`'s current version prefix, user key and value.
-    scan: (Vec<u8>, Vec<u8>, Vec<u8>),
+    /// `scan_inner`'s current version prefix, user key and value, and the
+    /// version prefix the user key was decoded from
+    /// (`keys::decode_version_after`; empty: none).
+    scan: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>),
     /// Keys the newest-version check found absent (after two, it seeks
     /// past the key, to learn the gap around it).
     misses: u32,
@@ -654,8 +656,9 @@ impl ReadBufs {
         self.hint = SeekHint::default();
         self.misses = 0;
         self.gap.valid = false;
-        let (a, b, c) = &self.scan;
-        let caps = [&self.start, &self.end, &self.key, &self.value, a, b, c].map(|b| b.capacity());
+        let (a, b, c, d) = &self.scan;
+        let caps =
+            [&self.start, &self.end, &self.key, &self.value, a, b, c, d].map(|b| b.capacity());
         if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
             let _ = SPARE_READ_BUFS.try_with(|s| *s.borrow_mut() = Some(self));
         }
@@ -685,6 +688,30 @@ impl ScanKey<'_> {
             }
             ScanKey::Version(raw) => {
                 keys::decode_version_into(raw, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// As `user_key_into`, where `out` holds the user key decoded from the
+    /// version prefix `from` (empty: none), which is then this key's:
+    /// the bytes the two keys share are not unescaped again
+    /// (`keys::decode_version_after`). The keys of a scan share most.
+    pub fn user_key_after(&self, from: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            ScanKey::User(k) => {
+                from.clear();
+                out.clear();
+                out.extend_from_slice(k);
+            }
+            ScanKey::Version(raw) => {
+                // `from` and `out` agree again only once this decodes.
+                if let Err(e) = keys::decode_version_after(from, raw, out) {
+                    from.clear();
+                    return Err(e);
+                }
+                from.clear();
+                from.extend_from_slice(keys::version_key_prefix(raw));
             }
         }
         Ok(())
@@ -1130,6 +1157,7 @@ impl Transaction {
         // Reused from scan to scan (a scan that fails drops them).
         let mut bufs = std::mem::take(&mut self.read_bufs.scan);
         bufs.0.clear();
+        bufs.3.clear();
         {
             // The write set's entries in the range, in scan order.
             let mine = (!range_is_empty(range) && !self.writes.is_empty())
@@ -1164,7 +1192,15 @@ impl Transaction {
                 f(ScanKey::User(k), v)
             };
             let mut c = self.shared.engine.scan(vrange, direction)?;
-            let (current, key, val) = (&mut bufs.0, &mut bufs.1, &mut bufs.2);
+            let (current, key, val, from) = (&mut bufs.0, &mut bufs.1, &mut bufs.2, &mut bufs.3);
+            // The user key of `raw` into `key`, from the key decoded last
+            // (`from`): neighbours share most of their bytes.
+            let decode = |raw: &[u8], key: &mut Vec<u8>, from: &mut Vec<u8>| -> Result<()> {
+                keys::decode_version_after(from, raw, key)?;
+                from.clear();
+                from.extend_from_slice(keys::version_key_prefix(raw));
+                Ok(())
+            };
             let mut stopped = false;
             if !reverse {
                 let mut done_key = false;
@@ -1191,7 +1227,7 @@ impl Transaction {
                         let more = if lazy {
                             f(ScanKey::Version(raw), v)?
                         } else {
-                            keys::decode_version_into(raw, key)?;
+                            decode(raw, key, from)?;
                             emit(key, v, f)?
                         };
                         if !more {
@@ -1203,6 +1239,10 @@ impl Transaction {
             } else {
                 // The candidate of the current key: (seen, tombstone, value).
                 let (mut seen, mut tomb) = (false, false);
+                // Whether `key` holds the user key of `current` (else of
+                // `from`, as `decode` left it): at the next key, `current`
+                // then becomes `from` by a swap rather than a copy.
+                let mut decoded = false;
                 loop {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
@@ -1213,6 +1253,9 @@ impl Transaction {
                         }
                         seen = false;
                         if let Some(p) = p {
+                            if std::mem::take(&mut decoded) {
+                                std::mem::swap(current, from);
+                            }
                             current.clear();
                             current.extend_from_slice(p);
                         }
@@ -1229,7 +1272,9 @@ impl Transaction {
                         continue;
                     }
                     if !seen {
-                        keys::decode_version_into(raw, key)?;
+                        // `current` is this key's version prefix.
+                        keys::decode_version_after(from, raw, key)?;
+                        decoded = true;
                         seen = true;
                     }
                     match keys::decode_value(c.value())? {

@@ -288,6 +288,7 @@ pub enum LeafValue<'a> {
 }
 
 impl<'a> Node<'a> {
+    #[inline(always)]
     pub fn new(p: &'a Page, id: PageId) -> Result<Node<'a>> {
         let n = get_u16(p, 32) as usize;
         let start = get_u16(p, 34) as usize;
@@ -317,7 +318,7 @@ impl<'a> Node<'a> {
         get_u64(self.p, 40)
     }
 
-    #[inline]
+    #[inline(always)]
     fn cell_offset(&self, i: usize) -> Result<usize> {
         if i >= self.n {
             return Err(corrupt(self.id, "slot index out of range"));
@@ -330,6 +331,7 @@ impl<'a> Node<'a> {
     }
 
     /// The raw bytes of cell `i` (header included).
+    #[inline(always)]
     pub fn cell_bytes(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let len = if self.is_leaf() {
@@ -351,7 +353,7 @@ impl<'a> Node<'a> {
 
     /// The key of cell `i`: the hot path of every search, so it checks
     /// only the bytes it reads.
-    #[inline]
+    #[inline(always)]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let h = if self.leaf { LEAF_CELL_HEADER } else { INTERNAL_CELL_HEADER };
@@ -364,6 +366,7 @@ impl<'a> Node<'a> {
             .ok_or_else(|| corrupt(self.id, "key extends past the page"))
     }
 
+    #[inline(always)]
     pub fn leaf_cell(&self, i: usize) -> Result<LeafCell<'a>> {
         let c = self.cell_bytes(i)?;
         let klen = get_u16(c, 0) as usize;
@@ -390,6 +393,7 @@ impl<'a> Node<'a> {
     }
 
     /// Child `i` of an internal node: 0 is the leftmost, i ≥ 1 is cell i-1's.
+    #[inline(always)]
     pub fn child(&self, i: usize) -> Result<PageId> {
         if i == 0 {
             return Ok(self.leftmost());
@@ -552,6 +556,10 @@ impl<'a> Node<'a> {
     }
 }
 
+/// (Cold and never inlined: the node accessors below are inlined into every
+/// descent, and their error paths should not be.)
+#[cold]
+#[inline(never)]
 fn corrupt(id: PageId, detail: &str) -> Error {
     // The file name is added by the caller that knows it; pages are only
     // ever read from the data file, so name it here.
