@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! arena:   [ key 0 | value 0 | key 1 | value 1 | value 0' | key 2 | ... ]
-//! entries: Entry { key_at, key_len, val_at, val_len (TOMBSTONE: deleted), hash }
+//! entries: Entry { key_at, key_len, val_at, val_len (TOMBSTONE: deleted) }  (24 bytes)
 //!          entry ids are positions in `entries`, in creation order
 //! runs:    up to MAX_RUNS lists of entry ids, each in ascending key order
 //! loose:   HashTable<entry id> by key hash   — every entry not in a run
@@ -73,6 +73,8 @@ use std::ops::Bound;
 use hashbrown::HashTable;
 use qube_common::{Error, Result};
 
+use crate::locks::key_hash;
+
 /// `Entry::val_len` of a deletion.
 const TOMBSTONE: u32 = u32::MAX;
 
@@ -87,13 +89,21 @@ const INDEX_FROM: usize = 64;
 /// of a run (its *tail*) is found by the run alone (see `find`).
 const RUN_HASHED: usize = 32;
 
+/// 24 bytes: a bulk load makes millions. The key's hash is not kept (the
+/// hash index's slots hold 32 bits of it); the rare paths that need it
+/// again (an undo, the small set's loose table) hash the key anew.
 #[derive(Clone, Copy)]
 struct Entry {
     key_at: usize,
     val_at: usize,
     key_len: u32,
     val_len: u32,
-    hash: u64,
+}
+
+/// The key of entry `id` in `arena` (see `WriteSet::key`).
+fn key_in<'a>(arena: &'a [u8], entries: &[Entry], id: u32) -> &'a [u8] {
+    let e = &entries[id as usize];
+    &arena[e.key_at..e.key_at + e.key_len as usize]
 }
 
 /// An entry of the hash index `WriteSet::all`: its id and 32 bits of its
@@ -186,8 +196,7 @@ impl WriteSet {
     }
 
     fn key(&self, id: u32) -> &[u8] {
-        let e = &self.entries[id as usize];
-        &self.arena[e.key_at..e.key_at + e.key_len as usize]
+        key_in(&self.arena, &self.entries, id)
     }
 
     fn value(&self, id: u32) -> Option<&[u8]> {
@@ -245,9 +254,7 @@ impl WriteSet {
             return None;
         }
         let h = hash();
-        self.loose
-            .find(h, |&id| self.entries[id as usize].hash == h && self.key(id) == key)
-            .copied()
+        self.loose.find(h, |&id| self.key(id) == key).copied()
     }
 
     /// This transaction's write of `key`: `None` if it wrote none,
@@ -325,7 +332,7 @@ impl WriteSet {
         if let Some(v) = value {
             self.arena.extend_from_slice(v);
         }
-        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len, hash });
+        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len });
         let in_tail = self.place(id, hash);
         if self.indexed {
             if in_tail {
@@ -349,11 +356,11 @@ impl WriteSet {
                 tail[id as usize] = true;
             }
         }
-        for (id, e) in self.entries.iter().enumerate() {
-            if tail[id] {
+        for (id, in_tail) in tail.into_iter().enumerate() {
+            if in_tail {
                 continue;
             }
-            let slot = Slot::new(id as u32, e.hash);
+            let slot = Slot::new(id as u32, key_hash(self.key(id as u32)));
             self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
         }
         self.loose = HashTable::new();
@@ -384,8 +391,8 @@ impl WriteSet {
             return false;
         }
         if !self.indexed {
-            let entries = &self.entries;
-            self.loose.insert_unique(hash, id, |&i| entries[i as usize].hash);
+            let (arena, entries) = (&self.arena, &self.entries);
+            self.loose.insert_unique(hash, id, |&i| key_hash(key_in(arena, entries, i)));
         }
         self.loose_new.push(id);
         false
@@ -406,7 +413,7 @@ impl WriteSet {
                 let run = self.runs.iter().position(|run| run.last() == Some(&id));
                 // A run's tail is not in `all`.
                 if self.indexed && run.is_none_or(|r| self.runs[r].len() <= RUN_HASHED) {
-                    let h = Slot::new(id, self.entries[id as usize].hash).hash;
+                    let h = Slot::new(id, key_hash(self.key(id))).hash;
                     if let Ok(e) = self.all.find_entry(Slot::table_hash(h), |s| s.id == id) {
                         e.remove();
                     }
@@ -417,7 +424,7 @@ impl WriteSet {
                         self.runs.remove(r);
                     }
                 } else {
-                    let h = self.entries[id as usize].hash;
+                    let h = key_hash(self.key(id));
                     if let Ok(e) = self.loose.find_entry(h, |&i| i == id) {
                         e.remove();
                     }
@@ -650,7 +657,6 @@ impl<'a> Iterator for Merge<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::key_hash;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
