@@ -290,6 +290,7 @@ impl Mvcc {
             savepoints: Vec::new(),
             locked: Held::default(),
             last_locked: Vec::new(),
+            fresh_prefix: None,
             gc_candidates: Vec::new(),
             read_bufs: ReadBufs::take_spare(),
             ddl: false,
@@ -569,6 +570,11 @@ pub struct Transaction {
     /// The key whose row lock was taken last (a write right after the
     /// unique check's `get_for_update` of the same key skips the lock table).
     last_locked: Vec<u8>,
+    /// The longest prefix every key `set_fresh` wrote starts with (it
+    /// takes no row lock): a key without it that this transaction wrote
+    /// holds its row lock (`get_for_update`). One index's entries share
+    /// their index's prefix, a table's rows its table's.
+    fresh_prefix: Option<Vec<u8>>,
     /// Locked keys that had committed versions when locked: the ones a
     /// commit hands to the GC (with every key it deletes). A key written
     /// for the first time has one version after the commit, nothing to
@@ -1324,7 +1330,18 @@ impl Transaction {
             self.expected = true;
             self.shared.engine.expect_writers(1);
         }
+        match &mut self.fresh_prefix {
+            None => self.fresh_prefix = Some(key.to_vec()),
+            Some(p) if !key.starts_with(p) => p.truncate(writeset::common_prefix(p, key)),
+            Some(_) => {}
+        }
         self.put(key, key_hash(key), Some(value))
+    }
+
+    /// Whether `set_fresh` may have written `key` (it has the prefix all
+    /// its keys share).
+    fn maybe_fresh(&self, key: &[u8]) -> bool {
+        self.fresh_prefix.as_ref().is_some_and(|p| key.starts_with(p))
     }
 
     /// Puts a write into the write set (the key is locked, or fresh).
@@ -1380,9 +1397,16 @@ impl Transaction {
         }
         let hash = key_hash(key);
         let fresh = self.lock_key(key, hash)?;
-        // Our own write comes first: a key written by `set_fresh` took no
-        // lock, so the lock may be new although we wrote the key.
-        if let Some(w) = self.writes.get(key, || hash) {
+        // Our own write comes first. Every key `write` wrote holds its row
+        // lock (taken before the write, kept to the end: a savepoint's
+        // rollback keeps it too), so a lock just taken means no own write
+        // of the key, unless `set_fresh` (which takes none) wrote it: then
+        // the write set need not be searched. A bulk INSERT's unique
+        // checks of new keys skip it so (and their rows then take no slot
+        // in its hash index, `writeset.rs`).
+        if (fresh.is_none() || self.maybe_fresh(key))
+            && let Some(w) = self.writes.get(key, || hash)
+        {
             return Ok(w.map(<[u8]>::to_vec));
         }
         self.writes.note_absent(key);

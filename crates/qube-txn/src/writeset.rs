@@ -5,11 +5,12 @@
 //!
 //! ```text
 //! arena:   [ key 0 | value 0 | key 1 | value 1 | value 0' | key 2 | ... ]
-//! entries: Entry { key_at, key_len, val_at, val_len (TOMBSTONE: deleted), hash }
+//! entries: Entry { key_at, key_len, val_at, val_len (TOMBSTONE: deleted) }  (24 bytes)
 //!          entry ids are positions in `entries`, in creation order
 //! runs:    up to MAX_RUNS lists of entry ids, each in ascending key order
 //! loose:   HashTable<entry id> by key hash   — every entry not in a run
-//!          (small sets; from INDEX_FROM entries on, `all` holds every entry)
+//!          (small sets; from INDEX_FROM entries on, `all` holds every entry
+//!          but the runs' tails: a run's entries past its first RUN_HASHED)
 //!          loose_sorted (ids by key) + loose_new (ids added since, unsorted)
 //! ```
 //!
@@ -32,13 +33,20 @@
 //! Lookups (own writes are read first): in a small write set, for each
 //! run one compare with its last key and one with its first rejects a key
 //! outside it, else a binary search; then one hash probe if anything is
-//! loose. From `INDEX_FROM` entries on, every entry (in a run or loose) is
-//! also in the hash index `all`, and a lookup is one probe there: the
-//! random entries of a secondary index start short runs that span most of
-//! the key space, and every lookup binary-searched each of them (some 20
-//! key compares per write in a bulk INSERT). An INSERT looks its
-//! key up (the unique check) just before it writes it: the key found
-//! absent is remembered until the next write, which then skips the lookup.
+//! loose. From `INDEX_FROM` entries on, every entry is also in the hash
+//! index `all` — loose ones and the first `RUN_HASHED` of each run — and a
+//! lookup is one probe there: the random entries of a secondary index
+//! start short runs that span most of the key space, and every lookup
+//! binary-searched each of them (some 20 key compares per write in a bulk
+//! INSERT). Such runs stay short, so the hash index holds them whole. The
+//! rest of a long run (its *tail*: rows by a serial key) is not hashed: a
+//! lookup first checks each tail (one compare with its last key rejects
+//! every key past the end of the load, two any key outside it), so a bulk
+//! load's rows cost no hash-table slot, probe or rehash, only their index
+//! entries do. An INSERT looks its key up (the unique check) just before
+//! it writes it: the key found absent is remembered until it is written
+//! (writes of other keys in between — the new row's index entries — leave
+//! it absent) or a savepoint's rollback, and its write skips the lookup.
 //!
 //! Ordered views (a scan merged with own writes, the commit's batch) first
 //! sort `loose_new` — by the 8 bytes that follow the loose keys' common
@@ -65,23 +73,37 @@ use std::ops::Bound;
 use hashbrown::HashTable;
 use qube_common::{Error, Result};
 
+use crate::locks::key_hash;
+
 /// `Entry::val_len` of a deletion.
 const TOMBSTONE: u32 = u32::MAX;
 
 /// Runs kept sorted as they grow; keys fitting none are loose.
 const MAX_RUNS: usize = 4;
 
-/// From this many entries on, every entry is in the hash index `all` and
-/// a lookup is one probe there (see `find`).
+/// From this many entries on, the hash index `all` holds every entry but
+/// the tails of long runs, and a lookup is one probe there (see `find`).
 const INDEX_FROM: usize = 64;
 
+/// The first entries of a run that go in the hash index `all`; the rest
+/// of a run (its *tail*) is found by the run alone (see `find`).
+const RUN_HASHED: usize = 32;
+
+/// 24 bytes: a bulk load makes millions. The key's hash is not kept (the
+/// hash index's slots hold 32 bits of it); the rare paths that need it
+/// again (an undo, the small set's loose table) hash the key anew.
 #[derive(Clone, Copy)]
 struct Entry {
     key_at: usize,
     val_at: usize,
     key_len: u32,
     val_len: u32,
-    hash: u64,
+}
+
+/// The key of entry `id` in `arena` (see `WriteSet::key`).
+fn key_in<'a>(arena: &'a [u8], entries: &[Entry], id: u32) -> &'a [u8] {
+    let e = &entries[id as usize];
+    &arena[e.key_at..e.key_at + e.key_len as usize]
 }
 
 /// An entry of the hash index `WriteSet::all`: its id and 32 bits of its
@@ -131,8 +153,8 @@ pub struct WriteSet {
     loose_new: Vec<u32>,
     /// Scratch for sorting `loose_new`: (8 key bytes after the common prefix, id).
     sort_buf: Vec<(u64, u32)>,
-    /// A key just looked up and found absent, with nothing put since
-    /// (`absent_valid`): the unique check's lookup before an INSERT's
+    /// A key looked up and found absent, not put since (`absent_valid`):
+    /// the unique check's lookup before an INSERT's
     /// write of the same key, which then skips its own lookup.
     absent: Vec<u8>,
     absent_valid: bool,
@@ -174,8 +196,7 @@ impl WriteSet {
     }
 
     fn key(&self, id: u32) -> &[u8] {
-        let e = &self.entries[id as usize];
-        &self.arena[e.key_at..e.key_at + e.key_len as usize]
+        key_in(&self.arena, &self.entries, id)
     }
 
     fn value(&self, id: u32) -> Option<&[u8]> {
@@ -187,6 +208,24 @@ impl WriteSet {
     /// if a hash probe is needed).
     fn find(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<u32> {
         if self.indexed {
+            // The long runs' tails, which `all` does not hold; their
+            // entries are rows in key order, and a key past a tail's end
+            // (the next row of a load) costs one compare.
+            for run in &self.runs {
+                let Some(tail) = run.get(RUN_HASHED..) else { continue };
+                let (Some(&first), Some(&last)) = (tail.first(), tail.last()) else { continue };
+                match key.cmp(self.key(last)) {
+                    Ordering::Greater => continue,
+                    Ordering::Equal => return Some(last),
+                    Ordering::Less => {}
+                }
+                if key < self.key(first) {
+                    continue;
+                }
+                if let Ok(i) = tail.binary_search_by(|&id| self.key(id).cmp(key)) {
+                    return Some(tail[i]);
+                }
+            }
             // One probe, where the runs would cost a binary search each
             // for a key inside their range: the random entries of a
             // secondary index start short runs that span most of the key
@@ -215,9 +254,7 @@ impl WriteSet {
             return None;
         }
         let h = hash();
-        self.loose
-            .find(h, |&id| self.entries[id as usize].hash == h && self.key(id) == key)
-            .copied()
+        self.loose.find(h, |&id| self.key(id) == key).copied()
     }
 
     /// This transaction's write of `key`: `None` if it wrote none,
@@ -230,7 +267,8 @@ impl WriteSet {
     }
 
     /// Remembers that `key` was just looked up and is absent, so that a
-    /// `put` of it next need not look again.
+    /// `put` of it need not look again (until an `undo`, or another
+    /// `note_absent`).
     pub fn note_absent(&mut self, key: &[u8]) {
         self.absent.clear();
         self.absent.extend_from_slice(key);
@@ -258,8 +296,11 @@ impl WriteSet {
                 .ok_or_else(|| Error::InvalidInput(format!("value of {} bytes", v.len())))?,
             None => TOMBSTONE,
         };
+        // A write of another key leaves the noted one absent.
         let known_absent = self.absent_valid && self.absent == key;
-        self.absent_valid = false;
+        if known_absent {
+            self.absent_valid = false;
+        }
         let found = if known_absent { None } else { self.find(key, || hash) };
         if let Some(id) = found {
             let e = self.entries[id as usize];
@@ -291,9 +332,12 @@ impl WriteSet {
         if let Some(v) = value {
             self.arena.extend_from_slice(v);
         }
-        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len, hash });
-        self.place(id, hash);
+        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len });
+        let in_tail = self.place(id, hash);
         if self.indexed {
+            if in_tail {
+                return Ok(Undo::Created);
+            }
             let slot = Slot::new(id, hash);
             self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
         } else if self.entries.len() >= INDEX_FROM {
@@ -302,12 +346,21 @@ impl WriteSet {
         Ok(Undo::Created)
     }
 
-    /// Puts every entry in `all` (see `INDEX_FROM`); `loose` is no longer
-    /// needed.
+    /// Puts every entry but the runs' tails in `all` (see `INDEX_FROM`);
+    /// `loose` is no longer needed.
     fn build_index(&mut self) {
         self.all.reserve(self.entries.len() * 2, |s| Slot::table_hash(s.hash));
-        for (id, e) in self.entries.iter().enumerate() {
-            let slot = Slot::new(id as u32, e.hash);
+        let mut tail = vec![false; self.entries.len()];
+        for run in &self.runs {
+            for &id in run.get(RUN_HASHED..).unwrap_or(&[]) {
+                tail[id as usize] = true;
+            }
+        }
+        for (id, in_tail) in tail.into_iter().enumerate() {
+            if in_tail {
+                continue;
+            }
+            let slot = Slot::new(id as u32, key_hash(self.key(id as u32)));
             self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
         }
         self.loose = HashTable::new();
@@ -315,7 +368,8 @@ impl WriteSet {
     }
 
     /// Puts a new entry at the end of a run, or in a new run, or loose.
-    fn place(&mut self, id: u32, hash: u64) {
+    /// True if it went to a run's tail (past its first `RUN_HASHED`).
+    fn place(&mut self, id: u32, hash: u64) -> bool {
         let key = self.key(id);
         let mut best: Option<(usize, usize)> = None;
         for (r, run) in self.runs.iter().enumerate() {
@@ -330,17 +384,18 @@ impl WriteSet {
             && key > self.key(last)
         {
             self.runs[r].push(id);
-            return;
+            return self.runs[r].len() > RUN_HASHED;
         }
         if self.runs.len() < MAX_RUNS {
             self.runs.push(vec![id]);
-            return;
+            return false;
         }
         if !self.indexed {
-            let entries = &self.entries;
-            self.loose.insert_unique(hash, id, |&i| entries[i as usize].hash);
+            let (arena, entries) = (&self.arena, &self.entries);
+            self.loose.insert_unique(hash, id, |&i| key_hash(key_in(arena, entries, i)));
         }
         self.loose_new.push(id);
+        false
     }
 
     /// Reverses one `put` (the newest not yet reversed).
@@ -355,19 +410,21 @@ impl WriteSet {
             Undo::Created => {
                 let Some(id) = self.entries.len().checked_sub(1) else { return };
                 let id = id as u32;
-                if self.indexed {
-                    let h = Slot::new(id, self.entries[id as usize].hash).hash;
+                let run = self.runs.iter().position(|run| run.last() == Some(&id));
+                // A run's tail is not in `all`.
+                if self.indexed && run.is_none_or(|r| self.runs[r].len() <= RUN_HASHED) {
+                    let h = Slot::new(id, key_hash(self.key(id))).hash;
                     if let Ok(e) = self.all.find_entry(Slot::table_hash(h), |s| s.id == id) {
                         e.remove();
                     }
                 }
-                if let Some(r) = self.runs.iter().position(|run| run.last() == Some(&id)) {
+                if let Some(r) = run {
                     self.runs[r].pop();
                     if self.runs[r].is_empty() {
                         self.runs.remove(r);
                     }
                 } else {
-                    let h = self.entries[id as usize].hash;
+                    let h = key_hash(self.key(id));
                     if let Ok(e) = self.loose.find_entry(h, |&i| i == id) {
                         e.remove();
                     }
@@ -600,7 +657,6 @@ impl<'a> Iterator for Merge<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::key_hash;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -697,6 +753,9 @@ mod tests {
             put(&mut ws, &ix(i), Some(b"ix"), false);
         }
         assert!(ws.indexed);
+        // The rows' run (rows 1.., after row 0 and the first entry made
+        // one) is hashed only in its first RUN_HASHED entries.
+        assert_eq!(ws.all.len(), 4000 - (1999 - RUN_HASHED));
         let mut undo = Vec::new();
         for i in 2000..2500 {
             undo.push(put(&mut ws, &row(i), Some(b"row"), true));
@@ -724,6 +783,82 @@ mod tests {
         let got = all(&mut ws);
         assert_eq!(got.len(), 4100);
         assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn run_tails_across_the_index_build_and_the_hashed_boundary() {
+        // A run longer than RUN_HASHED before the index is built: its tail
+        // stays out of `all` and is still found; then undo across the
+        // boundary between hashed entries and the tail, and write again.
+        let mut ws = WriteSet::default();
+        let row = |i: u32| [b"r".as_slice(), &i.to_be_bytes()].concat();
+        for i in 0..INDEX_FROM as u32 - 1 {
+            put(&mut ws, &row(i), Some(b"a"), false);
+        }
+        assert!(!ws.indexed);
+        put(&mut ws, b"a", Some(b"z"), false);
+        assert!(ws.indexed);
+        assert_eq!(ws.all.len(), RUN_HASHED + 1, "the run's head and the other key");
+        for i in 0..INDEX_FROM as u32 - 1 {
+            assert_eq!(ws.get(&row(i), || key_hash(&row(i))), Some(Some(&b"a"[..])), "{i}");
+        }
+        assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"z"[..])));
+        assert!(ws.get(&row(500), || key_hash(&row(500))).is_none());
+        // A second table's run, rolled back from its tail to nothing.
+        let other = |i: u32| [b"b".as_slice(), &i.to_be_bytes()].concat();
+        let mut undo = Vec::new();
+        for i in 0..RUN_HASHED as u32 + 5 {
+            undo.push(put(&mut ws, &other(i), Some(b"b"), true));
+        }
+        let hashed = ws.all.len();
+        assert_eq!(hashed, 2 * RUN_HASHED + 1);
+        while let Some(u) = undo.pop() {
+            ws.undo(u);
+            assert!(ws.all.len() <= hashed);
+        }
+        assert_eq!(ws.all.len(), RUN_HASHED + 1);
+        for i in 0..RUN_HASHED as u32 + 5 {
+            assert!(ws.get(&other(i), || key_hash(&other(i))).is_none(), "{i}");
+        }
+        // Overwrites of tail and head entries, and the table written again.
+        put(&mut ws, &row(3), Some(b"head"), false);
+        put(&mut ws, &row(60), Some(b"tail"), false);
+        for i in 0..RUN_HASHED as u32 + 5 {
+            put(&mut ws, &other(i), Some(b"c"), false);
+        }
+        assert_eq!(ws.get(&row(3), || key_hash(&row(3))), Some(Some(&b"head"[..])));
+        assert_eq!(ws.get(&row(60), || key_hash(&row(60))), Some(Some(&b"tail"[..])));
+        for i in 0..RUN_HASHED as u32 + 5 {
+            assert_eq!(ws.get(&other(i), || key_hash(&other(i))), Some(Some(&b"c"[..])));
+        }
+        let got = all(&mut ws);
+        assert_eq!(got.len(), INDEX_FROM + RUN_HASHED + 5);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn a_key_noted_absent_stays_so_across_writes_of_other_keys() {
+        let mut ws = WriteSet::default();
+        for i in 0u32..200 {
+            put(&mut ws, &[b"r".as_slice(), &i.to_be_bytes()].concat(), Some(b"r"), false);
+        }
+        // The unique check of a row, its index entry, then the row.
+        assert!(ws.get(b"new", || key_hash(b"new")).is_none());
+        ws.note_absent(b"new");
+        put(&mut ws, b"entry", Some(b"e"), false);
+        put(&mut ws, b"entry", Some(b"f"), false);
+        put(&mut ws, b"new", Some(b"1"), false);
+        // Written: a second write must find it, not add a twin.
+        put(&mut ws, b"new", Some(b"2"), false);
+        assert_eq!(ws.len(), 202);
+        assert_eq!(ws.get(b"new", || key_hash(b"new")), Some(Some(&b"2"[..])));
+        assert_eq!(ws.get(b"entry", || key_hash(b"entry")), Some(Some(&b"f"[..])));
+        // An undo forgets the note.
+        ws.note_absent(b"other");
+        let u = put(&mut ws, b"x", Some(b"x"), true);
+        ws.undo(u);
+        assert!(!ws.absent_valid);
+        assert_eq!(all(&mut ws).len(), 202);
     }
 
     type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -768,6 +903,8 @@ mod tests {
         RollbackTo,
         Release,
         Scan(Vec<u8>, Vec<u8>, bool, bool),
+        /// A unique check: a lookup, and `note_absent` if absent.
+        Check(Vec<u8>),
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -786,6 +923,7 @@ mod tests {
             1 => Just(Op::RollbackTo),
             1 => Just(Op::Release),
             2 => (key(), key(), any::<bool>(), any::<bool>()).prop_map(|(a, b, r, i)| Op::Scan(a, b, r, i)),
+            3 => key().prop_map(Op::Check),
         ]
     }
 
@@ -807,6 +945,13 @@ mod tests {
                             undo.push(u);
                         }
                         model.insert(k, v);
+                    }
+                    Op::Check(k) => {
+                        let got = ws.get(&k, || key_hash(&k)).map(|v| v.map(<[u8]>::to_vec));
+                        prop_assert_eq!(&got, &model.get(&k).cloned());
+                        if got.is_none() {
+                            ws.note_absent(&k);
+                        }
                     }
                     Op::Savepoint => saves.push((undo.len(), model.clone())),
                     Op::RollbackTo => {

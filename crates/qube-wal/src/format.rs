@@ -130,14 +130,19 @@ pub(crate) fn decode_header(bytes: &[u8]) -> HeaderCheck {
 /// Appends one framed record to `out`. The caller guarantees
 /// `payload.len() <= MAX_RECORD_BYTES` (which fits in a u32).
 pub(crate) fn encode_frame(out: &mut Vec<u8>, lsn: Lsn, payload: &[u8]) {
+    out.extend_from_slice(&frame_header(lsn, payload));
+    out.extend_from_slice(payload);
+}
+
+/// The header of the frame of `payload` (its payload follows it).
+pub(crate) fn frame_header(lsn: Lsn, payload: &[u8]) -> [u8; FRAME_HEADER_LEN as usize] {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut h = [0u8; FRAME_HEADER_LEN as usize];
     h[0..4].copy_from_slice(&len.to_le_bytes());
     h[4..12].copy_from_slice(&lsn.to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h[0..12]), payload);
     h[12..16].copy_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
+    h
 }
 
 /// A frame header that passed the structural checks (its payload fits in the

@@ -150,6 +150,12 @@ pub const MAX_RECORD_BYTES: usize = 256 << 20;
 /// `append` hands the buffer to the OS itself once this much is buffered, so
 /// memory stays bounded when nobody waits for durability.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// A record at least this large is written from the caller's bytes rather
+/// than copied into the buffer first (which would grow to its size: the
+/// commit of a bulk load is a record of a hundred megabytes, copied once
+/// more and its buffer's pages faulted in). Such an append hands it to the
+/// OS at once, as `append` does with a buffer this full.
+const DIRECT_RECORD_BYTES: usize = WRITE_BUFFER_BYTES;
 /// How long a committer waiting for another's sync round spins before it
 /// sleeps on the condition variable.
 const FOLLOWER_SPIN: Duration = Duration::from_micros(200);
@@ -266,6 +272,15 @@ struct AppendState {
     sealed: Vec<(Arc<SegFile>, Vec<u8>)>,
     /// `buf` plus `sealed`.
     pending_bytes: usize,
+}
+
+/// Buffered bytes taken for writing (`Shared::take_pending`).
+struct Taken {
+    sealed: Vec<(Arc<SegFile>, Vec<u8>)>,
+    current: Arc<SegFile>,
+    out: Vec<u8>,
+    /// Every record up to here is in them.
+    upto: Lsn,
 }
 
 /// Protected by the io lock.
@@ -552,6 +567,9 @@ impl Shared {
             )));
         }
         self.check_poisoned()?;
+        if payload.len() >= DIRECT_RECORD_BYTES {
+            return self.append_direct(payload);
+        }
         let frame_len = FRAME_HEADER_LEN + payload.len() as u64;
         let (lsn, flush) = {
             let mut st = self.state.lock();
@@ -571,6 +589,34 @@ impl Shared {
         if flush {
             self.ensure_written(lsn)?;
         }
+        Ok(lsn)
+    }
+
+    /// `append` of a large record: under the io lock, the record's header
+    /// goes into the buffer after the frames before it, the buffer is taken
+    /// (in the same hold of the state lock, so no later frame gets in
+    /// between), and the buffer and then the payload are written. Appends
+    /// after it buffer their frames meanwhile; whoever writes them next
+    /// takes the io lock, so they follow the payload in the file.
+    fn append_direct(&self, payload: &[u8]) -> Result<Lsn> {
+        let frame_len = FRAME_HEADER_LEN + payload.len() as u64;
+        let mut io = self.io.lock();
+        self.check_poisoned()?;
+        let (lsn, taken) = {
+            let mut st = self.state.lock();
+            if st.current.bytes > HEADER_LEN
+                && st.current.bytes.saturating_add(frame_len) > self.opts.segment_bytes
+            {
+                self.rotate(&mut st)?;
+            }
+            let lsn = st.next_lsn;
+            st.buf.extend_from_slice(&format::frame_header(lsn, payload));
+            st.next_lsn += 1;
+            st.current.bytes += frame_len;
+            self.last_lsn.store(lsn, Ordering::Release);
+            (lsn, Self::take_pending(&mut st, &mut io))
+        };
+        self.write_taken(&mut io, taken, payload)?;
         Ok(lsn)
     }
 
@@ -603,13 +649,28 @@ impl Shared {
 
     /// Hands every buffered byte to the OS. Caller holds the io lock.
     fn write_pending(&self, io: &mut IoState) -> Result<()> {
+        let taken = Self::take_pending(&mut self.state.lock(), io);
+        self.write_taken(io, taken, &[])
+    }
+
+    /// Takes every buffered byte (the buffer swapped with the io state's
+    /// spare) for `write_taken`.
+    fn take_pending(st: &mut AppendState, io: &mut IoState) -> Taken {
         let mut out = std::mem::take(&mut io.spare);
-        let (sealed, current, upto) = {
-            let mut st = self.state.lock();
-            std::mem::swap(&mut st.buf, &mut out);
-            st.pending_bytes = 0;
-            (std::mem::take(&mut st.sealed), Arc::clone(&st.current_file), st.next_lsn - 1)
-        };
+        std::mem::swap(&mut st.buf, &mut out);
+        st.pending_bytes = 0;
+        Taken {
+            sealed: std::mem::take(&mut st.sealed),
+            current: Arc::clone(&st.current_file),
+            out,
+            upto: st.next_lsn - 1,
+        }
+    }
+
+    /// Writes what `take_pending` took, then `tail` (the payload of a
+    /// record whose header ends the buffer) to the current segment.
+    fn write_taken(&self, io: &mut IoState, taken: Taken, tail: &[u8]) -> Result<()> {
+        let Taken { sealed, current, mut out, upto } = taken;
         for (file, bytes) in &sealed {
             self.write_file(io, file, bytes)?;
             // A closed segment ends at its last record: cut the zeros written
@@ -621,6 +682,9 @@ impl Shared {
         }
         if !out.is_empty() {
             self.write_file(io, &current, &out)?;
+        }
+        if !tail.is_empty() {
+            self.write_file(io, &current, tail)?;
         }
         out.clear();
         io.spare = out;

@@ -644,10 +644,29 @@ impl NodeMut<'_> {
 
     /// Inserts a cell at slot `i`. The caller checked `fits`.
     pub fn insert(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
+        self.admit(cell_key(cell, self.is_leaf()));
+        self.insert_admitted(i, cell, scratch);
+    }
+
+    /// As `insert`, for a cell whose key the caller found to start with
+    /// the node's common prefix (in a node with keys): the prefix and the
+    /// hints stay as they are. A load appending past a leaf's last key
+    /// checks that against the last key it compared with anyway.
+    pub fn insert_sharing_prefix(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
+        debug_assert!(
+            self.len() > 0 && {
+                let plen = self.prefix_len();
+                let first = self.view().key(0).unwrap_or_default();
+                cell_key(cell, self.is_leaf()).get(..plen) == first.get(..plen)
+            }
+        );
+        self.insert_admitted(i, cell, scratch);
+    }
+
+    fn insert_admitted(&mut self, i: usize, cell: &[u8], scratch: &mut Vec<u8>) {
         if self.gap() < cell.len() + SLOT_SIZE {
             self.compact(scratch);
         }
-        self.admit(cell_key(cell, self.is_leaf()));
         let n = self.len();
         let start = self.start() - cell.len();
         self.p[start..start + cell.len()].copy_from_slice(cell);

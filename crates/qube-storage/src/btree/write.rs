@@ -362,13 +362,17 @@ impl<'a> Txn<'a> {
         // the leaf the previous one went to (a load past the end of a
         // table or index), which one compare shows, without the search.
         let n = node.len();
-        let pos = if n > 0 && node.key(n - 1)? < key {
-            n
-        } else {
-            match node.search(key)? {
-                Ok(_) => return Ok(false),
-                Err(pos) => pos,
+        let last = if n > 0 { Some(node.key(n - 1)?) } else { None };
+        // Past the last key: whether the key keeps the node's common
+        // prefix is seen from that key too (every key has the prefix).
+        let (pos, shares_prefix) = match last {
+            Some(last) if last < key => {
+                (n, last.get(..node.prefix_len()).is_some_and(|p| key.starts_with(p)))
             }
+            _ => match node.search(key)? {
+                Ok(_) => return Ok(false),
+                Err(pos) => (pos, false),
+            },
         };
         if appends_past_fill(&node, pos, cell.len(), self.last_insert, id) {
             return Ok(false);
@@ -377,7 +381,11 @@ impl<'a> Txn<'a> {
         if !m.fits(cell.len()) {
             return Ok(false);
         }
-        m.insert(pos, cell, &mut self.bufs.scratch);
+        if shares_prefix {
+            m.insert_sharing_prefix(pos, cell, &mut self.bufs.scratch);
+        } else {
+            m.insert(pos, cell, &mut self.bufs.scratch);
+        }
         self.keys += 1;
         self.last_insert = Some((id, pos));
         Ok(true)
