@@ -6,8 +6,8 @@
 //! as the engine encodes them, CopyDone. FROM STDIN: CopyInResponse, then
 //! the statement's thread asks the connection task for data
 //! (`Outgoing::NeedCopyData`, answered on a oneshot channel): the task
-//! reads frames from the socket only when asked, gathering the CopyData
-//! already buffered into one `CopyChunk` (up to `COPY_BATCH` bytes) up to
+//! reads frames from the socket only when asked, gathering CopyData into
+//! one `CopyChunk` of `COPY_BATCH` bytes, or less at
 //! CopyDone, CopyFail, a message not allowed in copy-in (08P01: the COPY
 //! fails, the connection goes on), or the client's disconnect (the COPY
 //! fails and its transaction rolls back). Since nothing is read unasked,
