@@ -1227,7 +1227,9 @@ pub fn rows(ctx: &mut Ctx, table: usize) -> Result<Vec<Row>> {
         }
         "pg_settings" => {
             for (name, setting, unit, vartype) in SETTINGS {
-                let v = session_setting(name).unwrap_or_else(|| setting.to_string());
+                let v = session_setting(name)
+                    .map(|v| in_unit(name, &v, *unit))
+                    .unwrap_or_else(|| setting.to_string());
                 out.push(
                     r().set("name", text(*name))
                         .set("setting", text(v))
@@ -1684,12 +1686,31 @@ static SETTINGS: &[(&str, &str, Option<&str>, &str)] = &[
     ("server_encoding", "UTF8", None, "string"),
     ("server_version", "16.0", None, "string"),
     ("server_version_num", "160000", None, "integer"),
+    ("shared_buffers", "16384", Some("8kB"), "integer"),
     ("standard_conforming_strings", "on", None, "bool"),
     ("statement_timeout", "0", Some("ms"), "integer"),
     ("TimeZone", "UTC", None, "string"),
     ("transaction_isolation", "read committed", None, "string"),
     ("work_mem", "4096", Some("kB"), "integer"),
 ];
+
+/// A setting as `pg_settings.setting` shows it: a number in the row's
+/// unit (`work_mem` 4MB is 4096 kB, `shared_buffers` 128MB is 16384 pages
+/// of 8 kB, `statement_timeout` 5s is 5000 ms), as in PostgreSQL, where
+/// SHOW gives the value with its unit.
+fn in_unit(name: &str, value: &str, unit: Option<&str>) -> String {
+    let per = match unit {
+        Some("kB") => 1024,
+        Some("8kB") => 8192,
+        Some("ms") => {
+            return crate::exec::interrupt::parse_duration_ms(name, value)
+                .map_or_else(|_| value.to_string(), |ms| ms.to_string());
+        }
+        _ => return value.to_string(),
+    };
+    crate::exec::spill::parse_memory(name, value, 0, u64::MAX >> 12)
+        .map_or_else(|_| value.to_string(), |bytes| (bytes / per).to_string())
+}
 
 /// How a running statement reads its session's settings.
 /// Shared, so that a session builds one per change of its settings and
