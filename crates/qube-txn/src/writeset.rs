@@ -204,6 +204,22 @@ impl WriteSet {
         (e.val_len != TOMBSTONE).then(|| &self.arena[e.val_at..e.val_at + e.val_len as usize])
     }
 
+    /// `key`'s entry in a run (or a run's tail): ids in ascending key
+    /// order, so a key past its end (the next row of a load) costs one
+    /// compare and a key before its start two.
+    fn find_in_run(&self, run: &[u32], key: &[u8]) -> Option<u32> {
+        let (&first, &last) = (run.first()?, run.last()?);
+        match key.cmp(self.key(last)) {
+            Ordering::Greater => return None,
+            Ordering::Equal => return Some(last),
+            Ordering::Less => {}
+        }
+        if key < self.key(first) {
+            return None;
+        }
+        run.binary_search_by(|&id| self.key(id).cmp(key)).ok().map(|i| run[i])
+    }
+
     /// The entry of `key`, whose `key_hash` `hash()` gives (computed only
     /// if a hash probe is needed).
     fn find(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<u32> {
@@ -212,18 +228,10 @@ impl WriteSet {
             // entries are rows in key order, and a key past a tail's end
             // (the next row of a load) costs one compare.
             for run in &self.runs {
-                let Some(tail) = run.get(RUN_HASHED..) else { continue };
-                let (Some(&first), Some(&last)) = (tail.first(), tail.last()) else { continue };
-                match key.cmp(self.key(last)) {
-                    Ordering::Greater => continue,
-                    Ordering::Equal => return Some(last),
-                    Ordering::Less => {}
-                }
-                if key < self.key(first) {
-                    continue;
-                }
-                if let Ok(i) = tail.binary_search_by(|&id| self.key(id).cmp(key)) {
-                    return Some(tail[i]);
+                if let Some(tail) = run.get(RUN_HASHED..)
+                    && let Some(id) = self.find_in_run(tail, key)
+                {
+                    return Some(id);
                 }
             }
             // One probe, where the runs would cost a binary search each
@@ -237,17 +245,8 @@ impl WriteSet {
                 .map(|s| s.id);
         }
         for run in &self.runs {
-            let (Some(&first), Some(&last)) = (run.first(), run.last()) else { continue };
-            match key.cmp(self.key(last)) {
-                Ordering::Greater => continue,
-                Ordering::Equal => return Some(last),
-                Ordering::Less => {}
-            }
-            if key < self.key(first) {
-                continue;
-            }
-            if let Ok(i) = run.binary_search_by(|&id| self.key(id).cmp(key)) {
-                return Some(run[i]);
+            if let Some(id) = self.find_in_run(run, key) {
+                return Some(id);
             }
         }
         if self.loose.is_empty() {
