@@ -982,7 +982,8 @@ impl Conn<'_> {
     /// frame that ends the connection is kept in `ended`.
     async fn copy_data(&mut self, ended: &mut Option<End>) -> CopyChunk {
         let max = self.server.config.max_message_bytes;
-        let mut data = BytesMut::with_capacity(emit::COPY_BATCH + (8 << 10));
+        // Grown as frames come: a small COPY does not pay for a batch.
+        let mut data = BytesMut::new();
         loop {
             if data.len() >= emit::COPY_BATCH {
                 return CopyChunk { data, end: None };
@@ -1014,6 +1015,10 @@ impl Conn<'_> {
                 }
                 t => CopyEnd::Unexpected(t),
             };
+            // The copy is over: an idle connection keeps no COPY-sized buffer.
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 16 << 10 {
+                self.inbuf = BytesMut::with_capacity(8192);
+            }
             return CopyChunk { data, end: Some(end) };
         }
     }

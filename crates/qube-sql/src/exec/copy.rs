@@ -340,11 +340,7 @@ impl Loader {
                 return Err(self.drain_pipe(ctx).err().unwrap_or_else(|| self.pipe_lost()));
             }
             // The rows parsed meanwhile; the rest come with the next chunk.
-            while let Ok(batch) = self
-                .pipe
-                .as_ref()
-                .map_or(Err(std::sync::mpsc::TryRecvError::Disconnected), |p| p.batches.try_recv())
-            {
+            while let Some(Ok(batch)) = self.pipe.as_ref().map(|p| p.batches.try_recv()) {
                 self.insert_batch(ctx, batch)?;
             }
             return Ok(());
@@ -400,9 +396,8 @@ impl Loader {
         let (spare_tx, spare_rx) = std::sync::mpsc::channel();
         let (spare_chunks_tx, spare_chunks_rx) = std::sync::mpsc::channel();
         let width = self.row.len();
-        // The parser comes back through the thread's result if the
-        // thread cannot start; `Builder::spawn` drops the closure then,
-        // so it is handed over through a slot the closure takes it from.
+        // `Builder::spawn` drops its closure if the thread cannot start:
+        // the parser goes through a slot, so it stays here in that case.
         let slot = Arc::new(parking_lot::Mutex::new(Some(parser)));
         let theirs = slot.clone();
         let spawned = std::thread::Builder::new().name("qube-copy-parse".into()).spawn(move || {
@@ -456,7 +451,7 @@ impl Loader {
             self.row.swap_with_slice(&mut batch.rows[k * width..(k + 1) * width]);
             let line = batch.lines[k];
             self.write_row(ctx)
-                .map_err(|e| e.with_context(format!("COPY {}, line {line}", self.t.table.name)))?;
+                .map_err(|e| e.with_context(line_context(&self.t.table.name, line)))?;
         }
         let end = batch.end.take();
         batch.n = 0;
@@ -510,56 +505,35 @@ fn parse_thread(
     spare: std::sync::mpsc::Receiver<Batch>,
     spare_chunks: std::sync::mpsc::Sender<Vec<u8>>,
 ) {
-    let fresh = || Batch {
-        rows: Vec::with_capacity(BATCH_ROWS * width),
-        lines: Vec::with_capacity(BATCH_ROWS),
-        n: 0,
-        end: None,
-    };
-    let mut batch = fresh();
-    // A parsed record goes straight into its slot of the batch.
-    let each = |p: &mut Parser, rec: &[u8], batch: &mut Batch| -> Result<()> {
-        let k = batch.n;
-        if batch.rows.len() < (k + 1) * width {
-            batch.rows.resize((k + 1) * width, Value::Null);
-        }
-        if p.record(rec, &mut batch.rows[k * width..(k + 1) * width])? {
-            batch.lines.push(p.line);
-            batch.n += 1;
-        }
-        Ok(())
-    };
+    let mut batch = Batch::new(width);
     while let Ok(msg) = chunks.recv() {
-        let r = match &msg {
-            ToParser::Chunk(data) => {
-                let mut r = Ok(());
-                // Whole batches are sent as they fill.
-                let mut rest: &[u8] = data;
-                while r.is_ok() && !rest.is_empty() {
-                    let (used, res) =
-                        parser.feed_some(rest, BATCH_ROWS - batch.n, &mut |p, rec| {
-                            each(p, rec, &mut batch)
-                        });
-                    rest = &rest[used..];
-                    r = res;
-                    if batch.n == BATCH_ROWS {
-                        let full = std::mem::replace(
-                            &mut batch,
-                            spare.try_recv().unwrap_or_else(|_| fresh()),
-                        );
-                        if batches.send(full).is_err() {
-                            return;
-                        }
+        // A parsed record goes straight into its slot of the batch, and a
+        // full batch is sent at once.
+        let mut each = |p: &mut Parser, rec: &[u8]| -> Result<()> {
+            let k = batch.n;
+            if batch.rows.len() < (k + 1) * width {
+                batch.rows.resize((k + 1) * width, Value::Null);
+            }
+            if p.record(rec, &mut batch.rows[k * width..(k + 1) * width])? {
+                batch.lines.push(p.line);
+                batch.n += 1;
+                if batch.n == BATCH_ROWS {
+                    let next = spare.try_recv().unwrap_or_else(|_| Batch::new(width));
+                    if batches.send(std::mem::replace(&mut batch, next)).is_err() {
+                        return Err(Error::Internal("the COPY statement ended".into()));
                     }
                 }
-                r
             }
-            ToParser::Finish => parser.finish(&mut |p, rec| each(p, rec, &mut batch)),
+            Ok(())
         };
-        let last = matches!(msg, ToParser::Finish);
-        if let ToParser::Chunk(data) = msg {
-            let _ = spare_chunks.send(data);
-        }
+        let (r, last) = match msg {
+            ToParser::Chunk(data) => {
+                let r = parser.feed(&data, &mut each);
+                let _ = spare_chunks.send(data);
+                (r, false)
+            }
+            ToParser::Finish => (parser.finish(&mut each), true),
+        };
         if r.is_err() || last {
             batch.end = Some(r);
             let _ = batches.send(batch);
@@ -568,33 +542,36 @@ fn parse_thread(
     }
 }
 
+impl Batch {
+    fn new(width: usize) -> Batch {
+        Batch {
+            rows: Vec::with_capacity(BATCH_ROWS * width),
+            lines: Vec::with_capacity(BATCH_ROWS),
+            n: 0,
+            end: None,
+        }
+    }
+}
+
+/// PostgreSQL's context line of a COPY error.
+fn line_context(table: &str, line: u64) -> String {
+    format!("COPY {table}, line {line}")
+}
+
 impl Parser {
     fn context(&self) -> String {
-        format!("COPY {}, line {}", self.table, self.line)
+        line_context(&self.table, self.line)
     }
 
     /// Hands each complete record of `data` (without its `\n`) to `each`;
     /// an incomplete last one waits for the next chunk.
     fn feed(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         each: &mut dyn FnMut(&mut Parser, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let (_, r) = self.feed_some(data, usize::MAX, each);
-        r
-    }
-
-    /// `feed` for at most `max` records: how many bytes of `data` it used.
-    fn feed_some(
-        &mut self,
-        mut data: &[u8],
-        max: usize,
-        each: &mut dyn FnMut(&mut Parser, &[u8]) -> Result<()>,
-    ) -> (usize, Result<()>) {
-        let len = data.len();
-        let mut taken = 0;
         if self.ended {
-            return (len, Ok(()));
+            return Ok(());
         }
         if !self.pending.is_empty() || self.pending_in_quote {
             match self.record_end(data, self.pending_in_quote) {
@@ -605,40 +582,30 @@ impl Parser {
                     let r = each(self, &rec);
                     rec.clear();
                     self.pending = rec;
+                    r?;
                     data = &data[end + 1..];
-                    taken += 1;
-                    if r.is_err() {
-                        return (len - data.len(), r);
-                    }
                 }
                 (None, q) => {
                     self.pending.extend_from_slice(data);
                     self.pending_in_quote = q;
-                    return (len, Ok(()));
+                    return Ok(());
                 }
             }
         }
         while !data.is_empty() && !self.ended {
-            if taken == max {
-                return (len - data.len(), Ok(()));
-            }
             match self.record_end(data, false) {
                 (Some(end), _) => {
-                    let r = each(self, &data[..end]);
+                    each(self, &data[..end])?;
                     data = &data[end + 1..];
-                    taken += 1;
-                    if r.is_err() {
-                        return (len - data.len(), r);
-                    }
                 }
                 (None, q) => {
                     self.pending.extend_from_slice(data);
                     self.pending_in_quote = q;
-                    return (len, Ok(()));
+                    break;
                 }
             }
         }
-        (len, Ok(()))
+        Ok(())
     }
 
     /// The end of the data: a last line without a newline is a record.
