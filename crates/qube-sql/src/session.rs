@@ -1506,6 +1506,8 @@ impl Session {
         let invalid = |v: &str| {
             Error::user("22023", format!("invalid value for parameter \"TimeZone\": \"{v}\""))
         };
+        // A numeric offset (hours, or an interval) beyond a week from UTC.
+        let out_of_range = |v: &str| invalid(v).with_detail("UTC timezone offset is out of range.");
         let zone = match value {
             ast::Expr::Value(v) => match &v.value {
                 ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
@@ -1514,10 +1516,11 @@ impl Session {
                     } else if let Ok(h) = s.trim().parse::<f64>() {
                         // A plain number is hours east (the SQL convention), unlike
                         // '+05:30', which is POSIX (west), as in PostgreSQL.
-                        if !h.is_finite() || h.abs() > 15.0 {
-                            return Err(invalid(s));
+                        if !datetime::zone_offset_in_range(h * 3600.0) {
+                            return Err(out_of_range(s));
                         }
-                        (datetime::Zone::Fixed((h * 3600.0).round() as i32), s.clone())
+                        let secs = (h * 3600.0).round() as i32;
+                        (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
                     } else {
                         let z = datetime::parse_zone(s).ok_or_else(|| invalid(s))?;
                         let name = match z {
@@ -1529,8 +1532,8 @@ impl Session {
                 }
                 ast::Value::Number(n, _) => {
                     let h: f64 = n.parse().map_err(|_| invalid(n))?;
-                    if h.abs() > 15.0 {
-                        return Err(invalid(n));
+                    if !datetime::zone_offset_in_range(h * 3600.0) {
+                        return Err(out_of_range(n));
                     }
                     let secs = (h * 3600.0).round() as i32;
                     (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
@@ -1543,6 +1546,9 @@ impl Session {
                 };
                 let n = v.value.to_string();
                 let h: f64 = n.parse().map_err(|_| invalid(&n))?;
+                if !datetime::zone_offset_in_range(h * 3600.0) {
+                    return Err(out_of_range(&format!("-{n}")));
+                }
                 let secs = -(h * 3600.0).round() as i32;
                 (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
             }
@@ -1578,7 +1584,19 @@ impl Session {
                         format!("invalid interval value for time zone: \"{text}\""),
                     ));
                 }
-                let secs = (i.micros / datetime::USECS_PER_SEC) as i32;
+                let secs = i.micros / datetime::USECS_PER_SEC;
+                if !datetime::zone_offset_in_range(secs as f64) {
+                    let (neg, abs) = (i.micros < 0, i.micros.unsigned_abs() / 1_000_000);
+                    let sign = if neg { "-" } else { "" };
+                    let shown = format!(
+                        "INTERVAL '{sign}{:02}:{:02}:{:02}'",
+                        abs / 3600,
+                        abs / 60 % 60,
+                        abs % 60
+                    );
+                    return Err(out_of_range(&shown));
+                }
+                let secs = secs as i32;
                 (datetime::Zone::Fixed(secs), datetime::offset_zone_name(secs))
             }
             other => return Err(invalid(&other.to_string())),

@@ -471,8 +471,19 @@ pub fn parse_zone(name: &str) -> Option<Zone> {
         return Some(Zone::Named(tz));
     }
     let rest = lower.strip_prefix("utc").or_else(|| lower.strip_prefix("gmt")).unwrap_or(&lower);
-    let secs = parse_offset_text(rest)?;
+    let secs = parse_offset(rest, MAX_ZONE_OFFSET_HOURS)?;
     Some(Zone::Fixed(-secs))
+}
+
+/// A time zone set as an offset (`SET TIME ZONE 5`, `INTERVAL '5 hours'`,
+/// `'+05'`, `'UTC+5'`) must lie strictly within a week of UTC, as in
+/// PostgreSQL (`pg_tzset_offset`); an offset inside date/time text is held
+/// to 15:59:59 (`parse_offset_text`).
+pub const MAX_ZONE_OFFSET_HOURS: i32 = 167;
+
+/// Whether a zone offset of `secs` (either sign) is one PostgreSQL accepts.
+pub fn zone_offset_in_range(secs: f64) -> bool {
+    secs.is_finite() && secs.abs() < f64::from((MAX_ZONE_OFFSET_HOURS + 1) * 3600)
 }
 
 /// Common zone abbreviations in date/time text (a subset of PostgreSQL's
@@ -500,8 +511,14 @@ fn zone_abbrev(w: &str) -> Option<i32> {
     })
 }
 
-/// `[+-]hh[:mm[:ss]]` or `[+-]hhmm` → seconds (sign as written).
+/// `[+-]hh[:mm[:ss]]` or `[+-]hhmm` → seconds (sign as written), hours at
+/// most 15 (a displacement in date/time text).
 fn parse_offset_text(s: &str) -> Option<i32> {
+    parse_offset(s, 15)
+}
+
+/// As `parse_offset_text`, with hours (one to three digits) up to `max_hours`.
+fn parse_offset(s: &str, max_hours: i32) -> Option<i32> {
     let (neg, body) = match s.as_bytes().first()? {
         b'+' => (false, &s[1..]),
         b'-' => (true, &s[1..]),
@@ -509,22 +526,23 @@ fn parse_offset_text(s: &str) -> Option<i32> {
         _ => return None,
     };
     let parts: Vec<&str> = body.split(':').collect();
-    let num = |p: &str| -> Option<i32> {
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = |p: &str, most: usize| -> Option<i32> {
+        if p.is_empty() || p.len() > most || !p.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         p.parse().ok()
     };
+    let num = |p: &str| digits(p, 2);
     let (h, m, sec) = match parts.as_slice() {
         [hm] if hm.len() == 4 && hm.bytes().all(|b| b.is_ascii_digit()) => {
             (hm[..2].parse().ok()?, hm[2..].parse().ok()?, 0)
         }
-        [h] => (num(h)?, 0, 0),
-        [h, m] => (num(h)?, num(m)?, 0),
-        [h, m, s] => (num(h)?, num(m)?, num(s)?),
+        [h] => (digits(h, 3)?, 0, 0),
+        [h, m] => (digits(h, 3)?, num(m)?, 0),
+        [h, m, s] => (digits(h, 3)?, num(m)?, num(s)?),
         _ => return None,
     };
-    if h > 15 || m > 59 || sec > 59 {
+    if h > max_hours || m > 59 || sec > 59 {
         return None;
     }
     let v = h * 3600 + m * 60 + sec;
