@@ -165,14 +165,39 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
     Ok(match func {
         Func::Extract | Func::DatePart => {
             let field = field_name(&args[0]);
-            let (d, scale) = extract(&field, &args[1])?;
-            if func == Func::DatePart {
-                use rust_decimal::prelude::ToPrimitive;
-                Value::Float8(d.to_f64().unwrap_or(f64::NAN))
-            } else {
-                let mut d = d;
-                d.rescale(scale);
-                Value::Numeric(d)
+            // An infinite date or timestamp, as in PostgreSQL: the fields
+            // that grow with time are ±Infinity, the others NULL.
+            let infinite = match &args[1] {
+                Value::Date(d) if !dt::is_finite_date(*d) => Some(*d > 0),
+                Value::Timestamp(t) | Value::TimestampTz(t) if !dt::is_finite_ts(*t) => {
+                    Some(*t > 0)
+                }
+                _ => None,
+            };
+            match (extract(&field, &args[1])?, infinite) {
+                (Part::Null, _) => Value::Null,
+                (Part::Infinite, Some(up)) if func == Func::DatePart => {
+                    Value::Float8(if up { f64::INFINITY } else { f64::NEG_INFINITY })
+                }
+                (Part::Infinite, _) => {
+                    return Err(Error::user(
+                        "0A000",
+                        format!(
+                            "extract({field} FROM {}) is {}Infinity, which numeric cannot hold \
+                             here (date_part gives it as double precision)",
+                            if infinite == Some(false) { "-infinity" } else { "infinity" },
+                            if infinite == Some(false) { "-" } else { "" }
+                        ),
+                    ));
+                }
+                (Part::Finite(d, _), _) if func == Func::DatePart => {
+                    use rust_decimal::prelude::ToPrimitive;
+                    Value::Float8(d.to_f64().unwrap_or(f64::NAN))
+                }
+                (Part::Finite(mut d, scale), _) => {
+                    d.rescale(scale);
+                    Value::Numeric(d)
+                }
             }
         }
         Func::DateTrunc => {
@@ -218,7 +243,9 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         Func::MakeTimestamp | Func::MakeTimestampTz => {
             let d = make_date(int(&args[0]), int(&args[1]), int(&args[2]))?;
             let t = make_time(int(&args[3]), int(&args[4]), args[5].as_f64().unwrap_or(0.0))?;
-            let local = d as i64 * USECS_PER_DAY + t;
+            // A date past 294276 AD overflows as microseconds: saturated,
+            // it stays out of range (a zone moves it by hours at most).
+            let local = (d as i64).saturating_mul(USECS_PER_DAY).saturating_add(t);
             if func == Func::MakeTimestamp {
                 Value::Timestamp(dt::check_ts(local)?)
             } else {
@@ -226,6 +253,9 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
                     Some(z) => zone_arg(z)?,
                     None => env.zone,
                 };
+                if local.unsigned_abs() > 2 * dt::TS_END.unsigned_abs() {
+                    return Err(Error::user("22008", "timestamp out of range"));
+                }
                 Value::TimestampTz(dt::check_ts(z.to_utc(local))?)
             }
         }
@@ -563,8 +593,25 @@ fn secs(us: i128) -> Decimal {
     Decimal::from_i128_with_scale(us, 6)
 }
 
-/// extract/date_part: the value and PostgreSQL's numeric scale.
-fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
+/// What extract/date_part give for a field.
+enum Part {
+    /// The value and PostgreSQL's numeric scale.
+    Finite(Decimal, u32),
+    /// ±Infinity (the sign is the infinite input's): a field that grows
+    /// with time of an infinite date or timestamp.
+    Infinite,
+    /// NULL: any other field of an infinite date or timestamp.
+    Null,
+}
+
+/// The fields of an infinite date or timestamp that are ±Infinity (the
+/// others are NULL), as in PostgreSQL.
+fn grows_with_time(field: &str) -> bool {
+    matches!(field, "epoch" | "year" | "decade" | "century" | "millennium" | "julian" | "isoyear")
+}
+
+/// extract/date_part of a field.
+fn extract(field: &str, v: &Value) -> Result<Part> {
     let type_name = v.data_type().map(|t| t.sql_name()).unwrap_or_default();
     let unsupported =
         || Error::user("0A000", format!("unit \"{field}\" not supported for type {type_name}"));
@@ -590,14 +637,15 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
             None => return Err(unknown()),
         },
     };
+    let finite = |r: (Decimal, u32)| Part::Finite(r.0, r.1);
     match v {
         Value::Interval(iv) => {
             let t = iv.micros;
             let years = iv.months as i64 / 12;
             if let Some(r) = clock_field(t, field) {
-                return Ok(r);
+                return Ok(finite(r));
             }
-            Ok(match field {
+            Ok(finite(match field {
                 "day" => (dec(iv.days as i64), 0),
                 "month" => (dec(iv.months as i64 % 12), 0),
                 "quarter" => (dec(iv.months as i64 % 12 / 3 + 1), 0),
@@ -613,35 +661,34 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
                     (Decimal::from_i128_with_scale(us, 6), 6)
                 }
                 _ => return Err(unsupported()),
-            })
+            }))
         }
         Value::Time(t) => {
             let t = *t;
             if let Some(r) = clock_field(t, field) {
-                return Ok(r);
+                return Ok(finite(r));
             }
-            Ok(match field {
+            Ok(finite(match field {
                 "epoch" => (secs(t as i128), 6),
                 _ => return Err(unsupported()),
-            })
+            }))
         }
-        Value::Date(d) => {
-            if !dt::is_finite_date(*d) {
-                return Ok(match field {
-                    "epoch" | "year" | "decade" | "century" | "millennium" | "julian"
-                    | "isoyear" => (if *d > 0 { Decimal::MAX } else { Decimal::MIN }, 0),
-                    _ => return Err(Error::user("0A000", "infinite dates have no fields")),
-                });
+        Value::Date(d) => match field {
+            "hour" | "minute" | "second" | "milliseconds" | "microseconds" | "timezone"
+            | "timezone_hour" | "timezone_minute" => Err(unsupported()),
+            _ if !dt::is_finite_date(*d) => {
+                Ok(if grows_with_time(field) { Part::Infinite } else { Part::Null })
             }
-            match field {
-                "epoch" => Ok((dec((*d as i64 + dt::UNIX_EPOCH_OFFSET_DAYS) * 86_400), 0)),
-                "julian" => Ok((dec(*d as i64 + 2_451_545), 0)),
-                "hour" | "minute" | "second" | "milliseconds" | "microseconds" | "timezone"
-                | "timezone_hour" | "timezone_minute" => Err(unsupported()),
-                _ => day_field(field, *d as i64, 0, None).map(|(d, _)| (d, 0)),
-            }
+            "epoch" => Ok(finite((dec((*d as i64 + dt::UNIX_EPOCH_OFFSET_DAYS) * 86_400), 0))),
+            "julian" => Ok(finite((dec(*d as i64 + 2_451_545), 0))),
+            _ => day_field(field, *d as i64, 0, None).map(|(d, _)| Part::Finite(d, 0)),
+        },
+        // Every known field, also one a finite timestamp does not have
+        // (PostgreSQL gives NULL for timezone of timestamp 'infinity').
+        Value::Timestamp(t) | Value::TimestampTz(t) if !dt::is_finite_ts(*t) => {
+            Ok(if grows_with_time(field) { Part::Infinite } else { Part::Null })
         }
-        Value::Timestamp(t) => ts_field(field, *t, None),
+        Value::Timestamp(t) => ts_field(field, *t, None).map(finite),
         Value::TimestampTz(t) => {
             let z = dt::zone();
             let off = z.offset_at(*t);
@@ -649,6 +696,7 @@ fn extract(field: &str, v: &Value) -> Result<(Decimal, u32)> {
                 "epoch" => ts_field(field, *t, None),
                 _ => ts_field(field, z.to_local(*t), Some(off)),
             }
+            .map(finite)
         }
         _ => Err(unsupported()),
     }

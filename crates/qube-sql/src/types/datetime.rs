@@ -1246,7 +1246,12 @@ pub fn parse_timestamp(text: &str, tz: bool) -> Result<i64> {
     let t = hms(&p, text)?;
     let days = days_from_civil(y, m, d);
     let out_of_range = || Error::user("22008", format!("timestamp out of range: \"{text}\""));
-    if !date_in_range(days) {
+    // A date may lie far past the last timestamp (5874897 AD against
+    // 294276 AD): such a day would overflow as microseconds. A day or two
+    // of slack lets a zone's offset bring an edge value back in range.
+    if !date_in_range(days)
+        || !(TS_MIN / USECS_PER_DAY - 2..=TS_END / USECS_PER_DAY + 2).contains(&days)
+    {
         return Err(out_of_range());
     }
     let local = days * USECS_PER_DAY + t;

@@ -348,6 +348,31 @@ fn unsupported_array_and_json_forms_are_clear_errors() {
     assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
 }
 
+/// extract() of a growing field of an infinite date or timestamp is
+/// numeric Infinity in PostgreSQL, which our numeric cannot hold: a clear
+/// error rather than a finite stand-in (date_part and the other fields
+/// match PostgreSQL, see datetime.slt).
+#[test]
+fn extract_of_infinity_is_a_clear_error() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    for sql in [
+        "SELECT extract(year FROM DATE 'infinity')",
+        "SELECT extract(century FROM DATE '-infinity')",
+        "SELECT extract(epoch FROM TIMESTAMP 'infinity')",
+        "SELECT extract(julian FROM TIMESTAMPTZ '-infinity')",
+    ] {
+        let e = s.execute(sql).unwrap_err();
+        assert_eq!(e.sqlstate(), "0A000", "{sql}");
+        assert!(e.to_string().contains("Infinity"), "{sql}: {e}");
+    }
+    let r = s
+        .execute("SELECT extract(day FROM DATE 'infinity'), extract(year FROM DATE '2024-05-01')")
+        .unwrap();
+    assert_eq!(r[0].rows[0][0], qube_sql::Value::Null);
+    assert_eq!(r[0].rows[0][1].to_string(), "2024");
+}
+
 /// ORDER BY over an index's columns reads the index in order (reverse for
 /// DESC) instead of sorting, when NULL placement and directions match.
 #[test]
