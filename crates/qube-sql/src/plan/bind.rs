@@ -715,7 +715,7 @@ impl<'a> Binder<'a> {
         let mut keys = Vec::new();
         for o in order_by {
             let (desc, nulls_first) = order_opts(o);
-            let idx = match self.output_ref(&o.expr, &columns, &exprs)? {
+            let idx = match self.output_ref(&o.expr, &columns, &exprs, "ORDER BY")? {
                 Some(i) => i,
                 None => {
                     let b = finish_unknown(self.expr(&o.expr)?)?;
@@ -738,7 +738,7 @@ impl<'a> Binder<'a> {
         if let Some(ast::Distinct::On(on)) = &sel.distinct {
             let mut idx = Vec::new();
             for e in on {
-                let i = match self.output_ref(e, &columns, &exprs)? {
+                let i = match self.output_ref(e, &columns, &exprs, "DISTINCT ON")? {
                     Some(i) => i,
                     None => {
                         let b = finish_unknown(self.expr(e)?)?;
@@ -870,12 +870,9 @@ impl<'a> Binder<'a> {
 
     /// GROUP BY 2 / GROUP BY alias → the select-list expression.
     fn group_target(&self, g: &ast::Expr, projection: &[ast::SelectItem]) -> Result<ast::Expr> {
-        if let ast::Expr::Value(v) = g
-            && let ast::Value::Number(n, _) = &v.value
-        {
-            let i: usize =
-                n.parse().map_err(|_| err("42601", format!("bad GROUP BY position {n}")))?;
-            return match projection.get(i.wrapping_sub(1)) {
+        if let Some(i) = position_literal(g, "GROUP BY")? {
+            let at = usize::try_from(i).ok().and_then(|i| i.checked_sub(1));
+            return match at.and_then(|i| projection.get(i)) {
                 Some(ast::SelectItem::UnnamedExpr(e))
                 | Some(ast::SelectItem::ExprWithAlias { expr: e, .. }) => Ok(e.clone()),
                 _ => Err(err("42P10", format!("GROUP BY position {i} is not in select list"))),
@@ -908,21 +905,15 @@ impl<'a> Binder<'a> {
         e: &ast::Expr,
         columns: &[(String, DataType)],
         exprs: &[Expr],
+        clause: &str,
     ) -> Result<Option<usize>> {
+        if let Some(i) = position_literal(e, clause)? {
+            return match usize::try_from(i) {
+                Ok(i) if i >= 1 && i <= columns.len() => Ok(Some(i - 1)),
+                _ => Err(err("42P10", format!("{clause} position {i} is not in select list"))),
+            };
+        }
         match e {
-            ast::Expr::Value(v) => {
-                if let ast::Value::Number(n, _) = &v.value {
-                    let i: usize = n.parse().unwrap_or(0);
-                    if i == 0 || i > columns.len() {
-                        return Err(err(
-                            "42P10",
-                            format!("ORDER BY position {n} is not in select list"),
-                        ));
-                    }
-                    return Ok(Some(i - 1));
-                }
-                Ok(None)
-            }
             ast::Expr::Identifier(id) => {
                 let name = ident(id);
                 let hits: Vec<usize> = columns
@@ -952,7 +943,7 @@ impl<'a> Binder<'a> {
         let mut keys = Vec::new();
         for o in order_by {
             let (desc, nulls_first) = order_opts(o);
-            let idx = self.output_ref(&o.expr, columns, &[])?.ok_or_else(|| {
+            let idx = self.output_ref(&o.expr, columns, &[], "ORDER BY")?.ok_or_else(|| {
                 if let ast::Expr::Identifier(id) = &o.expr {
                     return err("42703", format!("column \"{}\" does not exist", ident(id)));
                 }
@@ -3581,6 +3572,32 @@ fn plan_width_of(p: &Plan) -> usize {
         | Plan::DistinctOn { input, .. }
         | Plan::Limit { input, .. } => plan_width_of(input),
         _ => 0,
+    }
+}
+
+/// An ORDER BY or GROUP BY item that is a literal, as PostgreSQL reads it:
+/// an integer (a negative one too, which its grammar folds into the
+/// constant; parentheses do not matter) is an output column position;
+/// any other literal (a string, a float, a number past `integer`, a
+/// boolean, NULL) is 42601. `None`: an expression, to sort or group by.
+fn position_literal(e: &ast::Expr, clause: &str) -> Result<Option<i64>> {
+    let (v, negative) = match e {
+        ast::Expr::Nested(inner) => return position_literal(inner, clause),
+        ast::Expr::Value(v) => (&v.value, false),
+        ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => match expr.as_ref() {
+            ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..)) => (&v.value, true),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    match v {
+        // `$1` is a parameter, an expression.
+        ast::Value::Placeholder(_) => Ok(None),
+        ast::Value::Number(n, _) => match n.parse::<i32>() {
+            Ok(i) => Ok(Some(if negative { -i64::from(i) } else { i64::from(i) })),
+            Err(_) => Err(err("42601", format!("non-integer constant in {clause}"))),
+        },
+        _ => Err(err("42601", format!("non-integer constant in {clause}"))),
     }
 }
 
