@@ -394,6 +394,14 @@ impl<'a> Binder<'a> {
                         let b = self.expr(e);
                         self.scopes.pop();
                         let b = b?;
+                        // As an assignment, as PostgreSQL coerces LIMIT and
+                        // OFFSET: a numeric or float rounds (LIMIT 2.5 is 3).
+                        if !b.unknown && is_numeric(&b.ty) && b.ty != DataType::BigInt {
+                            return Ok(Some(Expr::Cast {
+                                expr: b.expr.boxed(),
+                                to: DataType::BigInt,
+                            }));
+                        }
                         Ok(Some(coerce(b, &DataType::BigInt)?))
                     }
                 }
