@@ -558,7 +558,18 @@ impl Conn<'_> {
             return Err(fatal("28000", format!("role \"{user}\" is not permitted to log in")));
         }
         let db = self.server.db.clone();
-        let zone = params.get("TimeZone").cloned();
+        let settings = match startup_settings(&params) {
+            Ok(s) => s,
+            Err(e) => return Err(End::Fatal(e)),
+        };
+        // Reported back as set: `-c application_name=…` in options wins.
+        let app = settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case("application_name"))
+            .map(|(_, v)| v.clone())
+            .or_else(|| params.get("application_name").cloned())
+            .unwrap_or_default();
         let options = qube_sql::SessionOptions {
             database,
             user: Some(user.clone()),
@@ -569,8 +580,8 @@ impl Conn<'_> {
         };
         let session = tokio::task::spawn_blocking(move || {
             let mut s = db.open_session(options)?;
-            if let Some(z) = zone {
-                s.set_time_zone(&z)?;
+            for (name, value) in &settings {
+                s.set_parameter(name, value)?;
             }
             Ok::<_, Error>(s)
         })
@@ -583,7 +594,6 @@ impl Conn<'_> {
         tracing::debug!(%peer, user, pid, "session started");
         self.session = Some(Box::new(session));
         put(&mut self.out, B::Authentication(Authentication::Ok));
-        let app = params.get("application_name").cloned().unwrap_or_default();
         for (name, value) in [
             ("server_version", SERVER_VERSION.to_string()),
             ("server_encoding", "UTF8".into()),
@@ -1531,6 +1541,78 @@ fn message_name(m: &F) -> &'static str {
         F::PortalSuspended(_) => "PortalSuspended",
         _ => "in this state",
     }
+}
+
+/// The settings a startup packet asks for, in order: every parameter that
+/// is not part of the connection itself (`TimeZone`, `statement_timeout`,
+/// `search_path`, …, as PostgreSQL applies any setting given there), then
+/// those of `options` (`-c name=value` or `--name=value`, separated by
+/// spaces, a backslash escaping the next character, as libpq's PGOPTIONS
+/// sends them). `client_encoding` (always UTF8 here) and the styles of
+/// date and interval output (only ISO and postgres exist) are not applied.
+fn startup_settings(
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, Error> {
+    let skip = |k: &str| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "user"
+                | "database"
+                | "options"
+                | "replication"
+                | "application_name"
+                | "client_encoding"
+                | "datestyle"
+                | "intervalstyle"
+        ) || k.starts_with("_pq_.")
+    };
+    let mut out: Vec<(String, String)> =
+        params.iter().filter(|(k, _)| !skip(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let Some(options) = params.get("options") else { return Ok(out) };
+    // Split on unescaped whitespace; a backslash takes the next byte as is.
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let bad = |w: &str| {
+        Error::user("42601", format!("invalid command-line argument for server process: {w}"))
+            .with_hint("Try \"-c name=value\" or \"--name=value\".")
+    };
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let setting = if w == "-c" {
+            it.next().ok_or_else(|| bad(&w))?
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            rest.to_string()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            rest.to_string()
+        } else {
+            return Err(bad(&w));
+        };
+        let Some((name, value)) = setting.split_once('=') else {
+            return Err(Error::user("42601", format!("-c {setting} requires a value")));
+        };
+        // `--statement-timeout=5s` is `statement_timeout`, as in PostgreSQL.
+        let name = name.replace('-', "_");
+        if skip(&name) && !name.eq_ignore_ascii_case("application_name") {
+            continue;
+        }
+        out.push((name, value.to_string()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

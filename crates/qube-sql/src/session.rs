@@ -1145,6 +1145,33 @@ impl Session {
         self.set_time_zone_expr(&v, false).map(|_| ())
     }
 
+    /// Sets a setting as `SET name TO 'value'` does, for a client's startup
+    /// parameters (`statement_timeout=5s`, or `-c statement_timeout=5s` in
+    /// `options`, which PostgreSQL also applies at connection start); the
+    /// same errors as SET.
+    pub fn set_parameter(&mut self, name: &str, value: &str) -> Result<()> {
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            return Err(Error::user(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
+        }
+        if name.eq_ignore_ascii_case("timezone") {
+            return self.set_time_zone(value);
+        }
+        let sql = format!("SET {name} TO '{}'", value.replace('\'', "''"));
+        let stmt = parse(&sql)?;
+        match stmt.as_slice() {
+            [ast::Statement::Set(set)] => self.set(set).map(|_| ()),
+            _ => Err(Error::user(
+                "22023",
+                format!("invalid value for parameter \"{name}\": \"{value}\""),
+            )),
+        }
+    }
+
     /// Publishes a statement's environment on the thread that runs it:
     /// now() is the transaction's start, casts and operators read the
     /// session's zone and clock, sorts its work_mem, operators its cancel

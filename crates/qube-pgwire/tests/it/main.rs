@@ -157,6 +157,78 @@ async fn startup_parameters_and_unknown_database() {
     srv.stop().await;
 }
 
+/// Settings in the startup packet apply to the session, as in PostgreSQL:
+/// a parameter of their own name (libpq sends PGTZ as `timezone`) or in
+/// `options` (`-c name=value`, `--name=value`, backslash-escaped spaces);
+/// a bad one refuses the connection with SET's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_settings_apply_to_the_session() {
+    let srv = TestServer::start().await;
+    let mut c = raw::Raw::connect_with(
+        srv.addr,
+        &[
+            ("timezone", "Asia/Tokyo"),
+            ("search_path", "s1, public"),
+            ("options", "-c statement_timeout=7s --work-mem=8MB -c application_name=my\\ app"),
+        ],
+    )
+    .await
+    .expect("startup");
+    let p = |n: &str| c.params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(p("TimeZone").as_deref(), Some("Asia/Tokyo"));
+    let msgs = c
+        .query(
+            "SELECT current_setting('statement_timeout'), current_setting('work_mem'), \
+             current_setting('search_path'), current_setting('application_name'), \
+             current_setting('TimeZone')",
+        )
+        .await;
+    assert_eq!(
+        raw::data_rows(&msgs),
+        vec![vec![
+            Some("7s".into()),
+            Some("8MB".into()),
+            Some("s1, public".into()),
+            Some("my app".into()),
+            Some("Asia/Tokyo".into()),
+        ]]
+    );
+    // tokio-postgres sends `options` as libpq does.
+    let (pg, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=qubedb dbname=qubedb options='-c statement_timeout=1500'",
+            srv.addr.port()
+        ),
+        NoTls,
+    )
+    .await
+    .expect("connect with options");
+    tokio::spawn(conn);
+    let r = simple_rows(&pg, "SHOW statement_timeout").await;
+    assert_eq!(r[0][0].as_deref(), Some("1500ms"));
+    // Bad settings are refused with SET's code, and the server goes on.
+    for (extra, code) in [
+        (("options", "-c statement_timeout=soon"), "22023"),
+        (("options", "statement_timeout=5s"), "42601"),
+        (("options", "-c statement_timeout"), "42601"),
+        (("options", "-c"), "42601"),
+        (("timezone", "Mars/Olympus"), "22023"),
+        (("shared_buffers", "1GB"), "55P02"),
+        (("work_mem", "1kB"), "22023"),
+        (("bad name!", "1"), "42704"),
+    ] {
+        let body = raw::Raw::connect_with(srv.addr, &[extra])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{extra:?} was accepted"));
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(&format!("C{code}\0")), "{extra:?}: {text}");
+        assert!(text.contains("SFATAL\0"), "{extra:?}: {text}");
+    }
+    srv.assert_serving().await;
+    srv.stop().await;
+}
+
 /// An interval in binary (tokio-postgres has no type of its own for it).
 #[derive(Debug, PartialEq)]
 struct Iv {

@@ -28,10 +28,19 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
+        match Self::connect_with(addr, &[]).await {
+            Ok(raw) => raw,
+            Err(e) => panic!("startup failed: {}", String::from_utf8_lossy(&e)),
+        }
+    }
+
+    /// Connects with more startup parameters; `Err` holds the body of the
+    /// ErrorResponse that refused them.
+    pub async fn connect_with(addr: SocketAddr, extra: &[(&str, &str)]) -> Result<Raw, Vec<u8>> {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let mut body = Vec::new();
         body.extend_from_slice(&196608i32.to_be_bytes());
-        for (k, v) in [("user", "qubedb"), ("database", "qubedb")] {
+        for (k, v) in [("user", "qubedb"), ("database", "qubedb")].iter().chain(extra) {
             cstr(&mut body, k);
             cstr(&mut body, v);
         }
@@ -50,11 +59,11 @@ impl Raw {
                 }
                 b'K' => raw.key_data = Some(body),
                 b'R' => assert_eq!(body, [0, 0, 0, 0], "AuthenticationOk"),
-                b'E' => panic!("startup failed: {}", String::from_utf8_lossy(&body)),
+                b'E' => return Err(body),
                 _ => {}
             }
         }
-        raw
+        Ok(raw)
     }
 
     pub async fn read_msg(&mut self) -> Option<Msg> {
