@@ -722,7 +722,7 @@ impl<'a> Binder<'a> {
         let visible = exprs.len();
         let mut keys = Vec::new();
         for o in order_by {
-            let (desc, nulls_first) = order_opts(o);
+            let (desc, nulls_first) = order_opts(o)?;
             let idx = match self.output_ref(&o.expr, &columns, &exprs, "ORDER BY")? {
                 Some(i) => i,
                 None => {
@@ -950,7 +950,7 @@ impl<'a> Binder<'a> {
     ) -> Result<Vec<SortKey>> {
         let mut keys = Vec::new();
         for o in order_by {
-            let (desc, nulls_first) = order_opts(o);
+            let (desc, nulls_first) = order_opts(o)?;
             let idx = self.output_ref(&o.expr, columns, &[], "ORDER BY")?.ok_or_else(|| {
                 if let ast::Expr::Identifier(id) = &o.expr {
                     return err("42703", format!("column \"{}\" does not exist", ident(id)));
@@ -3259,7 +3259,7 @@ impl<'a> Binder<'a> {
         let mut order = Vec::new();
         let mut order_types = Vec::new();
         for o in &spec.order_by {
-            let (desc, nulls_first) = order_opts(o);
+            let (desc, nulls_first) = order_opts(o)?;
             let (expr, ty) = self.expr_typed(&o.expr)?;
             order.push(SortKey { expr, desc, nulls_first });
             order_types.push(ty);
@@ -3435,7 +3435,7 @@ impl<'a> Binder<'a> {
                 if contains_aggregate(&o.expr) {
                     return Err(err("42803", "aggregate function calls cannot be nested"));
                 }
-                let (desc, nulls_first) = order_opts(o);
+                let (desc, nulls_first) = order_opts(o)?;
                 let b = self.expr(&o.expr)?;
                 order.push((b, desc, nulls_first));
             }
@@ -3609,11 +3609,34 @@ fn position_literal(e: &ast::Expr, clause: &str) -> Result<Option<i64>> {
     }
 }
 
-fn order_opts(o: &ast::OrderByExpr) -> (bool, bool) {
-    let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+/// ASC/DESC and NULLS FIRST/LAST of a sort key. `USING <` is ASC and
+/// `USING >` DESC (also as `OPERATOR(pg_catalog.>)`), as PostgreSQL's
+/// btree ordering operators; any other operator is 42809.
+fn order_opts(o: &ast::OrderByExpr) -> Result<(bool, bool)> {
+    let desc = match &o.options.sort {
+        Some(ast::OrderBySort::Desc) => true,
+        Some(ast::OrderBySort::Using(op)) => {
+            let name = op.to_string();
+            let bare = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+            match bare {
+                "<" => false,
+                ">" => true,
+                _ => {
+                    return Err(err(
+                        "42809",
+                        format!("operator {name} is not a valid ordering operator"),
+                    )
+                    .with_hint(
+                        "Ordering operators must be \"<\" or \">\" members of btree operator families.",
+                    ));
+                }
+            }
+        }
+        _ => false,
+    };
     // PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC, by default.
     let nulls_first = o.options.nulls_first.unwrap_or(desc);
-    (desc, nulls_first)
+    Ok((desc, nulls_first))
 }
 
 fn and(a: Expr, b: Expr) -> Expr {
