@@ -279,6 +279,14 @@ fn create_table(
     if matches!(ct.on_commit, Some(ast::OnCommit::Drop | ast::OnCommit::DeleteRows)) {
         return Err(unsupported("ON COMMIT DROP / DELETE ROWS"));
     }
+    // Refused rather than ignored: a table made without them would take
+    // rows (or lack columns) that PostgreSQL's would not.
+    if ct.inherits.is_some() {
+        return Err(unsupported("table inheritance (INHERITS)"));
+    }
+    if ct.partition_of.is_some() || ct.for_values.is_some() || ct.partition_by.is_some() {
+        return Err(unsupported("partitioned tables (PARTITION BY / PARTITION OF)"));
+    }
     if let Some(q) = &ct.query {
         return create_table_as(shared, txn, schema, ct, q);
     }

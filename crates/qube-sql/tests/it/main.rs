@@ -348,6 +348,28 @@ fn unsupported_array_and_json_forms_are_clear_errors() {
     assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
 }
 
+/// Table inheritance and partitioning are refused, not ignored: a plain
+/// table in their place would lack inherited columns or take rows that no
+/// partition accepts.
+#[test]
+fn inheritance_and_partitioning_are_clear_errors() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE parent (a int)").unwrap();
+    for sql in [
+        "CREATE TABLE child (b int) INHERITS (parent)",
+        "CREATE TABLE m (a int, b int) PARTITION BY RANGE (a)",
+        "CREATE TABLE l (a int) PARTITION BY LIST (a)",
+        "CREATE TABLE p1 PARTITION OF parent FOR VALUES FROM (1) TO (10)",
+    ] {
+        assert_eq!(s.execute(sql).unwrap_err().sqlstate(), "0A000", "{sql}");
+    }
+    for t in ["child", "m", "l", "p1"] {
+        let e = s.execute(&format!("SELECT * FROM {t}")).unwrap_err();
+        assert_eq!(e.sqlstate(), "42P01", "{t} was created");
+    }
+}
+
 /// extract() of a growing field of an infinite date or timestamp is
 /// numeric Infinity in PostgreSQL, which our numeric cannot hold: a clear
 /// error rather than a finite stand-in (date_part and the other fields
