@@ -511,8 +511,31 @@ pub fn to_jsonb(v: Value) -> Result<Jsonb> {
             Jsonb::Array(items.into_iter().map(to_jsonb).collect::<Result<_>>()?)
         }
         Value::Uuid(u) => Jsonb::String(format_uuid(&u)),
+        v @ (Value::Timestamp(_) | Value::TimestampTz(_)) => Jsonb::String(json_timestamp(&v)),
         other => Jsonb::String(cast::to_text(other)),
     })
+}
+
+/// A timestamp as JSON holds it (PostgreSQL writes XML Schema's form):
+/// `T` between date and time, and a zone offset with its minutes
+/// (`2024-01-01T08:00:00+00:00`); BC and infinities as in text.
+fn json_timestamp(v: &Value) -> String {
+    let mut t = v.to_string();
+    let Some(space) = t.find(' ').filter(|_| t.as_bytes().first().is_some_and(u8::is_ascii_digit))
+    else {
+        return t;
+    };
+    t.replace_range(space..=space, "T");
+    if matches!(v, Value::TimestampTz(_)) {
+        // The offset ends the time, before any " BC".
+        let end = t.find(' ').unwrap_or(t.len());
+        if let Some(sign) = t[space..end].rfind(['+', '-']).map(|i| i + space)
+            && !t[sign..end].contains(':')
+        {
+            t.insert_str(end, ":00");
+        }
+    }
+    t
 }
 
 /// to_json's text for a value (PostgreSQL's `datum_to_json`).
@@ -537,6 +560,7 @@ pub fn json_text(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        v @ (Value::Timestamp(_) | Value::TimestampTz(_)) => escape_into(&json_timestamp(v), out),
         other => escape_into(&other.to_string(), out),
     }
 }
