@@ -59,10 +59,24 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
         }
         DataType::BigInt => Value::Int8(to_i64(v, "bigint")?),
         DataType::Real => {
-            let f = to_f64(v, "real")?;
+            // Text out of real's range names the text, as PostgreSQL's
+            // float4in; a double out of it is an overflow or underflow.
+            let (f, text) = match v {
+                Value::Text(s) => (parse_float(&s, "real")?, Some(s)),
+                other => (to_f64(other, "real")?, None),
+            };
             let r = f as f32;
-            if r.is_infinite() && f.is_finite() {
-                return Err(Error::user("22003", "value out of range: overflow"));
+            let over = r.is_infinite() && f.is_finite();
+            let under = r == 0.0 && f != 0.0;
+            if over || under {
+                return Err(match text {
+                    Some(t) => Error::user(
+                        "22003",
+                        format!("\"{}\" is out of range for type real", t.trim()),
+                    ),
+                    None if over => Error::user("22003", "value out of range: overflow"),
+                    None => Error::user("22003", "value out of range: underflow"),
+                });
             }
             Value::Float4(r)
         }
@@ -358,7 +372,13 @@ pub fn parse_float(s: &str, type_name: &str) -> Result<f64> {
         return Ok(*v);
     }
     let f: f64 = t.parse().map_err(|_| invalid_text(type_name, s))?;
-    if f.is_infinite() {
+    // Too large, or too small to be told from zero (1e-400; a subnormal
+    // such as 1e-310 is kept), as PostgreSQL's strtod check.
+    let underflow = f == 0.0
+        && t.split(['e', 'E'])
+            .next()
+            .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b)));
+    if f.is_infinite() || underflow {
         return Err(Error::user("22003", format!("\"{t}\" is out of range for type {type_name}")));
     }
     Ok(f)
