@@ -2214,7 +2214,17 @@ impl<'a> Binder<'a> {
                 {
                     note_param_type(*i, &to);
                 }
-                let c = Expr::Cast { expr: b.expr.boxed(), to: to.clone() };
+                // character(n) to text or varchar drops its padding, as
+                // PostgreSQL's bpchar does (as the implicit coercion does).
+                let from = if !b.unknown
+                    && matches!(b.ty, DataType::Char(_))
+                    && matches!(to, DataType::Text | DataType::Varchar(_))
+                {
+                    Expr::Func { func: Func::Rtrim, args: vec![b.expr] }
+                } else {
+                    b.expr
+                };
+                let c = Expr::Cast { expr: from.boxed(), to: to.clone() };
                 B::new(datetime::round_to_precision(c, &to, precision), to)
             }
             E::TypedString(ts) => {
