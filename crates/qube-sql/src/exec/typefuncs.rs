@@ -44,6 +44,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         }
         Func::GenRandomUuid => return Ok(Value::Uuid(random_uuid())),
         Func::ArrayCtor => return Ok(Value::Array(args)),
+        Func::RowCtor => return Ok(Value::Record(args)),
         Func::RowToJson => {
             let mut s = String::from("{");
             for (i, pair) in args.chunks(2).enumerate() {

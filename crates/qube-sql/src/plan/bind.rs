@@ -4923,6 +4923,18 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
                 "set-returning function {name} returning several columns in an expression (call it in FROM)"
             )))
         }
+        // ROW(a, b, …): a record of fields f1, f2, … (an unknown literal
+        // is text, as in PostgreSQL).
+        ("row", _) => {
+            let mut fields = Vec::with_capacity(args.len());
+            let mut exprs = Vec::with_capacity(args.len());
+            for (i, b) in args.into_iter().enumerate() {
+                let b = if b.unknown { coerce_b(b, &DataType::Text)? } else { b };
+                fields.push((format!("f{}", i + 1), b.ty));
+                exprs.push(b.expr);
+            }
+            f(Func::RowCtor, exprs, DataType::Record(fields))
+        }
         ("array_length", 2) => {
             let (a, _) = array_arg(args.remove(0), name)?;
             let d = coerce(args.remove(0), &DataType::Integer)?;

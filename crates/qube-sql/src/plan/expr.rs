@@ -139,6 +139,8 @@ pub enum Func {
     RowToJson,
     /// `ARRAY[…]`.
     ArrayCtor,
+    /// `ROW(…)`: a record of its arguments.
+    RowCtor,
     /// `a[i]` (1-based; NULL out of range) and `a[lo:hi]`.
     Subscript,
     Slice,
@@ -333,6 +335,7 @@ impl Func {
                 | JsonbStripNulls
                 | RowToJson
                 | ArrayCtor
+                | RowCtor
                 | Subscript
                 | Slice
                 | ArrayAny { .. }
