@@ -72,7 +72,7 @@ pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<
     };
     let cp = crate::writeset::common_prefix(prev, key);
     // The tag, then the shared bytes escaped: one more per zero byte.
-    let keep = 1 + cp + key[..cp].iter().filter(|&&b| b == 0).count();
+    let keep = 1 + cp + zero_bytes(&key[..cp]);
     out.truncate(keep);
     escape_into(&key[cp..], out);
     out.extend_from_slice(&[0x00, 0x00]);
