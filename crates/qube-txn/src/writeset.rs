@@ -468,6 +468,7 @@ impl WriteSet {
 
     /// `put` after its note of the key in `put_prefix`: what `put_fresh`
     /// does for a key it must look up.
+    #[inline]
     fn put_looked_up(
         &mut self,
         key: &[u8],
@@ -560,10 +561,16 @@ impl WriteSet {
         let key = self.key(id);
         let (h, len) = head(key);
         let mut best: Option<(usize, usize)> = None;
+        let most = len.min(16);
         for (r, &(last_h, last_len)) in self.run_heads.iter().enumerate() {
             let cp = ((h ^ last_h).leading_zeros() as usize / 8).min(len).min(last_len);
             if best.is_none_or(|(_, b)| cp > b) {
                 best = Some((r, cp));
+                if cp == most {
+                    // No later run can share more (a tie keeps the first):
+                    // a row of a load next to the one before it.
+                    break;
+                }
             }
         }
         if let Some((r, _)) = best
