@@ -64,19 +64,21 @@ impl Key<'_> {
 /// escaped bytes of the prefix the two keys share are kept, and only the
 /// rest is escaped. A commit encodes its keys in order, and neighbours
 /// share most of their bytes (a table's rows: all but the low bytes of
-/// the rowid).
-pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<u8>) {
+/// the rowid). True if `key` equals `prev`, which a commit's sorted keys
+/// never do (the caller's check that its write set held each key once).
+pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<u8>) -> bool {
     let Some(prev) = prev else {
         Key::Version(key, ts).encode_into(out);
-        return;
+        return false;
     };
     let cp = crate::writeset::common_prefix(prev, key);
     // The tag, then the shared bytes escaped: one more per zero byte.
-    let keep = 1 + cp + key[..cp].iter().filter(|&&b| b == 0).count();
+    let keep = 1 + cp + zero_bytes(&key[..cp]);
     out.truncate(keep);
     escape_into(&key[cp..], out);
     out.extend_from_slice(&[0x00, 0x00]);
     out.extend_from_slice(&(!ts).to_be_bytes());
+    cp == key.len() && cp == prev.len()
 }
 
 /// `0x02 escape(key) 0x00 0x00`: the prefix shared by every version of `key`.
@@ -395,7 +397,8 @@ mod tests {
             // Neighbours share a prefix, as sorted keys do.
             let key = [&prev[..shared.min(prev.len())], &key[..]].concat();
             let mut out = Key::Version(&prev, t0).encode();
-            version_key_after(Some(&prev), &key, ts, &mut out);
+            let same = version_key_after(Some(&prev), &key, ts, &mut out);
+            prop_assert_eq!(same, key == prev);
             prop_assert_eq!(&out, &Key::Version(&key, ts).encode());
             let mut fresh = vec![9, 9];
             version_key_after(None, &key, ts, &mut fresh);

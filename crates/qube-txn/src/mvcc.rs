@@ -1044,7 +1044,7 @@ impl Transaction {
             return Ok(());
         }
         let suffix = (!self.read_ts).to_be_bytes();
-        let writes = &self.writes;
+        let writes = &mut self.writes;
         // `start` is 0x02 escape(prefix), then per key escape(key) 0x00
         // 0x00 !read_ts (`keys::version_prefix_into`, escaping byte-wise).
         let start = &mut self.read_bufs.start;
@@ -1321,6 +1321,13 @@ impl Transaction {
     /// version, which such a key cannot have. At SERIALIZABLE it is an
     /// ordinary `set`, so that SSI sees the write through the lock table as
     /// usual.
+    ///
+    /// The caller sets each such key at most once, unless this transaction
+    /// wrote it (`set`, `delete`) since: the rowid is new to the table (a
+    /// counter's, or a key rowid whose row key the unique check found
+    /// absent), so only a deletion of the row, which deletes its index
+    /// entries too, frees it again. The write set then skips its lookup for
+    /// a key that `set` and `delete` never wrote (`WriteSet::put_fresh`).
     pub fn set_fresh(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         if self.serializable() {
             return self.set(key, value);
@@ -1335,7 +1342,7 @@ impl Transaction {
             Some(p) if !key.starts_with(p) => p.truncate(writeset::common_prefix(p, key)),
             Some(_) => {}
         }
-        self.put(key, key_hash(key), Some(value))
+        self.put(key, key_hash(key), Some(value), true)
     }
 
     /// Whether `set_fresh` may have written `key` (it has the prefix all
@@ -1345,9 +1352,14 @@ impl Transaction {
     }
 
     /// Puts a write into the write set (the key is locked, or fresh).
-    fn put(&mut self, key: &[u8], hash: u64, value: Option<&[u8]>) -> Result<()> {
+    /// `fresh`: from `set_fresh` (see there).
+    fn put(&mut self, key: &[u8], hash: u64, value: Option<&[u8]>, fresh: bool) -> Result<()> {
         let keep_old = !self.savepoints.is_empty();
-        let undo = self.writes.put(key, hash, value, keep_old)?;
+        let undo = if fresh {
+            self.writes.put_fresh(key, hash, value, keep_old)?
+        } else {
+            self.writes.put(key, hash, value, keep_old)?
+        };
         self.write_bytes += BATCH_OVERHEAD + key.len() + value.map_or(0, <[u8]>::len);
         if keep_old {
             self.undo.push(undo);
@@ -1569,7 +1581,7 @@ impl Transaction {
         if self.locked.is_empty() || self.last_locked != key {
             self.lock_key(key, hash)?;
         }
-        self.put(key, hash, value)
+        self.put(key, hash, value, false)
     }
 
     /// SAVEPOINT name.
@@ -1643,7 +1655,14 @@ impl Transaction {
             let mut k = Vec::new();
             let mut prev = None;
             for (key, value) in self.writes.sorted() {
-                keys::version_key_after(prev, key, ts, &mut k);
+                if keys::version_key_after(prev, key, ts, &mut k) {
+                    // Two entries of one key: a `set_fresh` caller broke
+                    // its contract (see there). Refused, not committed
+                    // with either value.
+                    return Err(Error::Internal(format!(
+                        "the write set holds key {key:02x?} twice"
+                    )));
+                }
                 prev = Some(key);
                 let (tag, rest) = keys::value_tag(value);
                 batch.set_tagged(&k, tag, rest);

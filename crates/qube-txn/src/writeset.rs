@@ -10,7 +10,8 @@
 //! runs:    up to MAX_RUNS lists of entry ids, each in ascending key order
 //! loose:   HashTable<entry id> by key hash   — every entry not in a run
 //!          (small sets; from INDEX_FROM entries on, `all` holds every entry
-//!          but the runs' tails: a run's entries past its first RUN_HASHED)
+//!          but the runs' tails: a run's entries past its first RUN_HASHED,
+//!          and `pending` ones, until the next lookup)
 //!          loose_sorted (ids by key) + loose_new (ids added since, unsorted)
 //! ```
 //!
@@ -47,6 +48,17 @@
 //! it writes it: the key found absent is remembered until it is written
 //! (writes of other keys in between — the new row's index entries — leave
 //! it absent) or a savepoint's rollback, and its write skips the lookup.
+//!
+//! Index entries of new rows (`put_fresh`, from `Transaction::set_fresh`)
+//! cost neither a probe nor a slot as a rule: a key such a write makes is
+//! written at most once unless `put` writes it since, so a key without the
+//! prefix every `put` key shares (`put_prefix`: the rows' table) is new,
+//! and is appended without a lookup. If it goes loose it is not hashed
+//! either, but noted `pending`: the next lookup (`get`, `contains`, a
+//! `put` that looks) hashes the pending entries first. A bulk INSERT looks
+//! up no index entry, so its entries never enter the hash index: the probe
+//! and the slot write of a table of tens of megabytes missed the cache for
+//! every entry (perf: `WriteSet::put` the largest item of the load).
 //!
 //! Ordered views (a scan merged with own writes, the commit's batch) first
 //! sort `loose_new` — by the 8 bytes that follow the loose keys' common
@@ -144,6 +156,9 @@ pub struct WriteSet {
     arena: Vec<u8>,
     entries: Vec<Entry>,
     runs: Vec<Vec<u32>>,
+    /// `head` of each run's last key, by run: `place` compares a new key
+    /// with these, not with the keys in the arena.
+    run_heads: Vec<(u128, usize)>,
     loose: HashTable<u32>,
     /// Every entry by key hash, once there are `INDEX_FROM` entries
     /// (`indexed`); `loose` is then left empty.
@@ -162,6 +177,81 @@ pub struct WriteSet {
     /// removed (always the newest, so ids ≥ `entries.len()`): purged before
     /// an id is given out again or an ordered view is made.
     loose_stale: bool,
+    /// Loose entries `put_fresh` wrote that are not in `all` yet, in id
+    /// order: hashed (`settle`) before the next lookup, so a bulk load
+    /// whose index entries nobody looks up never hashes them.
+    pending: Vec<u32>,
+    /// The prefix every key written by `put` (not `put_fresh`) shares;
+    /// None before the first. Never shortened back: a key without it was
+    /// never written by `put`.
+    put_prefix: Option<Vec<u8>>,
+}
+
+/// The first 16 bytes of `key` (zero-padded) as a big-endian number, and
+/// its length: the common prefix of two keys up to 16 bytes is the number
+/// of leading zero bytes of the numbers' difference (xor), cut to the
+/// shorter length.
+fn head(key: &[u8]) -> (u128, usize) {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    (u128::from_be_bytes(b), key.len())
+}
+
+/// From this many entries on, `sort_by_word` sorts by radix.
+const RADIX_FROM: usize = 256;
+
+/// Sorts `v` by its words, and entries with equal words by `tie` on their
+/// ids. Short slices by comparison; longer ones by a least-significant-
+/// digit radix sort on the words' bytes, one stable counting pass for each
+/// byte that is not the same in every word (the loose keys of a bulk load
+/// are an index's entries for random values: after their common prefix,
+/// the few bytes of the value vary, and three passes of a few instructions
+/// an entry replace some 20 compares), then `tie` within each run of equal
+/// words.
+fn sort_by_word(v: &mut Vec<(u64, u32)>, tie: impl Fn(u32, u32) -> Ordering) {
+    if v.len() < RADIX_FROM {
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| tie(a.1, b.1)));
+        return;
+    }
+    let first = v[0].0;
+    let varying = v.iter().fold(0u64, |d, &(w, _)| d | (w ^ first));
+    if varying != 0 {
+        // One histogram per byte, counted in one read of `v`.
+        let mut counts = vec![[0usize; 256]; 8];
+        for &(w, _) in v.iter() {
+            for (b, c) in counts.iter_mut().enumerate() {
+                c[(w >> (8 * b)) as usize & 0xFF] += 1;
+            }
+        }
+        let mut tmp: Vec<(u64, u32)> = vec![(0, 0); v.len()];
+        for (b, c) in counts.iter_mut().enumerate() {
+            if (varying >> (8 * b)) & 0xFF == 0 {
+                continue;
+            }
+            // Counts into the start of each digit's bucket.
+            let mut at = 0;
+            for n in c.iter_mut() {
+                (*n, at) = (at, at + *n);
+            }
+            for &(w, id) in v.iter() {
+                let d = (w >> (8 * b)) as usize & 0xFF;
+                tmp[c[d]] = (w, id);
+                c[d] += 1;
+            }
+            std::mem::swap(v, &mut tmp);
+        }
+    }
+    // Runs of equal words, by `tie`.
+    let mut i = 0;
+    while i < v.len() {
+        let w = v[i].0;
+        let j = i + v[i..].iter().take_while(|e| e.0 == w).count();
+        if j - i > 1 {
+            v[i..j].sort_unstable_by(|a, b| tie(a.1, b.1));
+        }
+        i = j;
+    }
 }
 
 /// Length of the common prefix of two keys, compared 8 bytes at a time.
@@ -223,6 +313,7 @@ impl WriteSet {
     /// The entry of `key`, whose `key_hash` `hash()` gives (computed only
     /// if a hash probe is needed).
     fn find(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<u32> {
+        debug_assert!(self.pending.is_empty(), "a lookup before `settle`");
         if self.indexed {
             // The long runs' tails, which `all` does not hold; their
             // entries are rows in key order, and a key past a tail's end
@@ -258,11 +349,28 @@ impl WriteSet {
 
     /// This transaction's write of `key`: `None` if it wrote none,
     /// `Some(None)` if it deleted the key.
-    pub fn get(&self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<Option<&[u8]>> {
+    pub fn get(&mut self, key: &[u8], hash: impl FnOnce() -> u64) -> Option<Option<&[u8]>> {
         if self.entries.is_empty() {
             return None;
         }
+        self.settle();
         self.find(key, hash).map(|id| self.value(id))
+    }
+
+    /// Puts the entries `put_fresh` left out of the hash index `all` in
+    /// it (see `pending`).
+    fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.all.reserve(pending.len(), |s| Slot::table_hash(s.hash));
+        for &id in &pending {
+            let slot = Slot::new(id, key_hash(self.key(id)));
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
+        }
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Remembers that `key` was just looked up and is absent, so that a
@@ -275,13 +383,93 @@ impl WriteSet {
     }
 
     /// True if this transaction wrote (or deleted) `key`.
-    pub fn contains(&self, key: &[u8], hash: impl FnOnce() -> u64) -> bool {
-        !self.entries.is_empty() && self.find(key, hash).is_some()
+    pub fn contains(&mut self, key: &[u8], hash: impl FnOnce() -> u64) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
+        self.settle();
+        self.find(key, hash).is_some()
+    }
+
+    /// As `put`, for a key the caller knows this write set holds only if
+    /// `put` wrote it: `put_fresh` writes each key at most once, unless
+    /// `put` wrote it since (see `Transaction::set_fresh`: a key that ends
+    /// with a rowid new to the table). A key without the prefix every
+    /// `put` key shares (`put_prefix`) is then new, and is written with no
+    /// lookup; if it goes loose, it stays out of the hash index until the
+    /// next lookup (`pending`). A bulk INSERT's random index entries so
+    /// cost no hash probe and no slot: the probe of a table of tens of
+    /// megabytes missed the cache for every entry.
+    pub fn put_fresh(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        value: Option<&[u8]>,
+        keep_old: bool,
+    ) -> Result<Undo> {
+        let new = self.indexed && self.put_prefix.as_ref().is_none_or(|p| !key.starts_with(p));
+        if !new {
+            return self.put_looked_up(key, hash, value, keep_old);
+        }
+        self.absent_valid = self.absent_valid && self.absent != key;
+        let id = self.append(key, value)?;
+        if self.place(id, hash) {
+            // A run's tail, which `all` does not hold.
+        } else if self.loose_new.last() == Some(&id) {
+            self.pending.push(id);
+        } else {
+            let slot = Slot::new(id, hash);
+            self.all.insert_unique(Slot::table_hash(slot.hash), slot, |s| Slot::table_hash(s.hash));
+        }
+        Ok(Undo::Created)
+    }
+
+    /// Appends a new entry (its key and value to the arena); its id.
+    #[inline]
+    fn append(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<u32> {
+        let val_len = match value {
+            Some(v) => u32::try_from(v.len())
+                .ok()
+                .filter(|&n| n != TOMBSTONE)
+                .ok_or_else(|| Error::InvalidInput(format!("value of {} bytes", v.len())))?,
+            None => TOMBSTONE,
+        };
+        self.purge_loose();
+        let id = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|&n| n < u32::MAX)
+            .ok_or_else(|| Error::InvalidInput("too many writes in one transaction".into()))?;
+        let key_at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        let val_at = self.arena.len();
+        if let Some(v) = value {
+            self.arena.extend_from_slice(v);
+        }
+        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len });
+        Ok(id)
     }
 
     /// Sets (`Some`) or deletes (`None`) `key`. `keep_old`: a savepoint
     /// may roll this back, so an earlier value is not overwritten in place.
     pub fn put(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        value: Option<&[u8]>,
+        keep_old: bool,
+    ) -> Result<Undo> {
+        match &mut self.put_prefix {
+            None => self.put_prefix = Some(key.to_vec()),
+            Some(p) if !key.starts_with(p) => p.truncate(common_prefix(p, key)),
+            Some(_) => {}
+        }
+        self.put_looked_up(key, hash, value, keep_old)
+    }
+
+    /// `put` after its note of the key in `put_prefix`: what `put_fresh`
+    /// does for a key it must look up.
+    #[inline]
+    fn put_looked_up(
         &mut self,
         key: &[u8],
         hash: u64,
@@ -300,7 +488,12 @@ impl WriteSet {
         if known_absent {
             self.absent_valid = false;
         }
-        let found = if known_absent { None } else { self.find(key, || hash) };
+        let found = if known_absent {
+            None
+        } else {
+            self.settle();
+            self.find(key, || hash)
+        };
         if let Some(id) = found {
             let e = self.entries[id as usize];
             let undo = Undo::Replaced { id, val_at: e.val_at, val_len: e.val_len };
@@ -320,18 +513,7 @@ impl WriteSet {
             (e.val_at, e.val_len) = (val_at, val_len);
             return Ok(undo);
         }
-        self.purge_loose();
-        let id = u32::try_from(self.entries.len())
-            .ok()
-            .filter(|&n| n < u32::MAX)
-            .ok_or_else(|| Error::InvalidInput("too many writes in one transaction".into()))?;
-        let key_at = self.arena.len();
-        self.arena.extend_from_slice(key);
-        let val_at = self.arena.len();
-        if let Some(v) = value {
-            self.arena.extend_from_slice(v);
-        }
-        self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len });
+        let id = self.append(key, value)?;
         let in_tail = self.place(id, hash);
         if self.indexed {
             if in_tail {
@@ -368,14 +550,27 @@ impl WriteSet {
 
     /// Puts a new entry at the end of a run, or in a new run, or loose.
     /// True if it went to a run's tail (past its first `RUN_HASHED`).
+    ///
+    /// The run is the one whose last key shares the longest prefix with
+    /// the new key, counted up to 16 bytes (`head`; the first of several
+    /// sharing 16): a table's or an index's keys share their first 9 to
+    /// 14 bytes, and comparing two words a run costs a few instructions
+    /// where reading each run's last key from the arena cost a hundred.
+    #[inline]
     fn place(&mut self, id: u32, hash: u64) -> bool {
         let key = self.key(id);
+        let (h, len) = head(key);
         let mut best: Option<(usize, usize)> = None;
-        for (r, run) in self.runs.iter().enumerate() {
-            let Some(&last) = run.last() else { continue };
-            let cp = common_prefix(key, self.key(last));
+        let most = len.min(16);
+        for (r, &(last_h, last_len)) in self.run_heads.iter().enumerate() {
+            let cp = ((h ^ last_h).leading_zeros() as usize / 8).min(len).min(last_len);
             if best.is_none_or(|(_, b)| cp > b) {
                 best = Some((r, cp));
+                if cp == most {
+                    // No later run can share more (a tie keeps the first):
+                    // a row of a load next to the one before it.
+                    break;
+                }
             }
         }
         if let Some((r, _)) = best
@@ -383,10 +578,12 @@ impl WriteSet {
             && key > self.key(last)
         {
             self.runs[r].push(id);
+            self.run_heads[r] = (h, len);
             return self.runs[r].len() > RUN_HASHED;
         }
         if self.runs.len() < MAX_RUNS {
             self.runs.push(vec![id]);
+            self.run_heads.push((h, len));
             return false;
         }
         if !self.indexed {
@@ -411,7 +608,9 @@ impl WriteSet {
                 let id = id as u32;
                 let run = self.runs.iter().position(|run| run.last() == Some(&id));
                 // A run's tail is not in `all`.
-                if self.indexed && run.is_none_or(|r| self.runs[r].len() <= RUN_HASHED) {
+                if self.pending.last() == Some(&id) {
+                    self.pending.pop();
+                } else if self.indexed && run.is_none_or(|r| self.runs[r].len() <= RUN_HASHED) {
                     let h = Slot::new(id, key_hash(self.key(id))).hash;
                     if let Ok(e) = self.all.find_entry(Slot::table_hash(h), |s| s.id == id) {
                         e.remove();
@@ -419,8 +618,11 @@ impl WriteSet {
                 }
                 if let Some(r) = run {
                     self.runs[r].pop();
-                    if self.runs[r].is_empty() {
+                    if let Some(&last) = self.runs[r].last() {
+                        self.run_heads[r] = head(self.key(last));
+                    } else {
                         self.runs.remove(r);
+                        self.run_heads.remove(r);
                     }
                 } else {
                     let h = key_hash(self.key(id));
@@ -475,7 +677,8 @@ impl WriteSet {
         }));
         // Equal words (keys equal for 8 bytes, or shorter and zero-padded)
         // are ordered by their whole keys.
-        buf.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1))));
+        let (arena, entries) = (&self.arena, &self.entries);
+        sort_by_word(&mut buf, |a, b| key_in(arena, entries, a).cmp(key_in(arena, entries, b)));
         new.clear();
         new.extend(buf.iter().map(|&(_, id)| id));
         self.sort_buf = buf;
@@ -657,7 +860,7 @@ impl<'a> Iterator for Merge<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn put(ws: &mut WriteSet, k: &[u8], v: Option<&[u8]>, keep: bool) -> Undo {
         ws.put(k, key_hash(k), v, keep).unwrap()
@@ -682,6 +885,18 @@ mod tests {
             let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
             prop_assert_eq!(common_prefix(&a, &b), want);
             prop_assert_eq!(common_prefix(&a, &a), a.len());
+        }
+
+        /// `place`'s prefix from two `head`s is the common prefix up to
+        /// 16 bytes, zeros past a key's end (padding) not counted.
+        #[test]
+        fn heads_give_the_common_prefix_up_to_16_bytes(
+            a in prop::collection::vec(0u8..3, 0..24),
+            b in prop::collection::vec(0u8..3, 0..24),
+        ) {
+            let ((ha, la), (hb, lb)) = (head(&a), head(&b));
+            let cp = ((ha ^ hb).leading_zeros() as usize / 8).min(la).min(lb);
+            prop_assert_eq!(cp, common_prefix(&a, &b).min(16));
         }
     }
 
@@ -720,6 +935,114 @@ mod tests {
             }
         }
         assert!(ws.has_loose(), "random index keys went loose");
+        assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
+    }
+
+    proptest! {
+        /// The radix sort gives what a comparison sort by (word, tie) gives,
+        /// with many equal words and bytes that vary anywhere in the word.
+        #[test]
+        fn sort_by_word_matches_a_comparison_sort(
+            words in prop::collection::vec((0u64..6, 0u64..4, any::<u64>(), 0u8..3), 0..1500),
+            shift in 0u32..57,
+        ) {
+            let mut v: Vec<(u64, u32)> = words
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, b, r, kind))| {
+                    let w = match kind {
+                        0 => a << shift,
+                        1 => (a << shift) | (b << 60),
+                        _ => r,
+                    };
+                    (w, i as u32)
+                })
+                .collect();
+            // Ties by a scrambled order of the ids, not their order in `v`.
+            let tie = |a: u32, b: u32| a.wrapping_mul(2_654_435_761).cmp(&b.wrapping_mul(2_654_435_761));
+            let mut want = v.clone();
+            want.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| tie(a.1, b.1)));
+            sort_by_word(&mut v, tie);
+            prop_assert_eq!(v, want);
+        }
+    }
+
+    #[test]
+    fn loose_keys_equal_for_their_first_bytes_sort_by_whole_keys() {
+        // More loose keys than `RADIX_FROM`, sharing a prefix, many of
+        // them equal for the 8 bytes the radix sort looks at: keys that
+        // differ only after them, shorter keys (zero-padded words) and
+        // keys with zero bytes there, and duplicates written twice.
+        let mut ws = WriteSet::default();
+        let mut model = BTreeMap::new();
+        let mut keys = Vec::new();
+        for i in 0u32..3_000 {
+            let v = i.wrapping_mul(7919) % 97;
+            let mut k = b"ix".to_vec();
+            k.extend_from_slice(&v.to_be_bytes());
+            match i % 4 {
+                0 => {}
+                1 => k.extend_from_slice(&[0, 0, 0, 0]),
+                2 => k.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, (i % 7) as u8]),
+                _ => k.extend_from_slice(&i.to_be_bytes()),
+            }
+            keys.push(k);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            put(&mut ws, k, Some(&(i as u32).to_le_bytes()), false);
+            model.insert(k.clone(), Some((i as u32).to_le_bytes().to_vec()));
+        }
+        assert!(ws.has_loose());
+        assert_eq!(all(&mut ws), model.clone().into_iter().collect::<Vec<_>>());
+        // More loose writes after that view: sorted and merged in.
+        for i in 0u32..1_000 {
+            let k = [b"ix".as_slice(), &(i % 50).to_be_bytes(), &[0xFF, (i % 3) as u8]].concat();
+            put(&mut ws, &k, None, false);
+            model.insert(k, None);
+        }
+        assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_bulk_load_rolled_back_to_a_savepoint_sorts_what_is_left() {
+        // Rows in one run, random index entries loose; a savepoint in the
+        // middle of the load and a rollback to it, then more rows.
+        let mut ws = WriteSet::default();
+        let mut model = BTreeMap::new();
+        let mut undo = Vec::new();
+        let mut saved = None;
+        let row = |i: u32| [b"r".as_slice(), &i.to_be_bytes()].concat();
+        let ix = |i: u32| {
+            [b"x".as_slice(), &(i.wrapping_mul(7919) % 10_000).to_be_bytes(), &i.to_be_bytes()]
+                .concat()
+        };
+        for i in 0u32..4_000 {
+            if i == 2_500 {
+                saved = Some(model.clone());
+            }
+            for k in [row(i), ix(i)] {
+                let u = put(&mut ws, &k, Some(b"v"), i >= 2_500);
+                if i >= 2_500 {
+                    undo.push(u);
+                }
+                model.insert(k, Some(b"v".to_vec()));
+            }
+            if i == 3_000 {
+                // A scan in the middle sorts the loose entries so far.
+                assert_eq!(all(&mut ws), model.clone().into_iter().collect::<Vec<_>>());
+            }
+        }
+        while let Some(u) = undo.pop() {
+            ws.undo(u);
+        }
+        let mut model = saved.unwrap();
+        assert_eq!(all(&mut ws), model.clone().into_iter().collect::<Vec<_>>());
+        for i in 6_000u32..7_000 {
+            for k in [row(i), ix(i)] {
+                put(&mut ws, &k, Some(b"w"), false);
+                model.insert(k, Some(b"w".to_vec()));
+            }
+        }
         assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
     }
 
@@ -904,6 +1227,9 @@ mod tests {
         Scan(Vec<u8>, Vec<u8>, bool, bool),
         /// A unique check: a lookup, and `note_absent` if absent.
         Check(Vec<u8>),
+        /// `put_fresh`, as a caller keeps its contract: a key it wrote
+        /// before and `put` has not written since goes through `put`.
+        PutFresh(Vec<u8>, Vec<u8>),
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -923,6 +1249,12 @@ mod tests {
             1 => Just(Op::Release),
             2 => (key(), key(), any::<bool>(), any::<bool>()).prop_map(|(a, b, r, i)| Op::Scan(a, b, r, i)),
             3 => key().prop_map(Op::Check),
+            // Index entries of random values (some equal to `put` keys of
+            // the second form).
+            6 => (prop_oneof![
+                (0u16..2000).prop_map(|n| [b"x".as_slice(), &n.to_be_bytes()].concat()),
+                prop::collection::vec(0u8..4, 0..4),
+            ], prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(k, v)| Op::PutFresh(k, v)),
         ]
     }
 
@@ -931,11 +1263,39 @@ mod tests {
         /// The write set against a `BTreeMap` with savepoints as snapshots.
         #[test]
         fn matches_a_btreemap(ops in prop::collection::vec(op(), 1..400)) {
+            against_a_btreemap(ops)?;
+        }
+
+        /// The same where every key `put` writes starts with "a" (rows of
+        /// one table), so that `put_fresh` of the "x" keys (index entries)
+        /// skips its lookup and leaves loose entries pending; its other
+        /// keys are `put` keys without their prefix, or with it.
+        #[test]
+        fn fresh_index_entries_match_a_btreemap(ops in prop::collection::vec(op(), 1..600)) {
+            let a = |k: Vec<u8>| [b"a".as_slice(), &k].concat();
+            let ops = ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Put(k, v) => Op::Put(a(k), v),
+                    Op::Check(k) if k.len() % 2 == 0 => Op::Check(a(k)),
+                    Op::PutFresh(k, v) if k.len() == 1 => Op::PutFresh(a(k), v),
+                    other => other,
+                })
+                .collect();
+            against_a_btreemap(ops)?;
+        }
+    }
+
+    fn against_a_btreemap(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        {
             let mut ws = WriteSet::default();
             let mut model: Model = BTreeMap::new();
-            // Savepoints: (undo length, model then).
-            let mut saves: Vec<(usize, Model)> = Vec::new();
+            // Savepoints: (undo length, model then, `fresh` then).
+            let mut saves: Vec<(usize, Model, BTreeSet<Vec<u8>>)> = Vec::new();
             let mut undo: Vec<Undo> = Vec::new();
+            // Keys `put_fresh` wrote that `put` has not written since.
+            let mut fresh: BTreeSet<Vec<u8>> = BTreeSet::new();
+            let mut step = 0usize;
             for op in ops {
                 match op {
                     Op::Put(k, v) => {
@@ -943,7 +1303,21 @@ mod tests {
                         if !saves.is_empty() {
                             undo.push(u);
                         }
+                        fresh.remove(&k);
                         model.insert(k, v);
+                    }
+                    Op::PutFresh(k, v) => {
+                        let keep = !saves.is_empty();
+                        let u = if fresh.contains(&k) {
+                            ws.put(&k, key_hash(&k), Some(&v), keep).unwrap()
+                        } else {
+                            ws.put_fresh(&k, key_hash(&k), Some(&v), keep).unwrap()
+                        };
+                        if keep {
+                            undo.push(u);
+                        }
+                        fresh.insert(k.clone());
+                        model.insert(k, Some(v));
                     }
                     Op::Check(k) => {
                         let got = ws.get(&k, || key_hash(&k)).map(|v| v.map(<[u8]>::to_vec));
@@ -952,13 +1326,14 @@ mod tests {
                             ws.note_absent(&k);
                         }
                     }
-                    Op::Savepoint => saves.push((undo.len(), model.clone())),
+                    Op::Savepoint => saves.push((undo.len(), model.clone(), fresh.clone())),
                     Op::RollbackTo => {
-                        if let Some((mark, m)) = saves.last() {
+                        if let Some((mark, m, f)) = saves.last() {
                             while undo.len() > *mark {
                                 ws.undo(undo.pop().unwrap());
                             }
                             model = m.clone();
+                            fresh = f.clone();
                         }
                     }
                     Op::Release => {
@@ -978,22 +1353,33 @@ mod tests {
                         let mut want: Vec<_> = if empty {
                             Vec::new()
                         } else {
-                            model.range((lo.clone(), hi.clone())).map(|(k, v)| (k.clone(), v.clone())).collect()
+                            model
+                                .range((lo.clone(), hi.clone()))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
                         };
                         if reverse {
                             want.reverse();
                         }
-                        let got: Vec<_> = ws.range(&lo, &hi, reverse)
-                            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+                        let got: Vec<_> = ws
+                            .range(&lo, &hi, reverse)
+                            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                            .collect();
                         prop_assert_eq!(got, want);
                     }
                 }
                 prop_assert_eq!(ws.len(), model.len());
-                for (k, v) in &model {
-                    prop_assert_eq!(ws.get(k, || key_hash(k)), Some(v.as_deref()));
+                // Every key looked up now and then only: a lookup settles
+                // what `put_fresh` left pending, which should pile up.
+                step += 1;
+                if step.is_multiple_of(24) {
+                    for (k, v) in &model {
+                        prop_assert_eq!(ws.get(k, || key_hash(k)), Some(v.as_deref()));
+                    }
                 }
             }
             prop_assert_eq!(all(&mut ws), model.into_iter().collect::<Vec<_>>());
         }
+        Ok(())
     }
 }
