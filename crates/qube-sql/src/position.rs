@@ -27,6 +27,18 @@ pub fn locate(err: Error, sql: &str, stmt: Option<&ast::Statement>) -> Error {
                 .and_then(|name| find_word(&sql[start..end], &name).map(|i| start + i))
                 .map(|byte| sql[..byte].chars().count() as u32 + 1)
         }
+        // Bad input text of a literal ('abc'::int, INSERT … VALUES ('x')
+        // into a number column): PostgreSQL points at the literal, which
+        // it converts while it binds; a value read at run time has no
+        // position, and none is found for it unless the same text is
+        // also written as a literal.
+        "22P02" | "22003" | "22007" | "22008" => {
+            let (start, end) = stmt.map_or((0, sql.len()), |s| byte_range(sql, s.span()));
+            name_in(message)
+                .map(|text| format!("'{}'", text.replace('\'', "''")))
+                .and_then(|lit| sql[start..end].find(&lit).map(|i| start + i))
+                .map(|byte| sql[..byte].chars().count() as u32 + 1)
+        }
         _ => None,
     };
     match pos {
@@ -163,6 +175,26 @@ mod tests {
         );
         assert_eq!(e.position(), Some(10));
         let e = locate(Error::user("22012", "division by zero"), "SELECT 1/0", None);
+        assert_eq!(e.position(), None);
+        // A literal's bad text points at the literal, quotes doubled.
+        let e = locate(
+            Error::user("22P02", "invalid input syntax for type boolean: \"it's\""),
+            "SELECT 'x', bool 'it''s'",
+            None,
+        );
+        assert_eq!(e.position(), Some(18));
+        let e = locate(
+            Error::user("22003", "value \"100000\" is out of range for type smallint"),
+            "INSERT INTO t VALUES ('100000')",
+            None,
+        );
+        assert_eq!(e.position(), Some(23));
+        // Not written as a literal: no position.
+        let e = locate(
+            Error::user("22P02", "invalid input syntax for type integer: \"abc\""),
+            "SELECT t::int FROM x",
+            None,
+        );
         assert_eq!(e.position(), None);
     }
 }
