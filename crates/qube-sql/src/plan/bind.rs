@@ -1370,7 +1370,12 @@ impl<'a> Binder<'a> {
         conds: &mut Vec<&ast::Expr>,
     ) -> Result<()> {
         let scope = self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
-        let lm = scope.merged.iter().position(|m| m.name == name);
+        // A merged column of the left side (not one of a parenthesized
+        // USING join on the right, whose merged columns are here too).
+        let lm = scope
+            .merged
+            .iter()
+            .position(|m| m.name == name && join_side(&m.expr, left_cols) == Some(true));
         let l = scope.cols[..left_cols].iter().position(|c| c.name == name && !c.hidden);
         let r = scope.cols[left_cols..].iter().position(|c| c.name == name);
         let missing = || {
@@ -1614,8 +1619,36 @@ impl<'a> Binder<'a> {
                 if alias.is_some() {
                     return Err(unsupported("alias on a parenthesized join"));
                 }
-                let plan = self.from(std::slice::from_ref(table_with_joins), None)?;
-                let width = self.scope_len() - offset;
+                // Bound in a scope of its own, so that its inputs' offsets,
+                // its conditions' columns and its rows count from 0 (a
+                // MultiJoin's rows are as wide as its scope); its columns
+                // then follow the left side's in this scope. Bound in this
+                // scope instead, a parenthesized join after the first FROM
+                // item read its conditions and columns shifted by the left
+                // side's width: wrong rows.
+                self.scopes.push(Scope::default());
+                let plan = self.from(std::slice::from_ref(table_with_joins), None);
+                let inner = self.scopes.pop().unwrap_or_default();
+                let plan = plan?;
+                let scope =
+                    self.scopes.last_mut().ok_or_else(|| Error::Internal("no scope".into()))?;
+                for c in &inner.cols {
+                    if let Some(t) = c.table.as_deref()
+                        && !c.hidden
+                        && scope.cols.iter().any(|o| o.table.as_deref() == Some(t))
+                    {
+                        return Err(err(
+                            "42712",
+                            format!("table name \"{t}\" specified more than once"),
+                        ));
+                    }
+                }
+                let width = inner.cols.len();
+                scope.cols.extend(inner.cols);
+                scope.merged.extend(inner.merged.into_iter().map(|mut m| {
+                    m.expr.remap_columns(&|c| c + offset);
+                    m
+                }));
                 inputs.push(JoinInput { plan, offset, width });
                 return Ok(());
             }
