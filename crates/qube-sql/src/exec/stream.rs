@@ -38,7 +38,9 @@ use super::{Ctx, Row};
 use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
-use crate::types::encoding::{IntCell, decode_key, decode_row_cols, encode_key, peek_int};
+use crate::types::encoding::{
+    IntCell, decode_key, decode_row_cols, decode_row_select, encode_key, peek_int,
+};
 
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
@@ -124,6 +126,26 @@ impl Stream<'_> {
     }
 }
 
+impl Stream<'_> {
+    /// Makes an index scan that fetches its rows return only the columns
+    /// `exprs` name (plain columns, strictly ascending: `in_place`), in
+    /// their order, as a projection of them would; false (and nothing
+    /// changes) for any other stream. The rows are then decoded straight
+    /// into the projection's output, without the other columns' slots.
+    pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
+        let Stream::Index { only: None, fetch, .. } = self else { return false };
+        let mut cols = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            match e {
+                Expr::Column(c) => cols.push(*c),
+                _ => return false,
+            }
+        }
+        fetch.bufs().select = Some(cols);
+        true
+    }
+}
+
 /// Whether `exprs` are columns, each read once (`Stream::Project`'s flag).
 fn distinct_columns(exprs: &[Expr]) -> bool {
     exprs.iter().enumerate().all(|(i, e)| match e {
@@ -201,7 +223,13 @@ pub fn open_cols<'p>(
             let width = super::plan_width(input, None);
             let need = needing(none_needed(width), width, exprs);
             let moves = distinct_columns(exprs);
-            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs, moves)
+            let mut rows = open_cols(ctx, input, want, need)?;
+            // Plain columns in ascending order over an index scan's row
+            // fetch: the fetch decodes just those, into the output row.
+            if in_place(exprs, width) && rows.select_columns(exprs) {
+                return Ok(rows);
+            }
+            Stream::Project(Box::new(rows), exprs, moves)
         }
         Plan::MultiJoin { inputs, conds, width } => {
             Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
@@ -526,6 +554,9 @@ pub struct FetchBufs {
     keys: Vec<[u8; 8]>,
     /// The rows found, by place in the batch.
     slots: Vec<Option<Row>>,
+    /// The only columns to decode, in this (ascending) order, when the
+    /// scan stands for a projection of them (`Stream::select_columns`).
+    select: Option<Vec<usize>>,
 }
 
 std::thread_local! {
@@ -556,6 +587,7 @@ impl Drop for Fetch {
         b.rowids.clear();
         b.out.clear();
         b.slots.clear();
+        b.select = None;
         let _ = SPARE_FETCH.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 *s = Some(b);
@@ -579,9 +611,14 @@ impl FetchBufs {
         need: Option<&[bool]>,
         spare: &mut Vec<Row>,
     ) -> Result<()> {
+        let select = self.select.as_deref();
+        let width = select.map_or(ncols, |s| s.len());
         let decode = |v: &[u8], spare: &mut Vec<Row>| -> Result<Row> {
-            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
-            decode_row_cols(v, ncols, need, &mut row)?;
+            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(width));
+            match select {
+                Some(cols) => decode_row_select(v, cols, &mut row)?,
+                None => decode_row_cols(v, ncols, need, &mut row)?,
+            }
             Ok(row)
         };
         let prefix = storage::table_prefix(table);
