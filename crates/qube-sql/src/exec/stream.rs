@@ -45,6 +45,11 @@ use crate::types::encoding::{
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
 
+/// The low bits of a packed rowid that hold its place in the batch
+/// (`FetchBufs::rows`): a batch's places fit.
+const PLACE_BITS: u32 = 10;
+const _: () = assert!(MAX_BATCH <= 1 << PLACE_BITS);
+
 /// Reads the row at row key `key` into a new row of `ncols` (the columns
 /// in `need`), through the transaction's reused read buffer.
 fn point_row(
@@ -548,7 +553,9 @@ pub struct FetchBufs {
     /// was decoded from (`RangeCursor::next_batch_keyed`).
     entry_key: Vec<u8>,
     entry_from: Vec<u8>,
-    /// The batch's rowids in key order, each with its place in the batch.
+    /// The batch's rowids in key order, each with its place in the batch:
+    /// packed into one word (`PLACE_BITS`) when they fit, else as pairs.
+    packed: Vec<u64>,
     order: Vec<(u64, usize)>,
     /// The rowids' bytes in the order read.
     keys: Vec<[u8; 8]>,
@@ -580,7 +587,7 @@ impl Drop for Fetch {
     fn drop(&mut self) {
         let Some(mut b) = self.0.take() else { return };
         // Kept if no larger than a full batch's.
-        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity()];
+        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity(), b.packed.capacity()];
         if caps.iter().any(|&c| c > MAX_BATCH) {
             return;
         }
@@ -633,17 +640,35 @@ impl FetchBufs {
                 Ok(())
             });
         }
-        self.order.clear();
-        self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
         // Equal rowids (if an index had two entries for one row) read the
         // same row for each place, in whatever order.
-        self.order.sort_unstable_by_key(|&(r, _)| r);
-        self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+        let (low, high) = rowids.iter().fold((u64::MAX, 0), |(l, h), &r| (l.min(r), h.max(r)));
+        self.order.clear();
+        self.packed.clear();
+        let packed =
+            rowids.len() <= 1 << PLACE_BITS && high.saturating_sub(low) < 1 << (64 - PLACE_BITS);
+        if packed {
+            // (rowid − low, place) in one word: the sort compares and moves
+            // words, not pairs by key (~40% of its instructions).
+            let rows = rowids.iter().enumerate();
+            self.packed.extend(rows.map(|(i, &r)| ((r - low) << PLACE_BITS) | i as u64));
+            self.packed.sort_unstable();
+            let keys = self.packed.iter().map(|&p| ((p >> PLACE_BITS) + low).to_be_bytes());
+            self.keys.extend(keys);
+        } else {
+            self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
+            self.order.sort_unstable_by_key(|&(r, _)| r);
+            self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+        }
         self.slots.clear();
         self.slots.resize_with(rowids.len(), || None);
-        let (order, slots) = (&self.order, &mut self.slots);
+        let (order, packs, slots) = (&self.order, &self.packed, &mut self.slots);
+        let place = |i: usize| match packed {
+            true => packs.get(i).map(|&p| (p & ((1 << PLACE_BITS) - 1)) as usize),
+            false => order.get(i).map(|&(_, at)| at),
+        };
         txn.get_each(&prefix, &self.keys, |i, v| {
-            if let Some(slot) = order.get(i).and_then(|&(_, at)| slots.get_mut(at)) {
+            if let Some(slot) = place(i).and_then(|at| slots.get_mut(at)) {
                 *slot = Some(decode(v, spare)?);
             }
             Ok(())

@@ -633,6 +633,7 @@ enum Found {
 }
 
 /// The byte range of `part` within `page` (`part` is a slice of it).
+#[inline(always)]
 fn offsets(page: &Page, part: &[u8]) -> (usize, usize) {
     let at = part.as_ptr() as usize - page.as_ptr() as usize;
     (at, at + part.len())
@@ -699,11 +700,17 @@ impl<'a> BTreeSeeker<'a> {
                     }
                     let idx = node.child_index(start)?;
                     let child = node.child(idx)?;
-                    let sep = |i| -> Result<Sep> {
-                        Ok(Sep { level: depth, at: offsets(page, node.key(i)?) })
+                    // The child's bounding separators, written out rather
+                    // than through a closure (an out-of-line call each,
+                    // ~60 instructions, twice a seek).
+                    let low = match idx {
+                        0 => top.low,
+                        i => Some(Sep { level: depth, at: offsets(page, node.key(i - 1)?) }),
                     };
-                    let low = if idx > 0 { Some(sep(idx - 1)?) } else { top.low };
-                    let high = if idx < node.len() { Some(sep(idx)?) } else { top.high };
+                    let high = match idx < node.len() {
+                        true => Some(Sep { level: depth, at: offsets(page, node.key(idx)?) }),
+                        false => top.high,
+                    };
                     let page = self.pool.get(child)?;
                     self.path.push(Level { page, id: child, low, high });
                 }
