@@ -149,15 +149,18 @@ impl PageType {
     }
 }
 
-#[inline]
+// Always inlined: a page is a fixed-size array, so once inlined the
+// bounds checks of constant offsets go, and each seek reads a dozen
+// header fields (`get_u32` of a leaf cell's value length was a call).
+#[inline(always)]
 pub fn get_u16(p: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([p[at], p[at + 1]])
 }
-#[inline]
+#[inline(always)]
 pub fn get_u32(p: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
 }
-#[inline]
+#[inline(always)]
 pub fn get_u64(p: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&p[at..at + 8]);
