@@ -305,6 +305,14 @@ impl<'a> Node<'a> {
         Ok(Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 })
     }
 
+    /// A node of `n` cells that `Node::new` has checked on this very page
+    /// (pages behind an `Arc` never change): its header is not checked
+    /// again. Every accessor still checks the bytes it reads.
+    #[inline(always)]
+    pub fn checked(p: &'a Page, id: PageId, n: usize) -> Node<'a> {
+        Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 }
+    }
+
     pub fn is_leaf(&self) -> bool {
         self.leaf
     }

@@ -367,7 +367,10 @@ pub struct BTreeCursor<'a> {
     direction: Direction,
     /// Internal nodes from the root down, with the child index taken.
     stack: Vec<(Arc<Page>, PageId, usize)>,
-    leaf: Option<(Arc<Page>, PageId)>,
+    /// The leaf, and its number of cells as `Node::new` checked them when
+    /// the cursor entered it (the page is immutable behind its `Arc`, so
+    /// each step need not check its header again).
+    leaf: Option<(Arc<Page>, PageId, usize)>,
     pos: isize,
     started: bool,
     done: bool,
@@ -443,7 +446,7 @@ impl<'a> BTreeCursor<'a> {
                             }
                         }
                     };
-                    self.leaf = Some((page.clone(), id));
+                    self.leaf = Some((page.clone(), id, node.len()));
                     return Ok(());
                 }
                 _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),
@@ -502,8 +505,8 @@ impl<'a> BTreeCursor<'a> {
             };
         }
         loop {
-            let Some((page, id)) = &self.leaf else { return Ok(false) };
-            let len = Node::new(page, *id)?.len() as isize;
+            let Some((_, _, len)) = self.leaf else { return Ok(false) };
+            let len = len as isize;
             if self.pos >= 0 && self.pos < len {
                 return Ok(true);
             }
@@ -514,10 +517,10 @@ impl<'a> BTreeCursor<'a> {
     }
 
     fn load_current(&mut self) -> Result<()> {
-        let Some((page, id)) = &self.leaf else {
+        let Some((page, id, n)) = &self.leaf else {
             return Err(Error::Internal("cursor has no leaf".into()));
         };
-        let node = Node::new(page, *id)?;
+        let node = Node::checked(page, *id, *n);
         let i = self.pos as usize;
         let cell = node.leaf_cell(i)?;
         let base = page.as_ptr() as usize;
@@ -574,7 +577,7 @@ impl Cursor for BTreeCursor<'_> {
 
     fn key(&self) -> &[u8] {
         match &self.leaf {
-            Some((p, _)) => &p[self.key.0..self.key.1],
+            Some((p, ..)) => &p[self.key.0..self.key.1],
             None => &[],
         }
     }
@@ -584,7 +587,7 @@ impl Cursor for BTreeCursor<'_> {
             return b;
         }
         match &self.leaf {
-            Some((p, _)) => &p[self.value.0..self.value.1],
+            Some((p, ..)) => &p[self.value.0..self.value.1],
             None => &[],
         }
     }
