@@ -268,6 +268,13 @@ pub fn check_page(p: &Page, id: PageId, file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The common prefix length a node page's header records (`Node::prefix_len`),
+/// read without checking the rest of the header.
+#[inline(always)]
+pub fn page_prefix_len(p: &Page) -> usize {
+    get_u16(p, PREFIX_LEN_AT) as usize
+}
+
 /// Read-only view of a node page with bounds-checked accessors.
 ///
 /// Construct with [`Node::new`], which validates the header; cell accessors
@@ -424,6 +431,21 @@ impl<'a> Node<'a> {
     /// probes then compare hints, and read a cell (from the prefix on)
     /// only when its hint equals the search key's (see the module docs).
     pub fn search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        self.search_known(key, false)
+    }
+
+    /// `search`, told whether `key` is known to start with the node's
+    /// common prefix (`prefix_known`): true only when the node's bounding
+    /// separators in its ancestors (`low ≤ every key < high`, and
+    /// `low ≤ key < high`) agree on their first `prefix_len()` bytes, so
+    /// that every string between them does too. The comparison with the
+    /// common prefix, which reads cell 0 (a cache line of its own), is then
+    /// left out.
+    pub fn search_known(
+        &self,
+        key: &[u8],
+        prefix_known: bool,
+    ) -> Result<std::result::Result<usize, usize>> {
         let n = self.n;
         if n == 0 {
             return Ok(Err(0));
@@ -442,7 +464,7 @@ impl<'a> Node<'a> {
             std::hint::black_box(touch);
         }
         let plen = self.prefix_len();
-        if plen > 0 {
+        if plen > 0 && (!prefix_known || key.len() < plen) {
             let Some(common) = self.key(0)?.get(..plen) else {
                 return Err(corrupt(self.id, "common prefix longer than the first key"));
             };
@@ -508,7 +530,12 @@ impl<'a> Node<'a> {
 
     /// Index of the child of an internal node that covers `key`.
     pub fn child_index(&self, key: &[u8]) -> Result<usize> {
-        Ok(match self.search(key)? {
+        self.child_index_known(key, false)
+    }
+
+    /// `child_index` through `search_known`.
+    pub fn child_index_known(&self, key: &[u8], prefix_known: bool) -> Result<usize> {
+        Ok(match self.search_known(key, prefix_known)? {
             Ok(i) => i + 1,
             Err(i) => i,
         })
@@ -1028,9 +1055,23 @@ mod tests {
             assert_eq!(n.key(i).unwrap(), &k[..]);
             assert_eq!(n.search(k).unwrap(), Ok(i));
         }
+        // A search told the key has the common prefix (`search_known`)
+        // agrees wherever that holds, and for keys shorter than the prefix
+        // (which it then compares after all).
+        let plen = n.prefix_len();
+        let common = keys.first().map(|k| k[..plen.min(k.len())].to_vec()).unwrap_or_default();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(n.search_known(k, true).unwrap(), Ok(i));
+        }
         for q in probes {
             let want = keys.binary_search(&q);
             assert_eq!(n.search(q).unwrap(), want, "probe {q:02x?}");
+            assert_eq!(n.search_known(q, false).unwrap(), want, "probe {q:02x?}");
+            if q.starts_with(&common) || q.len() < plen {
+                assert_eq!(n.search_known(q, true).unwrap(), want, "known, probe {q:02x?}");
+                let child = n.child_index_known(q, true).unwrap();
+                assert_eq!(child, n.child_index(q).unwrap(), "child, probe {q:02x?}");
+            }
         }
     }
 

@@ -602,6 +602,9 @@ struct Level {
     id: PageId,
     low: Option<Sep>,
     high: Option<Sep>,
+    /// Whether `low` and `high` agree on the node's common prefix, so that
+    /// every key a seek brings here has it (`Node::search_known`).
+    prefix_known: bool,
 }
 
 /// Where a separator key lies: the level of the path whose page holds it,
@@ -689,7 +692,7 @@ impl<'a> BTreeSeeker<'a> {
                 Some(p) => p.clone(),
                 None => self.pool.get(id)?,
             };
-            self.path.push(Level { page, id, low: None, high: None });
+            self.path.push(Level { page, id, low: None, high: None, prefix_known: false });
         }
         for _ in 0..=MAX_DEPTH {
             let depth = self.path.len() - 1;
@@ -701,7 +704,7 @@ impl<'a> BTreeSeeker<'a> {
                     if depth >= MAX_DEPTH {
                         break;
                     }
-                    let idx = node.child_index(start)?;
+                    let idx = node.child_index_known(start, top.prefix_known)?;
                     let child = node.child(idx)?;
                     // The child's bounding separators, written out rather
                     // than through a closure (an out-of-line call each,
@@ -715,10 +718,20 @@ impl<'a> BTreeSeeker<'a> {
                         false => top.high,
                     };
                     let page = self.pool.get(child)?;
-                    self.path.push(Level { page, id: child, low, high });
+                    let prefix_known = match (low, high) {
+                        (Some(l), Some(h)) => {
+                            let plen = page_prefix_len(&page);
+                            match (self.separator(l).get(..plen), self.separator(h).get(..plen)) {
+                                (Some(l), Some(h)) => plen > 0 && l == h,
+                                _ => false,
+                            }
+                        }
+                        _ => false,
+                    };
+                    self.path.push(Level { page, id: child, low, high, prefix_known });
                 }
                 Some(PageType::Leaf) => {
-                    let (Ok(pos) | Err(pos)) = node.search(start)?;
+                    let (Ok(pos) | Err(pos)) = node.search_known(start, top.prefix_known)?;
                     if pos < node.len() {
                         let cell = node.leaf_cell(pos)?;
                         if !cell.key.starts_with(prefix) {
