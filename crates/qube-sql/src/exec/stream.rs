@@ -38,10 +38,17 @@ use super::{Ctx, Row};
 use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
-use crate::types::encoding::{IntCell, decode_key, decode_row_cols, encode_key, peek_int};
+use crate::types::encoding::{
+    IntCell, decode_key, decode_row_cols, decode_row_select, encode_key, peek_int,
+};
 
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
+
+/// The low bits of a packed rowid that hold its place in the batch
+/// (`FetchBufs::rows`): a batch's places fit.
+const PLACE_BITS: u32 = 10;
+const _: () = assert!(MAX_BATCH <= 1 << PLACE_BITS);
 
 /// Reads the row at row key `key` into a new row of `ncols` (the columns
 /// in `need`), through the transaction's reused read buffer.
@@ -124,6 +131,26 @@ impl Stream<'_> {
     }
 }
 
+impl Stream<'_> {
+    /// Makes an index scan that fetches its rows return only the columns
+    /// `exprs` name (plain columns, strictly ascending: `in_place`), in
+    /// their order, as a projection of them would; false (and nothing
+    /// changes) for any other stream. The rows are then decoded straight
+    /// into the projection's output, without the other columns' slots.
+    pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
+        let Stream::Index { only: None, fetch, .. } = self else { return false };
+        let mut cols = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            match e {
+                Expr::Column(c) => cols.push(*c),
+                _ => return false,
+            }
+        }
+        fetch.bufs().select = Some(cols);
+        true
+    }
+}
+
 /// Whether `exprs` are columns, each read once (`Stream::Project`'s flag).
 fn distinct_columns(exprs: &[Expr]) -> bool {
     exprs.iter().enumerate().all(|(i, e)| match e {
@@ -201,7 +228,13 @@ pub fn open_cols<'p>(
             let width = super::plan_width(input, None);
             let need = needing(none_needed(width), width, exprs);
             let moves = distinct_columns(exprs);
-            Stream::Project(Box::new(open_cols(ctx, input, want, need)?), exprs, moves)
+            let mut rows = open_cols(ctx, input, want, need)?;
+            // Plain columns in ascending order over an index scan's row
+            // fetch: the fetch decodes just those, into the output row.
+            if in_place(exprs, width) && rows.select_columns(exprs) {
+                return Ok(rows);
+            }
+            Stream::Project(Box::new(rows), exprs, moves)
         }
         Plan::MultiJoin { inputs, conds, width } => {
             Stream::Rows(super::multi_join(ctx, inputs, conds, *width, need)?.into_iter())
@@ -520,12 +553,17 @@ pub struct FetchBufs {
     /// was decoded from (`RangeCursor::next_batch_keyed`).
     entry_key: Vec<u8>,
     entry_from: Vec<u8>,
-    /// The batch's rowids in key order, each with its place in the batch.
+    /// The batch's rowids in key order, each with its place in the batch:
+    /// packed into one word (`PLACE_BITS`) when they fit, else as pairs.
+    packed: Vec<u64>,
     order: Vec<(u64, usize)>,
     /// The rowids' bytes in the order read.
     keys: Vec<[u8; 8]>,
     /// The rows found, by place in the batch.
     slots: Vec<Option<Row>>,
+    /// The only columns to decode, in this (ascending) order, when the
+    /// scan stands for a projection of them (`Stream::select_columns`).
+    select: Option<Vec<usize>>,
 }
 
 std::thread_local! {
@@ -549,13 +587,14 @@ impl Drop for Fetch {
     fn drop(&mut self) {
         let Some(mut b) = self.0.take() else { return };
         // Kept if no larger than a full batch's.
-        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity()];
+        let caps = [b.rowids.capacity(), b.slots.capacity(), b.out.capacity(), b.packed.capacity()];
         if caps.iter().any(|&c| c > MAX_BATCH) {
             return;
         }
         b.rowids.clear();
         b.out.clear();
         b.slots.clear();
+        b.select = None;
         let _ = SPARE_FETCH.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 *s = Some(b);
@@ -579,9 +618,14 @@ impl FetchBufs {
         need: Option<&[bool]>,
         spare: &mut Vec<Row>,
     ) -> Result<()> {
+        let select = self.select.as_deref();
+        let width = select.map_or(ncols, |s| s.len());
         let decode = |v: &[u8], spare: &mut Vec<Row>| -> Result<Row> {
-            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(ncols));
-            decode_row_cols(v, ncols, need, &mut row)?;
+            let mut row = spare.pop().unwrap_or_else(|| Vec::with_capacity(width));
+            match select {
+                Some(cols) => decode_row_select(v, cols, &mut row)?,
+                None => decode_row_cols(v, ncols, need, &mut row)?,
+            }
             Ok(row)
         };
         let prefix = storage::table_prefix(table);
@@ -596,17 +640,35 @@ impl FetchBufs {
                 Ok(())
             });
         }
-        self.order.clear();
-        self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
         // Equal rowids (if an index had two entries for one row) read the
         // same row for each place, in whatever order.
-        self.order.sort_unstable_by_key(|&(r, _)| r);
-        self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+        let (low, high) = rowids.iter().fold((u64::MAX, 0), |(l, h), &r| (l.min(r), h.max(r)));
+        self.order.clear();
+        self.packed.clear();
+        let packed =
+            rowids.len() <= 1 << PLACE_BITS && high.saturating_sub(low) < 1 << (64 - PLACE_BITS);
+        if packed {
+            // (rowid − low, place) in one word: the sort compares and moves
+            // words, not pairs by key (~40% of its instructions).
+            let rows = rowids.iter().enumerate();
+            self.packed.extend(rows.map(|(i, &r)| ((r - low) << PLACE_BITS) | i as u64));
+            self.packed.sort_unstable();
+            let keys = self.packed.iter().map(|&p| ((p >> PLACE_BITS) + low).to_be_bytes());
+            self.keys.extend(keys);
+        } else {
+            self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
+            self.order.sort_unstable_by_key(|&(r, _)| r);
+            self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+        }
         self.slots.clear();
         self.slots.resize_with(rowids.len(), || None);
-        let (order, slots) = (&self.order, &mut self.slots);
+        let (order, packs, slots) = (&self.order, &self.packed, &mut self.slots);
+        let place = |i: usize| match packed {
+            true => packs.get(i).map(|&p| (p & ((1 << PLACE_BITS) - 1)) as usize),
+            false => order.get(i).map(|&(_, at)| at),
+        };
         txn.get_each(&prefix, &self.keys, |i, v| {
-            if let Some(slot) = order.get(i).and_then(|&(_, at)| slots.get_mut(at)) {
+            if let Some(slot) = place(i).and_then(|at| slots.get_mut(at)) {
                 *slot = Some(decode(v, spare)?);
             }
             Ok(())

@@ -222,7 +222,8 @@ slt_tests!(
     catalog,
     catalog_writes,
     maintenance,
-    pg_compat
+    pg_compat,
+    projected_fetch
 );
 
 #[test]

@@ -149,15 +149,18 @@ impl PageType {
     }
 }
 
-#[inline]
+// Always inlined: a page is a fixed-size array, so once inlined the
+// bounds checks of constant offsets go, and each seek reads a dozen
+// header fields (`get_u32` of a leaf cell's value length was a call).
+#[inline(always)]
 pub fn get_u16(p: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([p[at], p[at + 1]])
 }
-#[inline]
+#[inline(always)]
 pub fn get_u32(p: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
 }
-#[inline]
+#[inline(always)]
 pub fn get_u64(p: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&p[at..at + 8]);
@@ -265,6 +268,13 @@ pub fn check_page(p: &Page, id: PageId, file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The common prefix length a node page's header records (`Node::prefix_len`),
+/// read without checking the rest of the header.
+#[inline(always)]
+pub fn page_prefix_len(p: &Page) -> usize {
+    get_u16(p, PREFIX_LEN_AT) as usize
+}
+
 /// Read-only view of a node page with bounds-checked accessors.
 ///
 /// Construct with [`Node::new`], which validates the header; cell accessors
@@ -300,6 +310,14 @@ impl<'a> Node<'a> {
             return Err(corrupt(id, "fragmented byte count larger than the cell area"));
         }
         Ok(Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 })
+    }
+
+    /// A node of `n` cells that `Node::new` has checked on this very page
+    /// (pages behind an `Arc` never change): its header is not checked
+    /// again. Every accessor still checks the bytes it reads.
+    #[inline(always)]
+    pub fn checked(p: &'a Page, id: PageId, n: usize) -> Node<'a> {
+        Node { p, id, n, leaf: p[6] == PageType::Leaf as u8 }
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -413,6 +431,21 @@ impl<'a> Node<'a> {
     /// probes then compare hints, and read a cell (from the prefix on)
     /// only when its hint equals the search key's (see the module docs).
     pub fn search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        self.search_known(key, false)
+    }
+
+    /// `search`, told whether `key` is known to start with the node's
+    /// common prefix (`prefix_known`): true only when the node's bounding
+    /// separators in its ancestors (`low ≤ every key < high`, and
+    /// `low ≤ key < high`) agree on their first `prefix_len()` bytes, so
+    /// that every string between them does too. The comparison with the
+    /// common prefix, which reads cell 0 (a cache line of its own), is then
+    /// left out.
+    pub fn search_known(
+        &self,
+        key: &[u8],
+        prefix_known: bool,
+    ) -> Result<std::result::Result<usize, usize>> {
         let n = self.n;
         if n == 0 {
             return Ok(Err(0));
@@ -431,7 +464,7 @@ impl<'a> Node<'a> {
             std::hint::black_box(touch);
         }
         let plen = self.prefix_len();
-        if plen > 0 {
+        if plen > 0 && (!prefix_known || key.len() < plen) {
             let Some(common) = self.key(0)?.get(..plen) else {
                 return Err(corrupt(self.id, "common prefix longer than the first key"));
             };
@@ -497,7 +530,12 @@ impl<'a> Node<'a> {
 
     /// Index of the child of an internal node that covers `key`.
     pub fn child_index(&self, key: &[u8]) -> Result<usize> {
-        Ok(match self.search(key)? {
+        self.child_index_known(key, false)
+    }
+
+    /// `child_index` through `search_known`.
+    pub fn child_index_known(&self, key: &[u8], prefix_known: bool) -> Result<usize> {
+        Ok(match self.search_known(key, prefix_known)? {
             Ok(i) => i + 1,
             Err(i) => i,
         })
@@ -1017,9 +1055,23 @@ mod tests {
             assert_eq!(n.key(i).unwrap(), &k[..]);
             assert_eq!(n.search(k).unwrap(), Ok(i));
         }
+        // A search told the key has the common prefix (`search_known`)
+        // agrees wherever that holds, and for keys shorter than the prefix
+        // (which it then compares after all).
+        let plen = n.prefix_len();
+        let common = keys.first().map(|k| k[..plen.min(k.len())].to_vec()).unwrap_or_default();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(n.search_known(k, true).unwrap(), Ok(i));
+        }
         for q in probes {
             let want = keys.binary_search(&q);
             assert_eq!(n.search(q).unwrap(), want, "probe {q:02x?}");
+            assert_eq!(n.search_known(q, false).unwrap(), want, "probe {q:02x?}");
+            if q.starts_with(&common) || q.len() < plen {
+                assert_eq!(n.search_known(q, true).unwrap(), want, "known, probe {q:02x?}");
+                let child = n.child_index_known(q, true).unwrap();
+                assert_eq!(child, n.child_index(q).unwrap(), "child, probe {q:02x?}");
+            }
         }
     }
 
