@@ -630,7 +630,13 @@ impl Conflict {
     }
 }
 
-fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result<Option<Conflict>> {
+/// `tname` is the target's name in scope (its alias, if it has one).
+fn on_conflict(
+    b: &mut Binder,
+    t: &Target,
+    tname: &str,
+    on: Option<&ast::OnInsert>,
+) -> Result<Option<Conflict>> {
     let Some(on) = on else { return Ok(None) };
     let ast::OnInsert::OnConflict(oc) = on else {
         return Err(unsupported("ON DUPLICATE KEY UPDATE"));
@@ -702,9 +708,8 @@ fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result
         ast::OnConflictAction::DoNothing => (None, None),
         ast::OnConflictAction::DoUpdate(du) => {
             let cols = t.columns();
-            let tname = t.table.name.clone();
-            let (sets, filter) = b.with_tables(&[(&tname, &cols), ("excluded", &cols)], |b| {
-                let sets = bind_assignments(b, &cols, &tname, &du.assignments)?;
+            let (sets, filter) = b.with_tables(&[(tname, &cols), ("excluded", &cols)], |b| {
+                let sets = bind_assignments(b, &cols, &t.table.name, &du.assignments)?;
                 let filter = match &du.selection {
                     Some(w) => Some(b.expr_typed(w)?.0),
                     None => None,
@@ -1119,11 +1124,16 @@ pub fn bind_insert(
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = target(&mut b, &name)?;
     let ncols = t.types.len();
+    // `INSERT INTO t AS a`: RETURNING and ON CONFLICT see the row as `a`.
+    let tname = match &i.table_alias {
+        Some(a) => ident(&a.alias),
+        None => t.table.name.clone(),
+    };
     let returning = match &i.returning {
-        Some(items) => Some(b.returning(&t.table.name, &t.columns(), items)?),
+        Some(items) => Some(b.returning(&tname, &t.columns(), items)?),
         None => None,
     };
-    let conflict = on_conflict(&mut b, &t, i.on.as_ref())?;
+    let conflict = on_conflict(&mut b, &t, &tname, i.on.as_ref())?;
     let mut targets: Vec<usize> = Vec::new();
     if i.columns.is_empty() {
         // Without a column list, the values fill the first columns.
