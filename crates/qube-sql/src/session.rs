@@ -414,6 +414,7 @@ impl Database {
             sql: Arc::from(""),
             notices: Vec::new(),
             default_isolation: Isolation::ReadCommitted,
+            block_marks: BlockMarks::default(),
             plans: crate::exec::FastMap::default(),
             simple: HashMap::new(),
             plan_key: None,
@@ -772,6 +773,8 @@ pub struct Session {
     /// Notices raised by the last `execute*` call (`take_notices`).
     notices: Vec<crate::notice::Notice>,
     default_isolation: Isolation,
+    /// What the open transaction did that SET TRANSACTION depends on.
+    block_marks: BlockMarks,
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: crate::exec::FastMap<(u64, usize), CachedPlan>,
     /// Statement texts of the simple protocol, by key (`prepare_simple`).
@@ -1322,23 +1325,7 @@ impl Session {
                 let mut read_only = false;
                 for m in modes {
                     match m {
-                        ast::TransactionMode::IsolationLevel(l) => {
-                            iso = match l {
-                                ast::TransactionIsolationLevel::ReadUncommitted
-                                | ast::TransactionIsolationLevel::ReadCommitted => {
-                                    Isolation::ReadCommitted
-                                }
-                                ast::TransactionIsolationLevel::RepeatableRead => {
-                                    Isolation::RepeatableRead
-                                }
-                                ast::TransactionIsolationLevel::Serializable => {
-                                    Isolation::Serializable
-                                }
-                                ast::TransactionIsolationLevel::Snapshot => {
-                                    Isolation::RepeatableRead
-                                }
-                            }
-                        }
+                        ast::TransactionMode::IsolationLevel(l) => iso = isolation_of(l),
                         ast::TransactionMode::AccessMode(a) => {
                             read_only = matches!(a, ast::TransactionAccessMode::ReadOnly)
                         }
@@ -1409,6 +1396,7 @@ impl Session {
                     ));
                 };
                 t.savepoint(&crate::plan::bind::ident(name));
+                self.block_marks.mark(t.id(), false, true);
                 Ok(QueryResult::command("SAVEPOINT"))
             }
             S::ReleaseSavepoint { name } => {
@@ -1453,7 +1441,12 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
-        setting_of(&self.settings, &self.zone.1, self.limits(), self.default_isolation, name)
+        setting_of(&self.settings, &self.zone.1, self.limits(), self.isolation(), name)
+    }
+
+    /// The isolation level of the open block, else the session default.
+    fn isolation(&self) -> Isolation {
+        self.txn.as_ref().map_or(self.default_isolation, Transaction::isolation)
     }
 
     /// The session's settings as a running statement reads them
@@ -1463,7 +1456,7 @@ impl Session {
     /// a SET replaces `settings` (copy on write: the cache holds the old
     /// map) or the zone, limits or isolation, which the check below sees.
     fn settings_lookup(&mut self) -> crate::system::SettingsLookup {
-        let (limits, iso) = (self.limits(), self.default_isolation);
+        let (limits, iso) = (self.limits(), self.isolation());
         if let Some(c) = &self.settings_cache
             && Arc::ptr_eq(&c.settings, &self.settings)
             && c.zone == self.zone.1
@@ -1774,34 +1767,103 @@ impl Session {
                 Arc::make_mut(&mut self.settings).insert(name, value);
                 Ok(QueryResult::command("SET"))
             }
-            ast::Set::SetTransaction { modes, session, .. } => {
+            ast::Set::SetTransaction { modes, session: true, .. } => {
                 for m in modes {
                     if let ast::TransactionMode::IsolationLevel(l) = m {
-                        let iso = match l {
-                            ast::TransactionIsolationLevel::RepeatableRead
-                            | ast::TransactionIsolationLevel::Snapshot => Isolation::RepeatableRead,
-                            ast::TransactionIsolationLevel::Serializable => Isolation::Serializable,
-                            _ => Isolation::ReadCommitted,
-                        };
-                        if *session {
-                            self.default_isolation = iso;
-                        } else if self.txn.is_none() {
-                            // Outside a transaction block PostgreSQL warns and does nothing.
-                            crate::notice::raise(crate::notice::Notice::warning(
-                                "25P01",
-                                "SET TRANSACTION can only be used in transaction blocks",
-                            ));
-                        } else {
-                            return Err(crate::plan::bind::unsupported(
-                                "SET TRANSACTION inside a transaction (use BEGIN ISOLATION LEVEL …)",
-                            ));
-                        }
+                        self.default_isolation = isolation_of(l);
                     }
                 }
                 Ok(QueryResult::command("SET"))
             }
+            ast::Set::SetTransaction { modes, .. } => {
+                let res = self.set_transaction(modes);
+                if res.is_err() {
+                    self.fail();
+                }
+                res
+            }
             other => Err(crate::plan::bind::unsupported(format!("{other}"))),
         }
+    }
+
+    /// `SET TRANSACTION` in a block, as PostgreSQL allows it: the isolation
+    /// level changes only before the block's first query (and not in a
+    /// subtransaction); READ WRITE in a read-only block likewise; READ ONLY
+    /// anywhere. The engine fixes a transaction's mode when it begins, so a
+    /// change restarts the block's transaction, which has read nothing yet;
+    /// READ ONLY after the first query or in a subtransaction is not done.
+    fn set_transaction(&mut self, modes: &[ast::TransactionMode]) -> Result<QueryResult> {
+        let Some(t) = self.txn.as_ref() else {
+            // Outside a transaction block PostgreSQL warns and does nothing.
+            crate::notice::raise(crate::notice::Notice::warning(
+                "25P01",
+                "SET TRANSACTION can only be used in transaction blocks",
+            ));
+            return Ok(QueryResult::command("SET"));
+        };
+        let (queried, subtransaction) = self.block_marks.of(t.id());
+        let (mut iso, mut read_only) = match t.mode() {
+            Mode::ReadWrite(iso) => (iso, false),
+            Mode::ReadOnly(iso) => (iso, true),
+            Mode::AsOf(_) => {
+                return Err(crate::plan::bind::unsupported(
+                    "SET TRANSACTION in a transaction reading as of a commit",
+                ));
+            }
+        };
+        let before = (iso, read_only);
+        for m in modes {
+            match m {
+                ast::TransactionMode::IsolationLevel(l) => {
+                    let new = isolation_of(l);
+                    if new != iso && queried {
+                        return Err(Error::user(
+                            "25001",
+                            "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                        ));
+                    }
+                    if new != iso && subtransaction {
+                        return Err(Error::user(
+                            "25001",
+                            "SET TRANSACTION ISOLATION LEVEL must not be called in a subtransaction",
+                        ));
+                    }
+                    iso = new;
+                }
+                ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadWrite) => {
+                    if read_only && subtransaction {
+                        return Err(Error::user(
+                            "25001",
+                            "cannot set transaction read-write mode inside a read-only transaction",
+                        ));
+                    }
+                    if read_only && queried {
+                        return Err(Error::user(
+                            "25001",
+                            "transaction read-write mode must be set before any query",
+                        ));
+                    }
+                    read_only = false;
+                }
+                ast::TransactionMode::AccessMode(ast::TransactionAccessMode::ReadOnly) => {
+                    if !read_only && (queried || subtransaction) {
+                        return Err(crate::plan::bind::unsupported(
+                            "SET TRANSACTION READ ONLY after the first query of a transaction block \
+                             or in a subtransaction (use BEGIN READ ONLY)",
+                        ));
+                    }
+                    read_only = true;
+                }
+            }
+        }
+        if (iso, read_only) != before {
+            let mode = if read_only { Mode::ReadOnly(iso) } else { Mode::ReadWrite(iso) };
+            let new = self.db.shared.mvcc.begin(mode)?;
+            if let Some(old) = self.txn.replace(new) {
+                old.rollback();
+            }
+        }
+        Ok(QueryResult::command("SET"))
     }
 
     /// COPY, VACUUM and ANALYZE run through `execute` (COPY from or to
@@ -1890,6 +1952,7 @@ impl Session {
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
+                self.block_marks.mark(t.id(), true, false);
                 let res = names.cached(&mut self.path_cache, t).and_then(|p| f(&shared, t, &p));
                 if res.is_err() {
                     self.failed = true;
@@ -1982,6 +2045,7 @@ impl Session {
         let mut own = match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
+                self.block_marks.mark(t.id(), true, false);
                 None
             }
             None => Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?),
@@ -2047,6 +2111,7 @@ impl Session {
         match self.txn.as_mut() {
             Some(t) => {
                 t.new_statement();
+                self.block_marks.mark(t.id(), true, false);
                 let res = names
                     .cached(&mut self.path_cache, t)
                     .and_then(|path| run_statement(&shared, t, &path, s, params, slot, sink));
@@ -2578,6 +2643,44 @@ const MIN_BUFFER_POOL: usize = 24 * 8192;
 /// and `enable_mergejoin` choose how binary joins run
 /// (`exec::binary_join`); the others are accepted and shown, and change
 /// nothing.
+/// What an open transaction block did that SET TRANSACTION depends on;
+/// marks of an earlier transaction (another id) do not count.
+#[derive(Debug, Default, Clone, Copy)]
+struct BlockMarks {
+    txn: qube_txn::locks::TxnId,
+    /// A statement took a snapshot (PostgreSQL's FirstSnapshotSet).
+    queried: bool,
+    /// A SAVEPOINT was set (the block may be in a subtransaction).
+    savepoint: bool,
+}
+
+impl BlockMarks {
+    fn mark(&mut self, txn: qube_txn::locks::TxnId, queried: bool, savepoint: bool) {
+        if self.txn != txn {
+            *self = BlockMarks { txn, queried: false, savepoint: false };
+        }
+        self.queried |= queried;
+        self.savepoint |= savepoint;
+    }
+
+    /// (queried, savepoint) of transaction `txn`.
+    fn of(&self, txn: qube_txn::locks::TxnId) -> (bool, bool) {
+        if self.txn == txn { (self.queried, self.savepoint) } else { (false, false) }
+    }
+}
+
+/// The engine's isolation level for a SQL one (READ UNCOMMITTED is READ
+/// COMMITTED, as in PostgreSQL).
+fn isolation_of(l: &ast::TransactionIsolationLevel) -> Isolation {
+    match l {
+        ast::TransactionIsolationLevel::ReadUncommitted
+        | ast::TransactionIsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+        ast::TransactionIsolationLevel::RepeatableRead
+        | ast::TransactionIsolationLevel::Snapshot => Isolation::RepeatableRead,
+        ast::TransactionIsolationLevel::Serializable => Isolation::Serializable,
+    }
+}
+
 const BOOLEAN_SETTINGS: &[&str] = &[
     "enable_hashjoin",
     "enable_mergejoin",

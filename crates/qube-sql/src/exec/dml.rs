@@ -200,17 +200,15 @@ fn is_default(e: &ast::Expr) -> bool {
 
 /// `SET col = expr, …` of UPDATE and ON CONFLICT DO UPDATE: (column
 /// position, value; None for DEFAULT), bound in the caller's scope.
+/// `SET (a, b) = (x, y)` and `= ROW(x, y)` assign item by item.
 fn bind_assignments(
     b: &mut Binder,
     cols: &[(String, DataType)],
     table: &str,
     assignments: &[ast::Assignment],
 ) -> Result<Vec<(usize, Option<Expr>)>> {
-    let mut sets = Vec::new();
-    for a in assignments {
-        let ast::AssignmentTarget::ColumnName(c) = &a.target else {
-            return Err(unsupported("SET of a column list"));
-        };
+    let mut sets: Vec<(usize, Option<Expr>)> = Vec::new();
+    let mut assign = |b: &mut Binder, c: &ast::ObjectName, value: &ast::Expr| -> Result<()> {
         let cname = object_name(c)?.pop().unwrap_or_default();
         let pos = cols.iter().position(|col| col.0 == cname).ok_or_else(|| {
             Error::user(
@@ -218,10 +216,68 @@ fn bind_assignments(
                 format!("column \"{cname}\" of relation \"{table}\" does not exist"),
             )
         })?;
-        let e = if is_default(&a.value) { None } else { Some(b.expr_as(&a.value, &cols[pos].1)?) };
+        if sets.iter().any(|(p, _)| *p == pos) {
+            return Err(Error::user(
+                "42601",
+                format!("multiple assignments to same column \"{cname}\""),
+            ));
+        }
+        let e = if is_default(value) { None } else { Some(b.expr_as(value, &cols[pos].1)?) };
         sets.push((pos, e));
+        Ok(())
+    };
+    for a in assignments {
+        match &a.target {
+            ast::AssignmentTarget::ColumnName(c) => assign(b, c, &a.value)?,
+            ast::AssignmentTarget::Tuple(targets) => {
+                let values = multi_assignment_values(&a.value)?;
+                if values.len() != targets.len() {
+                    return Err(Error::user(
+                        "42601",
+                        "number of columns does not match number of values",
+                    ));
+                }
+                for (c, v) in targets.iter().zip(values) {
+                    assign(b, c, v)?;
+                }
+            }
+        }
     }
     Ok(sets)
+}
+
+/// The items of the source of `SET (a, b, …) = source`: a parenthesized
+/// list or `ROW(…)`, as PostgreSQL's grammar allows.
+fn multi_assignment_values(value: &ast::Expr) -> Result<Vec<&ast::Expr>> {
+    match value {
+        ast::Expr::Tuple(items) => Ok(items.iter().collect()),
+        ast::Expr::Function(f)
+            if f.name.0.len() == 1
+                && f.name.to_string().eq_ignore_ascii_case("row")
+                && f.filter.is_none()
+                && f.over.is_none()
+                && f.within_group.is_empty() =>
+        {
+            let ast::FunctionArguments::List(list) = &f.args else {
+                return Ok(Vec::new());
+            };
+            if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                return Err(unsupported(format!("SET (…) = {value}")));
+            }
+            list.args
+                .iter()
+                .map(|arg| match arg {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                    other => Err(unsupported(format!("ROW argument {other}"))),
+                })
+                .collect()
+        }
+        ast::Expr::Subquery(_) => Err(unsupported("SET (…) = (SELECT …)")),
+        _ => Err(Error::user(
+            "0A000",
+            "source for a multiple-column UPDATE item must be a sub-SELECT or ROW() expression",
+        )),
+    }
 }
 
 impl ExprIndex {
@@ -630,7 +686,13 @@ impl Conflict {
     }
 }
 
-fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result<Option<Conflict>> {
+/// `tname` is the target's name in scope (its alias, if it has one).
+fn on_conflict(
+    b: &mut Binder,
+    t: &Target,
+    tname: &str,
+    on: Option<&ast::OnInsert>,
+) -> Result<Option<Conflict>> {
     let Some(on) = on else { return Ok(None) };
     let ast::OnInsert::OnConflict(oc) = on else {
         return Err(unsupported("ON DUPLICATE KEY UPDATE"));
@@ -702,9 +764,8 @@ fn on_conflict(b: &mut Binder, t: &Target, on: Option<&ast::OnInsert>) -> Result
         ast::OnConflictAction::DoNothing => (None, None),
         ast::OnConflictAction::DoUpdate(du) => {
             let cols = t.columns();
-            let tname = t.table.name.clone();
-            let (sets, filter) = b.with_tables(&[(&tname, &cols), ("excluded", &cols)], |b| {
-                let sets = bind_assignments(b, &cols, &tname, &du.assignments)?;
+            let (sets, filter) = b.with_tables(&[(tname, &cols), ("excluded", &cols)], |b| {
+                let sets = bind_assignments(b, &cols, &t.table.name, &du.assignments)?;
                 let filter = match &du.selection {
                     Some(w) => Some(b.expr_typed(w)?.0),
                     None => None,
@@ -1119,11 +1180,16 @@ pub fn bind_insert(
     let mut b = Binder::new(&shared.catalog, txn, schema);
     let t = target(&mut b, &name)?;
     let ncols = t.types.len();
+    // `INSERT INTO t AS a`: RETURNING and ON CONFLICT see the row as `a`.
+    let tname = match &i.table_alias {
+        Some(a) => ident(&a.alias),
+        None => t.table.name.clone(),
+    };
     let returning = match &i.returning {
-        Some(items) => Some(b.returning(&t.table.name, &t.columns(), items)?),
+        Some(items) => Some(b.returning(&tname, &t.columns(), items)?),
         None => None,
     };
-    let conflict = on_conflict(&mut b, &t, i.on.as_ref())?;
+    let conflict = on_conflict(&mut b, &t, &tname, i.on.as_ref())?;
     let mut targets: Vec<usize> = Vec::new();
     if i.columns.is_empty() {
         // Without a column list, the values fill the first columns.

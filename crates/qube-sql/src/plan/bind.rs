@@ -1790,7 +1790,7 @@ impl<'a> Binder<'a> {
         items: &[ast::SelectItem],
     ) -> Result<super::Returning> {
         let star: Vec<(usize, (String, DataType))> = cols.iter().cloned().enumerate().collect();
-        self.with_columns(table, cols, |b| b.returning_items(items, &star))
+        self.with_columns(table, cols, |b| b.returning_items(items, &star, None))
     }
 
     /// RETURNING of UPDATE … FROM / DELETE … USING, in `dml_join`'s
@@ -1811,13 +1811,16 @@ impl<'a> Binder<'a> {
                 star.push((i, (c.name.clone(), c.ty.clone())));
             }
         }
-        self.returning_items(items, &star)
+        self.returning_items(items, &star, Some(offset + ncols))
     }
 
+    /// `star` is what `*` expands to; `rowid` the scope index of the
+    /// target's hidden rowid column, which `alias.*` leaves out.
     fn returning_items(
         &mut self,
         items: &[ast::SelectItem],
         star: &[(usize, (String, DataType))],
+        rowid: Option<usize>,
     ) -> Result<super::Returning> {
         let mut exprs = Vec::new();
         let mut out = Vec::new();
@@ -1838,6 +1841,30 @@ impl<'a> Binder<'a> {
                     let (x, t) = self.expr_typed(expr)?;
                     exprs.push(x);
                     out.push((ident(alias), t));
+                }
+                ast::SelectItem::QualifiedWildcard(kind, _) => {
+                    // `alias.*`: that table's columns, as in a SELECT list.
+                    let name = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
+                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                            return Err(unsupported(format!("RETURNING {e}.*")));
+                        }
+                    };
+                    let t = name.last().cloned().unwrap_or_default();
+                    let scope = self.scopes.last().cloned().unwrap_or_default();
+                    let before = exprs.len();
+                    for (i, c) in scope.cols.iter().enumerate() {
+                        if c.table.as_deref() == Some(t.as_str()) && Some(i) != rowid {
+                            exprs.push(Expr::Column(i));
+                            out.push((c.name.clone(), c.ty.clone()));
+                        }
+                    }
+                    if exprs.len() == before {
+                        return Err(err(
+                            "42P01",
+                            format!("missing FROM-clause entry for table \"{t}\""),
+                        ));
+                    }
                 }
                 other => return Err(unsupported(format!("RETURNING {other}"))),
             }
