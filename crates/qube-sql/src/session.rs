@@ -1322,7 +1322,7 @@ impl Session {
                     return Ok(QueryResult::command("BEGIN"));
                 }
                 let mut iso = self.default_isolation;
-                let mut read_only = false;
+                let mut read_only = self.default_read_only();
                 for m in modes {
                     match m {
                         ast::TransactionMode::IsolationLevel(l) => iso = isolation_of(l),
@@ -1388,6 +1388,22 @@ impl Session {
                 "25P02",
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
+            // A write in a read-only transaction fails as a statement, as
+            // in PostgreSQL, whether or not it would change a row.
+            S::Insert(_) | S::Update { .. } | S::Delete(_) | S::Truncate { .. }
+                if self.read_only_now() =>
+            {
+                let what = match s {
+                    S::Insert(_) => "INSERT",
+                    S::Update { .. } => "UPDATE",
+                    S::Delete(_) => "DELETE",
+                    _ => "TRUNCATE TABLE",
+                };
+                Err(Error::user(
+                    "25006",
+                    format!("cannot execute {what} in a read-only transaction"),
+                ))
+            }
             S::Savepoint { name } => {
                 let Some(t) = self.txn.as_mut() else {
                     return Err(Error::user(
@@ -1442,6 +1458,21 @@ impl Session {
 
     fn setting(&self, name: &str) -> Result<String> {
         setting_of(&self.settings, &self.zone.1, self.limits(), self.isolation(), name)
+    }
+
+    /// Whether transactions start read-only (`default_transaction_read_only`,
+    /// or SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY).
+    fn default_read_only(&self) -> bool {
+        self.settings.get("default_transaction_read_only").is_some_and(|v| v == "on")
+    }
+
+    /// Whether a statement now runs read-only: the open block's mode, else
+    /// the session default.
+    fn read_only_now(&self) -> bool {
+        match &self.txn {
+            Some(t) => !matches!(t.mode(), Mode::ReadWrite(_)),
+            None => self.default_read_only(),
+        }
     }
 
     /// The isolation level of the open block, else the session default.
@@ -1724,6 +1755,15 @@ impl Session {
                     }
                 }
                 let lower = name.to_ascii_lowercase();
+                if lower == "default_transaction_read_only" {
+                    if value.eq_ignore_ascii_case("default") {
+                        Arc::make_mut(&mut self.settings).remove(&lower);
+                    } else {
+                        let v = parse_bool_setting(&lower, &value)?;
+                        Arc::make_mut(&mut self.settings).insert(lower, v.to_string());
+                    }
+                    return Ok(QueryResult::command("SET"));
+                }
                 if BOOLEAN_SETTINGS.contains(&lower.as_str()) {
                     let v = if value.eq_ignore_ascii_case("default") {
                         "on"
@@ -1769,8 +1809,20 @@ impl Session {
             }
             ast::Set::SetTransaction { modes, session: true, .. } => {
                 for m in modes {
-                    if let ast::TransactionMode::IsolationLevel(l) = m {
-                        self.default_isolation = isolation_of(l);
+                    match m {
+                        ast::TransactionMode::IsolationLevel(l) => {
+                            self.default_isolation = isolation_of(l)
+                        }
+                        // SET SESSION CHARACTERISTICS AS TRANSACTION READ
+                        // ONLY is default_transaction_read_only, as in
+                        // PostgreSQL (it was ignored: writes went through).
+                        ast::TransactionMode::AccessMode(a) => {
+                            let on = matches!(a, ast::TransactionAccessMode::ReadOnly);
+                            Arc::make_mut(&mut self.settings).insert(
+                                "default_transaction_read_only".into(),
+                                if on { "on" } else { "off" }.into(),
+                            );
+                        }
                     }
                 }
                 Ok(QueryResult::command("SET"))
@@ -1946,7 +1998,11 @@ impl Session {
             temp: &self.temp_name,
         };
         if self.txn.is_none() && self.implicit_pending {
-            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.txn = Some(
+                shared
+                    .mvcc
+                    .begin(default_mode(self.default_isolation, self.default_read_only()))?,
+            );
             self.implicit = true;
         }
         match self.txn.as_mut() {
@@ -1960,7 +2016,9 @@ impl Session {
                 res
             }
             None => {
-                let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
+                let mut t = shared
+                    .mvcc
+                    .begin(default_mode(self.default_isolation, self.default_read_only()))?;
                 let res =
                     names.cached(&mut self.path_cache, &mut t).and_then(|p| f(&shared, &mut t, &p));
                 match res {
@@ -2039,7 +2097,11 @@ impl Session {
         let (now, deadline) = self.enter_statement()?;
         let shared = self.db.shared.clone();
         if self.txn.is_none() && self.implicit_pending {
-            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.txn = Some(
+                shared
+                    .mvcc
+                    .begin(default_mode(self.default_isolation, self.default_read_only()))?,
+            );
             self.implicit = true;
         }
         let mut own = match self.txn.as_mut() {
@@ -2048,7 +2110,11 @@ impl Session {
                 self.block_marks.mark(t.id(), true, false);
                 None
             }
-            None => Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?),
+            None => Some(
+                shared
+                    .mvcc
+                    .begin(default_mode(self.default_isolation, self.default_read_only()))?,
+            ),
         };
         let names = Names {
             catalog: &shared.catalog,
@@ -2101,8 +2167,9 @@ impl Session {
             seqs: &self.seqs,
             temp: &self.temp_name,
         };
+        let mode = default_mode(self.default_isolation, self.default_read_only());
         if self.txn.is_none() && self.implicit_pending {
-            self.txn = Some(shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?);
+            self.txn = Some(shared.mvcc.begin(mode)?);
             self.implicit = true;
         }
         let slot = self.plan_key.map(|k| {
@@ -2121,7 +2188,7 @@ impl Session {
                 res
             }
             None => {
-                let mut t = shared.mvcc.begin(Mode::ReadWrite(self.default_isolation))?;
+                let mut t = shared.mvcc.begin(mode)?;
                 let res = names
                     .cached(&mut self.path_cache, &mut t)
                     .and_then(|path| run_statement(&shared, &mut t, &path, s, params, slot, sink));
@@ -2748,6 +2815,12 @@ fn setting_of(
             ));
         }
     })
+}
+
+/// How a transaction the session starts by itself (a block's BEGIN, an
+/// implicit block, a statement's own) begins.
+fn default_mode(iso: Isolation, read_only: bool) -> Mode {
+    if read_only { Mode::ReadOnly(iso) } else { Mode::ReadWrite(iso) }
 }
 
 #[cfg(test)]

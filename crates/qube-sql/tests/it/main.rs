@@ -348,6 +348,27 @@ fn unsupported_array_and_json_forms_are_clear_errors() {
     assert_eq!(r[0].rows[0][0].to_string(), "{1,2}");
 }
 
+/// A read-only session default (SET SESSION CHARACTERISTICS AS
+/// TRANSACTION READ ONLY) holds for prepared writes too, also when they
+/// would change no row.
+#[test]
+fn read_only_default_covers_prepared_writes() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE r (a int PRIMARY KEY)").unwrap();
+    let ins = s.prepare("INSERT INTO r VALUES ($1)").unwrap();
+    let del = s.prepare("DELETE FROM r WHERE a = $1").unwrap();
+    s.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").unwrap();
+    for (st, v) in [(&ins, 1), (&del, 1)] {
+        let e = s.execute_prepared(st, &[qube_sql::Value::Int4(v)]).unwrap_err();
+        assert_eq!(e.sqlstate(), "25006", "{e}");
+    }
+    s.execute("SET default_transaction_read_only = off").unwrap();
+    s.execute_prepared(&ins, &[qube_sql::Value::Int4(1)]).unwrap();
+    let r = s.execute("SELECT count(*) FROM r").unwrap();
+    assert_eq!(r[0].rows[0][0].to_string(), "1");
+}
+
 /// Table inheritance and partitioning are refused, not ignored: a plain
 /// table in their place would lack inherited columns or take rows that no
 /// partition accepts.
