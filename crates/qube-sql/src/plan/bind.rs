@@ -677,30 +677,12 @@ impl<'a> Binder<'a> {
                     }
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
-                    let name = match kind {
-                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
-                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
-                            return Err(unsupported(format!("{e}.*")));
-                        }
-                    };
-                    let t = name.last().cloned().unwrap_or_default();
-                    let scope = self.scopes.last().cloned().unwrap_or_default();
-                    let mut found = false;
-                    for (i, c) in scope.cols.iter().enumerate() {
-                        if c.table.as_deref() == Some(t.as_str()) {
-                            found = true;
-                            origins.push(c.origin);
-                            let b = B::new(Expr::Column(i), c.ty.clone());
-                            let b = if grouped { self.grouped_ref(b, &c.name)? } else { b };
-                            exprs.push(b.expr);
-                            columns.push((c.name.clone(), c.ty.clone()));
-                        }
-                    }
-                    if !found {
-                        return Err(err(
-                            "42P01",
-                            format!("missing FROM-clause entry for table \"{t}\""),
-                        ));
+                    for (i, name, ty, origin) in self.table_columns(kind, "", None)? {
+                        origins.push(origin);
+                        let b = B::new(Expr::Column(i), ty.clone());
+                        let b = if grouped { self.grouped_ref(b, &name)? } else { b };
+                        exprs.push(b.expr);
+                        columns.push((name, ty));
                     }
                 }
                 ast::SelectItem::ExprWithAliases { .. } => {
@@ -1814,6 +1796,37 @@ impl<'a> Binder<'a> {
         self.returning_items(items, &star, Some(offset + ncols))
     }
 
+    /// The columns `t.*` names in the current scope, in order: position,
+    /// name, type and origin; `skip` (a target's hidden rowid) left out.
+    /// 42P01 if no FROM item is `t`; `what` prefixes the 0A000 of an
+    /// expression's `.*`.
+    fn table_columns(
+        &self,
+        kind: &ast::SelectItemQualifiedWildcardKind,
+        what: &str,
+        skip: Option<usize>,
+    ) -> Result<Vec<(usize, String, DataType, ColumnOrigin)>> {
+        let name = match kind {
+            ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
+            ast::SelectItemQualifiedWildcardKind::Expr(e) => {
+                return Err(unsupported(format!("{what}{e}.*")));
+            }
+        };
+        let t = name.last().cloned().unwrap_or_default();
+        let cols: Vec<_> = self
+            .scopes
+            .last()
+            .into_iter()
+            .flat_map(|s| s.cols.iter().enumerate())
+            .filter(|(i, c)| c.table.as_deref() == Some(t.as_str()) && Some(*i) != skip)
+            .map(|(i, c)| (i, c.name.clone(), c.ty.clone(), c.origin))
+            .collect();
+        if cols.is_empty() {
+            return Err(err("42P01", format!("missing FROM-clause entry for table \"{t}\"")));
+        }
+        Ok(cols)
+    }
+
     /// `star` is what `*` expands to; `rowid` the scope index of the
     /// target's hidden rowid column, which `alias.*` leaves out.
     fn returning_items(
@@ -1844,26 +1857,9 @@ impl<'a> Binder<'a> {
                 }
                 ast::SelectItem::QualifiedWildcard(kind, _) => {
                     // `alias.*`: that table's columns, as in a SELECT list.
-                    let name = match kind {
-                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
-                        ast::SelectItemQualifiedWildcardKind::Expr(e) => {
-                            return Err(unsupported(format!("RETURNING {e}.*")));
-                        }
-                    };
-                    let t = name.last().cloned().unwrap_or_default();
-                    let scope = self.scopes.last().cloned().unwrap_or_default();
-                    let before = exprs.len();
-                    for (i, c) in scope.cols.iter().enumerate() {
-                        if c.table.as_deref() == Some(t.as_str()) && Some(i) != rowid {
-                            exprs.push(Expr::Column(i));
-                            out.push((c.name.clone(), c.ty.clone()));
-                        }
-                    }
-                    if exprs.len() == before {
-                        return Err(err(
-                            "42P01",
-                            format!("missing FROM-clause entry for table \"{t}\""),
-                        ));
+                    for (i, name, ty, _) in self.table_columns(kind, "RETURNING ", rowid)? {
+                        exprs.push(Expr::Column(i));
+                        out.push((name, ty));
                     }
                 }
                 other => return Err(unsupported(format!("RETURNING {other}"))),
