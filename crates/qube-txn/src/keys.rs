@@ -81,6 +81,12 @@ pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<
     cp == key.len() && cp == prev.len()
 }
 
+/// The length of `Key::Version(key, ts)`: the tag, the escaped key (one
+/// more byte per zero byte), the terminator and the timestamp.
+pub fn version_key_len(key: &[u8]) -> usize {
+    1 + key.len() + zero_bytes(key) + 2 + 8
+}
+
 /// `0x02 escape(key) 0x00 0x00`: the prefix shared by every version of `key`.
 pub fn version_prefix_into(key: &[u8], out: &mut Vec<u8>) {
     out.push(VERSION);
@@ -322,6 +328,7 @@ mod tests {
             prop_assert_eq!(&buf[..junk.len()], &junk[..]);
             let encoded = Key::Version(&k, ts).encode();
             prop_assert_eq!(&buf[junk.len()..], &encoded[..encoded.len() - 8]);
+            prop_assert_eq!(version_key_len(&k), encoded.len());
             // Decoding replaces what the buffer holds.
             let mut out = junk.clone();
             prop_assert_eq!(decode_version_into(&encoded, &mut out).unwrap(), ts);

@@ -139,10 +139,13 @@ struct CommitState {
     last_time_record: u64,
 }
 
-/// Bytes a write adds to its commit's batch beyond its key and value: the
-/// op's tag and lengths (9), the version key's tag, terminator and
-/// timestamp (11), the value's tag (1), and a few escaped zero bytes.
-const BATCH_OVERHEAD: usize = 24;
+/// Bytes a write adds to its commit's batch beyond its version key and
+/// value: the op's tag and lengths (9) and the value's tag (1). Counted
+/// exactly, so that the batch is allocated once at its full size: a
+/// million-row batch grown by doubling was copied whole at each step (and
+/// an allocator that reallocates by copying, not by moving the mapping as
+/// glibc does for large blocks, faults in fresh memory each time).
+const BATCH_OVERHEAD: usize = 10;
 
 /// Deletions per garbage-collection batch (see `gc_pass`).
 const GC_BATCH: usize = 128;
@@ -1360,7 +1363,8 @@ impl Transaction {
         } else {
             self.writes.put(key, hash, value, keep_old)?
         };
-        self.write_bytes += BATCH_OVERHEAD + key.len() + value.map_or(0, <[u8]>::len);
+        self.write_bytes +=
+            BATCH_OVERHEAD + keys::version_key_len(key) + value.map_or(0, <[u8]>::len);
         if keep_old {
             self.undo.push(undo);
         }

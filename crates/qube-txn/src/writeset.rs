@@ -18,6 +18,13 @@
 //! Keys and values are appended to one arena: a write allocates nothing of
 //! its own (the `BTreeMap<Vec<u8>, Option<Vec<u8>>>` this replaces made two
 //! allocations and an ordered insert with whole-key compares per write).
+//! The arena is a list of 1 MiB chunks, each allocated once at its full
+//! size, never one growing buffer: a bulk load's arena reaches hundreds of
+//! megabytes, and growing one buffer copied all of it at every doubling
+//! (with an allocator that reallocates by copying, into freshly faulted
+//! memory each time). A position in the arena is the chunk's index in the
+//! high 32 bits and the offset in the low ones; a key or value never spans
+//! two chunks (one longer than a chunk gets a chunk of its own).
 //!
 //! Most bulk writes arrive in key order within their table or index: rows
 //! by a serial or identity key, COPY of sorted data. A new key joins the run
@@ -113,9 +120,66 @@ struct Entry {
 }
 
 /// The key of entry `id` in `arena` (see `WriteSet::key`).
-fn key_in<'a>(arena: &'a [u8], entries: &[Entry], id: u32) -> &'a [u8] {
+#[inline]
+fn key_in<'a>(arena: &'a Arena, entries: &[Entry], id: u32) -> &'a [u8] {
     let e = &entries[id as usize];
-    &arena[e.key_at..e.key_at + e.key_len as usize]
+    arena.get(e.key_at, e.key_len as usize)
+}
+
+/// Bytes per arena chunk.
+const CHUNK: usize = 1 << 20;
+
+/// The write set's bytes: chunks that never grow past the capacity they
+/// were allocated with (see the module docs). Positions are
+/// `chunk << 32 | offset`.
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Arena {
+    /// Appends `b`; its position.
+    #[inline]
+    fn push(&mut self, b: &[u8]) -> usize {
+        let n = self.chunks.len();
+        if let Some(last) = self.chunks.last_mut()
+            && b.len() <= last.capacity() - last.len()
+        {
+            let at = ((n - 1) << 32) | last.len();
+            last.extend_from_slice(b);
+            return at;
+        }
+        let mut chunk = Vec::with_capacity(b.len().max(CHUNK));
+        chunk.extend_from_slice(b);
+        self.chunks.push(chunk);
+        (self.chunks.len() - 1) << 32
+    }
+
+    #[inline]
+    fn get(&self, at: usize, len: usize) -> &[u8] {
+        let off = at & 0xFFFF_FFFF;
+        &self.chunks[at >> 32][off..off + len]
+    }
+
+    fn get_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+        let off = at & 0xFFFF_FFFF;
+        &mut self.chunks[at >> 32][off..off + len]
+    }
+
+    /// Drops everything from position `at` on (a position `push` gave).
+    fn truncate(&mut self, at: usize) {
+        let chunk = at >> 32;
+        self.chunks.truncate(chunk + 1);
+        if let Some(c) = self.chunks.get_mut(chunk) {
+            c.truncate(at & 0xFFFF_FFFF);
+        }
+    }
+
+    /// Bytes held (the test of in-place overwrites).
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
 }
 
 /// An entry of the hash index `WriteSet::all`: its id and 32 bits of its
@@ -153,7 +217,7 @@ pub enum Undo {
 /// The write set (see the module doc).
 #[derive(Default)]
 pub struct WriteSet {
-    arena: Vec<u8>,
+    arena: Arena,
     entries: Vec<Entry>,
     runs: Vec<Vec<u32>>,
     /// `head` of each run's last key, by run: `place` compares a new key
@@ -291,7 +355,7 @@ impl WriteSet {
 
     fn value(&self, id: u32) -> Option<&[u8]> {
         let e = &self.entries[id as usize];
-        (e.val_len != TOMBSTONE).then(|| &self.arena[e.val_at..e.val_at + e.val_len as usize])
+        (e.val_len != TOMBSTONE).then(|| self.arena.get(e.val_at, e.val_len as usize))
     }
 
     /// `key`'s entry in a run (or a run's tail): ids in ascending key
@@ -439,12 +503,9 @@ impl WriteSet {
             .ok()
             .filter(|&n| n < u32::MAX)
             .ok_or_else(|| Error::InvalidInput("too many writes in one transaction".into()))?;
-        let key_at = self.arena.len();
-        self.arena.extend_from_slice(key);
-        let val_at = self.arena.len();
-        if let Some(v) = value {
-            self.arena.extend_from_slice(v);
-        }
+        let key_at = self.arena.push(key);
+        // A deletion's `val_at` is never read.
+        let val_at = value.map_or(key_at, |v| self.arena.push(v));
         self.entries.push(Entry { key_at, val_at, key_len: key.len() as u32, val_len });
         Ok(id)
     }
@@ -499,14 +560,10 @@ impl WriteSet {
             let undo = Undo::Replaced { id, val_at: e.val_at, val_len: e.val_len };
             let val_at = match value {
                 Some(v) if !keep_old && e.val_len != TOMBSTONE && val_len <= e.val_len => {
-                    self.arena[e.val_at..e.val_at + v.len()].copy_from_slice(v);
+                    self.arena.get_mut(e.val_at, v.len()).copy_from_slice(v);
                     e.val_at
                 }
-                Some(v) => {
-                    let at = self.arena.len();
-                    self.arena.extend_from_slice(v);
-                    at
-                }
+                Some(v) => self.arena.push(v),
                 None => e.val_at,
             };
             let e = &mut self.entries[id as usize];
@@ -1047,12 +1104,47 @@ mod tests {
     }
 
     #[test]
+    fn arena_chunks_never_move_and_truncate_back() {
+        let mut a = Arena::default();
+        let mut model: Vec<(usize, Vec<u8>)> = Vec::new();
+        // Pieces of up to 3 KiB, over several chunks, then one longer than
+        // a chunk (a chunk of its own) and small ones after it.
+        for i in 0..2_000usize {
+            let piece = vec![(i % 251) as u8; (i * 37) % 3_000];
+            model.push((a.push(&piece), piece));
+        }
+        let big = vec![7u8; CHUNK + 5];
+        model.push((a.push(&big), big));
+        model.push((a.push(b"after"), b"after".to_vec()));
+        assert!(a.chunks.len() > 3);
+        let firsts: Vec<*const u8> = a.chunks.iter().map(|c| c.as_ptr()).collect();
+        for (at, piece) in &model {
+            assert_eq!(a.get(*at, piece.len()), &piece[..]);
+        }
+        // Undo back to an entry in the middle: later pieces are gone, the
+        // ones before are intact, and pushing again reuses the room.
+        let (cut, _) = model[1_000];
+        a.truncate(cut);
+        model.truncate(1_000);
+        for (at, piece) in &model {
+            assert_eq!(a.get(*at, piece.len()), &piece[..]);
+        }
+        let again = a.push(b"again");
+        assert_eq!(again, cut);
+        assert_eq!(a.get(again, 5), b"again");
+        // No chunk was reallocated by the pushes.
+        for (c, p) in a.chunks.iter().zip(&firsts) {
+            assert_eq!(c.as_ptr(), *p);
+        }
+    }
+
+    #[test]
     fn overwrites_in_place_and_under_savepoints() {
         let mut ws = WriteSet::default();
         put(&mut ws, b"a", Some(b"long value"), false);
-        let before = ws.arena.len();
+        let before = ws.arena.used();
         put(&mut ws, b"a", Some(b"short"), false);
-        assert_eq!(ws.arena.len(), before, "no savepoint: written in place");
+        assert_eq!(ws.arena.used(), before, "no savepoint: written in place");
         assert_eq!(ws.get(b"a", || key_hash(b"a")), Some(Some(&b"short"[..])));
         let u1 = put(&mut ws, b"a", Some(b"x"), true);
         let u2 = put(&mut ws, b"a", None, true);
