@@ -34,6 +34,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
@@ -71,6 +72,8 @@ pub struct Ctx<'a> {
     pub outer: Vec<Row>,
     /// Work tables of running recursive CTEs.
     worktables: FastMap<usize, Rc<Vec<Row>>>,
+    /// Rows of the materialized WITH queries run so far (`Plan::CteScan`).
+    ctes: FastMap<usize, Rc<Vec<Row>>>,
     cache: FastMap<usize, Rc<Vec<Row>>>,
     /// Hashed values of uncorrelated `IN (subquery)`s (None: not hashable).
     in_sets: FastMap<usize, Option<Rc<InSet>>>,
@@ -107,6 +110,7 @@ impl<'a> Ctx<'a> {
             in_sets: FastMap::default(),
             exists_sets: FastMap::default(),
             worktables: FastMap::default(),
+            ctes: FastMap::default(),
             values: 0,
             limit: MAX_QUERY_VALUES,
             stats: None,
@@ -432,6 +436,18 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
         Plan::WorkTable { id, .. } => {
             Ok(ctx.worktables.get(id).map(|r| r.as_ref().clone()).unwrap_or_default())
         }
+        Plan::CteScan { input, .. } => {
+            let key = Arc::as_ptr(input) as usize;
+            let rows = match ctx.ctes.get(&key) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Rc::new(run(ctx, input)?);
+                    ctx.ctes.insert(key, r.clone());
+                    r
+                }
+            };
+            Ok(rows.as_ref().clone())
+        }
         Plan::RecursiveUnion { id, anchor, recursive, all } => {
             let mut seen = HashSet::new();
             let mut buf = Vec::new();
@@ -460,6 +476,7 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
                 // Subqueries may read the work table: nothing is cached
                 // across iterations.
                 ctx.cache.clear();
+                ctx.ctes.clear();
                 ctx.in_sets.clear();
                 ctx.exists_sets.clear();
                 let next = run(ctx, recursive)?;
@@ -676,7 +693,7 @@ pub(crate) fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
         Plan::Values { width, .. } => *width,
         Plan::Series { .. } => 1,
         Plan::SetFunction { width, .. } | Plan::System { width, .. } => *width,
-        Plan::WorkTable { width, .. } => *width,
+        Plan::WorkTable { width, .. } | Plan::CteScan { width, .. } => *width,
         Plan::Window { input, calls } => plan_width(input, None) + calls.len(),
         Plan::RecursiveUnion { anchor, .. } => plan_width(anchor, None),
         Plan::Scan { table } | Plan::IndexScan { table, .. } => table.columns.len(),

@@ -32,6 +32,63 @@ mod datetime;
 #[path = "bind_funcs.rs"]
 mod more;
 
+/// Whether WITH query `cte` of `owner` is materialized rather than inlined
+/// where it is read, by PostgreSQL's rule: calling a volatile function (so
+/// that `random()` in it gives every reader the same rows, even `AS NOT
+/// MATERIALIZED`), `AS MATERIALIZED`, or, by default, read more than once.
+/// Reads are counted by name in the owner's other parts (an inner WITH of
+/// the same name counts too: then it is materialized for nothing, which
+/// costs only the inlining's optimizations).
+fn materialize_cte(owner: &ast::Query, cte: &ast::Cte, name: &str) -> bool {
+    use std::ops::ControlFlow;
+    let volatile = ast::visit_expressions(&cte.query, |e| match e {
+        ast::Expr::Function(f)
+            if f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| VOLATILE_FUNCTIONS.contains(&ident(i).as_str())) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    match cte.materialized {
+        _ if volatile.is_break() => true,
+        Some(ast::CteAsMaterialized::Materialized) => true,
+        Some(ast::CteAsMaterialized::NotMaterialized) => false,
+        None => relation_reads(owner, name).saturating_sub(relation_reads(&cte.query, name)) > 1,
+    }
+}
+
+/// How often `v` reads a relation of the unqualified name `name`.
+fn relation_reads(v: &impl ast::Visit, name: &str) -> usize {
+    let mut n = 0;
+    let _ = ast::visit_relations(v, |o| {
+        if let [part] = &o.0[..]
+            && part.as_ident().is_some_and(|i| ident(i) == name)
+        {
+            n += 1;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    n
+}
+
+/// The volatile functions QubeDB has (PostgreSQL's `provolatile = 'v'`).
+const VOLATILE_FUNCTIONS: &[&str] = &[
+    "random",
+    "setseed",
+    "nextval",
+    "setval",
+    "currval",
+    "lastval",
+    "clock_timestamp",
+    "timeofday",
+    "gen_random_uuid",
+    "pg_sleep",
+];
+
 /// Levenshtein distance in characters (insert, delete, substitute: 1).
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -140,6 +197,11 @@ pub struct Binder<'a> {
     /// Subqueries being bound: the scope index where each starts, and
     /// whether it read a column of a scope below that.
     frames: Vec<(usize, bool)>,
+    /// WITH queries being bound, in the same form as `frames` (but not
+    /// subqueries: they run inlined or once, with no outer row of their
+    /// own): whether one read an enclosing query's column, which keeps it
+    /// from being materialized.
+    cte_frames: Vec<(usize, bool)>,
     /// Join conditions bound while binding FROM (USING), for `collapse`.
     pending_conds: Vec<Expr>,
     /// Nesting of `expr` calls (see `MAX_EXPR_DEPTH`).
@@ -185,6 +247,7 @@ impl<'a> Binder<'a> {
             params: Vec::new(),
             ctes: Vec::new(),
             frames: Vec::new(),
+            cte_frames: Vec::new(),
             pending_conds: Vec::new(),
             depth: 0,
             worktables: 0,
@@ -246,13 +309,27 @@ impl<'a> Binder<'a> {
                             }
                         }
                     }
-                    _ => match self.query(&cte.query) {
-                        Ok(q) => q,
-                        Err(e) => {
-                            self.ctes.pop();
-                            return Err(e);
+                    _ => {
+                        self.cte_frames.push((self.scopes.len(), false));
+                        let res = self.query(&cte.query);
+                        let (_, correlated) = self.cte_frames.pop().unwrap_or((0, false));
+                        let materialize = !correlated && materialize_cte(q, cte, &name);
+                        match res {
+                            Ok(q) if materialize => {
+                                let width = q.columns.len();
+                                let input = Arc::new(q.plan);
+                                Query {
+                                    plan: Plan::CteScan { name: name.clone(), input, width },
+                                    ..q
+                                }
+                            }
+                            Ok(q) => q,
+                            Err(e) => {
+                                self.ctes.pop();
+                                return Err(e);
+                            }
                         }
-                    },
+                    }
                 };
                 for (i, c) in cte.alias.columns.iter().enumerate() {
                     if let Some(col) = bound.columns.get_mut(i) {
@@ -2831,6 +2908,9 @@ impl<'a> Binder<'a> {
     /// A column of the enclosing query at scope `level`: every subquery in
     /// between is correlated, and each is one outer row at run time.
     fn outer_ref(&mut self, level: usize, index: usize, name: &str, ty: DataType) -> Result<B> {
+        for f in self.cte_frames.iter_mut().filter(|f| f.0 > level) {
+            f.1 = true;
+        }
         let mut depth = 0;
         for f in self.frames.iter_mut().filter(|f| f.0 > level) {
             f.1 = true;

@@ -56,6 +56,7 @@ pub fn estimate(plan: &Plan, table_rows: &mut dyn FnMut(u64) -> f64, out: &mut E
             }
         }
         Plan::WorkTable { .. } => 100.0,
+        Plan::CteScan { .. } => first,
         Plan::Filter { .. } => (first / 3.0).max(1.0),
         Plan::Project { .. } | Plan::Sort { .. } | Plan::Window { .. } => first,
         Plan::Limit { limit, .. } => {
@@ -146,6 +147,7 @@ fn children(plan: &Plan) -> Vec<&Plan> {
         | Plan::SetOp { left, right, .. }
         | Plan::Lateral { left, right, .. } => vec![left, right],
         Plan::RecursiveUnion { anchor, recursive, .. } => vec![anchor, recursive],
+        Plan::CteScan { input, .. } => vec![input],
     }
 }
 
@@ -165,6 +167,7 @@ fn node(plan: &Plan, depth: usize, out: &mut Vec<String>) {
             line(depth, format!("Function Scan on {}", func.name()), out)
         }
         Plan::WorkTable { .. } => line(depth, "WorkTable Scan".into(), out),
+        Plan::CteScan { name, .. } => line(depth, format!("CTE Scan on {name}"), out),
         Plan::System { table, .. } => {
             line(depth, format!("Seq Scan on {}", crate::system::TABLES[*table].name), out)
         }

@@ -213,6 +213,16 @@ pub enum Plan {
         recursive: Box<Plan>,
         all: bool,
     },
+    /// A WITH query that PostgreSQL would materialize (read more than
+    /// once, calling a volatile function, or `AS MATERIALIZED`): run once
+    /// per statement, at its first read, and every read gets its rows
+    /// (`Ctx::ctes`, keyed by the `Arc`'s address, which every copy of
+    /// the plan shares). The other WITH queries are inlined where read.
+    CteScan {
+        name: String,
+        input: std::sync::Arc<Plan>,
+        width: usize,
+    },
     /// The rows of the previous iteration of recursive CTE `id`.
     WorkTable {
         id: usize,

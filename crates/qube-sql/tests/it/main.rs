@@ -173,6 +173,36 @@ fn prepared_plans_follow_ddl() {
     assert_eq!(s.execute_prepared(&p, &[Value::Int4(20)]).unwrap_err().sqlstate(), "42703");
 }
 
+/// A WITH query read twice is run once per execution (EXPLAIN shows its
+/// CTE Scan): a prepared statement computes its rows anew with each
+/// execution's parameters; a WITH query read once stays inlined.
+#[test]
+fn materialized_with_queries_run_once_per_execution() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t (a int PRIMARY KEY, b int); INSERT INTO t SELECT i, i % 7 FROM generate_series(1, 100) i")
+        .unwrap();
+    let p = s
+        .prepare("WITH w AS (SELECT a FROM t WHERE a >= $1) SELECT count(*) FROM w, w w2")
+        .unwrap();
+    for (from, n) in [(1, 10_000), (91, 100), (100, 1), (101, 0)] {
+        let r = s.execute_prepared(&p, &[Value::Int4(from)]).unwrap();
+        assert_eq!(r[0].rows, vec![vec![Value::Int8(n)]], "from {from}");
+    }
+    let text = |s: &mut qube_sql::Session, q: &str| -> String {
+        let r = s.execute(&format!("EXPLAIN {q}")).unwrap();
+        r[0].rows.iter().map(|row| format!("{:?}\n", row[0])).collect()
+    };
+    let twice = text(&mut s, "WITH w AS (SELECT a FROM t) SELECT * FROM w, w w2");
+    assert!(twice.contains("CTE Scan on w"), "{twice}");
+    let once = text(&mut s, "WITH w AS (SELECT a, b FROM t) SELECT b FROM w WHERE a = 5");
+    assert!(!once.contains("CTE Scan"), "{once}");
+    let forced =
+        text(&mut s, "WITH w AS MATERIALIZED (SELECT a, b FROM t) SELECT b FROM w WHERE a = 5");
+    assert!(forced.contains("CTE Scan on w"), "{forced}");
+}
+
 /// EXPLAIN ANALYZE runs the query and reports actual rows per operator.
 #[test]
 fn explain_analyze_reports_actual_rows() {

@@ -200,6 +200,7 @@ slt_tests!(
     index_in,
     aggregates,
     subqueries,
+    cte,
     setops,
     transactions,
     misc,
