@@ -61,6 +61,104 @@ fn materialize_cte(owner: &ast::Query, cte: &ast::Cte, name: &str) -> bool {
     }
 }
 
+/// The fields of a row constructor, `(a, b)` or `ROW(a, b)`.
+fn row_items(e: &ast::Expr) -> Option<Vec<ast::Expr>> {
+    match e {
+        ast::Expr::Tuple(v) => Some(v.clone()),
+        ast::Expr::Nested(x) => row_items(x),
+        ast::Expr::Function(f)
+            if f.over.is_none()
+                && f.filter.is_none()
+                && matches!(&f.name.0[..], [p] if p.as_ident().is_some_and(|i| ident(i) == "row")) =>
+        {
+            let ast::FunctionArguments::List(l) = &f.args else {
+                return matches!(f.args, ast::FunctionArguments::None).then(Vec::new);
+            };
+            if l.duplicate_treatment.is_some() || !l.clauses.is_empty() {
+                return None;
+            }
+            l.args
+                .iter()
+                .map(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => Some(x.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => None,
+    }
+}
+
+/// Both sides of a comparison of rows, as their fields: 42601 if their
+/// sizes differ, as in PostgreSQL; comparing a row with a value that is
+/// not a row constructor is not supported.
+fn row_pair(a: &ast::Expr, b: &ast::Expr) -> Result<(Vec<ast::Expr>, Vec<ast::Expr>)> {
+    let (Some(l), Some(r)) = (row_items(a), row_items(b)) else {
+        return Err(unsupported("comparing a row constructor with a value that is not one"));
+    };
+    if l.len() != r.len() {
+        return Err(err("42601", "unequal number of entries in row expressions"));
+    }
+    if l.is_empty() {
+        return Err(unsupported("comparing empty rows"));
+    }
+    Ok((l, r))
+}
+
+/// `items` joined by AND or OR (one item: itself).
+fn fold_ast(items: impl Iterator<Item = ast::Expr>, op: ast::BinaryOperator) -> ast::Expr {
+    items
+        .reduce(|acc, x| ast::Expr::BinaryOp {
+            left: Box::new(acc),
+            op: op.clone(),
+            right: Box::new(x),
+        })
+        .unwrap_or(ast::Expr::Value(ast::Value::Boolean(true).into()))
+}
+
+/// A comparison of two row constructors as the comparisons of their
+/// fields, with PostgreSQL's meaning: `=` is every pair equal, `<>` any
+/// pair unequal, and `<`, `<=`, `>`, `>=` are decided by the first pair
+/// that is not equal (NULL if that pair's comparison is), in the order of
+/// the fields: `(a, b) < (c, d)` is `a < c OR (a = c AND b < d)`. The
+/// three-valued AND and OR give NULL exactly where PostgreSQL does.
+fn row_comparison(a: &ast::Expr, op: &ast::BinaryOperator, b: &ast::Expr) -> Result<ast::Expr> {
+    use ast::BinaryOperator as O;
+    let bin = |x: &ast::Expr, op: O, y: &ast::Expr| ast::Expr::BinaryOp {
+        left: Box::new(x.clone()),
+        op,
+        right: Box::new(y.clone()),
+    };
+    let strict = match op {
+        O::Eq | O::NotEq => None,
+        O::Lt | O::LtEq => Some(O::Lt),
+        O::Gt | O::GtEq => Some(O::Gt),
+        other => return Err(unsupported(format!("comparing rows with {other}"))),
+    };
+    let (l, r) = row_pair(a, b)?;
+    let Some(strict) = strict else {
+        let (each, join) = if *op == O::Eq { (O::Eq, O::And) } else { (O::NotEq, O::Or) };
+        let pairs = l.iter().zip(&r).map(|(x, y)| bin(x, each.clone(), y));
+        return Ok(fold_ast(pairs, join));
+    };
+    // From the last pair (which takes the operator itself) back to the first.
+    let n = l.len();
+    let mut acc = bin(&l[n - 1], op.clone(), &r[n - 1]);
+    for i in (0..n - 1).rev() {
+        let equal_then = ast::Expr::BinaryOp {
+            left: Box::new(bin(&l[i], O::Eq, &r[i])),
+            op: O::And,
+            right: Box::new(ast::Expr::Nested(Box::new(acc))),
+        };
+        acc = ast::Expr::BinaryOp {
+            left: Box::new(bin(&l[i], strict.clone(), &r[i])),
+            op: O::Or,
+            right: Box::new(ast::Expr::Nested(Box::new(equal_then))),
+        };
+    }
+    Ok(acc)
+}
+
 /// How often `v` reads a relation of the unqualified name `name`.
 fn relation_reads(v: &impl ast::Visit, name: &str) -> usize {
     let mut n = 0;
@@ -2107,6 +2205,32 @@ impl<'a> Binder<'a> {
             E::BinaryOp { left, op: ast::BinaryOperator::Overlaps, right } => {
                 self.overlaps(left, right)?
             }
+            E::BinaryOp { left, op, right }
+                if row_items(left).is_some() || row_items(right).is_some() =>
+            {
+                use ast::BinaryOperator as O;
+                if !matches!(op, O::Eq | O::NotEq | O::Lt | O::LtEq | O::Gt | O::GtEq) {
+                    // PostgreSQL applies any other operator pairwise and
+                    // wants a boolean from it: say what the first pair gives.
+                    let (l, r) = row_pair(left, right)?;
+                    let first = self.expr(&E::BinaryOp {
+                        left: Box::new(l[0].clone()),
+                        op: op.clone(),
+                        right: Box::new(r[0].clone()),
+                    })?;
+                    if first.ty != DataType::Boolean {
+                        return Err(err(
+                            "42804",
+                            format!(
+                                "row comparison operator must yield type boolean, not type {}",
+                                first.ty.sql_name()
+                            ),
+                        ));
+                    }
+                    return Err(unsupported(format!("comparing rows with {op}")));
+                }
+                self.expr(&row_comparison(left, op, right)?)?
+            }
             E::BinaryOp { left, op, right } => {
                 let l = self.expr(left)?;
                 let r = self.expr(right)?;
@@ -2136,6 +2260,38 @@ impl<'a> Binder<'a> {
                     Expr::IsNull { expr: b.boxed(), negated: matches!(e, E::IsNotUnknown(_)) },
                     DataType::Boolean,
                 )
+            }
+            E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b)
+                if row_items(a).is_some() || row_items(b).is_some() =>
+            {
+                // Rows are distinct if any pair of fields is.
+                let (l, r) = row_pair(a, b)?;
+                let distinct = matches!(e, E::IsDistinctFrom(..));
+                let pairs = l.into_iter().zip(r).map(|(x, y)| match distinct {
+                    true => E::IsDistinctFrom(Box::new(x), Box::new(y)),
+                    false => E::IsNotDistinctFrom(Box::new(x), Box::new(y)),
+                });
+                let op = if distinct { ast::BinaryOperator::Or } else { ast::BinaryOperator::And };
+                self.expr(&fold_ast(pairs, op))?
+            }
+            E::In { expr, target: ast::InTarget::List(list), negated, .. }
+                if row_items(expr).is_some() =>
+            {
+                // (a, b) IN ((1, 2), (3, 4)): equal to any of the rows.
+                let mut any = Vec::with_capacity(list.len());
+                for item in list {
+                    any.push(row_comparison(expr, &ast::BinaryOperator::Eq, item)?);
+                }
+                let or = fold_ast(any.into_iter(), ast::BinaryOperator::Or);
+                let e = match negated {
+                    true => E::UnaryOp { op: ast::UnaryOperator::Not, expr: Box::new(or) },
+                    false => or,
+                };
+                self.expr(&e)?
+            }
+            E::In { expr, negated, .. } if row_items(expr).is_some() => {
+                let not = if *negated { "NOT " } else { "" };
+                return Err(unsupported(format!("a row of several values {not}IN (subquery)")));
             }
             E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b) => {
                 let (l, r) = self.unify(a, b, "IS DISTINCT FROM")?;
@@ -2516,7 +2672,18 @@ impl<'a> Binder<'a> {
                 }
                 b
             }
-            E::Tuple(_) => return Err(unsupported("row constructors")),
+            // `(a, b)`: the same record as ROW(a, b).
+            E::Tuple(items) => {
+                let mut fields = Vec::with_capacity(items.len());
+                let mut exprs = Vec::with_capacity(items.len());
+                for (i, x) in items.iter().enumerate() {
+                    let b = self.expr(x)?;
+                    let b = if b.unknown { coerce_b(b, &DataType::Text)? } else { b };
+                    fields.push((format!("f{}", i + 1), b.ty));
+                    exprs.push(b.expr);
+                }
+                B::new(Expr::Func { func: Func::RowCtor, args: exprs }, DataType::Record(fields))
+            }
             E::SimilarTo { negated, expr, pattern, escape_char } => {
                 let v = coerce(self.expr(expr)?, &DataType::Text)?;
                 let re = match (pattern.as_ref(), escape_char) {

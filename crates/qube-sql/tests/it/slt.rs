@@ -201,6 +201,7 @@ slt_tests!(
     aggregates,
     subqueries,
     cte,
+    rows,
     setops,
     transactions,
     misc,
