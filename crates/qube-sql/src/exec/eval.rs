@@ -249,6 +249,38 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
             let rows = ctx.subquery(plan, *correlated, row)?;
             Value::Bool(rows.is_empty() == *negated)
         }
+        Expr::InSubquery { expr, plan, negated, correlated }
+            if matches!(**expr, Expr::Func { func: Func::RowCtor, .. }) =>
+        {
+            // A row IN the subquery's rows: a row matches if every field
+            // equals its column, is unknown if none differs but some are
+            // NULL; the result is true on a match, else NULL if any row
+            // was unknown, else false (negated for NOT IN).
+            let Value::Record(fields) = eval(ctx, expr, row)? else {
+                return Err(Error::Internal("row IN (subquery) without a row".into()));
+            };
+            let rows = ctx.subquery(plan, *correlated, row)?;
+            let mut unknown = false;
+            for r in rows.iter() {
+                let mut all_equal = true;
+                let mut differs = false;
+                for (v, x) in fields.iter().zip(r.iter()) {
+                    match v.sql_cmp(x) {
+                        Some(Ordering::Equal) => {}
+                        Some(_) => {
+                            differs = true;
+                            break;
+                        }
+                        None => all_equal = false,
+                    }
+                }
+                if !differs && all_equal {
+                    return Ok(Value::Bool(!*negated));
+                }
+                unknown |= !differs;
+            }
+            if unknown { Value::Null } else { Value::Bool(*negated) }
+        }
         Expr::InSubquery { expr, plan, negated, correlated } => {
             let v = eval(ctx, expr, row)?;
             if !*correlated

@@ -2289,9 +2289,39 @@ impl<'a> Binder<'a> {
                 };
                 self.expr(&e)?
             }
-            E::In { expr, negated, .. } if row_items(expr).is_some() => {
-                let not = if *negated { "NOT " } else { "" };
-                return Err(unsupported(format!("a row of several values {not}IN (subquery)")));
+            E::In { expr, target: ast::InTarget::Subquery(subquery), negated, .. }
+                if let Some(items) = row_items(expr) =>
+            {
+                // (a, b) IN (SELECT x, y …): the row's fields, each in the
+                // type it shares with its column, as one record compared
+                // with the subquery's rows field by field (`eval`).
+                let (plan, correlated, cols) = self.subquery(subquery)?;
+                if cols.len() != items.len() {
+                    let few = if cols.len() < items.len() { "few" } else { "many" };
+                    return Err(err("42601", format!("subquery has too {few} columns")));
+                }
+                let mut fields = Vec::with_capacity(items.len());
+                let mut exprs = Vec::with_capacity(items.len());
+                for (x, (_, cty)) in items.iter().zip(&cols) {
+                    let x = self.expr(x)?;
+                    let ty = if x.unknown {
+                        cty.clone()
+                    } else {
+                        common_type(&x.ty, cty).ok_or_else(|| mismatch("IN", &x.ty, cty))?
+                    };
+                    exprs.push(coerce_cmp(x, &ty)?);
+                    fields.push((format!("f{}", fields.len() + 1), ty));
+                }
+                let row = Expr::Func { func: Func::RowCtor, args: exprs };
+                B::new(
+                    Expr::InSubquery {
+                        expr: row.boxed(),
+                        plan: Box::new(plan),
+                        negated: *negated,
+                        correlated,
+                    },
+                    DataType::Boolean,
+                )
             }
             E::IsDistinctFrom(a, b) | E::IsNotDistinctFrom(a, b) => {
                 let (l, r) = self.unify(a, b, "IS DISTINCT FROM")?;
