@@ -132,13 +132,15 @@ impl Stream<'_> {
 }
 
 impl Stream<'_> {
-    /// Makes an index scan that fetches its rows return only the columns
-    /// `exprs` name (plain columns, strictly ascending: `in_place`), in
-    /// their order, as a projection of them would; false (and nothing
-    /// changes) for any other stream. The rows are then decoded straight
-    /// into the projection's output, without the other columns' slots.
+    /// Makes an index scan return only the columns `exprs` name (plain
+    /// columns, strictly ascending: `in_place`), in their order, as a
+    /// projection of them would; false (and nothing changes) for any other
+    /// stream. The rows are then decoded straight into the projection's
+    /// output, without the other columns' slots: a fetch decodes just
+    /// those columns of each row; an index-only scan puts each key column
+    /// it decodes into its output slot, or drops it (`KeyCols::select`).
     pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
-        let Stream::Index { only: None, fetch, .. } = self else { return false };
+        let Stream::Index { only, fetch, ncols, .. } = self else { return false };
         let mut cols = Vec::with_capacity(exprs.len());
         for e in exprs {
             match e {
@@ -146,7 +148,13 @@ impl Stream<'_> {
                 _ => return false,
             }
         }
-        fetch.bufs().select = Some(cols);
+        match only {
+            Some(only) => {
+                only.select(&cols);
+                *ncols = cols.len();
+            }
+            None => fetch.bufs().select = Some(cols),
+        }
         true
     }
 }
@@ -385,8 +393,22 @@ pub fn open_scan<'p>(
 /// value (every entry's value is its row's rowid, and a key rowid is the
 /// key's value, order-preservingly flipped).
 pub struct KeyCols {
+    /// Each key column's slot in the output row, and its type.
     cols: Vec<(usize, DataType)>,
     rowid: Option<(usize, DataType)>,
+}
+
+impl KeyCols {
+    /// Output rows of just the table columns `select` (ascending), in that
+    /// order: each key column moves to its place among them, and one not
+    /// among them gets a slot past the row's end (decoded, since the key's
+    /// encoding is read in order, and dropped by `key_row`).
+    fn select(&mut self, select: &[usize]) {
+        let slot = |c: usize| select.binary_search(&c).unwrap_or(usize::MAX);
+        for (c, _) in self.cols.iter_mut().chain(self.rowid.as_mut()) {
+            *c = slot(*c);
+        }
+    }
 }
 
 impl Stream<'_> {
@@ -1001,8 +1023,10 @@ fn lookup_combinations(
 }
 
 /// A row of `ncols` columns from an index entry's key (cleared first): the
-/// index columns `only` decoded from it, the others NULL; the key-rowid
-/// column, if `only` names one, from the entry's value (its row's rowid).
+/// index columns `only` decoded from it, each into its slot (none for a
+/// column a projection left out: `KeyCols::select`), the others NULL; the
+/// key-rowid column, if `only` names one, from the entry's value (its
+/// row's rowid).
 fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row) -> Result<()> {
     // Emptied and refilled without cloning NULLs (`resize` clones its
     // value into every slot; a row handed back keeps its slots).
