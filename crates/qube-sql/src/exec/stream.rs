@@ -95,7 +95,7 @@ pub enum Stream<'p> {
         fetch: Fetch,
         /// An index-only scan's columns (`plan::indexonly`): rows are
         /// decoded from the entries.
-        only: Option<KeyCols>,
+        only: Option<KeyCols<'p>>,
     },
     /// A sort's output (in memory, or merged from spilled runs).
     Sorted(super::spill::Sorted<'p>),
@@ -206,7 +206,12 @@ pub fn needing<'e>(need: Need, width: usize, exprs: impl IntoIterator<Item = &'e
 
 /// No column yet (start of `needing`).
 pub fn none_needed(width: usize) -> Need {
-    Some(vec![false; width])
+    // Filled rather than `vec![false; width]`, which asks the allocator
+    // for zeroed memory: `calloc` costs several times `malloc` and a fill
+    // of a few bytes (once per projection opened, so per execution).
+    let mut v = Vec::with_capacity(width);
+    v.resize(width, false);
+    Some(v)
 }
 
 /// A stream of `plan`'s rows; `want` is how many the caller expects to
@@ -284,11 +289,11 @@ pub fn open_scan<'p>(
             // and the key-rowid column if the index does not hold it.
             let only: Option<KeyCols> = match index_only {
                 true => table.indexes.iter().find(|i| i.0 == *index).map(|i| KeyCols {
-                    cols: i.1.iter().map(|&c| (c, table.columns[c].1.clone())).collect(),
+                    cols: i.1.iter().map(|&c| (c, &table.columns[c].1)).collect(),
                     rowid: table
                         .rowid_key
                         .filter(|k| !i.1.contains(&k.column))
-                        .map(|k| (k.column, table.columns[k.column].1.clone())),
+                        .map(|k| (k.column, &table.columns[k.column].1)),
                 }),
                 false => None,
             };
@@ -392,13 +397,13 @@ pub fn open_scan<'p>(
 /// not hold that column, the column and its type, read from the entry's
 /// value (every entry's value is its row's rowid, and a key rowid is the
 /// key's value, order-preservingly flipped).
-pub struct KeyCols {
-    /// Each key column's slot in the output row, and its type.
-    cols: Vec<(usize, DataType)>,
-    rowid: Option<(usize, DataType)>,
+pub struct KeyCols<'p> {
+    /// Each key column's slot in the output row, and its type (the plan's).
+    cols: Vec<(usize, &'p DataType)>,
+    rowid: Option<(usize, &'p DataType)>,
 }
 
-impl KeyCols {
+impl KeyCols<'_> {
     /// Output rows of just the table columns `select` (ascending), in that
     /// order: each key column moves to its place among them, and one not
     /// among them gets a slot past the row's end (decoded, since the key's
@@ -844,6 +849,11 @@ pub fn lookup(
     }
     if unique {
         return Ok(Lookup::Point(storage::index_key(index, &vals, 0, true)));
+    }
+    if vals.is_empty() && range.is_none() {
+        // The whole index (ORDER BY its columns), without a copy of the
+        // prefix to extend.
+        return Ok(Lookup::Range(KeyRange::prefix(&storage::index_prefix(index))));
     }
     let mut prefix = storage::index_prefix(index).to_vec();
     for v in &vals {
