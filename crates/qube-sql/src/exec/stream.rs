@@ -148,12 +148,25 @@ impl Stream<'_> {
                 _ => return false,
             }
         }
+        // A projection of a projection (a subquery in FROM) names
+        // positions in the one below's output: through its columns, to
+        // the table's.
         match only {
             Some(only) => {
                 only.select(&cols);
                 *ncols = cols.len();
             }
-            None => fetch.bufs().select = Some(cols),
+            None => {
+                let select = &mut fetch.bufs().select;
+                if let Some(below) = select.as_deref() {
+                    let Some(through) = cols.iter().map(|&c| below.get(c).copied()).collect()
+                    else {
+                        return false;
+                    };
+                    cols = through;
+                }
+                *select = Some(cols);
+            }
         }
         true
     }
