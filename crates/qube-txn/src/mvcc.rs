@@ -295,7 +295,7 @@ impl Mvcc {
             last_locked: Vec::new(),
             fresh_prefix: None,
             gc_candidates: Vec::new(),
-            read_bufs: ReadBufs::take_spare(),
+            read_bufs: SpareBufs(Some(ReadBufs::take_spare())),
             ddl: false,
             expected: false,
             depends_on: 0,
@@ -584,7 +584,7 @@ pub struct Transaction {
     /// collect, so a bulk insert does not make the GC visit every new key.
     gc_candidates: Vec<Vec<u8>>,
     /// Buffers of `get_into`.
-    read_bufs: ReadBufs,
+    read_bufs: SpareBufs,
     /// This transaction changed the catalog.
     ddl: bool,
     /// Counted in the engine's expected writers (`Engine::expect_writers`):
@@ -652,16 +652,30 @@ std::thread_local! {
     /// The read buffers of the last transaction this thread dropped: a
     /// short transaction (an autocommit point select) reuses them instead
     /// of allocating its own search range and found pair.
-    static SPARE_READ_BUFS: std::cell::RefCell<Option<ReadBufs>> =
+    static SPARE_READ_BUFS: std::cell::RefCell<Option<Box<ReadBufs>>> =
         const { std::cell::RefCell::new(None) };
 }
 
+/// A transaction's `ReadBufs`, boxed: a transaction is moved by value
+/// (`Mvcc::begin` returns it, `commit` takes it), and its buffers go to the
+/// thread's spare slot and back, all of which then copy a pointer, not a
+/// few hundred bytes of buffers (an autocommit statement did five such
+/// copies). None only once `Drop` has handed them on.
+#[derive(Default)]
+struct SpareBufs(Option<Box<ReadBufs>>);
+
+impl SpareBufs {
+    fn get(&mut self) -> &mut ReadBufs {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
 impl ReadBufs {
-    fn take_spare() -> ReadBufs {
+    fn take_spare() -> Box<ReadBufs> {
         SPARE_READ_BUFS.try_with(|s| s.borrow_mut().take()).ok().flatten().unwrap_or_default()
     }
 
-    fn put_spare(mut self) {
+    fn put_spare(mut self: Box<Self>) {
         self.hint = SeekHint::default();
         self.misses = 0;
         self.gap.valid = false;
@@ -972,7 +986,7 @@ impl Transaction {
                 None => false,
             });
         }
-        let bufs = &mut self.read_bufs;
+        let bufs = self.read_bufs.get();
         let (mut start, mut end) = (std::mem::take(&mut bufs.start), std::mem::take(&mut bufs.end));
         // (key, read_ts) up to the first version of the next user key.
         version_bounds_into(key, &mut start, &mut end);
@@ -1006,13 +1020,13 @@ impl Transaction {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<Option<R>> {
-        let mut value = std::mem::take(&mut self.read_bufs.value);
+        let mut value = std::mem::take(&mut self.read_bufs.get().value);
         let res = match self.get_into(key, &mut value) {
             Ok(true) => f(&value).map(Some),
             Ok(false) => Ok(None),
             Err(e) => Err(e),
         };
-        self.read_bufs.value = value;
+        self.read_bufs.get().value = value;
         res
     }
 
@@ -1050,7 +1064,7 @@ impl Transaction {
         let writes = &mut self.writes;
         // `start` is 0x02 escape(prefix), then per key escape(key) 0x00
         // 0x00 !read_ts (`keys::version_prefix_into`, escaping byte-wise).
-        let start = &mut self.read_bufs.start;
+        let start = &mut self.read_bufs.get().start;
         start.clear();
         keys::user_prefix_into(prefix, start);
         let base = start.len();
@@ -1164,7 +1178,7 @@ impl Transaction {
         let read_ts = self.read_ts;
         let mut newer = Vec::new();
         // Reused from scan to scan (a scan that fails drops them).
-        let mut bufs = std::mem::take(&mut self.read_bufs.scan);
+        let mut bufs = std::mem::take(&mut self.read_bufs.get().scan);
         bufs.0.clear();
         bufs.3.clear();
         {
@@ -1306,7 +1320,7 @@ impl Transaction {
                 }
             }
         }
-        self.read_bufs.scan = bufs;
+        self.read_bufs.get().scan = bufs;
         if ser && let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
             return Err(self.fail(e));
         }
@@ -1464,7 +1478,7 @@ impl Transaction {
         if !s.locks.try_lock(self.id, key, hash, &mut self.locked) {
             return Ok(None);
         }
-        match newest_version(&*s.engine, key, &mut self.read_bufs) {
+        match newest_version(&*s.engine, key, self.read_bufs.get()) {
             Ok(found) => Ok(Some(found)),
             Err(e) => {
                 s.locks.unlock(self.id, key, hash, &mut self.locked);
@@ -1525,7 +1539,7 @@ impl Transaction {
     /// holds (`newest_version`); noted in `depends_on`, since that commit
     /// may have released its locks before it was durable.
     fn newest_locked(&mut self, key: &[u8]) -> Result<(Ts, Option<Vec<u8>>)> {
-        let found = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+        let found = newest_version(&*self.shared.engine, key, self.read_bufs.get())?;
         self.depends_on = self.depends_on.max(found.0);
         Ok(found)
     }
@@ -1556,7 +1570,7 @@ impl Transaction {
         let ser = self.serializable();
         let (locks, timeout) = (&self.shared.locks, self.shared.opts.lock_timeout);
         if locks.lock(self.id, key, hash, ser, &mut self.locked, timeout, blocked)? {
-            let (latest, newest) = newest_version(&*self.shared.engine, key, &mut self.read_bufs)?;
+            let (latest, newest) = newest_version(&*self.shared.engine, key, self.read_bufs.get())?;
             self.newly_locked(key, latest)?;
             if self.serializable()
                 && let Err(e) = self.shared.ssi.on_write(self.id, key)
@@ -1746,6 +1760,8 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         self.finish(false);
-        std::mem::take(&mut self.read_bufs).put_spare();
+        if let Some(b) = self.read_bufs.0.take() {
+            b.put_spare();
+        }
     }
 }

@@ -185,3 +185,57 @@ fn index_like_keys_scan_back_as_written_on_the_btree() {
     let opts = Options { durability: Durability::Never, ..Options::default() };
     check(Arc::new(BTreeEngine::open(dir.path(), opts).unwrap()));
 }
+
+/// Transactions of one thread hand their read buffers on through the
+/// thread's spare slot (boxed, `SpareBufs`): transactions alive at once
+/// each have their own, and one that takes over the buffers a scan left
+/// holding its last keys (a reverse scan stopped early) reads as a fresh
+/// one would, in either direction.
+#[test]
+fn read_buffers_pass_between_transactions_of_a_thread() {
+    let mvcc = Mvcc::open(
+        Arc::new(MemoryEngine::new()),
+        MvccOptions { gc_interval: None, ..MvccOptions::default() },
+    )
+    .unwrap();
+    let mut model = BTreeMap::new();
+    let mut t = mvcc.begin(Mode::ReadWrite(Isolation::RepeatableRead)).unwrap();
+    for (i, &v) in vals().iter().enumerate() {
+        let k = entry(v, i as u64);
+        t.set(&k, &(i as u64).to_be_bytes()).unwrap();
+        model.insert(k, (i as u64).to_be_bytes().to_vec());
+    }
+    t.commit().unwrap();
+    let all = KeyRange::all();
+    let want = |dir| model_scan(&model, &all, dir);
+    let ro = Mode::ReadOnly(Isolation::RepeatableRead);
+    let stop_early = |t: &mut Transaction| {
+        let mut n = 0;
+        t.scan_each(all.clone(), Direction::Reverse, |_, _| {
+            n += 1;
+            Ok(n < 3)
+        })
+        .unwrap();
+    };
+    let (mut a, mut b) = (mvcc.begin(ro).unwrap(), mvcc.begin(ro).unwrap());
+    stop_early(&mut a);
+    assert_eq!(scans(&mut b, &all, Direction::Reverse), want(Direction::Reverse));
+    drop(a);
+    // `c` has `a`'s buffers, `b` its own still.
+    let mut c = mvcc.begin(ro).unwrap();
+    for dir in [Direction::Reverse, Direction::Forward] {
+        assert_eq!(scans(&mut c, &all, dir), want(dir));
+        assert_eq!(scans(&mut b, &all, dir), want(dir));
+    }
+    stop_early(&mut c);
+    c.commit().unwrap();
+    b.rollback();
+    for _ in 0..3 {
+        let mut d = mvcc.begin(ro).unwrap();
+        assert_eq!(d.get(&entry(5, 45)).unwrap(), model.get(&entry(5, 45)).cloned());
+        for dir in [Direction::Reverse, Direction::Forward] {
+            assert_eq!(scans(&mut d, &all, dir), want(dir));
+        }
+        stop_early(&mut d);
+    }
+}

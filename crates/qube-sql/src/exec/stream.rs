@@ -95,7 +95,7 @@ pub enum Stream<'p> {
         fetch: Fetch,
         /// An index-only scan's columns (`plan::indexonly`): rows are
         /// decoded from the entries.
-        only: Option<KeyCols>,
+        only: Option<KeyCols<'p>>,
     },
     /// A sort's output (in memory, or merged from spilled runs).
     Sorted(super::spill::Sorted<'p>),
@@ -132,13 +132,15 @@ impl Stream<'_> {
 }
 
 impl Stream<'_> {
-    /// Makes an index scan that fetches its rows return only the columns
-    /// `exprs` name (plain columns, strictly ascending: `in_place`), in
-    /// their order, as a projection of them would; false (and nothing
-    /// changes) for any other stream. The rows are then decoded straight
-    /// into the projection's output, without the other columns' slots.
+    /// Makes an index scan return only the columns `exprs` name (plain
+    /// columns, strictly ascending: `in_place`), in their order, as a
+    /// projection of them would; false (and nothing changes) for any other
+    /// stream. The rows are then decoded straight into the projection's
+    /// output, without the other columns' slots: a fetch decodes just
+    /// those columns of each row; an index-only scan puts each key column
+    /// it decodes into its output slot, or drops it (`KeyCols::select`).
     pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
-        let Stream::Index { only: None, fetch, .. } = self else { return false };
+        let Stream::Index { only, fetch, ncols, .. } = self else { return false };
         let mut cols = Vec::with_capacity(exprs.len());
         for e in exprs {
             match e {
@@ -146,7 +148,26 @@ impl Stream<'_> {
                 _ => return false,
             }
         }
-        fetch.bufs().select = Some(cols);
+        // A projection of a projection (a subquery in FROM) names
+        // positions in the one below's output: through its columns, to
+        // the table's.
+        match only {
+            Some(only) => {
+                only.select(&cols);
+                *ncols = cols.len();
+            }
+            None => {
+                let select = &mut fetch.bufs().select;
+                if let Some(below) = select.as_deref() {
+                    let Some(through) = cols.iter().map(|&c| below.get(c).copied()).collect()
+                    else {
+                        return false;
+                    };
+                    cols = through;
+                }
+                *select = Some(cols);
+            }
+        }
         true
     }
 }
@@ -198,7 +219,12 @@ pub fn needing<'e>(need: Need, width: usize, exprs: impl IntoIterator<Item = &'e
 
 /// No column yet (start of `needing`).
 pub fn none_needed(width: usize) -> Need {
-    Some(vec![false; width])
+    // Filled rather than `vec![false; width]`, which asks the allocator
+    // for zeroed memory: `calloc` costs several times `malloc` and a fill
+    // of a few bytes (once per projection opened, so per execution).
+    let mut v = Vec::with_capacity(width);
+    v.resize(width, false);
+    Some(v)
 }
 
 /// A stream of `plan`'s rows; `want` is how many the caller expects to
@@ -276,11 +302,11 @@ pub fn open_scan<'p>(
             // and the key-rowid column if the index does not hold it.
             let only: Option<KeyCols> = match index_only {
                 true => table.indexes.iter().find(|i| i.0 == *index).map(|i| KeyCols {
-                    cols: i.1.iter().map(|&c| (c, table.columns[c].1.clone())).collect(),
+                    cols: i.1.iter().map(|&c| (c, &table.columns[c].1)).collect(),
                     rowid: table
                         .rowid_key
                         .filter(|k| !i.1.contains(&k.column))
-                        .map(|k| (k.column, table.columns[k.column].1.clone())),
+                        .map(|k| (k.column, &table.columns[k.column].1)),
                 }),
                 false => None,
             };
@@ -384,9 +410,23 @@ pub fn open_scan<'p>(
 /// not hold that column, the column and its type, read from the entry's
 /// value (every entry's value is its row's rowid, and a key rowid is the
 /// key's value, order-preservingly flipped).
-pub struct KeyCols {
-    cols: Vec<(usize, DataType)>,
-    rowid: Option<(usize, DataType)>,
+pub struct KeyCols<'p> {
+    /// Each key column's slot in the output row, and its type (the plan's).
+    cols: Vec<(usize, &'p DataType)>,
+    rowid: Option<(usize, &'p DataType)>,
+}
+
+impl KeyCols<'_> {
+    /// Output rows of just the table columns `select` (ascending), in that
+    /// order: each key column moves to its place among them, and one not
+    /// among them gets a slot past the row's end (decoded, since the key's
+    /// encoding is read in order, and dropped by `key_row`).
+    fn select(&mut self, select: &[usize]) {
+        let slot = |c: usize| select.binary_search(&c).unwrap_or(usize::MAX);
+        for (c, _) in self.cols.iter_mut().chain(self.rowid.as_mut()) {
+            *c = slot(*c);
+        }
+    }
 }
 
 impl Stream<'_> {
@@ -823,6 +863,11 @@ pub fn lookup(
     if unique {
         return Ok(Lookup::Point(storage::index_key(index, &vals, 0, true)));
     }
+    if vals.is_empty() && range.is_none() {
+        // The whole index (ORDER BY its columns), without a copy of the
+        // prefix to extend.
+        return Ok(Lookup::Range(KeyRange::prefix(&storage::index_prefix(index))));
+    }
     let mut prefix = storage::index_prefix(index).to_vec();
     for v in &vals {
         encode_key(v, &mut prefix);
@@ -1001,8 +1046,10 @@ fn lookup_combinations(
 }
 
 /// A row of `ncols` columns from an index entry's key (cleared first): the
-/// index columns `only` decoded from it, the others NULL; the key-rowid
-/// column, if `only` names one, from the entry's value (its row's rowid).
+/// index columns `only` decoded from it, each into its slot (none for a
+/// column a projection left out: `KeyCols::select`), the others NULL; the
+/// key-rowid column, if `only` names one, from the entry's value (its
+/// row's rowid).
 fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row) -> Result<()> {
     // Emptied and refilled without cloning NULLs (`resize` clones its
     // value into every slot; a row handed back keeps its slots).

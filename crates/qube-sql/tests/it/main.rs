@@ -567,6 +567,26 @@ fn index_only_scans() {
             "SELECT b + 1, upper(c) FROM t WHERE c = 'c3' ORDER BY b DESC LIMIT 5",
             "SELECT b + 1, upper(c), d FROM t WHERE c = 'c3' ORDER BY b DESC LIMIT 5",
         ),
+        // Plain columns in table order: decoded straight into the output
+        // row (`KeyCols::select`), a key column left out dropped, the key
+        // rowid read from the entry, the index's column order undone.
+        (
+            "SELECT a, b FROM t ORDER BY b DESC LIMIT 7",
+            "SELECT a, b, d FROM t ORDER BY b DESC LIMIT 7",
+        ),
+        (
+            "SELECT a, c FROM t WHERE c = 'c1' ORDER BY b LIMIT 9",
+            "SELECT a, c, d FROM t WHERE c = 'c1' ORDER BY b LIMIT 9",
+        ),
+        (
+            "SELECT a FROM t WHERE c = 'c2' ORDER BY b DESC LIMIT 6",
+            "SELECT a, d FROM t WHERE c = 'c2' ORDER BY b DESC LIMIT 6",
+        ),
+        (
+            "SELECT b, c FROM t WHERE c = 'c3' ORDER BY b",
+            "SELECT b, c, d FROM t WHERE c = 'c3' ORDER BY b",
+        ),
+        ("SELECT a, b FROM t WHERE b < 30", "SELECT a, b, d FROM t WHERE b < 30"),
     ];
     for (only, full) in cases {
         check(&mut s, only, full);
