@@ -1301,8 +1301,9 @@ impl Conn<'_> {
 
     /// `DEALLOCATE [PREPARE] name | ALL` as a simple query: closes this
     /// connection's named statements (drivers send it after DDL, when
-    /// their statement cache may be stale). An unknown name is 26000; in a
-    /// failed transaction it is 25P02, as every other statement.
+    /// their statement cache may be stale) and those of SQL's PREPARE. An
+    /// unknown name is 26000; in a failed transaction it is 25P02, as
+    /// every other statement.
     fn deallocate(&mut self, target: Option<String>) -> Step {
         let (in_block, failed) = self.session()?.transaction_status();
         let r = if in_block && failed {
@@ -1311,17 +1312,16 @@ impl Conn<'_> {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ))
         } else {
+            // The connection's statements first, then the session's (SQL's
+            // PREPARE), which answers 26000 for a name neither has.
             match target {
                 None => {
                     self.stmts.retain(|name, _| name.is_empty());
-                    Ok("DEALLOCATE ALL")
+                    self.session()?.deallocate(None).map(|()| "DEALLOCATE ALL")
                 }
                 Some(name) => match self.stmts.remove(&name) {
                     Some(_) => Ok("DEALLOCATE"),
-                    None => Err(Error::user(
-                        "26000",
-                        format!("prepared statement \"{name}\" does not exist"),
-                    )),
+                    None => self.session()?.deallocate(Some(&name)).map(|()| "DEALLOCATE"),
                 },
             }
         };

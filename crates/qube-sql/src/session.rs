@@ -417,6 +417,7 @@ impl Database {
             block_marks: BlockMarks::default(),
             plans: crate::exec::FastMap::default(),
             simple: HashMap::new(),
+            sql_prepared: HashMap::new(),
             plan_key: None,
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
@@ -779,6 +780,9 @@ pub struct Session {
     plans: crate::exec::FastMap<(u64, usize), CachedPlan>,
     /// Statement texts of the simple protocol, by key (`prepare_simple`).
     simple: HashMap<String, SimpleEntry>,
+    /// Statements of SQL's `PREPARE name AS …`, by name, with their
+    /// parameters' types (`EXECUTE`, `DEALLOCATE`).
+    sql_prepared: HashMap<String, (Prepared, Vec<DataType>)>,
     /// The prepared statement being executed, if any.
     plan_key: Option<(u64, usize)>,
     /// The `TimeZone` setting and its name as SHOW gives it.
@@ -944,6 +948,19 @@ impl Session {
                 return Ok((Vec::new(), text(name)));
             }
             S::Explain { .. } => return Ok((Vec::new(), text("QUERY PLAN".into()))),
+            // EXECUTE answers with its statement's columns.
+            S::Execute { name: Some(name), .. } => {
+                let name = crate::plan::bind::object_name(name)?.pop().unwrap_or_default();
+                let Some(stmt) = self
+                    .sql_prepared
+                    .get(&name)
+                    .and_then(|(p, _)| p.stmts.first().and_then(Stmt::sql).cloned())
+                else {
+                    return Ok((Vec::new(), Vec::new()));
+                };
+                let (_, columns) = self.describe_statement(&stmt)?;
+                return Ok((Vec::new(), columns));
+            }
             S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) => {}
             _ => return Ok((Vec::new(), Vec::new())),
         }
@@ -977,6 +994,123 @@ impl Session {
             t.rollback();
         }
         Ok((params, res?))
+    }
+
+    /// Drops the statement SQL's `PREPARE` made under `name` (None: all of
+    /// them); an unknown name is 26000. The wire protocol's named
+    /// statements are the connection's, not the session's.
+    pub fn deallocate(&mut self, name: Option<&str>) -> Result<()> {
+        match name {
+            None => self.sql_prepared.clear(),
+            Some(n) if self.sql_prepared.remove(n).is_some() => {}
+            Some(n) => {
+                return Err(Error::user(
+                    "26000",
+                    format!("prepared statement \"{n}\" does not exist"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `PREPARE name [(types)] AS statement`: bound now, as PostgreSQL
+    /// binds it (errors show here, and each parameter gets its type: the
+    /// declared one, else the one its context gives, else text).
+    fn sql_prepare(
+        &mut self,
+        name: &ast::Ident,
+        declared: &[ast::DataType],
+        stmt: &ast::Statement,
+    ) -> Result<QueryResult> {
+        use ast::Statement as S;
+        let name = crate::plan::bind::ident(name);
+        if self.sql_prepared.contains_key(&name) {
+            return Err(Error::user(
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            ));
+        }
+        if !matches!(stmt, S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_)) {
+            return Err(Error::user(
+                "42601",
+                "PREPARE takes SELECT, VALUES, INSERT, UPDATE or DELETE",
+            ));
+        }
+        let declared: Vec<DataType> =
+            declared.iter().map(crate::plan::bind::data_type_of).collect::<Result<_>>()?;
+        let p = Prepared {
+            id: NEXT_PREPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            stmts: Arc::new(Stmts(vec![Stmt::Sql(stmt.clone())])),
+            sql: Arc::from(stmt.to_string()),
+            literals: Vec::new(),
+        };
+        let (inferred, _) = self.describe_statement(stmt)?;
+        let count = placeholder_count(&p.sql).max(declared.len()).max(inferred.len());
+        let mut types = Vec::with_capacity(count);
+        for i in 0..count {
+            let t = declared.get(i).cloned().or_else(|| inferred.get(i).cloned().flatten());
+            types.push(t.unwrap_or(DataType::Text));
+        }
+        self.sql_prepared.insert(name, (p, types));
+        Ok(QueryResult::command("PREPARE"))
+    }
+
+    /// `EXECUTE name [(arguments)]`: the arguments are evaluated (they may
+    /// use the enclosing statement's own parameters) and cast to the
+    /// parameters' types, then the statement runs with them and answers
+    /// with its own rows and command tag, as in PostgreSQL.
+    fn sql_execute(
+        &mut self,
+        name: &ast::ObjectName,
+        args: &[ast::Expr],
+        outer: &[Value],
+        sink: Option<&mut RowSink>,
+    ) -> Result<QueryResult> {
+        let parts = crate::plan::bind::object_name(name)?;
+        let name = parts.last().cloned().unwrap_or_default();
+        let Some((p, types)) = self.sql_prepared.get(&name) else {
+            return Err(Error::user(
+                "26000",
+                format!("prepared statement \"{name}\" does not exist"),
+            ));
+        };
+        let (stmts, types, id) = (p.stmts.clone(), types.clone(), p.id);
+        if args.len() != types.len() {
+            return Err(Error::user(
+                "42601",
+                format!("wrong number of parameters for prepared statement \"{name}\""),
+            )
+            .with_detail(format!(
+                "Expected {} parameters but got {}.",
+                types.len(),
+                args.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(args.len());
+        if !args.is_empty() {
+            let list: Vec<String> = args.iter().map(ToString::to_string).collect();
+            let select = parse_stmts(&format!("SELECT {}", list.join(", ")))?;
+            let Some(Stmt::Sql(select)) = select.first() else {
+                return Err(Error::Internal("EXECUTE's arguments did not parse".into()));
+            };
+            // Not under the EXECUTE's own cached plan (`plan_key`): that
+            // slot is the EXECUTE text's.
+            let key = self.plan_key.take();
+            let r = self.statement_inner(select, outer, None);
+            self.plan_key = key;
+            for (v, t) in r?.rows.into_iter().next().unwrap_or_default().into_iter().zip(&types) {
+                values.push(crate::types::cast::cast(v, t)?);
+            }
+        }
+        let Some(stmt) = stmts.first().and_then(Stmt::sql) else {
+            return Err(Error::Internal("a prepared statement without its statement".into()));
+        };
+        // The prepared statement keeps its plan from one EXECUTE to the
+        // next, as a wire-protocol statement does (bound again after DDL).
+        let key = self.plan_key.replace((id, 0));
+        let r = self.statement_inner(stmt, &values, sink);
+        self.plan_key = key;
+        r
     }
 
     pub fn execute_prepared(&mut self, p: &Prepared, params: &[Value]) -> Result<Vec<QueryResult>> {
@@ -1388,6 +1522,20 @@ impl Session {
                 "25P02",
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
+            S::Prepare { name, data_types, statement } => {
+                self.sql_prepare(name, data_types, statement)
+            }
+            S::Execute { name: Some(name), parameters, immediate: false, into, using, .. }
+                if into.is_empty() && using.is_empty() =>
+            {
+                self.sql_execute(name, parameters, params, sink)
+            }
+            S::Deallocate { name, .. } => {
+                let name = crate::plan::bind::ident(name);
+                let all = name == "all";
+                self.deallocate(if all { None } else { Some(&name) })?;
+                Ok(QueryResult::command(if all { "DEALLOCATE ALL" } else { "DEALLOCATE" }))
+            }
             // A write in a read-only transaction fails as a statement, as
             // in PostgreSQL, whether or not it would change a row.
             S::Insert(_) | S::Update { .. } | S::Delete(_) | S::Truncate { .. }

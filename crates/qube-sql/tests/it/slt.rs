@@ -202,6 +202,7 @@ slt_tests!(
     subqueries,
     cte,
     rows,
+    prepare,
     setops,
     transactions,
     misc,
