@@ -1493,9 +1493,7 @@ fn info_schema(t: &'static SysTable, snap: &Snapshot, db: &str, out: &mut Vec<Ro
                         DataType::BigInt => (Some(64), Some(2), Some(0)),
                         DataType::Real => (Some(24), Some(2), None),
                         DataType::Double => (Some(53), Some(2), None),
-                        DataType::Numeric(Some((p, s))) => {
-                            (Some(*p as i32), Some(10), Some(*s))
-                        }
+                        DataType::Numeric(Some((p, s))) => (Some(*p as i32), Some(10), Some(*s)),
                         DataType::Numeric(None) => (None, Some(10), None),
                         _ => (None, None, None),
                     };

@@ -343,6 +343,10 @@ fn push_key(v: &Value, out: &mut Vec<u8>) {
         Value::Numeric(crate::types::numeric::Numeric::Small(d)) if d.fract().is_zero() => {
             d.to_i64().map(Value::Int8)
         }
+        // An integral value with more than 28 zero decimals (5.000…0).
+        Value::Numeric(n @ crate::types::numeric::Numeric::Big(_)) if n.min_scale() == 0 => {
+            n.to_i128_round().and_then(|i| i64::try_from(i).ok()).map(Value::Int8)
+        }
         Value::Float4(_) | Value::Float8(_) => {
             let f = v.as_f64().unwrap_or(0.0);
             if f.fract() == 0.0 && f.abs() < 9e15 { Some(Value::Int8(f as i64)) } else { None }

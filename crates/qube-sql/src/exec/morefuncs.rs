@@ -154,9 +154,15 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
         Func::Math1(k) if k & 0x80 != 0 => {
             let x = dec(&args[0])?;
             Value::Numeric(match k & 0x7f {
+                // scale and min_scale of NaN/Infinity are NULL.
+                3 | 4 if !x.is_finite() => return Ok(Value::Null),
+                3 => return Ok(Value::Int4(x.scale() as i32)),
+                4 => return Ok(Value::Int4(x.min_scale() as i32)),
+                5 => x.trim_scale()?,
                 0 => x.ln()?,
                 1 => Numeric::log(&Numeric::from_i64(10), &x)?,
-                _ => x.exp()?,
+                2 => x.exp()?,
+                k => return Err(Error::Internal(format!("numeric function {k}"))),
             })
         }
         Func::Math1(k) => {
@@ -269,6 +275,15 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
                 (float(&args[0]), float(&args[1]), float(&args[2]), int(&args[3]));
             if count <= 0 {
                 return Err(Error::user("2201G", "count must be greater than zero"));
+            }
+            if x.is_nan() || lo.is_nan() || hi.is_nan() {
+                return Err(Error::user(
+                    "2201G",
+                    "operand, lower bound, and upper bound cannot be NaN",
+                ));
+            }
+            if lo.is_infinite() || hi.is_infinite() {
+                return Err(Error::user("2201G", "lower and upper bounds must be finite"));
             }
             if lo == hi {
                 return Err(Error::user("2201G", "lower bound cannot equal upper bound"));

@@ -131,6 +131,16 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
                 B::new(f, dbl)
             }))
         }
+        ("scale" | "min_scale" | "trim_scale", 1) => {
+            // Numeric's own functions (Math1 | 0x80, codes 3..=5).
+            let e = coerce(args.remove(0), &DataType::Numeric(None))?;
+            let (code, ty) = match name {
+                "scale" => (3, DataType::Integer),
+                "min_scale" => (4, DataType::Integer),
+                _ => (5, DataType::Numeric(None)),
+            };
+            Ok(Some(B::new(Expr::Func { func: Func::Math1(0x80 | code), args: vec![e] }, ty)))
+        }
         ("pi", 0) => Ok(Some(B::new(Expr::Const(Value::Float8(std::f64::consts::PI)), dbl))),
         ("div", 2) => {
             let a = std::mem::take(args)

@@ -385,15 +385,16 @@ pub fn to_numeric(v: Value) -> Result<Numeric> {
         Value::Int2(i) => Ok(Numeric::from_i64(i as i64)),
         Value::Int4(i) => Ok(Numeric::from_i64(i as i64)),
         Value::Int8(i) => Ok(Numeric::from_i64(i)),
-        Value::Float4(f) => float_to_numeric(f as f64),
-        Value::Float8(f) => float_to_numeric(f),
+        Value::Float4(f) => float_to_numeric(f as f64, true),
+        Value::Float8(f) => float_to_numeric(f, false),
         Value::Numeric(d) => Ok(d),
         Value::Text(s) => parse_numeric(&s),
         other => Err(cannot_cast(&other, &DataType::Numeric(None))),
     }
 }
 
-fn float_to_numeric(f: f64) -> Result<Numeric> {
+/// Through the float's shortest text (`single`: real's), as PostgreSQL does.
+fn float_to_numeric(f: f64, single: bool) -> Result<Numeric> {
     if f.is_nan() {
         return Ok(Numeric::NaN);
     }
@@ -401,7 +402,7 @@ fn float_to_numeric(f: f64) -> Result<Numeric> {
         return Ok(if f > 0.0 { Numeric::PosInf } else { Numeric::NegInf });
     }
     // Through the shortest text, as PostgreSQL does (0.1::float8::numeric = 0.1).
-    parse_numeric(&format_float(f, false))
+    parse_numeric(&format_float(f, single))
 }
 
 pub fn parse_numeric(s: &str) -> Result<Numeric> {

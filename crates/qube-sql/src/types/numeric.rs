@@ -612,7 +612,8 @@ impl Numeric {
     /// round(x, n) (`trunc` false) or trunc(x, n) (`trunc` true): to `n`
     /// places after the point (before it when negative); scale max(n, 0).
     pub fn round_to(&self, n: i64, trunc: bool) -> Result<Numeric> {
-        self.round_impl(n.clamp(-MAX_RESULT_SCALE, MAX_RESULT_SCALE), trunc)
+        // PostgreSQL's bounds: one digit past the largest weight, the largest dscale.
+        self.round_impl(n.clamp(-(MAX_INT_DIGITS + 1), MAX_DSCALE as i64), trunc)
     }
 
     fn round_impl(&self, n: i64, trunc: bool) -> Result<Numeric> {
@@ -1204,8 +1205,7 @@ impl Numeric {
             _ => {}
         }
         let val = self.to_f64();
-        let dweight =
-            (val * PG_LOG10_E).clamp(-(MAX_RESULT_SCALE as f64), MAX_RESULT_SCALE as f64);
+        let dweight = (val * PG_LOG10_E).clamp(-(MAX_RESULT_SCALE as f64), MAX_RESULT_SCALE as f64);
         let rscale =
             clamp_rscale((MIN_SIG_DIGITS as i64 - dweight as i64).max(self.scale() as i64));
         self.exp_to(rscale)
@@ -1248,7 +1248,7 @@ impl Numeric {
         if x.is_zero() && y.signum() < 0 {
             return Err(Error::user("2201F", "zero raised to a negative power is undefined"));
         }
-        if x.signum() < 0 && x.is_finite() && y.is_finite() && !is_int(y) {
+        if x.signum() < 0 && y.is_finite() && !is_int(y) {
             return Err(Error::user(
                 "2201F",
                 "a negative number raised to a non-integer power yields a complex result",
