@@ -12,7 +12,8 @@ pub enum DataType {
     Real,
     Double,
     /// `numeric(precision, scale)`; `None` for unconstrained `numeric`.
-    Numeric(Option<(u32, u32)>),
+    /// numeric(precision, scale): precision 1..=1000, scale -1000..=1000 (PostgreSQL 15).
+    Numeric(Option<(u32, i32)>),
     Boolean,
     Text,
     /// `varchar(n)`; `None` for unbounded `varchar`.
@@ -199,7 +200,7 @@ pub fn type_size(t: &DataType) -> i16 {
 pub fn type_modifier(t: &DataType) -> i32 {
     match t {
         DataType::Varchar(Some(n)) | DataType::Char(n) => (*n as i32).saturating_add(4),
-        DataType::Numeric(Some((p, s))) => (((*p as i32) << 16) | (*s as i32)).saturating_add(4),
+        DataType::Numeric(Some((p, s))) => (((*p as i32) << 16) | (*s & 0x7ff)).saturating_add(4),
         _ => -1,
     }
 }

@@ -13,7 +13,7 @@ use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_sql::Value;
 use qube_sql::types::datetime::Interval;
-use rust_decimal::Decimal;
+use qube_sql::types::numeric::Numeric;
 
 // The OID mapping lives in qube-common, shared with the SQL engine's
 // pg_type and format_type (see qube_sql::system).
@@ -153,45 +153,12 @@ fn write_array(items: &[Value], elem: &DataType, lower: i32, out: &mut BytesMut)
 }
 
 /// PostgreSQL's numeric_send: digit count, weight (of the first base-10000
-/// digit), sign, display scale, then the base-10000 digits.
-fn write_numeric(d: &Decimal, out: &mut BytesMut) {
-    let scale = d.scale() as usize;
-    let digits = d.abs().mantissa().to_string();
-    // Integer and fraction digit strings, padded to groups of four.
-    let (int, frac) = if digits.len() > scale {
-        digits.split_at(digits.len() - scale)
-    } else {
-        ("", digits.as_str())
-    };
-    let frac = format!("{}{frac}", "0".repeat(scale - frac.len()));
-    let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
-    let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
-    let group = |s: &str| -> Vec<i16> {
-        s.as_bytes()
-            .chunks(4)
-            .map(|c| c.iter().fold(0i16, |a, b| a * 10 + (b - b'0') as i16))
-            .collect()
-    };
-    let mut groups = group(&int);
-    let mut weight = groups.len() as i16 - 1;
-    groups.extend(group(&frac));
-    // Leading and trailing zero groups are not sent.
-    let lead = groups.iter().take_while(|g| **g == 0).count();
-    groups.drain(..lead);
-    weight -= lead as i16;
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    out.put_i16(groups.len() as i16);
-    out.put_i16(weight);
-    out.put_u16(if d.is_sign_negative() && !d.is_zero() { 0x4000 } else { 0 });
-    out.put_u16(scale as u16);
-    for g in groups {
-        out.put_i16(g);
-    }
+/// digit), sign (0xC000 NaN, 0xD000 Infinity, 0xF000 -Infinity), display
+/// scale, then the base-10000 digits.
+fn write_numeric(d: &Numeric, out: &mut BytesMut) {
+    let mut b = Vec::with_capacity(16);
+    d.to_pg_binary(&mut b);
+    out.extend_from_slice(&b);
 }
 
 fn bad_binary(t: &DataType) -> Error {
@@ -290,10 +257,6 @@ impl<'a> Reader<'a> {
         let t = self.t;
         Ok(i32::from_be_bytes(exact(self.take(4)?, t)?))
     }
-    fn i16(&mut self) -> Result<i16> {
-        let t = self.t;
-        Ok(i16::from_be_bytes(exact(self.take(2)?, t)?))
-    }
 }
 
 fn read_array(b: &[u8], elem: &DataType) -> Result<Vec<Value>> {
@@ -328,60 +291,10 @@ fn read_array(b: &[u8], elem: &DataType) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-fn read_numeric(b: &[u8]) -> Result<Decimal> {
-    let t = DataType::Numeric(None);
-    let mut r = Reader { b, t: &t };
-    let n = r.i16()?;
-    let weight = r.i16()? as i32;
-    let sign = r.i16()? as u16;
-    let dscale = r.i16()?;
-    if n < 0 || dscale < 0 || r.b.len() != n as usize * 2 {
-        return Err(bad_binary(&t));
-    }
-    match sign {
-        0 | 0x4000 => {}
-        0xC000 => return Err(Error::user("0A000", "numeric NaN is not supported")),
-        _ => return Err(bad_binary(&t)),
-    }
-    // Digits as text, then the engine's own numeric parser.
-    let mut int = String::new();
-    let mut frac = String::new();
-    for i in 0..n as i32 {
-        let d = r.i16()?;
-        if !(0..10000).contains(&d) {
-            return Err(bad_binary(&t));
-        }
-        let s = format!("{d:04}");
-        if weight - i >= 0 { int.push_str(&s) } else { frac.push_str(&s) }
-    }
-    // Whole groups of zeros between the last digit and the decimal point.
-    if n as i32 <= weight {
-        let zeros = ((weight - n as i32 + 1) as usize).saturating_mul(4);
-        if zeros > 1000 {
-            return Err(Error::user("22003", "numeric value out of range"));
-        }
-        int.push_str(&"0".repeat(zeros));
-    }
-    if weight < -1 {
-        let zeros = ((-1 - weight) as usize).saturating_mul(4);
-        if zeros > 1000 {
-            return Err(Error::user("22003", "numeric value out of range"));
-        }
-        frac.insert_str(0, &"0".repeat(zeros));
-    }
-    let dscale = dscale as usize;
-    if frac.len() > dscale {
-        frac.truncate(dscale);
-    } else {
-        frac.push_str(&"0".repeat(dscale - frac.len()));
-    }
-    let text = format!(
-        "{}{}{}{frac}",
-        if sign == 0x4000 { "-" } else { "" },
-        if int.is_empty() { "0" } else { &int },
-        if dscale > 0 { "." } else { "" },
-    );
-    qube_sql::types::cast::parse_numeric(&text)
+/// PostgreSQL's numeric_recv: digits hidden by the display scale are
+/// truncated away; a malformed value is 22P03.
+fn read_numeric(b: &[u8]) -> Result<Numeric> {
+    Numeric::from_pg_binary(b).ok_or_else(|| bad_binary(&DataType::Numeric(None)))?
 }
 
 #[cfg(test)]
@@ -389,7 +302,7 @@ mod tests {
     use super::*;
 
     fn numeric_round_trip(s: &str) {
-        let d: Decimal = s.parse().unwrap();
+        let d = Numeric::parse(s).unwrap();
         let mut b = BytesMut::new();
         write_numeric(&d, &mut b);
         let back = read_numeric(&b).unwrap();
@@ -418,20 +331,34 @@ mod tests {
     #[test]
     fn numeric_binary_round_trips() {
         for s in ["0", "0.00", "1", "-1", "12345.678", "0.0001", "-0.00012", "10000", "1e10"] {
-            if let Ok(d) = s.parse::<Decimal>() {
-                numeric_round_trip(&d.to_string());
-            }
+            numeric_round_trip(s);
         }
         numeric_round_trip("79228162514264337593543950335");
         numeric_round_trip("0.0000000000000000000000000001");
         numeric_round_trip("100000000.5");
+        numeric_round_trip("123456789012345678901234567890.123456789012345678");
+        numeric_round_trip("1e-40");
+        numeric_round_trip("-1e200");
+        for s in ["NaN", "Infinity", "-Infinity"] {
+            numeric_round_trip(s);
+        }
     }
 
     #[test]
     fn numeric_binary_matches_postgresql() {
         // numeric_send of 12345.678: 3 digits, weight 1, dscale 3: 1 2345 6780.
         let mut b = BytesMut::new();
-        write_numeric(&"12345.678".parse().unwrap(), &mut b);
+        write_numeric(&Numeric::parse("12345.678").unwrap(), &mut b);
         assert_eq!(&b[..], &[0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]);
+        // PostgreSQL 15's special values: no digits, the sign word says which.
+        for (s, sign) in [("NaN", 0xC0u8), ("Infinity", 0xD0), ("-Infinity", 0xF0)] {
+            let mut b = BytesMut::new();
+            write_numeric(&Numeric::parse(s).unwrap(), &mut b);
+            assert_eq!(&b[..], &[0, 0, 0, 0, sign, 0, 0, 0], "{s}");
+        }
+        // Digits beyond the display scale are truncated, as numeric_recv does.
+        let v = read_numeric(&[0, 2, 0, 0, 0, 0, 0, 1, 0, 1, 0x17, 0x70]).unwrap();
+        assert_eq!(v.to_string(), "1.6");
+        assert!(read_numeric(&[0, 1, 0, 0, 0x12, 0, 0, 0, 0, 1]).is_err());
     }
 }

@@ -551,7 +551,7 @@ pub fn format_type(oid: u32, typmod: i32) -> String {
             DataType::Varchar(_) if typmod >= 4 => DataType::Varchar(Some(m as u32)),
             DataType::Char(_) if typmod >= 4 => DataType::Char(m as u32),
             DataType::Numeric(_) if typmod >= 4 => {
-                DataType::Numeric(Some(((m >> 16) as u32, (m & 0xffff) as u32)))
+                DataType::Numeric(Some(((m >> 16) as u32, ((m & 0x7ff) ^ 1024) - 1024)))
             }
             t => t,
         }
@@ -1493,9 +1493,7 @@ fn info_schema(t: &'static SysTable, snap: &Snapshot, db: &str, out: &mut Vec<Ro
                         DataType::BigInt => (Some(64), Some(2), Some(0)),
                         DataType::Real => (Some(24), Some(2), None),
                         DataType::Double => (Some(53), Some(2), None),
-                        DataType::Numeric(Some((p, s))) => {
-                            (Some(*p as i32), Some(10), Some(*s as i32))
-                        }
+                        DataType::Numeric(Some((p, s))) => (Some(*p as i32), Some(10), Some(*s)),
                         DataType::Numeric(None) => (None, Some(10), None),
                         _ => (None, None, None),
                     };

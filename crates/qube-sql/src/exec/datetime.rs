@@ -196,7 +196,7 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
                 }
                 (Part::Finite(mut d, scale), _) => {
                     d.rescale(scale);
-                    Value::Numeric(d)
+                    Value::Numeric(crate::types::numeric::Numeric::from_decimal(d))
                 }
             }
         }

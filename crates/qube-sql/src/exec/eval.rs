@@ -6,8 +6,6 @@ use std::cmp::Ordering;
 
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 use super::Ctx;
 use crate::plan::{BinOp, Expr, Func, UnOp};
@@ -72,7 +70,7 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 }
                 (UnOp::Neg, Value::Float4(f)) => Value::Float4(-f),
                 (UnOp::Neg, Value::Float8(f)) => Value::Float8(-f),
-                (UnOp::Neg, Value::Numeric(d)) => Value::Numeric(-d),
+                (UnOp::Neg, Value::Numeric(d)) => Value::Numeric(d.neg()),
                 (UnOp::Neg, Value::Interval(i)) => Value::Interval(i.checked_neg()?),
                 (op, v) => return Err(Error::Internal(format!("{op:?} on {v:?}"))),
             }
@@ -446,54 +444,16 @@ fn arith(op: BinOp, l: Value, r: Value) -> Result<Value> {
         }
         return Ok(if single { Float4(v as f32) } else { Float8(v) });
     }
-    let a = cast::to_decimal(l)?;
-    let b = cast::to_decimal(r)?;
-    let overflow = || Error::user("22003", "value overflows numeric format");
+    let a = cast::to_numeric(l)?;
+    let b = cast::to_numeric(r)?;
     Ok(Numeric(match op {
-        BinOp::Add => a.checked_add(b).ok_or_else(overflow)?,
-        BinOp::Sub => a.checked_sub(b).ok_or_else(overflow)?,
-        BinOp::Mul => a.checked_mul(b).ok_or_else(overflow)?,
-        BinOp::Div => {
-            if b.is_zero() {
-                return Err(div_zero());
-            }
-            numeric_div(a, b)?
-        }
-        BinOp::Mod => {
-            if b.is_zero() {
-                return Err(div_zero());
-            }
-            a.checked_rem(b).ok_or_else(overflow)?
-        }
+        BinOp::Add => a.add(&b)?,
+        BinOp::Sub => a.sub(&b)?,
+        BinOp::Mul => a.mul(&b)?,
+        BinOp::Div => a.div(&b)?,
+        BinOp::Mod => a.rem(&b)?,
         _ => return Err(Error::Internal(format!("{op:?} on numerics"))),
     }))
-}
-
-/// PostgreSQL's numeric division: at least 16 significant digits, and
-/// never fewer decimals than either input has (`select_div_scale`).
-pub fn numeric_div(a: Decimal, b: Decimal) -> Result<Decimal> {
-    let q =
-        a.checked_div(b).ok_or_else(|| Error::user("22003", "value overflows numeric format"))?;
-    let weight = |d: Decimal| -> (i32, f64) {
-        // Weight and first digit in base 10000, as PostgreSQL stores them.
-        let f = d.abs().to_f64().unwrap_or(0.0);
-        if f == 0.0 {
-            return (0, 0.0);
-        }
-        let w = (f.log10().floor() as i32).div_euclid(4);
-        (w, (f / 10000f64.powi(w)).floor())
-    };
-    let (w1, f1) = weight(a);
-    let (w2, f2) = weight(b);
-    let mut qweight = w1 - w2;
-    if f1 <= f2 {
-        qweight -= 1;
-    }
-    let rscale = (16 - qweight * 4).max(a.scale() as i32).max(b.scale() as i32).clamp(0, 28) as u32;
-    let mut r =
-        q.round_dp_with_strategy(rscale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    r.rescale(rscale);
-    Ok(r)
 }
 
 /// SQL LIKE with `%` and `_`, and `\` escaping the next character.
@@ -606,8 +566,8 @@ mod tests {
     #[test]
     fn numeric_division_has_postgresql_scale() {
         let d = |s: &str| cast::parse_numeric(s).unwrap();
-        assert_eq!(numeric_div(d("1"), d("3")).unwrap().to_string(), "0.33333333333333333333");
-        assert_eq!(numeric_div(d("10"), d("4")).unwrap().to_string(), "2.5000000000000000");
-        assert_eq!(numeric_div(d("2"), d("1")).unwrap().to_string(), "2.0000000000000000");
+        assert_eq!(d("1").div(&d("3")).unwrap().to_string(), "0.33333333333333333333");
+        assert_eq!(d("10").div(&d("4")).unwrap().to_string(), "2.5000000000000000");
+        assert_eq!(d("2").div(&d("1")).unwrap().to_string(), "2.0000000000000000");
     }
 }

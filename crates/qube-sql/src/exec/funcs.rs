@@ -5,8 +5,6 @@
 use std::cmp::Ordering;
 
 use qube_common::{Error, Result};
-use rust_decimal::prelude::MathematicalOps;
-use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::plan::{BinOp, Func};
 use crate::types::Value;
@@ -77,13 +75,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             other => return Err(Error::Internal(format!("abs({other:?})"))),
         },
         Func::Sign => match &args[0] {
-            Value::Numeric(d) => Value::Numeric(if d.is_zero() {
-                Decimal::ZERO
-            } else if d.is_sign_negative() {
-                Decimal::NEGATIVE_ONE
-            } else {
-                Decimal::ONE
-            }),
+            Value::Numeric(d) => Value::Numeric(d.sign()),
             v => {
                 let f = v.as_f64().unwrap_or(0.0);
                 Value::Float8(if f > 0.0 {
@@ -96,21 +88,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             }
         },
         Func::Sqrt => match &args[0] {
-            Value::Numeric(d) => {
-                if d.is_sign_negative() && !d.is_zero() {
-                    return Err(Error::user(
-                        "2201F",
-                        "cannot take square root of a negative number",
-                    ));
-                }
-                let r = d.sqrt().ok_or_else(|| out_of_range("numeric"))?;
-                // PostgreSQL's scale: 16 significant digits, at least the input's.
-                let int_digits = r.trunc().to_string().trim_start_matches('-').len() as u32;
-                let scale = 16u32.saturating_sub(int_digits).max(d.scale()).min(28);
-                let mut r = r.round_dp(scale);
-                r.rescale(scale);
-                Value::Numeric(r)
-            }
+            Value::Numeric(d) => Value::Numeric(d.sqrt()?),
             v => {
                 let f = v.as_f64().unwrap_or(0.0);
                 if f < 0.0 {
@@ -123,9 +101,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             }
         },
         Func::Ceil | Func::Floor => match &args[0] {
-            Value::Numeric(d) => {
-                Value::Numeric(if func == Func::Ceil { d.ceil() } else { d.floor() })
-            }
+            Value::Numeric(d) => Value::Numeric(d.ceil_floor(func == Func::Ceil)?),
             v => {
                 let f = v.as_f64().unwrap_or(0.0);
                 Value::Float8(if func == Func::Ceil { f.ceil() } else { f.floor() })
@@ -135,30 +111,18 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             let places = args.get(1).map(int);
             match (&args[0], places) {
                 (Value::Numeric(_), _) | (_, Some(_)) => {
-                    let d = cast::to_decimal(args[0].clone())?;
-                    let p = places.unwrap_or(0);
-                    let strategy = if func == Func::Round {
-                        RoundingStrategy::MidpointAwayFromZero
-                    } else {
-                        RoundingStrategy::ToZero
-                    };
-                    let r = if p >= 0 {
-                        let mut r = d.round_dp_with_strategy(p.min(28) as u32, strategy);
-                        r.rescale(p.min(28) as u32);
-                        r
-                    } else {
-                        let f = Decimal::from(
-                            10i64.checked_pow((-p).min(18) as u32).unwrap_or(i64::MAX),
-                        );
-                        (d / f).round_dp_with_strategy(0, strategy) * f
-                    };
-                    Value::Numeric(r)
+                    let d = cast::to_numeric(args[0].clone())?;
+                    Value::Numeric(d.round_to(places.unwrap_or(0), func == Func::Trunc)?)
                 }
                 (v, None) => {
                     let f = v.as_f64().unwrap_or(0.0);
                     Value::Float8(if func == Func::Round { f.round_ties_even() } else { f.trunc() })
                 }
             }
+        }
+        Func::Power if matches!(args[0], Value::Numeric(_)) => {
+            let (a, b) = (cast::to_numeric(args[0].clone())?, cast::to_numeric(args[1].clone())?);
+            Value::Numeric(a.power(&b)?)
         }
         Func::Power => {
             let (a, b) = (args[0].as_f64().unwrap_or(0.0), args[1].as_f64().unwrap_or(0.0));

@@ -36,11 +36,11 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::types::numeric::Numeric;
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_txn::Transaction;
-use rust_decimal::Decimal;
-use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::prelude::ToPrimitive;
 
 use crate::plan::{
     AggCall, AggFunc, BinOp, Expr, InputSet, JoinKind, Plan, SetOpKind, SortKey, inputs_of,
@@ -344,7 +344,13 @@ fn key_bytes(values: &[Value], out: &mut Vec<u8>) {
 /// Appends one value's part of `key_bytes`.
 fn push_key(v: &Value, out: &mut Vec<u8>) {
     let norm = match v {
-        Value::Numeric(d) if d.fract().is_zero() => d.to_i64().map(Value::Int8),
+        Value::Numeric(crate::types::numeric::Numeric::Small(d)) if d.fract().is_zero() => {
+            d.to_i64().map(Value::Int8)
+        }
+        // An integral value with more than 28 zero decimals (5.000…0).
+        Value::Numeric(n @ crate::types::numeric::Numeric::Big(_)) if n.min_scale() == 0 => {
+            n.to_i128_round().and_then(|i| i64::try_from(i).ok()).map(Value::Int8)
+        }
         Value::Float4(_) | Value::Float8(_) => {
             let f = v.as_f64().unwrap_or(0.0);
             if f.fract() == 0.0 && f.abs() < 9e15 { Some(Value::Int8(f as i64)) } else { None }
@@ -1440,10 +1446,13 @@ fn multi_join(
 enum Acc {
     Count(i64),
     SumInt(Option<i128>),
-    SumDec(Option<Decimal>),
+    SumDec(Option<Numeric>),
     SumFloat(Option<f64>),
+    /// avg: integers add up in `isum` (no allocation per row), numerics in
+    /// `sum`, floats in `fsum`.
     Avg {
-        sum: Decimal,
+        sum: Numeric,
+        isum: i128,
         fsum: f64,
         n: i64,
         float: bool,
@@ -1451,10 +1460,17 @@ enum Acc {
     MinMax(Option<Value>),
     Bool(Option<bool>),
     Str(Option<String>),
+    /// Floats: Welford's running mean and squared deviations. Integers and
+    /// numerics: exact sums (`isum`, `isum2` while they fit i128), for
+    /// PostgreSQL's exact numeric variance.
     Var {
         n: i64,
         mean: f64,
         m2: f64,
+        isum: i128,
+        isum2: i128,
+        sum: Numeric,
+        sum2: Numeric,
     },
     /// Ordered-set aggregates: the non-null values in order, and the
     /// fraction of the first row that had one.
@@ -1482,13 +1498,19 @@ fn new_acc(a: &AggCall) -> Acc {
             DataType::Numeric(_) => Acc::SumDec(None),
             _ => Acc::SumFloat(None),
         },
-        AggFunc::Avg => Acc::Avg { sum: Decimal::ZERO, fsum: 0.0, n: 0, float: float_arg },
+        AggFunc::Avg => Acc::Avg { sum: Numeric::ZERO, isum: 0, fsum: 0.0, n: 0, float: float_arg },
         AggFunc::Min | AggFunc::Max => Acc::MinMax(None),
         AggFunc::BoolAnd | AggFunc::BoolOr => Acc::Bool(None),
         AggFunc::StringAgg => Acc::Str(None),
-        AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp => {
-            Acc::Var { n: 0, mean: 0.0, m2: 0.0 }
-        }
+        AggFunc::StddevPop | AggFunc::StddevSamp | AggFunc::VarPop | AggFunc::VarSamp => Acc::Var {
+            n: 0,
+            mean: 0.0,
+            m2: 0.0,
+            isum: 0,
+            isum2: 0,
+            sum: Numeric::ZERO,
+            sum2: Numeric::ZERO,
+        },
         AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode => {
             Acc::Values(Vec::new(), None)
         }
@@ -1528,22 +1550,25 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
         Acc::Count(c) => *c += 1,
         Acc::SumInt(s) => *s = Some(s.unwrap_or(0) + v.as_i64().unwrap_or(0) as i128),
         Acc::SumDec(s) => {
-            let d = crate::types::cast::to_decimal(v)?;
-            *s = Some(
-                s.unwrap_or(Decimal::ZERO)
-                    .checked_add(d)
-                    .ok_or_else(|| Error::user("22003", "value overflows numeric format"))?,
-            );
+            let d = crate::types::cast::to_numeric(v)?;
+            *s = Some(match s {
+                None => d,
+                Some(cur) => cur.add(&d)?,
+            });
         }
         Acc::SumFloat(s) => *s = Some(s.unwrap_or(0.0) + v.as_f64().unwrap_or(0.0)),
-        Acc::Avg { sum, fsum, n, float } => {
+        Acc::Avg { sum, isum, fsum, n, float } => {
             *n += 1;
             if *float {
                 *fsum += v.as_f64().unwrap_or(0.0);
+            } else if let Some(i) = v.as_i64() {
+                // i128 holds 2^64 bigints' sum: no overflow in practice, but checked.
+                match isum.checked_add(i as i128) {
+                    Some(t) => *isum = t,
+                    None => *sum = sum.add(&Numeric::from_i64(i))?,
+                }
             } else {
-                *sum = sum
-                    .checked_add(crate::types::cast::to_decimal(v)?)
-                    .ok_or_else(|| Error::user("22003", "value overflows numeric format"))?;
+                *sum = sum.add(&crate::types::cast::to_numeric(v)?)?;
             }
         }
         Acc::MinMax(m) => {
@@ -1591,7 +1616,23 @@ fn update_acc(acc: &mut Acc, a: &AggCall, v: Value, extra: Option<Value>) -> Res
                 *n += 1;
             }
         }
-        Acc::Var { n, mean, m2 } => {
+        Acc::Var { n, mean, m2, isum, isum2, sum, sum2 } => {
+            if matches!(a.data_type, DataType::Numeric(_)) {
+                *n += 1;
+                if let Some(i) = v.as_i64() {
+                    let i = i as i128;
+                    if let (Some(s), Some(s2)) =
+                        (isum.checked_add(i), i.checked_mul(i).and_then(|q| isum2.checked_add(q)))
+                    {
+                        (*isum, *isum2) = (s, s2);
+                        return Ok(());
+                    }
+                }
+                let x = crate::types::cast::to_numeric(v)?;
+                *sum2 = sum2.add(&x.mul(&x)?)?;
+                *sum = sum.add(&x)?;
+                return Ok(());
+            }
             let x = v.as_f64().unwrap_or(0.0);
             *n += 1;
             let d = x - *mean;
@@ -1667,13 +1708,14 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
             (Some(f), DataType::Real) => Value::Float4(f as f32),
             (Some(f), _) => Value::Float8(f),
         },
-        Acc::Avg { sum, fsum, n, float } => {
+        Acc::Avg { sum, isum, fsum, n, float } => {
             if n == 0 {
                 Value::Null
             } else if float {
                 Value::Float8(fsum / n as f64)
             } else {
-                Value::Numeric(eval::numeric_div(sum, Decimal::from(n))?)
+                let total = Numeric::from_i128_scale(isum, 0)?.add(&sum)?;
+                Value::Numeric(total.div(&Numeric::from_i64(n))?)
             }
         }
         Acc::MinMax(m) => m.unwrap_or(Value::Null),
@@ -1698,8 +1740,15 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
             None => Value::Null,
             Some(pairs) => typefuncs::finish_pairs(a.func, pairs)?,
         },
-        Acc::Var { n, m2, .. } => {
+        Acc::Var { n, m2, isum, isum2, sum, sum2, .. } => {
             let samp = matches!(a.func, AggFunc::StddevSamp | AggFunc::VarSamp);
+            if matches!(a.data_type, DataType::Numeric(_)) {
+                let stddev = matches!(a.func, AggFunc::StddevSamp | AggFunc::StddevPop);
+                let sum = Numeric::from_i128_scale(isum, 0)?.add(&sum)?;
+                let sum2 = Numeric::from_i128_scale(isum2, 0)?.add(&sum2)?;
+                return Ok(numeric_variance(n, &sum, &sum2, samp, stddev)?
+                    .map_or(Value::Null, Value::Numeric));
+            }
             let denom = if samp { n - 1 } else { n };
             if denom <= 0 {
                 Value::Null
@@ -1710,17 +1759,38 @@ fn finish_acc(acc: Acc, a: &AggCall) -> Result<Value> {
                 } else {
                     var
                 };
-                match a.data_type {
-                    DataType::Numeric(_) => {
-                        Value::Numeric(Decimal::from_f64(r).map(|d| d.round_dp(16)).ok_or_else(
-                            || Error::user("22003", "value overflows numeric format"),
-                        )?)
-                    }
-                    _ => Value::Float8(r),
-                }
+                Value::Float8(r)
             }
         }
     })
+}
+
+/// PostgreSQL's numeric_stddev_internal: (n·Σx² − (Σx)²) / (n·(n−1))
+/// (n² for the population forms) at select_div_scale's scale, and its
+/// square root at that scale for stddev; None where the result is NULL.
+fn numeric_variance(
+    n: i64,
+    sum: &Numeric,
+    sum2: &Numeric,
+    samp: bool,
+    stddev: bool,
+) -> Result<Option<Numeric>> {
+    if n == 0 || (samp && n == 1) {
+        return Ok(None);
+    }
+    if !sum.is_finite() || !sum2.is_finite() {
+        return Ok(Some(Numeric::NaN));
+    }
+    let vn = Numeric::from_i64(n);
+    let rscale = sum.scale() as i64 * 2;
+    let num = vn.mul(sum2)?.round_scale(rscale)?.sub(&sum.mul(sum)?)?;
+    if num.signum() <= 0 {
+        return Ok(Some(Numeric::ZERO));
+    }
+    let den = vn.mul(&Numeric::from_i64(if samp { n - 1 } else { n }))?;
+    let rscale = crate::types::numeric::div_scale(&num, &den);
+    let v = num.div_to_scale(&den, rscale)?;
+    Ok(Some(if stddev { v.sqrt_scale(rscale)? } else { v }))
 }
 
 struct Group {

@@ -2,9 +2,9 @@
 //! `plan::bind_funcs`): split_part, lpad/rpad, concat_ws, initcap,
 //! regexp_replace, md5, format, trigonometry, gcd/lcm, encode/decode, ….
 
+use crate::types::numeric::Numeric;
 use md5::Digest;
 use qube_common::{Error, Result};
-use rust_decimal::Decimal;
 
 use crate::plan::Func;
 use crate::types::Value;
@@ -151,6 +151,20 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             } as i32;
             Value::Int4(if func == Func::BitLength { n * 8 } else { n })
         }
+        Func::Math1(k) if k & 0x80 != 0 => {
+            let x = dec(&args[0])?;
+            Value::Numeric(match k & 0x7f {
+                // scale and min_scale of NaN/Infinity are NULL.
+                3 | 4 if !x.is_finite() => return Ok(Value::Null),
+                3 => return Ok(Value::Int4(x.scale() as i32)),
+                4 => return Ok(Value::Int4(x.min_scale() as i32)),
+                5 => x.trim_scale()?,
+                0 => x.ln()?,
+                1 => Numeric::log(&Numeric::from_i64(10), &x)?,
+                2 => x.exp()?,
+                k => return Err(Error::Internal(format!("numeric function {k}"))),
+            })
+        }
         Func::Math1(k) => {
             let x = float(&args[0]);
             let r = match k {
@@ -185,26 +199,11 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             }
             Value::Float8(r)
         }
-        Func::LogBase => {
-            let (b, x) = (float(&args[0]), float(&args[1]));
-            if b <= 0.0 || x <= 0.0 {
-                return Err(Error::user(
-                    "2201E",
-                    "cannot take logarithm of a negative number or zero",
-                ));
-            }
-            if b == 1.0 {
-                return Err(Error::user("22012", "division by zero"));
-            }
-            Value::Float8(x.ln() / b.ln())
-        }
+        Func::LogBase => Value::Numeric(Numeric::log(&dec(&args[0])?, &dec(&args[1])?)?),
         Func::Atan2 => Value::Float8(float(&args[0]).atan2(float(&args[1]))),
         Func::Div => {
             let (a, b) = (dec(&args[0])?, dec(&args[1])?);
-            if b.is_zero() {
-                return Err(Error::user("22012", "division by zero"));
-            }
-            Value::Numeric((a / b).trunc())
+            Value::Numeric(a.div_trunc(&b)?)
         }
         Func::BitAnd | Func::BitOr | Func::BitXor | Func::ShiftLeft | Func::ShiftRight => {
             let (a, b) = (int(&args[0]), int(&args[1]));
@@ -261,19 +260,30 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             if n < 0 {
                 return Err(Error::user("2201F", "factorial of a negative number is undefined"));
             }
-            let mut acc = Decimal::ONE;
-            for i in 2..=n {
-                acc = acc
-                    .checked_mul(Decimal::from(i))
-                    .ok_or_else(|| Error::user("22003", "value overflows numeric format"))?;
+            // PostgreSQL's bound: 32177! is the largest that fits numeric.
+            if n > 32177 {
+                return Err(crate::types::numeric::overflow());
             }
-            Value::Numeric(acc)
+            let mut acc = num_bigint::BigInt::from(1u8);
+            for i in 2..=n {
+                acc *= i;
+            }
+            Value::Numeric(Numeric::from_parts(acc, 0)?)
         }
         Func::WidthBucket => {
             let (x, lo, hi, count) =
                 (float(&args[0]), float(&args[1]), float(&args[2]), int(&args[3]));
             if count <= 0 {
                 return Err(Error::user("2201G", "count must be greater than zero"));
+            }
+            if x.is_nan() || lo.is_nan() || hi.is_nan() {
+                return Err(Error::user(
+                    "2201G",
+                    "operand, lower bound, and upper bound cannot be NaN",
+                ));
+            }
+            if lo.is_infinite() || hi.is_infinite() {
+                return Err(Error::user("2201G", "lower and upper bounds must be finite"));
             }
             if lo == hi {
                 return Err(Error::user("2201G", "lower bound cannot equal upper bound"));
@@ -352,8 +362,8 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
     })
 }
 
-fn dec(v: &Value) -> Result<Decimal> {
-    crate::types::cast::to_decimal(v.clone())
+fn dec(v: &Value) -> Result<Numeric> {
+    crate::types::cast::to_numeric(v.clone())
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {

@@ -505,6 +505,8 @@ pub fn to_jsonb(v: Value) -> Result<Jsonb> {
                 None => Jsonb::String(t),
             }
         }
+        // JSON has no NaN or Infinity: PostgreSQL makes them strings.
+        Value::Numeric(d) if !d.is_finite() => Jsonb::String(d.to_string()),
         Value::Numeric(d) => Jsonb::Number(JNum::parse(&d.to_string()).unwrap_or(JNum::zero())),
         Value::Json(s) => jsonb::parse(&s)?,
         Value::Jsonb(j) => *j,

@@ -15,7 +15,6 @@ use qube_catalog::{Catalog, Def, ObjectId};
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_txn::Transaction;
-use rust_decimal::Decimal;
 use sqlparser::ast;
 
 use super::expr::{AggCall, AggFunc, BinOp, Expr, Func, UnOp};
@@ -4974,14 +4973,34 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             };
             B::new(Expr::Func { func, args: a }, t)
         }
+        ("power" | "pow", 2)
+            if args.iter().any(|b| matches!(b.ty, DataType::Numeric(_)) && !b.unknown)
+                && args
+                    .iter()
+                    .all(|b| b.unknown || !matches!(b.ty, DataType::Double | DataType::Real)) =>
+        {
+            // power(numeric, numeric): PostgreSQL's exact digits.
+            let t = DataType::Numeric(None);
+            let a = coerce(args.remove(0), &t)?;
+            let b = coerce(args.remove(0), &t)?;
+            B::new(Expr::Func { func: Func::Power, args: vec![a, b] }, t)
+        }
         ("power" | "pow", 2) => {
             let a = coerce(args.remove(0), &DataType::Double)?;
             let b = coerce(args.remove(0), &DataType::Double)?;
             B::new(Expr::Func { func: Func::Power, args: vec![a, b] }, DataType::Double)
         }
         ("mod", 2) => {
-            let l = args.remove(0);
-            let r = args.remove(0);
+            let mut l = args.remove(0);
+            let mut r = args.remove(0);
+            // An untyped literal takes the other argument's type.
+            if l.unknown && !r.unknown && is_numeric(&r.ty) {
+                let t = r.ty.clone();
+                l = B::new(coerce(l, &t)?, t);
+            } else if r.unknown && !l.unknown && is_numeric(&l.ty) {
+                let t = l.ty.clone();
+                r = B::new(coerce(r, &t)?, t);
+            }
             if !is_numeric(&l.ty) || !is_numeric(&r.ty) {
                 return Err(sig());
             }
@@ -5761,7 +5780,7 @@ fn number(n: &str) -> Result<B> {
             return Ok(B::new(Expr::Const(Value::Int8(i)), DataType::BigInt));
         }
     }
-    let d: Decimal = cast::parse_numeric(n)?;
+    let d = cast::parse_numeric(n)?;
     Ok(B::new(Expr::Const(Value::Numeric(d)), DataType::Numeric(None)))
 }
 
@@ -5797,19 +5816,19 @@ pub fn data_type_of(t: &ast::DataType) -> Result<DataType> {
         }
     };
     let numeric = |i: &ast::ExactNumberInfo| -> Result<DataType> {
-        Ok(DataType::Numeric(match i {
-            ast::ExactNumberInfo::None => None,
-            ast::ExactNumberInfo::Precision(p) => Some((*p as u32, 0)),
-            ast::ExactNumberInfo::PrecisionAndScale(p, s) => {
-                if *s < 0 || *s as u64 > *p {
-                    return Err(err(
-                        "22023",
-                        format!("NUMERIC scale {s} must be between 0 and precision {p}"),
-                    ));
-                }
-                Some((*p as u32, *s as u32))
-            }
-        }))
+        let (p, s) = match i {
+            ast::ExactNumberInfo::None => return Ok(DataType::Numeric(None)),
+            ast::ExactNumberInfo::Precision(p) => (*p, 0),
+            ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
+        };
+        // PostgreSQL 15's ranges (numeric_typmod_in).
+        if !(1..=1000).contains(&p) {
+            return Err(err("22023", format!("NUMERIC precision {p} must be between 1 and 1000")));
+        }
+        if !(-1000..=1000).contains(&s) {
+            return Err(err("22023", format!("NUMERIC scale {s} must be between -1000 and 1000")));
+        }
+        Ok(DataType::Numeric(Some((p as u32, s as i32))))
     };
     Ok(match t {
         T::SmallInt(_) | T::Int2(_) => DataType::SmallInt,

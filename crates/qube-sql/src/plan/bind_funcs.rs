@@ -96,8 +96,13 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
                     format!("function {name}({}) does not exist", b.ty.sql_name()),
                 ));
             }
-            // numeric in, numeric out (computed in double precision).
+            // numeric in, numeric out: ln, log and exp with PostgreSQL's
+            // digits (Math1 | 0x80); the others computed in double precision.
             let numeric = matches!(b.ty, DataType::Numeric(_)) && !b.unknown;
+            if numeric && matches!(name, "ln" | "log10" | "log" | "exp") {
+                let f = Expr::Func { func: Func::Math1(math1(name) | 0x80), args: vec![b.expr] };
+                return Ok(Some(B::new(f, DataType::Numeric(None))));
+            }
             let e = coerce(b, &dbl)?;
             let f = Expr::Func { func: Func::Math1(math1(name)), args: vec![e] };
             Ok(Some(if numeric {
@@ -110,7 +115,14 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         ("log" | "atan2", 2) => {
             // PostgreSQL has only log(numeric, numeric).
             let numeric = name == "log";
-            let func = if name == "log" { Func::LogBase } else { Func::Atan2 };
+            if numeric {
+                let a = std::mem::take(args)
+                    .into_iter()
+                    .map(|b| coerce(b, &DataType::Numeric(None)))
+                    .collect::<Result<Vec<_>>>()?;
+                return call(Func::LogBase, a, DataType::Numeric(None));
+            }
+            let func = Func::Atan2;
             let f = Expr::Func { func, args: doubles(args)? };
             Ok(Some(if numeric {
                 let to = DataType::Numeric(None);
@@ -118,6 +130,16 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
             } else {
                 B::new(f, dbl)
             }))
+        }
+        ("scale" | "min_scale" | "trim_scale", 1) => {
+            // Numeric's own functions (Math1 | 0x80, codes 3..=5).
+            let e = coerce(args.remove(0), &DataType::Numeric(None))?;
+            let (code, ty) = match name {
+                "scale" => (3, DataType::Integer),
+                "min_scale" => (4, DataType::Integer),
+                _ => (5, DataType::Numeric(None)),
+            };
+            Ok(Some(B::new(Expr::Func { func: Func::Math1(0x80 | code), args: vec![e] }, ty)))
         }
         ("pi", 0) => Ok(Some(B::new(Expr::Const(Value::Float8(std::f64::consts::PI)), dbl))),
         ("div", 2) => {

@@ -6,10 +6,9 @@
 //! longer string is an error). Out-of-range results are errors (22003),
 //! text that does not parse is 22P02, never a wrap or a silent zero.
 
+use super::numeric::Numeric;
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
-use rust_decimal::Decimal;
-use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
 use super::datetime;
 use super::value::{Value, format_float};
@@ -82,7 +81,7 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
         }
         DataType::Double => Value::Float8(to_f64(v, "double precision")?),
         DataType::Numeric(typmod) => {
-            let d = to_decimal(v)?;
+            let d = to_numeric(v)?;
             Value::Numeric(apply_numeric_typmod(d, *typmod)?)
         }
         DataType::Boolean => Value::Bool(match v {
@@ -317,10 +316,7 @@ fn to_i64(v: Value, type_name: &str) -> Result<i64> {
         Value::Int8(i) => Ok(i),
         Value::Float4(f) => float_to_i64(f as f64, type_name),
         Value::Float8(f) => float_to_i64(f, type_name),
-        Value::Numeric(d) => d
-            .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-            .to_i64()
-            .ok_or_else(|| out_of_range(type_name)),
+        Value::Numeric(d) => d.to_int(type_name, i64::MIN, i64::MAX),
         Value::Bool(b) if type_name == "integer" => Ok(b as i64),
         Value::Text(s) => {
             let t = s.trim();
@@ -384,70 +380,42 @@ pub fn parse_float(s: &str, type_name: &str) -> Result<f64> {
     Ok(f)
 }
 
-pub fn to_decimal(v: Value) -> Result<Decimal> {
+pub fn to_numeric(v: Value) -> Result<Numeric> {
     match v {
-        Value::Int2(i) => Ok(Decimal::from(i)),
-        Value::Int4(i) => Ok(Decimal::from(i)),
-        Value::Int8(i) => Ok(Decimal::from(i)),
-        Value::Float4(f) => float_to_decimal(f as f64),
-        Value::Float8(f) => float_to_decimal(f),
+        Value::Int2(i) => Ok(Numeric::from_i64(i as i64)),
+        Value::Int4(i) => Ok(Numeric::from_i64(i as i64)),
+        Value::Int8(i) => Ok(Numeric::from_i64(i)),
+        Value::Float4(f) => float_to_numeric(f as f64, true),
+        Value::Float8(f) => float_to_numeric(f, false),
         Value::Numeric(d) => Ok(d),
         Value::Text(s) => parse_numeric(&s),
         other => Err(cannot_cast(&other, &DataType::Numeric(None))),
     }
 }
 
-fn float_to_decimal(f: f64) -> Result<Decimal> {
-    if !f.is_finite() {
-        return Err(Error::user("0A000", "NaN and infinity are not supported in numeric yet"));
+/// Through the float's shortest text (`single`: real's), as PostgreSQL does.
+fn float_to_numeric(f: f64, single: bool) -> Result<Numeric> {
+    if f.is_nan() {
+        return Ok(Numeric::NaN);
+    }
+    if f.is_infinite() {
+        return Ok(if f > 0.0 { Numeric::PosInf } else { Numeric::NegInf });
     }
     // Through the shortest text, as PostgreSQL does (0.1::float8::numeric = 0.1).
-    parse_numeric(&format_float(f, false))
-        .or_else(|_| Decimal::from_f64(f).ok_or_else(|| out_of_range("numeric")))
+    parse_numeric(&format_float(f, single))
 }
 
-pub fn parse_numeric(s: &str) -> Result<Decimal> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(invalid_text("numeric", s));
-    }
-    let parsed = if t.contains(['e', 'E']) {
-        Decimal::from_scientific(t)
-    } else {
-        Decimal::from_str_exact(t)
-    };
-    parsed.map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("overflow") || msg.contains("too") || msg.contains("exceed") {
-            Error::user("22003", "value overflows numeric format")
-        } else {
-            invalid_text("numeric", s)
-        }
-    })
+pub fn parse_numeric(s: &str) -> Result<Numeric> {
+    Numeric::parse(s)
 }
 
 /// numeric(p, s): round to `s` digits after the point; more than `p - s`
-/// digits before it is 22003.
-pub fn apply_numeric_typmod(d: Decimal, typmod: Option<(u32, u32)>) -> Result<Decimal> {
-    let Some((p, s)) = typmod else { return Ok(d) };
-    let r = d.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    let int_digits = {
-        let t = r.trunc().abs();
-        if t.is_zero() { 0 } else { t.to_string().len() as u32 }
-    };
-    if int_digits > p.saturating_sub(s) {
-        return Err(Error::user(
-            "22003",
-            format!(
-                "numeric field overflow: a field with precision {p}, scale {s} must round to an \
-                 absolute value less than 10^{}",
-                p - s
-            ),
-        ));
+/// digits before it is 22003 (see `Numeric::apply_typmod`).
+pub fn apply_numeric_typmod(d: Numeric, typmod: Option<(u32, i32)>) -> Result<Numeric> {
+    match typmod {
+        None => Ok(d),
+        Some((p, s)) => d.apply_typmod(p, s),
     }
-    let mut r = r;
-    r.rescale(s);
-    Ok(r)
 }
 
 pub fn parse_bool(s: &str) -> Result<bool> {
@@ -552,7 +520,7 @@ mod tests {
             cast(Value::Text("99999999999".into()), &DataType::Integer).unwrap_err().sqlstate(),
             "22003"
         );
-        let n = Value::Numeric(Decimal::new(-25, 1));
+        let n = Value::Numeric(Numeric::parse("-2.5").unwrap());
         assert_eq!(cast(n, &DataType::Integer).unwrap(), Value::Int4(-3));
     }
 

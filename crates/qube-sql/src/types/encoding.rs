@@ -9,7 +9,7 @@
 //!   0 NULL | 1 false | 2 true
 //!   3 int2 (2 B LE) | 4 int4 (4 B LE) | 5 int8 (8 B LE)
 //!   6 float4 (4 B LE) | 7 float8 (8 B LE)
-//!   8 numeric (rust_decimal's 16-byte serialization)
+//!   8 numeric that fits rust_decimal (its 16-byte serialization)
 //!   9 text (len:varint, UTF-8) | 10 bytea (len:varint, bytes)
 //!   11 date (i32 LE days since 2000-01-01) | 12 time (i64 LE µs since midnight)
 //!   13 timestamp | 14 timestamptz (i64 LE µs since 2000-01-01 [UTC])
@@ -19,6 +19,8 @@
 //!   19 array (count:varint, then each element as a value; one level)
 //!   20 record (as an array: its fields; only in spilled query rows,
 //!      never in a table: no column has the record type)
+//!   21 any other numeric (len:varint, `Numeric::encode_payload`: NaN,
+//!      ±Infinity, or mantissa and scale of a value beyond rust_decimal)
 //! ```
 //!
 //! A row shorter than the table (written before `ADD COLUMN`) reads its
@@ -37,8 +39,11 @@
 //!        | any integer: i64 big-endian with the sign bit flipped
 //!        | float: f64 bits, sign flipped if positive, all bits if negative
 //!        | numeric: sign (0 neg, 1 zero, 2 pos), then for non-zero values
-//!          exponent (i16 BE, sign flipped) and digits ('0'..'9', no trailing
-//!          zeros) ended by 0x00; all complemented when negative
+//!          exponent (i16 BE, sign flipped; beyond ±32766 an escape 0xFFFF or
+//!          0x0000 then i32 BE, sign flipped) and digits ('0'..'9', no
+//!          trailing zeros) ended by 0x00; all complemented when negative;
+//!          -Infinity is 0x00 then six 0x00, Infinity 0x03, NaN 0x04
+//!          (PostgreSQL's order: NaN above everything)
 //!        | text, bytea: bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00
 //!        | date, time, timestamp(tz): as an integer (days, µs)
 //!        | interval: its 30-day-month length in µs, i128 BE with the sign
@@ -56,6 +61,8 @@
 
 use qube_common::{Error, Result};
 use rust_decimal::Decimal;
+
+use super::numeric::Numeric;
 
 use super::datetime::Interval;
 use super::value::Value;
@@ -127,9 +134,16 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.push(7);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        Value::Numeric(d) => {
+        Value::Numeric(Numeric::Small(d)) => {
             out.push(8);
             out.extend_from_slice(&d.serialize());
+        }
+        Value::Numeric(n) => {
+            out.push(21);
+            let mut p = Vec::new();
+            n.encode_payload(&mut p);
+            put_varint(out, p.len() as u64);
+            out.extend_from_slice(&p);
         }
         Value::Text(s) => {
             out.push(9);
@@ -391,7 +405,7 @@ fn skip_value(b: &[u8], pos: &mut usize) -> Result<bool> {
         4 | 6 | 11 => 4,
         5 | 7 | 12..=14 => 8,
         8 | 15 | 16 => 16,
-        9 | 10 | 17 => {
+        9 | 10 | 17 | 21 => {
             let mut p = *pos + 1;
             let len = get_varint(b, &mut p)? as usize;
             if b.len() < p + len {
@@ -426,7 +440,14 @@ fn decode_value(b: &[u8], pos: &mut usize, depth: usize) -> Result<Value> {
         5 => Value::Int8(i64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
         6 => Value::Float4(f32::from_le_bytes(take(pos, 4)?.try_into().unwrap_or([0; 4]))),
         7 => Value::Float8(f64::from_le_bytes(take(pos, 8)?.try_into().unwrap_or([0; 8]))),
-        8 => Value::Numeric(Decimal::deserialize(take(pos, 16)?.try_into().unwrap_or([0; 16]))),
+        8 => Value::Numeric(Numeric::from_decimal(Decimal::deserialize(
+            take(pos, 16)?.try_into().unwrap_or([0; 16]),
+        ))),
+        21 => {
+            let len = get_varint(b, pos)? as usize;
+            let p = take(pos, len)?;
+            Value::Numeric(Numeric::decode_payload(p).ok_or_else(|| corrupt("bad numeric"))?)
+        }
         9 | 17 => {
             let len = get_varint(b, pos)? as usize;
             let s = take(pos, len)?;
@@ -497,7 +518,7 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
             let bits = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
             out.extend_from_slice(&bits.to_be_bytes());
         }
-        Value::Numeric(d) => encode_decimal(*d, out),
+        Value::Numeric(d) => d.encode_key(out),
         Value::Text(s) => encode_bytes(s.as_bytes(), out),
         Value::Bytea(b) => encode_bytes(b, out),
         Value::Date(d) => put_i64_key(*d as i64, out),
@@ -617,31 +638,6 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0]);
 }
 
-fn encode_decimal(d: Decimal, out: &mut Vec<u8>) {
-    if d.is_zero() {
-        out.push(1);
-        return;
-    }
-    let neg = d.is_sign_negative();
-    out.push(if neg { 0 } else { 2 });
-    // Digits and the position of the point relative to the first digit.
-    let s = d.abs().normalize().to_string();
-    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let all: String = format!("{int}{frac}");
-    let lead = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0');
-    let exp = int.len() as i64 - lead as i64;
-    let start = out.len();
-    out.extend_from_slice(&((exp as i16 as u16) ^ 0x8000).to_be_bytes());
-    out.extend_from_slice(digits.as_bytes());
-    out.push(0);
-    if neg {
-        for b in &mut out[start..] {
-            *b = !*b;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,7 +693,7 @@ mod tests {
             Value::Int8(i64::MIN),
             Value::Float4(1.5),
             Value::Float8(-0.25),
-            Value::Numeric(Decimal::new(-12345, 3)),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(-12345, 3))),
             Value::Text("héllo".into()),
             Value::Bytea(vec![0, 1, 255]),
             Value::Date(-5),
@@ -845,15 +841,15 @@ mod tests {
     #[test]
     fn keys_sort_like_values() {
         let vals = [
-            Value::Numeric(Decimal::new(-1000, 0)),
-            Value::Numeric(Decimal::new(-105, 1)),
-            Value::Numeric(Decimal::new(-1, 2)),
-            Value::Numeric(Decimal::ZERO),
-            Value::Numeric(Decimal::new(1, 3)),
-            Value::Numeric(Decimal::new(99, 1)),
-            Value::Numeric(Decimal::new(10, 0)),
-            Value::Numeric(Decimal::new(1005, 2)),
-            Value::Numeric(Decimal::new(123456, 0)),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(-1000, 0))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(-105, 1))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(-1, 2))),
+            Value::Numeric(Numeric::ZERO),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(1, 3))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(99, 1))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(10, 0))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(1005, 2))),
+            Value::Numeric(Numeric::from_decimal(Decimal::new(123456, 0))),
         ];
         for w in vals.windows(2) {
             assert!(key(&w[0]) < key(&w[1]), "{} < {}", w[0], w[1]);

@@ -5,6 +5,7 @@ pub mod cast;
 pub mod datetime;
 pub mod encoding;
 pub mod jsonb;
+pub mod numeric;
 pub mod value;
 
 pub use value::Value;

@@ -3,17 +3,18 @@
 //! A `Value` carries its own type tag; a column's declared type is kept by
 //! the plan, and values are coerced to it on the way into a table
 //! (`cast::assign`). Integers keep their width (`smallint` arithmetic
-//! overflows at 16 bits, as in PostgreSQL); `numeric` is an exact decimal
-//! (`rust_decimal`, 28 significant digits); text is UTF-8.
+//! overflows at 16 bits, as in PostgreSQL); `numeric` is PostgreSQL's
+//! arbitrary-precision decimal with NaN and ±Infinity (`types::numeric`);
+//! text is UTF-8.
 
 use std::cmp::Ordering;
 use std::fmt;
 
 use qube_common::types::DataType;
-use rust_decimal::Decimal;
 
 use super::datetime::{self, Interval};
 use super::jsonb::Jsonb;
+use super::numeric::Numeric;
 
 /// One SQL value.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +26,7 @@ pub enum Value {
     Int8(i64),
     Float4(f32),
     Float8(f64),
-    Numeric(Decimal),
+    Numeric(Numeric),
     Text(String),
     Bytea(Vec<u8>),
     // Date/time (see `datetime`): days / µs since 2000-01-01, µs since midnight.
@@ -97,14 +98,13 @@ impl Value {
 
     /// The value as a double, for any numeric type.
     pub fn as_f64(&self) -> Option<f64> {
-        use rust_decimal::prelude::ToPrimitive;
         match self {
             Value::Int2(v) => Some(*v as f64),
             Value::Int4(v) => Some(*v as f64),
             Value::Int8(v) => Some(*v as f64),
             Value::Float4(v) => Some(*v as f64),
             Value::Float8(v) => Some(*v),
-            Value::Numeric(d) => d.to_f64(),
+            Value::Numeric(d) => Some(d.to_f64()),
             _ => None,
         }
     }
@@ -154,8 +154,8 @@ impl Value {
                         let (x, y) = (a.as_f64()?, b.as_f64()?);
                         float_cmp(x, y)
                     }
-                    (Numeric(d), i) => d.cmp(&Decimal::from(i.as_i64()?)),
-                    (i, Numeric(d)) => Decimal::from(i.as_i64()?).cmp(d),
+                    (Numeric(d), i) => d.cmp(&super::numeric::Numeric::from_i64(i.as_i64()?)),
+                    (i, Numeric(d)) => super::numeric::Numeric::from_i64(i.as_i64()?).cmp(d),
                     _ => return None,
                 }
             }
@@ -396,7 +396,7 @@ mod tests {
     fn mixed_numeric_comparison_and_null_order() {
         assert_eq!(Value::Int2(3).sql_cmp(&Value::Int8(3)), Some(Ordering::Equal));
         assert_eq!(Value::Int4(3).sql_cmp(&Value::Float8(3.5)), Some(Ordering::Less));
-        let d = Value::Numeric(Decimal::new(25, 1));
+        let d = Value::Numeric(Numeric::from_decimal(rust_decimal::Decimal::new(25, 1)));
         assert_eq!(Value::Int4(3).sql_cmp(&d), Some(Ordering::Greater));
         assert_eq!(Value::Null.sql_cmp(&Value::Int4(1)), None);
         assert_eq!(Value::Null.total_cmp(&Value::Int4(1)), Ordering::Greater);

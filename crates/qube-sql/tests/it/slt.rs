@@ -190,6 +190,7 @@ macro_rules! slt_tests {
 // One test per file of tests/slt; `every_slt_file_has_a_test` keeps this list complete.
 slt_tests!(
     types,
+    numeric_big,
     ordered_scans,
     streamed_join,
     ddl,

@@ -506,7 +506,7 @@ fn format_int(v: &Value) -> String {
         Value::Float4(f) => py_int_of_float(*f as f64),
         Value::Float8(f) => py_int_of_float(*f),
         Value::Numeric(d) => {
-            let t = d.trunc();
+            let t = d.round_to(0, true).unwrap_or(d.clone());
             if t.is_zero() { "0".into() } else { t.to_string() }
         }
         other => py_int_prefix(&py_str(other)),
@@ -583,7 +583,10 @@ fn py_str(v: &Value) -> String {
         Value::Int8(i) => i.to_string(),
         Value::Float4(f) => py_float_repr(*f as f64),
         Value::Float8(f) => py_float_repr(*f),
-        Value::Numeric(d) => py_decimal_str(d),
+        Value::Numeric(d) => match d.as_decimal() {
+            Some(d) => py_decimal_str(&d),
+            None => d.to_string(),
+        },
         Value::Text(s) => s.clone(),
         Value::Bytea(b) => py_bytes_repr(b),
         // Types added later (dates, …): psycopg's objects mostly print as
