@@ -299,6 +299,12 @@ pub struct Binder<'a> {
     /// own): whether one read an enclosing query's column, which keeps it
     /// from being materialized.
     cte_frames: Vec<(usize, bool)>,
+    /// WITH queries that read an enclosing query's column, by the level of
+    /// `ctes` that holds them: bound again where they are read, so that
+    /// their outer references count the subqueries in between (a plan
+    /// bound at the WITH would read the wrong outer row from a nested
+    /// subquery).
+    correlated_ctes: Vec<(usize, String, ast::Cte)>,
     /// Join conditions bound while binding FROM (USING), for `collapse`.
     pending_conds: Vec<Expr>,
     /// Nesting of `expr` calls (see `MAX_EXPR_DEPTH`).
@@ -345,6 +351,7 @@ impl<'a> Binder<'a> {
             ctes: Vec::new(),
             frames: Vec::new(),
             cte_frames: Vec::new(),
+            correlated_ctes: Vec::new(),
             pending_conds: Vec::new(),
             depth: 0,
             worktables: 0,
@@ -411,6 +418,10 @@ impl<'a> Binder<'a> {
                         let res = self.query(&cte.query);
                         let (_, correlated) = self.cte_frames.pop().unwrap_or((0, false));
                         let materialize = !correlated && materialize_cte(q, cte, &name);
+                        if correlated {
+                            let level = self.ctes.len() - 1;
+                            self.correlated_ctes.push((level, name.clone(), cte.clone()));
+                        }
                         match res {
                             Ok(q) if materialize => {
                                 let width = q.columns.len();
@@ -441,6 +452,8 @@ impl<'a> Binder<'a> {
         let res = self.query_body(q);
         if pushed {
             self.ctes.pop();
+            let n = self.ctes.len();
+            self.correlated_ctes.retain(|c| c.0 < n);
         }
         res
     }
@@ -1691,10 +1704,37 @@ impl<'a> Binder<'a> {
                     }
                 } else {
                     let parts = object_name(name)?;
-                    let cte = if parts.len() == 1 {
-                        self.ctes.iter().rev().find_map(|m| m.get(&parts[0]).cloned())
-                    } else {
-                        None
+                    let found = match parts.len() {
+                        1 => self
+                            .ctes
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .find_map(|(i, m)| m.get(&parts[0]).map(|q| (i, q.clone()))),
+                        _ => None,
+                    };
+                    let cte = match found {
+                        Some((level, q)) => {
+                            let again = self
+                                .correlated_ctes
+                                .iter()
+                                .rev()
+                                .find(|c| c.0 == level && c.1 == parts[0])
+                                .map(|c| c.2.clone());
+                            match again {
+                                Some(c) => {
+                                    let mut q = self.query(&c.query)?;
+                                    for (i, a) in c.alias.columns.iter().enumerate() {
+                                        if let Some(col) = q.columns.get_mut(i) {
+                                            col.0 = ident(&a.name);
+                                        }
+                                    }
+                                    Some(q)
+                                }
+                                None => Some(q),
+                            }
+                        }
+                        None => None,
                     };
                     let default_alias = parts.last().cloned().unwrap_or_default();
                     let system = match cte {
