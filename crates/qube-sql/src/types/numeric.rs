@@ -503,32 +503,35 @@ impl Numeric {
         if !ma.is_zero() && !mb.is_zero() && est(&ma, sa) + est(&mb, sb) > MAX_INT_DIGITS + 2 {
             return Err(overflow());
         }
-        let r = Numeric::Big(Box::new(BigDec { m: ma * mb, scale: sa + sb }));
-        if sa + sb > MAX_DSCALE {
-            return r.round_scale(MAX_DSCALE as i64);
+        let (m, scale) = (ma * mb, sa + sb);
+        if scale > MAX_DSCALE {
+            return Numeric::Big(Box::new(BigDec { m, scale })).round_scale(MAX_DSCALE as i64);
         }
-        let Numeric::Big(b) = r else { unreachable!() };
-        Numeric::from_parts(b.m, b.scale)
+        Numeric::from_parts(m, scale)
+    }
+
+    /// What `/` and div() give when either side is NaN or infinite, or the
+    /// divisor is zero (22012); None for two finite values to divide.
+    fn div_special(&self, o: &Numeric) -> Option<Result<Numeric>> {
+        use Numeric::*;
+        Some(match (self, o) {
+            (NaN, _) | (_, NaN) => Ok(NaN),
+            (PosInf | NegInf, PosInf | NegInf) => Ok(NaN),
+            (PosInf | NegInf, _) => match o.signum() * self.signum() {
+                0 => Err(div_zero()),
+                1 => Ok(PosInf),
+                _ => Ok(NegInf),
+            },
+            (_, PosInf | NegInf) => Ok(Numeric::ZERO),
+            _ if o.is_zero() => Err(div_zero()),
+            _ => return None,
+        })
     }
 
     /// `/`: PostgreSQL's select_div_scale, rounded half away from zero.
     pub fn div(&self, o: &Numeric) -> Result<Numeric> {
-        use Numeric::*;
-        match (self, o) {
-            (NaN, _) | (_, NaN) => return Ok(NaN),
-            (PosInf | NegInf, PosInf | NegInf) => return Ok(NaN),
-            (PosInf | NegInf, _) => {
-                return match o.signum() * self.signum() {
-                    0 => Err(div_zero()),
-                    1 => Ok(PosInf),
-                    _ => Ok(NegInf),
-                };
-            }
-            (_, PosInf | NegInf) => return Ok(Numeric::ZERO),
-            _ => {}
-        }
-        if o.is_zero() {
-            return Err(div_zero());
+        if let Some(r) = self.div_special(o) {
+            return r;
         }
         let rscale = div_scale(self, o);
         self.div_to_scale(o, rscale)
@@ -586,22 +589,8 @@ impl Numeric {
 
     /// div(a, b): the truncated quotient (scale 0).
     pub fn div_trunc(&self, o: &Numeric) -> Result<Numeric> {
-        use Numeric::*;
-        match (self, o) {
-            (NaN, _) | (_, NaN) => return Ok(NaN),
-            (PosInf | NegInf, PosInf | NegInf) => return Ok(NaN),
-            (PosInf | NegInf, _) => {
-                return match o.signum() * self.signum() {
-                    0 => Err(div_zero()),
-                    1 => Ok(PosInf),
-                    _ => Ok(NegInf),
-                };
-            }
-            (_, PosInf | NegInf) => return Ok(Numeric::ZERO),
-            _ => {}
-        }
-        if o.is_zero() {
-            return Err(div_zero());
+        if let Some(r) = self.div_special(o) {
+            return r;
         }
         let (ma, sa) = self.parts().unwrap_or_default();
         let (mb, sb) = o.parts().unwrap_or_default();
