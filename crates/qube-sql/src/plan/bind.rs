@@ -313,6 +313,10 @@ pub struct Binder<'a> {
     named_windows: Vec<HashMap<String, ast::WindowSpec>>,
     /// Window calls of each SELECT level (None where they are not allowed).
     windows: Vec<Option<Vec<super::WindowCall>>>,
+    /// Why window calls are not allowed at this level right now, if it is
+    /// because the binder is inside a window call's or an aggregate's
+    /// arguments (`without_windows`): PostgreSQL's SQLSTATE and message.
+    window_ban: Option<(&'static str, &'static str)>,
     /// Recursive CTEs bound so far (their work tables' ids).
     worktables: usize,
 }
@@ -325,6 +329,10 @@ pub const MAX_EXPR_DEPTH: usize = 200;
 /// Window results are bound as `Column(WINDOW_BASE + i)` until the width
 /// of the row they follow is known.
 const WINDOW_BASE: usize = 1 << 40;
+
+/// What `Binder::ban_windows` took: the level's window calls, and the ban
+/// it replaced.
+type WindowsSaved = (Option<Vec<super::WindowCall>>, Option<(&'static str, &'static str)>);
 
 /// A table as the binder sees it.
 pub struct TableInfo {
@@ -356,6 +364,7 @@ impl<'a> Binder<'a> {
             depth: 0,
             worktables: 0,
             windows: Vec::new(),
+            window_ban: None,
             named_windows: Vec::new(),
         }
     }
@@ -760,7 +769,11 @@ impl<'a> Binder<'a> {
             named.insert(ident(id), spec);
         }
         self.named_windows.push(named);
+        // A subquery's own window calls are allowed, even inside an
+        // enclosing query's aggregate or window arguments.
+        let ban = self.window_ban.take();
         let res = self.select_inner(sel, order_by);
+        self.window_ban = ban;
         self.named_windows.pop();
         self.windows.pop();
         self.grouping.pop();
@@ -3521,6 +3534,22 @@ impl<'a> Binder<'a> {
         Ok(if preceding { FrameBound::Preceding(k) } else { FrameBound::Following(k) })
     }
 
+    /// Forbids window calls at this level (for `why`) until
+    /// `unban_windows`, returning what that restores.
+    fn ban_windows(&mut self, why: (&'static str, &'static str)) -> WindowsSaved {
+        let slot = self.windows.last_mut().and_then(|w| w.take());
+        (slot, self.window_ban.replace(why))
+    }
+
+    fn unban_windows(&mut self, (slot, ban): WindowsSaved) {
+        if let Some(w) = self.windows.last_mut()
+            && slot.is_some()
+        {
+            *w = slot;
+        }
+        self.window_ban = ban;
+    }
+
     fn window_call(&mut self, f: &ast::Function, name: &str, over: &ast::WindowType) -> Result<B> {
         use super::{Frame, WindowCall, WindowFunc};
         let spec = match over {
@@ -3538,156 +3567,171 @@ impl<'a> Binder<'a> {
             }
         };
         if !matches!(self.windows.last(), Some(Some(_))) {
+            if let Some((code, msg)) = self.window_ban {
+                return Err(err(code, msg));
+            }
             return Err(err("42P20", format!("window functions are not allowed here ({name})")));
         }
-        let args: Vec<&ast::FunctionArg> = match &f.args {
-            ast::FunctionArguments::List(l) => l.args.iter().collect(),
-            _ => vec![],
-        };
-        let mut bound = Vec::new();
-        for a in &args {
-            match a {
-                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                    bound.push(self.expr(e)?)
-                }
-                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
-                other => return Err(unsupported(format!("argument {other}"))),
-            }
-        }
-        let nargs = bound.len();
-        let arg_ty = |i: usize| bound.get(i).map(|b: &B| b.ty.clone()).unwrap_or(DataType::Text);
-        let (func, ty) = match (name, nargs) {
-            ("row_number", 0) => (WindowFunc::RowNumber, DataType::BigInt),
-            ("rank", 0) => (WindowFunc::Rank, DataType::BigInt),
-            ("dense_rank", 0) => (WindowFunc::DenseRank, DataType::BigInt),
-            ("percent_rank", 0) => (WindowFunc::PercentRank, DataType::Double),
-            ("cume_dist", 0) => (WindowFunc::CumeDist, DataType::Double),
-            ("ntile", 1) => (WindowFunc::Ntile, DataType::Integer),
-            ("lag", 1..=3) => (WindowFunc::Lag, arg_ty(0)),
-            ("lead", 1..=3) => (WindowFunc::Lead, arg_ty(0)),
-            ("first_value", 1) => (WindowFunc::FirstValue, arg_ty(0)),
-            ("last_value", 1) => (WindowFunc::LastValue, arg_ty(0)),
-            ("nth_value", 2) => (WindowFunc::NthValue, arg_ty(0)),
-            _ => {
-                // Any aggregate over the rows of the frame. Its arguments were
-                // bound above in the query's own context, so in an aggregating
-                // query they may use its aggregates: sum(sum(x)) OVER ().
-                let Some(afunc) = agg_func(name, &args) else {
-                    return Err(err(
-                        "42809",
-                        format!(
-                            "OVER specified, but {name} is not a window function nor an aggregate function"
-                        ),
-                    ));
-                };
-                let distinct = matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
-                let filter = match f.filter.as_deref() {
-                    Some(x) => Some(coerce_bool(self.expr(x)?, "FILTER")?),
-                    None => None,
-                };
-                let arg_ty =
-                    bound.first().map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
-                let data_type = agg_type(afunc, &arg_ty, name)?;
-                let mut it = std::mem::take(&mut bound).into_iter();
-                let arg = match it.next() {
-                    Some(b) => Some(finish_unknown(b)?),
-                    None => None,
-                };
-                let extra = match it.next() {
-                    Some(b) => Some(coerce(b, &DataType::Text)?),
-                    None => None,
-                };
-                if matches!(
-                    afunc,
-                    AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode
-                ) {
-                    return Err(unsupported(format!("{name} as a window function")));
-                }
-                let call = AggCall {
-                    func: afunc,
-                    arg,
-                    extra,
-                    distinct,
-                    filter,
-                    order_by: Vec::new(),
-                    data_type: data_type.clone(),
-                };
-                (WindowFunc::Agg(call), data_type)
-            }
-        };
-        let mut args_exprs = Vec::new();
-        if !matches!(func, WindowFunc::Agg(_)) {
-            for (i, b) in bound.into_iter().enumerate() {
-                // lag/lead offsets and ntile/nth_value counts are integers;
-                // a default takes the value's type.
-                let target = match (&func, i) {
-                    (WindowFunc::Ntile, 0)
-                    | (WindowFunc::NthValue, 1)
-                    | (WindowFunc::Lag | WindowFunc::Lead, 1) => DataType::BigInt,
-                    (WindowFunc::Lag | WindowFunc::Lead, 2) => ty.clone(),
-                    _ => {
-                        args_exprs.push(finish_unknown(b)?);
-                        continue;
+        // Window calls inside this one's arguments, PARTITION BY or ORDER
+        // BY are nested calls, which PostgreSQL refuses.
+        let saved = self.ban_windows(("42P20", "window function calls cannot be nested"));
+        let res = (|| {
+            let args: Vec<&ast::FunctionArg> = match &f.args {
+                ast::FunctionArguments::List(l) => l.args.iter().collect(),
+                _ => vec![],
+            };
+            let mut bound = Vec::new();
+            for a in &args {
+                match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                        bound.push(self.expr(e)?)
                     }
-                };
-                args_exprs.push(coerce(b, &target)?);
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
+                    other => return Err(unsupported(format!("argument {other}"))),
+                }
             }
-        }
-        let partition = spec
-            .partition_by
-            .iter()
-            .map(|e| self.expr_typed(e).map(|x| x.0))
-            .collect::<Result<Vec<_>>>()?;
-        let mut order = Vec::new();
-        let mut order_types = Vec::new();
-        for o in &spec.order_by {
-            let (desc, nulls_first) = order_opts(o)?;
-            let (expr, ty) = self.expr_typed(&o.expr)?;
-            order.push(SortKey { expr, desc, nulls_first });
-            order_types.push(ty);
-        }
-        let frame = match &spec.window_frame {
-            None => Frame {
-                units: FrameUnits::Range,
-                start: FrameBound::UnboundedPreceding,
-                end: FrameBound::CurrentRow,
-            },
-            Some(wf) => {
-                let units = match wf.units {
-                    ast::WindowFrameUnits::Rows => FrameUnits::Rows,
-                    ast::WindowFrameUnits::Range => FrameUnits::Range,
-                    ast::WindowFrameUnits::Groups => FrameUnits::Groups,
-                };
-                if units == FrameUnits::Groups && order.is_empty() {
-                    return Err(err("42P20", "GROUPS mode requires an ORDER BY clause"));
+            let nargs = bound.len();
+            let arg_ty =
+                |i: usize| bound.get(i).map(|b: &B| b.ty.clone()).unwrap_or(DataType::Text);
+            let (func, ty) = match (name, nargs) {
+                ("row_number", 0) => (WindowFunc::RowNumber, DataType::BigInt),
+                ("rank", 0) => (WindowFunc::Rank, DataType::BigInt),
+                ("dense_rank", 0) => (WindowFunc::DenseRank, DataType::BigInt),
+                ("percent_rank", 0) => (WindowFunc::PercentRank, DataType::Double),
+                ("cume_dist", 0) => (WindowFunc::CumeDist, DataType::Double),
+                ("ntile", 1) => (WindowFunc::Ntile, DataType::Integer),
+                ("lag", 1..=3) => (WindowFunc::Lag, arg_ty(0)),
+                ("lead", 1..=3) => (WindowFunc::Lead, arg_ty(0)),
+                ("first_value", 1) => (WindowFunc::FirstValue, arg_ty(0)),
+                ("last_value", 1) => (WindowFunc::LastValue, arg_ty(0)),
+                ("nth_value", 2) => (WindowFunc::NthValue, arg_ty(0)),
+                _ => {
+                    // Any aggregate over the rows of the frame. Its arguments were
+                    // bound above in the query's own context, so in an aggregating
+                    // query they may use its aggregates: sum(sum(x)) OVER ().
+                    let Some(afunc) = agg_func(name, &args) else {
+                        return Err(err(
+                            "42809",
+                            format!(
+                                "OVER specified, but {name} is not a window function nor an aggregate function"
+                            ),
+                        ));
+                    };
+                    let distinct = matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
+                    let filter = match f.filter.as_deref() {
+                        Some(x) => Some(coerce_bool(self.expr(x)?, "FILTER")?),
+                        None => None,
+                    };
+                    let arg_ty = bound
+                        .first()
+                        .map(|b| if b.unknown { DataType::Text } else { b.ty.clone() });
+                    let data_type = agg_type(afunc, &arg_ty, name)?;
+                    let mut it = std::mem::take(&mut bound).into_iter();
+                    let arg = match it.next() {
+                        Some(b) => Some(finish_unknown(b)?),
+                        None => None,
+                    };
+                    let extra = match it.next() {
+                        Some(b) => Some(coerce(b, &DataType::Text)?),
+                        None => None,
+                    };
+                    if matches!(
+                        afunc,
+                        AggFunc::PercentileCont | AggFunc::PercentileDisc | AggFunc::Mode
+                    ) {
+                        return Err(unsupported(format!("{name} as a window function")));
+                    }
+                    let call = AggCall {
+                        func: afunc,
+                        arg,
+                        extra,
+                        distinct,
+                        filter,
+                        order_by: Vec::new(),
+                        data_type: data_type.clone(),
+                    };
+                    (WindowFunc::Agg(call), data_type)
                 }
-                let start = self.frame_bound(&wf.start_bound, true, units, &order_types)?;
-                let end = match &wf.end_bound {
-                    Some(e) => self.frame_bound(e, false, units, &order_types)?,
-                    None => FrameBound::CurrentRow,
-                };
-                let rank = |b: &FrameBound| match b {
-                    FrameBound::UnboundedPreceding => 0,
-                    FrameBound::Preceding(_) | FrameBound::ValuePreceding(_) => 1,
-                    FrameBound::CurrentRow => 2,
-                    FrameBound::Following(_) | FrameBound::ValueFollowing(_) => 3,
-                    FrameBound::UnboundedFollowing => 4,
-                };
-                if rank(&start) == 2 && rank(&end) == 1 {
-                    return Err(err(
-                        "42P20",
-                        "frame starting from current row cannot have preceding rows",
-                    ));
+            };
+            let mut args_exprs = Vec::new();
+            if !matches!(func, WindowFunc::Agg(_)) {
+                for (i, b) in bound.into_iter().enumerate() {
+                    // lag/lead offsets and ntile/nth_value counts are integers;
+                    // a default takes the value's type.
+                    let target = match (&func, i) {
+                        (WindowFunc::Ntile, 0)
+                        | (WindowFunc::NthValue, 1)
+                        | (WindowFunc::Lag | WindowFunc::Lead, 1) => DataType::BigInt,
+                        (WindowFunc::Lag | WindowFunc::Lead, 2) => ty.clone(),
+                        _ => {
+                            args_exprs.push(finish_unknown(b)?);
+                            continue;
+                        }
+                    };
+                    args_exprs.push(coerce(b, &target)?);
                 }
-                if rank(&start) == 3 && rank(&end) < 3 {
-                    return Err(err(
-                        "42P20",
-                        "frame starting from following row cannot have preceding rows",
-                    ));
-                }
-                Frame { units, start, end }
             }
-        };
+            self.window_ban =
+                Some(("42P20", "window functions are not allowed in window definitions"));
+            let partition = spec
+                .partition_by
+                .iter()
+                .map(|e| self.expr_typed(e).map(|x| x.0))
+                .collect::<Result<Vec<_>>>()?;
+            let mut order = Vec::new();
+            let mut order_types = Vec::new();
+            for o in &spec.order_by {
+                let (desc, nulls_first) = order_opts(o)?;
+                let (expr, ty) = self.expr_typed(&o.expr)?;
+                order.push(SortKey { expr, desc, nulls_first });
+                order_types.push(ty);
+            }
+            let frame = match &spec.window_frame {
+                None => Frame {
+                    units: FrameUnits::Range,
+                    start: FrameBound::UnboundedPreceding,
+                    end: FrameBound::CurrentRow,
+                },
+                Some(wf) => {
+                    let units = match wf.units {
+                        ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+                        ast::WindowFrameUnits::Range => FrameUnits::Range,
+                        ast::WindowFrameUnits::Groups => FrameUnits::Groups,
+                    };
+                    if units == FrameUnits::Groups && order.is_empty() {
+                        return Err(err("42P20", "GROUPS mode requires an ORDER BY clause"));
+                    }
+                    let start = self.frame_bound(&wf.start_bound, true, units, &order_types)?;
+                    let end = match &wf.end_bound {
+                        Some(e) => self.frame_bound(e, false, units, &order_types)?,
+                        None => FrameBound::CurrentRow,
+                    };
+                    let rank = |b: &FrameBound| match b {
+                        FrameBound::UnboundedPreceding => 0,
+                        FrameBound::Preceding(_) | FrameBound::ValuePreceding(_) => 1,
+                        FrameBound::CurrentRow => 2,
+                        FrameBound::Following(_) | FrameBound::ValueFollowing(_) => 3,
+                        FrameBound::UnboundedFollowing => 4,
+                    };
+                    if rank(&start) == 2 && rank(&end) == 1 {
+                        return Err(err(
+                            "42P20",
+                            "frame starting from current row cannot have preceding rows",
+                        ));
+                    }
+                    if rank(&start) == 3 && rank(&end) < 3 {
+                        return Err(err(
+                            "42P20",
+                            "frame starting from following row cannot have preceding rows",
+                        ));
+                    }
+                    Frame { units, start, end }
+                }
+            };
+            Ok((func, args_exprs, partition, order, frame, ty))
+        })();
+        self.unban_windows(saved);
+        let (func, args_exprs, partition, order, frame, ty) = res?;
         let calls = self
             .windows
             .last_mut()
@@ -3794,6 +3838,10 @@ impl<'a> Binder<'a> {
         let Some(g) = slot.take() else {
             return Err(err("42803", format!("aggregate functions are not allowed here ({name})")));
         };
+        let saved = self.ban_windows((
+            "42803",
+            "aggregate function calls cannot contain window function calls",
+        ));
         let res = (|| {
             let mut bound = Vec::new();
             for a in args {
@@ -3808,10 +3856,13 @@ impl<'a> Binder<'a> {
                     other => return Err(unsupported(format!("argument {other}"))),
                 }
             }
+            self.window_ban = Some(("42P20", "window functions are not allowed in FILTER"));
             let filter = match filter {
                 Some(f) => Some(coerce_bool(self.expr(f)?, "FILTER")?),
                 None => None,
             };
+            self.window_ban =
+                Some(("42803", "aggregate function calls cannot contain window function calls"));
             let mut order = Vec::new();
             for o in order_ast.iter().copied().chain(within_group) {
                 if contains_aggregate(&o.expr) {
@@ -3823,6 +3874,7 @@ impl<'a> Binder<'a> {
             }
             Ok((bound, filter, order))
         })();
+        self.unban_windows(saved);
         let slot = self.grouping.last_mut().ok_or_else(|| Error::Internal("grouping".into()))?;
         *slot = Some(g);
         let (mut bound, filter, mut order) = res?;
