@@ -2679,7 +2679,18 @@ impl<'a> Binder<'a> {
                 B::new(Expr::Func { func, args: vec![b.expr] }, ty)
             }
             E::Substring { expr, substring_from, substring_for, .. } => {
-                let mut args = vec![coerce(self.expr(expr)?, &DataType::Text)?];
+                let s = self.expr(expr)?;
+                if !s.unknown && !is_text(&s.ty) {
+                    let more = if substring_for.is_some() { ", integer" } else { "" };
+                    return Err(err(
+                        "42883",
+                        format!(
+                            "function substring({}, integer{more}) does not exist",
+                            s.ty.sql_name()
+                        ),
+                    ));
+                }
+                let mut args = vec![coerce(s, &DataType::Text)?];
                 if let Some(f) = substring_from {
                     args.push(coerce(self.expr(f)?, &DataType::Integer)?);
                 } else {
@@ -5027,7 +5038,13 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
         }
         Ok((b.expr, b.ty))
     };
+    // A text parameter takes an untyped literal or a string type, never
+    // another type (PostgreSQL has no implicit cast from, say, integer to
+    // text: `length(5)` does not exist).
     let text_args = |args: Vec<B>| -> Result<Vec<Expr>> {
+        if args.iter().any(|b| !b.unknown && !is_text(&b.ty)) {
+            return Err(sig());
+        }
         args.into_iter().map(|b| coerce(b, &DataType::Text)).collect()
     };
     Ok(match (name, n) {
@@ -5150,11 +5167,16 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             };
             B::new(Expr::Func { func, args: text_args(args)? }, DataType::Text)
         }
+        // length(bytea) counts bytes.
+        ("length", 1) if args[0].ty == DataType::Bytea && !args[0].unknown => B::new(
+            Expr::Func { func: Func::OctetLength, args: vec![args.remove(0).expr] },
+            DataType::Integer,
+        ),
         ("length" | "char_length" | "character_length", 1) => {
             B::new(Expr::Func { func: Func::Length, args: text_args(args)? }, DataType::Integer)
         }
         ("substr" | "substring", 2 | 3) => {
-            let s = coerce(args.remove(0), &DataType::Text)?;
+            let s = text_args(vec![args.remove(0)])?.remove(0);
             let mut a = vec![s];
             for b in args {
                 a.push(coerce(b, &DataType::Integer)?);
