@@ -306,14 +306,28 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
             }
             if saw_null { Value::Null } else { Value::Bool(*negated) }
         }
-        Expr::Quantified { expr, op, all, plan, correlated } => {
+        Expr::Quantified { expr, op, all, single, plan, correlated } => {
+            let is_row = matches!(**expr, Expr::Func { func: Func::RowCtor, .. });
             let v = eval(ctx, expr, row)?;
             let rows = ctx.subquery(plan, *correlated, row)?;
+            let cmp = |r: &[Value]| match (&v, is_row) {
+                (Value::Record(fields), true) => row_compare(*op, fields, r),
+                _ => compare(*op, &v, r.first().unwrap_or(&Value::Null)),
+            };
+            if *single {
+                return match rows.len() {
+                    0 => Ok(Value::Null),
+                    1 => Ok(cmp(&rows[0])),
+                    _ => Err(Error::user(
+                        "21000",
+                        "more than one row returned by a subquery used as an expression",
+                    )),
+                };
+            }
             // ALL: true unless one is false; ANY: false unless one is true.
             let mut result = Some(*all);
             for r in rows.iter() {
-                let x = r.first().cloned().unwrap_or(Value::Null);
-                match compare(*op, &v, &x) {
+                match cmp(r) {
                     Value::Bool(b) if b != *all => return Ok(Value::Bool(b)),
                     Value::Null => result = None,
                     _ => {}
@@ -322,6 +336,34 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
             result.map_or(Value::Null, Value::Bool)
         }
     })
+}
+
+/// Two rows compared as PostgreSQL compares them: `=` is true if every
+/// pair of fields is equal, false if any differs, else NULL (`<>` the
+/// opposite); the ordering operators are decided by the first pair that is
+/// not equal (NULL if that pair has a NULL), and equal rows satisfy `<=`
+/// and `>=` only.
+fn row_compare(op: BinOp, l: &[Value], r: &[Value]) -> Value {
+    let pairs = l.iter().zip(r);
+    if matches!(op, BinOp::Eq | BinOp::NotEq) {
+        let mut unknown = false;
+        for (a, b) in pairs {
+            match a.sql_cmp(b) {
+                Some(Ordering::Equal) => {}
+                Some(_) => return Value::Bool(op == BinOp::NotEq),
+                None => unknown = true,
+            }
+        }
+        return if unknown { Value::Null } else { Value::Bool(op == BinOp::Eq) };
+    }
+    for (a, b) in pairs {
+        match a.sql_cmp(b) {
+            Some(Ordering::Equal) => {}
+            Some(_) => return compare(op, a, b),
+            None => return Value::Null,
+        }
+    }
+    Value::Bool(matches!(op, BinOp::LtEq | BinOp::GtEq))
 }
 
 fn cmp3(a: &Value, b: &Value, f: impl Fn(Ordering) -> bool) -> Option<bool> {

@@ -104,6 +104,15 @@ fn row_pair(a: &ast::Expr, b: &ast::Expr) -> Result<(Vec<ast::Expr>, Vec<ast::Ex
     Ok((l, r))
 }
 
+/// The query of a parenthesized subquery expression, `(SELECT …)`.
+fn subquery_of(e: &ast::Expr) -> Option<&ast::Query> {
+    match e {
+        ast::Expr::Subquery(q) => Some(q),
+        ast::Expr::Nested(x) => subquery_of(x),
+        _ => None,
+    }
+}
+
 /// `items` joined by AND or OR (one item: itself).
 fn fold_ast(items: impl Iterator<Item = ast::Expr>, op: ast::BinaryOperator) -> ast::Expr {
     items
@@ -2258,9 +2267,40 @@ impl<'a> Binder<'a> {
                 self.overlaps(left, right)?
             }
             E::BinaryOp { left, op, right }
+                if row_items(left).is_some() && subquery_of(right).is_some() =>
+            {
+                // (a, b) op (SELECT x, y …): the subquery's one row (none:
+                // NULL; more: 21000), compared with the row as PostgreSQL
+                // compares rows (`eval`). Like PostgreSQL, only with the
+                // subquery on the right: on the left it is a scalar
+                // subquery, which must have one column.
+                let (Some(items), Some(q)) = (row_items(left), subquery_of(right)) else {
+                    return Err(Error::Internal("row and subquery".into()));
+                };
+                let bop = cmp_op(op);
+                let bop = bop.ok_or_else(|| unsupported(format!("comparing rows with {op}")))?;
+                let (row, plan, correlated) = self.row_and_subquery(&items, q, "row comparison")?;
+                B::new(
+                    Expr::Quantified {
+                        expr: row.boxed(),
+                        op: bop,
+                        all: false,
+                        single: true,
+                        plan: Box::new(plan),
+                        correlated,
+                    },
+                    DataType::Boolean,
+                )
+            }
+            E::BinaryOp { left, op, right }
                 if row_items(left).is_some() || row_items(right).is_some() =>
             {
                 use ast::BinaryOperator as O;
+                if subquery_of(left).is_some() {
+                    // A subquery on the left is a scalar one, as in
+                    // PostgreSQL: 42601 if it has more than one column.
+                    self.expr(left)?;
+                }
                 if !matches!(op, O::Eq | O::NotEq | O::Lt | O::LtEq | O::Gt | O::GtEq) {
                     // PostgreSQL applies any other operator pairwise and
                     // wants a boolean from it: say what the first pair gives.
@@ -2347,24 +2387,7 @@ impl<'a> Binder<'a> {
                 // (a, b) IN (SELECT x, y …): the row's fields, each in the
                 // type it shares with its column, as one record compared
                 // with the subquery's rows field by field (`eval`).
-                let (plan, correlated, cols) = self.subquery(subquery)?;
-                if cols.len() != items.len() {
-                    let few = if cols.len() < items.len() { "few" } else { "many" };
-                    return Err(err("42601", format!("subquery has too {few} columns")));
-                }
-                let mut fields = Vec::with_capacity(items.len());
-                let mut exprs = Vec::with_capacity(items.len());
-                for (x, (_, cty)) in items.iter().zip(&cols) {
-                    let x = self.expr(x)?;
-                    let ty = if x.unknown {
-                        cty.clone()
-                    } else {
-                        common_type(&x.ty, cty).ok_or_else(|| mismatch("IN", &x.ty, cty))?
-                    };
-                    exprs.push(coerce_cmp(x, &ty)?);
-                    fields.push((format!("f{}", fields.len() + 1), ty));
-                }
-                let row = Expr::Func { func: Func::RowCtor, args: exprs };
+                let (row, plan, correlated) = self.row_and_subquery(&items, subquery, "IN")?;
                 B::new(
                     Expr::InSubquery {
                         expr: row.boxed(),
@@ -2654,17 +2677,39 @@ impl<'a> Binder<'a> {
                     let arr = self.expr(right)?;
                     return self.any_array(x, compare_op, arr, all);
                 };
+                let op = cmp_op(compare_op)
+                    .ok_or_else(|| unsupported(format!("{compare_op} ANY/ALL")))?;
+                if let Some(items) = row_items(left) {
+                    // (a, b) op ANY/ALL (SELECT x, y …): row comparisons.
+                    let (row, plan, correlated) = self.row_and_subquery(&items, q, "ANY/ALL")?;
+                    return Ok(B::new(
+                        Expr::Quantified {
+                            expr: row.boxed(),
+                            op,
+                            all,
+                            single: false,
+                            plan: Box::new(plan),
+                            correlated,
+                        },
+                        DataType::Boolean,
+                    ));
+                }
                 let x = self.expr(left)?;
                 let (plan, correlated, cols) = self.subquery(q)?;
                 if cols.len() != 1 {
                     return Err(err("42601", "subquery has too many columns"));
                 }
-                let op = cmp_op(compare_op)
-                    .ok_or_else(|| unsupported(format!("{compare_op} ANY/ALL")))?;
                 let ty = if x.unknown { cols[0].1.clone() } else { x.ty.clone() };
                 let x = coerce_cmp(x, &ty)?;
                 B::new(
-                    Expr::Quantified { expr: x.boxed(), op, all, plan: Box::new(plan), correlated },
+                    Expr::Quantified {
+                        expr: x.boxed(),
+                        op,
+                        all,
+                        single: false,
+                        plan: Box::new(plan),
+                        correlated,
+                    },
                     DataType::Boolean,
                 )
             }
@@ -3543,6 +3588,34 @@ impl<'a> Binder<'a> {
             _ => return Err(unsupported("frame offsets that are not constants")),
         };
         Ok(if preceding { FrameBound::Preceding(k) } else { FrameBound::Following(k) })
+    }
+
+    /// A row constructor's fields compared with a subquery's columns: the
+    /// subquery bound (42601 unless it has as many columns as the row has
+    /// fields), and the fields, each cast to the type it shares with its
+    /// column, as one `RowCtor` expression.
+    fn row_and_subquery(
+        &mut self,
+        items: &[ast::Expr],
+        q: &ast::Query,
+        what: &str,
+    ) -> Result<(Expr, Plan, bool)> {
+        let (plan, correlated, cols) = self.subquery(q)?;
+        if cols.len() != items.len() {
+            let few = if cols.len() < items.len() { "few" } else { "many" };
+            return Err(err("42601", format!("subquery has too {few} columns")));
+        }
+        let mut exprs = Vec::with_capacity(items.len());
+        for (x, (_, cty)) in items.iter().zip(&cols) {
+            let x = self.expr(x)?;
+            let ty = if x.unknown {
+                cty.clone()
+            } else {
+                common_type(&x.ty, cty).ok_or_else(|| mismatch(what, &x.ty, cty))?
+            };
+            exprs.push(coerce_cmp(x, &ty)?);
+        }
+        Ok((Expr::Func { func: Func::RowCtor, args: exprs }, plan, correlated))
     }
 
     /// Forbids window calls at this level (for `why`) until

@@ -488,11 +488,15 @@ pub enum Expr {
         negated: bool,
         correlated: bool,
     },
-    /// `expr op ANY/ALL (subquery)`.
+    /// `expr op ANY/ALL (subquery)`; `single`: `expr op (subquery)`, the
+    /// subquery's one row (none: NULL; more: 21000). An `expr` that is a
+    /// row constructor (`Func::RowCtor`) is compared with each of the
+    /// subquery's rows as a whole, as PostgreSQL compares rows.
     Quantified {
         expr: Box<Expr>,
         op: BinOp,
         all: bool,
+        single: bool,
         plan: Box<Plan>,
         correlated: bool,
     },
