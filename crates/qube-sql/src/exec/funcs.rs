@@ -151,22 +151,44 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         Func::Reverse => Value::Text(text(&args[0]).chars().rev().collect()),
         Func::Length => Value::Int4(text(&args[0]).chars().count() as i32),
         Func::Substr => {
-            let s: Vec<char> = text(&args[0]).chars().collect();
             let start = int(&args[1]);
-            let (from, to) = match args.get(2) {
-                Some(l) => {
-                    let len = int(l);
-                    if len < 0 {
-                        return Err(Error::user("22011", "negative substring length not allowed"));
-                    }
-                    (start, start.saturating_add(len))
-                }
-                None => (start, i64::MAX),
+            let len = args.get(2).map(int);
+            if len.is_some_and(|l| l < 0) {
+                return Err(Error::user("22011", "negative substring length not allowed"));
+            }
+            // Positions count from 1; before 1 they shorten the length.
+            let span = |n: usize| {
+                let to = len.map_or(i64::MAX, |l| start.saturating_add(l));
+                let from = (start.max(1) - 1) as usize;
+                let to = ((to.max(1) - 1).max(0) as usize).min(n);
+                (from, to)
             };
-            let from = (from.max(1) - 1) as usize;
-            let to = to.max(1) - 1;
-            let to = (to.max(0) as usize).min(s.len());
+            if let Value::Bytea(b) = &args[0] {
+                let (from, to) = span(b.len());
+                return Ok(Value::Bytea(if from >= to {
+                    Vec::new()
+                } else {
+                    b[from..to].to_vec()
+                }));
+            }
+            let s: Vec<char> = text(&args[0]).chars().collect();
+            let (from, to) = span(s.len());
             Value::Text(if from >= to { String::new() } else { s[from..to].iter().collect() })
+        }
+        Func::Trim | Func::Ltrim | Func::Rtrim if matches!(args[0], Value::Bytea(_)) => {
+            let (Value::Bytea(b), Some(Value::Bytea(set))) = (&args[0], args.get(1)) else {
+                return Err(Error::Internal("bytea trim without a bytea set".into()));
+            };
+            let keep = |x: &u8| !set.contains(x);
+            let from = match func {
+                Func::Rtrim => 0,
+                _ => b.iter().position(keep).unwrap_or(b.len()),
+            };
+            let to = match func {
+                Func::Ltrim => b.len(),
+                _ => b.iter().rposition(keep).map_or(from, |i| i + 1),
+            };
+            Value::Bytea(b[from..to.max(from)].to_vec())
         }
         Func::Trim | Func::Ltrim | Func::Rtrim => {
             let s = text(&args[0]);

@@ -2725,7 +2725,8 @@ impl<'a> Binder<'a> {
             }
             E::Substring { expr, substring_from, substring_for, .. } => {
                 let s = self.expr(expr)?;
-                if !s.unknown && !is_text(&s.ty) {
+                let bytes = !s.unknown && s.ty == DataType::Bytea;
+                if !s.unknown && !is_text(&s.ty) && !bytes {
                     let more = if substring_for.is_some() { ", integer" } else { "" };
                     return Err(err(
                         "42883",
@@ -2735,7 +2736,8 @@ impl<'a> Binder<'a> {
                         ),
                     ));
                 }
-                let mut args = vec![coerce(s, &DataType::Text)?];
+                let ty = if bytes { DataType::Bytea } else { DataType::Text };
+                let mut args = vec![coerce(s, &ty)?];
                 if let Some(f) = substring_from {
                     args.push(coerce(self.expr(f)?, &DataType::Integer)?);
                 } else {
@@ -2744,7 +2746,7 @@ impl<'a> Binder<'a> {
                 if let Some(f) = substring_for {
                     args.push(coerce(self.expr(f)?, &DataType::Integer)?);
                 }
-                B::new(Expr::Func { func: Func::Substr, args }, DataType::Text)
+                B::new(Expr::Func { func: Func::Substr, args }, ty)
             }
             E::Position { expr, r#in } => {
                 let sub = coerce(self.expr(expr)?, &DataType::Text)?;
@@ -4221,6 +4223,7 @@ fn output_name(e: &ast::Expr) -> String {
         },
         ast::Expr::Ceil { .. } => "ceil".into(),
         ast::Expr::Floor { .. } => "floor".into(),
+        ast::Expr::Substring { shorthand: true, .. } => "substr".into(),
         ast::Expr::Substring { .. } => "substring".into(),
         ast::Expr::Trim { .. } => "btrim".into(),
         ast::Expr::Position { .. } => "position".into(),
@@ -5249,12 +5252,31 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             B::new(Expr::Func { func: Func::Length, args: text_args(args)? }, DataType::Integer)
         }
         ("substr" | "substring", 2 | 3) => {
-            let s = text_args(vec![args.remove(0)])?.remove(0);
+            let s = args.remove(0);
+            let ty = if !s.unknown && s.ty == DataType::Bytea {
+                DataType::Bytea
+            } else {
+                DataType::Text
+            };
+            let s = match ty {
+                DataType::Bytea => s.expr,
+                _ => text_args(vec![s])?.remove(0),
+            };
             let mut a = vec![s];
             for b in args {
                 a.push(coerce(b, &DataType::Integer)?);
             }
-            B::new(Expr::Func { func: Func::Substr, args: a }, DataType::Text)
+            B::new(Expr::Func { func: Func::Substr, args: a }, ty)
+        }
+        // btrim, ltrim and rtrim of bytea take the bytes to trim.
+        ("btrim" | "ltrim" | "rtrim", 2) if !args[0].unknown && args[0].ty == DataType::Bytea => {
+            let func = match name {
+                "ltrim" => Func::Ltrim,
+                "rtrim" => Func::Rtrim,
+                _ => Func::Trim,
+            };
+            let set = coerce(args.remove(1), &DataType::Bytea)?;
+            B::new(Expr::Func { func, args: vec![args.remove(0).expr, set] }, DataType::Bytea)
         }
         ("btrim" | "ltrim" | "rtrim", 1 | 2) => {
             let func = match name {
@@ -5275,6 +5297,9 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             B::new(Expr::Func { func: Func::Concat, args: a }, DataType::Text)
         }
         ("left" | "right" | "repeat", 2) => {
+            if !args[0].unknown && !is_text(&args[0].ty) {
+                return Err(sig());
+            }
             let s = coerce(args.remove(0), &DataType::Text)?;
             let k = coerce(args.remove(0), &DataType::Integer)?;
             let func = match name {
@@ -5287,13 +5312,13 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
         ("random", 0) => B::new(Expr::Func { func: Func::Random, args: vec![] }, DataType::Double),
         ("nextval" | "currval", 1) => {
             let func = if name == "nextval" { Func::Nextval } else { Func::Currval };
-            B::new(Expr::Func { func, args: text_args(args)? }, DataType::BigInt)
+            B::new(Expr::Func { func, args: vec![sequence_arg(args.remove(0))?] }, DataType::BigInt)
         }
         ("lastval", 0) => {
             B::new(Expr::Func { func: Func::Lastval, args: vec![] }, DataType::BigInt)
         }
         ("setval", 2 | 3) => {
-            let seq = coerce(args.remove(0), &DataType::Text)?;
+            let seq = sequence_arg(args.remove(0))?;
             let v = coerce(args.remove(0), &DataType::BigInt)?;
             let mut a = vec![seq, v];
             if let Some(c) = args.pop() {
@@ -5736,6 +5761,26 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
         }
         _ => Ok(Err((l, r))),
     }
+}
+
+/// 42883 for a call of `name` with `args` that no function takes.
+fn no_function(name: &str, args: &[B]) -> Error {
+    let types: Vec<String> = args_types(args)
+        .iter()
+        .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
+        .collect();
+    err("42883", format!("function {name}({}) does not exist", types.join(", ")))
+}
+
+/// The sequence argument of nextval, currval and setval, as the name the
+/// executor looks up: a name (text), or a `regclass` oid, which in QubeDB is
+/// an integer (`'s'::regclass`, as pg_dump and ORMs write column defaults),
+/// turned back into the sequence's name.
+fn sequence_arg(b: B) -> Result<Expr> {
+    if !b.unknown && is_numeric(&b.ty) {
+        return Ok(crate::system::reg_cast(crate::system::RegKind::Class, b)?.expr);
+    }
+    coerce(b, &DataType::Text)
 }
 
 fn args_types(args: &[B]) -> Vec<Option<DataType>> {

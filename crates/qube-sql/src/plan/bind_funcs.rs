@@ -17,7 +17,12 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
     let dbl = DataType::Double;
     let call =
         |func: Func, args: Vec<Expr>, ty: DataType| Ok(Some(B::new(Expr::Func { func, args }, ty)));
+    // Text parameters take an untyped literal or a string type only, as in
+    // PostgreSQL (`initcap(5)` does not exist).
     let texts = |args: &mut Vec<B>| -> Result<Vec<Expr>> {
+        if args.iter().any(|b| !b.unknown && !super::is_text(&b.ty)) {
+            return Err(super::no_function(name, args));
+        }
         std::mem::take(args).into_iter().map(|b| coerce(b, &DataType::Text)).collect()
     };
     let doubles = |args: &mut Vec<B>| -> Result<Vec<Expr>> {
@@ -53,8 +58,11 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
             call(Func::RegexpSplitToArray, texts(args)?, DataType::Array(Box::new(text)))
         }
         ("md5", 1) => {
-            let b = args.remove(0);
-            let e = if b.ty == DataType::Bytea && !b.unknown { b.expr } else { coerce(b, &text)? };
+            let e = if args[0].ty == DataType::Bytea && !args[0].unknown {
+                args.remove(0).expr
+            } else {
+                texts(args)?.remove(0)
+            };
             call(Func::Md5, vec![e], text)
         }
         ("ascii", 1) => call(Func::Ascii, texts(args)?, DataType::Integer),
@@ -174,8 +182,9 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         }
         ("quote_ident", 1) => call(Func::QuoteIdent, texts(args)?, text),
         ("quote_literal" | "quote_nullable", 1) => {
+            // These take any type (PostgreSQL's anyelement forms).
             let f = if name == "quote_literal" { Func::QuoteLiteral } else { Func::QuoteNullable };
-            call(f, texts(args)?, text)
+            call(f, vec![coerce(args.remove(0), &text)?], text)
         }
         ("encode", 2) => {
             let data = coerce(args.remove(0), &DataType::Bytea)?;
