@@ -823,6 +823,12 @@ pub fn has_set_function(exprs: &[Expr]) -> bool {
 
 /// Rows of a set-returning function in FROM.
 pub fn set_function(func: SetFunc, args: Vec<Value>) -> Result<Vec<Row>> {
+    if func == SetFunc::Series {
+        let mut args = args.into_iter();
+        let start = args.next().unwrap_or(Value::Null);
+        let stop = args.next().unwrap_or(Value::Null);
+        return super::series(start, stop, args.next().unwrap_or(Value::Int4(1)));
+    }
     if let SetFunc::Subscripts { zero_based } = func {
         // Arrays here have one dimension and lower bound 1 (int2vector 0).
         let (Some(Value::Array(items)), Some(dim)) = (args.first(), args.get(1)) else {

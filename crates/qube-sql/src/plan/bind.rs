@@ -1672,46 +1672,7 @@ impl<'a> Binder<'a> {
                                 "function generate_series needs 2 or 3 arguments",
                             ));
                         }
-                        let bound = match datetime::series_args(bound.clone())? {
-                            Some((mut exprs, ty)) => {
-                                let step = exprs.pop();
-                                let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                                let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
-                                let col = match alias {
-                                    Some(a) if a.columns.is_empty() => ident(&a.name),
-                                    _ => "generate_series".to_string(),
-                                };
-                                let plan = Plan::Series { start, stop, step };
-                                return self.push_item(
-                                    inputs,
-                                    offset,
-                                    (plan, "generate_series".to_string(), vec![(col, ty)])
-                                        .with_alias(alias.as_ref()),
-                                );
-                            }
-                            None => bound,
-                        };
-                        let mut ty = DataType::Integer;
-                        for b in &bound {
-                            if !b.unknown {
-                                if !is_numeric(&b.ty)
-                                    || matches!(b.ty, DataType::Real | DataType::Double)
-                                {
-                                    return Err(err(
-                                        "42883",
-                                        format!(
-                                            "function generate_series({}) does not exist",
-                                            b.ty.sql_name()
-                                        ),
-                                    ));
-                                }
-                                ty = arith_type(&ty, &b.ty);
-                            }
-                        }
-                        let mut exprs = Vec::new();
-                        for b in bound {
-                            exprs.push(coerce(b, &ty)?);
-                        }
+                        let (mut exprs, ty) = series_args(bound)?;
                         let step = if exprs.len() == 3 { exprs.pop() } else { None };
                         let stop = exprs.pop().unwrap_or(Expr::Const(Value::Null));
                         let start = exprs.pop().unwrap_or(Expr::Const(Value::Null));
@@ -5451,6 +5412,10 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             let (a, e) = array_arg(args.remove(0), name)?;
             f(Func::SetReturning(SetFunc::Unnest), vec![a], e)
         }
+        ("generate_series", 2 | 3) => {
+            let (exprs, ty) = series_args(args)?;
+            f(Func::SetReturning(SetFunc::Series), exprs, ty)
+        }
         ("_pg_expandarray", 1) => {
             let (a, e) = array_arg(args.remove(0), name)?;
             let ty = DataType::Record(expand_array_fields(e));
@@ -5761,6 +5726,29 @@ fn typed_binary(op: &ast::BinaryOperator, l: B, r: B) -> Result<std::result::Res
         }
         _ => Ok(Err((l, r))),
     }
+}
+
+/// generate_series's arguments, typed: timestamps (or dates) with an
+/// interval step, else integers or numerics in their common type (42883
+/// for floats or other types, as PostgreSQL has no such generate_series).
+fn series_args(bound: Vec<B>) -> Result<(Vec<Expr>, DataType)> {
+    if let Some(typed) = datetime::series_args(bound.clone())? {
+        return Ok(typed);
+    }
+    let mut ty = DataType::Integer;
+    for b in &bound {
+        if !b.unknown {
+            if !is_numeric(&b.ty) || matches!(b.ty, DataType::Real | DataType::Double) {
+                return Err(err(
+                    "42883",
+                    format!("function generate_series({}) does not exist", b.ty.sql_name()),
+                ));
+            }
+            ty = arith_type(&ty, &b.ty);
+        }
+    }
+    let exprs = bound.into_iter().map(|b| coerce(b, &ty)).collect::<Result<Vec<_>>>()?;
+    Ok((exprs, ty))
 }
 
 /// 42883 for a call of `name` with `args` that no function takes.

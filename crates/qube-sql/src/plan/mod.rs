@@ -360,6 +360,9 @@ pub enum SetFunc {
     ExpandArray {
         field: Option<u8>,
     },
+    /// generate_series(start, stop [, step]) in a select list (in FROM it
+    /// is `Plan::Series`).
+    Series,
 }
 
 impl SetFunc {
@@ -373,6 +376,7 @@ impl SetFunc {
             SetFunc::ObjectKeys => "jsonb_object_keys",
             SetFunc::Subscripts { .. } => "generate_subscripts",
             SetFunc::ExpandArray { .. } => "_pg_expandarray",
+            SetFunc::Series => "generate_series",
         }
     }
 }
