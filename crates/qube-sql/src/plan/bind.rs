@@ -3133,6 +3133,37 @@ impl<'a> Binder<'a> {
             let e = err("42703", format!("column {t}.{name} does not exist"));
             return Err(self.with_column_hint(e, table, name));
         }
+        // No column has the name: a FROM item of that name is a whole-row
+        // reference, its columns as one record (`SELECT t FROM t`).
+        for level in (0..n).rev() {
+            let at: Vec<usize> = self.scopes[level]
+                .cols
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.table.as_deref() == Some(name))
+                .map(|(i, _)| i)
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let mut fields = Vec::with_capacity(at.len());
+            let mut exprs = Vec::with_capacity(at.len());
+            for i in at {
+                let c = &self.scopes[level].cols[i];
+                let (cname, ty) = (c.name.clone(), c.ty.clone());
+                let b = if level == n - 1 {
+                    B::new(Expr::Column(i), ty.clone())
+                } else {
+                    self.outer_ref(level, i, &cname, ty.clone())?
+                };
+                exprs.push(b.expr);
+                fields.push((cname, ty));
+            }
+            return Ok(B::new(
+                Expr::Func { func: Func::RowCtor, args: exprs },
+                DataType::Record(fields),
+            ));
+        }
         let e = err("42703", format!("column \"{name}\" does not exist"));
         Err(self.with_column_hint(e, None, name))
     }
