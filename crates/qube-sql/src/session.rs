@@ -33,6 +33,61 @@ const PARSER_RECURSION_LIMIT: usize = 400;
 
 /// Parses SQL text; a syntax error is 42601 with its line and column.
 pub fn parse(sql: &str) -> Result<Vec<ast::Statement>> {
+    let mut stmts = parse_raw(sql)?;
+    if sql.as_bytes().windows(7).any(|w| w.eq_ignore_ascii_case(b"lateral")) {
+        plain_lateral_functions(&mut stmts);
+    }
+    Ok(stmts)
+}
+
+/// `LATERAL f(…)` in FROM, which sqlparser parses as a `Function` item,
+/// as the plain function call `f(…)`: a function in FROM may read the
+/// items to its left anyway (it is implicitly LATERAL, as in PostgreSQL),
+/// so `CROSS JOIN LATERAL unnest(t.a)` and `LEFT JOIN LATERAL
+/// generate_series(1, t.n) ON true` bind as the forms without the word.
+fn plain_lateral_functions(stmts: &mut [ast::Statement]) {
+    use sqlparser::ast::VisitMut;
+    struct Plain;
+    impl ast::VisitorMut for Plain {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            f: &mut ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let ast::TableFactor::Function {
+                lateral: true,
+                name,
+                args,
+                with_ordinality,
+                alias,
+            } = f
+            {
+                *f = ast::TableFactor::Table {
+                    name: name.clone(),
+                    alias: alias.take(),
+                    args: Some(ast::TableFunctionArgs {
+                        args: std::mem::take(args),
+                        settings: None,
+                    }),
+                    with_hints: Vec::new(),
+                    version: None,
+                    with_ordinality: *with_ordinality,
+                    partitions: Vec::new(),
+                    json_path: None,
+                    sample: None,
+                    index_directives: Vec::new(),
+                    inheritance: None,
+                };
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    for s in stmts {
+        let _ = s.visit(&mut Plain);
+    }
+}
+
+fn parse_raw(sql: &str) -> Result<Vec<ast::Statement>> {
     Parser::new(&PostgreSqlDialect {})
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .try_with_sql(sql)

@@ -1831,17 +1831,39 @@ impl<'a> Binder<'a> {
                 inputs.push(JoinInput { plan, offset, width });
                 return Ok(());
             }
-            ast::TableFactor::UNNEST {
-                alias, array_exprs, with_offset, with_ordinality, ..
-            } => {
-                if *with_offset || *with_ordinality {
-                    return Err(unsupported("UNNEST … WITH ORDINALITY"));
+            ast::TableFactor::UNNEST { alias, array_exprs, with_offset, .. } => {
+                if *with_offset {
+                    return Err(unsupported("UNNEST … WITH OFFSET"));
                 }
                 let exprs: Vec<&ast::Expr> = array_exprs.iter().collect();
                 self.table_function("unnest", &exprs, alias.as_ref())?
             }
             other => return Err(unsupported(format!("FROM item {other}"))),
         };
+        let (mut plan, mut cols) = (plan, cols);
+        if let ast::TableFactor::Table { args: Some(_), with_ordinality: true, alias: a, .. }
+        | ast::TableFactor::UNNEST { with_ordinality: true, alias: a, .. } = f
+        {
+            // WITH ORDINALITY: a bigint column numbering the function's
+            // rows from 1, after its own (named by the alias's next column).
+            let name = a
+                .as_ref()
+                .and_then(|a| a.columns.get(cols.len()))
+                .map_or_else(|| "ordinality".to_string(), |c| ident(&c.name));
+            let call = super::WindowCall {
+                func: super::WindowFunc::RowNumber,
+                args: Vec::new(),
+                partition: Vec::new(),
+                order: Vec::new(),
+                frame: super::Frame {
+                    units: FrameUnits::Rows,
+                    start: FrameBound::UnboundedPreceding,
+                    end: FrameBound::CurrentRow,
+                },
+            };
+            plan = Plan::Window { input: Box::new(plan), calls: vec![call] };
+            cols.push((name, DataType::BigInt));
+        }
         self.push_item_from(inputs, offset, (plan, alias, cols), &origins)
     }
 
