@@ -34,9 +34,9 @@ pub fn locate(err: Error, sql: &str, stmt: Option<&ast::Statement>) -> Error {
         // also written as a literal.
         "22P02" | "22003" | "22007" | "22008" => {
             let (start, end) = stmt.map_or((0, sql.len()), |s| byte_range(sql, s.span()));
-            name_in(message)
-                .map(|text| format!("'{}'", text.replace('\'', "''")))
-                .and_then(|lit| sql[start..end].find(&lit).map(|i| start + i))
+            literal_in(message)
+                .or_else(|| name_in(message))
+                .and_then(|text| find_literal(&sql[start..end], &text).map(|i| start + i))
                 .map(|byte| sql[..byte].chars().count() as u32 + 1)
         }
         _ => None,
@@ -105,6 +105,47 @@ fn name_in(msg: &str) -> Option<String> {
         return Some(rest[..j].to_string()).filter(|s| !s.is_empty());
     }
     msg.strip_prefix("column ").and_then(|r| r.split_whitespace().next()).map(str::to_string)
+}
+
+/// The input text a bad-input message quotes (`…: "abc"`), empty too.
+fn literal_in(msg: &str) -> Option<String> {
+    let i = msg.find(": \"")?;
+    let rest = msg[i + 3..].strip_suffix('"')?;
+    Some(rest.to_string())
+}
+
+/// The byte offset of the string literal whose value is `text` in `sql`
+/// (quotes doubled inside it), scanning literal by literal, so that the
+/// empty string's `''` is not found inside `'it''s'`.
+fn find_literal(sql: &str, text: &str) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\'' {
+            i += 1;
+            continue;
+        }
+        let open = i;
+        let mut value = Vec::new();
+        i += 1;
+        while i < bytes.len() {
+            if bytes[i] == b'\'' {
+                if bytes.get(i + 1) == Some(&b'\'') {
+                    value.push(b'\'');
+                    i += 2;
+                    continue;
+                }
+                break;
+            }
+            value.push(bytes[i]);
+            i += 1;
+        }
+        if value == text.as_bytes() {
+            return Some(open);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The byte offset of `name` as a whole word in `text`, unquoted
@@ -196,5 +237,12 @@ mod tests {
             None,
         );
         assert_eq!(e.position(), None);
+        // The empty string, not the doubled quote inside another literal.
+        let e = locate(
+            Error::user("22P02", "invalid input syntax for type integer: \"\""),
+            "INSERT INTO t VALUES ('it''s', '')",
+            None,
+        );
+        assert_eq!(e.position(), Some(32));
     }
 }
