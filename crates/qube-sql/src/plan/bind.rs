@@ -2662,28 +2662,19 @@ impl<'a> Binder<'a> {
                 };
                 let op = cmp_op(compare_op)
                     .ok_or_else(|| unsupported(format!("{compare_op} ANY/ALL")))?;
-                if let Some(items) = row_items(left) {
+                let (x, plan, correlated) = match row_items(left) {
                     // (a, b) op ANY/ALL (SELECT x, y …): row comparisons.
-                    let (row, plan, correlated) = self.row_and_subquery(&items, q, "ANY/ALL")?;
-                    return Ok(B::new(
-                        Expr::Quantified {
-                            expr: row.boxed(),
-                            op,
-                            all,
-                            single: false,
-                            plan: Box::new(plan),
-                            correlated,
-                        },
-                        DataType::Boolean,
-                    ));
-                }
-                let x = self.expr(left)?;
-                let (plan, correlated, cols) = self.subquery(q)?;
-                if cols.len() != 1 {
-                    return Err(err("42601", "subquery has too many columns"));
-                }
-                let ty = if x.unknown { cols[0].1.clone() } else { x.ty.clone() };
-                let x = coerce_cmp(x, &ty)?;
+                    Some(items) => self.row_and_subquery(&items, q, "ANY/ALL")?,
+                    None => {
+                        let x = self.expr(left)?;
+                        let (plan, correlated, cols) = self.subquery(q)?;
+                        if cols.len() != 1 {
+                            return Err(err("42601", "subquery has too many columns"));
+                        }
+                        let ty = if x.unknown { cols[0].1.clone() } else { x.ty.clone() };
+                        (coerce_cmp(x, &ty)?, plan, correlated)
+                    }
+                };
                 B::new(
                     Expr::Quantified {
                         expr: x.boxed(),
