@@ -119,6 +119,7 @@ fn literal_in(msg: &str) -> Option<String> {
 /// empty string's `''` is not found inside `'it''s'`.
 fn find_literal(sql: &str, text: &str) -> Option<usize> {
     let bytes = sql.as_bytes();
+    let mut value = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'\'' {
@@ -126,7 +127,7 @@ fn find_literal(sql: &str, text: &str) -> Option<usize> {
             continue;
         }
         let open = i;
-        let mut value = Vec::new();
+        value.clear();
         i += 1;
         while i < bytes.len() {
             if bytes[i] == b'\'' {

@@ -225,15 +225,9 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
         }
         Expr::ScalarSubquery { plan, correlated } => {
             let rows = ctx.subquery(plan, *correlated, row)?;
-            match rows.len() {
-                0 => Value::Null,
-                1 => rows[0].first().cloned().unwrap_or(Value::Null),
-                _ => {
-                    return Err(Error::user(
-                        "21000",
-                        "more than one row returned by a subquery used as an expression",
-                    ));
-                }
+            match single_row(&rows)? {
+                Some(r) => r.first().cloned().unwrap_or(Value::Null),
+                None => Value::Null,
             }
         }
         Expr::ArraySubquery { plan, correlated } => {
@@ -315,14 +309,7 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
                 _ => compare(*op, &v, r.first().unwrap_or(&Value::Null)),
             };
             if *single {
-                return match rows.len() {
-                    0 => Ok(Value::Null),
-                    1 => Ok(cmp(&rows[0])),
-                    _ => Err(Error::user(
-                        "21000",
-                        "more than one row returned by a subquery used as an expression",
-                    )),
-                };
+                return Ok(single_row(&rows)?.map_or(Value::Null, |r| cmp(r)));
             }
             // ALL: true unless one is false; ANY: false unless one is true.
             let mut result = Some(*all);
@@ -336,6 +323,19 @@ pub fn eval(ctx: &mut Ctx, e: &Expr, row: &[Value]) -> Result<Value> {
             result.map_or(Value::Null, Value::Bool)
         }
     })
+}
+
+/// The one row of a subquery used as an expression: None if it has none,
+/// 21000 if it has more.
+fn single_row(rows: &[super::Row]) -> Result<Option<&super::Row>> {
+    match rows {
+        [] => Ok(None),
+        [r] => Ok(Some(r)),
+        _ => Err(Error::user(
+            "21000",
+            "more than one row returned by a subquery used as an expression",
+        )),
+    }
 }
 
 /// Two rows compared as PostgreSQL compares them: `=` is true if every

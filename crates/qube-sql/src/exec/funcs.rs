@@ -160,7 +160,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             let span = |n: usize| {
                 let to = len.map_or(i64::MAX, |l| start.saturating_add(l));
                 let from = (start.max(1) - 1) as usize;
-                let to = ((to.max(1) - 1).max(0) as usize).min(n);
+                let to = ((to.max(1) - 1) as usize).min(n);
                 (from, to)
             };
             if let Value::Bytea(b) = &args[0] {

@@ -718,7 +718,7 @@ pub(crate) fn plan_width(plan: &Plan, sample: Option<&Row>) -> usize {
     }
 }
 
-/// Rows of generate_series; at most 10 million (54000 beyond).
+/// Rows of generate_series; at most 100 million (54000 beyond).
 fn series(start: Value, stop: Value, step: Value) -> Result<Vec<Row>> {
     if start.is_null() || stop.is_null() || step.is_null() {
         return Ok(Vec::new());

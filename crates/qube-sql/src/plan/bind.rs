@@ -324,7 +324,7 @@ pub struct Binder<'a> {
     windows: Vec<Option<Vec<super::WindowCall>>>,
     /// Why window calls are not allowed at this level right now, if it is
     /// because the binder is inside a window call's or an aggregate's
-    /// arguments (`without_windows`): PostgreSQL's SQLSTATE and message.
+    /// arguments (`ban_windows`): PostgreSQL's SQLSTATE and message.
     window_ban: Option<(&'static str, &'static str)>,
     /// Recursive CTEs bound so far (their work tables' ids).
     worktables: usize,
@@ -2260,8 +2260,8 @@ impl<'a> Binder<'a> {
                 let (Some(items), Some(q)) = (row_items(left), subquery_of(right)) else {
                     return Err(Error::Internal("row and subquery".into()));
                 };
-                let bop = cmp_op(op);
-                let bop = bop.ok_or_else(|| unsupported(format!("comparing rows with {op}")))?;
+                let bop =
+                    cmp_op(op).ok_or_else(|| unsupported(format!("comparing rows with {op}")))?;
                 let (row, plan, correlated) = self.row_and_subquery(&items, q, "row comparison")?;
                 B::new(
                     Expr::Quantified {
@@ -2986,13 +2986,7 @@ impl<'a> Binder<'a> {
         let bound: Result<Vec<B>> = args.iter().map(|e| self.expr(e)).collect();
         self.scopes.pop();
         let mut bound: Vec<B> = bound?.into_iter().map(vector_as_array).collect();
-        let sig = |bound: &[B]| {
-            let types: Vec<String> = args_types(bound)
-                .iter()
-                .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
-                .collect();
-            err("42883", format!("function {name}({}) does not exist", types.join(", ")))
-        };
+        let sig = |bound: &[B]| no_function(name, bound);
         if bound.len() != 1 {
             if name == "unnest" && bound.len() > 1 {
                 return Err(unsupported("unnest with several arrays"));
@@ -5100,13 +5094,7 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
         return datetime::function(name, args);
     }
     let n = args.len();
-    let sig_msg = {
-        let types: Vec<String> = args_types(&args)
-            .iter()
-            .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
-            .collect();
-        format!("function {name}({}) does not exist", types.join(", "))
-    };
+    let sig_msg = no_function_message(name, &args);
     let sig = || err("42883", sig_msg.clone());
     let num1 = |args: &mut Vec<B>| -> Result<(Expr, DataType)> {
         let b = args.remove(0);
@@ -5302,10 +5290,7 @@ fn scalar_function(name: &str, mut args: Vec<B>) -> Result<B> {
             B::new(Expr::Func { func: Func::Concat, args: a }, DataType::Text)
         }
         ("left" | "right" | "repeat", 2) => {
-            if !args[0].unknown && !is_text(&args[0].ty) {
-                return Err(sig());
-            }
-            let s = coerce(args.remove(0), &DataType::Text)?;
+            let s = text_args(vec![args.remove(0)])?.remove(0);
             let k = coerce(args.remove(0), &DataType::Integer)?;
             let func = match name {
                 "left" => Func::Left,
@@ -5795,13 +5780,17 @@ fn series_args(bound: Vec<B>) -> Result<(Vec<Expr>, DataType)> {
     Ok((exprs, ty))
 }
 
+/// PostgreSQL's message for a call that no function takes:
+/// `function name(integer, unknown) does not exist`.
+fn no_function_message(name: &str, args: &[B]) -> String {
+    let types: Vec<String> =
+        args.iter().map(|b| if b.unknown { "unknown".into() } else { b.ty.sql_name() }).collect();
+    format!("function {name}({}) does not exist", types.join(", "))
+}
+
 /// 42883 for a call of `name` with `args` that no function takes.
-fn no_function(name: &str, args: &[B]) -> Error {
-    let types: Vec<String> = args_types(args)
-        .iter()
-        .map(|t| t.as_ref().map_or("unknown".into(), |t| t.sql_name()))
-        .collect();
-    err("42883", format!("function {name}({}) does not exist", types.join(", ")))
+pub(crate) fn no_function(name: &str, args: &[B]) -> Error {
+    err("42883", no_function_message(name, args))
 }
 
 /// The sequence argument of nextval, currval and setval, as the name the
@@ -5813,10 +5802,6 @@ fn sequence_arg(b: B) -> Result<Expr> {
         return Ok(crate::system::reg_cast(crate::system::RegKind::Class, b)?.expr);
     }
     coerce(b, &DataType::Text)
-}
-
-fn args_types(args: &[B]) -> Vec<Option<DataType>> {
-    args.iter().map(|b| if b.unknown { None } else { Some(b.ty.clone()) }).collect()
 }
 
 fn cmp_op(op: &ast::BinaryOperator) -> Option<BinOp> {

@@ -435,13 +435,7 @@ pub fn is_function(name: &str) -> bool {
 pub fn function(name: &str, mut args: Vec<B>) -> Result<B> {
     use DataType::*;
     let n = args.len();
-    let sig = |args: &[B]| {
-        let types: Vec<String> = args
-            .iter()
-            .map(|b| if b.unknown { "unknown".into() } else { b.ty.sql_name() })
-            .collect();
-        err("42883", format!("function {name}({}) does not exist", types.join(", ")))
-    };
+    let sig = |args: &[B]| super::no_function(name, args);
     let call = |func: Func, args: Vec<Expr>, ty: DataType| B::new(Expr::Func { func, args }, ty);
     let to = |b: B, t: &DataType| coerce(b, t);
     Ok(match (name, n) {
