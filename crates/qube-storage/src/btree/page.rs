@@ -456,7 +456,7 @@ impl<'a> Node<'a> {
         // misses would come one after another. Loading one byte of every
         // cache line of a small slot array first lets the CPU fetch those
         // lines in parallel.
-        if cells_from <= NODE_HEADER_LEN + 16 * 64 {
+        if cells_from <= NODE_HEADER_LEN + 8 * 64 {
             let mut touch = 0u8;
             for at in (NODE_HEADER_LEN..cells_from).step_by(64) {
                 touch ^= self.p[at];
