@@ -1415,6 +1415,7 @@ impl<'a> Binder<'a> {
                 let sub = self.subquery(subquery);
                 self.grouping.pop();
                 let (plan, _, columns) = sub?;
+                alias_fits(f, columns.len())?;
                 let a = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_default();
                 (plan, a, columns).with_alias(alias.as_ref())
             }
@@ -1634,6 +1635,7 @@ impl<'a> Binder<'a> {
                 if let Some(a) = args {
                     let fname = object_name(name)?.pop().unwrap_or_default();
                     if let Some(cols) = crate::system::empty_function(&fname, *with_ordinality) {
+                        alias_fits(f, cols.len())?;
                         let plan = Plan::Values { rows: Vec::new(), width: cols.len() };
                         return self.push_item(
                             inputs,
@@ -1864,6 +1866,7 @@ impl<'a> Binder<'a> {
             plan = Plan::Window { input: Box::new(plan), calls: vec![call] };
             cols.push((name, DataType::BigInt));
         }
+        alias_fits(f, cols.len())?;
         self.push_item_from(inputs, offset, (plan, alias, cols), &origins)
     }
 
@@ -4081,6 +4084,30 @@ impl WithAlias for (Plan, String, Vec<(String, DataType)>) {
             }
         }
         (plan, name, cols)
+    }
+}
+
+/// 42P10 when a FROM item's alias names more columns than the item has
+/// (`width`, with WITH ORDINALITY's column); fewer rename the first ones.
+fn alias_fits(f: &ast::TableFactor, width: usize) -> Result<()> {
+    let alias = match f {
+        ast::TableFactor::Table { alias, .. }
+        | ast::TableFactor::Derived { alias, .. }
+        | ast::TableFactor::UNNEST { alias, .. }
+        | ast::TableFactor::NestedJoin { alias, .. }
+        | ast::TableFactor::Function { alias, .. } => alias.as_ref(),
+        _ => None,
+    };
+    match alias {
+        Some(a) if a.columns.len() > width => Err(err(
+            "42P10",
+            format!(
+                "table \"{}\" has {width} columns available but {} columns specified",
+                ident(&a.name),
+                a.columns.len()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
