@@ -1660,7 +1660,8 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
-        setting_of(&self.settings, &self.zone.1, self.limits(), self.isolation(), name)
+        let tx = (self.isolation(), self.read_only_now());
+        setting_of(&self.settings, &self.zone.1, self.limits(), tx, name)
     }
 
     /// Whether transactions start read-only (`default_transaction_read_only`,
@@ -1690,7 +1691,7 @@ impl Session {
     /// a SET replaces `settings` (copy on write: the cache holds the old
     /// map) or the zone, limits or isolation, which the check below sees.
     fn settings_lookup(&mut self) -> crate::system::SettingsLookup {
-        let (limits, iso) = (self.limits(), self.isolation());
+        let (limits, iso) = (self.limits(), (self.isolation(), self.read_only_now()));
         if let Some(c) = &self.settings_cache
             && Arc::ptr_eq(&c.settings, &self.settings)
             && c.zone == self.zone.1
@@ -2891,7 +2892,8 @@ struct SettingsCache {
     settings: Arc<HashMap<String, String>>,
     zone: String,
     limits: Limits,
-    iso: Isolation,
+    /// The transaction's isolation level and whether it is read-only.
+    iso: (Isolation, bool),
     lookup: crate::system::SettingsLookup,
 }
 
@@ -2982,7 +2984,7 @@ fn setting_of(
     settings: &HashMap<String, String>,
     zone: &str,
     limits: Limits,
-    iso: Isolation,
+    (iso, read_only): (Isolation, bool),
     name: &str,
 ) -> Result<String> {
     // Parameter names are case-insensitive, even quoted ("TimeZone").
@@ -2999,6 +3001,9 @@ fn setting_of(
             Isolation::Serializable => "serializable",
         }
         .into(),
+        "transaction_read_only" => if read_only { "on" } else { "off" }.into(),
+        // DEFERRABLE is not supported: no transaction is deferrable.
+        "transaction_deferrable" => "off".into(),
         "server_version" => "16.0".into(),
         "search_path" => DEFAULT_SEARCH_PATH.into(),
         "work_mem" => exec::spill::format_memory(limits.work_mem),

@@ -1688,7 +1688,9 @@ static SETTINGS: &[(&str, &str, Option<&str>, &str)] = &[
     ("standard_conforming_strings", "on", None, "bool"),
     ("statement_timeout", "0", Some("ms"), "integer"),
     ("TimeZone", "UTC", None, "string"),
+    ("transaction_deferrable", "off", None, "bool"),
     ("transaction_isolation", "read committed", None, "string"),
+    ("transaction_read_only", "off", None, "bool"),
     ("work_mem", "4096", Some("kB"), "integer"),
 ];
 
