@@ -238,37 +238,12 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             }
             Value::Text(s.repeat(n))
         }
-        Func::RegexMatch | Func::RegexIMatch => {
-            Value::Bool(regex_match(&text(&args[0]), &text(&args[1]), func == Func::RegexIMatch)?)
-        }
+        Func::RegexMatch | Func::RegexIMatch => Value::Bool(super::regexp::matches(
+            &text(&args[0]),
+            &text(&args[1]),
+            func == Func::RegexIMatch,
+        )?),
         _ => return Err(Error::Internal("handled above".into())),
-    })
-}
-
-/// `s ~ pattern`: compiled regexes are cached per thread (a pattern is
-/// usually a constant evaluated once per row). Rust's regex syntax covers
-/// PostgreSQL's common cases; backreferences and lookaround are 2201B.
-fn regex_match(s: &str, pattern: &str, ci: bool) -> Result<bool> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    thread_local! {
-        static CACHE: RefCell<HashMap<(String, bool), regex::Regex>> = RefCell::new(HashMap::new());
-    }
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let key = (pattern.to_string(), ci);
-        if !c.contains_key(&key) {
-            let re = regex::RegexBuilder::new(pattern)
-                .case_insensitive(ci)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| Error::user("2201B", format!("invalid regular expression: {e}")))?;
-            if c.len() > 256 {
-                c.clear();
-            }
-            c.insert(key.clone(), re);
-        }
-        Ok(c.get(&key).is_some_and(|re| re.is_match(s)))
     })
 }
 

@@ -23,6 +23,7 @@ pub mod funcs;
 pub mod interrupt;
 pub mod morefuncs;
 pub(crate) mod namespace;
+pub mod regexp;
 pub(crate) mod role;
 pub mod sequence;
 pub mod spill;

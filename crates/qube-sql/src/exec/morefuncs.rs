@@ -88,22 +88,13 @@ pub fn call(func: Func, args: Vec<Value>) -> Result<Value> {
             }
             Value::Text(out)
         }
-        Func::RegexpReplace => {
-            let flags = args.get(3).map(text).unwrap_or_default();
-            let re = regex(&text(&args[1]), flags.contains('i'))?;
-            let rep = pg_replacement(&text(&args[2]));
-            let s = text(&args[0]);
-            Value::Text(if flags.contains('g') {
-                re.replace_all(&s, rep.as_str()).into_owned()
-            } else {
-                re.replace(&s, rep.as_str()).into_owned()
-            })
-        }
-        Func::RegexpSplitToArray => {
-            let flags = args.get(2).map(text).unwrap_or_default();
-            let re = regex(&text(&args[1]), flags.contains('i'))?;
-            Value::Array(re.split(&text(&args[0])).map(|p| Value::Text(p.to_string())).collect())
-        }
+        Func::RegexpReplace
+        | Func::RegexpSplitToArray
+        | Func::RegexpMatch
+        | Func::RegexpLike
+        | Func::RegexpCount
+        | Func::RegexpInstr
+        | Func::RegexpSubstr => return super::regexp::call(func, &args),
         Func::Md5 => {
             let bytes = match &args[0] {
                 Value::Bytea(b) => b.clone(),
@@ -371,34 +362,6 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
         (a, b) = (b, a % b);
     }
     a
-}
-
-fn regex(p: &str, ci: bool) -> Result<regex::Regex> {
-    regex::RegexBuilder::new(p)
-        .case_insensitive(ci)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| Error::user("2201B", format!("invalid regular expression: {e}")))
-}
-
-/// PostgreSQL's `\1` … `\9` and `\&` in a replacement, as the regex
-/// crate's `${1}`; a literal `$` is escaped.
-fn pg_replacement(r: &str) -> String {
-    let mut out = String::with_capacity(r.len());
-    let mut chars = r.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(d @ '1'..='9') => out.push_str(&format!("${{{d}}}")),
-                Some('&') => out.push_str("${0}"),
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            },
-            '$' => out.push_str("$$"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 pub fn quote_ident(s: &str) -> String {

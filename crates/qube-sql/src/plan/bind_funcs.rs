@@ -53,9 +53,45 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         }
         ("initcap", 1) => call(Func::Initcap, texts(args)?, text),
         ("like_escape", 2) => call(Func::LikeEscape, texts(args)?, text),
-        ("regexp_replace", 3 | 4) => call(Func::RegexpReplace, texts(args)?, text),
+        ("regexp_replace", 3..=6) => {
+            // (s, p, r [, flags]) or (s, p, r, start [, n [, flags]]): a
+            // typed integer fourth argument is a start.
+            let int4 = n > 3 && !args[3].unknown && is_integer(&args[3].ty);
+            let a = if n == 3 || (n == 4 && !int4) {
+                let mut a = regexp_args(name, args, "TTTT", &["", "", "", ""])?;
+                let flags = a.pop().unwrap_or(Expr::Const(Value::Text(String::new())));
+                let no_n = Expr::Const(Value::Int4(i32::MIN));
+                a.extend([Expr::Const(Value::Int4(1)), no_n, flags]);
+                a
+            } else {
+                regexp_args(name, args, "TTTIIT", &["", "", "", "1", "-2147483648", ""])?
+            };
+            call(Func::RegexpReplace, a, text)
+        }
         ("regexp_split_to_array", 2 | 3) => {
-            call(Func::RegexpSplitToArray, texts(args)?, DataType::Array(Box::new(text)))
+            let a = regexp_args(name, args, "TTT", &["", "", ""])?;
+            call(Func::RegexpSplitToArray, a, DataType::Array(Box::new(text)))
+        }
+        ("regexp_match", 2 | 3) => {
+            let a = regexp_args(name, args, "TTT", &["", "", ""])?;
+            call(Func::RegexpMatch, a, DataType::Array(Box::new(text)))
+        }
+        ("regexp_like", 2 | 3) => call(
+            Func::RegexpLike,
+            regexp_args(name, args, "TTT", &["", "", ""])?,
+            DataType::Boolean,
+        ),
+        ("regexp_count", 2..=4) => {
+            let a = regexp_args(name, args, "TTIT", &["", "", "1", ""])?;
+            call(Func::RegexpCount, a, DataType::Integer)
+        }
+        ("regexp_instr", 2..=7) => {
+            let a = regexp_args(name, args, "TTIIITI", &["", "", "1", "1", "0", "", "0"])?;
+            call(Func::RegexpInstr, a, DataType::Integer)
+        }
+        ("regexp_substr", 2..=6) => {
+            let a = regexp_args(name, args, "TTIITI", &["", "", "1", "1", "", "0"])?;
+            call(Func::RegexpSubstr, a, text)
         }
         ("md5", 1) => {
             let e = if args[0].ty == DataType::Bytea && !args[0].unknown {
@@ -222,6 +258,36 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         }
         _ => Ok(None),
     }
+}
+
+/// The arguments of a regexp function by its parameter kinds (`T` text:
+/// an untyped literal or a string type; `I` integer), the missing
+/// trailing ones filled with their defaults.
+fn regexp_args(name: &str, args: &mut Vec<B>, kinds: &str, defaults: &[&str]) -> Result<Vec<Expr>> {
+    let ok = args.iter().zip(kinds.chars()).all(|(b, k)| {
+        b.unknown || if k == 'T' { super::is_text(&b.ty) } else { is_integer(&b.ty) }
+    });
+    if !ok || args.len() > kinds.len() {
+        return Err(super::no_function(name, args));
+    }
+    let given = args.len();
+    let mut out = Vec::with_capacity(kinds.len());
+    for (b, k) in std::mem::take(args).into_iter().zip(kinds.chars()) {
+        let ty = if k == 'T' { DataType::Text } else { DataType::Integer };
+        out.push(coerce(b, &ty)?);
+    }
+    for (k, d) in kinds.chars().zip(defaults).skip(given) {
+        out.push(Expr::Const(if k == 'T' {
+            Value::Text(d.to_string())
+        } else {
+            Value::Int4(d.parse().unwrap_or(0))
+        }));
+    }
+    Ok(out)
+}
+
+fn is_integer(ty: &DataType) -> bool {
+    matches!(ty, DataType::SmallInt | DataType::Integer | DataType::BigInt)
 }
 
 fn null() -> B {

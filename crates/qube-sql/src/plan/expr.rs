@@ -186,8 +186,20 @@ pub enum Func {
     Initcap,
     /// like_escape(pattern, escape): the pattern with `\` as its escape.
     LikeEscape,
+    /// regexp_replace(s, pattern, replacement, start, n, flags); n
+    /// `i32::MIN`: not given.
     RegexpReplace,
     RegexpSplitToArray,
+    /// regexp_match(s, pattern, flags).
+    RegexpMatch,
+    /// regexp_like(s, pattern, flags).
+    RegexpLike,
+    /// regexp_count(s, pattern, start, flags).
+    RegexpCount,
+    /// regexp_instr(s, pattern, start, n, endoption, flags, subexpr).
+    RegexpInstr,
+    /// regexp_substr(s, pattern, start, n, flags, subexpr).
+    RegexpSubstr,
     Md5,
     Ascii,
     Chr,
@@ -243,6 +255,11 @@ impl Func {
                 | LikeEscape
                 | RegexpReplace
                 | RegexpSplitToArray
+                | RegexpMatch
+                | RegexpLike
+                | RegexpCount
+                | RegexpInstr
+                | RegexpSubstr
                 | Md5
                 | Ascii
                 | Chr

@@ -191,6 +191,7 @@ macro_rules! slt_tests {
 slt_tests!(
     types,
     numeric_big,
+    regexp,
     ordered_scans,
     streamed_join,
     ddl,
