@@ -1527,24 +1527,30 @@ impl Session {
             }
             S::Commit { chain, .. } => {
                 if *chain {
-                    return Err(crate::plan::bind::unsupported("COMMIT AND CHAIN"));
+                    self.chain_allowed("COMMIT")?;
                 }
                 let failed = std::mem::replace(&mut self.failed, false);
                 if self.txn.is_none() || self.implicit {
                     no_transaction_warning();
                 }
                 self.implicit = false;
-                match self.txn.take() {
-                    None => Ok(QueryResult::command("COMMIT")),
+                let mode = self.txn.as_ref().map(|t| t.mode());
+                let tag = match self.txn.take() {
+                    None => "COMMIT",
                     Some(t) if failed => {
                         t.rollback();
-                        Ok(QueryResult::command("ROLLBACK"))
+                        "ROLLBACK"
                     }
                     Some(t) => {
                         t.commit()?;
-                        Ok(QueryResult::command("COMMIT"))
+                        "COMMIT"
                     }
+                };
+                // AND CHAIN: a new block with the same characteristics.
+                if *chain && let Some(mode) = mode {
+                    self.txn = Some(self.db.shared.mvcc.begin(mode)?);
                 }
+                Ok(QueryResult::command(tag))
             }
             S::Rollback { savepoint: Some(name), .. } => {
                 let Some(t) = self.txn.as_mut() else {
@@ -1562,14 +1568,21 @@ impl Session {
                 self.failed = false;
                 Ok(QueryResult::command("ROLLBACK"))
             }
-            S::Rollback { .. } => {
+            S::Rollback { chain, .. } => {
+                if *chain {
+                    self.chain_allowed("ROLLBACK")?;
+                }
                 self.failed = false;
                 if self.txn.is_none() || self.implicit {
                     no_transaction_warning();
                 }
                 self.implicit = false;
+                let mode = self.txn.as_ref().map(|t| t.mode());
                 if let Some(t) = self.txn.take() {
                     t.rollback();
+                }
+                if *chain && let Some(mode) = mode {
+                    self.txn = Some(self.db.shared.mvcc.begin(mode)?);
                 }
                 Ok(QueryResult::command("ROLLBACK"))
             }
@@ -1657,6 +1670,17 @@ impl Session {
             }
             other => self.in_transaction(other, params, sink),
         }
+    }
+
+    /// COMMIT/ROLLBACK AND CHAIN need an explicit block (25P01).
+    fn chain_allowed(&self, what: &str) -> Result<()> {
+        if self.txn.is_none() || self.implicit {
+            return Err(Error::user(
+                "25P01",
+                format!("{what} AND CHAIN can only be used in transaction blocks"),
+            ));
+        }
+        Ok(())
     }
 
     fn setting(&self, name: &str) -> Result<String> {
