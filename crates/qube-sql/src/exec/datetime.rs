@@ -6,6 +6,7 @@
 use qube_common::{Error, Result};
 use rust_decimal::Decimal;
 
+use super::morefuncs::{int, text};
 use crate::plan::{BinOp, Func};
 use crate::types::Value;
 use crate::types::cast::date_to_ts;
@@ -107,17 +108,6 @@ fn field_name(v: &Value) -> String {
         Value::Text(s) => s.trim().to_ascii_lowercase(),
         other => other.to_string().to_ascii_lowercase(),
     }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
 }
 
 fn zone_arg(v: &Value) -> Result<Zone> {

@@ -9,14 +9,16 @@ use qube_common::{Error, Result};
 use crate::plan::Func;
 use crate::types::Value;
 
-fn text(v: &Value) -> String {
+/// A text argument (any other value as its text form).
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::Text(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
-fn int(v: &Value) -> i64 {
+/// An integer argument (0 if it is not one; the binder coerced it).
+pub(super) fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 

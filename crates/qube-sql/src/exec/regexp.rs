@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use qube_common::{Error, Result};
 
+use super::morefuncs::{int, text};
 use crate::plan::Func;
 use crate::types::Value;
 
@@ -116,17 +117,6 @@ pub fn matches(s: &str, pattern: &str, case_insensitive: bool) -> Result<bool> {
     let (mut o, _) = parse_flags("", "", false)?;
     o.case_insensitive = case_insensitive;
     compiled(pattern, o, |re| re.is_match(s))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
 }
 
 /// The byte offset of 1-based character position `start` (past the end:
