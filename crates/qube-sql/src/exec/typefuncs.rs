@@ -368,22 +368,31 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             Value::Jsonb(j) => jb(j.strip_nulls()),
             _ => return Err(internal(func)),
         },
-        Func::JsonbSet => {
+        Func::JsonbSet | Func::JsonbInsert => {
             let (t, p, new) = (next()?, next()?, next()?);
-            let create = match next() {
+            // jsonb_set's create_if_missing (default true), jsonb_insert's
+            // insert_after (default false).
+            let flag = match next() {
                 Ok(v) => v == Value::Bool(true),
-                Err(_) => true,
+                Err(_) => func == Func::JsonbSet,
             };
             let (Value::Jsonb(t), Value::Array(path), Value::Jsonb(new)) = (t, p, new) else {
                 return Err(internal(func));
             };
-            if path.iter().any(Value::is_null) {
-                return Err(invalid("path element at position 1 is null"));
+            if let Some(i) = path.iter().position(Value::is_null) {
+                return Err(Error::user(
+                    "22004",
+                    format!("path element at position {} is null", i + 1),
+                ));
             }
             let path: Vec<String> = path.into_iter().map(cast::to_text).collect();
             if matches!(*t, Jsonb::Array(_) | Jsonb::Object(_)) {
                 let mut t = *t;
-                set_path(&mut t, &path, 0, *new, create)?;
+                if func == Func::JsonbSet {
+                    set_path(&mut t, &path, 0, *new, flag)?;
+                } else {
+                    insert_path(&mut t, &path, 0, *new, flag)?;
+                }
                 jb(t)
             } else if path.is_empty() {
                 Value::Jsonb(t)
@@ -719,6 +728,52 @@ fn set_path(j: &mut Jsonb, path: &[String], depth: usize, new: Jsonb, create: bo
                 } else {
                     items.push(new);
                 }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// jsonb_insert's walk: at the last step, inserts `new` before (or, with
+/// `after`, after) the array element there, or under a key the object
+/// does not have yet (22023 if it has it); a missing intermediate step
+/// leaves `j` unchanged. An index past either end of an array adds at
+/// that end.
+fn insert_path(
+    j: &mut Jsonb,
+    path: &[String],
+    depth: usize,
+    new: Jsonb,
+    after: bool,
+) -> Result<()> {
+    let Some(step) = path.get(depth) else { return Ok(()) };
+    let last = depth + 1 == path.len();
+    match j {
+        Jsonb::Object(pairs) => match pairs.iter().position(|(k, _)| k == step) {
+            Some(_) if last => Err(invalid("cannot replace existing key")
+                .with_hint("Try using the function jsonb_set to replace key value.")),
+            Some(i) => insert_path(&mut pairs[i].1, path, depth + 1, new, after),
+            None if last => {
+                pairs.push((step.clone(), new));
+                normalize_pairs(pairs);
+                Ok(())
+            }
+            None => Ok(()),
+        },
+        Jsonb::Array(items) => {
+            let n = items.len() as i64;
+            let idx = path_index(step, depth, n)?;
+            if !last {
+                if idx >= 0 && idx < n {
+                    insert_path(&mut items[idx as usize], path, depth + 1, new, after)?;
+                }
+            } else if idx < 0 {
+                items.insert(0, new);
+            } else if idx >= n {
+                items.push(new);
+            } else {
+                items.insert(idx as usize + usize::from(after), new);
             }
             Ok(())
         }

@@ -5445,7 +5445,7 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             let func = if name == "to_jsonb" { Func::ToJsonb } else { Func::ToJson };
             f(func, vec![a], json_ty(name))
         }
-        ("jsonb_set", 3 | 4) => {
+        ("jsonb_set" | "jsonb_insert", 3 | 4) => {
             let mut a = vec![
                 coerce(args.remove(0), &DataType::Jsonb)?,
                 coerce(args.remove(0), &text_arr)?,
@@ -5454,7 +5454,8 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             if n == 4 {
                 a.push(coerce(args.remove(0), &DataType::Boolean)?);
             }
-            f(Func::JsonbSet, a, DataType::Jsonb)
+            let func = if name == "jsonb_set" { Func::JsonbSet } else { Func::JsonbInsert };
+            f(func, a, DataType::Jsonb)
         }
         ("jsonb_pretty", 1) => {
             f(Func::JsonbPretty, vec![coerce(args.remove(0), &DataType::Jsonb)?], text)

@@ -133,6 +133,8 @@ pub enum Func {
     ToJsonb,
     ToJson,
     JsonbSet,
+    /// jsonb_insert(target, path, new [, insert_after]).
+    JsonbInsert,
     JsonbPretty,
     JsonbStripNulls,
     /// row_to_json(t): arguments are (name, value) pairs.
@@ -348,6 +350,7 @@ impl Func {
                 | ToJsonb
                 | ToJson
                 | JsonbSet
+                | JsonbInsert
                 | JsonbPretty
                 | JsonbStripNulls
                 | RowToJson
