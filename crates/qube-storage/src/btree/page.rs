@@ -104,8 +104,8 @@ pub type PageId = u64;
 pub type Page = [u8; PAGE_SIZE];
 
 /// Hashes page ids, small dense integers: one multiply spreads them well
-/// enough, and SipHash would cost more than the rest of a cache hit (the
-/// buffer pool's map) or of recording a page a batch copied (`IdMap`).
+/// enough, and SipHash would cost more than the rest of recording a page a
+/// batch copied (`IdMap`).
 #[derive(Default)]
 pub struct IdHasher(u64);
 

@@ -93,7 +93,8 @@ impl Shard {
     }
 
     /// The entry of a cached page.
-    fn cached(&mut self, at: usize) -> Option<&mut Entry> {
+    fn cached(&mut self, id: PageId) -> Option<&mut Entry> {
+        let at = self.at(id);
         let chunk = self.dir.get_mut(at / CHUNK)?.as_mut()?;
         let e = &mut chunk.entries[at % CHUNK];
         e.page.is_some().then_some(e)
@@ -126,11 +127,10 @@ impl Shard {
             *slot = None;
         }
         self.ring.swap_remove(ring_at);
-        if let Some(&moved) = self.ring.get(ring_at) {
-            let m = self.at(moved);
-            if let Some(e) = self.cached(m) {
-                e.ring_at = ring_at as u32;
-            }
+        if let Some(&moved) = self.ring.get(ring_at)
+            && let Some(e) = self.cached(moved)
+        {
+            e.ring_at = ring_at as u32;
         }
         Some(page)
     }
@@ -163,18 +163,17 @@ impl BufferPool {
         BufferPool { file, shards, per_shard: capacity / nshards }
     }
 
-    /// The shard of a page and the page's index within it.
-    fn place(&self, id: PageId) -> (&Mutex<Shard>, usize) {
-        let n = self.shards.len() as u64;
-        (&self.shards[(id % n) as usize], (id / n) as usize)
+    /// The shard of a page (`Shard::at` gives its index within it).
+    fn shard(&self, id: PageId) -> &Mutex<Shard> {
+        &self.shards[(id % self.shards.len() as u64) as usize]
     }
 
     /// Returns the page, reading and checking it on a miss.
     pub fn get(&self, id: PageId) -> Result<Arc<Page>> {
-        let (shard, at) = self.place(id);
+        let shard = self.shard(id);
         {
             let mut s = shard.lock();
-            if let Some(Entry { page: Some(page), referenced, .. }) = s.cached(at) {
+            if let Some(Entry { page: Some(page), referenced, .. }) = s.cached(id) {
                 *referenced = true;
                 let page = page.clone();
                 s.hits += 1;
@@ -191,7 +190,7 @@ impl BufferPool {
         }
         let mut s = shard.lock();
         s.misses += 1;
-        if let Some(Entry { page: Some(p), .. }) = s.cached(at) {
+        if let Some(Entry { page: Some(p), .. }) = s.cached(id) {
             return Ok(p.clone());
         }
         self.insert_locked(&mut s, id, page.clone(), false)?;
@@ -203,10 +202,9 @@ impl BufferPool {
     /// traffic on a cold cache line). `f` must not call into the pool.
     pub fn with_page<R>(&self, id: PageId, f: impl FnOnce(&Page) -> R) -> Result<R> {
         {
-            let (shard, at) = self.place(id);
-            let mut guard = shard.lock();
+            let mut guard = self.shard(id).lock();
             let s = &mut *guard;
-            if let Some(Entry { page: Some(page), referenced, .. }) = s.cached(at) {
+            if let Some(Entry { page: Some(page), referenced, .. }) = s.cached(id) {
                 *referenced = true;
                 let r = f(page);
                 s.hits += 1;
@@ -220,9 +218,8 @@ impl BufferPool {
     /// Adds a page a commit produced; it is written at the next checkpoint
     /// or when evicted, whichever comes first.
     pub fn insert_dirty(&self, id: PageId, page: Arc<Page>) -> Result<()> {
-        let (shard, at) = self.place(id);
-        let mut s = shard.lock();
-        if let Some(e) = s.cached(at) {
+        let mut s = self.shard(id).lock();
+        if let Some(e) = s.cached(id) {
             e.page = Some(page);
             e.dirty = true;
             return Ok(());
@@ -248,8 +245,7 @@ impl BufferPool {
                 s.hand = 0;
             }
             let id = s.ring[s.hand];
-            let at = s.at(id);
-            let Some(Entry { page: Some(page), referenced, dirty, .. }) = s.cached(at) else {
+            let Some(Entry { page: Some(page), referenced, dirty, .. }) = s.cached(id) else {
                 return Err(qube_common::Error::Internal("buffer pool ring out of sync".into()));
             };
             if *referenced {
@@ -278,7 +274,7 @@ impl BufferPool {
 
     /// Drops a page without writing it (it was freed).
     pub fn discard(&self, id: PageId) {
-        self.place(id).0.lock().remove(id);
+        self.shard(id).lock().remove(id);
     }
 
     /// Every dirty page, for a checkpoint.
@@ -288,8 +284,7 @@ impl BufferPool {
             let mut s = shard.lock();
             for i in 0..s.ring.len() {
                 let id = s.ring[i];
-                let at = s.at(id);
-                if let Some(Entry { page: Some(page), dirty: true, .. }) = s.cached(at) {
+                if let Some(Entry { page: Some(page), dirty: true, .. }) = s.cached(id) {
                     out.push((id, page.clone()));
                 }
             }
@@ -299,9 +294,8 @@ impl BufferPool {
 
     /// Marks a page clean after a checkpoint wrote it, unless it changed since.
     pub fn mark_clean(&self, id: PageId, page: &Arc<Page>) {
-        let (shard, at) = self.place(id);
-        let mut s = shard.lock();
-        if let Some(e) = s.cached(at)
+        let mut s = self.shard(id).lock();
+        if let Some(e) = s.cached(id)
             && e.page.as_ref().is_some_and(|p| Arc::ptr_eq(p, page))
         {
             e.dirty = false;
