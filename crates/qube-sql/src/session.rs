@@ -1684,8 +1684,7 @@ impl Session {
     }
 
     fn setting(&self, name: &str) -> Result<String> {
-        let tx = (self.isolation(), self.read_only_now());
-        setting_of(&self.settings, &self.zone.1, self.limits(), tx, name)
+        setting_of(&self.settings, &self.zone.1, self.limits(), self.tx_state(), name)
     }
 
     /// Whether transactions start read-only (`default_transaction_read_only`,
@@ -1703,6 +1702,12 @@ impl Session {
         }
     }
 
+    /// What the transaction settings show: the isolation level and
+    /// whether statements run read-only.
+    fn tx_state(&self) -> (Isolation, bool) {
+        (self.isolation(), self.read_only_now())
+    }
+
     /// The isolation level of the open block, else the session default.
     fn isolation(&self) -> Isolation {
         self.txn.as_ref().map_or(self.default_isolation, Transaction::isolation)
@@ -1713,14 +1718,14 @@ impl Session {
     /// statement's start. The snapshot is kept and shared by the
     /// statements that follow until a setting changes (`settings_cache`):
     /// a SET replaces `settings` (copy on write: the cache holds the old
-    /// map) or the zone, limits or isolation, which the check below sees.
+    /// map) or the zone, limits or transaction state, which the check below sees.
     fn settings_lookup(&mut self) -> crate::system::SettingsLookup {
-        let (limits, iso) = (self.limits(), (self.isolation(), self.read_only_now()));
+        let (limits, tx) = (self.limits(), self.tx_state());
         if let Some(c) = &self.settings_cache
             && Arc::ptr_eq(&c.settings, &self.settings)
             && c.zone == self.zone.1
             && c.limits == limits
-            && c.iso == iso
+            && c.tx == tx
         {
             return c.lookup.clone();
         }
@@ -1728,13 +1733,13 @@ impl Session {
         let zone = self.zone.1.clone();
         let lookup: crate::system::SettingsLookup = Arc::new(move |name: &str| {
             let lower = name.to_lowercase();
-            setting_of(&settings, &zone, limits, iso, &lower).ok()
+            setting_of(&settings, &zone, limits, tx, &lower).ok()
         });
         self.settings_cache = Some(SettingsCache {
             settings: self.settings.clone(),
             zone: self.zone.1.clone(),
             limits,
-            iso,
+            tx,
             lookup: lookup.clone(),
         });
         lookup
@@ -2917,7 +2922,7 @@ struct SettingsCache {
     zone: String,
     limits: Limits,
     /// The transaction's isolation level and whether it is read-only.
-    iso: (Isolation, bool),
+    tx: (Isolation, bool),
     lookup: crate::system::SettingsLookup,
 }
 

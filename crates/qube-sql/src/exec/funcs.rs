@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 
 use qube_common::{Error, Result};
 
+use super::morefuncs::{int, text, text_ref};
 use crate::plan::{BinOp, Func};
 use crate::types::Value;
 use crate::types::cast::{self, out_of_range};
@@ -59,11 +60,6 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
     if args.iter().any(Value::is_null) {
         return Ok(Value::Null);
     }
-    let text = |v: &Value| match v {
-        Value::Text(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let int = |v: &Value| v.as_i64().unwrap_or(0);
     Ok(match func {
         Func::Abs => match &args[0] {
             Value::Int2(i) => Value::Int2(i.checked_abs().ok_or_else(|| out_of_range("smallint"))?),
@@ -239,8 +235,8 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             Value::Text(s.repeat(n))
         }
         Func::RegexMatch | Func::RegexIMatch => Value::Bool(super::regexp::matches(
-            &text(&args[0]),
-            &text(&args[1]),
+            &text_ref(&args[0]),
+            &text_ref(&args[1]),
             func == Func::RegexIMatch,
         )?),
         _ => return Err(Error::Internal("handled above".into())),

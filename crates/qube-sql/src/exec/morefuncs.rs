@@ -17,6 +17,15 @@ pub(super) fn text(v: &Value) -> String {
     }
 }
 
+/// A text argument without copying it when it is text already (the
+/// binder coerced it), for functions that only read it.
+pub(super) fn text_ref(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::Text(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
 /// An integer argument (0 if it is not one; the binder coerced it).
 pub(super) fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)

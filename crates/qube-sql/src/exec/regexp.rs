@@ -22,12 +22,12 @@ use std::collections::HashMap;
 
 use qube_common::{Error, Result};
 
-use super::morefuncs::{int, text};
+use super::morefuncs::{int, text_ref};
 use crate::plan::Func;
 use crate::types::Value;
 
 /// Parsed flags: how to compile, and whether `g` was given.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Options {
     case_insensitive: bool,
     /// `.` (and negated brackets) exclude a newline.
@@ -38,14 +38,17 @@ struct Options {
     literal: bool,
 }
 
+/// No flags: PostgreSQL's defaults.
+const DEFAULT: Options = Options {
+    case_insensitive: false,
+    dot_no_newline: false,
+    multi_line: false,
+    expanded: false,
+    literal: false,
+};
+
 fn parse_flags(flags: &str, func: &str, allow_global: bool) -> Result<(Options, bool)> {
-    let mut o = Options {
-        case_insensitive: false,
-        dot_no_newline: false,
-        multi_line: false,
-        expanded: false,
-        literal: false,
-    };
+    let mut o = DEFAULT;
     let mut global = false;
     for c in flags.chars() {
         match c {
@@ -81,42 +84,39 @@ fn parse_flags(flags: &str, func: &str, allow_global: bool) -> Result<(Options, 
     Ok((o, global))
 }
 
-/// The compiled pattern, from the thread's cache.
+/// The compiled pattern, from the thread's cache (looked up by the
+/// borrowed pattern: a hit allocates nothing).
 fn compiled<R>(pattern: &str, o: Options, f: impl FnOnce(&regex::Regex) -> R) -> Result<R> {
     thread_local! {
-        static CACHE: RefCell<HashMap<(String, Options), regex::Regex>> =
+        static CACHE: RefCell<HashMap<String, Vec<(Options, regex::Regex)>>> =
             RefCell::new(HashMap::new());
     }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let key = (pattern.to_string(), o);
-        if !c.contains_key(&key) {
-            let source = if o.literal { regex::escape(pattern) } else { pattern.to_string() };
-            let re = regex::RegexBuilder::new(&source)
-                .case_insensitive(o.case_insensitive)
-                .dot_matches_new_line(!o.dot_no_newline)
-                .multi_line(o.multi_line)
-                .ignore_whitespace(o.expanded && !o.literal)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| Error::user("2201B", format!("invalid regular expression: {e}")))?;
-            if c.len() > 256 {
-                c.clear();
-            }
-            c.insert(key.clone(), re);
+        if let Some((_, re)) = c.get(pattern).and_then(|v| v.iter().find(|(k, _)| *k == o)) {
+            return Ok(f(re));
         }
-        match c.get(&key) {
-            Some(re) => Ok(f(re)),
-            None => Err(Error::Internal("regex cache".into())),
+        let source = if o.literal { regex::escape(pattern) } else { pattern.to_string() };
+        let re = regex::RegexBuilder::new(&source)
+            .case_insensitive(o.case_insensitive)
+            .dot_matches_new_line(!o.dot_no_newline)
+            .multi_line(o.multi_line)
+            .ignore_whitespace(o.expanded && !o.literal)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| Error::user("2201B", format!("invalid regular expression: {e}")))?;
+        let out = f(&re);
+        if c.len() > 256 {
+            c.clear();
         }
+        c.entry(pattern.to_string()).or_default().push((o, re));
+        Ok(out)
     })
 }
 
 /// `s ~ pattern` (`~*`: case-insensitive).
 pub fn matches(s: &str, pattern: &str, case_insensitive: bool) -> Result<bool> {
-    let (mut o, _) = parse_flags("", "", false)?;
-    o.case_insensitive = case_insensitive;
-    compiled(pattern, o, |re| re.is_match(s))
+    compiled(pattern, Options { case_insensitive, ..DEFAULT }, |re| re.is_match(s))
 }
 
 /// The byte offset of 1-based character position `start` (past the end:
@@ -172,11 +172,11 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
     if args.iter().any(Value::is_null) {
         return Ok(Value::Null);
     }
-    let s = text(&args[0]);
-    let pattern = text(&args[1]);
+    let s = text_ref(&args[0]);
+    let pattern = text_ref(&args[1]);
     Ok(match func {
         Func::RegexpMatch => {
-            let (o, _) = parse_flags(&text(&args[2]), "regexp_match", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[2]), "regexp_match", false)?;
             compiled(&pattern, o, |re| {
                 re.captures(&s).map_or(Value::Null, |caps| {
                     let text_of = |m: Option<regex::Match>| {
@@ -191,12 +191,12 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
             })?
         }
         Func::RegexpLike => {
-            let (o, _) = parse_flags(&text(&args[2]), "regexp_like", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[2]), "regexp_like", false)?;
             Value::Bool(compiled(&pattern, o, |re| re.is_match(&s))?)
         }
         Func::RegexpCount => {
             let start = positive("start", int(&args[2]), 1)?;
-            let (o, _) = parse_flags(&text(&args[3]), "regexp_count", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[3]), "regexp_count", false)?;
             let from = byte_at(&s, start);
             let n = compiled(&pattern, o, |re| captures_from(re, &s, from).count())?;
             Value::Int4(n as i32)
@@ -205,7 +205,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
             let start = positive("start", int(&args[2]), 1)?;
             let n = positive("n", int(&args[3]), 1)?;
             let end = positive("endoption", int(&args[4]), 0)?;
-            let (o, _) = parse_flags(&text(&args[5]), "regexp_instr", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[5]), "regexp_instr", false)?;
             let sub = positive("subexpr", int(&args[6]), 0)?;
             let from = byte_at(&s, start);
             let found = compiled(&pattern, o, |re| {
@@ -218,7 +218,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
         Func::RegexpSubstr => {
             let start = positive("start", int(&args[2]), 1)?;
             let n = positive("n", int(&args[3]), 1)?;
-            let (o, _) = parse_flags(&text(&args[4]), "regexp_substr", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[4]), "regexp_substr", false)?;
             let sub = positive("subexpr", int(&args[5]), 0)?;
             let from = byte_at(&s, start);
             compiled(&pattern, o, |re| {
@@ -229,7 +229,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
             })?
         }
         Func::RegexpReplace => {
-            let replacement = pg_replacement(&text(&args[2]));
+            let replacement = pg_replacement(&text_ref(&args[2]));
             let start = positive("start", int(&args[3]), 1)?;
             // i32::MIN: N not given.
             let n = int(&args[4]);
@@ -237,7 +237,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
             if given {
                 positive("n", n, 0)?;
             }
-            let (o, global) = parse_flags(&text(&args[5]), "regexp_replace", true)?;
+            let (o, global) = parse_flags(&text_ref(&args[5]), "regexp_replace", true)?;
             let from = byte_at(&s, start);
             compiled(&pattern, o, |re| {
                 let mut out = String::with_capacity(s.len());
@@ -261,7 +261,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
             })?
         }
         Func::RegexpSplitToArray => {
-            let (o, _) = parse_flags(&text(&args[2]), "regexp_split_to_array", false)?;
+            let (o, _) = parse_flags(&text_ref(&args[2]), "regexp_split_to_array", false)?;
             compiled(&pattern, o, |re| {
                 Value::Array(re.split(&s).map(|p| Value::Text(p.to_string())).collect())
             })?
