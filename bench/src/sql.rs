@@ -11,7 +11,9 @@
 //!
 //! Both engines are durable on disk (QubeDB's defaults; SQLite WAL mode,
 //! synchronous=FULL) and get the same page cache (`--cache-mb`). Each line reports operations per second for both and
-//! the ratio QubeDB/SQLite (more than 1× means QubeDB is faster).
+//! the ratio QubeDB/SQLite (more than 1× means QubeDB is faster). Lines 1,
+//! 2, 4, 5 and 6 alternate the engines in short slices (`interleaved`), so
+//! that a drift of the machine's speed reaches both.
 
 use std::path::Path;
 use std::sync::Arc;
