@@ -364,6 +364,10 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
             }
             _ => return Err(internal(func)),
         },
+        Func::JsonObject | Func::JsonbObject => {
+            let first = next()?;
+            object_from_arrays((first, next().ok()), func == Func::JsonbObject)?
+        }
         Func::JsonbStripNulls => match next()? {
             Value::Jsonb(j) => jb(j.strip_nulls()),
             _ => return Err(internal(func)),
@@ -591,6 +595,61 @@ fn key_text(k: Value, pos: usize) -> Result<String> {
         return Err(Error::user("22023", format!("argument {pos} cannot be null")));
     }
     Ok(cast::to_text(k))
+}
+
+/// json_object(text[]) and json_object(keys text[], values text[]), and
+/// their jsonb forms: every value a JSON string (or null); a NULL key is
+/// 22004, a bad shape 2202E, as in PostgreSQL.
+fn object_from_arrays(arrays: (Value, Option<Value>), binary: bool) -> Result<Value> {
+    let subscript = |msg: &str| Error::user("2202E", msg);
+    let items = |v: Value| match v {
+        Value::Array(items) => Ok(items),
+        _ => Err(Error::Internal("json_object of a non-array".into())),
+    };
+    let pairs: Vec<(Value, Value)> = match arrays {
+        (flat, None) => {
+            let flat = items(flat)?;
+            if !flat.len().is_multiple_of(2) {
+                return Err(subscript("array must have even number of elements"));
+            }
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        (keys, Some(values)) => {
+            let (keys, values) = (items(keys)?, items(values)?);
+            if keys.len() != values.len() {
+                return Err(subscript("mismatched array dimensions"));
+            }
+            keys.into_iter().zip(values).collect()
+        }
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if k.is_null() {
+            return Err(Error::user("22004", "null value not allowed for object key"));
+        }
+        out.push((cast::to_text(k), (!v.is_null()).then(|| cast::to_text(v))));
+    }
+    if binary {
+        let mut pairs: Vec<(String, Jsonb)> =
+            out.into_iter().map(|(k, v)| (k, v.map_or(Jsonb::Null, Jsonb::String))).collect();
+        normalize_pairs(&mut pairs);
+        return Ok(jb(Jsonb::Object(pairs)));
+    }
+    let mut s = String::from("{");
+    for (i, (k, v)) in out.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        escape_into(k, &mut s);
+        s.push_str(" : ");
+        match v {
+            Some(v) => escape_into(v, &mut s),
+            None => s.push_str("null"),
+        }
+    }
+    s.push('}');
+    Ok(Value::Json(s))
 }
 
 fn build_object(args: Vec<Value>, binary: bool) -> Result<Value> {

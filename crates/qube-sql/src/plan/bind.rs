@@ -5457,6 +5457,11 @@ fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
             let func = if name == "jsonb_set" { Func::JsonbSet } else { Func::JsonbInsert };
             f(func, a, DataType::Jsonb)
         }
+        ("json_object" | "jsonb_object", 1 | 2) => {
+            let a = args.into_iter().map(|a| coerce(a, &text_arr)).collect::<Result<_>>()?;
+            let func = if name == "jsonb_object" { Func::JsonbObject } else { Func::JsonObject };
+            f(func, a, json_ty(name))
+        }
         ("jsonb_pretty", 1) => {
             f(Func::JsonbPretty, vec![coerce(args.remove(0), &DataType::Jsonb)?], text)
         }

@@ -135,6 +135,10 @@ pub enum Func {
     JsonbSet,
     /// jsonb_insert(target, path, new [, insert_after]).
     JsonbInsert,
+    /// json_object / jsonb_object from one text[] of alternating keys and
+    /// values, or from a text[] of keys and one of values.
+    JsonObject,
+    JsonbObject,
     JsonbPretty,
     JsonbStripNulls,
     /// row_to_json(t): arguments are (name, value) pairs.
@@ -351,6 +355,8 @@ impl Func {
                 | ToJson
                 | JsonbSet
                 | JsonbInsert
+                | JsonObject
+                | JsonbObject
                 | JsonbPretty
                 | JsonbStripNulls
                 | RowToJson
