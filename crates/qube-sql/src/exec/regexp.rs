@@ -22,8 +22,9 @@ use std::collections::HashMap;
 
 use qube_common::{Error, Result};
 
+use super::Row;
 use super::morefuncs::{int, text_ref};
-use crate::plan::Func;
+use crate::plan::{Func, SetFunc};
 use crate::types::Value;
 
 /// Parsed flags: how to compile, and whether `g` was given.
@@ -178,16 +179,7 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
         Func::RegexpMatch => {
             let (o, _) = parse_flags(&text_ref(&args[2]), "regexp_match", false)?;
             compiled(&pattern, o, |re| {
-                re.captures(&s).map_or(Value::Null, |caps| {
-                    let text_of = |m: Option<regex::Match>| {
-                        m.map_or(Value::Null, |m| Value::Text(m.as_str().to_string()))
-                    };
-                    if caps.len() == 1 {
-                        Value::Array(vec![text_of(caps.get(0))])
-                    } else {
-                        Value::Array((1..caps.len()).map(|i| text_of(caps.get(i))).collect())
-                    }
-                })
+                re.captures(&s).map_or(Value::Null, |caps| Value::Array(groups(&caps)))
             })?
         }
         Func::RegexpLike => {
@@ -268,6 +260,45 @@ pub fn call(func: Func, args: &[Value]) -> Result<Value> {
         }
         _ => return Err(Error::Internal(format!("{func:?} is not a regexp function"))),
     })
+}
+
+/// The rows of regexp_matches and regexp_split_to_table: (string,
+/// pattern, flags), none of them NULL (a NULL gives no rows).
+pub fn set_rows(func: SetFunc, args: &[Value]) -> Result<Vec<Row>> {
+    if args.len() < 3 || args.iter().any(Value::is_null) {
+        return Ok(Vec::new());
+    }
+    let s = text_ref(&args[0]);
+    let pattern = text_ref(&args[1]);
+    match func {
+        SetFunc::RegexpMatches => {
+            let (o, global) = parse_flags(&text_ref(&args[2]), "regexp_matches", true)?;
+            compiled(&pattern, o, |re| {
+                captures_from(re, &s, 0)
+                    .take(if global { usize::MAX } else { 1 })
+                    .map(|caps| vec![Value::Array(groups(&caps))])
+                    .collect()
+            })
+        }
+        SetFunc::RegexpSplit => {
+            let (o, _) = parse_flags(&text_ref(&args[2]), "regexp_split_to_table", false)?;
+            compiled(&pattern, o, |re| re.split(&s).map(|p| vec![Value::Text(p.into())]).collect())
+        }
+        _ => Err(Error::Internal(format!("{func:?} is not a regexp function"))),
+    }
+}
+
+/// A match's parenthesized groups as text (NULL where a group took no
+/// part), or the whole match when the pattern has none: what
+/// regexp_match and regexp_matches return.
+fn groups(caps: &regex::Captures) -> Vec<Value> {
+    let text_of =
+        |m: Option<regex::Match>| m.map_or(Value::Null, |m| Value::Text(m.as_str().into()));
+    if caps.len() == 1 {
+        vec![text_of(caps.get(0))]
+    } else {
+        (1..caps.len()).map(|i| text_of(caps.get(i))).collect()
+    }
 }
 
 /// PostgreSQL's `\1` … `\9` and `\&` in a replacement, as the regex

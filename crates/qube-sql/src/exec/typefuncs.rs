@@ -943,6 +943,9 @@ pub fn set_function(func: SetFunc, args: Vec<Value>) -> Result<Vec<Row>> {
         let stop = args.next().unwrap_or(Value::Null);
         return super::series(start, stop, args.next().unwrap_or(Value::Int4(1)));
     }
+    if matches!(func, SetFunc::RegexpMatches | SetFunc::RegexpSplit) {
+        return super::regexp::set_rows(func, &args);
+    }
     if let SetFunc::Subscripts { zero_based } = func {
         // Arrays here have one dimension and lower bound 1 (int2vector 0).
         let (Some(Value::Array(items)), Some(dim)) = (args.first(), args.get(1)) else {

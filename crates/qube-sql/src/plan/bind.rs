@@ -2977,7 +2977,8 @@ impl<'a> Binder<'a> {
     }
 
     /// A set-returning function in FROM: unnest, json(b)_array_elements[_text],
-    /// json(b)_each[_text], json(b)_object_keys.
+    /// json(b)_each[_text], json(b)_object_keys, regexp_matches and
+    /// regexp_split_to_table.
     fn table_function(
         &mut self,
         name: &str,
@@ -2990,6 +2991,24 @@ impl<'a> Binder<'a> {
         self.scopes.pop();
         let mut bound: Vec<B> = bound?.into_iter().map(vector_as_array).collect();
         let sig = |bound: &[B]| no_function(name, bound);
+        if let "regexp_matches" | "regexp_split_to_table" = name {
+            if !(2..=3).contains(&bound.len()) {
+                return Err(sig(&bound));
+            }
+            let args = more::regexp_args(name, &mut bound, "TTT", &["", "", ""])?;
+            let (func, ty) = match name {
+                "regexp_matches" => {
+                    (SetFunc::RegexpMatches, DataType::Array(Box::new(DataType::Text)))
+                }
+                _ => (SetFunc::RegexpSplit, DataType::Text),
+            };
+            let col = match alias {
+                Some(a) if a.columns.is_empty() => ident(&a.name),
+                _ => name.to_string(),
+            };
+            let plan = Plan::SetFunction { func, args, width: 1 };
+            return Ok((plan, name.to_string(), vec![(col, ty)]).with_alias(alias));
+        }
         if bound.len() != 1 {
             if name == "unnest" && bound.len() > 1 {
                 return Err(unsupported("unnest with several arrays"));

@@ -6,7 +6,7 @@ use qube_common::Result;
 use qube_common::types::DataType;
 
 use super::{B, coerce, err, finish_unknown, is_numeric};
-use crate::plan::{Expr, Func};
+use crate::plan::{Expr, Func, SetFunc};
 use crate::types::Value;
 
 /// Binds `name(args)` if it is one of these functions (`None` leaves the
@@ -71,6 +71,14 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
         ("regexp_split_to_array", 2 | 3) => {
             let a = regexp_args(name, args, "TTT", &["", "", ""])?;
             call(Func::RegexpSplitToArray, a, DataType::Array(Box::new(text)))
+        }
+        ("regexp_matches" | "regexp_split_to_table", 2 | 3) => {
+            let a = regexp_args(name, args, "TTT", &["", "", ""])?;
+            let (set, ty) = match name {
+                "regexp_matches" => (SetFunc::RegexpMatches, DataType::Array(Box::new(text))),
+                _ => (SetFunc::RegexpSplit, text),
+            };
+            call(Func::SetReturning(set), a, ty)
         }
         ("regexp_match", 2 | 3) => {
             let a = regexp_args(name, args, "TTT", &["", "", ""])?;
@@ -263,7 +271,12 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
 /// The arguments of a regexp function by its parameter kinds (`T` text:
 /// an untyped literal or a string type; `I` integer), the missing
 /// trailing ones filled with their defaults.
-fn regexp_args(name: &str, args: &mut Vec<B>, kinds: &str, defaults: &[&str]) -> Result<Vec<Expr>> {
+pub(super) fn regexp_args(
+    name: &str,
+    args: &mut Vec<B>,
+    kinds: &str,
+    defaults: &[&str],
+) -> Result<Vec<Expr>> {
     let ok = args.iter().zip(kinds.chars()).all(|(b, k)| {
         b.unknown || if k == 'T' { super::is_text(&b.ty) } else { is_integer(&b.ty) }
     });

@@ -363,6 +363,11 @@ pub enum SetFunc {
     /// generate_series(start, stop [, step]) in a select list (in FROM it
     /// is `Plan::Series`).
     Series,
+    /// regexp_matches(string, pattern [, flags]): one text[] per match
+    /// (every match with flag g, else the first).
+    RegexpMatches,
+    /// regexp_split_to_table(string, pattern [, flags]).
+    RegexpSplit,
 }
 
 impl SetFunc {
@@ -377,6 +382,8 @@ impl SetFunc {
             SetFunc::Subscripts { .. } => "generate_subscripts",
             SetFunc::ExpandArray { .. } => "_pg_expandarray",
             SetFunc::Series => "generate_series",
+            SetFunc::RegexpMatches => "regexp_matches",
+            SetFunc::RegexpSplit => "regexp_split_to_table",
         }
     }
 }
