@@ -503,10 +503,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             series(start, stop, step)
         }
         Plan::System { table, .. } => crate::system::rows(ctx, *table),
-        Plan::SetFunction { func, args, .. } => {
+        Plan::SetFunction { func, args, record, .. } => {
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(eval(ctx, a, &[])?);
+            }
+            if let crate::plan::SetFunc::ToRecord { set } = func {
+                return typefuncs::to_record(vals.pop().unwrap_or(Value::Null), record, *set);
             }
             typefuncs::set_function(*func, vals)
         }

@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 
+use qube_common::types::DataType;
 use qube_common::{Error, Result};
 
 use super::Row;
@@ -928,6 +929,126 @@ pub fn project_set(ctx: &mut super::Ctx, rows: Vec<Row>, exprs: &[Expr]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The rows of json(b)_to_record (`set` false: one row, of NULLs for a
+/// NULL argument) and json(b)_to_recordset (a row per object of an array):
+/// each column of `cols` is the object's member of its name (the last of
+/// duplicates), NULL where there is none, converted as PostgreSQL's
+/// populate_record converts it.
+pub fn to_record(v: Value, cols: &[(String, DataType)], set: bool) -> Result<Vec<Row>> {
+    let not_object = |array: bool| {
+        invalid(format!(
+            "cannot call populate_composite on {}",
+            if array { "an array" } else { "a scalar" }
+        ))
+    };
+    let not_array = |json: bool| {
+        invalid(format!(
+            "cannot call {}_to_recordset on a non-array",
+            if json { "json" } else { "jsonb" }
+        ))
+    };
+    let not_objects = |json: bool| {
+        invalid(format!(
+            "argument of {}_to_recordset must be an array of objects",
+            if json { "json" } else { "jsonb" }
+        ))
+    };
+    match v {
+        Value::Null if set => Ok(Vec::new()),
+        Value::Null => Ok(vec![vec![Value::Null; cols.len()]]),
+        Value::Jsonb(j) => {
+            let row = |o: &Jsonb| -> Result<Row> {
+                let Jsonb::Object(pairs) = o else {
+                    return Err(if set {
+                        not_objects(false)
+                    } else {
+                        not_object(matches!(o, Jsonb::Array(_)))
+                    });
+                };
+                cols.iter()
+                    .map(|(name, ty)| match pairs.iter().rev().find(|(k, _)| k == name) {
+                        Some((_, x)) => column_value(JVal::Bin(x), ty),
+                        None => Ok(Value::Null),
+                    })
+                    .collect()
+            };
+            match (*j, set) {
+                (Jsonb::Array(items), true) => items.iter().map(row).collect(),
+                (_, true) => Err(not_array(false)),
+                (o, false) => Ok(vec![row(&o)?]),
+            }
+        }
+        Value::Json(s) => {
+            let row = |members: &[(String, &str)]| -> Result<Row> {
+                cols.iter()
+                    .map(|(name, ty)| match members.iter().rev().find(|(k, _)| k == name) {
+                        Some((_, raw)) => column_value(JVal::Raw(raw), ty),
+                        None => Ok(Value::Null),
+                    })
+                    .collect()
+            };
+            match (jsonb::json_members(&s), set) {
+                (Some(JsonParts::Array(items)), true) => items
+                    .into_iter()
+                    .map(|raw| match jsonb::json_members(raw) {
+                        Some(JsonParts::Object(members)) => row(&members),
+                        _ => Err(not_objects(true)),
+                    })
+                    .collect(),
+                (_, true) => Err(not_array(true)),
+                (Some(JsonParts::Object(members)), false) => Ok(vec![row(&members)?]),
+                (Some(JsonParts::Array(_)), false) => Err(not_object(true)),
+                (None, false) => Err(not_object(false)),
+            }
+        }
+        _ => Err(Error::Internal("json_to_record of a non-json value".into())),
+    }
+}
+
+/// A JSON value to convert into a column: a json member's raw text, or a
+/// jsonb value.
+#[derive(Clone, Copy)]
+enum JVal<'a> {
+    Raw(&'a str),
+    Bin(&'a Jsonb),
+}
+
+/// One column of json(b)_to_record: JSON null is NULL; a json or jsonb
+/// column takes the value as it is (json: its text as written); an array
+/// column takes a JSON array element by element; anything else is the
+/// value's text (a string's contents) read as the column's type, so a bad
+/// one is that type's 22P02.
+fn column_value(v: JVal, ty: &DataType) -> Result<Value> {
+    let parsed;
+    let j = match v {
+        JVal::Bin(j) => j,
+        JVal::Raw(raw) => {
+            parsed = jsonb::parse_json(raw)?;
+            &parsed
+        }
+    };
+    Ok(match (j, ty) {
+        (Jsonb::Null, _) => Value::Null,
+        (_, DataType::Json) => Value::Json(match v {
+            JVal::Raw(raw) => raw.trim().to_string(),
+            JVal::Bin(j) => j.to_string(),
+        }),
+        (_, DataType::Jsonb) => jb(j.clone()),
+        (Jsonb::Array(items), DataType::Array(e)) => Value::Array(
+            items.iter().map(|x| column_value(JVal::Bin(x), e)).collect::<Result<_>>()?,
+        ),
+        (Jsonb::String(s), _) => cast::cast(Value::Text(s.clone()), ty)?,
+        (Jsonb::Object(_) | Jsonb::Array(_), _) => {
+            let text = match v {
+                JVal::Raw(raw) => raw.trim().to_string(),
+                JVal::Bin(j) => j.to_string(),
+            };
+            cast::cast(Value::Text(text), ty)?
+        }
+        (other, _) => cast::cast(Value::Text(other.to_string()), ty)?,
+    })
 }
 
 /// Whether a select list has a set-returning function to expand.

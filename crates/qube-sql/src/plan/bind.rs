@@ -2991,6 +2991,17 @@ impl<'a> Binder<'a> {
         self.scopes.pop();
         let mut bound: Vec<B> = bound?.into_iter().map(vector_as_array).collect();
         let sig = |bound: &[B]| no_function(name, bound);
+        if let "json_to_record" | "jsonb_to_record" | "json_to_recordset" | "jsonb_to_recordset" =
+            name
+        {
+            return self.json_record_function(name, bound, alias);
+        }
+        if alias.is_some_and(|a| a.columns.iter().any(|c| c.data_type.is_some())) {
+            return Err(err(
+                "42601",
+                "a column definition list is only allowed for functions returning \"record\"",
+            ));
+        }
         if let "regexp_matches" | "regexp_split_to_table" = name {
             if !(2..=3).contains(&bound.len()) {
                 return Err(sig(&bound));
@@ -3006,7 +3017,7 @@ impl<'a> Binder<'a> {
                 Some(a) if a.columns.is_empty() => ident(&a.name),
                 _ => name.to_string(),
             };
-            let plan = Plan::SetFunction { func, args, width: 1 };
+            let plan = Plan::SetFunction { func, args, width: 1, record: Vec::new() };
             return Ok((plan, name.to_string(), vec![(col, ty)]).with_alias(alias));
         }
         if bound.len() != 1 {
@@ -3071,8 +3082,54 @@ impl<'a> Binder<'a> {
             coerce(arg, &jtype)?
         };
         let width = cols.len();
-        Ok((Plan::SetFunction { func, args: vec![arg], width }, name.to_string(), cols)
+        Ok((
+            Plan::SetFunction { func, args: vec![arg], width, record: Vec::new() },
+            name.to_string(),
+            cols,
+        )
             .with_alias(alias))
+    }
+
+    /// json(b)_to_record[set](json) AS alias(name type, …): the columns
+    /// and their types come from the column definition list.
+    fn json_record_function(
+        &mut self,
+        name: &str,
+        mut bound: Vec<B>,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<FromItem> {
+        if bound.len() != 1 {
+            return Err(no_function(name, &bound));
+        }
+        let defs = match alias {
+            Some(a) if !a.columns.is_empty() => a
+                .columns
+                .iter()
+                .map(|c| match &c.data_type {
+                    Some(t) => Ok((ident(&c.name), data_type_of(t)?)),
+                    None => Err(err(
+                        "42601",
+                        "a column definition list is required for functions returning \"record\"",
+                    )),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => {
+                return Err(err(
+                    "42601",
+                    "a column definition list is required for functions returning \"record\"",
+                ));
+            }
+        };
+        let jtype = if name.starts_with("jsonb") { DataType::Jsonb } else { DataType::Json };
+        let arg = bound.remove(0);
+        if !arg.unknown && arg.ty != jtype {
+            return Err(no_function(name, std::slice::from_ref(&arg)));
+        }
+        let arg = coerce(arg, &jtype)?;
+        let func = SetFunc::ToRecord { set: name.ends_with("set") };
+        let plan =
+            Plan::SetFunction { func, args: vec![arg], width: defs.len(), record: defs.clone() };
+        Ok((plan, name.to_string(), defs).with_alias(alias))
     }
 
     /// `(record).field`. A field of a set-returning call stays a

@@ -245,6 +245,10 @@ pub enum Plan {
         func: SetFunc,
         args: Vec<Expr>,
         width: usize,
+        /// The column definition list (json(b)_to_record[set]): the
+        /// members to read and their types; empty for the functions whose
+        /// columns are fixed.
+        record: Vec<(String, DataType)>,
     },
     /// The rows of a system relation (`system::TABLES[table]`), computed
     /// from the catalog when the plan runs.
@@ -368,6 +372,11 @@ pub enum SetFunc {
     RegexpMatches,
     /// regexp_split_to_table(string, pattern [, flags]).
     RegexpSplit,
+    /// json(b)_to_record (one row) and json(b)_to_recordset (a row per
+    /// element of an array of objects), typed by a column definition list.
+    ToRecord {
+        set: bool,
+    },
 }
 
 impl SetFunc {
@@ -384,6 +393,8 @@ impl SetFunc {
             SetFunc::Series => "generate_series",
             SetFunc::RegexpMatches => "regexp_matches",
             SetFunc::RegexpSplit => "regexp_split_to_table",
+            SetFunc::ToRecord { set: false } => "jsonb_to_record",
+            SetFunc::ToRecord { set: true } => "jsonb_to_recordset",
         }
     }
 }
