@@ -367,7 +367,7 @@ pub fn call(func: Func, mut args: Vec<Value>) -> Result<Value> {
         },
         Func::JsonObject | Func::JsonbObject => {
             let first = next()?;
-            object_from_arrays((first, next().ok()), func == Func::JsonbObject)?
+            object_from_arrays(first, next().ok(), func == Func::JsonbObject)?
         }
         Func::JsonbStripNulls => match next()? {
             Value::Jsonb(j) => jb(j.strip_nulls()),
@@ -601,13 +601,13 @@ fn key_text(k: Value, pos: usize) -> Result<String> {
 /// json_object(text[]) and json_object(keys text[], values text[]), and
 /// their jsonb forms: every value a JSON string (or null); a NULL key is
 /// 22004, a bad shape 2202E, as in PostgreSQL.
-fn object_from_arrays(arrays: (Value, Option<Value>), binary: bool) -> Result<Value> {
+fn object_from_arrays(first: Value, values: Option<Value>, binary: bool) -> Result<Value> {
     let subscript = |msg: &str| Error::user("2202E", msg);
     let items = |v: Value| match v {
         Value::Array(items) => Ok(items),
         _ => Err(Error::Internal("json_object of a non-array".into())),
     };
-    let pairs: Vec<(Value, Value)> = match arrays {
+    let pairs: Vec<(Value, Value)> = match (first, values) {
         (flat, None) => {
             let flat = items(flat)?;
             if !flat.len().is_multiple_of(2) {
@@ -1029,25 +1029,20 @@ fn column_value(v: JVal, ty: &DataType) -> Result<Value> {
             &parsed
         }
     };
+    // The value's JSON text, a json member's as written.
+    let as_written = || match v {
+        JVal::Raw(raw) => raw.to_string(),
+        JVal::Bin(j) => j.to_string(),
+    };
     Ok(match (j, ty) {
         (Jsonb::Null, _) => Value::Null,
-        (_, DataType::Json) => Value::Json(match v {
-            JVal::Raw(raw) => raw.trim().to_string(),
-            JVal::Bin(j) => j.to_string(),
-        }),
+        (_, DataType::Json) => Value::Json(as_written()),
         (_, DataType::Jsonb) => jb(j.clone()),
         (Jsonb::Array(items), DataType::Array(e)) => Value::Array(
             items.iter().map(|x| column_value(JVal::Bin(x), e)).collect::<Result<_>>()?,
         ),
         (Jsonb::String(s), _) => cast::cast(Value::Text(s.clone()), ty)?,
-        (Jsonb::Object(_) | Jsonb::Array(_), _) => {
-            let text = match v {
-                JVal::Raw(raw) => raw.trim().to_string(),
-                JVal::Bin(j) => j.to_string(),
-            };
-            cast::cast(Value::Text(text), ty)?
-        }
-        (other, _) => cast::cast(Value::Text(other.to_string()), ty)?,
+        _ => cast::cast(Value::Text(as_written()), ty)?,
     })
 }
 

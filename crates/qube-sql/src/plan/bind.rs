@@ -3006,13 +3006,7 @@ impl<'a> Binder<'a> {
             if !(2..=3).contains(&bound.len()) {
                 return Err(sig(&bound));
             }
-            let args = more::regexp_args(name, &mut bound, "TTT", &["", "", ""])?;
-            let (func, ty) = match name {
-                "regexp_matches" => {
-                    (SetFunc::RegexpMatches, DataType::Array(Box::new(DataType::Text)))
-                }
-                _ => (SetFunc::RegexpSplit, DataType::Text),
-            };
+            let (func, args, ty) = more::regexp_set(name, &mut bound)?;
             let col = match alias {
                 Some(a) if a.columns.is_empty() => ident(&a.name),
                 _ => name.to_string(),
@@ -3101,25 +3095,20 @@ impl<'a> Binder<'a> {
         if bound.len() != 1 {
             return Err(no_function(name, &bound));
         }
-        let defs = match alias {
-            Some(a) if !a.columns.is_empty() => a
-                .columns
-                .iter()
-                .map(|c| match &c.data_type {
-                    Some(t) => Ok((ident(&c.name), data_type_of(t)?)),
-                    None => Err(err(
-                        "42601",
-                        "a column definition list is required for functions returning \"record\"",
-                    )),
-                })
-                .collect::<Result<Vec<_>>>()?,
-            _ => {
-                return Err(err(
-                    "42601",
-                    "a column definition list is required for functions returning \"record\"",
-                ));
-            }
+        let required = || {
+            err("42601", "a column definition list is required for functions returning \"record\"")
         };
+        let columns = alias.map_or(&[][..], |a| &a.columns[..]);
+        if columns.is_empty() {
+            return Err(required());
+        }
+        let defs = columns
+            .iter()
+            .map(|c| match &c.data_type {
+                Some(t) => Ok((ident(&c.name), data_type_of(t)?)),
+                None => Err(required()),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let jtype = if name.starts_with("jsonb") { DataType::Jsonb } else { DataType::Json };
         let arg = bound.remove(0);
         if !arg.unknown && arg.ty != jtype {

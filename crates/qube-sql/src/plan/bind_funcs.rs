@@ -73,11 +73,7 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
             call(Func::RegexpSplitToArray, a, DataType::Array(Box::new(text)))
         }
         ("regexp_matches" | "regexp_split_to_table", 2 | 3) => {
-            let a = regexp_args(name, args, "TTT", &["", "", ""])?;
-            let (set, ty) = match name {
-                "regexp_matches" => (SetFunc::RegexpMatches, DataType::Array(Box::new(text))),
-                _ => (SetFunc::RegexpSplit, text),
-            };
+            let (set, a, ty) = regexp_set(name, args)?;
             call(Func::SetReturning(set), a, ty)
         }
         ("regexp_match", 2 | 3) => {
@@ -268,15 +264,20 @@ pub fn function(name: &str, args: &mut Vec<B>) -> Result<Option<B>> {
     }
 }
 
+/// regexp_matches / regexp_split_to_table (2 or 3 arguments, in the select
+/// list or in FROM): the function, its arguments and its column's type.
+pub(super) fn regexp_set(name: &str, args: &mut Vec<B>) -> Result<(SetFunc, Vec<Expr>, DataType)> {
+    let a = regexp_args(name, args, "TTT", &["", "", ""])?;
+    Ok(match name {
+        "regexp_matches" => (SetFunc::RegexpMatches, a, DataType::Array(Box::new(DataType::Text))),
+        _ => (SetFunc::RegexpSplit, a, DataType::Text),
+    })
+}
+
 /// The arguments of a regexp function by its parameter kinds (`T` text:
 /// an untyped literal or a string type; `I` integer), the missing
 /// trailing ones filled with their defaults.
-pub(super) fn regexp_args(
-    name: &str,
-    args: &mut Vec<B>,
-    kinds: &str,
-    defaults: &[&str],
-) -> Result<Vec<Expr>> {
+fn regexp_args(name: &str, args: &mut Vec<B>, kinds: &str, defaults: &[&str]) -> Result<Vec<Expr>> {
     let ok = args.iter().zip(kinds.chars()).all(|(b, k)| {
         b.unknown || if k == 'T' { super::is_text(&b.ty) } else { is_integer(&b.ty) }
     });
