@@ -259,6 +259,7 @@ impl Database {
             engine.clone(),
             MvccOptions { gc_interval: Some(Duration::from_secs(1)), ..MvccOptions::default() },
         )?);
+        crate::storage::check_key_layout(engine.as_ref())?;
         let catalog = Catalog::open(mvcc.clone())?;
         let db = Database {
             shared: Arc::new(Shared {

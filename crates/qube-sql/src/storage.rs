@@ -1,9 +1,25 @@
 //! How tables and indexes live in the MVCC keyspace.
 //!
 //! ```text
-//! 0x10 table_id:u64 BE rowid:u64 BE                    → row (types::encoding)
-//! 0x11 index_id:u64 BE key-encoded columns [rowid BE]   → rowid:u64 BE
+//! 0x10 ord(table_id) ord(rowid)                      → row (types::encoding)
+//! 0x11 ord(index_id) key-encoded columns [ord(rowid)] → rowid:u64 BE
 //! ```
+//!
+//! `ord` is an order-preserving, self-delimiting encoding of a u64 (see
+//! `OrdU64`): a tag byte, then 0–8 bytes. It is short where the numbers
+//! are: object ids (from 16384), counter rowids (from 1) and key rowids of
+//! small integers (around 2^63, both sides). A fixed-width u64 of a small
+//! number is mostly zero bytes, which the MVCC layer doubles
+//! (`qube_txn::keys` escapes 0x00 as 0x00 0xFF): `bench sql`'s row key
+//! (table 16384-ish, rowid of an integer key below 2^24) was 17 bytes and
+//! 40 as an MVCC version key; it is 8 and 19. With the row's 31 bytes, a
+//! cell header and a slot, a row takes ~63 bytes of a leaf instead of
+//! ~84, and a lookup of rows scattered over the table meets a quarter
+//! fewer pages.
+//!
+//! Key layout 1 (fixed-width big-endian ids and rowids) was never
+//! recorded; layout 2 is recorded at creation, and a data directory of
+//! layout 1 is refused at open (`check_key_layout`), not misread.
 //!
 //! Every row has a rowid, unique in its table. A unique index's key is its
 //! columns alone, so a second row with the same key finds the first
@@ -82,31 +98,192 @@ use crate::types::encoding::{decode_row, encode_key, encode_row};
 const TABLE: u8 = 0x10;
 const INDEX: u8 = 0x11;
 
-pub fn table_prefix(table: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = TABLE;
-    k[1..].copy_from_slice(&table.to_be_bytes());
-    k
+/// `ord(n)`: the order-preserving, self-delimiting encoding of a u64
+/// that the table and index keys use for ids and rowids. Three ranges,
+/// each with its own tags, so that numbers near 0 and near 2^63 (either
+/// side) are short:
+///
+/// ```text
+/// n < 2^62         0x20+len   n             (len = bytes of n without leading zeros, 0–8)
+/// 2^62 ≤ n < 2^63  0x40-len   !d, d = 2^63-1-n   (len bytes of d; the complement keeps order)
+/// n ≥ 2^63         0x41+len   e, e = n-2^63
+/// ```
+///
+/// Tags run 0x20–0x28, 0x38–0x40, 0x41–0x49: a range's tags sort below
+/// the next range's, a longer payload in a range means a number further
+/// from its centre, and within one tag the big-endian payload sorts as the
+/// number does. So byte order is numeric order, and no encoding is a
+/// prefix of another. Key rowids (`key_rowid`) of 0, 1, 1,000,000 and -1
+/// are `41`, `42 01`, `44 0F 42 40` and `40`; counter rowid 1 is `21 01`.
+#[derive(Clone, Copy)]
+pub struct OrdU64 {
+    len: u8,
+    buf: [u8; 9],
 }
 
-pub fn row_key(table: u64, rowid: u64) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[..9].copy_from_slice(&table_prefix(table));
-    k[9..].copy_from_slice(&rowid.to_be_bytes());
-    k
+const QUARTER: u64 = 1 << 62;
+const HALF: u64 = 1 << 63;
+
+/// Bytes of `x` without leading zero bytes (0 for 0).
+fn sig_bytes(x: u64) -> usize {
+    (64 - x.leading_zeros() as usize).div_ceil(8)
 }
 
-pub fn index_prefix(index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = INDEX;
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
+impl OrdU64 {
+    pub fn new(n: u64) -> OrdU64 {
+        let (tag, payload, len) = if n < QUARTER {
+            let len = sig_bytes(n);
+            (0x20 + len as u8, n, len)
+        } else if n < HALF {
+            let d = HALF - 1 - n;
+            let len = sig_bytes(d);
+            (0x40 - len as u8, !d, len)
+        } else {
+            let e = n - HALF;
+            let len = sig_bytes(e);
+            (0x41 + len as u8, e, len)
+        };
+        let mut buf = [0u8; 9];
+        buf[0] = tag;
+        buf[1..=len].copy_from_slice(&payload.to_be_bytes()[8 - len..]);
+        OrdU64 { len: 1 + len as u8, buf }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// Decodes the encoding at the start of `b`: (number, bytes it took);
+    /// None if `b` does not start with a valid one.
+    pub fn decode(b: &[u8]) -> Option<(u64, usize)> {
+        let tag = *b.first()?;
+        let len = match tag {
+            0x20..=0x28 => tag - 0x20,
+            0x38..=0x40 => 0x40 - tag,
+            0x41..=0x49 => tag - 0x41,
+            _ => return None,
+        } as usize;
+        let bytes = b.get(1..=len)?;
+        let mut x = 0u64;
+        for &byte in bytes {
+            x = x << 8 | u64::from(byte);
+        }
+        let n = match tag {
+            0x20..=0x28 => Some(x).filter(|&n| n < QUARTER),
+            // The payload is the complement of d's `len` bytes.
+            0x38..=0x40 => {
+                let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                let d = !x & mask;
+                (d < QUARTER).then(|| HALF - 1 - d)
+            }
+            _ => Some(HALF + x).filter(|_| x < HALF),
+        }?;
+        Some((n, 1 + len))
+    }
+}
+
+impl AsRef<[u8]> for OrdU64 {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A table's or an index's key prefix, or a row key: at most a tag and two
+/// `OrdU64`s, on the stack.
+#[derive(Clone, Copy)]
+pub struct KeyBytes {
+    len: u8,
+    buf: [u8; 19],
+}
+
+impl KeyBytes {
+    fn new(tag: u8, parts: &[OrdU64]) -> KeyBytes {
+        let mut k = KeyBytes { len: 1, buf: [0; 19] };
+        k.buf[0] = tag;
+        for p in parts {
+            let b = p.as_bytes();
+            let at = k.len as usize;
+            k.buf[at..at + b.len()].copy_from_slice(b);
+            k.len += b.len() as u8;
+        }
+        k
+    }
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for KeyBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+/// The prefix of every row key of `table`.
+pub fn table_prefix(table: u64) -> KeyBytes {
+    KeyBytes::new(TABLE, &[OrdU64::new(table)])
+}
+
+pub fn row_key(table: u64, rowid: u64) -> KeyBytes {
+    KeyBytes::new(TABLE, &[OrdU64::new(table), OrdU64::new(rowid)])
+}
+
+/// The prefix of every entry key of `index`.
+pub fn index_prefix(index: u64) -> KeyBytes {
+    KeyBytes::new(INDEX, &[OrdU64::new(index)])
+}
+
+/// The length of the index prefix that `key` (an entry key) starts with:
+/// where its key-encoded columns begin.
+pub fn index_prefix_len(key: &[u8]) -> Result<usize> {
+    key.get(1..)
+        .and_then(OrdU64::decode)
+        .map(|(_, n)| 1 + n)
+        .ok_or_else(|| Error::Internal("bad index entry key".into()))
+}
+
+/// The key layout this build writes: 2 since `OrdU64` (1, never
+/// recorded: fixed-width big-endian ids and rowids).
+pub const KEY_LAYOUT: u32 = 2;
+/// Where an instance records its key layout: outside MVCC, beside the
+/// catalog's object-id counter (`qube_catalog`'s 0x03 keys).
+const KEY_LAYOUT_KEY: &[u8] = b"\x03kl";
+/// The catalog's object-id counter: present once any object exists, so
+/// its presence without a layout record means data of layout 1.
+const NEXT_ID_KEY: &[u8] = b"\x03id";
+
+/// Called before the catalog opens: a new instance records `KEY_LAYOUT`;
+/// an existing one must have recorded it. Data of another layout would be
+/// misread (every row key differs), so it is refused with a clear error.
+pub fn check_key_layout(engine: &dyn qube_storage::Engine) -> Result<()> {
+    match engine.get(KEY_LAYOUT_KEY)? {
+        Some(v) if v == KEY_LAYOUT.to_be_bytes() => Ok(()),
+        Some(v) => Err(Error::user(
+            "XX000",
+            format!(
+                "this data directory has key layout {:?}; this build of QubeDB reads layout \
+                 {KEY_LAYOUT} only",
+                v.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes)
+            ),
+        )),
+        None if engine.get(NEXT_ID_KEY)?.is_some() => Err(Error::user(
+            "XX000",
+            "this data directory was written by an earlier development build of QubeDB \
+             (fixed-width row keys, key layout 1); this build reads key layout 2 only, \
+             and there is no upgrade path: dump it with the earlier build and reload it",
+        )),
+        None => engine.set(KEY_LAYOUT_KEY, &KEY_LAYOUT.to_be_bytes()),
+    }
 }
 
 /// The entry key of `values` in an index; `unique` keys omit the rowid
 /// unless a value is NULL.
 pub fn index_key(index: u64, values: &[Value], rowid: u64, unique: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + 10 * values.len() + 8);
+    let mut k = Vec::with_capacity(10 + 10 * values.len() + 9);
     index_key_into(index, values, rowid, unique, &mut k);
     k
 }
@@ -127,7 +304,7 @@ pub fn index_key_into<'v>(
         encode_key(v, k);
     }
     if !unique || has_null {
-        k.extend_from_slice(&rowid.to_be_bytes());
+        k.extend_from_slice(OrdU64::new(rowid).as_bytes());
     }
 }
 
@@ -180,17 +357,21 @@ pub fn key_rowid(v: &Value) -> Option<u64> {
 
 /// The row key of the key rowid of `v`; an error for a value that cannot
 /// be one (the caller has checked NOT NULL and the type).
-pub fn key_row_key(table: u64, v: &Value) -> Result<[u8; 17]> {
+pub fn key_row_key(table: u64, v: &Value) -> Result<KeyBytes> {
     key_rowid(v)
         .map(|r| row_key(table, r))
         .ok_or_else(|| Error::Internal(format!("{v:?} is not a key rowid")))
 }
 
+/// The rowid of a row key (after its tag and table id).
 pub fn rowid_of(key: &[u8]) -> Result<u64> {
-    key.get(9..17)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| Error::Internal("bad row key".into()))
+    let bad = || Error::Internal("bad row key".into());
+    let (_, t) = key.get(1..).and_then(OrdU64::decode).ok_or_else(bad)?;
+    let rest = &key[1 + t..];
+    match OrdU64::decode(rest) {
+        Some((rowid, n)) if n == rest.len() => Ok(rowid),
+        _ => Err(bad()),
+    }
 }
 
 /// Every visible row of a table: (rowid, values).
@@ -472,4 +653,119 @@ pub fn estimate_rows(txn: &mut Transaction, table: u64) -> Result<u64> {
         [Some(first), Some(last)] => last.saturating_sub(first).saturating_add(1),
         _ => 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qube_storage::Engine;
+
+    /// Numbers around every boundary of `OrdU64`'s ranges and payload
+    /// lengths, and a spread of others.
+    fn samples() -> Vec<u64> {
+        let mut v = vec![0, 1, 2, 255, 256, 16384, 1_000_000, u64::MAX, u64::MAX - 1];
+        for c in [QUARTER, HALF] {
+            for d in 0..300u64 {
+                v.extend([c.wrapping_sub(d), c.wrapping_add(d)]);
+            }
+        }
+        for bits in 1..64 {
+            let p = 1u64 << bits;
+            for c in [p, HALF.wrapping_add(p), HALF.wrapping_sub(p)] {
+                v.extend([c - 1, c, c + 1]);
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.push(x);
+            v.push(x >> (x % 64));
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn ord_u64_round_trips_and_preserves_order() {
+        let v = samples();
+        let enc: Vec<Vec<u8>> = v.iter().map(|&n| OrdU64::new(n).as_bytes().to_vec()).collect();
+        for (n, e) in v.iter().zip(&enc) {
+            assert_eq!(OrdU64::decode(e), Some((*n, e.len())), "{n:#x}");
+            // Self-delimiting: trailing bytes are not read.
+            let mut longer = e.clone();
+            longer.extend_from_slice(&[0, 0xFF, 7]);
+            assert_eq!(OrdU64::decode(&longer), Some((*n, e.len())));
+            // No zero bytes where the MVCC layer would escape them, for
+            // the numbers keys mostly hold.
+            if *n < 256 || n.abs_diff(HALF) < 256 {
+                assert!(!e.contains(&0), "{n:#x} → {e:02x?}");
+            }
+        }
+        for (w, n) in enc.windows(2).zip(v.windows(2)) {
+            assert!(w[0] < w[1], "{:#x} → {:02x?} !< {:#x} → {:02x?}", n[0], w[0], n[1], w[1]);
+            assert!(!w[1].starts_with(&w[0]), "{:02x?} is a prefix of {:02x?}", w[0], w[1]);
+        }
+        // The figures in the doc comment.
+        let k = |i: i64| OrdU64::new(key_rowid(&Value::Int8(i)).unwrap()).as_bytes().to_vec();
+        assert_eq!(k(0), [0x41]);
+        assert_eq!(k(1), [0x42, 1]);
+        assert_eq!(k(1_000_000), [0x44, 0x0F, 0x42, 0x40]);
+        assert_eq!(k(-1), [0x40]);
+        assert_eq!(OrdU64::new(1).as_bytes(), [0x21, 1]);
+        assert_eq!(OrdU64::new(u64::MAX).as_bytes().len(), 9);
+    }
+
+    #[test]
+    fn ord_u64_rejects_what_it_never_writes() {
+        for bad in [&[][..], &[0x00], &[0x1F], &[0x29], &[0x37], &[0x4A], &[0xFF]] {
+            assert_eq!(OrdU64::decode(bad), None, "{bad:02x?}");
+        }
+        // Truncated payloads.
+        assert_eq!(OrdU64::decode(&[0x23, 1, 2]), None);
+        assert_eq!(OrdU64::decode(&[0x3E, 1]), None);
+        // Payloads outside their tag's range.
+        assert_eq!(OrdU64::decode(&[0x28, 0x40, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(OrdU64::decode(&[0x49, 0x80, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(OrdU64::decode(&[0x38, 0xBF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+    }
+
+    #[test]
+    fn row_keys_decode_and_sort_by_table_then_rowid() {
+        let tables = [1u64, 255, 256, 16384, 16640, 1 << 40];
+        let rowids = [1u64, 2, 256, HALF - 1, HALF, HALF + 1_000_000, u64::MAX];
+        let mut keys = Vec::new();
+        for &t in &tables {
+            for &r in &rowids {
+                let k = row_key(t, r);
+                assert_eq!(rowid_of(&k).unwrap(), r);
+                assert!(k.starts_with(&table_prefix(t)));
+                for &o in tables.iter().filter(|&&o| o != t) {
+                    assert!(!k.starts_with(&table_prefix(o)), "{t} {r} under {o}");
+                }
+                keys.push(k.to_vec());
+            }
+        }
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert!(rowid_of(&[TABLE, 0x21]).is_err());
+        assert!(rowid_of(&[TABLE, 0x21, 5, 0x21, 1, 0]).is_err());
+        let ik = index_key(16385, &[Value::Int4(7)], 9, false);
+        assert_eq!(index_prefix_len(&ik).unwrap(), index_prefix(16385).len());
+    }
+
+    #[test]
+    fn layout_is_recorded_and_checked() {
+        let e = qube_storage::MemoryEngine::new();
+        check_key_layout(&e).unwrap();
+        check_key_layout(&e).unwrap();
+        let old = qube_storage::MemoryEngine::new();
+        old.set(NEXT_ID_KEY, &16400u64.to_be_bytes()).unwrap();
+        let err = check_key_layout(&old).unwrap_err().to_string();
+        assert!(err.contains("key layout 1"), "{err}");
+        let other = qube_storage::MemoryEngine::new();
+        other.set(KEY_LAYOUT_KEY, &9u32.to_be_bytes()).unwrap();
+        assert!(check_key_layout(&other).is_err());
+    }
 }

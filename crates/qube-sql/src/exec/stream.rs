@@ -597,8 +597,8 @@ pub struct FetchBufs {
     /// packed into one word (`PLACE_BITS`) when they fit, else as pairs.
     packed: Vec<u64>,
     order: Vec<(u64, usize)>,
-    /// The rowids' bytes in the order read.
-    keys: Vec<[u8; 8]>,
+    /// The rowids' key bytes (`storage::OrdU64`) in the order read.
+    keys: Vec<storage::OrdU64>,
     /// The rows found, by place in the batch.
     slots: Vec<Option<Row>>,
     /// The only columns to decode, in this (ascending) order, when the
@@ -674,7 +674,7 @@ impl FetchBufs {
         if rowids.is_sorted() {
             // Already in key order (one row, or an index that follows the
             // rowids): read straight into the output.
-            self.keys.extend(rowids.iter().map(|r| r.to_be_bytes()));
+            self.keys.extend(rowids.iter().map(|&r| storage::OrdU64::new(r)));
             return txn.get_each(&prefix, &self.keys, |_, v| {
                 out.push_back(decode(v, spare)?);
                 Ok(())
@@ -693,12 +693,12 @@ impl FetchBufs {
             let rows = rowids.iter().enumerate();
             self.packed.extend(rows.map(|(i, &r)| ((r - low) << PLACE_BITS) | i as u64));
             self.packed.sort_unstable();
-            let keys = self.packed.iter().map(|&p| ((p >> PLACE_BITS) + low).to_be_bytes());
+            let keys = self.packed.iter().map(|&p| storage::OrdU64::new((p >> PLACE_BITS) + low));
             self.keys.extend(keys);
         } else {
             self.order.extend(rowids.iter().enumerate().map(|(i, &r)| (r, i)));
             self.order.sort_unstable_by_key(|&(r, _)| r);
-            self.keys.extend(self.order.iter().map(|&(r, _)| r.to_be_bytes()));
+            self.keys.extend(self.order.iter().map(|&(r, _)| storage::OrdU64::new(r)));
         }
         self.slots.clear();
         self.slots.resize_with(rowids.len(), || None);
@@ -1060,7 +1060,7 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
         row.resize_with(ncols, || Value::Null);
     }
     // After the index prefix (tag and index id).
-    let mut pos = storage::index_prefix(0).len();
+    let mut pos = storage::index_prefix_len(key)?;
     for (c, ty) in &only.cols {
         let v = decode_key(key, &mut pos, ty)?;
         if let Some(slot) = row.get_mut(*c) {
