@@ -27,10 +27,11 @@
 //! ...    free space
 //! start  cells, packed from the end of the page downwards
 //!
-//! leaf cell:     key_len u16 | flags u8 | value_len u32 | key | value
-//!                (flags bit 0: the value is on overflow pages; the value
-//!                 field is then the first overflow page id, u64, and
-//!                 value_len is the whole value's length)
+//! leaf cell:     key_len u16 | value_len u16 | key | value
+//!                (value_len bit 15: the value is on overflow pages; the
+//!                 value field, 12 bytes, is then the first overflow page
+//!                 id u64 and the whole value's length u32. An inline
+//!                 value is at most MAX_INLINE_CELL bytes, far below 2^15)
 //! internal cell: key_len u16 | child u64 | key
 //!                (child holds the keys >= key and < the next cell's key)
 //! ```
@@ -76,11 +77,12 @@ use qube_common::{Error, Result};
 
 pub const PAGE_SIZE: usize = 8192;
 pub const PAGE_MAGIC: [u8; 4] = *b"QBPG";
-/// Version 3: the layout above. Version 2 (never released) took the slot
-/// hints at offset 0 and kept bytes 38..40 reserved; version 1 had 2-byte
-/// slots without hints. Both are refused, not read (as is a file whose
-/// meta page says file format 1 or 2).
-pub const PAGE_FORMAT_VERSION: u16 = 3;
+/// Version 4: the layout above. Version 3 (never released) had a 7-byte
+/// leaf cell header (key_len u16, flags u8, value_len u32); version 2
+/// took the slot hints at offset 0 and kept bytes 38..40 reserved; version
+/// 1 had 2-byte slots without hints. All are refused, not read (as is a
+/// file whose meta page says file format 1, 2 or 3).
+pub const PAGE_FORMAT_VERSION: u16 = 4;
 pub const NODE_HEADER_LEN: usize = 48;
 /// Where a node keeps the length of its keys' common prefix (u16).
 const PREFIX_LEN_AT: usize = 38;
@@ -91,7 +93,11 @@ const NO_KEYS: u16 = u16::MAX;
 pub const SLOT_SIZE: usize = 6;
 /// Bytes available to slots and cells in a node page.
 pub const NODE_USABLE: usize = PAGE_SIZE - NODE_HEADER_LEN;
-pub const LEAF_CELL_HEADER: usize = 7;
+pub const LEAF_CELL_HEADER: usize = 4;
+/// A leaf cell's value_len bit that says the value is on overflow pages.
+const OVERFLOW_BIT: u16 = 0x8000;
+/// The value field of an overflow cell: first page id u64, length u32.
+const OVERFLOW_FIELD: usize = 12;
 pub const INTERNAL_CELL_HEADER: usize = 10;
 /// A leaf cell is stored inline when it is at most this large; otherwise its
 /// value moves to overflow pages. Three such cells (plus slots) fit a page,
@@ -357,8 +363,7 @@ impl<'a> Node<'a> {
                 return Err(corrupt(self.id, "leaf cell header out of bounds"));
             }
             let klen = get_u16(self.p, off) as usize;
-            let flags = self.p[off + 2];
-            let vlen = if flags & 1 != 0 { 8 } else { get_u32(self.p, off + 3) as usize };
+            let vlen = (get_u16(self.p, off + 2) & !OVERFLOW_BIT) as usize;
             LEAF_CELL_HEADER + klen + vlen
         } else {
             if off + INTERNAL_CELL_HEADER > PAGE_SIZE {
@@ -390,8 +395,11 @@ impl<'a> Node<'a> {
         let klen = get_u16(c, 0) as usize;
         let key = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen];
         let rest = &c[LEAF_CELL_HEADER + klen..];
-        let value = if c[2] & 1 != 0 {
-            LeafValue::Overflow { first: get_u64(rest, 0), len: get_u32(c, 3) as u64 }
+        let value = if get_u16(c, 2) & OVERFLOW_BIT != 0 {
+            if rest.len() != OVERFLOW_FIELD {
+                return Err(corrupt(self.id, "overflow cell with a bad value field"));
+            }
+            LeafValue::Overflow { first: get_u64(rest, 0), len: get_u32(rest, 8) as u64 }
         } else {
             LeafValue::Inline(rest)
         };
@@ -824,10 +832,10 @@ fn cell_key(cell: &[u8], leaf: bool) -> &[u8] {
 
 /// Builds a leaf cell into `out`.
 pub fn leaf_cell(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    debug_assert!(value.len() < OVERFLOW_BIT as usize, "inline values are short");
     out.clear();
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.push(0);
-    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(value);
 }
@@ -836,10 +844,10 @@ pub fn leaf_cell(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 pub fn leaf_overflow_cell(out: &mut Vec<u8>, key: &[u8], first: PageId, len: u64) {
     out.clear();
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.push(1);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&(OVERFLOW_BIT | OVERFLOW_FIELD as u16).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
 }
 
 /// Builds an internal cell.
@@ -878,10 +886,11 @@ pub struct Meta {
 }
 
 pub const META_MAGIC: [u8; 8] = *b"QUBEDB\x00\x01";
-/// Version 3: the layouts in this file, with node slot hints taken after
-/// the node's common prefix. Versions 1 (2-byte slots) and 2 (hints at
-/// offset 0) were development formats and are refused with a clear error.
-pub const FILE_FORMAT_VERSION: u32 = 3;
+/// Version 4: the layouts in this file, with node slot hints taken after
+/// the node's common prefix and 4-byte leaf cell headers. Versions 1
+/// (2-byte slots), 2 (hints at offset 0) and 3 (7-byte leaf cell headers)
+/// were development formats and are refused with a clear error.
+pub const FILE_FORMAT_VERSION: u32 = 4;
 
 /// What reading one meta slot found.
 pub enum MetaRead {
@@ -985,6 +994,26 @@ mod tests {
             LeafValue::Overflow { .. } => panic!("inline expected"),
         }
         assert_eq!(n.used(), 3 * SLOT_SIZE + 3 * (LEAF_CELL_HEADER + 1 + 10));
+    }
+
+    #[test]
+    fn overflow_cells_carry_their_first_page_and_length() {
+        let mut p = leaf(6);
+        let (mut cell, mut scratch) = (Vec::new(), Vec::new());
+        leaf_overflow_cell(&mut cell, b"big", 77, 1 << 20);
+        assert_eq!(cell.len(), LEAF_CELL_HEADER + 3 + OVERFLOW_FIELD);
+        NodeMut { p: &mut p }.insert(0, &cell, &mut scratch);
+        leaf_cell(&mut cell, b"small", &[9; 2000]);
+        NodeMut { p: &mut p }.insert(1, &cell, &mut scratch);
+        let n = Node::new(&p, 6).unwrap();
+        let c = n.leaf_cell(0).unwrap();
+        assert_eq!(c.key, b"big");
+        assert!(matches!(c.value, LeafValue::Overflow { first: 77, len: 1048576 }));
+        assert!(matches!(n.leaf_cell(1).unwrap().value, LeafValue::Inline(v) if v == [9; 2000]));
+        // An overflow flag on a value field of another length is corrupt.
+        let off = get_u16(&p[..], NODE_HEADER_LEN) as usize;
+        put_u16(&mut p[..], off + 2, OVERFLOW_BIT | 8);
+        assert!(Node::new(&p, 6).unwrap().leaf_cell(0).is_err());
     }
 
     #[test]
