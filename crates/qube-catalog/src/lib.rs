@@ -24,6 +24,8 @@
 //! Object ids and sequence values are not transactional (as OIDs and
 //! `nextval` are not in PostgreSQL): they live outside MVCC, directly in the
 //! engine under 0x03, so that concurrent DDL never conflicts on a counter.
+//! (`0x03 'kl'` beside them is the SQL layer's: the key layout its tables
+//! and indexes use, `qube_sql::storage::check_key_layout`.)
 //!
 //! # Cache
 //!
