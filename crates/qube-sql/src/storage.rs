@@ -93,100 +93,11 @@ use qube_storage::{Direction, KeyRange};
 use qube_txn::Transaction;
 
 use crate::types::Value;
+pub use crate::types::encoding::OrdU64;
 use crate::types::encoding::{decode_row, encode_key, encode_row};
 
 const TABLE: u8 = 0x10;
 const INDEX: u8 = 0x11;
-
-/// `ord(n)`: the order-preserving, self-delimiting encoding of a u64
-/// that the table and index keys use for ids and rowids. Three ranges,
-/// each with its own tags, so that numbers near 0 and near 2^63 (either
-/// side) are short:
-///
-/// ```text
-/// n < 2^62         0x20+len   n             (len = bytes of n without leading zeros, 0–8)
-/// 2^62 ≤ n < 2^63  0x40-len   !d, d = 2^63-1-n   (len bytes of d; the complement keeps order)
-/// n ≥ 2^63         0x41+len   e, e = n-2^63
-/// ```
-///
-/// Tags run 0x20–0x28, 0x38–0x40, 0x41–0x49: a range's tags sort below
-/// the next range's, a longer payload in a range means a number further
-/// from its centre, and within one tag the big-endian payload sorts as the
-/// number does. So byte order is numeric order, and no encoding is a
-/// prefix of another. Key rowids (`key_rowid`) of 0, 1, 1,000,000 and -1
-/// are `41`, `42 01`, `44 0F 42 40` and `40`; counter rowid 1 is `21 01`.
-#[derive(Clone, Copy)]
-pub struct OrdU64 {
-    len: u8,
-    buf: [u8; 9],
-}
-
-const QUARTER: u64 = 1 << 62;
-const HALF: u64 = 1 << 63;
-
-/// Bytes of `x` without leading zero bytes (0 for 0).
-fn sig_bytes(x: u64) -> usize {
-    (64 - x.leading_zeros() as usize).div_ceil(8)
-}
-
-impl OrdU64 {
-    pub fn new(n: u64) -> OrdU64 {
-        let (tag, payload, len) = if n < QUARTER {
-            let len = sig_bytes(n);
-            (0x20 + len as u8, n, len)
-        } else if n < HALF {
-            let d = HALF - 1 - n;
-            let len = sig_bytes(d);
-            (0x40 - len as u8, !d, len)
-        } else {
-            let e = n - HALF;
-            let len = sig_bytes(e);
-            (0x41 + len as u8, e, len)
-        };
-        let mut buf = [0u8; 9];
-        buf[0] = tag;
-        buf[1..=len].copy_from_slice(&payload.to_be_bytes()[8 - len..]);
-        OrdU64 { len: 1 + len as u8, buf }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
-    }
-
-    /// Decodes the encoding at the start of `b`: (number, bytes it took);
-    /// None if `b` does not start with a valid one.
-    pub fn decode(b: &[u8]) -> Option<(u64, usize)> {
-        let tag = *b.first()?;
-        let len = match tag {
-            0x20..=0x28 => tag - 0x20,
-            0x38..=0x40 => 0x40 - tag,
-            0x41..=0x49 => tag - 0x41,
-            _ => return None,
-        } as usize;
-        let bytes = b.get(1..=len)?;
-        let mut x = 0u64;
-        for &byte in bytes {
-            x = x << 8 | u64::from(byte);
-        }
-        let n = match tag {
-            0x20..=0x28 => Some(x).filter(|&n| n < QUARTER),
-            // The payload is the complement of d's `len` bytes.
-            0x38..=0x40 => {
-                let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
-                let d = !x & mask;
-                (d < QUARTER).then(|| HALF - 1 - d)
-            }
-            _ => Some(HALF + x).filter(|_| x < HALF),
-        }?;
-        Some((n, 1 + len))
-    }
-}
-
-impl AsRef<[u8]> for OrdU64 {
-    fn as_ref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
 
 /// A table's or an index's key prefix, or a row key: at most a tag and two
 /// `OrdU64`s, on the stack.
@@ -658,6 +569,7 @@ pub fn estimate_rows(txn: &mut Transaction, table: u64) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::encoding::{HALF, QUARTER};
     use qube_storage::Engine;
 
     /// Numbers around every boundary of `OrdU64`'s ranges and payload
@@ -672,7 +584,7 @@ mod tests {
         for bits in 1..64 {
             let p = 1u64 << bits;
             for c in [p, HALF.wrapping_add(p), HALF.wrapping_sub(p)] {
-                v.extend([c - 1, c, c + 1]);
+                v.extend([c.wrapping_sub(1), c, c.wrapping_add(1)]);
             }
         }
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

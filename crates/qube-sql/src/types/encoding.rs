@@ -45,7 +45,8 @@
 //! part  := 0x02 (NULL, after every value: PostgreSQL's NULLS LAST)
 //!        | 0x01 body
 //! body  := bool: 0|1
-//!        | any integer: i64 big-endian with the sign bit flipped
+//!        | any integer: its bits with the sign bit flipped, as an `OrdU64`
+//!          (a tag, then its significant bytes: 1–4 bytes for small values)
 //!        | float: f64 bits, sign flipped if positive, all bits if negative
 //!        | numeric: sign (0 neg, 1 zero, 2 pos), then for non-zero values
 //!          exponent (i16 BE, sign flipped; beyond ±32766 an escape 0xFFFF or
@@ -586,8 +587,7 @@ pub fn encode_key(v: &Value, out: &mut Vec<u8>) {
         Value::Null => {}
         Value::Bool(b) => out.push(*b as u8),
         Value::Int2(_) | Value::Int4(_) | Value::Int8(_) => {
-            let i = v.as_i64().unwrap_or(0);
-            out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
+            put_i64_key(v.as_i64().unwrap_or(0), out)
         }
         Value::Float4(_) | Value::Float8(_) => {
             let f = v.as_f64().unwrap_or(0.0);
@@ -660,25 +660,26 @@ pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
         1 => {}
         _ => return Err(bad()),
     }
-    let mut take = |n: usize| -> Result<&[u8]> {
+    let take = |pos: &mut usize, n: usize| -> Result<&[u8]> {
         let s = b.get(*pos..*pos + n).ok_or_else(bad)?;
         *pos += n;
         Ok(s)
     };
-    let int = |s: &[u8]| -> Result<i64> {
-        let a: [u8; 8] = s.try_into().map_err(|_| bad())?;
-        Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+    let int = |pos: &mut usize| -> Result<i64> {
+        let (u, n) = b.get(*pos..).and_then(OrdU64::decode).ok_or_else(bad)?;
+        *pos += n;
+        Ok((u ^ HALF) as i64)
     };
     Ok(match ty {
-        T::SmallInt => Value::Int2(i16::try_from(int(take(8)?)?).map_err(|_| bad())?),
-        T::Integer => Value::Int4(i32::try_from(int(take(8)?)?).map_err(|_| bad())?),
-        T::BigInt => Value::Int8(int(take(8)?)?),
-        T::Date => Value::Date(i32::try_from(int(take(8)?)?).map_err(|_| bad())?),
-        T::Time => Value::Time(int(take(8)?)?),
-        T::Timestamp => Value::Timestamp(int(take(8)?)?),
-        T::TimestampTz => Value::TimestampTz(int(take(8)?)?),
-        T::Boolean => Value::Bool(take(1)?[0] != 0),
-        T::Uuid => Value::Uuid(take(16)?.try_into().map_err(|_| bad())?),
+        T::SmallInt => Value::Int2(i16::try_from(int(pos)?).map_err(|_| bad())?),
+        T::Integer => Value::Int4(i32::try_from(int(pos)?).map_err(|_| bad())?),
+        T::BigInt => Value::Int8(int(pos)?),
+        T::Date => Value::Date(i32::try_from(int(pos)?).map_err(|_| bad())?),
+        T::Time => Value::Time(int(pos)?),
+        T::Timestamp => Value::Timestamp(int(pos)?),
+        T::TimestampTz => Value::TimestampTz(int(pos)?),
+        T::Boolean => Value::Bool(take(pos, 1)?[0] != 0),
+        T::Uuid => Value::Uuid(take(pos, 16)?.try_into().map_err(|_| bad())?),
         T::Text | T::Varchar(_) | T::Char(_) | T::Bytea => {
             // Bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x00.
             let mut out = Vec::new();
@@ -708,8 +709,101 @@ pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
     })
 }
 
+/// An integer's key body: `OrdU64` of its bits with the sign flipped
+/// (order-preserving; small values of either sign take 1–4 bytes).
 fn put_i64_key(i: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(OrdU64::new((i as u64) ^ HALF).as_bytes());
+}
+
+/// `ord(n)`: the order-preserving, self-delimiting encoding of a u64
+/// that the table and index keys use for ids and rowids, and index keys
+/// for integers, dates and times (`encode_key`). Three ranges,
+/// each with its own tags, so that numbers near 0 and near 2^63 (either
+/// side) are short:
+///
+/// ```text
+/// n < 2^62         0x20+len   n             (len = bytes of n without leading zeros, 0–8)
+/// 2^62 ≤ n < 2^63  0x40-len   !d, d = 2^63-1-n   (len bytes of d; the complement keeps order)
+/// n ≥ 2^63         0x41+len   e, e = n-2^63
+/// ```
+///
+/// Tags run 0x20–0x28, 0x38–0x40, 0x41–0x49: a range's tags sort below
+/// the next range's, a longer payload in a range means a number further
+/// from its centre, and within one tag the big-endian payload sorts as the
+/// number does. So byte order is numeric order, and no encoding is a
+/// prefix of another. Key rowids (`key_rowid`) of 0, 1, 1,000,000 and -1
+/// are `41`, `42 01`, `44 0F 42 40` and `40`; counter rowid 1 is `21 01`.
+#[derive(Clone, Copy)]
+pub struct OrdU64 {
+    len: u8,
+    buf: [u8; 9],
+}
+
+pub(crate) const QUARTER: u64 = 1 << 62;
+pub(crate) const HALF: u64 = 1 << 63;
+
+/// Bytes of `x` without leading zero bytes (0 for 0).
+fn sig_bytes(x: u64) -> usize {
+    (64 - x.leading_zeros() as usize).div_ceil(8)
+}
+
+impl OrdU64 {
+    pub fn new(n: u64) -> OrdU64 {
+        let (tag, payload, len) = if n < QUARTER {
+            let len = sig_bytes(n);
+            (0x20 + len as u8, n, len)
+        } else if n < HALF {
+            let d = HALF - 1 - n;
+            let len = sig_bytes(d);
+            (0x40 - len as u8, !d, len)
+        } else {
+            let e = n - HALF;
+            let len = sig_bytes(e);
+            (0x41 + len as u8, e, len)
+        };
+        let mut buf = [0u8; 9];
+        buf[0] = tag;
+        buf[1..=len].copy_from_slice(&payload.to_be_bytes()[8 - len..]);
+        OrdU64 { len: 1 + len as u8, buf }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// Decodes the encoding at the start of `b`: (number, bytes it took);
+    /// None if `b` does not start with a valid one.
+    pub fn decode(b: &[u8]) -> Option<(u64, usize)> {
+        let tag = *b.first()?;
+        let len = match tag {
+            0x20..=0x28 => tag - 0x20,
+            0x38..=0x40 => 0x40 - tag,
+            0x41..=0x49 => tag - 0x41,
+            _ => return None,
+        } as usize;
+        let bytes = b.get(1..=len)?;
+        let mut x = 0u64;
+        for &byte in bytes {
+            x = x << 8 | u64::from(byte);
+        }
+        let n = match tag {
+            0x20..=0x28 => Some(x).filter(|&n| n < QUARTER),
+            // The payload is the complement of d's `len` bytes.
+            0x38..=0x40 => {
+                let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+                let d = !x & mask;
+                (d < QUARTER).then(|| HALF - 1 - d)
+            }
+            _ => (x < HALF).then(|| HALF + x),
+        }?;
+        Some((n, 1 + len))
+    }
+}
+
+impl AsRef<[u8]> for OrdU64 {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
@@ -973,7 +1067,8 @@ mod tests {
             assert_eq!(&decode_key(&k, &mut pos, ty).unwrap(), v);
         }
         assert_eq!(pos, k.len());
-        assert!(decode_key(&k[..5], &mut 0, &T::BigInt).is_err());
+        let big = key(&Value::Int8(i64::MAX));
+        assert!(decode_key(&big[..big.len() - 1], &mut 0, &T::BigInt).is_err());
         assert!(decode_key(&[1, b'a', 0], &mut 0, &T::Text).is_err());
         assert!(!key_decodable(&T::Double) && !key_decodable(&T::Numeric(None)));
     }
@@ -994,11 +1089,36 @@ mod tests {
         for w in vals.windows(2) {
             assert!(key(&w[0]) < key(&w[1]), "{} < {}", w[0], w[1]);
         }
-        let ints = [i64::MIN, -5, -1, 0, 1, 300, i64::MAX];
-        for w in ints.windows(2) {
-            assert!(key(&Value::Int8(w[0])) < key(&Value::Int8(w[1])));
+        // Integers at every byte boundary, both signs: in order, prefix-free
+        // (a composite key's next column follows directly), decoded back,
+        // and short when small (tag 0x01, OrdU64's tag, significant bytes).
+        let mut ints = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+        for bits in [7u32, 8, 15, 16, 31, 32, 47, 62] {
+            let p = 1i64 << bits;
+            ints.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
         }
+        ints.sort_unstable();
+        ints.dedup();
+        for w in ints.windows(2) {
+            let (a, b) = (key(&Value::Int8(w[0])), key(&Value::Int8(w[1])));
+            assert!(a < b && !b.starts_with(&a), "{} < {}", w[0], w[1]);
+        }
+        for i in ints {
+            let k = key(&Value::Int8(i));
+            let mut pos = 0;
+            let ty = qube_common::types::DataType::BigInt;
+            assert_eq!(decode_key(&k, &mut pos, &ty).unwrap(), Value::Int8(i));
+            assert_eq!(pos, k.len());
+        }
+        assert_eq!(key(&Value::Int8(0)).len(), 2);
+        assert_eq!(key(&Value::Int4(1_000_000)).len(), 5);
+        assert_eq!(key(&Value::Int4(-300)).len(), 4);
         assert_eq!(key(&Value::Int4(5)), key(&Value::Int8(5)));
+        assert_eq!(key(&Value::Int2(-5)), key(&Value::Int8(-5)));
+        // A key cut inside an integer is an error, not a misread.
+        let k = key(&Value::Int4(70_000));
+        let ty = qube_common::types::DataType::Integer;
+        assert!(decode_key(&k[..k.len() - 1], &mut 0, &ty).is_err());
         let floats = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-300, 3.0, f64::INFINITY, f64::NAN];
         for w in floats.windows(2) {
             assert!(key(&Value::Float8(w[0])) <= key(&Value::Float8(w[1])), "{w:?}");
