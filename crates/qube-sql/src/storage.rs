@@ -112,10 +112,11 @@ impl KeyBytes {
         let mut k = KeyBytes { len: 1, buf: [0; 19] };
         k.buf[0] = tag;
         for p in parts {
-            let b = p.as_bytes();
+            // All nine bytes (a fixed-size copy; the buffer has room for
+            // a tag and two), of which the encoding's length counts.
             let at = k.len as usize;
-            k.buf[at..at + b.len()].copy_from_slice(b);
-            k.len += b.len() as u8;
+            k.buf[at..at + 9].copy_from_slice(&p.buf);
+            k.len += p.len;
         }
         k
     }
@@ -215,7 +216,7 @@ pub fn index_key_into<'v>(
         encode_key(v, k);
     }
     if !unique || has_null {
-        k.extend_from_slice(OrdU64::new(rowid).as_bytes());
+        OrdU64::new(rowid).put(k);
     }
 }
 

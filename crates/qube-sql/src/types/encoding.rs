@@ -712,7 +712,7 @@ pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
 /// An integer's key body: `OrdU64` of its bits with the sign flipped
 /// (order-preserving; small values of either sign take 1–4 bytes).
 fn put_i64_key(i: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(OrdU64::new((i as u64) ^ HALF).as_bytes());
+    OrdU64::new((i as u64) ^ HALF).put(out);
 }
 
 /// `ord(n)`: the order-preserving, self-delimiting encoding of a u64
@@ -735,8 +735,8 @@ fn put_i64_key(i: i64, out: &mut Vec<u8>) {
 /// are `41`, `42 01`, `44 0F 42 40` and `40`; counter rowid 1 is `21 01`.
 #[derive(Clone, Copy)]
 pub struct OrdU64 {
-    len: u8,
-    buf: [u8; 9],
+    pub(crate) len: u8,
+    pub(crate) buf: [u8; 9],
 }
 
 pub(crate) const QUARTER: u64 = 1 << 62;
@@ -761,10 +761,23 @@ impl OrdU64 {
             let len = sig_bytes(e);
             (0x41 + len as u8, e, len)
         };
+        // The payload's `len` low bytes first, then zeros: a fixed-size
+        // store (a copy of `len` bytes would be a `memcpy` call, per key
+        // of every hash join and GROUP BY over integers).
         let mut buf = [0u8; 9];
         buf[0] = tag;
-        buf[1..=len].copy_from_slice(&payload.to_be_bytes()[8 - len..]);
+        let shifted = payload.checked_shl(8 * (8 - len as u32)).unwrap_or(0);
+        buf[1..].copy_from_slice(&shifted.to_be_bytes());
         OrdU64 { len: 1 + len as u8, buf }
+    }
+
+    /// Appends the encoding to `out`: all nine bytes, then truncated to its
+    /// length, so that the copy has a fixed size.
+    #[inline(always)]
+    pub fn put(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&self.buf);
+        out.truncate(at + self.len as usize);
     }
 
     pub fn as_bytes(&self) -> &[u8] {
