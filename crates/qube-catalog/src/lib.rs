@@ -64,7 +64,9 @@ pub enum Namespace {
 const OBJECT_PREFIX: &[u8] = b"\x00co";
 const NAME_PREFIX: &[u8] = b"\x00cn";
 /// Engine keys (outside MVCC) of the non-transactional counters.
-const NEXT_ID_KEY: &[u8] = b"\x03id";
+/// The object-id counter (`next_id`): present once any object exists,
+/// which the SQL layer's key-layout check relies on.
+pub const NEXT_ID_KEY: &[u8] = b"\x03id";
 const SEQUENCE_PREFIX: &[u8] = b"\x03sq";
 
 fn object_key(id: ObjectId) -> Vec<u8> {

@@ -166,9 +166,6 @@ pub const KEY_LAYOUT: u32 = 2;
 /// Where an instance records its key layout: outside MVCC, beside the
 /// catalog's object-id counter (`qube_catalog`'s 0x03 keys).
 const KEY_LAYOUT_KEY: &[u8] = b"\x03kl";
-/// The catalog's object-id counter: present once any object exists, so
-/// its presence without a layout record means data of layout 1.
-const NEXT_ID_KEY: &[u8] = b"\x03id";
 
 /// Called before the catalog opens: a new instance records `KEY_LAYOUT`;
 /// an existing one must have recorded it. Data of another layout would be
@@ -179,12 +176,17 @@ pub fn check_key_layout(engine: &dyn qube_storage::Engine) -> Result<()> {
         Some(v) => Err(Error::user(
             "XX000",
             format!(
-                "this data directory has key layout {:?}; this build of QubeDB reads layout \
+                "this data directory has key layout {}; this build of QubeDB reads layout \
                  {KEY_LAYOUT} only",
-                v.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes)
+                <[u8; 4]>::try_from(v.as_slice()).map_or_else(
+                    |_| format!("record {v:02x?}"),
+                    |b| u32::from_be_bytes(b).to_string()
+                )
             ),
         )),
-        None if engine.get(NEXT_ID_KEY)?.is_some() => Err(Error::user(
+        // The catalog's object-id counter exists once any object does: data
+        // without a layout record is then of layout 1.
+        None if engine.get(qube_catalog::NEXT_ID_KEY)?.is_some() => Err(Error::user(
             "XX000",
             "this data directory was written by an earlier development build of QubeDB \
              (fixed-width row keys, key layout 1); this build reads key layout 2 only, \
@@ -676,11 +678,12 @@ mod tests {
         check_key_layout(&e).unwrap();
         check_key_layout(&e).unwrap();
         let old = qube_storage::MemoryEngine::new();
-        old.set(NEXT_ID_KEY, &16400u64.to_be_bytes()).unwrap();
+        old.set(qube_catalog::NEXT_ID_KEY, &16400u64.to_be_bytes()).unwrap();
         let err = check_key_layout(&old).unwrap_err().to_string();
         assert!(err.contains("key layout 1"), "{err}");
         let other = qube_storage::MemoryEngine::new();
         other.set(KEY_LAYOUT_KEY, &9u32.to_be_bytes()).unwrap();
-        assert!(check_key_layout(&other).is_err());
+        let err = check_key_layout(&other).unwrap_err().to_string();
+        assert!(err.contains("has key layout 9;"), "{err}");
     }
 }

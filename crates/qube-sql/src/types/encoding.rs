@@ -164,37 +164,28 @@ fn short_value(ty: u8, i: i64) -> Value {
     }
 }
 
+/// An integer of a type whose full form is `(tag, width)` and whose short
+/// forms are `(first tag, widest)`: in the fewest bytes that hold it. The
+/// payload is copied as all eight bytes and then truncated, a fixed-size
+/// copy (a copy of a variable length is a `memcpy` call, per integer of
+/// every row written).
+#[inline(always)]
+fn put_int(out: &mut Vec<u8>, i: i64, (tag, width): (u8, usize), (first, widest): (u8, usize)) {
+    let k = int_width(i);
+    let (tag, len) = if k <= widest { (first - 1 + k as u8, k) } else { (tag, width) };
+    out.push(tag);
+    let at = out.len();
+    out.extend_from_slice(&i.to_le_bytes());
+    out.truncate(at + len);
+}
+
 fn encode_value(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.push(0),
         Value::Bool(b) => out.push(1 + *b as u8),
-        Value::Int2(i) => match int_width(i64::from(*i)) {
-            1 => out.extend_from_slice(&[SHORT_INT2, *i as u8]),
-            _ => {
-                out.push(3);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-        },
-        Value::Int4(i) => match int_width(i64::from(*i)) {
-            k @ 1..=3 => {
-                out.push(SHORT_INT4 - 1 + k as u8);
-                out.extend_from_slice(&i.to_le_bytes()[..k]);
-            }
-            _ => {
-                out.push(4);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-        },
-        Value::Int8(i) => match int_width(*i) {
-            k @ 1..=7 => {
-                out.push(SHORT_INT8 - 1 + k as u8);
-                out.extend_from_slice(&i.to_le_bytes()[..k]);
-            }
-            _ => {
-                out.push(5);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-        },
+        Value::Int2(i) => put_int(out, i64::from(*i), (3, 2), (SHORT_INT2, 1)),
+        Value::Int4(i) => put_int(out, i64::from(*i), (4, 4), (SHORT_INT4, 3)),
+        Value::Int8(i) => put_int(out, *i, (5, 8), (SHORT_INT8, 7)),
         Value::Float4(f) => {
             out.push(6);
             out.extend_from_slice(&f.to_le_bytes());
@@ -448,7 +439,6 @@ pub fn peek_int(b: &[u8], col: usize) -> Result<IntCell> {
             Some(3) => pos += 3,
             Some(4) => pos += 5,
             Some(5) => pos += 9,
-            Some(&t) if short_int(t).is_some() => pos += 1 + short_int(t).map_or(0, |x| x.1),
             _ => {
                 if !skip_value(b, &mut pos)? {
                     decode_value(b, &mut pos, 0)?;
