@@ -237,7 +237,7 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
                 if cols.is_none() {
                     cols = Some(columns.to_vec());
                 }
-                write_row(&row, count > 0, &mut rows);
+                write_row(row, count > 0, &mut rows);
                 count += 1;
                 Ok(())
             },

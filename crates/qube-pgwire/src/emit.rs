@@ -293,7 +293,7 @@ impl Emitter {
     }
 
     /// One result row.
-    pub fn row(&mut self, cols: &[Column], row: Vec<Value>) -> Result<()> {
+    pub fn row(&mut self, cols: &[Column], row: &[Value]) -> Result<()> {
         if self.describe && !self.described {
             self.described = true;
             row_description(&mut self.buf, cols, &self.formats);
@@ -301,10 +301,10 @@ impl Emitter {
         match &mut self.collected {
             Some(c) => {
                 let mut b = BytesMut::new();
-                encode_row(&mut b, cols, &row, &self.formats)?;
+                encode_row(&mut b, cols, row, &self.formats)?;
                 c.push(b);
             }
-            None => encode_row(&mut self.buf, cols, &row, &self.formats)?,
+            None => encode_row(&mut self.buf, cols, row, &self.formats)?,
         }
         self.rows += 1;
         self.maybe_send()
@@ -319,7 +319,7 @@ impl Emitter {
             self.described = true;
             row_description(&mut self.buf, &columns, &self.formats);
         }
-        for row in rows {
+        for row in &rows {
             self.row(&columns, row)?;
         }
         if self.collected.is_none() {

@@ -780,8 +780,10 @@ impl Names<'_> {
     }
 }
 
-/// Where `Session::execute_streaming` sends result rows.
-pub type RowSink<'a> = dyn FnMut(&[Column], Vec<Value>) -> Result<()> + 'a;
+/// Where `Session::execute_streaming` sends result rows. The row is
+/// lent: the executor decodes the next row into the same buffers (a
+/// sink that keeps a row copies it, `row.to_vec()`).
+pub type RowSink<'a> = dyn FnMut(&[Column], &[Value]) -> Result<()> + 'a;
 
 /// PostgreSQL's default `search_path`.
 pub const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
@@ -1414,7 +1416,7 @@ impl Session {
         let mut counting;
         let sink = match sink {
             Some(f) => {
-                counting = |c: &[Column], row: Vec<Value>| {
+                counting = |c: &[Column], row: &[Value]| {
                     returned += 1;
                     f(c, row)
                 };
@@ -2778,7 +2780,9 @@ fn run_statement(
                 let mut rows = exec::stream::open(&mut ctx, &q.plan, None)?;
                 let mut n = 0u64;
                 while let Some(r) = rows.next(&mut ctx)? {
-                    sink(&columns, r)?;
+                    sink(&columns, &r)?;
+                    // The scan below decodes a later row into it.
+                    rows.recycle(r);
                     n += 1;
                 }
                 return Ok(QueryResult { columns, rows: Vec::new(), tag: select_tag(n) });

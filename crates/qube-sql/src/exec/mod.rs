@@ -585,45 +585,12 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             Ok(out)
         }
         Plan::Limit { input, limit, offset } => {
-            let count = |ctx: &mut Ctx,
-                         e: &Option<Expr>,
-                         what: &str,
-                         code: &'static str|
-             -> Result<Option<usize>> {
-                match e {
-                    None => Ok(None),
-                    Some(e) => match eval(ctx, e, &[])? {
-                        Value::Null => Ok(None),
-                        v => {
-                            let n = v.as_i64().unwrap_or(0);
-                            if n < 0 {
-                                return Err(Error::user(
-                                    code,
-                                    format!("{what} must not be negative"),
-                                ));
-                            }
-                            Ok(Some(n as usize))
-                        }
-                    },
-                }
-            };
-            let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
-            let lim = count(ctx, limit, "LIMIT", "2201W")?;
+            let (off, lim) = limit_counts(ctx, limit, offset)?;
             let need = lim.map(|l| l.saturating_add(off));
             if !sorted_below(input) {
                 // Pull only the rows needed from the input.
-                let mut s = stream::open(ctx, input, need)?;
-                // Room for the rows a small LIMIT keeps, up front.
-                let room = lim.unwrap_or(0).min(stream::MAX_BATCH);
-                let (mut seen, mut out) = (0usize, Vec::with_capacity(room));
-                while need.is_none_or(|n| seen < n) {
-                    let Some(r) = s.next(ctx)? else { break };
-                    seen += 1;
-                    if seen > off {
-                        out.push(r);
-                    }
-                }
-                return Ok(out);
+                let s = stream::open(ctx, input, need)?;
+                return stream::Stream::Limit(Box::new(s), off, lim).collect(ctx);
             }
             // Top-N: a sort below only needs its first off + lim rows.
             let rows = run_limited(ctx, input, need)?;
@@ -838,7 +805,31 @@ pub(crate) fn join_keys(on: &Expr, lw: usize) -> (Vec<Expr>, Vec<Expr>) {
 }
 
 /// A sort, possibly under a projection: what `run_limited` cuts short.
-fn sorted_below(plan: &Plan) -> bool {
+/// The OFFSET and LIMIT of a `Plan::Limit`, evaluated: (rows to skip,
+/// rows to keep; None for no limit or LIMIT NULL).
+pub(crate) fn limit_counts(
+    ctx: &mut Ctx,
+    limit: &Option<Expr>,
+    offset: &Option<Expr>,
+) -> Result<(usize, Option<usize>)> {
+    let count = |ctx: &mut Ctx, e: &Option<Expr>, what: &str, code: &'static str| {
+        let Some(e) = e else { return Ok(None) };
+        match eval(ctx, e, &[])? {
+            Value::Null => Ok(None),
+            v => {
+                let n = v.as_i64().unwrap_or(0);
+                if n < 0 {
+                    return Err(Error::user(code, format!("{what} must not be negative")));
+                }
+                Ok(Some(n as usize))
+            }
+        }
+    };
+    let off = count(ctx, offset, "OFFSET", "2201X")?.unwrap_or(0);
+    Ok((off, count(ctx, limit, "LIMIT", "2201W")?))
+}
+
+pub(crate) fn sorted_below(plan: &Plan) -> bool {
     match plan {
         Plan::Sort { .. } => true,
         Plan::Project { input, .. } => matches!(input.as_ref(), Plan::Sort { .. }),

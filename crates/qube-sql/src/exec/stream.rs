@@ -89,9 +89,9 @@ pub enum Stream<'p> {
         ncols: usize,
         batch: usize,
         need: Need,
-        spare: Vec<Row>,
         /// The batch's rowids and rows (`Fetch::out`, which an index-only
-        /// scan fills too), and the buffers of their fetch, reused.
+        /// scan fills too), the rows handed back (`FetchBufs::spare`), and
+        /// the buffers of their fetch, reused.
         fetch: Fetch,
         /// An index-only scan's columns (`plan::indexonly`): rows are
         /// decoded from the entries.
@@ -102,6 +102,9 @@ pub enum Stream<'p> {
     /// Rows read back from a temporary file.
     Spilled(super::spill::SpillReader),
     Filter(Box<Stream<'p>>, &'p Expr),
+    /// LIMIT and OFFSET over an unsorted input: the rows still to skip,
+    /// then the rows still to hand out (None: all).
+    Limit(Box<Stream<'p>>, usize, Option<usize>),
     /// The flag: every expression is a distinct column of the input row,
     /// so the values are moved out of it (the row is recycled right
     /// after) instead of cloned.
@@ -268,6 +271,16 @@ pub fn open_cols<'p>(
         Plan::Aggregate { input, group_by, aggs, sets } if sets.is_empty() => {
             super::aggregate_plan(ctx, input, group_by, aggs)?
         }
+        Plan::Limit { input, limit, offset } if !super::sorted_below(input) => {
+            let (off, lim) = super::limit_counts(ctx, limit, offset)?;
+            // Only the rows the limit hands out, of those the caller wants.
+            let rows = lim.map(|l| l.saturating_add(off));
+            let want = match (want, rows) {
+                (Some(w), Some(r)) => Some(w.min(r)),
+                (w, r) => w.or(r),
+            };
+            Stream::Limit(Box::new(open_cols(ctx, input, want, need)?), off, lim)
+        }
         Plan::Sort { input, keys } => {
             // The sort reads the caller's columns and its keys' columns.
             let width = super::plan_width(input, None);
@@ -382,7 +395,7 @@ pub fn open_scan<'p>(
                     if *reverse {
                         f.rowids.reverse();
                     }
-                    f.rows(ctx.txn, table.id, ncols, need.as_deref(), &mut Vec::new())?;
+                    f.rows(ctx.txn, table.id, ncols, need.as_deref())?;
                     Stream::Rows(Vec::from(std::mem::take(&mut f.out)).into_iter())
                 }
                 Lookup::Range(range) => {
@@ -393,7 +406,6 @@ pub fn open_scan<'p>(
                         ncols,
                         batch: first_batch(want),
                         need,
-                        spare: Vec::new(),
                         fetch: Fetch::new(),
                         only,
                     }
@@ -461,9 +473,9 @@ impl Stream<'_> {
                 }
                 Ok(buf.pop_front())
             }
-            Stream::Index { cursor, table, ncols, batch, need, spare, fetch, only } => {
+            Stream::Index { cursor, table, ncols, batch, need, fetch, only } => {
                 if let Some(only) = only {
-                    let FetchBufs { out: buf, entry_key, entry_from, .. } = fetch.bufs();
+                    let FetchBufs { out: buf, entry_key, entry_from, spare, .. } = fetch.bufs();
                     if buf.is_empty() && !cursor.is_done() {
                         let ncols = *ncols;
                         // Room for the batch at once (LIMIT 10 grew it 3 times).
@@ -493,7 +505,7 @@ impl Stream<'_> {
                         Ok(())
                     })?;
                     *batch = (*batch * 2).min(MAX_BATCH);
-                    f.rows(ctx.txn, *table, *ncols, need.as_deref(), spare)?;
+                    f.rows(ctx.txn, *table, *ncols, need.as_deref())?;
                 }
                 Ok(f.out.pop_front())
             }
@@ -506,9 +518,25 @@ impl Stream<'_> {
                         if truthy(&eval(ctx, predicate, &r)?) {
                             return Ok(Some(r));
                         }
+                        input.recycle(r);
                     }
                 }
             },
+            Stream::Limit(input, skip, left) => {
+                while *skip > 0 {
+                    let Some(r) = input.next(ctx)? else { return Ok(None) };
+                    *skip -= 1;
+                    input.recycle(r);
+                }
+                if *left == Some(0) {
+                    return Ok(None);
+                }
+                let r = input.next(ctx)?;
+                if let Some(n) = left {
+                    *n -= 1;
+                }
+                Ok(r)
+            }
             Stream::Project(input, exprs, moves) => match input.next(ctx)? {
                 None => Ok(None),
                 Some(mut r) => {
@@ -548,12 +576,20 @@ impl Stream<'_> {
     /// allocates about one batch of rows, not one per row).
     pub fn recycle(&mut self, row: Row) {
         match self {
-            Stream::Table { spare, .. } | Stream::Index { spare, .. } => {
+            Stream::Table { spare, .. } => {
                 if spare.len() < MAX_BATCH {
                     spare.push(row);
                 }
             }
-            Stream::Filter(input, _) | Stream::Project(input, _, _) => input.recycle(row),
+            Stream::Index { fetch, .. } => {
+                let spare = &mut fetch.bufs().spare;
+                if spare.len() < MAX_BATCH {
+                    spare.push(row);
+                }
+            }
+            Stream::Filter(input, _) | Stream::Project(input, _, _) | Stream::Limit(input, ..) => {
+                input.recycle(row)
+            }
             Stream::Rows(_) | Stream::One(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
         }
     }
@@ -604,7 +640,16 @@ pub struct FetchBufs {
     /// The only columns to decode, in this (ascending) order, when the
     /// scan stands for a projection of them (`Stream::select_columns`).
     select: Option<Vec<usize>>,
+    /// Rows the consumer handed back (`Stream::recycle`), decoded into
+    /// again instead of allocating a row per row. They outlive the scan
+    /// (emptied, up to `SPARE_ROWS`, with the thread's spare buffers), so
+    /// that a query run again and again (a prepared LIMIT 10 streamed to
+    /// its caller) allocates no rows at all.
+    spare: Vec<Row>,
 }
+
+/// The rows a dropped fetch keeps for the thread's next one.
+const SPARE_ROWS: usize = 128;
 
 std::thread_local! {
     /// The buffers of the last `Fetch` this thread dropped, empty.
@@ -635,6 +680,9 @@ impl Drop for Fetch {
         b.out.clear();
         b.slots.clear();
         b.select = None;
+        // Emptied (a row may hold long values), and only so many.
+        b.spare.truncate(SPARE_ROWS);
+        b.spare.iter_mut().for_each(Vec::clear);
         let _ = SPARE_FETCH.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 *s = Some(b);
@@ -645,7 +693,7 @@ impl Drop for Fetch {
 
 impl FetchBufs {
     /// Appends to `self.out` the visible rows of `table` that `self.rowids`
-    /// name, in their order, each decoded into a row from `spare` if there
+    /// name, in their order, each decoded into a row from `self.spare` if there
     /// is one. The rows are read in rowid (key) order through one
     /// `Transaction::get_each`, whose seeks then share their way down the
     /// tree, and put back in the batch's order: the index's order, which
@@ -656,8 +704,8 @@ impl FetchBufs {
         table: u64,
         ncols: usize,
         need: Option<&[bool]>,
-        spare: &mut Vec<Row>,
     ) -> Result<()> {
+        let spare = &mut self.spare;
         let select = self.select.as_deref();
         let width = select.map_or(ncols, |s| s.len());
         let decode = |v: &[u8], spare: &mut Vec<Row>| -> Result<Row> {

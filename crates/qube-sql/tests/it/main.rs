@@ -872,7 +872,7 @@ fn results_can_be_streamed() {
             if names.is_empty() {
                 names = cols.iter().map(|c| c.name.clone()).collect();
             }
-            streamed.push(row);
+            streamed.push(row.to_vec());
             Ok(())
         })
         .unwrap();
@@ -893,7 +893,7 @@ fn results_can_be_streamed() {
     let p = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
     let mut got = Vec::new();
     s.execute_prepared_streaming(&p, &[Value::Int4(42)], &mut |_, row| {
-        got.push(row);
+        got.push(row.to_vec());
         Ok(())
     })
     .unwrap();
@@ -901,6 +901,56 @@ fn results_can_be_streamed() {
     let r =
         s.execute_streaming("UPDATE t SET v = 'x' WHERE id < 3", &[], &mut |_, _| Ok(())).unwrap();
     assert_eq!(r[0].tag, "UPDATE 2");
+}
+
+/// Rows lent to a streaming receiver are decoded into again for later
+/// rows (`Stream::recycle`): what the receiver copied stays what
+/// `execute` collects, through filters, projections, LIMIT and OFFSET, over
+/// table scans, index scans and index-only scans, and across executions of
+/// one prepared statement (whose rows come from the thread's spare ones).
+#[test]
+fn streamed_rows_survive_their_buffers_reuse() {
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute("CREATE TABLE t(id int PRIMARY KEY, g int, v text, n int)").unwrap();
+    s.execute("CREATE INDEX t_g ON t (g)").unwrap();
+    s.execute(
+        "INSERT INTO t SELECT i, i % 97, repeat('x', i % 50) || i, CASE WHEN i % 5 = 0 THEN NULL ELSE i END \
+         FROM generate_series(1, 3000) i",
+    )
+    .unwrap();
+    let queries = [
+        "SELECT * FROM t WHERE n IS NULL LIMIT 40 OFFSET 7",
+        "SELECT v, id FROM t WHERE id % 3 = 0 LIMIT 2000",
+        "SELECT id, v FROM t WHERE g = 5 OFFSET 3",
+        "SELECT g, id FROM t ORDER BY g DESC LIMIT 25 OFFSET 10",
+        "SELECT g FROM t ORDER BY g LIMIT 1500",
+        "SELECT id, n FROM t WHERE g BETWEEN 3 AND 9 AND n > 100 LIMIT 50",
+        "SELECT * FROM t LIMIT 0",
+        "SELECT * FROM t LIMIT NULL OFFSET 2990",
+        "SELECT upper(v), id + 1 FROM t WHERE g < 4 LIMIT 300 OFFSET 1",
+    ];
+    for q in queries {
+        let want = s.execute(q).unwrap().remove(0).rows;
+        let p = s.prepare(q).unwrap();
+        for _ in 0..3 {
+            let mut got = Vec::new();
+            let r = s
+                .execute_prepared_streaming(&p, &[], &mut |_, row| {
+                    got.push(row.to_vec());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(got, want, "{q}");
+            assert_eq!(r[0].tag, format!("SELECT {}", want.len()), "{q}");
+        }
+    }
+    assert_eq!(s.execute("SELECT g FROM t ORDER BY g LIMIT 1500").unwrap()[0].rows.len(), 1500);
+    for (q, code) in [("SELECT * FROM t LIMIT -1", "2201W"), ("SELECT * FROM t OFFSET -1", "2201X")]
+    {
+        let e = s.execute_streaming(q, &[], &mut |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.sqlstate(), code, "{q}");
+    }
 }
 
 /// A prepared INSERT binds once, and again after any DDL: new columns,
