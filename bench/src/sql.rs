@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use qube_sql::{Database, Session, Value};
+use qube_sql::{Database, Prepared, Session, Value};
 use qube_storage::{BTreeEngine, Options};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
 
 #[derive(clap::Args, Clone)]
@@ -70,6 +71,41 @@ fn rng(seed: &mut u64) -> u64 {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
     *seed
+}
+
+/// Runs a prepared query in QubeDB, each row lent to `f` as the executor
+/// produces it (`Session::execute_prepared_streaming`), as rusqlite lends
+/// SQLite's rows to its caller; returns the number of rows.
+fn qube_rows(
+    q: &mut Session,
+    p: &Prepared,
+    params: &[Value],
+    mut f: impl FnMut(&[Value]),
+) -> Result<usize> {
+    let mut n = 0;
+    q.execute_prepared_streaming(p, params, &mut |_, row| {
+        f(row);
+        n += 1;
+        Ok(())
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(n)
+}
+
+/// The length of a text value (0 for anything else).
+fn text_len(v: &Value) -> usize {
+    match v {
+        Value::Text(s) => s.len(),
+        _ => 0,
+    }
+}
+
+/// The length of a text value SQLite lends (0 for anything else).
+fn lite_text_len(v: ValueRef) -> usize {
+    match v {
+        ValueRef::Text(s) => s.len(),
+        _ => 0,
+    }
 }
 
 fn rate(n: u64, t: Instant) -> f64 {
@@ -221,16 +257,18 @@ pub fn main(args: SqlArgs) -> Result<()> {
             2000,
             |r| {
                 for id in &ids[r] {
-                    let name: String = ls.query_row(params![id], |r| r.get(0))?;
-                    ensure!(name.len() > 5, "bad name");
+                    // Each engine's values are read where it lends them.
+                    let name = ls.query_row(params![id], |r| Ok(lite_text_len(r.get_ref(0)?)))?;
+                    ensure!(name > 5, "bad name");
                 }
                 Ok(())
             },
             |r| {
                 for id in &ids[r] {
-                    let r =
-                        q.execute_prepared(&qs, &[Value::Int8(*id)]).map_err(|e| anyhow!("{e}"))?;
-                    ensure!(r[0].rows.len() == 1, "point select found {} rows", r[0].rows.len());
+                    let mut name = 0;
+                    let n =
+                        qube_rows(&mut q, &qs, &[Value::Int8(*id)], |r| name = text_len(&r[0]))?;
+                    ensure!(n == 1 && name > 5, "point select found {n} rows");
                 }
                 Ok(())
             },
@@ -262,8 +300,8 @@ pub fn main(args: SqlArgs) -> Result<()> {
                     let mut n = 0;
                     let mut rows = ls.query(params![s, s + 99])?;
                     while let Some(r) = rows.next()? {
-                        let (_id, name): (i64, String) = (r.get(0)?, r.get(1)?);
-                        ensure!(name.len() > 5, "bad name");
+                        let (_id, name): (i64, usize) = (r.get(0)?, lite_text_len(r.get_ref(1)?));
+                        ensure!(name > 5, "bad name");
                         n += 1;
                     }
                     ensure!(n == 100, "sqlite range found {n} rows");
@@ -272,10 +310,11 @@ pub fn main(args: SqlArgs) -> Result<()> {
             },
             |r| {
                 for s in &starts[r] {
-                    let r = q
-                        .execute_prepared(&qs, &[Value::Int8(*s), Value::Int8(s + 99)])
-                        .map_err(|e| anyhow!("{e}"))?;
-                    ensure!(r[0].rows.len() == 100, "qubedb range found {} rows", r[0].rows.len());
+                    let mut bad = 0;
+                    let n = qube_rows(&mut q, &qs, &[Value::Int8(*s), Value::Int8(s + 99)], |r| {
+                        bad += usize::from(r[0].as_i64().is_none() || text_len(&r[1]) <= 5);
+                    })?;
+                    ensure!(n == 100 && bad == 0, "qubedb range found {n} rows ({bad} bad)");
                 }
                 Ok(())
             },
@@ -346,8 +385,15 @@ pub fn main(args: SqlArgs) -> Result<()> {
             },
             |r| {
                 for _ in r {
-                    let r = q.execute_prepared(&qs, &[]).map_err(|e| anyhow!("{label}: {e}"))?;
-                    ensure!(r[0].rows.len() == expect, "qubedb {label}: {} rows", r[0].rows.len());
+                    // Every value of every row is read (all integers here).
+                    let mut bad = 0;
+                    let n = qube_rows(&mut q, &qs, &[], |r| {
+                        bad += r.iter().filter(|v| v.as_i64().is_none()).count();
+                    })?;
+                    ensure!(
+                        n == expect && bad == 0,
+                        "qubedb {label}: {n} rows ({bad} not integers)"
+                    );
                 }
                 Ok(())
             },
