@@ -5476,8 +5476,13 @@ fn expand_array_fields(elem: DataType) -> Vec<(String, DataType)> {
 /// Functions of uuid, json/jsonb and arrays (`None`: not one of them).
 fn type_function(name: &str, mut args: Vec<B>) -> Result<Option<B>> {
     let n = args.len();
-    let json_ty =
-        |name: &str| if name.starts_with("jsonb") { DataType::Jsonb } else { DataType::Json };
+    let json_ty = |name: &str| {
+        if name.starts_with("jsonb") || name == "to_jsonb" {
+            DataType::Jsonb
+        } else {
+            DataType::Json
+        }
+    };
     let f =
         |func: Func, args: Vec<Expr>, ty: DataType| Ok(Some(B::new(Expr::Func { func, args }, ty)));
     let text = DataType::Text;
