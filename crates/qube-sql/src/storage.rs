@@ -12,16 +12,25 @@
 //! number is mostly zero bytes, which the MVCC layer doubles
 //! (`qube_txn::keys` escapes 0x00 as 0x00 0xFF): `bench sql`'s row key
 //! (table 16384-ish, rowid of an integer key below 2^24) was 17 bytes and
-//! 40 as an MVCC version key; it is 8 and 19. With the row's value, a
+//! 40 as an MVCC version key; it is 8 and 19 (17 since key layout 3,
+//! below). With the row's value, a
 //! cell header and a slot, a row took ~84 bytes of a leaf and takes ~56
 //! (with the 4-byte cell header of page format 4 and the short integers
 //! of `types::encoding`'s rows), so a lookup of rows scattered over the
 //! table meets a third fewer pages. Index keys encode integer columns
 //! with the same `OrdU64` (`encode_key`).
 //!
+//! Both keyspaces are prefix-free (every part of a key delimits itself,
+//! and a unique index's key without the rowid differs from one with it in
+//! the NULL column's tag), which lets `qube_txn` store their keys in its
+//! version keys as they are (`qube_txn::keys::PREFIX_FREE`), without its
+//! escape and terminator: `bench sql`'s row version key is 17 bytes, and an
+//! index-only scan reads an entry's key without unescaping it.
+//!
 //! Key layout 1 (fixed-width big-endian ids and rowids) was never
-//! recorded; layout 2 is recorded at creation, and a data directory of
-//! layout 1 is refused at open (`check_key_layout`), not misread.
+//! recorded; layout 2 (`OrdU64`) and 3 (unescaped in MVCC) are recorded at
+//! creation, and a data directory of another layout is refused at open
+//! (`check_key_layout`), not misread.
 //!
 //! Every row has a rowid, unique in its table. A unique index's key is its
 //! columns alone, so a second row with the same key finds the first
@@ -160,9 +169,11 @@ pub fn index_prefix_len(key: &[u8]) -> Result<usize> {
         .ok_or_else(|| Error::Internal("bad index entry key".into()))
 }
 
-/// The key layout this build writes: 2 since `OrdU64` (1, never
-/// recorded: fixed-width big-endian ids and rowids).
-pub const KEY_LAYOUT: u32 = 2;
+/// The key layout this build writes: 3 since `qube_txn` stores the keys
+/// of prefix-free keyspaces (these, 0x10 and 0x11) unescaped in its
+/// version keys (`qube_txn::keys::PREFIX_FREE`); 2 since `OrdU64`; 1,
+/// never recorded: fixed-width big-endian ids and rowids.
+pub const KEY_LAYOUT: u32 = 3;
 /// Where an instance records its key layout: outside MVCC, beside the
 /// catalog's object-id counter (`qube_catalog`'s 0x03 keys).
 const KEY_LAYOUT_KEY: &[u8] = b"\x03kl";
@@ -189,7 +200,7 @@ pub fn check_key_layout(engine: &dyn qube_storage::Engine) -> Result<()> {
         None if engine.get(qube_catalog::NEXT_ID_KEY)?.is_some() => Err(Error::user(
             "XX000",
             "this data directory was written by an earlier development build of QubeDB \
-             (fixed-width row keys, key layout 1); this build reads key layout 2 only, \
+             (fixed-width row keys, key layout 1); this build reads key layout 3 only, \
              and there is no upgrade path: dump it with the earlier build and reload it",
         )),
         None => engine.set(KEY_LAYOUT_KEY, &KEY_LAYOUT.to_be_bytes()),
@@ -405,10 +416,11 @@ impl RangeCursor {
         let mut count = 0;
         let last = &mut self.last;
         txn.scan_each_lazy(&self.range, self.direction, |k, v| {
-            // A key the scan has decoded already is used where it is.
-            let k = match k {
-                qube_txn::ScanKey::User(k) => k,
-                k @ qube_txn::ScanKey::Version(_) => {
+            // A key the scan has decoded, or that its version key holds as
+            // it is, is used where it is.
+            let k = match k.borrowed() {
+                Some(k) => k,
+                None => {
                     k.user_key_after(from, key)?;
                     key.as_slice()
                 }

@@ -6,6 +6,7 @@
 //! 0x01 'c'                                      last commit timestamp (u64 BE)
 //! 0x01 't' ts:u64 BE                            commit wall time of ts (unix µs, u64 BE)
 //! 0x02 escape(user key) 0x00 0x00 !ts:u64 BE    0x00 (tombstone) | 0x01 value
+//! 0x02 user key !ts:u64 BE                      (a user key of a prefix-free keyspace)
 //! ```
 //!
 //! `escape` doubles every 0x00 byte as 0x00 0xFF, and 0x00 0x00 ends the
@@ -16,6 +17,31 @@
 //! so the versions of one key sort newest first: a reader at snapshot `s`
 //! seeks to `(key, s)` and the first entry it meets is the version it sees.
 //! Tests in this module prove both order properties.
+//!
+//! # Prefix-free keyspaces
+//!
+//! User keys whose first byte is in `PREFIX_FREE` (0x10–0x1F) are stored
+//! as they are, without escape or terminator: the keyspaces that begin
+//! there promise that none of their keys is a proper prefix of another
+//! (the SQL layer's row keys `0x10 ord(table) ord(rowid)` and index keys
+//! `0x11 ord(index) columns [ord(rowid)]` are built of self-delimiting
+//! parts). Then two different keys differ at a byte inside both, which
+//! decides their order before the timestamp is reached, and the versions
+//! of one key stay together, newest first, as escaped keys do. A scan
+//! reads such a key's user key as the slice before the timestamp instead
+//! of unescaping it (about ten instructions a byte), and every version
+//! key is shorter by its terminator and its doubled zeros.
+//!
+//! The two forms do not mix: an escaped key's first byte is its user
+//! key's first byte (escaping only ever inserts after a zero), which lies
+//! outside 0x10–0x1F, so the first byte after the tag tells the form and
+//! keeps the order of the user keys across forms.
+//!
+//! Ranges keep their meaning for the bounds the SQL layer builds (keys,
+//! prefixes of keys, a prefix's successor, a key followed by 0xFF bytes);
+//! in a prefix-free keyspace an exclusive start bound or an inclusive
+//! end bound that is not itself a key also admits, or excludes, the keys
+//! that extend it, since no key is both a key and an extension of one.
 
 use qube_common::{Error, Result};
 
@@ -24,6 +50,22 @@ pub type Ts = u64;
 
 const META: u8 = 0x01;
 const VERSION: u8 = 0x02;
+
+/// The first bytes of the user keys of prefix-free keyspaces, stored
+/// without escape (see the module doc).
+pub const PREFIX_FREE: std::ops::RangeInclusive<u8> = 0x10..=0x1F;
+
+/// Whether `key` belongs to a prefix-free keyspace (`PREFIX_FREE`).
+#[inline]
+pub fn prefix_free(key: &[u8]) -> bool {
+    matches!(key.first(), Some(0x10..=0x1F))
+}
+
+/// Whether the version key `raw` is one of a prefix-free keyspace's.
+#[inline]
+fn raw_form(raw: &[u8]) -> bool {
+    matches!(raw.get(1), Some(0x10..=0x1F))
+}
 
 /// Every kind of key the MVCC layer stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +113,19 @@ pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<
         Key::Version(key, ts).encode_into(out);
         return false;
     };
+    let (pf, prev_pf) = (prefix_free(key), prefix_free(prev));
+    if pf != prev_pf {
+        // Different forms share nothing past the tag (and differ).
+        Key::Version(key, ts).encode_into(out);
+        return false;
+    }
     let cp = crate::writeset::common_prefix(prev, key);
+    if pf {
+        out.truncate(1 + cp);
+        out.extend_from_slice(&key[cp..]);
+        out.extend_from_slice(&(!ts).to_be_bytes());
+        return cp == key.len() && cp == prev.len();
+    }
     // The tag, then the shared bytes escaped: one more per zero byte.
     let keep = 1 + cp + zero_bytes(&key[..cp]);
     out.truncate(keep);
@@ -84,14 +138,38 @@ pub fn version_key_after(prev: Option<&[u8]>, key: &[u8], ts: Ts, out: &mut Vec<
 /// The length of `Key::Version(key, ts)`: the tag, the escaped key (one
 /// more byte per zero byte), the terminator and the timestamp.
 pub fn version_key_len(key: &[u8]) -> usize {
+    if prefix_free(key) {
+        return 1 + key.len() + 8;
+    }
     1 + key.len() + zero_bytes(key) + 2 + 8
 }
 
-/// `0x02 escape(key) 0x00 0x00`: the prefix shared by every version of `key`.
+/// `0x02 escape(key) 0x00 0x00` (`0x02 key` in a prefix-free keyspace):
+/// the prefix shared by every version of `key`, appended to `out`.
 pub fn version_prefix_into(key: &[u8], out: &mut Vec<u8>) {
     out.push(VERSION);
+    if prefix_free(key) {
+        out.extend_from_slice(key);
+        return;
+    }
     escape_into(key, out);
     out.extend_from_slice(&[0x00, 0x00]);
+}
+
+/// The successor of the version prefix `start` (`version_prefix_into`)
+/// into `end` (cleared first): the first key after every version of its
+/// user key (and, in a prefix-free keyspace, of the keys extending it,
+/// which there are none of).
+pub fn version_prefix_end_into(start: &[u8], end: &mut Vec<u8>) {
+    end.clear();
+    end.extend_from_slice(start);
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return;
+        }
+    }
+    end.push(VERSION + 1);
 }
 
 /// `0x02 escape(prefix)`: a byte prefix of the versions of every user key
@@ -105,7 +183,24 @@ pub fn user_prefix(prefix: &[u8]) -> Vec<u8> {
 /// `user_prefix` into `out` (appended).
 pub fn user_prefix_into(prefix: &[u8], out: &mut Vec<u8>) {
     out.push(VERSION);
-    escape_into(prefix, out);
+    if prefix_free(prefix) {
+        out.extend_from_slice(prefix);
+    } else {
+        escape_into(prefix, out);
+    }
+}
+
+/// Appends the version-key form of `key`, a user key's bytes after
+/// `prefix` (whose `user_prefix_into` `out` holds), up to its timestamp:
+/// escaped and terminated, or as it is in a prefix-free keyspace.
+pub fn key_after_prefix_into(prefix: &[u8], key: &[u8], out: &mut Vec<u8>) {
+    let pf = if prefix.is_empty() { prefix_free(key) } else { prefix_free(prefix) };
+    if pf {
+        out.extend_from_slice(key);
+    } else {
+        escape_into(key, out);
+        out.extend_from_slice(&[0x00, 0x00]);
+    }
 }
 
 /// The first byte after every version key.
@@ -153,6 +248,27 @@ pub fn decode_version_into(raw: &[u8], key: &mut Vec<u8>) -> Result<Ts> {
     decode_from(raw, 1, key)
 }
 
+/// The user key and timestamp of a version key of a prefix-free keyspace
+/// (`raw_form`): the bytes between the tag and the timestamp.
+#[inline]
+fn split_raw(raw: &[u8]) -> Result<(&[u8], Ts)> {
+    let n = raw.len();
+    if n < 10 || raw[0] != VERSION {
+        return Err(Error::Internal(format!("malformed MVCC version key {raw:02x?}")));
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&raw[n - 8..]);
+    Ok((&raw[1..n - 8], !u64::from_be_bytes(ts)))
+}
+
+/// The user key of a version key, borrowed from it when it is stored as it
+/// is (a prefix-free keyspace's); None for an escaped one, which must be
+/// decoded (`decode_version_into`).
+#[inline]
+pub fn user_key_of(raw: &[u8]) -> Option<&[u8]> {
+    if raw_form(raw) { split_raw(raw).ok().map(|(k, _)| k) } else { None }
+}
+
 /// As `decode_version_into`, where `key` holds the user key of `prev`, the
 /// version prefix (`version_key_prefix`) of another version key that
 /// decoded without error: the escaped bytes the two share are not decoded
@@ -169,8 +285,16 @@ pub fn decode_version_into(raw: &[u8], key: &mut Vec<u8>) -> Result<Ts> {
 /// result is `decode_version_into`'s, errors included; a `prev` that is no
 /// version prefix, or a `key` too short for it, decodes `raw` whole.
 pub fn decode_version_after(prev: &[u8], raw: &[u8], key: &mut Vec<u8>) -> Result<Ts> {
+    if raw_form(raw) {
+        let (k, ts) = split_raw(raw)?;
+        key.clear();
+        key.extend_from_slice(k);
+        return Ok(ts);
+    }
     let n = prev.len();
-    if n < 3 || prev[0] != VERSION || prev[n - 2..] != [0, 0] || raw.len() < 11 {
+    // (A prefix-free keyspace's prefix may end in two zeros too, but the
+    // tokens it shares with an escaped key mean nothing.)
+    if n < 3 || prev[0] != VERSION || prev[n - 2..] != [0, 0] || raw_form(prev) || raw.len() < 11 {
         return decode_version_into(raw, key);
     }
     let cp = crate::writeset::common_prefix(prev, version_key_prefix(raw));
@@ -215,6 +339,14 @@ fn zero_bytes(b: &[u8]) -> usize {
 /// boundary: see `decode_version_after`) on, appending the user key's
 /// bytes to `key`.
 fn decode_from(raw: &[u8], from: usize, key: &mut Vec<u8>) -> Result<Ts> {
+    if raw_form(raw) {
+        let (k, ts) = split_raw(raw)?;
+        let Some(rest) = k.get(from.saturating_sub(1)..) else {
+            return Err(Error::Internal(format!("malformed MVCC version key {raw:02x?}")));
+        };
+        key.extend_from_slice(rest);
+        return Ok(ts);
+    }
     let bad = || Error::Internal(format!("malformed MVCC version key {raw:02x?}"));
     if raw.first() != Some(&VERSION) || raw.len() < 11 || from == 0 {
         return Err(bad());
@@ -442,6 +574,92 @@ mod tests {
             prop_assert_eq!(same_prefix(&a, &b), a == b);
             prop_assert!(same_prefix(&a, &a.clone()));
         }
+    }
+
+    /// A key of a prefix-free keyspace: a tag in `PREFIX_FREE`, then two
+    /// length-prefixed parts (a fixed number of self-delimiting parts, so
+    /// no such key is a proper prefix of another).
+    fn pf_key() -> impl Strategy<Value = Vec<u8>> {
+        let part =
+            prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x10, 0xFE, 0xFF]), 0..3);
+        (0x10u8..=0x1F, 0x10u8..0x12, part.clone(), part).prop_map(|(tag, _, a, b)| {
+            let mut k = vec![tag];
+            for p in [a, b] {
+                k.push(p.len() as u8);
+                k.extend_from_slice(&p);
+            }
+            k
+        })
+    }
+
+    /// Any key: of a prefix-free keyspace, or escaped (its first byte
+    /// outside `PREFIX_FREE`, or none).
+    fn any_key() -> impl Strategy<Value = Vec<u8>> {
+        let other =
+            prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x0F, 0x20, 0xFF]), 0..6);
+        prop_oneof![pf_key(), other]
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_free_keys_keep_their_order_unescaped(a in any_key(), b in any_key(),
+                                                        ta in 0u64..4, tb in 0u64..4) {
+            let ka = Key::Version(&a, ta).encode();
+            let kb = Key::Version(&b, tb).encode();
+            if prefix_free(&a) {
+                // As it is: the tag, the key, the timestamp.
+                prop_assert_eq!(ka.len(), 1 + a.len() + 8);
+                prop_assert_eq!(user_key_of(&ka), Some(&a[..]));
+            } else {
+                prop_assert_eq!(user_key_of(&ka), None);
+            }
+            prop_assert_eq!(version_key_len(&a), ka.len());
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b).then(tb.cmp(&ta)));
+            prop_assert_eq!(decode_version(&ka).unwrap(), (a.clone(), ta));
+            let mut key = decode_version(&kb).unwrap().0;
+            prop_assert_eq!(decode_version_after(version_key_prefix(&kb), &ka, &mut key).unwrap(), ta);
+            prop_assert_eq!(&key, &a);
+            // Encoded after a neighbour of either form.
+            let mut out = kb.clone();
+            prop_assert_eq!(version_key_after(Some(&b), &a, ta, &mut out), a == b);
+            prop_assert_eq!(&out, &ka);
+            // Every version of `a` lies between its prefix and the
+            // prefix's end, and no version of another key does.
+            let mut vp = Vec::new();
+            version_prefix_into(&a, &mut vp);
+            let mut end = Vec::new();
+            version_prefix_end_into(&vp, &mut end);
+            prop_assert!(vp <= ka && ka < end);
+            prop_assert_eq!(a == b, vp <= kb && kb < end);
+        }
+
+        #[test]
+        fn prefixes_of_prefix_free_keys_are_byte_prefixes(k in pf_key(), cut in 1usize..8, ts: u64) {
+            let p = &k[..cut.min(k.len())];
+            let enc = Key::Version(&k, ts).encode();
+            prop_assert!(enc.starts_with(&user_prefix(p)));
+            let mut out = user_prefix(p);
+            key_after_prefix_into(p, &k[p.len()..], &mut out);
+            prop_assert_eq!(&out[..], version_key_prefix(&enc));
+            let mut out = user_prefix(b"");
+            key_after_prefix_into(b"", &k, &mut out);
+            prop_assert_eq!(&out[..], version_key_prefix(&enc));
+        }
+    }
+
+    #[test]
+    fn malformed_prefix_free_version_keys_are_errors() {
+        // Too short for a key byte and a timestamp.
+        assert!(decode_version(&[VERSION, 0x10, 1, 2, 3, 4, 5, 6, 7]).is_err());
+        assert_eq!(user_key_of(&[VERSION, 0x10, 1, 2, 3, 4, 5, 6, 7]), None);
+        let mut key = vec![1, 2];
+        assert!(
+            decode_version_after(b"\x02\x10\x00\x00", &[VERSION, 0x11, 0, 0], &mut key).is_err()
+        );
+        // The shortest: one key byte.
+        let k = [VERSION, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE];
+        assert_eq!(decode_version(&k).unwrap(), (vec![0x1F], 1));
+        assert_eq!(user_key_of(&k), Some(&[0x1F][..]));
     }
 
     #[test]

@@ -701,7 +701,18 @@ pub enum ScanKey<'a> {
     Version(&'a [u8]),
 }
 
-impl ScanKey<'_> {
+impl<'a> ScanKey<'a> {
+    /// The user key where it can be read without decoding: a decoded one,
+    /// or a version key of a prefix-free keyspace (`keys::PREFIX_FREE`),
+    /// whose user key it holds as it is.
+    #[inline]
+    pub fn borrowed(&self) -> Option<&'a [u8]> {
+        match *self {
+            ScanKey::User(k) => Some(k),
+            ScanKey::Version(raw) => keys::user_key_of(raw),
+        }
+    }
+
     /// The user key, into `out` (cleared first).
     pub fn user_key_into(&self, out: &mut Vec<u8>) -> Result<()> {
         match self {
@@ -782,16 +793,11 @@ fn read_version(
 }
 
 /// The bounds of every version of `key`, into reused buffers: `start` its
-/// version prefix (which ends 0x00 0x00), `end` the prefix's successor
-/// (which ends 0x00 0x01).
+/// version prefix, `end` the prefix's successor.
 fn version_bounds_into(key: &[u8], start: &mut Vec<u8>, end: &mut Vec<u8>) {
     start.clear();
     keys::version_prefix_into(key, start);
-    end.clear();
-    end.extend_from_slice(start);
-    if let Some(last) = end.last_mut() {
-        *last = 1;
-    }
+    keys::version_prefix_end_into(start, end);
 }
 
 /// The newest committed version of `key`: its timestamp (0 if none) and
@@ -1063,7 +1069,8 @@ impl Transaction {
         let suffix = (!self.read_ts).to_be_bytes();
         let writes = &mut self.writes;
         // `start` is 0x02 escape(prefix), then per key escape(key) 0x00
-        // 0x00 !read_ts (`keys::version_prefix_into`, escaping byte-wise).
+        // 0x00 !read_ts (`keys::version_prefix_into`, escaping byte-wise);
+        // in a prefix-free keyspace the prefix and key as they are.
         let start = &mut self.read_bufs.get().start;
         start.clear();
         keys::user_prefix_into(prefix, start);
@@ -1083,8 +1090,7 @@ impl Transaction {
             // (key, read_ts): the first version there, if it is one of
             // this key's, is the one the snapshot sees.
             start.truncate(base);
-            keys::escape_into(k, start);
-            start.extend_from_slice(&[0, 0]);
+            keys::key_after_prefix_into(prefix, k, start);
             let plen = start.len();
             start.extend_from_slice(&suffix);
             if let Some(v) = seeker.seek(start, plen)?

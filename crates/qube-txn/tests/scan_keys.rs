@@ -13,10 +13,17 @@ use std::sync::Arc;
 use qube_storage::{BTreeEngine, Direction, Durability, Engine, KeyRange, MemoryEngine, Options};
 use qube_txn::{Isolation, Mode, Mvcc, MvccOptions, Transaction};
 
+std::thread_local! {
+    /// The first byte of `entry`'s keys: 0x03 (escaped in version keys),
+    /// or 0x11 (a prefix-free keyspace's, stored as it is: `entry`'s keys
+    /// are all of one length, so none is a prefix of another).
+    static TAG: std::cell::Cell<u8> = const { std::cell::Cell::new(0x03) };
+}
+
 /// An index entry's key: prefix, one integer column (order-preservingly
 /// flipped), the rowid.
 fn entry(val: i64, rowid: u64) -> Vec<u8> {
-    let mut k = vec![0x03, 0, 0, 0, 0, 0, 0, 0, 9, 1];
+    let mut k = vec![TAG.get(), 0, 0, 0, 0, 0, 0, 0, 9, 1];
     k.extend_from_slice(&((val as u64) ^ (1 << 63)).to_be_bytes());
     k.extend_from_slice(&rowid.to_be_bytes());
     k
@@ -181,6 +188,22 @@ fn index_like_keys_scan_back_as_written_in_memory() {
 
 #[test]
 fn index_like_keys_scan_back_as_written_on_the_btree() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { durability: Durability::Never, ..Options::default() };
+    check(Arc::new(BTreeEngine::open(dir.path(), opts).unwrap()));
+}
+
+/// The same in a prefix-free keyspace (`keys::PREFIX_FREE`), whose keys
+/// the version keys hold unescaped.
+#[test]
+fn prefix_free_keys_scan_back_as_written_in_memory() {
+    TAG.set(0x11);
+    check(Arc::new(MemoryEngine::new()));
+}
+
+#[test]
+fn prefix_free_keys_scan_back_as_written_on_the_btree() {
+    TAG.set(0x11);
     let dir = tempfile::tempdir().unwrap();
     let opts = Options { durability: Durability::Never, ..Options::default() };
     check(Arc::new(BTreeEngine::open(dir.path(), opts).unwrap()));
