@@ -2777,9 +2777,10 @@ fn run_statement(
             let columns = Column::of_query(&q);
             if let Some(sink) = sink {
                 // Rows go to the caller as the executor produces them.
-                let mut rows = exec::stream::open(&mut ctx, &q.plan, None)?;
+                // A top LIMIT is applied here, not by a layer of its own.
+                let (mut rows, mut limited) = exec::stream::open_limited(&mut ctx, &q.plan)?;
                 let mut n = 0u64;
-                while let Some(r) = rows.next(&mut ctx)? {
+                while let Some(r) = limited.next(&mut ctx, &mut rows)? {
                     sink(&columns, &r)?;
                     // The scan below decodes a later row into it.
                     rows.recycle(r);

@@ -589,8 +589,13 @@ fn run_node(ctx: &mut Ctx, plan: &Plan) -> Result<Vec<Row>> {
             let need = lim.map(|l| l.saturating_add(off));
             if !sorted_below(input) {
                 // Pull only the rows needed from the input.
-                let s = stream::open(ctx, input, need)?;
-                return stream::Stream::Limit(Box::new(s), off, lim).collect(ctx);
+                let mut s = stream::open(ctx, input, need)?;
+                let mut limited = stream::Limited { skip: off, left: lim };
+                let mut out = Vec::with_capacity(lim.unwrap_or(0).min(stream::MAX_BATCH));
+                while let Some(r) = limited.next(ctx, &mut s)? {
+                    out.push(r);
+                }
+                return Ok(out);
             }
             // Top-N: a sort below only needs its first off + lim rows.
             let rows = run_limited(ctx, input, need)?;

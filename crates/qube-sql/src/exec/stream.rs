@@ -102,9 +102,8 @@ pub enum Stream<'p> {
     /// Rows read back from a temporary file.
     Spilled(super::spill::SpillReader),
     Filter(Box<Stream<'p>>, &'p Expr),
-    /// LIMIT and OFFSET over an unsorted input: the rows still to skip,
-    /// then the rows still to hand out (None: all).
-    Limit(Box<Stream<'p>>, usize, Option<usize>),
+    /// LIMIT and OFFSET over an unsorted input.
+    Limit(Box<Stream<'p>>, Limited),
     /// The flag: every expression is a distinct column of the input row,
     /// so the values are moved out of it (the row is recycled right
     /// after) instead of cloned.
@@ -237,6 +236,52 @@ pub fn open<'p>(ctx: &mut Ctx, plan: &'p Plan, want: Option<usize>) -> Result<St
     open_cols(ctx, plan, want, None)
 }
 
+/// `open` for a caller that applies a top LIMIT and OFFSET itself: for
+/// a `Plan::Limit` that streams (`Stream::Limit`), its input's stream and
+/// (rows to skip, rows to hand out); for any other plan, its stream and
+/// (0, None). A consumer pulling from the input directly saves a layer
+/// that every row's `Result<Option<Row>>` would pass through.
+pub fn open_limited<'p>(ctx: &mut Ctx, plan: &'p Plan) -> Result<(Stream<'p>, Limited)> {
+    match plan {
+        Plan::Limit { input, limit, offset }
+            if ctx.stats.is_none() && !super::sorted_below(input) =>
+        {
+            let (skip, left) = super::limit_counts(ctx, limit, offset)?;
+            let want = left.map(|l| l.saturating_add(skip));
+            Ok((open(ctx, input, want)?, Limited { skip, left }))
+        }
+        _ => Ok((open(ctx, plan, None)?, Limited { skip: 0, left: None })),
+    }
+}
+
+/// LIMIT and OFFSET over a stream: the rows still to skip, then the rows
+/// still to hand out (None: all).
+#[derive(Clone, Copy, Debug)]
+pub struct Limited {
+    pub skip: usize,
+    pub left: Option<usize>,
+}
+
+impl Limited {
+    /// The next row of `s` within the limit.
+    #[inline]
+    pub fn next(&mut self, ctx: &mut Ctx, s: &mut Stream) -> Result<Option<Row>> {
+        while self.skip > 0 {
+            let Some(r) = s.next(ctx)? else { return Ok(None) };
+            self.skip -= 1;
+            s.recycle(r);
+        }
+        if self.left == Some(0) {
+            return Ok(None);
+        }
+        let r = s.next(ctx)?;
+        if let Some(n) = &mut self.left {
+            *n -= 1;
+        }
+        Ok(r)
+    }
+}
+
 pub fn open_cols<'p>(
     ctx: &mut Ctx,
     plan: &'p Plan,
@@ -279,7 +324,10 @@ pub fn open_cols<'p>(
                 (Some(w), Some(r)) => Some(w.min(r)),
                 (w, r) => w.or(r),
             };
-            Stream::Limit(Box::new(open_cols(ctx, input, want, need)?), off, lim)
+            Stream::Limit(
+                Box::new(open_cols(ctx, input, want, need)?),
+                Limited { skip: off, left: lim },
+            )
         }
         Plan::Sort { input, keys } => {
             // The sort reads the caller's columns and its keys' columns.
@@ -522,21 +570,7 @@ impl Stream<'_> {
                     }
                 }
             },
-            Stream::Limit(input, skip, left) => {
-                while *skip > 0 {
-                    let Some(r) = input.next(ctx)? else { return Ok(None) };
-                    *skip -= 1;
-                    input.recycle(r);
-                }
-                if *left == Some(0) {
-                    return Ok(None);
-                }
-                let r = input.next(ctx)?;
-                if let Some(n) = left {
-                    *n -= 1;
-                }
-                Ok(r)
-            }
+            Stream::Limit(input, limited) => limited.next(ctx, input),
             Stream::Project(input, exprs, moves) => match input.next(ctx)? {
                 None => Ok(None),
                 Some(mut r) => {
