@@ -12,10 +12,10 @@
 //! number is mostly zero bytes, which the MVCC layer doubles
 //! (`qube_txn::keys` escapes 0x00 as 0x00 0xFF): `bench sql`'s row key
 //! (table 16384-ish, rowid of an integer key below 2^24) was 17 bytes and
-//! 40 as an MVCC version key; it is 8 and 19 (17 since key layout 3,
-//! below). With the row's value, a
-//! cell header and a slot, a row took ~84 bytes of a leaf and takes ~56
-//! (with the 4-byte cell header of page format 4 and the short integers
+//! 40 as an MVCC version key; it is 8 and 17 (19 with key layout 2's
+//! escaped keys, below). With the row's value, a cell header and a slot,
+//! a row took ~84 bytes of a leaf and takes ~54 (with the 4-byte cell
+//! header of page format 4 and the short integers
 //! of `types::encoding`'s rows), so a lookup of rows scattered over the
 //! table meets a third fewer pages. Index keys encode integer columns
 //! with the same `OrdU64` (`encode_key`).

@@ -112,14 +112,22 @@ impl KeyRange {
 /// The smallest key greater than every key with this prefix, if one exists
 /// (there is none when the prefix is all 0xFF bytes or empty).
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut s = prefix.to_vec();
-    while let Some(last) = s.pop() {
+    let mut s = Vec::with_capacity(prefix.len());
+    prefix_successor_into(prefix, &mut s).then_some(s)
+}
+
+/// `prefix_successor` into a reused buffer (cleared first); false (and
+/// `out` empty) if there is none.
+pub fn prefix_successor_into(prefix: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.extend_from_slice(prefix);
+    while let Some(last) = out.pop() {
         if last < 0xFF {
-            s.push(last + 1);
-            return Some(s);
+            out.push(last + 1);
+            return true;
         }
     }
-    None
+    false
 }
 
 /// A positioned iterator over key-value pairs that lends its current pair,
