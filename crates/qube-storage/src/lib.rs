@@ -287,6 +287,17 @@ pub trait Engine: Send + Sync {
     }
     /// Scans a range in either direction over a consistent snapshot.
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>>;
+    /// `scan` of a range the caller keeps while the cursor lives: an
+    /// engine whose cursor can read the bounds where they are borrows them
+    /// (the caller reuses their buffers from scan to scan); by default
+    /// they are copied.
+    fn scan_ref<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        direction: Direction,
+    ) -> Result<Box<dyn Cursor + 'a>> {
+        self.scan(range.clone(), direction)
+    }
     /// The first pair of a range (forward), copied into `key` and `value`
     /// (cleared first); false if the range is empty. A point lookup for
     /// callers that know a prefix, not a key (MVCC's newest version of a

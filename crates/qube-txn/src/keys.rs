@@ -202,6 +202,11 @@ pub fn versions_end() -> Vec<u8> {
     vec![VERSION + 1]
 }
 
+/// `versions_end` appended to `out`.
+pub fn versions_end_into(out: &mut Vec<u8>) {
+    out.push(VERSION + 1);
+}
+
 /// The prefix of all commit-time records.
 pub fn commit_time_prefix() -> Vec<u8> {
     vec![META, b't']
@@ -266,6 +271,17 @@ fn split_raw(raw: &[u8]) -> Result<(&[u8], Ts)> {
 #[inline]
 pub fn user_key_of(raw: &[u8]) -> Option<&[u8]> {
     if raw_form(raw) { split_raw(raw).ok().map(|(k, _)| k) } else { None }
+}
+
+/// The user key that the version prefix `prefix` (`version_key_prefix` of
+/// a version key that `split_raw` accepts) holds as it is, in a
+/// prefix-free keyspace; None for an escaped one, which must be decoded.
+#[inline]
+pub fn prefix_user_key(prefix: &[u8]) -> Option<&[u8]> {
+    match prefix {
+        [VERSION, rest @ ..] if prefix_free(rest) => Some(rest),
+        _ => None,
+    }
 }
 
 /// As `decode_version_into`, where `key` holds the user key of `prev`, the

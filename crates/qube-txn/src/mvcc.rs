@@ -612,6 +612,9 @@ struct ReadBufs {
     /// version prefix the user key was decoded from
     /// (`keys::decode_version_after`; empty: none).
     scan: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>),
+    /// `scan_inner`'s range of version keys (`to_version_bound`).
+    scan_start: Vec<u8>,
+    scan_end: Vec<u8>,
     /// Keys the newest-version check found absent (after two, it seeks
     /// past the key, to learn the gap around it).
     misses: u32,
@@ -680,8 +683,9 @@ impl ReadBufs {
         self.misses = 0;
         self.gap.valid = false;
         let (a, b, c, d) = &self.scan;
-        let caps =
-            [&self.start, &self.end, &self.key, &self.value, a, b, c, d].map(|b| b.capacity());
+        let (e, f) = (&self.scan_start, &self.scan_end);
+        let caps = [&self.start, &self.end, &self.key, &self.value, a, b, c, d, e, f]
+            .map(|b| b.capacity());
         if caps.iter().all(|&c| c <= SPARE_BUF_MAX) {
             let _ = SPARE_READ_BUFS.try_with(|s| *s.borrow_mut() = Some(self));
         }
@@ -876,24 +880,56 @@ fn range_is_empty(r: &KeyRange) -> bool {
     }
 }
 
-fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool) -> Bound<Vec<u8>> {
-    let vp = |k: &[u8]| {
-        // Room for the escaped key at once (it grew three times).
-        let mut v = Vec::with_capacity(2 * k.len() + 3);
-        keys::version_prefix_into(k, &mut v);
-        v
+/// The bound of version keys that `b`, a bound of user keys, stands for,
+/// built in `buf` (cleared first): a scan passes its reused buffers, and
+/// takes them back from the range after it (`bound_buf`).
+fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool, mut buf: Vec<u8>) -> Bound<Vec<u8>> {
+    buf.clear();
+    // The first key after every key that starts with `buf`'s, in place.
+    let successor = |buf: &mut Vec<u8>| {
+        while let Some(last) = buf.pop() {
+            if last < 0xFF {
+                buf.push(last + 1);
+                return;
+            }
+        }
+        keys::versions_end_into(buf);
     };
     match (b, is_start) {
-        (Bound::Unbounded, true) => Bound::Included(keys::user_prefix(b"")),
-        (Bound::Unbounded, false) => Bound::Excluded(keys::versions_end()),
-        (Bound::Included(k), true) => Bound::Included(vp(k)),
+        (Bound::Unbounded, true) => {
+            keys::user_prefix_into(b"", &mut buf);
+            Bound::Included(buf)
+        }
+        (Bound::Unbounded, false) => {
+            keys::versions_end_into(&mut buf);
+            Bound::Excluded(buf)
+        }
+        (Bound::Included(k), true) => {
+            keys::version_prefix_into(k, &mut buf);
+            Bound::Included(buf)
+        }
         (Bound::Excluded(k), true) => {
-            Bound::Included(prefix_successor(&vp(k)).unwrap_or_else(keys::versions_end))
+            keys::version_prefix_into(k, &mut buf);
+            successor(&mut buf);
+            Bound::Included(buf)
         }
         (Bound::Included(k), false) => {
-            Bound::Excluded(prefix_successor(&vp(k)).unwrap_or_else(keys::versions_end))
+            keys::version_prefix_into(k, &mut buf);
+            successor(&mut buf);
+            Bound::Excluded(buf)
         }
-        (Bound::Excluded(k), false) => Bound::Excluded(vp(k)),
+        (Bound::Excluded(k), false) => {
+            keys::version_prefix_into(k, &mut buf);
+            Bound::Excluded(buf)
+        }
+    }
+}
+
+/// The buffer of a bound `to_version_bound` built, for the next one.
+fn bound_buf(b: Bound<Vec<u8>>) -> Vec<u8> {
+    match b {
+        Bound::Included(v) | Bound::Excluded(v) => v,
+        Bound::Unbounded => Vec::new(),
     }
 }
 
@@ -1176,15 +1212,16 @@ impl Transaction {
                 return Err(self.fail(e));
             }
         }
+        // Reused from scan to scan (a scan that fails drops them).
+        let rb = self.read_bufs.get();
+        let mut bufs = std::mem::take(&mut rb.scan);
         let vrange = KeyRange {
-            start: to_version_bound(&range.start, true),
-            end: to_version_bound(&range.end, false),
+            start: to_version_bound(&range.start, true, std::mem::take(&mut rb.scan_start)),
+            end: to_version_bound(&range.end, false, std::mem::take(&mut rb.scan_end)),
         };
         let reverse = direction == Direction::Reverse;
         let read_ts = self.read_ts;
         let mut newer = Vec::new();
-        // Reused from scan to scan (a scan that fails drops them).
-        let mut bufs = std::mem::take(&mut self.read_bufs.get().scan);
         bufs.0.clear();
         bufs.3.clear();
         {
@@ -1220,7 +1257,8 @@ impl Transaction {
                 }
                 f(ScanKey::User(k), v)
             };
-            let mut c = self.shared.engine.scan(vrange, direction)?;
+            // The cursor borrows the bounds, which go back to the buffers.
+            let mut c = self.shared.engine.scan_ref(&vrange, direction)?;
             let (current, key, val, from) = (&mut bufs.0, &mut bufs.1, &mut bufs.2, &mut bufs.3);
             // The user key of `raw` into `key`, from the key decoded last
             // (`from`): neighbours share most of their bytes.
@@ -1272,11 +1310,18 @@ impl Transaction {
                 // `from`, as `decode` left it): at the next key, `current`
                 // then becomes `from` by a swap rather than a copy.
                 let mut decoded = false;
+                // Whether `current` holds the user key as it is (a
+                // prefix-free keyspace's): then it is not decoded.
+                let mut raw_key = false;
                 loop {
                     let more = c.advance()?;
                     let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
                     if !p.is_some_and(|p| keys::same_prefix(p, current)) {
-                        if seen && !tomb && !emit(key, val, f)? {
+                        let user_key = match raw_key {
+                            true => keys::prefix_user_key(current).unwrap_or_default(),
+                            false => key.as_slice(),
+                        };
+                        if seen && !tomb && !emit(user_key, val, f)? {
                             stopped = true;
                             break;
                         }
@@ -1302,8 +1347,11 @@ impl Transaction {
                     }
                     if !seen {
                         // `current` is this key's version prefix.
-                        keys::decode_version_after(from, raw, key)?;
-                        decoded = true;
+                        raw_key = keys::prefix_user_key(current).is_some();
+                        if !raw_key {
+                            keys::decode_version_after(from, raw, key)?;
+                            decoded = true;
+                        }
                         seen = true;
                     }
                     match keys::decode_value(c.value())? {
@@ -1326,7 +1374,10 @@ impl Transaction {
                 }
             }
         }
-        self.read_bufs.get().scan = bufs;
+        let rb = self.read_bufs.get();
+        rb.scan = bufs;
+        rb.scan_start = bound_buf(vrange.start);
+        rb.scan_end = bound_buf(vrange.end);
         if ser && let Err(e) = self.shared.ssi.on_newer(self.id, &newer) {
             return Err(self.fail(e));
         }

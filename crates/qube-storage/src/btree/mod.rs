@@ -60,6 +60,7 @@ mod read;
 mod verify;
 mod write;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -259,8 +260,12 @@ impl BTreeEngine {
         if let Some(found) = fast {
             return Ok(found);
         }
-        let mut c =
-            read::BTreeCursor::new(&self.inner.pool, owned(), range.clone(), Direction::Forward);
+        let mut c = read::BTreeCursor::new(
+            &self.inner.pool,
+            owned(),
+            Cow::Borrowed(range),
+            Direction::Forward,
+        );
         crate::copy_next(&mut c, key, value)
     }
 
@@ -1105,7 +1110,7 @@ impl Engine for BTreeEngine {
         if let Some(found) = fast {
             return Ok(found);
         }
-        let mut c = read::BTreeCursor::new(pool, v, range.clone(), Direction::Forward);
+        let mut c = read::BTreeCursor::new(pool, v, Cow::Borrowed(range), Direction::Forward);
         crate::copy_next(&mut c, key, value)
     }
 
@@ -1116,6 +1121,17 @@ impl Engine for BTreeEngine {
 
     fn scan(&self, range: KeyRange, direction: Direction) -> Result<Box<dyn Cursor + '_>> {
         let v = self.inner.current.load_full();
+        let range = Cow::Owned(range);
+        Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))
+    }
+
+    fn scan_ref<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        direction: Direction,
+    ) -> Result<Box<dyn Cursor + 'a>> {
+        let v = self.inner.current.load_full();
+        let range = Cow::Borrowed(range);
         Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))
     }
 

@@ -13,6 +13,7 @@
 //! start, so ascending seeks (MVCC's batched row fetch) share most of
 //! their descents.
 
+use std::borrow::Cow;
 use std::ops::Bound;
 use std::sync::{Arc, Weak};
 
@@ -363,7 +364,8 @@ fn leaf_seek(
 pub struct BTreeCursor<'a> {
     pool: &'a BufferPool,
     version: Arc<Version>,
-    range: KeyRange,
+    /// Owned, or the caller's (`Engine::scan_ref`).
+    range: Cow<'a, KeyRange>,
     direction: Direction,
     /// Internal nodes from the root down, with the child index taken.
     stack: Vec<(Arc<Page>, PageId, usize)>,
@@ -384,7 +386,7 @@ impl<'a> BTreeCursor<'a> {
     pub(super) fn new(
         pool: &'a BufferPool,
         version: Arc<Version>,
-        range: KeyRange,
+        range: Cow<'a, KeyRange>,
         direction: Direction,
     ) -> Self {
         BTreeCursor {
@@ -490,7 +492,7 @@ impl<'a> BTreeCursor<'a> {
             // The range is set aside while the descent reads its bound in
             // place (it was cloned: an allocation per scan).
             let inclusive = self.seek_inclusive();
-            let range = std::mem::replace(&mut self.range, KeyRange::all());
+            let range = std::mem::replace(&mut self.range, Cow::Owned(KeyRange::all()));
             let key = match self.direction {
                 Direction::Forward => bound_key_ref(&range.start),
                 Direction::Reverse => bound_key_ref(&range.end),
@@ -758,7 +760,8 @@ impl<'a> BTreeSeeker<'a> {
                     let range =
                         KeyRange { start: Bound::Included(start.to_vec()), end: Bound::Unbounded };
                     let v = self.version.clone();
-                    let mut c = BTreeCursor::new(self.pool, v, range, Direction::Forward);
+                    let mut c =
+                        BTreeCursor::new(self.pool, v, Cow::Owned(range), Direction::Forward);
                     if c.advance()? && c.key().starts_with(prefix) {
                         self.buf.clear();
                         self.buf.extend_from_slice(c.value());
