@@ -2749,10 +2749,10 @@ fn empty_query() -> crate::plan::Query {
 fn select_tag(n: u64) -> String {
     let mut buf = [0u8; 20];
     let digits = qube_common::decimal_digits(n, &mut buf);
-    let mut tag = String::with_capacity(7 + digits.len());
-    tag.push_str("SELECT ");
-    tag.extend(digits.iter().map(|&d| char::from(d)));
-    tag
+    let mut tag = Vec::with_capacity(7 + digits.len());
+    tag.extend_from_slice(b"SELECT ");
+    tag.extend_from_slice(digits);
+    String::from_utf8(tag).unwrap_or_default()
 }
 
 fn run_statement(

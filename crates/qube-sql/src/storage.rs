@@ -329,14 +329,69 @@ pub struct RangeCursor {
     resume: bool,
 }
 
+/// The longest buffer a dropped `RangeCursor` keeps for the thread's next.
+const SPARE_KEY_MAX: usize = 256;
+
+std::thread_local! {
+    /// Buffers of the bounds and last key of the `RangeCursor`s this
+    /// thread dropped, emptied: a prepared query's scan is opened and
+    /// dropped per execution, and would allocate its three each time.
+    static SPARE_KEYS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer, the thread's spare if it has one.
+fn spare_key() -> Vec<u8> {
+    SPARE_KEYS.try_with(|s| s.try_borrow_mut().ok()?.pop()).ok().flatten().unwrap_or_default()
+}
+
+/// Every key that starts with `prefix` (`KeyRange::prefix`), in the
+/// thread's spare buffers (see `RangeCursor`'s drop).
+pub fn prefix_range(prefix: &[u8]) -> KeyRange {
+    let mut start = spare_key();
+    start.extend_from_slice(prefix);
+    let mut end = spare_key();
+    let end = match qube_storage::prefix_successor_into(prefix, &mut end) {
+        true => Bound::Excluded(end),
+        false => Bound::Unbounded,
+    };
+    KeyRange { start: Bound::Included(start), end }
+}
+
+impl Drop for RangeCursor {
+    fn drop(&mut self) {
+        let keep = |b: Vec<u8>| {
+            if b.capacity() == 0 || b.capacity() > SPARE_KEY_MAX {
+                return;
+            }
+            let _ = SPARE_KEYS.try_with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut()
+                    && s.len() < 8
+                {
+                    let mut b = b;
+                    b.clear();
+                    s.push(b);
+                }
+            });
+        };
+        for bound in [&mut self.range.start, &mut self.range.end] {
+            if let Bound::Included(b) | Bound::Excluded(b) =
+                std::mem::replace(bound, Bound::Unbounded)
+            {
+                keep(b);
+            }
+        }
+        keep(std::mem::take(&mut self.last));
+    }
+}
+
 impl RangeCursor {
     pub fn new(range: KeyRange, direction: Direction) -> RangeCursor {
-        RangeCursor { range, direction, last: Vec::new(), done: false, resume: false }
+        RangeCursor { range, direction, last: spare_key(), done: false, resume: false }
     }
 
     /// Every row of a table, in rowid order.
     pub fn table(table: u64) -> RangeCursor {
-        RangeCursor::new(KeyRange::prefix(&table_prefix(table)), Direction::Forward)
+        RangeCursor::new(prefix_range(&table_prefix(table)), Direction::Forward)
     }
 
     pub fn is_done(&self) -> bool {
@@ -627,6 +682,13 @@ mod tests {
             let mut longer = e.clone();
             longer.extend_from_slice(&[0, 0xFF, 7]);
             assert_eq!(OrdU64::decode(&longer), Some((*n, e.len())));
+            // Followed by eight bytes or more (decoded by one wide load):
+            // the bytes after it are still not read.
+            for fill in [0u8, 0xAB, 0xFF] {
+                let mut padded = e.clone();
+                padded.extend_from_slice(&[fill; 9]);
+                assert_eq!(OrdU64::decode(&padded), Some((*n, e.len())), "{n:#x} {fill:#x}");
+            }
             // No zero bytes where the MVCC layer would escape them, for
             // the numbers keys mostly hold.
             if *n < 256 || n.abs_diff(HALF) < 256 {
@@ -659,6 +721,9 @@ mod tests {
         assert_eq!(OrdU64::decode(&[0x28, 0x40, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(OrdU64::decode(&[0x49, 0x80, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(OrdU64::decode(&[0x38, 0xBF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+        // The same, with more bytes after them.
+        assert_eq!(OrdU64::decode(&[0x28, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2]), None);
+        assert_eq!(OrdU64::decode(&[0x21, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2]), Some((0x40, 2)));
     }
 
     #[test]

@@ -1227,7 +1227,7 @@ fn multi_join(
         own.push(mine);
     }
     let own_need = |i: usize| {
-        need.as_ref().map(|n| n[inputs[i].offset..inputs[i].offset + inputs[i].width].to_vec())
+        need.as_ref().map(|n| n[inputs[i].offset..inputs[i].offset + inputs[i].width].into())
     };
     // The biggest input, when it is a whole table of at least
     // `STREAMED_PROBE_ROWS` rows (by its highest rowid) with no condition

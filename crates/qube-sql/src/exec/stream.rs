@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use qube_common::types::DataType;
 use qube_common::{Error, Result};
 use qube_storage::{Direction, KeyRange};
+use smallvec::SmallVec;
 
 use super::eval::{eval, truthy};
 use super::{Ctx, Row};
@@ -41,6 +42,7 @@ use crate::types::Value;
 use crate::types::encoding::{
     IntCell, decode_key, decode_row_cols, decode_row_select, encode_key, peek_int,
 };
+use crate::types::value::{clear_row, null_row};
 
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
@@ -143,7 +145,7 @@ impl Stream<'_> {
     /// it decodes into its output slot, or drops it (`KeyCols::select`).
     pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
         let Stream::Index { only, fetch, ncols, .. } = self else { return false };
-        let mut cols = Vec::with_capacity(exprs.len());
+        let mut cols: SmallVec<[usize; 8]> = SmallVec::with_capacity(exprs.len());
         for e in exprs {
             match e {
                 Expr::Column(c) => cols.push(*c),
@@ -167,7 +169,7 @@ impl Stream<'_> {
                     };
                     cols = through;
                 }
-                *select = Some(cols);
+                *select = Some(cols.to_vec());
             }
         }
         true
@@ -191,8 +193,8 @@ fn first_batch(want: Option<usize>) -> usize {
 
 /// The columns of a row that its consumer reads (None: all of them); a
 /// scan leaves the others' text and bytea values NULL instead of copying
-/// them out.
-pub type Need = Option<Vec<bool>>;
+/// them out. Inline for rows of up to 16 columns (built per execution).
+pub type Need = Option<SmallVec<[bool; 16]>>;
 
 /// `need` plus the columns `exprs` read; all of them (None) if one holds a
 /// subquery, whose outer references may read any column of the row.
@@ -221,12 +223,7 @@ pub fn needing<'e>(need: Need, width: usize, exprs: impl IntoIterator<Item = &'e
 
 /// No column yet (start of `needing`).
 pub fn none_needed(width: usize) -> Need {
-    // Filled rather than `vec![false; width]`, which asks the allocator
-    // for zeroed memory: `calloc` costs several times `malloc` and a fill
-    // of a few bytes (once per projection opened, so per execution).
-    let mut v = Vec::with_capacity(width);
-    v.resize(width, false);
-    Some(v)
+    Some(SmallVec::from_elem(false, width))
 }
 
 /// A stream of `plan`'s rows; `want` is how many the caller expects to
@@ -363,7 +360,8 @@ pub fn open_scan<'p>(
             // and the key-rowid column if the index does not hold it.
             let only: Option<KeyCols> = match index_only {
                 true => table.indexes.iter().find(|i| i.0 == *index).map(|i| KeyCols {
-                    cols: i.1.iter().map(|&c| (c, &table.columns[c].1)).collect(),
+                    cols: i.1.iter().map(|&c| (c, c)).collect(),
+                    columns: &table.columns,
                     rowid: table
                         .rowid_key
                         .filter(|k| !i.1.contains(&k.column))
@@ -471,8 +469,11 @@ pub fn open_scan<'p>(
 /// value (every entry's value is its row's rowid, and a key rowid is the
 /// key's value, order-preservingly flipped).
 pub struct KeyCols<'p> {
-    /// Each key column's slot in the output row, and its type (the plan's).
-    cols: Vec<(usize, &'p DataType)>,
+    /// Each key column's slot in the output row, and its column in
+    /// `columns` (for its type).
+    cols: SmallVec<[(usize, usize); 2]>,
+    /// The table's columns (the plan's).
+    columns: &'p [(String, DataType)],
     rowid: Option<(usize, &'p DataType)>,
 }
 
@@ -483,7 +484,10 @@ impl KeyCols<'_> {
     /// encoding is read in order, and dropped by `key_row`).
     fn select(&mut self, select: &[usize]) {
         let slot = |c: usize| select.binary_search(&c).unwrap_or(usize::MAX);
-        for (c, _) in self.cols.iter_mut().chain(self.rowid.as_mut()) {
+        for (c, _) in self.cols.iter_mut() {
+            *c = slot(*c);
+        }
+        if let Some((c, _)) = self.rowid.as_mut() {
             *c = slot(*c);
         }
     }
@@ -716,7 +720,7 @@ impl Drop for Fetch {
         b.select = None;
         // Emptied (a row may hold long values), and only so many.
         b.spare.truncate(SPARE_ROWS);
-        b.spare.iter_mut().for_each(Vec::clear);
+        b.spare.iter_mut().for_each(clear_row);
         let _ = SPARE_FETCH.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 *s = Some(b);
@@ -948,13 +952,13 @@ pub fn lookup(
     if vals.is_empty() && range.is_none() {
         // The whole index (ORDER BY its columns), without a copy of the
         // prefix to extend.
-        return Ok(Lookup::Range(KeyRange::prefix(&storage::index_prefix(index))));
+        return Ok(Lookup::Range(storage::prefix_range(&storage::index_prefix(index))));
     }
     let mut prefix = storage::index_prefix(index).to_vec();
     for v in &vals {
         encode_key(v, &mut prefix);
     }
-    let Some(r) = range else { return Ok(Lookup::Range(KeyRange::prefix(&prefix))) };
+    let Some(r) = range else { return Ok(Lookup::Range(storage::prefix_range(&prefix))) };
     // Values only (0x01 …), not NULLs (0x02), which no range matches.
     let mut start = prefix.clone();
     let mut end = prefix;
@@ -1004,7 +1008,7 @@ fn row_lookup(
         return Ok(Lookup::Point(storage::key_row_key(table, v)?.to_vec()));
     }
     let Some(r) = range else {
-        return Ok(Lookup::Range(KeyRange::prefix(&storage::table_prefix(table))));
+        return Ok(Lookup::Range(storage::prefix_range(&storage::table_prefix(table))));
     };
     let ty = types.of(r.column);
     // As for entries: NULL bounds match nothing, a bound the column cannot
@@ -1136,16 +1140,19 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
     // Emptied and refilled without cloning NULLs (`resize` clones its
     // value into every slot; a row handed back keeps its slots).
     if row.len() == ncols {
-        row.iter_mut().for_each(|v| *v = Value::Null);
+        null_row(row);
     } else {
-        row.clear();
+        clear_row(row);
         row.resize_with(ncols, || Value::Null);
     }
     // After the index prefix (tag and index id).
     let mut pos = storage::index_prefix_len(key)?;
-    for (c, ty) in &only.cols {
-        let v = decode_key(key, &mut pos, ty)?;
-        if let Some(slot) = row.get_mut(*c) {
+    for &(c, col) in &only.cols {
+        let ty = &only.columns.get(col).ok_or_else(|| {
+            Error::Internal(format!("index-only scan of column {col} of {}", only.columns.len()))
+        })?;
+        let v = decode_key(key, &mut pos, &ty.1)?;
+        if let Some(slot) = row.get_mut(c) {
             put_null_slot(slot, v);
         }
     }

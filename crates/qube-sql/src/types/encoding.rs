@@ -75,7 +75,7 @@ use rust_decimal::Decimal;
 use super::numeric::Numeric;
 
 use super::datetime::Interval;
-use super::value::Value;
+use super::value::{Value, clear_row};
 
 fn corrupt(what: &str) -> Error {
     Error::Internal(format!("undecodable row: {what}"))
@@ -312,13 +312,13 @@ pub fn decode_row_cols(
     // is overwritten, any other one only cleared if it holds something (no
     // drop and re-push of every value per row).
     if out.len() != ncols {
-        out.clear();
+        clear_row(out);
         out.resize_with(ncols, || Value::Null);
     }
     for (i, slot) in out.iter_mut().enumerate() {
         if i < stored {
             if needed(i) {
-                *slot = decode_plain(b, &mut pos)?;
+                std::mem::replace(slot, decode_plain(b, &mut pos)?).forget_plain();
                 continue;
             }
             if !skip_value(b, &mut pos)? {
@@ -347,7 +347,7 @@ pub fn decode_row_select(b: &[u8], cols: &[usize], out: &mut Vec<Value>) -> Resu
     }
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
-    out.clear();
+    clear_row(out);
     out.reserve(cols.len());
     // The stored column `pos` is at.
     let mut at = 0;
@@ -640,7 +640,33 @@ pub fn key_decodable(ty: &qube_common::types::DataType) -> bool {
 
 /// Decodes the key part at `pos` (advanced past it) as a value of a column
 /// of type `ty`, one that `key_decodable` accepts.
+///
+/// A present integer (most index keys: an index-only scan decodes one
+/// per entry) is decoded inline; anything else, and any error, by
+/// `decode_key_any`, whose `Result<Value>` frame costs a call about as
+/// much as the decoding.
+#[inline]
 pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
+    use qube_common::types::DataType as T;
+    if let (T::SmallInt | T::Integer | T::BigInt, Some(1)) = (ty, b.get(*pos))
+        && let Some((u, n)) = b.get(*pos + 1..).and_then(OrdU64::decode)
+    {
+        let i = (u ^ HALF) as i64;
+        let v = match ty {
+            T::Integer => i32::try_from(i).ok().map(Value::Int4),
+            T::BigInt => Some(Value::Int8(i)),
+            _ => i16::try_from(i).ok().map(Value::Int2),
+        };
+        if let Some(v) = v {
+            *pos += 1 + n;
+            return Ok(v);
+        }
+    }
+    decode_key_any(b, pos, ty)
+}
+
+#[inline(never)]
+fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
     use qube_common::types::DataType as T;
     let bad = || Error::Internal("undecodable index key".into());
     let tag = *b.get(*pos).ok_or_else(bad)?;
@@ -655,11 +681,16 @@ pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
         *pos += n;
         Ok(s)
     };
-    let int = |pos: &mut usize| -> Result<i64> {
-        let (u, n) = b.get(*pos..).and_then(OrdU64::decode).ok_or_else(bad)?;
+    #[inline(always)]
+    fn key_int(b: &[u8], pos: &mut usize) -> Result<i64> {
+        let (u, n) = b
+            .get(*pos..)
+            .and_then(OrdU64::decode)
+            .ok_or_else(|| Error::Internal("undecodable index key".into()))?;
         *pos += n;
         Ok((u ^ HALF) as i64)
-    };
+    }
+    let int = |pos: &mut usize| key_int(b, pos);
     Ok(match ty {
         T::SmallInt => Value::Int2(i16::try_from(int(pos)?).map_err(|_| bad())?),
         T::Integer => Value::Int4(i32::try_from(int(pos)?).map_err(|_| bad())?),
@@ -776,6 +807,7 @@ impl OrdU64 {
 
     /// Decodes the encoding at the start of `b`: (number, bytes it took);
     /// None if `b` does not start with a valid one.
+    #[inline(always)]
     pub fn decode(b: &[u8]) -> Option<(u64, usize)> {
         let tag = *b.first()?;
         let len = match tag {
@@ -784,11 +816,21 @@ impl OrdU64 {
             0x41..=0x49 => tag - 0x41,
             _ => return None,
         } as usize;
-        let bytes = b.get(1..=len)?;
-        let mut x = 0u64;
-        for &byte in bytes {
-            x = x << 8 | u64::from(byte);
-        }
+        let x = match b.get(1..9) {
+            // Eight bytes at hand (the part is not the key's last): one
+            // load, the payload's `len` bytes shifted down.
+            Some(eight) if len > 0 => {
+                let all = u64::from_be_bytes(eight.try_into().ok()?);
+                all >> (8 * (8 - len))
+            }
+            _ => {
+                let mut x = 0u64;
+                for &byte in b.get(1..=len)? {
+                    x = x << 8 | u64::from(byte);
+                }
+                x
+            }
+        };
         let n = match tag {
             0x20..=0x28 => Some(x).filter(|&n| n < QUARTER),
             // The payload is the complement of d's `len` bytes.
