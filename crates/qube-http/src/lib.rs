@@ -253,7 +253,7 @@ fn run(st: &AppState, req: &QueryRequest) -> Result<String, (Error, Option<usize
             }
         };
         // A non-streamed result (a command) may still carry rows.
-        let columns = cols.unwrap_or_else(|| result.columns.clone());
+        let columns = cols.unwrap_or_else(|| result.columns.to_vec());
         for row in &result.rows {
             write_row(row, count > 0, &mut rows);
             count += 1;

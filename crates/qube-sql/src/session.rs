@@ -176,8 +176,9 @@ impl Column {
 /// The result of one statement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
-    /// Empty for statements that return no rows.
-    pub columns: Vec<Column>,
+    /// Empty for statements that return no rows. Shared: a prepared
+    /// query's are made once per plan, not per execution.
+    pub columns: Arc<[Column]>,
     pub rows: Vec<Vec<Value>>,
     /// PostgreSQL's command tag: "SELECT 3", "INSERT 0 1", "CREATE TABLE".
     pub tag: String,
@@ -185,7 +186,7 @@ pub struct QueryResult {
 
 impl QueryResult {
     fn command(tag: impl Into<String>) -> QueryResult {
-        QueryResult { columns: Vec::new(), rows: Vec::new(), tag: tag.into() }
+        QueryResult { columns: Arc::new([]), rows: Vec::new(), tag: tag.into() }
     }
 }
 
@@ -656,7 +657,7 @@ type CachedPlan = (qube_txn::Ts, Bound);
 
 #[derive(Clone)]
 enum Bound {
-    Query(Arc<crate::plan::Query>),
+    Query(Arc<QueryPlan>),
     Insert(Arc<crate::exec::dml::InsertPlan>),
     Update(Arc<crate::exec::dml::UpdatePlan>),
     Delete(Arc<crate::exec::dml::DeletePlan>),
@@ -684,8 +685,22 @@ macro_rules! cacheable {
     )*};
 }
 
+/// A bound query and its result's columns (`Column::of_query`), which
+/// each execution of a prepared query shares.
+struct QueryPlan {
+    query: crate::plan::Query,
+    columns: Arc<[Column]>,
+}
+
+impl QueryPlan {
+    fn new(query: crate::plan::Query) -> QueryPlan {
+        let columns = Column::of_query(&query).into();
+        QueryPlan { query, columns }
+    }
+}
+
 cacheable! {
-    Query => crate::plan::Query,
+    Query => QueryPlan,
     Insert => crate::exec::dml::InsertPlan,
     Update => crate::exec::dml::UpdatePlan,
     Delete => crate::exec::dml::DeletePlan,
@@ -1656,7 +1671,7 @@ impl Session {
                     variable.iter().map(crate::plan::bind::ident).collect::<Vec<_>>().join(" ");
                 let value = self.setting(&name)?;
                 Ok(QueryResult {
-                    columns: vec![Column::new(name.clone(), DataType::Text)],
+                    columns: Arc::new([Column::new(name.clone(), DataType::Text)]),
                     rows: vec![vec![Value::Text(value)]],
                     tag: "SHOW".into(),
                 })
@@ -2409,7 +2424,9 @@ impl Session {
             self.implicit = true;
         }
         let slot = self.plan_key.map(|k| {
-            self.plans.entry(k).or_insert_with(|| (0, Bound::Query(Arc::new(empty_query()))))
+            self.plans
+                .entry(k)
+                .or_insert_with(|| (0, Bound::Query(Arc::new(QueryPlan::new(empty_query())))))
         });
         match self.txn.as_mut() {
             Some(t) => {
@@ -2769,12 +2786,12 @@ fn run_statement(
         S::Query(q) => {
             // A prepared query's plan is reused while the catalog it was
             // bound against is the one this transaction sees.
-            let q = cached_plan(shared, txn, plan_slot, |txn| {
-                Binder::new(&shared.catalog, txn, schema).query(q)
+            let bound = cached_plan(shared, txn, plan_slot, |txn| {
+                Binder::new(&shared.catalog, txn, schema).query(q).map(QueryPlan::new)
             })?;
+            let (q, columns) = (&bound.query, bound.columns.clone());
             let limit = shared.value_limit.load(std::sync::atomic::Ordering::Relaxed);
             let mut ctx = Ctx::new(txn, params).with_limit(limit).with_env(&shared.catalog, schema);
-            let columns = Column::of_query(&q);
             if let Some(sink) = sink {
                 // Rows go to the caller as the executor produces them.
                 // A top LIMIT is applied here, not by a layer of its own.
@@ -2835,7 +2852,7 @@ fn run_statement(
             };
             let rows: Vec<Vec<Value>> = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
             Ok(QueryResult {
-                columns: vec![Column::new("QUERY PLAN", DataType::Text)],
+                columns: Arc::new([Column::new("QUERY PLAN", DataType::Text)]),
                 rows,
                 tag: "EXPLAIN".into(),
             })

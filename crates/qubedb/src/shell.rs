@@ -314,7 +314,7 @@ impl Backend for Embedded {
             notices.extend(session.take_notices().iter().map(Report::of_notice));
             let r = r.map_err(|e| Failure::Sql(Box::new(Report::of_error(&e))))?;
             rows.extend(r.rows.iter().map(|row| row.iter().map(text).collect()));
-            let columns = cols.unwrap_or(r.columns);
+            let columns = cols.unwrap_or_else(|| r.columns.to_vec());
             if columns.is_empty() {
                 out.push_str(&r.tag);
                 out.push('\n');

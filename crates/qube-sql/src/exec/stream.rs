@@ -701,8 +701,14 @@ impl Fetch {
         Fetch(SPARE_FETCH.try_with(|s| s.try_borrow_mut().ok()?.take()).ok().flatten())
     }
 
+    /// The buffers (boxed on first use: once per thread, `Fetch::new`).
+    #[inline]
     pub fn bufs(&mut self) -> &mut FetchBufs {
-        self.0.get_or_insert_with(Box::default)
+        #[cold]
+        fn new_bufs() -> Box<FetchBufs> {
+            Box::default()
+        }
+        self.0.get_or_insert_with(new_bufs)
     }
 }
 
@@ -1148,10 +1154,8 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
     // After the index prefix (tag and index id).
     let mut pos = storage::index_prefix_len(key)?;
     for &(c, col) in &only.cols {
-        let ty = &only.columns.get(col).ok_or_else(|| {
-            Error::Internal(format!("index-only scan of column {col} of {}", only.columns.len()))
-        })?;
-        let v = decode_key(key, &mut pos, &ty.1)?;
+        let Some((_, ty)) = only.columns.get(col) else { return Err(no_column(col)) };
+        let v = decode_key(key, &mut pos, ty)?;
         if let Some(slot) = row.get_mut(c) {
             put_null_slot(slot, v);
         }
@@ -1162,6 +1166,11 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
         put_null_slot(slot, rowid_value(be_rowid(value)?, ty)?);
     }
     Ok(())
+}
+
+#[cold]
+fn no_column(col: usize) -> Error {
+    Error::Internal(format!("index-only scan of a column {col} the table does not have"))
 }
 
 /// `*slot = v` for a slot that is most likely NULL: a NULL owns nothing,
