@@ -162,11 +162,17 @@ pub fn index_prefix(index: u64) -> KeyBytes {
 
 /// The length of the index prefix that `key` (an entry key) starts with:
 /// where its key-encoded columns begin.
+#[inline]
 pub fn index_prefix_len(key: &[u8]) -> Result<usize> {
-    key.get(1..)
-        .and_then(OrdU64::decode)
-        .map(|(_, n)| 1 + n)
-        .ok_or_else(|| Error::Internal("bad index entry key".into()))
+    match key.get(1..).and_then(OrdU64::decode) {
+        Some((_, n)) => Ok(1 + n),
+        None => Err(bad_index_key()),
+    }
+}
+
+#[cold]
+fn bad_index_key() -> Error {
+    Error::Internal("bad index entry key".into())
 }
 
 /// The key layout this build writes: 3 since `qube_txn` stores the keys

@@ -668,8 +668,13 @@ std::thread_local! {
 struct SpareBufs(Option<Box<ReadBufs>>);
 
 impl SpareBufs {
+    #[inline]
     fn get(&mut self) -> &mut ReadBufs {
-        self.0.get_or_insert_with(Box::default)
+        #[cold]
+        fn new_bufs() -> Box<ReadBufs> {
+            Box::default()
+        }
+        self.0.get_or_insert_with(new_bufs)
     }
 }
 

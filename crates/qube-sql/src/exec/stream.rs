@@ -679,8 +679,10 @@ pub struct FetchBufs {
     /// scan stands for a projection of them (`Stream::select_columns`).
     select: Option<Vec<usize>>,
     /// Rows the consumer handed back (`Stream::recycle`), decoded into
-    /// again instead of allocating a row per row. They outlive the scan
-    /// (emptied, up to `SPARE_ROWS`, with the thread's spare buffers), so
+    /// again instead of allocating a row per row (each decoder overwrites
+    /// or clears what a row holds). They outlive the scan (up to
+    /// `SPARE_ROWS`, none holding a long value, with the thread's spare
+    /// buffers), so
     /// that a query run again and again (a prepared LIMIT 10 streamed to
     /// its caller) allocates no rows at all.
     spare: Vec<Row>,
@@ -724,9 +726,14 @@ impl Drop for Fetch {
         b.out.clear();
         b.slots.clear();
         b.select = None;
-        // Emptied (a row may hold long values), and only so many.
+        // Only so many, and emptied if they hold long values (a text, an
+        // array): plain ones are overwritten by the next scan's rows.
         b.spare.truncate(SPARE_ROWS);
-        b.spare.iter_mut().for_each(clear_row);
+        for row in &mut b.spare {
+            if !row.iter().all(Value::is_plain) {
+                clear_row(row);
+            }
+        }
         let _ = SPARE_FETCH.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 *s = Some(b);
