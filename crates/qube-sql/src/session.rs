@@ -1413,7 +1413,9 @@ impl Session {
     fn resume_statement(&self, now: i64, deadline: Option<std::time::Instant>) {
         datetime::set_env(datetime::Env { zone: self.zone.0, txn_ts: self.txn_ts, stmt_ts: now });
         exec::spill::set_env(self.work_mem, self.db.shared.temp_dir.as_ref());
-        let off = |name: &str| self.settings.get(name).is_some_and(|v| v == "off");
+        let off = |name: &str| {
+            !self.settings.is_empty() && self.settings.get(name).is_some_and(|v| v == "off")
+        };
         exec::binary_join::set_methods(!off("enable_hashjoin"), !off("enable_mergejoin"));
         exec::interrupt::set_current(Some(&self.cancel), deadline);
     }

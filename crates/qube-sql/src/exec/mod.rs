@@ -819,7 +819,11 @@ pub(crate) fn limit_counts(
 ) -> Result<(usize, Option<usize>)> {
     let count = |ctx: &mut Ctx, e: &Option<Expr>, what: &str, code: &'static str| {
         let Some(e) = e else { return Ok(None) };
-        match eval(ctx, e, &[])? {
+        let v = match e {
+            Expr::Const(v) => v.clone(),
+            e => eval(ctx, e, &[])?,
+        };
+        match v {
             Value::Null => Ok(None),
             v => {
                 let n = v.as_i64().unwrap_or(0);

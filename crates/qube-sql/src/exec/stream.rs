@@ -681,7 +681,7 @@ pub struct FetchBufs {
     /// Rows the consumer handed back (`Stream::recycle`), decoded into
     /// again instead of allocating a row per row (each decoder overwrites
     /// or clears what a row holds). They outlive the scan (up to
-    /// `SPARE_ROWS`, none holding a long value, with the thread's spare
+    /// `SPARE_ROWS`, none holding a long value (`Value::is_small`), with the thread's spare
     /// buffers), so
     /// that a query run again and again (a prepared LIMIT 10 streamed to
     /// its caller) allocates no rows at all.
@@ -726,11 +726,12 @@ impl Drop for Fetch {
         b.out.clear();
         b.slots.clear();
         b.select = None;
-        // Only so many, and emptied if they hold long values (a text, an
-        // array): plain ones are overwritten by the next scan's rows.
+        // Only so many, and emptied if they hold long values: plain ones
+        // and short texts are overwritten by the next scan's rows (a text
+        // into its buffer).
         b.spare.truncate(SPARE_ROWS);
         for row in &mut b.spare {
-            if !row.iter().all(Value::is_plain) {
+            if !row.iter().all(Value::is_small) {
                 clear_row(row);
             }
         }

@@ -599,6 +599,14 @@ impl<'a> Binder<'a> {
                         let b = self.expr(e);
                         self.scopes.pop();
                         let b = b?;
+                        // An integer constant (LIMIT 10): the bigint itself,
+                        // not a cast evaluated per execution.
+                        if let Expr::Const(v @ (Value::Int2(_) | Value::Int4(_) | Value::Int8(_))) =
+                            &b.expr
+                            && let Some(i) = v.as_i64()
+                        {
+                            return Ok(Some(Expr::Const(Value::Int8(i))));
+                        }
                         // As an assignment, as PostgreSQL coerces LIMIT and
                         // OFFSET: a numeric or float rounds (LIMIT 2.5 is 3).
                         if !b.unknown && is_numeric(&b.ty) && b.ty != DataType::BigInt {

@@ -318,7 +318,7 @@ pub fn decode_row_cols(
     for (i, slot) in out.iter_mut().enumerate() {
         if i < stored {
             if needed(i) {
-                std::mem::replace(slot, decode_plain(b, &mut pos)?).forget_plain();
+                decode_plain_into(b, &mut pos, slot)?;
                 continue;
             }
             if !skip_value(b, &mut pos)? {
@@ -347,13 +347,19 @@ pub fn decode_row_select(b: &[u8], cols: &[usize], out: &mut Vec<Value>) -> Resu
     }
     let mut pos = 1;
     let n = get_varint(b, &mut pos)? as usize;
-    clear_row(out);
-    out.reserve(cols.len());
+    // A row handed back for reuse keeps its slots (and their text
+    // buffers: `decode_plain_into`).
+    while out.len() > cols.len() {
+        if let Some(v) = out.pop() {
+            v.forget_plain();
+        }
+    }
+    out.resize_with(cols.len(), || Value::Null);
     // The stored column `pos` is at.
     let mut at = 0;
-    for &c in cols {
+    for (&c, slot) in cols.iter().zip(out.iter_mut()) {
         if c >= n {
-            out.push(Value::Null);
+            std::mem::replace(slot, Value::Null).forget_plain();
             continue;
         }
         while at < c {
@@ -362,7 +368,7 @@ pub fn decode_row_select(b: &[u8], cols: &[usize], out: &mut Vec<Value>) -> Resu
             }
             at += 1;
         }
-        out.push(decode_plain(b, &mut pos)?);
+        decode_plain_into(b, &mut pos, slot)?;
         at += 1;
     }
     Ok(())
@@ -408,6 +414,28 @@ fn decode_plain(b: &[u8], pos: &mut usize) -> Result<Value> {
         _ => {}
     }
     decode_value(b, pos, 0)
+}
+
+/// `decode_plain` into `slot`: a short text into the text the slot already
+/// holds, when it holds one (a row handed back for reuse: its buffer is
+/// refilled, not freed and allocated again); anything else replaces the
+/// slot's value.
+#[inline(always)]
+fn decode_plain_into(b: &[u8], pos: &mut usize, slot: &mut Value) -> Result<()> {
+    let p = *pos;
+    if let (Some(9), Value::Text(t)) = (b.get(p), &mut *slot)
+        && let Some(&len) = b.get(p + 1)
+        && len < 0x80
+        && let Some(s) = b.get(p + 2..p + 2 + len as usize)
+    {
+        let s = std::str::from_utf8(s).map_err(|_| corrupt("text not UTF-8"))?;
+        *pos = p + 2 + len as usize;
+        t.clear();
+        t.push_str(s);
+        return Ok(());
+    }
+    std::mem::replace(slot, decode_plain(b, pos)?).forget_plain();
+    Ok(())
 }
 
 /// What one column of an encoded row holds, when only an integer matters
@@ -869,6 +897,64 @@ mod tests {
         let mut k = Vec::new();
         encode_key(v, &mut k);
         k
+    }
+
+    /// Rows decoded into reused rows (a scan's recycled rows, whose texts
+    /// are refilled in place) equal rows decoded into new ones, whatever
+    /// the reused row held: texts longer or shorter, or other values, in
+    /// the same or other slots, and more or fewer of them.
+    #[test]
+    fn decoding_into_a_reused_row_equals_decoding_into_a_new_one() {
+        let long = "é".repeat(100);
+        let rows = [
+            vec![Value::Int4(1), Value::Text("abc".into()), Value::Null, Value::Int8(7)],
+            vec![Value::Int4(2), Value::Text(long.clone()), Value::Text("x".into()), Value::Null],
+            vec![
+                Value::Null,
+                Value::Text(String::new()),
+                Value::Int4(-3),
+                Value::Text("yz".into()),
+            ],
+            vec![Value::Int4(4), Value::Text("a much longer text".into())],
+            vec![Value::Bool(true), Value::Int4(5), Value::Text(long), Value::Text("0".into())],
+            every_type_row(),
+        ];
+        let encoded: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| {
+                let mut b = Vec::new();
+                encode_row(r, &mut b);
+                b
+            })
+            .collect();
+        let selects: [&[usize]; 4] = [&[0, 1, 2, 3], &[1, 3], &[1], &[0, 2, 5]];
+        for (i, b) in encoded.iter().enumerate() {
+            let ncols = rows[i].len();
+            for reused_from in &encoded {
+                // decode_row_cols, every column and some.
+                let need = [true, false, true, true];
+                for need in [None, Some(&need[..])] {
+                    let mut fresh = Vec::new();
+                    decode_row_cols(b, ncols, need, &mut fresh).unwrap();
+                    for width in [ncols, ncols + 1, 1] {
+                        let mut reused = Vec::new();
+                        decode_row_cols(reused_from, width, None, &mut reused).unwrap();
+                        decode_row_cols(b, ncols, need, &mut reused).unwrap();
+                        assert_eq!(reused, fresh, "row {i}, need {need:?}");
+                    }
+                }
+                for cols in selects {
+                    let mut fresh = Vec::new();
+                    decode_row_select(b, cols, &mut fresh).unwrap();
+                    for other in selects {
+                        let mut reused = Vec::new();
+                        decode_row_select(reused_from, other, &mut reused).unwrap();
+                        decode_row_select(b, cols, &mut reused).unwrap();
+                        assert_eq!(reused, fresh, "row {i}, columns {cols:?} after {other:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

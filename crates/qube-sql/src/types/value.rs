@@ -68,6 +68,18 @@ impl Value {
         )
     }
 
+    /// True for a value a reused row may keep (`FetchBufs::spare`): a
+    /// plain one, or a short text or bytea whose buffer the next row's
+    /// value of the column is decoded into.
+    #[inline]
+    pub fn is_small(&self) -> bool {
+        match self {
+            Value::Text(s) => s.capacity() <= SMALL_BUFFER,
+            Value::Bytea(b) => b.capacity() <= SMALL_BUFFER,
+            v => v.is_plain(),
+        }
+    }
+
     /// Drops `self`, inline for a plain value (`is_plain`): a recycled
     /// row's values are mostly plain, and `drop_in_place::<Value>` is a
     /// call per value.
@@ -78,6 +90,9 @@ impl Value {
         }
     }
 }
+
+/// The longest buffer of a value `Value::is_small` accepts.
+const SMALL_BUFFER: usize = 64;
 
 /// Empties `row` (keeping its capacity), dropping its values inline when
 /// they are plain (`Value::forget_plain`).
