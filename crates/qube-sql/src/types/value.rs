@@ -54,17 +54,28 @@ impl Value {
     /// True for a value that owns no heap memory (a number that is not a
     /// big numeric, a date/time, a uuid, NULL), whose drop does nothing:
     /// `forget_plain` then skips the out-of-line drop call.
+    /// Listed by what it accepts, so that a variant added later counts as
+    /// owning memory (a value forgotten wrongly would leak it).
     #[inline]
     pub fn is_plain(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            Value::Numeric(Numeric::Big(_))
-                | Value::Text(_)
-                | Value::Bytea(_)
-                | Value::Json(_)
-                | Value::Jsonb(_)
-                | Value::Array(_)
-                | Value::Record(_)
+            Value::Null
+                | Value::Bool(_)
+                | Value::Int2(_)
+                | Value::Int4(_)
+                | Value::Int8(_)
+                | Value::Float4(_)
+                | Value::Float8(_)
+                | Value::Numeric(
+                    Numeric::Small(_) | Numeric::NaN | Numeric::PosInf | Numeric::NegInf
+                )
+                | Value::Date(_)
+                | Value::Time(_)
+                | Value::Timestamp(_)
+                | Value::TimestampTz(_)
+                | Value::Interval(_)
+                | Value::Uuid(_)
         )
     }
 
@@ -436,6 +447,48 @@ pub fn format_float(v: f64, single: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_values_own_nothing_and_small_ones_only_short_buffers() {
+        let big = Numeric::parse("1234567890123456789012345678901234567890.5").unwrap();
+        assert!(matches!(big, Numeric::Big(_)));
+        let owning = [
+            Value::Numeric(big),
+            Value::Text("a".into()),
+            Value::Bytea(vec![1]),
+            Value::Json("{}".into()),
+            Value::Array(vec![Value::Int4(1)]),
+            Value::Record(vec![]),
+        ];
+        for v in &owning {
+            assert!(!v.is_plain(), "{v:?}");
+        }
+        let plain = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int2(1),
+            Value::Int4(1),
+            Value::Int8(1),
+            Value::Float4(1.0),
+            Value::Float8(1.0),
+            Value::Numeric(Numeric::parse("1.5").unwrap()),
+            Value::Date(1),
+            Value::Time(1),
+            Value::Timestamp(1),
+            Value::TimestampTz(1),
+            Value::Uuid([7; 16]),
+        ];
+        for v in &plain {
+            assert!(v.is_plain() && v.is_small(), "{v:?}");
+        }
+        assert!(Value::Text("short".into()).is_small());
+        assert!(!Value::Text("x".repeat(SMALL_BUFFER + 1)).is_small());
+        assert!(!Value::Json("{}".into()).is_small());
+        let mut row = owning.to_vec();
+        row.extend(plain);
+        clear_row(&mut row);
+        assert!(row.is_empty());
+    }
 
     #[test]
     fn floats_print_as_postgresql_does() {
