@@ -335,8 +335,10 @@ pub struct RangeCursor {
     resume: bool,
 }
 
-/// The longest buffer a dropped `RangeCursor` keeps for the thread's next.
+/// The longest buffer a dropped `RangeCursor` keeps for the thread's next,
+/// and how many the thread keeps.
 const SPARE_KEY_MAX: usize = 256;
+const SPARE_KEYS_KEPT: usize = 8;
 
 std::thread_local! {
     /// Buffers of the bounds and last key of the `RangeCursor`s this
@@ -371,7 +373,7 @@ impl Drop for RangeCursor {
             }
             let _ = SPARE_KEYS.try_with(|s| {
                 if let Ok(mut s) = s.try_borrow_mut()
-                    && s.len() < 8
+                    && s.len() < SPARE_KEYS_KEPT
                 {
                     let mut b = b;
                     b.clear();

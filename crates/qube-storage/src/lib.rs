@@ -121,9 +121,15 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 pub fn prefix_successor_into(prefix: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     out.extend_from_slice(prefix);
-    while let Some(last) = out.pop() {
+    prefix_successor_in_place(out)
+}
+
+/// `prefix_successor` of the bytes `b` holds, in place; false (and `b`
+/// empty) if there is none.
+pub fn prefix_successor_in_place(b: &mut Vec<u8>) -> bool {
+    while let Some(last) = b.pop() {
         if last < 0xFF {
-            out.push(last + 1);
+            b.push(last + 1);
             return true;
         }
     }
@@ -386,6 +392,12 @@ mod tests {
         assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_successor(b"\xff\xff"), None);
         assert_eq!(prefix_successor(b""), None);
+        let mut b = b"a\xff\xff".to_vec();
+        assert!(prefix_successor_in_place(&mut b));
+        assert_eq!(b, b"b");
+        let mut b = b"\xff".to_vec();
+        assert!(!prefix_successor_in_place(&mut b));
+        assert!(b.is_empty());
         let r = KeyRange::prefix(b"ab");
         assert!(r.contains(b"ab"));
         assert!(r.contains(b"ab\xff\xff"));

@@ -71,7 +71,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use qube_common::{Error, Result};
-use qube_storage::{Direction, Engine, KeyRange, SeekHint, WriteBatch, prefix_successor};
+use qube_storage::{
+    Direction, Engine, KeyRange, SeekHint, WriteBatch, prefix_successor, prefix_successor_in_place,
+};
 
 use crate::keys::{self, Key, Ts};
 use crate::locks::{Held, LockTable, TxnId, key_hash};
@@ -892,13 +894,9 @@ fn to_version_bound(b: &Bound<Vec<u8>>, is_start: bool, mut buf: Vec<u8>) -> Bou
     buf.clear();
     // The first key after every key that starts with `buf`'s, in place.
     let successor = |buf: &mut Vec<u8>| {
-        while let Some(last) = buf.pop() {
-            if last < 0xFF {
-                buf.push(last + 1);
-                return;
-            }
+        if !prefix_successor_in_place(buf) {
+            keys::versions_end_into(buf);
         }
-        keys::versions_end_into(buf);
     };
     match (b, is_start) {
         (Bound::Unbounded, true) => {

@@ -42,7 +42,7 @@ use crate::types::Value;
 use crate::types::encoding::{
     IntCell, decode_key, decode_row_cols, decode_row_select, encode_key, peek_int,
 };
-use crate::types::value::{clear_row, null_row};
+use crate::types::value::{clear_row, null_row, set_value, truncate_row};
 
 /// The most rows one scan batch reads.
 pub const MAX_BATCH: usize = 1024;
@@ -590,7 +590,7 @@ impl Stream<'_> {
                                 r.swap(i, *c);
                             }
                         }
-                        truncate_nulls(&mut r, exprs.len());
+                        truncate_row(&mut r, exprs.len());
                         return Ok(Some(r));
                     }
                     let mut o = Vec::with_capacity(exprs.len());
@@ -680,9 +680,9 @@ pub struct FetchBufs {
     select: Option<Vec<usize>>,
     /// Rows the consumer handed back (`Stream::recycle`), decoded into
     /// again instead of allocating a row per row (each decoder overwrites
-    /// or clears what a row holds). They outlive the scan (up to
-    /// `SPARE_ROWS`, none holding a long value (`Value::is_small`), with the thread's spare
-    /// buffers), so
+    /// or clears what a row holds). They outlive the scan, with the
+    /// thread's spare buffers (up to `SPARE_ROWS`, none holding a long
+    /// value: `Value::is_small`), so
     /// that a query run again and again (a prepared LIMIT 10 streamed to
     /// its caller) allocates no rows at all.
     spare: Vec<Row>,
@@ -1165,13 +1165,13 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
         let Some((_, ty)) = only.columns.get(col) else { return Err(no_column(col)) };
         let v = decode_key(key, &mut pos, ty)?;
         if let Some(slot) = row.get_mut(c) {
-            put_null_slot(slot, v);
+            set_value(slot, v);
         }
     }
     if let Some((c, ty)) = &only.rowid
         && let Some(slot) = row.get_mut(*c)
     {
-        put_null_slot(slot, rowid_value(be_rowid(value)?, ty)?);
+        set_value(slot, rowid_value(be_rowid(value)?, ty)?);
     }
     Ok(())
 }
@@ -1179,30 +1179,6 @@ fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row
 #[cold]
 fn no_column(col: usize) -> Error {
     Error::Internal(format!("index-only scan of a column {col} the table does not have"))
-}
-
-/// `*slot = v` for a slot that is most likely NULL: a NULL owns nothing,
-/// so it is forgotten rather than dropped (the drop is an out-of-line
-/// call per value, ~20 instructions, twice per row of an index-only scan).
-#[inline]
-fn put_null_slot(slot: &mut Value, v: Value) {
-    let old = std::mem::replace(slot, v);
-    if old.is_null() {
-        std::mem::forget(old);
-    }
-}
-
-/// `r.truncate(n)`, forgetting rather than dropping the NULLs cut off (see
-/// `put_null_slot`): the columns a projection in place leaves behind are
-/// mostly ones the scan did not decode.
-#[inline]
-fn truncate_nulls(r: &mut Row, n: usize) {
-    while r.len() > n {
-        match r.pop() {
-            Some(v) if v.is_null() => std::mem::forget(v),
-            _ => {}
-        }
-    }
 }
 
 /// The value of a key-rowid column (`storage::key_rowid` inverted).
@@ -1230,24 +1206,6 @@ mod tests {
     /// last, and the next fetch starts with them, empty. (Dropping the
     /// spare that a later drop replaced once ran `Drop` on it again, and
     /// so on without end.)
-    #[test]
-    fn nulls_are_forgotten_and_values_kept_or_dropped() {
-        let text = || Value::Text("x".repeat(40));
-        let mut r = vec![Value::Int4(1), text(), Value::Null, text(), Value::Null];
-        truncate_nulls(&mut r, 2);
-        assert_eq!(r, vec![Value::Int4(1), text()]);
-        truncate_nulls(&mut r, 5);
-        assert_eq!(r.len(), 2);
-        truncate_nulls(&mut r, 0);
-        assert!(r.is_empty());
-        let mut slot = Value::Null;
-        put_null_slot(&mut slot, text());
-        assert_eq!(slot, text());
-        // A slot that holds a value has it dropped, not leaked or kept.
-        put_null_slot(&mut slot, Value::Int8(i64::MIN));
-        assert_eq!(slot, Value::Int8(i64::MIN));
-    }
-
     #[test]
     fn fetches_dropped_together_keep_one_spare() {
         let mut a = Fetch::new();

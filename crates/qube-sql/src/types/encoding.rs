@@ -75,7 +75,7 @@ use rust_decimal::Decimal;
 use super::numeric::Numeric;
 
 use super::datetime::Interval;
-use super::value::{Value, clear_row};
+use super::value::{Value, clear_row, set_value, truncate_row};
 
 fn corrupt(what: &str) -> Error {
     Error::Internal(format!("undecodable row: {what}"))
@@ -349,17 +349,13 @@ pub fn decode_row_select(b: &[u8], cols: &[usize], out: &mut Vec<Value>) -> Resu
     let n = get_varint(b, &mut pos)? as usize;
     // A row handed back for reuse keeps its slots (and their text
     // buffers: `decode_plain_into`).
-    while out.len() > cols.len() {
-        if let Some(v) = out.pop() {
-            v.forget_plain();
-        }
-    }
+    truncate_row(out, cols.len());
     out.resize_with(cols.len(), || Value::Null);
     // The stored column `pos` is at.
     let mut at = 0;
     for (&c, slot) in cols.iter().zip(out.iter_mut()) {
         if c >= n {
-            std::mem::replace(slot, Value::Null).forget_plain();
+            set_value(slot, Value::Null);
             continue;
         }
         while at < c {
@@ -434,7 +430,7 @@ fn decode_plain_into(b: &[u8], pos: &mut usize, slot: &mut Value) -> Result<()> 
         t.push_str(s);
         return Ok(());
     }
-    std::mem::replace(slot, decode_plain(b, pos)?).forget_plain();
+    set_value(slot, decode_plain(b, pos)?);
     Ok(())
 }
 
@@ -677,9 +673,8 @@ pub fn key_decodable(ty: &qube_common::types::DataType) -> bool {
 pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
     use qube_common::types::DataType as T;
     if let (T::SmallInt | T::Integer | T::BigInt, Some(1)) = (ty, b.get(*pos))
-        && let Some((u, n)) = b.get(*pos + 1..).and_then(OrdU64::decode)
+        && let Some((i, n)) = b.get(*pos + 1..).and_then(key_int)
     {
-        let i = (u ^ HALF) as i64;
         let v = match ty {
             T::Integer => i32::try_from(i).ok().map(Value::Int4),
             T::BigInt => Some(Value::Int8(i)),
@@ -709,16 +704,11 @@ fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
         *pos += n;
         Ok(s)
     };
-    #[inline(always)]
-    fn key_int(b: &[u8], pos: &mut usize) -> Result<i64> {
-        let (u, n) = b
-            .get(*pos..)
-            .and_then(OrdU64::decode)
-            .ok_or_else(|| Error::Internal("undecodable index key".into()))?;
+    let int = |pos: &mut usize| -> Result<i64> {
+        let (i, n) = b.get(*pos..).and_then(key_int).ok_or_else(bad)?;
         *pos += n;
-        Ok((u ^ HALF) as i64)
-    }
-    let int = |pos: &mut usize| key_int(b, pos);
+        Ok(i)
+    };
     Ok(match ty {
         T::SmallInt => Value::Int2(i16::try_from(int(pos)?).map_err(|_| bad())?),
         T::Integer => Value::Int4(i32::try_from(int(pos)?).map_err(|_| bad())?),
@@ -756,6 +746,13 @@ fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
         }
         _ => return Err(bad()),
     })
+}
+
+/// The integer whose key body (`put_i64_key`) starts `b`, and the bytes
+/// it took.
+#[inline(always)]
+fn key_int(b: &[u8]) -> Option<(i64, usize)> {
+    OrdU64::decode(b).map(|(u, n)| ((u ^ HALF) as i64, n))
 }
 
 /// An integer's key body: `OrdU64` of its bits with the sign flipped

@@ -105,20 +105,36 @@ impl Value {
 /// The longest buffer of a value `Value::is_small` accepts.
 const SMALL_BUFFER: usize = 64;
 
-/// Empties `row` (keeping its capacity), dropping its values inline when
-/// they are plain (`Value::forget_plain`).
+/// `*slot = v`, the old value dropped inline if it is plain
+/// (`Value::forget_plain`): a reused row's slots mostly hold NULLs and
+/// numbers.
 #[inline]
-pub fn clear_row(row: &mut Vec<Value>) {
-    while let Some(v) = row.pop() {
-        v.forget_plain();
+pub fn set_value(slot: &mut Value, v: Value) {
+    std::mem::replace(slot, v).forget_plain();
+}
+
+/// `row.truncate(n)`, the values cut off dropped as `set_value` drops
+/// them.
+#[inline]
+pub fn truncate_row(row: &mut Vec<Value>, n: usize) {
+    while row.len() > n {
+        if let Some(v) = row.pop() {
+            v.forget_plain();
+        }
     }
 }
 
-/// Sets every value of `row` to NULL, as `clear_row` drops them.
+/// Empties `row`, keeping its capacity (`truncate_row` to 0).
+#[inline]
+pub fn clear_row(row: &mut Vec<Value>) {
+    truncate_row(row, 0);
+}
+
+/// Sets every value of `row` to NULL (`set_value`).
 #[inline]
 pub fn null_row(row: &mut [Value]) {
     for v in row {
-        std::mem::replace(v, Value::Null).forget_plain();
+        set_value(v, Value::Null);
     }
 }
 
@@ -476,6 +492,7 @@ mod tests {
             Value::Time(1),
             Value::Timestamp(1),
             Value::TimestampTz(1),
+            Value::Interval(Interval { months: 1, days: 2, micros: 3 }),
             Value::Uuid([7; 16]),
         ];
         for v in &plain {
@@ -486,6 +503,18 @@ mod tests {
         assert!(!Value::Json("{}".into()).is_small());
         let mut row = owning.to_vec();
         row.extend(plain);
+        let n = row.len();
+        truncate_row(&mut row, n + 1);
+        assert_eq!(row.len(), n);
+        truncate_row(&mut row, 3);
+        assert_eq!(row, owning[..3]);
+        // A slot's old value, plain or owning, is replaced.
+        set_value(&mut row[0], Value::Int8(i64::MIN));
+        set_value(&mut row[1], Value::Text("y".repeat(40)));
+        set_value(&mut row[1], Value::Null);
+        assert_eq!(row, [Value::Int8(i64::MIN), Value::Null, owning[2].clone()]);
+        null_row(&mut row);
+        assert!(row.iter().all(Value::is_null));
         clear_row(&mut row);
         assert!(row.is_empty());
     }
