@@ -151,6 +151,15 @@ pub trait Cursor: Send {
     /// The current value. Only valid after `advance` returned true.
     fn value(&self) -> &[u8];
 
+    /// The key the next `advance` would move to, if the cursor can tell
+    /// without moving (a B+Tree cursor: the next entry of its leaf);
+    /// `None` if it cannot, or there is none. Whether that key is within
+    /// the range is not checked. Only meaningful after `advance` returned
+    /// true.
+    fn peek_key(&self) -> Option<&[u8]> {
+        None
+    }
+
     /// Collects the remaining pairs (for tests and small results).
     fn collect_pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();

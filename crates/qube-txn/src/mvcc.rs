@@ -1234,7 +1234,8 @@ impl Transaction {
             let mut mine = mine.into_iter().flatten().peekable();
             // Without own writes to merge, keys need not be decoded to be
             // compared with them.
-            let lazy = lazy && mine.peek().is_none();
+            let alone = mine.peek().is_none();
+            let lazy = lazy && alone;
             // Emits a snapshot pair, after the own writes that come before
             // it; an own write of the same key replaces it.
             let mut emit = |k: &[u8], v: &[u8], f: &mut Visit| {
@@ -1308,6 +1309,13 @@ impl Transaction {
                 }
             } else {
                 // The candidate of the current key: (seen, tombstone, value).
+                // Versions of a key come oldest first, so the newest
+                // visible one is known only when the next entry is another
+                // key's or too new. Where the cursor can tell the next key
+                // without moving (`Cursor::peek_key`: within a leaf), that
+                // version is passed on where it lies; else it is copied
+                // (`val`, with its prefix in `current`) and passed on when
+                // the key changes.
                 let (mut seen, mut tomb) = (false, false);
                 // Whether `key` holds the user key of `current` (else of
                 // `from`, as `decode` left it): at the next key, `current`
@@ -1316,25 +1324,25 @@ impl Transaction {
                 // Whether `current` holds the user key as it is (a
                 // prefix-free keyspace's): then it is not decoded.
                 let mut raw_key = false;
+                // (Without own writes, straight to `f`: `emit` is a call.)
+                let mut out = |k: &[u8], v: &[u8], f: &mut Visit| match alone {
+                    true => f(ScanKey::User(k), v),
+                    false => emit(k, v, f),
+                };
                 loop {
                     let more = c.advance()?;
-                    let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
-                    if !p.is_some_and(|p| keys::same_prefix(p, current)) {
-                        let user_key = match raw_key {
-                            true => keys::prefix_user_key(current).unwrap_or_default(),
-                            false => key.as_slice(),
-                        };
-                        if seen && !tomb && !emit(user_key, val, f)? {
-                            stopped = true;
-                            break;
-                        }
-                        seen = false;
-                        if let Some(p) = p {
-                            if std::mem::take(&mut decoded) {
-                                std::mem::swap(current, from);
+                    if seen {
+                        let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
+                        if !p.is_some_and(|p| keys::same_prefix(p, current)) {
+                            seen = false;
+                            let user_key = match raw_key {
+                                true => keys::prefix_user_key(current).unwrap_or_default(),
+                                false => key.as_slice(),
+                            };
+                            if !tomb && !out(user_key, val, f)? {
+                                stopped = true;
+                                break;
                             }
-                            current.clear();
-                            current.extend_from_slice(p);
                         }
                     }
                     if !more {
@@ -1348,8 +1356,33 @@ impl Transaction {
                         }
                         continue;
                     }
+                    let p = keys::version_key_prefix(raw);
+                    if let Some(user_key) = keys::prefix_user_key(p)
+                        && let Some(next) = c.peek_key()
+                    {
+                        if keys::same_prefix(keys::version_key_prefix(next), p)
+                            && keys::version_ts(next) <= read_ts
+                        {
+                            // A newer visible version of the key follows.
+                            continue;
+                        }
+                        // The newest visible version (a pending older one
+                        // of the key is superseded).
+                        seen = false;
+                        if let Some(v) = keys::decode_value(c.value())?
+                            && !out(user_key, v, f)?
+                        {
+                            stopped = true;
+                            break;
+                        }
+                        continue;
+                    }
                     if !seen {
-                        // `current` is this key's version prefix.
+                        if std::mem::take(&mut decoded) {
+                            std::mem::swap(current, from);
+                        }
+                        current.clear();
+                        current.extend_from_slice(p);
                         raw_key = keys::prefix_user_key(current).is_some();
                         if !raw_key {
                             keys::decode_version_after(from, raw, key)?;

@@ -40,7 +40,7 @@ use crate::plan::{Expr, IndexRange, Plan};
 use crate::storage::{self, RangeCursor};
 use crate::types::Value;
 use crate::types::encoding::{
-    IntCell, decode_key, decode_row_cols, decode_row_select, encode_key, peek_int,
+    IntCell, KeyKind, decode_key_as, decode_row_cols, decode_row_select, encode_key, peek_int,
 };
 use crate::types::value::{clear_row, null_row, set_value, truncate_row};
 
@@ -359,14 +359,15 @@ pub fn open_scan<'p>(
             // An index-only scan's columns, in key order, with their types,
             // and the key-rowid column if the index does not hold it.
             let only: Option<KeyCols> = match index_only {
-                true => table.indexes.iter().find(|i| i.0 == *index).map(|i| KeyCols {
-                    cols: i.1.iter().map(|&c| (c, c)).collect(),
-                    columns: &table.columns,
-                    rowid: table
-                        .rowid_key
-                        .filter(|k| !i.1.contains(&k.column))
-                        .map(|k| (k.column, &table.columns[k.column].1)),
-                }),
+                true => table
+                    .indexes
+                    .iter()
+                    .find(|i| i.0 == *index)
+                    .map(|i| {
+                        let rowid = table.rowid_key.map(|k| k.column);
+                        KeyCols::new(*index, &table.columns, &i.1, rowid)
+                    })
+                    .transpose()?,
                 false => None,
             };
             // The key types: the columns', or an expression index's own.
@@ -469,27 +470,77 @@ pub fn open_scan<'p>(
 /// value (every entry's value is its row's rowid, and a key rowid is the
 /// key's value, order-preservingly flipped).
 pub struct KeyCols<'p> {
-    /// Each key column's slot in the output row, and its column in
-    /// `columns` (for its type).
-    cols: SmallVec<[(usize, usize); 2]>,
-    /// The table's columns (the plan's).
+    /// The index's columns, in key order.
+    cols: SmallVec<[KeyCol; 2]>,
+    /// The key-rowid column, if the index does not hold it.
+    rowid: Option<KeyCol>,
+    /// The table's columns (the plan's), for the types.
     columns: &'p [(String, DataType)],
-    rowid: Option<(usize, &'p DataType)>,
+    /// The length of the index's key prefix (`storage::index_prefix`),
+    /// which every entry's key starts with.
+    prefix_len: usize,
+    /// Whether `cols` and `rowid` write every slot of the output rows, so
+    /// that a reused row of their width need not be set to NULLs first.
+    covers: bool,
 }
 
-impl KeyCols<'_> {
+/// A column `key_row` decodes: its slot in the output row (`usize::MAX`
+/// for none: `KeyCols::select`), the table column (a valid index into
+/// `KeyCols::columns`, for its type), and how its type decodes.
+struct KeyCol {
+    slot: usize,
+    col: usize,
+    kind: KeyKind,
+}
+
+impl<'p> KeyCols<'p> {
+    /// Rows of all `columns` of a table from the entries of its index `id`
+    /// on `index` (column numbers), whose key rowids, if any, are column
+    /// `rowid`.
+    fn new(
+        id: u64,
+        columns: &'p [(String, DataType)],
+        index: &[usize],
+        rowid: Option<usize>,
+    ) -> Result<KeyCols<'p>> {
+        let col = |c: usize| match columns.get(c) {
+            Some((_, ty)) => Ok(KeyCol { slot: c, col: c, kind: KeyKind::of(ty) }),
+            None => Err(no_column(c)),
+        };
+        let mut only = KeyCols {
+            cols: index.iter().map(|&c| col(c)).collect::<Result<_>>()?,
+            rowid: rowid.filter(|c| !index.contains(c)).map(col).transpose()?,
+            columns,
+            prefix_len: storage::index_prefix(id).len(),
+            covers: false,
+        };
+        only.covers = only.writes_all(columns.len());
+        Ok(only)
+    }
+
     /// Output rows of just the table columns `select` (ascending), in that
     /// order: each key column moves to its place among them, and one not
     /// among them gets a slot past the row's end (decoded, since the key's
     /// encoding is read in order, and dropped by `key_row`).
     fn select(&mut self, select: &[usize]) {
         let slot = |c: usize| select.binary_search(&c).unwrap_or(usize::MAX);
-        for (c, _) in self.cols.iter_mut() {
-            *c = slot(*c);
+        for c in self.cols.iter_mut() {
+            c.slot = slot(c.slot);
         }
-        if let Some((c, _)) = self.rowid.as_mut() {
-            *c = slot(*c);
+        if let Some(c) = self.rowid.as_mut() {
+            c.slot = slot(c.slot);
         }
+        self.covers = self.writes_all(select.len());
+    }
+
+    fn ty(&self, c: &KeyCol) -> &DataType {
+        &self.columns[c.col].1
+    }
+
+    /// Whether every slot of rows `ncols` wide is some column's.
+    fn writes_all(&self, ncols: usize) -> bool {
+        let cols = self.cols.iter().chain(&self.rowid);
+        ncols <= self.cols.len() + 1 && (0..ncols).all(|s| cols.clone().any(|c| c.slot == s))
     }
 }
 
@@ -1152,26 +1203,28 @@ fn lookup_combinations(
 /// row's rowid).
 fn key_row(key: &[u8], value: &[u8], only: &KeyCols, ncols: usize, row: &mut Row) -> Result<()> {
     // Emptied and refilled without cloning NULLs (`resize` clones its
-    // value into every slot; a row handed back keeps its slots).
-    if row.len() == ncols {
-        null_row(row);
-    } else {
+    // value into every slot; a row handed back keeps its slots). A row
+    // whose every slot is written below keeps its values until then.
+    if row.len() != ncols {
         clear_row(row);
         row.resize_with(ncols, || Value::Null);
+    } else if !only.covers {
+        null_row(row);
     }
     // After the index prefix (tag and index id).
-    let mut pos = storage::index_prefix_len(key)?;
-    for &(c, col) in &only.cols {
-        let Some((_, ty)) = only.columns.get(col) else { return Err(no_column(col)) };
-        let v = decode_key(key, &mut pos, ty)?;
-        if let Some(slot) = row.get_mut(c) {
+    let mut pos = only.prefix_len;
+    for c in &only.cols {
+        let v = decode_key_as(key, &mut pos, c.kind, || only.ty(c))?;
+        if let Some(slot) = row.get_mut(c.slot) {
             set_value(slot, v);
         }
     }
-    if let Some((c, ty)) = &only.rowid
-        && let Some(slot) = row.get_mut(*c)
+    if let Some(c) = &only.rowid
+        && let Some(slot) = row.get_mut(c.slot)
     {
-        set_value(slot, rowid_value(be_rowid(value)?, ty)?);
+        let rowid = be_rowid(value)?;
+        let v = c.kind.int_value((rowid ^ (1 << 63)) as i64);
+        set_value(slot, v.ok_or_else(|| bad_rowid(rowid, only.ty(c)))?);
     }
     Ok(())
 }
@@ -1181,16 +1234,11 @@ fn no_column(col: usize) -> Error {
     Error::Internal(format!("index-only scan of a column {col} the table does not have"))
 }
 
-/// The value of a key-rowid column (`storage::key_rowid` inverted).
-fn rowid_value(rowid: u64, ty: &DataType) -> Result<Value> {
-    let i = (rowid ^ (1 << 63)) as i64;
-    let bad = || Error::Internal(format!("rowid {rowid} does not fit a {ty:?} key column"));
-    Ok(match ty {
-        DataType::SmallInt => Value::Int2(i16::try_from(i).map_err(|_| bad())?),
-        DataType::Integer => Value::Int4(i32::try_from(i).map_err(|_| bad())?),
-        DataType::BigInt => Value::Int8(i),
-        _ => return Err(bad()),
-    })
+/// A key rowid (`storage::key_rowid`) that a column of type `ty` cannot
+/// hold.
+#[cold]
+fn bad_rowid(rowid: u64, ty: &DataType) -> Error {
+    Error::Internal(format!("rowid {rowid} does not fit a {ty:?} key column"))
 }
 
 pub fn be_rowid(b: &[u8]) -> Result<u64> {

@@ -664,28 +664,67 @@ pub fn key_decodable(ty: &qube_common::types::DataType) -> bool {
 
 /// Decodes the key part at `pos` (advanced past it) as a value of a column
 /// of type `ty`, one that `key_decodable` accepts.
+pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
+    decode_key_as(b, pos, KeyKind::of(ty), || ty)
+}
+
+/// How a key column of a type decodes: an integer inline
+/// (`decode_key_as`), anything else out of line. Worked out once per scan
+/// rather than matched from the type per entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Int2,
+    Int4,
+    Int8,
+    Other,
+}
+
+impl KeyKind {
+    pub fn of(ty: &qube_common::types::DataType) -> KeyKind {
+        use qube_common::types::DataType as T;
+        match ty {
+            T::SmallInt => KeyKind::Int2,
+            T::Integer => KeyKind::Int4,
+            T::BigInt => KeyKind::Int8,
+            _ => KeyKind::Other,
+        }
+    }
+
+    /// The integer `i` as a value of this kind; None if it does not fit
+    /// (or the kind is not an integer's).
+    #[inline(always)]
+    pub fn int_value(self, i: i64) -> Option<Value> {
+        match self {
+            KeyKind::Int4 => i32::try_from(i).ok().map(Value::Int4),
+            KeyKind::Int8 => Some(Value::Int8(i)),
+            KeyKind::Int2 => i16::try_from(i).ok().map(Value::Int2),
+            KeyKind::Other => None,
+        }
+    }
+}
+
+/// `decode_key` with the column's `KeyKind` (`KeyKind::of(ty)`) at hand.
 ///
 /// A present integer (most index keys: an index-only scan decodes one
 /// per entry) is decoded inline; anything else, and any error, by
 /// `decode_key_any`, whose `Result<Value>` frame costs a call about as
 /// much as the decoding.
-#[inline]
-pub fn decode_key(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) -> Result<Value> {
-    use qube_common::types::DataType as T;
-    if let (T::SmallInt | T::Integer | T::BigInt, Some(1)) = (ty, b.get(*pos))
-        && let Some((i, n)) = b.get(*pos + 1..).and_then(key_int)
+#[inline(always)]
+pub fn decode_key_as<'t>(
+    b: &[u8],
+    pos: &mut usize,
+    kind: KeyKind,
+    ty: impl FnOnce() -> &'t qube_common::types::DataType,
+) -> Result<Value> {
+    if kind != KeyKind::Other
+        && b.get(*pos) == Some(&1)
+        && let Some((i, n)) = key_int_at(b, *pos + 1)
+        && let Some(v) = kind.int_value(i)
     {
-        let v = match ty {
-            T::Integer => i32::try_from(i).ok().map(Value::Int4),
-            T::BigInt => Some(Value::Int8(i)),
-            _ => i16::try_from(i).ok().map(Value::Int2),
-        };
-        if let Some(v) = v {
-            *pos += 1 + n;
-            return Ok(v);
-        }
+        *pos += 1 + n;
+        return Ok(v);
     }
-    decode_key_any(b, pos, ty)
+    decode_key_any(b, pos, ty())
 }
 
 #[inline(never)]
@@ -752,7 +791,13 @@ fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
 /// it took.
 #[inline(always)]
 fn key_int(b: &[u8]) -> Option<(i64, usize)> {
-    OrdU64::decode(b).map(|(u, n)| ((u ^ HALF) as i64, n))
+    key_int_at(b, 0)
+}
+
+/// `key_int(&b[at..])` (`OrdU64::decode_at`).
+#[inline(always)]
+fn key_int_at(b: &[u8], at: usize) -> Option<(i64, usize)> {
+    OrdU64::decode_at(b, at).map(|(u, n)| ((u ^ HALF) as i64, n))
 }
 
 /// An integer's key body: `OrdU64` of its bits with the sign flipped
@@ -834,23 +879,37 @@ impl OrdU64 {
     /// None if `b` does not start with a valid one.
     #[inline(always)]
     pub fn decode(b: &[u8]) -> Option<(u64, usize)> {
-        let tag = *b.first()?;
+        OrdU64::decode_at(b, 0)
+    }
+
+    /// `decode(&b[at..])`, where the bytes before `at` may be read too
+    /// (and are ignored).
+    #[inline(always)]
+    pub fn decode_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
+        let tag = *b.get(at)?;
         let len = match tag {
             0x20..=0x28 => tag - 0x20,
             0x38..=0x40 => 0x40 - tag,
             0x41..=0x49 => tag - 0x41,
             _ => return None,
         } as usize;
-        let x = match b.get(1..9) {
+        let end = at + 1 + len;
+        let x = match b.get(at + 1..at + 9) {
             // Eight bytes at hand (the part is not the key's last): one
             // load, the payload's `len` bytes shifted down.
             Some(eight) if len > 0 => {
                 let all = u64::from_be_bytes(eight.try_into().ok()?);
                 all >> (8 * (8 - len))
             }
+            // The key's last part, eight bytes into it: one load of the
+            // eight bytes that end with the payload, masked to it.
+            _ if len > 0 && end >= 8 => {
+                let all = u64::from_be_bytes(b.get(end - 8..end)?.try_into().ok()?);
+                all & (u64::MAX >> (8 * (8 - len)))
+            }
             _ => {
                 let mut x = 0u64;
-                for &byte in b.get(1..=len)? {
+                for &byte in b.get(at + 1..end)? {
                     x = x << 8 | u64::from(byte);
                 }
                 x

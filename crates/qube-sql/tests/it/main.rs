@@ -627,6 +627,76 @@ fn index_only_scans() {
     assert_eq!(r[0].rows, ints(&[1005]));
 }
 
+/// An index-only scan whose index and key rowid give every output column
+/// reuses the rows handed back to it without setting them to NULL first:
+/// each value is overwritten, so texts of every length (longer and
+/// shorter than the one before, past the length reused buffers keep),
+/// NULLs and integers at their extremes come back as a full read gives
+/// them, forwards and backwards, across the growing batches.
+#[test]
+fn index_only_rows_reused_whole_read_as_fresh_ones() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut s = db.session().unwrap();
+    s.execute(
+        "CREATE TABLE u (id bigint PRIMARY KEY, s text, n int, x float8); \
+         CREATE INDEX u_s ON u (s, n)",
+    )
+    .unwrap();
+    let values: Vec<String> = (0..700i64)
+        .map(|i| {
+            let s = match i % 7 {
+                0 => "NULL".to_string(),
+                k => format!("'{}{i}'", "y".repeat(((i * 37) % 150) as usize / k as usize)),
+            };
+            let n = match i % 5 {
+                0 => "NULL".to_string(),
+                1 => (i32::MIN + i as i32).to_string(),
+                2 => (i32::MAX - i as i32).to_string(),
+                _ => i.to_string(),
+            };
+            let id = if i % 3 == 0 { i64::MIN + i } else { i * 1000 };
+            format!("({id}, {s}, {n}, 0.5)")
+        })
+        .collect();
+    s.execute(&format!("INSERT INTO u VALUES {}", values.join(", "))).unwrap();
+    for (only, full) in [
+        (
+            "SELECT id, s, n FROM u ORDER BY s, n LIMIT 690",
+            "SELECT id, s, n, x FROM u ORDER BY s, n LIMIT 690",
+        ),
+        (
+            "SELECT id, s, n FROM u ORDER BY s DESC, n DESC LIMIT 690",
+            "SELECT id, s, n, x FROM u ORDER BY s DESC, n DESC LIMIT 690",
+        ),
+        (
+            "SELECT s, n FROM u WHERE s > 'y' ORDER BY s DESC, n DESC LIMIT 400",
+            "SELECT s, n, x FROM u WHERE s > 'y' ORDER BY s DESC, n DESC LIMIT 400",
+        ),
+        (
+            "SELECT n, id FROM u ORDER BY s, n LIMIT 690",
+            "SELECT n, id, x FROM u ORDER BY s, n LIMIT 690",
+        ),
+    ] {
+        let plan = s.execute(&format!("EXPLAIN {only}")).unwrap().remove(0).rows;
+        let plan = plan.iter().map(|r| r[0].to_string()).collect::<Vec<_>>().join("\n");
+        assert!(plan.contains("Index Only Scan"), "{only}: {plan}");
+        let want: Vec<Vec<Value>> = s
+            .execute(full)
+            .unwrap()
+            .remove(0)
+            .rows
+            .into_iter()
+            .map(|mut r| {
+                assert_eq!(r.pop(), Some(Value::Float8(0.5)));
+                r
+            })
+            .collect();
+        assert!(want.len() >= 400, "{full}");
+        assert_eq!(s.execute(only).unwrap().remove(0).rows, want, "{only}");
+    }
+}
+
 /// A table keyed by an integer primary key (key rowids) has that column in
 /// every index entry (the entry's value is the rowid): a query reading an
 /// index's columns and the key is index-only, for smallint, integer and

@@ -374,6 +374,10 @@ pub struct BTreeCursor<'a> {
     /// each step need not check its header again).
     leaf: Option<(Arc<Page>, PageId, usize)>,
     pos: isize,
+    /// Whether every entry of the leaf from `pos` on, in the cursor's
+    /// direction, is within the range: its last one is (`leaf_in_range`),
+    /// so the steps through it compare no key with the bound.
+    in_range: bool,
     started: bool,
     done: bool,
     key: (usize, usize),
@@ -397,6 +401,7 @@ impl<'a> BTreeCursor<'a> {
             stack: Vec::new(),
             leaf: None,
             pos: 0,
+            in_range: false,
             started: false,
             done: false,
             key: (0, 0),
@@ -500,6 +505,7 @@ impl<'a> BTreeCursor<'a> {
             let res = self.descend(root, key, inclusive);
             self.range = range;
             res?;
+            self.in_range = self.leaf_in_range()?;
         } else {
             self.pos += match self.direction {
                 Direction::Forward => 1,
@@ -515,7 +521,20 @@ impl<'a> BTreeCursor<'a> {
             if !self.next_leaf()? {
                 return Ok(false);
             }
+            self.in_range = self.leaf_in_range()?;
         }
+    }
+
+    /// Whether the leaf's last entry in the cursor's direction (and so
+    /// every one before it) is within the range.
+    fn leaf_in_range(&self) -> Result<bool> {
+        let Some((page, id, n)) = &self.leaf else { return Ok(false) };
+        let Some(last) = n.checked_sub(1) else { return Ok(false) };
+        let node = Node::checked(page, *id, *n);
+        Ok(match self.direction {
+            Direction::Forward => self.range.before_end(node.key(last)?),
+            Direction::Reverse => self.range.after_start(node.key(0)?),
+        })
     }
 
     fn load_current(&mut self) -> Result<()> {
@@ -556,6 +575,9 @@ impl Cursor for BTreeCursor<'_> {
                 return Ok(false);
             }
             self.load_current()?;
+            if self.in_range {
+                return Ok(true);
+            }
             let key = self.key();
             Ok(match self.direction {
                 Direction::Forward => self.range.before_end(key),
@@ -582,6 +604,16 @@ impl Cursor for BTreeCursor<'_> {
             Some((p, ..)) => &p[self.key.0..self.key.1],
             None => &[],
         }
+    }
+
+    fn peek_key(&self) -> Option<&[u8]> {
+        let (page, id, n) = self.leaf.as_ref()?;
+        let next = match self.direction {
+            Direction::Forward => self.pos.checked_add(1)?,
+            Direction::Reverse => self.pos.checked_sub(1)?,
+        };
+        let next = usize::try_from(next).ok().filter(|&i| i < *n)?;
+        Node::checked(page, *id, *n).key(next).ok()
     }
 
     fn value(&self) -> &[u8] {

@@ -438,3 +438,74 @@ fn sorted_batches_append_replace_and_insert_between() {
     assert!(got.into_iter().eq(model.into_iter()), "the tree differs from the model");
     e.verify().unwrap();
 }
+
+/// Over many leaves, ranges whose bounds fall on, next to and between the
+/// keys at leaf edges return exactly their keys in both directions (a
+/// cursor compares keys with the bound only in a leaf whose last entry in
+/// its direction lies past it), and `peek_key`, where it answers, names
+/// the key the next `advance` moves to.
+#[test]
+fn range_bounds_at_every_key_and_peeked_keys_agree_with_the_scan() {
+    use std::ops::Bound;
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::open(dir.path(), 1 << 20);
+    // Keys 0, 3, 6, …: bounds at k-1 and k+1 fall between two keys.
+    let key = |i: u32| format!("k{:06}", i * 3).into_bytes();
+    let mut batch = WriteBatch::new();
+    for i in 0..1500 {
+        batch.set(&key(i), &[b'v'; 40]);
+    }
+    e.write(batch).unwrap();
+    let all: Vec<Vec<u8>> = (0..1500).map(key).collect();
+    let bound = |i: i64, kind: u8| {
+        let k = format!("k{:06}", i.max(0)).into_bytes();
+        match kind {
+            0 => Bound::Included(k),
+            1 => Bound::Excluded(k),
+            _ => Bound::Unbounded,
+        }
+    };
+    let inside = |k: &Vec<u8>, r: &KeyRange| {
+        (match &r.start {
+            Bound::Included(s) => k >= s,
+            Bound::Excluded(s) => k > s,
+            Bound::Unbounded => true,
+        }) && (match &r.end {
+            Bound::Included(s) => k <= s,
+            Bound::Excluded(s) => k < s,
+            Bound::Unbounded => true,
+        })
+    };
+    let mut peeked = 0;
+    for lo in (0..4500i64).step_by(97).chain([0, 1, 2, 4497, 4498]) {
+        for span in [0i64, 1, 2, 3, 100, 700, 5000] {
+            for (sk, ek) in [(0, 0), (1, 1), (0, 1), (1, 0), (2, 0), (0, 2)] {
+                let r = KeyRange { start: bound(lo, sk), end: bound(lo + span, ek) };
+                let want: Vec<&Vec<u8>> = all.iter().filter(|k| inside(k, &r)).collect();
+                for d in [Direction::Forward, Direction::Reverse] {
+                    let mut c = e.scan(r.clone(), d).unwrap();
+                    let mut got = Vec::new();
+                    let mut expect_next: Option<Vec<u8>> = None;
+                    while c.advance().unwrap() {
+                        if let Some(p) = expect_next.take() {
+                            assert_eq!(p, c.key(), "peeked key");
+                        }
+                        got.push(c.key().to_vec());
+                        if let Some(p) = c.peek_key() {
+                            peeked += 1;
+                            if inside(&p.to_vec(), &r) {
+                                expect_next = Some(p.to_vec());
+                            }
+                        }
+                    }
+                    assert!(expect_next.is_none(), "a peeked key in range was not returned");
+                    if d == Direction::Reverse {
+                        got.reverse();
+                    }
+                    assert_eq!(got.iter().collect::<Vec<_>>(), want, "{r:?} {d:?}");
+                }
+            }
+        }
+    }
+    assert!(peeked > 1000, "{peeked}");
+}
