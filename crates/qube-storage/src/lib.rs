@@ -313,6 +313,18 @@ pub trait Engine: Send + Sync {
     ) -> Result<Box<dyn Cursor + 'a>> {
         self.scan(range.clone(), direction)
     }
+    /// Runs `f` on a cursor over `range` (as `scan_ref`'s), one that an
+    /// engine may build where it is rather than box (a scan per
+    /// statement: the box was an allocation each).
+    fn with_cursor(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        f: &mut dyn FnMut(&mut dyn Cursor) -> Result<()>,
+    ) -> Result<()> {
+        let mut c = self.scan_ref(range, direction)?;
+        f(&mut *c)
+    }
     /// The first pair of a range (forward), copied into `key` and `value`
     /// (cleared first); false if the range is empty. A point lookup for
     /// callers that know a prefix, not a key (MVCC's newest version of a

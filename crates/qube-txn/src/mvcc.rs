@@ -1261,145 +1261,148 @@ impl Transaction {
                 }
                 f(ScanKey::User(k), v)
             };
-            // The cursor borrows the bounds, which go back to the buffers.
-            let mut c = self.shared.engine.scan_ref(&vrange, direction)?;
             let (current, key, val, from) = (&mut bufs.0, &mut bufs.1, &mut bufs.2, &mut bufs.3);
-            // The user key of `raw` into `key`, from the key decoded last
-            // (`from`): neighbours share most of their bytes.
-            let decode = |raw: &[u8], key: &mut Vec<u8>, from: &mut Vec<u8>| -> Result<()> {
-                keys::decode_version_after(from, raw, key)?;
-                from.clear();
-                from.extend_from_slice(keys::version_key_prefix(raw));
-                Ok(())
-            };
             let mut stopped = false;
-            if !reverse {
-                let mut done_key = false;
-                while c.advance()? {
-                    let raw = c.key();
-                    let p = keys::version_key_prefix(raw);
-                    if !keys::same_prefix(p, current) {
-                        current.clear();
-                        current.extend_from_slice(p);
-                        done_key = false;
-                    }
-                    if done_key {
-                        continue;
-                    }
-                    let ts = keys::version_ts(raw);
-                    if ts > read_ts {
-                        if ser {
-                            newer.push(ts);
-                        }
-                        continue;
-                    }
-                    done_key = true;
-                    if let Some(v) = keys::decode_value(c.value())? {
-                        let more = if lazy {
-                            f(ScanKey::Version(raw), v)?
-                        } else {
-                            decode(raw, key, from)?;
-                            emit(key, v, f)?
-                        };
-                        if !more {
-                            stopped = true;
-                            break;
-                        }
-                    }
-                }
-            } else {
-                // The candidate of the current key: (seen, tombstone, value).
-                // Versions of a key come oldest first, so the newest
-                // visible one is known only when the next entry is another
-                // key's or too new. Where the cursor can tell the next key
-                // without moving (`Cursor::peek_key`: within a leaf), that
-                // version is passed on where it lies; else it is copied
-                // (`val`, with its prefix in `current`) and passed on when
-                // the key changes.
-                let (mut seen, mut tomb) = (false, false);
-                // Whether `key` holds the user key of `current` (else of
-                // `from`, as `decode` left it): at the next key, `current`
-                // then becomes `from` by a swap rather than a copy.
-                let mut decoded = false;
-                // Whether `current` holds the user key as it is (a
-                // prefix-free keyspace's): then it is not decoded.
-                let mut raw_key = false;
-                // (Without own writes, straight to `f`: `emit` is a call.)
-                let mut out = |k: &[u8], v: &[u8], f: &mut Visit| match alone {
-                    true => f(ScanKey::User(k), v),
-                    false => emit(k, v, f),
+            // The cursor borrows the bounds, which go back to the buffers.
+            self.shared.engine.with_cursor(&vrange, direction, &mut |c| {
+                // The user key of `raw` into `key`, from the key decoded last
+                // (`from`): neighbours share most of their bytes.
+                let decode = |raw: &[u8], key: &mut Vec<u8>, from: &mut Vec<u8>| -> Result<()> {
+                    keys::decode_version_after(from, raw, key)?;
+                    from.clear();
+                    from.extend_from_slice(keys::version_key_prefix(raw));
+                    Ok(())
                 };
-                loop {
-                    let more = c.advance()?;
-                    if seen {
-                        let p = if more { Some(keys::version_key_prefix(c.key())) } else { None };
-                        if !p.is_some_and(|p| keys::same_prefix(p, current)) {
-                            seen = false;
-                            let user_key = match raw_key {
-                                true => keys::prefix_user_key(current).unwrap_or_default(),
-                                false => key.as_slice(),
+                if !reverse {
+                    let mut done_key = false;
+                    while c.advance()? {
+                        let raw = c.key();
+                        let p = keys::version_key_prefix(raw);
+                        if !keys::same_prefix(p, current) {
+                            current.clear();
+                            current.extend_from_slice(p);
+                            done_key = false;
+                        }
+                        if done_key {
+                            continue;
+                        }
+                        let ts = keys::version_ts(raw);
+                        if ts > read_ts {
+                            if ser {
+                                newer.push(ts);
+                            }
+                            continue;
+                        }
+                        done_key = true;
+                        if let Some(v) = keys::decode_value(c.value())? {
+                            let more = if lazy {
+                                f(ScanKey::Version(raw), v)?
+                            } else {
+                                decode(raw, key, from)?;
+                                emit(key, v, f)?
                             };
-                            if !tomb && !out(user_key, val, f)? {
+                            if !more {
                                 stopped = true;
                                 break;
                             }
                         }
                     }
-                    if !more {
-                        break;
-                    }
-                    let raw = c.key();
-                    let ts = keys::version_ts(raw);
-                    if ts > read_ts {
-                        if ser {
-                            newer.push(ts);
+                } else {
+                    // The candidate of the current key: (seen, tombstone, value).
+                    // Versions of a key come oldest first, so the newest
+                    // visible one is known only when the next entry is another
+                    // key's or too new. Where the cursor can tell the next key
+                    // without moving (`Cursor::peek_key`: within a leaf), that
+                    // version is passed on where it lies; else it is copied
+                    // (`val`, with its prefix in `current`) and passed on when
+                    // the key changes.
+                    let (mut seen, mut tomb) = (false, false);
+                    // Whether `key` holds the user key of `current` (else of
+                    // `from`, as `decode` left it): at the next key, `current`
+                    // then becomes `from` by a swap rather than a copy.
+                    let mut decoded = false;
+                    // Whether `current` holds the user key as it is (a
+                    // prefix-free keyspace's): then it is not decoded.
+                    let mut raw_key = false;
+                    // (Without own writes, straight to `f`: `emit` is a call.)
+                    let mut out = |k: &[u8], v: &[u8], f: &mut Visit| match alone {
+                        true => f(ScanKey::User(k), v),
+                        false => emit(k, v, f),
+                    };
+                    loop {
+                        let more = c.advance()?;
+                        if seen {
+                            let p =
+                                if more { Some(keys::version_key_prefix(c.key())) } else { None };
+                            if !p.is_some_and(|p| keys::same_prefix(p, current)) {
+                                seen = false;
+                                let user_key = match raw_key {
+                                    true => keys::prefix_user_key(current).unwrap_or_default(),
+                                    false => key.as_slice(),
+                                };
+                                if !tomb && !out(user_key, val, f)? {
+                                    stopped = true;
+                                    break;
+                                }
+                            }
                         }
-                        continue;
-                    }
-                    let p = keys::version_key_prefix(raw);
-                    if let Some(user_key) = keys::prefix_user_key(p)
-                        && let Some(next) = c.peek_key()
-                    {
-                        if keys::same_prefix(keys::version_key_prefix(next), p)
-                            && keys::version_ts(next) <= read_ts
-                        {
-                            // A newer visible version of the key follows.
-                            continue;
-                        }
-                        // The newest visible version (a pending older one
-                        // of the key is superseded).
-                        seen = false;
-                        if let Some(v) = keys::decode_value(c.value())?
-                            && !out(user_key, v, f)?
-                        {
-                            stopped = true;
+                        if !more {
                             break;
                         }
-                        continue;
-                    }
-                    if !seen {
-                        if std::mem::take(&mut decoded) {
-                            std::mem::swap(current, from);
+                        let raw = c.key();
+                        let ts = keys::version_ts(raw);
+                        if ts > read_ts {
+                            if ser {
+                                newer.push(ts);
+                            }
+                            continue;
                         }
-                        current.clear();
-                        current.extend_from_slice(p);
-                        raw_key = keys::prefix_user_key(current).is_some();
-                        if !raw_key {
-                            keys::decode_version_after(from, raw, key)?;
-                            decoded = true;
+                        let p = keys::version_key_prefix(raw);
+                        if let Some(user_key) = keys::prefix_user_key(p)
+                            && let Some(next) = c.peek_key()
+                        {
+                            if keys::same_prefix(keys::version_key_prefix(next), p)
+                                && keys::version_ts(next) <= read_ts
+                            {
+                                // A newer visible version of the key follows.
+                                continue;
+                            }
+                            // The newest visible version (a pending older one
+                            // of the key is superseded).
+                            seen = false;
+                            if let Some(v) = keys::decode_value(c.value())?
+                                && !out(user_key, v, f)?
+                            {
+                                stopped = true;
+                                break;
+                            }
+                            continue;
                         }
-                        seen = true;
-                    }
-                    match keys::decode_value(c.value())? {
-                        None => tomb = true,
-                        Some(v) => {
-                            tomb = false;
-                            val.clear();
-                            val.extend_from_slice(v);
+                        if !seen {
+                            if std::mem::take(&mut decoded) {
+                                std::mem::swap(current, from);
+                            }
+                            current.clear();
+                            current.extend_from_slice(p);
+                            raw_key = keys::prefix_user_key(current).is_some();
+                            if !raw_key {
+                                keys::decode_version_after(from, raw, key)?;
+                                decoded = true;
+                            }
+                            seen = true;
+                        }
+                        match keys::decode_value(c.value())? {
+                            None => tomb = true,
+                            Some(v) => {
+                                tomb = false;
+                                val.clear();
+                                val.extend_from_slice(v);
+                            }
                         }
                     }
                 }
-            }
+                Ok(())
+            })?;
             if !stopped {
                 for (wk, wv) in mine {
                     if let Some(wv) = wv

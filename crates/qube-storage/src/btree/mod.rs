@@ -1135,6 +1135,17 @@ impl Engine for BTreeEngine {
         Ok(Box::new(read::BTreeCursor::new(&self.inner.pool, v, range, direction)))
     }
 
+    fn with_cursor(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        f: &mut dyn FnMut(&mut dyn Cursor) -> Result<()>,
+    ) -> Result<()> {
+        let v = self.inner.current.load_full();
+        let mut c = read::BTreeCursor::new(&self.inner.pool, v, Cow::Borrowed(range), direction);
+        f(&mut c)
+    }
+
     fn flush(&self) -> Result<()> {
         self.inner.check_writable()?;
         let lsn = self.inner.writer.lock().head.lsn;

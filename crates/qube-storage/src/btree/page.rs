@@ -389,6 +389,23 @@ impl<'a> Node<'a> {
             .ok_or_else(|| corrupt(self.id, "key extends past the page"))
     }
 
+    /// `key(i)` of a leaf, None where that is an error: the same checks,
+    /// without building the error (a cursor's look ahead, which may be
+    /// told nothing).
+    #[inline(always)]
+    pub fn leaf_key_hint(&self, i: usize) -> Option<&'a [u8]> {
+        if i >= self.n {
+            return None;
+        }
+        let at = NODE_HEADER_LEN + SLOT_SIZE * i;
+        let off = u16::from_le_bytes([*self.p.get(at)?, *self.p.get(at + 1)?]) as usize;
+        if off < NODE_HEADER_LEN + SLOT_SIZE * self.n {
+            return None;
+        }
+        let klen = u16::from_le_bytes([*self.p.get(off)?, *self.p.get(off + 1)?]) as usize;
+        self.p.get(off + LEAF_CELL_HEADER..off + LEAF_CELL_HEADER + klen)
+    }
+
     #[inline(always)]
     pub fn leaf_cell(&self, i: usize) -> Result<LeafCell<'a>> {
         let c = self.cell_bytes(i)?;

@@ -18,6 +18,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Weak};
 
 use qube_common::{Error, Result};
+use smallvec::SmallVec;
 
 use super::page::*;
 use super::pool::BufferPool;
@@ -368,7 +369,9 @@ pub struct BTreeCursor<'a> {
     range: Cow<'a, KeyRange>,
     direction: Direction,
     /// Internal nodes from the root down, with the child index taken.
-    stack: Vec<(Arc<Page>, PageId, usize)>,
+    /// (Inline up to four levels: a tree of a few million keys needs no
+    /// allocation per cursor.)
+    stack: SmallVec<[(Arc<Page>, PageId, usize); 4]>,
     /// The leaf, and its number of cells as `Node::new` checked them when
     /// the cursor entered it (the page is immutable behind its `Arc`, so
     /// each step need not check its header again).
@@ -398,7 +401,7 @@ impl<'a> BTreeCursor<'a> {
             version,
             range,
             direction,
-            stack: Vec::new(),
+            stack: SmallVec::new(),
             leaf: None,
             pos: 0,
             in_range: false,
@@ -613,7 +616,7 @@ impl Cursor for BTreeCursor<'_> {
             Direction::Reverse => self.pos.checked_sub(1)?,
         };
         let next = usize::try_from(next).ok().filter(|&i| i < *n)?;
-        Node::checked(page, *id, *n).key(next).ok()
+        Node::checked(page, *id, *n).leaf_key_hint(next)
     }
 
     fn value(&self) -> &[u8] {
