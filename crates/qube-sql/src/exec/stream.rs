@@ -261,12 +261,10 @@ pub struct Limited {
 
 impl Limited {
     /// The next row of `s` within the limit.
-    #[inline]
+    #[inline(always)]
     pub fn next(&mut self, ctx: &mut Ctx, s: &mut Stream) -> Result<Option<Row>> {
-        while self.skip > 0 {
-            let Some(r) = s.next(ctx)? else { return Ok(None) };
-            self.skip -= 1;
-            s.recycle(r);
+        if self.skip > 0 && !self.skip_rows(ctx, s)? {
+            return Ok(None);
         }
         if self.left == Some(0) {
             return Ok(None);
@@ -276,6 +274,16 @@ impl Limited {
             *n -= 1;
         }
         Ok(r)
+    }
+    /// Reads past the OFFSET's rows; false if the stream ended first.
+    #[inline(never)]
+    fn skip_rows(&mut self, ctx: &mut Ctx, s: &mut Stream) -> Result<bool> {
+        while self.skip > 0 {
+            let Some(r) = s.next(ctx)? else { return Ok(false) };
+            self.skip -= 1;
+            s.recycle(r);
+        }
+        Ok(true)
     }
 }
 
@@ -447,13 +455,17 @@ pub fn open_scan<'p>(
                 }
                 Lookup::Range(range) => {
                     let dir = if *reverse { Direction::Reverse } else { Direction::Forward };
+                    let mut fetch = Fetch::new();
+                    if let Some(only) = &only {
+                        fetch.bufs().plain = only.plain();
+                    }
                     Stream::Index {
                         cursor: RangeCursor::new(range, dir),
                         table: table.id,
                         ncols,
                         batch: first_batch(want),
                         need,
-                        fetch: Fetch::new(),
+                        fetch,
                         only,
                     }
                 }
@@ -533,6 +545,11 @@ impl<'p> KeyCols<'p> {
         self.covers = self.writes_all(select.len());
     }
 
+    /// Whether the rows hold only integers (and NULLs).
+    fn plain(&self) -> bool {
+        self.cols.iter().chain(&self.rowid).all(|c| c.kind != KeyKind::Other)
+    }
+
     fn ty(&self, c: &KeyCol) -> &DataType {
         &self.columns[c.col].1
     }
@@ -545,7 +562,21 @@ impl<'p> KeyCols<'p> {
 }
 
 impl Stream<'_> {
+    #[inline]
     pub fn next(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
+        // An index-only scan's next row when its batch holds one (most
+        // calls): handed out here, without a call.
+        if let Stream::Index { fetch: Fetch(Some(b)), only: Some(_), .. } = self
+            && !b.out.is_empty()
+        {
+            ctx.tick()?;
+            return Ok(b.out.pop_front());
+        }
+        self.next_any(ctx)
+    }
+
+    #[inline(never)]
+    fn next_any(&mut self, ctx: &mut Ctx) -> Result<Option<Row>> {
         ctx.tick()?;
         match self {
             Stream::Rows(it) => Ok(it.next()),
@@ -664,6 +695,12 @@ impl Stream<'_> {
     /// next batch decodes into it instead of allocating (a full scan then
     /// allocates about one batch of rows, not one per row).
     pub fn recycle(&mut self, row: Row) {
+        self.recycle_from(row, true)
+    }
+
+    /// `recycle`, where `own` says whether `row` is one this stream's scan
+    /// made (else a projection's, whose values may be anything).
+    fn recycle_from(&mut self, row: Row, own: bool) {
         match self {
             Stream::Table { spare, .. } => {
                 if spare.len() < MAX_BATCH {
@@ -671,14 +708,14 @@ impl Stream<'_> {
                 }
             }
             Stream::Index { fetch, .. } => {
-                let spare = &mut fetch.bufs().spare;
-                if spare.len() < MAX_BATCH {
-                    spare.push(row);
+                let f = fetch.bufs();
+                f.plain &= own;
+                if f.spare.len() < MAX_BATCH {
+                    f.spare.push(row);
                 }
             }
-            Stream::Filter(input, _) | Stream::Project(input, _, _) | Stream::Limit(input, ..) => {
-                input.recycle(row)
-            }
+            Stream::Filter(input, _) | Stream::Limit(input, ..) => input.recycle_from(row, own),
+            Stream::Project(input, _, _) => input.recycle_from(row, false),
             Stream::Rows(_) | Stream::One(_) | Stream::Sorted(_) | Stream::Spilled(_) => {}
         }
     }
@@ -737,6 +774,10 @@ pub struct FetchBufs {
     /// that a query run again and again (a prepared LIMIT 10 streamed to
     /// its caller) allocates no rows at all.
     spare: Vec<Row>,
+    /// Whether this scan's rows hold only plain values (an index-only
+    /// scan of integer columns): then the spare rows are kept without a
+    /// look at each value. False again when the buffers are put away.
+    plain: bool,
 }
 
 /// The rows a dropped fetch keeps for the thread's next one.
@@ -781,9 +822,11 @@ impl Drop for Fetch {
         // and short texts are overwritten by the next scan's rows (a text
         // into its buffer).
         b.spare.truncate(SPARE_ROWS);
-        for row in &mut b.spare {
-            if !row.iter().all(Value::is_small) {
-                clear_row(row);
+        if !std::mem::take(&mut b.plain) {
+            for row in &mut b.spare {
+                if !row.iter().all(Value::is_small) {
+                    clear_row(row);
+                }
             }
         }
         let _ = SPARE_FETCH.try_with(|s| {
@@ -1273,5 +1316,46 @@ mod tests {
         e.bufs().rowids.reserve(MAX_BATCH + 1);
         drop((c, d, e));
         assert!(Fetch::new().bufs().rowids.capacity() <= MAX_BATCH);
+    }
+
+    /// A scan whose own rows hold only integers keeps its spare rows
+    /// without looking at them; a row a projection hands back (`Project`
+    /// recycles its output, which may hold anything) makes it look again,
+    /// so no long value outlives the scan in the thread's spare rows.
+    #[test]
+    fn spare_rows_from_a_projection_are_checked_for_long_values() {
+        let long = || Value::Text("x".repeat(1000));
+        let index = || {
+            let mut fetch = Fetch(None);
+            fetch.bufs().plain = true;
+            Stream::Index {
+                cursor: RangeCursor::new(qube_storage::KeyRange::all(), Direction::Forward),
+                table: 1,
+                ncols: 1,
+                batch: 1,
+                need: None,
+                fetch,
+                only: None,
+            }
+        };
+        let spare = || Fetch::new().bufs().spare.clone();
+        // Straight from the scan: kept as they are (such a scan's rows
+        // cannot hold long values; this one is made up to show the check
+        // is skipped).
+        let mut s = index();
+        s.recycle(vec![Value::Int4(7)]);
+        drop(s);
+        assert_eq!(spare(), vec![vec![Value::Int4(7)]]);
+        // Through a projection: checked, the long value dropped.
+        let mut p = Stream::Project(Box::new(index()), &[], false);
+        p.recycle(vec![Value::Int4(1), long()]);
+        p.recycle(vec![Value::Int4(2)]);
+        drop(p);
+        let rows = spare();
+        assert!(rows.iter().flatten().all(Value::is_small), "{rows:?}");
+        assert!(rows.contains(&vec![Value::Int4(2)]), "{rows:?}");
+        // And a later scan starts unchecked-free again: its buffers come
+        // back with the flag cleared.
+        assert!(!Fetch::new().bufs().plain);
     }
 }
