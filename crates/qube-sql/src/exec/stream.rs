@@ -557,7 +557,7 @@ impl<'p> KeyCols<'p> {
     /// Whether every slot of rows `ncols` wide is some column's.
     fn writes_all(&self, ncols: usize) -> bool {
         let cols = self.cols.iter().chain(&self.rowid);
-        ncols <= self.cols.len() + 1 && (0..ncols).all(|s| cols.clone().any(|c| c.slot == s))
+        ncols <= cols.clone().count() && (0..ncols).all(|s| cols.clone().any(|c| c.slot == s))
     }
 }
 

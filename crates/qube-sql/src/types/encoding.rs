@@ -744,7 +744,7 @@ fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
         Ok(s)
     };
     let int = |pos: &mut usize| -> Result<i64> {
-        let (i, n) = b.get(*pos..).and_then(key_int).ok_or_else(bad)?;
+        let (i, n) = key_int_at(b, *pos).ok_or_else(bad)?;
         *pos += n;
         Ok(i)
     };
@@ -787,14 +787,8 @@ fn decode_key_any(b: &[u8], pos: &mut usize, ty: &qube_common::types::DataType) 
     })
 }
 
-/// The integer whose key body (`put_i64_key`) starts `b`, and the bytes
-/// it took.
-#[inline(always)]
-fn key_int(b: &[u8]) -> Option<(i64, usize)> {
-    key_int_at(b, 0)
-}
-
-/// `key_int(&b[at..])` (`OrdU64::decode_at`).
+/// The integer whose key body (`put_i64_key`) starts at `b[at]`, and the
+/// bytes it took (`OrdU64::decode_at`).
 #[inline(always)]
 fn key_int_at(b: &[u8], at: usize) -> Option<(i64, usize)> {
     OrdU64::decode_at(b, at).map(|(u, n)| ((u ^ HALF) as i64, n))
