@@ -221,6 +221,7 @@ impl WriteBatch {
 /// The ops of a batch (`WriteBatch::ops`). The buffer was written by
 /// `set`/`delete` or checked by `decode`, so every length fits; a short
 /// buffer would end the iteration rather than panic.
+#[derive(Clone)]
 pub struct Ops<'a> {
     rest: &'a [u8],
 }

@@ -550,9 +550,13 @@ impl Inner {
             lsn,
         );
         let res = (|| {
-            for op in batch.ops() {
+            let mut ops = batch.ops();
+            while let Some(op) = ops.next() {
                 match op {
-                    Op::Set(k, v) => txn.insert(k, v)?,
+                    Op::Set(k, v) => {
+                        txn.insert(k, v)?;
+                        txn.append_following(k, &mut ops)?;
+                    }
                     Op::Delete(k) => txn.delete(k)?,
                 }
             }

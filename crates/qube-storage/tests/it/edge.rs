@@ -439,6 +439,108 @@ fn sorted_batches_append_replace_and_insert_between() {
     e.verify().unwrap();
 }
 
+/// Runs of sets past a leaf's last key are written straight into the leaf
+/// (`Txn::append_following`); a run must stop where the ordinary way
+/// would do something else: a key not after the one before, a key that
+/// drops the leaf's common prefix, a key at or past the leaf's upper bound
+/// (the next leaf's first key), a value that goes to overflow pages, a
+/// delete, a leaf filled to its load limit. Batches built to hit each of
+/// these, over a tree with gaps between its leaves, leave the tree the
+/// model says and valid, also after the log is replayed on reopening.
+#[test]
+fn append_runs_stop_where_the_ordinary_insert_must_take_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    let mut rng = common::Rng(0x5eed_a99e_4d00_0001);
+    let key = |t: u8, i: u32, tail: &[u8]| [&[t][..], &i.to_be_bytes(), tail].concat();
+    {
+        let e = common::open(dir.path(), 1 << 20);
+        // Islands of keys with gaps between them, so that later runs meet
+        // upper bounds: table 1 at multiples of 100, table 3 at every key.
+        let mut b = WriteBatch::new();
+        for i in 0..400 {
+            let (k, v) = (key(1, i * 100, b""), vec![1; 30]);
+            b.set(&k, &v);
+            model.insert(k, v);
+        }
+        for i in 0..2000 {
+            let (k, v) = (key(3, i, b""), vec![3; 25]);
+            b.set(&k, &v);
+            model.insert(k, v);
+        }
+        e.write(b).unwrap();
+        for round in 0..6u32 {
+            let mut b = WriteBatch::new();
+            let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+            // Ascending runs into the gaps of table 1: each run starts after
+            // an island key and runs past the next one (its leaf's bound).
+            for island in (round * 7..400).step_by(37) {
+                let from = island * 100 + 1 + round;
+                for j in 0..(20 + rng.next() % 400) as u32 {
+                    let len = match rng.next() % 50 {
+                        0 => 2700 + (rng.next() % 3000) as usize, // overflow
+                        1 => 2590 + (rng.next() % 20) as usize,   // at the edge
+                        _ => (rng.next() % 120) as usize,
+                    };
+                    ops.push((key(1, from + j * 3, b""), Some(vec![(round + 10) as u8; len])));
+                }
+            }
+            // Keys of several lengths in table 2 (new): some end where a
+            // longer one continues, so the common prefix of a leaf shrinks.
+            for i in 0..(300 + round * 500) {
+                let tail: Vec<u8> = match rng.next() % 4 {
+                    0 => vec![],
+                    1 => vec![0],
+                    2 => vec![0xff; (rng.next() % 30) as usize],
+                    _ => vec![(rng.next() % 256) as u8; 3],
+                };
+                ops.push((key(2, i / 3, &tail), Some(vec![2; (rng.next() % 300) as usize])));
+            }
+            // Deletes and replacements in the middle of runs.
+            for i in (round..2000).step_by(11) {
+                let v = (i % 3 != 0).then(|| vec![4; (i % 40) as usize]);
+                ops.push((key(3, i, b""), v));
+            }
+            // Past the end of everything: a plain load that fills leaves.
+            for i in 0..(500 + round * 1000) {
+                ops.push((key(9, round * 100_000 + i, b""), Some(vec![9; 10 + (i % 90) as usize])));
+            }
+            ops.sort_by(|a, b| a.0.cmp(&b.0));
+            ops.dedup_by(|a, b| a.0 == b.0);
+            // Every tenth batch position out of order: a key before the
+            // previous one must leave the run.
+            if round % 2 == 1 {
+                let n = ops.len();
+                for i in (5..n).step_by(10) {
+                    ops.swap(i, i - 3);
+                }
+            }
+            for (k, v) in ops {
+                match v {
+                    Some(v) => {
+                        b.set(&k, &v);
+                        model.insert(k, v);
+                    }
+                    None => {
+                        b.delete(&k);
+                        model.remove(&k);
+                    }
+                }
+            }
+            e.write(b).unwrap();
+            let got = e.scan(KeyRange::all(), Direction::Forward).unwrap().collect_pairs().unwrap();
+            assert_eq!(got.len(), model.len(), "round {round}");
+            assert!(got.iter().map(|(k, v)| (k, v)).eq(model.iter()), "round {round}");
+            e.verify().unwrap();
+        }
+        // Closed without a checkpoint: reopening replays every batch.
+    }
+    let e = common::open(dir.path(), 1 << 20);
+    let got = e.scan(KeyRange::all(), Direction::Forward).unwrap().collect_pairs().unwrap();
+    assert!(got.iter().map(|(k, v)| (k, v)).eq(model.iter()), "after replay");
+    e.verify().unwrap();
+}
+
 /// Over many leaves, ranges whose bounds fall on, next to and between the
 /// keys at leaf edges return exactly their keys in both directions (a
 /// cursor compares keys with the bound only in a leaf whose last entry in
