@@ -247,6 +247,9 @@ pub fn main(args: SqlArgs) -> Result<()> {
         let t = Instant::now();
         qx(&mut q, "COMMIT")?;
         let qc = t.elapsed().as_secs_f64();
+        eprintln!(
+            "[sql] insert: sqlite {ls:.2} s + commit {lc:.2} s, qubedb {qsecs:.2} s + commit {qc:.2} s"
+        );
         (Some(args.rows as f64 / (ls + lc)), Some(args.rows as f64 / (qsecs + qc)))
     } else {
         let t = Instant::now();
