@@ -25,6 +25,7 @@ pub mod names;
 pub mod notice;
 pub mod plan;
 mod position;
+mod published;
 pub mod session;
 pub mod storage;
 pub mod system;

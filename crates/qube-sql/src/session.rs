@@ -442,7 +442,7 @@ impl Database {
             datetime::clock_now(),
         ));
         self.shared.sessions.register(activity.clone());
-        self.shared.metrics.session_opened(interface);
+        let counters = self.shared.metrics.session_opened(interface);
         let defaults = *self.shared.defaults.lock();
         Ok(Session {
             db: self.clone(),
@@ -468,6 +468,7 @@ impl Database {
             implicit: false,
             cancel: activity.interrupt.clone(),
             activity,
+            counters,
             sql: Arc::from(""),
             notices: Vec::new(),
             default_isolation: Isolation::ReadCommitted,
@@ -479,7 +480,6 @@ impl Database {
             zone: (datetime::Zone::UTC, "UTC".into()),
             txn_ts: 0,
             zone_saved: None,
-            interface,
         })
     }
 }
@@ -742,7 +742,7 @@ impl Drop for Session {
         // failure leaves is dropped at the next open).
         let _ = self.db.drop_temp_schemas(Some(&self.temp_name));
         self.db.shared.sessions.unregister(self.activity.pid);
-        self.db.shared.metrics.session_closed(self.interface);
+        self.db.shared.metrics.session_closed(&self.counters);
     }
 }
 
@@ -842,6 +842,8 @@ pub struct Session {
     cancel: Arc<std::sync::atomic::AtomicU8>,
     /// This session in the database's registry (pg_stat_activity).
     activity: Arc<crate::activity::Activity>,
+    /// This session's statement counters (`metrics`; it alone writes them).
+    counters: Arc<crate::metrics::SessionCounters>,
     /// The text of the statements being run (pg_stat_activity.query).
     sql: Arc<str>,
     /// Notices raised by the last `execute*` call (`take_notices`).
@@ -865,8 +867,6 @@ pub struct Session {
     /// The zone before the transaction block changed it, and whether the
     /// change was SET LOCAL (see `statement`).
     zone_saved: Option<((datetime::Zone, String), bool)>,
-    /// Where the session's statements are counted (`metrics`).
-    interface: crate::metrics::Interface,
 }
 
 impl Session {
@@ -908,7 +908,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail();
-                self.db.shared.metrics.error(self.interface, None);
+                self.counters.error(None);
                 return Err(crate::position::locate(e, sql, None));
             }
         };
@@ -925,7 +925,7 @@ impl Session {
     /// bound at each execution, so they see the catalog as it is then).
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared> {
         let stmts = parse_stmts(sql).map_err(|e| {
-            self.db.shared.metrics.error(self.interface, None);
+            self.counters.error(None);
             crate::position::locate(e, sql, None)
         })?;
         Ok(Prepared {
@@ -1215,11 +1215,21 @@ impl Session {
             Error::Internal(format!("statement {index} of {} prepared", p.stmts.len()))
         })?;
         self.notices.clear();
-        self.sql = p.sql.clone();
+        self.use_sql(&p.sql);
         self.plan_key = Some((p.id, index));
         let r = self.statement(s, p.params(params), Some(on_row));
         self.plan_key = None;
         r.map_err(|e| crate::position::locate(e, &p.sql, p.positioned(s)))
+    }
+
+    /// The query text pg_stat_activity shows from now on. A prepared
+    /// statement run again keeps its text's `Arc` as it is: no reference
+    /// count changes hands (each is an atomic read-modify-write, and a
+    /// statement's bookkeeping did twenty of them).
+    fn use_sql(&mut self, sql: &Arc<str>) {
+        if !Arc::ptr_eq(&self.sql, sql) {
+            self.sql = sql.clone();
+        }
     }
 
     fn run_prepared(
@@ -1229,7 +1239,7 @@ impl Session {
         mut sink: Option<&mut RowSink>,
     ) -> Result<Vec<QueryResult>> {
         self.notices.clear();
-        self.sql = p.sql.clone();
+        self.use_sql(&p.sql);
         let mut out = Vec::with_capacity(p.stmts.len());
         for (i, s) in p.stmts.iter().enumerate() {
             self.plan_key = Some((p.id, i));
@@ -1387,20 +1397,26 @@ impl Session {
     /// session's zone and clock, sorts its work_mem, operators its cancel
     /// flag and deadline. Returns the statement's clock and deadline.
     fn enter_statement(&mut self) -> Result<(i64, Option<std::time::Instant>)> {
-        let now = datetime::clock_now();
+        self.enter_statement_at(datetime::clock_now())
+    }
+
+    /// `enter_statement` with the clock already read (`now`).
+    fn enter_statement_at(&mut self, now: i64) -> Result<(i64, Option<std::time::Instant>)> {
         if self.txn.is_none() {
             self.txn_ts = now;
         }
         // A cancel that arrived before this statement began is dropped; a
-        // terminated session runs nothing more.
-        let _ = self.cancel.compare_exchange(
-            crate::activity::INTERRUPT_CANCEL,
-            crate::activity::INTERRUPT_NONE,
-            std::sync::atomic::Ordering::Relaxed,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        if self.activity.is_terminated() {
-            return Err(exec::interrupt::terminated());
+        // terminated session runs nothing more. (Read first: the swap is
+        // an atomic read-modify-write, rarely needed.)
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.cancel.load(Relaxed) {
+            crate::activity::INTERRUPT_CANCEL => {
+                let (cancel, none) =
+                    (crate::activity::INTERRUPT_CANCEL, crate::activity::INTERRUPT_NONE);
+                let _ = self.cancel.compare_exchange(cancel, none, Relaxed, Relaxed);
+            }
+            crate::activity::INTERRUPT_TERMINATE => return Err(exec::interrupt::terminated()),
+            _ => {}
         }
         let deadline = (self.statement_timeout > 0)
             .then(|| std::time::Instant::now() + Duration::from_millis(self.statement_timeout));
@@ -1428,7 +1444,11 @@ impl Session {
         params: &[Value],
         sink: Option<&mut RowSink>,
     ) -> Result<QueryResult> {
-        let started = std::time::Instant::now();
+        // The statement's one clock read before it runs (its
+        // statement_timestamp, pg_stat_activity's query_start, the start
+        // of its duration); one more when it ends. A clock read costs ~50
+        // ns on this project's VMs, a tenth of a prepared INSERT's time.
+        let started = datetime::clock_now();
         let mut returned = 0u64;
         let mut counting;
         let sink = match sink {
@@ -1443,45 +1463,40 @@ impl Session {
         };
         let mut took = None;
         let res = self.statement_counted(s, params, sink, started, &mut took);
-        let took = took.unwrap_or_else(|| started.elapsed());
-        let metrics = &self.db.shared.metrics;
+        let took = took.unwrap_or_else(|| micros_since(started, datetime::clock_now()));
         match &res {
-            Ok(r) => {
-                let returned = returned + r.rows.len() as u64;
-                metrics.statement(self.interface, &r.tag, returned, took);
-            }
-            Err(_) => metrics.error(self.interface, Some(took)),
+            Ok(r) => self.counters.statement(&r.tag, returned + r.rows.len() as u64, took),
+            Err(_) => self.counters.error(Some(took)),
         }
         res
     }
 
-    /// `took` gets the statement's duration (measured from `started`) once
-    /// it has run; its end time in pg_stat_activity is derived from it
-    /// rather than read from the clock again.
+    /// `took` gets the statement's duration (from `started`, the wall
+    /// clock in µs) once it has run, read from the clock at its end, which
+    /// is pg_stat_activity's state_change too.
     fn statement_counted(
         &mut self,
         s: &Stmt,
         params: &[Value],
         sink: Option<&mut RowSink>,
-        started: std::time::Instant,
+        started: i64,
         took: &mut Option<Duration>,
     ) -> Result<QueryResult> {
         let in_block = self.txn.is_some();
-        let (now, _) = self.enter_statement()?;
+        let (now, _) = self.enter_statement_at(started)?;
         self.activity.start(&self.sql, now, self.txn_ts);
         // current_setting() and pg_settings read the session's settings;
         // pg_stat_activity and the signal functions the session registry.
-        let lookup = self.settings_lookup();
-        let registry = self.db.shared.sessions.clone();
-        let pid = self.activity.pid;
+        let current = crate::activity::enter(&self.db.shared.sessions, self.activity.pid);
+        let settings = crate::system::enter_settings(self.settings_lookup());
         crate::notice::discard();
-        let res = crate::activity::with_current(&registry, pid, || {
-            crate::system::with_settings(lookup, || match s {
-                Stmt::Sql(s) => self.statement_inner(s, params, sink),
-                Stmt::Util(u) => self.utility(u),
-            })
+        let res = crate::published::running(|| match s {
+            Stmt::Sql(s) => self.statement_inner(s, params, sink),
+            Stmt::Util(u) => self.utility(u),
         });
-        exec::interrupt::set_current(None, None);
+        crate::system::leave_settings(settings);
+        crate::activity::leave(current);
+        exec::interrupt::end_statement();
         crate::notice::drain_into(&mut self.notices);
         let state = match (self.txn.is_some(), self.failed || (res.is_err() && self.txn.is_some()))
         {
@@ -1490,9 +1505,8 @@ impl Session {
             (true, true) => crate::activity::SessionState::IdleInTransactionAborted,
         };
         let xact_start = self.txn.is_some().then_some(self.txn_ts);
-        let elapsed = started.elapsed();
-        *took = Some(elapsed);
-        let end = now.saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        let end = datetime::clock_now().max(now);
+        *took = Some(micros_since(now, end));
         self.activity.finish(state, xact_start, end);
         // The end of a transaction block: a TimeZone set in it reverts on
         // ROLLBACK, and on COMMIT too if it was SET LOCAL.
@@ -1739,30 +1753,29 @@ impl Session {
     /// statements that follow until a setting changes (`settings_cache`):
     /// a SET replaces `settings` (copy on write: the cache holds the old
     /// map) or the zone, limits or transaction state, which the check below sees.
-    fn settings_lookup(&mut self) -> crate::system::SettingsLookup {
+    fn settings_lookup(&mut self) -> &crate::system::SettingsLookup {
         let (limits, tx) = (self.limits(), self.tx_state());
-        if let Some(c) = &self.settings_cache
-            && Arc::ptr_eq(&c.settings, &self.settings)
-            && c.zone == self.zone.1
-            && c.limits == limits
-            && c.tx == tx
-        {
-            return c.lookup.clone();
+        let fresh = self.settings_cache.as_ref().is_some_and(|c| {
+            Arc::ptr_eq(&c.settings, &self.settings)
+                && c.zone == self.zone.1
+                && c.limits == limits
+                && c.tx == tx
+        });
+        if !fresh {
+            self.settings_cache = None;
         }
-        let settings = self.settings.clone();
-        let zone = self.zone.1.clone();
-        let lookup: crate::system::SettingsLookup = Arc::new(move |name: &str| {
-            let lower = name.to_lowercase();
-            setting_of(&settings, &zone, limits, tx, &lower).ok()
-        });
-        self.settings_cache = Some(SettingsCache {
-            settings: self.settings.clone(),
-            zone: self.zone.1.clone(),
-            limits,
-            tx,
-            lookup: lookup.clone(),
-        });
-        lookup
+        let (settings, zone) = (&self.settings, &self.zone.1);
+        &self
+            .settings_cache
+            .get_or_insert_with(|| {
+                let (s, z) = (settings.clone(), zone.clone());
+                let lookup: crate::system::SettingsLookup = Arc::new(move |name: &str| {
+                    let lower = name.to_lowercase();
+                    setting_of(&s, &z, limits, tx, &lower).ok()
+                });
+                SettingsCache { settings: settings.clone(), zone: zone.clone(), limits, tx, lookup }
+            })
+            .lookup
     }
 
     fn limits(&self) -> Limits {
@@ -2311,8 +2324,8 @@ impl Session {
         let c = Self::copy_stmt(p, index)?;
         let started = std::time::Instant::now();
         self.enter_statement()?;
-        let lookup = self.settings_lookup();
-        let res = crate::system::with_settings(lookup, || {
+        let settings = crate::system::enter_settings(self.settings_lookup());
+        let res = crate::published::running(|| {
             if self.failed {
                 return Err(Error::user(
                     "25P02",
@@ -2323,14 +2336,15 @@ impl Session {
                 crate::exec::copy::copy_out(shared, txn, path, c, params, on)
             })
         });
-        exec::interrupt::set_current(None, None);
-        let metrics = &self.db.shared.metrics;
+        crate::system::leave_settings(settings);
+        exec::interrupt::end_statement();
+        let counters = &self.counters;
         let n = res.map_err(|e| {
-            metrics.error(self.interface, Some(started.elapsed()));
+            counters.error(Some(started.elapsed()));
             crate::position::locate(e, &p.sql, None)
         })?;
         let kind = crate::metrics::Kind::Other;
-        metrics.record(self.interface, kind, n, 0, started.elapsed());
+        counters.record(kind, n, 0, started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -2389,8 +2403,8 @@ impl Session {
                 Ok(CopyIn { session: self, own, loader, now, deadline, open: true, started: begun })
             }
             Err(e) => {
-                exec::interrupt::set_current(None, None);
-                shared.metrics.error(self.interface, Some(begun.elapsed()));
+                exec::interrupt::end_statement();
+                self.counters.error(Some(begun.elapsed()));
                 match own {
                     Some(t) => t.rollback(),
                     None => self.failed = true,
@@ -2499,7 +2513,7 @@ impl CopyIn<'_> {
                 None => Err(Error::Internal("COPY without a transaction".into())),
             }
         };
-        exec::interrupt::set_current(None, None);
+        exec::interrupt::end_statement();
         if r.is_err() {
             self.fail();
         }
@@ -2520,7 +2534,7 @@ impl CopyIn<'_> {
                 None => Err(Error::Internal("COPY without a transaction".into())),
             }
         };
-        exec::interrupt::set_current(None, None);
+        exec::interrupt::end_statement();
         let n = match r {
             Ok(n) => n,
             Err(e) => {
@@ -2532,9 +2546,8 @@ impl CopyIn<'_> {
         if let Some(t) = self.own.take() {
             t.commit()?;
         }
-        let (metrics, interface) = (&self.session.db.shared.metrics, self.session.interface);
         let kind = crate::metrics::Kind::Other;
-        metrics.record(interface, kind, 0, n, self.started.elapsed());
+        self.session.counters.record(kind, 0, n, self.started.elapsed());
         Ok(QueryResult::command(format!("COPY {n}")))
     }
 
@@ -2548,7 +2561,7 @@ impl CopyIn<'_> {
     fn fail(&mut self) {
         self.open = false;
         let s = &self.session;
-        s.db.shared.metrics.error(s.interface, Some(self.started.elapsed()));
+        s.counters.error(Some(self.started.elapsed()));
         match self.own.take() {
             Some(t) => t.rollback(),
             None => self.session.fail(),
@@ -2772,6 +2785,12 @@ fn select_tag(n: u64) -> String {
     tag.extend_from_slice(b"SELECT ");
     tag.extend_from_slice(digits);
     String::from_utf8(tag).unwrap_or_default()
+}
+
+/// The duration from `from` to `to`, wall-clock µs (0 if the clock went
+/// back).
+fn micros_since(from: i64, to: i64) -> Duration {
+    Duration::from_micros(u64::try_from(to.saturating_sub(from)).unwrap_or(0))
 }
 
 fn run_statement(

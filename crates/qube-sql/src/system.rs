@@ -1723,17 +1723,26 @@ std::thread_local! {
 }
 
 /// A setting's current value in the running session, if the session
-/// registered a lookup (see `with_settings`).
+/// registered a lookup (see `enter_settings`).
 fn session_setting(name: &str) -> Option<String> {
     SESSION_SETTINGS.with(|s| s.borrow().as_ref().and_then(|f| f(name)))
 }
 
-/// Runs `f` with `lookup` answering `current_setting` and `pg_settings`.
-pub fn with_settings<T>(lookup: SettingsLookup, f: impl FnOnce() -> T) -> T {
-    let prev = SESSION_SETTINGS.with(|s| s.borrow_mut().replace(lookup));
-    let out = f();
-    SESSION_SETTINGS.with(|s| *s.borrow_mut() = prev);
-    out
+/// Publishes `lookup` to answer `current_setting` and `pg_settings` in
+/// the running statement (kept in place after it, see `published`).
+pub(crate) fn enter_settings(
+    lookup: &SettingsLookup,
+) -> crate::published::Replaced<SettingsLookup> {
+    crate::published::publish(
+        &SESSION_SETTINGS,
+        |l| std::sync::Arc::ptr_eq(l, lookup),
+        || lookup.clone(),
+    )
+}
+
+/// Ends what `enter_settings` began.
+pub(crate) fn leave_settings(r: crate::published::Replaced<SettingsLookup>) {
+    crate::published::restore(&SESSION_SETTINGS, r);
 }
 
 /// The default of a setting PostgreSQL has (for `current_setting`).

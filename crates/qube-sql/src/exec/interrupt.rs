@@ -43,7 +43,9 @@ thread_local! {
         const { RefCell::new((None, None)) };
 }
 
-/// Publishes the running statement's cancel flag and deadline.
+/// Publishes the running statement's cancel flag and deadline. The same
+/// flag as the one published (the same session's next statement) is left
+/// as it is: no reference count changes hands.
 pub fn set_current(flag: Option<&Arc<AtomicU8>>, deadline: Option<Instant>) {
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
@@ -55,19 +57,29 @@ pub fn set_current(flag: Option<&Arc<AtomicU8>>, deadline: Option<Instant>) {
     });
 }
 
-/// What one `Ctx` checks.
+/// A statement ended: its deadline is dropped; its session's flag stays
+/// published for the session's next statement (see `set_current`), and
+/// is read only by statements, each of which publishes its own first.
+pub fn end_statement() {
+    CURRENT.with(|c| c.borrow_mut().1 = None);
+}
+
+/// The published flag's value (0 if none).
+fn flag_now() -> u8 {
+    CURRENT.with(|c| c.borrow().0.as_ref().map_or(0, |f| f.load(Ordering::Relaxed)))
+}
+
+/// What one `Ctx` checks: the flag published on its thread (read when it
+/// checks, not held: taking a reference costs an atomic increment per
+/// `Ctx`) and the deadline of the statement it was made in.
 pub(crate) struct Check {
-    flag: Option<Arc<AtomicU8>>,
     deadline: Option<Instant>,
     ticks: u32,
 }
 
 impl Check {
     pub fn current() -> Check {
-        CURRENT.with(|c| {
-            let c = c.borrow();
-            Check { flag: c.0.clone(), deadline: c.1, ticks: 0 }
-        })
+        CURRENT.with(|c| Check { deadline: c.borrow().1, ticks: 0 })
     }
 
     #[inline]
@@ -83,11 +95,11 @@ impl Check {
     /// its deadline passed.
     #[cold]
     pub fn check(&self) -> Result<()> {
-        match self.flag.as_ref().map(|f| f.load(Ordering::Relaxed)) {
-            Some(crate::activity::INTERRUPT_CANCEL) => {
+        match flag_now() {
+            crate::activity::INTERRUPT_CANCEL => {
                 return Err(Error::user("57014", "canceling statement due to user request"));
             }
-            Some(crate::activity::INTERRUPT_TERMINATE) => return Err(terminated()),
+            crate::activity::INTERRUPT_TERMINATE => return Err(terminated()),
             _ => {}
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {

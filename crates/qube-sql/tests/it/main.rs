@@ -2121,6 +2121,133 @@ fn sessions_are_registered_and_signalled() {
     assert!(b.take_notices().is_empty(), "taken");
 }
 
+/// A statement sees its own session's pid and settings (published per
+/// thread and left in place between statements, `published`): sessions
+/// taking turns on one thread each see their own, and a statement of
+/// another session run inside a row callback sees its session, after which
+/// the outer statement goes on seeing its own.
+#[test]
+fn statements_see_their_own_session_even_nested_in_another() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let (mut a, mut b) = (db.session().unwrap(), db.session().unwrap());
+    b.execute("SET work_mem = '7MB'").unwrap();
+    let who = "SELECT pg_backend_pid(), current_setting('work_mem')";
+    let me = |pid: i32, mem: &str| vec![Value::Int4(pid), Value::Text(mem.into())];
+    for _ in 0..3 {
+        assert_eq!(a.execute(who).unwrap()[0].rows[0], me(a.pid(), "4MB"));
+        assert_eq!(b.execute(who).unwrap()[0].rows[0], me(b.pid(), "7MB"));
+    }
+    let pa = a.prepare(who).unwrap();
+    let pb = b.prepare(who).unwrap();
+    for _ in 0..3 {
+        assert_eq!(a.execute_prepared(&pa, &[]).unwrap()[0].rows[0], me(a.pid(), "4MB"));
+        assert_eq!(b.execute_prepared(&pb, &[]).unwrap()[0].rows[0], me(b.pid(), "7MB"));
+    }
+    let (a_pid, b_pid) = (a.pid(), b.pid());
+    let mut inner = Vec::new();
+    let mut outer = Vec::new();
+    a.execute_streaming(
+        "SELECT pg_backend_pid(), current_setting('work_mem'), g FROM generate_series(1, 4) g",
+        &[],
+        &mut |_, row| {
+            outer.push(row[..2].to_vec());
+            if outer.len() <= 2 {
+                inner.push(b.execute(who).unwrap()[0].rows[0].clone());
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(outer, vec![me(a_pid, "4MB"); 4]);
+    assert_eq!(inner, vec![me(b_pid, "7MB"); 2]);
+    assert_eq!(a.execute(who).unwrap()[0].rows[0], me(a_pid, "4MB"));
+}
+
+/// pg_stat_activity shows each session's state with its times consistent,
+/// while that session runs statements as fast as it can on another thread
+/// (its times are written without a lock, under a sequence count).
+#[test]
+fn activity_is_read_consistently_while_the_session_runs() {
+    use qube_sql::Value;
+    let db = qube_sql::Database::memory().unwrap();
+    let mut a = db.session().unwrap();
+    let mut b = db.session().unwrap();
+    let pid = a.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let p = a.prepare("SELECT 1").unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                a.execute("BEGIN").unwrap();
+                a.execute_prepared(&p, &[]).unwrap();
+                a.execute("COMMIT").unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let q = format!(
+        "SELECT state, xact_start IS NULL, query_start <= state_change, query \
+         FROM pg_stat_activity WHERE pid = {pid}"
+    );
+    let mut states = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let r = b.execute(&q).unwrap().remove(0).rows.remove(0);
+        if r[3] == Value::Text(String::new()) {
+            continue; // no statement yet
+        }
+        let Value::Text(state) = &r[0] else { panic!("{r:?}") };
+        let no_xact = r[1] == Value::Bool(true);
+        match state.as_str() {
+            "idle" => assert!(no_xact, "idle with a transaction start: {r:?}"),
+            "idle in transaction" | "active" => assert!(!no_xact, "{r:?}"),
+            other => panic!("state {other}: {r:?}"),
+        }
+        assert_eq!(r[2], Value::Bool(true), "query_start after state_change: {r:?}");
+        let Value::Text(query) = &r[3] else { panic!("{r:?}") };
+        assert!(["BEGIN", "SELECT 1", "COMMIT"].contains(&query.as_str()), "{r:?}");
+        states.insert(state.clone());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(worker.join().unwrap() > 0);
+    assert!(states.len() >= 2, "saw only {states:?}");
+}
+
+/// Statement counters: each session counts into its own, which a snapshot
+/// adds to the closed sessions' totals, so that a statement is counted as
+/// soon as it ends and once, also after its session closed.
+#[test]
+fn metrics_count_each_statement_once_across_open_and_closed_sessions() {
+    use qube_sql::metrics::Interface;
+    let db = qube_sql::Database::memory().unwrap();
+    let base = db.metrics().snapshot(Interface::Embedded);
+    let mut a = db.session().unwrap();
+    let mut b = db.session().unwrap();
+    a.execute("CREATE TABLE m(x int)").unwrap();
+    a.execute("INSERT INTO m VALUES (1), (2), (3)").unwrap();
+    b.execute("SELECT * FROM m").unwrap();
+    assert!(b.execute("SELECT 1/0").is_err());
+    let open = db.metrics().snapshot(Interface::Embedded);
+    let sel = |s: &qube_sql::metrics::Snapshot| s.queries[0];
+    assert_eq!(sel(&open) - sel(&base), 1);
+    assert_eq!(open.rows_written - base.rows_written, 3);
+    assert_eq!(open.rows_returned - base.rows_returned, 3);
+    assert_eq!(open.errors - base.errors, 1);
+    assert_eq!(open.sessions_open - base.sessions_open, 2);
+    assert_eq!(open.latency_cumulative[12] - base.latency_cumulative[12], 4);
+    drop(a);
+    let one = db.metrics().snapshot(Interface::Embedded);
+    assert_eq!(qube_sql::metrics::Snapshot { sessions_open: open.sessions_open, ..one }, open);
+    drop(b);
+    let none = db.metrics().snapshot(Interface::Embedded);
+    assert_eq!(none.sessions_open, base.sessions_open);
+    assert_eq!(none.queries, open.queries);
+    assert_eq!(none.latency_cumulative, open.latency_cumulative);
+}
+
 /// Notices of the last execute call, in order, with PostgreSQL's texts.
 #[test]
 fn notices_are_collected_per_call() {
