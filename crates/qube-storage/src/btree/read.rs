@@ -699,12 +699,12 @@ impl<'a> BTreeSeeker<'a> {
         let Some(top) = self.path.last() else { return false };
         // High first: ascending seeks leave a node past its end.
         if let Some(h) = top.high
-            && key >= self.separator(h)
+            && cmp_bytes(key, self.separator(h)).is_ge()
         {
             return false;
         }
         if let Some(l) = top.low
-            && key < self.separator(l)
+            && cmp_bytes(key, self.separator(l)).is_lt()
         {
             return false;
         }
