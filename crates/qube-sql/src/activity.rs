@@ -57,10 +57,11 @@ pub const INTERRUPT_TERMINATE: u8 = 2;
 /// `pg_stat_activity.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
-    Active,
-    Idle,
-    IdleInTransaction,
-    IdleInTransactionAborted,
+    // The codes `Times` stores (`code`, `of_code`).
+    Active = 0,
+    Idle = 1,
+    IdleInTransaction = 2,
+    IdleInTransactionAborted = 3,
 }
 
 impl SessionState {

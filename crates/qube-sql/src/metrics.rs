@@ -150,7 +150,7 @@ impl Counters {
         a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
-    /// Records a statement; `add` is `bump` for a session's own counters.
+    /// Records a statement (in a session's own counters: see `bump`).
     fn record(&self, kind: Kind, returned: u64, written: u64, elapsed: Duration) {
         Self::bump(&self.queries[kind as usize], 1);
         if returned > 0 {

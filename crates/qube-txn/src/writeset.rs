@@ -883,11 +883,8 @@ impl<'a> Merge<'a> {
         let rest = self.seqs[i];
         if rest.len().is_multiple_of(WARM) && !rest.is_empty() {
             // The next entries of this sequence, read ahead (see `warm`).
-            let ahead = if self.reverse {
-                &rest[rest.len().saturating_sub(WARM)..]
-            } else {
-                &rest[..WARM.min(rest.len())]
-            };
+            // (`rest` holds a whole multiple of WARM entries.)
+            let ahead = if self.reverse { &rest[rest.len() - WARM..] } else { &rest[..WARM] };
             self.ws.warm(ahead);
         }
         if self.seqs[i].is_empty() {

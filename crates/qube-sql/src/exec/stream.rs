@@ -1354,8 +1354,7 @@ mod tests {
         let rows = spare();
         assert!(rows.iter().flatten().all(Value::is_small), "{rows:?}");
         assert!(rows.contains(&vec![Value::Int4(2)]), "{rows:?}");
-        // And a later scan starts unchecked-free again: its buffers come
-        // back with the flag cleared.
+        // A later scan's buffers come back with the flag cleared.
         assert!(!Fetch::new().bufs().plain);
     }
 }

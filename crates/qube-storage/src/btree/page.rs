@@ -749,15 +749,11 @@ impl NodeMut<'_> {
     /// that the cell is at most `MAX_INLINE_CELL` bytes.
     #[inline]
     pub fn append_leaf(&mut self, key: &[u8], value: &[u8], fill: usize) -> bool {
-        let n = self.len();
-        let start = self.start();
         let cell_len = LEAF_CELL_HEADER + key.len() + value.len();
-        let slot = NODE_HEADER_LEN + SLOT_SIZE * n;
-        let frag = get_u16(self.p, 36) as usize;
-        let used = SLOT_SIZE * n + (PAGE_SIZE - start).saturating_sub(frag);
-        if start < slot + SLOT_SIZE + cell_len || used + SLOT_SIZE + cell_len > fill {
+        if self.gap() < cell_len + SLOT_SIZE || self.view().used() + SLOT_SIZE + cell_len > fill {
             return false;
         }
+        let (n, start) = (self.len(), self.start());
         let at = start - cell_len;
         let (head, rest) = self.p[at..start].split_at_mut(LEAF_CELL_HEADER);
         head[..2].copy_from_slice(&(key.len() as u16).to_le_bytes());
@@ -765,9 +761,7 @@ impl NodeMut<'_> {
         let (k, v) = rest.split_at_mut(key.len());
         k.copy_from_slice(key);
         v.copy_from_slice(value);
-        put_u16(self.p, slot, at as u16);
-        let hint = key_hint(key, self.prefix_len());
-        self.p[slot + 2..slot + SLOT_SIZE].copy_from_slice(&hint);
+        self.write_slot_of(n, at, key);
         put_u16(self.p, 32, (n + 1) as u16);
         put_u16(self.p, 34, at as u16);
         true
@@ -808,9 +802,14 @@ impl NodeMut<'_> {
 
     /// Writes slot `i`: the cell's offset and its key's hint.
     fn write_slot(&mut self, i: usize, offset: usize, cell: &[u8]) {
+        self.write_slot_of(i, offset, cell_key(cell, self.is_leaf()));
+    }
+
+    /// `write_slot` for a cell whose key is `key`.
+    fn write_slot_of(&mut self, i: usize, offset: usize, key: &[u8]) {
         let at = NODE_HEADER_LEN + SLOT_SIZE * i;
         put_u16(self.p, at, offset as u16);
-        let hint = key_hint(cell_key(cell, self.is_leaf()), self.prefix_len());
+        let hint = key_hint(key, self.prefix_len());
         self.p[at + 2..at + SLOT_SIZE].copy_from_slice(&hint);
     }
 
@@ -872,55 +871,46 @@ pub fn common_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// `a.cmp(b)`, for the short keys of seeks (a table's row key is some
-/// 16 bytes) eight bytes at a time, inline: a `memcmp` call and its length
-/// tie-break cost more than the compare (line 2 of `bench sql` made seven
-/// per row). Longer keys take `memcmp`.
+/// The order of `a` and `b` and the length of their common prefix, in one
+/// pass eight bytes at a time, inline: for short keys a `memcmp` call and
+/// its length tie-break cost more than the compare (line 2 of `bench sql`
+/// made seven per row; a sequential load's neighbouring keys share most of
+/// their bytes).
 #[inline]
-pub fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+fn order_and_common(a: &[u8], b: &[u8]) -> (std::cmp::Ordering, usize) {
     let n = a.len().min(b.len());
-    if n > 32 {
-        return a.cmp(b);
-    }
     let mut i = 0;
     while let (Some(x), Some(y)) = (a[i..n].first_chunk::<8>(), b[i..n].first_chunk::<8>()) {
         let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
         if x != y {
-            return x.cmp(&y);
+            return (x.cmp(&y), i + (x ^ y).leading_zeros() as usize / 8);
         }
         i += 8;
     }
     while i < n {
         if a[i] != b[i] {
-            return a[i].cmp(&b[i]);
+            return (a[i].cmp(&b[i]), i);
         }
         i += 1;
     }
-    a.len().cmp(&b.len())
+    (a.len().cmp(&b.len()), n)
 }
 
-/// Whether `b` sorts after `a`, and the length of their common prefix: one
-/// pass, eight bytes at a time (a sequential load's neighbouring keys share
-/// most of their bytes, and a `memcmp` call for each question cost more
-/// than the answer).
+/// `a.cmp(b)`: inline for the short keys of seeks (a table's row key is
+/// some 16 bytes, see `order_and_common`), `memcmp` past 32 bytes.
+#[inline]
+pub fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.len().min(b.len()) > 32 {
+        return a.cmp(b);
+    }
+    order_and_common(a, b).0
+}
+
+/// Whether `b` sorts after `a`, and the length of their common prefix.
 #[inline]
 pub fn follows(a: &[u8], b: &[u8]) -> (bool, usize) {
-    let n = a.len().min(b.len());
-    let mut i = 0;
-    while let (Some(x), Some(y)) = (a[i..n].first_chunk::<8>(), b[i..n].first_chunk::<8>()) {
-        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
-        if x != y {
-            return (y > x, i + (x ^ y).leading_zeros() as usize / 8);
-        }
-        i += 8;
-    }
-    while i < n {
-        if a[i] != b[i] {
-            return (b[i] > a[i], i);
-        }
-        i += 1;
-    }
-    (b.len() > a.len(), n)
+    let (o, common) = order_and_common(a, b);
+    (o.is_lt(), common)
 }
 
 /// The key of a cell built by `leaf_cell`, `leaf_overflow_cell` or

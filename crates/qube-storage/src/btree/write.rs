@@ -436,7 +436,7 @@ impl<'a> Txn<'a> {
                 break;
             }
             let (after, common) = follows(prev, key);
-            if !after || common < plen || high.is_some_and(|h| !follows(key, h).0) {
+            if !after || common < plen || high.is_some_and(|h| cmp_bytes(key, h).is_ge()) {
                 break;
             }
             if !m.append_leaf(key, value, APPEND_FILL) {
