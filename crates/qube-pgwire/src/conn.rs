@@ -3,7 +3,7 @@
 //! `emit` for how COPY's data crosses between the socket and the
 //! statement's thread).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::emit::{self, CopyChunk, CopyEnd, Emitter, Outgoing, put};
 use crate::hot::{self, BindMsg, Hot};
+use crate::portal::{Portal, Portals};
 use crate::tls::Stream;
 use crate::{Auth, SERVER_VERSION, Server, types};
 
@@ -94,7 +95,7 @@ impl Stmt {
 /// connection's own client, so a flood of colliding names slows only
 /// that connection.
 #[derive(Default, Clone, Copy)]
-struct Names;
+pub(crate) struct Names;
 
 impl std::hash::BuildHasher for Names {
     type Hasher = Fnv;
@@ -103,7 +104,7 @@ impl std::hash::BuildHasher for Names {
     }
 }
 
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl std::hash::Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
@@ -116,17 +117,6 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-/// A bound statement (Bind).
-struct Portal {
-    stmt: Arc<Stmt>,
-    params: Arc<Vec<Value>>,
-    formats: Vec<i16>,
-    /// Rows left over from an Execute with a row limit, and the tag.
-    pending: Option<(VecDeque<BytesMut>, String)>,
-    /// The tag, once the portal has run to completion.
-    done: Option<String>,
-}
-
 struct Conn<'a> {
     server: &'a Server,
     stream: Stream,
@@ -135,7 +125,7 @@ struct Conn<'a> {
     /// Out of the struct while a statement runs on a blocking thread.
     session: Option<Box<Session>>,
     stmts: HashMap<String, Arc<Stmt>, Names>,
-    portals: HashMap<String, Portal, Names>,
+    portals: Portals<Stmt>,
     /// After an error in the extended protocol: discard until Sync.
     skip_to_sync: bool,
     /// Where we are after a COPY FROM STDIN that failed before copy-in
@@ -369,7 +359,7 @@ pub async fn run(
         out: BytesMut::with_capacity(8192),
         session: None,
         stmts: HashMap::default(),
-        portals: HashMap::default(),
+        portals: Portals::default(),
         skip_to_sync: false,
         stray_copy: StrayCopy::No,
         zone_reported: String::new(),
@@ -1132,7 +1122,7 @@ impl Conn<'_> {
         let stmt = self.stmts.get(name).cloned().ok_or_else(|| {
             Error::user("26000", format!("prepared statement \"{name}\" does not exist"))
         })?;
-        if !b.portal.is_empty() && self.portals.contains_key(b.portal.as_ref()) {
+        if !b.portal.is_empty() && self.portals.contains(b.portal.as_ref()) {
             return Err(Error::user("42P03", format!("cursor \"{}\" already exists", b.portal)));
         }
         if b.param_count() != stmt.params.len() {
@@ -1168,7 +1158,10 @@ impl Conn<'_> {
         if b.all_formats().any(|f| !matches!(f, 0 | 1)) {
             return Err(Error::user("22023", "unsupported format code"));
         }
-        let mut params = Vec::with_capacity(b.param_count());
+        let mut list = self.portals.params(b.param_count());
+        // Fresh, or the spare that nothing else holds.
+        let params =
+            Arc::get_mut(&mut list).ok_or_else(|| Error::Internal("shared parameters".into()))?;
         for (i, p) in b.params().enumerate() {
             let binary = b.param_format(i) == 1;
             let v =
@@ -1187,10 +1180,8 @@ impl Conn<'_> {
         } else {
             b.result_formats().collect()
         };
-        self.portals.insert(
-            b.portal.into_owned(),
-            Portal { stmt, params: Arc::new(params), formats, pending: None, done: None },
-        );
+        self.portals
+            .insert(&b.portal, Portal { stmt, params: list, formats, pending: None, done: None });
         // BindComplete: '2', length 4.
         self.out.extend_from_slice(&[b'2', 0, 0, 0, 4]);
         Ok(())

@@ -105,6 +105,7 @@
 mod conn;
 mod emit;
 mod hot;
+mod portal;
 pub mod tls;
 pub mod types;
 

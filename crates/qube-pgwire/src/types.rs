@@ -173,16 +173,27 @@ fn exact<const N: usize>(b: &[u8], t: &DataType) -> Result<[u8; N]> {
 }
 
 fn utf8(b: &[u8]) -> Result<String> {
-    String::from_utf8(b.to_vec())
+    utf8_str(b).map(str::to_owned)
+}
+
+fn utf8_str(b: &[u8]) -> Result<&str> {
+    std::str::from_utf8(b)
         .map_err(|_| Error::user("22021", "invalid byte sequence for encoding \"UTF8\""))
 }
 
-/// A Bind parameter: text is handed to the engine as text (it casts it
-/// where the statement gives the parameter a type, with PostgreSQL's
-/// input rules); binary is decoded as type `t`.
+/// A Bind parameter: text of an integer type is read as that type now,
+/// as PostgreSQL reads every text parameter at Bind (the engine's own
+/// input rules, `cast::parse_int`); other text is handed to the engine as
+/// text (it casts it where the statement gives the parameter a type);
+/// binary is decoded as type `t`.
 pub fn decode_param(data: Option<&[u8]>, binary: bool, t: Option<&DataType>) -> Result<Value> {
     let Some(b) = data else { return Ok(Value::Null) };
     if !binary {
+        if let Some(t) = t
+            && let Some(v) = qube_sql::types::cast::parse_int(utf8_str(b)?, t)
+        {
+            return v;
+        }
         return Ok(Value::Text(utf8(b)?));
     }
     let Some(t) = t else {

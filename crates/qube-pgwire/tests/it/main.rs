@@ -505,6 +505,118 @@ async fn errors_carry_sqlstate_and_position() {
     srv.stop().await;
 }
 
+/// Text parameters of an integer type are read at Bind, as PostgreSQL
+/// reads every parameter there: its input rules (blanks, a sign), an
+/// error before anything runs, and a declared type that decides the
+/// value even where the statement wants text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_parameters_of_integer_types_are_read_at_bind() {
+    let srv = TestServer::start().await;
+    let mut r = raw::Raw::connect(srv.addr).await;
+    r.query("CREATE TABLE ti (s smallint, i int, b bigint)").await;
+    r.query("INSERT INTO ti VALUES (1, 2, 3)").await;
+    let row = |v: &[&str]| vec![v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()];
+    let text = |v: &'static str| Some(v.as_bytes());
+
+    // Types inferred from the columns; PostgreSQL's blanks and signs.
+    let sql = "SELECT i + $1, b + $2, s + $3 FROM ti WHERE i = $4";
+    let m = r.extended(sql, &[], &[text(" 40 "), text("+7"), text("-1"), text("2")], &[]).await;
+    assert_eq!(raw::data_rows(&m), row(&["42", "10", "0"]), "{m:?}");
+    // NULL stays NULL.
+    let m = r.extended("SELECT $1::int IS NULL", &[23], &[None], &[]).await;
+    assert_eq!(raw::data_rows(&m), row(&["t"]));
+    // Declared int4 where the statement wants text: the value is the int.
+    let m = r.extended("SELECT $1::text", &[23], &[text("007")], &[]).await;
+    assert_eq!(raw::data_rows(&m), row(&["7"]));
+    // Declared text: the text as sent.
+    let m = r.extended("SELECT $1::text", &[25], &[text("007")], &[]).await;
+    assert_eq!(raw::data_rows(&m), row(&["007"]));
+
+    // Bad input: an error at Bind, before the statement runs (the
+    // INSERT adds nothing), then the next Sync finds the session ready.
+    for (v, code, message) in [
+        ("x", "22P02", "invalid input syntax for type integer: \"x\" (parameter $1)"),
+        ("", "22P02", "invalid input syntax for type integer: \"\" (parameter $1)"),
+        ("1.5", "22P02", "invalid input syntax for type integer: \"1.5\" (parameter $1)"),
+        ("99999999999", "22003", "integer out of range (parameter $1)"),
+    ] {
+        let m = r.extended("INSERT INTO ti (i) VALUES ($1)", &[], &[text(v)], &[]).await;
+        assert_eq!(raw::error_field(&m, b'C').as_deref(), Some(code), "{v:?}: {m:?}");
+        assert_eq!(raw::error_field(&m, b'M').as_deref(), Some(message));
+        assert_eq!(m.last().map(|m| m.0), Some(b'Z'));
+    }
+    let m = r.extended("SELECT $1::smallint", &[21], &[text("40000")], &[]).await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22003"));
+    let m = r.extended("SELECT $1::bigint", &[20], &[text("9223372036854775808")], &[]).await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22003"));
+    let m = r.extended("SELECT $1::int", &[23], &[Some(b"\xff1".as_slice())], &[]).await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"));
+    let m = r.query("SELECT count(*) FROM ti").await;
+    assert_eq!(raw::data_rows(&m), row(&["1"]));
+    srv.stop().await;
+}
+
+/// Bind to the unnamed portal again before a Sync replaces it; a named
+/// portal lives beside it; in a transaction block the unnamed portal
+/// outlives Sync, outside one it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_binds_replace_the_unnamed_portal() {
+    use tokio::io::AsyncWriteExt;
+    let srv = TestServer::start().await;
+    let mut r = raw::Raw::connect(srv.addr).await;
+    r.parse_named("s", "SELECT $1::int * 10").await;
+    let bind = |portal: &str, v: &str| {
+        let mut b = Vec::new();
+        raw::cstr(&mut b, portal);
+        raw::cstr(&mut b, "s");
+        b.extend_from_slice(&[0, 0, 0, 1]);
+        b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+        b.extend_from_slice(v.as_bytes());
+        b.extend_from_slice(&[0, 0]);
+        raw::frame(b'B', &b)
+    };
+    let execute = |portal: &str| {
+        let mut e = Vec::new();
+        raw::cstr(&mut e, portal);
+        e.extend_from_slice(&0i32.to_be_bytes());
+        raw::frame(b'E', &e)
+    };
+    let sync = raw::frame(b'S', &[]);
+    let all = [
+        bind("", "1"),
+        execute(""),
+        bind("", "2"),
+        bind("c", "3"),
+        execute(""),
+        execute("c"),
+        sync.clone(),
+    ]
+    .concat();
+    r.stream.write_all(&all).await.unwrap();
+    let m = r.until_ready().await;
+    let got: Vec<_> = raw::data_rows(&m).into_iter().flatten().flatten().collect();
+    assert_eq!(got, ["10", "20", "30"], "{m:?}");
+
+    // Outside a block, Sync closed both.
+    for p in ["", "c"] {
+        r.stream.write_all(&[execute(p), sync.clone()].concat()).await.unwrap();
+        let m = r.until_ready().await;
+        assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("34000"), "{p:?}: {m:?}");
+    }
+    // Inside one, the unnamed portal outlives Sync until COMMIT.
+    r.query("BEGIN").await;
+    r.stream.write_all(&[bind("", "4"), sync.clone()].concat()).await.unwrap();
+    r.until_ready().await;
+    r.stream.write_all(&[execute(""), sync.clone()].concat()).await.unwrap();
+    let m = r.until_ready().await;
+    assert_eq!(raw::data_rows(&m), vec![vec![Some("40".to_string())]], "{m:?}");
+    r.query("COMMIT").await;
+    r.stream.write_all(&[execute(""), sync.clone()].concat()).await.unwrap();
+    let m = r.until_ready().await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("34000"), "{m:?}");
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portal_row_limit_suspends() {
     let srv = TestServer::start().await;

@@ -14,12 +14,12 @@ pub struct Raw {
     pub key_data: Option<Vec<u8>>,
 }
 
-fn cstr(out: &mut Vec<u8>, s: &str) {
+pub fn cstr(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
     out.push(0);
 }
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![kind];
     m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
     m.extend_from_slice(body);

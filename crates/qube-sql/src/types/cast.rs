@@ -318,20 +318,34 @@ fn to_i64(v: Value, type_name: &str) -> Result<i64> {
         Value::Float8(f) => float_to_i64(f, type_name),
         Value::Numeric(d) => d.to_int(type_name, i64::MIN, i64::MAX),
         Value::Bool(b) if type_name == "integer" => Ok(b as i64),
-        Value::Text(s) => {
-            let t = s.trim();
-            t.parse::<i64>().map_err(|e| match e.kind() {
-                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                    Error::user(
-                        "22003",
-                        format!("value \"{t}\" is out of range for type {type_name}"),
-                    )
-                }
-                _ => invalid_text(type_name, &s),
-            })
-        }
+        Value::Text(s) => text_to_i64(&s, type_name),
         other => Err(cannot_cast(&other, &DataType::BigInt)),
     }
+}
+
+fn text_to_i64(s: &str, type_name: &str) -> Result<i64> {
+    let t = s.trim();
+    t.parse::<i64>().map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+            Error::user("22003", format!("value \"{t}\" is out of range for type {type_name}"))
+        }
+        _ => invalid_text(type_name, s),
+    })
+}
+
+/// Text input of an integer type: what `cast(Value::Text(text), to)`
+/// gives for `to` smallint, integer or bigint, without owning the text
+/// (a Bind's text parameter of an integer type is read with it). None
+/// for any other `to`.
+pub fn parse_int(text: &str, to: &DataType) -> Option<Result<Value>> {
+    Some(match to {
+        DataType::SmallInt => text_to_i64(text, "smallint")
+            .and_then(|i| i16::try_from(i).map(Value::Int2).map_err(|_| out_of_range("smallint"))),
+        DataType::Integer => text_to_i64(text, "integer")
+            .and_then(|i| i32::try_from(i).map(Value::Int4).map_err(|_| out_of_range("integer"))),
+        DataType::BigInt => text_to_i64(text, "bigint").map(Value::Int8),
+        _ => return None,
+    })
 }
 
 fn float_to_i64(f: f64, type_name: &str) -> Result<i64> {
