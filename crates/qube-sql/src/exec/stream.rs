@@ -144,7 +144,9 @@ impl Stream<'_> {
     /// those columns of each row; an index-only scan puts each key column
     /// it decodes into its output slot, or drops it (`KeyCols::select`).
     pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
-        let Stream::Index { only, fetch, ncols, .. } = self else { return false };
+        if !matches!(self, Stream::Index { .. } | Stream::One(_)) {
+            return false;
+        }
         let mut cols: SmallVec<[usize; 8]> = SmallVec::with_capacity(exprs.len());
         for e in exprs {
             match e {
@@ -152,6 +154,19 @@ impl Stream<'_> {
                 _ => return false,
             }
         }
+        let Stream::Index { only, fetch, ncols, .. } = self else {
+            // A point lookup's one row, read already: its columns moved
+            // down within it, as `Stream::Project` moves them (the caller
+            // checked that they ascend), without a row or a stream of
+            // their own. One row, so its spare capacity costs nothing.
+            if let Stream::One(Some(row)) = self {
+                for (i, &c) in cols.iter().enumerate() {
+                    row.swap(i, c);
+                }
+                truncate_row(row, cols.len());
+            }
+            return true;
+        };
         // A projection of a projection (a subquery in FROM) names
         // positions in the one below's output: through its columns, to
         // the table's.
@@ -1005,8 +1020,9 @@ impl<'a> KeyTypes<'a> {
 pub enum Lookup {
     /// No row can match (a NULL key, a value the column cannot hold).
     Nothing,
-    /// One entry of a unique index.
-    Point(Vec<u8>),
+    /// One entry of a unique index (or one row key), held inline when
+    /// short: a point select on a key rowid allocates no key.
+    Point(SmallVec<[u8; 24]>),
     /// A range of entries.
     Range(KeyRange),
     /// Several points or ranges (a key set: IN list or `= ANY(array)`),
@@ -1055,7 +1071,7 @@ pub fn lookup(
         return row_lookup(ctx, table, types, &vals, range);
     }
     if unique {
-        return Ok(Lookup::Point(storage::index_key(index, &vals, 0, true)));
+        return Ok(Lookup::Point(SmallVec::from_vec(storage::index_key(index, &vals, 0, true))));
     }
     if vals.is_empty() && range.is_none() {
         // The whole index (ORDER BY its columns), without a copy of the
@@ -1113,7 +1129,7 @@ fn row_lookup(
     range: Option<&IndexRange>,
 ) -> Result<Lookup> {
     if let Some(v) = vals.first() {
-        return Ok(Lookup::Point(storage::key_row_key(table, v)?.to_vec()));
+        return Ok(Lookup::Point(SmallVec::from_slice(&storage::key_row_key(table, v)?)));
     }
     let Some(r) = range else {
         return Ok(Lookup::Range(storage::prefix_range(&storage::table_prefix(table))));
