@@ -57,8 +57,11 @@
 //!   the state machine here is a small direct one.
 //! - **Types.** `types.rs` maps `DataType` to OIDs, writes text (the
 //!   engine's own PostgreSQL text forms) and binary (PostgreSQL's `*send`
-//!   formats) and decodes binary parameters. Text parameters go to the
-//!   engine as text; it casts them where the statement gives them a type.
+//!   formats) and decodes binary parameters. Text parameters of an integer
+//!   type are read at Bind, as PostgreSQL reads every parameter there
+//!   (`types::decode_param`); other text goes to the engine as text, which
+//!   casts it where the statement gives it a type. The unnamed portal has
+//!   its own slot and reuses its parameter list (`portal.rs`).
 //!   Parameter types come from `Session::describe` (the binder notes the
 //!   type each `$n` is coerced to) or from the types the client declared.
 //! - **DEALLOCATE.** Named statements belong to the connection, not the
