@@ -160,6 +160,9 @@ impl Stream<'_> {
             // checked that they ascend), without a row or a stream of
             // their own. One row, so its spare capacity costs nothing.
             if let Stream::One(Some(row)) = self {
+                if cols.iter().any(|&c| c >= row.len()) {
+                    return false;
+                }
                 for (i, &c) in cols.iter().enumerate() {
                     row.swap(i, c);
                 }
