@@ -538,7 +538,11 @@ async fn text_parameters_of_integer_types_are_read_at_bind() {
         ("x", "22P02", "invalid input syntax for type integer: \"x\" (parameter $1)"),
         ("", "22P02", "invalid input syntax for type integer: \"\" (parameter $1)"),
         ("1.5", "22P02", "invalid input syntax for type integer: \"1.5\" (parameter $1)"),
-        ("99999999999", "22003", "integer out of range (parameter $1)"),
+        (
+            "99999999999",
+            "22003",
+            "value \"99999999999\" is out of range for type integer (parameter $1)",
+        ),
     ] {
         let m = r.extended("INSERT INTO ti (i) VALUES ($1)", &[], &[text(v)], &[]).await;
         assert_eq!(raw::error_field(&m, b'C').as_deref(), Some(code), "{v:?}: {m:?}");

@@ -49,6 +49,11 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
     {
         return jsonb_to_scalar(j, to);
     }
+    if let (Value::Text(s), DataType::SmallInt | DataType::Integer) = (&v, to)
+        && let Some(r) = parse_int(s, to)
+    {
+        return r;
+    }
     Ok(match to {
         DataType::SmallInt => Value::Int2(
             i16::try_from(to_i64(v, "smallint")?).map_err(|_| out_of_range("smallint"))?,
@@ -327,7 +332,7 @@ fn text_to_i64(s: &str, type_name: &str) -> Result<i64> {
     let t = s.trim();
     t.parse::<i64>().map_err(|e| match e.kind() {
         std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-            Error::user("22003", format!("value \"{t}\" is out of range for type {type_name}"))
+            Error::user("22003", format!("value \"{s}\" is out of range for type {type_name}"))
         }
         _ => invalid_text(type_name, s),
     })
@@ -338,11 +343,17 @@ fn text_to_i64(s: &str, type_name: &str) -> Result<i64> {
 /// (a Bind's text parameter of an integer type is read with it). None
 /// for any other `to`.
 pub fn parse_int(text: &str, to: &DataType) -> Option<Result<Value>> {
+    // Text past the type's range names the text as given, blanks and
+    // all, as PostgreSQL's int2in and int4in do (`value " 99999" is out
+    // of range for type smallint`).
+    let past = |name: &str| {
+        Error::user("22003", format!("value \"{text}\" is out of range for type {name}"))
+    };
     Some(match to {
         DataType::SmallInt => text_to_i64(text, "smallint")
-            .and_then(|i| i16::try_from(i).map(Value::Int2).map_err(|_| out_of_range("smallint"))),
+            .and_then(|i| i16::try_from(i).map(Value::Int2).map_err(|_| past("smallint"))),
         DataType::Integer => text_to_i64(text, "integer")
-            .and_then(|i| i32::try_from(i).map(Value::Int4).map_err(|_| out_of_range("integer"))),
+            .and_then(|i| i32::try_from(i).map(Value::Int4).map_err(|_| past("integer"))),
         DataType::BigInt => text_to_i64(text, "bigint").map(Value::Int8),
         _ => return None,
     })
