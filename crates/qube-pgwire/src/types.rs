@@ -189,12 +189,13 @@ fn utf8_str(b: &[u8]) -> Result<&str> {
 pub fn decode_param(data: Option<&[u8]>, binary: bool, t: Option<&DataType>) -> Result<Value> {
     let Some(b) = data else { return Ok(Value::Null) };
     if !binary {
+        let text = utf8_str(b)?;
         if let Some(t) = t
-            && let Some(v) = qube_sql::types::cast::parse_int(utf8_str(b)?, t)
+            && let Some(v) = qube_sql::types::cast::parse_int(text, t)
         {
             return v;
         }
-        return Ok(Value::Text(utf8(b)?));
+        return Ok(Value::Text(text.to_owned()));
     }
     let Some(t) = t else {
         return Err(Error::user(

@@ -144,9 +144,6 @@ impl Stream<'_> {
     /// those columns of each row; an index-only scan puts each key column
     /// it decodes into its output slot, or drops it (`KeyCols::select`).
     pub(crate) fn select_columns(&mut self, exprs: &[Expr]) -> bool {
-        if !matches!(self, Stream::Index { .. } | Stream::One(_)) {
-            return false;
-        }
         let mut cols: SmallVec<[usize; 8]> = SmallVec::with_capacity(exprs.len());
         for e in exprs {
             match e {
@@ -154,21 +151,21 @@ impl Stream<'_> {
                 _ => return false,
             }
         }
-        let Stream::Index { only, fetch, ncols, .. } = self else {
+        let (only, fetch, ncols) = match self {
+            Stream::Index { only, fetch, ncols, .. } => (only, fetch, ncols),
             // A point lookup's one row, read already: its columns moved
-            // down within it, as `Stream::Project` moves them (the caller
-            // checked that they ascend), without a row or a stream of
-            // their own. One row, so its spare capacity costs nothing.
-            if let Stream::One(Some(row)) = self {
+            // down within it as `Stream::Project` moves them, without a
+            // row or a stream of their own. One row, so its spare
+            // capacity costs nothing.
+            Stream::One(Some(row)) => {
                 if cols.iter().any(|&c| c >= row.len()) {
                     return false;
                 }
-                for (i, &c) in cols.iter().enumerate() {
-                    row.swap(i, c);
-                }
-                truncate_row(row, cols.len());
+                keep_columns(row, cols.iter().copied());
+                return true;
             }
-            return true;
+            Stream::One(None) => return true,
+            _ => return false,
         };
         // A projection of a projection (a subquery in FROM) names
         // positions in the one below's output: through its columns, to
@@ -192,6 +189,18 @@ impl Stream<'_> {
         }
         true
     }
+}
+
+/// Moves columns `cols` (ascending, each past the one before, each
+/// within the row) of `row` down to its first places, in that order, and
+/// drops the rest: a projection of plain columns done within the row.
+fn keep_columns(row: &mut Row, cols: impl Iterator<Item = usize>) {
+    let mut n = 0;
+    for (i, c) in cols.enumerate() {
+        row.swap(i, c);
+        n = i + 1;
+    }
+    truncate_row(row, n);
 }
 
 /// Whether `exprs` are columns, each read once (`Stream::Project`'s flag).
@@ -685,12 +694,13 @@ impl Stream<'_> {
                         // Only when they are at least half the row: a
                         // sort or hash over the output holds every row,
                         // and its memory is counted by the values kept.
-                        for (i, e) in exprs.iter().enumerate() {
-                            if let Expr::Column(c) = e {
-                                r.swap(i, *c);
-                            }
-                        }
-                        truncate_row(&mut r, exprs.len());
+                        keep_columns(
+                            &mut r,
+                            exprs.iter().filter_map(|e| match e {
+                                Expr::Column(c) => Some(*c),
+                                _ => None,
+                            }),
+                        );
                         return Ok(Some(r));
                     }
                     let mut o = Vec::with_capacity(exprs.len());

@@ -49,7 +49,8 @@ fn convert(v: Value, to: &DataType, explicit: bool) -> Result<Value> {
     {
         return jsonb_to_scalar(j, to);
     }
-    if let (Value::Text(s), DataType::SmallInt | DataType::Integer) = (&v, to)
+    // Integer text: PostgreSQL's int2in/int4in/int8in (`parse_int`).
+    if let Value::Text(s) = &v
         && let Some(r) = parse_int(s, to)
     {
         return r;
