@@ -61,7 +61,7 @@ mod verify;
 mod write;
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -822,7 +822,7 @@ impl Inner {
         let mut page_count = a.page_count;
         let mut tail_cut = Vec::new();
         while page_count > 2
-            && (a.free.contains(&(page_count - 1))
+            && (a.free.contains(page_count - 1)
                 || a.deferred.contains(&(page_count - 1))
                 || a.freelist_pages.contains(&(page_count - 1)))
         {
@@ -833,9 +833,9 @@ impl Inner {
         let mut list_pages: Vec<PageId> = Vec::new();
         while list_pages.len() * FREELIST_IDS < free.len() {
             // List pages must be free now (not used by the old checkpoint).
-            let id = match a.free.iter().find(|id| **id < page_count && free.contains(id)) {
-                Some(&id) => id,
-                None => match tail_cut.iter().copied().filter(|id| a.free.contains(id)).min() {
+            let id = match a.free.iter().find(|id| *id < page_count && free.contains(id)) {
+                Some(id) => id,
+                None => match tail_cut.iter().copied().filter(|&id| a.free.contains(id)).min() {
                     // Nothing fits below the cut: cut less, up to the
                     // lowest page of the tail that is free now, and use it.
                     Some(id) => {
@@ -857,7 +857,7 @@ impl Inner {
                     }
                 },
             };
-            a.free.remove(&id);
+            a.free.remove(id);
             free.remove(&id);
             list_pages.push(id);
         }
@@ -904,7 +904,7 @@ impl Inner {
         a.checkpoint_seq = meta.seq;
         if !tail_cut.is_empty() && page_count < a.page_count {
             for id in &tail_cut {
-                a.free.remove(id);
+                a.free.remove(*id);
                 a.since_checkpoint.remove(id);
                 self.pool.discard(*id);
             }
@@ -1014,8 +1014,8 @@ fn read_meta(file: &PageFile) -> Result<Meta> {
     Err(Error::corrupt_page(file.path(), 0, problems.join("; ")))
 }
 
-fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(BTreeSet<PageId>, Vec<PageId>)> {
-    let mut free = BTreeSet::new();
+fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(alloc::FreeSet, Vec<PageId>)> {
+    let mut free = alloc::FreeSet::default();
     let mut pages = Vec::new();
     let mut id = meta.freelist;
     let max_pages = meta.page_count;
@@ -1040,7 +1040,7 @@ fn load_freelist(file: &PageFile, meta: &Meta) -> Result<(BTreeSet<PageId>, Vec<
         pages.push(id);
         id = get_u64(&p[..], 32);
     }
-    if let Some(&bad) = pages.iter().find(|p| free.contains(p)) {
+    if let Some(&bad) = pages.iter().find(|&&p| free.contains(p)) {
         return Err(Error::corrupt_page(file.path(), bad, "free-list page lists itself as free"));
     }
     if free.len() as u64 != meta.free_pages {

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 
 use super::page::*;
 use super::pool::BufferPool;
-use super::write::MAX_DEPTH;
+use super::write::{KeyBounds, MAX_DEPTH};
 use super::{DATA_FILE, Version};
 use crate::{Cursor, Direction, KeyRange};
 
@@ -253,14 +253,7 @@ pub(crate) struct LeafMemo {
     version: Weak<Version>,
     id: PageId,
     page: Arc<Page>,
-    low: Option<Vec<u8>>,
-    high: Option<Vec<u8>>,
-}
-
-impl LeafMemo {
-    fn covers(&self, key: &[u8]) -> bool {
-        super::write::in_bounds(self.low.as_deref(), self.high.as_deref(), key)
-    }
+    bounds: KeyBounds,
 }
 
 /// `seek` that starts at the leaf `memo` remembers when the range's start
@@ -284,11 +277,13 @@ pub(super) fn seek_hinted(
     };
     if let Some(m) = memo
         && Weak::as_ptr(&m.version) == Arc::as_ptr(version)
-        && m.covers(start)
+        && m.bounds.covers(start)
     {
-        return leaf_seek(pool, &m.page, m.id, m.high.as_deref(), start, range, key, value);
+        return leaf_seek(pool, &m.page, m.id, m.bounds.high(), start, range, key, value);
     }
-    *memo = None;
+    // The descent reuses the old memo's bound buffers.
+    let mut bounds = memo.take().map(|m| m.bounds).unwrap_or_default();
+    bounds.clear();
     let mut id = version.root;
     if id == 0 {
         return Ok(Some(false));
@@ -297,24 +292,18 @@ pub(super) fn seek_hinted(
         Some(p) => p.clone(),
         None => pool.get(id)?,
     };
-    let (mut low, mut high) = (None, None);
     for _ in 0..MAX_DEPTH {
         match page_type(&page) {
             Some(PageType::Internal) => {
                 let node = Node::new(&page, id)?;
                 let idx = node.child_index(start)?;
-                if idx > 0 {
-                    low = Some(node.key(idx - 1)?.to_vec());
-                }
-                if idx < node.len() {
-                    high = Some(node.key(idx)?.to_vec());
-                }
+                bounds.narrow(&node, idx)?;
                 id = node.child(idx)?;
                 page = pool.get(id)?;
             }
             Some(PageType::Leaf) => {
-                let found = leaf_seek(pool, &page, id, high.as_deref(), start, range, key, value);
-                *memo = Some(LeafMemo { version: Arc::downgrade(version), id, page, low, high });
+                let found = leaf_seek(pool, &page, id, bounds.high(), start, range, key, value);
+                *memo = Some(LeafMemo { version: Arc::downgrade(version), id, page, bounds });
                 return found;
             }
             _ => return Err(Error::corrupt_page(DATA_FILE, id, "expected a tree node")),

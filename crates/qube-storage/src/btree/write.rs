@@ -100,15 +100,16 @@ pub(super) struct Buffers {
     scratch: Vec<u8>,
     cells: Vec<u8>,
     spans: Vec<(usize, usize)>,
+    /// The remembered leaf: here so that its bounds' buffers outlive a
+    /// batch (`Txn::new` forgets the leaf).
+    hint: LeafHint,
 }
 
 /// The leaf of the last insert and its key range (see the module doc).
 #[derive(Default)]
 struct LeafHint {
     leaf: Option<PageId>,
-    /// Inclusive lower and exclusive upper bound; None: unbounded.
-    low: Option<Vec<u8>>,
-    high: Option<Vec<u8>>,
+    bounds: KeyBounds,
 }
 
 /// Whether `key` lies in `low ≤ key < high` (None: unbounded), the key
@@ -118,23 +119,52 @@ pub(super) fn in_bounds(low: Option<&[u8]>, high: Option<&[u8]>, key: &[u8]) -> 
     low.is_none_or(|l| l <= key) && high.is_none_or(|h| key < h)
 }
 
-impl LeafHint {
-    fn covers(&self, key: &[u8]) -> bool {
-        in_bounds(self.low.as_deref(), self.high.as_deref(), key)
+/// The key range `low ≤ key < high` the separators met on a descent give
+/// a leaf. Clearing it keeps the bounds' buffers, so a descent copies the
+/// separators without allocating (a commit descends a dozen times, and a
+/// hinted reader at every miss).
+#[derive(Default)]
+pub(super) struct KeyBounds {
+    low: Vec<u8>,
+    high: Vec<u8>,
+    has_low: bool,
+    has_high: bool,
+}
+
+impl KeyBounds {
+    /// Unbounded on both sides.
+    pub fn clear(&mut self) {
+        self.has_low = false;
+        self.has_high = false;
+    }
+
+    pub fn low(&self) -> Option<&[u8]> {
+        self.has_low.then_some(&self.low[..])
+    }
+
+    pub fn high(&self) -> Option<&[u8]> {
+        self.has_high.then_some(&self.high[..])
+    }
+
+    pub fn set_low(&mut self, key: &[u8]) {
+        self.low.clear();
+        self.low.extend_from_slice(key);
+        self.has_low = true;
+    }
+
+    pub fn covers(&self, key: &[u8]) -> bool {
+        in_bounds(self.low(), self.high(), key)
     }
 
     /// Narrows the range to child `idx` of an internal node (see `Node::child`).
-    fn narrow(&mut self, node: &Node, idx: usize) -> Result<()> {
-        let set = |slot: &mut Option<Vec<u8>>, k: &[u8]| {
-            let v = slot.get_or_insert_with(Vec::new);
-            v.clear();
-            v.extend_from_slice(k);
-        };
+    pub fn narrow(&mut self, node: &Node, idx: usize) -> Result<()> {
         if idx > 0 {
-            set(&mut self.low, node.key(idx - 1)?);
+            self.set_low(node.key(idx - 1)?);
         }
         if idx < node.len() {
-            set(&mut self.high, node.key(idx)?);
+            self.high.clear();
+            self.high.extend_from_slice(node.key(idx)?);
+            self.has_high = true;
         }
         Ok(())
     }
@@ -152,7 +182,6 @@ pub(super) struct Txn<'a> {
     pub root: PageId,
     pub keys: u64,
     pub lsn: u64,
-    hint: LeafHint,
     /// The leaf and slot of the last insert (see `split_leaf`).
     last_insert: Option<(PageId, usize)>,
 }
@@ -169,6 +198,7 @@ impl<'a> Txn<'a> {
         keys: u64,
         lsn: u64,
     ) -> Txn<'a> {
+        bufs.hint.leaf = None;
         Txn {
             pool,
             file,
@@ -182,7 +212,6 @@ impl<'a> Txn<'a> {
             root,
             keys,
             lsn,
-            hint: LeafHint::default(),
             last_insert: None,
         }
     }
@@ -267,7 +296,7 @@ impl<'a> Txn<'a> {
         if self.private.len() <= self.private_limit {
             return Ok(());
         }
-        self.hint.leaf = None;
+        self.bufs.hint.leaf = None;
         for (id, mut page) in self.private.drain() {
             set_lsn(Arc::make_mut(&mut page), self.lsn);
             self.file.write_page(id, &page)?;
@@ -339,9 +368,8 @@ impl<'a> Txn<'a> {
         if self.insert_at_hint(key, cell)? {
             return Ok(());
         }
-        self.hint.leaf = None;
-        self.hint.low = None;
-        self.hint.high = None;
+        self.bufs.hint.leaf = None;
+        self.bufs.hint.bounds.clear();
         if self.root == 0 {
             let id = self.new_page(PageType::Leaf);
             let p = self.page_mut(id)?;
@@ -361,8 +389,8 @@ impl<'a> Txn<'a> {
     /// Inserts into the remembered leaf if the key belongs there, is new
     /// and fits (see the module doc); false if the caller must descend.
     fn insert_at_hint(&mut self, key: &[u8], cell: &[u8]) -> Result<bool> {
-        let Some(id) = self.hint.leaf else { return Ok(false) };
-        if !self.hint.covers(key) {
+        let Some(id) = self.bufs.hint.leaf else { return Ok(false) };
+        if !self.bufs.hint.bounds.covers(key) {
             return Ok(false);
         }
         let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
@@ -415,7 +443,7 @@ impl<'a> Txn<'a> {
         prev: &'b [u8],
         ops: &mut crate::batch::Ops<'b>,
     ) -> Result<()> {
-        let Some(id) = self.hint.leaf else { return Ok(()) };
+        let Some(id) = self.bufs.hint.leaf else { return Ok(()) };
         let Some(arc) = self.private.get_mut(&id) else { return Ok(()) };
         let node = Node::new(arc, id)?;
         let n = node.len();
@@ -426,7 +454,7 @@ impl<'a> Txn<'a> {
             return Ok(());
         }
         let plen = node.prefix_len();
-        let high = self.hint.high.as_deref();
+        let high = self.bufs.hint.bounds.high();
         let mut m = NodeMut { p: Arc::make_mut(arc) };
         let (mut prev, mut added) = (prev, 0);
         loop {
@@ -457,8 +485,8 @@ impl<'a> Txn<'a> {
     /// leaf's range that the leaf lacks is in no leaf: nothing to delete.
     /// (GC deletes the old versions of a key, which lie side by side.)
     fn delete_at_hint(&mut self, key: &[u8]) -> Result<bool> {
-        let Some(id) = self.hint.leaf else { return Ok(false) };
-        if !self.hint.covers(key) {
+        let Some(id) = self.bufs.hint.leaf else { return Ok(false) };
+        if !self.bufs.hint.bounds.covers(key) {
             return Ok(false);
         }
         let Some(arc) = self.private.get_mut(&id) else { return Ok(false) };
@@ -534,7 +562,7 @@ impl<'a> Txn<'a> {
                 }
                 if !full && m.fits(cell.len()) {
                     m.insert(pos, cell, &mut bufs.scratch);
-                    self.hint.leaf = Some(nid);
+                    self.bufs.hint.leaf = Some(nid);
                     self.last_insert = Some((nid, pos));
                     return Ok(Change::Done(nid));
                 }
@@ -543,7 +571,7 @@ impl<'a> Txn<'a> {
             Some(PageType::Internal) => {
                 let idx = node.child_index(key)?;
                 let child = node.child(idx)?;
-                self.hint.narrow(&node, idx)?;
+                self.bufs.hint.bounds.narrow(&node, idx)?;
                 drop(page);
                 match self.insert_rec(child, key, cell, depth + 1)? {
                     Change::None => Ok(Change::None),
@@ -718,11 +746,9 @@ impl<'a> Txn<'a> {
             let right = self.new_page(PageType::Leaf);
             NodeMut { p: self.page_mut(right)? }.push(cell);
             let sep = leaf_key(cell).to_vec();
-            self.hint.leaf = Some(right);
+            self.bufs.hint.leaf = Some(right);
             self.last_insert = Some((right, 0));
-            let low = self.hint.low.get_or_insert_with(Vec::new);
-            low.clear();
-            low.extend_from_slice(&sep);
+            self.bufs.hint.bounds.set_low(&sep);
             return Ok(Change::Split(nid, sep, right));
         }
         let sequential = pos > 0 && self.last_insert == Some((nid, pos - 1));
@@ -775,9 +801,8 @@ impl<'a> Txn<'a> {
         // The descent narrows the remembered range afresh, and remembers
         // the leaf only if nothing above it changes (no merge, no move
         // between siblings, which change leaves' ranges).
-        self.hint.leaf = None;
-        self.hint.low = None;
-        self.hint.high = None;
+        self.bufs.hint.leaf = None;
+        self.bufs.hint.bounds.clear();
         if self.root == 0 {
             return Ok(());
         }
@@ -857,7 +882,7 @@ impl<'a> Txn<'a> {
         if cur >= limit
             && *budget > 0
             && !self.is_owned(cur)
-            && self.alloc.free.first().is_some_and(|&f| f < cur)
+            && self.alloc.free.first().is_some_and(|f| f < cur)
         {
             cur = self.make_mut(cur)?;
             *budget -= 1;
@@ -916,13 +941,13 @@ impl<'a> Txn<'a> {
                     return Ok(Change::Underfull(nid));
                 }
                 // Its ancestors only relink: its range stays (`delete_at_hint`).
-                self.hint.leaf = Some(nid);
+                self.bufs.hint.leaf = Some(nid);
                 Ok(Change::Done(nid))
             }
             Some(PageType::Internal) => {
                 let idx = node.child_index(key)?;
                 let child = node.child(idx)?;
-                self.hint.narrow(&node, idx)?;
+                self.bufs.hint.bounds.narrow(&node, idx)?;
                 drop(page);
                 match self.delete_rec(child, key, depth + 1)? {
                     Change::None => Ok(Change::None),
