@@ -186,8 +186,16 @@ pub struct QueryResult {
 
 impl QueryResult {
     fn command(tag: impl Into<String>) -> QueryResult {
-        QueryResult { columns: Arc::new([]), rows: Vec::new(), tag: tag.into() }
+        QueryResult { columns: no_columns(), rows: Vec::new(), tag: tag.into() }
     }
+}
+
+/// The columns of a statement that returns no rows: one shared empty
+/// list (`Arc::new([])` allocates its counts at each call, and BEGIN,
+/// UPDATE and COMMIT each make one).
+pub(crate) fn no_columns() -> Arc<[Column]> {
+    static EMPTY: std::sync::LazyLock<Arc<[Column]>> = std::sync::LazyLock::new(|| Arc::new([]));
+    EMPTY.clone()
 }
 
 pub(crate) struct Shared {

@@ -71,7 +71,7 @@ pub fn ddl(
                 } else if cv.if_not_exists {
                     crate::notice::skipping_existing("42P07", "relation", &name);
                     return Ok(QueryResult {
-                        columns: std::sync::Arc::new([]),
+                        columns: crate::session::no_columns(),
                         rows: vec![],
                         tag: "CREATE VIEW".into(),
                     });
@@ -264,7 +264,7 @@ fn first_words(s: &ast::Statement) -> String {
 }
 
 pub(crate) fn done(tag: &str) -> QueryResult {
-    QueryResult { columns: std::sync::Arc::new([]), rows: vec![], tag: tag.into() }
+    QueryResult { columns: crate::session::no_columns(), rows: vec![], tag: tag.into() }
 }
 
 fn create_table(

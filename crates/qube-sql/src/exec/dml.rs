@@ -808,7 +808,7 @@ impl Returned {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(crate::session::no_columns);
         QueryResult { columns, rows: self.rows, tag }
     }
 }
