@@ -1030,13 +1030,17 @@ impl Conn<'_> {
         if let Some(target) = deallocate_target(&sql) {
             return self.deallocate(target);
         }
-        let shape = shape(&sql);
+        // One pass over the text finds its numbers, for the engine's plan
+        // reuse (`prepare_simple_text`), and gives its shape; texts the
+        // engine does not read that way get ours.
+        let text = qube_sql::session::SimpleText::new(&sql);
+        let shape = text.shape().unwrap_or_else(|| shape(&sql));
         let inline = self.shape_was_short(shape, &sql);
         // The closure's result: whether it ran a COPY (which must not run
         // inline next time).
         let (copied, short) = self
             .run(inline, move |s, em| {
-                let p = match s.prepare_simple(&sql) {
+                let p = match s.prepare_simple_text(&sql, text) {
                     Ok(p) => p,
                     Err(e) => {
                         s.fail_transaction();

@@ -49,6 +49,8 @@ pub struct Scan {
     /// The text with its numbers replaced by class markers.
     pub key: String,
     pub numbers: Vec<Number>,
+    /// Whether the text holds a string literal (`'…'`).
+    pub strings: bool,
 }
 
 /// One numeric literal of the text.
@@ -56,11 +58,42 @@ pub struct Number {
     /// Byte range in the text.
     pub start: usize,
     pub end: usize,
-    /// Line and column (1-based, in characters) of its first character,
-    /// as the parser's spans give them.
-    pub line: u64,
-    pub column: u64,
     pub class: Class,
+}
+
+impl Scan {
+    /// A hash of the key: the same for texts that differ only in their
+    /// numbers (the wire protocol remembers per shape whether a statement
+    /// ran short). Multiply-rotate over 8-byte words, as the executor's
+    /// `FastHasher`.
+    pub fn shape(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut h = crate::exec::FastHasher::default();
+        h.write(self.key.as_bytes());
+        h.finish()
+    }
+}
+
+/// Line and column (1-based, in characters) of each number's first
+/// character, as the parser's spans give them: needed only when a text
+/// is parsed (`parameterize`), so `scan` leaves them out.
+fn positions(sql: &str, numbers: &[Number]) -> Vec<(u64, u64)> {
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut pos = 0;
+    let mut out = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        for &c in &sql.as_bytes()[pos..n.start] {
+            if c == b'\n' {
+                line += 1;
+                column = 1;
+            } else if c & 0xC0 != 0x80 {
+                column += 1;
+            }
+        }
+        pos = n.start;
+        out.push((line, column));
+    }
+    out
 }
 
 /// The type a numeric literal has (the binder's `number`).
@@ -101,8 +134,22 @@ impl Class {
     }
 }
 
+/// Bytes that continue a name or number: ASCII letters and digits, `_`,
+/// and every byte of a multi-byte character (a table: the scanner asks
+/// for every byte of the text).
+static IDENT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        i += 1;
+    }
+    t
+};
+
 fn ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+    IDENT[usize::from(b)]
 }
 
 /// Where the string or quoted name opening at `b[start]` ends (just past
@@ -128,22 +175,10 @@ pub fn scan(sql: &str) -> Option<Scan> {
     }
     let mut key = String::with_capacity(b.len());
     let mut numbers = Vec::new();
-    let (mut line, mut column) = (1u64, 1u64);
+    let mut strings = false;
     let mut i = 0;
     // Where the text copied verbatim into the key starts.
     let mut copied = 0;
-    // Advances line/column over b[from..to].
-    let advance = |from: usize, to: usize, line: &mut u64, column: &mut u64| {
-        for &c in &b[from..to] {
-            if c == b'\n' {
-                *line += 1;
-                *column = 1;
-            } else if c & 0xC0 != 0x80 {
-                *column += 1;
-            }
-        }
-    };
-    let mut pos = 0; // line/column are those of b[pos]
     while i < b.len() {
         let c = b[i];
         match c {
@@ -153,6 +188,7 @@ pub fn scan(sql: &str) -> Option<Scan> {
                     // E'…', B'…', X'…', U&'…' and the like.
                     return None;
                 }
+                strings |= c == b'\'';
                 i = quoted_end(b, i)?;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -213,13 +249,11 @@ pub fn scan(sql: &str) -> Option<Scan> {
                     // 1abc, 1_000, 0x1F, 1.2.3: not ours to read.
                     return None;
                 }
-                advance(pos, start, &mut line, &mut column);
-                pos = start;
                 let class = Class::of(&sql[start..i]);
                 key.push_str(&sql[copied..start]);
                 key.push_str(class.marker());
                 copied = i;
-                numbers.push(Number { start, end: i, line, column, class });
+                numbers.push(Number { start, end: i, class });
             }
             _ if ident_byte(c) => {
                 while i < b.len() && ident_byte(b[i]) {
@@ -236,7 +270,7 @@ pub fn scan(sql: &str) -> Option<Scan> {
         return None;
     }
     key.push_str(&sql[copied..]);
-    Some(Scan { key, numbers })
+    Some(Scan { key, numbers, strings })
 }
 
 /// Replaces the numbers of `stmt` in value positions by parameters (see
@@ -252,9 +286,10 @@ pub struct Params {
     pub negated: Vec<Option<Class>>,
 }
 
-pub fn parameterize(stmt: &mut ast::Statement, numbers: &[Number]) -> Params {
+pub fn parameterize(stmt: &mut ast::Statement, sql: &str, numbers: &[Number]) -> Params {
     let mut w = Walker {
         numbers,
+        at: positions(sql, numbers),
         params: vec![None; numbers.len()],
         negated: vec![None; numbers.len()],
         next: 0,
@@ -286,6 +321,8 @@ pub fn parameterize(stmt: &mut ast::Statement, numbers: &[Number]) -> Params {
 
 struct Walker<'a> {
     numbers: &'a [Number],
+    /// Each number's line and column (`positions`).
+    at: Vec<(u64, u64)>,
     params: Vec<Option<usize>>,
     negated: Vec<Option<Class>>,
     next: usize,
@@ -398,8 +435,7 @@ impl Walker<'_> {
     /// parameter yet.
     fn seen(&self, v: &ast::ValueWithSpan) -> Option<usize> {
         let start = v.span.start;
-        let i =
-            self.numbers.iter().position(|n| n.line == start.line && n.column == start.column)?;
+        let i = self.at.iter().position(|&at| at == (start.line, start.column))?;
         self.params[i].is_none().then_some(i)
     }
 
@@ -452,9 +488,14 @@ mod tests {
             key("SELECT \"col 7\", 8 -- 9\n/* 10 /* 11 */ */").as_deref(),
             Some("SELECT \"col 7\", \u{1}i -- 9\n/* 10 /* 11 */ */")
         );
-        let s = scan("SELECT\n  x = 12,\n y = 1e5").unwrap();
-        let at: Vec<_> = s.numbers.iter().map(|n| (n.line, n.column, n.class)).collect();
-        assert_eq!(at, [(2, 7, Class::Int4), (3, 6, Class::Numeric)]);
+        let sql = "SELECT\n  x = 12,\n y = 1e5";
+        let s = scan(sql).unwrap();
+        let classes: Vec<_> = s.numbers.iter().map(|n| n.class).collect();
+        assert_eq!(classes, [Class::Int4, Class::Numeric]);
+        assert_eq!(positions(sql, &s.numbers), [(2, 7), (3, 6)]);
+        // Characters, not bytes: `é` is two bytes and one column.
+        let sql = "SELECT 'é', 5";
+        assert_eq!(positions(sql, &scan(sql).unwrap().numbers), [(1, 13)]);
     }
 
     #[test]
@@ -477,7 +518,7 @@ mod tests {
     fn params_of(sql: &str) -> (Vec<Option<usize>>, String) {
         let s = scan(sql).unwrap();
         let mut stmts = crate::session::parse(sql).unwrap();
-        let p = parameterize(&mut stmts[0], &s.numbers);
+        let p = parameterize(&mut stmts[0], sql, &s.numbers);
         (p.params, stmts[0].to_string())
     }
 
@@ -489,7 +530,11 @@ mod tests {
             "SELECT 1 FROM t WHERE a = -2147483648 AND b = -2147483649 AND c > -2.5",
         )
         .unwrap();
-        let p = parameterize(&mut stmts[0], &s.numbers);
+        let p = parameterize(
+            &mut stmts[0],
+            "SELECT 1 FROM t WHERE a = -2147483648 AND b = -2147483649 AND c > -2.5",
+            &s.numbers,
+        );
         // `SELECT 1`: not a value position.
         assert_eq!(p.params, [None, Some(0), Some(1), Some(2)]);
         assert_eq!(p.negated, [None, Some(Class::Int4), Some(Class::Int8), Some(Class::Numeric)]);

@@ -482,7 +482,7 @@ impl Database {
             default_isolation: Isolation::ReadCommitted,
             block_marks: BlockMarks::default(),
             plans: crate::exec::FastMap::default(),
-            simple: HashMap::new(),
+            simple: Default::default(),
             sql_prepared: HashMap::new(),
             plan_key: None,
             zone: (datetime::Zone::UTC, "UTC".into()),
@@ -597,6 +597,27 @@ impl Drop for Stmts {
                 dismantle(s);
             }
         }
+    }
+}
+
+/// A simple-query text read once for its numbers (`autoparam::scan`),
+/// for [`Session::prepare_simple_text`].
+pub struct SimpleText {
+    scan: Option<crate::autoparam::Scan>,
+}
+
+impl SimpleText {
+    pub fn new(sql: &str) -> SimpleText {
+        SimpleText { scan: crate::autoparam::scan(sql) }
+    }
+
+    /// A hash of the text with its numbers left out, the same for texts
+    /// that differ only in them; None if the text is not read that way
+    /// (it has no numbers, or forms the scanner leaves alone) or holds a
+    /// string literal (the key keeps strings, and a caller's shape may
+    /// want them left out as well).
+    pub fn shape(&self) -> Option<u64> {
+        self.scan.as_ref().filter(|s| !s.strings).map(crate::autoparam::Scan::shape)
     }
 }
 
@@ -862,7 +883,7 @@ pub struct Session {
     /// Bound plans of prepared statements, by (prepared id, statement).
     plans: crate::exec::FastMap<(u64, usize), CachedPlan>,
     /// Statement texts of the simple protocol, by key (`prepare_simple`).
-    simple: HashMap<String, SimpleEntry>,
+    simple: crate::exec::FastMap<String, SimpleEntry>,
     /// Statements of SQL's `PREPARE name AS …`, by name, with their
     /// parameters' types (`EXECUTE`, `DEALLOCATE`).
     sql_prepared: HashMap<String, (Prepared, Vec<DataType>)>,
@@ -950,7 +971,13 @@ impl Session {
     /// parsed statement and bound plan, with the numbers as parameter
     /// values (`autoparam`). Execute it with no parameters.
     pub fn prepare_simple(&mut self, sql: &str) -> Result<Prepared> {
-        let Some(scan) = crate::autoparam::scan(sql) else {
+        self.prepare_simple_text(sql, SimpleText::new(sql))
+    }
+
+    /// `prepare_simple` of a text the caller has already read with
+    /// [`SimpleText::new`] (the wire protocol reads it for its shape).
+    pub fn prepare_simple_text(&mut self, sql: &str, text: SimpleText) -> Result<Prepared> {
+        let Some(scan) = text.scan else {
             return self.prepare(sql);
         };
         if let Some(e) = self.simple.get(&scan.key)
@@ -979,7 +1006,7 @@ impl Session {
         let Some(Stmts(stmts)) = Arc::get_mut(&mut p.stmts) else { return Ok(p) };
         let Some(Stmt::Sql(stmt)) = stmts.first_mut() else { return Ok(p) };
         let crate::autoparam::Params { params, negated } =
-            crate::autoparam::parameterize(stmt, &scan.numbers);
+            crate::autoparam::parameterize(stmt, sql, &scan.numbers);
         if params.iter().all(Option::is_none) {
             return Ok(p);
         }
@@ -3115,6 +3142,22 @@ fn default_mode(iso: Isolation, read_only: bool) -> Mode {
 #[cfg(test)]
 mod tests {
     use super::select_tag;
+
+    #[test]
+    fn simple_texts_share_a_shape_when_only_their_numbers_differ() {
+        let shape = |sql: &str| super::SimpleText::new(sql).shape();
+        let a = shape("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
+        assert!(a.is_some());
+        assert_eq!(a, shape("SELECT abalance FROM pgbench_accounts WHERE aid = 7;"));
+        assert_ne!(a, shape("SELECT abalance FROM pgbench_accounts WHERE bid = 7;"));
+        // Another class of number is another shape (it binds another type).
+        assert_ne!(a, shape("SELECT abalance FROM pgbench_accounts WHERE aid = 3000000000;"));
+        // No numbers, or a string literal: no shape from the engine.
+        assert_eq!(shape("SELECT abalance FROM pgbench_accounts"), None);
+        assert_eq!(shape("SELECT 1 WHERE 'a' = 'b'"), None);
+        // A quoted name is not a string.
+        assert!(shape("SELECT \"x\" FROM t WHERE id = 1").is_some());
+    }
 
     #[test]
     fn select_tag_writes_the_count_in_decimal() {
