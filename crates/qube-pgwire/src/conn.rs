@@ -1435,7 +1435,10 @@ fn simple_statements(s: &mut Session, em: &mut Emitter, p: &Prepared) {
 /// A hash of a statement's text with its numbers and quoted strings left
 /// out: texts that differ only in their literals (pgbench's simple
 /// protocol, an ORM that inlines values) share a shape, and with it
-/// whether they ran short (`Conn::run`).
+/// whether they ran short (`Conn::run`). A simple query takes the
+/// engine's shape instead when it has one (`SimpleText::shape`: the text
+/// has numbers and no strings), which comes from the scan the engine
+/// needs anyway; Parse texts, and simple ones without, take this.
 fn shape(sql: &str) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let b = sql.as_bytes();
