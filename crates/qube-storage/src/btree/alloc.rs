@@ -170,8 +170,10 @@ impl FreeSet {
         Some(self.low as u64 * 64 + u64::from(self.words[self.low].trailing_zeros()))
     }
 
-    pub fn first(&self) -> Option<PageId> {
-        self.iter().next()
+    /// The lowest id (moves `low` up to it, so that repeated calls, as
+    /// compaction makes per node it visits, do not rescan empty words).
+    pub fn first(&mut self) -> Option<PageId> {
+        self.lowest()
     }
 
     pub fn pop_first(&mut self) -> Option<PageId> {
