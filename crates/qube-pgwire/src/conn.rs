@@ -246,6 +246,28 @@ async fn read_frame(
     }
 }
 
+/// A Query's text, or a Parse's statement name or text, that is not
+/// UTF-8: PostgreSQL's error for it (22021), given before anything runs.
+/// pgwire (Parse) and `hot::read` (Query) read such text lossily, with
+/// U+FFFD for the bad bytes, which would change a string literal silently.
+/// (A frame too short to hold the strings is `well_formed`'s to refuse.)
+fn text_not_utf8(kind: u8, body: &[u8]) -> Option<Error> {
+    let strings = match kind {
+        b'Q' => 1,
+        b'P' => 2,
+        _ => return None,
+    };
+    let mut rest = body;
+    for _ in 0..strings {
+        let end = rest.iter().position(|b| *b == 0)?;
+        if let Err(e) = types::utf8_str(&rest[..end]) {
+            return Some(e);
+        }
+        rest = &rest[end + 1..];
+    }
+    None
+}
+
 /// Decodes one frame with pgwire, which must consume it exactly. pgwire's
 /// decoders index and `get_*` without bounds checks, so a malformed body
 /// panics: that panic is caught and becomes a protocol violation.
@@ -719,6 +741,7 @@ impl Conn<'_> {
             // Bind, Describe, Execute, Sync and Query are read in place
             // (`hot`).
             let kind = frame[0];
+            let bad_text = text_not_utf8(kind, &frame[5..]);
             let held;
             let msg = if hot::is_hot(&frame) {
                 if !well_formed(kind, &frame[5..]) {
@@ -744,6 +767,21 @@ impl Conn<'_> {
                 _ => StrayCopy::No,
             };
             if extended && self.skip_to_sync {
+                continue;
+            }
+            if let Some(e) = bad_text {
+                if kind == b'Q' {
+                    // As a statement's error in a simple query: the block,
+                    // if any, fails, and the client gets ReadyForQuery.
+                    self.session()?.fail_transaction();
+                    put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
+                    self.ready_for_query()?;
+                    self.flush().await?;
+                    continue;
+                }
+                self.session()?.fail_transaction();
+                put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
+                self.skip_to_sync = true;
                 continue;
             }
             let r = match msg {

@@ -176,9 +176,25 @@ fn utf8(b: &[u8]) -> Result<String> {
     utf8_str(b).map(str::to_owned)
 }
 
-fn utf8_str(b: &[u8]) -> Result<&str> {
-    std::str::from_utf8(b)
-        .map_err(|_| Error::user("22021", "invalid byte sequence for encoding \"UTF8\""))
+/// `b` as UTF-8, or PostgreSQL's error naming the bad sequence as it
+/// does: the bytes a character starting there would take (by its first
+/// byte, at most those left), `invalid byte sequence for encoding "UTF8":
+/// 0xe2 0x28 0xa1`.
+pub(crate) fn utf8_str(b: &[u8]) -> Result<&str> {
+    std::str::from_utf8(b).map_err(|e| {
+        let bad = &b[e.valid_up_to()..];
+        let len = match bad.first().copied().unwrap_or(0) {
+            c if c & 0xe0 == 0xc0 => 2,
+            c if c & 0xf0 == 0xe0 => 3,
+            c if c & 0xf8 == 0xf0 => 4,
+            _ => 1,
+        };
+        let bytes: Vec<String> = bad.iter().take(len).map(|c| format!("0x{c:02x}")).collect();
+        Error::user(
+            "22021",
+            format!("invalid byte sequence for encoding \"UTF8\": {}", bytes.join(" ")),
+        )
+    })
 }
 
 /// A Bind parameter: text of an integer type is read as that type now,

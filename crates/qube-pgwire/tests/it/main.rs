@@ -560,6 +560,89 @@ async fn text_parameters_of_integer_types_are_read_at_bind() {
     srv.stop().await;
 }
 
+/// A Query or Parse whose text is not UTF-8 is refused with 22021 before
+/// anything runs (it used to be read lossily, a string literal's bad
+/// bytes becoming U+FFFD): nothing is inserted, a block it is sent in
+/// fails, the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_text_that_is_not_utf8_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let srv = TestServer::start().await;
+    let mut r = raw::Raw::connect(srv.addr).await;
+    r.query("CREATE TABLE tu (id int, t text)").await;
+    let status = |m: &[raw::Msg]| m.last().filter(|m| m.0 == b'Z').map(|m| m.1[0]);
+
+    // Simple query: an error, then ReadyForQuery, idle.
+    let bad = b"INSERT INTO tu VALUES (1, 'a\xffb')\0";
+    r.send(b'Q', bad).await;
+    let m = r.until_ready().await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"), "{m:?}");
+    assert_eq!(status(&m), Some(b'I'));
+    // The message names the bad sequence as PostgreSQL 15 does (checked
+    // against it): the bytes its first byte calls for, at most those left.
+    for (text, bytes) in [
+        (&b"INSERT INTO tu VALUES (1, 'a\xffb')\0"[..], "0xff"),
+        (b"SELECT 'caf\xc3'\0", "0xc3 0x27"),
+        (b"SELECT 'x\xe2\x28\xa1'\0", "0xe2 0x28 0xa1"),
+        (b"SELECT 1 -- \xfe\0", "0xfe"),
+        (b"SELECT 'ab\xf0\x9f'\0", "0xf0 0x9f 0x27"),
+    ] {
+        r.send(b'Q', text).await;
+        let m = r.until_ready().await;
+        assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"), "{m:?}");
+        let want = format!("invalid byte sequence for encoding \"UTF8\": {bytes}");
+        assert_eq!(raw::error_field(&m, b'M'), Some(want));
+    }
+
+    // Inside a block, the block fails, as after any statement's error.
+    r.query("BEGIN").await;
+    r.send(b'Q', bad).await;
+    let m = r.until_ready().await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"));
+    assert_eq!(status(&m), Some(b'E'));
+    let m = r.query("ROLLBACK").await;
+    assert_eq!(status(&m), Some(b'I'));
+
+    // Parse: the error, the rest skipped until Sync, which is answered.
+    let mut parse = Vec::new();
+    raw::cstr(&mut parse, "");
+    parse.extend_from_slice(b"INSERT INTO tu VALUES (2, '\x80')\0");
+    parse.extend_from_slice(&[0, 0]);
+    let mut bind = Vec::new();
+    raw::cstr(&mut bind, "");
+    raw::cstr(&mut bind, "");
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut execute = Vec::new();
+    raw::cstr(&mut execute, "");
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    let all = [
+        raw::frame(b'P', &parse),
+        raw::frame(b'B', &bind),
+        raw::frame(b'E', &execute),
+        raw::frame(b'S', &[]),
+    ]
+    .concat();
+    r.stream.write_all(&all).await.unwrap();
+    let m = r.until_ready().await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"), "{m:?}");
+    assert_eq!(m.iter().filter(|m| m.0 == b'E').count(), 1, "{m:?}");
+    assert_eq!(status(&m), Some(b'I'));
+    // A bad statement name is refused the same way.
+    let mut parse = Vec::new();
+    parse.extend_from_slice(b"s\xff\0SELECT 1\0");
+    parse.extend_from_slice(&[0, 0]);
+    r.stream.write_all(&[raw::frame(b'P', &parse), raw::frame(b'S', &[])].concat()).await.unwrap();
+    let m = r.until_ready().await;
+    assert_eq!(raw::error_field(&m, b'C').as_deref(), Some("22021"), "{m:?}");
+
+    // Nothing was inserted; valid UTF-8 beyond ASCII goes through.
+    r.query("INSERT INTO tu VALUES (3, 'café ✓')").await;
+    let m = r.query("SELECT id, t FROM tu").await;
+    let row = vec![Some("3".to_string()), Some("café ✓".to_string())];
+    assert_eq!(raw::data_rows(&m), vec![row], "{m:?}");
+    srv.stop().await;
+}
+
 /// Bind to the unnamed portal again before a Sync replaces it; a named
 /// portal lives beside it; in a transaction block the unnamed portal
 /// outlives Sync, outside one it does not.
