@@ -246,19 +246,14 @@ async fn read_frame(
     }
 }
 
-/// A Query's text, or a Parse's statement name or text, that is not
-/// UTF-8: PostgreSQL's error for it (22021), given before anything runs.
-/// pgwire (Parse) and `hot::read` (Query) read such text lossily, with
-/// U+FFFD for the bad bytes, which would change a string literal silently.
-/// (A frame too short to hold the strings is `well_formed`'s to refuse.)
-fn text_not_utf8(kind: u8, body: &[u8]) -> Option<Error> {
-    let strings = match kind {
-        b'Q' => 1,
-        b'P' => 2,
-        _ => return None,
-    };
+/// A Parse whose statement name or text is not UTF-8: PostgreSQL's error
+/// for it (22021), given before anything runs. pgwire reads such text
+/// lossily, with U+FFFD for the bad bytes, which would change a string
+/// literal silently (a Query's text is checked as `hot` reads it). A body
+/// too short to hold the strings is left to pgwire's decoding to refuse.
+fn parse_not_utf8(body: &[u8]) -> Option<Error> {
     let mut rest = body;
-    for _ in 0..strings {
+    for _ in 0..2 {
         let end = rest.iter().position(|b| *b == 0)?;
         if let Err(e) = types::utf8_str(&rest[..end]) {
             return Some(e);
@@ -741,7 +736,7 @@ impl Conn<'_> {
             // Bind, Describe, Execute, Sync and Query are read in place
             // (`hot`).
             let kind = frame[0];
-            let bad_text = text_not_utf8(kind, &frame[5..]);
+            let bad_parse = if kind == b'P' { parse_not_utf8(&frame[5..]) } else { None };
             let held;
             let msg = if hot::is_hot(&frame) {
                 if !well_formed(kind, &frame[5..]) {
@@ -769,21 +764,6 @@ impl Conn<'_> {
             if extended && self.skip_to_sync {
                 continue;
             }
-            if let Some(e) = bad_text {
-                if kind == b'Q' {
-                    // As a statement's error in a simple query: the block,
-                    // if any, fails, and the client gets ReadyForQuery.
-                    self.session()?.fail_transaction();
-                    put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
-                    self.ready_for_query()?;
-                    self.flush().await?;
-                    continue;
-                }
-                self.session()?.fail_transaction();
-                put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
-                self.skip_to_sync = true;
-                continue;
-            }
             let r = match msg {
                 Msg::Hot(Hot::Bind(b)) => self.bind(b),
                 Msg::Hot(Hot::Describe { target, name }) => self.describe(target, &name),
@@ -795,12 +775,23 @@ impl Conn<'_> {
                     Ok(())
                 }
                 Msg::Hot(Hot::Query(q)) => {
-                    self.simple_query(q.into_owned()).await?;
+                    match q {
+                        Ok(sql) => self.simple_query(sql.to_owned()).await?,
+                        // As a statement's error in a simple query: a block
+                        // it was sent in fails.
+                        Err(e) => {
+                            self.session()?.fail_transaction();
+                            put(&mut self.out, B::ErrorResponse(emit::error_response(&e, "ERROR")));
+                        }
+                    }
                     self.ready_for_query()?;
                     self.flush().await?;
                     Ok(())
                 }
-                Msg::Other(F::Parse(p)) => self.parse(p).await?,
+                Msg::Other(F::Parse(p)) => match bad_parse {
+                    Some(e) => Err(e),
+                    None => self.parse(p).await?,
+                },
                 // Longer than pgwire accepts: it fails to decode them.
                 Msg::Other(F::Query(_) | F::Bind(_)) => return Err(malformed(kind)),
                 Msg::Other(F::Describe(d)) => {
@@ -1071,14 +1062,14 @@ impl Conn<'_> {
         // One pass over the text finds its numbers, for the engine's plan
         // reuse (`prepare_simple_text`), and gives its shape; texts the
         // engine does not read that way get ours.
-        let text = qube_sql::session::SimpleText::new(&sql);
-        let shape = text.shape().unwrap_or_else(|| shape(&sql));
-        let inline = self.shape_was_short(shape, &sql);
+        let text = qube_sql::session::SimpleText::new(sql);
+        let shape = text.shape().unwrap_or_else(|| shape(text.sql()));
+        let inline = self.shape_was_short(shape, text.sql());
         // The closure's result: whether it ran a COPY (which must not run
         // inline next time).
         let (copied, short) = self
             .run(inline, move |s, em| {
-                let p = match s.prepare_simple_text(&sql, text) {
+                let p = match s.prepare_simple_text(text) {
                     Ok(p) => p,
                     Err(e) => {
                         s.fail_transaction();

@@ -31,10 +31,18 @@ const LARGE: usize = 0x3fff_fffe;
 
 /// One of the five messages, borrowing from its frame.
 pub enum Hot<'a> {
-    Query(Cow<'a, str>),
+    /// The text, or PostgreSQL's 22021 if it is not UTF-8 (read lossily,
+    /// a string literal would change silently).
+    Query(qube_sql::Result<&'a str>),
     Bind(BindMsg<'a>),
-    Describe { target: u8, name: Cow<'a, str> },
-    Execute { portal: Cow<'a, str>, max_rows: i32 },
+    Describe {
+        target: u8,
+        name: Cow<'a, str>,
+    },
+    Execute {
+        portal: Cow<'a, str>,
+        max_rows: i32,
+    },
     Sync,
 }
 
@@ -148,7 +156,7 @@ pub fn read(frame: &[u8]) -> Hot<'_> {
             let portal = r.cstr();
             Hot::Execute { portal, max_rows: r.i32() }
         }
-        b'Q' => Hot::Query(r.cstr()),
+        b'Q' => Hot::Query(r.text()),
         _ => Hot::Sync,
     }
 }
@@ -190,6 +198,14 @@ impl<'a> Reader<'a> {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(s),
         }
+    }
+
+    /// A string that must be UTF-8 (`types::utf8_str`).
+    fn text(&mut self) -> qube_sql::Result<&'a str> {
+        let n = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
+        let s = self.take(n);
+        self.take(1);
+        crate::types::utf8_str(s)
     }
 }
 
@@ -252,7 +268,10 @@ mod tests {
         assert!(matches!(read(&frame(b'S', b"")), Hot::Sync));
         let f = frame(b'Q', b"select 1\0");
         let Hot::Query(q) = read(&f) else { panic!("not a Query") };
-        assert_eq!(q, "select 1");
+        assert_eq!(q.ok(), Some("select 1"));
+        let f = frame(b'Q', b"select '\xff'\0");
+        let Hot::Query(q) = read(&f) else { panic!("not a Query") };
+        assert_eq!(q.err().map(|e| e.sqlstate().to_string()).as_deref(), Some("22021"));
     }
 
     #[test]

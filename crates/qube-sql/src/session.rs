@@ -600,15 +600,22 @@ impl Drop for Stmts {
     }
 }
 
-/// A simple-query text read once for its numbers (`autoparam::scan`),
-/// for [`Session::prepare_simple_text`].
+/// A simple-query text and what one read of it found (its numbers,
+/// `autoparam::scan`), for [`Session::prepare_simple_text`]. It holds the
+/// text, so the scan cannot be paired with another.
 pub struct SimpleText {
+    sql: String,
     scan: Option<crate::autoparam::Scan>,
 }
 
 impl SimpleText {
-    pub fn new(sql: &str) -> SimpleText {
-        SimpleText { scan: crate::autoparam::scan(sql) }
+    pub fn new(sql: String) -> SimpleText {
+        let scan = crate::autoparam::scan(&sql);
+        SimpleText { sql, scan }
+    }
+
+    pub fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// A hash of the text with its numbers left out, the same for texts
@@ -971,13 +978,15 @@ impl Session {
     /// parsed statement and bound plan, with the numbers as parameter
     /// values (`autoparam`). Execute it with no parameters.
     pub fn prepare_simple(&mut self, sql: &str) -> Result<Prepared> {
-        self.prepare_simple_text(sql, SimpleText::new(sql))
+        self.prepare_simple_text(SimpleText::new(sql.to_owned()))
     }
 
     /// `prepare_simple` of a text the caller has already read with
     /// [`SimpleText::new`] (the wire protocol reads it for its shape).
-    pub fn prepare_simple_text(&mut self, sql: &str, text: SimpleText) -> Result<Prepared> {
-        let Some(scan) = text.scan else {
+    pub fn prepare_simple_text(&mut self, text: SimpleText) -> Result<Prepared> {
+        let SimpleText { sql, scan } = text;
+        let sql = sql.as_str();
+        let Some(scan) = scan else {
             return self.prepare(sql);
         };
         if let Some(e) = self.simple.get(&scan.key)
@@ -3145,7 +3154,7 @@ mod tests {
 
     #[test]
     fn simple_texts_share_a_shape_when_only_their_numbers_differ() {
-        let shape = |sql: &str| super::SimpleText::new(sql).shape();
+        let shape = |sql: &str| super::SimpleText::new(sql.to_owned()).shape();
         let a = shape("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
         assert!(a.is_some());
         assert_eq!(a, shape("SELECT abalance FROM pgbench_accounts WHERE aid = 7;"));

@@ -108,7 +108,7 @@ impl Allocator {
 
 /// A set of page ids as a bitmap (bit `id % 64` of word `id / 64`), lowest
 /// first (see the module doc).
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct FreeSet {
     words: Vec<u64>,
     len: usize,
@@ -158,8 +158,10 @@ impl FreeSet {
         self.len
     }
 
-    /// The lowest id in the set; moves `low` past the empty words it meets.
-    fn lowest(&mut self) -> Option<PageId> {
+    /// The lowest id in the set. Moves `low` past the empty words it
+    /// meets, so that repeated calls (compaction asks at every node it
+    /// visits) do not scan them again.
+    pub fn first(&mut self) -> Option<PageId> {
         if self.len == 0 {
             self.low = self.words.len();
             return None;
@@ -170,14 +172,8 @@ impl FreeSet {
         Some(self.low as u64 * 64 + u64::from(self.words[self.low].trailing_zeros()))
     }
 
-    /// The lowest id (moves `low` up to it, so that repeated calls, as
-    /// compaction makes per node it visits, do not rescan empty words).
-    pub fn first(&mut self) -> Option<PageId> {
-        self.lowest()
-    }
-
     pub fn pop_first(&mut self) -> Option<PageId> {
-        let id = self.lowest()?;
+        let id = self.first()?;
         self.remove(id);
         Some(id)
     }
@@ -196,16 +192,6 @@ impl FreeSet {
                 })
             })
         })
-    }
-}
-
-impl FromIterator<PageId> for FreeSet {
-    fn from_iter<I: IntoIterator<Item = PageId>>(ids: I) -> Self {
-        let mut set = FreeSet::default();
-        for id in ids {
-            set.insert(id);
-        }
-        set
     }
 }
 
